@@ -1,0 +1,11 @@
+//! antenne: a broadcast media appliance. See `../shared/DESIGN.md` for the shape; each module's
+//! `//!` says what it owns.
+
+pub mod av;
+pub mod cli;
+pub mod config;
+pub mod profile;
+pub mod qc;
+pub mod telemetry;
+pub mod timecode;
+pub mod transcode;
