@@ -1,0 +1,1201 @@
+//! Running a pipeline: one thread demuxes and decodes once; per output a video thread (filter +
+//! encoder) and an audio thread (filter + one encoder per track) feed a mux thread that writes
+//! `<final>.part`, fsyncs it and renames it only when every stream finished. Any error or a
+//! cancel request stops every thread and removes the `.part` files.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use super::graph::{self, Sink, Source};
+use super::hw::{self, Backend, HwDevice};
+use super::{ff, ffi, input, share, AvError};
+
+/// A compiled pipeline: what to read, and for each output the filter chains and encoders.
+#[derive(Debug, Clone)]
+pub struct PipelineSpec {
+    pub input: PathBuf,
+    pub video_stream: Option<usize>,
+    pub audio_streams: Vec<usize>,
+    /// Declared duration of the source; a decode that ends well short of it is a truncated file.
+    pub declared_duration_s: Option<f64>,
+    pub outputs: Vec<OutputSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutputSpec {
+    pub name: String,
+    pub final_path: PathBuf,
+    pub muxer: String,
+    /// Muxer options given at write_header (e.g. `movflags=+faststart`).
+    pub mux_options: Vec<(String, String)>,
+    /// Container metadata (e.g. `timecode`).
+    pub metadata: Vec<(String, String)>,
+    pub video: Option<VideoOut>,
+    pub audio: Option<AudioOut>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldOrder {
+    Tff,
+    Bff,
+}
+
+#[derive(Debug, Clone)]
+pub struct VideoOut {
+    /// Chain from `[in]` to `[out]`.
+    pub filter: String,
+    pub encoder: String,
+    pub backend: Backend,
+    pub frame_rate: (i32, i32),
+    pub bit_rate: Option<u64>,
+    pub max_rate: Option<u64>,
+    pub min_rate: Option<u64>,
+    pub buffer_size: Option<u64>,
+    pub gop: Option<u32>,
+    pub b_frames: Option<u32>,
+    pub closed_gop: bool,
+    /// AVCodecContext.profile / level when the codec takes numbers (MPEG-2).
+    pub profile_id: Option<i32>,
+    pub level_id: Option<i32>,
+    pub interlaced: Option<FieldOrder>,
+    pub bt709: bool,
+    pub sample_aspect: (i32, i32),
+    /// Encoder options (global and private), passed at open.
+    pub options: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AudioOut {
+    /// Graph from `[in0]…` (one per source audio stream, in order) to `[out0]…` (one per track).
+    pub filter: String,
+    pub tracks: Vec<AudioTrack>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AudioTrack {
+    pub encoder: String,
+    pub sample_rate: u32,
+    pub channels: u32,
+    pub bit_rate: Option<u64>,
+    pub options: Vec<(String, String)>,
+}
+
+/// Counters the caller reads while the pipeline runs.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub frames_decoded: AtomicU64,
+    /// Source media time reached, in microseconds.
+    pub media_us: AtomicU64,
+    pub decode_errors: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub frames_decoded: u64,
+    pub decode_errors: u64,
+    pub outputs: Vec<PathBuf>,
+}
+
+/// The sample format an audio encoder takes first (what its filter chain must end in).
+pub fn audio_encoder_format(encoder: &str) -> Option<String> {
+    audio_encoder_sample(encoder).map(|s| s.name().to_string())
+}
+
+fn audio_encoder_sample(encoder: &str) -> Option<ff::format::Sample> {
+    super::init();
+    let codec = ff::encoder::find_by_name(encoder)?;
+    // SAFETY: `sample_fmts` of a registered codec is null or an array terminated by NONE.
+    unsafe {
+        let fmts = (*codec.as_ptr()).sample_fmts;
+        if fmts.is_null() || *fmts == ffi::AVSampleFormat::AV_SAMPLE_FMT_NONE {
+            return None;
+        }
+        Some(ff::format::Sample::from(*fmts))
+    }
+}
+
+/// The pixel formats a video encoder accepts, by name.
+pub fn video_encoder_formats(encoder: &str) -> Vec<String> {
+    super::init();
+    let Some(codec) = ff::encoder::find_by_name(encoder) else {
+        return vec![];
+    };
+    let mut out = vec![];
+    // SAFETY: `pix_fmts` of a registered codec is null or an array terminated by NONE.
+    unsafe {
+        let mut p = (*codec.as_ptr()).pix_fmts;
+        while !p.is_null() && *p != ffi::AVPixelFormat::AV_PIX_FMT_NONE {
+            if let Some(n) = super::cstr_opt(ffi::av_get_pix_fmt_name(*p)) {
+                out.push(n);
+            }
+            p = p.add(1);
+        }
+    }
+    out
+}
+
+/// Whether a muxer of this name exists in the linked FFmpeg.
+pub fn has_muxer(name: &str) -> bool {
+    super::init();
+    let c = std::ffi::CString::new(name).unwrap_or_default();
+    // SAFETY: av_guess_format reads the NUL-terminated name and returns a static or null.
+    unsafe { !ffi::av_guess_format(c.as_ptr(), std::ptr::null(), std::ptr::null()).is_null() }
+}
+
+enum VMsg {
+    Frame(ff::frame::Video),
+    Eof,
+}
+
+enum AMsg {
+    Frame(usize, ff::frame::Audio),
+    Eof,
+}
+
+enum MuxMsg {
+    Ready {
+        stream: usize,
+        params: ff::codec::Parameters,
+        time_base: ff::Rational,
+    },
+    Packet {
+        stream: usize,
+        packet: ff::Packet,
+        time_base: ff::Rational,
+    },
+    Done {
+        stream: usize,
+    },
+}
+
+fn part_path(final_path: &Path) -> PathBuf {
+    let mut s = final_path.as_os_str().to_owned();
+    s.push(".part");
+    PathBuf::from(s)
+}
+
+/// Runs the pipeline to the end. On error or cancel, no output is left under its final name and
+/// no `.part` file remains.
+pub fn run(spec: &PipelineSpec, progress: Arc<Progress>, cancel: Arc<AtomicBool>) -> Result<RunReport, AvError> {
+    super::init();
+    let path = spec.input.clone();
+    let mut ictx = input::open(&path)?;
+    let inv = |what: String| AvError::Invalid {
+        path: path.clone(),
+        what,
+    };
+
+    // Decoders.
+    let start_us = {
+        // SAFETY: reading a plain field of the live input context.
+        let s = unsafe { (*ictx.as_ptr()).start_time };
+        if s == ffi::AV_NOPTS_VALUE {
+            0
+        } else {
+            s
+        }
+    };
+    let mut vdec = None;
+    let mut vtb = ff::Rational::new(1, 25);
+    if let Some(vi) = spec.video_stream {
+        let st = ictx.stream(vi).ok_or_else(|| inv(format!("has no stream {vi}")))?;
+        vtb = st.time_base();
+        let mut ctx = ff::codec::Context::from_parameters(st.parameters()).map_err(|e| AvError::Libav {
+            path: path.clone(),
+            what: format!("video stream {vi}"),
+            source: e,
+        })?;
+        ctx.set_threading(ff::codec::threading::Config {
+            kind: ff::codec::threading::Type::Frame,
+            count: 0,
+            ..Default::default()
+        });
+        vdec = Some(ctx.decoder().video().map_err(|e| AvError::Libav {
+            path: path.clone(),
+            what: format!("no decoder for video stream {vi}"),
+            source: e,
+        })?);
+    }
+    let mut adecs = Vec::new();
+    let mut atbs = Vec::new();
+    for &ai in &spec.audio_streams {
+        let st = ictx.stream(ai).ok_or_else(|| inv(format!("has no stream {ai}")))?;
+        atbs.push(st.time_base());
+        let ctx = ff::codec::Context::from_parameters(st.parameters()).map_err(|e| AvError::Libav {
+            path: path.clone(),
+            what: format!("audio stream {ai}"),
+            source: e,
+        })?;
+        adecs.push(ctx.decoder().audio().map_err(|e| AvError::Libav {
+            path: path.clone(),
+            what: format!("no decoder for audio stream {ai}"),
+            source: e,
+        })?);
+    }
+
+    // Hardware devices for outputs that encode on a GPU.
+    let mut devices: Vec<(Backend, Arc<HwDevice>)> = Vec::new();
+    for o in &spec.outputs {
+        if let Some(v) = &o.video {
+            if v.backend != Backend::Software && !devices.iter().any(|(b, _)| *b == v.backend) {
+                let d = hw::open_device(v.backend).map_err(AvError::Setup)?;
+                devices.push((v.backend, Arc::new(d)));
+            }
+        }
+    }
+
+    // Output threads.
+    let failed = Arc::new(AtomicBool::new(false));
+    let mut vtx: Vec<Sender<VMsg>> = Vec::new();
+    let mut atx: Vec<Sender<AMsg>> = Vec::new();
+    let mut handles: Vec<(String, thread::JoinHandle<Result<(), String>>)> = Vec::new();
+    let mut parts = Vec::new();
+    for o in &spec.outputs {
+        if let Some(parent) = o.final_path.parent() {
+            if !parent.as_os_str().is_empty() && !parent.is_dir() {
+                return Err(AvError::Invalid {
+                    path: parent.to_owned(),
+                    what: "output directory does not exist".into(),
+                });
+            }
+        }
+        let part = part_path(&o.final_path);
+        parts.push(part.clone());
+        let n_streams = o.video.is_some() as usize + o.audio.as_ref().map_or(0, |a| a.tracks.len());
+        let (mtx, mrx) = bounded::<MuxMsg>(256);
+        let out = o.clone();
+        let c = cancel.clone();
+        let fl = failed.clone();
+        let part2 = part.clone();
+        handles.push((
+            o.name.clone(),
+            thread::Builder::new()
+                .name(format!("mux-{}", o.name))
+                .spawn(move || guard(&fl, mux_thread(&out, &part2, n_streams, mrx, &c)))
+                .map_err(|e| AvError::Setup(format!("cannot start a thread: {e}")))?,
+        ));
+        let mut next_stream = 0;
+        if let Some(v) = &o.video {
+            let (tx, rx) = bounded::<VMsg>(8);
+            vtx.push(tx);
+            let v = v.clone();
+            let m = mtx.clone();
+            let dev = devices.iter().find(|(b, _)| *b == v.backend).map(|(_, d)| d.clone());
+            let fl = failed.clone();
+            let c = cancel.clone();
+            handles.push((
+                o.name.clone(),
+                thread::Builder::new()
+                    .name(format!("video-{}", o.name))
+                    .spawn(move || guard(&fl, video_thread(&v, vtb, start_us, rx, m, dev, &c)))
+                    .map_err(|e| AvError::Setup(format!("cannot start a thread: {e}")))?,
+            ));
+            next_stream = 1;
+        }
+        if let Some(a) = &o.audio {
+            let (tx, rx) = bounded::<AMsg>(64);
+            atx.push(tx);
+            let a = a.clone();
+            let m = mtx.clone();
+            let fl = failed.clone();
+            let c = cancel.clone();
+            let first = next_stream;
+            let atbs2 = atbs.clone();
+            let dur = spec.declared_duration_s;
+            handles.push((
+                o.name.clone(),
+                thread::Builder::new()
+                    .name(format!("audio-{}", o.name))
+                    .spawn(move || guard(&fl, audio_thread(&a, first, &atbs2, start_us, dur, rx, m, &c)))
+                    .map_err(|e| AvError::Setup(format!("cannot start a thread: {e}")))?,
+            ));
+        }
+        drop(mtx);
+    }
+
+    // Demux and decode once, fan out to every output.
+    let decode_result = decode_loop(
+        &mut ictx,
+        spec,
+        vdec.as_mut(),
+        &mut adecs,
+        &vtx,
+        &atx,
+        start_us,
+        vtb,
+        &progress,
+        &cancel,
+        &failed,
+    );
+    for t in &vtx {
+        let _ = t.send(VMsg::Eof);
+    }
+    for t in &atx {
+        let _ = t.send(AMsg::Eof);
+    }
+    if decode_result.is_err() {
+        cancel.store(true, Ordering::SeqCst);
+    }
+    drop(vtx);
+    drop(atx);
+    let mut first_err: Option<AvError> = decode_result.err();
+    for (name, h) in handles {
+        let r = h.join().unwrap_or_else(|_| Err("worker thread panicked".into()));
+        if let Err(e) = r {
+            if first_err.is_none() {
+                first_err = Some(if e == "cancelled" {
+                    AvError::Cancelled
+                } else {
+                    AvError::Setup(format!("output {name}: {e}"))
+                });
+            }
+            cancel.store(true, Ordering::SeqCst);
+        }
+    }
+    if first_err.is_none() && cancel.load(Ordering::SeqCst) {
+        first_err = Some(AvError::Cancelled);
+    }
+    if let Some(e) = first_err {
+        for (p, o) in parts.iter().zip(&spec.outputs) {
+            let _ = std::fs::remove_file(p);
+            // Outputs already renamed by a mux thread that finished before another failed.
+            let _ = std::fs::remove_file(&o.final_path);
+        }
+        return Err(e);
+    }
+    Ok(RunReport {
+        frames_decoded: progress.frames_decoded.load(Ordering::Relaxed),
+        decode_errors: progress.decode_errors.load(Ordering::Relaxed),
+        outputs: spec.outputs.iter().map(|o| o.final_path.clone()).collect(),
+    })
+}
+
+fn guard(failed: &AtomicBool, r: Result<(), String>) -> Result<(), String> {
+    if r.is_err() {
+        failed.store(true, Ordering::SeqCst);
+    }
+    r
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decode_loop(
+    ictx: &mut ff::format::context::Input,
+    spec: &PipelineSpec,
+    mut vdec: Option<&mut ff::decoder::Video>,
+    adecs: &mut [ff::decoder::Audio],
+    vtx: &[Sender<VMsg>],
+    atx: &[Sender<AMsg>],
+    start_us: i64,
+    vtb: ff::Rational,
+    progress: &Progress,
+    cancel: &AtomicBool,
+    failed: &AtomicBool,
+) -> Result<(), AvError> {
+    let path = &spec.input;
+    let mut vframe = ff::frame::Video::empty();
+    let mut aframe = ff::frame::Audio::empty();
+    let mut last_video_s = 0.0f64;
+    let mut last_audio_s = 0.0f64;
+    let stop = || cancel.load(Ordering::Relaxed) || failed.load(Ordering::Relaxed);
+
+    let send_video = |f: &ff::frame::Video, last: &mut f64| -> bool {
+        progress.frames_decoded.fetch_add(1, Ordering::Relaxed);
+        if let Some(ts) = f.timestamp() {
+            let s = ts as f64 * f64::from(vtb) - start_us as f64 / 1e6;
+            *last = last.max(s);
+            progress
+                .media_us
+                .store((s.max(0.0) * 1e6) as u64, Ordering::Relaxed);
+        }
+        for t in vtx {
+            let shared = ff::frame::Video::from(share(f));
+            if t.send(VMsg::Frame(shared)).is_err() {
+                return false;
+            }
+        }
+        true
+    };
+    let mut packet = ff::Packet::empty();
+    loop {
+        if stop() {
+            return Ok(());
+        }
+        match packet.read(ictx) {
+            Ok(()) => {}
+            Err(ff::Error::Eof) => break,
+            Err(e) => {
+                // A read error mid-file: count it and stop reading (truncated or corrupt tail).
+                progress.decode_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(file = %path.display(), error = %e, "read error");
+                break;
+            }
+        }
+        let si = packet.stream();
+        if Some(si) == spec.video_stream {
+            if let Some(dec) = vdec.as_deref_mut() {
+                if dec.send_packet(&packet).is_err() {
+                    progress.decode_errors.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                while dec.receive_frame(&mut vframe).is_ok() {
+                    if !send_video(&vframe, &mut last_video_s) {
+                        return Ok(());
+                    }
+                }
+            }
+        } else if let Some(k) = spec.audio_streams.iter().position(|&a| a == si) {
+            let dec = &mut adecs[k];
+            if dec.send_packet(&packet).is_err() {
+                progress.decode_errors.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            while dec.receive_frame(&mut aframe).is_ok() {
+                if !send_audio(&mut aframe, k, atx, &mut last_audio_s) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    if let Some(dec) = vdec.as_deref_mut() {
+        let _ = dec.send_eof();
+        while dec.receive_frame(&mut vframe).is_ok() {
+            if !send_video(&vframe, &mut last_video_s) {
+                return Ok(());
+            }
+        }
+    }
+    for (k, dec) in adecs.iter_mut().enumerate() {
+        let _ = dec.send_eof();
+        while dec.receive_frame(&mut aframe).is_ok() {
+            if !send_audio(&mut aframe, k, atx, &mut last_audio_s) {
+                return Ok(());
+            }
+        }
+    }
+    if spec.video_stream.is_some() && progress.frames_decoded.load(Ordering::Relaxed) == 0 {
+        return Err(AvError::Invalid {
+            path: path.clone(),
+            what: "no video frame could be decoded".into(),
+        });
+    }
+    if let Some(declared) = spec.declared_duration_s {
+        let reached = if spec.video_stream.is_some() {
+            last_video_s
+        } else {
+            last_audio_s
+        };
+        if declared > 1.0 && reached < declared * 0.9 - 0.5 {
+            return Err(AvError::Invalid {
+                path: path.clone(),
+                what: format!(
+                    "truncated or damaged: media ends at {reached:.2} s but the file declares {declared:.2} s"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn send_audio(f: &mut ff::frame::Audio, k: usize, atx: &[Sender<AMsg>], last: &mut f64) -> bool {
+    graph::fix_audio_layout(f);
+    if let Some(ts) = f.timestamp() {
+        // SAFETY: reading a plain field of a live frame.
+        let tb = unsafe { (*f.as_ptr()).time_base };
+        if tb.den > 0 {
+            *last = last.max(ts as f64 * tb.num as f64 / tb.den as f64);
+        }
+    }
+    for t in atx {
+        let shared = ff::frame::Audio::from(share(f));
+        if t.send(AMsg::Frame(k, shared)).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+fn set_pts_from_best_effort(f: &mut ff::frame::Video, offset: i64) {
+    let ts = f.timestamp().map(|t| t - offset);
+    f.set_pts(ts);
+}
+
+fn video_thread(
+    v: &VideoOut,
+    in_tb: ff::Rational,
+    start_us: i64,
+    rx: Receiver<VMsg>,
+    mux: Sender<MuxMsg>,
+    dev: Option<Arc<HwDevice>>,
+    cancel: &AtomicBool,
+) -> Result<(), String> {
+    let offset = ff::Rescale::rescale(&start_us, ff::Rational::new(1, ffi::AV_TIME_BASE), in_tb);
+    let mut g: Option<ff::filter::Graph> = None;
+    let mut enc: Option<(ff::encoder::Video, ff::Rational)> = None;
+    let mut filtered = ff::frame::Video::empty();
+    let mut pkt = ff::Packet::empty();
+    let rate = ff::Rational::new(v.frame_rate.0, v.frame_rate.1);
+    let mut next_pts: i64 = 0;
+
+    let mut pull = |g: &mut ff::filter::Graph,
+                    enc: &mut Option<(ff::encoder::Video, ff::Rational)>,
+                    next_pts: &mut i64|
+     -> Result<(), String> {
+        loop {
+            let mut sink = g.get("out").ok_or("video sink missing")?;
+            let mut sink = sink.sink();
+            if sink.frame(&mut filtered).is_err() {
+                return Ok(());
+            }
+            if cancel.load(Ordering::Relaxed) {
+                return Err("cancelled".into());
+            }
+            let sink_tb = sink.time_base();
+            if enc.is_none() {
+                // SAFETY: the sink is configured; the returned ref (or null) is borrowed only to
+                // hand to the encoder, which takes its own reference.
+                let hw_frames = unsafe { ffi::av_buffersink_get_hw_frames_ctx(sink_ctx_ptr(g)?) };
+                *enc = Some(open_video_encoder(v, &filtered, rate, hw_frames)?);
+                let (e, tb) = enc.as_ref().expect("just opened");
+                mux.send(MuxMsg::Ready {
+                    stream: 0,
+                    params: ff::codec::Parameters::from(&**e),
+                    time_base: *tb,
+                })
+                .map_err(|_| "muxer stopped")?;
+            }
+            let (e, enc_tb) = enc.as_mut().expect("opened above");
+            let pts = filtered
+                .pts()
+                .map(|p| ff::Rescale::rescale(&p, sink_tb, *enc_tb))
+                .unwrap_or(*next_pts)
+                .max(*next_pts);
+            *next_pts = pts + 1;
+            filtered.set_pts(Some(pts));
+            if let Some(fo) = v.interlaced {
+                // SAFETY: the frame is exclusively ours; we only set its interlacing flags.
+                unsafe {
+                    let f = &mut *filtered.as_mut_ptr();
+                    f.interlaced_frame = 1;
+                    f.top_field_first = (fo == FieldOrder::Tff) as i32;
+                }
+            }
+            // SAFETY: picture type is a plain field; NONE lets the encoder decide (GOP from settings).
+            unsafe { (*filtered.as_mut_ptr()).pict_type = ffi::AVPictureType::AV_PICTURE_TYPE_NONE };
+            e.send_frame(&filtered).map_err(|err| format!("encoder {}: {err}", v.encoder))?;
+            drain_encoder(e, &mut pkt, 0, *enc_tb, &mux)?;
+        }
+    };
+
+    for msg in rx.iter() {
+        match msg {
+            VMsg::Frame(mut f) => {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err("cancelled".into());
+                }
+                set_pts_from_best_effort(&mut f, offset);
+                if g.is_none() {
+                    let src = Source {
+                        name: "in".into(),
+                        args: graph::video_source_args(&f, in_tb),
+                        audio: false,
+                    };
+                    let mut built = graph::build(
+                        &[src],
+                        &[Sink {
+                            name: "out".into(),
+                            audio: false,
+                        }],
+                        &v.filter,
+                    )
+                    .map_err(|e| format!("video filter: {e}"))?;
+                    if let Some(d) = &dev {
+                        attach_device(&mut built, d)?;
+                        built.validate().map_err(|e| format!("video filter on {}: {e}", v.backend.name()))?;
+                    }
+                    g = Some(built);
+                }
+                let gg = g.as_mut().expect("built");
+                gg.get("in")
+                    .ok_or("video source missing")?
+                    .source()
+                    .add(&f)
+                    .map_err(|e| format!("video filter input: {e}"))?;
+                pull(gg, &mut enc, &mut next_pts)?;
+            }
+            VMsg::Eof => break,
+        }
+    }
+    let Some(mut gg) = g else {
+        return Err("no video frames reached this output".into());
+    };
+    let _ = gg.get("in").ok_or("video source missing")?.source().flush();
+    pull(&mut gg, &mut enc, &mut next_pts)?;
+    let (mut e, tb) = enc.ok_or("the video filter produced no frame")?;
+    e.send_eof().map_err(|err| format!("encoder flush: {err}"))?;
+    drain_encoder(&mut e, &mut pkt, 0, tb, &mux)?;
+    mux.send(MuxMsg::Done { stream: 0 }).map_err(|_| "muxer stopped")?;
+    Ok(())
+}
+
+fn sink_ctx_ptr(g: &mut ff::filter::Graph) -> Result<*mut ffi::AVFilterContext, String> {
+    let mut c = g.get("out").ok_or("video sink missing")?;
+    // SAFETY: the pointer stays valid as long as the graph, which outlives its only use.
+    Ok(unsafe { c.as_mut_ptr() })
+}
+
+/// Gives every filter of the graph the hardware device (hwupload and the *_cuda/*_vaapi filters
+/// need it) before the graph is configured.
+fn attach_device(g: &mut ff::filter::Graph, dev: &HwDevice) -> Result<(), String> {
+    // SAFETY: the graph is live and not configured by anyone else; each filter gets its own new
+    // reference to the device, which the filter releases when freed.
+    unsafe {
+        let gp = g.as_mut_ptr();
+        for i in 0..(*gp).nb_filters as usize {
+            let f = *(*gp).filters.add(i);
+            if (*f).hw_device_ctx.is_null() {
+                (*f).hw_device_ctx = ffi::av_buffer_ref(dev.as_ptr());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn open_video_encoder(
+    v: &VideoOut,
+    first: &ff::frame::Video,
+    rate: ff::Rational,
+    hw_frames: *mut ffi::AVBufferRef,
+) -> Result<(ff::encoder::Video, ff::Rational), String> {
+    let codec = ff::encoder::find_by_name(&v.encoder)
+        .ok_or_else(|| format!("encoder {} is not in the linked FFmpeg", v.encoder))?;
+    let ctx = ff::codec::Context::new_with_codec(codec);
+    let mut enc = ctx.encoder().video().map_err(|e| format!("encoder {}: {e}", v.encoder))?;
+    let tb = ff::Rational::new(rate.denominator(), rate.numerator());
+    enc.set_width(first.width());
+    enc.set_height(first.height());
+    enc.set_format(first.format());
+    enc.set_time_base(tb);
+    enc.set_frame_rate(Some(rate));
+    enc.set_aspect_ratio(ff::Rational::new(v.sample_aspect.0, v.sample_aspect.1));
+    if let Some(g) = v.gop {
+        enc.set_gop(g);
+    }
+    if let Some(b) = v.b_frames {
+        enc.set_max_b_frames(b as usize);
+    }
+    if let Some(b) = v.bit_rate {
+        enc.set_bit_rate(b as usize);
+    }
+    if let Some(m) = v.max_rate {
+        enc.set_max_bit_rate(m as usize);
+    }
+    if v.bt709 {
+        enc.set_color_primaries(ff::color::Primaries::BT709);
+        enc.set_color_transfer_characteristic(ff::color::TransferCharacteristic::BT709);
+        enc.set_colorspace(ff::color::Space::BT709);
+        enc.set_color_range(ff::color::Range::MPEG);
+    }
+    // SAFETY: plain fields of the encoder context, set before avcodec_open2; the hw frames
+    // context (when any) gets a new reference owned by the encoder.
+    unsafe {
+        let c = &mut *enc.as_mut_ptr();
+        if let Some(m) = v.min_rate {
+            c.rc_min_rate = m as i64;
+        }
+        if let Some(b) = v.buffer_size {
+            c.rc_buffer_size = b.min(i32::MAX as u64) as i32;
+            c.rc_initial_buffer_occupancy = c.rc_buffer_size;
+        }
+        if let Some(p) = v.profile_id {
+            c.profile = p;
+        }
+        if let Some(l) = v.level_id {
+            c.level = l;
+        }
+        if v.closed_gop {
+            c.flags |= ffi::AV_CODEC_FLAG_CLOSED_GOP as i32;
+        }
+        c.field_order = match v.interlaced {
+            Some(FieldOrder::Tff) => ffi::AVFieldOrder::AV_FIELD_TT,
+            Some(FieldOrder::Bff) => ffi::AVFieldOrder::AV_FIELD_BB,
+            None => ffi::AVFieldOrder::AV_FIELD_PROGRESSIVE,
+        };
+        if !hw_frames.is_null() {
+            c.hw_frames_ctx = ffi::av_buffer_ref(hw_frames);
+        }
+        // Muxers that need global headers (MP4, MOV, MXF for H.264) get them.
+        c.flags |= ffi::AV_CODEC_FLAG_GLOBAL_HEADER as i32;
+    }
+    let mut dict = ff::Dictionary::new();
+    for (k, val) in &v.options {
+        dict.set(k, val);
+    }
+    let opened = enc
+        .open_with(dict)
+        .map_err(|e| format!("cannot open encoder {} with these settings: {e}", v.encoder))?;
+    let tb = opened.time_base();
+    Ok((opened, tb))
+}
+
+/// Opened video and audio encoders alike: something packets come out of.
+trait PacketSource {
+    fn next_packet(&mut self, p: &mut ff::Packet) -> bool;
+}
+
+impl PacketSource for ff::encoder::Video {
+    fn next_packet(&mut self, p: &mut ff::Packet) -> bool {
+        self.receive_packet(p).is_ok()
+    }
+}
+
+impl PacketSource for ff::encoder::Audio {
+    fn next_packet(&mut self, p: &mut ff::Packet) -> bool {
+        self.receive_packet(p).is_ok()
+    }
+}
+
+fn drain_encoder<E: PacketSource>(
+    e: &mut E,
+    pkt: &mut ff::Packet,
+    stream: usize,
+    tb: ff::Rational,
+    mux: &Sender<MuxMsg>,
+) -> Result<(), String> {
+    while e.next_packet(pkt) {
+        let p = std::mem::replace(pkt, ff::Packet::empty());
+        mux.send(MuxMsg::Packet {
+            stream,
+            packet: p,
+            time_base: tb,
+        })
+        .map_err(|_| "muxer stopped")?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn audio_thread(
+    a: &AudioOut,
+    first_stream: usize,
+    in_tbs: &[ff::Rational],
+    _start_us: i64,
+    duration_s: Option<f64>,
+    rx: Receiver<AMsg>,
+    mux: Sender<MuxMsg>,
+    cancel: &AtomicBool,
+) -> Result<(), String> {
+    let k = in_tbs.len();
+    // Encoders open first: their frame size decides how the sinks cut the samples.
+    let mut encs = Vec::new();
+    for (i, t) in a.tracks.iter().enumerate() {
+        let e = open_audio_encoder(t)?;
+        let tb = ff::Rational::new(1, t.sample_rate as i32);
+        mux.send(MuxMsg::Ready {
+            stream: first_stream + i,
+            params: ff::codec::Parameters::from(&*e),
+            time_base: tb,
+        })
+        .map_err(|_| "muxer stopped")?;
+        encs.push((e, tb, 0i64));
+    }
+    let sinks: Vec<Sink> = (0..a.tracks.len())
+        .map(|i| Sink {
+            name: format!("out{i}"),
+            audio: true,
+        })
+        .collect();
+    let mut g: Option<ff::filter::Graph> = None;
+    let mut pending: Vec<Vec<ff::frame::Audio>> = (0..k).map(|_| Vec::new()).collect();
+    let mut out = ff::frame::Audio::empty();
+    let mut pkt = ff::Packet::empty();
+    let filter = if k == 0 {
+        // No source audio: silence for the source's duration.
+        a.filter
+            .replace("{duration}", &format!("{:.6}", duration_s.unwrap_or(0.0).max(0.04)))
+    } else {
+        a.filter.clone()
+    };
+
+    let frame_sizes: Vec<u32> = encs
+        .iter()
+        .enumerate()
+        .map(|(i, (e, _, _))| {
+            let fs = e.frame_size();
+            if fs > 0 {
+                fs
+            } else {
+                a.tracks[i].sample_rate / 25
+            }
+        })
+        .collect();
+    let build = |pending: &[Vec<ff::frame::Audio>]| -> Result<ff::filter::Graph, String> {
+        let sources: Vec<Source> = (0..k)
+            .map(|i| Source {
+                name: format!("in{i}"),
+                args: graph::audio_source_args(&pending[i][0]),
+                audio: true,
+            })
+            .collect();
+        let mut built = graph::build(&sources, &sinks, &filter).map_err(|e| format!("audio filter: {e}"))?;
+        for (i, &fs) in frame_sizes.iter().enumerate() {
+            built
+                .get(&format!("out{i}"))
+                .ok_or("audio sink missing")?
+                .sink()
+                .set_frame_size(fs);
+        }
+        Ok(built)
+    };
+
+    let mut pull = |g: &mut ff::filter::Graph, encs: &mut Vec<(ff::encoder::Audio, ff::Rational, i64)>| -> Result<(), String> {
+        for (i, (e, tb, written)) in encs.iter_mut().enumerate() {
+            let mut sink = g.get(&format!("out{i}")).ok_or("audio sink missing")?;
+            while sink.sink().frame(&mut out).is_ok() {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err("cancelled".into());
+                }
+                out.set_pts(Some(*written));
+                *written += out.samples() as i64;
+                e.send_frame(&out).map_err(|err| format!("audio encoder: {err}"))?;
+                drain_encoder(e, &mut pkt, first_stream + i, *tb, &mux)?;
+            }
+        }
+        Ok(())
+    };
+
+    if k == 0 {
+        let mut built = build(&pending)?;
+        pull(&mut built, &mut encs)?;
+        g = Some(built);
+    }
+    for msg in rx.iter() {
+        match msg {
+            AMsg::Frame(idx, f) => {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err("cancelled".into());
+                }
+                if g.is_none() {
+                    pending[idx].push(f);
+                    if pending.iter().all(|p| !p.is_empty()) {
+                        let mut built = build(&pending)?;
+                        for (i, frames) in pending.iter_mut().enumerate() {
+                            for f in frames.drain(..) {
+                                built
+                                    .get(&format!("in{i}"))
+                                    .ok_or("audio source missing")?
+                                    .source()
+                                    .add(&f)
+                                    .map_err(|e| format!("audio filter input: {e}"))?;
+                            }
+                        }
+                        pull(&mut built, &mut encs)?;
+                        g = Some(built);
+                    }
+                } else {
+                    let gg = g.as_mut().expect("built");
+                    gg.get(&format!("in{idx}"))
+                        .ok_or("audio source missing")?
+                        .source()
+                        .add(&f)
+                        .map_err(|e| format!("audio filter input: {e}"))?;
+                    pull(gg, &mut encs)?;
+                }
+            }
+            AMsg::Eof => break,
+        }
+    }
+    let _ = in_tbs;
+    match g.as_mut() {
+        Some(gg) => {
+            for i in 0..k {
+                let _ = gg.get(&format!("in{i}")).ok_or("audio source missing")?.source().flush();
+            }
+            pull(gg, &mut encs)?;
+        }
+        None if k > 0 => return Err("a source audio stream produced no samples".into()),
+        None => {}
+    }
+    for (i, (e, tb, _)) in encs.iter_mut().enumerate() {
+        e.send_eof().map_err(|err| format!("audio encoder flush: {err}"))?;
+        drain_encoder(e, &mut pkt, first_stream + i, *tb, &mux)?;
+        mux.send(MuxMsg::Done {
+            stream: first_stream + i,
+        })
+        .map_err(|_| "muxer stopped")?;
+    }
+    Ok(())
+}
+
+fn open_audio_encoder(t: &AudioTrack) -> Result<ff::encoder::Audio, String> {
+    let codec = ff::encoder::find_by_name(&t.encoder)
+        .ok_or_else(|| format!("encoder {} is not in the linked FFmpeg", t.encoder))?;
+    let ctx = ff::codec::Context::new_with_codec(codec);
+    let mut enc = ctx.encoder().audio().map_err(|e| format!("encoder {}: {e}", t.encoder))?;
+    let fmt = audio_encoder_sample(&t.encoder).ok_or_else(|| format!("encoder {} has no sample format", t.encoder))?;
+    enc.set_rate(t.sample_rate as i32);
+    enc.set_format(fmt);
+    enc.set_time_base(ff::Rational::new(1, t.sample_rate as i32));
+    if let Some(b) = t.bit_rate {
+        enc.set_bit_rate(b as usize);
+    }
+    // SAFETY: the layout field is plain data set before open; av_channel_layout_default writes a
+    // native layout that owns no memory.
+    unsafe {
+        let c = &mut *enc.as_mut_ptr();
+        ffi::av_channel_layout_default(&mut c.ch_layout, t.channels as i32);
+        #[allow(deprecated)]
+        {
+            c.channel_layout = c.ch_layout.u.mask;
+            c.channels = t.channels as i32;
+        }
+        c.flags |= ffi::AV_CODEC_FLAG_GLOBAL_HEADER as i32;
+    }
+    let mut dict = ff::Dictionary::new();
+    for (k, v) in &t.options {
+        dict.set(k, v);
+    }
+    enc.open_with(dict)
+        .map_err(|e| format!("cannot open audio encoder {}: {e}", t.encoder))
+}
+
+fn mux_thread(
+    o: &OutputSpec,
+    part: &Path,
+    n_streams: usize,
+    rx: Receiver<MuxMsg>,
+    cancel: &AtomicBool,
+) -> Result<(), String> {
+    let result = mux_inner(o, part, n_streams, rx, cancel);
+    if result.is_err() {
+        let _ = std::fs::remove_file(part);
+    }
+    result
+}
+
+fn mux_inner(
+    o: &OutputSpec,
+    part: &Path,
+    n_streams: usize,
+    rx: Receiver<MuxMsg>,
+    cancel: &AtomicBool,
+) -> Result<(), String> {
+    let mut octx = ff::format::output_as(part, &o.muxer)
+        .map_err(|e| format!("cannot create {}: {e}", part.display()))?;
+    for _ in 0..n_streams {
+        // SAFETY: the output context is live; a null codec adds an empty stream we fill below.
+        let s = unsafe { ffi::avformat_new_stream(octx.as_mut_ptr(), std::ptr::null()) };
+        if s.is_null() {
+            return Err("cannot add a stream to the output".into());
+        }
+    }
+    let mut meta = ff::Dictionary::new();
+    for (k, v) in &o.metadata {
+        meta.set(k, v);
+    }
+    octx.set_metadata(meta);
+    let mut ready = vec![None::<ff::Rational>; n_streams];
+    let mut buffered: Vec<(usize, ff::Packet, ff::Rational)> = Vec::new();
+    let mut done = vec![false; n_streams];
+    let mut header = false;
+    let write = |octx: &mut ff::format::context::Output, stream: usize, mut p: ff::Packet, tb: ff::Rational| -> Result<(), String> {
+        let st_tb = octx.stream(stream).ok_or("stream missing")?.time_base();
+        p.rescale_ts(tb, st_tb);
+        p.set_stream(stream);
+        p.set_position(-1);
+        p.write_interleaved(octx)
+            .map_err(|e| format!("cannot write to {}: {e}", part.display()))
+    };
+    for msg in rx.iter() {
+        if cancel.load(Ordering::Relaxed) {
+            return Err("cancelled".into());
+        }
+        match msg {
+            MuxMsg::Ready {
+                stream,
+                params,
+                time_base,
+            } => {
+                let mut st = octx.stream_mut(stream).ok_or("stream missing")?;
+                st.set_parameters(params);
+                st.set_time_base(time_base);
+                // SAFETY: clearing the codec tag lets the muxer choose its own for this codec.
+                unsafe { (*(*st.as_mut_ptr()).codecpar).codec_tag = 0 };
+                ready[stream] = Some(time_base);
+                if ready.iter().all(Option::is_some) && !header {
+                    let mut opts = ff::Dictionary::new();
+                    for (k, v) in &o.mux_options {
+                        opts.set(k, v);
+                    }
+                    octx.write_header_with(opts)
+                        .map_err(|e| format!("{} muxer refused these streams: {e}", o.muxer))?;
+                    header = true;
+                    for (s, p, tb) in buffered.drain(..) {
+                        write(&mut octx, s, p, tb)?;
+                    }
+                }
+            }
+            MuxMsg::Packet {
+                stream,
+                packet,
+                time_base,
+            } => {
+                if header {
+                    write(&mut octx, stream, packet, time_base)?;
+                } else {
+                    buffered.push((stream, packet, time_base));
+                }
+            }
+            MuxMsg::Done { stream } => {
+                done[stream] = true;
+                if done.iter().all(|d| *d) {
+                    break;
+                }
+            }
+        }
+    }
+    if !header || !done.iter().all(|d| *d) {
+        return Err(if cancel.load(Ordering::Relaxed) {
+            "cancelled".into()
+        } else {
+            "a stream of this output never finished".into()
+        });
+    }
+    octx.write_trailer()
+        .map_err(|e| format!("cannot finish {}: {e}", part.display()))?;
+    drop(octx);
+    if cancel.load(Ordering::Relaxed) {
+        return Err("cancelled".into());
+    }
+    let f = std::fs::File::open(part).map_err(|e| format!("{}: {e}", part.display()))?;
+    f.sync_all().map_err(|e| format!("fsync {}: {e}", part.display()))?;
+    std::fs::rename(part, &o.final_path).map_err(|e| format!("rename to {}: {e}", o.final_path.display()))?;
+    if let Some(dir) = o.final_path.parent() {
+        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// Writes a synthetic test clip (moving colour bars, a 1 kHz tone at −20 dBFS, a start timecode)
+/// with antenne's own encoders: the demo and the tests need no external tool to get media.
+pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), AvError> {
+    super::init();
+    let err = |what: String| AvError::Invalid {
+        path: path.to_owned(),
+        what,
+    };
+    let rate = 25;
+    let video_spec = format!(
+        "testsrc2=size=1280x720:rate={rate}:duration={seconds},drawtext=fontfile=/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf:timecode='{}':rate={rate}:fontsize=48:fontcolor=white:x=40:y=40,format=yuv420p[out]",
+        timecode.replace(':', "\\:")
+    );
+    let video_spec = if Path::new("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf").exists() {
+        video_spec
+    } else {
+        format!("testsrc2=size=1280x720:rate={rate}:duration={seconds},format=yuv420p[out]")
+    };
+    let audio_spec = format!(
+        "sine=frequency=1000:sample_rate=48000:duration={seconds},volume=0.1,aformat=sample_fmts=fltp:channel_layouts=stereo[out]"
+    );
+    let mut vg = graph::build(&[], &[Sink { name: "out".into(), audio: false }], &video_spec).map_err(err)?;
+    let mut ag = graph::build(&[], &[Sink { name: "out".into(), audio: true }], &audio_spec).map_err(err)?;
+    let v = VideoOut {
+        filter: String::new(),
+        encoder: "libx264".into(),
+        backend: Backend::Software,
+        frame_rate: (rate, 1),
+        bit_rate: Some(4_000_000),
+        max_rate: None,
+        min_rate: None,
+        buffer_size: None,
+        gop: Some(25),
+        b_frames: Some(2),
+        closed_gop: false,
+        profile_id: None,
+        level_id: None,
+        interlaced: None,
+        bt709: true,
+        sample_aspect: (1, 1),
+        options: vec![("preset".into(), "veryfast".into())],
+    };
+    let track = AudioTrack {
+        encoder: "aac".into(),
+        sample_rate: 48000,
+        channels: 2,
+        bit_rate: Some(192_000),
+        options: vec![],
+    };
+    let part = part_path(path);
+    let out = OutputSpec {
+        name: "clip".into(),
+        final_path: path.to_owned(),
+        muxer: "mp4".into(),
+        mux_options: vec![],
+        metadata: vec![("timecode".into(), timecode.into())],
+        video: None,
+        audio: None,
+    };
+    let (mtx, mrx) = bounded::<MuxMsg>(1024);
+    let cancel = AtomicBool::new(false);
+    let mux = thread::scope(|s| {
+        let h = s.spawn(|| mux_thread(&out, &part, 2, mrx, &cancel));
+        let r = (|| -> Result<(), String> {
+            let mut frame = ff::frame::Video::empty();
+            let mut pkt = ff::Packet::empty();
+            let mut enc: Option<(ff::encoder::Video, ff::Rational)> = None;
+            let mut n = 0i64;
+            loop {
+                let got = vg.get("out").ok_or("sink")?.sink().frame(&mut frame).is_ok();
+                if !got {
+                    break;
+                }
+                if enc.is_none() {
+                    let e = open_video_encoder(&v, &frame, ff::Rational::new(rate, 1), std::ptr::null_mut())?;
+                    mtx.send(MuxMsg::Ready { stream: 0, params: ff::codec::Parameters::from(&*e.0), time_base: e.1 })
+                        .map_err(|_| "muxer stopped")?;
+                    enc = Some(e);
+                }
+                let (e, tb) = enc.as_mut().expect("opened");
+                frame.set_pts(Some(n));
+                n += 1;
+                e.send_frame(&frame).map_err(|x| x.to_string())?;
+                drain_encoder(e, &mut pkt, 0, *tb, &mtx)?;
+            }
+            let (mut e, tb) = enc.ok_or("no test picture")?;
+            e.send_eof().map_err(|x| x.to_string())?;
+            drain_encoder(&mut e, &mut pkt, 0, tb, &mtx)?;
+            mtx.send(MuxMsg::Done { stream: 0 }).map_err(|_| "muxer stopped")?;
+
+            let mut ae = open_audio_encoder(&track)?;
+            let atb = ff::Rational::new(1, 48000);
+            mtx.send(MuxMsg::Ready { stream: 1, params: ff::codec::Parameters::from(&*ae), time_base: atb })
+                .map_err(|_| "muxer stopped")?;
+            ag.get("out").ok_or("sink")?.sink().set_frame_size(ae.frame_size());
+            let mut af = ff::frame::Audio::empty();
+            let mut written = 0i64;
+            while ag.get("out").ok_or("sink")?.sink().frame(&mut af).is_ok() {
+                af.set_pts(Some(written));
+                written += af.samples() as i64;
+                ae.send_frame(&af).map_err(|x| x.to_string())?;
+                drain_encoder(&mut ae, &mut pkt, 1, atb, &mtx)?;
+            }
+            ae.send_eof().map_err(|x| x.to_string())?;
+            drain_encoder(&mut ae, &mut pkt, 1, atb, &mtx)?;
+            mtx.send(MuxMsg::Done { stream: 1 }).map_err(|_| "muxer stopped")?;
+            Ok(())
+        })();
+        drop(mtx);
+        let m = h.join().unwrap_or_else(|_| Err("mux thread panicked".into()));
+        r.and(m)
+    });
+    mux.map_err(|e| {
+        let _ = std::fs::remove_file(&part);
+        err(e)
+    })
+}

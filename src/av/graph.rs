@@ -1,0 +1,117 @@
+//! Filter graphs built from a textual chain with named buffer sources (`[in0]`, …) and sinks
+//! (`[out0]`, …), plus the small fixes decoded frames need before a buffer source takes them.
+
+use super::{ff, ffi};
+
+/// What a buffer source is fed: the arguments string of `buffer` / `abuffer`.
+pub struct Source {
+    pub name: String,
+    pub args: String,
+    pub audio: bool,
+}
+
+pub struct Sink {
+    pub name: String,
+    pub audio: bool,
+}
+
+/// Builds and configures a graph. `spec` refers to sources and sinks by their names in brackets.
+pub fn build(sources: &[Source], sinks: &[Sink], spec: &str) -> Result<ff::filter::Graph, String> {
+    let mut g = ff::filter::Graph::new();
+    for s in sources {
+        let f = ff::filter::find(if s.audio { "abuffer" } else { "buffer" })
+            .ok_or("buffer source missing from libavfilter")?;
+        g.add(&f, &s.name, &s.args)
+            .map_err(|e| format!("buffer source {} ({}): {e}", s.name, s.args))?;
+    }
+    for s in sinks {
+        let f = ff::filter::find(if s.audio { "abuffersink" } else { "buffersink" })
+            .ok_or("buffer sink missing from libavfilter")?;
+        g.add(&f, &s.name, "")
+            .map_err(|e| format!("buffer sink {}: {e}", s.name))?;
+    }
+    {
+        let mut p: Option<ff::filter::graph::Parser<'_>> = None;
+        for s in sources {
+            p = Some(match p {
+                None => g.output(&s.name, 0),
+                Some(p) => p.output(&s.name, 0),
+            }
+            .map_err(|e| format!("graph input {}: {e}", s.name))?);
+        }
+        for s in sinks {
+            p = Some(match p {
+                None => g.input(&s.name, 0),
+                Some(p) => p.input(&s.name, 0),
+            }
+            .map_err(|e| format!("graph output {}: {e}", s.name))?);
+        }
+        match p {
+            Some(p) => p.parse(spec).map_err(|e| format!("filter chain `{spec}`: {e}"))?,
+            None => g.parse(spec).map_err(|e| format!("filter chain `{spec}`: {e}"))?,
+        }
+    }
+    g.validate()
+        .map_err(|e| format!("filter chain `{spec}` cannot be configured: {e}"))?;
+    Ok(g)
+}
+
+/// `buffer` arguments for a decoded video frame.
+pub fn video_source_args(frame: &ff::frame::Video, time_base: ff::Rational) -> String {
+    let sar = frame.aspect_ratio();
+    let (sn, sd) = if sar.numerator() > 0 && sar.denominator() > 0 {
+        (sar.numerator(), sar.denominator())
+    } else {
+        (1, 1)
+    };
+    // SAFETY: reading the format field of a live frame.
+    let fmt = unsafe { (*frame.as_ptr()).format };
+    format!(
+        "video_size={}x{}:pix_fmt={}:time_base={}/{}:pixel_aspect={}/{}",
+        frame.width(),
+        frame.height(),
+        fmt,
+        time_base.numerator(),
+        time_base.denominator().max(1),
+        sn,
+        sd
+    )
+}
+
+/// `abuffer` arguments for a decoded (and [`fix_audio_layout`]ed) audio frame.
+pub fn audio_source_args(frame: &ff::frame::Audio) -> String {
+    // SAFETY: reading plain fields of a live frame.
+    let (fmt, rate, mask, ch) = unsafe {
+        let f = &*frame.as_ptr();
+        (f.format, f.sample_rate, f.ch_layout.u.mask, f.ch_layout.nb_channels)
+    };
+    format!(
+        "time_base=1/{rate}:sample_rate={rate}:sample_fmt={fmt}:channel_layout=0x{mask:x}:channels={ch}"
+    )
+}
+
+/// Gives a frame whose channels have no declared meaning the default layout for its count, so
+/// that the buffer source (which compares layouts) and `pan` see the same thing every frame.
+pub fn fix_audio_layout(frame: &mut ff::frame::Audio) {
+    // SAFETY: the frame is live and exclusively borrowed; we replace its layout with a native
+    // one of the same channel count, which owns no memory (no custom map).
+    unsafe {
+        let f = &mut *frame.as_mut_ptr();
+        if f.ch_layout.order != ffi::AVChannelOrder::AV_CHANNEL_ORDER_NATIVE {
+            let n = f.ch_layout.nb_channels.max(1);
+            ffi::av_channel_layout_uninit(&mut f.ch_layout);
+            ffi::av_channel_layout_default(&mut f.ch_layout, n);
+        }
+        #[allow(deprecated)]
+        {
+            f.channel_layout = f.ch_layout.u.mask;
+            f.channels = f.ch_layout.nb_channels;
+        }
+    }
+}
+
+/// Channel count of an audio frame.
+pub fn channels(frame: &ff::frame::Audio) -> usize {
+    // SAFETY: reading a plain field of a live frame.
+    unsafe { (*frame.as_ptr()).ch_layout.nb_channels.max(0) as usize }
+}

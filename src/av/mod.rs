@@ -1,0 +1,187 @@
+//! The media engine: the ONLY module that touches `ffmpeg_next::ffi` or holds `unsafe` libav code.
+//! Opening inputs safely, probing, decoding, filter graphs, encoders, muxers, hardware backends,
+//! and the libav log → tracing bridge. It knows nothing of profiles or the CLI: `transcode`
+//! compiles a profile into an [`engine::PipelineSpec`] and hands it here.
+
+pub mod engine;
+pub mod graph;
+pub mod hw;
+pub mod input;
+pub mod probe;
+pub mod samples;
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::path::PathBuf;
+use std::sync::Once;
+
+pub use ffmpeg_next as ff;
+use ffmpeg_next::ffi;
+
+/// Everything that can go wrong in the engine, with the file it concerns where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum AvError {
+    #[error("{path}: no such file")]
+    NotFound { path: PathBuf },
+    #[error("{path}: not a regular file")]
+    NotAFile { path: PathBuf },
+    #[error("{path}: empty file (0 bytes)")]
+    Empty { path: PathBuf },
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {what} files are refused: they make the reader open other files or the network")]
+    Refused { path: PathBuf, what: &'static str },
+    #[error("{path}: not a media file FFmpeg can read ({source})")]
+    NotMedia {
+        path: PathBuf,
+        #[source]
+        source: ff::Error,
+    },
+    #[error("{path}: {what}")]
+    Invalid { path: PathBuf, what: String },
+    #[error("{path}: {what}: {source}")]
+    Libav {
+        path: PathBuf,
+        what: String,
+        #[source]
+        source: ff::Error,
+    },
+    #[error("{0}")]
+    Setup(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+static INIT: Once = Once::new();
+
+/// Initialises libav once per process and routes its log to `tracing` (target `libav`).
+pub fn init() {
+    INIT.call_once(|| {
+        let _ = ff::init();
+        // SAFETY: `log_bridge` has the exact signature libav expects and only reads its arguments
+        // for the duration of the call; installing a callback is process-global and done once.
+        unsafe {
+            ffi::av_log_set_level(ffi::AV_LOG_INFO);
+            ffi::av_log_set_callback(Some(log_bridge));
+        }
+    });
+}
+
+unsafe extern "C" fn log_bridge(
+    avcl: *mut c_void,
+    level: c_int,
+    fmt: *const c_char,
+    args: *mut ffi::__va_list_tag,
+) {
+    if level > ffi::AV_LOG_INFO {
+        return;
+    }
+    let mut buf = [0 as c_char; 1024];
+    let mut print_prefix: c_int = 1;
+    // SAFETY: `buf` is writable for its whole length, which is what we pass; `fmt` and `args`
+    // come straight from libav for this call; the written line is NUL-terminated by libav.
+    let line = unsafe {
+        ffi::av_log_format_line2(
+            avcl,
+            level,
+            fmt,
+            args,
+            buf.as_mut_ptr(),
+            buf.len() as c_int,
+            &mut print_prefix,
+        );
+        CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned()
+    };
+    let line = line.trim_end();
+    if line.is_empty() {
+        return;
+    }
+    if level <= ffi::AV_LOG_ERROR {
+        tracing::error!(target: "libav", "{line}");
+    } else if level <= ffi::AV_LOG_WARNING {
+        tracing::warn!(target: "libav", "{line}");
+    } else {
+        tracing::debug!(target: "libav", "{line}");
+    }
+}
+
+/// A new reference to the same picture or samples: no pixel copy, so one decoded frame can go to
+/// several encoders on other threads.
+pub fn share(frame: &ff::Frame) -> ff::Frame {
+    // SAFETY: `av_frame_alloc` returns an empty frame or null (checked by `Frame::wrap` callers
+    // below); `av_frame_ref` adds references to `frame`'s buffers, which stay valid while any
+    // reference lives. On failure the empty frame is returned, which consumers treat as a gap.
+    unsafe {
+        let dst = ffi::av_frame_alloc();
+        if !dst.is_null() {
+            ffi::av_frame_ref(dst, frame.as_ptr());
+        }
+        ff::Frame::wrap(dst)
+    }
+}
+
+/// Name libav gives an error code, for messages.
+pub fn describe(err: ff::Error) -> String {
+    err.to_string()
+}
+
+/// Versions of the linked libraries, for `doctor`.
+pub fn library_versions() -> Vec<(String, String)> {
+    fn v(n: u32) -> String {
+        format!("{}.{}.{}", n >> 16, (n >> 8) & 0xff, n & 0xff)
+    }
+    // SAFETY: the *_version functions take no arguments and return a constant.
+    unsafe {
+        vec![
+            ("libavcodec".into(), v(ffi::avcodec_version())),
+            ("libavformat".into(), v(ffi::avformat_version())),
+            ("libavfilter".into(), v(ffi::avfilter_version())),
+            ("libavutil".into(), v(ffi::avutil_version())),
+            ("libswscale".into(), v(ffi::swscale_version())),
+            ("libswresample".into(), v(ffi::swresample_version())),
+        ]
+    }
+}
+
+/// Whether an encoder of this name is compiled into the linked FFmpeg.
+pub fn has_encoder(name: &str) -> bool {
+    init();
+    ff::encoder::find_by_name(name).is_some()
+}
+
+/// Whether a filter of this name is compiled into the linked FFmpeg.
+pub fn has_filter(name: &str) -> bool {
+    init();
+    ff::filter::find(name).is_some()
+}
+
+/// Whether libav knows a pixel format of this name.
+pub fn pixel_format_known(name: &str) -> bool {
+    init();
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    // SAFETY: av_get_pix_fmt reads the NUL-terminated name.
+    unsafe { ffi::av_get_pix_fmt(c.as_ptr()) != ffi::AVPixelFormat::AV_PIX_FMT_NONE }
+}
+
+/// `ffi::AVRational` → `(num, den)`, `None` when unknown.
+fn rational(r: ffi::AVRational) -> Option<(i32, i32)> {
+    if r.num == 0 || r.den == 0 {
+        None
+    } else {
+        Some((r.num, r.den))
+    }
+}
+
+fn cstr_opt(p: *const c_char) -> Option<String> {
+    if p.is_null() {
+        None
+    } else {
+        // SAFETY: libav returns NUL-terminated static strings or strings owned by a live object.
+        Some(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+    }
+}

@@ -1,0 +1,455 @@
+//! `probe`: the technical metadata of a file, with the names and values `ffprobe` uses, so that a
+//! media manager can check one against the other. Field order is measured from decoded frames.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::{cstr_opt, ff, ffi, input, rational, AvError};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeReport {
+    pub file: String,
+    pub size_bytes: u64,
+    pub container: Container,
+    pub video: Vec<VideoStream>,
+    pub audio: Vec<AudioStream>,
+    pub subtitle: Vec<OtherStream>,
+    pub data: Vec<OtherStream>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loudness: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Container {
+    pub format: String,
+    pub format_long: Option<String>,
+    pub duration_s: Option<f64>,
+    pub start_s: Option<f64>,
+    pub bit_rate: Option<i64>,
+    pub start_timecode: Option<String>,
+    pub tags: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VideoStream {
+    pub index: usize,
+    pub codec: String,
+    pub codec_long: Option<String>,
+    pub profile: Option<String>,
+    pub level: Option<i32>,
+    pub width: u32,
+    pub height: u32,
+    pub sample_aspect_ratio: Option<String>,
+    pub display_aspect_ratio: Option<String>,
+    pub frame_rate: Option<String>,
+    pub field_order: Option<String>,
+    pub pix_fmt: Option<String>,
+    pub bit_depth: Option<u32>,
+    pub chroma_subsampling: Option<String>,
+    pub color_primaries: Option<String>,
+    pub color_transfer: Option<String>,
+    pub color_matrix: Option<String>,
+    pub color_range: Option<String>,
+    pub bit_rate: Option<i64>,
+    pub duration_s: Option<f64>,
+    pub frames: Option<i64>,
+    pub timecode: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AudioStream {
+    pub index: usize,
+    pub codec: String,
+    pub codec_long: Option<String>,
+    pub profile: Option<String>,
+    pub sample_rate: u32,
+    pub channels: u32,
+    pub channel_layout: Option<String>,
+    pub sample_fmt: Option<String>,
+    pub bit_depth: Option<u32>,
+    pub bit_rate: Option<i64>,
+    pub duration_s: Option<f64>,
+    pub language: Option<String>,
+    pub loudness: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OtherStream {
+    pub index: usize,
+    pub codec: Option<String>,
+    pub codec_type: String,
+    pub language: Option<String>,
+    pub timecode: Option<String>,
+}
+
+impl ProbeReport {
+    /// Container duration, else the longest stream.
+    pub fn duration_s(&self) -> Option<f64> {
+        self.container.duration_s.or_else(|| {
+            self.video
+                .iter()
+                .filter_map(|v| v.duration_s)
+                .chain(self.audio.iter().filter_map(|a| a.duration_s))
+                .reduce(f64::max)
+        })
+    }
+}
+
+fn ts_seconds(ts: i64, tb: ffi::AVRational) -> Option<f64> {
+    if ts == ffi::AV_NOPTS_VALUE || tb.den == 0 {
+        None
+    } else {
+        Some(ts as f64 * tb.num as f64 / tb.den as f64)
+    }
+}
+
+fn ratio_string(r: Option<(i32, i32)>, sep: char) -> Option<String> {
+    r.map(|(n, d)| format!("{n}{sep}{d}"))
+}
+
+fn reduce(num: i64, den: i64) -> (i64, i64) {
+    match crate::config::Rate::reduced(num, den) {
+        Some(r) => (i64::from(r.num), i64::from(r.den)),
+        None => (num, den),
+    }
+}
+
+fn codec_name(id: ffi::AVCodecID) -> (String, Option<String>) {
+    // SAFETY: both functions accept any codec id and return static strings or null.
+    unsafe {
+        let name = cstr_opt(ffi::avcodec_get_name(id)).unwrap_or_else(|| "unknown".into());
+        let desc = ffi::avcodec_descriptor_get(id);
+        let long = if desc.is_null() {
+            None
+        } else {
+            cstr_opt((*desc).long_name)
+        };
+        (name, long)
+    }
+}
+
+fn tag(dict: &ff::DictionaryRef<'_>, key: &str) -> Option<String> {
+    dict.get(key).map(|s| s.to_string())
+}
+
+/// Reads a file's technical metadata. Field order is measured by decoding up to a few frames.
+pub fn probe(path: &Path) -> Result<ProbeReport, AvError> {
+    let size_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let mut ictx = input::open(path)?;
+    let mut report = describe(&ictx, path, size_bytes);
+    if let Some(first) = report.video.first().map(|v| v.index) {
+        if let Some(order) = measure_field_order(&mut ictx, first) {
+            report.video[0].field_order = Some(order.into());
+        }
+    }
+    Ok(report)
+}
+
+fn describe(ictx: &ff::format::context::Input, path: &Path, size_bytes: u64) -> ProbeReport {
+    let fmt = ictx.format();
+    // SAFETY: the pointer is only read below while `ictx` is borrowed.
+    let ctx = unsafe { ictx.as_ptr() };
+    // SAFETY: `ctx` is the live format context owned by `ictx`, borrowed for this function.
+    let (duration, start, bit_rate) = unsafe { ((*ctx).duration, (*ctx).start_time, (*ctx).bit_rate) };
+    let av_tb = ffi::AVRational {
+        num: 1,
+        den: ffi::AV_TIME_BASE,
+    };
+    let tags: std::collections::BTreeMap<String, String> = ictx
+        .metadata()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut report = ProbeReport {
+        file: path.display().to_string(),
+        size_bytes,
+        container: Container {
+            format: fmt.name().to_string(),
+            format_long: Some(fmt.description().to_string()),
+            duration_s: ts_seconds(duration, av_tb),
+            start_s: ts_seconds(start, av_tb),
+            bit_rate: (bit_rate > 0).then_some(bit_rate),
+            start_timecode: tags.get("timecode").cloned(),
+            tags,
+        },
+        video: vec![],
+        audio: vec![],
+        subtitle: vec![],
+        data: vec![],
+        loudness: None,
+    };
+    for st in ictx.streams() {
+        // SAFETY: the stream and its codecpar belong to `ictx`, alive for this loop.
+        let (par, tb) = unsafe {
+            let s = st.as_ptr();
+            (&*(*s).codecpar, (*s).time_base)
+        };
+        let (codec, codec_long) = codec_name(par.codec_id);
+        let meta = st.metadata();
+        let language = tag(&meta, "language").filter(|l| l != "und");
+        let timecode = tag(&meta, "timecode");
+        let dur = ts_seconds(st.duration(), tb);
+        let br = (par.bit_rate > 0).then_some(par.bit_rate);
+        // SAFETY: avcodec_profile_name accepts any id/profile pair and returns a static string or null.
+        let profile = unsafe { cstr_opt(ffi::avcodec_profile_name(par.codec_id, par.profile)) };
+        match par.codec_type {
+            ffi::AVMediaType::AVMEDIA_TYPE_VIDEO => {
+                // SAFETY: the guess only reads the format context and stream.
+                let sar = unsafe {
+                    ffi::av_guess_sample_aspect_ratio(ctx as *mut _, st.as_ptr() as *mut _, std::ptr::null_mut())
+                };
+                let sar = rational(sar);
+                let dar = sar.map(|(n, d)| {
+                    let (a, b) = reduce(par.width as i64 * n as i64, par.height as i64 * d as i64);
+                    format!("{a}:{b}")
+                });
+                let avg = rational(st.avg_frame_rate().into());
+                let fr = avg.or_else(|| rational(st.rate().into()));
+                let (pix_fmt, bit_depth, chroma) = pixel_info(par.format);
+                let frames = st.frames();
+                report.video.push(VideoStream {
+                    index: st.index(),
+                    codec,
+                    codec_long,
+                    profile,
+                    level: (par.level >= 0).then_some(par.level),
+                    width: par.width as u32,
+                    height: par.height as u32,
+                    sample_aspect_ratio: ratio_string(sar, ':'),
+                    display_aspect_ratio: dar,
+                    frame_rate: ratio_string(fr, '/'),
+                    field_order: field_order_name(par.field_order).map(String::from),
+                    pix_fmt,
+                    bit_depth,
+                    chroma_subsampling: chroma,
+                    color_primaries: enum_name(par.color_primaries as i32, Names::Primaries),
+                    color_transfer: enum_name(par.color_trc as i32, Names::Transfer),
+                    color_matrix: enum_name(par.color_space as i32, Names::Space),
+                    color_range: enum_name(par.color_range as i32, Names::Range),
+                    bit_rate: br,
+                    duration_s: dur,
+                    frames: (frames > 0).then_some(frames),
+                    timecode: timecode.clone(),
+                });
+            }
+            ffi::AVMediaType::AVMEDIA_TYPE_AUDIO => {
+                let channels = par.ch_layout.nb_channels.max(0) as u32;
+                let layout = layout_name(&par.ch_layout);
+                // SAFETY: av_get_sample_fmt_name accepts any value and returns static or null.
+                let sample_fmt = unsafe {
+                    cstr_opt(ffi::av_get_sample_fmt_name(std::mem::transmute::<i32, ffi::AVSampleFormat>(
+                        par.format.clamp(-1, ffi::AVSampleFormat::AV_SAMPLE_FMT_NB as i32 - 1),
+                    )))
+                };
+                let depth = if par.bits_per_raw_sample > 0 {
+                    Some(par.bits_per_raw_sample as u32)
+                } else if par.bits_per_coded_sample > 0 {
+                    Some(par.bits_per_coded_sample as u32)
+                } else {
+                    None
+                };
+                report.audio.push(AudioStream {
+                    index: st.index(),
+                    codec,
+                    codec_long,
+                    profile,
+                    sample_rate: par.sample_rate.max(0) as u32,
+                    channels,
+                    channel_layout: layout,
+                    sample_fmt,
+                    bit_depth: depth,
+                    bit_rate: br,
+                    duration_s: dur,
+                    language,
+                    loudness: None,
+                });
+            }
+            ffi::AVMediaType::AVMEDIA_TYPE_SUBTITLE => report.subtitle.push(OtherStream {
+                index: st.index(),
+                codec: Some(codec),
+                codec_type: "subtitle".into(),
+                language,
+                timecode,
+            }),
+            other => {
+                let kind = match other {
+                    ffi::AVMediaType::AVMEDIA_TYPE_ATTACHMENT => "attachment",
+                    _ => "data",
+                };
+                report.data.push(OtherStream {
+                    index: st.index(),
+                    codec: Some(codec),
+                    codec_type: kind.into(),
+                    language,
+                    timecode,
+                })
+            }
+        }
+    }
+    if report.container.start_timecode.is_none() {
+        report.container.start_timecode = report
+            .video
+            .iter()
+            .filter_map(|v| v.timecode.clone())
+            .chain(report.data.iter().filter_map(|d| d.timecode.clone()))
+            .next();
+    }
+    report
+}
+
+/// ffprobe's names for `AVFieldOrder`, collapsed to what a media manager asks: which field first.
+fn field_order_name(fo: ffi::AVFieldOrder) -> Option<&'static str> {
+    use ffi::AVFieldOrder::*;
+    match fo {
+        AV_FIELD_PROGRESSIVE => Some("progressive"),
+        AV_FIELD_TT | AV_FIELD_BT => Some("tff"),
+        AV_FIELD_BB | AV_FIELD_TB => Some("bff"),
+        _ => None,
+    }
+}
+
+/// Decodes the first frames of `stream` and reads their interlacing flags.
+fn measure_field_order(ictx: &mut ff::format::context::Input, stream: usize) -> Option<&'static str> {
+    let params = ictx.stream(stream)?.parameters();
+    let mut ctx = ff::codec::Context::from_parameters(params).ok()?;
+    ctx.set_threading(ff::codec::threading::Config {
+        kind: ff::codec::threading::Type::Frame,
+        count: 2,
+        ..Default::default()
+    });
+    let mut dec = ctx.decoder().video().ok()?;
+    let mut frame = ff::frame::Video::empty();
+    let (mut seen, mut inter, mut top) = (0, 0, 0);
+    let mut packets = 0;
+    let mut tally = |f: &ff::frame::Video, seen: &mut u32| {
+        *seen += 1;
+        if f.is_interlaced() {
+            inter += 1;
+            if f.is_top_first() {
+                top += 1;
+            }
+        }
+    };
+    for (st, pkt) in ictx.packets() {
+        if st.index() != stream {
+            continue;
+        }
+        packets += 1;
+        if dec.send_packet(&pkt).is_err() {
+            continue;
+        }
+        while dec.receive_frame(&mut frame).is_ok() {
+            tally(&frame, &mut seen);
+        }
+        if seen >= 4 || packets > 300 {
+            break;
+        }
+    }
+    if seen < 4 {
+        let _ = dec.send_eof();
+        while dec.receive_frame(&mut frame).is_ok() {
+            tally(&frame, &mut seen);
+        }
+    }
+    if seen == 0 {
+        return None;
+    }
+    Some(if inter * 2 <= seen {
+        "progressive"
+    } else if top * 2 > inter {
+        "tff"
+    } else {
+        "bff"
+    })
+}
+
+/// Pixel format name, bit depth of luma, chroma subsampling as J:a:b.
+pub fn pixel_info(format: i32) -> (Option<String>, Option<u32>, Option<String>) {
+    if format < 0 {
+        return (None, None, None);
+    }
+    // SAFETY: the value is a valid AVPixelFormat index or the lookup returns null.
+    unsafe {
+        let pf: ffi::AVPixelFormat = std::mem::transmute(format);
+        let desc = ffi::av_pix_fmt_desc_get(pf);
+        if desc.is_null() {
+            return (None, None, None);
+        }
+        let d = &*desc;
+        let name = cstr_opt(d.name);
+        let depth = Some(d.comp[0].depth as u32);
+        let chroma = if d.nb_components < 3 {
+            Some("4:0:0".to_string())
+        } else {
+            Some(
+                match (d.log2_chroma_w, d.log2_chroma_h) {
+                    (0, 0) => "4:4:4",
+                    (1, 0) => "4:2:2",
+                    (1, 1) => "4:2:0",
+                    (2, 0) => "4:1:1",
+                    (2, 2) => "4:1:0",
+                    _ => "other",
+                }
+                .to_string(),
+            )
+        };
+        (name, depth, chroma)
+    }
+}
+
+enum Names {
+    Primaries,
+    Transfer,
+    Space,
+    Range,
+}
+
+fn enum_name(v: i32, which: Names) -> Option<String> {
+    // SAFETY: each *_name function accepts any value of its enum and returns static or null;
+    // values come from codecpar, which libav keeps within the enum's range.
+    unsafe {
+        let p = match which {
+            Names::Primaries => {
+                if v == ffi::AVColorPrimaries::AVCOL_PRI_UNSPECIFIED as i32 {
+                    return None;
+                }
+                ffi::av_color_primaries_name(std::mem::transmute::<u32, ffi::AVColorPrimaries>(v as u32))
+            }
+            Names::Transfer => {
+                if v == ffi::AVColorTransferCharacteristic::AVCOL_TRC_UNSPECIFIED as i32 {
+                    return None;
+                }
+                ffi::av_color_transfer_name(std::mem::transmute::<u32, ffi::AVColorTransferCharacteristic>(v as u32))
+            }
+            Names::Space => {
+                if v == ffi::AVColorSpace::AVCOL_SPC_UNSPECIFIED as i32 {
+                    return None;
+                }
+                ffi::av_color_space_name(std::mem::transmute::<u32, ffi::AVColorSpace>(v as u32))
+            }
+            Names::Range => {
+                if v == ffi::AVColorRange::AVCOL_RANGE_UNSPECIFIED as i32 {
+                    return None;
+                }
+                ffi::av_color_range_name(std::mem::transmute::<u32, ffi::AVColorRange>(v as u32))
+            }
+        };
+        cstr_opt(p)
+    }
+}
+
+/// ffprobe's channel layout string ("stereo", "5.1(side)", …); null for an unspecified order.
+pub fn layout_name(l: &ffi::AVChannelLayout) -> Option<String> {
+    if l.order == ffi::AVChannelOrder::AV_CHANNEL_ORDER_UNSPEC {
+        return None;
+    }
+    let mut buf = [0 as std::ffi::c_char; 128];
+    // SAFETY: `buf` is writable for its length; `l` is a valid layout borrowed for the call.
+    unsafe {
+        if ffi::av_channel_layout_describe(l, buf.as_mut_ptr(), buf.len()) < 0 {
+            return None;
+        }
+        cstr_opt(buf.as_ptr())
+    }
+}

@@ -1,0 +1,137 @@
+//! Decoding audio streams of a file to synchronised planar `f32` blocks, for measurement
+//! (loudness, silence). Several mono streams are merged sample-accurately into one bus.
+
+use std::path::Path;
+
+use super::graph::{self, Sink, Source};
+use super::{ff, input, AvError};
+
+/// Planar f32 samples of every requested stream's channels, in stream order.
+pub struct Block<'a> {
+    pub rate: u32,
+    pub planes: Vec<&'a [f32]>,
+}
+
+/// Decodes `streams` of `path` and calls `each` with every block of merged samples.
+pub fn decode_f32(path: &Path, streams: &[usize], mut each: impl FnMut(&Block<'_>)) -> Result<(), AvError> {
+    let mut ictx = input::open(path)?;
+    let inv = |what: String| AvError::Invalid {
+        path: path.to_owned(),
+        what,
+    };
+    let mut decoders = Vec::new();
+    for &i in streams {
+        let st = ictx
+            .stream(i)
+            .ok_or_else(|| inv(format!("has no stream {i}")))?;
+        let ctx = ff::codec::Context::from_parameters(st.parameters()).map_err(|e| AvError::Libav {
+            path: path.to_owned(),
+            what: format!("stream {i}"),
+            source: e,
+        })?;
+        let dec = ctx.decoder().audio().map_err(|e| AvError::Libav {
+            path: path.to_owned(),
+            what: format!("no decoder for audio stream {i}"),
+            source: e,
+        })?;
+        decoders.push(dec);
+    }
+    let k = streams.len();
+    let mut pending: Vec<Vec<ff::frame::Audio>> = (0..k).map(|_| Vec::new()).collect();
+    let mut g: Option<ff::filter::Graph> = None;
+    let mut out = ff::frame::Audio::empty();
+
+    let mut drain = |g: &mut ff::filter::Graph, out: &mut ff::frame::Audio| {
+        let mut sink = g.get("out0").expect("sink exists in a built graph");
+        while sink.sink().frame(out).is_ok() {
+            let ch = graph::channels(out);
+            let planes: Vec<&[f32]> = (0..ch).map(|c| &out.plane::<f32>(c)[..out.samples()]).collect();
+            each(&Block {
+                rate: out.rate(),
+                planes,
+            });
+        }
+    };
+
+    let mut frame = ff::frame::Audio::empty();
+    let mut feed = |idx: usize,
+                    f: ff::frame::Audio,
+                    g: &mut Option<ff::filter::Graph>,
+                    pending: &mut Vec<Vec<ff::frame::Audio>>,
+                    out: &mut ff::frame::Audio|
+     -> Result<(), AvError> {
+        if g.is_none() {
+            pending[idx].push(f);
+            if pending.iter().all(|p| !p.is_empty()) {
+                let rate = pending[0][0].rate();
+                let sources: Vec<Source> = (0..k)
+                    .map(|i| Source {
+                        name: format!("in{i}"),
+                        args: graph::audio_source_args(&pending[i][0]),
+                        audio: true,
+                    })
+                    .collect();
+                let spec = if k == 1 {
+                    "[in0]aformat=sample_fmts=fltp[out0]".to_string()
+                } else {
+                    let mut s = String::new();
+                    for i in 0..k {
+                        s.push_str(&format!("[in{i}]aresample={rate}[r{i}];"));
+                    }
+                    for i in 0..k {
+                        s.push_str(&format!("[r{i}]"));
+                    }
+                    s.push_str(&format!("amerge=inputs={k},aformat=sample_fmts=fltp[out0]"));
+                    s
+                };
+                let built = graph::build(&sources, &[Sink { name: "out0".into(), audio: true }], &spec)
+                    .map_err(|e| inv(format!("audio measurement graph: {e}")))?;
+                *g = Some(built);
+                let gg = g.as_mut().expect("just set");
+                for (i, frames) in pending.iter_mut().enumerate() {
+                    for f in frames.drain(..) {
+                        let _ = gg.get(&format!("in{i}")).expect("source").source().add(&f);
+                    }
+                }
+                drain(gg, out);
+            }
+            return Ok(());
+        }
+        let gg = g.as_mut().expect("checked");
+        let _ = gg.get(&format!("in{idx}")).expect("source").source().add(&f);
+        drain(gg, out);
+        Ok(())
+    };
+
+    for (st, pkt) in ictx.packets() {
+        let Some(idx) = streams.iter().position(|&s| s == st.index()) else {
+            continue;
+        };
+        if decoders[idx].send_packet(&pkt).is_err() {
+            continue;
+        }
+        while decoders[idx].receive_frame(&mut frame).is_ok() {
+            graph::fix_audio_layout(&mut frame);
+            let f = std::mem::replace(&mut frame, ff::frame::Audio::empty());
+            feed(idx, f, &mut g, &mut pending, &mut out)?;
+        }
+    }
+    for idx in 0..k {
+        let _ = decoders[idx].send_eof();
+        while decoders[idx].receive_frame(&mut frame).is_ok() {
+            graph::fix_audio_layout(&mut frame);
+            let f = std::mem::replace(&mut frame, ff::frame::Audio::empty());
+            feed(idx, f, &mut g, &mut pending, &mut out)?;
+        }
+    }
+    match g.as_mut() {
+        Some(gg) => {
+            for i in 0..k {
+                let _ = gg.get(&format!("in{i}")).expect("source").source().flush();
+            }
+            drain(gg, &mut out);
+            Ok(())
+        }
+        None => Err(inv("no audio could be decoded".into())),
+    }
+}

@@ -1,0 +1,346 @@
+//! Command line: parses arguments, calls the library, prints results on stdout and one-line
+//! errors on stderr. The contract (fields, exit codes) is in `docs/cli.md`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+
+use crate::av::engine::Progress;
+use crate::av::{self, hw, probe};
+use crate::profile;
+use crate::qc::loudness;
+use crate::transcode::{self, BackendChoice};
+
+#[derive(Parser)]
+#[command(name = "antenne", version, about = "Broadcast media appliance: probe, transcode, check")]
+struct Cli {
+    /// More log output (libav warnings included).
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Technical metadata of a media file (ffprobe names and values).
+    Probe {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// Measure BS.1770-4 loudness (integrated, range, true peak).
+        #[arg(long)]
+        loudness: bool,
+    },
+    /// Transcode a file to every output of a profile (one decode, one encoder thread per output).
+    Transcode {
+        input: PathBuf,
+        #[arg(long, short)]
+        profile: String,
+        #[arg(long = "output-dir", short = 'o')]
+        output_dir: PathBuf,
+        #[arg(long, value_enum, default_value = "auto")]
+        backend: BackendChoice,
+        #[arg(long)]
+        profiles_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the delivery profiles (embedded, plus firmware-config/profiles/*.toml).
+    Profiles {
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        profiles_dir: Option<PathBuf>,
+    },
+    /// Which FFmpeg libraries, encoders and hardware backends this machine offers.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a test clip with antenne's own encoder and transcode it with the default profile.
+    Demo {
+        #[arg(short, long, default_value = "antenne-demo")]
+        output_dir: PathBuf,
+        #[arg(long, default_value = "web-h264")]
+        profile: String,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::telemetry::init(cli.verbose);
+    match run(cli.cmd) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Res = Result<(), Box<dyn std::error::Error>>;
+
+fn run(cmd: Cmd) -> Res {
+    match cmd {
+        Cmd::Probe { file, json, loudness } => cmd_probe(&file, json, loudness),
+        Cmd::Transcode {
+            input,
+            profile,
+            output_dir,
+            backend,
+            profiles_dir,
+            json,
+        } => cmd_transcode(&input, &profile, &output_dir, backend, profiles_dir.as_deref(), json),
+        Cmd::Profiles { json, profiles_dir } => cmd_profiles(json, profiles_dir.as_deref()),
+        Cmd::Doctor { json } => cmd_doctor(json),
+        Cmd::Demo { output_dir, profile } => cmd_demo(&output_dir, &profile),
+    }
+}
+
+fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+fn cmd_probe(file: &Path, json: bool, with_loudness: bool) -> Res {
+    let mut r = probe::probe(file)?;
+    if with_loudness {
+        if r.audio.is_empty() {
+            return Err(format!("{}: has no audio stream to measure loudness of", file.display()).into());
+        }
+        let prog = loudness::measure_programme(&r)?;
+        let prog_streams = prog.streams.clone();
+        for a in r.audio.iter_mut() {
+            let l = if prog_streams == [a.index] {
+                prog.clone()
+            } else {
+                loudness::measure(file, &[a.index])?
+            };
+            a.loudness = Some(serde_json::json!({
+                "integrated_lufs": l.integrated_lufs,
+                "range_lu": l.range_lu,
+                "true_peak_dbtp": l.true_peak_dbtp,
+            }));
+        }
+        r.loudness = Some(serde_json::to_value(&prog)?);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    let c = &r.container;
+    println!("file        {} ({} bytes)", r.file, r.size_bytes);
+    println!(
+        "container   {} ({}), duration {} s, start {} s, {} b/s, timecode {}",
+        c.format,
+        opt(&c.format_long),
+        opt(&c.duration_s.map(|d| format!("{d:.3}"))),
+        opt(&c.start_s.map(|d| format!("{d:.3}"))),
+        opt(&c.bit_rate),
+        opt(&c.start_timecode)
+    );
+    for v in &r.video {
+        println!(
+            "video #{}    {} {} level {} {}x{} SAR {} DAR {} {} fps {} {} {}-bit {} primaries {} transfer {} matrix {} range {} {} b/s",
+            v.index,
+            v.codec,
+            opt(&v.profile),
+            opt(&v.level),
+            v.width,
+            v.height,
+            opt(&v.sample_aspect_ratio),
+            opt(&v.display_aspect_ratio),
+            opt(&v.frame_rate),
+            opt(&v.field_order),
+            opt(&v.pix_fmt),
+            opt(&v.bit_depth),
+            opt(&v.chroma_subsampling),
+            opt(&v.color_primaries),
+            opt(&v.color_transfer),
+            opt(&v.color_matrix),
+            opt(&v.color_range),
+            opt(&v.bit_rate)
+        );
+    }
+    for a in &r.audio {
+        println!(
+            "audio #{}    {} {} Hz {} ch ({}) {} {}-bit {} b/s language {}",
+            a.index,
+            a.codec,
+            a.sample_rate,
+            a.channels,
+            opt(&a.channel_layout),
+            opt(&a.sample_fmt),
+            opt(&a.bit_depth),
+            opt(&a.bit_rate),
+            opt(&a.language)
+        );
+    }
+    for s in r.subtitle.iter().chain(&r.data) {
+        println!("{} #{}  {}", s.codec_type, s.index, opt(&s.codec));
+    }
+    if let Some(l) = &r.loudness {
+        println!(
+            "loudness    integrated {} LUFS, range {} LU, true peak {} dBTP (streams {})",
+            l["integrated_lufs"], l["range_lu"], l["true_peak_dbtp"], l["streams"]
+        );
+    }
+    Ok(())
+}
+
+fn cmd_transcode(
+    input: &Path,
+    profile_name: &str,
+    outdir: &Path,
+    backend: BackendChoice,
+    profiles_dir: Option<&Path>,
+    json: bool,
+) -> Res {
+    let prof = profile::find(profile_name, profile::profiles_dir(profiles_dir).as_deref())?;
+    let src = probe::probe(input)?;
+    transcode::prepare_outdir(outdir)?;
+    let job = transcode::compile(&src, &prof, outdir, backend)?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, cancel.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, cancel.clone())?;
+    let progress = Arc::new(Progress::default());
+    let done = Arc::new(AtomicBool::new(false));
+    let reporter = {
+        let progress = progress.clone();
+        let done = done.clone();
+        let total = job.expected_frames;
+        let duration = job.duration_s;
+        std::thread::spawn(move || report_progress(&progress, &done, total, duration))
+    };
+    let started = Instant::now();
+    let result = transcode::run(&job, progress.clone(), cancel);
+    done.store(true, Ordering::SeqCst);
+    let _ = reporter.join();
+    let report = result?;
+    let secs = started.elapsed().as_secs_f64().max(1e-6);
+    let fps = report.frames_decoded as f64 / secs;
+    let speed = job.duration_s.map(|d| d / secs);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "outputs": job.outputs,
+                "frames": report.frames_decoded,
+                "decode_errors": report.decode_errors,
+                "seconds": secs,
+                "fps": fps,
+                "speed": speed,
+                "backend": job.outputs.first().map(|o| o.backend),
+            }))?
+        );
+    } else {
+        for o in &job.outputs {
+            println!("output: {}", o.path.display());
+        }
+        eprintln!(
+            "done: {} frames in {secs:.1} s ({fps:.1} fps, {} real time)",
+            report.frames_decoded,
+            speed.map_or("-".into(), |s| format!("{s:.2}x"))
+        );
+    }
+    Ok(())
+}
+
+fn report_progress(progress: &Progress, done: &AtomicBool, total: Option<u64>, duration: Option<f64>) {
+    let start = Instant::now();
+    let tty = std::io::stderr().is_terminal();
+    let bar = tty.then(|| {
+        let b = indicatif::ProgressBar::new(total.unwrap_or(0));
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} frames {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let mut last_line = Instant::now();
+    while !done.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(200));
+        let frames = progress.frames_decoded.load(Ordering::Relaxed);
+        let t = start.elapsed().as_secs_f64().max(1e-3);
+        let fps = frames as f64 / t;
+        let media = progress.media_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let speed = media / t;
+        let eta = duration.filter(|_| speed > 0.0).map(|d| ((d - media) / speed).max(0.0));
+        let eta_s = eta.map_or("-".into(), |e| format!("{e:.0}s"));
+        if let Some(b) = &bar {
+            b.set_position(frames);
+            b.set_message(format!("{fps:.1} fps {speed:.2}x eta {eta_s}"));
+        } else if last_line.elapsed() >= Duration::from_secs(2) {
+            last_line = Instant::now();
+            eprintln!(
+                "progress: frame={frames}/{} fps={fps:.1} speed={speed:.2}x eta={eta_s}",
+                total.map_or("?".into(), |t| t.to_string())
+            );
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+}
+
+fn cmd_profiles(json: bool, dir: Option<&Path>) -> Res {
+    let all = profile::load_all(profile::profiles_dir(dir).as_deref())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(());
+    }
+    for p in &all {
+        println!("{:<24} {}", p.name, p.description);
+        for o in &p.outputs {
+            let v = o.video.as_ref().map_or("no video".into(), |v| {
+                format!("{} {}x{} {:?}", v.codec, v.width, v.height, v.scan).to_lowercase()
+            });
+            let a = o.audio.as_ref().map_or("no audio".into(), |a| {
+                format!("{} {} track(s) {}", a.codec, a.tracks.len(), a.tracks.join("+"))
+            });
+            println!("  {:<10} .{:<4} {v}; {a}", o.name, o.extension());
+        }
+    }
+    Ok(())
+}
+
+fn cmd_doctor(json: bool) -> Res {
+    let libs = av::library_versions();
+    let backends = hw::detect();
+    if json {
+        let l: serde_json::Map<String, serde_json::Value> =
+            libs.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "libraries": l, "backends": backends }))?
+        );
+        return Ok(());
+    }
+    for (k, v) in &libs {
+        println!("{k:<14} {v}");
+    }
+    for b in &backends {
+        let state = if b.available {
+            "available".to_string()
+        } else {
+            format!("unavailable: {}", b.error.as_deref().unwrap_or("?"))
+        };
+        println!("{:<10} {state}; encoders: {}", b.backend.name(), b.encoders.join(", "));
+    }
+    Ok(())
+}
+
+fn cmd_demo(outdir: &Path, profile_name: &str) -> Res {
+    std::fs::create_dir_all(outdir).map_err(|e| format!("{}: cannot create: {e}", outdir.display()))?;
+    let clip = outdir.join("demo-source.mp4");
+    eprintln!("making a 5 s test clip: {}", clip.display());
+    av::engine::write_test_clip(&clip, 5, "10:00:00:00")?;
+    cmd_transcode(&clip, profile_name, outdir, BackendChoice::Auto, None, false)?;
+    println!("source: {}", clip.display());
+    Ok(())
+}

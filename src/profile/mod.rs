@@ -1,0 +1,464 @@
+//! Delivery profiles: TOML files under `firmware-config/profiles/` describing one or several
+//! outputs (container, video, audio). Owns parsing and validation, so that a wrong profile is
+//! refused when it is loaded, naming the file, the key and why, never half-way through an encode.
+//! Knows nothing of libav beyond asking the engine which encoders and muxers exist.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Bitrate, Rate};
+
+/// Profiles compiled into the binary: a fresh machine has them without any file on disk.
+const EMBEDDED: &[(&str, &str)] = &[
+    ("web-h264.toml", include_str!("../../firmware-config/profiles/web-h264.toml")),
+    ("proxy.toml", include_str!("../../firmware-config/profiles/proxy.toml")),
+    (
+        "xdcam-hd422-1080i25.toml",
+        include_str!("../../firmware-config/profiles/xdcam-hd422-1080i25.toml"),
+    ),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("{file}: {message}")]
+    Invalid { file: String, message: String },
+    #[error("{dir}: cannot read profiles directory: {source}")]
+    Dir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unknown profile {name:?} (known: {known})")]
+    Unknown { name: String, known: String },
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub outputs: Vec<Output>,
+    /// Where it was read from (`embedded:…` or a path).
+    #[serde(skip)]
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Output {
+    pub name: String,
+    /// libavformat muxer name: mp4, mov, mxf, matroska, mpegts.
+    pub container: String,
+    pub extension: Option<String>,
+    #[serde(default)]
+    pub faststart: bool,
+    pub video: Option<Video>,
+    pub audio: Option<Audio>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scan {
+    Progressive,
+    Tff,
+    Bff,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateControl {
+    Vbr,
+    Cbr,
+    Crf,
+}
+
+/// `"source"` or a rational.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameRate {
+    Source,
+    Fixed(Rate),
+}
+
+impl<'de> Deserialize<'de> for FrameRate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "source" {
+            Ok(FrameRate::Source)
+        } else {
+            s.parse::<Rate>()
+                .map(FrameRate::Fixed)
+                .map_err(serde::de::Error::custom)
+        }
+    }
+}
+
+impl Serialize for FrameRate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            FrameRate::Source => s.serialize_str("source"),
+            FrameRate::Fixed(r) => s.serialize_str(&r.to_string()),
+        }
+    }
+}
+
+fn source_rate() -> FrameRate {
+    FrameRate::Source
+}
+
+fn progressive() -> Scan {
+    Scan::Progressive
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Video {
+    /// h264, hevc, mpeg2video, prores, dnxhd.
+    pub codec: String,
+    /// Force one encoder (e.g. `libx264`); otherwise the backend picks.
+    pub encoder: Option<String>,
+    pub width: u32,
+    pub height: u32,
+    #[serde(default = "source_rate")]
+    pub frame_rate: FrameRate,
+    #[serde(default = "progressive")]
+    pub scan: Scan,
+    pub pix_fmt: String,
+    pub profile: Option<String>,
+    pub level: Option<String>,
+    pub rate_control: RateControl,
+    pub bitrate: Option<Bitrate>,
+    pub maxrate: Option<Bitrate>,
+    pub bufsize: Option<Bitrate>,
+    pub crf: Option<u32>,
+    pub gop: Option<u32>,
+    pub gop_seconds: Option<f64>,
+    pub b_frames: Option<u32>,
+    #[serde(default)]
+    pub closed_gop: bool,
+    pub preset: Option<String>,
+    pub tune: Option<String>,
+    #[serde(default)]
+    pub burn_timecode: bool,
+    /// Only `bt709` for now: HD colour, with a BT.601 → BT.709 matrix conversion where needed.
+    pub color: Option<String>,
+    /// `"16:9"`, `"4:3"`; default: square pixels.
+    pub display_aspect: Option<String>,
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Audio {
+    /// aac, pcm_s24le, pcm_s16le, ac3, …
+    pub codec: String,
+    pub bitrate: Option<Bitrate>,
+    pub sample_rate: u32,
+    /// One entry per audio track: `mono`, `stereo`, `5.1`.
+    pub tracks: Vec<String>,
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+impl Output {
+    pub fn extension(&self) -> String {
+        if let Some(e) = &self.extension {
+            return e.clone();
+        }
+        match self.container.as_str() {
+            "matroska" => "mkv",
+            "mpegts" => "ts",
+            other => other,
+        }
+        .to_string()
+    }
+}
+
+impl Video {
+    /// GOP length in frames at `rate`.
+    pub fn gop_frames(&self, rate: Rate) -> Option<u32> {
+        self.gop
+            .or_else(|| self.gop_seconds.map(|s| (s * rate.as_f64()).round().max(1.0) as u32))
+    }
+
+    pub fn display_aspect(&self) -> Option<(u32, u32)> {
+        self.display_aspect.as_deref().and_then(parse_aspect)
+    }
+}
+
+pub fn parse_aspect(s: &str) -> Option<(u32, u32)> {
+    let (a, b) = s.split_once(':').or_else(|| s.split_once('/'))?;
+    let (a, b) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    (a > 0 && b > 0).then_some((a, b))
+}
+
+/// Channels of a track layout name.
+pub fn layout_channels(name: &str) -> Option<u32> {
+    match name {
+        "mono" => Some(1),
+        "stereo" => Some(2),
+        "5.1" => Some(6),
+        _ => None,
+    }
+}
+
+/// Parses and validates one profile file's text.
+pub fn parse(text: &str, file: &str) -> Result<Profile, ProfileError> {
+    let invalid = |message: String| ProfileError::Invalid {
+        file: file.to_string(),
+        message,
+    };
+    let mut p: Profile = toml::from_str(text).map_err(|e| invalid(toml_message(&e)))?;
+    p.source = file.to_string();
+    validate(&p).map_err(invalid)?;
+    Ok(p)
+}
+
+fn toml_message(e: &toml::de::Error) -> String {
+    let msg = e.message().trim().to_string();
+    match e.span() {
+        Some(span) => format!("{msg} (at byte {})", span.start),
+        None => msg,
+    }
+}
+
+/// Checks what a TOML schema cannot: combinations, and that the linked FFmpeg has what is named.
+pub fn validate(p: &Profile) -> Result<(), String> {
+    if p.name.trim().is_empty() || p.name.contains(['/', '\\', ' ']) {
+        return Err(format!("name {:?}: must be non-empty, without spaces or slashes", p.name));
+    }
+    if p.outputs.is_empty() {
+        return Err("outputs: a profile needs at least one [[outputs]]".into());
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, o) in p.outputs.iter().enumerate() {
+        let at = format!("outputs[{i}] ({})", o.name);
+        if !names.insert(o.name.as_str()) {
+            return Err(format!("{at}.name: two outputs are named {:?}", o.name));
+        }
+        if o.name.is_empty() || !o.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(format!("{at}.name: use letters, digits, - and _ only"));
+        }
+        if !crate::av::engine::has_muxer(&o.container) {
+            return Err(format!("{at}.container: no muxer {:?} in the linked FFmpeg", o.container));
+        }
+        if o.faststart && !matches!(o.container.as_str(), "mp4" | "mov") {
+            return Err(format!("{at}.faststart: only mp4 and mov have a moov atom to move"));
+        }
+        if o.video.is_none() && o.audio.is_none() {
+            return Err(format!("{at}: an output needs video, audio or both"));
+        }
+        if let Some(v) = &o.video {
+            validate_video(v, o).map_err(|e| format!("{at}.video.{e}"))?;
+        }
+        if let Some(a) = &o.audio {
+            validate_audio(a, o).map_err(|e| format!("{at}.audio.{e}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn validate_video(v: &Video, o: &Output) -> Result<(), String> {
+    if !(16..=8192).contains(&v.width) || v.width % 2 != 0 {
+        return Err(format!("width: {} is not an even number between 16 and 8192", v.width));
+    }
+    if !(16..=4320).contains(&v.height) || v.height % 2 != 0 {
+        return Err(format!("height: {} is not an even number between 16 and 4320", v.height));
+    }
+    if v.scan != Scan::Progressive && v.height % 4 != 0 {
+        return Err(format!("height: {} cannot be split into two equal fields with 4:2:0/4:2:2 chroma", v.height));
+    }
+    match v.codec.as_str() {
+        "h264" | "hevc" | "mpeg2video" | "prores" | "dnxhd" | "mpeg4" | "vp9" | "av1" => {}
+        other => return Err(format!("codec: {other:?} is not a video codec antenne encodes")),
+    }
+    if let Some(e) = &v.encoder {
+        if !crate::av::has_encoder(e) {
+            return Err(format!("encoder: {e:?} is not in the linked FFmpeg"));
+        }
+    } else {
+        let sw = crate::av::hw::Backend::Software
+            .encoder_for(&v.codec)
+            .unwrap_or_else(|| v.codec.clone());
+        let sw = if v.codec == "prores" { "prores_ks".to_string() } else { sw };
+        if !crate::av::has_encoder(&sw) {
+            return Err(format!("codec: no software encoder {sw:?} in the linked FFmpeg"));
+        }
+    }
+    if !crate::av::pixel_format_known(&v.pix_fmt) {
+        return Err(format!("pix_fmt: {:?} is not a pixel format", v.pix_fmt));
+    }
+    match v.rate_control {
+        RateControl::Crf => {
+            if v.crf.is_none() {
+                return Err("crf: rate_control = \"crf\" needs crf".into());
+            }
+        }
+        RateControl::Cbr | RateControl::Vbr => {
+            if v.bitrate.is_none() {
+                return Err("bitrate: this rate control needs a bitrate".into());
+            }
+        }
+    }
+    if let (Some(b), Some(m)) = (v.bitrate, v.maxrate) {
+        if m < b {
+            return Err(format!("maxrate: {m} is below bitrate {b}"));
+        }
+    }
+    if v.gop.is_none() && v.gop_seconds.is_none() {
+        return Err("gop: give gop (frames) or gop_seconds".into());
+    }
+    if let Some(s) = v.gop_seconds {
+        if !(s > 0.0 && s <= 60.0) {
+            return Err(format!("gop_seconds: {s} is not in (0, 60]"));
+        }
+    }
+    if v.gop == Some(0) {
+        return Err("gop: must be at least 1".into());
+    }
+    if let Some(c) = &v.color {
+        if c != "bt709" {
+            return Err(format!("color: {c:?}: only \"bt709\" is supported"));
+        }
+    }
+    if v.display_aspect.is_some() && v.display_aspect().is_none() {
+        return Err(format!("display_aspect: {:?} is not W:H", v.display_aspect.as_deref().unwrap_or("")));
+    }
+    if v.codec == "h264" && v.pix_fmt != "yuv420p" && v.encoder.as_deref().is_some_and(|e| e.contains("nvenc")) {
+        return Err(format!("pix_fmt: {} H.264 is not something NVENC encodes", v.pix_fmt));
+    }
+    if o.container == "mxf" && !matches!(v.codec.as_str(), "mpeg2video" | "h264" | "dnxhd" | "prores") {
+        return Err(format!("codec: {} cannot be carried in MXF", v.codec));
+    }
+    Ok(())
+}
+
+fn validate_audio(a: &Audio, o: &Output) -> Result<(), String> {
+    if !crate::av::has_encoder(&a.codec) {
+        return Err(format!("codec: no encoder {:?} in the linked FFmpeg", a.codec));
+    }
+    if ![32000, 44100, 48000, 96000].contains(&a.sample_rate) {
+        return Err(format!("sample_rate: {} is not 32000, 44100, 48000 or 96000", a.sample_rate));
+    }
+    if a.tracks.is_empty() || a.tracks.len() > 16 {
+        return Err("tracks: give between 1 and 16 tracks".into());
+    }
+    for (i, t) in a.tracks.iter().enumerate() {
+        if layout_channels(t).is_none() {
+            return Err(format!("tracks[{i}]: {t:?} is not mono, stereo or 5.1"));
+        }
+    }
+    if o.container == "mxf" {
+        if !a.codec.starts_with("pcm_") {
+            return Err(format!("codec: {} in MXF: use pcm_s24le or pcm_s16le", a.codec));
+        }
+        if a.sample_rate != 48000 {
+            return Err("sample_rate: MXF audio must be 48000 Hz".into());
+        }
+    }
+    if a.codec == "aac" && a.bitrate.is_none() {
+        return Err("bitrate: aac needs a bitrate".into());
+    }
+    Ok(())
+}
+
+/// The profiles directory in use: `--profiles-dir`, then `ANTENNE_PROFILES_DIR`, then
+/// `./firmware-config/profiles` when it exists.
+pub fn profiles_dir(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(d) = explicit {
+        return Some(d.to_owned());
+    }
+    if let Some(d) = std::env::var_os("ANTENNE_PROFILES_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    let local = PathBuf::from("firmware-config/profiles");
+    local.is_dir().then_some(local)
+}
+
+/// All profiles: the embedded ones, overridden and extended by every `*.toml` of `dir`.
+pub fn load_all(dir: Option<&Path>) -> Result<Vec<Profile>, ProfileError> {
+    let mut by_name: BTreeMap<String, Profile> = BTreeMap::new();
+    for (file, text) in EMBEDDED {
+        let p = parse(text, &format!("embedded:{file}"))?;
+        by_name.insert(p.name.clone(), p);
+    }
+    if let Some(dir) = dir {
+        let rd = std::fs::read_dir(dir).map_err(|e| ProfileError::Dir {
+            dir: dir.to_owned(),
+            source: e,
+        })?;
+        let mut files: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        for f in files {
+            let shown = f.display().to_string();
+            let text = std::fs::read_to_string(&f).map_err(|e| ProfileError::Invalid {
+                file: shown.clone(),
+                message: format!("cannot read: {e}"),
+            })?;
+            let p = parse(&text, &shown)?;
+            by_name.insert(p.name.clone(), p);
+        }
+    }
+    Ok(by_name.into_values().collect())
+}
+
+/// One profile by name.
+pub fn find(name: &str, dir: Option<&Path>) -> Result<Profile, ProfileError> {
+    let all = load_all(dir)?;
+    let known = all.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ");
+    all.iter()
+        .find(|p| p.name == name)
+        .cloned()
+        .ok_or_else(|| ProfileError::Unknown {
+            name: name.to_string(),
+            known,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_profiles_validate() {
+        let all = load_all(None).unwrap();
+        let names: Vec<_> = all.iter().map(|p| p.name.as_str()).collect();
+        for n in ["web-h264", "proxy", "xdcam-hd422-1080i25"] {
+            assert!(names.contains(&n), "{n} missing from {names:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_key_names_the_key() {
+        let text = include_str!("../../firmware-config/profiles/web-h264.toml").replace("preset = \"fast\"", "presett = \"fast\"");
+        let e = parse(&text, "x.toml").unwrap_err().to_string();
+        assert!(e.contains("x.toml") && e.contains("presett"), "{e}");
+    }
+
+    #[test]
+    fn impossible_combinations_are_refused() {
+        let base = include_str!("../../firmware-config/profiles/xdcam-hd422-1080i25.toml");
+        let e = parse(&base.replace("codec = \"pcm_s24le\"", "codec = \"aac\"\nbitrate = \"128k\""), "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("audio.codec"), "{e}");
+        let e = parse(&base.replace("height = 1080", "height = 1081"), "x.toml").unwrap_err().to_string();
+        assert!(e.contains("video.height"), "{e}");
+        let e = parse(&base.replace("tracks = [", "tracks = [\"7.1\", "), "x.toml").unwrap_err().to_string();
+        assert!(e.contains("tracks[0]"), "{e}");
+    }
+
+    #[test]
+    fn gop_from_seconds() {
+        let p = parse(include_str!("../../firmware-config/profiles/web-h264.toml"), "w").unwrap();
+        let v = p.outputs[0].video.as_ref().unwrap();
+        assert_eq!(v.gop_frames(Rate::new(25, 1)), Some(50));
+        assert_eq!(v.gop_frames(Rate::new(30000, 1001)), Some(60));
+    }
+}

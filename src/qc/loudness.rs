@@ -1,0 +1,133 @@
+//! BS.1770-4 loudness: integrated (gated), loudness range (EBU Tech 3342) and true peak, measured
+//! with the `ebur128` crate on samples the engine decodes.
+
+use std::path::Path;
+
+use ebur128::{Channel, EbuR128, Mode};
+use serde::Serialize;
+
+use crate::av::probe::ProbeReport;
+use crate::av::{samples, AvError};
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Loudness {
+    pub integrated_lufs: Option<f64>,
+    pub range_lu: Option<f64>,
+    pub true_peak_dbtp: Option<f64>,
+    pub channels: u32,
+    pub streams: Vec<usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoudnessError {
+    #[error(transparent)]
+    Av(#[from] AvError),
+    #[error("{file}: loudness meter: {what}")]
+    Meter { file: String, what: String },
+    #[error("{file}: has no audio stream to measure")]
+    NoAudio { file: String },
+}
+
+/// The audio streams that make the programme: the first with two or more channels, else the
+/// first two mono streams as left and right, else the only mono stream.
+pub fn programme_streams(report: &ProbeReport) -> Vec<usize> {
+    if let Some(a) = report.audio.iter().find(|a| a.channels >= 2) {
+        return vec![a.index];
+    }
+    report.audio.iter().take(2).map(|a| a.index).collect()
+}
+
+fn to_db(linear: f64) -> Option<f64> {
+    (linear > 0.0).then(|| 20.0 * linear.log10())
+}
+
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+/// BS.1770 channel weighting by position in the decoded layout.
+fn channel_roles(n: usize) -> Vec<Channel> {
+    match n {
+        1 => vec![Channel::Left],
+        2 => vec![Channel::Left, Channel::Right],
+        // FFmpeg's 5.1 order: FL FR FC LFE BL/SL BR/SR.
+        6 => vec![
+            Channel::Left,
+            Channel::Right,
+            Channel::Center,
+            Channel::Unused,
+            Channel::LeftSurround,
+            Channel::RightSurround,
+        ],
+        n => (0..n).map(|i| if i < 2 { [Channel::Left, Channel::Right][i] } else { Channel::Center }).collect(),
+    }
+}
+
+/// Measures the given audio streams of `path` together as one programme.
+pub fn measure(path: &Path, streams: &[usize]) -> Result<Loudness, LoudnessError> {
+    let file = path.display().to_string();
+    let meter_err = |e: ebur128::Error| LoudnessError::Meter {
+        file: file.clone(),
+        what: format!("{e:?}"),
+    };
+    let mut meter: Option<EbuR128> = None;
+    let mut failure: Option<LoudnessError> = None;
+    let mut channels = 0usize;
+    samples::decode_f32(path, streams, |block| {
+        if failure.is_some() || block.planes.is_empty() {
+            return;
+        }
+        if meter.is_none() {
+            channels = block.planes.len();
+            match EbuR128::new(channels as u32, block.rate, Mode::I | Mode::LRA | Mode::TRUE_PEAK) {
+                Ok(mut m) => {
+                    for (i, role) in channel_roles(channels).into_iter().enumerate() {
+                        let _ = m.set_channel(i as u32, role);
+                    }
+                    meter = Some(m);
+                }
+                Err(e) => {
+                    failure = Some(meter_err(e));
+                    return;
+                }
+            }
+        }
+        if let Some(m) = meter.as_mut() {
+            if let Err(e) = m.add_frames_planar_f32(&block.planes) {
+                failure = Some(meter_err(e));
+            }
+        }
+    })?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let m = meter.ok_or_else(|| LoudnessError::NoAudio { file: file.clone() })?;
+    let integrated = m.loudness_global().ok().and_then(finite);
+    let range = m.loudness_range().ok().and_then(finite);
+    let mut peak = 0.0f64;
+    for c in 0..channels {
+        if let Ok(p) = m.true_peak(c as u32) {
+            peak = peak.max(p);
+        }
+    }
+    Ok(Loudness {
+        integrated_lufs: integrated.map(round2),
+        range_lu: range.map(round2),
+        true_peak_dbtp: to_db(peak).map(round2),
+        channels: channels as u32,
+        streams: streams.to_vec(),
+    })
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+/// Measures the programme of a probed file.
+pub fn measure_programme(report: &ProbeReport) -> Result<Loudness, LoudnessError> {
+    let streams = programme_streams(report);
+    if streams.is_empty() {
+        return Err(LoudnessError::NoAudio { file: report.file.clone() });
+    }
+    measure(Path::new(&report.file), &streams)
+}

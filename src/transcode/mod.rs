@@ -1,0 +1,475 @@
+//! Transcoding: turns a profile and a probed source into a pipeline spec (filter chains, encoder
+//! settings, track mapping, output names), picks the backend per output, and runs it on the
+//! engine with progress. The chain rules themselves are pure and live in [`plan`].
+
+pub mod plan;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::av::engine::{self, AudioOut, AudioTrack, FieldOrder, OutputSpec, PipelineSpec, Progress, VideoOut};
+use crate::av::hw::{self, Backend};
+use crate::av::probe::ProbeReport;
+use crate::av::AvError;
+use crate::config::Rate;
+use crate::profile::{self, Profile, RateControl, Scan};
+use crate::timecode::Timecode;
+use plan::{DstVideo, SrcAudio, SrcVideo};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TranscodeError {
+    #[error(transparent)]
+    Av(#[from] AvError),
+    #[error(transparent)]
+    Profile(#[from] profile::ProfileError),
+    #[error("{file}: {what}")]
+    Source { file: String, what: String },
+    #[error("{dir}: output directory {what}")]
+    OutDir { dir: PathBuf, what: String },
+    #[error("backend {backend}: {what}")]
+    Backend { backend: &'static str, what: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    Auto,
+    Software,
+    Nvenc,
+    Vaapi,
+    Qsv,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedOutput {
+    pub name: String,
+    pub path: PathBuf,
+    pub container: String,
+    pub backend: &'static str,
+    pub encoder: Option<String>,
+}
+
+/// A compiled job: the engine spec plus what the user is told about it.
+pub struct Job {
+    pub spec: PipelineSpec,
+    pub outputs: Vec<PlannedOutput>,
+    pub expected_frames: Option<u64>,
+    pub duration_s: Option<f64>,
+}
+
+const DEJAVU_MONO: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf";
+
+fn source_err(src: &ProbeReport, what: impl Into<String>) -> TranscodeError {
+    TranscodeError::Source {
+        file: src.file.clone(),
+        what: what.into(),
+    }
+}
+
+/// Checks that `dir` exists (creating it if its parent exists) and can take new files.
+pub fn prepare_outdir(dir: &Path) -> Result<(), TranscodeError> {
+    let err = |what: String| TranscodeError::OutDir {
+        dir: dir.to_owned(),
+        what,
+    };
+    if dir.exists() && !dir.is_dir() {
+        return Err(err("is not a directory".into()));
+    }
+    if !dir.exists() {
+        std::fs::create_dir(dir).map_err(|e| err(format!("cannot be created: {e}")))?;
+    }
+    let probe = dir.join(format!(".antenne-write-test-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(err(format!("is not writable: {e}"))),
+    }
+}
+
+fn pick_backend(choice: BackendChoice, codec: &str, pix_fmt: &str) -> Result<Backend, TranscodeError> {
+    let gpu_can = matches!(codec, "h264" | "hevc") && matches!(pix_fmt, "yuv420p" | "nv12");
+    let explicit = match choice {
+        BackendChoice::Software => return Ok(Backend::Software),
+        BackendChoice::Auto => None,
+        BackendChoice::Nvenc => Some(Backend::Nvenc),
+        BackendChoice::Vaapi => Some(Backend::Vaapi),
+        BackendChoice::Qsv => Some(Backend::Qsv),
+    };
+    match explicit {
+        Some(b) => {
+            let st = hw::status_of(b);
+            if !st.available {
+                return Err(TranscodeError::Backend {
+                    backend: b.name(),
+                    what: format!(
+                        "not available on this machine: {}",
+                        st.error.unwrap_or_else(|| "unknown reason".into())
+                    ),
+                });
+            }
+            if !gpu_can {
+                return Err(TranscodeError::Backend {
+                    backend: b.name(),
+                    what: format!("cannot encode {codec} {pix_fmt} (GPU encoders take 8-bit 4:2:0 H.264/HEVC)"),
+                });
+            }
+            Ok(b)
+        }
+        None => {
+            if gpu_can {
+                for b in [Backend::Nvenc, Backend::Vaapi] {
+                    if hw::status_of(b).available {
+                        return Ok(b);
+                    }
+                }
+            }
+            Ok(Backend::Software)
+        }
+    }
+}
+
+fn level_option(codec: &str, level: &str) -> Option<i32> {
+    if codec == "mpeg2video" {
+        return match level {
+            "high" => Some(4),
+            "high1440" => Some(6),
+            "main" => Some(8),
+            "low" => Some(10),
+            _ => None,
+        };
+    }
+    None
+}
+
+fn profile_option(codec: &str, profile: &str) -> Option<i32> {
+    if codec == "mpeg2video" {
+        return match profile {
+            "422" => Some(0),
+            "high" => Some(1),
+            "main" => Some(4),
+            "simple" => Some(5),
+            _ => None,
+        };
+    }
+    None
+}
+
+fn nvenc_preset(x264: &str) -> &'static str {
+    match x264 {
+        "ultrafast" | "superfast" => "p1",
+        "veryfast" => "p2",
+        "faster" => "p3",
+        "fast" => "p4",
+        "medium" => "p5",
+        "slow" => "p6",
+        _ => "p7",
+    }
+}
+
+/// Compiles a profile against a probed source.
+pub fn compile(
+    src: &ProbeReport,
+    prof: &Profile,
+    outdir: &Path,
+    choice: BackendChoice,
+) -> Result<Job, TranscodeError> {
+    let input = PathBuf::from(&src.file);
+    let stem = input
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("output")
+        .to_string();
+    let wants_video = prof.outputs.iter().any(|o| o.video.is_some());
+    let sv = src.video.first();
+    if wants_video && sv.is_none() {
+        return Err(source_err(src, format!("has no video stream, but profile {} makes video", prof.name)));
+    }
+    let src_video = match sv {
+        Some(v) => {
+            let rate = v
+                .frame_rate
+                .as_deref()
+                .and_then(|r| r.parse::<Rate>().ok())
+                .filter(|r| r.as_f64() > 0.5 && r.as_f64() < 1000.0)
+                .ok_or_else(|| source_err(src, "video stream has no usable frame rate"))?;
+            if v.width == 0 || v.height == 0 || v.width > 16384 || v.height > 16384 {
+                return Err(source_err(src, format!("video size {}x{} is not usable", v.width, v.height)));
+            }
+            let sar = v
+                .sample_aspect_ratio
+                .as_deref()
+                .and_then(profile::parse_aspect)
+                .unwrap_or((1, 1));
+            let scan = match v.field_order.as_deref() {
+                Some("tff") => Scan::Tff,
+                Some("bff") => Scan::Bff,
+                _ => Scan::Progressive,
+            };
+            Some(SrcVideo {
+                width: v.width,
+                height: v.height,
+                sar,
+                rate,
+                scan,
+                matrix: v.color_matrix.clone(),
+            })
+        }
+        None => None,
+    };
+    let src_audio: Vec<SrcAudio> = src
+        .audio
+        .iter()
+        .map(|a| SrcAudio {
+            channels: a.channels.max(1),
+        })
+        .collect();
+    let duration = src.duration_s();
+    let src_tc = src.container.start_timecode.clone();
+
+    let mut outputs = Vec::new();
+    let mut planned = Vec::new();
+    let mut expected_frames = None;
+    for o in &prof.outputs {
+        let final_path = outdir.join(format!("{stem}_{}.{}", o.name, o.extension()));
+        let mut metadata = Vec::new();
+        let mut mux_options = Vec::new();
+        if o.faststart {
+            mux_options.push(("movflags".into(), "+faststart".into()));
+        }
+        let mut backend_used = Backend::Software;
+        let mut encoder_name = None;
+        let video = match (&o.video, &src_video) {
+            (Some(v), Some(sv)) => {
+                let rate = match v.frame_rate {
+                    profile::FrameRate::Source => sv.rate,
+                    profile::FrameRate::Fixed(r) => r,
+                };
+                if let Some(d) = duration {
+                    expected_frames = Some(sv.rate.frames_in(d));
+                }
+                let out_tc = src_tc.as_deref().and_then(|t| convert_tc(t, sv.rate, rate));
+                if let Some(tc) = &out_tc {
+                    metadata.push(("timecode".to_string(), tc.clone()));
+                }
+                let backend = pick_backend(choice, &v.codec, &v.pix_fmt)?;
+                backend_used = backend;
+                let encoder = match &v.encoder {
+                    Some(e) => e.clone(),
+                    None if v.codec == "prores" => "prores_ks".into(),
+                    None => backend.encoder_for(&v.codec).unwrap_or_else(|| v.codec.clone()),
+                };
+                encoder_name = Some(encoder.clone());
+                let burn = v.burn_timecode.then(|| {
+                    let font = Path::new(DEJAVU_MONO).exists().then(|| DEJAVU_MONO.to_string());
+                    (out_tc.clone().unwrap_or_else(|| Timecode::parse("00:00:00:00", rate).map(|t| t.to_string()).unwrap_or_default()), font)
+                });
+                let dst = DstVideo {
+                    width: v.width,
+                    height: v.height,
+                    dar: v.display_aspect(),
+                    rate,
+                    scan: v.scan,
+                    pix_fmt: if backend == Backend::Software { v.pix_fmt.clone() } else { "nv12".into() },
+                    bt709: v.color.as_deref() == Some("bt709"),
+                    burn_timecode: burn,
+                    hw_upload: matches!(backend, Backend::Vaapi | Backend::Qsv),
+                };
+                let fit = plan::fit(sv, &dst);
+                let filter = plan::video_chain(sv, &dst);
+                let mut options: Vec<(String, String)> = Vec::new();
+                let interlaced = match v.scan {
+                    Scan::Progressive => None,
+                    Scan::Tff => Some(FieldOrder::Tff),
+                    Scan::Bff => Some(FieldOrder::Bff),
+                };
+                let (mut min_rate, mut max_rate, mut bufsize) = (None, v.maxrate.map(|b| b.bps()), v.bufsize.map(|b| b.bps()));
+                let bitrate = v.bitrate.map(|b| b.bps());
+                if v.rate_control == RateControl::Cbr {
+                    min_rate = bitrate;
+                    max_rate = bitrate;
+                    if bufsize.is_none() {
+                        bufsize = bitrate;
+                    }
+                }
+                let is_x26x = encoder.starts_with("libx26");
+                if is_x26x {
+                    if let Some(p) = &v.preset {
+                        options.push(("preset".into(), p.clone()));
+                    }
+                    if let Some(t) = &v.tune {
+                        options.push(("tune".into(), t.clone()));
+                    }
+                    if let Some(p) = &v.profile {
+                        options.push(("profile".into(), p.clone()));
+                    }
+                    if let Some(l) = &v.level {
+                        options.push(("level".into(), l.clone()));
+                    }
+                    if v.rate_control == RateControl::Crf {
+                        options.push(("crf".into(), v.crf.unwrap_or(23).to_string()));
+                    }
+                    if v.rate_control == RateControl::Cbr && encoder == "libx264" {
+                        options.push(("nal-hrd".into(), "cbr".into()));
+                    }
+                    // IDR at every GOP start, so segments and edits can cut anywhere on a GOP.
+                    options.push(("forced-idr".into(), "1".into()));
+                    options.push(("sc_threshold".into(), "0".into()));
+                } else if encoder.contains("nvenc") {
+                    options.push(("preset".into(), nvenc_preset(v.preset.as_deref().unwrap_or("medium")).into()));
+                    if let Some(p) = &v.profile {
+                        options.push(("profile".into(), p.clone()));
+                    }
+                    options.push((
+                        "rc".into(),
+                        match v.rate_control {
+                            RateControl::Cbr => "cbr",
+                            RateControl::Vbr => "vbr",
+                            RateControl::Crf => "constqp",
+                        }
+                        .into(),
+                    ));
+                } else if encoder.contains("vaapi") || encoder.contains("qsv") {
+                    if let Some(p) = &v.profile {
+                        options.push(("profile".into(), p.clone()));
+                    }
+                    if encoder.contains("vaapi") {
+                        options.push((
+                            "rc_mode".into(),
+                            if v.rate_control == RateControl::Cbr { "CBR" } else { "VBR" }.into(),
+                        ));
+                    }
+                }
+                if interlaced.is_some() && (encoder == "mpeg2video" || encoder == "libx264") {
+                    options.push(("flags".into(), "+ildct+ilme".into()));
+                    if encoder == "mpeg2video" {
+                        options.push(("alternate_scan".into(), "1".into()));
+                    }
+                }
+                for (k, val) in &v.options {
+                    options.retain(|(ok, _)| ok != k);
+                    options.push((k.clone(), val.clone()));
+                }
+                Some(VideoOut {
+                    filter,
+                    encoder,
+                    backend,
+                    frame_rate: (rate.num as i32, rate.den as i32),
+                    bit_rate: bitrate,
+                    max_rate,
+                    min_rate,
+                    buffer_size: bufsize,
+                    gop: v.gop_frames(rate),
+                    b_frames: v.b_frames,
+                    closed_gop: v.closed_gop,
+                    profile_id: v.profile.as_deref().and_then(|p| profile_option(&v.codec, p)),
+                    level_id: v.level.as_deref().and_then(|l| level_option(&v.codec, l)),
+                    interlaced,
+                    bt709: v.color.as_deref() == Some("bt709"),
+                    sample_aspect: (fit.sar.0 as i32, fit.sar.1 as i32),
+                    options,
+                })
+            }
+            _ => None,
+        };
+        if video.is_none() {
+            if let Some(tc) = &src_tc {
+                metadata.push(("timecode".into(), tc.clone()));
+            }
+        }
+        let audio = match &o.audio {
+            Some(a) => {
+                let chans: Vec<u32> = a
+                    .tracks
+                    .iter()
+                    .map(|t| profile::layout_channels(t).unwrap_or(2))
+                    .collect();
+                let fmt = engine::audio_encoder_format(&a.codec).ok_or_else(|| TranscodeError::Source {
+                    file: prof.source.clone(),
+                    what: format!("audio encoder {} not found", a.codec),
+                })?;
+                let filter = plan::audio_graph(&src_audio, &chans, a.sample_rate, &fmt);
+                let options: Vec<(String, String)> = a.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                Some(AudioOut {
+                    filter,
+                    tracks: chans
+                        .iter()
+                        .map(|&c| AudioTrack {
+                            encoder: a.codec.clone(),
+                            sample_rate: a.sample_rate,
+                            channels: c,
+                            bit_rate: a.bitrate.map(|b| b.bps()),
+                            options: options.clone(),
+                        })
+                        .collect(),
+                })
+            }
+            None => None,
+        };
+        planned.push(PlannedOutput {
+            name: o.name.clone(),
+            path: final_path.clone(),
+            container: o.container.clone(),
+            backend: backend_used.name(),
+            encoder: encoder_name,
+        });
+        outputs.push(OutputSpec {
+            name: o.name.clone(),
+            final_path,
+            muxer: o.container.clone(),
+            mux_options,
+            metadata,
+            video,
+            audio,
+        });
+    }
+    let wants_audio = prof.outputs.iter().any(|o| o.audio.is_some());
+    Ok(Job {
+        spec: PipelineSpec {
+            input,
+            video_stream: if wants_video { sv.map(|v| v.index) } else { None },
+            audio_streams: if wants_audio { src.audio.iter().map(|a| a.index).collect() } else { vec![] },
+            declared_duration_s: duration,
+            outputs,
+        },
+        outputs: planned,
+        expected_frames,
+        duration_s: duration,
+    })
+}
+
+/// The source timecode restated at the output rate (same instant).
+fn convert_tc(tc: &str, src: Rate, dst: Rate) -> Option<String> {
+    let t = Timecode::parse(tc, src).ok()?;
+    if src.timecode_base() == dst.timecode_base() && src.is_ntsc_drop() == dst.is_ntsc_drop() {
+        return Some(t.to_string());
+    }
+    let seconds = t.frames as f64 / f64::from(t.base);
+    let zero = Timecode::parse(if dst.is_ntsc_drop() { "00:00:00;00" } else { "00:00:00:00" }, dst).ok()?;
+    Some(zero.add_frames((seconds * f64::from(dst.timecode_base())).round() as u64).to_string())
+}
+
+/// Runs a compiled job to the end.
+pub fn run(job: &Job, progress: Arc<Progress>, cancel: Arc<AtomicBool>) -> Result<engine::RunReport, TranscodeError> {
+    Ok(engine::run(&job.spec, progress, cancel)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timecode_conversion_keeps_the_instant() {
+        assert_eq!(convert_tc("10:00:00:00", Rate::new(25, 1), Rate::new(25, 1)).unwrap(), "10:00:00:00");
+        assert_eq!(convert_tc("10:00:01:12", Rate::new(25, 1), Rate::new(50, 1)).unwrap(), "10:00:01:24");
+    }
+
+    #[test]
+    fn software_is_always_possible() {
+        assert_eq!(pick_backend(BackendChoice::Software, "h264", "yuv420p").unwrap(), Backend::Software);
+        assert_eq!(pick_backend(BackendChoice::Auto, "mpeg2video", "yuv422p").unwrap(), Backend::Software);
+    }
+}

@@ -1,0 +1,477 @@
+//! Pure planning: from what the source is and what the profile wants, the filter chains (as
+//! libavfilter text) and the audio track mapping. No libav calls here, so every rule is tested
+//! without media.
+
+use crate::config::Rate;
+use crate::profile::Scan;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SrcVideo {
+    pub width: u32,
+    pub height: u32,
+    /// Sample (pixel) aspect ratio; 1:1 when unknown.
+    pub sar: (u32, u32),
+    pub rate: Rate,
+    pub scan: Scan,
+    /// ffprobe's colour matrix name, when the source says.
+    pub matrix: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DstVideo {
+    pub width: u32,
+    pub height: u32,
+    /// Display aspect; `None` means square pixels.
+    pub dar: Option<(u32, u32)>,
+    pub rate: Rate,
+    pub scan: Scan,
+    pub pix_fmt: String,
+    pub bt709: bool,
+    /// Timecode of the first frame to burn into the picture, with the font file to use.
+    pub burn_timecode: Option<(String, Option<String>)>,
+    /// Append `hwupload` (VA-API, QSV): the encoder takes frames in GPU memory.
+    pub hw_upload: bool,
+}
+
+/// Picture size inside the target frame, keeping the source's display aspect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fit {
+    pub width: u32,
+    pub height: u32,
+    /// Target sample aspect ratio.
+    pub sar: (u32, u32),
+}
+
+fn reduce(a: u64, b: u64) -> (u32, u32) {
+    let (mut x, mut y) = (a, b);
+    while y != 0 {
+        (x, y) = (y, x % y);
+    }
+    let g = x.max(1);
+    ((a / g) as u32, (b / g) as u32)
+}
+
+fn round_to(v: f64, m: u32) -> u32 {
+    let m = f64::from(m);
+    ((v / m).round() * m).max(m) as u32
+}
+
+/// Fits the source picture into the target frame without stretching: letterbox or pillarbox.
+pub fn fit(src: &SrcVideo, dst: &DstVideo) -> Fit {
+    let (dn, dd) = dst.dar.unwrap_or((dst.width, dst.height));
+    // Target pixel aspect = DAR × H / W.
+    let sar = reduce(u64::from(dn) * u64::from(dst.height), u64::from(dd) * u64::from(dst.width));
+    let tpar = f64::from(sar.0) / f64::from(sar.1);
+    let (sn, sd) = if src.sar.0 == 0 || src.sar.1 == 0 { (1, 1) } else { src.sar };
+    let sdar = f64::from(src.width) * f64::from(sn) / (f64::from(src.height) * f64::from(sd));
+    let vmul = if dst.scan == Scan::Progressive { 2 } else { 4 };
+    let full_w = f64::from(dst.height) * sdar / tpar;
+    let (w, h) = if full_w <= f64::from(dst.width) + 1.0 {
+        (round_to(full_w, 2).min(dst.width), dst.height)
+    } else {
+        let h = f64::from(dst.width) * tpar / sdar;
+        (dst.width, round_to(h, vmul).min(dst.height))
+    };
+    Fit { width: w, height: h, sar }
+}
+
+fn scale_and_pad(src: &SrcVideo, dst: &DstVideo, interlaced_scale: bool) -> Vec<String> {
+    let f = fit(src, dst);
+    let mut out = Vec::new();
+    let mut scale = format!("scale={}:{}:flags=bicubic", f.width, f.height);
+    if interlaced_scale {
+        scale.push_str(":interl=1");
+    }
+    if dst.bt709 {
+        let input = match src.matrix.as_deref() {
+            Some("bt709") => "bt709",
+            Some("smpte170m") | Some("bt470bg") => "bt601",
+            Some("bt2020nc") | Some("bt2020c") => "bt2020",
+            _ if src.height >= 720 => "bt709",
+            _ => "bt601",
+        };
+        scale.push_str(&format!(":in_color_matrix={input}:out_color_matrix=bt709:out_range=tv"));
+    }
+    out.push(scale);
+    if f.width != dst.width || f.height != dst.height {
+        out.push(format!(
+            "pad={}:{}:(ow-iw)/2:(oh-ih)/2:black",
+            dst.width, dst.height
+        ));
+    }
+    out.push(format!("setsar={}/{}", f.sar.0, f.sar.1));
+    out
+}
+
+fn field(scan: Scan) -> &'static str {
+    match scan {
+        Scan::Bff => "bff",
+        _ => "tff",
+    }
+}
+
+/// The video chain from the decoded source to frames the encoder takes.
+pub fn video_chain(src: &SrcVideo, dst: &DstVideo) -> String {
+    let mut f: Vec<String> = Vec::new();
+    let src_interlaced = src.scan != Scan::Progressive;
+    match (src_interlaced, dst.scan) {
+        (true, Scan::Progressive) => {
+            // One frame per field when the target runs at the field rate (25i → 50p).
+            let mode = if dst.rate == src.rate.double() {
+                "send_field"
+            } else {
+                "send_frame"
+            };
+            f.push(format!("bwdif=mode={mode}:parity=auto:deint=all"));
+            f.push(format!("fps={}", dst.rate));
+            f.extend(scale_and_pad(src, dst, false));
+        }
+        (true, scan) if dst.rate == src.rate => {
+            f.push(format!("fps={}", dst.rate));
+            let same_size = src.width == dst.width && src.height == dst.height;
+            if !same_size || dst.bt709 {
+                f.extend(scale_and_pad(src, dst, true));
+            }
+            if src.scan != scan {
+                f.push(format!("fieldorder={}", field(scan)));
+            }
+            f.push(format!("setfield={}", field(scan)));
+        }
+        (true, scan) => {
+            f.push("bwdif=mode=send_field:parity=auto:deint=all".into());
+            f.push(format!("fps={}", dst.rate.double()));
+            f.extend(scale_and_pad(src, dst, false));
+            f.push(format!("interlace=scan={}:lowpass=linear", field(scan)));
+        }
+        (false, Scan::Progressive) => {
+            f.push(format!("fps={}", dst.rate));
+            f.extend(scale_and_pad(src, dst, false));
+        }
+        (false, scan) => {
+            if src.rate == dst.rate.double() {
+                f.extend(scale_and_pad(src, dst, false));
+                f.push(format!("interlace=scan={}:lowpass=linear", field(scan)));
+            } else if src.rate == dst.rate {
+                // Progressive material in an interlaced format (PsF): both fields from one instant.
+                f.push(format!("fps={}", dst.rate));
+                f.extend(scale_and_pad(src, dst, false));
+            } else {
+                f.push(format!("fps={}", dst.rate.double()));
+                f.extend(scale_and_pad(src, dst, false));
+                f.push(format!("interlace=scan={}:lowpass=linear", field(scan)));
+            }
+            f.push(format!("setfield={}", field(scan)));
+        }
+    }
+    if let Some((tc, font)) = &dst.burn_timecode {
+        let font = match font {
+            Some(path) => format!("fontfile={}", escape_filter_value(path)),
+            None => "font=monospace".into(),
+        };
+        f.push(format!(
+            "drawtext={font}:timecode='{}':rate={}:fontsize=h/14:fontcolor=white:box=1:boxcolor=black@0.6:boxborderw=4:x=(w-tw)/2:y=h-th-h/20",
+            tc.replace(':', "\\:").replace(';', "\\;"),
+            dst.rate
+        ));
+    }
+    f.push(format!("format={}", dst.pix_fmt));
+    if dst.hw_upload {
+        f.push("hwupload".into());
+    }
+    format!("[in]{}[out]", f.join(","))
+}
+
+fn escape_filter_value(v: &str) -> String {
+    v.replace('\\', "\\\\").replace(':', "\\:").replace('\'', "\\'").replace(',', "\\,")
+}
+
+/// What one source audio stream brings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SrcAudio {
+    pub channels: u32,
+}
+
+/// Where each output channel comes from: a mix of bus channels with gains, or silence (empty).
+pub type ChannelMix = Vec<(usize, f64)>;
+
+/// For every output track, one mix per output channel.
+pub fn map_tracks(src: &[SrcAudio], tracks: &[u32]) -> Vec<Vec<ChannelMix>> {
+    let mut offsets = Vec::new();
+    let mut o = 0usize;
+    for s in src {
+        offsets.push(o);
+        o += s.channels as usize;
+    }
+    let all_mono = !src.is_empty() && src.iter().all(|s| s.channels == 1);
+    let silent = |n: u32| -> Vec<ChannelMix> { (0..n).map(|_| Vec::new()).collect() };
+    if src.is_empty() {
+        return tracks.iter().map(|&n| silent(n)).collect();
+    }
+    // Mono tracks from mono tracks: track for track, as a house expects of its own files.
+    if all_mono && tracks.iter().all(|&n| n == 1) {
+        return tracks
+            .iter()
+            .enumerate()
+            .map(|(j, _)| {
+                if j < src.len() {
+                    vec![vec![(offsets[j], 1.0)]]
+                } else {
+                    silent(1)
+                }
+            })
+            .collect();
+    }
+    // The programme: the first stream with 2+ channels, else the first two mono streams.
+    let prog = src.iter().position(|s| s.channels >= 2);
+    let (l, r, surround): (ChannelMix, ChannelMix, Option<[usize; 6]>) = match prog {
+        Some(p) if src[p].channels == 6 => {
+            let b = offsets[p];
+            let k = std::f64::consts::FRAC_1_SQRT_2;
+            (
+                vec![(b, 1.0), (b + 2, k), (b + 4, k)],
+                vec![(b + 1, 1.0), (b + 2, k), (b + 5, k)],
+                Some([b, b + 1, b + 2, b + 3, b + 4, b + 5]),
+            )
+        }
+        Some(p) => (vec![(offsets[p], 1.0)], vec![(offsets[p] + 1, 1.0)], None),
+        None if src.len() >= 2 => (vec![(offsets[0], 1.0)], vec![(offsets[1], 1.0)], None),
+        None => (vec![(offsets[0], 1.0)], vec![(offsets[0], 1.0)], None),
+    };
+    // Further stereo streams (e.g. an M&E pair) for further stereo tracks.
+    let mut extra_stereo = src
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| Some(*i) != prog && s.channels == 2)
+        .map(|(i, _)| offsets[i]);
+    let mut mono_slot = 0usize;
+    let mut stereo_used = false;
+    tracks
+        .iter()
+        .map(|&n| match n {
+            1 => {
+                let slot = mono_slot;
+                mono_slot += 1;
+                match slot {
+                    0 => vec![l.clone()],
+                    1 => vec![r.clone()],
+                    2..=7 => match surround {
+                        Some(ch) => vec![vec![(ch[slot - 2], 1.0)]],
+                        None => silent(1),
+                    },
+                    _ => silent(1),
+                }
+            }
+            2 => {
+                if !stereo_used {
+                    stereo_used = true;
+                    vec![l.clone(), r.clone()]
+                } else if let Some(b) = extra_stereo.next() {
+                    vec![vec![(b, 1.0)], vec![(b + 1, 1.0)]]
+                } else {
+                    silent(2)
+                }
+            }
+            6 => match surround {
+                Some(ch) => ch.iter().map(|&c| vec![(c, 1.0)]).collect(),
+                None => {
+                    let mut m = silent(6);
+                    m[0] = l.clone();
+                    m[1] = r.clone();
+                    m
+                }
+            },
+            other => silent(other),
+        })
+        .collect()
+}
+
+fn layout_name(channels: u32) -> &'static str {
+    match channels {
+        1 => "mono",
+        2 => "stereo",
+        6 => "5.1",
+        _ => "stereo",
+    }
+}
+
+/// The audio graph: `[in0]…` source streams merged into one bus, one `[outJ]` per track.
+/// With no source audio, each track is silence lasting `{duration}` (filled in by the engine).
+pub fn audio_graph(src: &[SrcAudio], tracks: &[u32], rate: u32, sample_fmt: &str) -> String {
+    let tail = |n: u32| format!("aformat=sample_fmts={sample_fmt}:sample_rates={rate}:channel_layouts={}", layout_name(n));
+    if src.is_empty() {
+        return tracks
+            .iter()
+            .enumerate()
+            .map(|(j, &n)| {
+                format!(
+                    "anullsrc=r={rate}:cl={},atrim=duration={{duration}},{}[out{j}]",
+                    layout_name(n),
+                    tail(n)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(";");
+    }
+    let mut parts = Vec::new();
+    let k = src.len();
+    if k == 1 {
+        parts.push(format!("[in0]aresample={rate}[bus]"));
+    } else {
+        for i in 0..k {
+            parts.push(format!("[in{i}]aresample={rate}[r{i}]"));
+        }
+        let ins: String = (0..k).map(|i| format!("[r{i}]")).collect();
+        parts.push(format!("{ins}amerge=inputs={k}[bus]"));
+    }
+    let m = tracks.len();
+    if m == 1 {
+        parts.push("[bus]anull[s0]".into());
+    } else {
+        let outs: String = (0..m).map(|j| format!("[s{j}]")).collect();
+        parts.push(format!("[bus]asplit={m}{outs}"));
+    }
+    let mixes = map_tracks(src, tracks);
+    for (j, (mix, &n)) in mixes.iter().zip(tracks).enumerate() {
+        let chans: Vec<String> = mix
+            .iter()
+            .enumerate()
+            .map(|(c, terms)| {
+                let expr = if terms.is_empty() {
+                    "0*c0".to_string()
+                } else {
+                    terms
+                        .iter()
+                        .map(|(ch, g)| if (*g - 1.0).abs() < 1e-9 { format!("c{ch}") } else { format!("{g:.6}*c{ch}") })
+                        .collect::<Vec<_>>()
+                        .join("+")
+                };
+                format!("c{c}={expr}")
+            })
+            .collect();
+        parts.push(format!("[s{j}]pan={}|{},{}[out{j}]", layout_name(n), chans.join("|"), tail(n)));
+    }
+    parts.join(";")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(w: u32, h: u32, sar: (u32, u32), rate: Rate, scan: Scan) -> SrcVideo {
+        SrcVideo {
+            width: w,
+            height: h,
+            sar,
+            rate,
+            scan,
+            matrix: None,
+        }
+    }
+
+    fn dst(w: u32, h: u32, rate: Rate, scan: Scan) -> DstVideo {
+        DstVideo {
+            width: w,
+            height: h,
+            dar: Some((16, 9)),
+            rate,
+            scan,
+            pix_fmt: "yuv420p".into(),
+            bt709: true,
+            burn_timecode: None,
+            hw_upload: false,
+        }
+    }
+
+    const R25: Rate = Rate::new(25, 1);
+    const R50: Rate = Rate::new(50, 1);
+
+    #[test]
+    fn four_three_is_pillarboxed_not_stretched() {
+        let f = fit(&src(640, 480, (1, 1), R25, Scan::Progressive), &dst(1920, 1080, R25, Scan::Progressive));
+        assert_eq!((f.width, f.height, f.sar), (1440, 1080, (1, 1)));
+    }
+
+    #[test]
+    fn cinemascope_is_letterboxed() {
+        let f = fit(&src(1920, 800, (1, 1), R25, Scan::Progressive), &dst(1280, 720, R25, Scan::Progressive));
+        assert_eq!((f.width, f.height), (1280, 534));
+    }
+
+    #[test]
+    fn anamorphic_sd_fills_hd() {
+        let f = fit(&src(720, 576, (64, 45), R25, Scan::Tff), &dst(1920, 1080, R25, Scan::Tff));
+        assert_eq!((f.width, f.height), (1920, 1080));
+        let f = fit(&src(1920, 1080, (1, 1), R25, Scan::Tff), &DstVideo { dar: Some((16, 9)), ..dst(720, 576, R25, Scan::Tff) });
+        assert_eq!((f.width, f.height, f.sar), (720, 576, (64, 45)));
+    }
+
+    #[test]
+    fn interlaced_to_progressive_deinterlaces() {
+        let c = video_chain(&src(1920, 1080, (1, 1), R25, Scan::Tff), &dst(1280, 720, R25, Scan::Progressive));
+        assert!(c.starts_with("[in]bwdif=mode=send_frame"), "{c}");
+        let c = video_chain(&src(1920, 1080, (1, 1), R25, Scan::Tff), &dst(1280, 720, R50, Scan::Progressive));
+        assert!(c.contains("bwdif=mode=send_field") && c.contains("fps=50/1"), "{c}");
+    }
+
+    #[test]
+    fn interlaced_kept_with_field_order() {
+        let c = video_chain(&src(1920, 1080, (1, 1), R25, Scan::Bff), &dst(1920, 1080, R25, Scan::Tff));
+        assert!(!c.contains("bwdif"), "{c}");
+        assert!(c.contains("fieldorder=tff") && c.contains("setfield=tff"), "{c}");
+        assert!(c.contains("interl=1"), "{c}");
+    }
+
+    #[test]
+    fn progressive_double_rate_is_interlaced() {
+        let c = video_chain(&src(1280, 720, (1, 1), R50, Scan::Progressive), &dst(1920, 1080, R25, Scan::Tff));
+        assert!(c.contains("interlace=scan=tff"), "{c}");
+        let c = video_chain(&src(1920, 1080, (1, 1), R25, Scan::Progressive), &dst(1920, 1080, R25, Scan::Tff));
+        assert!(!c.contains("interlace=") && c.contains("setfield=tff"), "{c}");
+    }
+
+    #[test]
+    fn burnt_timecode_is_escaped() {
+        let mut d = dst(640, 360, R25, Scan::Progressive);
+        d.burn_timecode = Some(("10:00:00:00".into(), None));
+        let c = video_chain(&src(1920, 1080, (1, 1), R25, Scan::Progressive), &d);
+        assert!(c.contains("timecode='10\\:00\\:00\\:00'"), "{c}");
+    }
+
+    #[test]
+    fn mono_tracks_map_track_for_track() {
+        let m = map_tracks(&[SrcAudio { channels: 1 }; 4], &[1; 8]);
+        assert_eq!(m[3], vec![vec![(3, 1.0)]]);
+        assert!(m[4][0].is_empty() && m[7][0].is_empty());
+    }
+
+    #[test]
+    fn stereo_to_eight_monos() {
+        let m = map_tracks(&[SrcAudio { channels: 2 }], &[1; 8]);
+        assert_eq!(m[0], vec![vec![(0, 1.0)]]);
+        assert_eq!(m[1], vec![vec![(1, 1.0)]]);
+        assert!(m[2..].iter().all(|t| t[0].is_empty()));
+    }
+
+    #[test]
+    fn five_one_downmix_and_discrete() {
+        let m = map_tracks(&[SrcAudio { channels: 6 }], &[2]);
+        assert_eq!(m[0][0].len(), 3);
+        let m = map_tracks(&[SrcAudio { channels: 6 }], &[1; 8]);
+        assert_eq!(m[4], vec![vec![(2, 1.0)]]); // centre on track 5
+        assert_eq!(m[7], vec![vec![(5, 1.0)]]);
+    }
+
+    #[test]
+    fn single_mono_feeds_both_sides() {
+        let m = map_tracks(&[SrcAudio { channels: 1 }], &[2]);
+        assert_eq!(m[0], vec![vec![(0, 1.0)], vec![(0, 1.0)]]);
+    }
+
+    #[test]
+    fn audio_graph_text() {
+        let g = audio_graph(&[SrcAudio { channels: 1 }, SrcAudio { channels: 1 }], &[2], 48000, "fltp");
+        assert!(g.contains("amerge=inputs=2") && g.contains("pan=stereo|c0=c0|c1=c1"), "{g}");
+        let g = audio_graph(&[], &[1, 1], 48000, "s32");
+        assert!(g.contains("anullsrc") && g.contains("[out1]"), "{g}");
+    }
+}
