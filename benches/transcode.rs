@@ -1,1 +1,461 @@
-fn main() {}
+//! Transcode benchmark: the same three-rendition H.264 ladder encoded by the `ffmpeg` CLI and by
+//! antenne, in the same run, on the same generated source (the machines are noisy, so the figure
+//! that matters is the ratio). Also prints antenne's × real time for the `web-h264` and
+//! `xdcam-hd422-1080i25` profiles.
+//!
+//! Run: `cargo bench --bench transcode`. Environment:
+//! - `ANTENNE_BENCH_SECONDS`: source duration in seconds (default 10);
+//! - `ANTENNE_BENCH_DIR`: work directory to use (and keep) instead of a temporary one;
+//! - `CARGO_BIN_EXE_antenne`: the antenne binary (default: the one cargo built for this bench,
+//!   else `target/release/antenne`, built with `cargo build --release` when missing).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Output};
+use std::time::Instant;
+
+const FPS: u32 = 25;
+const RUNS: usize = 2;
+
+/// One rendition of the ladder: name, width, height, video bitrate in kb/s.
+const LADDER: [(&str, u32, u32, u32); 3] = [
+    ("1080", 1920, 1080, 5000),
+    ("720", 1280, 720, 3000),
+    ("480", 854, 480, 1200),
+];
+
+type Res<T> = Result<T, String>;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("\nbench failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Res<()> {
+    let secs: u32 =
+        match std::env::var("ANTENNE_BENCH_SECONDS") {
+            Ok(s) => s.trim().parse().ok().filter(|&n| n > 0).ok_or_else(|| {
+                format!("ANTENNE_BENCH_SECONDS={s:?} is not a positive whole number")
+            })?,
+            Err(_) => 10,
+        };
+    let (_tmp, work) = match std::env::var_os("ANTENNE_BENCH_DIR") {
+        Some(d) => {
+            let d = PathBuf::from(d);
+            std::fs::create_dir_all(&d)
+                .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+            (None, d)
+        }
+        None => {
+            let t = tempfile::tempdir()
+                .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+            let p = t.path().to_owned();
+            (Some(t), p)
+        }
+    };
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let antenne = antenne_binary(manifest)?;
+    let ff_version = sh(
+        Command::new("ffmpeg").arg("-version"),
+        "ffmpeg -version (is ffmpeg installed?)",
+    )?;
+    let ff_version = String::from_utf8_lossy(&ff_version.stdout)
+        .lines()
+        .next()
+        .unwrap_or("?")
+        .to_string();
+
+    println!("antenne transcode benchmark");
+    println!("  work dir : {}", work.display());
+    println!("  antenne  : {}", antenne.display());
+    println!("  ffmpeg   : {ff_version}");
+    println!(
+        "  cpus     : {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "  source   : 1920x1080 {FPS} fps, {secs} s, testsrc2 + temporal noise, PCM stereo 48 kHz"
+    );
+
+    // 1. Sources.
+    let src = work.join("src.mkv");
+    let t = Instant::now();
+    make_source(&src, secs, false)?;
+    let src_frames = count_video_packets(&src)?;
+    println!(
+        "  generated {} ({src_frames} frames) in {:.1} s",
+        src.display(),
+        t.elapsed().as_secs_f64()
+    );
+    let src_i = work.join("src_1080i25.mkv");
+    make_source(&src_i, secs, true)?;
+    let order = field_order(&src_i)?;
+    if order != "tt" {
+        return Err(format!(
+            "{} should be flagged interlaced top field first (field_order=tt), ffprobe says {order:?}",
+            src_i.display()
+        ));
+    }
+    println!("  generated {} (field_order={order})", src_i.display());
+
+    // 2-3. The ladder, alternating ffmpeg and antenne.
+    let profiles = work.join("profiles");
+    std::fs::create_dir_all(&profiles)
+        .map_err(|e| format!("cannot create {}: {e}", profiles.display()))?;
+    let profile_file = profiles.join("bench-ladder.toml");
+    std::fs::write(&profile_file, ladder_profile())
+        .map_err(|e| format!("cannot write {}: {e}", profile_file.display()))?;
+    let ff_out = work.join("out_ffmpeg");
+    let an_out = work.join("out_antenne");
+    let mut ff_times = Vec::new();
+    let mut an_times = Vec::new();
+    println!("\nladder 1080p/720p/480p H.264 veryfast + AAC, {RUNS} runs each, alternating:");
+    for i in 1..=RUNS {
+        let s = ffmpeg_ladder(&src, &ff_out)?;
+        println!(
+            "  run {i} ffmpeg  : {s:7.2} s  {:7.2} fps",
+            src_frames as f64 / s
+        );
+        ff_times.push(s);
+        let s = antenne_transcode(&antenne, &src, "bench-ladder", &an_out, &profiles)?;
+        println!(
+            "  run {i} antenne : {s:7.2} s  {:7.2} fps",
+            src_frames as f64 / s
+        );
+        an_times.push(s);
+    }
+    let ff_best = ff_times.iter().copied().fold(f64::INFINITY, f64::min);
+    let an_best = an_times.iter().copied().fold(f64::INFINITY, f64::min);
+    let ff_fps = src_frames as f64 / ff_best;
+    let an_fps = src_frames as f64 / an_best;
+
+    // 4. Quality of the top rendition, and the bitrates reached.
+    let ff_top = ff_out.join("src_1080.mp4");
+    let an_top = an_out.join("src_1080.mp4");
+    let ff_psnr = psnr(&ff_top, &src)?;
+    let an_psnr = psnr(&an_top, &src)?;
+
+    let mut table = String::new();
+    let _ = writeln!(table, "\n{:-<78}", "");
+    let _ = writeln!(
+        table,
+        "{:<10} {:>9} {:>9} {:>10} {:>14} {:>9}",
+        "ladder", "best s", "fps", "x realtime", "1080 PSNR dB", "runs"
+    );
+    let _ = writeln!(table, "{:-<78}", "");
+    for (name, best, fps, p, times) in [
+        ("ffmpeg", ff_best, ff_fps, ff_psnr, &ff_times),
+        ("antenne", an_best, an_fps, an_psnr, &an_times),
+    ] {
+        let runs = times
+            .iter()
+            .map(|t| format!("{t:.2}"))
+            .collect::<Vec<_>>()
+            .join("/");
+        let _ = writeln!(
+            table,
+            "{name:<10} {best:>9.2} {fps:>9.2} {:>10.2} {p:>14.2} {runs:>9}",
+            f64::from(secs) / best
+        );
+    }
+    let _ = writeln!(table, "{:-<78}", "");
+    let ratio = an_fps / ff_fps;
+    let _ = writeln!(
+        table,
+        "antenne_fps / ffmpeg_fps = {ratio:.3}  (goal >= 1.0: {})",
+        if ratio >= 1.0 { "met" } else { "NOT met" }
+    );
+    let _ = writeln!(
+        table,
+        "\n{:<10} {:>16} {:>16} {:>10}",
+        "rendition", "ffmpeg kb/s", "antenne kb/s", "target"
+    );
+    for (name, _, _, kbps) in LADDER {
+        let f = file_kbps(&ff_out.join(format!("src_{name}.mp4")), secs)?;
+        let a = file_kbps(&an_out.join(format!("src_{name}.mp4")), secs)?;
+        let _ = writeln!(table, "{name:<10} {f:>16.0} {a:>16.0} {:>10}", kbps + 128);
+    }
+    print!("{table}");
+
+    // 5. Delivery profiles, × real time.
+    let fw_profiles = manifest.join("firmware-config").join("profiles");
+    println!("\nantenne delivery profiles (one run each, wall clock of the whole command):");
+    println!("{:-<78}", "");
+    println!(
+        "{:<22} {:<20} {:>9} {:>9} {:>10}",
+        "profile", "source", "seconds", "fps", "x realtime"
+    );
+    println!("{:-<78}", "");
+    for (profile, source, label) in [
+        ("web-h264", &src, "1080p25"),
+        ("xdcam-hd422-1080i25", &src_i, "1080i25 (TFF)"),
+    ] {
+        let out = work.join(format!("out_{profile}"));
+        let s = antenne_transcode(&antenne, source, profile, &out, &fw_profiles)?;
+        println!(
+            "{profile:<22} {label:<20} {s:>9.2} {:>9.2} {:>10.2}",
+            src_frames as f64 / s,
+            f64::from(secs) / s
+        );
+    }
+    println!("{:-<78}", "");
+    Ok(())
+}
+
+/// The antenne binary: `CARGO_BIN_EXE_antenne` from the environment, else the one cargo built
+/// for this bench, else `target/release/antenne` (built when missing).
+fn antenne_binary(manifest: &Path) -> Res<PathBuf> {
+    if let Some(p) = std::env::var_os("CARGO_BIN_EXE_antenne") {
+        return Ok(PathBuf::from(p));
+    }
+    if let Some(p) = option_env!("CARGO_BIN_EXE_antenne").map(PathBuf::from) {
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    let p = manifest.join("target").join("release").join("antenne");
+    if !p.is_file() {
+        eprintln!("{} is missing: running cargo build --release", p.display());
+        sh(
+            Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+                .args(["build", "--release", "--bin", "antenne"])
+                .current_dir(manifest),
+            "cargo build --release",
+        )?;
+        if !p.is_file() {
+            return Err(format!(
+                "cargo build --release did not produce {}",
+                p.display()
+            ));
+        }
+    }
+    Ok(p)
+}
+
+/// Runs a command, capturing its output; a failure (cannot start, non-zero exit) is an error
+/// carrying the command line and its stderr.
+fn sh(cmd: &mut Command, what: &str) -> Res<Output> {
+    let line = format!("{cmd:?}");
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{what}: cannot run {line}: {e}"))?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(format!(
+            "{what} failed ({})\ncommand: {line}\n--- stderr ---\n{}\n--- stdout ---\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim_end(),
+            String::from_utf8_lossy(&out.stdout).trim_end()
+        ))
+    }
+}
+
+fn ffmpeg() -> Command {
+    let mut c = Command::new("ffmpeg");
+    c.args(["-hide_banner", "-nostdin", "-y"]);
+    c
+}
+
+fn make_source(path: &Path, secs: u32, interlaced: bool) -> Res<()> {
+    let mut c = ffmpeg();
+    c.args(["-loglevel", "error", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size=1920x1080:rate={FPS}"))
+        .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000"])
+        .arg("-vf")
+        .arg(if interlaced {
+            "noise=alls=12:allf=t+u,setfield=tff"
+        } else {
+            "noise=alls=12:allf=t+u"
+        })
+        .arg("-t")
+        .arg(secs.to_string())
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-qp",
+            "10",
+            "-pix_fmt",
+            "yuv420p",
+        ]);
+    if interlaced {
+        c.args(["-flags", "+ildct+ilme", "-top", "1"]);
+    }
+    c.args(["-c:a", "pcm_s16le", "-ac", "2"]).arg(path);
+    sh(&mut c, "ffmpeg source generation").map(|_| ())
+}
+
+fn ffprobe_video(path: &Path, extra: &[&str], entry: &str) -> Res<String> {
+    let out = sh(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0"])
+            .args(extra)
+            .args([
+                "-show_entries",
+                entry,
+                "-of",
+                "default=noprint_wrappers=1:nokey=1",
+            ])
+            .arg(path),
+        "ffprobe",
+    )?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn count_video_packets(path: &Path) -> Res<u64> {
+    let s = ffprobe_video(path, &["-count_packets"], "stream=nb_read_packets")?;
+    s.parse().map_err(|_| {
+        format!(
+            "ffprobe: unexpected packet count {s:?} for {}",
+            path.display()
+        )
+    })
+}
+
+fn field_order(path: &Path) -> Res<String> {
+    ffprobe_video(path, &[], "stream=field_order")
+}
+
+/// The ladder by the ffmpeg CLI: one decode, split, three scales, three MP4 outputs.
+fn ffmpeg_ladder(src: &Path, outdir: &Path) -> Res<f64> {
+    fresh_dir(outdir)?;
+    let mut c = ffmpeg();
+    c.args(["-loglevel", "error", "-i"]).arg(src).arg("-filter_complex").arg(
+        "[0:v]split=3[a][b][c];[a]scale=1920:1080[v0];[b]scale=1280:720[v1];[c]scale=854:480[v2]",
+    );
+    for (i, (name, _, _, kbps)) in LADDER.iter().enumerate() {
+        c.args(["-map", &format!("[v{i}]"), "-map", "0:a"])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-profile:v",
+                "high",
+            ])
+            .args(["-b:v", &format!("{kbps}k"), "-maxrate", &format!("{kbps}k")])
+            .args(["-bufsize", &format!("{}k", kbps * 2)])
+            .args([
+                "-g",
+                "50",
+                "-keyint_min",
+                "50",
+                "-sc_threshold",
+                "0",
+                "-bf",
+                "3",
+            ])
+            .args(["-pix_fmt", "yuv420p"])
+            .args(["-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-ac", "2"])
+            .arg(outdir.join(format!("src_{name}.mp4")));
+    }
+    let t = Instant::now();
+    sh(&mut c, "ffmpeg ladder")?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+fn antenne_transcode(
+    bin: &Path,
+    src: &Path,
+    profile: &str,
+    outdir: &Path,
+    profiles: &Path,
+) -> Res<f64> {
+    fresh_dir(outdir)?;
+    let mut c = Command::new(bin);
+    c.arg("transcode")
+        .arg(src)
+        .args(["--profile", profile, "-o"])
+        .arg(outdir)
+        .arg("--profiles-dir")
+        .arg(profiles)
+        .args(["--backend", "software"]);
+    let t = Instant::now();
+    sh(&mut c, &format!("antenne transcode --profile {profile}"))?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+fn fresh_dir(dir: &Path) -> Res<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)
+            .map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
+}
+
+/// Average PSNR (dB) of the video of `out` against `src`, from ffmpeg's `psnr` filter summary.
+fn psnr(out: &Path, src: &Path) -> Res<f64> {
+    let o = sh(
+        ffmpeg().arg("-i").arg(out).arg("-i").arg(src).args([
+            "-lavfi",
+            "[0:v][1:v]psnr",
+            "-f",
+            "null",
+            "-",
+        ]),
+        "ffmpeg psnr",
+    )?;
+    let err = String::from_utf8_lossy(&o.stderr);
+    err.lines()
+        .filter(|l| l.contains("PSNR"))
+        .find_map(|l| l.split("average:").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .ok_or_else(|| {
+            format!(
+                "no `average:` in ffmpeg psnr output for {}:\n{err}",
+                out.display()
+            )
+        })
+}
+
+fn file_kbps(path: &Path, secs: u32) -> Res<f64> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .len();
+    Ok(len as f64 * 8.0 / 1000.0 / f64::from(secs))
+}
+
+fn ladder_profile() -> String {
+    let mut s = String::from(
+        "name = \"bench-ladder\"\n\
+         description = \"Benchmark ladder: H.264 1080p/720p/480p veryfast, AAC stereo, MP4\"\n",
+    );
+    for (name, w, h, kbps) in LADDER {
+        let _ = write!(
+            s,
+            "\n[[outputs]]\n\
+             name = \"{name}\"\n\
+             container = \"mp4\"\n\
+             \n[outputs.video]\n\
+             codec = \"h264\"\n\
+             width = {w}\n\
+             height = {h}\n\
+             frame_rate = \"source\"\n\
+             scan = \"progressive\"\n\
+             pix_fmt = \"yuv420p\"\n\
+             profile = \"high\"\n\
+             rate_control = \"vbr\"\n\
+             bitrate = \"{kbps}k\"\n\
+             maxrate = \"{kbps}k\"\n\
+             bufsize = \"{}k\"\n\
+             gop = 50\n\
+             b_frames = 3\n\
+             preset = \"veryfast\"\n\
+             \n[outputs.audio]\n\
+             codec = \"aac\"\n\
+             bitrate = \"128k\"\n\
+             sample_rate = 48000\n\
+             tracks = [\"stereo\"]\n",
+            kbps * 2
+        );
+    }
+    s
+}

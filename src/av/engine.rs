@@ -161,6 +161,7 @@ enum MuxMsg {
         stream: usize,
         params: ff::codec::Parameters,
         time_base: ff::Rational,
+        frame_rate: Option<ff::Rational>,
     },
     Packet {
         stream: usize,
@@ -201,9 +202,15 @@ pub fn run(spec: &PipelineSpec, progress: Arc<Progress>, cancel: Arc<AtomicBool>
     };
     let mut vdec = None;
     let mut vtb = ff::Rational::new(1, 25);
+    let mut vrate = (25, 1);
     if let Some(vi) = spec.video_stream {
         let st = ictx.stream(vi).ok_or_else(|| inv(format!("has no stream {vi}")))?;
         vtb = st.time_base();
+        let r = st.avg_frame_rate();
+        let r = if r.numerator() > 0 && r.denominator() > 0 { r } else { st.rate() };
+        if r.numerator() > 0 && r.denominator() > 0 {
+            vrate = (r.numerator(), r.denominator());
+        }
         let mut ctx = ff::codec::Context::from_parameters(st.parameters()).map_err(|e| AvError::Libav {
             path: path.clone(),
             what: format!("video stream {vi}"),
@@ -291,7 +298,7 @@ pub fn run(spec: &PipelineSpec, progress: Arc<Progress>, cancel: Arc<AtomicBool>
                 o.name.clone(),
                 thread::Builder::new()
                     .name(format!("video-{}", o.name))
-                    .spawn(move || guard(&fl, video_thread(&v, vtb, start_us, rx, m, dev, &c)))
+                    .spawn(move || guard(&fl, video_thread(&v, vtb, vrate, start_us, rx, m, dev, &c)))
                     .map_err(|e| AvError::Setup(format!("cannot start a thread: {e}")))?,
             ));
             next_stream = 1;
@@ -343,17 +350,24 @@ pub fn run(spec: &PipelineSpec, progress: Arc<Progress>, cancel: Arc<AtomicBool>
     drop(vtx);
     drop(atx);
     let mut first_err: Option<AvError> = decode_result.err();
+    // A failing worker makes its neighbours fail too ("muxer stopped", "never finished"): report
+    // the cause, not the echo.
+    let mut errors: Vec<(String, String)> = Vec::new();
     for (name, h) in handles {
         let r = h.join().unwrap_or_else(|_| Err("worker thread panicked".into()));
         if let Err(e) = r {
-            if first_err.is_none() {
-                first_err = Some(if e == "cancelled" {
-                    AvError::Cancelled
-                } else {
-                    AvError::Setup(format!("output {name}: {e}"))
-                });
-            }
+            errors.push((name, e));
             cancel.store(true, Ordering::SeqCst);
+        }
+    }
+    let echo = |e: &str| e == "cancelled" || e == "muxer stopped" || e.contains("never finished");
+    if first_err.is_none() {
+        if let Some((name, e)) = errors.iter().find(|(_, e)| !echo(e)).or(errors.first()) {
+            first_err = Some(if e == "cancelled" {
+                AvError::Cancelled
+            } else {
+                AvError::Setup(format!("output {name}: {e}"))
+            });
         }
     }
     if first_err.is_none() && cancel.load(Ordering::SeqCst) {
@@ -523,9 +537,11 @@ fn set_pts_from_best_effort(f: &mut ff::frame::Video, offset: i64) {
     f.set_pts(ts);
 }
 
+#[allow(clippy::too_many_arguments)]
 fn video_thread(
     v: &VideoOut,
     in_tb: ff::Rational,
+    src_rate: (i32, i32),
     start_us: i64,
     rx: Receiver<VMsg>,
     mux: Sender<MuxMsg>,
@@ -539,6 +555,7 @@ fn video_thread(
     let mut pkt = ff::Packet::empty();
     let rate = ff::Rational::new(v.frame_rate.0, v.frame_rate.1);
     let mut next_pts: i64 = 0;
+    let mut end_pts: Option<i64> = None;
 
     let mut pull = |g: &mut ff::filter::Graph,
                     enc: &mut Option<(ff::encoder::Video, ff::Rational)>,
@@ -564,6 +581,7 @@ fn video_thread(
                     stream: 0,
                     params: ff::codec::Parameters::from(&**e),
                     time_base: *tb,
+                    frame_rate: Some(rate),
                 })
                 .map_err(|_| "muxer stopped")?;
             }
@@ -597,6 +615,12 @@ fn video_thread(
                     return Err("cancelled".into());
                 }
                 set_pts_from_best_effort(&mut f, offset);
+                if let Some(p) = f.pts() {
+                    // SAFETY: reading a plain field of a live frame.
+                    let d = unsafe { (*f.as_ptr()).pkt_duration };
+                    let d = if d > 0 { d } else { ff::Rescale::rescale(&1, ff::Rational::new(src_rate.1, src_rate.0.max(1)), in_tb) };
+                    end_pts = Some(end_pts.map_or(p + d, |e: i64| e.max(p + d)));
+                }
                 if g.is_none() {
                     let src = Source {
                         name: "in".into(),
@@ -632,7 +656,15 @@ fn video_thread(
     let Some(mut gg) = g else {
         return Err("no video frames reached this output".into());
     };
-    let _ = gg.get("in").ok_or("video source missing")?.source().flush();
+    // End of stream one frame after the last frame, so that `fps` keeps the last frame.
+    match end_pts {
+        Some(p) => {
+            let _ = gg.get("in").ok_or("video source missing")?.source().close(p);
+        }
+        None => {
+            let _ = gg.get("in").ok_or("video source missing")?.source().flush();
+        }
+    }
     pull(&mut gg, &mut enc, &mut next_pts)?;
     let (mut e, tb) = enc.ok_or("the video filter produced no frame")?;
     e.send_eof().map_err(|err| format!("encoder flush: {err}"))?;
@@ -743,16 +775,19 @@ fn open_video_encoder(
 
 /// Opened video and audio encoders alike: something packets come out of.
 trait PacketSource {
+    const VIDEO: bool;
     fn next_packet(&mut self, p: &mut ff::Packet) -> bool;
 }
 
 impl PacketSource for ff::encoder::Video {
+    const VIDEO: bool = true;
     fn next_packet(&mut self, p: &mut ff::Packet) -> bool {
         self.receive_packet(p).is_ok()
     }
 }
 
 impl PacketSource for ff::encoder::Audio {
+    const VIDEO: bool = false;
     fn next_packet(&mut self, p: &mut ff::Packet) -> bool {
         self.receive_packet(p).is_ok()
     }
@@ -766,7 +801,11 @@ fn drain_encoder<E: PacketSource>(
     mux: &Sender<MuxMsg>,
 ) -> Result<(), String> {
     while e.next_packet(pkt) {
-        let p = std::mem::replace(pkt, ff::Packet::empty());
+        let mut p = std::mem::replace(pkt, ff::Packet::empty());
+        if p.duration() == 0 && E::VIDEO {
+            // One frame: the muxer needs it for the last sample, or the file ends a frame short.
+            p.set_duration(1);
+        }
         mux.send(MuxMsg::Packet {
             stream,
             packet: p,
@@ -798,6 +837,7 @@ fn audio_thread(
             stream: first_stream + i,
             params: ff::codec::Parameters::from(&*e),
             time_base: tb,
+            frame_rate: None,
         })
         .map_err(|_| "muxer stopped")?;
         encs.push((e, tb, 0i64));
@@ -1018,10 +1058,15 @@ fn mux_inner(
                 stream,
                 params,
                 time_base,
+                frame_rate,
             } => {
                 let mut st = octx.stream_mut(stream).ok_or("stream missing")?;
                 st.set_parameters(params);
                 st.set_time_base(time_base);
+                if let Some(r) = frame_rate {
+                    st.set_avg_frame_rate(r);
+                    st.set_rate(r);
+                }
                 // SAFETY: clearing the codec tag lets the muxer choose its own for this codec.
                 unsafe { (*(*st.as_mut_ptr()).codecpar).codec_tag = 0 };
                 ready[stream] = Some(time_base);
@@ -1157,7 +1202,7 @@ pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), 
                 }
                 if enc.is_none() {
                     let e = open_video_encoder(&v, &frame, ff::Rational::new(rate, 1), std::ptr::null_mut())?;
-                    mtx.send(MuxMsg::Ready { stream: 0, params: ff::codec::Parameters::from(&*e.0), time_base: e.1 })
+                    mtx.send(MuxMsg::Ready { stream: 0, params: ff::codec::Parameters::from(&*e.0), time_base: e.1, frame_rate: Some(ff::Rational::new(rate, 1)) })
                         .map_err(|_| "muxer stopped")?;
                     enc = Some(e);
                 }
@@ -1174,7 +1219,7 @@ pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), 
 
             let mut ae = open_audio_encoder(&track)?;
             let atb = ff::Rational::new(1, 48000);
-            mtx.send(MuxMsg::Ready { stream: 1, params: ff::codec::Parameters::from(&*ae), time_base: atb })
+            mtx.send(MuxMsg::Ready { stream: 1, params: ff::codec::Parameters::from(&*ae), time_base: atb, frame_rate: None })
                 .map_err(|_| "muxer stopped")?;
             ag.get("out").ok_or("sink")?.sink().set_frame_size(ae.frame_size());
             let mut af = ff::frame::Audio::empty();

@@ -132,7 +132,15 @@ fn pick_backend(choice: BackendChoice, codec: &str, pix_fmt: &str) -> Result<Bac
     }
 }
 
-fn level_option(codec: &str, level: &str) -> Option<i32> {
+fn level_option(codec: &str, profile: Option<&str>, level: &str) -> Option<i32> {
+    if codec == "mpeg2video" && profile == Some("422") {
+        // 4:2:2 profile levels use the escape coding: High = 2, Main = 5.
+        return match level {
+            "high" => Some(2),
+            "main" => Some(5),
+            _ => None,
+        };
+    }
     if codec == "mpeg2video" {
         return match level {
             "high" => Some(4),
@@ -366,7 +374,7 @@ pub fn compile(
                     b_frames: v.b_frames,
                     closed_gop: v.closed_gop,
                     profile_id: v.profile.as_deref().and_then(|p| profile_option(&v.codec, p)),
-                    level_id: v.level.as_deref().and_then(|l| level_option(&v.codec, l)),
+                    level_id: v.level.as_deref().and_then(|l| level_option(&v.codec, v.profile.as_deref(), l)),
                     interlaced,
                     bt709: v.color.as_deref() == Some("bt709"),
                     sample_aspect: (fit.sar.0 as i32, fit.sar.1 as i32),
