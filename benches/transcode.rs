@@ -144,8 +144,8 @@ fn run() -> Res<()> {
     let _ = writeln!(table, "\n{:-<78}", "");
     let _ = writeln!(
         table,
-        "{:<10} {:>9} {:>9} {:>10} {:>14} {:>9}",
-        "ladder", "best s", "fps", "x realtime", "1080 PSNR dB", "runs"
+        "{:<10} {:>9} {:>9} {:>10} {:>14}  runs",
+        "ladder", "best s", "fps", "x realtime", "1080 PSNR dB"
     );
     let _ = writeln!(table, "{:-<78}", "");
     for (name, best, fps, p, times) in [
@@ -159,7 +159,7 @@ fn run() -> Res<()> {
             .join("/");
         let _ = writeln!(
             table,
-            "{name:<10} {best:>9.2} {fps:>9.2} {:>10.2} {p:>14.2} {runs:>9}",
+            "{name:<10} {best:>9.2} {fps:>9.2} {:>10.2} {p:>14.2}  {runs}",
             f64::from(secs) / best
         );
     }

@@ -17,7 +17,11 @@ use crate::qc::loudness;
 use crate::transcode::{self, BackendChoice};
 
 #[derive(Parser)]
-#[command(name = "antenne", version, about = "Broadcast media appliance: probe, transcode, check")]
+#[command(
+    name = "antenne",
+    version,
+    about = "Broadcast media appliance: probe, transcode, check"
+)]
 struct Cli {
     /// More log output (libav warnings included).
     #[arg(short, long, global = true)]
@@ -88,7 +92,11 @@ type Res = Result<(), Box<dyn std::error::Error>>;
 
 fn run(cmd: Cmd) -> Res {
     match cmd {
-        Cmd::Probe { file, json, loudness } => cmd_probe(&file, json, loudness),
+        Cmd::Probe {
+            file,
+            json,
+            loudness,
+        } => cmd_probe(&file, json, loudness),
         Cmd::Transcode {
             input,
             profile,
@@ -96,22 +104,37 @@ fn run(cmd: Cmd) -> Res {
             backend,
             profiles_dir,
             json,
-        } => cmd_transcode(&input, &profile, &output_dir, backend, profiles_dir.as_deref(), json),
+        } => cmd_transcode(
+            &input,
+            &profile,
+            &output_dir,
+            backend,
+            profiles_dir.as_deref(),
+            json,
+        ),
         Cmd::Profiles { json, profiles_dir } => cmd_profiles(json, profiles_dir.as_deref()),
         Cmd::Doctor { json } => cmd_doctor(json),
-        Cmd::Demo { output_dir, profile } => cmd_demo(&output_dir, &profile),
+        Cmd::Demo {
+            output_dir,
+            profile,
+        } => cmd_demo(&output_dir, &profile),
     }
 }
 
 fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
-    v.as_ref().map_or_else(|| "-".to_string(), |v| v.to_string())
+    v.as_ref()
+        .map_or_else(|| "-".to_string(), |v| v.to_string())
 }
 
 fn cmd_probe(file: &Path, json: bool, with_loudness: bool) -> Res {
     let mut r = probe::probe(file)?;
     if with_loudness {
         if r.audio.is_empty() {
-            return Err(format!("{}: has no audio stream to measure loudness of", file.display()).into());
+            return Err(format!(
+                "{}: has no audio stream to measure loudness of",
+                file.display()
+            )
+            .into());
         }
         let prog = loudness::measure_programme(&r)?;
         let prog_streams = prog.streams.clone();
@@ -251,7 +274,12 @@ fn cmd_transcode(
     Ok(())
 }
 
-fn report_progress(progress: &Progress, done: &AtomicBool, total: Option<u64>, duration: Option<f64>) {
+fn report_progress(
+    progress: &Progress,
+    done: &AtomicBool,
+    total: Option<u64>,
+    duration: Option<f64>,
+) {
     let start = Instant::now();
     let tty = std::io::stderr().is_terminal();
     let bar = tty.then(|| {
@@ -270,7 +298,9 @@ fn report_progress(progress: &Progress, done: &AtomicBool, total: Option<u64>, d
         let fps = frames as f64 / t;
         let media = progress.media_us.load(Ordering::Relaxed) as f64 / 1e6;
         let speed = media / t;
-        let eta = duration.filter(|_| speed > 0.0).map(|d| ((d - media) / speed).max(0.0));
+        let eta = duration
+            .filter(|_| speed > 0.0)
+            .map(|d| ((d - media) / speed).max(0.0));
         let eta_s = eta.map_or("-".into(), |e| format!("{e:.0}s"));
         if let Some(b) = &bar {
             b.set_position(frames);
@@ -301,7 +331,12 @@ fn cmd_profiles(json: bool, dir: Option<&Path>) -> Res {
                 format!("{} {}x{} {:?}", v.codec, v.width, v.height, v.scan).to_lowercase()
             });
             let a = o.audio.as_ref().map_or("no audio".into(), |a| {
-                format!("{} {} track(s) {}", a.codec, a.tracks.len(), a.tracks.join("+"))
+                format!(
+                    "{} {} track(s) {}",
+                    a.codec,
+                    a.tracks.len(),
+                    a.tracks.join("+")
+                )
             });
             println!("  {:<10} .{:<4} {v}; {a}", o.name, o.extension());
         }
@@ -313,11 +348,15 @@ fn cmd_doctor(json: bool) -> Res {
     let libs = av::library_versions();
     let backends = hw::detect();
     if json {
-        let l: serde_json::Map<String, serde_json::Value> =
-            libs.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+        let l: serde_json::Map<String, serde_json::Value> = libs
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "libraries": l, "backends": backends }))?
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "libraries": l, "backends": backends })
+            )?
         );
         return Ok(());
     }
@@ -330,17 +369,29 @@ fn cmd_doctor(json: bool) -> Res {
         } else {
             format!("unavailable: {}", b.error.as_deref().unwrap_or("?"))
         };
-        println!("{:<10} {state}; encoders: {}", b.backend.name(), b.encoders.join(", "));
+        println!(
+            "{:<10} {state}; encoders: {}",
+            b.backend.name(),
+            b.encoders.join(", ")
+        );
     }
     Ok(())
 }
 
 fn cmd_demo(outdir: &Path, profile_name: &str) -> Res {
-    std::fs::create_dir_all(outdir).map_err(|e| format!("{}: cannot create: {e}", outdir.display()))?;
+    std::fs::create_dir_all(outdir)
+        .map_err(|e| format!("{}: cannot create: {e}", outdir.display()))?;
     let clip = outdir.join("demo-source.mp4");
     eprintln!("making a 5 s test clip: {}", clip.display());
     av::engine::write_test_clip(&clip, 5, "10:00:00:00")?;
-    cmd_transcode(&clip, profile_name, outdir, BackendChoice::Auto, None, false)?;
+    cmd_transcode(
+        &clip,
+        profile_name,
+        outdir,
+        BackendChoice::Auto,
+        None,
+        false,
+    )?;
     println!("source: {}", clip.display());
     Ok(())
 }

@@ -4,10 +4,16 @@
 use tracing_subscriber::EnvFilter;
 
 pub fn init(verbose: bool) {
-    let default = if verbose { "info,libav=warn" } else { "warn,libav=off" };
+    let default = if verbose {
+        "info,libav=warn"
+    } else {
+        "warn,libav=off"
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let json = std::env::var("ANTENNE_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = if json {
         builder.json().try_init()
     } else {

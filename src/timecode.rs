@@ -114,8 +114,21 @@ mod tests {
         assert_eq!(df.frames, 1800);
         assert_eq!(df.to_string(), "00:01:00;02");
         assert!(Timecode::parse("00:01:00;00", ntsc).is_err());
-        assert_eq!(Timecode::parse("00:09:59;29", ntsc).unwrap().add_frames(1).to_string(), "00:10:00;00");
-        for bad in ["", "10:00:00", "25:00:00:00", "10:00:00:25", "a:b:c:d", "100:00:00:00"] {
+        assert_eq!(
+            Timecode::parse("00:09:59;29", ntsc)
+                .unwrap()
+                .add_frames(1)
+                .to_string(),
+            "00:10:00;00"
+        );
+        for bad in [
+            "",
+            "10:00:00",
+            "25:00:00:00",
+            "10:00:00:25",
+            "a:b:c:d",
+            "100:00:00:00",
+        ] {
             assert!(Timecode::parse(bad, r25).is_err(), "{bad}");
         }
     }

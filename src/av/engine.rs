@@ -181,7 +181,11 @@ fn part_path(final_path: &Path) -> PathBuf {
 
 /// Runs the pipeline to the end. On error or cancel, no output is left under its final name and
 /// no `.part` file remains.
-pub fn run(spec: &PipelineSpec, progress: Arc<Progress>, cancel: Arc<AtomicBool>) -> Result<RunReport, AvError> {
+pub fn run(
+    spec: &PipelineSpec,
+    progress: Arc<Progress>,
+    cancel: Arc<AtomicBool>,
+) -> Result<RunReport, AvError> {
     super::init();
     let path = spec.input.clone();
     let mut ictx = input::open(&path)?;
@@ -204,18 +208,25 @@ pub fn run(spec: &PipelineSpec, progress: Arc<Progress>, cancel: Arc<AtomicBool>
     let mut vtb = ff::Rational::new(1, 25);
     let mut vrate = (25, 1);
     if let Some(vi) = spec.video_stream {
-        let st = ictx.stream(vi).ok_or_else(|| inv(format!("has no stream {vi}")))?;
+        let st = ictx
+            .stream(vi)
+            .ok_or_else(|| inv(format!("has no stream {vi}")))?;
         vtb = st.time_base();
         let r = st.avg_frame_rate();
-        let r = if r.numerator() > 0 && r.denominator() > 0 { r } else { st.rate() };
+        let r = if r.numerator() > 0 && r.denominator() > 0 {
+            r
+        } else {
+            st.rate()
+        };
         if r.numerator() > 0 && r.denominator() > 0 {
             vrate = (r.numerator(), r.denominator());
         }
-        let mut ctx = ff::codec::Context::from_parameters(st.parameters()).map_err(|e| AvError::Libav {
-            path: path.clone(),
-            what: format!("video stream {vi}"),
-            source: e,
-        })?;
+        let mut ctx =
+            ff::codec::Context::from_parameters(st.parameters()).map_err(|e| AvError::Libav {
+                path: path.clone(),
+                what: format!("video stream {vi}"),
+                source: e,
+            })?;
         ctx.set_threading(ff::codec::threading::Config {
             kind: ff::codec::threading::Type::Frame,
             count: 0,
@@ -230,13 +241,16 @@ pub fn run(spec: &PipelineSpec, progress: Arc<Progress>, cancel: Arc<AtomicBool>
     let mut adecs = Vec::new();
     let mut atbs = Vec::new();
     for &ai in &spec.audio_streams {
-        let st = ictx.stream(ai).ok_or_else(|| inv(format!("has no stream {ai}")))?;
+        let st = ictx
+            .stream(ai)
+            .ok_or_else(|| inv(format!("has no stream {ai}")))?;
         atbs.push(st.time_base());
-        let ctx = ff::codec::Context::from_parameters(st.parameters()).map_err(|e| AvError::Libav {
-            path: path.clone(),
-            what: format!("audio stream {ai}"),
-            source: e,
-        })?;
+        let ctx =
+            ff::codec::Context::from_parameters(st.parameters()).map_err(|e| AvError::Libav {
+                path: path.clone(),
+                what: format!("audio stream {ai}"),
+                source: e,
+            })?;
         adecs.push(ctx.decoder().audio().map_err(|e| AvError::Libav {
             path: path.clone(),
             what: format!("no decoder for audio stream {ai}"),
@@ -291,14 +305,19 @@ pub fn run(spec: &PipelineSpec, progress: Arc<Progress>, cancel: Arc<AtomicBool>
             vtx.push(tx);
             let v = v.clone();
             let m = mtx.clone();
-            let dev = devices.iter().find(|(b, _)| *b == v.backend).map(|(_, d)| d.clone());
+            let dev = devices
+                .iter()
+                .find(|(b, _)| *b == v.backend)
+                .map(|(_, d)| d.clone());
             let fl = failed.clone();
             let c = cancel.clone();
             handles.push((
                 o.name.clone(),
                 thread::Builder::new()
                     .name(format!("video-{}", o.name))
-                    .spawn(move || guard(&fl, video_thread(&v, vtb, vrate, start_us, rx, m, dev, &c)))
+                    .spawn(move || {
+                        guard(&fl, video_thread(&v, vtb, vrate, start_us, rx, m, dev, &c))
+                    })
                     .map_err(|e| AvError::Setup(format!("cannot start a thread: {e}")))?,
             ));
             next_stream = 1;
@@ -317,7 +336,12 @@ pub fn run(spec: &PipelineSpec, progress: Arc<Progress>, cancel: Arc<AtomicBool>
                 o.name.clone(),
                 thread::Builder::new()
                     .name(format!("audio-{}", o.name))
-                    .spawn(move || guard(&fl, audio_thread(&a, first, &atbs2, start_us, dur, rx, m, &c)))
+                    .spawn(move || {
+                        guard(
+                            &fl,
+                            audio_thread(&a, first, &atbs2, start_us, dur, rx, m, &c),
+                        )
+                    })
                     .map_err(|e| AvError::Setup(format!("cannot start a thread: {e}")))?,
             ));
         }
@@ -354,7 +378,9 @@ pub fn run(spec: &PipelineSpec, progress: Arc<Progress>, cancel: Arc<AtomicBool>
     // the cause, not the echo.
     let mut errors: Vec<(String, String)> = Vec::new();
     for (name, h) in handles {
-        let r = h.join().unwrap_or_else(|_| Err("worker thread panicked".into()));
+        let r = h
+            .join()
+            .unwrap_or_else(|_| Err("worker thread panicked".into()));
         if let Err(e) = r {
             errors.push((name, e));
             cancel.store(true, Ordering::SeqCst);
@@ -474,7 +500,7 @@ fn decode_loop(
             }
         }
     }
-    if let Some(dec) = vdec.as_deref_mut() {
+    if let Some(dec) = vdec {
         let _ = dec.send_eof();
         while dec.receive_frame(&mut vframe).is_ok() {
             if !send_video(&vframe, &mut last_video_s) {
@@ -602,8 +628,11 @@ fn video_thread(
                 }
             }
             // SAFETY: picture type is a plain field; NONE lets the encoder decide (GOP from settings).
-            unsafe { (*filtered.as_mut_ptr()).pict_type = ffi::AVPictureType::AV_PICTURE_TYPE_NONE };
-            e.send_frame(&filtered).map_err(|err| format!("encoder {}: {err}", v.encoder))?;
+            unsafe {
+                (*filtered.as_mut_ptr()).pict_type = ffi::AVPictureType::AV_PICTURE_TYPE_NONE
+            };
+            e.send_frame(&filtered)
+                .map_err(|err| format!("encoder {}: {err}", v.encoder))?;
             drain_encoder(e, &mut pkt, 0, *enc_tb, &mux)?;
         }
     };
@@ -618,7 +647,15 @@ fn video_thread(
                 if let Some(p) = f.pts() {
                     // SAFETY: reading a plain field of a live frame.
                     let d = unsafe { (*f.as_ptr()).pkt_duration };
-                    let d = if d > 0 { d } else { ff::Rescale::rescale(&1, ff::Rational::new(src_rate.1, src_rate.0.max(1)), in_tb) };
+                    let d = if d > 0 {
+                        d
+                    } else {
+                        ff::Rescale::rescale(
+                            &1,
+                            ff::Rational::new(src_rate.1, src_rate.0.max(1)),
+                            in_tb,
+                        )
+                    };
                     end_pts = Some(end_pts.map_or(p + d, |e: i64| e.max(p + d)));
                 }
                 if g.is_none() {
@@ -638,7 +675,9 @@ fn video_thread(
                     .map_err(|e| format!("video filter: {e}"))?;
                     if let Some(d) = &dev {
                         attach_device(&mut built, d)?;
-                        built.validate().map_err(|e| format!("video filter on {}: {e}", v.backend.name()))?;
+                        built
+                            .validate()
+                            .map_err(|e| format!("video filter on {}: {e}", v.backend.name()))?;
                     }
                     g = Some(built);
                 }
@@ -659,7 +698,11 @@ fn video_thread(
     // End of stream one frame after the last frame, so that `fps` keeps the last frame.
     match end_pts {
         Some(p) => {
-            let _ = gg.get("in").ok_or("video source missing")?.source().close(p);
+            let _ = gg
+                .get("in")
+                .ok_or("video source missing")?
+                .source()
+                .close(p);
         }
         None => {
             let _ = gg.get("in").ok_or("video source missing")?.source().flush();
@@ -667,9 +710,11 @@ fn video_thread(
     }
     pull(&mut gg, &mut enc, &mut next_pts)?;
     let (mut e, tb) = enc.ok_or("the video filter produced no frame")?;
-    e.send_eof().map_err(|err| format!("encoder flush: {err}"))?;
+    e.send_eof()
+        .map_err(|err| format!("encoder flush: {err}"))?;
     drain_encoder(&mut e, &mut pkt, 0, tb, &mux)?;
-    mux.send(MuxMsg::Done { stream: 0 }).map_err(|_| "muxer stopped")?;
+    mux.send(MuxMsg::Done { stream: 0 })
+        .map_err(|_| "muxer stopped")?;
     Ok(())
 }
 
@@ -705,7 +750,10 @@ fn open_video_encoder(
     let codec = ff::encoder::find_by_name(&v.encoder)
         .ok_or_else(|| format!("encoder {} is not in the linked FFmpeg", v.encoder))?;
     let ctx = ff::codec::Context::new_with_codec(codec);
-    let mut enc = ctx.encoder().video().map_err(|e| format!("encoder {}: {e}", v.encoder))?;
+    let mut enc = ctx
+        .encoder()
+        .video()
+        .map_err(|e| format!("encoder {}: {e}", v.encoder))?;
     let tb = ff::Rational::new(rate.denominator(), rate.numerator());
     enc.set_width(first.width());
     enc.set_height(first.height());
@@ -854,8 +902,10 @@ fn audio_thread(
     let mut pkt = ff::Packet::empty();
     let filter = if k == 0 {
         // No source audio: silence for the source's duration.
-        a.filter
-            .replace("{duration}", &format!("{:.6}", duration_s.unwrap_or(0.0).max(0.04)))
+        a.filter.replace(
+            "{duration}",
+            &format!("{:.6}", duration_s.unwrap_or(0.0).max(0.04)),
+        )
     } else {
         a.filter.clone()
     };
@@ -880,7 +930,8 @@ fn audio_thread(
                 audio: true,
             })
             .collect();
-        let mut built = graph::build(&sources, &sinks, &filter).map_err(|e| format!("audio filter: {e}"))?;
+        let mut built =
+            graph::build(&sources, &sinks, &filter).map_err(|e| format!("audio filter: {e}"))?;
         for (i, &fs) in frame_sizes.iter().enumerate() {
             built
                 .get(&format!("out{i}"))
@@ -891,7 +942,9 @@ fn audio_thread(
         Ok(built)
     };
 
-    let mut pull = |g: &mut ff::filter::Graph, encs: &mut Vec<(ff::encoder::Audio, ff::Rational, i64)>| -> Result<(), String> {
+    let mut pull = |g: &mut ff::filter::Graph,
+                    encs: &mut Vec<(ff::encoder::Audio, ff::Rational, i64)>|
+     -> Result<(), String> {
         for (i, (e, tb, written)) in encs.iter_mut().enumerate() {
             let mut sink = g.get(&format!("out{i}")).ok_or("audio sink missing")?;
             while sink.sink().frame(&mut out).is_ok() {
@@ -900,7 +953,8 @@ fn audio_thread(
                 }
                 out.set_pts(Some(*written));
                 *written += out.samples() as i64;
-                e.send_frame(&out).map_err(|err| format!("audio encoder: {err}"))?;
+                e.send_frame(&out)
+                    .map_err(|err| format!("audio encoder: {err}"))?;
                 drain_encoder(e, &mut pkt, first_stream + i, *tb, &mux)?;
             }
         }
@@ -918,7 +972,14 @@ fn audio_thread(
                 if cancel.load(Ordering::Relaxed) {
                     return Err("cancelled".into());
                 }
-                if g.is_none() {
+                if let Some(gg) = g.as_mut() {
+                    gg.get(&format!("in{idx}"))
+                        .ok_or("audio source missing")?
+                        .source()
+                        .add(&f)
+                        .map_err(|e| format!("audio filter input: {e}"))?;
+                    pull(gg, &mut encs)?;
+                } else {
                     pending[idx].push(f);
                     if pending.iter().all(|p| !p.is_empty()) {
                         let mut built = build(&pending)?;
@@ -935,14 +996,6 @@ fn audio_thread(
                         pull(&mut built, &mut encs)?;
                         g = Some(built);
                     }
-                } else {
-                    let gg = g.as_mut().expect("built");
-                    gg.get(&format!("in{idx}"))
-                        .ok_or("audio source missing")?
-                        .source()
-                        .add(&f)
-                        .map_err(|e| format!("audio filter input: {e}"))?;
-                    pull(gg, &mut encs)?;
                 }
             }
             AMsg::Eof => break,
@@ -952,7 +1005,11 @@ fn audio_thread(
     match g.as_mut() {
         Some(gg) => {
             for i in 0..k {
-                let _ = gg.get(&format!("in{i}")).ok_or("audio source missing")?.source().flush();
+                let _ = gg
+                    .get(&format!("in{i}"))
+                    .ok_or("audio source missing")?
+                    .source()
+                    .flush();
             }
             pull(gg, &mut encs)?;
         }
@@ -960,7 +1017,8 @@ fn audio_thread(
         None => {}
     }
     for (i, (e, tb, _)) in encs.iter_mut().enumerate() {
-        e.send_eof().map_err(|err| format!("audio encoder flush: {err}"))?;
+        e.send_eof()
+            .map_err(|err| format!("audio encoder flush: {err}"))?;
         drain_encoder(e, &mut pkt, first_stream + i, *tb, &mux)?;
         mux.send(MuxMsg::Done {
             stream: first_stream + i,
@@ -974,8 +1032,12 @@ fn open_audio_encoder(t: &AudioTrack) -> Result<ff::encoder::Audio, String> {
     let codec = ff::encoder::find_by_name(&t.encoder)
         .ok_or_else(|| format!("encoder {} is not in the linked FFmpeg", t.encoder))?;
     let ctx = ff::codec::Context::new_with_codec(codec);
-    let mut enc = ctx.encoder().audio().map_err(|e| format!("encoder {}: {e}", t.encoder))?;
-    let fmt = audio_encoder_sample(&t.encoder).ok_or_else(|| format!("encoder {} has no sample format", t.encoder))?;
+    let mut enc = ctx
+        .encoder()
+        .audio()
+        .map_err(|e| format!("encoder {}: {e}", t.encoder))?;
+    let fmt = audio_encoder_sample(&t.encoder)
+        .ok_or_else(|| format!("encoder {} has no sample format", t.encoder))?;
     enc.set_rate(t.sample_rate as i32);
     enc.set_format(fmt);
     enc.set_time_base(ff::Rational::new(1, t.sample_rate as i32));
@@ -1041,7 +1103,11 @@ fn mux_inner(
     let mut buffered: Vec<(usize, ff::Packet, ff::Rational)> = Vec::new();
     let mut done = vec![false; n_streams];
     let mut header = false;
-    let write = |octx: &mut ff::format::context::Output, stream: usize, mut p: ff::Packet, tb: ff::Rational| -> Result<(), String> {
+    let write = |octx: &mut ff::format::context::Output,
+                 stream: usize,
+                 mut p: ff::Packet,
+                 tb: ff::Rational|
+     -> Result<(), String> {
         let st_tb = octx.stream(stream).ok_or("stream missing")?.time_base();
         p.rescale_ts(tb, st_tb);
         p.set_stream(stream);
@@ -1116,10 +1182,16 @@ fn mux_inner(
         return Err("cancelled".into());
     }
     let f = std::fs::File::open(part).map_err(|e| format!("{}: {e}", part.display()))?;
-    f.sync_all().map_err(|e| format!("fsync {}: {e}", part.display()))?;
-    std::fs::rename(part, &o.final_path).map_err(|e| format!("rename to {}: {e}", o.final_path.display()))?;
+    f.sync_all()
+        .map_err(|e| format!("fsync {}: {e}", part.display()))?;
+    std::fs::rename(part, &o.final_path)
+        .map_err(|e| format!("rename to {}: {e}", o.final_path.display()))?;
     if let Some(dir) = o.final_path.parent() {
-        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }
@@ -1148,8 +1220,24 @@ pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), 
     let audio_spec = format!(
         "sine=frequency=1000:sample_rate=48000:duration={seconds},volume=0.1,aformat=sample_fmts=fltp:channel_layouts=stereo[out]"
     );
-    let mut vg = graph::build(&[], &[Sink { name: "out".into(), audio: false }], &video_spec).map_err(err)?;
-    let mut ag = graph::build(&[], &[Sink { name: "out".into(), audio: true }], &audio_spec).map_err(err)?;
+    let mut vg = graph::build(
+        &[],
+        &[Sink {
+            name: "out".into(),
+            audio: false,
+        }],
+        &video_spec,
+    )
+    .map_err(err)?;
+    let mut ag = graph::build(
+        &[],
+        &[Sink {
+            name: "out".into(),
+            audio: true,
+        }],
+        &audio_spec,
+    )
+    .map_err(err)?;
     let v = VideoOut {
         filter: String::new(),
         encoder: "libx264".into(),
@@ -1196,14 +1284,29 @@ pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), 
             let mut enc: Option<(ff::encoder::Video, ff::Rational)> = None;
             let mut n = 0i64;
             loop {
-                let got = vg.get("out").ok_or("sink")?.sink().frame(&mut frame).is_ok();
+                let got = vg
+                    .get("out")
+                    .ok_or("sink")?
+                    .sink()
+                    .frame(&mut frame)
+                    .is_ok();
                 if !got {
                     break;
                 }
                 if enc.is_none() {
-                    let e = open_video_encoder(&v, &frame, ff::Rational::new(rate, 1), std::ptr::null_mut())?;
-                    mtx.send(MuxMsg::Ready { stream: 0, params: ff::codec::Parameters::from(&*e.0), time_base: e.1, frame_rate: Some(ff::Rational::new(rate, 1)) })
-                        .map_err(|_| "muxer stopped")?;
+                    let e = open_video_encoder(
+                        &v,
+                        &frame,
+                        ff::Rational::new(rate, 1),
+                        std::ptr::null_mut(),
+                    )?;
+                    mtx.send(MuxMsg::Ready {
+                        stream: 0,
+                        params: ff::codec::Parameters::from(&*e.0),
+                        time_base: e.1,
+                        frame_rate: Some(ff::Rational::new(rate, 1)),
+                    })
+                    .map_err(|_| "muxer stopped")?;
                     enc = Some(e);
                 }
                 let (e, tb) = enc.as_mut().expect("opened");
@@ -1215,13 +1318,22 @@ pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), 
             let (mut e, tb) = enc.ok_or("no test picture")?;
             e.send_eof().map_err(|x| x.to_string())?;
             drain_encoder(&mut e, &mut pkt, 0, tb, &mtx)?;
-            mtx.send(MuxMsg::Done { stream: 0 }).map_err(|_| "muxer stopped")?;
+            mtx.send(MuxMsg::Done { stream: 0 })
+                .map_err(|_| "muxer stopped")?;
 
             let mut ae = open_audio_encoder(&track)?;
             let atb = ff::Rational::new(1, 48000);
-            mtx.send(MuxMsg::Ready { stream: 1, params: ff::codec::Parameters::from(&*ae), time_base: atb, frame_rate: None })
-                .map_err(|_| "muxer stopped")?;
-            ag.get("out").ok_or("sink")?.sink().set_frame_size(ae.frame_size());
+            mtx.send(MuxMsg::Ready {
+                stream: 1,
+                params: ff::codec::Parameters::from(&*ae),
+                time_base: atb,
+                frame_rate: None,
+            })
+            .map_err(|_| "muxer stopped")?;
+            ag.get("out")
+                .ok_or("sink")?
+                .sink()
+                .set_frame_size(ae.frame_size());
             let mut af = ff::frame::Audio::empty();
             let mut written = 0i64;
             while ag.get("out").ok_or("sink")?.sink().frame(&mut af).is_ok() {
@@ -1232,11 +1344,14 @@ pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), 
             }
             ae.send_eof().map_err(|x| x.to_string())?;
             drain_encoder(&mut ae, &mut pkt, 1, atb, &mtx)?;
-            mtx.send(MuxMsg::Done { stream: 1 }).map_err(|_| "muxer stopped")?;
+            mtx.send(MuxMsg::Done { stream: 1 })
+                .map_err(|_| "muxer stopped")?;
             Ok(())
         })();
         drop(mtx);
-        let m = h.join().unwrap_or_else(|_| Err("mux thread panicked".into()));
+        let m = h
+            .join()
+            .unwrap_or_else(|_| Err("mux thread panicked".into()));
         r.and(m)
     });
     mux.map_err(|e| {

@@ -33,22 +33,30 @@ pub fn build(sources: &[Source], sinks: &[Sink], spec: &str) -> Result<ff::filte
     {
         let mut p: Option<ff::filter::graph::Parser<'_>> = None;
         for s in sources {
-            p = Some(match p {
-                None => g.output(&s.name, 0),
-                Some(p) => p.output(&s.name, 0),
-            }
-            .map_err(|e| format!("graph input {}: {e}", s.name))?);
+            p = Some(
+                match p {
+                    None => g.output(&s.name, 0),
+                    Some(p) => p.output(&s.name, 0),
+                }
+                .map_err(|e| format!("graph input {}: {e}", s.name))?,
+            );
         }
         for s in sinks {
-            p = Some(match p {
-                None => g.input(&s.name, 0),
-                Some(p) => p.input(&s.name, 0),
-            }
-            .map_err(|e| format!("graph output {}: {e}", s.name))?);
+            p = Some(
+                match p {
+                    None => g.input(&s.name, 0),
+                    Some(p) => p.input(&s.name, 0),
+                }
+                .map_err(|e| format!("graph output {}: {e}", s.name))?,
+            );
         }
         match p {
-            Some(p) => p.parse(spec).map_err(|e| format!("filter chain `{spec}`: {e}"))?,
-            None => g.parse(spec).map_err(|e| format!("filter chain `{spec}`: {e}"))?,
+            Some(p) => p
+                .parse(spec)
+                .map_err(|e| format!("filter chain `{spec}`: {e}"))?,
+            None => g
+                .parse(spec)
+                .map_err(|e| format!("filter chain `{spec}`: {e}"))?,
         }
     }
     g.validate()
@@ -83,7 +91,12 @@ pub fn audio_source_args(frame: &ff::frame::Audio) -> String {
     // SAFETY: reading plain fields of a live frame.
     let (fmt, rate, mask, ch) = unsafe {
         let f = &*frame.as_ptr();
-        (f.format, f.sample_rate, f.ch_layout.u.mask, f.ch_layout.nb_channels)
+        (
+            f.format,
+            f.sample_rate,
+            f.ch_layout.u.mask,
+            f.ch_layout.nb_channels,
+        )
     };
     format!(
         "time_base=1/{rate}:sample_rate={rate}:sample_fmt={fmt}:channel_layout=0x{mask:x}:channels={ch}"
@@ -114,4 +127,11 @@ pub fn fix_audio_layout(frame: &mut ff::frame::Audio) {
 pub fn channels(frame: &ff::frame::Audio) -> usize {
     // SAFETY: reading a plain field of a live frame.
     unsafe { (*frame.as_ptr()).ch_layout.nb_channels.max(0) as usize }
+}
+
+/// Layout name of an audio frame ("mono", "stereo", "5.1(side)", …).
+pub fn layout_of(frame: &ff::frame::Audio) -> String {
+    // SAFETY: the layout is borrowed from a live frame for the call.
+    let l = unsafe { &(*frame.as_ptr()).ch_layout };
+    super::probe::layout_name(l).unwrap_or_else(|| format!("{}c", channels(frame)))
 }

@@ -106,7 +106,9 @@ pub fn open_device(backend: Backend) -> Result<HwDevice, String> {
         Backend::Vaapi => std::env::var("ANTENNE_VAAPI_DEVICE").ok(),
         _ => None,
     };
-    let cdev = device.as_deref().map(|d| CString::new(d).unwrap_or_default());
+    let cdev = device
+        .as_deref()
+        .map(|d| CString::new(d).unwrap_or_default());
     let mut ptr: *mut ffi::AVBufferRef = std::ptr::null_mut();
     // SAFETY: `ptr` is an out-parameter; the device string outlives the call; no options.
     let ret = unsafe {
@@ -141,11 +143,19 @@ pub fn detect() -> Vec<BackendStatus> {
     let mut out = vec![BackendStatus {
         backend: Backend::Software,
         available: true,
-        encoders: ["libx264", "libx265", "mpeg2video", "prores_ks", "dnxhd", "aac", "pcm_s24le"]
-            .iter()
-            .filter(|e| has_encoder(e))
-            .map(|e| e.to_string())
-            .collect(),
+        encoders: [
+            "libx264",
+            "libx265",
+            "mpeg2video",
+            "prores_ks",
+            "dnxhd",
+            "aac",
+            "pcm_s24le",
+        ]
+        .iter()
+        .filter(|e| has_encoder(e))
+        .map(|e| e.to_string())
+        .collect(),
         error: None,
     }];
     for b in [Backend::Nvenc, Backend::Vaapi, Backend::Qsv] {
@@ -158,7 +168,10 @@ pub fn detect() -> Vec<BackendStatus> {
 pub fn status_of(b: Backend) -> BackendStatus {
     let encoders = encoders_of(b);
     let (available, error) = if encoders.is_empty() {
-        (false, Some(format!("the linked FFmpeg has no {} encoder", b.name())))
+        (
+            false,
+            Some(format!("the linked FFmpeg has no {} encoder", b.name())),
+        )
     } else {
         match open_device(b) {
             Ok(_dev) => (true, None),

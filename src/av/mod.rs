@@ -32,7 +32,9 @@ pub enum AvError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: {what} files are refused: they make the reader open other files or the network")]
+    #[error(
+        "{path}: {what} files are refused: they make the reader open other files or the network"
+    )]
     Refused { path: PathBuf, what: &'static str },
     #[error("{path}: not a media file FFmpeg can read ({source})")]
     NotMedia {

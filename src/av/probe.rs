@@ -151,7 +151,8 @@ fn describe(ictx: &ff::format::context::Input, path: &Path, size_bytes: u64) -> 
     // SAFETY: the pointer is only read below while `ictx` is borrowed.
     let ctx = unsafe { ictx.as_ptr() };
     // SAFETY: `ctx` is the live format context owned by `ictx`, borrowed for this function.
-    let (duration, start, bit_rate) = unsafe { ((*ctx).duration, (*ctx).start_time, (*ctx).bit_rate) };
+    let (duration, start, bit_rate) =
+        unsafe { ((*ctx).duration, (*ctx).start_time, (*ctx).bit_rate) };
     let av_tb = ffi::AVRational {
         num: 1,
         den: ffi::AV_TIME_BASE,
@@ -197,7 +198,11 @@ fn describe(ictx: &ff::format::context::Input, path: &Path, size_bytes: u64) -> 
             ffi::AVMediaType::AVMEDIA_TYPE_VIDEO => {
                 // SAFETY: the guess only reads the format context and stream.
                 let sar = unsafe {
-                    ffi::av_guess_sample_aspect_ratio(ctx as *mut _, st.as_ptr() as *mut _, std::ptr::null_mut())
+                    ffi::av_guess_sample_aspect_ratio(
+                        ctx as *mut _,
+                        st.as_ptr() as *mut _,
+                        std::ptr::null_mut(),
+                    )
                 };
                 let sar = rational(sar);
                 let dar = sar.map(|(n, d)| {
@@ -238,8 +243,12 @@ fn describe(ictx: &ff::format::context::Input, path: &Path, size_bytes: u64) -> 
                 let layout = layout_name(&par.ch_layout);
                 // SAFETY: av_get_sample_fmt_name accepts any value and returns static or null.
                 let sample_fmt = unsafe {
-                    cstr_opt(ffi::av_get_sample_fmt_name(std::mem::transmute::<i32, ffi::AVSampleFormat>(
-                        par.format.clamp(-1, ffi::AVSampleFormat::AV_SAMPLE_FMT_NB as i32 - 1),
+                    cstr_opt(ffi::av_get_sample_fmt_name(std::mem::transmute::<
+                        i32,
+                        ffi::AVSampleFormat,
+                    >(
+                        par.format
+                            .clamp(-1, ffi::AVSampleFormat::AV_SAMPLE_FMT_NB as i32 - 1),
                     )))
                 };
                 let depth = if par.bits_per_raw_sample > 0 {
@@ -310,7 +319,10 @@ fn field_order_name(fo: ffi::AVFieldOrder) -> Option<&'static str> {
 }
 
 /// Decodes the first frames of `stream` and reads their interlacing flags.
-fn measure_field_order(ictx: &mut ff::format::context::Input, stream: usize) -> Option<&'static str> {
+fn measure_field_order(
+    ictx: &mut ff::format::context::Input,
+    stream: usize,
+) -> Option<&'static str> {
     let params = ictx.stream(stream)?.parameters();
     let mut ctx = ff::codec::Context::from_parameters(params).ok()?;
     ctx.set_threading(ff::codec::threading::Config {
@@ -414,13 +426,18 @@ fn enum_name(v: i32, which: Names) -> Option<String> {
                 if v == ffi::AVColorPrimaries::AVCOL_PRI_UNSPECIFIED as i32 {
                     return None;
                 }
-                ffi::av_color_primaries_name(std::mem::transmute::<u32, ffi::AVColorPrimaries>(v as u32))
+                ffi::av_color_primaries_name(std::mem::transmute::<u32, ffi::AVColorPrimaries>(
+                    v as u32,
+                ))
             }
             Names::Transfer => {
                 if v == ffi::AVColorTransferCharacteristic::AVCOL_TRC_UNSPECIFIED as i32 {
                     return None;
                 }
-                ffi::av_color_transfer_name(std::mem::transmute::<u32, ffi::AVColorTransferCharacteristic>(v as u32))
+                ffi::av_color_transfer_name(std::mem::transmute::<
+                    u32,
+                    ffi::AVColorTransferCharacteristic,
+                >(v as u32))
             }
             Names::Space => {
                 if v == ffi::AVColorSpace::AVCOL_SPC_UNSPECIFIED as i32 {

@@ -13,7 +13,11 @@ pub struct Block<'a> {
 }
 
 /// Decodes `streams` of `path` and calls `each` with every block of merged samples.
-pub fn decode_f32(path: &Path, streams: &[usize], mut each: impl FnMut(&Block<'_>)) -> Result<(), AvError> {
+pub fn decode_f32(
+    path: &Path,
+    streams: &[usize],
+    mut each: impl FnMut(&Block<'_>),
+) -> Result<(), AvError> {
     let mut ictx = input::open(path)?;
     let inv = |what: String| AvError::Invalid {
         path: path.to_owned(),
@@ -24,11 +28,12 @@ pub fn decode_f32(path: &Path, streams: &[usize], mut each: impl FnMut(&Block<'_
         let st = ictx
             .stream(i)
             .ok_or_else(|| inv(format!("has no stream {i}")))?;
-        let ctx = ff::codec::Context::from_parameters(st.parameters()).map_err(|e| AvError::Libav {
-            path: path.to_owned(),
-            what: format!("stream {i}"),
-            source: e,
-        })?;
+        let ctx =
+            ff::codec::Context::from_parameters(st.parameters()).map_err(|e| AvError::Libav {
+                path: path.to_owned(),
+                what: format!("stream {i}"),
+                source: e,
+            })?;
         let dec = ctx.decoder().audio().map_err(|e| AvError::Libav {
             path: path.to_owned(),
             what: format!("no decoder for audio stream {i}"),
@@ -45,7 +50,9 @@ pub fn decode_f32(path: &Path, streams: &[usize], mut each: impl FnMut(&Block<'_
         let mut sink = g.get("out0").expect("sink exists in a built graph");
         while sink.sink().frame(out).is_ok() {
             let ch = graph::channels(out);
-            let planes: Vec<&[f32]> = (0..ch).map(|c| &out.plane::<f32>(c)[..out.samples()]).collect();
+            let planes: Vec<&[f32]> = (0..ch)
+                .map(|c| &out.plane::<f32>(c)[..out.samples()])
+                .collect();
             each(&Block {
                 rate: out.rate(),
                 planes,
@@ -75,8 +82,12 @@ pub fn decode_f32(path: &Path, streams: &[usize], mut each: impl FnMut(&Block<'_
                     "[in0]aformat=sample_fmts=fltp[out0]".to_string()
                 } else {
                     let mut s = String::new();
-                    for i in 0..k {
-                        s.push_str(&format!("[in{i}]aresample={rate}[r{i}];"));
+                    for (i, p) in pending.iter().enumerate() {
+                        // amerge needs every input to declare a layout.
+                        s.push_str(&format!(
+                            "[in{i}]aresample={rate},aformat=channel_layouts={}[r{i}];",
+                            graph::layout_of(&p[0])
+                        ));
                     }
                     for i in 0..k {
                         s.push_str(&format!("[r{i}]"));
@@ -84,8 +95,15 @@ pub fn decode_f32(path: &Path, streams: &[usize], mut each: impl FnMut(&Block<'_
                     s.push_str(&format!("amerge=inputs={k},aformat=sample_fmts=fltp[out0]"));
                     s
                 };
-                let built = graph::build(&sources, &[Sink { name: "out0".into(), audio: true }], &spec)
-                    .map_err(|e| inv(format!("audio measurement graph: {e}")))?;
+                let built = graph::build(
+                    &sources,
+                    &[Sink {
+                        name: "out0".into(),
+                        audio: true,
+                    }],
+                    &spec,
+                )
+                .map_err(|e| inv(format!("audio measurement graph: {e}")))?;
                 *g = Some(built);
                 let gg = g.as_mut().expect("just set");
                 for (i, frames) in pending.iter_mut().enumerate() {
@@ -98,7 +116,11 @@ pub fn decode_f32(path: &Path, streams: &[usize], mut each: impl FnMut(&Block<'_
             return Ok(());
         }
         let gg = g.as_mut().expect("checked");
-        let _ = gg.get(&format!("in{idx}")).expect("source").source().add(&f);
+        let _ = gg
+            .get(&format!("in{idx}"))
+            .expect("source")
+            .source()
+            .add(&f);
         drain(gg, out);
         Ok(())
     };
@@ -116,9 +138,9 @@ pub fn decode_f32(path: &Path, streams: &[usize], mut each: impl FnMut(&Block<'_
             feed(idx, f, &mut g, &mut pending, &mut out)?;
         }
     }
-    for idx in 0..k {
-        let _ = decoders[idx].send_eof();
-        while decoders[idx].receive_frame(&mut frame).is_ok() {
+    for (idx, dec) in decoders.iter_mut().enumerate() {
+        let _ = dec.send_eof();
+        while dec.receive_frame(&mut frame).is_ok() {
             graph::fix_audio_layout(&mut frame);
             let f = std::mem::replace(&mut frame, ff::frame::Audio::empty());
             feed(idx, f, &mut g, &mut pending, &mut out)?;

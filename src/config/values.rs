@@ -5,7 +5,9 @@ use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ValueError {
-    #[error("bit rate {0:?} is not a number with an optional k/M/G suffix (e.g. \"50M\", \"192k\")")]
+    #[error(
+        "bit rate {0:?} is not a number with an optional k/M/G suffix (e.g. \"50M\", \"192k\")"
+    )]
     Bitrate(String),
     #[error("rate {0:?} is not a positive rational (e.g. \"25/1\", \"30000/1001\", \"29.97\")")]
     Rate(String),

@@ -12,8 +12,14 @@ use crate::config::{Bitrate, Rate};
 
 /// Profiles compiled into the binary: a fresh machine has them without any file on disk.
 const EMBEDDED: &[(&str, &str)] = &[
-    ("web-h264.toml", include_str!("../../firmware-config/profiles/web-h264.toml")),
-    ("proxy.toml", include_str!("../../firmware-config/profiles/proxy.toml")),
+    (
+        "web-h264.toml",
+        include_str!("../../firmware-config/profiles/web-h264.toml"),
+    ),
+    (
+        "proxy.toml",
+        include_str!("../../firmware-config/profiles/proxy.toml"),
+    ),
     (
         "xdcam-hd422-1080i25.toml",
         include_str!("../../firmware-config/profiles/xdcam-hd422-1080i25.toml"),
@@ -180,8 +186,10 @@ impl Output {
 impl Video {
     /// GOP length in frames at `rate`.
     pub fn gop_frames(&self, rate: Rate) -> Option<u32> {
-        self.gop
-            .or_else(|| self.gop_seconds.map(|s| (s * rate.as_f64()).round().max(1.0) as u32))
+        self.gop.or_else(|| {
+            self.gop_seconds
+                .map(|s| (s * rate.as_f64()).round().max(1.0) as u32)
+        })
     }
 
     pub fn display_aspect(&self) -> Option<(u32, u32)> {
@@ -228,7 +236,10 @@ fn toml_message(e: &toml::de::Error) -> String {
 /// Checks what a TOML schema cannot: combinations, and that the linked FFmpeg has what is named.
 pub fn validate(p: &Profile) -> Result<(), String> {
     if p.name.trim().is_empty() || p.name.contains(['/', '\\', ' ']) {
-        return Err(format!("name {:?}: must be non-empty, without spaces or slashes", p.name));
+        return Err(format!(
+            "name {:?}: must be non-empty, without spaces or slashes",
+            p.name
+        ));
     }
     if p.outputs.is_empty() {
         return Err("outputs: a profile needs at least one [[outputs]]".into());
@@ -239,14 +250,24 @@ pub fn validate(p: &Profile) -> Result<(), String> {
         if !names.insert(o.name.as_str()) {
             return Err(format!("{at}.name: two outputs are named {:?}", o.name));
         }
-        if o.name.is_empty() || !o.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if o.name.is_empty()
+            || !o
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return Err(format!("{at}.name: use letters, digits, - and _ only"));
         }
         if !crate::av::engine::has_muxer(&o.container) {
-            return Err(format!("{at}.container: no muxer {:?} in the linked FFmpeg", o.container));
+            return Err(format!(
+                "{at}.container: no muxer {:?} in the linked FFmpeg",
+                o.container
+            ));
         }
         if o.faststart && !matches!(o.container.as_str(), "mp4" | "mov") {
-            return Err(format!("{at}.faststart: only mp4 and mov have a moov atom to move"));
+            return Err(format!(
+                "{at}.faststart: only mp4 and mov have a moov atom to move"
+            ));
         }
         if o.video.is_none() && o.audio.is_none() {
             return Err(format!("{at}: an output needs video, audio or both"));
@@ -263,17 +284,30 @@ pub fn validate(p: &Profile) -> Result<(), String> {
 
 fn validate_video(v: &Video, o: &Output) -> Result<(), String> {
     if !(16..=8192).contains(&v.width) || v.width % 2 != 0 {
-        return Err(format!("width: {} is not an even number between 16 and 8192", v.width));
+        return Err(format!(
+            "width: {} is not an even number between 16 and 8192",
+            v.width
+        ));
     }
     if !(16..=4320).contains(&v.height) || v.height % 2 != 0 {
-        return Err(format!("height: {} is not an even number between 16 and 4320", v.height));
+        return Err(format!(
+            "height: {} is not an even number between 16 and 4320",
+            v.height
+        ));
     }
     if v.scan != Scan::Progressive && v.height % 4 != 0 {
-        return Err(format!("height: {} cannot be split into two equal fields with 4:2:0/4:2:2 chroma", v.height));
+        return Err(format!(
+            "height: {} cannot be split into two equal fields with 4:2:0/4:2:2 chroma",
+            v.height
+        ));
     }
     match v.codec.as_str() {
         "h264" | "hevc" | "mpeg2video" | "prores" | "dnxhd" | "mpeg4" | "vp9" | "av1" => {}
-        other => return Err(format!("codec: {other:?} is not a video codec antenne encodes")),
+        other => {
+            return Err(format!(
+                "codec: {other:?} is not a video codec antenne encodes"
+            ))
+        }
     }
     if let Some(e) = &v.encoder {
         if !crate::av::has_encoder(e) {
@@ -283,9 +317,15 @@ fn validate_video(v: &Video, o: &Output) -> Result<(), String> {
         let sw = crate::av::hw::Backend::Software
             .encoder_for(&v.codec)
             .unwrap_or_else(|| v.codec.clone());
-        let sw = if v.codec == "prores" { "prores_ks".to_string() } else { sw };
+        let sw = if v.codec == "prores" {
+            "prores_ks".to_string()
+        } else {
+            sw
+        };
         if !crate::av::has_encoder(&sw) {
-            return Err(format!("codec: no software encoder {sw:?} in the linked FFmpeg"));
+            return Err(format!(
+                "codec: no software encoder {sw:?} in the linked FFmpeg"
+            ));
         }
     }
     if !crate::av::pixel_format_known(&v.pix_fmt) {
@@ -325,12 +365,23 @@ fn validate_video(v: &Video, o: &Output) -> Result<(), String> {
         }
     }
     if v.display_aspect.is_some() && v.display_aspect().is_none() {
-        return Err(format!("display_aspect: {:?} is not W:H", v.display_aspect.as_deref().unwrap_or("")));
+        return Err(format!(
+            "display_aspect: {:?} is not W:H",
+            v.display_aspect.as_deref().unwrap_or("")
+        ));
     }
-    if v.codec == "h264" && v.pix_fmt != "yuv420p" && v.encoder.as_deref().is_some_and(|e| e.contains("nvenc")) {
-        return Err(format!("pix_fmt: {} H.264 is not something NVENC encodes", v.pix_fmt));
+    if v.codec == "h264"
+        && v.pix_fmt != "yuv420p"
+        && v.encoder.as_deref().is_some_and(|e| e.contains("nvenc"))
+    {
+        return Err(format!(
+            "pix_fmt: {} H.264 is not something NVENC encodes",
+            v.pix_fmt
+        ));
     }
-    if o.container == "mxf" && !matches!(v.codec.as_str(), "mpeg2video" | "h264" | "dnxhd" | "prores") {
+    if o.container == "mxf"
+        && !matches!(v.codec.as_str(), "mpeg2video" | "h264" | "dnxhd" | "prores")
+    {
         return Err(format!("codec: {} cannot be carried in MXF", v.codec));
     }
     Ok(())
@@ -338,10 +389,16 @@ fn validate_video(v: &Video, o: &Output) -> Result<(), String> {
 
 fn validate_audio(a: &Audio, o: &Output) -> Result<(), String> {
     if !crate::av::has_encoder(&a.codec) {
-        return Err(format!("codec: no encoder {:?} in the linked FFmpeg", a.codec));
+        return Err(format!(
+            "codec: no encoder {:?} in the linked FFmpeg",
+            a.codec
+        ));
     }
     if ![32000, 44100, 48000, 96000].contains(&a.sample_rate) {
-        return Err(format!("sample_rate: {} is not 32000, 44100, 48000 or 96000", a.sample_rate));
+        return Err(format!(
+            "sample_rate: {} is not 32000, 44100, 48000 or 96000",
+            a.sample_rate
+        ));
     }
     if a.tracks.is_empty() || a.tracks.len() > 16 {
         return Err("tracks: give between 1 and 16 tracks".into());
@@ -353,7 +410,10 @@ fn validate_audio(a: &Audio, o: &Output) -> Result<(), String> {
     }
     if o.container == "mxf" {
         if !a.codec.starts_with("pcm_") {
-            return Err(format!("codec: {} in MXF: use pcm_s24le or pcm_s16le", a.codec));
+            return Err(format!(
+                "codec: {} in MXF: use pcm_s24le or pcm_s16le",
+                a.codec
+            ));
         }
         if a.sample_rate != 48000 {
             return Err("sample_rate: MXF audio must be 48000 Hz".into());
@@ -411,7 +471,11 @@ pub fn load_all(dir: Option<&Path>) -> Result<Vec<Profile>, ProfileError> {
 /// One profile by name.
 pub fn find(name: &str, dir: Option<&Path>) -> Result<Profile, ProfileError> {
     let all = load_all(dir)?;
-    let known = all.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ");
+    let known = all
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     all.iter()
         .find(|p| p.name == name)
         .cloned()
@@ -436,7 +500,8 @@ mod tests {
 
     #[test]
     fn unknown_key_names_the_key() {
-        let text = include_str!("../../firmware-config/profiles/web-h264.toml").replace("preset = \"fast\"", "presett = \"fast\"");
+        let text = include_str!("../../firmware-config/profiles/web-h264.toml")
+            .replace("preset = \"fast\"", "presett = \"fast\"");
         let e = parse(&text, "x.toml").unwrap_err().to_string();
         assert!(e.contains("x.toml") && e.contains("presett"), "{e}");
     }
@@ -444,19 +509,33 @@ mod tests {
     #[test]
     fn impossible_combinations_are_refused() {
         let base = include_str!("../../firmware-config/profiles/xdcam-hd422-1080i25.toml");
-        let e = parse(&base.replace("codec = \"pcm_s24le\"", "codec = \"aac\"\nbitrate = \"128k\""), "x.toml")
+        let e = parse(
+            &base.replace(
+                "codec = \"pcm_s24le\"",
+                "codec = \"aac\"\nbitrate = \"128k\"",
+            ),
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("audio.codec"), "{e}");
+        let e = parse(&base.replace("height = 1080", "height = 1081"), "x.toml")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("audio.codec"), "{e}");
-        let e = parse(&base.replace("height = 1080", "height = 1081"), "x.toml").unwrap_err().to_string();
         assert!(e.contains("video.height"), "{e}");
-        let e = parse(&base.replace("tracks = [", "tracks = [\"7.1\", "), "x.toml").unwrap_err().to_string();
+        let e = parse(&base.replace("tracks = [", "tracks = [\"7.1\", "), "x.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("tracks[0]"), "{e}");
     }
 
     #[test]
     fn gop_from_seconds() {
-        let p = parse(include_str!("../../firmware-config/profiles/web-h264.toml"), "w").unwrap();
+        let p = parse(
+            include_str!("../../firmware-config/profiles/web-h264.toml"),
+            "w",
+        )
+        .unwrap();
         let v = p.outputs[0].video.as_ref().unwrap();
         assert_eq!(v.gop_frames(Rate::new(25, 1)), Some(50));
         assert_eq!(v.gop_frames(Rate::new(30000, 1001)), Some(60));

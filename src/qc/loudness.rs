@@ -59,7 +59,15 @@ fn channel_roles(n: usize) -> Vec<Channel> {
             Channel::LeftSurround,
             Channel::RightSurround,
         ],
-        n => (0..n).map(|i| if i < 2 { [Channel::Left, Channel::Right][i] } else { Channel::Center }).collect(),
+        n => (0..n)
+            .map(|i| {
+                if i < 2 {
+                    [Channel::Left, Channel::Right][i]
+                } else {
+                    Channel::Center
+                }
+            })
+            .collect(),
     }
 }
 
@@ -79,7 +87,11 @@ pub fn measure(path: &Path, streams: &[usize]) -> Result<Loudness, LoudnessError
         }
         if meter.is_none() {
             channels = block.planes.len();
-            match EbuR128::new(channels as u32, block.rate, Mode::I | Mode::LRA | Mode::TRUE_PEAK) {
+            match EbuR128::new(
+                channels as u32,
+                block.rate,
+                Mode::I | Mode::LRA | Mode::TRUE_PEAK,
+            ) {
                 Ok(mut m) => {
                     for (i, role) in channel_roles(channels).into_iter().enumerate() {
                         let _ = m.set_channel(i as u32, role);
@@ -127,7 +139,9 @@ fn round2(v: f64) -> f64 {
 pub fn measure_programme(report: &ProbeReport) -> Result<Loudness, LoudnessError> {
     let streams = programme_streams(report);
     if streams.is_empty() {
-        return Err(LoudnessError::NoAudio { file: report.file.clone() });
+        return Err(LoudnessError::NoAudio {
+            file: report.file.clone(),
+        });
     }
     measure(Path::new(&report.file), &streams)
 }

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::av::engine::{self, AudioOut, AudioTrack, FieldOrder, OutputSpec, PipelineSpec, Progress, VideoOut};
+use crate::av::engine::{
+    self, AudioOut, AudioTrack, FieldOrder, OutputSpec, PipelineSpec, Progress, VideoOut,
+};
 use crate::av::hw::{self, Backend};
 use crate::av::probe::ProbeReport;
 use crate::av::AvError;
@@ -90,7 +92,11 @@ pub fn prepare_outdir(dir: &Path) -> Result<(), TranscodeError> {
     }
 }
 
-fn pick_backend(choice: BackendChoice, codec: &str, pix_fmt: &str) -> Result<Backend, TranscodeError> {
+fn pick_backend(
+    choice: BackendChoice,
+    codec: &str,
+    pix_fmt: &str,
+) -> Result<Backend, TranscodeError> {
     let gpu_can = matches!(codec, "h264" | "hevc") && matches!(pix_fmt, "yuv420p" | "nv12");
     let explicit = match choice {
         BackendChoice::Software => return Ok(Backend::Software),
@@ -194,7 +200,10 @@ pub fn compile(
     let wants_video = prof.outputs.iter().any(|o| o.video.is_some());
     let sv = src.video.first();
     if wants_video && sv.is_none() {
-        return Err(source_err(src, format!("has no video stream, but profile {} makes video", prof.name)));
+        return Err(source_err(
+            src,
+            format!("has no video stream, but profile {} makes video", prof.name),
+        ));
     }
     let src_video = match sv {
         Some(v) => {
@@ -205,7 +214,10 @@ pub fn compile(
                 .filter(|r| r.as_f64() > 0.5 && r.as_f64() < 1000.0)
                 .ok_or_else(|| source_err(src, "video stream has no usable frame rate"))?;
             if v.width == 0 || v.height == 0 || v.width > 16384 || v.height > 16384 {
-                return Err(source_err(src, format!("video size {}x{} is not usable", v.width, v.height)));
+                return Err(source_err(
+                    src,
+                    format!("video size {}x{} is not usable", v.width, v.height),
+                ));
             }
             let sar = v
                 .sample_aspect_ratio
@@ -268,12 +280,23 @@ pub fn compile(
                 let encoder = match &v.encoder {
                     Some(e) => e.clone(),
                     None if v.codec == "prores" => "prores_ks".into(),
-                    None => backend.encoder_for(&v.codec).unwrap_or_else(|| v.codec.clone()),
+                    None => backend
+                        .encoder_for(&v.codec)
+                        .unwrap_or_else(|| v.codec.clone()),
                 };
                 encoder_name = Some(encoder.clone());
                 let burn = v.burn_timecode.then(|| {
-                    let font = Path::new(DEJAVU_MONO).exists().then(|| DEJAVU_MONO.to_string());
-                    (out_tc.clone().unwrap_or_else(|| Timecode::parse("00:00:00:00", rate).map(|t| t.to_string()).unwrap_or_default()), font)
+                    let font = Path::new(DEJAVU_MONO)
+                        .exists()
+                        .then(|| DEJAVU_MONO.to_string());
+                    (
+                        out_tc.clone().unwrap_or_else(|| {
+                            Timecode::parse("00:00:00:00", rate)
+                                .map(|t| t.to_string())
+                                .unwrap_or_default()
+                        }),
+                        font,
+                    )
                 });
                 let dst = DstVideo {
                     width: v.width,
@@ -281,7 +304,11 @@ pub fn compile(
                     dar: v.display_aspect(),
                     rate,
                     scan: v.scan,
-                    pix_fmt: if backend == Backend::Software { v.pix_fmt.clone() } else { "nv12".into() },
+                    pix_fmt: if backend == Backend::Software {
+                        v.pix_fmt.clone()
+                    } else {
+                        "nv12".into()
+                    },
                     bt709: v.color.as_deref() == Some("bt709"),
                     burn_timecode: burn,
                     hw_upload: matches!(backend, Backend::Vaapi | Backend::Qsv),
@@ -294,7 +321,8 @@ pub fn compile(
                     Scan::Tff => Some(FieldOrder::Tff),
                     Scan::Bff => Some(FieldOrder::Bff),
                 };
-                let (mut min_rate, mut max_rate, mut bufsize) = (None, v.maxrate.map(|b| b.bps()), v.bufsize.map(|b| b.bps()));
+                let (mut min_rate, mut max_rate, mut bufsize) =
+                    (None, v.maxrate.map(|b| b.bps()), v.bufsize.map(|b| b.bps()));
                 let bitrate = v.bitrate.map(|b| b.bps());
                 if v.rate_control == RateControl::Cbr {
                     min_rate = bitrate;
@@ -327,7 +355,10 @@ pub fn compile(
                     options.push(("forced-idr".into(), "1".into()));
                     options.push(("sc_threshold".into(), "0".into()));
                 } else if encoder.contains("nvenc") {
-                    options.push(("preset".into(), nvenc_preset(v.preset.as_deref().unwrap_or("medium")).into()));
+                    options.push((
+                        "preset".into(),
+                        nvenc_preset(v.preset.as_deref().unwrap_or("medium")).into(),
+                    ));
                     if let Some(p) = &v.profile {
                         options.push(("profile".into(), p.clone()));
                     }
@@ -347,7 +378,12 @@ pub fn compile(
                     if encoder.contains("vaapi") {
                         options.push((
                             "rc_mode".into(),
-                            if v.rate_control == RateControl::Cbr { "CBR" } else { "VBR" }.into(),
+                            if v.rate_control == RateControl::Cbr {
+                                "CBR"
+                            } else {
+                                "VBR"
+                            }
+                            .into(),
                         ));
                     }
                 }
@@ -373,8 +409,14 @@ pub fn compile(
                     gop: v.gop_frames(rate),
                     b_frames: v.b_frames,
                     closed_gop: v.closed_gop,
-                    profile_id: v.profile.as_deref().and_then(|p| profile_option(&v.codec, p)),
-                    level_id: v.level.as_deref().and_then(|l| level_option(&v.codec, v.profile.as_deref(), l)),
+                    profile_id: v
+                        .profile
+                        .as_deref()
+                        .and_then(|p| profile_option(&v.codec, p)),
+                    level_id: v
+                        .level
+                        .as_deref()
+                        .and_then(|l| level_option(&v.codec, v.profile.as_deref(), l)),
                     interlaced,
                     bt709: v.color.as_deref() == Some("bt709"),
                     sample_aspect: (fit.sar.0 as i32, fit.sar.1 as i32),
@@ -395,12 +437,18 @@ pub fn compile(
                     .iter()
                     .map(|t| profile::layout_channels(t).unwrap_or(2))
                     .collect();
-                let fmt = engine::audio_encoder_format(&a.codec).ok_or_else(|| TranscodeError::Source {
-                    file: prof.source.clone(),
-                    what: format!("audio encoder {} not found", a.codec),
+                let fmt = engine::audio_encoder_format(&a.codec).ok_or_else(|| {
+                    TranscodeError::Source {
+                        file: prof.source.clone(),
+                        what: format!("audio encoder {} not found", a.codec),
+                    }
                 })?;
                 let filter = plan::audio_graph(&src_audio, &chans, a.sample_rate, &fmt);
-                let options: Vec<(String, String)> = a.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                let options: Vec<(String, String)> = a
+                    .options
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
                 Some(AudioOut {
                     filter,
                     tracks: chans
@@ -438,8 +486,16 @@ pub fn compile(
     Ok(Job {
         spec: PipelineSpec {
             input,
-            video_stream: if wants_video { sv.map(|v| v.index) } else { None },
-            audio_streams: if wants_audio { src.audio.iter().map(|a| a.index).collect() } else { vec![] },
+            video_stream: if wants_video {
+                sv.map(|v| v.index)
+            } else {
+                None
+            },
+            audio_streams: if wants_audio {
+                src.audio.iter().map(|a| a.index).collect()
+            } else {
+                vec![]
+            },
             declared_duration_s: duration,
             outputs,
         },
@@ -456,12 +512,27 @@ fn convert_tc(tc: &str, src: Rate, dst: Rate) -> Option<String> {
         return Some(t.to_string());
     }
     let seconds = t.frames as f64 / f64::from(t.base);
-    let zero = Timecode::parse(if dst.is_ntsc_drop() { "00:00:00;00" } else { "00:00:00:00" }, dst).ok()?;
-    Some(zero.add_frames((seconds * f64::from(dst.timecode_base())).round() as u64).to_string())
+    let zero = Timecode::parse(
+        if dst.is_ntsc_drop() {
+            "00:00:00;00"
+        } else {
+            "00:00:00:00"
+        },
+        dst,
+    )
+    .ok()?;
+    Some(
+        zero.add_frames((seconds * f64::from(dst.timecode_base())).round() as u64)
+            .to_string(),
+    )
 }
 
 /// Runs a compiled job to the end.
-pub fn run(job: &Job, progress: Arc<Progress>, cancel: Arc<AtomicBool>) -> Result<engine::RunReport, TranscodeError> {
+pub fn run(
+    job: &Job,
+    progress: Arc<Progress>,
+    cancel: Arc<AtomicBool>,
+) -> Result<engine::RunReport, TranscodeError> {
     Ok(engine::run(&job.spec, progress, cancel)?)
 }
 
@@ -471,13 +542,25 @@ mod tests {
 
     #[test]
     fn timecode_conversion_keeps_the_instant() {
-        assert_eq!(convert_tc("10:00:00:00", Rate::new(25, 1), Rate::new(25, 1)).unwrap(), "10:00:00:00");
-        assert_eq!(convert_tc("10:00:01:12", Rate::new(25, 1), Rate::new(50, 1)).unwrap(), "10:00:01:24");
+        assert_eq!(
+            convert_tc("10:00:00:00", Rate::new(25, 1), Rate::new(25, 1)).unwrap(),
+            "10:00:00:00"
+        );
+        assert_eq!(
+            convert_tc("10:00:01:12", Rate::new(25, 1), Rate::new(50, 1)).unwrap(),
+            "10:00:01:24"
+        );
     }
 
     #[test]
     fn software_is_always_possible() {
-        assert_eq!(pick_backend(BackendChoice::Software, "h264", "yuv420p").unwrap(), Backend::Software);
-        assert_eq!(pick_backend(BackendChoice::Auto, "mpeg2video", "yuv422p").unwrap(), Backend::Software);
+        assert_eq!(
+            pick_backend(BackendChoice::Software, "h264", "yuv420p").unwrap(),
+            Backend::Software
+        );
+        assert_eq!(
+            pick_backend(BackendChoice::Auto, "mpeg2video", "yuv422p").unwrap(),
+            Backend::Software
+        );
     }
 }

@@ -60,9 +60,16 @@ fn round_to(v: f64, m: u32) -> u32 {
 pub fn fit(src: &SrcVideo, dst: &DstVideo) -> Fit {
     let (dn, dd) = dst.dar.unwrap_or((dst.width, dst.height));
     // Target pixel aspect = DAR × H / W.
-    let sar = reduce(u64::from(dn) * u64::from(dst.height), u64::from(dd) * u64::from(dst.width));
+    let sar = reduce(
+        u64::from(dn) * u64::from(dst.height),
+        u64::from(dd) * u64::from(dst.width),
+    );
     let tpar = f64::from(sar.0) / f64::from(sar.1);
-    let (sn, sd) = if src.sar.0 == 0 || src.sar.1 == 0 { (1, 1) } else { src.sar };
+    let (sn, sd) = if src.sar.0 == 0 || src.sar.1 == 0 {
+        (1, 1)
+    } else {
+        src.sar
+    };
     let sdar = f64::from(src.width) * f64::from(sn) / (f64::from(src.height) * f64::from(sd));
     let vmul = if dst.scan == Scan::Progressive { 2 } else { 4 };
     let full_w = f64::from(dst.height) * sdar / tpar;
@@ -72,7 +79,11 @@ pub fn fit(src: &SrcVideo, dst: &DstVideo) -> Fit {
         let h = f64::from(dst.width) * tpar / sdar;
         (dst.width, round_to(h, vmul).min(dst.height))
     };
-    Fit { width: w, height: h, sar }
+    Fit {
+        width: w,
+        height: h,
+        sar,
+    }
 }
 
 fn scale_and_pad(src: &SrcVideo, dst: &DstVideo, interlaced_scale: bool) -> Vec<String> {
@@ -90,7 +101,9 @@ fn scale_and_pad(src: &SrcVideo, dst: &DstVideo, interlaced_scale: bool) -> Vec<
             _ if src.height >= 720 => "bt709",
             _ => "bt601",
         };
-        scale.push_str(&format!(":in_color_matrix={input}:out_color_matrix=bt709:out_range=tv"));
+        scale.push_str(&format!(
+            ":in_color_matrix={input}:out_color_matrix=bt709:out_range=tv"
+        ));
     }
     out.push(scale);
     if f.width != dst.width || f.height != dst.height {
@@ -182,7 +195,10 @@ pub fn video_chain(src: &SrcVideo, dst: &DstVideo) -> String {
 }
 
 fn escape_filter_value(v: &str) -> String {
-    v.replace('\\', "\\\\").replace(':', "\\:").replace('\'', "\\'").replace(',', "\\,")
+    v.replace('\\', "\\\\")
+        .replace(':', "\\:")
+        .replace('\'', "\\'")
+        .replace(',', "\\,")
 }
 
 /// What one source audio stream brings.
@@ -285,6 +301,21 @@ pub fn map_tracks(src: &[SrcAudio], tracks: &[u32]) -> Vec<Vec<ChannelMix>> {
         .collect()
 }
 
+/// FFmpeg's default layout name for a channel count.
+pub fn default_layout(channels: u32) -> String {
+    match channels {
+        1 => "mono".into(),
+        2 => "stereo".into(),
+        3 => "2.1".into(),
+        4 => "4.0".into(),
+        5 => "5.0".into(),
+        6 => "5.1".into(),
+        7 => "6.1".into(),
+        8 => "7.1".into(),
+        n => format!("{n}c"),
+    }
+}
+
 fn layout_name(channels: u32) -> &'static str {
     match channels {
         1 => "mono",
@@ -297,7 +328,12 @@ fn layout_name(channels: u32) -> &'static str {
 /// The audio graph: `[in0]…` source streams merged into one bus, one `[outJ]` per track.
 /// With no source audio, each track is silence lasting `{duration}` (filled in by the engine).
 pub fn audio_graph(src: &[SrcAudio], tracks: &[u32], rate: u32, sample_fmt: &str) -> String {
-    let tail = |n: u32| format!("aformat=sample_fmts={sample_fmt}:sample_rates={rate}:channel_layouts={}", layout_name(n));
+    let tail = |n: u32| {
+        format!(
+            "aformat=sample_fmts={sample_fmt}:sample_rates={rate}:channel_layouts={}",
+            layout_name(n)
+        )
+    };
     if src.is_empty() {
         return tracks
             .iter()
@@ -317,8 +353,12 @@ pub fn audio_graph(src: &[SrcAudio], tracks: &[u32], rate: u32, sample_fmt: &str
     if k == 1 {
         parts.push(format!("[in0]aresample={rate}[bus]"));
     } else {
-        for i in 0..k {
-            parts.push(format!("[in{i}]aresample={rate}[r{i}]"));
+        for (i, a) in src.iter().enumerate() {
+            // amerge needs every input to declare a layout.
+            parts.push(format!(
+                "[in{i}]aresample={rate},aformat=channel_layouts={}[r{i}]",
+                default_layout(a.channels)
+            ));
         }
         let ins: String = (0..k).map(|i| format!("[r{i}]")).collect();
         parts.push(format!("{ins}amerge=inputs={k}[bus]"));
@@ -341,14 +381,25 @@ pub fn audio_graph(src: &[SrcAudio], tracks: &[u32], rate: u32, sample_fmt: &str
                 } else {
                     terms
                         .iter()
-                        .map(|(ch, g)| if (*g - 1.0).abs() < 1e-9 { format!("c{ch}") } else { format!("{g:.6}*c{ch}") })
+                        .map(|(ch, g)| {
+                            if (*g - 1.0).abs() < 1e-9 {
+                                format!("c{ch}")
+                            } else {
+                                format!("{g:.6}*c{ch}")
+                            }
+                        })
                         .collect::<Vec<_>>()
                         .join("+")
                 };
                 format!("c{c}={expr}")
             })
             .collect();
-        parts.push(format!("[s{j}]pan={}|{},{}[out{j}]", layout_name(n), chans.join("|"), tail(n)));
+        parts.push(format!(
+            "[s{j}]pan={}|{},{}[out{j}]",
+            layout_name(n),
+            chans.join("|"),
+            tail(n)
+        ));
     }
     parts.join(";")
 }
@@ -387,46 +438,85 @@ mod tests {
 
     #[test]
     fn four_three_is_pillarboxed_not_stretched() {
-        let f = fit(&src(640, 480, (1, 1), R25, Scan::Progressive), &dst(1920, 1080, R25, Scan::Progressive));
+        let f = fit(
+            &src(640, 480, (1, 1), R25, Scan::Progressive),
+            &dst(1920, 1080, R25, Scan::Progressive),
+        );
         assert_eq!((f.width, f.height, f.sar), (1440, 1080, (1, 1)));
     }
 
     #[test]
     fn cinemascope_is_letterboxed() {
-        let f = fit(&src(1920, 800, (1, 1), R25, Scan::Progressive), &dst(1280, 720, R25, Scan::Progressive));
+        let f = fit(
+            &src(1920, 800, (1, 1), R25, Scan::Progressive),
+            &dst(1280, 720, R25, Scan::Progressive),
+        );
         assert_eq!((f.width, f.height), (1280, 534));
     }
 
     #[test]
     fn anamorphic_sd_fills_hd() {
-        let f = fit(&src(720, 576, (64, 45), R25, Scan::Tff), &dst(1920, 1080, R25, Scan::Tff));
+        let f = fit(
+            &src(720, 576, (64, 45), R25, Scan::Tff),
+            &dst(1920, 1080, R25, Scan::Tff),
+        );
         assert_eq!((f.width, f.height), (1920, 1080));
-        let f = fit(&src(1920, 1080, (1, 1), R25, Scan::Tff), &DstVideo { dar: Some((16, 9)), ..dst(720, 576, R25, Scan::Tff) });
+        let f = fit(
+            &src(1920, 1080, (1, 1), R25, Scan::Tff),
+            &DstVideo {
+                dar: Some((16, 9)),
+                ..dst(720, 576, R25, Scan::Tff)
+            },
+        );
         assert_eq!((f.width, f.height, f.sar), (720, 576, (64, 45)));
     }
 
     #[test]
     fn interlaced_to_progressive_deinterlaces() {
-        let c = video_chain(&src(1920, 1080, (1, 1), R25, Scan::Tff), &dst(1280, 720, R25, Scan::Progressive));
+        let c = video_chain(
+            &src(1920, 1080, (1, 1), R25, Scan::Tff),
+            &dst(1280, 720, R25, Scan::Progressive),
+        );
         assert!(c.starts_with("[in]bwdif=mode=send_frame"), "{c}");
-        let c = video_chain(&src(1920, 1080, (1, 1), R25, Scan::Tff), &dst(1280, 720, R50, Scan::Progressive));
-        assert!(c.contains("bwdif=mode=send_field") && c.contains("fps=50/1"), "{c}");
+        let c = video_chain(
+            &src(1920, 1080, (1, 1), R25, Scan::Tff),
+            &dst(1280, 720, R50, Scan::Progressive),
+        );
+        assert!(
+            c.contains("bwdif=mode=send_field") && c.contains("fps=50/1"),
+            "{c}"
+        );
     }
 
     #[test]
     fn interlaced_kept_with_field_order() {
-        let c = video_chain(&src(1920, 1080, (1, 1), R25, Scan::Bff), &dst(1920, 1080, R25, Scan::Tff));
+        let c = video_chain(
+            &src(1920, 1080, (1, 1), R25, Scan::Bff),
+            &dst(1920, 1080, R25, Scan::Tff),
+        );
         assert!(!c.contains("bwdif"), "{c}");
-        assert!(c.contains("fieldorder=tff") && c.contains("setfield=tff"), "{c}");
+        assert!(
+            c.contains("fieldorder=tff") && c.contains("setfield=tff"),
+            "{c}"
+        );
         assert!(c.contains("interl=1"), "{c}");
     }
 
     #[test]
     fn progressive_double_rate_is_interlaced() {
-        let c = video_chain(&src(1280, 720, (1, 1), R50, Scan::Progressive), &dst(1920, 1080, R25, Scan::Tff));
+        let c = video_chain(
+            &src(1280, 720, (1, 1), R50, Scan::Progressive),
+            &dst(1920, 1080, R25, Scan::Tff),
+        );
         assert!(c.contains("interlace=scan=tff"), "{c}");
-        let c = video_chain(&src(1920, 1080, (1, 1), R25, Scan::Progressive), &dst(1920, 1080, R25, Scan::Tff));
-        assert!(!c.contains("interlace=") && c.contains("setfield=tff"), "{c}");
+        let c = video_chain(
+            &src(1920, 1080, (1, 1), R25, Scan::Progressive),
+            &dst(1920, 1080, R25, Scan::Tff),
+        );
+        assert!(
+            !c.contains("interlace=") && c.contains("setfield=tff"),
+            "{c}"
+        );
     }
 
     #[test]
@@ -469,8 +559,16 @@ mod tests {
 
     #[test]
     fn audio_graph_text() {
-        let g = audio_graph(&[SrcAudio { channels: 1 }, SrcAudio { channels: 1 }], &[2], 48000, "fltp");
-        assert!(g.contains("amerge=inputs=2") && g.contains("pan=stereo|c0=c0|c1=c1"), "{g}");
+        let g = audio_graph(
+            &[SrcAudio { channels: 1 }, SrcAudio { channels: 1 }],
+            &[2],
+            48000,
+            "fltp",
+        );
+        assert!(
+            g.contains("amerge=inputs=2") && g.contains("pan=stereo|c0=c0|c1=c1"),
+            "{g}"
+        );
         let g = audio_graph(&[], &[1, 1], 48000, "s32");
         assert!(g.contains("anullsrc") && g.contains("[out1]"), "{g}");
     }
