@@ -55,6 +55,8 @@ pub struct VideoOut {
     pub max_rate: Option<u64>,
     pub min_rate: Option<u64>,
     pub buffer_size: Option<u64>,
+    /// VBV fill at the start (bits); the encoder's default when `None`.
+    pub initial_occupancy: Option<u64>,
     pub gop: Option<u32>,
     pub b_frames: Option<u32>,
     pub closed_gop: bool,
@@ -788,7 +790,9 @@ fn open_video_encoder(
         }
         if let Some(b) = v.buffer_size {
             c.rc_buffer_size = b.min(i32::MAX as u64) as i32;
-            c.rc_initial_buffer_occupancy = c.rc_buffer_size;
+        }
+        if let Some(o) = v.initial_occupancy {
+            c.rc_initial_buffer_occupancy = o.min(i32::MAX as u64) as i32;
         }
         if let Some(p) = v.profile_id {
             c.profile = p;
@@ -1247,6 +1251,7 @@ pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), 
         max_rate: None,
         min_rate: None,
         buffer_size: None,
+        initial_occupancy: None,
         gop: Some(25),
         b_frames: Some(2),
         closed_gop: false,

@@ -354,6 +354,10 @@ pub fn compile(
                     // IDR at every GOP start, so segments and edits can cut anywhere on a GOP.
                     options.push(("forced-idr".into(), "1".into()));
                     options.push(("sc_threshold".into(), "0".into()));
+                    // A fixed GOP: no short GOPs either (x264 caps this at gop/2 + 1).
+                    if let Some(g) = v.gop_frames(rate) {
+                        options.push(("keyint_min".into(), g.to_string()));
+                    }
                 } else if encoder.contains("nvenc") {
                     options.push((
                         "preset".into(),
@@ -406,6 +410,12 @@ pub fn compile(
                     max_rate,
                     min_rate,
                     buffer_size: bufsize,
+                    // MPEG-2 CBR (XDCAM, IMX) starts with a full VBV buffer, as RDD9 decoders expect.
+                    initial_occupancy: if v.codec == "mpeg2video" && v.rate_control == RateControl::Cbr {
+                        bufsize
+                    } else {
+                        None
+                    },
                     gop: v.gop_frames(rate),
                     b_frames: v.b_frames,
                     closed_gop: v.closed_gop,
