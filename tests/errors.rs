@@ -9,17 +9,32 @@ use common::*;
 
 /// Runs `antenne transcode` and checks it failed cleanly; returns the error line.
 fn fails(input: &Path, profile: &str, out: &Path) -> String {
-    let o = run(antenne().arg("transcode").arg(input).args(["--profile", profile, "-o"]).arg(out));
+    let o = run(antenne()
+        .arg("transcode")
+        .arg(input)
+        .args(["--profile", profile, "-o"])
+        .arg(out));
     let err = stderr(&o);
-    assert!(!o.status.success(), "transcode of {} should fail", input.display());
+    assert!(
+        !o.status.success(),
+        "transcode of {} should fail",
+        input.display()
+    );
     assert_eq!(o.status.code(), Some(1), "exit code; stderr: {err}");
     assert!(!err.contains("panicked"), "panic: {err}");
-    let lines: Vec<&str> = err.lines().filter(|l| !l.starts_with("progress:")).collect();
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.starts_with("progress:"))
+        .collect();
     assert_eq!(lines.len(), 1, "one error line expected, got: {err}");
     assert!(lines[0].starts_with("error: "), "{err}");
     assert!(stdout(&o).is_empty(), "nothing on stdout: {}", stdout(&o));
     if out.is_dir() {
-        assert!(files(out).is_empty(), "output directory not empty: {:?}", files(out));
+        assert!(
+            files(out).is_empty(),
+            "output directory not empty: {:?}",
+            files(out)
+        );
     }
     lines[0].to_string()
 }
@@ -49,7 +64,10 @@ fn text_file_named_mxf() {
     let f = d.path().join("notes.mxf");
     std::fs::write(&f, "Programme notes: not a video at all.\n".repeat(20)).unwrap();
     let e = fails(&f, "xdcam-hd422-1080i25", &d.path().join("out"));
-    assert!(e.contains("notes.mxf") && e.contains("not a media file"), "{e}");
+    assert!(
+        e.contains("notes.mxf") && e.contains("not a media file"),
+        "{e}"
+    );
     probe_fails(&f);
 }
 
@@ -63,11 +81,15 @@ fn missing_file() {
 #[test]
 fn truncated_file() {
     let d = tempfile::tempdir().unwrap();
-    let src = make(d.path(), "whole.mxf", &Clip {
-        seconds: 4.0,
-        extra: &["-c:v", "mpeg2video", "-b:v", "4M", "-c:a", "pcm_s24le"],
-        ..Clip::default()
-    });
+    let src = make(
+        d.path(),
+        "whole.mxf",
+        &Clip {
+            seconds: 4.0,
+            extra: &["-c:v", "mpeg2video", "-b:v", "4M", "-c:a", "pcm_s24le"],
+            ..Clip::default()
+        },
+    );
     let data = std::fs::read(&src).unwrap();
     let cut = d.path().join("cut.mxf");
     std::fs::write(&cut, &data[..data.len() / 3]).unwrap();
@@ -79,7 +101,13 @@ fn truncated_file() {
 fn audio_only_file_for_a_video_profile() {
     let d = tempfile::tempdir().unwrap();
     let wav = d.path().join("voice.wav");
-    ffmpeg(&["-f", "lavfi", "-i", "sine=sample_rate=48000:duration=1", wav.to_str().unwrap()]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=sample_rate=48000:duration=1",
+        wav.to_str().unwrap(),
+    ]);
     let e = fails(&wav, "web-h264", &d.path().join("out"));
     assert!(e.contains("voice.wav") && e.contains("no video"), "{e}");
 }
@@ -89,7 +117,10 @@ fn unknown_profile() {
     let d = tempfile::tempdir().unwrap();
     let src = make(d.path(), "s.mkv", &Clip::default());
     let e = fails(&src, "hd-magic", &d.path().join("out"));
-    assert!(e.contains("hd-magic") && e.contains("web-h264"), "names the profile and the known ones: {e}");
+    assert!(
+        e.contains("hd-magic") && e.contains("web-h264"),
+        "names the profile and the known ones: {e}"
+    );
 }
 
 #[test]
@@ -100,7 +131,10 @@ fn output_directory_not_writable() {
     let blocker = d.path().join("blocker");
     std::fs::write(&blocker, b"x").unwrap();
     let e = fails(&src, "proxy", &blocker.join("out"));
-    assert!(e.contains("blocker/out") && e.contains("output directory"), "{e}");
+    assert!(
+        e.contains("blocker/out") && e.contains("output directory"),
+        "{e}"
+    );
     let e = fails(&src, "proxy", &blocker);
     assert!(e.contains("not a directory"), "{e}");
 }
@@ -110,11 +144,22 @@ fn playlists_and_concat_lists_cannot_reach_other_files() {
     let d = tempfile::tempdir().unwrap();
     let real = make(d.path(), "real.mkv", &Clip::default());
     let concat = d.path().join("list.ffconcat");
-    std::fs::write(&concat, format!("ffconcat version 1.0\nfile '{}'\n", real.display())).unwrap();
+    std::fs::write(
+        &concat,
+        format!("ffconcat version 1.0\nfile '{}'\n", real.display()),
+    )
+    .unwrap();
     let e = fails(&concat, "proxy", &d.path().join("out"));
     assert!(e.contains("refused"), "{e}");
     let m3u8 = d.path().join("index.m3u8");
-    std::fs::write(&m3u8, format!("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\n{}\n#EXT-X-ENDLIST\n", real.display())).unwrap();
+    std::fs::write(
+        &m3u8,
+        format!(
+            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\n{}\n#EXT-X-ENDLIST\n",
+            real.display()
+        ),
+    )
+    .unwrap();
     let e = fails(&m3u8, "proxy", &d.path().join("out"));
     assert!(e.contains("refused"), "{e}");
     // Disguised as media: the sniffing does not trust the extension.
@@ -133,9 +178,12 @@ fn invalid_profile_file_names_file_and_key() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().join("profiles");
     std::fs::create_dir(&dir).unwrap();
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/firmware-config/profiles/web-h264.toml"))
-        .unwrap()
-        .replace("b_frames = 2", "bframes = 2");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/firmware-config/profiles/web-h264.toml"
+    ))
+    .unwrap()
+    .replace("b_frames = 2", "bframes = 2");
     std::fs::write(dir.join("broken.toml"), text).unwrap();
     let o = run(antenne().arg("profiles").arg("--profiles-dir").arg(&dir));
     assert!(!o.status.success());
@@ -143,20 +191,33 @@ fn invalid_profile_file_names_file_and_key() {
     assert!(e.contains("broken.toml") && e.contains("bframes"), "{e}");
     std::fs::write(
         dir.join("broken.toml"),
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/firmware-config/profiles/xdcam-hd422-1080i25.toml"))
-            .unwrap()
-            .replace("sample_rate = 48000", "sample_rate = 44100"),
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/firmware-config/profiles/xdcam-hd422-1080i25.toml"
+        ))
+        .unwrap()
+        .replace("sample_rate = 48000", "sample_rate = 44100"),
     )
     .unwrap();
     let o = run(antenne().arg("profiles").arg("--profiles-dir").arg(&dir));
     let e = stderr(&o);
-    assert!(!o.status.success() && e.contains("broken.toml") && e.contains("sample_rate"), "{e}");
+    assert!(
+        !o.status.success() && e.contains("broken.toml") && e.contains("sample_rate"),
+        "{e}"
+    );
 }
 
 #[test]
 fn interrupted_transcode_leaves_nothing_that_looks_finished() {
     let d = tempfile::tempdir().unwrap();
-    let src = make(d.path(), "long.mkv", &Clip { seconds: 30.0, ..Clip::default() });
+    let src = make(
+        d.path(),
+        "long.mkv",
+        &Clip {
+            seconds: 30.0,
+            ..Clip::default()
+        },
+    );
     let out = d.path().join("out");
     let mut child = antenne()
         .arg("transcode")
@@ -170,11 +231,20 @@ fn interrupted_transcode_leaves_nothing_that_looks_finished() {
     // Wait until the work has started (the .part file exists), then interrupt.
     let start = std::time::Instant::now();
     while !files(&out).iter().any(|f| f.ends_with(".part")) {
-        assert!(start.elapsed().as_secs() < 60, "transcode never started writing");
-        assert!(child.try_wait().unwrap().is_none(), "transcode ended before it could be interrupted");
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "transcode never started writing"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "transcode ended before it could be interrupted"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let o = child.wait_with_output().unwrap();
     assert!(!o.status.success(), "interrupted transcode must fail");
@@ -190,7 +260,11 @@ fn explicit_gpu_backend_that_is_absent_is_a_clear_error_and_auto_falls_back() {
     let backends = j["backends"].as_array().unwrap();
     assert_eq!(backends[0]["backend"], "software");
     assert_eq!(backends[0]["available"], true);
-    assert!(backends[0]["encoders"].as_array().unwrap().iter().any(|e| e == "libx264"));
+    assert!(backends[0]["encoders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e == "libx264"));
     let d = tempfile::tempdir().unwrap();
     let src = make(d.path(), "s.mkv", &Clip::default());
     for b in backends.iter().skip(1) {
@@ -198,15 +272,29 @@ fn explicit_gpu_backend_that_is_absent_is_a_clear_error_and_auto_falls_back() {
         if b["available"] == true {
             continue; // tests/gpu.rs exercises it
         }
-        assert!(b["error"].as_str().is_some_and(|e| !e.is_empty()), "{name} unavailable without a reason");
-        let o = run(antenne().arg("transcode").arg(&src).args(["--profile", "proxy", "--backend", name, "-o"]).arg(d.path().join("o2")));
+        assert!(
+            b["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{name} unavailable without a reason"
+        );
+        let o = run(antenne()
+            .arg("transcode")
+            .arg(&src)
+            .args(["--profile", "proxy", "--backend", name, "-o"])
+            .arg(d.path().join("o2")));
         assert!(!o.status.success());
         let e = stderr(&o);
-        assert!(e.contains(&format!("backend {name}")) && e.contains("not available"), "{e}");
+        assert!(
+            e.contains(&format!("backend {name}")) && e.contains("not available"),
+            "{e}"
+        );
     }
     // auto on a machine without a usable GPU is the CPU.
     if backends.iter().skip(1).all(|b| b["available"] != true) {
-        let o = run(antenne().arg("transcode").arg(&src).args(["--profile", "proxy", "--json", "-o"]).arg(d.path().join("auto")));
+        let o = run(antenne()
+            .arg("transcode")
+            .arg(&src)
+            .args(["--profile", "proxy", "--json", "-o"])
+            .arg(d.path().join("auto")));
         assert!(o.status.success(), "{}", stderr(&o));
         let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
         assert_eq!(j["backend"], "software");
@@ -216,7 +304,14 @@ fn explicit_gpu_backend_that_is_absent_is_a_clear_error_and_auto_falls_back() {
 #[test]
 fn damaged_media_never_crashes_the_engine() {
     let d = tempfile::tempdir().unwrap();
-    let good = make(d.path(), "good.mp4", &Clip { extra: &["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"], ..Clip::default() });
+    let good = make(
+        d.path(),
+        "good.mp4",
+        &Clip {
+            extra: &["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"],
+            ..Clip::default()
+        },
+    );
     let data = std::fs::read(&good).unwrap();
     // Deterministic xorshift: the same damage every run, so a failure can be replayed.
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
@@ -244,7 +339,10 @@ fn damaged_media_never_crashes_the_engine() {
         }
         let f = d.path().join(format!("bad{case}.mp4"));
         std::fs::write(&f, &bad).unwrap();
-        for args in [vec!["probe", "--json"], vec!["transcode", "--profile", "proxy", "-o"]] {
+        for args in [
+            vec!["probe", "--json"],
+            vec!["transcode", "--profile", "proxy", "-o"],
+        ] {
             let mut c = antenne();
             c.arg(args[0]).arg(&f).args(&args[1..]);
             if args[0] == "transcode" {
@@ -252,13 +350,23 @@ fn damaged_media_never_crashes_the_engine() {
             }
             let o = run(&mut c);
             let err = stderr(&o);
-            assert!(matches!(o.status.code(), Some(0) | Some(1)), "case {case} {args:?}: killed or crashed: {:?} {err}", o.status);
+            assert!(
+                matches!(o.status.code(), Some(0) | Some(1)),
+                "case {case} {args:?}: killed or crashed: {:?} {err}",
+                o.status
+            );
             assert!(!err.contains("panicked"), "case {case}: {err}");
             if !o.status.success() {
-                assert!(err.lines().last().is_some_and(|l| l.starts_with("error: ")), "case {case}: {err}");
+                assert!(
+                    err.lines().last().is_some_and(|l| l.starts_with("error: ")),
+                    "case {case}: {err}"
+                );
             }
         }
         let out = d.path().join(format!("out{case}"));
-        assert!(!files(&out).iter().any(|f| f.ends_with(".part")), "case {case}: .part left");
+        assert!(
+            !files(&out).iter().any(|f| f.ends_with(".part")),
+            "case {case}: .part left"
+        );
     }
 }

@@ -8,7 +8,11 @@ use common::*;
 fn available(backend: &str) -> bool {
     let o = run(antenne().args(["doctor", "--json"]));
     let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    j["backends"].as_array().unwrap().iter().any(|b| b["backend"] == backend && b["available"] == true)
+    j["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|b| b["backend"] == backend && b["available"] == true)
 }
 
 fn gpu_round_trip(backend: &str) {
@@ -19,7 +23,18 @@ fn gpu_round_trip(backend: &str) {
     let d = tempfile::tempdir().unwrap();
     let src = make(d.path(), "s.mkv", &Clip::default());
     let out = d.path().join("out");
-    let o = run(antenne().arg("transcode").arg(&src).args(["--profile", "web-h264", "--json", "--backend", backend, "-o"]).arg(&out));
+    let o = run(antenne()
+        .arg("transcode")
+        .arg(&src)
+        .args([
+            "--profile",
+            "web-h264",
+            "--json",
+            "--backend",
+            backend,
+            "-o",
+        ])
+        .arg(&out));
     assert!(o.status.success(), "{}", stderr(&o));
     let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(j["backend"], backend);
@@ -28,10 +43,18 @@ fn gpu_round_trip(backend: &str) {
     assert_eq!(v["codec_name"], "h264");
     assert_eq!(v["nb_read_frames"], "50");
     assert_eq!(v["width"], 1920);
-    let q = psnr(&out.join("s_web.mp4"), &src, "1920:1080:in_color_matrix=bt601:out_color_matrix=bt709");
+    let q = psnr(
+        &out.join("s_web.mp4"),
+        &src,
+        "1920:1080:in_color_matrix=bt601:out_color_matrix=bt709",
+    );
     assert!(q > 30.0, "PSNR {q}");
     // auto picks the GPU for H.264 4:2:0 when it is there.
-    let o = run(antenne().arg("transcode").arg(&src).args(["--profile", "web-h264", "--json", "-o"]).arg(d.path().join("auto")));
+    let o = run(antenne()
+        .arg("transcode")
+        .arg(&src)
+        .args(["--profile", "web-h264", "--json", "-o"])
+        .arg(d.path().join("auto")));
     let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_ne!(j["backend"], "software");
 }
@@ -50,8 +73,19 @@ fn vaapi_round_trip() {
 fn gpu_is_not_used_for_what_it_cannot_encode() {
     // MPEG-2 4:2:2 (XDCAM) always goes to the CPU, with or without a GPU.
     let d = tempfile::tempdir().unwrap();
-    let src = make(d.path(), "s.mkv", &Clip { seconds: 1.0, ..Clip::default() });
-    let o = run(antenne().arg("transcode").arg(&src).args(["--profile", "xdcam-hd422-1080i25", "--json", "-o"]).arg(d.path().join("x")));
+    let src = make(
+        d.path(),
+        "s.mkv",
+        &Clip {
+            seconds: 1.0,
+            ..Clip::default()
+        },
+    );
+    let o = run(antenne()
+        .arg("transcode")
+        .arg(&src)
+        .args(["--profile", "xdcam-hd422-1080i25", "--json", "-o"])
+        .arg(d.path().join("x")));
     assert!(o.status.success(), "{}", stderr(&o));
     let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(j["backend"], "software");

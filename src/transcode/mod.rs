@@ -411,7 +411,9 @@ pub fn compile(
                     min_rate,
                     buffer_size: bufsize,
                     // MPEG-2 CBR (XDCAM, IMX) starts with a full VBV buffer, as RDD9 decoders expect.
-                    initial_occupancy: if v.codec == "mpeg2video" && v.rate_control == RateControl::Cbr {
+                    initial_occupancy: if v.codec == "mpeg2video"
+                        && v.rate_control == RateControl::Cbr
+                    {
                         bufsize
                     } else {
                         None
