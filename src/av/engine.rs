@@ -241,12 +241,10 @@ pub fn run(
         })?);
     }
     let mut adecs = Vec::new();
-    let mut atbs = Vec::new();
     for &ai in &spec.audio_streams {
         let st = ictx
             .stream(ai)
             .ok_or_else(|| inv(format!("has no stream {ai}")))?;
-        atbs.push(st.time_base());
         let ctx =
             ff::codec::Context::from_parameters(st.parameters()).map_err(|e| AvError::Libav {
                 path: path.clone(),
@@ -332,18 +330,13 @@ pub fn run(
             let fl = failed.clone();
             let c = cancel.clone();
             let first = next_stream;
-            let atbs2 = atbs.clone();
+            let k = spec.audio_streams.len();
             let dur = spec.declared_duration_s;
             handles.push((
                 o.name.clone(),
                 thread::Builder::new()
                     .name(format!("audio-{}", o.name))
-                    .spawn(move || {
-                        guard(
-                            &fl,
-                            audio_thread(&a, first, &atbs2, start_us, dur, rx, m, &c),
-                        )
-                    })
+                    .spawn(move || guard(&fl, audio_thread(&a, first, k, dur, rx, m, &c)))
                     .map_err(|e| AvError::Setup(format!("cannot start a thread: {e}")))?,
             ));
         }
@@ -872,14 +865,12 @@ fn drain_encoder<E: PacketSource>(
 fn audio_thread(
     a: &AudioOut,
     first_stream: usize,
-    in_tbs: &[ff::Rational],
-    _start_us: i64,
+    k: usize,
     duration_s: Option<f64>,
     rx: Receiver<AMsg>,
     mux: Sender<MuxMsg>,
     cancel: &AtomicBool,
 ) -> Result<(), String> {
-    let k = in_tbs.len();
     // Encoders open first: their frame size decides how the sinks cut the samples.
     let mut encs = Vec::new();
     for (i, t) in a.tracks.iter().enumerate() {
@@ -1005,7 +996,6 @@ fn audio_thread(
             AMsg::Eof => break,
         }
     }
-    let _ = in_tbs;
     match g.as_mut() {
         Some(gg) => {
             for i in 0..k {

@@ -45,6 +45,7 @@ impl Backend {
                     match codec {
                         "h264" => "libx264",
                         "hevc" | "h265" => "libx265",
+                        "prores" => "prores_ks",
                         other => other,
                     }
                     .to_string(),

@@ -125,11 +125,6 @@ pub fn share(frame: &ff::Frame) -> ff::Frame {
     }
 }
 
-/// Name libav gives an error code, for messages.
-pub fn describe(err: ff::Error) -> String {
-    err.to_string()
-}
-
 /// Versions of the linked libraries, for `doctor`.
 pub fn library_versions() -> Vec<(String, String)> {
     fn v(n: u32) -> String {
@@ -152,12 +147,6 @@ pub fn library_versions() -> Vec<(String, String)> {
 pub fn has_encoder(name: &str) -> bool {
     init();
     ff::encoder::find_by_name(name).is_some()
-}
-
-/// Whether a filter of this name is compiled into the linked FFmpeg.
-pub fn has_filter(name: &str) -> bool {
-    init();
-    ff::filter::find(name).is_some()
 }
 
 /// Whether libav knows a pixel format of this name.

@@ -309,27 +309,31 @@ fn validate_video(v: &Video, o: &Output) -> Result<(), String> {
             ))
         }
     }
-    if let Some(e) = &v.encoder {
-        if !crate::av::has_encoder(e) {
-            return Err(format!("encoder: {e:?} is not in the linked FFmpeg"));
-        }
-    } else {
-        let sw = crate::av::hw::Backend::Software
-            .encoder_for(&v.codec)
-            .unwrap_or_else(|| v.codec.clone());
-        let sw = if v.codec == "prores" {
-            "prores_ks".to_string()
-        } else {
-            sw
-        };
-        if !crate::av::has_encoder(&sw) {
-            return Err(format!(
-                "codec: no software encoder {sw:?} in the linked FFmpeg"
-            ));
-        }
-    }
     if !crate::av::pixel_format_known(&v.pix_fmt) {
         return Err(format!("pix_fmt: {:?} is not a pixel format", v.pix_fmt));
+    }
+    let encoder = v.encoder.clone().unwrap_or_else(|| {
+        crate::av::hw::Backend::Software
+            .encoder_for(&v.codec)
+            .unwrap_or_else(|| v.codec.clone())
+    });
+    if !crate::av::has_encoder(&encoder) {
+        let key = if v.encoder.is_some() {
+            "encoder"
+        } else {
+            "codec"
+        };
+        return Err(format!(
+            "{key}: no encoder {encoder:?} in the linked FFmpeg"
+        ));
+    }
+    let formats = crate::av::engine::video_encoder_formats(&encoder);
+    if !formats.is_empty() && !formats.contains(&v.pix_fmt) {
+        return Err(format!(
+            "pix_fmt: {encoder} does not encode {} (it takes {})",
+            v.pix_fmt,
+            formats.join(", ")
+        ));
     }
     match v.rate_control {
         RateControl::Crf => {

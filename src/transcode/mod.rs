@@ -279,7 +279,6 @@ pub fn compile(
                 backend_used = backend;
                 let encoder = match &v.encoder {
                     Some(e) => e.clone(),
-                    None if v.codec == "prores" => "prores_ks".into(),
                     None => backend
                         .encoder_for(&v.codec)
                         .unwrap_or_else(|| v.codec.clone()),
