@@ -531,6 +531,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("tracks[0]"), "{e}");
+        let e = parse(
+            &base.replace("pix_fmt = \"yuv422p\"", "pix_fmt = \"yuv422p10le\""),
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("video.pix_fmt") && e.contains("mpeg2video"),
+            "{e}"
+        );
     }
 
     #[test]
