@@ -22,6 +22,9 @@ pub struct PipelineSpec {
     pub audio_streams: Vec<usize>,
     /// Declared duration of the source; a decode that ends well short of it is a truncated file.
     pub declared_duration_s: Option<f64>,
+    /// Decode on this GPU (NVDEC for NVENC) so that frames can stay on it; falls back to the CPU
+    /// decoder when the device or the codec profile is not supported.
+    pub hw_decode: Option<Backend>,
     pub outputs: Vec<OutputSpec>,
 }
 
@@ -46,8 +49,10 @@ pub enum FieldOrder {
 
 #[derive(Debug, Clone)]
 pub struct VideoOut {
-    /// Chain from `[in]` to `[out]`.
+    /// Chain from `[in]` to `[out]` on frames in system memory.
     pub filter: String,
+    /// The same on GPU frames, when the GPU filters can do it (see `transcode::plan`).
+    pub gpu_filter: Option<String>,
     pub encoder: String,
     pub backend: Backend,
     pub frame_rate: (i32, i32),
@@ -234,6 +239,20 @@ pub fn run(
             count: 0,
             ..Default::default()
         });
+        if let Some(b) = spec.hw_decode {
+            match hw::open_device(b) {
+                Ok(d) => {
+                    // SAFETY: fields of the not-yet-opened decoder context; the decoder gets its
+                    // own reference to the device. Extra frames cover those queued to encoders.
+                    unsafe {
+                        let c = &mut *ctx.as_mut_ptr();
+                        c.hw_device_ctx = ffi::av_buffer_ref(d.as_ptr());
+                        c.extra_hw_frames = 8 * spec.outputs.len() as i32 + 4;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "GPU decode unavailable, decoding on the CPU"),
+            }
+        }
         vdec = Some(ctx.decoder().video().map_err(|e| AvError::Libav {
             path: path.clone(),
             what: format!("no decoder for video stream {vi}"),
@@ -654,27 +673,7 @@ fn video_thread(
                     end_pts = Some(end_pts.map_or(p + d, |e: i64| e.max(p + d)));
                 }
                 if g.is_none() {
-                    let src = Source {
-                        name: "in".into(),
-                        args: graph::video_source_args(&f, in_tb),
-                        audio: false,
-                    };
-                    let mut built = graph::build(
-                        &[src],
-                        &[Sink {
-                            name: "out".into(),
-                            audio: false,
-                        }],
-                        &v.filter,
-                    )
-                    .map_err(|e| format!("video filter: {e}"))?;
-                    if let Some(d) = &dev {
-                        attach_device(&mut built, d)?;
-                        built
-                            .validate()
-                            .map_err(|e| format!("video filter on {}: {e}", v.backend.name()))?;
-                    }
-                    g = Some(built);
+                    g = Some(build_video_graph(v, &f, in_tb, dev.as_deref())?);
                 }
                 let gg = g.as_mut().expect("built");
                 gg.get("in")
@@ -711,6 +710,46 @@ fn video_thread(
     mux.send(MuxMsg::Done { stream: 0 })
         .map_err(|_| "muxer stopped")?;
     Ok(())
+}
+
+/// The video graph for the first frame's kind: on GPU frames the GPU chain when there is one
+/// (falling back to downloading the frames when it cannot be built), else the CPU chain.
+fn build_video_graph(
+    v: &VideoOut,
+    first: &ff::frame::Video,
+    in_tb: ff::Rational,
+    dev: Option<&HwDevice>,
+) -> Result<ff::filter::Graph, String> {
+    let sinks = [Sink {
+        name: "out".into(),
+        audio: false,
+    }];
+    let mut src = Source::new("in", graph::video_source_args(first, in_tb), false);
+    let hw_frames = graph::hw_frames_of(first);
+    let cpu_chain = if hw_frames.is_null() {
+        v.filter.clone()
+    } else {
+        src.hw_frames = hw_frames;
+        if let Some(gpu) = &v.gpu_filter {
+            match graph::build(std::slice::from_ref(&src), &sinks, gpu) {
+                Ok(g) => return Ok(g),
+                Err(e) => {
+                    tracing::warn!(error = %e, "GPU filter chain refused, filtering on the CPU")
+                }
+            }
+        }
+        let rest = v.filter.strip_prefix("[in]").unwrap_or(&v.filter);
+        format!("[in]hwdownload,format=pix_fmts=nv12|p010le,{rest}")
+    };
+    let mut built = graph::build(std::slice::from_ref(&src), &sinks, &cpu_chain)
+        .map_err(|e| format!("video filter: {e}"))?;
+    if let Some(d) = dev {
+        attach_device(&mut built, d)?;
+        built
+            .validate()
+            .map_err(|e| format!("video filter on {}: {e}", v.backend.name()))?;
+    }
+    Ok(built)
 }
 
 fn sink_ctx_ptr(g: &mut ff::filter::Graph) -> Result<*mut ffi::AVFilterContext, String> {
@@ -919,10 +958,12 @@ fn audio_thread(
         .collect();
     let build = |pending: &[Vec<ff::frame::Audio>]| -> Result<ff::filter::Graph, String> {
         let sources: Vec<Source> = (0..k)
-            .map(|i| Source {
-                name: format!("in{i}"),
-                args: graph::audio_source_args(&pending[i][0]),
-                audio: true,
+            .map(|i| {
+                Source::new(
+                    format!("in{i}"),
+                    graph::audio_source_args(&pending[i][0]),
+                    true,
+                )
             })
             .collect();
         let mut built =
@@ -1234,6 +1275,7 @@ pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), 
     .map_err(err)?;
     let v = VideoOut {
         filter: String::new(),
+        gpu_filter: None,
         encoder: "libx264".into(),
         backend: Backend::Software,
         frame_rate: (rate, 1),

@@ -8,6 +8,19 @@ pub struct Source {
     pub name: String,
     pub args: String,
     pub audio: bool,
+    /// Hardware frames context of GPU frames fed to this source (null for system memory).
+    pub hw_frames: *mut ffi::AVBufferRef,
+}
+
+impl Source {
+    pub fn new(name: impl Into<String>, args: String, audio: bool) -> Source {
+        Source {
+            name: name.into(),
+            args,
+            audio,
+            hw_frames: std::ptr::null_mut(),
+        }
+    }
 }
 
 pub struct Sink {
@@ -21,8 +34,30 @@ pub fn build(sources: &[Source], sinks: &[Sink], spec: &str) -> Result<ff::filte
     for s in sources {
         let f = ff::filter::find(if s.audio { "abuffer" } else { "buffer" })
             .ok_or("buffer source missing from libavfilter")?;
-        g.add(&f, &s.name, &s.args)
+        let mut ctx = g
+            .add(&f, &s.name, &s.args)
             .map_err(|e| format!("buffer source {} ({}): {e}", s.name, s.args))?;
+        if !s.hw_frames.is_null() {
+            // SAFETY: the source filter is live and not configured yet; the parameters struct is
+            // ours, `av_buffersrc_parameters_set` takes its own reference to the frames context,
+            // and we free the struct (not the context) afterwards.
+            unsafe {
+                let par = ffi::av_buffersrc_parameters_alloc();
+                if par.is_null() {
+                    return Err("out of memory".into());
+                }
+                (*par).hw_frames_ctx = s.hw_frames;
+                let r = ffi::av_buffersrc_parameters_set(ctx.as_mut_ptr(), par);
+                ffi::av_free(par as *mut _);
+                if r < 0 {
+                    return Err(format!(
+                        "buffer source {}: GPU frames refused: {}",
+                        s.name,
+                        ff::Error::from(r)
+                    ));
+                }
+            }
+        }
     }
     for s in sinks {
         let f = ff::filter::find(if s.audio { "abuffersink" } else { "buffersink" })
@@ -84,6 +119,12 @@ pub fn video_source_args(frame: &ff::frame::Video, time_base: ff::Rational) -> S
         sn,
         sd
     )
+}
+
+/// The hardware frames context of a GPU frame, null for a frame in system memory.
+pub fn hw_frames_of(frame: &ff::frame::Video) -> *mut ffi::AVBufferRef {
+    // SAFETY: reading a plain field of a live frame; the pointer is borrowed, not owned.
+    unsafe { (*frame.as_ptr()).hw_frames_ctx }
 }
 
 /// `abuffer` arguments for a decoded (and [`fix_audio_layout`]ed) audio frame.

@@ -72,10 +72,12 @@ pub fn decode_f32(
             if pending.iter().all(|p| !p.is_empty()) {
                 let rate = pending[0][0].rate();
                 let sources: Vec<Source> = (0..k)
-                    .map(|i| Source {
-                        name: format!("in{i}"),
-                        args: graph::audio_source_args(&pending[i][0]),
-                        audio: true,
+                    .map(|i| {
+                        Source::new(
+                            format!("in{i}"),
+                            graph::audio_source_args(&pending[i][0]),
+                            true,
+                        )
                     })
                     .collect();
                 let spec = if k == 1 {

@@ -314,6 +314,11 @@ pub fn compile(
                 };
                 let fit = plan::fit(sv, &dst);
                 let filter = plan::video_chain(sv, &dst);
+                let gpu_filter = if backend == Backend::Nvenc {
+                    plan::video_chain_cuda(sv, &dst)
+                } else {
+                    None
+                };
                 let mut options: Vec<(String, String)> = Vec::new();
                 let interlaced = match v.scan {
                     Scan::Progressive => None,
@@ -402,6 +407,7 @@ pub fn compile(
                 }
                 Some(VideoOut {
                     filter,
+                    gpu_filter,
                     encoder,
                     backend,
                     frame_rate: (rate.num as i32, rate.den as i32),
@@ -508,12 +514,31 @@ pub fn compile(
                 vec![]
             },
             declared_duration_s: duration,
+            hw_decode: if outputs.iter().any(|o| {
+                o.video
+                    .as_ref()
+                    .is_some_and(|v| v.backend == Backend::Nvenc)
+            }) && sv.is_some_and(|v| nvdec_can(&v.codec, v.pix_fmt.as_deref()))
+            {
+                Some(Backend::Nvenc)
+            } else {
+                None
+            },
             outputs,
         },
         outputs: planned,
         expected_frames,
         duration_s: duration,
     })
+}
+
+/// Codecs and chroma NVDEC decodes on every NVIDIA generation that has NVENC.
+fn nvdec_can(codec: &str, pix_fmt: Option<&str>) -> bool {
+    matches!(codec, "h264" | "hevc" | "mpeg2video" | "vp9" | "av1")
+        && matches!(
+            pix_fmt,
+            Some("yuv420p") | Some("yuvj420p") | Some("yuv420p10le") | Some("nv12")
+        )
 }
 
 /// The source timecode restated at the output rate (same instant).

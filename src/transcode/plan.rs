@@ -94,13 +94,7 @@ fn scale_and_pad(src: &SrcVideo, dst: &DstVideo, interlaced_scale: bool) -> Vec<
         scale.push_str(":interl=1");
     }
     if dst.bt709 {
-        let input = match src.matrix.as_deref() {
-            Some("bt709") => "bt709",
-            Some("smpte170m") | Some("bt470bg") => "bt601",
-            Some("bt2020nc") | Some("bt2020c") => "bt2020",
-            _ if src.height >= 720 => "bt709",
-            _ => "bt601",
-        };
+        let input = input_matrix(src);
         scale.push_str(&format!(
             ":in_color_matrix={input}:out_color_matrix=bt709:out_range=tv"
         ));
@@ -114,6 +108,50 @@ fn scale_and_pad(src: &SrcVideo, dst: &DstVideo, interlaced_scale: bool) -> Vec<
     }
     out.push(format!("setsar={}/{}", f.sar.0, f.sar.1));
     out
+}
+
+/// The source's colour matrix as swscale names it; untagged sources follow their size
+/// (HD sizes BT.709, SD sizes BT.601).
+fn input_matrix(src: &SrcVideo) -> &'static str {
+    match src.matrix.as_deref() {
+        Some("bt709") => "bt709",
+        Some("smpte170m") | Some("bt470bg") => "bt601",
+        Some("bt2020nc") | Some("bt2020c") => "bt2020",
+        _ if src.height >= 720 => "bt709",
+        _ => "bt601",
+    }
+}
+
+/// The same job done on CUDA frames (NVDEC → yadif_cuda/scale_cuda → NVENC), when the GPU filters
+/// can do all of it: a progressive target that the picture fills (no pad), no burnt-in text, no
+/// colour matrix change. `None` means: download the frames and use [`video_chain`].
+pub fn video_chain_cuda(src: &SrcVideo, dst: &DstVideo) -> Option<String> {
+    if dst.scan != Scan::Progressive || dst.burn_timecode.is_some() {
+        return None;
+    }
+    if dst.bt709 && input_matrix(src) != "bt709" {
+        return None;
+    }
+    let f = fit(src, dst);
+    if f.width != dst.width || f.height != dst.height {
+        return None;
+    }
+    let mut v = Vec::new();
+    if src.scan != Scan::Progressive {
+        let mode = if dst.rate == src.rate.double() {
+            "send_field"
+        } else {
+            "send_frame"
+        };
+        v.push(format!("yadif_cuda=mode={mode}:parity=auto:deint=all"));
+    }
+    v.push(format!("fps={}", dst.rate));
+    v.push(format!(
+        "scale_cuda=w={}:h={}:format=nv12:interp_algo=bicubic",
+        dst.width, dst.height
+    ));
+    v.push(format!("setsar={}/{}", f.sar.0, f.sar.1));
+    Some(format!("[in]{}[out]", v.join(",")))
 }
 
 fn field(scan: Scan) -> &'static str {
@@ -525,6 +563,28 @@ mod tests {
         d.burn_timecode = Some(("10:00:00:00".into(), None));
         let c = video_chain(&src(1920, 1080, (1, 1), R25, Scan::Progressive), &d);
         assert!(c.contains("timecode='10\\:00\\:00\\:00'"), "{c}");
+    }
+
+    #[test]
+    fn cuda_chain_only_when_the_gpu_filters_can_do_it() {
+        let hd = src(1920, 1080, (1, 1), R25, Scan::Tff);
+        let c = video_chain_cuda(&hd, &dst(1280, 720, R25, Scan::Progressive)).unwrap();
+        assert!(
+            c.contains("yadif_cuda") && c.contains("scale_cuda=w=1280:h=720"),
+            "{c}"
+        );
+        // Pillarbox needs pad (CPU), interlaced output needs interlace (CPU), SD needs a matrix change.
+        assert!(video_chain_cuda(
+            &src(640, 480, (1, 1), R25, Scan::Progressive),
+            &dst(1280, 720, R25, Scan::Progressive)
+        )
+        .is_none());
+        assert!(video_chain_cuda(&hd, &dst(1920, 1080, R25, Scan::Tff)).is_none());
+        assert!(video_chain_cuda(
+            &src(1024, 576, (1, 1), R25, Scan::Progressive),
+            &dst(1280, 720, R25, Scan::Progressive)
+        )
+        .is_none());
     }
 
     #[test]
