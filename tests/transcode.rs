@@ -572,3 +572,25 @@ gop = 12
         assert_eq!(v["nb_read_frames"], "50");
     }
 }
+
+#[test]
+fn demo_makes_a_clip_without_ffmpeg_cli_and_transcodes_it() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("demo");
+    let o = run(antenne().arg("demo").arg("-o").arg(&out));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    assert!(
+        s.contains("output: ") && s.contains("demo-source_web.mp4"),
+        "{s}"
+    );
+    let p = ffprobe(&out.join("demo-source_web.mp4"), true);
+    let v = stream(&p, "video", 0);
+    assert_eq!(v["nb_read_frames"], "125");
+    let tc = p["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|s| s["tags"]["timecode"].as_str());
+    assert_eq!(tc, Some("10:00:00:00"));
+}
