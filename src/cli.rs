@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 
 use crate::av::engine::Progress;
 use crate::av::{self, hw, probe};
-use crate::profile;
+use crate::profile::{self, verify};
 use crate::qc::loudness;
 use crate::transcode::{self, BackendChoice};
 
@@ -54,6 +54,30 @@ enum Cmd {
         profiles_dir: Option<PathBuf>,
         #[arg(long)]
         json: bool,
+        /// Skip the verification that decodes each output and checks it against the profile.
+        #[arg(long)]
+        no_verify: bool,
+    },
+    /// Check an existing file against a profile's output (as done after every transcode).
+    Verify {
+        file: PathBuf,
+        #[arg(long, short)]
+        profile: String,
+        /// Which output of the profile (needed when it has several and the file name does not say).
+        #[arg(long)]
+        output: Option<String>,
+        /// The file it was made from: its duration and timecode must carry over.
+        #[arg(long)]
+        source: Option<PathBuf>,
+        #[arg(long)]
+        profiles_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate every profile (and later the configuration); non-zero exit naming what is wrong.
+    Validate {
+        #[arg(long)]
+        profiles_dir: Option<PathBuf>,
     },
     /// List the delivery profiles (embedded, plus firmware-config/profiles/*.toml).
     Profiles {
@@ -104,6 +128,7 @@ fn run(cmd: Cmd) -> Res {
             backend,
             profiles_dir,
             json,
+            no_verify,
         } => cmd_transcode(
             &input,
             &profile,
@@ -111,7 +136,28 @@ fn run(cmd: Cmd) -> Res {
             backend,
             profiles_dir.as_deref(),
             json,
+            !no_verify,
         ),
+        Cmd::Verify {
+            file,
+            profile,
+            output,
+            source,
+            profiles_dir,
+            json,
+        } => cmd_verify(
+            &file,
+            &profile,
+            output.as_deref(),
+            source.as_deref(),
+            profiles_dir.as_deref(),
+            json,
+        ),
+        Cmd::Validate { profiles_dir } => {
+            let all = profile::load_all(profile::profiles_dir(profiles_dir.as_deref()).as_deref())?;
+            println!("{} profiles valid", all.len());
+            Ok(())
+        }
         Cmd::Profiles { json, profiles_dir } => cmd_profiles(json, profiles_dir.as_deref()),
         Cmd::Doctor { json } => cmd_doctor(json),
         Cmd::Demo {
@@ -223,6 +269,7 @@ fn cmd_transcode(
     backend: BackendChoice,
     profiles_dir: Option<&Path>,
     json: bool,
+    verify: bool,
 ) -> Res {
     let prof = profile::find(profile_name, profile::profiles_dir(profiles_dir).as_deref())?;
     let src = probe::probe(input)?;
@@ -248,6 +295,22 @@ fn cmd_transcode(
     let secs = started.elapsed().as_secs_f64().max(1e-6);
     let fps = report.frames_decoded as f64 / secs;
     let speed = job.duration_s.map(|d| d / secs);
+    let mut verdicts = Vec::new();
+    if verify {
+        for ((planned, facts), out) in job.outputs.iter().zip(&job.facts).zip(&prof.outputs) {
+            let rep = verify::verify(
+                &planned.path,
+                &prof.name,
+                out,
+                prof.loudness.as_ref(),
+                facts,
+            )?;
+            let path = verify::write_report(&rep, &planned.path)?;
+            print_verdict(&rep);
+            verdicts
+                .push(serde_json::json!({ "output": out.name, "pass": rep.pass, "report": path }));
+        }
+    }
     if json {
         println!(
             "{}",
@@ -259,6 +322,7 @@ fn cmd_transcode(
                 "fps": fps,
                 "speed": speed,
                 "backend": job.outputs.first().map(|o| o.backend),
+                "verify": verdicts,
             }))?
         );
     } else {
@@ -270,6 +334,104 @@ fn cmd_transcode(
             report.frames_decoded,
             speed.map_or("-".into(), |s| format!("{s:.2}x"))
         );
+    }
+    let failed = verdicts.iter().filter(|v| v["pass"] == false).count();
+    if failed > 0 {
+        return Err(format!(
+            "{failed} output(s) failed verification against profile {}",
+            prof.name
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn print_verdict(rep: &verify::VerifyReport) {
+    let failures: Vec<_> = rep.failures().collect();
+    if failures.is_empty() {
+        eprintln!("verify: {}: pass ({} checks)", rep.file, rep.checks.len());
+    } else {
+        eprintln!(
+            "verify: {}: FAIL ({} of {} checks)",
+            rep.file,
+            failures.len(),
+            rep.checks.len()
+        );
+        for f in failures {
+            eprintln!(
+                "  {}: expected {}, measured {}",
+                f.name, f.expected, f.measured
+            );
+        }
+    }
+}
+
+fn cmd_verify(
+    file: &Path,
+    profile_name: &str,
+    output: Option<&str>,
+    source: Option<&Path>,
+    profiles_dir: Option<&Path>,
+    json: bool,
+) -> Res {
+    let prof = profile::find(profile_name, profile::profiles_dir(profiles_dir).as_deref())?;
+    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    let out = match output {
+        Some(name) => prof.outputs.iter().find(|o| o.name == name),
+        None if prof.outputs.len() == 1 => prof.outputs.first(),
+        None => prof
+            .outputs
+            .iter()
+            .find(|o| stem.ends_with(&format!("_{}", o.name))),
+    }
+    .ok_or_else(|| {
+        let names: Vec<&str> = prof.outputs.iter().map(|o| o.name.as_str()).collect();
+        format!(
+            "{}: say which output of profile {} it should meet with --output ({})",
+            file.display(),
+            prof.name,
+            names.join(", ")
+        )
+    })?;
+    let mut facts = verify::SourceFacts::default();
+    if let Some(src) = source {
+        let s = probe::probe(src)?;
+        facts.duration_s = s
+            .video
+            .first()
+            .and_then(|v| v.duration_s)
+            .or(s.duration_s());
+        facts.frame_rate = s
+            .video
+            .first()
+            .and_then(|v| v.frame_rate.as_deref())
+            .and_then(|r| r.parse().ok());
+        facts.start_timecode = s.container.start_timecode.clone();
+    }
+    let rep = verify::verify(file, &prof.name, out, prof.loudness.as_ref(), &facts)?;
+    let path = verify::write_report(&rep, file)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rep)?);
+    } else {
+        for c in &rep.checks {
+            println!(
+                "{} {:<28} expected {:<28} measured {}",
+                if c.pass { "ok  " } else { "FAIL" },
+                c.name,
+                c.expected,
+                c.measured
+            );
+        }
+        println!("report: {}", path.display());
+    }
+    if !rep.pass {
+        return Err(format!(
+            "{}: does not meet profile {} output {}",
+            file.display(),
+            prof.name,
+            out.name
+        )
+        .into());
     }
     Ok(())
 }
@@ -391,6 +553,7 @@ fn cmd_demo(outdir: &Path, profile_name: &str) -> Res {
         BackendChoice::Auto,
         None,
         false,
+        true,
     )?;
     println!("source: {}", clip.display());
     Ok(())

@@ -9,6 +9,7 @@ pub mod hw;
 pub mod input;
 pub mod probe;
 pub mod samples;
+pub mod scan;
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::path::PathBuf;

@@ -376,6 +376,16 @@ fn measure_field_order(
     })
 }
 
+/// [`pixel_info`] for a pixel format given by name.
+pub fn pixel_info_by_name(name: &str) -> (Option<String>, Option<u32>, Option<String>) {
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return (None, None, None);
+    };
+    // SAFETY: av_get_pix_fmt reads the NUL-terminated name.
+    let id = unsafe { ffi::av_get_pix_fmt(c.as_ptr()) };
+    pixel_info(id as i32)
+}
+
 /// Pixel format name, bit depth of luma, chroma subsampling as J:a:b.
 pub fn pixel_info(format: i32) -> (Option<String>, Option<u32>, Option<String>) {
     if format < 0 {

@@ -3,6 +3,8 @@
 //! refused when it is loaded, naming the file, the key and why, never half-way through an encode.
 //! Knows nothing of libav beyond asking the engine which encoders and muxers exist.
 
+pub mod verify;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -46,10 +48,51 @@ pub struct Profile {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// Loudness the programme audio of every output must land on.
+    pub loudness: Option<LoudnessTarget>,
     pub outputs: Vec<Output>,
     /// Where it was read from (`embedded:…` or a path).
     #[serde(skip)]
     pub source: String,
+}
+
+/// A loudness target: EBU R128 (−23 LUFS, −1 dBTP), ATSC A/85 (−24 LKFS, −2 dBTP), streaming
+/// (−16 or −14 LUFS, −1 dBTP).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LoudnessTarget {
+    /// Informative: "EBU R128", "ATSC A/85", "streaming".
+    #[serde(default)]
+    pub standard: String,
+    pub integrated_lufs: f64,
+    pub true_peak_dbtp: f64,
+    #[serde(default = "half_lu")]
+    pub tolerance_lu: f64,
+}
+
+fn half_lu() -> f64 {
+    0.5
+}
+
+/// Tolerances of the check made after the encode.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySettings {
+    /// CBR: measured average within this fraction of the bit rate.
+    #[serde(default = "five_percent")]
+    pub bitrate_tolerance: f64,
+}
+
+impl Default for VerifySettings {
+    fn default() -> Self {
+        VerifySettings {
+            bitrate_tolerance: five_percent(),
+        }
+    }
+}
+
+fn five_percent() -> f64 {
+    0.05
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -63,6 +106,8 @@ pub struct Output {
     pub faststart: bool,
     pub video: Option<Video>,
     pub audio: Option<Audio>,
+    #[serde(default)]
+    pub verify: VerifySettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -240,6 +285,29 @@ pub fn validate(p: &Profile) -> Result<(), String> {
             "name {:?}: must be non-empty, without spaces or slashes",
             p.name
         ));
+    }
+    if let Some(l) = &p.loudness {
+        if !(-40.0..=-5.0).contains(&l.integrated_lufs) {
+            return Err(format!(
+                "loudness.integrated_lufs: {} is not between -40 and -5",
+                l.integrated_lufs
+            ));
+        }
+        if !(-9.0..=0.0).contains(&l.true_peak_dbtp) {
+            return Err(format!(
+                "loudness.true_peak_dbtp: {} is not between -9 and 0",
+                l.true_peak_dbtp
+            ));
+        }
+        if !(0.1..=3.0).contains(&l.tolerance_lu) {
+            return Err(format!(
+                "loudness.tolerance_lu: {} is not between 0.1 and 3",
+                l.tolerance_lu
+            ));
+        }
+        if !p.outputs.iter().any(|o| o.audio.is_some()) {
+            return Err("loudness: the profile has no audio output to normalise".into());
+        }
     }
     if p.outputs.is_empty() {
         return Err("outputs: a profile needs at least one [[outputs]]".into());

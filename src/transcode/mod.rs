@@ -17,6 +17,7 @@ use crate::av::hw::{self, Backend};
 use crate::av::probe::ProbeReport;
 use crate::av::AvError;
 use crate::config::Rate;
+use crate::profile::verify::SourceFacts;
 use crate::profile::{self, Profile, RateControl, Scan};
 use crate::timecode::Timecode;
 use plan::{DstVideo, SrcAudio, SrcVideo};
@@ -57,6 +58,8 @@ pub struct PlannedOutput {
 pub struct Job {
     pub spec: PipelineSpec,
     pub outputs: Vec<PlannedOutput>,
+    /// What each output must carry over from the source (for its verification).
+    pub facts: Vec<SourceFacts>,
     pub expected_frames: Option<u64>,
     pub duration_s: Option<f64>,
 }
@@ -252,6 +255,9 @@ pub fn compile(
 
     let mut outputs = Vec::new();
     let mut planned = Vec::new();
+    let mut facts = Vec::new();
+    // The picture's length is what outputs must keep; audio may run a little longer.
+    let src_video_duration = sv.and_then(|v| v.duration_s).or(duration);
     let mut expected_frames = None;
     for o in &prof.outputs {
         let final_path = outdir.join(format!("{stem}_{}.{}", o.name, o.extension()));
@@ -482,6 +488,14 @@ pub fn compile(
             }
             None => None,
         };
+        facts.push(SourceFacts {
+            duration_s: src_video_duration,
+            start_timecode: metadata
+                .iter()
+                .find(|(k, _)| k == "timecode")
+                .map(|(_, v)| v.clone()),
+            frame_rate: src_video.as_ref().map(|v| v.rate),
+        });
         planned.push(PlannedOutput {
             name: o.name.clone(),
             path: final_path.clone(),
@@ -527,6 +541,7 @@ pub fn compile(
             outputs,
         },
         outputs: planned,
+        facts,
         expected_frames,
         duration_s: duration,
     })

@@ -1,0 +1,302 @@
+//! A full decode of a file, measuring what a delivery check needs: every video frame's type and
+//! interlacing, the GOP structure as decoded (not as requested), timestamps, decode errors, the
+//! audio sample count, and each stream's bit rate (average and peak over one-second windows).
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::{ff, ffi, input, AvError};
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VideoScan {
+    pub index: usize,
+    pub frames: u64,
+    pub width: u32,
+    pub height: u32,
+    pub interlaced_frames: u64,
+    pub top_field_first_frames: u64,
+    /// Display-order numbers of the intra frames.
+    pub keyframes: Vec<u64>,
+    /// Distance between successive intra frames (the last, open GOP excluded).
+    pub gop_lengths: Vec<u64>,
+    /// Longest run of B frames, plus one: the M of an MPEG GOP.
+    pub m: u64,
+    pub b_frames: u64,
+    pub first_pts_s: Option<f64>,
+    pub last_pts_s: Option<f64>,
+    /// Timestamps that did not increase from one frame to the next.
+    pub non_monotonic: u64,
+    /// Frames flagged corrupt by the decoder.
+    pub corrupt_frames: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AudioScan {
+    pub index: usize,
+    pub samples: u64,
+    pub sample_rate: u32,
+    pub channels: u32,
+    pub duration_s: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StreamBits {
+    pub index: usize,
+    pub bytes: u64,
+    pub average_bps: u64,
+    /// Largest number of bits in any one-second window of decode timestamps.
+    pub peak_bps: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ScanReport {
+    pub video: Option<VideoScan>,
+    pub audio: Vec<AudioScan>,
+    pub bits: Vec<StreamBits>,
+    /// Packets the decoders refused plus read errors.
+    pub decode_errors: u64,
+}
+
+impl ScanReport {
+    /// Video duration from the frame count and rate.
+    pub fn video_duration_s(&self, rate: f64) -> Option<f64> {
+        self.video
+            .as_ref()
+            .filter(|_| rate > 0.0)
+            .map(|v| v.frames as f64 / rate)
+    }
+}
+
+struct BitWindow {
+    index: usize,
+    /// (dts seconds, bytes)
+    packets: Vec<(f64, u64)>,
+}
+
+impl BitWindow {
+    fn finish(mut self, duration_s: f64) -> StreamBits {
+        self.packets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let bytes: u64 = self.packets.iter().map(|p| p.1).sum();
+        let mut peak = 0u64;
+        let mut lo = 0usize;
+        let mut in_window = 0u64;
+        for hi in 0..self.packets.len() {
+            in_window += self.packets[hi].1;
+            while self.packets[hi].0 - self.packets[lo].0 >= 1.0 {
+                in_window -= self.packets[lo].1;
+                lo += 1;
+            }
+            peak = peak.max(in_window * 8);
+        }
+        let average = if duration_s > 0.0 {
+            (bytes as f64 * 8.0 / duration_s) as u64
+        } else {
+            0
+        };
+        StreamBits {
+            index: self.index,
+            bytes,
+            average_bps: average,
+            peak_bps: peak,
+        }
+    }
+}
+
+/// Decodes the first video stream and every audio stream of `path` to the end.
+pub fn scan(path: &Path) -> Result<ScanReport, AvError> {
+    let mut ictx = input::open(path)?;
+    let libav = |what: String, e: ff::Error| AvError::Libav {
+        path: path.to_owned(),
+        what,
+        source: e,
+    };
+    let mut report = ScanReport::default();
+    let mut vdec = None;
+    let mut vindex = None;
+    let mut vtb = 0.0;
+    let mut adecs: Vec<(usize, ff::decoder::Audio)> = Vec::new();
+    let mut windows: Vec<BitWindow> = Vec::new();
+    for st in ictx.streams() {
+        let medium = st.parameters().medium();
+        if medium == ff::media::Type::Video && vindex.is_none() {
+            let mut ctx = ff::codec::Context::from_parameters(st.parameters())
+                .map_err(|e| libav(format!("video stream {}", st.index()), e))?;
+            ctx.set_threading(ff::codec::threading::Config {
+                kind: ff::codec::threading::Type::Frame,
+                count: 0,
+                ..Default::default()
+            });
+            vdec =
+                Some(ctx.decoder().video().map_err(|e| {
+                    libav(format!("no decoder for video stream {}", st.index()), e)
+                })?);
+            vindex = Some(st.index());
+            vtb = f64::from(st.time_base());
+            report.video = Some(VideoScan {
+                index: st.index(),
+                ..Default::default()
+            });
+        } else if medium == ff::media::Type::Audio {
+            let ctx = ff::codec::Context::from_parameters(st.parameters())
+                .map_err(|e| libav(format!("audio stream {}", st.index()), e))?;
+            let dec = ctx
+                .decoder()
+                .audio()
+                .map_err(|e| libav(format!("no decoder for audio stream {}", st.index()), e))?;
+            adecs.push((st.index(), dec));
+            report.audio.push(AudioScan {
+                index: st.index(),
+                ..Default::default()
+            });
+        } else {
+            continue;
+        }
+        windows.push(BitWindow {
+            index: st.index(),
+            packets: Vec::new(),
+        });
+    }
+
+    let mut vframe = ff::frame::Video::empty();
+    let mut aframe = ff::frame::Audio::empty();
+    let mut b_run = 0u64;
+    let mut last_key: Option<u64> = None;
+    let mut packet = ff::Packet::empty();
+    loop {
+        match packet.read(&mut ictx) {
+            Ok(()) => {}
+            Err(ff::Error::Eof) => break,
+            Err(_) => {
+                report.decode_errors += 1;
+                break;
+            }
+        }
+        let si = packet.stream();
+        if let Some(w) = windows.iter_mut().find(|w| w.index == si) {
+            if let Some(ts) = packet.dts().or(packet.pts()) {
+                // SAFETY: reading the stream's time base from the live input context.
+                let tb = unsafe { (**(*ictx.as_ptr()).streams.add(si)).time_base };
+                let secs = ts as f64 * f64::from(tb.num) / f64::from(tb.den.max(1));
+                w.packets.push((secs, packet.size() as u64));
+            }
+        }
+        if Some(si) == vindex {
+            let dec = vdec.as_mut().expect("video decoder exists with its index");
+            if dec.send_packet(&packet).is_err() {
+                report.decode_errors += 1;
+                continue;
+            }
+            let v = report.video.as_mut().expect("set with the decoder");
+            while dec.receive_frame(&mut vframe).is_ok() {
+                tally_video(v, &vframe, vtb, &mut b_run, &mut last_key);
+            }
+        } else if let Some((i, dec)) = adecs.iter_mut().find(|(i, _)| *i == si) {
+            if dec.send_packet(&packet).is_err() {
+                report.decode_errors += 1;
+                continue;
+            }
+            let a = report
+                .audio
+                .iter_mut()
+                .find(|a| a.index == *i)
+                .expect("one per decoder");
+            while dec.receive_frame(&mut aframe).is_ok() {
+                tally_audio(a, &aframe);
+            }
+        }
+    }
+    if let Some(dec) = vdec.as_mut() {
+        let _ = dec.send_eof();
+        let v = report.video.as_mut().expect("set with the decoder");
+        while dec.receive_frame(&mut vframe).is_ok() {
+            tally_video(v, &vframe, vtb, &mut b_run, &mut last_key);
+        }
+    }
+    for (i, dec) in adecs.iter_mut() {
+        let _ = dec.send_eof();
+        let a = report
+            .audio
+            .iter_mut()
+            .find(|a| a.index == *i)
+            .expect("one per decoder");
+        while dec.receive_frame(&mut aframe).is_ok() {
+            tally_audio(a, &aframe);
+        }
+    }
+    let duration = report
+        .video
+        .as_ref()
+        .and_then(|v| Some(v.last_pts_s? - v.first_pts_s?))
+        .or_else(|| report.audio.iter().map(|a| a.duration_s).reduce(f64::max))
+        .unwrap_or(0.0);
+    // A one-frame correction: the span of timestamps misses the last frame's duration.
+    let duration = match &report.video {
+        Some(v) if v.frames > 1 => duration * v.frames as f64 / (v.frames - 1) as f64,
+        _ => duration,
+    };
+    report.bits = windows.into_iter().map(|w| w.finish(duration)).collect();
+    Ok(report)
+}
+
+fn tally_video(
+    v: &mut VideoScan,
+    f: &ff::frame::Video,
+    tb: f64,
+    b_run: &mut u64,
+    last_key: &mut Option<u64>,
+) {
+    let n = v.frames;
+    v.frames += 1;
+    v.width = f.width();
+    v.height = f.height();
+    if f.is_interlaced() {
+        v.interlaced_frames += 1;
+        if f.is_top_first() {
+            v.top_field_first_frames += 1;
+        }
+    }
+    if f.is_corrupt() {
+        v.corrupt_frames += 1;
+    }
+    // SAFETY: reading a plain field of a live frame.
+    let kind = unsafe { (*f.as_ptr()).pict_type };
+    match kind {
+        ffi::AVPictureType::AV_PICTURE_TYPE_I => {
+            if let Some(k) = *last_key {
+                v.gop_lengths.push(n - k);
+            }
+            *last_key = Some(n);
+            v.keyframes.push(n);
+            *b_run = 0;
+        }
+        ffi::AVPictureType::AV_PICTURE_TYPE_B => {
+            v.b_frames += 1;
+            *b_run += 1;
+            v.m = v.m.max(*b_run + 1);
+        }
+        _ => *b_run = 0,
+    }
+    if v.m == 0 {
+        v.m = 1;
+    }
+    if let Some(ts) = f.timestamp() {
+        let s = ts as f64 * tb;
+        if let Some(last) = v.last_pts_s {
+            if s <= last {
+                v.non_monotonic += 1;
+            }
+        }
+        v.first_pts_s.get_or_insert(s);
+        v.last_pts_s = Some(s);
+    }
+}
+
+fn tally_audio(a: &mut AudioScan, f: &ff::frame::Audio) {
+    a.samples += f.samples() as u64;
+    a.sample_rate = f.rate();
+    a.channels = super::graph::channels(f) as u32;
+    if a.sample_rate > 0 {
+        a.duration_s = a.samples as f64 / f64::from(a.sample_rate);
+    }
+}

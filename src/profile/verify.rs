@@ -1,0 +1,516 @@
+//! Verification: decode a produced (or delivered) file fully and check it against the profile
+//! output it claims to meet. Every check carries what was expected and what was measured; the
+//! report is written as `<file>.verify.json` next to the file.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::{layout_channels, LoudnessTarget, Output, RateControl, Scan};
+use crate::av::probe::{self, ProbeReport};
+use crate::av::scan::{self, ScanReport};
+use crate::av::AvError;
+use crate::config::Rate;
+use crate::qc::loudness;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub expected: String,
+    pub measured: String,
+    pub pass: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub file: String,
+    pub profile: String,
+    pub output: String,
+    pub pass: bool,
+    pub checks: Vec<Check>,
+}
+
+impl VerifyReport {
+    pub fn failures(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| !c.pass)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Av(#[from] AvError),
+    #[error("{file}: cannot write the verification report: {source}")]
+    Write {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What the source said, when the file was made from one: duration and timecode must carry over.
+#[derive(Debug, Clone, Default)]
+pub struct SourceFacts {
+    pub duration_s: Option<f64>,
+    /// Timecode the output should start at (already restated at the output rate).
+    pub start_timecode: Option<String>,
+    /// Frame rate of the source, for outputs whose rate is "source".
+    pub frame_rate: Option<Rate>,
+}
+
+struct Checks(Vec<Check>);
+
+impl Checks {
+    fn add(&mut self, name: &str, expected: impl ToString, measured: impl ToString, pass: bool) {
+        self.0.push(Check {
+            name: name.to_string(),
+            expected: expected.to_string(),
+            measured: measured.to_string(),
+            pass,
+        });
+    }
+
+    fn eq<T: PartialEq + std::fmt::Display>(
+        &mut self,
+        name: &str,
+        expected: T,
+        measured: Option<T>,
+    ) {
+        let pass = measured.as_ref() == Some(&expected);
+        let m = measured.map_or_else(|| "unknown".to_string(), |m| m.to_string());
+        self.add(name, expected, m, pass);
+    }
+}
+
+/// The demuxer names that read each muxer's output.
+fn demuxer_of(muxer: &str) -> &str {
+    match muxer {
+        "mp4" | "mov" | "ipod" | "ismv" => "mov,mp4,m4a,3gp,3g2,mj2",
+        "matroska" | "webm" => "matroska,webm",
+        "mxf" | "mxf_d10" | "mxf_opatom" => "mxf",
+        other => other,
+    }
+}
+
+fn profile_matches(codec: &str, wanted: &str, measured: &str) -> bool {
+    let norm = |s: &str| s.to_ascii_lowercase().replace([' ', ':', '-'], "");
+    let w = norm(wanted);
+    let m = norm(measured);
+    match codec {
+        "h264" if w == "high" => m == "high",
+        "h264" if w == "main" => m == "main",
+        "h264" if w == "baseline" => m.contains("baseline"),
+        _ => m == w || m.starts_with(&w),
+    }
+}
+
+/// H.264 level string ("4.1") as libav's integer (41).
+fn h264_level(l: &str) -> Option<i32> {
+    let (a, b) = l.split_once('.').unwrap_or((l, "0"));
+    Some(a.parse::<i32>().ok()? * 10 + b.parse::<i32>().ok()?)
+}
+
+/// Checks `file` against `out` (an output of `profile`).
+pub fn verify(
+    file: &Path,
+    profile: &str,
+    out: &Output,
+    loudness_target: Option<&LoudnessTarget>,
+    source: &SourceFacts,
+) -> Result<VerifyReport, VerifyError> {
+    let probe = probe::probe(file)?;
+    let scan = scan::scan(file)?;
+    let mut c = Checks(Vec::new());
+    c.add(
+        "container",
+        demuxer_of(&out.container),
+        &probe.container.format,
+        probe.container.format == demuxer_of(&out.container),
+    );
+    if out.container == "mxf" {
+        let op = probe
+            .container
+            .tags
+            .get("operational_pattern_ul")
+            .cloned()
+            .unwrap_or_default();
+        // SMPTE 378M: OP1a is item complexity 01, package complexity 01.
+        c.add(
+            "operational pattern",
+            "OP1a",
+            if op.contains("0d010201.0101") {
+                "OP1a".to_string()
+            } else {
+                op.clone()
+            },
+            op.contains("0d010201.0101"),
+        );
+    }
+    let rate = check_video(&mut c, out, &probe, &scan, source);
+    check_audio(&mut c, out, &probe, &scan, loudness_target, file)?;
+    check_timing(&mut c, &probe, &scan, rate, source);
+    c.add(
+        "decode errors",
+        0,
+        scan.decode_errors,
+        scan.decode_errors == 0,
+    );
+    if let Some(v) = &scan.video {
+        c.add("corrupt frames", 0, v.corrupt_frames, v.corrupt_frames == 0);
+        c.add(
+            "timestamps increasing",
+            "yes",
+            if v.non_monotonic == 0 {
+                "yes".to_string()
+            } else {
+                format!("{} out of order", v.non_monotonic)
+            },
+            v.non_monotonic == 0,
+        );
+    }
+    let pass = c.0.iter().all(|k| k.pass);
+    Ok(VerifyReport {
+        file: file.display().to_string(),
+        profile: profile.to_string(),
+        output: out.name.clone(),
+        pass,
+        checks: c.0,
+    })
+}
+
+fn check_video(
+    c: &mut Checks,
+    out: &Output,
+    probe: &ProbeReport,
+    scan: &ScanReport,
+    source: &SourceFacts,
+) -> Option<Rate> {
+    let v = out.video.as_ref()?;
+    let Some(pv) = probe.video.first() else {
+        c.add("video stream", "present", "absent", false);
+        return None;
+    };
+    c.add("video codec", &v.codec, &pv.codec, pv.codec == v.codec);
+    if let Some(p) = &v.profile {
+        let m = pv.profile.clone().unwrap_or_default();
+        c.add("video profile", p, &m, profile_matches(&v.codec, p, &m));
+    }
+    if let (Some(l), "h264") = (&v.level, v.codec.as_str()) {
+        let want = h264_level(l);
+        let pass = matches!((want, pv.level), (Some(w), Some(m)) if m <= w);
+        c.add(
+            "video level",
+            format!("<= {l}"),
+            pv.level
+                .map_or("unknown".into(), |m| format!("{}.{}", m / 10, m % 10)),
+            pass,
+        );
+    }
+    c.add(
+        "resolution",
+        format!("{}x{}", v.width, v.height),
+        format!("{}x{}", pv.width, pv.height),
+        pv.width == v.width && pv.height == v.height,
+    );
+    let dar = v.display_aspect().map(|(a, b)| {
+        let (a, b) = reduce(a, b);
+        format!("{a}:{b}")
+    });
+    let dar = dar.unwrap_or_else(|| {
+        let (a, b) = reduce(v.width, v.height);
+        format!("{a}:{b}")
+    });
+    c.eq("display aspect", dar, pv.display_aspect_ratio.clone());
+    let rate = match v.frame_rate {
+        super::FrameRate::Fixed(r) => Some(r),
+        super::FrameRate::Source => source.frame_rate,
+    };
+    let measured_rate = pv
+        .frame_rate
+        .as_deref()
+        .and_then(|r| r.parse::<Rate>().ok());
+    match rate {
+        Some(r) => c.eq(
+            "frame rate",
+            r.to_string(),
+            measured_rate.map(|m| m.to_string()),
+        ),
+        None => c.add(
+            "frame rate",
+            "the source's",
+            pv.frame_rate.clone().unwrap_or_default(),
+            measured_rate.is_some(),
+        ),
+    }
+    let want_scan = match v.scan {
+        Scan::Progressive => "progressive",
+        Scan::Tff => "tff",
+        Scan::Bff => "bff",
+    };
+    let measured_scan = scan.video.as_ref().map(|s| {
+        if s.interlaced_frames * 2 <= s.frames {
+            "progressive"
+        } else if s.top_field_first_frames * 2 > s.interlaced_frames {
+            "tff"
+        } else {
+            "bff"
+        }
+    });
+    c.eq("field order", want_scan, measured_scan);
+    c.eq("pixel format", v.pix_fmt.clone(), pv.pix_fmt.clone());
+    let (_, want_depth, want_chroma) = probe::pixel_info_by_name(&v.pix_fmt);
+    if let Some(d) = want_depth {
+        c.eq("bit depth", d, pv.bit_depth);
+    }
+    if let Some(ch) = want_chroma {
+        c.eq("chroma subsampling", ch, pv.chroma_subsampling.clone());
+    }
+    if let Some(s) = &scan.video {
+        if let Some(gop) = rate.and_then(|r| v.gop_frames(r)) {
+            let bad: Vec<u64> = s
+                .gop_lengths
+                .iter()
+                .copied()
+                .filter(|&g| g != u64::from(gop))
+                .collect();
+            let measured = if s.gop_lengths.is_empty() {
+                format!("one GOP of {} frames", s.frames)
+            } else if bad.is_empty() {
+                format!("{gop} ({} GOPs)", s.gop_lengths.len())
+            } else {
+                format!("{} GOPs not of {gop} frames, e.g. {}", bad.len(), bad[0])
+            };
+            let pass = bad.is_empty()
+                && (s.gop_lengths.is_empty() && s.frames <= u64::from(gop)
+                    || !s.gop_lengths.is_empty());
+            c.add("GOP length (decoded)", gop, measured, pass);
+        }
+        if let Some(b) = v.b_frames {
+            let m = s.m.max(1);
+            let want = u64::from(b) + 1;
+            let pass = if v.codec == "mpeg2video" {
+                m == want
+            } else {
+                m <= want
+            };
+            let expected = if v.codec == "mpeg2video" {
+                format!("M={want}")
+            } else {
+                format!("M<={want}")
+            };
+            c.add("GOP structure (decoded)", expected, format!("M={m}"), pass);
+        }
+    }
+    if let Some(bits) = scan
+        .bits
+        .iter()
+        .find(|b| Some(b.index) == scan.video.as_ref().map(|s| s.index))
+    {
+        check_bitrate(c, out, bits.average_bps, bits.peak_bps);
+    }
+    rate
+}
+
+fn check_bitrate(c: &mut Checks, out: &Output, average: u64, peak: u64) {
+    let Some(v) = &out.video else { return };
+    let tol = out.verify.bitrate_tolerance;
+    match (v.rate_control, v.bitrate) {
+        (RateControl::Cbr, Some(b)) => {
+            let b = b.bps() as f64;
+            let pass = (average as f64 - b).abs() <= b * tol;
+            c.add(
+                "video bit rate (CBR)",
+                format!("{} b/s ±{:.0}%", b as u64, tol * 100.0),
+                format!("{average} b/s"),
+                pass,
+            );
+        }
+        (RateControl::Vbr, Some(b)) => {
+            let max = v.maxrate.unwrap_or(b).bps();
+            // A VBV-compliant stream carries at most maxrate·1 s + one buffer in any second.
+            let ceiling = max + v.bufsize.map_or(max, |x| x.bps());
+            c.add(
+                "video peak bit rate (1 s)",
+                format!("<= {ceiling} b/s"),
+                format!("{peak} b/s"),
+                peak <= ceiling,
+            );
+            let avg_ok = average as f64 <= b.bps() as f64 * (1.0 + tol.max(0.1));
+            c.add(
+                "video average bit rate",
+                format!("<= {} b/s", b.bps()),
+                format!("{average} b/s"),
+                avg_ok,
+            );
+        }
+        _ => {}
+    }
+}
+
+fn check_audio(
+    c: &mut Checks,
+    out: &Output,
+    probe: &ProbeReport,
+    scan: &ScanReport,
+    target: Option<&LoudnessTarget>,
+    file: &Path,
+) -> Result<(), VerifyError> {
+    let Some(a) = &out.audio else {
+        return Ok(());
+    };
+    c.add(
+        "audio tracks",
+        a.tracks.len(),
+        probe.audio.len(),
+        probe.audio.len() == a.tracks.len(),
+    );
+    for (i, (want, got)) in a.tracks.iter().zip(&probe.audio).enumerate() {
+        let n = i + 1;
+        c.add(
+            &format!("audio {n} codec"),
+            &a.codec,
+            &got.codec,
+            got.codec == a.codec,
+        );
+        c.add(
+            &format!("audio {n} sample rate"),
+            a.sample_rate,
+            got.sample_rate,
+            got.sample_rate == a.sample_rate,
+        );
+        let ch = layout_channels(want).unwrap_or(0);
+        c.add(
+            &format!("audio {n} channels"),
+            format!("{ch} ({want})"),
+            got.channels,
+            got.channels == ch,
+        );
+        if let Some(depth) = pcm_depth(&a.codec) {
+            c.eq(&format!("audio {n} bit depth"), depth, got.bit_depth);
+        }
+    }
+    let _ = scan;
+    if let Some(t) = target {
+        let prog = loudness::programme_streams(probe);
+        if prog.is_empty() {
+            c.add(
+                "loudness",
+                format!("{} LUFS", t.integrated_lufs),
+                "no audio",
+                false,
+            );
+            return Ok(());
+        }
+        let l = loudness::measure(file, &prog).map_err(|e| match e {
+            loudness::LoudnessError::Av(av) => VerifyError::Av(av),
+            other => VerifyError::Av(AvError::Invalid {
+                path: file.to_owned(),
+                what: other.to_string(),
+            }),
+        })?;
+        let i = l.integrated_lufs;
+        let pass = i.is_some_and(|i| (i - t.integrated_lufs).abs() <= t.tolerance_lu);
+        c.add(
+            "programme loudness",
+            format!("{} LUFS ±{} LU", t.integrated_lufs, t.tolerance_lu),
+            i.map_or("silence".into(), |i| format!("{i:.1} LUFS")),
+            pass,
+        );
+        let tp = l.true_peak_dbtp;
+        c.add(
+            "programme true peak",
+            format!("<= {} dBTP", t.true_peak_dbtp),
+            tp.map_or("silence".into(), |p| format!("{p:.1} dBTP")),
+            tp.is_none_or(|p| p <= t.true_peak_dbtp),
+        );
+    }
+    Ok(())
+}
+
+fn pcm_depth(codec: &str) -> Option<u32> {
+    match codec {
+        "pcm_s16le" | "pcm_s16be" => Some(16),
+        "pcm_s24le" | "pcm_s24be" => Some(24),
+        "pcm_s32le" | "pcm_s32be" => Some(32),
+        _ => None,
+    }
+}
+
+fn check_timing(
+    c: &mut Checks,
+    probe: &ProbeReport,
+    scan: &ScanReport,
+    rate: Option<Rate>,
+    source: &SourceFacts,
+) {
+    let fps = rate.map(|r| r.as_f64()).or_else(|| {
+        probe
+            .video
+            .first()
+            .and_then(|v| v.frame_rate.as_deref())
+            .and_then(|r| r.parse::<Rate>().ok())
+            .map(|r| r.as_f64())
+    });
+    let frame = fps.map_or(0.04, |f| 1.0 / f);
+    let video_dur = fps.and_then(|f| scan.video_duration_s(f));
+    if let Some(src) = source.duration_s {
+        let measured =
+            video_dur.or_else(|| scan.audio.iter().map(|a| a.duration_s).reduce(f64::max));
+        let pass = measured.is_some_and(|m| (m - src).abs() <= frame + 1e-6);
+        c.add(
+            "duration vs source",
+            format!("{src:.3} s ±1 frame"),
+            measured.map_or("unknown".into(), |m| format!("{m:.3} s")),
+            pass,
+        );
+    }
+    if let Some(vd) = video_dur {
+        for a in &scan.audio {
+            let pass = (a.duration_s - vd).abs() <= frame + 0.025;
+            c.add(
+                &format!("audio stream {} duration vs video", a.index),
+                format!("{vd:.3} s ±1 frame"),
+                format!("{:.3} s", a.duration_s),
+                pass,
+            );
+        }
+    }
+    if let Some(tc) = &source.start_timecode {
+        c.eq(
+            "start timecode",
+            tc.clone(),
+            probe.container.start_timecode.clone(),
+        );
+    }
+}
+
+fn reduce(a: u32, b: u32) -> (u32, u32) {
+    match Rate::reduced(i64::from(a), i64::from(b)) {
+        Some(r) => (r.num, r.den),
+        None => (a, b),
+    }
+}
+
+/// Writes the report as `<file>.verify.json` (temporary name, fsync, rename).
+pub fn write_report(report: &VerifyReport, file: &Path) -> Result<PathBuf, VerifyError> {
+    let mut target = file.as_os_str().to_owned();
+    target.push(".verify.json");
+    let target = PathBuf::from(target);
+    let mut tmp = target.as_os_str().to_owned();
+    tmp.push(".part");
+    let tmp = PathBuf::from(tmp);
+    let w = |e: std::io::Error| VerifyError::Write {
+        file: target.clone(),
+        source: e,
+    };
+    let json = serde_json::to_vec_pretty(report).map_err(|e| w(std::io::Error::other(e)))?;
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp).map_err(w)?;
+        f.write_all(&json).map_err(w)?;
+        f.write_all(b"\n").map_err(w)?;
+        f.sync_all().map_err(w)?;
+    }
+    std::fs::rename(&tmp, &target).map_err(w)?;
+    Ok(target)
+}
