@@ -4,6 +4,7 @@
 pub mod av;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod profile;
 pub mod qc;
 pub mod telemetry;

@@ -1063,7 +1063,7 @@ fn audio_thread(
     Ok(())
 }
 
-fn open_audio_encoder(t: &AudioTrack) -> Result<ff::encoder::Audio, String> {
+pub(crate) fn open_audio_encoder(t: &AudioTrack) -> Result<ff::encoder::Audio, String> {
     let codec = ff::encoder::find_by_name(&t.encoder)
         .ok_or_else(|| format!("encoder {} is not in the linked FFmpeg", t.encoder))?;
     let ctx = ff::codec::Context::new_with_codec(codec);

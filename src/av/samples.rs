@@ -16,6 +16,75 @@ pub struct Block<'a> {
 pub fn decode_f32(
     path: &Path,
     streams: &[usize],
+    each: impl FnMut(&Block<'_>),
+) -> Result<(), AvError> {
+    decode_f32_through(path, streams, None, None, each)
+}
+
+/// An encoder and the decoder of its own output: what a lossy codec does to the samples.
+struct CodecTrip {
+    enc: ff::encoder::Audio,
+    dec: ff::decoder::Audio,
+    pts: i64,
+    packet: ff::Packet,
+    decoded: ff::frame::Audio,
+}
+
+impl CodecTrip {
+    fn new(track: &super::engine::AudioTrack) -> Result<CodecTrip, String> {
+        let enc = super::engine::open_audio_encoder(track)?;
+        let params = ff::codec::Parameters::from(&*enc);
+        let dec = ff::codec::Context::from_parameters(params)
+            .and_then(|c| c.decoder().audio())
+            .map_err(|e| format!("decoder for {}: {e}", track.encoder))?;
+        Ok(CodecTrip {
+            enc,
+            dec,
+            pts: 0,
+            packet: ff::Packet::empty(),
+            decoded: ff::frame::Audio::empty(),
+        })
+    }
+
+    /// Encodes `frame` (or flushes with `None`) and hands every decoded result to `each`.
+    fn pass(&mut self, frame: Option<&mut ff::frame::Audio>, each: &mut impl FnMut(&Block<'_>)) {
+        match frame {
+            Some(f) => {
+                f.set_pts(Some(self.pts));
+                self.pts += f.samples() as i64;
+                let _ = self.enc.send_frame(f);
+            }
+            None => {
+                let _ = self.enc.send_eof();
+            }
+        }
+        while self.enc.receive_packet(&mut self.packet).is_ok() {
+            let _ = self.dec.send_packet(&self.packet);
+            while self.dec.receive_frame(&mut self.decoded).is_ok() {
+                deliver(&self.decoded, each);
+            }
+        }
+    }
+}
+
+fn deliver(out: &ff::frame::Audio, each: &mut impl FnMut(&Block<'_>)) {
+    let ch = graph::channels(out);
+    let planes: Vec<&[f32]> = (0..ch)
+        .map(|c| &out.plane::<f32>(c)[..out.samples()])
+        .collect();
+    each(&Block {
+        rate: out.rate(),
+        planes,
+    });
+}
+
+/// [`decode_f32`] with a filter chain applied to the merged channels (e.g. a mix and a level
+/// correction), so that what an encode will produce can be measured before it is made.
+pub fn decode_f32_through(
+    path: &Path,
+    streams: &[usize],
+    chain: Option<&str>,
+    codec: Option<&super::engine::AudioTrack>,
     mut each: impl FnMut(&Block<'_>),
 ) -> Result<(), AvError> {
     let mut ictx = input::open(path)?;
@@ -43,20 +112,30 @@ pub fn decode_f32(
     }
     let k = streams.len();
     let mut pending: Vec<Vec<ff::frame::Audio>> = (0..k).map(|_| Vec::new()).collect();
+    let chain = chain.map(|c| format!("{c},")).unwrap_or_default();
     let mut g: Option<ff::filter::Graph> = None;
     let mut out = ff::frame::Audio::empty();
 
-    let mut drain = |g: &mut ff::filter::Graph, out: &mut ff::frame::Audio| {
+    let mut trip = match codec {
+        Some(t) => {
+            Some(CodecTrip::new(t).map_err(|e| inv(format!("audio codec round trip: {e}")))?)
+        }
+        None => None,
+    };
+    let frame_size = trip.as_ref().map_or(0, |t| t.enc.frame_size());
+    let mut drain = |g: &mut ff::filter::Graph, out: &mut ff::frame::Audio, last: bool| {
         let mut sink = g.get("out0").expect("sink exists in a built graph");
+        if frame_size > 0 {
+            sink.sink().set_frame_size(frame_size);
+        }
         while sink.sink().frame(out).is_ok() {
-            let ch = graph::channels(out);
-            let planes: Vec<&[f32]> = (0..ch)
-                .map(|c| &out.plane::<f32>(c)[..out.samples()])
-                .collect();
-            each(&Block {
-                rate: out.rate(),
-                planes,
-            });
+            match trip.as_mut() {
+                Some(t) => t.pass(Some(out), &mut each),
+                None => deliver(out, &mut each),
+            }
+        }
+        if let (true, Some(t)) = (last, trip.as_mut()) {
+            t.pass(None, &mut each);
         }
     };
 
@@ -81,7 +160,7 @@ pub fn decode_f32(
                     })
                     .collect();
                 let spec = if k == 1 {
-                    "[in0]aformat=sample_fmts=fltp[out0]".to_string()
+                    format!("[in0]{chain}aformat=sample_fmts=fltp[out0]")
                 } else {
                     let mut s = String::new();
                     for (i, p) in pending.iter().enumerate() {
@@ -94,7 +173,9 @@ pub fn decode_f32(
                     for i in 0..k {
                         s.push_str(&format!("[r{i}]"));
                     }
-                    s.push_str(&format!("amerge=inputs={k},aformat=sample_fmts=fltp[out0]"));
+                    s.push_str(&format!(
+                        "amerge=inputs={k},{chain}aformat=sample_fmts=fltp[out0]"
+                    ));
                     s
                 };
                 let built = graph::build(
@@ -113,7 +194,7 @@ pub fn decode_f32(
                         let _ = gg.get(&format!("in{i}")).expect("source").source().add(&f);
                     }
                 }
-                drain(gg, out);
+                drain(gg, out, false);
             }
             return Ok(());
         }
@@ -123,7 +204,7 @@ pub fn decode_f32(
             .expect("source")
             .source()
             .add(&f);
-        drain(gg, out);
+        drain(gg, out, false);
         Ok(())
     };
 
@@ -153,7 +234,7 @@ pub fn decode_f32(
             for i in 0..k {
                 let _ = gg.get(&format!("in{i}")).expect("source").source().flush();
             }
-            drain(gg, &mut out);
+            drain(gg, &mut out, true);
             Ok(())
         }
         None => Err(inv("no audio could be decoded".into())),

@@ -6,6 +6,7 @@ use std::path::Path;
 use ebur128::{Channel, EbuR128, Mode};
 use serde::Serialize;
 
+use crate::av::engine::AudioTrack;
 use crate::av::probe::ProbeReport;
 use crate::av::{samples, AvError};
 
@@ -73,6 +74,39 @@ fn channel_roles(n: usize) -> Vec<Channel> {
 
 /// Measures the given audio streams of `path` together as one programme.
 pub fn measure(path: &Path, streams: &[usize]) -> Result<Loudness, LoudnessError> {
+    measure_mix(path, streams, None)
+}
+
+/// One output channel as a weighted sum of the merged input channels (empty: silence).
+pub type Mix = Vec<(usize, f64)>;
+
+/// Measures what a channel mix of the given streams will sound like, before it is made: the
+/// streams are merged in order and each output channel is computed from `mixes`.
+pub fn measure_mix(
+    path: &Path,
+    streams: &[usize],
+    mixes: Option<&[Mix]>,
+) -> Result<Loudness, LoudnessError> {
+    measure_with(path, streams, mixes, None, None)
+}
+
+/// Measures the merged streams after a libavfilter chain (the same chain an encode will apply).
+pub fn measure_chain(
+    path: &Path,
+    streams: &[usize],
+    chain: &str,
+    codec: Option<&AudioTrack>,
+) -> Result<Loudness, LoudnessError> {
+    measure_with(path, streams, None, Some(chain), codec)
+}
+
+fn measure_with(
+    path: &Path,
+    streams: &[usize],
+    mixes: Option<&[Mix]>,
+    chain: Option<&str>,
+    codec: Option<&AudioTrack>,
+) -> Result<Loudness, LoudnessError> {
     let file = path.display().to_string();
     let meter_err = |e: ebur128::Error| LoudnessError::Meter {
         file: file.clone(),
@@ -81,12 +115,32 @@ pub fn measure(path: &Path, streams: &[usize]) -> Result<Loudness, LoudnessError
     let mut meter: Option<EbuR128> = None;
     let mut failure: Option<LoudnessError> = None;
     let mut channels = 0usize;
-    samples::decode_f32(path, streams, |block| {
+    let mut mixed: Vec<Vec<f32>> = Vec::new();
+    samples::decode_f32_through(path, streams, chain, codec, |block| {
         if failure.is_some() || block.planes.is_empty() {
             return;
         }
+        let planes: Vec<&[f32]> = match mixes {
+            None => block.planes.clone(),
+            Some(mixes) => {
+                let n = block.planes[0].len();
+                mixed.resize_with(mixes.len(), Vec::new);
+                for (out, mix) in mixed.iter_mut().zip(mixes) {
+                    out.clear();
+                    out.resize(n, 0.0);
+                    for &(ch, gain) in mix {
+                        if let Some(src) = block.planes.get(ch) {
+                            for (o, x) in out.iter_mut().zip(src.iter()) {
+                                *o += *x * gain as f32;
+                            }
+                        }
+                    }
+                }
+                mixed.iter().map(|v| v.as_slice()).collect()
+            }
+        };
         if meter.is_none() {
-            channels = block.planes.len();
+            channels = planes.len();
             match EbuR128::new(
                 channels as u32,
                 block.rate,
@@ -105,7 +159,7 @@ pub fn measure(path: &Path, streams: &[usize]) -> Result<Loudness, LoudnessError
             }
         }
         if let Some(m) = meter.as_mut() {
-            if let Err(e) = m.add_frames_planar_f32(&block.planes) {
+            if let Err(e) = m.add_frames_planar_f32(&planes) {
                 failure = Some(meter_err(e));
             }
         }

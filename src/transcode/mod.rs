@@ -19,6 +19,7 @@ use crate::av::AvError;
 use crate::config::Rate;
 use crate::profile::verify::SourceFacts;
 use crate::profile::{self, Profile, RateControl, Scan};
+use crate::qc::loudness::{self, Loudness};
 use crate::timecode::Timecode;
 use plan::{DstVideo, SrcAudio, SrcVideo};
 
@@ -255,6 +256,7 @@ pub fn compile(
 
     let mut outputs = Vec::new();
     let mut planned = Vec::new();
+    let mut measured: Vec<(Vec<plan::ChannelMix>, Loudness)> = Vec::new();
     let mut facts = Vec::new();
     // The picture's length is what outputs must keep; audio may run a little longer.
     let src_video_duration = sv.and_then(|v| v.duration_s).or(duration);
@@ -466,7 +468,11 @@ pub fn compile(
                         what: format!("audio encoder {} not found", a.codec),
                     }
                 })?;
-                let filter = plan::audio_graph(&src_audio, &chans, a.sample_rate, &fmt);
+                let level = match &prof.loudness {
+                    Some(t) => level_fix(src, &src_audio, &chans, t, a, &mut measured)?,
+                    None => None,
+                };
+                let filter = plan::audio_graph(&src_audio, &chans, a.sample_rate, &fmt, level);
                 let options: Vec<(String, String)> = a
                     .options
                     .iter()
@@ -545,6 +551,101 @@ pub fn compile(
         expected_frames,
         duration_s: duration,
     })
+}
+
+/// The gain (and limiter) that brings the programme of these tracks to the target: the mix is
+/// measured on the source before encoding (BS.1770-4), so the correction is one linear gain
+/// unless the peaks would pass the ceiling. Measurements are shared between outputs that make
+/// the same programme mix.
+fn level_fix(
+    src: &ProbeReport,
+    src_audio: &[SrcAudio],
+    tracks: &[u32],
+    target: &profile::LoudnessTarget,
+    audio: &profile::Audio,
+    measured: &mut Vec<(Vec<plan::ChannelMix>, Loudness)>,
+) -> Result<Option<plan::LevelFix>, TranscodeError> {
+    if src_audio.is_empty() {
+        return Ok(None);
+    }
+    let mix = plan::programme_mix(src_audio, tracks);
+    let l = match measured.iter().find(|(m, _)| *m == mix) {
+        Some((_, l)) => l.clone(),
+        None => {
+            let streams: Vec<usize> = src.audio.iter().map(|a| a.index).collect();
+            let l =
+                loudness::measure_mix(Path::new(&src.file), &streams, Some(&mix)).map_err(|e| {
+                    TranscodeError::Source {
+                        file: src.file.clone(),
+                        what: format!("loudness of the programme: {e}"),
+                    }
+                })?;
+            measured.push((mix.clone(), l.clone()));
+            l
+        }
+    };
+    let Some(i) = l.integrated_lufs else {
+        return Ok(None); // silence: nothing to normalise
+    };
+    let gain_db = target.integrated_lufs - i;
+    // The oversampled limiter lets a few tenths of a dB through: aim under the ceiling.
+    let threshold = target.true_peak_dbtp - 0.5;
+    let peak_after = l.true_peak_dbtp.map(|p| p + gain_db);
+    let limit_dbfs = peak_after.filter(|p| *p > threshold).map(|_| threshold);
+    let mut fix = plan::LevelFix {
+        gain_db,
+        limit_dbfs,
+    };
+    let lossy = !audio.codec.starts_with("pcm_");
+    if limit_dbfs.is_some() || lossy {
+        // Limiting takes loudness away and a lossy codec changes both loudness and peaks: run
+        // the audio through the same chain and the same encoder, decode it, measure what comes
+        // out, and correct, a few times at most.
+        let streams: Vec<usize> = src.audio.iter().map(|a| a.index).collect();
+        let rate = audio.sample_rate;
+        let track = AudioTrack {
+            encoder: audio.codec.clone(),
+            sample_rate: rate,
+            channels: mix.len() as u32,
+            bit_rate: audio.bitrate.map(|b| b.bps()),
+            options: audio
+                .options
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        };
+        for _ in 0..4 {
+            let chain = format!(
+                "aresample={rate},{},{},aresample={rate}",
+                plan::pan(&mix),
+                fix.chain(rate)
+            );
+            let out = loudness::measure_chain(
+                Path::new(&src.file),
+                &streams,
+                &chain,
+                lossy.then_some(&track),
+            )
+            .map_err(|e| TranscodeError::Source {
+                file: src.file.clone(),
+                what: format!("loudness of the corrected programme: {e}"),
+            })?;
+            let Some(i) = out.integrated_lufs else { break };
+            let miss = target.integrated_lufs - i;
+            let over = out
+                .true_peak_dbtp
+                .map_or(0.0, |p| p - (target.true_peak_dbtp - 0.2));
+            if miss.abs() <= target.tolerance_lu * 0.3 && over <= 0.0 {
+                break;
+            }
+            fix.gain_db += miss;
+            if over > 0.0 || fix.limit_dbfs.is_some() {
+                let base = fix.limit_dbfs.unwrap_or(threshold);
+                fix.limit_dbfs = Some(if over > 0.0 { base - over } else { base });
+            }
+        }
+    }
+    Ok(Some(fix))
 }
 
 /// Codecs and chroma NVDEC decodes on every NVIDIA generation that has NVENC.

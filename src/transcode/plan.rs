@@ -365,7 +365,51 @@ fn layout_name(channels: u32) -> &'static str {
 
 /// The audio graph: `[in0]…` source streams merged into one bus, one `[outJ]` per track.
 /// With no source audio, each track is silence lasting `{duration}` (filled in by the engine).
-pub fn audio_graph(src: &[SrcAudio], tracks: &[u32], rate: u32, sample_fmt: &str) -> String {
+/// A level correction applied to every track: a gain, and a limiter on the 4× oversampled
+/// signal (an approximation of a true-peak limiter) when the gain alone would push peaks over
+/// `limit_dbfs`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LevelFix {
+    pub gain_db: f64,
+    pub limit_dbfs: Option<f64>,
+}
+
+impl LevelFix {
+    pub fn chain(&self, rate: u32) -> String {
+        let mut c = format!("volume={:.2}dB", self.gain_db);
+        if let Some(l) = self.limit_dbfs {
+            let lin = 10f64.powf(l / 20.0).clamp(0.0625, 1.0);
+            c.push_str(&format!(
+                ",aresample={},alimiter=limit={lin:.5}:attack=1:release=60:level=0,aresample={rate}",
+                rate * 4
+            ));
+        }
+        c
+    }
+}
+
+/// The programme of a set of output tracks, as mixes of the source bus: a stereo (or 5.1) first
+/// track, else the first two mono tracks as a pair, else the first mono track.
+pub fn programme_mix(src: &[SrcAudio], tracks: &[u32]) -> Vec<ChannelMix> {
+    let mixes = map_tracks(src, tracks);
+    match tracks {
+        [n, ..] if *n >= 2 => mixes[0].clone(),
+        [1, 1, ..] => vec![mixes[0][0].clone(), mixes[1][0].clone()],
+        [_, ..] => mixes[0].clone(),
+        [] => Vec::new(),
+    }
+}
+
+pub fn audio_graph(
+    src: &[SrcAudio],
+    tracks: &[u32],
+    rate: u32,
+    sample_fmt: &str,
+    level: Option<LevelFix>,
+) -> String {
+    let fix = level
+        .map(|l| format!("{},", l.chain(rate)))
+        .unwrap_or_default();
     let tail = |n: u32| {
         format!(
             "aformat=sample_fmts={sample_fmt}:sample_rates={rate}:channel_layouts={}",
@@ -410,36 +454,36 @@ pub fn audio_graph(src: &[SrcAudio], tracks: &[u32], rate: u32, sample_fmt: &str
     }
     let mixes = map_tracks(src, tracks);
     for (j, (mix, &n)) in mixes.iter().zip(tracks).enumerate() {
-        let chans: Vec<String> = mix
-            .iter()
-            .enumerate()
-            .map(|(c, terms)| {
-                let expr = if terms.is_empty() {
-                    "0*c0".to_string()
-                } else {
-                    terms
-                        .iter()
-                        .map(|(ch, g)| {
-                            if (*g - 1.0).abs() < 1e-9 {
-                                format!("c{ch}")
-                            } else {
-                                format!("{g:.6}*c{ch}")
-                            }
-                        })
-                        .collect::<Vec<_>>()
-                        .join("+")
-                };
-                format!("c{c}={expr}")
-            })
-            .collect();
-        parts.push(format!(
-            "[s{j}]pan={}|{},{}[out{j}]",
-            layout_name(n),
-            chans.join("|"),
-            tail(n)
-        ));
+        parts.push(format!("[s{j}]{},{fix}{}[out{j}]", pan(mix), tail(n)));
     }
     parts.join(";")
+}
+
+/// The `pan` filter making these output channels from the bus.
+pub fn pan(mix: &[ChannelMix]) -> String {
+    let chans: Vec<String> = mix
+        .iter()
+        .enumerate()
+        .map(|(c, terms)| {
+            let expr = if terms.is_empty() {
+                "0*c0".to_string()
+            } else {
+                terms
+                    .iter()
+                    .map(|(ch, g)| {
+                        if (*g - 1.0).abs() < 1e-9 {
+                            format!("c{ch}")
+                        } else {
+                            format!("{g:.6}*c{ch}")
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("+")
+            };
+            format!("c{c}={expr}")
+        })
+        .collect();
+    format!("pan={}|{}", layout_name(mix.len() as u32), chans.join("|"))
 }
 
 #[cfg(test)]
@@ -588,6 +632,27 @@ mod tests {
     }
 
     #[test]
+    fn level_fix_adds_gain_and_an_oversampled_limiter() {
+        let g = audio_graph(
+            &[SrcAudio { channels: 2 }],
+            &[2],
+            48000,
+            "fltp",
+            Some(LevelFix {
+                gain_db: 3.5,
+                limit_dbfs: Some(-2.0),
+            }),
+        );
+        assert!(
+            g.contains("volume=3.50dB,aresample=192000,alimiter=limit=0.79433"),
+            "{g}"
+        );
+        assert!(g.contains("aresample=48000,aformat"), "{g}");
+        let p = programme_mix(&[SrcAudio { channels: 1 }; 4], &[1; 8]);
+        assert_eq!(p, vec![vec![(0, 1.0)], vec![(1, 1.0)]]);
+    }
+
+    #[test]
     fn mono_tracks_map_track_for_track() {
         let m = map_tracks(&[SrcAudio { channels: 1 }; 4], &[1; 8]);
         assert_eq!(m[3], vec![vec![(3, 1.0)]]);
@@ -624,12 +689,13 @@ mod tests {
             &[2],
             48000,
             "fltp",
+            None,
         );
         assert!(
             g.contains("amerge=inputs=2") && g.contains("pan=stereo|c0=c0|c1=c1"),
             "{g}"
         );
-        let g = audio_graph(&[], &[1, 1], 48000, "s32");
+        let g = audio_graph(&[], &[1, 1], 48000, "s32", None);
         assert!(g.contains("anullsrc") && g.contains("[out1]"), "{g}");
     }
 }
