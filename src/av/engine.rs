@@ -73,6 +73,8 @@ pub struct VideoOut {
     pub sample_aspect: (i32, i32),
     /// Encoder options (global and private), passed at open.
     pub options: Vec<(String, String)>,
+    /// The muxer wants codec headers out of band (MP4, MOV, Matroska; see [`muxer_global_header`]).
+    pub global_header: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +91,7 @@ pub struct AudioTrack {
     pub channels: u32,
     pub bit_rate: Option<u64>,
     pub options: Vec<(String, String)>,
+    pub global_header: bool,
 }
 
 /// Counters the caller reads while the pipeline runs.
@@ -143,6 +146,17 @@ pub fn video_encoder_formats(encoder: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// Whether a muxer takes codec headers out of band (AVFMT_GLOBALHEADER), as encoders must know.
+pub fn muxer_global_header(name: &str) -> bool {
+    super::init();
+    let c = std::ffi::CString::new(name).unwrap_or_default();
+    // SAFETY: av_guess_format returns a static muxer description or null.
+    unsafe {
+        let f = ffi::av_guess_format(c.as_ptr(), std::ptr::null(), std::ptr::null());
+        !f.is_null() && (*f).flags & ffi::AVFMT_GLOBALHEADER as i32 != 0
+    }
 }
 
 /// Whether a muxer of this name exists in the linked FFmpeg.
@@ -843,8 +857,9 @@ fn open_video_encoder(
         if !hw_frames.is_null() {
             c.hw_frames_ctx = ffi::av_buffer_ref(hw_frames);
         }
-        // Muxers that need global headers (MP4, MOV, MXF for H.264) get them.
-        c.flags |= ffi::AV_CODEC_FLAG_GLOBAL_HEADER as i32;
+        if v.global_header {
+            c.flags |= ffi::AV_CODEC_FLAG_GLOBAL_HEADER as i32;
+        }
     }
     let mut dict = ff::Dictionary::new();
     for (k, val) in &v.options {
@@ -1089,7 +1104,9 @@ pub(crate) fn open_audio_encoder(t: &AudioTrack) -> Result<ff::encoder::Audio, S
             c.channel_layout = c.ch_layout.u.mask;
             c.channels = t.channels as i32;
         }
-        c.flags |= ffi::AV_CODEC_FLAG_GLOBAL_HEADER as i32;
+        if t.global_header {
+            c.flags |= ffi::AV_CODEC_FLAG_GLOBAL_HEADER as i32;
+        }
     }
     let mut dict = ff::Dictionary::new();
     for (k, v) in &t.options {
@@ -1293,6 +1310,7 @@ pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), 
         bt709: true,
         sample_aspect: (1, 1),
         options: vec![("preset".into(), "veryfast".into())],
+        global_header: true,
     };
     let track = AudioTrack {
         encoder: "aac".into(),
@@ -1300,6 +1318,7 @@ pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), 
         channels: 2,
         bit_rate: Some(192_000),
         options: vec![],
+        global_header: true,
     };
     let part = part_path(path);
     let out = OutputSpec {

@@ -13,20 +13,22 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Bitrate, Rate};
 
 /// Profiles compiled into the binary: a fresh machine has them without any file on disk.
-const EMBEDDED: &[(&str, &str)] = &[
-    (
-        "web-h264.toml",
-        include_str!("../../firmware-config/profiles/web-h264.toml"),
-    ),
-    (
-        "proxy.toml",
-        include_str!("../../firmware-config/profiles/proxy.toml"),
-    ),
-    (
-        "xdcam-hd422-1080i25.toml",
-        include_str!("../../firmware-config/profiles/xdcam-hd422-1080i25.toml"),
-    ),
-];
+macro_rules! embedded {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../../firmware-config/profiles/", $name)))),*]
+    };
+}
+
+const EMBEDDED: &[(&str, &str)] = embedded!(
+    "web-h264.toml",
+    "mobile-h264.toml",
+    "proxy.toml",
+    "xdcam-hd422-1080i25.toml",
+    "xdcam-hd422-720p50.toml",
+    "avci100-1080i25.toml",
+    "prores-422hq.toml",
+    "dnxhd-hq-1080.toml",
+);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
@@ -124,6 +126,8 @@ pub enum RateControl {
     Vbr,
     Cbr,
     Crf,
+    /// The codec's class fixes the rate (AVC-Intra, ProRes, DNxHR): nothing to set.
+    Codec,
 }
 
 /// `"source"` or a rational.
@@ -409,6 +413,7 @@ fn validate_video(v: &Video, o: &Output) -> Result<(), String> {
                 return Err("crf: rate_control = \"crf\" needs crf".into());
             }
         }
+        RateControl::Codec => {}
         RateControl::Cbr | RateControl::Vbr => {
             if v.bitrate.is_none() {
                 return Err("bitrate: this rate control needs a bitrate".into());

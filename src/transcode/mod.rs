@@ -351,8 +351,12 @@ pub fn compile(
                     if let Some(t) = &v.tune {
                         options.push(("tune".into(), t.clone()));
                     }
-                    if let Some(p) = &v.profile {
-                        options.push(("profile".into(), p.clone()));
+                    // x264 takes these profile names; others ("high 4:2:2 intra" for AVC-Intra,
+                    // set by avcintra-class) are only checked on the result.
+                    if let Some(p) = v.profile.as_deref().filter(|p| {
+                        ["baseline", "main", "high", "high10", "high422", "high444"].contains(p)
+                    }) {
+                        options.push(("profile".into(), p.to_string()));
                     }
                     if let Some(l) = &v.level {
                         options.push(("level".into(), l.clone()));
@@ -382,7 +386,7 @@ pub fn compile(
                         "rc".into(),
                         match v.rate_control {
                             RateControl::Cbr => "cbr",
-                            RateControl::Vbr => "vbr",
+                            RateControl::Vbr | RateControl::Codec => "vbr",
                             RateControl::Crf => "constqp",
                         }
                         .into(),
@@ -446,6 +450,7 @@ pub fn compile(
                     bt709: v.color.as_deref() == Some("bt709"),
                     sample_aspect: (fit.sar.0 as i32, fit.sar.1 as i32),
                     options,
+                    global_header: engine::muxer_global_header(&o.container),
                 })
             }
             _ => None,
@@ -488,6 +493,7 @@ pub fn compile(
                             channels: c,
                             bit_rate: a.bitrate.map(|b| b.bps()),
                             options: options.clone(),
+                            global_header: engine::muxer_global_header(&o.container),
                         })
                         .collect(),
                 })
@@ -613,6 +619,7 @@ fn level_fix(
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            global_header: false,
         };
         for _ in 0..4 {
             let chain = format!(
