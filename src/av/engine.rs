@@ -155,7 +155,7 @@ pub fn muxer_global_header(name: &str) -> bool {
     // SAFETY: av_guess_format returns a static muxer description or null.
     unsafe {
         let f = ffi::av_guess_format(c.as_ptr(), std::ptr::null(), std::ptr::null());
-        !f.is_null() && (*f).flags & ffi::AVFMT_GLOBALHEADER as i32 != 0
+        !f.is_null() && (*f).flags & ffi::AVFMT_GLOBALHEADER != 0
     }
 }
 
