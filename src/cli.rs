@@ -297,7 +297,8 @@ fn cmd_transcode(
     let speed = job.duration_s.map(|d| d / secs);
     let mut verdicts = Vec::new();
     if verify {
-        for ((planned, facts), out) in job.outputs.iter().zip(&job.facts).zip(&prof.outputs) {
+        for (planned, facts) in job.outputs.iter().zip(&job.facts) {
+            let out = &prof.outputs[planned.index];
             let rep = verify::verify(
                 &planned.path,
                 &prof.name,

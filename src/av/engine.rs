@@ -32,6 +32,9 @@ pub struct PipelineSpec {
 pub struct OutputSpec {
     pub name: String,
     pub final_path: PathBuf,
+    /// Written as `<final>.part` and renamed when complete. `false` for outputs made of several
+    /// files (HLS), written in place inside a directory that the caller publishes as a whole.
+    pub atomic: bool,
     pub muxer: String,
     /// Muxer options given at write_header (e.g. `movflags=+faststart`).
     pub mux_options: Vec<(String, String)>,
@@ -317,7 +320,11 @@ pub fn run(
                 });
             }
         }
-        let part = part_path(&o.final_path);
+        let part = if o.atomic {
+            part_path(&o.final_path)
+        } else {
+            o.final_path.clone()
+        };
         parts.push(part.clone());
         let n_streams = o.video.is_some() as usize + o.audio.as_ref().map_or(0, |a| a.tracks.len());
         let (mtx, mrx) = bounded::<MuxMsg>(256);
@@ -1233,6 +1240,9 @@ fn mux_inner(
     if cancel.load(Ordering::Relaxed) {
         return Err("cancelled".into());
     }
+    if !o.atomic {
+        return Ok(());
+    }
     let f = std::fs::File::open(part).map_err(|e| format!("{}: {e}", part.display()))?;
     f.sync_all()
         .map_err(|e| format!("fsync {}: {e}", part.display()))?;
@@ -1324,6 +1334,7 @@ pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), 
     let out = OutputSpec {
         name: "clip".into(),
         final_path: path.to_owned(),
+        atomic: true,
         muxer: "mp4".into(),
         mux_options: vec![],
         metadata: vec![("timecode".into(), timecode.into())],

@@ -480,3 +480,33 @@ pub fn layout_name(l: &ffi::AVChannelLayout) -> Option<String> {
         cstr_opt(buf.as_ptr())
     }
 }
+
+/// The codec name, libav profile number and extradata (avcC, hvcC, AudioSpecificConfig) of the
+/// first stream of a kind: what RFC 6381 codec strings are made from.
+pub fn codec_config(path: &Path, video: bool) -> Result<Option<(String, i32, Vec<u8>)>, AvError> {
+    let ictx = input::open(path)?;
+    let want = if video {
+        ffi::AVMediaType::AVMEDIA_TYPE_VIDEO
+    } else {
+        ffi::AVMediaType::AVMEDIA_TYPE_AUDIO
+    };
+    for st in ictx.streams() {
+        // SAFETY: the codec parameters belong to `ictx`, alive for this loop; extradata is
+        // `extradata_size` bytes long when not null.
+        let found = unsafe {
+            let par = &*(*st.as_ptr()).codecpar;
+            (par.codec_type == want).then(|| {
+                let data = if par.extradata.is_null() || par.extradata_size <= 0 {
+                    Vec::new()
+                } else {
+                    std::slice::from_raw_parts(par.extradata, par.extradata_size as usize).to_vec()
+                };
+                (codec_name(par.codec_id).0, par.profile, data)
+            })
+        };
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}

@@ -28,6 +28,7 @@ const EMBEDDED: &[(&str, &str)] = embedded!(
     "avci100-1080i25.toml",
     "prores-422hq.toml",
     "dnxhd-hq-1080.toml",
+    "hls-ladder.toml",
 );
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +53,8 @@ pub struct Profile {
     pub description: String,
     /// Loudness the programme audio of every output must land on.
     pub loudness: Option<LoudnessTarget>,
+    /// Outputs published together as one directory (an adaptive-streaming package).
+    pub package: Option<Package>,
     pub outputs: Vec<Output>,
     /// Where it was read from (`embedded:…` or a path).
     #[serde(skip)]
@@ -74,6 +77,53 @@ pub struct LoudnessTarget {
 
 fn half_lu() -> f64 {
     0.5
+}
+
+/// A package: every output goes into `<stem>_<profile>/<output>/`, published by one rename.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Package {
+    /// Write `master.m3u8` over the HLS outputs (bandwidths and codecs measured on the result).
+    #[serde(default = "yes")]
+    pub hls_master: bool,
+    /// Also write `manifest.mpd` over the same fMP4 segments.
+    #[serde(default)]
+    pub dash: bool,
+    /// Leave out video renditions taller than the source (the smallest one is always made).
+    #[serde(default = "yes")]
+    pub skip_upscale: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// HLS output settings.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HlsSettings {
+    #[serde(default = "six")]
+    pub segment_seconds: f64,
+    /// "fmp4" (CMAF) or "mpegts".
+    #[serde(default = "fmp4")]
+    pub segment_type: String,
+}
+
+impl Default for HlsSettings {
+    fn default() -> Self {
+        HlsSettings {
+            segment_seconds: six(),
+            segment_type: fmp4(),
+        }
+    }
+}
+
+fn six() -> f64 {
+    6.0
+}
+
+fn fmp4() -> String {
+    "fmp4".into()
 }
 
 /// Tolerances of the check made after the encode.
@@ -110,6 +160,8 @@ pub struct Output {
     pub audio: Option<Audio>,
     #[serde(default)]
     pub verify: VerifySettings,
+    /// For `container = "hls"`.
+    pub hls: Option<HlsSettings>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -225,6 +277,7 @@ impl Output {
         }
         match self.container.as_str() {
             "matroska" => "mkv",
+            "hls" => "m3u8",
             "mpegts" => "ts",
             other => other,
         }
@@ -335,6 +388,42 @@ pub fn validate(p: &Profile) -> Result<(), String> {
                 "{at}.container: no muxer {:?} in the linked FFmpeg",
                 o.container
             ));
+        }
+        if o.container == "hls" {
+            let h = o.hls.clone().unwrap_or_default();
+            if !(1.0..=30.0).contains(&h.segment_seconds) {
+                return Err(format!(
+                    "{at}.hls.segment_seconds: {} is not between 1 and 30",
+                    h.segment_seconds
+                ));
+            }
+            if !matches!(h.segment_type.as_str(), "fmp4" | "mpegts") {
+                return Err(format!(
+                    "{at}.hls.segment_type: {:?} is not \"fmp4\" or \"mpegts\"",
+                    h.segment_type
+                ));
+            }
+            if p.package.is_none() {
+                return Err(format!("{at}.container: HLS outputs belong to a [package]"));
+            }
+            if let Some(v) = &o.video {
+                if v.scan != Scan::Progressive {
+                    return Err(format!("{at}.video.scan: HLS renditions are progressive"));
+                }
+                if let Some(g) = v.gop_seconds {
+                    if (h.segment_seconds / g).fract().abs() > 1e-6 {
+                        return Err(format!(
+                            "{at}.hls.segment_seconds: {} is not a whole number of GOPs ({g} s): segments must start on an IDR",
+                            h.segment_seconds
+                        ));
+                    }
+                }
+            }
+            if p.package.as_ref().is_some_and(|pk| pk.dash) && h.segment_type != "fmp4" {
+                return Err(format!("{at}.hls.segment_type: DASH needs fMP4 segments"));
+            }
+        } else if o.hls.is_some() {
+            return Err(format!("{at}.hls: only for container = \"hls\""));
         }
         if o.faststart && !matches!(o.container.as_str(), "mp4" | "mov") {
             return Err(format!(
@@ -447,8 +536,45 @@ fn validate_video(v: &Video, o: &Output) -> Result<(), String> {
             v.display_aspect.as_deref().unwrap_or("")
         ));
     }
+    if let Some(class) = v.options.get("x264-params").and_then(|p| {
+        p.split(':')
+            .find_map(|kv| kv.strip_prefix("avcintra-class="))
+    }) {
+        let sizes: &[(u32, u32)] = match class {
+            "50" => &[(1440, 1080), (960, 720)],
+            "100" | "200" => &[(1920, 1080), (1280, 720)],
+            other => {
+                return Err(format!(
+                    "options.x264-params: AVC-Intra class {other} is not 50, 100 or 200"
+                ))
+            }
+        };
+        if !sizes.contains(&(v.width, v.height)) {
+            return Err(format!(
+                "width/height: AVC-Intra class {class} is defined for {} only, not {}x{}",
+                sizes
+                    .iter()
+                    .map(|(w, h)| format!("{w}x{h}"))
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+                v.width,
+                v.height
+            ));
+        }
+        let fmt = if class == "50" {
+            "yuv420p10le"
+        } else {
+            "yuv422p10le"
+        };
+        if v.pix_fmt != fmt {
+            return Err(format!(
+                "pix_fmt: AVC-Intra class {class} is {fmt}, not {}",
+                v.pix_fmt
+            ));
+        }
+    }
     if v.codec == "h264"
-        && v.pix_fmt != "yuv420p"
+        && !matches!(v.pix_fmt.as_str(), "yuv420p" | "nv12")
         && v.encoder.as_deref().is_some_and(|e| e.contains("nvenc"))
     {
         return Err(format!(
@@ -483,6 +609,20 @@ fn validate_audio(a: &Audio, o: &Output) -> Result<(), String> {
     for (i, t) in a.tracks.iter().enumerate() {
         if layout_channels(t).is_none() {
             return Err(format!("tracks[{i}]: {t:?} is not mono, stereo or 5.1"));
+        }
+    }
+    // Containers whose audio is mono or stereo only.
+    if matches!(o.container.as_str(), "flv" | "mp3" | "dv" | "wav") || a.codec == "mp3" {
+        if let Some((i, t)) = a
+            .tracks
+            .iter()
+            .enumerate()
+            .find(|(_, t)| layout_channels(t).unwrap_or(0) > 2)
+        {
+            return Err(format!(
+                "tracks[{i}]: {t} does not fit: {} carries mono or stereo only",
+                o.container
+            ));
         }
     }
     if o.container == "mxf" {
@@ -596,6 +736,41 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("audio.codec"), "{e}");
+        let avci = include_str!("../../firmware-config/profiles/avci100-1080i25.toml");
+        let e = parse(
+            &avci
+                .replace("width = 1920", "width = 720")
+                .replace("height = 1080", "height = 576"),
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("AVC-Intra") && e.contains("720x576"), "{e}");
+        let web = include_str!("../../firmware-config/profiles/web-h264.toml");
+        let e = parse(
+            &web.replace(
+                "codec = \"h264\"",
+                "codec = \"h264\"\nencoder = \"h264_nvenc\"",
+            )
+            .replace("pix_fmt = \"yuv420p\"", "pix_fmt = \"p010le\""),
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("NVENC"), "{e}");
+        let e = parse(
+            &web.replace("container = \"mp4\"", "container = \"flv\"")
+                .replace("faststart = true", "")
+                .replace("tracks = [\"stereo\"]", "tracks = [\"5.1\"]"),
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("tracks[0]") && e.contains("flv"), "{e}");
+        let e = parse(&web.replace("width = 1920\n", ""), "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing field `width`"), "{e}");
         let e = parse(&base.replace("height = 1080", "height = 1081"), "x.toml")
             .unwrap_err()
             .to_string();

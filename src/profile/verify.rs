@@ -11,6 +11,7 @@ use crate::av::probe::{self, ProbeReport};
 use crate::av::scan::{self, ScanReport};
 use crate::av::AvError;
 use crate::config::Rate;
+use crate::delivery::hls;
 use crate::qc::loudness;
 
 #[derive(Debug, Clone, Serialize)]
@@ -110,6 +111,68 @@ fn h264_level(l: &str) -> Option<i32> {
     Some(a.parse::<i32>().ok()? * 10 + b.parse::<i32>().ok()?)
 }
 
+/// Checks an HLS rendition: its playlist, that every segment starts on a keyframe, then the
+/// media itself (init segment and segments read back to back) as for any other output.
+fn verify_hls(
+    playlist: &Path,
+    profile: &str,
+    out: &Output,
+    loudness_target: Option<&LoudnessTarget>,
+    source: &SourceFacts,
+) -> Result<VerifyReport, VerifyError> {
+    let bad = |what: String| {
+        VerifyError::Av(AvError::Invalid {
+            path: playlist.to_owned(),
+            what,
+        })
+    };
+    let text = std::fs::read_to_string(playlist).map_err(|e| bad(e.to_string()))?;
+    let media = hls::parse_media(&text).map_err(|e| bad(e.to_string()))?;
+    let dir = playlist.parent().unwrap_or(Path::new("."));
+    let mut joined = std::env::temp_dir();
+    joined.push(format!(
+        "antenne-verify-{}-{}.media",
+        std::process::id(),
+        out.name
+    ));
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&joined).map_err(|e| bad(e.to_string()))?;
+        for uri in media
+            .map_uri
+            .iter()
+            .chain(media.segments.iter().map(|s| &s.uri))
+        {
+            let data = std::fs::read(dir.join(uri)).map_err(|e| bad(format!("{uri}: {e}")))?;
+            f.write_all(&data).map_err(|e| bad(e.to_string()))?;
+        }
+    }
+    let inner = verify_file(&joined, profile, out, loudness_target, source, Some(&media));
+    let _ = std::fs::remove_file(&joined);
+    let mut rep = inner?;
+    rep.file = playlist.display().to_string();
+    let problems = media.check();
+    rep.checks.insert(
+        0,
+        Check {
+            name: "playlist".into(),
+            expected: "valid VOD media playlist".into(),
+            measured: if problems.is_empty() {
+                format!(
+                    "{} segments, target duration {} s",
+                    media.segments.len(),
+                    media.target_duration
+                )
+            } else {
+                problems.join("; ")
+            },
+            pass: problems.is_empty() && media.ended && !media.segments.is_empty(),
+        },
+    );
+    rep.pass = rep.checks.iter().all(|c| c.pass);
+    Ok(rep)
+}
+
 /// Checks `file` against `out` (an output of `profile`).
 pub fn verify(
     file: &Path,
@@ -118,15 +181,62 @@ pub fn verify(
     loudness_target: Option<&LoudnessTarget>,
     source: &SourceFacts,
 ) -> Result<VerifyReport, VerifyError> {
+    if out.container == "hls" {
+        return verify_hls(file, profile, out, loudness_target, source);
+    }
+    verify_file(file, profile, out, loudness_target, source, None)
+}
+
+fn verify_file(
+    file: &Path,
+    profile: &str,
+    out: &Output,
+    loudness_target: Option<&LoudnessTarget>,
+    source: &SourceFacts,
+    hls_media: Option<&hls::MediaPlaylist>,
+) -> Result<VerifyReport, VerifyError> {
     let probe = probe::probe(file)?;
     let scan = scan::scan(file)?;
     let mut c = Checks(Vec::new());
+    let container = match (out.container.as_str(), &out.hls) {
+        ("hls", Some(h)) if h.segment_type == "mpegts" => "mpegts",
+        ("hls", _) => "mp4",
+        (c, _) => c,
+    };
     c.add(
         "container",
-        demuxer_of(&out.container),
+        demuxer_of(container),
         &probe.container.format,
-        probe.container.format == demuxer_of(&out.container),
+        probe.container.format == demuxer_of(container),
     );
+    if let (Some(m), Some(v)) = (hls_media, &scan.video) {
+        // Segment k starts at the sum of the durations before it: that frame must be intra.
+        let fps = probe
+            .video
+            .first()
+            .and_then(|v| v.frame_rate.as_deref())
+            .and_then(|r| r.parse::<Rate>().ok())
+            .map_or(25.0, |r| r.as_f64());
+        let mut t = 0.0;
+        let mut missing = Vec::new();
+        for (k, seg) in m.segments.iter().enumerate() {
+            let frame = (t * fps).round() as u64;
+            if !v.keyframes.contains(&frame) {
+                missing.push(format!("segment {k} (frame {frame})"));
+            }
+            t += seg.duration_s;
+        }
+        c.add(
+            "segments start on a keyframe",
+            format!("all {}", m.segments.len()),
+            if missing.is_empty() {
+                format!("all {}", m.segments.len())
+            } else {
+                missing.join(", ")
+            },
+            missing.is_empty(),
+        );
+    }
     if out.container == "mxf" {
         let op = probe
             .container

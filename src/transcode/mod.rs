@@ -2,6 +2,7 @@
 //! settings, track mapping, output names), picks the backend per output, and runs it on the
 //! engine with progress. The chain rules themselves are pure and live in [`plan`].
 
+mod package;
 pub mod plan;
 
 use std::path::{Path, PathBuf};
@@ -49,10 +50,21 @@ pub enum BackendChoice {
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedOutput {
     pub name: String,
+    /// Where it is once published (inside the package directory for a package).
     pub path: PathBuf,
     pub container: String,
     pub backend: &'static str,
     pub encoder: Option<String>,
+    /// Its position among the profile's outputs.
+    #[serde(skip)]
+    pub index: usize,
+}
+
+/// A package: outputs written into `temp_dir`, published by renaming it to `dir`.
+#[derive(Debug, Clone)]
+pub struct PackagePlan {
+    pub dir: PathBuf,
+    pub temp_dir: PathBuf,
 }
 
 /// A compiled job: the engine spec plus what the user is told about it.
@@ -63,6 +75,9 @@ pub struct Job {
     pub facts: Vec<SourceFacts>,
     pub expected_frames: Option<u64>,
     pub duration_s: Option<f64>,
+    pub package: Option<PackagePlan>,
+    /// Write a DASH manifest over the package's fMP4 renditions.
+    pub dash: bool,
 }
 
 const DEJAVU_MONO: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf";
@@ -261,10 +276,65 @@ pub fn compile(
     // The picture's length is what outputs must keep; audio may run a little longer.
     let src_video_duration = sv.and_then(|v| v.duration_s).or(duration);
     let mut expected_frames = None;
-    for o in &prof.outputs {
-        let final_path = outdir.join(format!("{stem}_{}.{}", o.name, o.extension()));
-        let mut metadata = Vec::new();
+    let package = prof.package.as_ref().map(|_| {
+        let dir = outdir.join(format!("{stem}_{}", prof.name));
+        let mut temp = dir.as_os_str().to_owned();
+        temp.push(".part");
+        PackagePlan {
+            dir,
+            temp_dir: PathBuf::from(temp),
+        }
+    });
+    // The smallest rendition is made even from a smaller source; larger ones only up to its size.
+    let smallest = prof
+        .outputs
+        .iter()
+        .filter_map(|o| o.video.as_ref().map(|v| v.height))
+        .min();
+    for (index, o) in prof.outputs.iter().enumerate() {
+        if let (Some(pk), Some(v), Some(s)) = (&prof.package, &o.video, &src_video) {
+            if pk.skip_upscale && v.height > s.height && Some(v.height) != smallest {
+                continue;
+            }
+        }
         let mut mux_options = Vec::new();
+        let (final_path, published) = match &package {
+            Some(pk) if o.container == "hls" => {
+                let h = o.hls.clone().unwrap_or_default();
+                let dir = pk.temp_dir.join(&o.name);
+                let ext = if h.segment_type == "fmp4" {
+                    "m4s"
+                } else {
+                    "ts"
+                };
+                mux_options.extend([
+                    ("hls_time".to_string(), format!("{}", h.segment_seconds)),
+                    ("hls_playlist_type".into(), "vod".into()),
+                    ("hls_segment_type".into(), h.segment_type.clone()),
+                    ("hls_fmp4_init_filename".into(), "init.mp4".into()),
+                    (
+                        "hls_segment_filename".into(),
+                        dir.join(format!("seg_%05d.{ext}"))
+                            .to_string_lossy()
+                            .into_owned(),
+                    ),
+                    ("hls_flags".into(), "independent_segments".into()),
+                ]);
+                (
+                    dir.join("index.m3u8"),
+                    pk.dir.join(&o.name).join("index.m3u8"),
+                )
+            }
+            Some(pk) => {
+                let name = format!("{}.{}", o.name, o.extension());
+                (pk.temp_dir.join(&name), pk.dir.join(&name))
+            }
+            None => {
+                let p = outdir.join(format!("{stem}_{}.{}", o.name, o.extension()));
+                (p.clone(), p)
+            }
+        };
+        let mut metadata = Vec::new();
         if o.faststart {
             mux_options.push(("movflags".into(), "+faststart".into()));
         }
@@ -509,14 +579,16 @@ pub fn compile(
             frame_rate: src_video.as_ref().map(|v| v.rate),
         });
         planned.push(PlannedOutput {
+            index,
             name: o.name.clone(),
-            path: final_path.clone(),
+            path: published,
             container: o.container.clone(),
             backend: backend_used.name(),
             encoder: encoder_name,
         });
         outputs.push(OutputSpec {
             name: o.name.clone(),
+            atomic: package.is_none(),
             final_path,
             muxer: o.container.clone(),
             mux_options,
@@ -554,6 +626,8 @@ pub fn compile(
         },
         outputs: planned,
         facts,
+        package,
+        dash: prof.package.as_ref().is_some_and(|p| p.dash),
         expected_frames,
         duration_s: duration,
     })
@@ -686,13 +760,41 @@ fn convert_tc(tc: &str, src: Rate, dst: Rate) -> Option<String> {
     )
 }
 
-/// Runs a compiled job to the end.
+/// Runs a compiled job to the end; a package is written in its temporary directory, completed
+/// with its playlists and manifest, and published by one rename. On any error nothing is left.
 pub fn run(
     job: &Job,
     progress: Arc<Progress>,
     cancel: Arc<AtomicBool>,
 ) -> Result<engine::RunReport, TranscodeError> {
-    Ok(engine::run(&job.spec, progress, cancel)?)
+    let Some(pk) = &job.package else {
+        return Ok(engine::run(&job.spec, progress, cancel)?);
+    };
+    let fail = |what: String| TranscodeError::OutDir {
+        dir: pk.dir.clone(),
+        what,
+    };
+    if pk.dir.exists() {
+        return Err(fail(
+            "already exists: remove it or choose another output directory".into(),
+        ));
+    }
+    let _ = std::fs::remove_dir_all(&pk.temp_dir);
+    let result = (|| {
+        for o in &job.spec.outputs {
+            if let Some(parent) = o.final_path.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| fail(format!("cannot be created: {e}")))?;
+            }
+        }
+        let report = engine::run(&job.spec, progress, cancel)?;
+        package::finish(job, pk).map_err(fail)?;
+        Ok(report)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&pk.temp_dir);
+    }
+    result
 }
 
 #[cfg(test)]
