@@ -467,3 +467,78 @@ fn validate_refuses_impossible_profiles_before_any_encode() {
     let o = run(antenne().arg("validate"));
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[test]
+fn thumbnails_make_a_poster_and_storyboard_sheets() {
+    let d = tempfile::tempdir().unwrap();
+    let src = make(
+        d.path(),
+        "film.mp4",
+        &Clip {
+            size: "640x360",
+            seconds: 65.0,
+            audio_streams: &[],
+            extra: &["-c:v", "libx264", "-preset", "ultrafast"],
+            ..Clip::default()
+        },
+    );
+    let out = d.path().join("out");
+    let (ok, j, err) = transcode_json(&src, "thumbnails", &out);
+    assert!(ok, "{err}");
+    assert!(
+        j["verify"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["pass"] == true),
+        "{j}"
+    );
+    let pkg = out.join("film_thumbnails");
+    let images: Vec<String> = files(&pkg)
+        .into_iter()
+        .filter(|f| f.ends_with(".jpg"))
+        .collect();
+    assert_eq!(
+        images,
+        vec!["poster.jpg", "storyboard_001.jpg"],
+        "65 s at one frame per 10 s fits one 5x5 sheet"
+    );
+    let p = ffprobe(&pkg.join("poster.jpg"), false);
+    assert_eq!(
+        (
+            p["streams"][0]["codec_name"].as_str(),
+            p["streams"][0]["width"].as_u64()
+        ),
+        (Some("mjpeg"), Some(1280))
+    );
+    let p = ffprobe(&pkg.join("storyboard_001.jpg"), false);
+    assert_eq!(
+        (
+            p["streams"][0]["width"].as_u64(),
+            p["streams"][0]["height"].as_u64()
+        ),
+        (Some(1280), Some(720))
+    );
+    // The poster is the picture at 10 % of the programme (6.5 s), not the first frame.
+    let at = |t: &str| {
+        let f = d.path().join(format!("ref-{t}.png"));
+        ffmpeg(&[
+            "-ss",
+            t,
+            "-i",
+            src.to_str().unwrap(),
+            "-frames:v",
+            "1",
+            "-vf",
+            "scale=1280:720",
+            f.to_str().unwrap(),
+        ]);
+        f
+    };
+    let q_right = psnr(&pkg.join("poster.jpg"), &at("6.5"), "1280:720");
+    let q_wrong = psnr(&pkg.join("poster.jpg"), &at("0"), "1280:720");
+    assert!(
+        q_right > q_wrong + 3.0,
+        "poster PSNR vs 6.5 s {q_right}, vs 0 s {q_wrong}"
+    );
+}

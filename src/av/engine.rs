@@ -1241,6 +1241,11 @@ fn mux_inner(
         return Err("cancelled".into());
     }
     if !o.atomic {
+        // Muxers that write their own files (image2 patterns) leave the empty file libav opened
+        // under the pattern's literal name.
+        if part.to_string_lossy().contains('%') {
+            let _ = std::fs::remove_file(part);
+        }
         return Ok(());
     }
     let f = std::fs::File::open(part).map_err(|e| format!("{}: {e}", part.display()))?;

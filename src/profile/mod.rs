@@ -29,6 +29,7 @@ const EMBEDDED: &[(&str, &str)] = embedded!(
     "prores-422hq.toml",
     "dnxhd-hq-1080.toml",
     "hls-ladder.toml",
+    "thumbnails.toml",
 );
 
 #[derive(Debug, thiserror::Error)]
@@ -89,13 +90,43 @@ pub struct Package {
     /// Also write `manifest.mpd` over the same fMP4 segments.
     #[serde(default)]
     pub dash: bool,
-    /// Leave out video renditions taller than the source (the smallest one is always made).
+    /// Leave out HLS video renditions taller than the source (the smallest one is always made).
     #[serde(default = "yes")]
     pub skip_upscale: bool,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// Still images: a poster frame, or a storyboard (contact sheet) of frames at a fixed interval.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Thumbnails {
+    /// "poster" or "storyboard".
+    pub mode: String,
+    /// Poster: where, as a fraction of the duration.
+    #[serde(default = "tenth")]
+    pub at: f64,
+    /// Storyboard: seconds between frames; each image holds columns × rows of them.
+    #[serde(default = "ten")]
+    pub interval_seconds: u32,
+    #[serde(default = "five")]
+    pub columns: u32,
+    #[serde(default = "five")]
+    pub rows: u32,
+}
+
+fn tenth() -> f64 {
+    0.1
+}
+
+fn ten() -> u32 {
+    10
+}
+
+fn five() -> u32 {
+    5
 }
 
 /// HLS output settings.
@@ -249,6 +280,8 @@ pub struct Video {
     pub tune: Option<String>,
     #[serde(default)]
     pub burn_timecode: bool,
+    /// Still images instead of a moving picture (container "image2").
+    pub thumbnails: Option<Thumbnails>,
     /// Only `bt709` for now: HD colour, with a BT.601 → BT.709 matrix conversion where needed.
     pub color: Option<String>,
     /// `"16:9"`, `"4:3"`; default: square pixels.
@@ -425,6 +458,11 @@ pub fn validate(p: &Profile) -> Result<(), String> {
         } else if o.hls.is_some() {
             return Err(format!("{at}.hls: only for container = \"hls\""));
         }
+        if o.container == "image2" && p.package.is_none() {
+            return Err(format!(
+                "{at}.container: image outputs belong to a [package]"
+            ));
+        }
         if o.faststart && !matches!(o.container.as_str(), "mp4" | "mov") {
             return Err(format!(
                 "{at}.faststart: only mp4 and mov have a moov atom to move"
@@ -463,12 +501,47 @@ fn validate_video(v: &Video, o: &Output) -> Result<(), String> {
         ));
     }
     match v.codec.as_str() {
-        "h264" | "hevc" | "mpeg2video" | "prores" | "dnxhd" | "mpeg4" | "vp9" | "av1" => {}
+        "h264" | "hevc" | "mpeg2video" | "prores" | "dnxhd" | "mpeg4" | "vp9" | "av1" | "mjpeg"
+        | "png" => {}
         other => {
             return Err(format!(
                 "codec: {other:?} is not a video codec antenne encodes"
             ))
         }
+    }
+    if let Some(t) = &v.thumbnails {
+        if o.container != "image2" {
+            return Err(format!(
+                "thumbnails: container must be \"image2\", not {:?}",
+                o.container
+            ));
+        }
+        match t.mode.as_str() {
+            "poster" if (0.0..1.0).contains(&t.at) => {}
+            "poster" => {
+                return Err(format!(
+                    "thumbnails.at: {} is not a fraction in [0, 1)",
+                    t.at
+                ))
+            }
+            "storyboard"
+                if t.interval_seconds >= 1
+                    && (1..=20).contains(&t.columns)
+                    && (1..=20).contains(&t.rows) => {}
+            "storyboard" => {
+                return Err("thumbnails: interval_seconds >= 1, columns and rows 1..20".into())
+            }
+            other => {
+                return Err(format!(
+                    "thumbnails.mode: {other:?} is not \"poster\" or \"storyboard\""
+                ))
+            }
+        }
+        if o.audio.is_some() {
+            return Err("thumbnails: an image output has no audio".into());
+        }
+    } else if o.container == "image2" {
+        return Err("thumbnails: an image2 output needs [outputs.video.thumbnails]".into());
     }
     if !crate::av::pixel_format_known(&v.pix_fmt) {
         return Err(format!("pix_fmt: {:?} is not a pixel format", v.pix_fmt));

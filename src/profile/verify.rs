@@ -173,6 +173,75 @@ fn verify_hls(
     Ok(rep)
 }
 
+/// Checks still images: a poster file, or every image of a storyboard (`name_%03d.jpg`).
+fn verify_stills(file: &Path, profile: &str, out: &Output) -> Result<VerifyReport, VerifyError> {
+    let mut c = Checks(Vec::new());
+    let v = out
+        .video
+        .as_ref()
+        .and_then(|v| v.thumbnails.as_ref().map(|t| (v, t)));
+    let Some((v, t)) = v else {
+        return Err(VerifyError::Av(AvError::Invalid {
+            path: file.to_owned(),
+            what: "not an image output".into(),
+        }));
+    };
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let images: Vec<PathBuf> = match name.split_once("%03d") {
+        Some((pre, post)) => {
+            let dir = file.parent().unwrap_or(Path::new("."));
+            let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+                .map(|rd| {
+                    rd.filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| {
+                            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                                n.starts_with(pre) && n.ends_with(post) && !n.ends_with(".json")
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            found.sort();
+            found
+        }
+        None => vec![file.to_owned()],
+    };
+    let (w, h) = if t.mode == "storyboard" {
+        (v.width * t.columns, v.height * t.rows)
+    } else {
+        (v.width, v.height)
+    };
+    c.add("images", "at least 1", images.len(), !images.is_empty());
+    for img in &images {
+        let p = probe::probe(img)?;
+        let shown = img
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let got = p.video.first();
+        c.add(
+            &format!("{shown} codec"),
+            &v.codec,
+            got.map_or("none".into(), |g| g.codec.clone()),
+            got.is_some_and(|g| g.codec == v.codec),
+        );
+        c.add(
+            &format!("{shown} size"),
+            format!("{w}x{h}"),
+            got.map_or("none".into(), |g| format!("{}x{}", g.width, g.height)),
+            got.is_some_and(|g| g.width == w && g.height == h),
+        );
+    }
+    let pass = c.0.iter().all(|k| k.pass);
+    Ok(VerifyReport {
+        file: file.display().to_string(),
+        profile: profile.to_string(),
+        output: out.name.clone(),
+        pass,
+        checks: c.0,
+    })
+}
+
 /// Checks `file` against `out` (an output of `profile`).
 pub fn verify(
     file: &Path,
@@ -183,6 +252,9 @@ pub fn verify(
 ) -> Result<VerifyReport, VerifyError> {
     if out.container == "hls" {
         return verify_hls(file, profile, out, loudness_target, source);
+    }
+    if out.container == "image2" {
+        return verify_stills(file, profile, out);
     }
     verify_file(file, profile, out, loudness_target, source, None)
 }

@@ -289,11 +289,16 @@ pub fn compile(
     let smallest = prof
         .outputs
         .iter()
+        .filter(|o| o.container == "hls")
         .filter_map(|o| o.video.as_ref().map(|v| v.height))
         .min();
     for (index, o) in prof.outputs.iter().enumerate() {
         if let (Some(pk), Some(v), Some(s)) = (&prof.package, &o.video, &src_video) {
-            if pk.skip_upscale && v.height > s.height && Some(v.height) != smallest {
+            if pk.skip_upscale
+                && o.container == "hls"
+                && v.height > s.height
+                && Some(v.height) != smallest
+            {
                 continue;
             }
         }
@@ -326,7 +331,19 @@ pub fn compile(
                 )
             }
             Some(pk) => {
-                let name = format!("{}.{}", o.name, o.extension());
+                let storyboard = o
+                    .video
+                    .as_ref()
+                    .and_then(|v| v.thumbnails.as_ref())
+                    .is_some_and(|t| t.mode == "storyboard");
+                let name = if storyboard {
+                    format!("{}_%03d.{}", o.name, o.extension())
+                } else {
+                    format!("{}.{}", o.name, o.extension())
+                };
+                if o.container == "image2" && !storyboard {
+                    mux_options.push(("update".into(), "1".into()));
+                }
                 (pk.temp_dir.join(&name), pk.dir.join(&name))
             }
             None => {
@@ -389,6 +406,16 @@ pub fn compile(
                     bt709: v.color.as_deref() == Some("bt709"),
                     burn_timecode: burn,
                     hw_upload: matches!(backend, Backend::Vaapi | Backend::Qsv),
+                    stills: v.thumbnails.as_ref().map(|t| match t.mode.as_str() {
+                        "poster" => plan::Stills::Poster {
+                            at_s: duration.unwrap_or(0.0) * t.at,
+                        },
+                        _ => plan::Stills::Storyboard {
+                            interval_s: t.interval_seconds,
+                            columns: t.columns,
+                            rows: t.rows,
+                        },
+                    }),
                 };
                 let fit = plan::fit(sv, &dst);
                 let filter = plan::video_chain(sv, &dst);

@@ -31,6 +31,20 @@ pub struct DstVideo {
     pub burn_timecode: Option<(String, Option<String>)>,
     /// Append `hwupload` (VA-API, QSV): the encoder takes frames in GPU memory.
     pub hw_upload: bool,
+    /// Still images instead of a moving picture.
+    pub stills: Option<Stills>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Stills {
+    /// The frame at this time (seconds from the start).
+    Poster { at_s: f64 },
+    /// A frame every `interval_s`, `columns` × `rows` of them per image (each `width`×`height`).
+    Storyboard {
+        interval_s: u32,
+        columns: u32,
+        rows: u32,
+    },
 }
 
 /// Picture size inside the target frame, keeping the source's display aspect.
@@ -161,8 +175,32 @@ fn field(scan: Scan) -> &'static str {
     }
 }
 
+/// Poster frame or storyboard: progressive frames picked from the source, scaled, tiled.
+fn stills_chain(src: &SrcVideo, dst: &DstVideo, stills: Stills) -> String {
+    let mut f: Vec<String> = Vec::new();
+    if src.scan != Scan::Progressive {
+        f.push("bwdif=mode=send_frame:parity=auto:deint=all".into());
+    }
+    match stills {
+        Stills::Poster { at_s } => {
+            f.push(format!("trim=start={at_s:.3}"));
+            f.push("select=eq(n\\,0)".into());
+        }
+        Stills::Storyboard { interval_s, .. } => f.push(format!("fps=1/{interval_s}")),
+    }
+    f.extend(scale_and_pad(src, dst, false));
+    if let Stills::Storyboard { columns, rows, .. } = stills {
+        f.push(format!("tile={columns}x{rows}"));
+    }
+    f.push(format!("format={}", dst.pix_fmt));
+    format!("[in]{}[out]", f.join(","))
+}
+
 /// The video chain from the decoded source to frames the encoder takes.
 pub fn video_chain(src: &SrcVideo, dst: &DstVideo) -> String {
+    if let Some(stills) = dst.stills {
+        return stills_chain(src, dst, stills);
+    }
     let mut f: Vec<String> = Vec::new();
     let src_interlaced = src.scan != Scan::Progressive;
     match (src_interlaced, dst.scan) {
@@ -512,6 +550,7 @@ mod tests {
             bt709: true,
             burn_timecode: None,
             hw_upload: false,
+            stills: None,
         }
     }
 
@@ -650,6 +689,24 @@ mod tests {
         assert!(g.contains("aresample=48000,aformat"), "{g}");
         let p = programme_mix(&[SrcAudio { channels: 1 }; 4], &[1; 8]);
         assert_eq!(p, vec![vec![(0, 1.0)], vec![(1, 1.0)]]);
+    }
+
+    #[test]
+    fn stills_pick_and_tile_frames() {
+        let mut d = dst(160, 90, Rate::new(1, 10), Scan::Progressive);
+        d.stills = Some(Stills::Storyboard {
+            interval_s: 10,
+            columns: 5,
+            rows: 4,
+        });
+        let c = video_chain(&src(1920, 1080, (1, 1), R25, Scan::Tff), &d);
+        assert!(
+            c.starts_with("[in]bwdif") && c.contains("fps=1/10") && c.contains("tile=5x4"),
+            "{c}"
+        );
+        d.stills = Some(Stills::Poster { at_s: 12.5 });
+        let c = video_chain(&src(1920, 1080, (1, 1), R25, Scan::Progressive), &d);
+        assert!(c.contains("trim=start=12.500,select=eq(n\\,0)"), "{c}");
     }
 
     #[test]
