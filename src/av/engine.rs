@@ -838,6 +838,9 @@ fn open_video_encoder(
     // context (when any) gets a new reference owned by the encoder.
     unsafe {
         let c = &mut *enc.as_mut_ptr();
+        // As many threads as the codec can use (slice threads for MPEG-2: a CBR intra encode
+        // also needs them to keep each slice's stuffing within bounds).
+        c.thread_count = 0;
         if let Some(m) = v.min_rate {
             c.rc_min_rate = m as i64;
         }

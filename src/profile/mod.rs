@@ -30,6 +30,7 @@ const EMBEDDED: &[(&str, &str)] = embedded!(
     "dnxhd-hq-1080.toml",
     "hls-ladder.toml",
     "thumbnails.toml",
+    "imx50-576i25.toml",
 );
 
 #[derive(Debug, thiserror::Error)]
@@ -280,6 +281,9 @@ pub struct Video {
     pub tune: Option<String>,
     #[serde(default)]
     pub burn_timecode: bool,
+    /// Lines of vertical blanking above the picture (D10/IMX: 32 lines make 576 into 608).
+    #[serde(default)]
+    pub vbi_lines: u32,
     /// Still images instead of a moving picture (container "image2").
     pub thumbnails: Option<Thumbnails>,
     /// Only `bt709` for now: HD colour, with a BT.601 → BT.709 matrix conversion where needed.
@@ -344,6 +348,9 @@ pub fn layout_channels(name: &str) -> Option<u32> {
         "mono" => Some(1),
         "stereo" => Some(2),
         "5.1" => Some(6),
+        // Discrete channels in one track (D10/IMX AES3: 4 or 8).
+        "4ch" => Some(4),
+        "8ch" => Some(8),
         _ => None,
     }
 }
@@ -493,6 +500,17 @@ fn validate_video(v: &Video, o: &Output) -> Result<(), String> {
             "height: {} is not an even number between 16 and 4320",
             v.height
         ));
+    }
+    if v.vbi_lines % 2 != 0 || v.vbi_lines >= v.height / 2 {
+        return Err(format!(
+            "vbi_lines: {} must be even and less than half the height",
+            v.vbi_lines
+        ));
+    }
+    if o.container == "mxf_d10" && (v.width, v.height, v.gop) != (720, 608, Some(1)) {
+        return Err(
+            "width/height/gop: D10 is 720x608 (576 lines + 32 VBI), intra only (gop = 1)".into(),
+        );
     }
     if v.scan != Scan::Progressive && v.height % 4 != 0 {
         return Err(format!(
@@ -681,7 +699,9 @@ fn validate_audio(a: &Audio, o: &Output) -> Result<(), String> {
     }
     for (i, t) in a.tracks.iter().enumerate() {
         if layout_channels(t).is_none() {
-            return Err(format!("tracks[{i}]: {t:?} is not mono, stereo or 5.1"));
+            return Err(format!(
+                "tracks[{i}]: {t:?} is not mono, stereo, 5.1, 4ch or 8ch"
+            ));
         }
     }
     // Containers whose audio is mono or stereo only.
@@ -698,7 +718,12 @@ fn validate_audio(a: &Audio, o: &Output) -> Result<(), String> {
             ));
         }
     }
-    if o.container == "mxf" {
+    if o.container == "mxf_d10"
+        && (a.tracks.len() != 1 || !matches!(a.tracks[0].as_str(), "4ch" | "8ch"))
+    {
+        return Err("tracks: D10 carries one track of 4 or 8 channels (\"4ch\" or \"8ch\")".into());
+    }
+    if o.container == "mxf" || o.container == "mxf_d10" {
         if !a.codec.starts_with("pcm_") {
             return Err(format!(
                 "codec: {} in MXF: use pcm_s24le or pcm_s16le",

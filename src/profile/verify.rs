@@ -309,7 +309,7 @@ fn verify_file(
             missing.is_empty(),
         );
     }
-    if out.container == "mxf" {
+    if out.container == "mxf" || out.container == "mxf_d10" {
         let op = probe
             .container
             .tags

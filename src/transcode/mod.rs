@@ -406,6 +406,7 @@ pub fn compile(
                     bt709: v.color.as_deref() == Some("bt709"),
                     burn_timecode: burn,
                     hw_upload: matches!(backend, Backend::Vaapi | Backend::Qsv),
+                    vbi_lines: v.vbi_lines,
                     stills: v.thumbnails.as_ref().map(|t| match t.mode.as_str() {
                         "poster" => plan::Stills::Poster {
                             at_s: duration.unwrap_or(0.0) * t.at,

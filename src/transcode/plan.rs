@@ -33,6 +33,8 @@ pub struct DstVideo {
     pub hw_upload: bool,
     /// Still images instead of a moving picture.
     pub stills: Option<Stills>,
+    /// Black lines above the picture (D10's VBI): the picture fits in the lines below.
+    pub vbi_lines: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -86,12 +88,13 @@ pub fn fit(src: &SrcVideo, dst: &DstVideo) -> Fit {
     };
     let sdar = f64::from(src.width) * f64::from(sn) / (f64::from(src.height) * f64::from(sd));
     let vmul = if dst.scan == Scan::Progressive { 2 } else { 4 };
-    let full_w = f64::from(dst.height) * sdar / tpar;
+    let active = dst.height - dst.vbi_lines.min(dst.height / 2);
+    let full_w = f64::from(active) * sdar / tpar;
     let (w, h) = if full_w <= f64::from(dst.width) + 1.0 {
-        (round_to(full_w, 2).min(dst.width), dst.height)
+        (round_to(full_w, 2).min(dst.width), active)
     } else {
         let h = f64::from(dst.width) * tpar / sdar;
-        (dst.width, round_to(h, vmul).min(dst.height))
+        (dst.width, round_to(h, vmul).min(active))
     };
     Fit {
         width: w,
@@ -116,8 +119,11 @@ fn scale_and_pad(src: &SrcVideo, dst: &DstVideo, interlaced_scale: bool) -> Vec<
     out.push(scale);
     if f.width != dst.width || f.height != dst.height {
         out.push(format!(
-            "pad={}:{}:(ow-iw)/2:(oh-ih)/2:black",
-            dst.width, dst.height
+            "pad={}:{}:(ow-iw)/2:{}+({}-ih)/2:black",
+            dst.width,
+            dst.height,
+            dst.vbi_lines,
+            dst.height - dst.vbi_lines
         ));
     }
     out.push(format!("setsar={}/{}", f.sar.0, f.sar.1));
@@ -299,6 +305,18 @@ pub fn map_tracks(src: &[SrcAudio], tracks: &[u32]) -> Vec<Vec<ChannelMix>> {
     if src.is_empty() {
         return tracks.iter().map(|&n| silent(n)).collect();
     }
+    // Mono sources into one discrete multichannel track: channel for track.
+    if all_mono && tracks.len() == 1 && !matches!(tracks[0], 1 | 2 | 6) {
+        return vec![(0..tracks[0] as usize)
+            .map(|c| {
+                if c < src.len() {
+                    vec![(offsets[c], 1.0)]
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect()];
+    }
     // Mono tracks from mono tracks: track for track, as a house expects of its own files.
     if all_mono && tracks.iter().all(|&n| n == 1) {
         return tracks
@@ -372,7 +390,13 @@ pub fn map_tracks(src: &[SrcAudio], tracks: &[u32]) -> Vec<Vec<ChannelMix>> {
                     m
                 }
             },
-            other => silent(other),
+            // Discrete multichannel tracks (D10): the programme pair first, then silence.
+            other => {
+                let mut m = silent(other);
+                m[0] = l.clone();
+                m[1] = r.clone();
+                m
+            }
         })
         .collect()
 }
@@ -397,6 +421,8 @@ fn layout_name(channels: u32) -> &'static str {
         1 => "mono",
         2 => "stereo",
         6 => "5.1",
+        4 => "4.0",
+        8 => "7.1",
         _ => "stereo",
     }
 }
@@ -551,6 +577,7 @@ mod tests {
             burn_timecode: None,
             hw_upload: false,
             stills: None,
+            vbi_lines: 0,
         }
     }
 
@@ -689,6 +716,21 @@ mod tests {
         assert!(g.contains("aresample=48000,aformat"), "{g}");
         let p = programme_mix(&[SrcAudio { channels: 1 }; 4], &[1; 8]);
         assert_eq!(p, vec![vec![(0, 1.0)], vec![(1, 1.0)]]);
+    }
+
+    #[test]
+    fn d10_picture_sits_under_the_vbi() {
+        let mut d = dst(720, 608, R25, Scan::Tff);
+        d.vbi_lines = 32;
+        d.bt709 = false;
+        let c = video_chain(&src(720, 576, (64, 45), R25, Scan::Tff), &d);
+        assert!(
+            c.contains("scale=720:576") && c.contains("pad=720:608:(ow-iw)/2:32+(576-ih)/2"),
+            "{c}"
+        );
+        let m = map_tracks(&[SrcAudio { channels: 2 }], &[4]);
+        assert_eq!(m[0].len(), 4);
+        assert!(m[0][2].is_empty() && m[0][3].is_empty());
     }
 
     #[test]
