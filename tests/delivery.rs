@@ -363,6 +363,7 @@ fn house_and_edit_profiles_read_back_as_specified() {
         "prores-422hq",
         "dnxhd-hq-1080",
         "mobile-h264",
+        "imx50-576i25",
     ] {
         let (ok, _, err) = transcode_json(&src, profile, &out);
         assert!(ok, "{profile}: {err}");
@@ -406,12 +407,25 @@ fn house_and_edit_profiles_read_back_as_specified() {
         ),
         (Some("Main"), Some(720))
     );
+    let g = mi(
+        "m_imx50.mxf",
+        "General;%Format_Profile%|%Format_Commercial%",
+    );
+    assert!(g.contains("OP-1a|IMX 50"), "{g}");
+    let v = mi("m_imx50.mxf", "Video;%Width%x%Height%|%Format_Settings_GOP%|%BitRate%|%ScanOrder%|%DisplayAspectRatio/String%");
+    assert!(v.contains("720x608|N=1|50000000|TFF|16:9"), "{v}");
+    let p = ffprobe(&out.join("m_imx50.mxf"), false);
+    assert_eq!(
+        p["streams"][1]["channels"], 4,
+        "one AES3-style track of 4 channels"
+    );
     for f in [
         "m_avci.mxf",
         "m_xdcam.mxf",
         "m_prores.mov",
         "m_dnxhr.mxf",
         "m_mobile.mp4",
+        "m_imx50.mxf",
     ] {
         assert_eq!(report(&out.join(f))["pass"], true, "{f}");
     }

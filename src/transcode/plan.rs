@@ -80,7 +80,10 @@ pub fn fit(src: &SrcVideo, dst: &DstVideo) -> Fit {
         u64::from(dn) * u64::from(dst.height),
         u64::from(dd) * u64::from(dst.width),
     );
-    let tpar = f64::from(sar.0) / f64::from(sar.1);
+    // The picture's own pixel aspect comes from the lines it occupies: with D10's VBI the
+    // display aspect belongs to the 576 picture lines, while the signalled one spans all 608.
+    let active = dst.height - dst.vbi_lines.min(dst.height / 2);
+    let tpar = f64::from(dn) * f64::from(active) / (f64::from(dd) * f64::from(dst.width));
     let (sn, sd) = if src.sar.0 == 0 || src.sar.1 == 0 {
         (1, 1)
     } else {
@@ -88,7 +91,6 @@ pub fn fit(src: &SrcVideo, dst: &DstVideo) -> Fit {
     };
     let sdar = f64::from(src.width) * f64::from(sn) / (f64::from(src.height) * f64::from(sd));
     let vmul = if dst.scan == Scan::Progressive { 2 } else { 4 };
-    let active = dst.height - dst.vbi_lines.min(dst.height / 2);
     let full_w = f64::from(active) * sdar / tpar;
     let (w, h) = if full_w <= f64::from(dst.width) + 1.0 {
         (round_to(full_w, 2).min(dst.width), active)
