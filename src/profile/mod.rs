@@ -29,6 +29,7 @@ const EMBEDDED: &[(&str, &str)] = embedded!(
     "prores-422hq.toml",
     "dnxhd-hq-1080.toml",
     "hls-ladder.toml",
+    "dash-ladder.toml",
     "thumbnails.toml",
     "imx50-576i25.toml",
 );

@@ -78,6 +78,8 @@ pub struct Job {
     pub package: Option<PackagePlan>,
     /// Write a DASH manifest over the package's fMP4 renditions.
     pub dash: bool,
+    /// Write the HLS master playlist.
+    pub hls_master: bool,
 }
 
 const DEJAVU_MONO: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf";
@@ -656,6 +658,7 @@ pub fn compile(
         facts,
         package,
         dash: prof.package.as_ref().is_some_and(|p| p.dash),
+        hls_master: prof.package.as_ref().is_some_and(|p| p.hls_master),
         expected_frames,
         duration_s: duration,
     })

@@ -167,7 +167,9 @@ pub(super) fn finish(job: &Job, pk: &PackagePlan) -> Result<(), String> {
             let at = master.find("#EXT-X-STREAM-INF").unwrap_or(master.len());
             master.insert_str(at, &media);
         }
-        write_file(&pk.temp_dir.join("master.m3u8"), &master)?;
+        if job.hls_master {
+            write_file(&pk.temp_dir.join("master.m3u8"), &master)?;
+        }
         let wants_dash = job.spec.outputs.iter().any(|o| o.muxer == "hls") && job.dash;
         if wants_dash {
             let duration = renditions
