@@ -74,8 +74,12 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Validate every profile (and later the configuration); non-zero exit naming what is wrong.
+    /// Validate the configuration, the machine's capabilities and every profile; non-zero exit
+    /// naming what is wrong.
     Validate {
+        /// Configuration file (default: firmware-config/antenne.toml when it exists).
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[arg(long)]
         profiles_dir: Option<PathBuf>,
     },
@@ -153,11 +157,10 @@ fn run(cmd: Cmd) -> Res {
             profiles_dir.as_deref(),
             json,
         ),
-        Cmd::Validate { profiles_dir } => {
-            let all = profile::load_all(profile::profiles_dir(profiles_dir.as_deref()).as_deref())?;
-            println!("{} profiles valid", all.len());
-            Ok(())
-        }
+        Cmd::Validate {
+            config,
+            profiles_dir,
+        } => cmd_validate(config.as_deref(), profiles_dir.as_deref()),
         Cmd::Profiles { json, profiles_dir } => cmd_profiles(json, profiles_dir.as_deref()),
         Cmd::Doctor { json } => cmd_doctor(json),
         Cmd::Demo {
@@ -479,6 +482,39 @@ fn report_progress(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+}
+
+fn cmd_validate(config: Option<&Path>, profiles_dir: Option<&Path>) -> Res {
+    let default = Path::new("firmware-config/antenne.toml");
+    let file = config.or_else(|| default.is_file().then_some(default));
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let cfg = crate::config::appliance::load(file, &env)?;
+    println!("configuration: {} valid", cfg.origin);
+    let backend = cfg.transcode.backend.as_str();
+    if backend != "auto" && backend != "software" {
+        let b = match backend {
+            "nvenc" => hw::Backend::Nvenc,
+            "vaapi" => hw::Backend::Vaapi,
+            _ => hw::Backend::Qsv,
+        };
+        let st = hw::status_of(b);
+        if !st.available {
+            return Err(format!(
+                "{}: transcode.backend: {backend} is not available on this machine: {}",
+                cfg.origin,
+                st.error.unwrap_or_default()
+            )
+            .into());
+        }
+    }
+    let dir = profiles_dir.map(Path::to_path_buf).or_else(|| {
+        let d = &cfg.transcode.profiles_dir;
+        d.is_dir().then(|| d.clone())
+    });
+    let all = profile::load_all(profile::profiles_dir(dir.as_deref()).as_deref())?;
+    println!("profiles: {} valid", all.len());
+    println!("backend: {backend}");
+    Ok(())
 }
 
 fn cmd_profiles(json: bool, dir: Option<&Path>) -> Res {

@@ -122,8 +122,16 @@ pub fn open_device(backend: Backend) -> Result<HwDevice, String> {
         )
     };
     if ret < 0 || ptr.is_null() {
+        let hint = match backend {
+            Backend::Nvenc => " (needs the NVIDIA driver: libcuda.so.1 and /dev/nvidia*)",
+            Backend::Vaapi => {
+                " (needs a VA-API driver and a render node, e.g. /dev/dri/renderD128)"
+            }
+            Backend::Qsv => " (needs the Intel media driver and a render node)",
+            Backend::Software => "",
+        };
         return Err(format!(
-            "cannot open {} device: {}",
+            "cannot open {} device: {}{hint}",
             backend.name(),
             ff::Error::from(ret)
         ));

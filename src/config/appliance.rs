@@ -1,0 +1,466 @@
+//! The appliance configuration (`firmware-config/antenne.toml`): built-in defaults, then the file,
+//! then `ANTENNE_<SECTION>_<KEY>` environment variables, then validation naming the key at fault.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{de, Deserialize, Deserializer, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin}: {key}: {message}")]
+    Invalid {
+        origin: String,
+        key: &'static str,
+        message: String,
+    },
+}
+
+/// Bytes, written `"200G"`, `"512M"`, `"64Ki"` (decimal k/M/G/T, binary Ki/Mi/Gi/Ti) or a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let mult: u64 = match unit {
+            "" | "B" => 1,
+            "k" | "K" => 1_000,
+            "M" => 1_000_000,
+            "G" => 1_000_000_000,
+            "T" => 1_000_000_000_000,
+            "Ki" => 1 << 10,
+            "Mi" => 1 << 20,
+            "Gi" => 1 << 30,
+            "Ti" => 1 << 40,
+            _ => return Err(format!("{s:?} is not a size (e.g. \"200G\", \"512Mi\")")),
+        };
+        let n: u64 = num
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not a size (e.g. \"200G\", \"512Mi\")"))?;
+        n.checked_mul(mult)
+            .filter(|&v| v > 0)
+            .map(ByteSize)
+            .ok_or_else(|| format!("{s:?} is zero or too large"))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) if n > 0 => Ok(ByteSize(n)),
+            Raw::N(_) => Err(de::Error::custom("a size must be positive")),
+            Raw::S(s) => s.parse().map_err(de::Error::custom),
+        }
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    pub listen: String,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    pub data_dir: PathBuf,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            data_dir: PathBuf::from("antenne-data"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Catalog {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Naming {
+    pub template: String,
+    pub channel: String,
+}
+
+impl Default for Naming {
+    fn default() -> Self {
+        Naming {
+            template: "{channel}-{yyyy}-{seq:06}".into(),
+            channel: "ANT".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Transcode {
+    pub backend: String,
+    pub profiles_dir: PathBuf,
+}
+
+impl Default for Transcode {
+    fn default() -> Self {
+        Transcode {
+            backend: "auto".into(),
+            profiles_dir: PathBuf::from("firmware-config/profiles"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ingest {
+    pub roots: Vec<PathBuf>,
+    pub max_upload: ByteSize,
+}
+
+impl Default for Ingest {
+    fn default() -> Self {
+        Ingest {
+            roots: Vec::new(),
+            max_upload: ByteSize(200_000_000_000),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApplianceConfig {
+    pub server: Server,
+    pub storage: Storage,
+    pub catalog: Catalog,
+    pub naming: Naming,
+    pub transcode: Transcode,
+    pub ingest: Ingest,
+    /// Where the values came from, for messages.
+    #[serde(skip)]
+    pub origin: String,
+}
+
+const SECTIONS: &[&str] = &[
+    "server",
+    "storage",
+    "catalog",
+    "naming",
+    "transcode",
+    "ingest",
+];
+
+/// Loads defaults → `file` (when given) → `ANTENNE_<SECTION>_<KEY>` variables from `env`, then
+/// validates.
+pub fn load(file: Option<&Path>, env: &[(String, String)]) -> Result<ApplianceConfig, ConfigError> {
+    let shown = file.map_or_else(|| "defaults".to_string(), |f| f.display().to_string());
+    let mut table: toml::Table = match file {
+        Some(f) => {
+            let text = std::fs::read_to_string(f).map_err(|e| ConfigError::Read {
+                file: shown.clone(),
+                source: e,
+            })?;
+            toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                file: shown.clone(),
+                message: e.message().to_string(),
+            })?
+        }
+        None => toml::Table::new(),
+    };
+    let mut from_env = Vec::new();
+    for (k, v) in env {
+        let Some(rest) = k.strip_prefix("ANTENNE_") else {
+            continue;
+        };
+        let lower = rest.to_ascii_lowercase();
+        let Some(section) = SECTIONS
+            .iter()
+            .find(|s| lower.starts_with(&format!("{s}_")))
+        else {
+            continue;
+        };
+        let key = &lower[section.len() + 1..];
+        // A value that reads as TOML (a list, a number) is taken as such, else as a string.
+        let value = toml::from_str::<toml::Table>(&format!("v = {v}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(v.clone()));
+        let sec = table
+            .entry(section.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let toml::Value::Table(t) = sec {
+            t.insert(key.to_string(), value);
+        }
+        from_env.push(k.clone());
+    }
+    let origin = if from_env.is_empty() {
+        shown.clone()
+    } else {
+        format!("{shown} + {}", from_env.join(", "))
+    };
+    let mut cfg: ApplianceConfig =
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                file: origin.clone(),
+                message: e.message().to_string(),
+            })?;
+    cfg.origin = origin;
+    validate(&cfg)?;
+    Ok(cfg)
+}
+
+/// Placeholders the naming template knows.
+pub fn template_fields(template: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(i) = rest.find('{') {
+        let after = &rest[i + 1..];
+        let j = after.find('}').ok_or("an opening { without a closing }")?;
+        let field = &after[..j];
+        let name = field.split(':').next().unwrap_or("");
+        match name {
+            "channel" | "yyyy" | "mm" | "dd" => {}
+            "seq" => {
+                if let Some(width) = field.strip_prefix("seq:") {
+                    let w: u32 = width
+                        .parse()
+                        .map_err(|_| format!("{{{field}}}: the width must be a number"))?;
+                    if !(1..=12).contains(&w) {
+                        return Err(format!("{{{field}}}: the width must be 1 to 12"));
+                    }
+                }
+            }
+            other => {
+                return Err(format!(
+                    "{{{other}}} is not a field (channel, yyyy, mm, dd, seq)"
+                ))
+            }
+        }
+        out.push(name.to_string());
+        rest = &after[j + 1..];
+    }
+    if rest.contains('}') {
+        return Err("a closing } without an opening {".into());
+    }
+    Ok(out)
+}
+
+fn validate(c: &ApplianceConfig) -> Result<(), ConfigError> {
+    let bad = |key: &'static str, message: String| ConfigError::Invalid {
+        origin: c.origin.clone(),
+        key,
+        message,
+    };
+    c.server.listen.parse::<SocketAddr>().map_err(|_| {
+        bad(
+            "server.listen",
+            format!("{:?} is not an address:port", c.server.listen),
+        )
+    })?;
+    if c.storage.data_dir.as_os_str().is_empty() {
+        return Err(bad("storage.data_dir", "must not be empty".into()));
+    }
+    let url = &c.catalog.url;
+    if !(url.is_empty()
+        || url.starts_with("sqlite:")
+        || url.starts_with("postgres://")
+        || url.starts_with("postgresql://"))
+    {
+        return Err(bad(
+            "catalog.url",
+            format!("{url:?}: use sqlite:PATH, postgres://… or leave empty"),
+        ));
+    }
+    let fields = template_fields(&c.naming.template).map_err(|m| bad("naming.template", m))?;
+    if !fields.iter().any(|f| f == "seq") {
+        return Err(bad(
+            "naming.template",
+            "needs {seq} so that house IDs are unique".into(),
+        ));
+    }
+    if c.naming.channel.is_empty()
+        || !c
+            .naming
+            .channel
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+    {
+        return Err(bad(
+            "naming.channel",
+            format!("{:?}: letters, digits and _ only", c.naming.channel),
+        ));
+    }
+    if !matches!(
+        c.transcode.backend.as_str(),
+        "auto" | "software" | "nvenc" | "vaapi" | "qsv"
+    ) {
+        return Err(bad(
+            "transcode.backend",
+            format!(
+                "{:?} is not auto, software, nvenc, vaapi or qsv",
+                c.transcode.backend
+            ),
+        ));
+    }
+    let mut seen = BTreeMap::new();
+    for r in &c.ingest.roots {
+        if !r.is_absolute() {
+            return Err(bad(
+                "ingest.roots",
+                format!("{} is not an absolute path", r.display()),
+            ));
+        }
+        if seen.insert(r.clone(), ()).is_some() {
+            return Err(bad(
+                "ingest.roots",
+                format!("{} is listed twice", r.display()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> PathBuf {
+        PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/firmware-config/antenne.toml"
+        ))
+    }
+
+    #[test]
+    fn shipped_file_loads_and_equals_the_defaults() {
+        let c = load(Some(&shipped()), &[]).unwrap();
+        let d = load(None, &[]).unwrap();
+        assert_eq!(
+            ApplianceConfig {
+                origin: String::new(),
+                ..c
+            },
+            ApplianceConfig {
+                origin: String::new(),
+                ..d
+            }
+        );
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let env = vec![
+            (
+                "ANTENNE_SERVER_LISTEN".to_string(),
+                "0.0.0.0:9000".to_string(),
+            ),
+            (
+                "ANTENNE_INGEST_ROOTS".to_string(),
+                "[\"/srv/a\", \"/srv/b\"]".to_string(),
+            ),
+            ("ANTENNE_INGEST_MAX_UPLOAD".to_string(), "5Gi".to_string()),
+            ("ANTENNE_PROFILES_DIR".to_string(), "/elsewhere".to_string()),
+        ];
+        let c = load(Some(&shipped()), &env).unwrap();
+        assert_eq!(c.server.listen, "0.0.0.0:9000");
+        assert_eq!(
+            c.ingest.roots,
+            vec![PathBuf::from("/srv/a"), PathBuf::from("/srv/b")]
+        );
+        assert_eq!(c.ingest.max_upload, ByteSize(5 << 30));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let env = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        let e = load(None, &env("ANTENNE_SERVER_LISTEN", "localhost"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("server.listen") && e.contains("ANTENNE_SERVER_LISTEN"),
+            "{e}"
+        );
+        let e = load(None, &env("ANTENNE_NAMING_TEMPLATE", "{channel}-{year}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("naming.template") && e.contains("{year}"), "{e}");
+        let e = load(None, &env("ANTENNE_NAMING_TEMPLATE", "{channel}-{yyyy}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("{seq}"), "{e}");
+        let e = load(None, &env("ANTENNE_INGEST_ROOTS", "[\"relative/dir\"]"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ingest.roots"), "{e}");
+        let e = load(None, &env("ANTENNE_SERVER_LISTNE", "x"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listne"), "unknown keys are refused: {e}");
+        let dir = std::env::temp_dir().join(format!("antenne-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("bad.toml");
+        std::fs::write(&f, "[transcode]\nbackend = \"cuda\"\n").unwrap();
+        let e = load(Some(&f), &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("bad.toml") && e.contains("transcode.backend"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(
+            "200G".parse::<ByteSize>().unwrap(),
+            ByteSize(200_000_000_000)
+        );
+        assert_eq!("64Ki".parse::<ByteSize>().unwrap(), ByteSize(65536));
+        assert!("0".parse::<ByteSize>().is_err());
+        assert!("12X".parse::<ByteSize>().is_err());
+        assert!("99999999999T".parse::<ByteSize>().is_err());
+    }
+}
