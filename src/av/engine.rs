@@ -177,6 +177,9 @@ enum VMsg {
 
 enum AMsg {
     Frame(usize, ff::frame::Audio),
+    /// The picture has reached this many seconds: outputs that make their own silence (the
+    /// source has no audio) keep pace with it instead of making it all at once.
+    Tick(f64),
     Eof,
 }
 
@@ -212,7 +215,7 @@ pub fn run(
 ) -> Result<RunReport, AvError> {
     super::init();
     let path = spec.input.clone();
-    let mut ictx = input::open(&path)?;
+    let mut ictx = input::open_cancellable(&path, Some(cancel.clone()))?;
     let inv = |what: String| AvError::Invalid {
         path: path.clone(),
         what,
@@ -264,7 +267,9 @@ pub fn run(
                     unsafe {
                         let c = &mut *ctx.as_mut_ptr();
                         c.hw_device_ctx = ffi::av_buffer_ref(d.as_ptr());
-                        c.extra_hw_frames = 8 * spec.outputs.len() as i32 + 4;
+                        // Each output's channel (8), its filters and its encoder's
+                        // references (look-ahead, B-frames) hold decoder surfaces.
+                        c.extra_hw_frames = 40 * spec.outputs.len() as i32 + 8;
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "GPU decode unavailable, decoding on the CPU"),
@@ -277,10 +282,12 @@ pub fn run(
         })?);
     }
     let mut adecs = Vec::new();
+    let mut atbs = Vec::new();
     for &ai in &spec.audio_streams {
         let st = ictx
             .stream(ai)
             .ok_or_else(|| inv(format!("has no stream {ai}")))?;
+        atbs.push(st.time_base());
         let ctx =
             ff::codec::Context::from_parameters(st.parameters()).map_err(|e| AvError::Libav {
                 path: path.clone(),
@@ -311,6 +318,7 @@ pub fn run(
     let mut atx: Vec<Sender<AMsg>> = Vec::new();
     let mut handles: Vec<(String, thread::JoinHandle<Result<(), String>>)> = Vec::new();
     let mut parts = Vec::new();
+    // Checked for every output before any thread starts, so that an error leaves nothing running.
     for o in &spec.outputs {
         if let Some(parent) = o.final_path.parent() {
             if !parent.as_os_str().is_empty() && !parent.is_dir() {
@@ -320,6 +328,8 @@ pub fn run(
                 });
             }
         }
+    }
+    for o in &spec.outputs {
         let part = if o.atomic {
             part_path(&o.final_path)
         } else {
@@ -355,9 +365,7 @@ pub fn run(
                 o.name.clone(),
                 thread::Builder::new()
                     .name(format!("video-{}", o.name))
-                    .spawn(move || {
-                        guard(&fl, video_thread(&v, vtb, vrate, start_us, rx, m, dev, &c))
-                    })
+                    .spawn(move || guard(&fl, video_thread(&v, vtb, vrate, rx, m, dev, &c)))
                     .map_err(|e| AvError::Setup(format!("cannot start a thread: {e}")))?,
             ));
             next_stream = 1;
@@ -393,18 +401,22 @@ pub fn run(
         &atx,
         start_us,
         vtb,
+        vrate,
+        &atbs,
         &progress,
         &cancel,
         &failed,
     );
+    // A failed decode cancels before the end-of-stream goes out, so that no output is finished
+    // from a partial decode.
+    if decode_result.is_err() {
+        cancel.store(true, Ordering::SeqCst);
+    }
     for t in &vtx {
         let _ = t.send(VMsg::Eof);
     }
     for t in &atx {
         let _ = t.send(AMsg::Eof);
-    }
-    if decode_result.is_err() {
-        cancel.store(true, Ordering::SeqCst);
     }
     drop(vtx);
     drop(atx);
@@ -435,12 +447,20 @@ pub fn run(
         first_err = Some(AvError::Cancelled);
     }
     if let Some(e) = first_err {
+        // Only this run's partial files go; a file already under a final name (an earlier run's
+        // good output) is left alone.
         for (p, o) in parts.iter().zip(&spec.outputs) {
-            let _ = std::fs::remove_file(p);
-            // Outputs already renamed by a mux thread that finished before another failed.
-            let _ = std::fs::remove_file(&o.final_path);
+            if o.atomic {
+                let _ = std::fs::remove_file(p);
+            }
         }
         return Err(e);
+    }
+    // Every output is complete and synced: publish them together.
+    for (p, o) in parts.iter().zip(&spec.outputs) {
+        if o.atomic {
+            publish(p, o).map_err(AvError::Setup)?;
+        }
     }
     Ok(RunReport {
         frames_decoded: progress.frames_decoded.load(Ordering::Relaxed),
@@ -466,6 +486,8 @@ fn decode_loop(
     atx: &[Sender<AMsg>],
     start_us: i64,
     vtb: ff::Rational,
+    vrate: (i32, i32),
+    atbs: &[ff::Rational],
     progress: &Progress,
     cancel: &AtomicBool,
     failed: &AtomicBool,
@@ -477,24 +499,41 @@ fn decode_loop(
     let mut last_audio_s = 0.0f64;
     let stop = || cancel.load(Ordering::Relaxed) || failed.load(Ordering::Relaxed);
 
-    let send_video = |f: &ff::frame::Video, last: &mut f64| -> bool {
+    let mut vline = Timeline::new(vtb, start_us);
+    let vframe_ticks = {
+        let r = vrate;
+        ((f64::from(r.1) / f64::from(r.0.max(1))) / vline.tb).round() as i64
+    };
+    let mut alines: Vec<Timeline> = atbs.iter().map(|&tb| Timeline::new(tb, start_us)).collect();
+    let mut send_video = |f: &mut ff::frame::Video, last: &mut f64| -> bool {
         progress.frames_decoded.fetch_add(1, Ordering::Relaxed);
-        if let Some(ts) = f.timestamp() {
-            let s = ts as f64 * f64::from(vtb) - start_us as f64 / 1e6;
+        // SAFETY: reading a plain field of a live frame.
+        let d = unsafe { (*f.as_ptr()).pkt_duration };
+        let t = vline.map(f.timestamp(), if d > 0 { d } else { vframe_ticks });
+        f.set_pts(t);
+        if let Some(t) = t {
+            let s = vline.seconds(t);
             *last = last.max(s);
             progress
                 .media_us
                 .store((s.max(0.0) * 1e6) as u64, Ordering::Relaxed);
         }
         for t in vtx {
-            let shared = ff::frame::Video::from(share(f));
-            if t.send(VMsg::Frame(shared)).is_err() {
+            let Some(shared) = share(f) else { return false };
+            if t.send(VMsg::Frame(ff::frame::Video::from(shared))).is_err() {
                 return false;
+            }
+        }
+        if spec.audio_streams.is_empty() {
+            let s = progress.media_us.load(Ordering::Relaxed) as f64 / 1e6;
+            for t in atx {
+                let _ = t.send(AMsg::Tick(s));
             }
         }
         true
     };
     let mut packet = ff::Packet::empty();
+    let mut bad_reads = 0u32;
     loop {
         if stop() {
             return Ok(());
@@ -502,8 +541,15 @@ fn decode_loop(
         match packet.read(ictx) {
             Ok(()) => {}
             Err(ff::Error::Eof) => break,
+            Err(ff::Error::InvalidData) if bad_reads < 1000 => {
+                // Damaged data the demuxer can resynchronise after: counted, skipped.
+                bad_reads += 1;
+                progress.decode_errors.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             Err(e) => {
-                // A read error mid-file: count it and stop reading (truncated or corrupt tail).
+                // An I/O error, or damage beyond resynchronisation: stop reading; the
+                // truncation check below decides whether what was read is enough.
                 progress.decode_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(file = %path.display(), error = %e, "read error");
                 break;
@@ -517,7 +563,7 @@ fn decode_loop(
                     continue;
                 }
                 while dec.receive_frame(&mut vframe).is_ok() {
-                    if !send_video(&vframe, &mut last_video_s) {
+                    if !send_video(&mut vframe, &mut last_video_s) {
                         return Ok(());
                     }
                 }
@@ -529,7 +575,7 @@ fn decode_loop(
                 continue;
             }
             while dec.receive_frame(&mut aframe).is_ok() {
-                if !send_audio(&mut aframe, k, atx, &mut last_audio_s) {
+                if !send_audio(&mut aframe, k, atx, &mut alines[k], &mut last_audio_s) {
                     return Ok(());
                 }
             }
@@ -538,7 +584,7 @@ fn decode_loop(
     if let Some(dec) = vdec {
         let _ = dec.send_eof();
         while dec.receive_frame(&mut vframe).is_ok() {
-            if !send_video(&vframe, &mut last_video_s) {
+            if !send_video(&mut vframe, &mut last_video_s) {
                 return Ok(());
             }
         }
@@ -546,7 +592,7 @@ fn decode_loop(
     for (k, dec) in adecs.iter_mut().enumerate() {
         let _ = dec.send_eof();
         while dec.receive_frame(&mut aframe).is_ok() {
-            if !send_audio(&mut aframe, k, atx, &mut last_audio_s) {
+            if !send_audio(&mut aframe, k, atx, &mut alines[k], &mut last_audio_s) {
                 return Ok(());
             }
         }
@@ -575,27 +621,76 @@ fn decode_loop(
     Ok(())
 }
 
-fn send_audio(f: &mut ff::frame::Audio, k: usize, atx: &[Sender<AMsg>], last: &mut f64) -> bool {
-    graph::fix_audio_layout(f);
-    if let Some(ts) = f.timestamp() {
-        // SAFETY: reading a plain field of a live frame.
-        let tb = unsafe { (*f.as_ptr()).time_base };
-        if tb.den > 0 {
-            *last = last.max(ts as f64 * tb.num as f64 / tb.den as f64);
+/// A stream's timestamps made usable: relative to the start of the file, and continuous across
+/// discontinuities (a PTS reset in concatenated TS, one corrupt PTS far ahead): a step forward of
+/// more than [`MAX_JUMP_S`] or backwards of more than one second re-bases what follows, so that
+/// one bad timestamp can neither stretch an output to hours nor cut it short.
+struct Timeline {
+    /// Seconds per tick.
+    tb: f64,
+    offset: i64,
+    next: Option<i64>,
+}
+
+const MAX_JUMP_S: f64 = 10.0;
+
+impl Timeline {
+    fn new(tb: ff::Rational, start_us: i64) -> Timeline {
+        let tbf = f64::from(tb);
+        let tb = if tbf > 0.0 { tbf } else { 1e-6 };
+        Timeline {
+            tb,
+            offset: (start_us as f64 / 1e6 / tb).round() as i64,
+            next: None,
         }
     }
+
+    /// Maps a decoded timestamp (ticks) of a frame lasting `dur` ticks; `None` stays `None`.
+    fn map(&mut self, ts: Option<i64>, dur: i64) -> Option<i64> {
+        let mut t = ts?.saturating_sub(self.offset);
+        if let Some(next) = self.next {
+            let ahead = (MAX_JUMP_S / self.tb) as i64;
+            let behind = (1.0 / self.tb) as i64;
+            if t > next.saturating_add(ahead) || t < next.saturating_sub(behind) {
+                self.offset = self.offset.saturating_add(t - next);
+                t = next;
+            }
+        }
+        self.next = Some(t.saturating_add(dur.max(1)));
+        Some(t)
+    }
+
+    fn seconds(&self, t: i64) -> f64 {
+        t as f64 * self.tb
+    }
+}
+
+fn send_audio(
+    f: &mut ff::frame::Audio,
+    k: usize,
+    atx: &[Sender<AMsg>],
+    line: &mut Timeline,
+    last: &mut f64,
+) -> bool {
+    graph::fix_audio_layout(f);
+    let rate = f.rate().max(1);
+    let dur = (f.samples() as f64 / f64::from(rate) / line.tb).round() as i64;
+    if let Some(t) = line.map(f.timestamp(), dur) {
+        *last = last.max(line.seconds(t));
+        // The audio graph counts time in samples.
+        f.set_pts(Some((line.seconds(t) * f64::from(rate)).round() as i64));
+    } else {
+        f.set_pts(None);
+    }
     for t in atx {
-        let shared = ff::frame::Audio::from(share(f));
-        if t.send(AMsg::Frame(k, shared)).is_err() {
+        let Some(shared) = share(f) else { return false };
+        if t.send(AMsg::Frame(k, ff::frame::Audio::from(shared)))
+            .is_err()
+        {
             return false;
         }
     }
     true
-}
-
-fn set_pts_from_best_effort(f: &mut ff::frame::Video, offset: i64) {
-    let ts = f.timestamp().map(|t| t - offset);
-    f.set_pts(ts);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -603,13 +698,11 @@ fn video_thread(
     v: &VideoOut,
     in_tb: ff::Rational,
     src_rate: (i32, i32),
-    start_us: i64,
     rx: Receiver<VMsg>,
     mux: Sender<MuxMsg>,
     dev: Option<Arc<HwDevice>>,
     cancel: &AtomicBool,
 ) -> Result<(), String> {
-    let offset = ff::Rescale::rescale(&start_us, ff::Rational::new(1, ffi::AV_TIME_BASE), in_tb);
     let mut g: Option<ff::filter::Graph> = None;
     let mut enc: Option<(ff::encoder::Video, ff::Rational)> = None;
     let mut filtered = ff::frame::Video::empty();
@@ -617,6 +710,7 @@ fn video_thread(
     let rate = ff::Rational::new(v.frame_rate.0, v.frame_rate.1);
     let mut next_pts: i64 = 0;
     let mut end_pts: Option<i64> = None;
+    let mut graph_props: Option<(u32, u32, ff::format::Pixel)> = None;
 
     let mut pull = |g: &mut ff::filter::Graph,
                     enc: &mut Option<(ff::encoder::Video, ff::Rational)>,
@@ -647,6 +741,17 @@ fn video_thread(
                 .map_err(|_| "muxer stopped")?;
             }
             let (e, enc_tb) = enc.as_mut().expect("opened above");
+            if (filtered.width(), filtered.height(), filtered.format())
+                != (e.width(), e.height(), e.format())
+            {
+                return Err(format!(
+                    "the picture changed from {}x{} to {}x{} mid-stream and the filter chain did not bring it back",
+                    e.width(),
+                    e.height(),
+                    filtered.width(),
+                    filtered.height()
+                ));
+            }
             let pts = filtered
                 .pts()
                 .map(|p| ff::Rescale::rescale(&p, sink_tb, *enc_tb))
@@ -674,11 +779,10 @@ fn video_thread(
 
     for msg in rx.iter() {
         match msg {
-            VMsg::Frame(mut f) => {
+            VMsg::Frame(f) => {
                 if cancel.load(Ordering::Relaxed) {
                     return Err("cancelled".into());
                 }
-                set_pts_from_best_effort(&mut f, offset);
                 if let Some(p) = f.pts() {
                     // SAFETY: reading a plain field of a live frame.
                     let d = unsafe { (*f.as_ptr()).pkt_duration };
@@ -693,8 +797,22 @@ fn video_thread(
                     };
                     end_pts = Some(end_pts.map_or(p + d, |e: i64| e.max(p + d)));
                 }
+                // A new picture size or format mid-stream: finish the graph built for the old one
+                // and build another; the chain ends in a scale to the output size.
+                let props = (f.width(), f.height(), f.format());
+                if g.is_some() && graph_props != Some(props) {
+                    if let Some(mut old) = g.take() {
+                        let _ = old
+                            .get("in")
+                            .ok_or("video source missing")?
+                            .source()
+                            .flush();
+                        pull(&mut old, &mut enc, &mut next_pts)?;
+                    }
+                }
                 if g.is_none() {
                     g = Some(build_video_graph(v, &f, in_tb, dev.as_deref())?);
+                    graph_props = Some(props);
                 }
                 let gg = g.as_mut().expect("built");
                 gg.get("in")
@@ -762,38 +880,14 @@ fn build_video_graph(
         let rest = v.filter.strip_prefix("[in]").unwrap_or(&v.filter);
         format!("[in]hwdownload,format=pix_fmts=nv12|p010le,{rest}")
     };
-    let mut built = graph::build(std::slice::from_ref(&src), &sinks, &cpu_chain)
-        .map_err(|e| format!("video filter: {e}"))?;
-    if let Some(d) = dev {
-        attach_device(&mut built, d)?;
-        built
-            .validate()
-            .map_err(|e| format!("video filter on {}: {e}", v.backend.name()))?;
-    }
-    Ok(built)
+    graph::build_on(std::slice::from_ref(&src), &sinks, &cpu_chain, dev)
+        .map_err(|e| format!("video filter on {}: {e}", v.backend.name()))
 }
 
 fn sink_ctx_ptr(g: &mut ff::filter::Graph) -> Result<*mut ffi::AVFilterContext, String> {
     let mut c = g.get("out").ok_or("video sink missing")?;
     // SAFETY: the pointer stays valid as long as the graph, which outlives its only use.
     Ok(unsafe { c.as_mut_ptr() })
-}
-
-/// Gives every filter of the graph the hardware device (hwupload and the *_cuda/*_vaapi filters
-/// need it) before the graph is configured.
-fn attach_device(g: &mut ff::filter::Graph, dev: &HwDevice) -> Result<(), String> {
-    // SAFETY: the graph is live and not configured by anyone else; each filter gets its own new
-    // reference to the device, which the filter releases when freed.
-    unsafe {
-        let gp = g.as_mut_ptr();
-        for i in 0..(*gp).nb_filters as usize {
-            let f = *(*gp).filters.add(i);
-            if (*f).hw_device_ctx.is_null() {
-                (*f).hw_device_ctx = ffi::av_buffer_ref(dev.as_ptr());
-            }
-        }
-    }
-    Ok(())
 }
 
 fn open_video_encoder(
@@ -1003,12 +1097,14 @@ fn audio_thread(
         Ok(built)
     };
 
-    let mut pull = |g: &mut ff::filter::Graph,
-                    encs: &mut Vec<(ff::encoder::Audio, ff::Rational, i64)>|
+    let mut pull_until = |g: &mut ff::filter::Graph,
+                          encs: &mut Vec<(ff::encoder::Audio, ff::Rational, i64)>,
+                          until_s: f64|
      -> Result<(), String> {
         for (i, (e, tb, written)) in encs.iter_mut().enumerate() {
             let mut sink = g.get(&format!("out{i}")).ok_or("audio sink missing")?;
-            while sink.sink().frame(&mut out).is_ok() {
+            let limit = (until_s * f64::from(a.tracks[i].sample_rate)) as i64;
+            while *written < limit && sink.sink().frame(&mut out).is_ok() {
                 if cancel.load(Ordering::Relaxed) {
                     return Err("cancelled".into());
                 }
@@ -1023,9 +1119,7 @@ fn audio_thread(
     };
 
     if k == 0 {
-        let mut built = build(&pending)?;
-        pull(&mut built, &mut encs)?;
-        g = Some(built);
+        g = Some(build(&pending)?);
     }
     for msg in rx.iter() {
         match msg {
@@ -1039,7 +1133,7 @@ fn audio_thread(
                         .source()
                         .add(&f)
                         .map_err(|e| format!("audio filter input: {e}"))?;
-                    pull(gg, &mut encs)?;
+                    pull_until(gg, &mut encs, f64::INFINITY)?;
                 } else {
                     pending[idx].push(f);
                     if pending.iter().all(|p| !p.is_empty()) {
@@ -1054,9 +1148,14 @@ fn audio_thread(
                                     .map_err(|e| format!("audio filter input: {e}"))?;
                             }
                         }
-                        pull(&mut built, &mut encs)?;
+                        pull_until(&mut built, &mut encs, f64::INFINITY)?;
                         g = Some(built);
                     }
+                }
+            }
+            AMsg::Tick(t) => {
+                if let (0, Some(gg)) = (k, g.as_mut()) {
+                    pull_until(gg, &mut encs, t)?;
                 }
             }
             AMsg::Eof => break,
@@ -1071,7 +1170,7 @@ fn audio_thread(
                     .source()
                     .flush();
             }
-            pull(gg, &mut encs)?;
+            pull_until(gg, &mut encs, f64::INFINITY)?;
         }
         None if k > 0 => return Err("a source audio stream produced no samples".into()),
         None => {}
@@ -1219,6 +1318,12 @@ fn mux_inner(
                 if header {
                     write(&mut octx, stream, packet, time_base)?;
                 } else {
+                    if buffered.len() >= 20_000 {
+                        return Err(
+                            "a stream of this output never started (its encoder got no input)"
+                                .into(),
+                        );
+                    }
                     buffered.push((stream, packet, time_base));
                 }
             }
@@ -1254,6 +1359,11 @@ fn mux_inner(
     let f = std::fs::File::open(part).map_err(|e| format!("{}: {e}", part.display()))?;
     f.sync_all()
         .map_err(|e| format!("fsync {}: {e}", part.display()))?;
+    Ok(())
+}
+
+/// Renames a complete, synced `.part` to its final name and syncs the directory.
+fn publish(part: &Path, o: &OutputSpec) -> Result<(), String> {
     std::fs::rename(part, &o.final_path)
         .map_err(|e| format!("rename to {}: {e}", o.final_path.display()))?;
     if let Some(dir) = o.final_path.parent() {
@@ -1427,7 +1537,7 @@ pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), 
         let m = h
             .join()
             .unwrap_or_else(|_| Err("mux thread panicked".into()));
-        r.and(m)
+        r.and(m).and_then(|_| publish(&part, &out))
     });
     mux.map_err(|e| {
         let _ = std::fs::remove_file(&part);

@@ -30,6 +30,17 @@ pub struct Sink {
 
 /// Builds and configures a graph. `spec` refers to sources and sinks by their names in brackets.
 pub fn build(sources: &[Source], sinks: &[Sink], spec: &str) -> Result<ff::filter::Graph, String> {
+    build_on(sources, sinks, spec, None)
+}
+
+/// [`build`], with a hardware device given to every filter before the graph is configured
+/// (`hwupload` and the GPU filters need it then).
+pub fn build_on(
+    sources: &[Source],
+    sinks: &[Sink],
+    spec: &str,
+    device: Option<&super::hw::HwDevice>,
+) -> Result<ff::filter::Graph, String> {
     let mut g = ff::filter::Graph::new();
     for s in sources {
         let f = ff::filter::find(if s.audio { "abuffer" } else { "buffer" })
@@ -92,6 +103,19 @@ pub fn build(sources: &[Source], sinks: &[Sink], spec: &str) -> Result<ff::filte
             None => g
                 .parse(spec)
                 .map_err(|e| format!("filter chain `{spec}`: {e}"))?,
+        }
+    }
+    if let Some(device) = device {
+        // SAFETY: the graph is live and not configured yet; each filter gets its own new
+        // reference to the device, which it releases when freed.
+        unsafe {
+            let gp = g.as_mut_ptr();
+            for i in 0..(*gp).nb_filters as usize {
+                let f = *(*gp).filters.add(i);
+                if (*f).hw_device_ctx.is_null() {
+                    (*f).hw_device_ctx = ffi::av_buffer_ref(device.as_ptr());
+                }
+            }
         }
     }
     g.validate()

@@ -5,11 +5,21 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use super::{ff, init, AvError};
 
 /// Checks the path, sniffs the first bytes and opens the demuxer with stream info found.
 pub fn open(path: &Path) -> Result<ff::format::context::Input, AvError> {
+    open_cancellable(path, None)
+}
+
+/// [`open`], with reads that give up when `cancel` is set (a stalled network share).
+pub fn open_cancellable(
+    path: &Path,
+    cancel: Option<Arc<AtomicBool>>,
+) -> Result<ff::format::context::Input, AvError> {
     init();
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => AvError::NotFound {
@@ -59,7 +69,15 @@ pub fn open(path: &Path) -> Result<ff::format::context::Input, AvError> {
     let mut opts = ff::Dictionary::new();
     opts.set("protocol_whitelist", "none");
     let name = path.file_name().and_then(|s| s.to_str()).unwrap_or("input");
-    ff::format::input_from_stream(io, Some(name), Some(opts)).map_err(|e| AvError::NotMedia {
+    let opened = match cancel {
+        Some(c) => {
+            ff::format::input_from_stream_with_interrupt(io, Some(name), Some(opts), move || {
+                c.load(Ordering::Relaxed)
+            })
+        }
+        None => ff::format::input_from_stream(io, Some(name), Some(opts)),
+    };
+    opened.map_err(|e| AvError::NotMedia {
         path: path.to_owned(),
         source: e,
     })

@@ -112,17 +112,21 @@ unsafe extern "C" fn log_bridge(
 }
 
 /// A new reference to the same picture or samples: no pixel copy, so one decoded frame can go to
-/// several encoders on other threads.
-pub fn share(frame: &ff::Frame) -> ff::Frame {
-    // SAFETY: `av_frame_alloc` returns an empty frame or null (checked by `Frame::wrap` callers
-    // below); `av_frame_ref` adds references to `frame`'s buffers, which stay valid while any
-    // reference lives. On failure the empty frame is returned, which consumers treat as a gap.
+/// several encoders on other threads. `None` only when memory runs out.
+pub fn share(frame: &ff::Frame) -> Option<ff::Frame> {
+    // SAFETY: `av_frame_alloc` returns an empty frame or null (checked); `av_frame_ref` adds
+    // references to `frame`'s buffers, which stay valid while any reference lives; on failure the
+    // new frame is freed by `Frame`'s Drop.
     unsafe {
         let dst = ffi::av_frame_alloc();
-        if !dst.is_null() {
-            ffi::av_frame_ref(dst, frame.as_ptr());
+        if dst.is_null() {
+            return None;
         }
-        ff::Frame::wrap(dst)
+        let copy = ff::Frame::wrap(dst);
+        if ffi::av_frame_ref(dst, frame.as_ptr()) < 0 {
+            return None;
+        }
+        Some(copy)
     }
 }
 
@@ -148,6 +152,14 @@ pub fn library_versions() -> Vec<(String, String)> {
 pub fn has_encoder(name: &str) -> bool {
     init();
     ff::encoder::find_by_name(name).is_some()
+}
+
+/// The codec an encoder produces, as a decoder/prober names it (`libopus` → `opus`).
+pub fn encoder_codec_name(encoder: &str) -> Option<String> {
+    init();
+    let codec = ff::encoder::find_by_name(encoder)?;
+    // SAFETY: avcodec_get_name accepts any codec id and returns a static string.
+    cstr_opt(unsafe { ffi::avcodec_get_name((*codec.as_ptr()).id) })
 }
 
 /// Whether libav knows a pixel format of this name.

@@ -182,9 +182,20 @@ fn describe(ictx: &ff::format::context::Input, path: &Path, size_bytes: u64) -> 
     };
     for st in ictx.streams() {
         // SAFETY: the stream and its codecpar belong to `ictx`, alive for this loop.
-        let (par, tb) = unsafe {
+        // Colour and field-order values come from container metadata unchecked (Matroska copies
+        // them as they are): they are read as plain integers, never as Rust enums.
+        let (par, tb, raw_enums) = unsafe {
             let s = st.as_ptr();
-            (&*(*s).codecpar, (*s).time_base)
+            let p = (*s).codecpar;
+            let int = |f: *const i32| f.read();
+            let raw = [
+                int(std::ptr::addr_of!((*p).color_primaries).cast()),
+                int(std::ptr::addr_of!((*p).color_trc).cast()),
+                int(std::ptr::addr_of!((*p).color_space).cast()),
+                int(std::ptr::addr_of!((*p).color_range).cast()),
+                int(std::ptr::addr_of!((*p).field_order).cast()),
+            ];
+            (&*p, (*s).time_base, raw)
         };
         let (codec, codec_long) = codec_name(par.codec_id);
         let meta = st.metadata();
@@ -224,14 +235,14 @@ fn describe(ictx: &ff::format::context::Input, path: &Path, size_bytes: u64) -> 
                     sample_aspect_ratio: ratio_string(sar, ':'),
                     display_aspect_ratio: dar,
                     frame_rate: ratio_string(fr, '/'),
-                    field_order: field_order_name(par.field_order).map(String::from),
+                    field_order: field_order_name(raw_enums[4]).map(String::from),
                     pix_fmt,
                     bit_depth,
                     chroma_subsampling: chroma,
-                    color_primaries: enum_name(par.color_primaries as i32, Names::Primaries),
-                    color_transfer: enum_name(par.color_trc as i32, Names::Transfer),
-                    color_matrix: enum_name(par.color_space as i32, Names::Space),
-                    color_range: enum_name(par.color_range as i32, Names::Range),
+                    color_primaries: enum_name(raw_enums[0], Names::Primaries),
+                    color_transfer: enum_name(raw_enums[1], Names::Transfer),
+                    color_matrix: enum_name(raw_enums[2], Names::Space),
+                    color_range: enum_name(raw_enums[3], Names::Range),
                     bit_rate: br,
                     duration_s: dur,
                     frames: (frames > 0).then_some(frames),
@@ -242,15 +253,7 @@ fn describe(ictx: &ff::format::context::Input, path: &Path, size_bytes: u64) -> 
                 let channels = par.ch_layout.nb_channels.max(0) as u32;
                 let layout = layout_name(&par.ch_layout);
                 // SAFETY: av_get_sample_fmt_name accepts any value and returns static or null.
-                let sample_fmt = unsafe {
-                    cstr_opt(ffi::av_get_sample_fmt_name(std::mem::transmute::<
-                        i32,
-                        ffi::AVSampleFormat,
-                    >(
-                        par.format
-                            .clamp(-1, ffi::AVSampleFormat::AV_SAMPLE_FMT_NB as i32 - 1),
-                    )))
-                };
+                let sample_fmt = unsafe { cstr_opt(raw::av_get_sample_fmt_name(par.format)) };
                 let depth = if par.bits_per_raw_sample > 0 {
                     Some(par.bits_per_raw_sample as u32)
                 } else if par.bits_per_coded_sample > 0 {
@@ -308,12 +311,12 @@ fn describe(ictx: &ff::format::context::Input, path: &Path, size_bytes: u64) -> 
 }
 
 /// ffprobe's names for `AVFieldOrder`, collapsed to what a media manager asks: which field first.
-fn field_order_name(fo: ffi::AVFieldOrder) -> Option<&'static str> {
-    use ffi::AVFieldOrder::*;
+fn field_order_name(fo: i32) -> Option<&'static str> {
+    // AVFieldOrder: 1 progressive, 2 TT, 3 BB, 4 TB, 5 BT.
     match fo {
-        AV_FIELD_PROGRESSIVE => Some("progressive"),
-        AV_FIELD_TT | AV_FIELD_BT => Some("tff"),
-        AV_FIELD_BB | AV_FIELD_TB => Some("bff"),
+        1 => Some("progressive"),
+        2 | 5 => Some("tff"),
+        3 | 4 => Some("bff"),
         _ => None,
     }
 }
@@ -391,10 +394,9 @@ pub fn pixel_info(format: i32) -> (Option<String>, Option<u32>, Option<String>) 
     if format < 0 {
         return (None, None, None);
     }
-    // SAFETY: the value is a valid AVPixelFormat index or the lookup returns null.
+    // SAFETY: the int-typed lookup takes any value and returns a static descriptor or null.
     unsafe {
-        let pf: ffi::AVPixelFormat = std::mem::transmute(format);
-        let desc = ffi::av_pix_fmt_desc_get(pf);
+        let desc = raw::av_pix_fmt_desc_get(format);
         if desc.is_null() {
             return (None, None, None);
         }
@@ -428,41 +430,37 @@ enum Names {
 }
 
 fn enum_name(v: i32, which: Names) -> Option<String> {
-    // SAFETY: each *_name function accepts any value of its enum and returns static or null;
-    // values come from codecpar, which libav keeps within the enum's range.
+    // Unspecified (2) has a name in libav but means "not said" here.
+    if v == 2 && !matches!(which, Names::Range) || v == 0 && matches!(which, Names::Range) {
+        return None;
+    }
+    // SAFETY: the int-typed declarations take any value; libav returns a static string or null.
     unsafe {
-        let p = match which {
-            Names::Primaries => {
-                if v == ffi::AVColorPrimaries::AVCOL_PRI_UNSPECIFIED as i32 {
-                    return None;
-                }
-                ffi::av_color_primaries_name(std::mem::transmute::<u32, ffi::AVColorPrimaries>(
-                    v as u32,
-                ))
-            }
-            Names::Transfer => {
-                if v == ffi::AVColorTransferCharacteristic::AVCOL_TRC_UNSPECIFIED as i32 {
-                    return None;
-                }
-                ffi::av_color_transfer_name(std::mem::transmute::<
-                    u32,
-                    ffi::AVColorTransferCharacteristic,
-                >(v as u32))
-            }
-            Names::Space => {
-                if v == ffi::AVColorSpace::AVCOL_SPC_UNSPECIFIED as i32 {
-                    return None;
-                }
-                ffi::av_color_space_name(std::mem::transmute::<u32, ffi::AVColorSpace>(v as u32))
-            }
-            Names::Range => {
-                if v == ffi::AVColorRange::AVCOL_RANGE_UNSPECIFIED as i32 {
-                    return None;
-                }
-                ffi::av_color_range_name(std::mem::transmute::<u32, ffi::AVColorRange>(v as u32))
-            }
-        };
-        cstr_opt(p)
+        cstr_opt(match which {
+            Names::Primaries => raw::av_color_primaries_name(v),
+            Names::Transfer => raw::av_color_transfer_name(v),
+            Names::Space => raw::av_color_space_name(v),
+            Names::Range => raw::av_color_range_name(v),
+        })
+    }
+}
+
+/// libav functions declared with plain `int` parameters where the generated bindings use enums:
+/// values read from files may lie outside the enums, and an out-of-range enum is undefined
+/// behaviour in Rust while libav checks the range itself.
+#[allow(clashing_extern_declarations)]
+mod raw {
+    use std::ffi::{c_char, c_int};
+
+    use super::ffi;
+
+    extern "C" {
+        pub fn av_color_primaries_name(v: c_int) -> *const c_char;
+        pub fn av_color_transfer_name(v: c_int) -> *const c_char;
+        pub fn av_color_space_name(v: c_int) -> *const c_char;
+        pub fn av_color_range_name(v: c_int) -> *const c_char;
+        pub fn av_get_sample_fmt_name(v: c_int) -> *const c_char;
+        pub fn av_pix_fmt_desc_get(v: c_int) -> *const ffi::AVPixFmtDescriptor;
     }
 }
 

@@ -68,6 +68,9 @@ impl CodecTrip {
 }
 
 fn deliver(out: &ff::frame::Audio, each: &mut impl FnMut(&Block<'_>)) {
+    if out.format() != ff::format::Sample::F32(ff::format::sample::Type::Planar) {
+        return;
+    }
     let ch = graph::channels(out);
     let planes: Vec<&[f32]> = (0..ch)
         .map(|c| &out.plane::<f32>(c)[..out.samples()])

@@ -57,6 +57,8 @@ pub struct SourceFacts {
     pub start_timecode: Option<String>,
     /// Frame rate of the source, for outputs whose rate is "source".
     pub frame_rate: Option<Rate>,
+    /// The source had no audio: silent tracks are expected, not a loudness failure.
+    pub no_source_audio: bool,
 }
 
 struct Checks(Vec<Check>);
@@ -329,7 +331,7 @@ fn verify_file(
         );
     }
     let rate = check_video(&mut c, out, &probe, &scan, source);
-    check_audio(&mut c, out, &probe, &scan, loudness_target, file)?;
+    check_audio(&mut c, out, &probe, &scan, loudness_target, file, source)?;
     check_timing(&mut c, &probe, &scan, rate, source);
     c.add(
         "decode errors",
@@ -536,6 +538,7 @@ fn check_audio(
     scan: &ScanReport,
     target: Option<&LoudnessTarget>,
     file: &Path,
+    source: &SourceFacts,
 ) -> Result<(), VerifyError> {
     let Some(a) = &out.audio else {
         return Ok(());
@@ -548,11 +551,12 @@ fn check_audio(
     );
     for (i, (want, got)) in a.tracks.iter().zip(&probe.audio).enumerate() {
         let n = i + 1;
+        let codec = crate::av::encoder_codec_name(&a.codec).unwrap_or_else(|| a.codec.clone());
         c.add(
             &format!("audio {n} codec"),
-            &a.codec,
+            &codec,
             &got.codec,
-            got.codec == a.codec,
+            got.codec == codec,
         );
         c.add(
             &format!("audio {n} sample rate"),
@@ -591,6 +595,15 @@ fn check_audio(
             }),
         })?;
         let i = l.integrated_lufs;
+        if i.is_none() && source.no_source_audio {
+            c.add(
+                "programme loudness",
+                "silence (the source has no audio)",
+                "silence",
+                true,
+            );
+            return Ok(());
+        }
         let pass = i.is_some_and(|i| (i - t.integrated_lufs).abs() <= t.tolerance_lu);
         c.add(
             "programme loudness",

@@ -279,7 +279,8 @@ pub fn compile(
     let src_video_duration = sv.and_then(|v| v.duration_s).or(duration);
     let mut expected_frames = None;
     let package = prof.package.as_ref().map(|_| {
-        let dir = outdir.join(format!("{stem}_{}", prof.name));
+        // libav reads `%` in segment and image paths as a pattern: keep it out of the package.
+        let dir = outdir.join(format!("{}_{}", stem.replace('%', "_"), prof.name));
         let mut temp = dir.as_os_str().to_owned();
         temp.push(".part");
         PackagePlan {
@@ -607,6 +608,7 @@ pub fn compile(
                 .find(|(k, _)| k == "timecode")
                 .map(|(_, v)| v.clone()),
             frame_rate: src_video.as_ref().map(|v| v.rate),
+            no_source_audio: src.audio.is_empty(),
         });
         planned.push(PlannedOutput {
             index,
@@ -707,7 +709,14 @@ fn level_fix(
         gain_db,
         limit_dbfs,
     };
-    let lossy = !audio.codec.starts_with("pcm_");
+    // The encoder round trip is simulated for lossy codecs that take planar float (AAC, AC-3,
+    // E-AC-3); others are measured after the chain alone.
+    let lossless = audio.codec.starts_with("pcm_")
+        || matches!(
+            audio.codec.as_str(),
+            "flac" | "alac" | "wavpack" | "tta" | "truehd" | "mlp"
+        );
+    let lossy = !lossless && engine::audio_encoder_format(&audio.codec).as_deref() == Some("fltp");
     if limit_dbfs.is_some() || lossy {
         // Limiting takes loudness away and a lossy codec changes both loudness and peaks: run
         // the audio through the same chain and the same encoder, decode it, measure what comes

@@ -194,7 +194,10 @@ fn stills_chain(src: &SrcVideo, dst: &DstVideo, stills: Stills) -> String {
             f.push(format!("trim=start={at_s:.3}"));
             f.push("select=eq(n\\,0)".into());
         }
-        Stills::Storyboard { interval_s, .. } => f.push(format!("fps=1/{interval_s}")),
+        // The first frame, then the first frame at least `interval_s` after the last one taken.
+        Stills::Storyboard { interval_s, .. } => f.push(format!(
+            "select=isnan(prev_selected_t)+gte(t-prev_selected_t\\,{interval_s})"
+        )),
     }
     f.extend(scale_and_pad(src, dst, false));
     if let Stills::Storyboard { columns, rows, .. } = stills {
@@ -225,10 +228,9 @@ pub fn video_chain(src: &SrcVideo, dst: &DstVideo) -> String {
         }
         (true, scan) if dst.rate == src.rate => {
             f.push(format!("fps={}", dst.rate));
-            let same_size = src.width == dst.width && src.height == dst.height;
-            if !same_size || dst.bt709 {
-                f.extend(scale_and_pad(src, dst, true));
-            }
+            // Always scaled (a no-op at the same size): the output size must hold even if the
+            // source changes size mid-stream.
+            f.extend(scale_and_pad(src, dst, true));
             if src.scan != scan {
                 f.push(format!("fieldorder={}", field(scan)));
             }
@@ -429,6 +431,10 @@ fn layout_name(channels: u32) -> &'static str {
     }
 }
 
+/// Audio follows its timestamps: silence where it starts late or has gaps, overlaps dropped, so
+/// that it stays in sync with the picture.
+const ALIGN: &str = "async=1:first_pts=0";
+
 /// The audio graph: `[in0]…` source streams merged into one bus, one `[outJ]` per track.
 /// With no source audio, each track is silence lasting `{duration}` (filled in by the engine).
 /// A level correction applied to every track: a gain, and a limiter on the 4× oversampled
@@ -499,12 +505,12 @@ pub fn audio_graph(
     let mut parts = Vec::new();
     let k = src.len();
     if k == 1 {
-        parts.push(format!("[in0]aresample={rate}[bus]"));
+        parts.push(format!("[in0]aresample={rate}:{ALIGN}[bus]"));
     } else {
         for (i, a) in src.iter().enumerate() {
             // amerge needs every input to declare a layout.
             parts.push(format!(
-                "[in{i}]aresample={rate},aformat=channel_layouts={}[r{i}]",
+                "[in{i}]aresample={rate}:{ALIGN},aformat=channel_layouts={}[r{i}]",
                 default_layout(a.channels)
             ));
         }
@@ -745,7 +751,9 @@ mod tests {
         });
         let c = video_chain(&src(1920, 1080, (1, 1), R25, Scan::Tff), &d);
         assert!(
-            c.starts_with("[in]bwdif") && c.contains("fps=1/10") && c.contains("tile=5x4"),
+            c.starts_with("[in]bwdif")
+                && c.contains("gte(t-prev_selected_t\\,10)")
+                && c.contains("tile=5x4"),
             "{c}"
         );
         d.stills = Some(Stills::Poster { at_s: 12.5 });
