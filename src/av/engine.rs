@@ -1136,6 +1136,17 @@ fn audio_thread(
                     pull_until(gg, &mut encs, f64::INFINITY)?;
                 } else {
                     pending[idx].push(f);
+                    // A declared stream that carries nothing (a dead PID): give up after about a
+                    // minute of the others rather than hold their samples without end.
+                    if pending[idx].len() > 3000 {
+                        if let Some(dead) = pending.iter().position(|p| p.is_empty()) {
+                            return Err(format!(
+                                "source audio stream {} (the {}. audio stream) carries no samples",
+                                dead,
+                                dead + 1
+                            ));
+                        }
+                    }
                     if pending.iter().all(|p| !p.is_empty()) {
                         let mut built = build(&pending)?;
                         for (i, frames) in pending.iter_mut().enumerate() {

@@ -264,7 +264,15 @@ pub fn video_chain(src: &SrcVideo, dst: &DstVideo) -> String {
     }
     if let Some((tc, font)) = &dst.burn_timecode {
         let font = match font {
-            Some(path) => format!("fontfile={}", escape_filter_value(path)),
+            // A path with characters that have a meaning in a filter graph is not used.
+            Some(path)
+                if path
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c)) =>
+            {
+                format!("fontfile={path}")
+            }
+            Some(_) => "font=monospace".into(),
             None => "font=monospace".into(),
         };
         f.push(format!(
@@ -278,13 +286,6 @@ pub fn video_chain(src: &SrcVideo, dst: &DstVideo) -> String {
         f.push("hwupload".into());
     }
     format!("[in]{}[out]", f.join(","))
-}
-
-fn escape_filter_value(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace(':', "\\:")
-        .replace('\'', "\\'")
-        .replace(',', "\\,")
 }
 
 /// What one source audio stream brings.
