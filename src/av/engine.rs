@@ -1141,8 +1141,7 @@ fn audio_thread(
                     if pending[idx].len() > 3000 {
                         if let Some(dead) = pending.iter().position(|p| p.is_empty()) {
                             return Err(format!(
-                                "source audio stream {} (the {}. audio stream) carries no samples",
-                                dead,
+                                "audio stream {} of the source (counting from 1) carries no samples",
                                 dead + 1
                             ));
                         }
