@@ -33,39 +33,6 @@ fn check<'a>(rep: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no check {name} in {rep}"))
 }
 
-/// (integrated LUFS, true peak dBFS) from ffmpeg's own meter, over the programme: the first
-/// stream, or the first two mono tracks as a stereo pair.
-fn ebur128(path: &Path, mono_pair: bool) -> (f64, f64) {
-    let graph = if mono_pair {
-        "[0:a:0][0:a:1]join=inputs=2:channel_layout=stereo,ebur128=peak=true"
-    } else {
-        "[0:a:0]ebur128=peak=true"
-    };
-    let o = std::process::Command::new("ffmpeg")
-        .args(["-nostdin", "-nostats", "-i"])
-        .arg(path)
-        .args(["-filter_complex", graph, "-f", "null", "-"])
-        .output()
-        .unwrap();
-    let err = stderr(&o);
-    let summary = err.rsplit("Summary:").next().unwrap();
-    let grab = |key: &str| -> f64 {
-        let line = summary
-            .lines()
-            .find(|l| l.trim_start().starts_with(key))
-            .unwrap();
-        line.split(':')
-            .nth(1)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    (grab("I:"), grab("Peak:"))
-}
-
 #[test]
 fn hls_ladder_is_a_verified_package_that_players_can_read() {
     let d = tempfile::tempdir().unwrap();
@@ -316,7 +283,13 @@ fn loudness_lands_on_target_and_agrees_with_ffmpeg() {
                 .trim_end_matches(" LUFS")
                 .parse()
                 .unwrap();
-            let (i, tp) = ebur128(&file, ext.ends_with(".mxf"));
+            // The programme: the first stream, or the first two mono tracks as a stereo pair.
+            let prefix = if ext.ends_with(".mxf") {
+                "[0:a:0][0:a:1]join=inputs=2:channel_layout=stereo,"
+            } else {
+                "[0:a:0]"
+            };
+            let (i, _, tp) = ebur128_reference(&file, prefix);
             assert!(
                 (ours - i).abs() <= 0.1,
                 "{profile} {stem}: antenne {ours} vs ffmpeg {i}"

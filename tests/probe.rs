@@ -217,44 +217,6 @@ fn agrees_with_ffprobe_on_10bit_progressive_mkv() {
     assert_eq!(p["video"][0]["color_primaries"], "bt709");
 }
 
-/// ffmpeg's own figures: (integrated LUFS, LRA LU, true peak dBFS).
-fn ebur128_reference(path: &std::path::Path, filter_prefix: &str) -> (f64, f64, f64) {
-    let o = std::process::Command::new("ffmpeg")
-        .args(["-nostdin", "-nostats", "-i"])
-        .arg(path)
-        .args([
-            "-filter_complex",
-            &format!("{filter_prefix}ebur128=peak=true"),
-            "-f",
-            "null",
-            "-",
-        ])
-        .output()
-        .unwrap();
-    let err = stderr(&o);
-    // ffmpeg configures the graph twice and prints a summary each time: the last one counts.
-    let summary = err
-        .rsplit("Summary:")
-        .next()
-        .filter(|_| err.contains("Summary:"))
-        .unwrap_or_else(|| panic!("no summary: {err}"));
-    let grab = |key: &str| -> f64 {
-        let line = summary
-            .lines()
-            .find(|l| l.trim_start().starts_with(key))
-            .unwrap();
-        line.split(':')
-            .nth(1)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    (grab("I:"), grab("LRA:"), grab("Peak:"))
-}
-
 #[test]
 fn loudness_agrees_with_ffmpeg_ebur128() {
     let d = tempfile::tempdir().unwrap();
