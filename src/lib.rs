@@ -2,6 +2,7 @@
 //! `//!` says what it owns.
 
 pub mod av;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod delivery;

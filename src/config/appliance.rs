@@ -253,42 +253,6 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> Result<ApplianceCo
     Ok(cfg)
 }
 
-/// Placeholders the naming template knows.
-pub fn template_fields(template: &str) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    let mut rest = template;
-    while let Some(i) = rest.find('{') {
-        let after = &rest[i + 1..];
-        let j = after.find('}').ok_or("an opening { without a closing }")?;
-        let field = &after[..j];
-        let name = field.split(':').next().unwrap_or("");
-        match name {
-            "channel" | "yyyy" | "mm" | "dd" => {}
-            "seq" => {
-                if let Some(width) = field.strip_prefix("seq:") {
-                    let w: u32 = width
-                        .parse()
-                        .map_err(|_| format!("{{{field}}}: the width must be a number"))?;
-                    if !(1..=12).contains(&w) {
-                        return Err(format!("{{{field}}}: the width must be 1 to 12"));
-                    }
-                }
-            }
-            other => {
-                return Err(format!(
-                    "{{{other}}} is not a field (channel, yyyy, mm, dd, seq)"
-                ))
-            }
-        }
-        out.push(name.to_string());
-        rest = &after[j + 1..];
-    }
-    if rest.contains('}') {
-        return Err("a closing } without an opening {".into());
-    }
-    Ok(out)
-}
-
 fn validate(c: &ApplianceConfig) -> Result<(), ConfigError> {
     let bad = |key: &'static str, message: String| ConfigError::Invalid {
         origin: c.origin.clone(),
@@ -315,13 +279,8 @@ fn validate(c: &ApplianceConfig) -> Result<(), ConfigError> {
             format!("{url:?}: use sqlite:PATH, postgres://… or leave empty"),
         ));
     }
-    let fields = template_fields(&c.naming.template).map_err(|m| bad("naming.template", m))?;
-    if !fields.iter().any(|f| f == "seq") {
-        return Err(bad(
-            "naming.template",
-            "needs {seq} so that house IDs are unique".into(),
-        ));
-    }
+    crate::catalog::naming::Template::parse(&c.naming.template)
+        .map_err(|e| bad("naming.template", e.why))?;
     if c.naming.channel.is_empty()
         || !c
             .naming
