@@ -562,6 +562,7 @@ pub fn pan(mix: &[ChannelMix]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     fn src(w: u32, h: u32, sar: (u32, u32), rate: Rate, scan: Scan) -> SrcVideo {
         SrcVideo {
@@ -807,5 +808,48 @@ mod tests {
         );
         let g = audio_graph(&[], &[1, 1], 48000, "s32", None);
         assert!(g.contains("anullsrc") && g.contains("[out1]"), "{g}");
+    }
+
+    proptest::proptest! {
+        /// For any source and target of real-world proportions, the picture fits inside the frame,
+        /// on even sizes, and keeps its display aspect within the rounding of a pixel or two.
+        #[test]
+        fn fit_never_stretches(
+            sw in 64u32..4096, sh in 64u32..2160, sn in 1u32..5, sd in 1u32..5,
+            tw in (32u32..2048).prop_map(|w| w * 2), th in (32u32..1080).prop_map(|h| h * 2),
+            wide in proptest::bool::ANY,
+        ) {
+            let s = src(sw, sh, (sn, sd), R25, Scan::Progressive);
+            let mut d = dst(tw, th, R25, Scan::Progressive);
+            d.dar = Some(if wide { (16, 9) } else { (4, 3) });
+            let f = fit(&s, &d);
+            proptest::prop_assert!(f.width <= tw && f.height <= th);
+            proptest::prop_assert!(f.width % 2 == 0 && f.height % 2 == 0);
+            let (dn, dd) = d.dar.unwrap();
+            let tpar = f64::from(dn) * f64::from(th) / (f64::from(dd) * f64::from(tw));
+            let want = f64::from(sw) * f64::from(sn) / (f64::from(sh) * f64::from(sd));
+            let got = f64::from(f.width) * tpar / f64::from(f.height);
+            // Two pixels of rounding on the smaller side of the fitted picture.
+            let slack = 4.0 / f64::from(f.width.min(f.height)).max(2.0);
+            proptest::prop_assert!((got / want - 1.0).abs() <= slack + 0.01, "got {got}, want {want}");
+        }
+
+        /// Every output track gets one mix per channel, and mixes only name bus channels that exist.
+        #[test]
+        fn track_maps_are_well_formed(
+            src_ch in proptest::collection::vec(proptest::sample::select(vec![1u32, 2, 6]), 0..9),
+            tracks in proptest::collection::vec(proptest::sample::select(vec![1u32, 2, 4, 6, 8]), 1..9),
+        ) {
+            let s: Vec<SrcAudio> = src_ch.iter().map(|&c| SrcAudio { channels: c }).collect();
+            let bus: u32 = src_ch.iter().sum();
+            let m = map_tracks(&s, &tracks);
+            proptest::prop_assert_eq!(m.len(), tracks.len());
+            for (mix, &n) in m.iter().zip(&tracks) {
+                proptest::prop_assert_eq!(mix.len(), n as usize);
+                for ch in mix.iter().flatten() {
+                    proptest::prop_assert!((ch.0 as u32) < bus);
+                }
+            }
+        }
     }
 }
