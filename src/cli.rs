@@ -275,7 +275,7 @@ fn cmd_transcode(
     verify: bool,
 ) -> Res {
     let prof = profile::find(profile_name, profile::profiles_dir(profiles_dir).as_deref())?;
-    let src = probe::probe(input)?;
+    let (src, opened) = probe::probe_open(input)?;
     transcode::prepare_outdir(outdir)?;
     let job = transcode::compile(&src, &prof, outdir, backend)?;
     let cancel = Arc::new(AtomicBool::new(false));
@@ -291,7 +291,7 @@ fn cmd_transcode(
         std::thread::spawn(move || report_progress(&progress, &done, total, duration))
     };
     let started = Instant::now();
-    let result = transcode::run(&job, progress.clone(), cancel);
+    let result = transcode::run(&job, Some(opened), progress.clone(), cancel);
     done.store(true, Ordering::SeqCst);
     let _ = reporter.join();
     let report = result?;

@@ -213,9 +213,45 @@ pub fn run(
     progress: Arc<Progress>,
     cancel: Arc<AtomicBool>,
 ) -> Result<RunReport, AvError> {
+    run_with(spec, None, progress, cancel)
+}
+
+/// Seeks an input already read from (by the probe) back to its start, for the containers whose
+/// index makes that exact; `false` means: open the file again.
+fn rewind(ictx: &mut ff::format::context::Input) -> bool {
+    let name = ictx.format().name().to_string();
+    if !matches!(
+        name.as_str(),
+        "mov,mp4,m4a,3gp,3g2,mj2" | "matroska,webm" | "mxf"
+    ) {
+        return false;
+    }
+    // SAFETY: the context is live and exclusively ours; seeking to the first timestamp of the
+    // file with no stream selected uses AV_TIME_BASE units.
+    unsafe {
+        let c = ictx.as_mut_ptr();
+        let start = if (*c).start_time == ffi::AV_NOPTS_VALUE {
+            0
+        } else {
+            (*c).start_time
+        };
+        ffi::avformat_seek_file(c, -1, i64::MIN, start, start, 0) >= 0
+    }
+}
+
+/// [`run`] on an input the caller already opened (see `probe::probe_open`).
+pub fn run_with(
+    spec: &PipelineSpec,
+    opened: Option<ff::format::context::Input>,
+    progress: Arc<Progress>,
+    cancel: Arc<AtomicBool>,
+) -> Result<RunReport, AvError> {
     super::init();
     let path = spec.input.clone();
-    let mut ictx = input::open_cancellable(&path, Some(cancel.clone()))?;
+    let mut ictx = match opened.map(|mut i| (rewind(&mut i), i)) {
+        Some((true, i)) => i,
+        _ => input::open_cancellable(&path, Some(cancel.clone()))?,
+    };
     let inv = |what: String| AvError::Invalid {
         path: path.clone(),
         what,

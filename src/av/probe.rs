@@ -135,6 +135,12 @@ fn tag(dict: &ff::DictionaryRef<'_>, key: &str) -> Option<String> {
 
 /// Reads a file's technical metadata. Field order is measured by decoding up to a few frames.
 pub fn probe(path: &Path) -> Result<ProbeReport, AvError> {
+    probe_open(path).map(|(report, _)| report)
+}
+
+/// [`probe`], also handing back the opened input: the engine rewinds and reuses it instead of
+/// opening and analysing the file a second time.
+pub fn probe_open(path: &Path) -> Result<(ProbeReport, ff::format::context::Input), AvError> {
     let size_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let mut ictx = input::open(path)?;
     let mut report = describe(&ictx, path, size_bytes);
@@ -143,7 +149,7 @@ pub fn probe(path: &Path) -> Result<ProbeReport, AvError> {
             report.video[0].field_order = Some(order.into());
         }
     }
-    Ok(report)
+    Ok((report, ictx))
 }
 
 fn describe(ictx: &ff::format::context::Input, path: &Path, size_bytes: u64) -> ProbeReport {

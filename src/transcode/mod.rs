@@ -804,11 +804,12 @@ fn convert_tc(tc: &str, src: Rate, dst: Rate) -> Option<String> {
 /// with its playlists and manifest, and published by one rename. On any error nothing is left.
 pub fn run(
     job: &Job,
+    opened: Option<crate::av::ff::format::context::Input>,
     progress: Arc<Progress>,
     cancel: Arc<AtomicBool>,
 ) -> Result<engine::RunReport, TranscodeError> {
     let Some(pk) = &job.package else {
-        return Ok(engine::run(&job.spec, progress, cancel)?);
+        return Ok(engine::run_with(&job.spec, opened, progress, cancel)?);
     };
     let fail = |what: String| TranscodeError::OutDir {
         dir: pk.dir.clone(),
@@ -827,7 +828,7 @@ pub fn run(
                     .map_err(|e| fail(format!("cannot be created: {e}")))?;
             }
         }
-        let report = engine::run(&job.spec, progress, cancel)?;
+        let report = engine::run_with(&job.spec, opened, progress, cancel)?;
         package::finish(job, pk).map_err(fail)?;
         Ok(report)
     })();
