@@ -329,39 +329,13 @@ fn proxy_burns_in_the_source_timecode() {
     assert_eq!(v["nb_read_frames"], "50");
     // The lower band (where the timecode box is) differs from the source; the top does not.
     let band_psnr = |y: &str| -> f64 {
-        let o = std::process::Command::new("ffmpeg")
-            .args(["-nostdin", "-i"])
-            .arg(&outs[0])
-            .arg("-i")
-            .arg(&src)
-            .args([
-                "-lavfi",
-                &format!(
-                    "[0:v]crop=400:40:120:{y}[a];[1:v]scale=640:360:in_color_matrix=bt601:out_color_matrix=bt709,crop=400:40:120:{y}[b];[a][b]psnr"
-                ),
-                "-f",
-                "null",
-                "-",
-            ])
-            .output()
-            .unwrap();
-        let e = stderr(&o);
-        let l = e
-            .lines()
-            .find(|l| l.contains("average:"))
-            .unwrap_or_else(|| panic!("{e}"));
-        let v = l
-            .split("average:")
-            .nth(1)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap();
-        if v == "inf" {
-            99.0
-        } else {
-            v.parse().unwrap()
-        }
+        psnr_graph(
+            &outs[0],
+            &src,
+            &format!(
+                "[0:v]crop=400:40:120:{y}[a];[1:v]scale=640:360:in_color_matrix=bt601:out_color_matrix=bt709,crop=400:40:120:{y}[b];[a][b]psnr"
+            ),
+        )
     };
     let top = band_psnr("0");
     let bottom = band_psnr("305");

@@ -331,7 +331,7 @@ fn verify_file(
         );
     }
     let rate = check_video(&mut c, out, &probe, &scan, source);
-    check_audio(&mut c, out, &probe, &scan, loudness_target, file, source)?;
+    check_audio(&mut c, out, &probe, loudness_target, file, source)?;
     check_timing(&mut c, &probe, &scan, rate, source);
     c.add(
         "decode errors",
@@ -535,7 +535,6 @@ fn check_audio(
     c: &mut Checks,
     out: &Output,
     probe: &ProbeReport,
-    scan: &ScanReport,
     target: Option<&LoudnessTarget>,
     file: &Path,
     source: &SourceFacts,
@@ -575,7 +574,6 @@ fn check_audio(
             c.eq(&format!("audio {n} bit depth"), depth, got.bit_depth);
         }
     }
-    let _ = scan;
     if let Some(t) = target {
         let prog = loudness::programme_streams(probe);
         if prog.is_empty() {

@@ -155,18 +155,21 @@ pub fn video_frames(path: &Path) -> Vec<(f64, bool, bool, bool)> {
 
 /// PSNR (average, dB) of `a` against `b` after scaling `b` to `a`'s size.
 pub fn psnr(a: &Path, b: &Path, size: &str) -> f64 {
+    psnr_graph(
+        a,
+        b,
+        &format!("[1:v]scale={size},format=yuv420p[r];[0:v]format=yuv420p[d];[d][r]psnr"),
+    )
+}
+
+/// Average PSNR (dB) printed by a `psnr` filter graph over inputs `a` (0) and `b` (1).
+pub fn psnr_graph(a: &Path, b: &Path, lavfi: &str) -> f64 {
     let o = Command::new("ffmpeg")
         .args(["-nostdin", "-v", "info", "-i"])
         .arg(a)
         .arg("-i")
         .arg(b)
-        .args([
-            "-lavfi",
-            &format!("[1:v]scale={size},format=yuv420p[r];[0:v]format=yuv420p[d];[d][r]psnr"),
-            "-f",
-            "null",
-            "-",
-        ])
+        .args(["-lavfi", lavfi, "-f", "null", "-"])
         .output()
         .expect("ffmpeg");
     let err = stderr(&o);
