@@ -257,8 +257,8 @@ fn loudness_lands_on_target_and_agrees_with_ffmpeg() {
     let quiet = d.path().join("quiet.mov");
     let bursty = d.path().join("bursty.mov");
     for (path, af) in [
-        (&quiet, "anoisesrc=color=pink:amplitude=0.5:duration=6:sample_rate=48000,volume=-14dB"),
-        (&bursty, "anoisesrc=color=pink:amplitude=0.5:duration=6:sample_rate=48000,volume=-14dB,volume='if(lt(mod(t,2),0.06),6,1)':eval=frame"),
+        (&quiet, "anoisesrc=color=pink:amplitude=0.5:duration=6:sample_rate=48000:seed=7,volume=-14dB"),
+        (&bursty, "anoisesrc=color=pink:amplitude=0.5:duration=6:sample_rate=48000:seed=11,volume=-14dB,volume='if(lt(mod(t,2),0.06),6,1)':eval=frame"),
     ] {
         ffmpeg(&[
             "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25:duration=6", "-f", "lavfi", "-i", af,

@@ -735,7 +735,11 @@ fn level_fix(
                 .collect(),
             global_header: false,
         };
-        for _ in 0..4 {
+        // Only a fix that was run through the simulation is returned: the correction after the
+        // last round is a guess, and a guess can put the true peak over the ceiling.
+        let aim_peak = target.true_peak_dbtp - if lossy { 0.3 } else { 0.2 };
+        let mut best: Option<(f64, plan::LevelFix)> = None;
+        for round in 1..=6 {
             let chain = format!(
                 "aresample={rate},{},{},aresample={rate}",
                 plan::pan(&mix),
@@ -752,10 +756,19 @@ fn level_fix(
                 what: format!("loudness of the corrected programme: {e}"),
             })?;
             let Some(i) = out.integrated_lufs else { break };
+            tracing::debug!(
+                round,
+                gain_db = fix.gain_db,
+                limit_dbfs = ?fix.limit_dbfs,
+                integrated = i,
+                true_peak = ?out.true_peak_dbtp,
+                "level fix simulated"
+            );
             let miss = target.integrated_lufs - i;
-            let over = out
-                .true_peak_dbtp
-                .map_or(0.0, |p| p - (target.true_peak_dbtp - 0.2));
+            let over = out.true_peak_dbtp.map_or(0.0, |p| p - aim_peak);
+            if over <= 0.0 && best.as_ref().is_none_or(|(m, _)| miss.abs() < m.abs()) {
+                best = Some((miss, fix));
+            }
             if miss.abs() <= target.tolerance_lu * 0.3 && over <= 0.0 {
                 break;
             }
@@ -764,6 +777,9 @@ fn level_fix(
                 let base = fix.limit_dbfs.unwrap_or(threshold);
                 fix.limit_dbfs = Some(if over > 0.0 { base - over } else { base });
             }
+        }
+        if let Some((_, f)) = best {
+            fix = f;
         }
     }
     Ok(Some(fix))
