@@ -1,12 +1,15 @@
 #!/bin/sh
 # Installs what antenne needs on Debian/Ubuntu: the FFmpeg development libraries it links,
-# clang for the bindings, and the real peers its tests talk to (ffmpeg CLI, mediainfo).
+# clang for the bindings, and the real peers its tests talk to (ffmpeg CLI, mediainfo, and
+# PostgreSQL: tests start throwaway servers from /usr/lib/postgresql/*/bin; the cluster the
+# package may create and start is not used).
 # Idempotent: installs only what is missing.
 set -eu
 
 PKGS="pkg-config clang libclang-dev \
 libavcodec-dev libavformat-dev libavfilter-dev libavdevice-dev libavutil-dev libswscale-dev libswresample-dev \
-ffmpeg mediainfo fonts-dejavu-core make"
+ffmpeg mediainfo fonts-dejavu-core make \
+postgresql postgresql-client"
 
 missing=""
 for p in $PKGS; do

@@ -32,6 +32,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run the appliance service: catalog, users and rights, HTTP control API.
+    Serve {
+        /// Configuration file (default: firmware-config/antenne.toml when it exists).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Technical metadata of a media file (ffprobe names and values).
     Probe {
         file: PathBuf,
@@ -120,6 +126,7 @@ type Res = Result<(), Box<dyn std::error::Error>>;
 
 fn run(cmd: Cmd) -> Res {
     match cmd {
+        Cmd::Serve { config } => cmd_serve(config.as_deref()),
         Cmd::Probe {
             file,
             json,
@@ -484,11 +491,26 @@ fn report_progress(
     }
 }
 
-fn cmd_validate(config: Option<&Path>, profiles_dir: Option<&Path>) -> Res {
+fn load_config(config: Option<&Path>) -> Result<crate::config::appliance::ApplianceConfig, Box<dyn std::error::Error>> {
     let default = Path::new("firmware-config/antenne.toml");
     let file = config.or_else(|| default.is_file().then_some(default));
     let env: Vec<(String, String)> = std::env::vars().collect();
-    let cfg = crate::config::appliance::load(file, &env)?;
+    Ok(crate::config::appliance::load(file, &env)?)
+}
+
+fn cmd_serve(config: Option<&Path>) -> Res {
+    let cfg = load_config(config)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("antenne-api")
+        .build()?;
+    rt.block_on(crate::app::serve(cfg))?;
+    Ok(())
+}
+
+fn cmd_validate(config: Option<&Path>, profiles_dir: Option<&Path>) -> Res {
+    let cfg = load_config(config)?;
+    crate::app::check_machine(&cfg).map_err(|e| format!("{}: {e}", cfg.origin))?;
     println!("configuration: {} valid", cfg.origin);
     let backend = cfg.transcode.backend.as_str();
     if backend != "auto" && backend != "software" {

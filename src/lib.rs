@@ -1,11 +1,14 @@
 //! antenne: a broadcast media appliance. See `../shared/DESIGN.md` for the shape; each module's
 //! `//!` says what it owns.
 
+pub mod api;
+pub mod app;
 pub mod av;
 pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+pub mod ingest;
 pub mod profile;
 pub mod qc;
 pub mod telemetry;

@@ -92,12 +92,18 @@ impl Serialize for ByteSize {
 #[serde(deny_unknown_fields, default)]
 pub struct Server {
     pub listen: String,
+    /// A request that takes longer is answered 503 (uploads and event streams excepted).
+    pub request_timeout_s: u32,
+    /// On SIGTERM, how long in-flight requests get to finish.
+    pub shutdown_grace_s: u32,
 }
 
 impl Default for Server {
     fn default() -> Self {
         Server {
             listen: "127.0.0.1:8080".into(),
+            request_timeout_s: 30,
+            shutdown_grace_s: 20,
         }
     }
 }
@@ -120,6 +126,65 @@ impl Default for Storage {
 #[serde(deny_unknown_fields, default)]
 pub struct Catalog {
     pub url: String,
+    /// Database connections kept open (0 = chosen from the backend).
+    pub max_connections: u32,
+    /// Descriptive fields of this house beyond the Dublin Core set.
+    pub fields: Vec<CustomField>,
+}
+
+/// The value type of a custom catalog field.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldType {
+    Text,
+    Integer,
+    Boolean,
+    /// `YYYY-MM-DD`.
+    Date,
+    /// One of `choices`.
+    Choice,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CustomField {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: FieldType,
+    #[serde(default)]
+    pub choices: Vec<String>,
+    #[serde(default)]
+    pub required: bool,
+    /// Whether full-text search covers the value.
+    #[serde(default = "yes")]
+    pub searchable: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// Lifetime of a login session, in hours.
+    pub session_hours: u32,
+    /// Longest lifetime an API token may be given, in days.
+    pub token_max_days: u32,
+    /// Failed logins per user name and address before logins are refused for `login_window_s`.
+    pub login_attempts: u32,
+    pub login_window_s: u32,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth {
+            session_hours: 12,
+            token_max_days: 365,
+            login_attempts: 5,
+            login_window_s: 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -179,6 +244,7 @@ pub struct ApplianceConfig {
     pub naming: Naming,
     pub transcode: Transcode,
     pub ingest: Ingest,
+    pub auth: Auth,
     /// Where the values came from, for messages.
     #[serde(skip)]
     pub origin: String,
@@ -191,6 +257,7 @@ const SECTIONS: &[&str] = &[
     "naming",
     "transcode",
     "ingest",
+    "auth",
 ];
 
 /// Loads defaults → `file` (when given) → `ANTENNE_<SECTION>_<KEY>` variables from `env`, then
@@ -304,6 +371,44 @@ fn validate(c: &ApplianceConfig) -> Result<(), ConfigError> {
                 c.transcode.backend
             ),
         ));
+    }
+    let mut names = BTreeMap::new();
+    for f in &c.catalog.fields {
+        let ok = !f.name.is_empty()
+            && f.name.len() <= 64
+            && f.name
+                .chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_');
+        if !ok {
+            return Err(bad(
+                "catalog.fields",
+                format!("{:?}: a field name is 1-64 of a-z, 0-9 and _", f.name),
+            ));
+        }
+        if names.insert(f.name.clone(), ()).is_some() {
+            return Err(bad(
+                "catalog.fields",
+                format!("{:?} is declared twice", f.name),
+            ));
+        }
+        if (f.kind == FieldType::Choice) != !f.choices.is_empty() {
+            return Err(bad(
+                "catalog.fields",
+                format!(
+                    "{:?}: choices are given for, and only for, a field of type \"choice\"",
+                    f.name
+                ),
+            ));
+        }
+    }
+    if c.auth.session_hours == 0 || c.auth.token_max_days == 0 || c.auth.login_attempts == 0 {
+        return Err(bad(
+            "auth",
+            "session_hours, token_max_days and login_attempts must be at least 1".into(),
+        ));
+    }
+    if c.server.request_timeout_s == 0 {
+        return Err(bad("server.request_timeout_s", "must be at least 1".into()));
     }
     let mut seen = BTreeMap::new();
     for r in &c.ingest.roots {

@@ -2,6 +2,8 @@
 //! helpers to run antenne and independent readers (`ffprobe`, `mediainfo`).
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

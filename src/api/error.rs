@@ -1,0 +1,191 @@
+//! The one error envelope of the API and the one place where errors get their status and code.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::catalog::CatalogError;
+use crate::ingest::IngestError;
+
+/// `{"error": {"code": "...", "message": "..."}}`: `code` is stable, `message` is for people.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+    pub retry_after_s: Option<u64>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable: `unauthorized`, `forbidden`, `field_forbidden`, `not_found`, `invalid_json`,
+    /// `invalid_body`, `invalid_query`, `invalid_path`, `invalid_field`, `unsupported_media_type`,
+    /// `conflict`, `duplicate`, `payload_too_large`, `path_not_allowed`, `not_media`,
+    /// `rate_limited`, `method_not_allowed`, `timeout`, `unavailable`, `internal`.
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            retry_after_s: None,
+        }
+    }
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid session or API token is required (Authorization: Bearer …)",
+        )
+    }
+    pub fn forbidden(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", m)
+    }
+    pub fn not_found(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", m)
+    }
+    pub fn bad(code: &'static str, m: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, m)
+    }
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; the service log has the cause",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+                field: self.field,
+            },
+        };
+        let mut r = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"antenne\""),
+            );
+        }
+        if let Some(s) = self.retry_after_s {
+            if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        r
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::NotFound(m) => ApiError::not_found(format!("{m} not found")),
+            CatalogError::Forbidden(m) => ApiError::forbidden(m),
+            CatalogError::FieldForbidden(f) => ApiError {
+                field: Some(f.to_string()),
+                ..ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "field_forbidden",
+                    format!("field {f:?} may not be set by this role"),
+                )
+            },
+            CatalogError::Invalid { field, why } => ApiError {
+                message: format!("{field}: {why}"),
+                field: Some(field),
+                ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "")
+            },
+            CatalogError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            e @ CatalogError::Duplicate { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "duplicate", e.to_string())
+            }
+            CatalogError::Db(sqlx::Error::PoolTimedOut) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the catalog database is busy; retry",
+            ),
+            e => {
+                tracing::error!(error = %e, "catalog");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::Path { .. } => ApiError {
+                field: Some("path".into()),
+                ..ApiError::bad("path_not_allowed", e.to_string())
+            },
+            IngestError::TooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.to_string())
+            }
+            IngestError::NotMedia { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_media", e.to_string())
+            }
+            IngestError::Upload(_) => ApiError::bad("invalid_body", e.to_string()),
+            IngestError::Io { .. } => {
+                tracing::error!(error = %e, "ingest");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        match r {
+            JsonRejection::JsonSyntaxError(e) => {
+                ApiError::bad("invalid_json", format!("the body is not JSON: {e}"))
+            }
+            JsonRejection::JsonDataError(e) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                format!("{}", std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string())),
+            ),
+            JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as Content-Type: application/json",
+            ),
+            JsonRejection::BytesRejection(e) => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body cannot be read: {e}"),
+            ),
+            other => ApiError::bad("invalid_body", other.body_text()),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::bad("invalid_query", r.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError::bad("invalid_path", r.body_text())
+    }
+}

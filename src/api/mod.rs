@@ -1,0 +1,440 @@
+//! The HTTP control API (`/v1/...`): router, authentication, audit and metrics middleware, the
+//! OpenAPI document, health and readiness, the change feed and server-sent events. Imports the
+//! domain services (catalog, ingest); they never import it.
+
+pub mod error;
+mod routes;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use utoipa::OpenApi;
+
+pub use error::ApiError;
+
+use crate::catalog::{Catalog, Principal};
+use crate::config::appliance::ApplianceConfig;
+
+/// What every handler shares.
+pub struct AppState {
+    pub catalog: Catalog,
+    pub cfg: Arc<ApplianceConfig>,
+    /// Where uploads are stored (`data_dir/media`).
+    pub media_dir: PathBuf,
+    pub metrics: PrometheusHandle,
+    /// False while starting and once shutting down.
+    pub ready: AtomicBool,
+    logins: Mutex<HashMap<(String, IpAddr), (u32, Instant)>>,
+    /// Principals of recently seen tokens, so that a burst of requests does not look the same
+    /// token up each time; entries live one second and revocation here clears them at once.
+    tokens: Mutex<HashMap<String, (Caller, Instant)>>,
+    /// Cancelled on shutdown: event streams end so that the server can drain.
+    pub stopping: tokio_util::sync::CancellationToken,
+}
+
+impl AppState {
+    pub fn new(
+        catalog: Catalog,
+        cfg: Arc<ApplianceConfig>,
+        media_dir: PathBuf,
+        metrics: PrometheusHandle,
+    ) -> Self {
+        AppState {
+            catalog,
+            cfg,
+            media_dir,
+            metrics,
+            ready: AtomicBool::new(false),
+            logins: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::new()),
+            stopping: tokio_util::sync::CancellationToken::new(),
+        }
+    }
+
+    pub(crate) fn forget_tokens(&self) {
+        if let Ok(mut t) = self.tokens.lock() {
+            t.clear();
+        }
+    }
+
+    /// Refuses a login attempt while `user`@`ip` has too many recent failures.
+    pub(crate) fn login_allowed(&self, user: &str, ip: IpAddr) -> Result<(), ApiError> {
+        let window = Duration::from_secs(u64::from(self.cfg.auth.login_window_s));
+        let mut m = self.logins.lock().map_err(|_| ApiError::internal())?;
+        m.retain(|_, (_, t)| t.elapsed() < window);
+        if let Some((n, t)) = m.get(&(user.to_lowercase(), ip)) {
+            if *n >= self.cfg.auth.login_attempts {
+                let wait = window.saturating_sub(t.elapsed()).as_secs().max(1);
+                return Err(ApiError {
+                    retry_after_s: Some(wait),
+                    ..ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "rate_limited",
+                        format!("too many failed logins; retry in {wait} s"),
+                    )
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn login_failed(&self, user: &str, ip: IpAddr) {
+        if let Ok(mut m) = self.logins.lock() {
+            let e = m
+                .entry((user.to_lowercase(), ip))
+                .or_insert((0, Instant::now()));
+            e.0 += 1;
+        }
+    }
+
+    pub(crate) fn login_succeeded(&self, user: &str, ip: IpAddr) {
+        if let Ok(mut m) = self.logins.lock() {
+            m.remove(&(user.to_lowercase(), ip));
+        }
+    }
+}
+
+pub type S = Arc<AppState>;
+
+/// A JSON body whose rejections come in the error envelope.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Body<T>(pub T);
+
+/// Query parameters whose rejections come in the error envelope.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+/// Path parameters whose rejections come in the error envelope.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+/// The authenticated caller.
+#[derive(Clone)]
+pub struct Caller(pub Principal, pub i64);
+
+impl<St: Send + Sync> FromRequestParts<St> for Caller {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &St,
+    ) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(ApiError::unauthorized)
+    }
+}
+
+pub const SESSION_COOKIE: &str = "antenne_session";
+
+/// The secret a request carries: `Authorization: Bearer …`, else the session cookie.
+fn secret_of(req: &Request) -> Option<String> {
+    if let Some(v) = req.headers().get(header::AUTHORIZATION) {
+        let v = v.to_str().ok()?;
+        let (scheme, token) = v.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_string());
+    }
+    let cookies = req.headers().get_all(header::COOKIE);
+    for c in cookies {
+        for part in c.to_str().ok()?.split(';') {
+            if let Some(v) = part.trim().strip_prefix(SESSION_COOKIE) {
+                if let Some(v) = v.strip_prefix('=') {
+                    return Some(v.to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+async fn authenticate(State(st): State<S>, mut req: Request, next: Next) -> Response {
+    let Some(secret) = secret_of(&req).filter(|s| !s.is_empty() && s.len() <= 200) else {
+        return ApiError::unauthorized().into_response();
+    };
+    let cached = st.tokens.lock().ok().and_then(|m| {
+        m.get(&secret)
+            .filter(|(_, t)| t.elapsed() < Duration::from_secs(1))
+            .map(|(p, _)| p.clone())
+    });
+    let principal = match cached {
+        Some(p) => p,
+        None => match st.catalog.authenticate(&secret).await {
+            Ok(Some((p, id))) => {
+                let c = Caller(p, id);
+                if let Ok(mut m) = st.tokens.lock() {
+                    if m.len() > 10_000 {
+                        m.clear();
+                    }
+                    m.insert(secret.clone(), (c.clone(), Instant::now()));
+                }
+                c
+            }
+            Ok(None) => return ApiError::unauthorized().into_response(),
+            Err(e) => return ApiError::from(e).into_response(),
+        },
+    };
+    // A session cookie may drive a browser; a cross-site form cannot send JSON, so mutating
+    // cookie-authenticated requests must.
+    let by_cookie = !req.headers().contains_key(header::AUTHORIZATION);
+    if by_cookie && mutating(req.method()) {
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if !json && req.uri().path() != "/v1/auth/logout" {
+            return ApiError::forbidden(
+                "a request authenticated by cookie must send application/json",
+            )
+            .into_response();
+        }
+    }
+    req.extensions_mut().insert(principal);
+    next.run(req).await
+}
+
+fn mutating(m: &Method) -> bool {
+    !matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Every mutating call, its caller and its outcome, into the audit log.
+async fn audit(State(st): State<S>, req: Request, next: Next) -> Response {
+    if !mutating(req.method()) {
+        return next.run(req).await;
+    }
+    let who = req.extensions().get::<Caller>().map(|c| c.0.clone());
+    let action = format!(
+        "{} {}",
+        req.method(),
+        req.extensions()
+            .get::<MatchedPath>()
+            .map_or("?", |m| m.as_str())
+    );
+    let object = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let result = if status.is_success() {
+        "ok".to_string()
+    } else {
+        format!("refused {}", status.as_u16())
+    };
+    if let Err(e) = st
+        .catalog
+        .audit(who.as_ref(), &action, &object, &result, "")
+        .await
+    {
+        tracing::error!(error = %e, action, "audit log: cannot append");
+    }
+    resp
+}
+
+async fn measure(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("antenne_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("antenne_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    resp
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+/// The peer address, for login rate limiting (tests built without ConnectInfo use loopback).
+pub(crate) fn peer(req_ci: Option<ConnectInfo<SocketAddr>>) -> IpAddr {
+    req_ci.map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip())
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "antenne control API",
+        description = "Catalog, users and rights, ingest and the change feed of the antenne broadcast appliance. \
+            Every route but /health and /v1/auth/login needs `Authorization: Bearer <token>` (a session \
+            from /v1/auth/login or an API token from /v1/tokens) or the session cookie. Errors come as \
+            {\"error\": {\"code\", \"message\"}} with a stable code. Lists page with `limit` and the \
+            `next` cursor."
+    ),
+    paths(
+        routes::health, routes::ready, routes::login, routes::logout,
+        routes::list_assets, routes::search, routes::create_asset, routes::get_asset, routes::patch_asset,
+        routes::delete_asset, routes::list_files, routes::register_file, routes::upload_file,
+        routes::get_file, routes::file_content, routes::ingest_path, routes::ingest_upload,
+        routes::get_asset_acl, routes::put_asset_acl, routes::list_rights, routes::add_rights,
+        routes::delete_rights, routes::list_tags, routes::list_collections, routes::create_collection,
+        routes::get_collection, routes::delete_collection, routes::add_to_collection,
+        routes::remove_from_collection, routes::get_collection_acl, routes::put_collection_acl,
+        routes::list_users, routes::create_user, routes::me, routes::get_user, routes::patch_user,
+        routes::change_password, routes::list_groups, routes::create_group, routes::get_group,
+        routes::delete_group, routes::add_member, routes::remove_member, routes::list_tokens,
+        routes::create_token, routes::revoke_token, routes::list_audit, routes::verify_audit,
+        routes::changes, routes::events, routes::metrics_text,
+    ),
+    components(schemas(error::ErrorBody, error::ErrorDetail)),
+    modifiers(&Security),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let c = api.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The whole API.
+pub fn router(st: S) -> Router {
+    let timeout = Duration::from_secs(u64::from(st.cfg.server.request_timeout_s));
+    // Routes answered within the request timeout.
+    let bounded = Router::new()
+        .route("/ready", get(routes::ready))
+        .route("/metrics", get(routes::metrics_text))
+        .route("/v1/auth/logout", post(routes::logout))
+        .route("/v1/assets", get(routes::list_assets).post(routes::create_asset))
+        .route("/v1/search", get(routes::search))
+        .route(
+            "/v1/assets/{id}",
+            get(routes::get_asset)
+                .patch(routes::patch_asset)
+                .delete(routes::delete_asset),
+        )
+        .route(
+            "/v1/assets/{id}/files",
+            get(routes::list_files).post(routes::register_file),
+        )
+        .route(
+            "/v1/assets/{id}/acl",
+            get(routes::get_asset_acl).put(routes::put_asset_acl),
+        )
+        .route(
+            "/v1/assets/{id}/rights",
+            get(routes::list_rights).post(routes::add_rights),
+        )
+        .route("/v1/assets/{id}/rights/{rid}", delete(routes::delete_rights))
+        .route("/v1/files/{id}", get(routes::get_file))
+        .route("/v1/ingest", post(routes::ingest_path))
+        .route("/v1/tags", get(routes::list_tags))
+        .route(
+            "/v1/collections",
+            get(routes::list_collections).post(routes::create_collection),
+        )
+        .route(
+            "/v1/collections/{id}",
+            get(routes::get_collection).delete(routes::delete_collection),
+        )
+        .route(
+            "/v1/collections/{id}/assets/{asset_id}",
+            put(routes::add_to_collection).delete(routes::remove_from_collection),
+        )
+        .route(
+            "/v1/collections/{id}/acl",
+            get(routes::get_collection_acl).put(routes::put_collection_acl),
+        )
+        .route("/v1/users", get(routes::list_users).post(routes::create_user))
+        .route("/v1/users/me", get(routes::me))
+        .route("/v1/users/me/password", post(routes::change_password))
+        .route(
+            "/v1/users/{id}",
+            get(routes::get_user).patch(routes::patch_user),
+        )
+        .route("/v1/groups", get(routes::list_groups).post(routes::create_group))
+        .route(
+            "/v1/groups/{id}",
+            get(routes::get_group).delete(routes::delete_group),
+        )
+        .route(
+            "/v1/groups/{id}/members/{user_id}",
+            put(routes::add_member).delete(routes::remove_member),
+        )
+        .route("/v1/tokens", get(routes::list_tokens).post(routes::create_token))
+        .route("/v1/tokens/{id}", delete(routes::revoke_token))
+        .route("/v1/audit", get(routes::list_audit))
+        .route("/v1/audit/verify", get(routes::verify_audit))
+        .route("/v1/changes", get(routes::changes))
+        .merge(
+            utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()),
+        )
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ));
+    // Streams: as long as the data takes.
+    let streaming = Router::new()
+        .route(
+            "/v1/assets/{id}/upload",
+            post(routes::upload_file).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/v1/ingest/upload",
+            post(routes::ingest_upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/v1/files/{id}/content", get(routes::file_content))
+        .route("/v1/events", get(routes::events));
+    let protected = bounded
+        .merge(streaming)
+        .route_layer(axum::middleware::from_fn_with_state(st.clone(), audit))
+        .route_layer(axum::middleware::from_fn_with_state(
+            st.clone(),
+            authenticate,
+        ));
+    Router::new()
+        .route("/health", get(routes::health))
+        .route(
+            "/v1/auth/login",
+            post(routes::login).route_layer(axum::middleware::from_fn_with_state(
+                st.clone(),
+                audit,
+            )),
+        )
+        .merge(protected)
+        .fallback(not_found)
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
+        .layer(axum::middleware::from_fn(measure))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| ApiError::internal().into_response(),
+        ))
+        .with_state(st)
+}
+
+/// Marks the service ready (or not) for `/ready`.
+pub fn set_ready(st: &AppState, ready: bool) {
+    st.ready.store(ready, Ordering::SeqCst);
+}

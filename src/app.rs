@@ -1,0 +1,246 @@
+//! The composition root of `antenne serve`: configuration → data directory → catalog → first
+//! admin → HTTP API; systemd readiness and watchdog; graceful shutdown on SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::api::{self, AppState};
+use crate::catalog::naming::Template;
+use crate::catalog::{Catalog, OpenOptions, Role, SystemClock};
+use crate::config::appliance::ApplianceConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{key}: {path}: {source}")]
+    Dir {
+        key: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{key}: {why}")]
+    Machine { key: &'static str, why: String },
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+    #[error("server.listen: cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("HTTP server: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// The directories of a data directory, created when missing.
+pub struct DataDirs {
+    pub root: PathBuf,
+    pub media: PathBuf,
+    pub watch: PathBuf,
+}
+
+pub fn prepare_dirs(cfg: &ApplianceConfig) -> Result<DataDirs, AppError> {
+    let root = cfg.storage.data_dir.clone();
+    let d = DataDirs {
+        media: root.join("media"),
+        watch: root.join("watch"),
+        root,
+    };
+    for p in [&d.root, &d.media, &d.watch] {
+        std::fs::create_dir_all(p).map_err(|e| AppError::Dir {
+            key: "storage.data_dir",
+            path: p.display().to_string(),
+            source: e,
+        })?;
+    }
+    // Writable: a probe file, created and removed.
+    let probe = d.root.join(".antenne-write-test");
+    std::fs::write(&probe, b"ok")
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|e| AppError::Dir {
+            key: "storage.data_dir",
+            path: d.root.display().to_string(),
+            source: e,
+        })?;
+    Ok(d)
+}
+
+/// What `antenne validate` checks of the machine beyond the configuration itself.
+pub fn check_machine(cfg: &ApplianceConfig) -> Result<(), AppError> {
+    for r in &cfg.ingest.roots {
+        if !r.is_dir() {
+            return Err(AppError::Machine {
+                key: "ingest.roots",
+                why: format!("{} is not a directory on this machine", r.display()),
+            });
+        }
+    }
+    let d = &cfg.storage.data_dir;
+    let existing = d.ancestors().find(|p| p.exists()).unwrap_or(Path::new("."));
+    let meta = std::fs::metadata(existing).map_err(|e| AppError::Dir {
+        key: "storage.data_dir",
+        path: existing.display().to_string(),
+        source: e,
+    })?;
+    if meta.permissions().readonly() {
+        return Err(AppError::Machine {
+            key: "storage.data_dir",
+            why: format!("{} is read-only", existing.display()),
+        });
+    }
+    Ok(())
+}
+
+/// The process-wide Prometheus recorder (installed once; later calls get the same handle).
+pub fn metrics_handle() -> PrometheusHandle {
+    static H: OnceLock<PrometheusHandle> = OnceLock::new();
+    H.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+            ])
+            .map(PrometheusBuilder::build_recorder)
+            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+        let handle = recorder.handle();
+        // Another recorder may be installed already (tests, benches): then ours stays local.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+    .clone()
+}
+
+pub async fn open_catalog(cfg: &ApplianceConfig, dirs: &DataDirs) -> Result<Catalog, AppError> {
+    let naming = Template::parse(&cfg.naming.template).map_err(|e| AppError::Machine {
+        key: "naming.template",
+        why: e.why,
+    })?;
+    Ok(Catalog::open(
+        OpenOptions {
+            url: cfg.catalog.url.clone(),
+            data_dir: dirs.root.clone(),
+            max_connections: cfg.catalog.max_connections,
+            naming,
+            channel: cfg.naming.channel.clone(),
+            fields: cfg.catalog.fields.clone(),
+        },
+        Arc::new(SystemClock),
+    )
+    .await?)
+}
+
+/// On a catalog without users: an `admin` whose password comes from `ANTENNE_ADMIN_PASSWORD`,
+/// else a random one printed this once.
+pub async fn bootstrap_admin(catalog: &Catalog) -> Result<(), AppError> {
+    if catalog.user_count().await? > 0 {
+        return Ok(());
+    }
+    let (password, shown) = match std::env::var("ANTENNE_ADMIN_PASSWORD") {
+        Ok(p) if !p.is_empty() => (p, false),
+        _ => (crate::catalog::access::new_secret("")[..20].to_string(), true),
+    };
+    catalog
+        .create_user("admin", "Administrator", Role::Admin, &password)
+        .await?;
+    if shown {
+        println!(
+            "antenne: first start: user \"admin\" created with the one-time password {password}\n\
+             antenne: it is not shown again; log in and change it (POST /v1/users/me/password)"
+        );
+    } else {
+        println!("antenne: first start: user \"admin\" created with the password from ANTENNE_ADMIN_PASSWORD");
+    }
+    Ok(())
+}
+
+fn notify(state: &[sd_notify::NotifyState]) {
+    // Outside systemd there is no socket: not an error.
+    let _ = sd_notify::notify(false, state);
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
+/// Runs the service until SIGTERM or SIGINT.
+pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
+    let cfg = Arc::new(cfg);
+    let dirs = prepare_dirs(&cfg)?;
+    let catalog = open_catalog(&cfg, &dirs).await?;
+    bootstrap_admin(&catalog).await?;
+    let st = Arc::new(AppState::new(
+        catalog.clone(),
+        cfg.clone(),
+        dirs.media.clone(),
+        metrics_handle(),
+    ));
+    let app = api::router(st.clone());
+    let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
+        .await
+        .map_err(|e| AppError::Listen {
+            addr: cfg.server.listen.clone(),
+            source: e,
+        })?;
+    let addr = listener.local_addr().map_err(AppError::Serve)?;
+    api::set_ready(&st, true);
+    tracing::info!(%addr, data_dir = %dirs.root.display(), backend = ?catalog.backend(), "antenne serving");
+    println!("antenne: listening on http://{addr}");
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&format!("serving on {addr}")),
+    ]);
+    // The watchdog is fed only while the catalog answers: a wedged database gets us restarted.
+    let mut usec = 0u64;
+    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
+        let c = catalog.clone();
+        tokio::spawn(async move {
+            let period = Duration::from_micros(usec / 2);
+            loop {
+                tokio::time::sleep(period).await;
+                if tokio::time::timeout(period, c.ping()).await.is_ok_and(|r| r.is_ok()) {
+                    notify(&[sd_notify::NotifyState::Watchdog]);
+                }
+            }
+        });
+    }
+    let grace = Duration::from_secs(u64::from(cfg.server.shutdown_grace_s));
+    let st2 = st.clone();
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("stopping: finishing requests in flight");
+        notify(&[sd_notify::NotifyState::Stopping]);
+        api::set_ready(&st2, false);
+        st2.stopping.cancel();
+    });
+    let stopping = st.stopping.clone();
+    tokio::select! {
+        r = server => r.map_err(AppError::Serve)?,
+        _ = async {
+            stopping.cancelled().await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!("stopping: requests still running after the grace period; closing");
+        }
+    }
+    catalog.close().await;
+    println!("antenne: stopped");
+    Ok(())
+}

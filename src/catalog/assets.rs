@@ -1,0 +1,1400 @@
+//! Assets, their files and rights windows, tags, collections and search.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+
+use super::access::{effective, PRINCIPAL_MATCH};
+use super::{Backend, Catalog, CatalogError, Change, Perms, Principal, Result, Role};
+use crate::config::appliance::FieldType;
+
+pub const KINDS: &[&str] = &["programme", "clip", "promo", "live_recording", "commercial"];
+pub const STATUSES: &[&str] = &["ingesting", "qc_failed", "ready", "archived", "purged"];
+pub const FILE_ROLES: &[&str] = &["source", "house", "proxy", "platform", "sidecar"];
+
+/// The Dublin Core / EBUCore core set, in the order the API gives it.
+const DC: [&str; 11] = [
+    "title",
+    "description",
+    "subject",
+    "creator",
+    "contributor",
+    "date",
+    "language",
+    "rights",
+    "identifier",
+    "series",
+    "episode",
+];
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Asset {
+    pub id: i64,
+    pub house_id: String,
+    /// `programme`, `clip`, `promo`, `live_recording`, `commercial`.
+    pub kind: String,
+    /// `ingesting`, `qc_failed`, `ready`, `archived`, `purged`.
+    pub status: String,
+    pub title: String,
+    pub description: String,
+    pub subject: String,
+    pub creator: String,
+    pub contributor: String,
+    pub date: String,
+    pub language: String,
+    pub rights: String,
+    pub identifier: String,
+    pub series: String,
+    pub episode: String,
+    /// The house's own fields, as declared in the configuration.
+    #[schema(value_type = Object)]
+    pub custom: Map<String, Value>,
+    pub tags: Vec<String>,
+    pub collections: Vec<i64>,
+    pub owner_id: Option<i64>,
+    pub created: String,
+    pub updated: String,
+    /// Increases with each change; give it back in a PATCH to refuse a lost update.
+    pub version: i64,
+    /// What the caller may do with it.
+    pub access: Vec<&'static str>,
+    pub rights_windows: Vec<RightsWindow>,
+}
+
+/// The fields of an asset a caller sets; absent fields are left as they are.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssetInput {
+    /// Only admin and service callers may give one; otherwise it comes from the naming template.
+    pub house_id: Option<String>,
+    pub kind: Option<String>,
+    pub status: Option<String>,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub subject: Option<String>,
+    pub creator: Option<String>,
+    pub contributor: Option<String>,
+    pub date: Option<String>,
+    pub language: Option<String>,
+    pub rights: Option<String>,
+    pub identifier: Option<String>,
+    pub series: Option<String>,
+    pub episode: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub custom: Option<Map<String, Value>>,
+    pub tags: Option<Vec<String>>,
+    /// Admin only.
+    pub owner_id: Option<i64>,
+    /// On PATCH: the version read; a different current version is a conflict.
+    pub version: Option<i64>,
+}
+
+impl AssetInput {
+    fn dc(&self, name: &str) -> Option<&String> {
+        match name {
+            "title" => self.title.as_ref(),
+            "description" => self.description.as_ref(),
+            "subject" => self.subject.as_ref(),
+            "creator" => self.creator.as_ref(),
+            "contributor" => self.contributor.as_ref(),
+            "date" => self.date.as_ref(),
+            "language" => self.language.as_ref(),
+            "rights" => self.rights.as_ref(),
+            "identifier" => self.identifier.as_ref(),
+            "series" => self.series.as_ref(),
+            "episode" => self.episode.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct FileRec {
+    pub id: i64,
+    pub asset_id: i64,
+    /// `source`, `house`, `proxy`, `platform`, `sidecar`.
+    pub role: String,
+    pub path: String,
+    /// `local` today.
+    pub storage: String,
+    pub size: i64,
+    pub sha256: String,
+    pub container: String,
+    pub video_codec: String,
+    pub width: i64,
+    pub height: i64,
+    pub duration_s: f64,
+    /// The probe report.
+    #[schema(value_type = Object)]
+    pub technical: Value,
+    pub profile: String,
+    /// The verification report, when the file was made against a profile.
+    #[schema(value_type = Option<Object>)]
+    pub verification: Option<Value>,
+    pub created: String,
+}
+
+/// A file to record, already on disk and hashed.
+#[derive(Debug, Clone)]
+pub struct NewFile {
+    pub role: String,
+    pub path: String,
+    pub size: i64,
+    pub sha256: String,
+    pub container: String,
+    pub video_codec: String,
+    pub width: i64,
+    pub height: i64,
+    pub duration_s: f64,
+    pub technical: Value,
+    pub profile: String,
+    pub verification: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RightsWindow {
+    pub id: i64,
+    pub licensed_from: Option<String>,
+    pub licensed_until: Option<String>,
+    pub territories: Vec<String>,
+    pub platforms: Vec<String>,
+    pub note: String,
+    /// Whether now lies inside the window.
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RightsInput {
+    /// RFC 3339 or `YYYY-MM-DD`; absent = open.
+    pub licensed_from: Option<String>,
+    pub licensed_until: Option<String>,
+    #[serde(default)]
+    pub territories: Vec<String>,
+    #[serde(default)]
+    pub platforms: Vec<String>,
+    #[serde(default)]
+    pub note: String,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Collection {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub owner_id: Option<i64>,
+    pub assets: i64,
+    pub created: String,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TagCount {
+    pub tag: String,
+    pub assets: i64,
+}
+
+/// A search: every given filter must hold. Results come newest first; `after` is the `id` of
+/// the last item of the previous page.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SearchQuery {
+    /// Words, each matched as a prefix, all required, over title, description, subject,
+    /// creator, contributor, series, episode, identifier, tags and searchable custom fields.
+    pub q: Option<String>,
+    pub status: Option<String>,
+    pub kind: Option<String>,
+    pub tag: Option<String>,
+    pub collection: Option<i64>,
+    /// Created at or after (RFC 3339 or `YYYY-MM-DD`).
+    pub created_from: Option<String>,
+    /// Created before.
+    pub created_to: Option<String>,
+    /// Video codec of any of its files (`mpeg2video`, `h264`, …).
+    pub codec: Option<String>,
+    /// Lowest picture height of any of its files.
+    pub min_height: Option<i64>,
+    pub limit: Option<i64>,
+    pub after: Option<i64>,
+}
+
+/// Builds a statement with numbered parameters for both backends.
+#[derive(Default)]
+struct Sql {
+    text: String,
+    args: Vec<Arg>,
+}
+
+enum Arg {
+    I(i64),
+    S(String),
+}
+
+impl Sql {
+    fn push(&mut self, s: &str) -> &mut Self {
+        self.text.push_str(s);
+        self
+    }
+    fn int(&mut self, v: i64) -> &mut Self {
+        self.args.push(Arg::I(v));
+        self.text.push_str(&format!("${}", self.args.len()));
+        self
+    }
+    fn str(&mut self, v: impl Into<String>) -> &mut Self {
+        self.args.push(Arg::S(v.into()));
+        self.text.push_str(&format!("${}", self.args.len()));
+        self
+    }
+    fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+        let mut q = sqlx::query(AssertSqlSafe(self.text.clone()));
+        for a in &self.args {
+            q = match a {
+                Arg::I(v) => q.bind(*v),
+                Arg::S(v) => q.bind(v.clone()),
+            };
+        }
+        q
+    }
+}
+
+fn clean_tag(t: &str) -> Result<String> {
+    let t = t.trim().to_lowercase();
+    if t.is_empty() || t.len() > 64 || t.chars().any(|c| c.is_control() || c == '\u{1f}') {
+        return Err(CatalogError::invalid(
+            "tags",
+            format!("{t:?}: a tag is 1-64 printable characters"),
+        ));
+    }
+    Ok(t)
+}
+
+/// The words of a search, each a prefix, for FTS5 or `to_tsquery`.
+fn search_terms(q: &str) -> Vec<String> {
+    q.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(16)
+        .map(|w| w.to_lowercase())
+        .collect()
+}
+
+impl Catalog {
+    fn agg(&self, expr: &str) -> String {
+        match self.backend {
+            Backend::Sqlite => format!("group_concat({expr}, char(31))"),
+            Backend::Postgres => format!("string_agg(({expr})::text, chr(31))"),
+        }
+    }
+
+    fn asset_select(&self) -> String {
+        format!(
+            "SELECT a.*, (SELECT {} FROM asset_tags t WHERE t.asset_id = a.id) AS tag_list, \
+             (SELECT {} FROM collection_assets c WHERE c.asset_id = a.id) AS coll_list FROM assets a",
+            self.agg("t.tag"),
+            self.agg("c.collection_id")
+        )
+    }
+
+    fn asset_of(&self, r: &AnyRow, perms: Perms) -> Result<Asset> {
+        let split = |v: Option<String>| -> Vec<String> {
+            let mut v: Vec<String> = v
+                .unwrap_or_default()
+                .split('\u{1f}')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect();
+            v.sort();
+            v
+        };
+        let custom: String = r.try_get("custom")?;
+        Ok(Asset {
+            id: r.try_get("id")?,
+            house_id: r.try_get("house_id")?,
+            kind: r.try_get("kind")?,
+            status: r.try_get("status")?,
+            title: r.try_get("title")?,
+            description: r.try_get("description")?,
+            subject: r.try_get("subject")?,
+            creator: r.try_get("creator")?,
+            contributor: r.try_get("contributor")?,
+            date: r.try_get("date")?,
+            language: r.try_get("language")?,
+            rights: r.try_get("rights")?,
+            identifier: r.try_get("identifier")?,
+            series: r.try_get("series")?,
+            episode: r.try_get("episode")?,
+            custom: serde_json::from_str(&custom).unwrap_or_default(),
+            tags: split(r.try_get("tag_list")?),
+            collections: split(r.try_get("coll_list")?)
+                .iter()
+                .filter_map(|s| s.parse().ok())
+                .collect(),
+            owner_id: r.try_get("owner_id")?,
+            created: super::rfc3339(r.try_get("created_ms")?),
+            updated: super::rfc3339(r.try_get("updated_ms")?),
+            version: r.try_get("version")?,
+            access: perms.names(),
+            rights_windows: Vec::new(),
+        })
+    }
+
+    /// Checks and normalises custom fields: declared names only, the declared type, a listed
+    /// choice; `creating` also requires the required ones.
+    fn check_custom(&self, custom: &Map<String, Value>, creating: bool) -> Result<()> {
+        for (k, v) in custom {
+            let Some(f) = self.fields.iter().find(|f| &f.name == k) else {
+                return Err(CatalogError::invalid(
+                    format!("custom.{k}"),
+                    "not a declared field (catalog.fields)",
+                ));
+            };
+            if v.is_null() {
+                if f.required {
+                    return Err(CatalogError::invalid(format!("custom.{k}"), "is required"));
+                }
+                continue;
+            }
+            let ok = match f.kind {
+                FieldType::Text => v.as_str().is_some_and(|s| s.len() <= 10_000),
+                FieldType::Integer => v.as_i64().is_some(),
+                FieldType::Boolean => v.is_boolean(),
+                FieldType::Date => v.as_str().is_some_and(|s| {
+                    time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
+                        .is_ok()
+                }),
+                FieldType::Choice => v.as_str().is_some_and(|s| f.choices.iter().any(|c| c == s)),
+            };
+            if !ok {
+                let want = match f.kind {
+                    FieldType::Text => "text (at most 10000 bytes)".to_string(),
+                    FieldType::Integer => "an integer".into(),
+                    FieldType::Boolean => "true or false".into(),
+                    FieldType::Date => "a date YYYY-MM-DD".into(),
+                    FieldType::Choice => format!("one of {}", f.choices.join(", ")),
+                };
+                return Err(CatalogError::invalid(
+                    format!("custom.{k}"),
+                    format!("{v} is not {want}"),
+                ));
+            }
+        }
+        if creating {
+            if let Some(f) = self
+                .fields
+                .iter()
+                .find(|f| f.required && !custom.contains_key(&f.name))
+            {
+                return Err(CatalogError::invalid(
+                    format!("custom.{}", f.name),
+                    "is required",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_input(&self, who: &Principal, i: &AssetInput, creating: bool) -> Result<()> {
+        if i.owner_id.is_some() && !who.is_admin() {
+            return Err(CatalogError::FieldForbidden("owner_id"));
+        }
+        if i.house_id.is_some() && !creating {
+            return Err(CatalogError::invalid(
+                "house_id",
+                "a house ID does not change once given",
+            ));
+        }
+        if i.house_id.is_some() && !matches!(who.role, Role::Admin | Role::Service) {
+            return Err(CatalogError::FieldForbidden("house_id"));
+        }
+        if let Some(h) = &i.house_id {
+            if h.is_empty() || h.len() > 128 || h.chars().any(char::is_control) {
+                return Err(CatalogError::invalid("house_id", "1-128 printable characters"));
+            }
+        }
+        if let Some(k) = &i.kind {
+            if !KINDS.contains(&k.as_str()) {
+                return Err(CatalogError::invalid(
+                    "kind",
+                    format!("{k:?} is not one of {}", KINDS.join(", ")),
+                ));
+            }
+        }
+        if let Some(s) = &i.status {
+            if s == "purged" {
+                return Err(CatalogError::invalid(
+                    "status",
+                    "an asset is purged by deleting it",
+                ));
+            }
+            if !STATUSES.contains(&s.as_str()) {
+                return Err(CatalogError::invalid(
+                    "status",
+                    format!("{s:?} is not one of {}", STATUSES.join(", ")),
+                ));
+            }
+        }
+        if creating && i.title.as_deref().is_none_or(|t| t.trim().is_empty()) {
+            return Err(CatalogError::invalid("title", "is required"));
+        }
+        for f in DC {
+            if i.dc(f).is_some_and(|v| v.len() > 100_000) {
+                return Err(CatalogError::invalid(f, "longer than 100000 bytes"));
+            }
+        }
+        if let Some(c) = &i.custom {
+            self.check_custom(c, creating)?;
+        } else if creating {
+            self.check_custom(&Map::new(), true)?;
+        }
+        if let Some(o) = i.owner_id {
+            let _ = o;
+        }
+        Ok(())
+    }
+
+    /// Takes the next number of the naming sequence and renders a house ID.
+    async fn next_house_id(&self, tx: &mut sqlx::AnyConnection) -> Result<String> {
+        let now = time::OffsetDateTime::from_unix_timestamp(self.now_ms() / 1000)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let scope = if self.naming.per_year() {
+            now.year().to_string()
+        } else {
+            "all".to_string()
+        };
+        let seq: i64 = sqlx::query(
+            "INSERT INTO naming_seq (scope, next) VALUES ($1, 2) ON CONFLICT (scope) \
+             DO UPDATE SET next = naming_seq.next + 1 RETURNING next - 1",
+        )
+        .bind(scope)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        Ok(self.naming.render(
+            &self.channel,
+            (now.year(), u32::from(u8::from(now.month())), u32::from(now.day())),
+            seq as u64,
+        ))
+    }
+
+    /// The full-text body of an asset: its descriptive text, tags and searchable custom fields.
+    async fn reindex(&self, tx: &mut sqlx::AnyConnection, id: i64) -> Result<()> {
+        let r = sqlx::query(
+            "SELECT title, description, subject, creator, contributor, series, episode, identifier, \
+             custom FROM assets WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut body = String::new();
+        for i in 0..8 {
+            body.push_str(&r.try_get::<String, _>(i)?);
+            body.push('\n');
+        }
+        let custom: Map<String, Value> =
+            serde_json::from_str(&r.try_get::<String, _>(8)?).unwrap_or_default();
+        for f in self.fields.iter().filter(|f| f.searchable) {
+            match custom.get(&f.name) {
+                Some(Value::String(s)) => body.push_str(s),
+                Some(v @ (Value::Number(_) | Value::Bool(_))) => body.push_str(&v.to_string()),
+                _ => continue,
+            }
+            body.push('\n');
+        }
+        for t in sqlx::query("SELECT tag FROM asset_tags WHERE asset_id = $1")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?
+        {
+            body.push_str(&t.try_get::<String, _>(0)?);
+            body.push('\n');
+        }
+        match self.backend {
+            Backend::Sqlite => {
+                sqlx::query("DELETE FROM assets_fts WHERE rowid = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("INSERT INTO assets_fts (rowid, body) VALUES ($1, $2)")
+                    .bind(id)
+                    .bind(body)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Backend::Postgres => {
+                sqlx::query("UPDATE assets SET search = to_tsvector('simple', $2) WHERE id = $1")
+                    .bind(id)
+                    .bind(body)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn set_tags(&self, tx: &mut sqlx::AnyConnection, id: i64, tags: &[String]) -> Result<()> {
+        let mut clean: Vec<String> = tags.iter().map(|t| clean_tag(t)).collect::<Result<_>>()?;
+        clean.sort();
+        clean.dedup();
+        if clean.len() > 200 {
+            return Err(CatalogError::invalid("tags", "at most 200 tags"));
+        }
+        sqlx::query("DELETE FROM asset_tags WHERE asset_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        for t in clean {
+            sqlx::query("INSERT INTO asset_tags (asset_id, tag) VALUES ($1, $2)")
+                .bind(id)
+                .bind(t)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_asset(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        who: &Principal,
+        i: &AssetInput,
+    ) -> Result<i64> {
+        let house_id = match &i.house_id {
+            Some(h) => h.clone(),
+            None => self.next_house_id(tx).await?,
+        };
+        let now = self.now_ms();
+        let custom = serde_json::to_string(&i.custom.clone().unwrap_or_default())
+            .unwrap_or_else(|_| "{}".into());
+        let s = |f: &str| i.dc(f).cloned().unwrap_or_default();
+        let r = sqlx::query(
+            "INSERT INTO assets (house_id, kind, status, title, description, subject, creator, \
+             contributor, date, language, rights, identifier, series, episode, custom, owner_id, \
+             created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+             $14, $15, $16, $17, $17) RETURNING id",
+        )
+        .bind(&house_id)
+        .bind(i.kind.clone().unwrap_or_else(|| "clip".into()))
+        .bind(i.status.clone().unwrap_or_else(|| "ready".into()))
+        .bind(s("title").trim().to_string())
+        .bind(s("description"))
+        .bind(s("subject"))
+        .bind(s("creator"))
+        .bind(s("contributor"))
+        .bind(s("date"))
+        .bind(s("language"))
+        .bind(s("rights"))
+        .bind(s("identifier"))
+        .bind(s("series"))
+        .bind(s("episode"))
+        .bind(custom)
+        .bind(Some(i.owner_id.unwrap_or(who.user_id)))
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| {
+            if e.as_database_error().is_some_and(|d| d.is_unique_violation()) {
+                CatalogError::Conflict(format!("house ID {house_id:?} is taken"))
+            } else {
+                e.into()
+            }
+        })?;
+        let id: i64 = r.try_get(0)?;
+        if let Some(t) = &i.tags {
+            self.set_tags(tx, id, t).await?;
+        }
+        self.reindex(tx, id).await?;
+        Ok(id)
+    }
+
+    fn check_creator(&self, who: &Principal) -> Result<()> {
+        if who.role.may_create_assets() {
+            Ok(())
+        } else {
+            Err(CatalogError::Forbidden(format!(
+                "role {} may not create assets",
+                who.role.as_str()
+            )))
+        }
+    }
+
+    pub async fn create_asset(&self, who: &Principal, i: &AssetInput) -> Result<Asset> {
+        self.check_creator(who)?;
+        self.check_input(who, i, true)?;
+        if let Some(o) = i.owner_id {
+            self.user(o)
+                .await
+                .map_err(|_| CatalogError::invalid("owner_id", format!("no user {o}")))?;
+        }
+        let mut tx = self.begin().await?;
+        let id = self.insert_asset(&mut tx, who, i).await?;
+        let c = self.record(&mut tx, "asset", id, "created", Some(id)).await?;
+        tx.commit().await?;
+        self.publish([c]);
+        self.asset(who, id).await
+    }
+
+    /// Registers many assets in one transaction (bulk import); returns their ids.
+    pub async fn create_assets_bulk(&self, who: &Principal, items: &[AssetInput]) -> Result<Vec<i64>> {
+        self.check_creator(who)?;
+        for i in items {
+            self.check_input(who, i, true)?;
+        }
+        let mut tx = self.begin().await?;
+        let mut ids = Vec::with_capacity(items.len());
+        let mut changes = Vec::with_capacity(items.len());
+        for i in items {
+            let id = self.insert_asset(&mut tx, who, i).await?;
+            changes.push(self.record(&mut tx, "asset", id, "created", Some(id)).await?);
+            ids.push(id);
+        }
+        tx.commit().await?;
+        self.publish(changes);
+        Ok(ids)
+    }
+
+    /// An asset as `who` may see it; not found when they may not read it.
+    pub async fn asset(&self, who: &Principal, id: i64) -> Result<Asset> {
+        let perms = self
+            .asset_perms(who, id)
+            .await?
+            .ok_or_else(|| CatalogError::NotFound(format!("asset {id}")))?;
+        self.asset_with(id, perms).await
+    }
+
+    async fn asset_with(&self, id: i64, perms: Perms) -> Result<Asset> {
+        let sql = format!("{} WHERE a.id = $1", self.asset_select());
+        let r = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| CatalogError::NotFound(format!("asset {id}")))?;
+        let mut a = self.asset_of(&r, perms)?;
+        a.rights_windows = self.rights_windows(id).await?;
+        Ok(a)
+    }
+
+    /// Checks that `who` holds `need` on the asset: not found when they cannot read it,
+    /// forbidden when they can read but not do this.
+    pub async fn require(&self, who: &Principal, id: i64, need: Perms) -> Result<Perms> {
+        let p = self
+            .asset_perms(who, id)
+            .await?
+            .ok_or_else(|| CatalogError::NotFound(format!("asset {id}")))?;
+        if !p.has(need) {
+            return Err(CatalogError::Forbidden(format!(
+                "no {} right on asset {id}",
+                need.names().join("+")
+            )));
+        }
+        Ok(p)
+    }
+
+    pub async fn update_asset(&self, who: &Principal, id: i64, i: &AssetInput) -> Result<Asset> {
+        let perms = self.require(who, id, Perms::WRITE).await?;
+        self.check_input(who, i, false)?;
+        if let Some(o) = i.owner_id {
+            self.user(o)
+                .await
+                .map_err(|_| CatalogError::invalid("owner_id", format!("no user {o}")))?;
+        }
+        let mut tx = self.begin().await?;
+        let cur = sqlx::query("SELECT version, status, custom FROM assets WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let version: i64 = cur.try_get(0)?;
+        if i.version.is_some_and(|v| v != version) {
+            return Err(CatalogError::Conflict(format!(
+                "asset {id} is at version {version}, not {}",
+                i.version.unwrap_or_default()
+            )));
+        }
+        if cur.try_get::<String, _>(1)? == "purged" {
+            return Err(CatalogError::Conflict(format!("asset {id} is purged")));
+        }
+        let mut custom: Map<String, Value> =
+            serde_json::from_str(&cur.try_get::<String, _>(2)?).unwrap_or_default();
+        if let Some(c) = &i.custom {
+            for (k, v) in c {
+                if v.is_null() {
+                    custom.remove(k);
+                } else {
+                    custom.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        let mut sql = Sql::default();
+        sql.push("UPDATE assets SET version = version + 1, updated_ms = ")
+            .int(self.now_ms());
+        for f in DC {
+            if let Some(v) = i.dc(f) {
+                if f == "title" && v.trim().is_empty() {
+                    return Err(CatalogError::invalid("title", "must not be empty"));
+                }
+                sql.push(&format!(", {f} = ")).str(v.clone());
+            }
+        }
+        if let Some(k) = &i.kind {
+            sql.push(", kind = ").str(k.clone());
+        }
+        if let Some(s) = &i.status {
+            sql.push(", status = ").str(s.clone());
+        }
+        if i.custom.is_some() {
+            sql.push(", custom = ")
+                .str(serde_json::to_string(&custom).unwrap_or_else(|_| "{}".into()));
+        }
+        if let Some(o) = i.owner_id {
+            sql.push(", owner_id = ").int(o);
+        }
+        sql.push(" WHERE id = ").int(id);
+        sql.query().execute(&mut *tx).await?;
+        if let Some(t) = &i.tags {
+            self.set_tags(&mut tx, id, t).await?;
+        }
+        self.reindex(&mut tx, id).await?;
+        let c = self.record(&mut tx, "asset", id, "updated", Some(id)).await?;
+        tx.commit().await?;
+        self.publish([c]);
+        // The owner may have changed: recompute what the caller may do.
+        match self.asset_perms(who, id).await? {
+            Some(p) => self.asset_with(id, p).await,
+            None => self.asset_with(id, perms & Perms::NONE).await,
+        }
+    }
+
+    /// Purges an asset: its record stays (status `purged`, for the audit and the change feed),
+    /// its files' records go; the media the appliance stored under `media_root` is removed.
+    pub async fn purge_asset(&self, who: &Principal, id: i64, media_root: &Path) -> Result<()> {
+        self.require(who, id, Perms::DELETE).await?;
+        let mut tx = self.begin().await?;
+        let files = sqlx::query("SELECT path FROM files WHERE asset_id = $1")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM files WHERE asset_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE assets SET status = 'purged', version = version + 1, updated_ms = $2 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(self.now_ms())
+        .execute(&mut *tx)
+        .await?;
+        let c = self.record(&mut tx, "asset", id, "deleted", Some(id)).await?;
+        tx.commit().await?;
+        self.publish([c]);
+        for f in files {
+            let p: String = f.try_get(0)?;
+            let p = Path::new(&p);
+            // Only what the appliance itself stored; registered files belong to their owners.
+            if p.starts_with(media_root) {
+                if let Err(e) = std::fs::remove_file(p) {
+                    tracing::warn!(path = %p.display(), error = %e, "purge: cannot remove a file");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Search and list, newest first, restricted to what `who` may read.
+    pub async fn search(&self, who: &Principal, q: &SearchQuery) -> Result<Vec<Asset>> {
+        let limit = q.limit.unwrap_or(50).clamp(1, 500);
+        let mut sql = Sql::default();
+        let terms = q.q.as_deref().map(search_terms).unwrap_or_default();
+        let select = self.asset_select();
+        if !terms.is_empty() && self.backend == Backend::Sqlite {
+            let m: Vec<String> = terms.iter().map(|t| format!("\"{t}\"*")).collect();
+            sql.push(&select.replace(
+                " FROM assets a",
+                " FROM assets_fts f JOIN assets a ON a.id = f.rowid",
+            ))
+            .push(" WHERE assets_fts MATCH ")
+            .str(m.join(" AND "));
+        } else {
+            sql.push(&select).push(" WHERE 1 = 1");
+            if !terms.is_empty() {
+                let m: Vec<String> = terms.iter().map(|t| format!("{t}:*")).collect();
+                sql.push(" AND a.search @@ to_tsquery('simple', ")
+                    .str(m.join(" & "))
+                    .push(")");
+            }
+        }
+        if !who.role.base().has(Perms::READ) {
+            let uid = sql.args.len() + 1;
+            sql.args.push(Arg::I(who.user_id));
+            let m = PRINCIPAL_MATCH.replace("$2", &format!("${uid}"));
+            sql.push(&format!(
+                " AND (a.owner_id = ${uid} OR EXISTS (SELECT 1 FROM acl WHERE acl.object_kind = 'asset' \
+                 AND acl.object_id = a.id AND (acl.perms & 1) = 1 AND {m}) OR EXISTS (SELECT 1 FROM \
+                 collection_assets ca JOIN acl ON acl.object_kind = 'collection' AND acl.object_id = \
+                 ca.collection_id WHERE ca.asset_id = a.id AND (acl.perms & 1) = 1 AND {m}))"
+            ));
+        }
+        if let Some(s) = &q.status {
+            sql.push(" AND a.status = ").str(s.clone());
+        } else {
+            sql.push(" AND a.status <> 'purged'");
+        }
+        if let Some(k) = &q.kind {
+            sql.push(" AND a.kind = ").str(k.clone());
+        }
+        if let Some(t) = &q.tag {
+            sql.push(" AND EXISTS (SELECT 1 FROM asset_tags t2 WHERE t2.asset_id = a.id AND t2.tag = ")
+                .str(t.trim().to_lowercase())
+                .push(")");
+        }
+        if let Some(c) = q.collection {
+            sql.push(" AND EXISTS (SELECT 1 FROM collection_assets c2 WHERE c2.asset_id = a.id AND c2.collection_id = ")
+                .int(c)
+                .push(")");
+        }
+        for (v, op, name) in [
+            (&q.created_from, ">=", "created_from"),
+            (&q.created_to, "<", "created_to"),
+        ] {
+            if let Some(v) = v {
+                let ms = super::parse_time(v).ok_or_else(|| {
+                    CatalogError::invalid(name, format!("{v:?} is not RFC 3339 or YYYY-MM-DD"))
+                })?;
+                sql.push(&format!(" AND a.created_ms {op} ")).int(ms);
+            }
+        }
+        if q.codec.is_some() || q.min_height.is_some() {
+            sql.push(" AND EXISTS (SELECT 1 FROM files f2 WHERE f2.asset_id = a.id");
+            if let Some(c) = &q.codec {
+                sql.push(" AND f2.video_codec = ").str(c.clone());
+            }
+            if let Some(h) = q.min_height {
+                sql.push(" AND f2.height >= ").int(h);
+            }
+            sql.push(")");
+        }
+        if let Some(after) = q.after {
+            sql.push(" AND a.id < ").int(after);
+        }
+        sql.push(" ORDER BY a.id DESC LIMIT ").int(limit);
+        let rows = sql.query().fetch_all(&self.pool).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let perms = if who.role.base() == who.role.cap() {
+                who.role.cap()
+            } else {
+                let id: i64 = r.try_get("id")?;
+                self.asset_perms(who, id).await?.unwrap_or(Perms::READ)
+            };
+            out.push(self.asset_of(r, perms)?);
+        }
+        Ok(out)
+    }
+
+    pub async fn asset_count(&self) -> Result<i64> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM assets WHERE status <> 'purged'")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?)
+    }
+
+    /// The file with this content, if the catalog has one.
+    pub async fn find_by_hash(&self, sha256: &str) -> Result<Option<(i64, i64)>> {
+        let r = sqlx::query("SELECT asset_id, id FROM files WHERE sha256 = $1 ORDER BY id LIMIT 1")
+            .bind(sha256)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match r {
+            Some(r) => Some((r.try_get(0)?, r.try_get(1)?)),
+            None => None,
+        })
+    }
+
+    async fn insert_file(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        asset_id: i64,
+        f: &NewFile,
+    ) -> Result<(i64, Change)> {
+        if !FILE_ROLES.contains(&f.role.as_str()) {
+            return Err(CatalogError::invalid(
+                "role",
+                format!("{:?} is not one of {}", f.role, FILE_ROLES.join(", ")),
+            ));
+        }
+        let r = sqlx::query(
+            "INSERT INTO files (asset_id, role, path, storage, size, sha256, container, video_codec, \
+             width, height, duration_s, technical, profile, verification, created_ms) VALUES \
+             ($1, $2, $3, 'local', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+        )
+        .bind(asset_id)
+        .bind(&f.role)
+        .bind(&f.path)
+        .bind(f.size)
+        .bind(&f.sha256)
+        .bind(&f.container)
+        .bind(&f.video_codec)
+        .bind(f.width)
+        .bind(f.height)
+        .bind(f.duration_s)
+        .bind(f.technical.to_string())
+        .bind(&f.profile)
+        .bind(f.verification.as_ref().map_or_else(String::new, Value::to_string))
+        .bind(self.now_ms())
+        .fetch_one(&mut *tx)
+        .await?;
+        let id: i64 = r.try_get(0)?;
+        let c = self.record(tx, "file", id, "created", Some(asset_id)).await?;
+        Ok((id, c))
+    }
+
+    /// Ingest: a new asset with its first file, in one transaction. Content already in the
+    /// catalog is refused unless `allow_duplicate`.
+    pub async fn ingest(
+        &self,
+        who: &Principal,
+        i: &AssetInput,
+        f: &NewFile,
+        allow_duplicate: bool,
+    ) -> Result<(Asset, FileRec)> {
+        self.check_creator(who)?;
+        self.check_input(who, i, true)?;
+        let mut tx = self.begin().await?;
+        if !allow_duplicate {
+            if let Some(r) = sqlx::query("SELECT asset_id, id FROM files WHERE sha256 = $1 LIMIT 1")
+                .bind(&f.sha256)
+                .fetch_optional(&mut *tx)
+                .await?
+            {
+                return Err(CatalogError::Duplicate {
+                    asset_id: r.try_get(0)?,
+                    file_id: r.try_get(1)?,
+                });
+            }
+        }
+        let id = self.insert_asset(&mut tx, who, i).await?;
+        let c1 = self.record(&mut tx, "asset", id, "created", Some(id)).await?;
+        let (fid, c2) = self.insert_file(&mut tx, id, f).await?;
+        tx.commit().await?;
+        self.publish([c1, c2]);
+        Ok((self.asset(who, id).await?, self.file_row(fid).await?))
+    }
+
+    /// Adds a file to an asset the caller may write.
+    pub async fn add_file(
+        &self,
+        who: &Principal,
+        asset_id: i64,
+        f: &NewFile,
+        allow_duplicate: bool,
+    ) -> Result<FileRec> {
+        self.require(who, asset_id, Perms::WRITE).await?;
+        let mut tx = self.begin().await?;
+        if !allow_duplicate {
+            if let Some(r) = sqlx::query("SELECT asset_id, id FROM files WHERE sha256 = $1 LIMIT 1")
+                .bind(&f.sha256)
+                .fetch_optional(&mut *tx)
+                .await?
+            {
+                return Err(CatalogError::Duplicate {
+                    asset_id: r.try_get(0)?,
+                    file_id: r.try_get(1)?,
+                });
+            }
+        }
+        let (fid, c) = self.insert_file(&mut tx, asset_id, f).await?;
+        tx.commit().await?;
+        self.publish([c]);
+        self.file_row(fid).await
+    }
+
+    async fn file_row(&self, id: i64) -> Result<FileRec> {
+        let r = sqlx::query("SELECT * FROM files WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| CatalogError::NotFound(format!("file {id}")))?;
+        file_of(&r)
+    }
+
+    /// A file, when `who` may read its asset.
+    pub async fn file(&self, who: &Principal, id: i64) -> Result<(FileRec, Perms)> {
+        let f = self.file_row(id).await?;
+        let p = self
+            .asset_perms(who, f.asset_id)
+            .await?
+            .ok_or_else(|| CatalogError::NotFound(format!("file {id}")))?;
+        Ok((f, p))
+    }
+
+    pub async fn files(&self, who: &Principal, asset_id: i64) -> Result<Vec<FileRec>> {
+        self.require(who, asset_id, Perms::READ).await?;
+        let rows = sqlx::query("SELECT * FROM files WHERE asset_id = $1 ORDER BY id")
+            .bind(asset_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(file_of).collect()
+    }
+
+    pub async fn rights_windows(&self, asset_id: i64) -> Result<Vec<RightsWindow>> {
+        let now = self.now_ms();
+        let rows = sqlx::query("SELECT * FROM rights_windows WHERE asset_id = $1 ORDER BY id")
+            .bind(asset_id)
+            .fetch_all(&self.pool)
+            .await?;
+        let list = |s: String| -> Vec<String> {
+            s.split(',')
+                .filter(|x| !x.is_empty())
+                .map(String::from)
+                .collect()
+        };
+        rows.iter()
+            .map(|r| {
+                let from: Option<i64> = r.try_get("licensed_from_ms")?;
+                let until: Option<i64> = r.try_get("licensed_until_ms")?;
+                Ok(RightsWindow {
+                    id: r.try_get("id")?,
+                    licensed_from: from.map(super::rfc3339),
+                    licensed_until: until.map(super::rfc3339),
+                    territories: list(r.try_get("territories")?),
+                    platforms: list(r.try_get("platforms")?),
+                    note: r.try_get("note")?,
+                    active: from.is_none_or(|f| f <= now) && until.is_none_or(|u| now < u),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn add_rights_window(
+        &self,
+        who: &Principal,
+        asset_id: i64,
+        w: &RightsInput,
+    ) -> Result<RightsWindow> {
+        self.require(who, asset_id, Perms::WRITE).await?;
+        let parse = |v: &Option<String>, name: &str| -> Result<Option<i64>> {
+            v.as_ref()
+                .map(|s| {
+                    super::parse_time(s).ok_or_else(|| {
+                        CatalogError::invalid(name, format!("{s:?} is not RFC 3339 or YYYY-MM-DD"))
+                    })
+                })
+                .transpose()
+        };
+        let from = parse(&w.licensed_from, "licensed_from")?;
+        let until = parse(&w.licensed_until, "licensed_until")?;
+        if let (Some(f), Some(u)) = (from, until) {
+            if u <= f {
+                return Err(CatalogError::invalid(
+                    "licensed_until",
+                    "must be after licensed_from",
+                ));
+            }
+        }
+        let codes = |v: &[String], name: &str| -> Result<String> {
+            for c in v {
+                if c.is_empty() || c.len() > 32 || !c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
+                    return Err(CatalogError::invalid(
+                        name,
+                        format!("{c:?}: use codes such as GB, FR, EU, web, linear"),
+                    ));
+                }
+            }
+            Ok(v.join(","))
+        };
+        let mut tx = self.begin().await?;
+        let r = sqlx::query(
+            "INSERT INTO rights_windows (asset_id, licensed_from_ms, licensed_until_ms, territories, \
+             platforms, note) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(asset_id)
+        .bind(from)
+        .bind(until)
+        .bind(codes(&w.territories, "territories")?)
+        .bind(codes(&w.platforms, "platforms")?)
+        .bind(&w.note)
+        .fetch_one(&mut *tx)
+        .await?;
+        let id: i64 = r.try_get(0)?;
+        let c = self.record(&mut tx, "asset", asset_id, "updated", Some(asset_id)).await?;
+        tx.commit().await?;
+        self.publish([c]);
+        self.rights_windows(asset_id)
+            .await?
+            .into_iter()
+            .find(|w| w.id == id)
+            .ok_or_else(|| CatalogError::NotFound(format!("rights window {id}")))
+    }
+
+    pub async fn delete_rights_window(&self, who: &Principal, asset_id: i64, id: i64) -> Result<()> {
+        self.require(who, asset_id, Perms::WRITE).await?;
+        let mut tx = self.begin().await?;
+        let n = sqlx::query("DELETE FROM rights_windows WHERE id = $1 AND asset_id = $2")
+            .bind(id)
+            .bind(asset_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(CatalogError::NotFound(format!("rights window {id}")));
+        }
+        let c = self.record(&mut tx, "asset", asset_id, "updated", Some(asset_id)).await?;
+        tx.commit().await?;
+        self.publish([c]);
+        Ok(())
+    }
+
+    /// Tags in use on assets `who` may read, with how many assets carry each.
+    pub async fn tags(&self, who: &Principal, limit: i64) -> Result<Vec<TagCount>> {
+        let rows = if who.role.base().has(Perms::READ) {
+            sqlx::query(
+                "SELECT tag, COUNT(*) AS n FROM asset_tags GROUP BY tag ORDER BY n DESC, tag LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+        } else {
+            let m = PRINCIPAL_MATCH;
+            let sql = format!(
+                "SELECT t.tag, COUNT(*) AS n FROM asset_tags t JOIN assets a ON a.id = t.asset_id \
+                 WHERE a.owner_id = $2 OR EXISTS (SELECT 1 FROM acl WHERE acl.object_kind = 'asset' \
+                 AND acl.object_id = a.id AND (acl.perms & 1) = 1 AND {m}) OR EXISTS (SELECT 1 FROM \
+                 collection_assets ca JOIN acl ON acl.object_kind = 'collection' AND acl.object_id = \
+                 ca.collection_id WHERE ca.asset_id = a.id AND (acl.perms & 1) = 1 AND {m}) \
+                 GROUP BY t.tag ORDER BY n DESC, t.tag LIMIT $1"
+            );
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(limit)
+                .bind(who.user_id)
+                .fetch_all(&self.pool)
+                .await?
+        };
+        rows.iter()
+            .map(|r| {
+                Ok(TagCount {
+                    tag: r.try_get(0)?,
+                    assets: r.try_get(1)?,
+                })
+            })
+            .collect()
+    }
+
+    // ---- collections ----
+
+    /// The rights of `who` on a collection; `None` when it does not exist or is hidden.
+    pub async fn collection_perms(&self, who: &Principal, id: i64) -> Result<Option<Perms>> {
+        let sql = format!(
+            "SELECT c.owner_id, COALESCE((SELECT MAX(perms & 1) + MAX(perms & 2) + MAX(perms & 4) \
+             + MAX(perms & 8) FROM acl WHERE acl.object_kind = 'collection' AND acl.object_id = c.id \
+             AND {PRINCIPAL_MATCH}), 0) AS granted FROM collections c WHERE c.id = $1"
+        );
+        let r = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .bind(who.user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(r) = r else { return Ok(None) };
+        Ok(effective(who, r.try_get("owner_id")?, r.try_get("granted")?))
+    }
+
+    async fn require_collection(&self, who: &Principal, id: i64, need: Perms) -> Result<Perms> {
+        let p = self
+            .collection_perms(who, id)
+            .await?
+            .ok_or_else(|| CatalogError::NotFound(format!("collection {id}")))?;
+        if !p.has(need) {
+            return Err(CatalogError::Forbidden(format!(
+                "no {} right on collection {id}",
+                need.names().join("+")
+            )));
+        }
+        Ok(p)
+    }
+
+    pub async fn create_collection(
+        &self,
+        who: &Principal,
+        name: &str,
+        description: &str,
+    ) -> Result<Collection> {
+        self.check_creator(who)?;
+        if name.trim().is_empty() || name.len() > 200 {
+            return Err(CatalogError::invalid("name", "1-200 characters"));
+        }
+        let mut tx = self.begin().await?;
+        let r = sqlx::query(
+            "INSERT INTO collections (name, description, owner_id, created_ms) VALUES ($1, $2, $3, $4) \
+             RETURNING id",
+        )
+        .bind(name.trim())
+        .bind(description)
+        .bind(who.user_id)
+        .bind(self.now_ms())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| {
+            if e.as_database_error().is_some_and(|d| d.is_unique_violation()) {
+                CatalogError::Conflict(format!("collection {name:?} exists"))
+            } else {
+                e.into()
+            }
+        })?;
+        let id: i64 = r.try_get(0)?;
+        let c = self.record(&mut tx, "collection", id, "created", None).await?;
+        tx.commit().await?;
+        self.publish([c]);
+        self.collection(who, id).await
+    }
+
+    pub async fn collection(&self, who: &Principal, id: i64) -> Result<Collection> {
+        self.require_collection(who, id, Perms::READ).await?;
+        let r = sqlx::query(
+            "SELECT c.*, (SELECT COUNT(*) FROM collection_assets x WHERE x.collection_id = c.id) AS n \
+             FROM collections c WHERE c.id = $1",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?;
+        collection_of(&r)
+    }
+
+    pub async fn collections(&self, who: &Principal, after: i64, limit: i64) -> Result<Vec<Collection>> {
+        let sql = format!(
+            "SELECT c.*, (SELECT COUNT(*) FROM collection_assets x WHERE x.collection_id = c.id) AS n \
+             FROM collections c WHERE c.id > $3 AND ($4 = 1 OR c.owner_id = $2 OR EXISTS (SELECT 1 \
+             FROM acl WHERE acl.object_kind = 'collection' AND acl.object_id = c.id AND \
+             (acl.perms & 1) = 1 AND {PRINCIPAL_MATCH})) ORDER BY c.id LIMIT $1"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(limit)
+            .bind(who.user_id)
+            .bind(after)
+            .bind(i64::from(who.role.base().has(Perms::READ)))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(collection_of).collect()
+    }
+
+    pub async fn delete_collection(&self, who: &Principal, id: i64) -> Result<()> {
+        self.require_collection(who, id, Perms::DELETE).await?;
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM collections WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM acl WHERE object_kind = 'collection' AND object_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let c = self.record(&mut tx, "collection", id, "deleted", None).await?;
+        tx.commit().await?;
+        self.publish([c]);
+        Ok(())
+    }
+
+    /// Puts an asset in a collection (write on the collection, read on the asset) or takes it out.
+    pub async fn set_in_collection(
+        &self,
+        who: &Principal,
+        collection: i64,
+        asset: i64,
+        member: bool,
+    ) -> Result<()> {
+        self.require_collection(who, collection, Perms::WRITE).await?;
+        self.require(who, asset, Perms::READ).await?;
+        let mut tx = self.begin().await?;
+        if member {
+            sqlx::query(
+                "INSERT INTO collection_assets (collection_id, asset_id) VALUES ($1, $2) \
+                 ON CONFLICT DO NOTHING",
+            )
+        } else {
+            sqlx::query("DELETE FROM collection_assets WHERE collection_id = $1 AND asset_id = $2")
+        }
+        .bind(collection)
+        .bind(asset)
+        .execute(&mut *tx)
+        .await?;
+        let c1 = self.record(&mut tx, "collection", collection, "updated", None).await?;
+        let c2 = self.record(&mut tx, "asset", asset, "updated", Some(asset)).await?;
+        tx.commit().await?;
+        self.publish([c1, c2]);
+        Ok(())
+    }
+
+    /// Who may change the access list: the owner, or an admin.
+    pub async fn require_owner(&self, who: &Principal, object_kind: &str, id: i64) -> Result<()> {
+        let (perms, table) = match object_kind {
+            "asset" => (self.asset_perms(who, id).await?, "assets"),
+            _ => (self.collection_perms(who, id).await?, "collections"),
+        };
+        if perms.is_none() {
+            return Err(CatalogError::NotFound(format!("{object_kind} {id}")));
+        }
+        if who.is_admin() {
+            return Ok(());
+        }
+        let owner: Option<i64> = sqlx::query(AssertSqlSafe(format!(
+            "SELECT owner_id FROM {table} WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?;
+        if owner == Some(who.user_id) {
+            Ok(())
+        } else {
+            Err(CatalogError::Forbidden(format!(
+                "only the owner or an admin changes the access list of {object_kind} {id}"
+            )))
+        }
+    }
+}
+
+fn collection_of(r: &AnyRow) -> Result<Collection> {
+    Ok(Collection {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        description: r.try_get("description")?,
+        owner_id: r.try_get("owner_id")?,
+        assets: r.try_get("n")?,
+        created: super::rfc3339(r.try_get("created_ms")?),
+    })
+}
+
+fn file_of(r: &AnyRow) -> Result<FileRec> {
+    let verification: String = r.try_get("verification")?;
+    let technical: String = r.try_get("technical")?;
+    Ok(FileRec {
+        id: r.try_get("id")?,
+        asset_id: r.try_get("asset_id")?,
+        role: r.try_get("role")?,
+        path: r.try_get("path")?,
+        storage: r.try_get("storage")?,
+        size: r.try_get("size")?,
+        sha256: r.try_get("sha256")?,
+        container: r.try_get("container")?,
+        video_codec: r.try_get("video_codec")?,
+        width: r.try_get("width")?,
+        height: r.try_get("height")?,
+        duration_s: r.try_get("duration_s")?,
+        technical: serde_json::from_str(&technical).unwrap_or(Value::Null),
+        profile: r.try_get("profile")?,
+        verification: serde_json::from_str(&verification).ok(),
+        created: super::rfc3339(r.try_get("created_ms")?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_words_are_safe_prefixes() {
+        assert_eq!(
+            search_terms("News \"AT\" 10* OR -x"),
+            vec!["news", "at", "10", "or", "x"]
+        );
+        assert!(search_terms("\" * ( )").is_empty());
+    }
+}
