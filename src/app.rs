@@ -140,7 +140,10 @@ pub async fn bootstrap_admin(catalog: &Catalog) -> Result<(), AppError> {
     }
     let (password, shown) = match std::env::var("ANTENNE_ADMIN_PASSWORD") {
         Ok(p) if !p.is_empty() => (p, false),
-        _ => (crate::catalog::access::new_secret("")[..20].to_string(), true),
+        _ => (
+            crate::catalog::access::new_secret("")[..20].to_string(),
+            true,
+        ),
     };
     catalog
         .create_user("admin", "Administrator", Role::Admin, &password)
@@ -154,6 +157,18 @@ pub async fn bootstrap_admin(catalog: &Catalog) -> Result<(), AppError> {
         println!("antenne: first start: user \"admin\" created with the password from ANTENNE_ADMIN_PASSWORD");
     }
     Ok(())
+}
+
+/// The watchdog period systemd asks for, as `sd_watchdog_enabled(3)` reads it: `WATCHDOG_USEC`,
+/// unless `WATCHDOG_PID` names another process.
+fn watchdog_usec() -> Option<u64> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
+    }
+    (usec > 0).then_some(usec)
 }
 
 fn notify(state: &[sd_notify::NotifyState]) {
@@ -204,14 +219,16 @@ pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
         sd_notify::NotifyState::Status(&format!("serving on {addr}")),
     ]);
     // The watchdog is fed only while the catalog answers: a wedged database gets us restarted.
-    let mut usec = 0u64;
-    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
+    if let Some(usec) = watchdog_usec() {
         let c = catalog.clone();
         tokio::spawn(async move {
             let period = Duration::from_micros(usec / 2);
             loop {
                 tokio::time::sleep(period).await;
-                if tokio::time::timeout(period, c.ping()).await.is_ok_and(|r| r.is_ok()) {
+                if tokio::time::timeout(period, c.ping())
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+                {
                     notify(&[sd_notify::NotifyState::Watchdog]);
                 }
             }

@@ -491,7 +491,9 @@ fn report_progress(
     }
 }
 
-fn load_config(config: Option<&Path>) -> Result<crate::config::appliance::ApplianceConfig, Box<dyn std::error::Error>> {
+fn load_config(
+    config: Option<&Path>,
+) -> Result<crate::config::appliance::ApplianceConfig, Box<dyn std::error::Error>> {
     let default = Path::new("firmware-config/antenne.toml");
     let file = config.or_else(|| default.is_file().then_some(default));
     let env: Vec<(String, String)> = std::env::vars().collect();

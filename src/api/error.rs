@@ -137,9 +137,11 @@ impl From<IngestError> for ApiError {
                 field: Some("path".into()),
                 ..ApiError::bad("path_not_allowed", e.to_string())
             },
-            IngestError::TooLarge { .. } => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.to_string())
-            }
+            IngestError::TooLarge { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                e.to_string(),
+            ),
             IngestError::NotMedia { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_media", e.to_string())
             }
@@ -161,7 +163,9 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::JsonDataError(e) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_body",
-                format!("{}", std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string())),
+                std::error::Error::source(&e)
+                    .map_or_else(|| e.to_string(), |s| s.to_string())
+                    .to_string(),
             ),
             JsonRejection::MissingJsonContentType(_) => ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -322,7 +322,10 @@ pub fn router(st: S) -> Router {
         .route("/ready", get(routes::ready))
         .route("/metrics", get(routes::metrics_text))
         .route("/v1/auth/logout", post(routes::logout))
-        .route("/v1/assets", get(routes::list_assets).post(routes::create_asset))
+        .route(
+            "/v1/assets",
+            get(routes::list_assets).post(routes::create_asset),
+        )
         .route("/v1/search", get(routes::search))
         .route(
             "/v1/assets/{id}",
@@ -342,7 +345,10 @@ pub fn router(st: S) -> Router {
             "/v1/assets/{id}/rights",
             get(routes::list_rights).post(routes::add_rights),
         )
-        .route("/v1/assets/{id}/rights/{rid}", delete(routes::delete_rights))
+        .route(
+            "/v1/assets/{id}/rights/{rid}",
+            delete(routes::delete_rights),
+        )
         .route("/v1/files/{id}", get(routes::get_file))
         .route("/v1/ingest", post(routes::ingest_path))
         .route("/v1/tags", get(routes::list_tags))
@@ -362,14 +368,20 @@ pub fn router(st: S) -> Router {
             "/v1/collections/{id}/acl",
             get(routes::get_collection_acl).put(routes::put_collection_acl),
         )
-        .route("/v1/users", get(routes::list_users).post(routes::create_user))
+        .route(
+            "/v1/users",
+            get(routes::list_users).post(routes::create_user),
+        )
         .route("/v1/users/me", get(routes::me))
         .route("/v1/users/me/password", post(routes::change_password))
         .route(
             "/v1/users/{id}",
             get(routes::get_user).patch(routes::patch_user),
         )
-        .route("/v1/groups", get(routes::list_groups).post(routes::create_group))
+        .route(
+            "/v1/groups",
+            get(routes::list_groups).post(routes::create_group),
+        )
         .route(
             "/v1/groups/{id}",
             get(routes::get_group).delete(routes::delete_group),
@@ -378,14 +390,15 @@ pub fn router(st: S) -> Router {
             "/v1/groups/{id}/members/{user_id}",
             put(routes::add_member).delete(routes::remove_member),
         )
-        .route("/v1/tokens", get(routes::list_tokens).post(routes::create_token))
+        .route(
+            "/v1/tokens",
+            get(routes::list_tokens).post(routes::create_token),
+        )
         .route("/v1/tokens/{id}", delete(routes::revoke_token))
         .route("/v1/audit", get(routes::list_audit))
         .route("/v1/audit/verify", get(routes::verify_audit))
         .route("/v1/changes", get(routes::changes))
-        .merge(
-            utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()),
-        )
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
@@ -413,10 +426,8 @@ pub fn router(st: S) -> Router {
         .route("/health", get(routes::health))
         .route(
             "/v1/auth/login",
-            post(routes::login).route_layer(axum::middleware::from_fn_with_state(
-                st.clone(),
-                audit,
-            )),
+            post(routes::login)
+                .route_layer(axum::middleware::from_fn_with_state(st.clone(), audit)),
         )
         .merge(protected)
         .fallback(not_found)

@@ -164,7 +164,11 @@ pub struct LoginOutput {
 /// Logs in: a session token (and cookie) for a user name and password.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", security(()), request_body = LoginInput,
     responses((status = 200, body = LoginOutput), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn login(State(st): State<S>, PeerIp(ip): PeerIp, Body(i): Body<LoginInput>) -> Res<Response> {
+pub async fn login(
+    State(st): State<S>,
+    PeerIp(ip): PeerIp,
+    Body(i): Body<LoginInput>,
+) -> Res<Response> {
     if i.username.len() > 64 || i.password.len() > 1024 {
         return Err(ApiError::unauthorized());
     }
@@ -217,7 +221,11 @@ pub async fn logout(State(st): State<S>, c: Caller) -> Res<Response> {
 /// Lists and searches assets the caller may read, newest first.
 #[utoipa::path(get, path = "/v1/assets", tag = "assets", params(SearchQuery),
     responses((status = 200, body = Page<Asset>), (status = 400, body = ErrorBody)))]
-pub async fn list_assets(State(st): State<S>, c: Caller, Query(q): Query<SearchQuery>) -> Res<axum::Json<Page<Asset>>> {
+pub async fn list_assets(
+    State(st): State<S>,
+    c: Caller,
+    Query(q): Query<SearchQuery>,
+) -> Res<axum::Json<Page<Asset>>> {
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let items = st.catalog.search(&c.0, &q).await?;
     Ok(axum::Json(page(items, limit, |a| a.id)))
@@ -226,30 +234,50 @@ pub async fn list_assets(State(st): State<S>, c: Caller, Query(q): Query<SearchQ
 /// Full-text search with filters (the same as `GET /v1/assets`).
 #[utoipa::path(get, path = "/v1/search", tag = "assets", params(SearchQuery),
     responses((status = 200, body = Page<Asset>), (status = 400, body = ErrorBody)))]
-pub async fn search(st: State<S>, c: Caller, q: Query<SearchQuery>) -> Res<axum::Json<Page<Asset>>> {
+pub async fn search(
+    st: State<S>,
+    c: Caller,
+    q: Query<SearchQuery>,
+) -> Res<axum::Json<Page<Asset>>> {
     list_assets(st, c, q).await
 }
 
 /// Creates an asset (metadata only; files come by ingest or upload).
 #[utoipa::path(post, path = "/v1/assets", tag = "assets", request_body = AssetInput,
     responses((status = 201, body = Asset), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn create_asset(State(st): State<S>, c: Caller, Body(i): Body<AssetInput>) -> Res<Response> {
+pub async fn create_asset(
+    State(st): State<S>,
+    c: Caller,
+    Body(i): Body<AssetInput>,
+) -> Res<Response> {
     if i.version.is_some() {
-        return Err(ApiError::bad("invalid_body", "version is given on PATCH only"));
+        return Err(ApiError::bad(
+            "invalid_body",
+            "version is given on PATCH only",
+        ));
     }
     Ok(created(st.catalog.create_asset(&c.0, &i).await?))
 }
 
 #[utoipa::path(get, path = "/v1/assets/{id}", tag = "assets", params(("id" = i64, Path)),
     responses((status = 200, body = Asset), (status = 404, body = ErrorBody)))]
-pub async fn get_asset(State(st): State<S>, c: Caller, Path(id): Path<i64>) -> Res<axum::Json<Asset>> {
+pub async fn get_asset(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+) -> Res<axum::Json<Asset>> {
     Ok(axum::Json(st.catalog.asset(&c.0, id).await?))
 }
 
 /// Changes descriptive metadata, tags, status; give `version` to refuse a lost update.
 #[utoipa::path(patch, path = "/v1/assets/{id}", tag = "assets", params(("id" = i64, Path)), request_body = AssetInput,
     responses((status = 200, body = Asset), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn patch_asset(State(st): State<S>, c: Caller, Path(id): Path<i64>, Body(i): Body<AssetInput>) -> Res<axum::Json<Asset>> {
+pub async fn patch_asset(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+    Body(i): Body<AssetInput>,
+) -> Res<axum::Json<Asset>> {
     Ok(axum::Json(st.catalog.update_asset(&c.0, id, &i).await?))
 }
 
@@ -263,7 +291,11 @@ pub async fn delete_asset(State(st): State<S>, c: Caller, Path(id): Path<i64>) -
 
 #[utoipa::path(get, path = "/v1/assets/{id}/files", tag = "files", params(("id" = i64, Path)),
     responses((status = 200, body = Page<FileRec>), (status = 404, body = ErrorBody)))]
-pub async fn list_files(State(st): State<S>, c: Caller, Path(id): Path<i64>) -> Res<axum::Json<Page<FileRec>>> {
+pub async fn list_files(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+) -> Res<axum::Json<Page<FileRec>>> {
     let items = st.catalog.files(&c.0, id).await?;
     Ok(axum::Json(Page { items, next: None }))
 }
@@ -279,7 +311,11 @@ pub struct RegisterInput {
     pub allow_duplicate: bool,
 }
 
-async fn describe(path: std::path::PathBuf, role: String, known: Option<(String, u64)>) -> Res<crate::catalog::assets::NewFile> {
+async fn describe(
+    path: std::path::PathBuf,
+    role: String,
+    known: Option<(String, u64)>,
+) -> Res<crate::catalog::assets::NewFile> {
     tokio::task::spawn_blocking(move || ingest::describe(&path, &role, known))
         .await
         .map_err(|_| ApiError::internal())?
@@ -289,11 +325,18 @@ async fn describe(path: std::path::PathBuf, role: String, known: Option<(String,
 /// Registers a file already on disk (under a configured root) to an asset.
 #[utoipa::path(post, path = "/v1/assets/{id}/files", tag = "files", params(("id" = i64, Path)), request_body = RegisterInput,
     responses((status = 201, body = FileRec), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn register_file(State(st): State<S>, c: Caller, Path(id): Path<i64>, Body(i): Body<RegisterInput>) -> Res<Response> {
+pub async fn register_file(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+    Body(i): Body<RegisterInput>,
+) -> Res<Response> {
     st.catalog.require(&c.0, id, Perms::WRITE).await?;
     let path = ingest::confine(&i.path, &st.cfg.ingest.roots)?;
     let f = describe(path, i.role.unwrap_or_else(|| "source".into()), None).await?;
-    Ok(created(st.catalog.add_file(&c.0, id, &f, i.allow_duplicate).await?))
+    Ok(created(
+        st.catalog.add_file(&c.0, id, &f, i.allow_duplicate).await?,
+    ))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -331,7 +374,8 @@ async fn receive(st: &S, req: Request, q: &UploadQuery) -> Res<(std::path::PathB
     let mut up = Upload::start(&st.media_dir, cap).await?;
     let mut stream = req.into_body().into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad("invalid_body", format!("upload interrupted: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::bad("invalid_body", format!("upload interrupted: {e}")))?;
         up.write(&chunk).await?;
     }
     if !q.allow_duplicate {
@@ -339,22 +383,38 @@ async fn receive(st: &S, req: Request, q: &UploadQuery) -> Res<(std::path::PathB
             return Err(crate::catalog::CatalogError::Duplicate { asset_id, file_id }.into());
         }
     }
-    Ok(up.finish(&st.media_dir, &q.filename, st.catalog.now_ms()).await?)
+    Ok(up
+        .finish(&st.media_dir, &q.filename, st.catalog.now_ms())
+        .await?)
 }
 
 /// Uploads a file to an asset: the raw body is the file.
 #[utoipa::path(post, path = "/v1/assets/{id}/upload", tag = "files", params(("id" = i64, Path), UploadQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 201, body = FileRec), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn upload_file(State(st): State<S>, c: Caller, Path(id): Path<i64>, Query(q): Query<UploadQuery>, req: Request) -> Res<Response> {
+pub async fn upload_file(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+    Query(q): Query<UploadQuery>,
+    req: Request,
+) -> Res<Response> {
     if q.title.is_some() || q.kind.is_some() {
-        return Err(ApiError::bad("invalid_query", "title and kind belong to /v1/ingest/upload"));
+        return Err(ApiError::bad(
+            "invalid_query",
+            "title and kind belong to /v1/ingest/upload",
+        ));
     }
     st.catalog.require(&c.0, id, Perms::WRITE).await?;
     let (path, hash, size) = receive(&st, req, &q).await?;
     let stored = path.clone();
     let result = async {
-        let f = describe(path, q.role.clone().unwrap_or_else(|| "source".into()), Some((hash, size))).await?;
+        let f = describe(
+            path,
+            q.role.clone().unwrap_or_else(|| "source".into()),
+            Some((hash, size)),
+        )
+        .await?;
         Ok::<_, ApiError>(st.catalog.add_file(&c.0, id, &f, q.allow_duplicate).await?)
     }
     .await;
@@ -369,7 +429,11 @@ pub async fn upload_file(State(st): State<S>, c: Caller, Path(id): Path<i64>, Qu
 
 #[utoipa::path(get, path = "/v1/files/{id}", tag = "files", params(("id" = i64, Path)),
     responses((status = 200, body = FileRec), (status = 404, body = ErrorBody)))]
-pub async fn get_file(State(st): State<S>, c: Caller, Path(id): Path<i64>) -> Res<axum::Json<FileRec>> {
+pub async fn get_file(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+) -> Res<axum::Json<FileRec>> {
     Ok(axum::Json(st.catalog.file(&c.0, id).await?.0))
 }
 
@@ -379,17 +443,32 @@ pub async fn get_file(State(st): State<S>, c: Caller, Path(id): Path<i64>) -> Re
 pub async fn file_content(State(st): State<S>, c: Caller, Path(id): Path<i64>) -> Res<Response> {
     let (f, perms) = st.catalog.file(&c.0, id).await?;
     if !perms.has(Perms::DOWNLOAD) {
-        return Err(ApiError::forbidden(format!("no download right on asset {}", f.asset_id)));
+        return Err(ApiError::forbidden(format!(
+            "no download right on asset {}",
+            f.asset_id
+        )));
     }
     let file = tokio::fs::File::open(&f.path).await.map_err(|e| {
-        ApiError::new(StatusCode::GONE, "gone", format!("file {id} is recorded but cannot be read: {e}"))
+        ApiError::new(
+            StatusCode::GONE,
+            "gone",
+            format!("file {id} is recorded but cannot be read: {e}"),
+        )
     })?;
     let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-    let name = ingest::safe_name(std::path::Path::new(&f.path).file_name().and_then(|n| n.to_str()).unwrap_or("file"));
+    let name = ingest::safe_name(
+        std::path::Path::new(&f.path)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("file"),
+    );
     let body = HttpBody::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
     let mut r = body.into_response();
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     if let Ok(v) = HeaderValue::from_str(&len.to_string()) {
         h.insert(header::CONTENT_LENGTH, v);
     }
@@ -420,21 +499,33 @@ pub struct IngestOutput {
 fn default_title(i: &mut AssetInput, name: &str) {
     if i.title.as_deref().is_none_or(|t| t.trim().is_empty()) {
         let p = std::path::Path::new(name);
-        i.title = Some(p.file_stem().and_then(|s| s.to_str()).unwrap_or("untitled").to_string());
+        i.title = Some(
+            p.file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("untitled")
+                .to_string(),
+        );
     }
 }
 
 /// Ingests a file already on disk: probes, hashes, refuses duplicates, makes a new asset.
 #[utoipa::path(post, path = "/v1/ingest", tag = "ingest", request_body = IngestInput,
     responses((status = 201, body = IngestOutput), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn ingest_path(State(st): State<S>, c: Caller, Body(mut i): Body<IngestInput>) -> Res<Response> {
+pub async fn ingest_path(
+    State(st): State<S>,
+    c: Caller,
+    Body(mut i): Body<IngestInput>,
+) -> Res<Response> {
     if !c.0.role.may_create_assets() {
         return Err(ApiError::forbidden("this role may not ingest"));
     }
     let path = ingest::confine(&i.path, &st.cfg.ingest.roots)?;
     default_title(&mut i.asset, &i.path);
     let f = describe(path, "source".into(), None).await?;
-    let (asset, file) = st.catalog.ingest(&c.0, &i.asset, &f, i.allow_duplicate).await?;
+    let (asset, file) = st
+        .catalog
+        .ingest(&c.0, &i.asset, &f, i.allow_duplicate)
+        .await?;
     Ok(created(IngestOutput { asset, file }))
 }
 
@@ -442,7 +533,12 @@ pub async fn ingest_path(State(st): State<S>, c: Caller, Body(mut i): Body<Inges
 #[utoipa::path(post, path = "/v1/ingest/upload", tag = "ingest", params(UploadQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 201, body = IngestOutput), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn ingest_upload(State(st): State<S>, c: Caller, Query(q): Query<UploadQuery>, req: Request) -> Res<Response> {
+pub async fn ingest_upload(
+    State(st): State<S>,
+    c: Caller,
+    Query(q): Query<UploadQuery>,
+    req: Request,
+) -> Res<Response> {
     if !c.0.role.may_create_assets() {
         return Err(ApiError::forbidden("this role may not ingest"));
     }
@@ -455,8 +551,17 @@ pub async fn ingest_upload(State(st): State<S>, c: Caller, Query(q): Query<Uploa
     let (path, hash, size) = receive(&st, req, &q).await?;
     let stored = path.clone();
     let result = async {
-        let f = describe(path, q.role.clone().unwrap_or_else(|| "source".into()), Some((hash, size))).await?;
-        Ok::<_, ApiError>(st.catalog.ingest(&c.0, &input, &f, q.allow_duplicate).await?)
+        let f = describe(
+            path,
+            q.role.clone().unwrap_or_else(|| "source".into()),
+            Some((hash, size)),
+        )
+        .await?;
+        Ok::<_, ApiError>(
+            st.catalog
+                .ingest(&c.0, &input, &f, q.allow_duplicate)
+                .await?,
+        )
     }
     .await;
     match result {
@@ -478,36 +583,65 @@ pub struct Acl {
 
 #[utoipa::path(get, path = "/v1/assets/{id}/acl", tag = "access", params(("id" = i64, Path)),
     responses((status = 200, body = Acl), (status = 404, body = ErrorBody)))]
-pub async fn get_asset_acl(State(st): State<S>, c: Caller, Path(id): Path<i64>) -> Res<axum::Json<Acl>> {
+pub async fn get_asset_acl(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+) -> Res<axum::Json<Acl>> {
     st.catalog.require(&c.0, id, Perms::READ).await?;
-    Ok(axum::Json(Acl { grants: st.catalog.acl("asset", id).await? }))
+    Ok(axum::Json(Acl {
+        grants: st.catalog.acl("asset", id).await?,
+    }))
 }
 
 /// Replaces the access list (the owner or an admin).
 #[utoipa::path(put, path = "/v1/assets/{id}/acl", tag = "access", params(("id" = i64, Path)), request_body = Acl,
     responses((status = 200, body = Acl), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn put_asset_acl(State(st): State<S>, c: Caller, Path(id): Path<i64>, Body(a): Body<Acl>) -> Res<axum::Json<Acl>> {
+pub async fn put_asset_acl(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+    Body(a): Body<Acl>,
+) -> Res<axum::Json<Acl>> {
     st.catalog.require_owner(&c.0, "asset", id).await?;
-    Ok(axum::Json(Acl { grants: st.catalog.set_acl("asset", id, &a.grants).await? }))
+    Ok(axum::Json(Acl {
+        grants: st.catalog.set_acl("asset", id, &a.grants).await?,
+    }))
 }
 
 #[utoipa::path(get, path = "/v1/assets/{id}/rights", tag = "assets", params(("id" = i64, Path)),
     responses((status = 200, body = Page<RightsWindow>), (status = 404, body = ErrorBody)))]
-pub async fn list_rights(State(st): State<S>, c: Caller, Path(id): Path<i64>) -> Res<axum::Json<Page<RightsWindow>>> {
+pub async fn list_rights(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+) -> Res<axum::Json<Page<RightsWindow>>> {
     st.catalog.require(&c.0, id, Perms::READ).await?;
-    Ok(axum::Json(Page { items: st.catalog.rights_windows(id).await?, next: None }))
+    Ok(axum::Json(Page {
+        items: st.catalog.rights_windows(id).await?,
+        next: None,
+    }))
 }
 
 /// Adds a rights window (licensed from/until, territories, platforms).
 #[utoipa::path(post, path = "/v1/assets/{id}/rights", tag = "assets", params(("id" = i64, Path)), request_body = RightsInput,
     responses((status = 201, body = RightsWindow), (status = 422, body = ErrorBody)))]
-pub async fn add_rights(State(st): State<S>, c: Caller, Path(id): Path<i64>, Body(w): Body<RightsInput>) -> Res<Response> {
+pub async fn add_rights(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+    Body(w): Body<RightsInput>,
+) -> Res<Response> {
     Ok(created(st.catalog.add_rights_window(&c.0, id, &w).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/assets/{id}/rights/{rid}", tag = "assets", params(("id" = i64, Path), ("rid" = i64, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-pub async fn delete_rights(State(st): State<S>, c: Caller, Path((id, rid)): Path<(i64, i64)>) -> Res<StatusCode> {
+pub async fn delete_rights(
+    State(st): State<S>,
+    c: Caller,
+    Path((id, rid)): Path<(i64, i64)>,
+) -> Res<StatusCode> {
     st.catalog.delete_rights_window(&c.0, id, rid).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -515,11 +649,21 @@ pub async fn delete_rights(State(st): State<S>, c: Caller, Path((id, rid)): Path
 /// Tags in use on the assets the caller may read, most used first.
 #[utoipa::path(get, path = "/v1/tags", tag = "assets", params(Paging),
     responses((status = 200, body = Page<TagCount>)))]
-pub async fn list_tags(State(st): State<S>, c: Caller, Query(p): Query<Paging>) -> Res<axum::Json<Page<TagCount>>> {
+pub async fn list_tags(
+    State(st): State<S>,
+    c: Caller,
+    Query(p): Query<Paging>,
+) -> Res<axum::Json<Page<TagCount>>> {
     if p.after.is_some() {
-        return Err(ApiError::bad("invalid_query", "tags come in one page: give limit only"));
+        return Err(ApiError::bad(
+            "invalid_query",
+            "tags come in one page: give limit only",
+        ));
     }
-    Ok(axum::Json(Page { items: st.catalog.tags(&c.0, p.limit()).await?, next: None }))
+    Ok(axum::Json(Page {
+        items: st.catalog.tags(&c.0, p.limit()).await?,
+        next: None,
+    }))
 }
 
 // ---- collections ----
@@ -534,56 +678,97 @@ pub struct CollectionInput {
 
 #[utoipa::path(get, path = "/v1/collections", tag = "collections", params(Paging),
     responses((status = 200, body = Page<Collection>)))]
-pub async fn list_collections(State(st): State<S>, c: Caller, Query(p): Query<Paging>) -> Res<axum::Json<Page<Collection>>> {
+pub async fn list_collections(
+    State(st): State<S>,
+    c: Caller,
+    Query(p): Query<Paging>,
+) -> Res<axum::Json<Page<Collection>>> {
     let items = st.catalog.collections(&c.0, p.after(), p.limit()).await?;
     Ok(axum::Json(page(items, p.limit(), |c| c.id)))
 }
 
 #[utoipa::path(post, path = "/v1/collections", tag = "collections", request_body = CollectionInput,
     responses((status = 201, body = Collection), (status = 409, body = ErrorBody)))]
-pub async fn create_collection(State(st): State<S>, c: Caller, Body(i): Body<CollectionInput>) -> Res<Response> {
-    Ok(created(st.catalog.create_collection(&c.0, &i.name, &i.description).await?))
+pub async fn create_collection(
+    State(st): State<S>,
+    c: Caller,
+    Body(i): Body<CollectionInput>,
+) -> Res<Response> {
+    Ok(created(
+        st.catalog
+            .create_collection(&c.0, &i.name, &i.description)
+            .await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/collections/{id}", tag = "collections", params(("id" = i64, Path)),
     responses((status = 200, body = Collection), (status = 404, body = ErrorBody)))]
-pub async fn get_collection(State(st): State<S>, c: Caller, Path(id): Path<i64>) -> Res<axum::Json<Collection>> {
+pub async fn get_collection(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+) -> Res<axum::Json<Collection>> {
     Ok(axum::Json(st.catalog.collection(&c.0, id).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/collections/{id}", tag = "collections", params(("id" = i64, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn delete_collection(State(st): State<S>, c: Caller, Path(id): Path<i64>) -> Res<StatusCode> {
+pub async fn delete_collection(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+) -> Res<StatusCode> {
     st.catalog.delete_collection(&c.0, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(put, path = "/v1/collections/{id}/assets/{asset_id}", tag = "collections",
     params(("id" = i64, Path), ("asset_id" = i64, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
-pub async fn add_to_collection(State(st): State<S>, c: Caller, Path((id, asset)): Path<(i64, i64)>) -> Res<StatusCode> {
+pub async fn add_to_collection(
+    State(st): State<S>,
+    c: Caller,
+    Path((id, asset)): Path<(i64, i64)>,
+) -> Res<StatusCode> {
     st.catalog.set_in_collection(&c.0, id, asset, true).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(delete, path = "/v1/collections/{id}/assets/{asset_id}", tag = "collections",
     params(("id" = i64, Path), ("asset_id" = i64, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
-pub async fn remove_from_collection(State(st): State<S>, c: Caller, Path((id, asset)): Path<(i64, i64)>) -> Res<StatusCode> {
+pub async fn remove_from_collection(
+    State(st): State<S>,
+    c: Caller,
+    Path((id, asset)): Path<(i64, i64)>,
+) -> Res<StatusCode> {
     st.catalog.set_in_collection(&c.0, id, asset, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/v1/collections/{id}/acl", tag = "access", params(("id" = i64, Path)),
     responses((status = 200, body = Acl), (status = 404, body = ErrorBody)))]
-pub async fn get_collection_acl(State(st): State<S>, c: Caller, Path(id): Path<i64>) -> Res<axum::Json<Acl>> {
+pub async fn get_collection_acl(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+) -> Res<axum::Json<Acl>> {
     st.catalog.collection(&c.0, id).await?;
-    Ok(axum::Json(Acl { grants: st.catalog.acl("collection", id).await? }))
+    Ok(axum::Json(Acl {
+        grants: st.catalog.acl("collection", id).await?,
+    }))
 }
 
 #[utoipa::path(put, path = "/v1/collections/{id}/acl", tag = "access", params(("id" = i64, Path)), request_body = Acl,
     responses((status = 200, body = Acl), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn put_collection_acl(State(st): State<S>, c: Caller, Path(id): Path<i64>, Body(a): Body<Acl>) -> Res<axum::Json<Acl>> {
+pub async fn put_collection_acl(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+    Body(a): Body<Acl>,
+) -> Res<axum::Json<Acl>> {
     st.catalog.require_owner(&c.0, "collection", id).await?;
-    Ok(axum::Json(Acl { grants: st.catalog.set_acl("collection", id, &a.grants).await? }))
+    Ok(axum::Json(Acl {
+        grants: st.catalog.set_acl("collection", id, &a.grants).await?,
+    }))
 }
 
 // ---- users, groups, tokens ----
@@ -611,7 +796,11 @@ pub struct UserPatch {
 }
 
 #[utoipa::path(get, path = "/v1/users", tag = "users", params(Paging), responses((status = 200, body = Page<User>), (status = 403, body = ErrorBody)))]
-pub async fn list_users(State(st): State<S>, c: Caller, Query(p): Query<Paging>) -> Res<axum::Json<Page<User>>> {
+pub async fn list_users(
+    State(st): State<S>,
+    c: Caller,
+    Query(p): Query<Paging>,
+) -> Res<axum::Json<Page<User>>> {
     require_role(&c.0, &[Role::Admin])?;
     let items = st.catalog.users(p.after(), p.limit()).await?;
     Ok(axum::Json(page(items, p.limit(), |u| u.id)))
@@ -619,9 +808,17 @@ pub async fn list_users(State(st): State<S>, c: Caller, Query(p): Query<Paging>)
 
 #[utoipa::path(post, path = "/v1/users", tag = "users", request_body = UserInput,
     responses((status = 201, body = User), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn create_user(State(st): State<S>, c: Caller, Body(i): Body<UserInput>) -> Res<Response> {
+pub async fn create_user(
+    State(st): State<S>,
+    c: Caller,
+    Body(i): Body<UserInput>,
+) -> Res<Response> {
     require_role(&c.0, &[Role::Admin])?;
-    Ok(created(st.catalog.create_user(&i.username, &i.display_name, i.role, &i.password).await?))
+    Ok(created(
+        st.catalog
+            .create_user(&i.username, &i.display_name, i.role, &i.password)
+            .await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/users/me", tag = "users", responses((status = 200, body = User)))]
@@ -631,7 +828,11 @@ pub async fn me(State(st): State<S>, c: Caller) -> Res<axum::Json<User>> {
 
 #[utoipa::path(get, path = "/v1/users/{id}", tag = "users", params(("id" = i64, Path)),
     responses((status = 200, body = User), (status = 404, body = ErrorBody)))]
-pub async fn get_user(State(st): State<S>, c: Caller, Path(id): Path<i64>) -> Res<axum::Json<User>> {
+pub async fn get_user(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+) -> Res<axum::Json<User>> {
     if !c.0.is_admin() && c.0.user_id != id {
         return Err(ApiError::not_found(format!("user {id} not found")));
     }
@@ -641,12 +842,21 @@ pub async fn get_user(State(st): State<S>, c: Caller, Path(id): Path<i64>) -> Re
 /// Changes a user: an admin any field; a user their own display name.
 #[utoipa::path(patch, path = "/v1/users/{id}", tag = "users", params(("id" = i64, Path)), request_body = UserPatch,
     responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn patch_user(State(st): State<S>, c: Caller, Path(id): Path<i64>, Body(p): Body<UserPatch>) -> Res<axum::Json<User>> {
+pub async fn patch_user(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+    Body(p): Body<UserPatch>,
+) -> Res<axum::Json<User>> {
     if !c.0.is_admin() {
         if c.0.user_id != id {
             return Err(ApiError::not_found(format!("user {id} not found")));
         }
-        for (set, f) in [(p.role.is_some(), "role"), (p.disabled.is_some(), "disabled"), (p.password.is_some(), "password")] {
+        for (set, f) in [
+            (p.role.is_some(), "role"),
+            (p.disabled.is_some(), "disabled"),
+            (p.password.is_some(), "password"),
+        ] {
             if set {
                 return Err(crate::catalog::CatalogError::FieldForbidden(f).into());
             }
@@ -654,7 +864,13 @@ pub async fn patch_user(State(st): State<S>, c: Caller, Path(id): Path<i64>, Bod
     }
     let u = st
         .catalog
-        .update_user(id, p.display_name.as_deref(), p.role, p.disabled, p.password.as_deref())
+        .update_user(
+            id,
+            p.display_name.as_deref(),
+            p.role,
+            p.disabled,
+            p.password.as_deref(),
+        )
         .await?;
     st.forget_tokens();
     Ok(axum::Json(u))
@@ -670,13 +886,25 @@ pub struct PasswordInput {
 /// Changes one's own password (the current one is required); other sessions end.
 #[utoipa::path(post, path = "/v1/users/me/password", tag = "users", request_body = PasswordInput,
     responses((status = 204), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn change_password(State(st): State<S>, c: Caller, PeerIp(ip): PeerIp, Body(p): Body<PasswordInput>) -> Res<StatusCode> {
+pub async fn change_password(
+    State(st): State<S>,
+    c: Caller,
+    PeerIp(ip): PeerIp,
+    Body(p): Body<PasswordInput>,
+) -> Res<StatusCode> {
     st.login_allowed(&c.0.username, ip)?;
-    if st.catalog.check_login(&c.0.username, &p.current).await?.is_none() {
+    if st
+        .catalog
+        .check_login(&c.0.username, &p.current)
+        .await?
+        .is_none()
+    {
         st.login_failed(&c.0.username, ip);
         return Err(ApiError::forbidden("the current password is wrong"));
     }
-    st.catalog.update_user(c.0.user_id, None, None, None, Some(&p.new)).await?;
+    st.catalog
+        .update_user(c.0.user_id, None, None, None, Some(&p.new))
+        .await?;
     st.forget_tokens();
     Ok(StatusCode::NO_CONTENT)
 }
@@ -690,21 +918,35 @@ pub struct GroupInput {
 }
 
 #[utoipa::path(get, path = "/v1/groups", tag = "users", params(Paging), responses((status = 200, body = Page<Group>)))]
-pub async fn list_groups(State(st): State<S>, _c: Caller, Query(p): Query<Paging>) -> Res<axum::Json<Page<Group>>> {
+pub async fn list_groups(
+    State(st): State<S>,
+    _c: Caller,
+    Query(p): Query<Paging>,
+) -> Res<axum::Json<Page<Group>>> {
     let items = st.catalog.groups(p.after(), p.limit()).await?;
     Ok(axum::Json(page(items, p.limit(), |g| g.id)))
 }
 
 #[utoipa::path(post, path = "/v1/groups", tag = "users", request_body = GroupInput,
     responses((status = 201, body = Group), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn create_group(State(st): State<S>, c: Caller, Body(i): Body<GroupInput>) -> Res<Response> {
+pub async fn create_group(
+    State(st): State<S>,
+    c: Caller,
+    Body(i): Body<GroupInput>,
+) -> Res<Response> {
     require_role(&c.0, &[Role::Admin])?;
-    Ok(created(st.catalog.create_group(&i.name, &i.description).await?))
+    Ok(created(
+        st.catalog.create_group(&i.name, &i.description).await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/groups/{id}", tag = "users", params(("id" = i64, Path)),
     responses((status = 200, body = Group), (status = 404, body = ErrorBody)))]
-pub async fn get_group(State(st): State<S>, _c: Caller, Path(id): Path<i64>) -> Res<axum::Json<Group>> {
+pub async fn get_group(
+    State(st): State<S>,
+    _c: Caller,
+    Path(id): Path<i64>,
+) -> Res<axum::Json<Group>> {
     Ok(axum::Json(st.catalog.group(id).await?))
 }
 
@@ -719,7 +961,11 @@ pub async fn delete_group(State(st): State<S>, c: Caller, Path(id): Path<i64>) -
 
 #[utoipa::path(put, path = "/v1/groups/{id}/members/{user_id}", tag = "users", params(("id" = i64, Path), ("user_id" = i64, Path)),
     responses((status = 200, body = Group), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn add_member(State(st): State<S>, c: Caller, Path((id, user)): Path<(i64, i64)>) -> Res<axum::Json<Group>> {
+pub async fn add_member(
+    State(st): State<S>,
+    c: Caller,
+    Path((id, user)): Path<(i64, i64)>,
+) -> Res<axum::Json<Group>> {
     require_role(&c.0, &[Role::Admin])?;
     let g = st.catalog.set_member(id, user, true).await?;
     st.forget_tokens();
@@ -728,7 +974,11 @@ pub async fn add_member(State(st): State<S>, c: Caller, Path((id, user)): Path<(
 
 #[utoipa::path(delete, path = "/v1/groups/{id}/members/{user_id}", tag = "users", params(("id" = i64, Path), ("user_id" = i64, Path)),
     responses((status = 200, body = Group), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn remove_member(State(st): State<S>, c: Caller, Path((id, user)): Path<(i64, i64)>) -> Res<axum::Json<Group>> {
+pub async fn remove_member(
+    State(st): State<S>,
+    c: Caller,
+    Path((id, user)): Path<(i64, i64)>,
+) -> Res<axum::Json<Group>> {
     require_role(&c.0, &[Role::Admin])?;
     let g = st.catalog.set_member(id, user, false).await?;
     st.forget_tokens();
@@ -745,13 +995,24 @@ pub struct TokenQuery {
 }
 
 #[utoipa::path(get, path = "/v1/tokens", tag = "auth", params(TokenQuery), responses((status = 200, body = Page<TokenInfo>)))]
-pub async fn list_tokens(State(st): State<S>, c: Caller, Query(q): Query<TokenQuery>) -> Res<axum::Json<Page<TokenInfo>>> {
+pub async fn list_tokens(
+    State(st): State<S>,
+    c: Caller,
+    Query(q): Query<TokenQuery>,
+) -> Res<axum::Json<Page<TokenInfo>>> {
     let user = match q.user_id {
         Some(u) if c.0.is_admin() => Some(u),
-        Some(u) if u != c.0.user_id => return Err(ApiError::forbidden("only an admin lists another user's tokens")),
+        Some(u) if u != c.0.user_id => {
+            return Err(ApiError::forbidden(
+                "only an admin lists another user's tokens",
+            ))
+        }
         _ => Some(c.0.user_id),
     };
-    let p = Paging { limit: q.limit, after: q.after };
+    let p = Paging {
+        limit: q.limit,
+        after: q.after,
+    };
     let items = st.catalog.tokens(user, p.after(), p.limit()).await?;
     Ok(axum::Json(page(items, p.limit(), |t| t.id)))
 }
@@ -774,7 +1035,11 @@ pub struct TokenOutput {
 /// Issues an API token for the caller (for integrations: a user with the service role).
 #[utoipa::path(post, path = "/v1/tokens", tag = "auth", request_body = TokenInput,
     responses((status = 201, body = TokenOutput), (status = 422, body = ErrorBody)))]
-pub async fn create_token(State(st): State<S>, c: Caller, Body(i): Body<TokenInput>) -> Res<Response> {
+pub async fn create_token(
+    State(st): State<S>,
+    c: Caller,
+    Body(i): Body<TokenInput>,
+) -> Res<Response> {
     let max = st.cfg.auth.token_max_days;
     if i.days == 0 || i.days > max {
         return Err(crate::catalog::CatalogError::invalid("days", format!("1 to {max}")).into());
@@ -798,7 +1063,11 @@ pub async fn revoke_token(State(st): State<S>, c: Caller, Path(id): Path<i64>) -
 
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", params(Paging),
     responses((status = 200, body = Page<AuditEntry>), (status = 403, body = ErrorBody)))]
-pub async fn list_audit(State(st): State<S>, c: Caller, Query(p): Query<Paging>) -> Res<axum::Json<Page<AuditEntry>>> {
+pub async fn list_audit(
+    State(st): State<S>,
+    c: Caller,
+    Query(p): Query<Paging>,
+) -> Res<axum::Json<Page<AuditEntry>>> {
     require_role(&c.0, &[Role::Admin])?;
     let items = st.catalog.audit_entries(p.after(), p.limit()).await?;
     Ok(axum::Json(page(items, p.limit(), |e| e.seq)))
@@ -830,15 +1099,24 @@ pub struct ChangesPage {
 /// The change feed: every change after a cursor, in commit order, none missed or repeated.
 #[utoipa::path(get, path = "/v1/changes", tag = "sync", params(ChangesQuery),
     responses((status = 200, body = ChangesPage), (status = 403, body = ErrorBody)))]
-pub async fn changes(State(st): State<S>, c: Caller, Query(q): Query<ChangesQuery>) -> Res<axum::Json<ChangesPage>> {
+pub async fn changes(
+    State(st): State<S>,
+    c: Caller,
+    Query(q): Query<ChangesQuery>,
+) -> Res<axum::Json<ChangesPage>> {
     if !c.0.role.sees_everything() {
-        return Err(ApiError::forbidden("the change feed is for admin, operator and service roles"));
+        return Err(ApiError::forbidden(
+            "the change feed is for admin, operator and service roles",
+        ));
     }
     let since = q.since.unwrap_or(0);
     if since < 0 {
         return Err(ApiError::bad("invalid_query", "since must not be negative"));
     }
-    let changes = st.catalog.changes(since, q.limit.unwrap_or(500).clamp(1, 1000)).await?;
+    let changes = st
+        .catalog
+        .changes(since, q.limit.unwrap_or(500).clamp(1, 1000))
+        .await?;
     let next = changes.last().map_or(since, |c| c.seq);
     Ok(axum::Json(ChangesPage { changes, next }))
 }
@@ -864,7 +1142,13 @@ async fn visible(st: &S, who: &Principal, c: &Change) -> bool {
         return true;
     }
     match c.asset_id {
-        Some(a) => st.catalog.asset_perms(who, a).await.ok().flatten().is_some(),
+        Some(a) => st
+            .catalog
+            .asset_perms(who, a)
+            .await
+            .ok()
+            .flatten()
+            .is_some(),
         None => c.object == "user" && c.id == who.user_id,
     }
 }
@@ -874,7 +1158,12 @@ async fn visible(st: &S, who: &Principal, c: &Change) -> bool {
 /// `/v1/changes` from the cursor it carries.
 #[utoipa::path(get, path = "/v1/events", tag = "sync", params(EventsQuery),
     responses((status = 200, content_type = "text/event-stream")))]
-pub async fn events(State(st): State<S>, c: Caller, headers: HeaderMap, Query(q): Query<EventsQuery>) -> Res<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+pub async fn events(
+    State(st): State<S>,
+    c: Caller,
+    headers: HeaderMap,
+    Query(q): Query<EventsQuery>,
+) -> Res<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let rx = st.catalog.subscribe();
     let from = headers
         .get("last-event-id")
@@ -885,7 +1174,14 @@ pub async fn events(State(st): State<S>, c: Caller, headers: HeaderMap, Query(q)
         Some(f) => (st.catalog.changes(f, 1000).await?.into(), f),
         None => (VecDeque::new(), st.catalog.change_head().await?),
     };
-    let state = EventState { st: st.clone(), who: c.0, rx, backlog, last, done: false };
+    let state = EventState {
+        st: st.clone(),
+        who: c.0,
+        rx,
+        backlog,
+        last,
+        done: false,
+    };
     let stream = futures_util::stream::unfold(state, |mut s| async move {
         loop {
             if s.done {

@@ -110,8 +110,7 @@ fn check_password_rules(password: &str) -> Result<()> {
 fn check_name(field: &str, v: &str) -> Result<()> {
     let ok = !v.is_empty()
         && v.len() <= 64
-        && v
-            .chars()
+        && v.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
     if ok {
         Ok(())
@@ -189,7 +188,9 @@ impl Catalog {
             }
         })?;
         let user = self.user_of(&r, Vec::new())?;
-        let c = self.record(&mut tx, "user", user.id, "created", None).await?;
+        let c = self
+            .record(&mut tx, "user", user.id, "created", None)
+            .await?;
         tx.commit().await?;
         self.publish([c]);
         Ok(user)
@@ -365,7 +366,12 @@ impl Catalog {
         )))
     }
 
-    pub async fn tokens(&self, user_id: Option<i64>, after: i64, limit: i64) -> Result<Vec<TokenInfo>> {
+    pub async fn tokens(
+        &self,
+        user_id: Option<i64>,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<TokenInfo>> {
         let rows = sqlx::query(
             "SELECT * FROM tokens WHERE ($1 = 0 OR user_id = $1) AND id > $2 ORDER BY id LIMIT $3",
         )
@@ -426,13 +432,14 @@ impl Catalog {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| CatalogError::NotFound(format!("group {id}")))?;
-        let members = sqlx::query("SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY 1")
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| r.try_get::<i64, _>(0))
-            .collect::<std::result::Result<_, _>>()?;
+        let members =
+            sqlx::query("SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY 1")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| r.try_get::<i64, _>(0))
+                .collect::<std::result::Result<_, _>>()?;
         Ok(Group {
             id,
             name: r.try_get("name")?,
@@ -492,7 +499,9 @@ impl Catalog {
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
-        let c = self.record(&mut tx, "group", group_id, "updated", None).await?;
+        let c = self
+            .record(&mut tx, "group", group_id, "updated", None)
+            .await?;
         tx.commit().await?;
         self.publish([c]);
         self.group(group_id).await
@@ -556,14 +565,14 @@ impl Catalog {
             let p = Perms::from_names(&g.perms)?;
             match g.principal.as_str() {
                 "user" => {
-                    self.user(g.id)
-                        .await
-                        .map_err(|_| CatalogError::invalid("grants", format!("no user {}", g.id)))?;
+                    self.user(g.id).await.map_err(|_| {
+                        CatalogError::invalid("grants", format!("no user {}", g.id))
+                    })?;
                 }
                 "group" => {
-                    self.group(g.id)
-                        .await
-                        .map_err(|_| CatalogError::invalid("grants", format!("no group {}", g.id)))?;
+                    self.group(g.id).await.map_err(|_| {
+                        CatalogError::invalid("grants", format!("no group {}", g.id))
+                    })?;
                 }
                 other => {
                     return Err(CatalogError::invalid(
@@ -605,7 +614,8 @@ impl Catalog {
 }
 
 /// Whether principal `$2` is named by an `acl` row (directly or through a group).
-pub(crate) const PRINCIPAL_MATCH: &str = "((acl.principal_kind = 'user' AND acl.principal_id = $2) \
+pub(crate) const PRINCIPAL_MATCH: &str =
+    "((acl.principal_kind = 'user' AND acl.principal_id = $2) \
      OR (acl.principal_kind = 'group' AND acl.principal_id IN \
      (SELECT group_id FROM group_members WHERE user_id = $2)))";
 

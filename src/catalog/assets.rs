@@ -220,6 +220,11 @@ pub struct SearchQuery {
     pub after: Option<i64>,
 }
 
+/// The columns of an asset record (not the PostgreSQL search vector, which `Any` cannot read).
+const ASSET_COLUMNS: &str = "a.id, a.house_id, a.kind, a.status, a.title, a.description, \
+    a.subject, a.creator, a.contributor, a.date, a.language, a.rights, a.identifier, a.series, \
+    a.episode, a.custom, a.owner_id, a.created_ms, a.updated_ms, a.version";
+
 /// Builds a statement with numbered parameters for both backends.
 #[derive(Default)]
 struct Sql {
@@ -289,8 +294,9 @@ impl Catalog {
 
     fn asset_select(&self) -> String {
         format!(
-            "SELECT a.*, (SELECT {} FROM asset_tags t WHERE t.asset_id = a.id) AS tag_list, \
+            "SELECT {}, (SELECT {} FROM asset_tags t WHERE t.asset_id = a.id) AS tag_list, \
              (SELECT {} FROM collection_assets c WHERE c.asset_id = a.id) AS coll_list FROM assets a",
+            ASSET_COLUMNS,
             self.agg("t.tag"),
             self.agg("c.collection_id")
         )
@@ -409,7 +415,10 @@ impl Catalog {
         }
         if let Some(h) = &i.house_id {
             if h.is_empty() || h.len() > 128 || h.chars().any(char::is_control) {
-                return Err(CatalogError::invalid("house_id", "1-128 printable characters"));
+                return Err(CatalogError::invalid(
+                    "house_id",
+                    "1-128 printable characters",
+                ));
             }
         }
         if let Some(k) = &i.kind {
@@ -472,7 +481,11 @@ impl Catalog {
         .try_get(0)?;
         Ok(self.naming.render(
             &self.channel,
-            (now.year(), u32::from(u8::from(now.month())), u32::from(now.day())),
+            (
+                now.year(),
+                u32::from(u8::from(now.month())),
+                u32::from(now.day()),
+            ),
             seq as u64,
         ))
     }
@@ -628,14 +641,20 @@ impl Catalog {
         }
         let mut tx = self.begin().await?;
         let id = self.insert_asset(&mut tx, who, i).await?;
-        let c = self.record(&mut tx, "asset", id, "created", Some(id)).await?;
+        let c = self
+            .record(&mut tx, "asset", id, "created", Some(id))
+            .await?;
         tx.commit().await?;
         self.publish([c]);
         self.asset(who, id).await
     }
 
     /// Registers many assets in one transaction (bulk import); returns their ids.
-    pub async fn create_assets_bulk(&self, who: &Principal, items: &[AssetInput]) -> Result<Vec<i64>> {
+    pub async fn create_assets_bulk(
+        &self,
+        who: &Principal,
+        items: &[AssetInput],
+    ) -> Result<Vec<i64>> {
         self.check_creator(who)?;
         for i in items {
             self.check_input(who, i, true)?;
@@ -645,7 +664,10 @@ impl Catalog {
         let mut changes = Vec::with_capacity(items.len());
         for i in items {
             let id = self.insert_asset(&mut tx, who, i).await?;
-            changes.push(self.record(&mut tx, "asset", id, "created", Some(id)).await?);
+            changes.push(
+                self.record(&mut tx, "asset", id, "created", Some(id))
+                    .await?,
+            );
             ids.push(id);
         }
         tx.commit().await?;
@@ -754,7 +776,9 @@ impl Catalog {
             self.set_tags(&mut tx, id, t).await?;
         }
         self.reindex(&mut tx, id).await?;
-        let c = self.record(&mut tx, "asset", id, "updated", Some(id)).await?;
+        let c = self
+            .record(&mut tx, "asset", id, "updated", Some(id))
+            .await?;
         tx.commit().await?;
         self.publish([c]);
         // The owner may have changed: recompute what the caller may do.
@@ -784,7 +808,9 @@ impl Catalog {
         .bind(self.now_ms())
         .execute(&mut *tx)
         .await?;
-        let c = self.record(&mut tx, "asset", id, "deleted", Some(id)).await?;
+        let c = self
+            .record(&mut tx, "asset", id, "deleted", Some(id))
+            .await?;
         tx.commit().await?;
         self.publish([c]);
         for f in files {
@@ -843,9 +869,11 @@ impl Catalog {
             sql.push(" AND a.kind = ").str(k.clone());
         }
         if let Some(t) = &q.tag {
-            sql.push(" AND EXISTS (SELECT 1 FROM asset_tags t2 WHERE t2.asset_id = a.id AND t2.tag = ")
-                .str(t.trim().to_lowercase())
-                .push(")");
+            sql.push(
+                " AND EXISTS (SELECT 1 FROM asset_tags t2 WHERE t2.asset_id = a.id AND t2.tag = ",
+            )
+            .str(t.trim().to_lowercase())
+            .push(")");
         }
         if let Some(c) = q.collection {
             sql.push(" AND EXISTS (SELECT 1 FROM collection_assets c2 WHERE c2.asset_id = a.id AND c2.collection_id = ")
@@ -892,10 +920,12 @@ impl Catalog {
     }
 
     pub async fn asset_count(&self) -> Result<i64> {
-        Ok(sqlx::query("SELECT COUNT(*) FROM assets WHERE status <> 'purged'")
-            .fetch_one(&self.pool)
-            .await?
-            .try_get(0)?)
+        Ok(
+            sqlx::query("SELECT COUNT(*) FROM assets WHERE status <> 'purged'")
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?,
+        )
     }
 
     /// The file with this content, if the catalog has one.
@@ -944,7 +974,9 @@ impl Catalog {
         .fetch_one(&mut *tx)
         .await?;
         let id: i64 = r.try_get(0)?;
-        let c = self.record(tx, "file", id, "created", Some(asset_id)).await?;
+        let c = self
+            .record(tx, "file", id, "created", Some(asset_id))
+            .await?;
         Ok((id, c))
     }
 
@@ -973,7 +1005,9 @@ impl Catalog {
             }
         }
         let id = self.insert_asset(&mut tx, who, i).await?;
-        let c1 = self.record(&mut tx, "asset", id, "created", Some(id)).await?;
+        let c1 = self
+            .record(&mut tx, "asset", id, "created", Some(id))
+            .await?;
         let (fid, c2) = self.insert_file(&mut tx, id, f).await?;
         tx.commit().await?;
         self.publish([c1, c2]);
@@ -1093,7 +1127,12 @@ impl Catalog {
         }
         let codes = |v: &[String], name: &str| -> Result<String> {
             for c in v {
-                if c.is_empty() || c.len() > 32 || !c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
+                if c.is_empty()
+                    || c.len() > 32
+                    || !c
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+                {
                     return Err(CatalogError::invalid(
                         name,
                         format!("{c:?}: use codes such as GB, FR, EU, web, linear"),
@@ -1116,7 +1155,9 @@ impl Catalog {
         .fetch_one(&mut *tx)
         .await?;
         let id: i64 = r.try_get(0)?;
-        let c = self.record(&mut tx, "asset", asset_id, "updated", Some(asset_id)).await?;
+        let c = self
+            .record(&mut tx, "asset", asset_id, "updated", Some(asset_id))
+            .await?;
         tx.commit().await?;
         self.publish([c]);
         self.rights_windows(asset_id)
@@ -1126,7 +1167,12 @@ impl Catalog {
             .ok_or_else(|| CatalogError::NotFound(format!("rights window {id}")))
     }
 
-    pub async fn delete_rights_window(&self, who: &Principal, asset_id: i64, id: i64) -> Result<()> {
+    pub async fn delete_rights_window(
+        &self,
+        who: &Principal,
+        asset_id: i64,
+        id: i64,
+    ) -> Result<()> {
         self.require(who, asset_id, Perms::WRITE).await?;
         let mut tx = self.begin().await?;
         let n = sqlx::query("DELETE FROM rights_windows WHERE id = $1 AND asset_id = $2")
@@ -1138,7 +1184,9 @@ impl Catalog {
         if n == 0 {
             return Err(CatalogError::NotFound(format!("rights window {id}")));
         }
-        let c = self.record(&mut tx, "asset", asset_id, "updated", Some(asset_id)).await?;
+        let c = self
+            .record(&mut tx, "asset", asset_id, "updated", Some(asset_id))
+            .await?;
         tx.commit().await?;
         self.publish([c]);
         Ok(())
@@ -1194,7 +1242,11 @@ impl Catalog {
             .fetch_optional(&self.pool)
             .await?;
         let Some(r) = r else { return Ok(None) };
-        Ok(effective(who, r.try_get("owner_id")?, r.try_get("granted")?))
+        Ok(effective(
+            who,
+            r.try_get("owner_id")?,
+            r.try_get("granted")?,
+        ))
     }
 
     async fn require_collection(&self, who: &Principal, id: i64, need: Perms) -> Result<Perms> {
@@ -1240,7 +1292,9 @@ impl Catalog {
             }
         })?;
         let id: i64 = r.try_get(0)?;
-        let c = self.record(&mut tx, "collection", id, "created", None).await?;
+        let c = self
+            .record(&mut tx, "collection", id, "created", None)
+            .await?;
         tx.commit().await?;
         self.publish([c]);
         self.collection(who, id).await
@@ -1258,7 +1312,12 @@ impl Catalog {
         collection_of(&r)
     }
 
-    pub async fn collections(&self, who: &Principal, after: i64, limit: i64) -> Result<Vec<Collection>> {
+    pub async fn collections(
+        &self,
+        who: &Principal,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<Collection>> {
         let sql = format!(
             "SELECT c.*, (SELECT COUNT(*) FROM collection_assets x WHERE x.collection_id = c.id) AS n \
              FROM collections c WHERE c.id > $3 AND ($4 = 1 OR c.owner_id = $2 OR EXISTS (SELECT 1 \
@@ -1286,7 +1345,9 @@ impl Catalog {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        let c = self.record(&mut tx, "collection", id, "deleted", None).await?;
+        let c = self
+            .record(&mut tx, "collection", id, "deleted", None)
+            .await?;
         tx.commit().await?;
         self.publish([c]);
         Ok(())
@@ -1300,7 +1361,8 @@ impl Catalog {
         asset: i64,
         member: bool,
     ) -> Result<()> {
-        self.require_collection(who, collection, Perms::WRITE).await?;
+        self.require_collection(who, collection, Perms::WRITE)
+            .await?;
         self.require(who, asset, Perms::READ).await?;
         let mut tx = self.begin().await?;
         if member {
@@ -1315,8 +1377,12 @@ impl Catalog {
         .bind(asset)
         .execute(&mut *tx)
         .await?;
-        let c1 = self.record(&mut tx, "collection", collection, "updated", None).await?;
-        let c2 = self.record(&mut tx, "asset", asset, "updated", Some(asset)).await?;
+        let c1 = self
+            .record(&mut tx, "collection", collection, "updated", None)
+            .await?;
+        let c2 = self
+            .record(&mut tx, "asset", asset, "updated", Some(asset))
+            .await?;
         tx.commit().await?;
         self.publish([c1, c2]);
         Ok(())

@@ -213,8 +213,14 @@ mod tests {
     #[test]
     fn hash_covers_every_field_and_the_link() {
         let a = entry_hash(GENESIS, 1, Some(1), "admin", "POST", "/x", "201", "");
-        assert_ne!(a, entry_hash(GENESIS, 1, Some(1), "admin", "POST", "/x", "200", ""));
-        assert_ne!(a, entry_hash(&a, 1, Some(1), "admin", "POST", "/x", "201", ""));
+        assert_ne!(
+            a,
+            entry_hash(GENESIS, 1, Some(1), "admin", "POST", "/x", "200", "")
+        );
+        assert_ne!(
+            a,
+            entry_hash(&a, 1, Some(1), "admin", "POST", "/x", "201", "")
+        );
         assert_ne!(
             entry_hash(GENESIS, 1, None, "ab", "c", "", "", ""),
             entry_hash(GENESIS, 1, None, "a", "bc", "", "", "")

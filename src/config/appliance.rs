@@ -391,7 +391,7 @@ fn validate(c: &ApplianceConfig) -> Result<(), ConfigError> {
                 format!("{:?} is declared twice", f.name),
             ));
         }
-        if (f.kind == FieldType::Choice) != !f.choices.is_empty() {
+        if (f.kind == FieldType::Choice) == f.choices.is_empty() {
             return Err(bad(
                 "catalog.fields",
                 format!(

@@ -46,9 +46,9 @@ impl FromStr for Bitrate {
 impl fmt::Display for Bitrate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        if b >= 1_000_000 && b % 1_000_000 == 0 {
+        if b >= 1_000_000 && b.is_multiple_of(1_000_000) {
             write!(f, "{}M", b / 1_000_000)
-        } else if b >= 1_000 && b % 1_000 == 0 {
+        } else if b >= 1_000 && b.is_multiple_of(1_000) {
             write!(f, "{}k", b / 1_000)
         } else {
             write!(f, "{b}")

@@ -224,7 +224,9 @@ impl Upload {
             let tag = crate::catalog::access::new_secret("");
             dest = dir.join(format!("{}-{}-{}", &hash[..16], &tag[..8], safe_name(name)));
         }
-        tokio::fs::rename(&self.tmp, &dest).await.map_err(io(&dest))?;
+        tokio::fs::rename(&self.tmp, &dest)
+            .await
+            .map_err(io(&dest))?;
         if let Ok(d) = tokio::fs::File::open(&dir).await {
             let _ = d.sync_all().await;
         }

@@ -490,19 +490,19 @@ pub fn validate(p: &Profile) -> Result<(), String> {
 }
 
 fn validate_video(v: &Video, o: &Output) -> Result<(), String> {
-    if !(16..=8192).contains(&v.width) || v.width % 2 != 0 {
+    if !(16..=8192).contains(&v.width) || !v.width.is_multiple_of(2) {
         return Err(format!(
             "width: {} is not an even number between 16 and 8192",
             v.width
         ));
     }
-    if !(16..=4320).contains(&v.height) || v.height % 2 != 0 {
+    if !(16..=4320).contains(&v.height) || !v.height.is_multiple_of(2) {
         return Err(format!(
             "height: {} is not an even number between 16 and 4320",
             v.height
         ));
     }
-    if v.vbi_lines % 2 != 0 || v.vbi_lines >= v.height / 2 {
+    if !v.vbi_lines.is_multiple_of(2) || v.vbi_lines >= v.height / 2 {
         return Err(format!(
             "vbi_lines: {} must be even and less than half the height",
             v.vbi_lines
@@ -513,7 +513,7 @@ fn validate_video(v: &Video, o: &Output) -> Result<(), String> {
             "width/height/gop: D10 is 720x608 (576 lines + 32 VBI), intra only (gop = 1)".into(),
         );
     }
-    if v.scan != Scan::Progressive && v.height % 4 != 0 {
+    if v.scan != Scan::Progressive && !v.height.is_multiple_of(4) {
         return Err(format!(
             "height: {} cannot be split into two equal fields with 4:2:0/4:2:2 chroma",
             v.height

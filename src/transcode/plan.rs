@@ -824,7 +824,7 @@ mod tests {
             d.dar = Some(if wide { (16, 9) } else { (4, 3) });
             let f = fit(&s, &d);
             proptest::prop_assert!(f.width <= tw && f.height <= th);
-            proptest::prop_assert!(f.width % 2 == 0 && f.height % 2 == 0);
+            proptest::prop_assert!(f.width.is_multiple_of(2) && f.height.is_multiple_of(2));
             let (dn, dd) = d.dar.unwrap();
             let tpar = f64::from(dn) * f64::from(th) / (f64::from(dd) * f64::from(tw));
             let want = f64::from(sw) * f64::from(sn) / (f64::from(sh) * f64::from(sd));

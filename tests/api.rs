@@ -1,0 +1,1325 @@
+//! The service over HTTP, as a control panel or MAM drives it: catalog conformance on SQLite and
+//! PostgreSQL, the authorization matrix, abuse cases, events and shutdown.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::time::Duration;
+
+use common::pg::Pg;
+use common::server::{clip, sha256_hex, Server};
+use serde_json::{json, Value};
+
+const FIELDS: &str = r#"[{name = "genre", type = "choice", choices = ["news", "sport", "drama"]}, {name = "rating", type = "integer"}]"#;
+
+fn start(url: Option<&str>, roots: &Path) -> Server {
+    let mut env = vec![
+        ("ANTENNE_CATALOG_FIELDS", FIELDS.to_string()),
+        ("ANTENNE_INGEST_ROOTS", format!("[\"{}\"]", roots.display())),
+        ("ANTENNE_INGEST_MAX_UPLOAD", "5M".to_string()),
+    ];
+    if let Some(u) = url {
+        env.push(("ANTENNE_CATALOG_URL", u.to_string()));
+    }
+    Server::start(&env)
+}
+
+fn ids(v: &Value) -> Vec<i64> {
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_i64().unwrap())
+        .collect()
+}
+
+/// The same catalog behaviour, whatever the backend.
+fn conformance(url: Option<&str>) {
+    let media = tempfile::tempdir().unwrap();
+    let s = start(url, media.path());
+    let a = Some(s.admin.as_str());
+
+    // House IDs from the template, unique and in sequence.
+    let mut made = Vec::new();
+    for (i, (title, genre, tags)) in [
+        ("Evening News", "news", vec!["news", "Evening"]),
+        ("Match of the Week", "sport", vec!["sport", "football"]),
+        ("Harbour Lights episode 3", "drama", vec!["drama"]),
+        ("Morning Newsflash", "news", vec!["news", "morning"]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = s.call(
+            "POST",
+            "/v1/assets",
+            a,
+            Some(
+                &json!({"title": title, "kind": if i == 1 { "programme" } else { "clip" },
+                "description": format!("item {i}"), "custom": {"genre": genre, "rating": i},
+                "tags": tags, "series": if i == 2 { "Harbour Lights" } else { "" }}),
+            ),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        made.push(r.body.clone());
+    }
+    let house: Vec<&str> = made
+        .iter()
+        .map(|a| a["house_id"].as_str().unwrap())
+        .collect();
+    let year = &made[0]["created"].as_str().unwrap()[..4];
+    for (i, h) in house.iter().enumerate() {
+        assert_eq!(*h, format!("ANT-{year}-{:06}", i + 1));
+    }
+    assert_eq!(made[0]["tags"], json!(["evening", "news"]));
+    assert_eq!(made[0]["custom"]["genre"], "news");
+
+    // Custom fields are typed; unknown ones are refused.
+    for (custom, field) in [
+        (json!({"genre": "opera"}), "custom.genre"),
+        (json!({"rating": "high"}), "custom.rating"),
+        (json!({"colour": "red"}), "custom.colour"),
+    ] {
+        let r = s.call(
+            "POST",
+            "/v1/assets",
+            a,
+            Some(&json!({"title": "x", "custom": custom})),
+        );
+        assert_eq!((r.status, r.code()), (422, "invalid_field"), "{}", r.body);
+        assert_eq!(r.body["error"]["field"], field);
+    }
+
+    // Full-text search: prefixes, every word, custom fields and tags included.
+    let search = |q: &str| ids(&s.call("GET", &format!("/v1/search?{q}"), a, None).body);
+    let (e, m, h, mo) = (
+        made[0]["id"].as_i64().unwrap(),
+        made[1]["id"].as_i64().unwrap(),
+        made[2]["id"].as_i64().unwrap(),
+        made[3]["id"].as_i64().unwrap(),
+    );
+    assert_eq!(search("q=news"), vec![mo, e]);
+    assert_eq!(search("q=new"), vec![mo, e], "prefix");
+    assert_eq!(search("q=evening%20news"), vec![e]);
+    assert_eq!(search("q=football"), vec![m], "tags are searched");
+    assert_eq!(search("q=drama"), vec![h], "custom fields are searched");
+    assert_eq!(search("q=harbour&kind=clip"), vec![h]);
+    assert_eq!(search("q=news&tag=morning"), vec![mo]);
+    assert_eq!(search("kind=programme"), vec![m]);
+    assert!(
+        search("q=%22%20OR%20*").is_empty(),
+        "operators are words, not syntax"
+    );
+    assert_eq!(search("created_from=2000-01-01").len(), 4);
+    assert!(search("created_to=2000-01-01").is_empty());
+    let r = s.call("GET", "/v1/search?created_from=yesterday", a, None);
+    assert_eq!((r.status, r.code()), (422, "invalid_field"));
+
+    // Paging: every asset once, newest first.
+    let mut seen = Vec::new();
+    let mut next = String::new();
+    loop {
+        let r = s.call("GET", &format!("/v1/assets?limit=3{next}"), a, None);
+        seen.extend(ids(&r.body));
+        match r.body["next"].as_str() {
+            Some(n) => next = format!("&after={n}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec![mo, h, m, e]);
+
+    // Optimistic concurrency and the lost update.
+    let r = s.call(
+        "PATCH",
+        &format!("/v1/assets/{e}"),
+        a,
+        Some(&json!({"description": "v2", "version": 1})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["version"], 2);
+    let r = s.call(
+        "PATCH",
+        &format!("/v1/assets/{e}"),
+        a,
+        Some(&json!({"description": "v2b", "version": 1})),
+    );
+    assert_eq!((r.status, r.code()), (409, "conflict"));
+    let r = s.call(
+        "PATCH",
+        &format!("/v1/assets/{e}"),
+        a,
+        Some(&json!({"house_id": "X-1"})),
+    );
+    assert_eq!(r.status, 422);
+
+    // Ingest from a root: probed, hashed, recorded; the same content again is a duplicate.
+    let f1 = clip(media.path(), "promo one.mp4", 1);
+    let r = s.call(
+        "POST",
+        "/v1/ingest",
+        a,
+        Some(&json!({"path": f1, "asset": {"kind": "promo"}})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let promo = r.body["asset"]["id"].as_i64().unwrap();
+    assert_eq!(r.body["asset"]["title"], "promo one");
+    let file = &r.body["file"];
+    assert_eq!(file["sha256"], sha256_hex(&f1));
+    assert_eq!(file["size"], std::fs::metadata(&f1).unwrap().len());
+    assert_eq!(file["video_codec"], "h264");
+    assert_eq!(
+        (file["width"].as_i64(), file["height"].as_i64()),
+        (Some(320), Some(180))
+    );
+    assert_eq!(file["technical"]["audio"][0]["codec"], "aac");
+    let r = s.call("POST", "/v1/ingest", a, Some(&json!({"path": f1})));
+    assert_eq!((r.status, r.code()), (409, "duplicate"), "{}", r.body);
+    assert_eq!(search("codec=h264&min_height=180"), vec![promo]);
+    assert!(search("codec=h264&min_height=720").is_empty());
+
+    // Upload: streamed, hashed while it arrives; a duplicate upload leaves nothing behind.
+    let bytes = std::fs::read(&f1).unwrap();
+    let r = s.raw(
+        "POST",
+        "/v1/ingest/upload?filename=promo%20one.mp4",
+        a,
+        Some(("application/octet-stream", bytes)),
+    );
+    assert_eq!((r.status, r.code()), (409, "duplicate"));
+    let f2 = clip(media.path(), "two.mp4", 2);
+    let bytes2 = std::fs::read(&f2).unwrap();
+    let r = s.raw(
+        "POST",
+        "/v1/ingest/upload?filename=..%2F..%2Ftwo.mp4&title=Upload%20two",
+        a,
+        Some(("application/octet-stream", bytes2.clone())),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let up = r.body["file"].clone();
+    assert_eq!(up["sha256"], sha256_hex(&f2));
+    let stored = Path::new(up["path"].as_str().unwrap());
+    assert!(
+        stored.starts_with(s.data_dir().join("media")),
+        "{}",
+        stored.display()
+    );
+    assert_eq!(std::fs::read(stored).unwrap(), bytes2);
+    let r = s.raw("GET", &format!("/v1/files/{}/content", up["id"]), a, None);
+    assert_eq!(r.status, 200);
+    // Not media: refused, nothing kept.
+    let r = s.raw(
+        "POST",
+        "/v1/ingest/upload?filename=notes.txt",
+        a,
+        Some(("application/octet-stream", b"not media at all".to_vec())),
+    );
+    assert_eq!((r.status, r.code()), (422, "not_media"));
+    let leftovers: Vec<_> = walk(&s.data_dir().join("media"))
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().ends_with("-two.mp4"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "{leftovers:?} {:?}",
+        walk(&s.data_dir().join("media"))
+    );
+
+    // Rights windows.
+    let r = s.call("POST", &format!("/v1/assets/{m}/rights"), a, Some(&json!({"licensed_from": "2020-01-01", "licensed_until": "2099-01-01", "territories": ["GB", "IE"], "platforms": ["linear", "web"]})));
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["active"], true);
+    let r = s.call(
+        "POST",
+        &format!("/v1/assets/{m}/rights"),
+        a,
+        Some(&json!({"licensed_from": "2030-01-01", "licensed_until": "2029-01-01"})),
+    );
+    assert_eq!(r.status, 422);
+    let r = s.call("GET", &format!("/v1/assets/{m}"), a, None);
+    assert_eq!(
+        r.body["rights_windows"][0]["territories"],
+        json!(["GB", "IE"])
+    );
+
+    // Collections and the collection filter.
+    let r = s.call(
+        "POST",
+        "/v1/collections",
+        a,
+        Some(&json!({"name": "Autumn promos"})),
+    );
+    assert_eq!(r.status, 201);
+    let coll = r.body["id"].as_i64().unwrap();
+    for id in [promo, m] {
+        assert_eq!(
+            s.call(
+                "PUT",
+                &format!("/v1/collections/{coll}/assets/{id}"),
+                a,
+                None
+            )
+            .status,
+            204
+        );
+    }
+    assert_eq!(search(&format!("collection={coll}")), vec![promo, m]);
+    assert_eq!(
+        s.call("GET", &format!("/v1/collections/{coll}"), a, None)
+            .body["assets"],
+        2
+    );
+    let r = s.call("GET", "/v1/tags", a, None);
+    assert_eq!(r.body["items"][0], json!({"tag": "news", "assets": 2}));
+
+    // Purge.
+    assert_eq!(
+        s.call("DELETE", &format!("/v1/assets/{h}"), a, None).status,
+        204
+    );
+    assert_eq!(
+        s.call("GET", &format!("/v1/assets/{h}"), a, None).body["status"],
+        "purged"
+    );
+    assert!(!search("").contains(&h));
+
+    // The change feed: in order, each change once, resumable from any cursor.
+    let mut all = Vec::new();
+    let mut since = 0;
+    loop {
+        let r = s.call(
+            "GET",
+            &format!("/v1/changes?since={since}&limit=7"),
+            a,
+            None,
+        );
+        let c = r.body["changes"].as_array().unwrap().clone();
+        if c.is_empty() {
+            assert_eq!(r.body["next"], since);
+            break;
+        }
+        since = r.body["next"].as_i64().unwrap();
+        all.extend(c);
+    }
+    let seqs: Vec<i64> = all.iter().map(|c| c["seq"].as_i64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let asset_created = all
+        .iter()
+        .filter(|c| c["object"] == "asset" && c["op"] == "created")
+        .count();
+    assert_eq!(asset_created, 6, "4 created + 2 ingested");
+    assert!(all
+        .iter()
+        .any(|c| c["object"] == "asset" && c["op"] == "deleted" && c["id"] == h));
+
+    // The audit log holds every mutating call and its chain is intact.
+    let r = s.call("GET", "/v1/audit/verify", a, None);
+    assert_eq!(r.body["intact"], true, "{}", r.body);
+    assert!(r.body["entries"].as_i64().unwrap() > 20);
+    let r = s.call("GET", "/v1/audit?limit=500", a, None);
+    let entries = r.body["items"].as_array().unwrap();
+    assert!(entries
+        .iter()
+        .any(|e| e["action"] == "PATCH /v1/assets/{id}"
+            && e["result"] == "refused 409"
+            && e["actor"] == "admin"));
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn catalog_conformance_sqlite() {
+    conformance(None);
+}
+
+#[test]
+fn catalog_conformance_postgres() {
+    let Some(pg) = Pg::start() else {
+        panic!("PostgreSQL is not installed: run scripts/setup.sh (apt install postgresql)");
+    };
+    conformance(Some(&pg.url));
+}
+
+/// Two appliances on one PostgreSQL catalog: one sees what the other writes, house IDs never
+/// collide, and the change feed of either lists both without gaps.
+#[test]
+fn two_appliances_share_a_postgres_catalog() {
+    let pg = Pg::start().expect("PostgreSQL installed");
+    let media = tempfile::tempdir().unwrap();
+    let s1 = start(Some(&pg.url), media.path());
+    let s2 = start(Some(&pg.url), media.path());
+    let handles: Vec<_> = [&s1, &s2]
+        .into_iter()
+        .map(|s| {
+            let (base, tok) = (s.base.clone(), s.admin.clone());
+            std::thread::spawn(move || {
+                (0..15)
+                    .map(|i| {
+                        let r = ureq::post(&format!("{base}/v1/assets"))
+                            .set("authorization", &format!("Bearer {tok}"))
+                            .send_json(json!({"title": format!("t{i}")}))
+                            .unwrap();
+                        r.into_json::<Value>().unwrap()["house_id"]
+                            .as_str()
+                            .unwrap()
+                            .to_string()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut house: Vec<String> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    house.sort();
+    house.dedup();
+    assert_eq!(house.len(), 30, "house IDs are unique across appliances");
+    let r = s2.call("GET", "/v1/changes?limit=1000", Some(&s2.admin), None);
+    let n = r.body["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["object"] == "asset")
+        .count();
+    assert_eq!(n, 30);
+    assert_eq!(
+        ids(&s1
+            .call("GET", "/v1/assets?limit=500", Some(&s1.admin), None)
+            .body)
+        .len(),
+        30
+    );
+}
+
+/// Roles × groups × access-list states × routes.
+#[test]
+fn authorization_matrix() {
+    let media = tempfile::tempdir().unwrap();
+    let s = start(None, media.path());
+    let admin = Some(s.admin.as_str());
+    let (owner_id, owner) = s.user("owner", "editor");
+    let (other_id, other) = s.user("other", "editor");
+    let (viewer_id, viewer) = s.user("viewer", "viewer");
+    let (_, member) = s.user("member", "viewer");
+    let (_, operator) = s.user("operator", "operator");
+    let (_, service) = s.user("service", "service");
+    let (_, outsider) = s.user("outsider", "viewer");
+    let group = s
+        .call(
+            "POST",
+            "/v1/groups",
+            admin,
+            Some(&json!({"name": "promo-desk"})),
+        )
+        .body["id"]
+        .as_i64()
+        .unwrap();
+    let member_id = s.call("GET", "/v1/users/me", Some(&member), None).body["id"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        s.call(
+            "PUT",
+            &format!("/v1/groups/{group}/members/{member_id}"),
+            admin,
+            None
+        )
+        .status,
+        200
+    );
+    // Tokens issued before joining the group see it at once.
+    let f = clip(media.path(), "m.mp4", 7);
+
+    // Asset states, all owned by `owner`.
+    let mk = |title: &str| -> i64 {
+        let r = s.call(
+            "POST",
+            "/v1/assets",
+            Some(&owner),
+            Some(&json!({"title": title})),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body["id"].as_i64().unwrap()
+    };
+    let private = mk("private");
+    let to_viewer = mk("granted to viewer");
+    let to_group = mk("granted to group");
+    let via_coll = mk("in a shared collection");
+    let to_other_rw = mk("write for other");
+    let put_acl = |id: i64, grants: Value| {
+        let r = s.call(
+            "PUT",
+            &format!("/v1/assets/{id}/acl"),
+            Some(&owner),
+            Some(&json!({"grants": grants})),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    };
+    put_acl(
+        to_viewer,
+        json!([{"principal": "user", "id": viewer_id, "perms": ["read"]}]),
+    );
+    put_acl(
+        to_group,
+        json!([{"principal": "group", "id": group, "perms": ["read", "download"]}]),
+    );
+    put_acl(
+        to_other_rw,
+        json!([{"principal": "user", "id": other_id, "perms": ["read", "write"]}, {"principal": "user", "id": viewer_id, "perms": ["read", "write", "delete"]}]),
+    );
+    let coll = s
+        .call(
+            "POST",
+            "/v1/collections",
+            Some(&owner),
+            Some(&json!({"name": "shared"})),
+        )
+        .body["id"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        s.call(
+            "PUT",
+            &format!("/v1/collections/{coll}/assets/{via_coll}"),
+            Some(&owner),
+            None
+        )
+        .status,
+        204
+    );
+    let r = s.call("PUT", &format!("/v1/collections/{coll}/acl"), Some(&owner), Some(&json!({"grants": [{"principal": "group", "id": group, "perms": ["read"]}, {"principal": "user", "id": other_id, "perms": ["read", "download"]}]})));
+    assert_eq!(r.status, 200, "{}", r.body);
+    // A file on each asset, for downloads.
+    for (i, id) in [private, to_viewer, to_group, via_coll, to_other_rw]
+        .into_iter()
+        .enumerate()
+    {
+        let copy = media.path().join(format!("c{i}.mp4"));
+        std::fs::copy(&f, &copy).unwrap();
+        let r = s.call(
+            "POST",
+            &format!("/v1/assets/{id}/files"),
+            admin,
+            Some(&json!({"path": copy, "allow_duplicate": true})),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let file_of = |id: i64| -> i64 {
+        s.call("GET", &format!("/v1/assets/{id}/files"), admin, None)
+            .body["items"][0]["id"]
+            .as_i64()
+            .unwrap()
+    };
+
+    // Expected status of: GET asset, GET file content, PATCH asset, PUT acl.
+    // 404 = cannot see (same answer as a missing asset), 403 = sees but may not.
+    type Row = (&'static str, i64, [u16; 4]);
+    let users: Vec<(&str, &str)> = vec![
+        ("admin", s.admin.as_str()),
+        ("owner", &owner),
+        ("other", &other),
+        ("viewer", &viewer),
+        ("member", &member),
+        ("operator", &operator),
+        ("service", &service),
+        ("outsider", &outsider),
+    ];
+    let expect: Vec<(&str, Vec<Row>)> = vec![
+        (
+            "admin",
+            vec![
+                ("private", private, [200, 200, 200, 200]),
+                ("group", to_group, [200, 200, 200, 200]),
+            ],
+        ),
+        (
+            "owner",
+            vec![
+                ("private", private, [200, 200, 200, 200]),
+                ("coll", via_coll, [200, 200, 200, 200]),
+            ],
+        ),
+        (
+            "other",
+            vec![
+                ("private", private, [404, 404, 404, 404]),
+                ("viewer", to_viewer, [404, 404, 404, 404]),
+                ("coll", via_coll, [200, 200, 403, 403]),
+                ("rw", to_other_rw, [200, 403, 200, 403]),
+            ],
+        ),
+        (
+            "viewer",
+            vec![
+                ("private", private, [404, 404, 404, 404]),
+                ("viewer", to_viewer, [200, 403, 403, 403]),
+                ("group", to_group, [404, 404, 404, 404]),
+                // A viewer's role caps what a grant gives: no write even when granted.
+                ("rw", to_other_rw, [200, 403, 403, 403]),
+            ],
+        ),
+        (
+            "member",
+            vec![
+                ("private", private, [404, 404, 404, 404]),
+                ("group", to_group, [200, 200, 403, 403]),
+                ("coll", via_coll, [200, 403, 403, 403]),
+                ("viewer", to_viewer, [404, 404, 404, 404]),
+            ],
+        ),
+        (
+            "operator",
+            vec![
+                ("private", private, [200, 200, 403, 403]),
+                ("group", to_group, [200, 200, 403, 403]),
+            ],
+        ),
+        ("service", vec![("private", private, [200, 200, 200, 403])]),
+        (
+            "outsider",
+            vec![
+                ("private", private, [404, 404, 404, 404]),
+                ("group", to_group, [404, 404, 404, 404]),
+                ("coll", via_coll, [404, 404, 404, 404]),
+            ],
+        ),
+    ];
+    let missing = 9_999_999;
+    for (name, rows) in &expect {
+        let tok = users.iter().find(|(n, _)| n == name).unwrap().1;
+        for (label, id, want) in rows {
+            let got = [
+                s.call("GET", &format!("/v1/assets/{id}"), Some(tok), None)
+                    .status,
+                s.raw(
+                    "GET",
+                    &format!("/v1/files/{}/content", file_of(*id)),
+                    Some(tok),
+                    None,
+                )
+                .status,
+                s.call(
+                    "PATCH",
+                    &format!("/v1/assets/{id}"),
+                    Some(tok),
+                    Some(&json!({"description": format!("by {name}")})),
+                )
+                .status,
+                s.call(
+                    "PUT",
+                    &format!("/v1/assets/{id}/acl"),
+                    Some(tok),
+                    Some(&json!({"grants": []})),
+                )
+                .status,
+            ];
+            assert_eq!(
+                &got, want,
+                "{name} on {label}: GET, download, PATCH, PUT acl"
+            );
+            // Restore the grants a successful PUT acl just removed.
+            if got[3] == 200 && *id == to_group {
+                put_acl(
+                    to_group,
+                    json!([{"principal": "group", "id": group, "perms": ["read", "download"]}]),
+                );
+            }
+        }
+        // A missing asset answers like a hidden one.
+        let r = s.call("GET", &format!("/v1/assets/{missing}"), Some(tok), None);
+        assert_eq!((r.status, r.code()), (404, "not_found"));
+        // Listing shows exactly the readable assets.
+        let listed = ids(&s.call("GET", "/v1/assets?limit=500", Some(tok), None).body);
+        for (label, id, want) in rows {
+            assert_eq!(listed.contains(id), want[0] == 200, "{name} lists {label}?");
+        }
+    }
+    let purged_id = mk("to delete");
+    put_acl(
+        purged_id,
+        json!([{"principal": "user", "id": viewer_id, "perms": ["read", "delete"]}, {"principal": "user", "id": other_id, "perms": ["read"]}]),
+    );
+
+    // Role-only routes.
+    for (name, tok) in &users {
+        let admin_only = [
+            s.call("GET", "/v1/users", Some(tok), None).status,
+            s.call("GET", "/v1/audit", Some(tok), None).status,
+            s.call(
+                "POST",
+                "/v1/groups",
+                Some(tok),
+                Some(&json!({"name": format!("g-{name}")})),
+            )
+            .status,
+        ];
+        let want = if *name == "admin" {
+            [200, 200, 201]
+        } else {
+            [403, 403, 403]
+        };
+        assert_eq!(admin_only, want, "{name}: users, audit, groups");
+        let feed = s.call("GET", "/v1/changes", Some(tok), None).status;
+        let want = if ["admin", "operator", "service"].contains(name) {
+            200
+        } else {
+            403
+        };
+        assert_eq!(feed, want, "{name}: change feed");
+        let create = s
+            .call(
+                "POST",
+                "/v1/assets",
+                Some(tok),
+                Some(&json!({"title": "new"})),
+            )
+            .status;
+        let want = if ["viewer", "member", "outsider"].contains(name) {
+            403
+        } else {
+            201
+        };
+        assert_eq!(create, want, "{name}: create asset");
+    }
+    // Deleting: a viewer's role caps delete away; others need the grant; the owner may.
+    assert_eq!(
+        s.call(
+            "DELETE",
+            &format!("/v1/assets/{purged_id}"),
+            Some(&viewer),
+            None
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        s.call(
+            "DELETE",
+            &format!("/v1/assets/{purged_id}"),
+            Some(&other),
+            None
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        s.call(
+            "DELETE",
+            &format!("/v1/assets/{purged_id}"),
+            Some(&service),
+            None
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        s.call(
+            "DELETE",
+            &format!("/v1/assets/{purged_id}"),
+            Some(&owner),
+            None
+        )
+        .status,
+        204
+    );
+
+    // Fields a role may not set.
+    let r = s.call(
+        "PATCH",
+        &format!("/v1/assets/{private}"),
+        Some(&owner),
+        Some(&json!({"owner_id": other_id})),
+    );
+    assert_eq!((r.status, r.code()), (403, "field_forbidden"));
+    let r = s.call(
+        "POST",
+        "/v1/assets",
+        Some(&owner),
+        Some(&json!({"title": "x", "house_id": "MINE-1"})),
+    );
+    assert_eq!((r.status, r.code()), (403, "field_forbidden"));
+    let r = s.call(
+        "PATCH",
+        &format!("/v1/users/{owner_id}"),
+        Some(&owner),
+        Some(&json!({"role": "admin"})),
+    );
+    assert_eq!((r.status, r.code()), (403, "field_forbidden"));
+    let r = s.call(
+        "PATCH",
+        &format!("/v1/users/{owner_id}"),
+        Some(&owner),
+        Some(&json!({"display_name": "The Owner"})),
+    );
+    assert_eq!(r.status, 200);
+    let r = s.call("GET", &format!("/v1/users/{other_id}"), Some(&owner), None);
+    assert_eq!(r.status, 404);
+    // An admin hands an asset over; the new owner holds every right.
+    let r = s.call(
+        "PATCH",
+        &format!("/v1/assets/{private}"),
+        admin,
+        Some(&json!({"owner_id": other_id})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        s.call("GET", &format!("/v1/assets/{private}"), Some(&other), None)
+            .body["access"],
+        json!(["read", "write", "download", "delete"])
+    );
+    // Removed from the group: the grant is gone at once.
+    assert_eq!(
+        s.call(
+            "DELETE",
+            &format!("/v1/groups/{group}/members/{member_id}"),
+            admin,
+            None
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        s.call(
+            "GET",
+            &format!("/v1/assets/{to_group}"),
+            Some(&member),
+            None
+        )
+        .status,
+        404
+    );
+    // Disabled: the user's tokens stop working.
+    assert_eq!(
+        s.call(
+            "PATCH",
+            &format!("/v1/users/{viewer_id}"),
+            admin,
+            Some(&json!({"disabled": true}))
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        s.call("GET", "/v1/users/me", Some(&viewer), None).status,
+        401
+    );
+    // The last admin cannot be demoted.
+    let r = s.call(
+        "PATCH",
+        "/v1/users/1",
+        admin,
+        Some(&json!({"role": "viewer"})),
+    );
+    assert_eq!((r.status, r.code()), (409, "conflict"));
+}
+
+#[test]
+fn abuse_is_refused_with_the_envelope() {
+    let media = tempfile::tempdir().unwrap();
+    let s = start(None, media.path());
+    let a = Some(s.admin.as_str());
+
+    // Every documented route but /health and login needs a session or token.
+    let doc = s.call("GET", "/openapi.json", a, None).body;
+    let mut checked = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            let p = path
+                .replace("{id}", "1")
+                .replace("{rid}", "1")
+                .replace("{asset_id}", "1")
+                .replace("{user_id}", "1");
+            let r = s.raw(
+                &method.to_uppercase(),
+                &p,
+                None,
+                Some(("application/json", b"{}".to_vec())),
+            );
+            if path == "/health" || path == "/v1/auth/login" {
+                assert_ne!(r.status, 401, "{method} {path}");
+                continue;
+            }
+            assert_eq!(
+                (r.status, r.code()),
+                (401, "unauthorized"),
+                "{method} {path}"
+            );
+            let r = s.raw(&method.to_uppercase(), &p, Some("ant_forged"), None);
+            assert_eq!(r.status, 401, "{method} {path} with a forged token");
+            checked += 1;
+        }
+    }
+    assert!(checked > 40, "{checked} routes checked");
+    assert_eq!(s.call("GET", "/docs/", a, None).status, 200);
+
+    // Malformed requests.
+    let r = s.raw(
+        "POST",
+        "/v1/assets",
+        a,
+        Some(("application/json", b"{\"title\": ".to_vec())),
+    );
+    assert_eq!((r.status, r.code()), (400, "invalid_json"));
+    let r = s.raw(
+        "POST",
+        "/v1/assets",
+        a,
+        Some(("application/json", b"[1,2]".to_vec())),
+    );
+    assert_eq!((r.status, r.code()), (422, "invalid_body"));
+    let r = s.call("POST", "/v1/assets", a, Some(&json!({"title": ["x"]})));
+    assert_eq!((r.status, r.code()), (422, "invalid_body"));
+    let r = s.call(
+        "POST",
+        "/v1/assets",
+        a,
+        Some(&json!({"title": "x", "owner": 2})),
+    );
+    assert_eq!(
+        (r.status, r.code()),
+        (422, "invalid_body"),
+        "unknown fields are refused"
+    );
+    let r = s.raw(
+        "POST",
+        "/v1/assets",
+        a,
+        Some(("text/plain", b"{\"title\":\"x\"}".to_vec())),
+    );
+    assert_eq!((r.status, r.code()), (415, "unsupported_media_type"));
+    let r = s.call("GET", "/v1/assets/99999999999999999999999", a, None);
+    assert_eq!((r.status, r.code()), (400, "invalid_path"));
+    let r = s.call("GET", "/v1/assets/abc", a, None);
+    assert_eq!((r.status, r.code()), (400, "invalid_path"));
+    let r = s.call("GET", "/v1/assets?limit=ten", a, None);
+    assert_eq!((r.status, r.code()), (400, "invalid_query"));
+    let r = s.call("GET", "/v1/assets?colour=red", a, None);
+    assert_eq!((r.status, r.code()), (400, "invalid_query"));
+    let r = s.call("GET", "/v1/nothing", a, None);
+    assert_eq!((r.status, r.code()), (404, "not_found"));
+    let r = s.call("PUT", "/v1/assets", a, None);
+    assert_eq!((r.status, r.code()), (405, "method_not_allowed"));
+    let r = s.call(
+        "POST",
+        "/v1/assets",
+        a,
+        Some(&json!({"title": "x".repeat(3_000_000)})),
+    );
+    assert!(r.status == 413 || r.status == 422, "{}", r.status);
+    let r = s.call(
+        "POST",
+        "/v1/assets",
+        a,
+        Some(&json!({"title": "x", "kind": "feature film"})),
+    );
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (422, Some("kind"))
+    );
+    let r = s.call("POST", "/v1/assets", a, Some(&json!({"title": "  "})));
+    assert_eq!(r.status, 422);
+    let r = s.call(
+        "POST",
+        "/v1/tokens",
+        a,
+        Some(&json!({"name": "x", "days": 100000})),
+    );
+    assert_eq!((r.status, r.code()), (422, "invalid_field"));
+
+    // Ingest paths are confined to the roots.
+    let inside = clip(media.path(), "ok.mp4", 3);
+    let outside = tempfile::tempdir().unwrap();
+    let secret = clip(outside.path(), "secret.mp4", 4);
+    std::os::unix::fs::symlink(&secret, media.path().join("link.mp4")).unwrap();
+    std::fs::create_dir(media.path().join("sub")).unwrap();
+    for p in [
+        format!("{}/sub/../ok.mp4", media.path().display()),
+        secret.display().to_string(),
+        format!("{}/link.mp4", media.path().display()),
+        "ok.mp4".to_string(),
+        format!("{}/ok\u{0}.mp4", media.path().display()),
+        "/etc/passwd".to_string(),
+        format!("{}/sub", media.path().display()),
+    ] {
+        let r = s.call("POST", "/v1/ingest", a, Some(&json!({"path": p})));
+        assert_eq!(
+            (r.status, r.code()),
+            (400, "path_not_allowed"),
+            "{p:?}: {}",
+            r.body
+        );
+    }
+    assert_eq!(
+        s.call("POST", "/v1/ingest", a, Some(&json!({"path": inside})))
+            .status,
+        201
+    );
+
+    // Uploads over the cap (5 MB here): refused from the declared length, or stopped mid-way,
+    // and nothing is left on disk.
+    // The declared length alone is refused: the answer comes before any byte of the body.
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut sock = std::net::TcpStream::connect(&addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    std::io::Write::write_all(
+        &mut sock,
+        format!(
+            "POST /v1/ingest/upload?filename=big.mxf HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/octet-stream\r\nContent-Length: 6000000000\r\n\r\n",
+            s.admin
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut head = String::new();
+    BufReader::new(&sock).read_line(&mut head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    let big = vec![7u8; 6_000_000];
+    let chunked = ureq::post(&format!("{}/v1/ingest/upload?filename=big.mxf", s.base))
+        .set("authorization", &format!("Bearer {}", s.admin))
+        .set("content-type", "application/octet-stream")
+        .send(std::io::Cursor::new(big));
+    match chunked {
+        Err(ureq::Error::Status(413, _)) => {}
+        Err(ureq::Error::Transport(_)) => {} // the server may close while we still send
+        other => panic!(
+            "a chunked upload over the cap: {:?}",
+            other.map(|r| r.status())
+        ),
+    }
+    let left: Vec<_> = walk(&s.data_dir().join("media"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(".part"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // Tokens: revoked → refused at once; secrets are stored hashed.
+    let r = s.call(
+        "POST",
+        "/v1/tokens",
+        a,
+        Some(&json!({"name": "playout", "days": 30})),
+    );
+    assert_eq!(r.status, 201);
+    let tok = r.body["token"].as_str().unwrap().to_string();
+    let tid = r.body["info"]["id"].as_i64().unwrap();
+    assert_eq!(s.call("GET", "/v1/users/me", Some(&tok), None).status, 200);
+    let db = std::fs::read(s.data_dir().join("catalog.db")).unwrap_or_default();
+    let wal = std::fs::read(s.data_dir().join("catalog.db-wal")).unwrap_or_default();
+    let needle = tok.as_bytes();
+    assert!(
+        !db.windows(needle.len()).any(|w| w == needle)
+            && !wal.windows(needle.len()).any(|w| w == needle),
+        "token stored in clear"
+    );
+    assert_eq!(
+        s.call("DELETE", &format!("/v1/tokens/{tid}"), a, None)
+            .status,
+        204
+    );
+    assert_eq!(s.call("GET", "/v1/users/me", Some(&tok), None).status, 401);
+    // Logout ends the session.
+    let t2 = s.login("admin", common::server::ADMIN_PASSWORD);
+    assert_eq!(
+        s.call("POST", "/v1/auth/logout", Some(&t2), None).status,
+        204
+    );
+    assert_eq!(s.call("GET", "/v1/users/me", Some(&t2), None).status, 401);
+
+    // A browser session (cookie) cannot be driven by a cross-site form.
+    let r = ureq::post(&format!("{}/v1/assets", s.base))
+        .set("cookie", &format!("antenne_session={}", s.admin))
+        .set("content-type", "application/x-www-form-urlencoded")
+        .send_string("title=x");
+    assert!(matches!(r, Err(ureq::Error::Status(403, _))));
+    let r = ureq::get(&format!("{}/v1/users/me", s.base))
+        .set("cookie", &format!("antenne_session={}", s.admin))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Failed logins are rate-limited (5 per minute per user and address).
+    for _ in 0..5 {
+        let r = s.call(
+            "POST",
+            "/v1/auth/login",
+            None,
+            Some(&json!({"username": "admin", "password": "wrong-password"})),
+        );
+        assert_eq!(r.status, 401);
+    }
+    let r = s.call(
+        "POST",
+        "/v1/auth/login",
+        None,
+        Some(&json!({"username": "admin", "password": common::server::ADMIN_PASSWORD})),
+    );
+    assert_eq!((r.status, r.code()), (429, "rate_limited"));
+    assert!(r.header("retry-after").is_some());
+    let r = s.call(
+        "POST",
+        "/v1/auth/login",
+        None,
+        Some(&json!({"username": "nobody", "password": "wrong-password"})),
+    );
+    assert_eq!(r.status, 401, "other user names are not locked out");
+
+    // The audit log records refusals too, and detects an edit.
+    let check = s.call("GET", "/v1/audit/verify", a, None);
+    assert_eq!(check.body["intact"], true);
+    let entries = s.call("GET", "/v1/audit?limit=500", a, None).body["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(entries
+        .iter()
+        .any(|e| e["action"] == "POST /v1/auth/login" && e["result"] == "refused 429"));
+    assert!(entries
+        .iter()
+        .any(|e| e["action"] == "POST /v1/ingest" && e["result"] == "refused 400"));
+}
+
+#[test]
+fn an_edited_audit_log_is_detected() {
+    let media = tempfile::tempdir().unwrap();
+    let mut s = start(None, media.path());
+    let a = Some(s.admin.as_str());
+    for i in 0..3 {
+        s.call(
+            "POST",
+            "/v1/assets",
+            a,
+            Some(&json!({"title": format!("a{i}")})),
+        );
+    }
+    assert_eq!(s.stop().code(), Some(0));
+    let db = s.data_dir().join("catalog.db");
+    // Someone with the database file rewrites history (triggers off, as an attacker would).
+    let o = std::process::Command::new("python3")
+        .args([
+            "-c",
+            &format!(
+            "import sqlite3; c = sqlite3.connect('{}'); c.execute('DROP TRIGGER audit_no_update'); \
+             c.execute(\"UPDATE audit SET actor = 'someone' WHERE seq = 2\"); c.commit()",
+            db.display()
+        ),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s2 = Server::start(&[(
+        "ANTENNE_STORAGE_DATA_DIR",
+        s.data_dir().display().to_string(),
+    )]);
+    let r = s2.call("GET", "/v1/audit/verify", Some(&s2.admin), None);
+    assert_eq!(r.body["intact"], false, "{}", r.body);
+    assert_eq!(r.body["broken_at"], 2);
+}
+
+#[test]
+fn events_stream_changes_and_replay_after_a_reconnect() {
+    let media = tempfile::tempdir().unwrap();
+    let s = start(None, media.path());
+    let (_, viewer) = s.user("watcher", "viewer");
+    let base = s.base.clone();
+    let tok = s.admin.clone();
+    let reader = |tok: String, last: Option<i64>, want: usize| {
+        let base = base.clone();
+        std::thread::spawn(move || {
+            let mut req = ureq::get(&format!("{base}/v1/events"))
+                .set("authorization", &format!("Bearer {tok}"));
+            if let Some(l) = last {
+                req = req.set("last-event-id", &l.to_string());
+            }
+            let r = req.timeout(Duration::from_secs(20)).call().unwrap();
+            assert_eq!(r.header("content-type"), Some("text/event-stream"));
+            let mut ids = Vec::new();
+            for l in BufReader::new(r.into_reader()).lines() {
+                let Ok(l) = l else { break };
+                if let Some(id) = l.strip_prefix("id: ") {
+                    ids.push(id.parse::<i64>().unwrap());
+                    if ids.len() == want {
+                        break;
+                    }
+                }
+            }
+            ids
+        })
+    };
+    let admin_events = reader(tok.clone(), None, 3);
+    let viewer_events = reader(viewer.clone(), None, 1);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut made = Vec::new();
+    for i in 0..3 {
+        let r = s.call(
+            "POST",
+            "/v1/assets",
+            Some(&tok),
+            Some(&json!({"title": format!("live {i}")})),
+        );
+        made.push(r.body["id"].as_i64().unwrap());
+    }
+    let seen = admin_events.join().unwrap();
+    assert_eq!(seen.len(), 3);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]));
+    // The viewer sees only what they may read: grant one asset.
+    let vid = s.call("GET", "/v1/users/me", Some(&viewer), None).body["id"]
+        .as_i64()
+        .unwrap();
+    s.call(
+        "PUT",
+        &format!("/v1/assets/{}/acl", made[1]),
+        Some(&tok),
+        Some(&json!({"grants": [{"principal": "user", "id": vid, "perms": ["read"]}]})),
+    );
+    let v = viewer_events.join().unwrap();
+    assert_eq!(v.len(), 1);
+    // Reconnecting with Last-Event-ID replays what came after it.
+    let replay = reader(tok, Some(seen[0]), 2).join().unwrap();
+    assert_eq!(replay, seen[1..].to_vec());
+}
+
+#[test]
+fn serve_tells_systemd_and_stops_cleanly_on_sigterm() {
+    let media = tempfile::tempdir().unwrap();
+    let sock_path = media.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut s = Server::start(&[
+        ("NOTIFY_SOCKET", sock_path.display().to_string()),
+        ("WATCHDOG_USEC", "400000".to_string()),
+    ]);
+    let mut buf = [0u8; 512];
+    let mut got = String::new();
+    while !(got.contains("READY=1") && got.contains("WATCHDOG=1")) {
+        let n = sock
+            .recv(&mut buf)
+            .expect("READY and WATCHDOG notifications");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        got.push('\n');
+    }
+    // An open event stream does not hold the shutdown up.
+    let base = s.base.clone();
+    let tok = s.admin.clone();
+    let stream = std::thread::spawn(move || {
+        let r = ureq::get(&format!("{base}/v1/events"))
+            .set("authorization", &format!("Bearer {tok}"))
+            .call()
+            .unwrap();
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut r.into_reader(), &mut sink);
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let status = s.stop();
+    assert_eq!(status.code(), Some(0));
+    stream.join().unwrap();
+    let mut rest = String::new();
+    while let Ok(n) = sock.recv(&mut buf) {
+        rest.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if rest.contains("STOPPING=1") {
+            break;
+        }
+    }
+    assert!(rest.contains("STOPPING=1"), "{rest}");
+    let lines: Vec<String> = s.lines.try_iter().collect();
+    assert!(lines.iter().any(|l| l == "antenne: stopped"), "{lines:?}");
+}
+
+#[test]
+fn first_start_prints_a_one_time_admin_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_antenne"))
+        .arg("serve")
+        .env("ANTENNE_STORAGE_DATA_DIR", dir.path().join("d"))
+        .env("ANTENNE_SERVER_LISTEN", "127.0.0.1:0")
+        .env_remove("ANTENNE_ADMIN_PASSWORD")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(out).lines();
+    let first = lines.next().unwrap().unwrap();
+    let pw = first
+        .split("one-time password ")
+        .nth(1)
+        .expect(&first)
+        .trim()
+        .to_string();
+    let listen = lines
+        .find_map(|l| {
+            l.ok()?
+                .strip_prefix("antenne: listening on ")
+                .map(String::from)
+        })
+        .unwrap();
+    let r = ureq::post(&format!("{listen}/v1/auth/login"))
+        .send_json(json!({"username": "admin", "password": pw}))
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(dir.path().join("d/catalog.db").is_file());
+    assert!(dir.path().join("d/media").is_dir() && dir.path().join("d/watch").is_dir());
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn validate_names_the_key_at_fault() {
+    let o = common::run(
+        common::antenne()
+            .args(["validate"])
+            .env("ANTENNE_INGEST_ROOTS", "[\"/no/such/dir\"]"),
+    );
+    assert!(!o.status.success());
+    assert!(
+        common::stderr(&o).contains("ingest.roots"),
+        "{}",
+        common::stderr(&o)
+    );
+    let o = common::run(common::antenne().args(["validate"]).env(
+        "ANTENNE_CATALOG_FIELDS",
+        "[{name = \"Genre\", type = \"text\"}]",
+    ));
+    assert!(!o.status.success());
+    assert!(
+        common::stderr(&o).contains("catalog.fields"),
+        "{}",
+        common::stderr(&o)
+    );
+    let o = common::run(
+        common::antenne()
+            .args(["validate"])
+            .env("ANTENNE_AUTH_SESSION_HOURS", "0"),
+    );
+    assert!(
+        common::stderr(&o).contains("auth"),
+        "{}",
+        common::stderr(&o)
+    );
+    let o = common::run(
+        common::antenne()
+            .args(["serve"])
+            .env("ANTENNE_SERVER_LISTEN", "127.0.0.1:99999"),
+    );
+    assert!(!o.status.success());
+    assert!(
+        common::stderr(&o).contains("server.listen"),
+        "{}",
+        common::stderr(&o)
+    );
+}
