@@ -225,6 +225,45 @@ fn conformance(url: Option<&str>) {
         walk(&s.data_dir().join("media"))
     );
 
+    // A rendition registered with its verification report beside it keeps profile and verdict.
+    let f3 = clip(media.path(), "proxy.mp4", 5);
+    std::fs::write(
+        media.path().join("proxy.mp4.verify.json"),
+        json!({"file": "proxy.mp4", "profile": "proxy", "output": "proxy", "pass": true, "checks": []}).to_string(),
+    )
+    .unwrap();
+    let r = s.call(
+        "POST",
+        &format!("/v1/assets/{m}/files"),
+        a,
+        Some(&json!({"path": f3, "role": "proxy"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(
+        (
+            r.body["profile"].as_str(),
+            r.body["verification"]["pass"].as_bool()
+        ),
+        (Some("proxy"), Some(true))
+    );
+    let r = s.call(
+        "POST",
+        &format!("/v1/assets/{m}/files"),
+        a,
+        Some(&json!({"path": f3, "role": "thumbnail"})),
+    );
+    assert_eq!(r.status, 409, "the same content again: {}", r.body);
+    let r = s.call(
+        "POST",
+        &format!("/v1/assets/{m}/files"),
+        a,
+        Some(&json!({"path": f3, "role": "thumbnail", "allow_duplicate": true})),
+    );
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (422, Some("role"))
+    );
+
     // Rights windows.
     let r = s.call("POST", &format!("/v1/assets/{m}/rights"), a, Some(&json!({"licensed_from": "2020-01-01", "licensed_until": "2099-01-01", "territories": ["GB", "IE"], "platforms": ["linear", "web"]})));
     assert_eq!(r.status, 201, "{}", r.body);
@@ -311,6 +350,22 @@ fn conformance(url: Option<&str>) {
     assert!(all
         .iter()
         .any(|c| c["object"] == "asset" && c["op"] == "deleted" && c["id"] == h));
+
+    // Metrics in the Prometheus text format.
+    let r = s.raw("GET", "/metrics", a, None);
+    assert_eq!(r.status, 200);
+    let text = ureq::get(&format!("{}/metrics", s.base))
+        .set("authorization", &format!("Bearer {}", s.admin))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(text.contains("antenne_http_requests_total{"), "{text}");
+    assert!(
+        text.contains("antenne_http_request_duration_seconds_bucket{"),
+        "{text}"
+    );
+    assert!(text.contains("antenne_catalog_assets 5"), "{text}");
 
     // The audit log holds every mutating call and its chain is intact.
     let r = s.call("GET", "/v1/audit/verify", a, None);

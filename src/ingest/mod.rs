@@ -112,6 +112,15 @@ pub fn describe(
         None => hash_file(path)?,
     };
     let v = report.video.first();
+    // A rendition antenne made carries its verification report beside it.
+    let verification: Option<serde_json::Value> = std::fs::read(verify_report_of(path))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let profile = verification
+        .as_ref()
+        .and_then(|v| v["profile"].as_str())
+        .unwrap_or_default()
+        .to_string();
     Ok(NewFile {
         role: role.to_string(),
         path: path.display().to_string(),
@@ -123,9 +132,16 @@ pub fn describe(
         height: v.map_or(0, |v| i64::from(v.height)),
         duration_s: report.container.duration_s.unwrap_or(0.0),
         technical: serde_json::to_value(&report).unwrap_or_default(),
-        profile: String::new(),
-        verification: None,
+        profile,
+        verification,
     })
+}
+
+/// `<file>.verify.json`, where `antenne transcode` and `antenne verify` put their report.
+pub fn verify_report_of(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".verify.json");
+    PathBuf::from(s)
 }
 
 /// A file name from a client, made safe to store: no directories, no control characters.

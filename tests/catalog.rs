@@ -1,0 +1,222 @@
+//! The catalog as a library, with an injected clock, on SQLite and PostgreSQL: token lifetimes,
+//! password storage, and a change feed that a follower reads while many writers commit.
+
+mod common;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use antenne::catalog::assets::AssetInput;
+use antenne::catalog::naming::Template;
+use antenne::catalog::{Catalog, Clock, OpenOptions, Principal, Role};
+
+#[derive(Debug)]
+struct FakeClock(AtomicI64);
+
+impl Clock for FakeClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+async fn open(url: &str, dir: &std::path::Path, clock: Arc<FakeClock>) -> Catalog {
+    Catalog::open(
+        OpenOptions {
+            url: url.to_string(),
+            data_dir: dir.to_path_buf(),
+            max_connections: 0,
+            naming: Template::parse("{channel}-{yyyy}-{seq:06}").unwrap(),
+            channel: "TST".into(),
+            fields: Vec::new(),
+        },
+        clock,
+    )
+    .await
+    .unwrap()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn tokens_expire_and_passwords_are_argon2id(c: &Catalog, clock: &FakeClock) {
+    let u = c
+        .create_user("ed", "Ed", Role::Editor, "correct horse battery")
+        .await
+        .unwrap();
+    assert!(c
+        .create_user("ed", "Ed", Role::Editor, "another password")
+        .await
+        .is_err());
+    assert!(c
+        .create_user("short", "", Role::Viewer, "short")
+        .await
+        .is_err());
+    assert!(c
+        .check_login("ed", "wrong password!")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(c
+        .check_login("nobody", "correct horse battery")
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        c.check_login("ed", "correct horse battery")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        u.id
+    );
+    let (secret, info) = c.issue_token(u.id, "api", "playout", 60_000).await.unwrap();
+    assert!(secret.starts_with("ant_") && secret.len() > 60);
+    assert_eq!(info.kind, "api");
+    assert!(c.authenticate(&secret).await.unwrap().is_some());
+    clock.0.fetch_add(59_000, Ordering::SeqCst);
+    assert!(c.authenticate(&secret).await.unwrap().is_some());
+    clock.0.fetch_add(2_000, Ordering::SeqCst);
+    assert!(c.authenticate(&secret).await.unwrap().is_none(), "expired");
+    let (s2, i2) = c
+        .issue_token(u.id, "session", "login", 60_000)
+        .await
+        .unwrap();
+    let who = c.authenticate(&s2).await.unwrap().unwrap().0;
+    assert_eq!((who.role, who.username.as_str()), (Role::Editor, "ed"));
+    c.revoke_token(&who, i2.id).await.unwrap();
+    assert!(c.authenticate(&s2).await.unwrap().is_none(), "revoked");
+    // A password change ends sessions but keeps API tokens; disabling ends both.
+    let (api, _) = c.issue_token(u.id, "api", "x", 600_000).await.unwrap();
+    let (ses, _) = c.issue_token(u.id, "session", "x", 600_000).await.unwrap();
+    c.update_user(u.id, None, None, None, Some("a new long password"))
+        .await
+        .unwrap();
+    assert!(c.authenticate(&ses).await.unwrap().is_none());
+    assert!(c.authenticate(&api).await.unwrap().is_some());
+    c.update_user(u.id, None, None, Some(true), None)
+        .await
+        .unwrap();
+    assert!(c.authenticate(&api).await.unwrap().is_none());
+    assert!(c
+        .check_login("ed", "a new long password")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+async fn feed_follows_concurrent_writers(c: &Catalog) {
+    let admin = c
+        .create_user("root", "", Role::Admin, "root password 1")
+        .await
+        .unwrap();
+    let who = Principal {
+        user_id: admin.id,
+        username: "root".into(),
+        role: Role::Admin,
+        groups: Arc::from(Vec::new()),
+    };
+    let start = c.change_head().await.unwrap();
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let (c, who) = (c.clone(), who.clone());
+            tokio::spawn(async move {
+                for i in 0..25 {
+                    let a = AssetInput {
+                        title: Some(format!("w{w} a{i}")),
+                        ..Default::default()
+                    };
+                    c.create_asset(&who, &a).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    // A follower polls while they write: what it reads must never go back or skip.
+    let follower = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut since = start;
+            while seen.len() < 200 {
+                let batch = c.changes(since, 7).await.unwrap();
+                for ch in &batch {
+                    assert!(ch.seq > since, "a change below the cursor appeared");
+                    since = ch.seq;
+                    if ch.object == "asset" {
+                        seen.push(ch.id);
+                    }
+                }
+                if batch.is_empty() {
+                    tokio::task::yield_now().await;
+                }
+            }
+            seen
+        })
+    };
+    for w in writers {
+        w.await.unwrap();
+    }
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(60), follower)
+        .await
+        .expect("the follower saw every change")
+        .unwrap();
+    let mut all: Vec<i64> = c
+        .changes(start, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.object == "asset")
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(
+        seen, all,
+        "the follower saw the feed as it stands, in order"
+    );
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 200);
+}
+
+#[test]
+fn sqlite_catalog() {
+    let d = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock(AtomicI64::new(1_800_000_000_000)));
+    rt().block_on(async {
+        let c = open("", d.path(), clock.clone()).await;
+        tokens_expire_and_passwords_are_argon2id(&c, &clock).await;
+        feed_follows_concurrent_writers(&c).await;
+    });
+    // WAL and synchronous=FULL on the embedded catalog.
+    let o = std::process::Command::new("python3")
+        .args([
+            "-c",
+            &format!(
+                "import sqlite3; c = sqlite3.connect('{}'); print(c.execute('PRAGMA journal_mode').fetchone()[0]); \
+                 print(c.execute(\"SELECT password_hash FROM users WHERE username = 'ed'\").fetchone()[0][:10])",
+                d.path().join("catalog.db").display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("wal\n$argon2id$"), "{out}");
+}
+
+#[test]
+fn postgres_catalog() {
+    let pg = common::pg::Pg::start().expect("PostgreSQL installed (scripts/setup.sh)");
+    let d = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock(AtomicI64::new(1_800_000_000_000)));
+    rt().block_on(async {
+        let c = open(&pg.url, d.path(), clock.clone()).await;
+        tokens_expire_and_passwords_are_argon2id(&c, &clock).await;
+        feed_follows_concurrent_writers(&c).await;
+        // Migrations run once: a second appliance opening the same catalog changes nothing.
+        let again = open(&pg.url, d.path(), clock.clone()).await;
+        assert_eq!(again.user_count().await.unwrap(), 2);
+    });
+}
