@@ -1,10 +1,10 @@
 # The two commands of the README: `make run` and `make test`.
-.PHONY: run test setup build bench lint
+.PHONY: run test setup build bench bench-catalog demo lint
 
 run: setup
 	cargo build --release
-	./target/release/antenne doctor
-	./target/release/antenne demo -o antenne-demo
+	./target/release/antenne validate
+	./target/release/antenne serve
 
 test: setup
 	cargo test
@@ -15,8 +15,15 @@ setup:
 build: setup
 	cargo build --release
 
+demo: build
+	./target/release/antenne doctor
+	./target/release/antenne demo -o antenne-demo
+
 bench: build
 	cargo bench --bench transcode
+
+bench-catalog: build
+	cargo bench --bench catalog
 
 lint:
 	cargo fmt --check
