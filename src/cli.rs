@@ -38,6 +38,8 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Print the OpenAPI document of the HTTP API (as served at /openapi.json).
+    Openapi,
     /// Technical metadata of a media file (ffprobe names and values).
     Probe {
         file: PathBuf,
@@ -127,6 +129,11 @@ type Res = Result<(), Box<dyn std::error::Error>>;
 fn run(cmd: Cmd) -> Res {
     match cmd {
         Cmd::Serve { config } => cmd_serve(config.as_deref()),
+        Cmd::Openapi => {
+            use utoipa::OpenApi;
+            println!("{}", crate::api::ApiDoc::openapi().to_pretty_json()?);
+            Ok(())
+        }
         Cmd::Probe {
             file,
             json,
