@@ -43,7 +43,28 @@ pub struct DataDirs {
     pub watch: PathBuf,
 }
 
+/// An ingest root holding the data directory would let any editor ingest the catalog itself.
+fn check_roots(cfg: &ApplianceConfig) -> Result<(), AppError> {
+    let data = std::path::absolute(&cfg.storage.data_dir).unwrap_or(cfg.storage.data_dir.clone());
+    let data = data.canonicalize().unwrap_or(data);
+    for r in &cfg.ingest.roots {
+        let root = r.canonicalize().unwrap_or(r.clone());
+        if data.starts_with(&root) {
+            return Err(AppError::Machine {
+                key: "ingest.roots",
+                why: format!(
+                    "{} contains the data directory {}: the catalog would be ingestible",
+                    r.display(),
+                    data.display()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 pub fn prepare_dirs(cfg: &ApplianceConfig) -> Result<DataDirs, AppError> {
+    check_roots(cfg)?;
     let root = cfg.storage.data_dir.clone();
     let d = DataDirs {
         media: root.join("media"),
@@ -71,6 +92,7 @@ pub fn prepare_dirs(cfg: &ApplianceConfig) -> Result<DataDirs, AppError> {
 
 /// What `antenne validate` checks of the machine beyond the configuration itself.
 pub fn check_machine(cfg: &ApplianceConfig) -> Result<(), AppError> {
+    check_roots(cfg)?;
     for r in &cfg.ingest.roots {
         if !r.is_dir() {
             return Err(AppError::Machine {
@@ -195,6 +217,10 @@ async fn shutdown_signal() {
 pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
     let cfg = Arc::new(cfg);
     let dirs = prepare_dirs(&cfg)?;
+    let swept = crate::ingest::sweep_incoming(&dirs.media);
+    if swept > 0 {
+        tracing::warn!(swept, "removed uploads a previous run left unfinished");
+    }
     let catalog = open_catalog(&cfg, &dirs).await?;
     bootstrap_admin(&catalog).await?;
     let st = Arc::new(AppState::new(

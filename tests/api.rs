@@ -75,6 +75,19 @@ fn conformance(url: Option<&str>) {
     assert_eq!(made[0]["tags"], json!(["evening", "news"]));
     assert_eq!(made[0]["custom"]["genre"], "news");
 
+    // Text the database cannot hold is refused the same way on both backends.
+    let r = s.call("POST", "/v1/assets", a, Some(&json!({"title": "a\u{0}b"})));
+    assert_eq!((r.status, r.code()), (422, "invalid_field"), "{}", r.body);
+    let r = s.call("GET", "/v1/search?status=%00&q=%00", a, None);
+    assert!(r.status == 200 || r.status == 422, "{}", r.status);
+    let r = s.call(
+        "POST",
+        "/v1/auth/login",
+        None,
+        Some(&json!({"username": "\u{0}", "password": "x"})),
+    );
+    assert_eq!(r.status, 401);
+
     // Custom fields are typed; unknown ones are refused.
     for (custom, field) in [
         (json!({"genre": "opera"}), "custom.genre"),
@@ -703,6 +716,68 @@ fn authorization_matrix() {
             assert_eq!(listed.contains(id), want[0] == 200, "{name} lists {label}?");
         }
     }
+    // Collections share for reading only, and only an asset's owner puts it in one.
+    let mine = s
+        .call(
+            "POST",
+            "/v1/collections",
+            Some(&other),
+            Some(&json!({"name": "mine"})),
+        )
+        .body["id"]
+        .as_i64()
+        .unwrap();
+    let r = s.call(
+        "PUT",
+        &format!("/v1/collections/{mine}/assets/{via_coll}"),
+        Some(&other),
+        None,
+    );
+    assert_eq!((r.status, r.code()), (403, "forbidden"), "{}", r.body);
+    let r = s.call(
+        "PUT",
+        &format!("/v1/collections/{mine}/assets/{private}"),
+        Some(&operator),
+        None,
+    );
+    assert_eq!(
+        r.status, 403,
+        "an operator reads every collection but writes none it is not granted"
+    );
+    let r = s.call("PUT", &format!("/v1/collections/{coll}/acl"), Some(&owner), Some(&json!({"grants": [{"principal": "user", "id": other_id, "perms": ["read", "write", "delete"]}]})));
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        s.call(
+            "PATCH",
+            &format!("/v1/assets/{via_coll}"),
+            Some(&other),
+            Some(&json!({"title": "mine now"}))
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        s.call(
+            "DELETE",
+            &format!("/v1/assets/{via_coll}"),
+            Some(&other),
+            None
+        )
+        .status,
+        403
+    );
+    // Group membership is for admins to see.
+    assert_eq!(
+        s.call("GET", &format!("/v1/groups/{group}"), Some(&member), None)
+            .body["members"],
+        json!([])
+    );
+    assert_eq!(
+        s.call("GET", &format!("/v1/groups/{group}"), admin, None)
+            .body["members"],
+        json!([member_id])
+    );
+
     let purged_id = mk("to delete");
     put_acl(
         purged_id,

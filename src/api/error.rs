@@ -117,6 +117,17 @@ impl From<CatalogError> for ApiError {
             e @ CatalogError::Duplicate { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "duplicate", e.to_string())
             }
+            // A value the database will not store (PostgreSQL: a NUL byte, a number out of
+            // range): the client's input, SQLSTATE class 22.
+            CatalogError::Db(sqlx::Error::Database(d))
+                if d.code().is_some_and(|c| c.starts_with("22")) =>
+            {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_field",
+                    format!("a value cannot be stored: {}", d.message()),
+                )
+            }
             CatalogError::Db(sqlx::Error::PoolTimedOut) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

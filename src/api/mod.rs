@@ -39,6 +39,8 @@ pub struct AppState {
     /// Principals of recently seen tokens, so that a burst of requests does not look the same
     /// token up each time; entries live one second and revocation here clears them at once.
     tokens: Mutex<HashMap<String, (Caller, Instant)>>,
+    /// Uploads running at once are bounded (each holds a connection and disk bandwidth).
+    pub uploads: tokio::sync::Semaphore,
     /// Cancelled on shutdown: event streams end so that the server can drain.
     pub stopping: tokio_util::sync::CancellationToken,
 }
@@ -59,6 +61,7 @@ impl AppState {
             logins: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
             stopping: tokio_util::sync::CancellationToken::new(),
+            uploads: tokio::sync::Semaphore::new(8),
         }
     }
 
@@ -68,39 +71,50 @@ impl AppState {
         }
     }
 
-    /// Refuses a login attempt while `user`@`ip` has too many recent failures.
-    pub(crate) fn login_allowed(&self, user: &str, ip: IpAddr) -> Result<(), ApiError> {
+    /// Counts a login attempt, refusing it while `user`@`ip` has had `auth.login_attempts`
+    /// failures in the window, or `ip` ten times that over all user names. Counted before the
+    /// password is checked, so that parallel guesses cannot all slip in.
+    pub(crate) fn login_attempt(&self, user: &str, ip: IpAddr) -> Result<(), ApiError> {
         let window = Duration::from_secs(u64::from(self.cfg.auth.login_window_s));
+        let per_user = self.cfg.auth.login_attempts;
         let mut m = self.logins.lock().map_err(|_| ApiError::internal())?;
         m.retain(|_, (_, t)| t.elapsed() < window);
-        if let Some((n, t)) = m.get(&(user.to_lowercase(), ip)) {
-            if *n >= self.cfg.auth.login_attempts {
-                let wait = window.saturating_sub(t.elapsed()).as_secs().max(1);
-                return Err(ApiError {
-                    retry_after_s: Some(wait),
-                    ..ApiError::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "rate_limited",
-                        format!("too many failed logins; retry in {wait} s"),
-                    )
-                });
+        let keys = [
+            ((user.to_lowercase(), ip), per_user),
+            (("*".to_string(), ip), per_user.saturating_mul(10)),
+        ];
+        for (k, limit) in &keys {
+            if let Some((n, t)) = m.get(k) {
+                if *n >= *limit {
+                    let wait = window.saturating_sub(t.elapsed()).as_secs().max(1);
+                    return Err(ApiError {
+                        retry_after_s: Some(wait),
+                        ..ApiError::new(
+                            StatusCode::TOO_MANY_REQUESTS,
+                            "rate_limited",
+                            format!("too many failed logins; retry in {wait} s"),
+                        )
+                    });
+                }
             }
         }
-        Ok(())
-    }
-
-    pub(crate) fn login_failed(&self, user: &str, ip: IpAddr) {
-        if let Ok(mut m) = self.logins.lock() {
-            let e = m
-                .entry((user.to_lowercase(), ip))
-                .or_insert((0, Instant::now()));
-            e.0 += 1;
+        if m.len() > 100_000 {
+            // Under a flood of addresses: forget the oldest rather than grow without bound.
+            m.clear();
         }
+        for (k, _) in keys {
+            m.entry(k).or_insert((0, Instant::now())).0 += 1;
+        }
+        Ok(())
     }
 
     pub(crate) fn login_succeeded(&self, user: &str, ip: IpAddr) {
         if let Ok(mut m) = self.logins.lock() {
             m.remove(&(user.to_lowercase(), ip));
+            // Only failures count against the address.
+            if let Some(e) = m.get_mut(&("*".to_string(), ip)) {
+                e.0 = e.0.saturating_sub(1);
+            }
         }
     }
 }
@@ -334,10 +348,6 @@ pub fn router(st: S) -> Router {
                 .delete(routes::delete_asset),
         )
         .route(
-            "/v1/assets/{id}/files",
-            get(routes::list_files).post(routes::register_file),
-        )
-        .route(
             "/v1/assets/{id}/acl",
             get(routes::get_asset_acl).put(routes::put_asset_acl),
         )
@@ -350,7 +360,6 @@ pub fn router(st: S) -> Router {
             delete(routes::delete_rights),
         )
         .route("/v1/files/{id}", get(routes::get_file))
-        .route("/v1/ingest", post(routes::ingest_path))
         .route("/v1/tags", get(routes::list_tags))
         .route(
             "/v1/collections",
@@ -396,15 +405,20 @@ pub fn router(st: S) -> Router {
         )
         .route("/v1/tokens/{id}", delete(routes::revoke_token))
         .route("/v1/audit", get(routes::list_audit))
-        .route("/v1/audit/verify", get(routes::verify_audit))
         .route("/v1/changes", get(routes::changes))
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
         ));
-    // Streams: as long as the data takes.
+    // Streams, and work proportional to a file's or the log's size: as long as it takes.
     let streaming = Router::new()
+        .route(
+            "/v1/assets/{id}/files",
+            get(routes::list_files).post(routes::register_file),
+        )
+        .route("/v1/ingest", post(routes::ingest_path))
+        .route("/v1/audit/verify", get(routes::verify_audit))
         .route(
             "/v1/assets/{id}/upload",
             post(routes::upload_file).layer(axum::extract::DefaultBodyLimit::disable()),

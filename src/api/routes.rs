@@ -169,12 +169,12 @@ pub async fn login(
     PeerIp(ip): PeerIp,
     Body(i): Body<LoginInput>,
 ) -> Res<Response> {
-    if i.username.len() > 64 || i.password.len() > 1024 {
+    if i.username.len() > 64 || i.password.len() > 1024 || i.username.chars().any(char::is_control)
+    {
         return Err(ApiError::unauthorized());
     }
-    st.login_allowed(&i.username, ip)?;
+    st.login_attempt(&i.username, ip)?;
     let Some(user) = st.catalog.check_login(&i.username, &i.password).await? else {
-        st.login_failed(&i.username, ip);
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -353,7 +353,7 @@ pub struct UploadQuery {
 
 /// Streams a request body to storage: refused before reading when the declared length is over
 /// the cap, stopped (and removed) when the stream passes it.
-async fn receive(st: &S, req: Request, q: &UploadQuery) -> Res<(std::path::PathBuf, String, u64)> {
+async fn receive(st: &S, who: &Principal, req: Request, q: &UploadQuery) -> Res<ingest::Stored> {
     let cap = st.cfg.ingest.max_upload.0;
     if let Some(n) = req
         .headers()
@@ -371,6 +371,13 @@ async fn receive(st: &S, req: Request, q: &UploadQuery) -> Res<(std::path::PathB
             ..ApiError::bad("invalid_query", "filename: 1-1000 bytes, no NUL")
         });
     }
+    let _permit = st.uploads.try_acquire().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "too many uploads at once; retry shortly",
+        )
+    })?;
     let mut up = Upload::start(&st.media_dir, cap).await?;
     let mut stream = req.into_body().into_data_stream();
     while let Some(chunk) = stream.next().await {
@@ -380,7 +387,7 @@ async fn receive(st: &S, req: Request, q: &UploadQuery) -> Res<(std::path::PathB
     }
     if !q.allow_duplicate {
         if let Some((asset_id, file_id)) = st.catalog.find_by_hash(&up.hash_so_far()).await? {
-            return Err(crate::catalog::CatalogError::Duplicate { asset_id, file_id }.into());
+            return Err(st.catalog.duplicate(who, asset_id, file_id).await.into());
         }
     }
     Ok(up
@@ -406,25 +413,16 @@ pub async fn upload_file(
         ));
     }
     st.catalog.require(&c.0, id, Perms::WRITE).await?;
-    let (path, hash, size) = receive(&st, req, &q).await?;
-    let stored = path.clone();
-    let result = async {
-        let f = describe(
-            path,
-            q.role.clone().unwrap_or_else(|| "source".into()),
-            Some((hash, size)),
-        )
-        .await?;
-        Ok::<_, ApiError>(st.catalog.add_file(&c.0, id, &f, q.allow_duplicate).await?)
-    }
-    .await;
-    match result {
-        Ok(f) => Ok(created(f)),
-        Err(e) => {
-            let _ = tokio::fs::remove_file(&stored).await;
-            Err(e)
-        }
-    }
+    let stored = receive(&st, &c.0, req, &q).await?;
+    let f = describe(
+        stored.path.clone(),
+        q.role.clone().unwrap_or_else(|| "source".into()),
+        Some((stored.hash.clone(), stored.size)),
+    )
+    .await?;
+    let rec = st.catalog.add_file(&c.0, id, &f, q.allow_duplicate).await?;
+    stored.keep();
+    Ok(created(rec))
 }
 
 #[utoipa::path(get, path = "/v1/files/{id}", tag = "files", params(("id" = i64, Path)),
@@ -448,13 +446,19 @@ pub async fn file_content(State(st): State<S>, c: Caller, Path(id): Path<i64>) -
             f.asset_id
         )));
     }
-    let file = tokio::fs::File::open(&f.path).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::GONE,
-            "gone",
-            format!("file {id} is recorded but cannot be read: {e}"),
-        )
-    })?;
+    // Not through a symbolic link put in its place after it was recorded.
+    let file = tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&f.path)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::GONE,
+                "gone",
+                format!("file {id} is recorded but cannot be read: {e}"),
+            )
+        })?;
     let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
     let name = ingest::safe_name(
         std::path::Path::new(&f.path)
@@ -548,29 +552,19 @@ pub async fn ingest_upload(
         ..Default::default()
     };
     default_title(&mut input, &ingest::safe_name(&q.filename));
-    let (path, hash, size) = receive(&st, req, &q).await?;
-    let stored = path.clone();
-    let result = async {
-        let f = describe(
-            path,
-            q.role.clone().unwrap_or_else(|| "source".into()),
-            Some((hash, size)),
-        )
+    let stored = receive(&st, &c.0, req, &q).await?;
+    let f = describe(
+        stored.path.clone(),
+        q.role.clone().unwrap_or_else(|| "source".into()),
+        Some((stored.hash.clone(), stored.size)),
+    )
+    .await?;
+    let (asset, file) = st
+        .catalog
+        .ingest(&c.0, &input, &f, q.allow_duplicate)
         .await?;
-        Ok::<_, ApiError>(
-            st.catalog
-                .ingest(&c.0, &input, &f, q.allow_duplicate)
-                .await?,
-        )
-    }
-    .await;
-    match result {
-        Ok((asset, file)) => Ok(created(IngestOutput { asset, file })),
-        Err(e) => {
-            let _ = tokio::fs::remove_file(&stored).await;
-            Err(e)
-        }
-    }
+    stored.keep();
+    Ok(created(IngestOutput { asset, file }))
 }
 
 // ---- access lists, rights windows, tags ----
@@ -892,14 +886,13 @@ pub async fn change_password(
     PeerIp(ip): PeerIp,
     Body(p): Body<PasswordInput>,
 ) -> Res<StatusCode> {
-    st.login_allowed(&c.0.username, ip)?;
+    st.login_attempt(&c.0.username, ip)?;
     if st
         .catalog
         .check_login(&c.0.username, &p.current)
         .await?
         .is_none()
     {
-        st.login_failed(&c.0.username, ip);
         return Err(ApiError::forbidden("the current password is wrong"));
     }
     st.catalog
@@ -920,10 +913,16 @@ pub struct GroupInput {
 #[utoipa::path(get, path = "/v1/groups", tag = "users", params(Paging), responses((status = 200, body = Page<Group>)))]
 pub async fn list_groups(
     State(st): State<S>,
-    _c: Caller,
+    c: Caller,
     Query(p): Query<Paging>,
 ) -> Res<axum::Json<Page<Group>>> {
-    let items = st.catalog.groups(p.after(), p.limit()).await?;
+    let mut items = st.catalog.groups(p.after(), p.limit()).await?;
+    if !c.0.is_admin() {
+        // Who belongs to which group is for admins.
+        for g in &mut items {
+            g.members.clear();
+        }
+    }
     Ok(axum::Json(page(items, p.limit(), |g| g.id)))
 }
 
@@ -944,10 +943,14 @@ pub async fn create_group(
     responses((status = 200, body = Group), (status = 404, body = ErrorBody)))]
 pub async fn get_group(
     State(st): State<S>,
-    _c: Caller,
+    c: Caller,
     Path(id): Path<i64>,
 ) -> Res<axum::Json<Group>> {
-    Ok(axum::Json(st.catalog.group(id).await?))
+    let mut g = st.catalog.group(id).await?;
+    if !c.0.is_admin() {
+        g.members.clear();
+    }
+    Ok(axum::Json(g))
 }
 
 #[utoipa::path(delete, path = "/v1/groups/{id}", tag = "users", params(("id" = i64, Path)),
@@ -1131,10 +1134,11 @@ pub struct EventsQuery {
 struct EventState {
     st: S,
     who: Principal,
+    token_id: i64,
     rx: tokio::sync::broadcast::Receiver<Change>,
     backlog: VecDeque<Change>,
     last: i64,
-    done: bool,
+    checked: std::time::Instant,
 }
 
 async fn visible(st: &S, who: &Principal, c: &Change) -> bool {
@@ -1170,37 +1174,27 @@ pub async fn events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<i64>().ok())
         .or(q.since);
-    let (backlog, last) = match from {
-        Some(f) => (st.catalog.changes(f, 1000).await?.into(), f),
-        None => (VecDeque::new(), st.catalog.change_head().await?),
+    let last = match from {
+        Some(f) => f.max(0),
+        None => st.catalog.change_head().await?,
     };
     let state = EventState {
         st: st.clone(),
         who: c.0,
+        token_id: c.1,
         rx,
-        backlog,
+        backlog: VecDeque::new(),
         last,
-        done: false,
+        checked: std::time::Instant::now(),
     };
+    // The database is the source: the in-process broadcast only wakes the stream, and a poll
+    // every second brings what other appliances sharing the catalog committed. So events come
+    // in commit order, none is skipped, and a replay of any length is served in pages.
     let stream = futures_util::stream::unfold(state, |mut s| async move {
         loop {
-            if s.done {
-                return None;
-            }
-            let next = match s.backlog.pop_front() {
-                Some(c) => Ok(c),
-                None => tokio::select! {
-                    r = s.rx.recv() => r,
-                    _ = s.st.stopping.cancelled() => return None,
-                },
-            };
-            match next {
-                Ok(c) if c.seq <= s.last => continue,
-                Ok(c) => {
-                    s.last = c.seq;
-                    if !visible(&s.st, &s.who, &c).await {
-                        continue;
-                    }
+            if let Some(c) = s.backlog.pop_front() {
+                s.last = c.seq;
+                if visible(&s.st, &s.who, &c).await {
                     let ev = Event::default()
                         .id(c.seq.to_string())
                         .event("change")
@@ -1208,15 +1202,33 @@ pub async fn events(
                         .unwrap_or_else(|_| Event::default().comment("unencodable"));
                     return Some((Ok(ev), s));
                 }
-                Err(RecvError::Lagged(_)) => {
-                    let ev = Event::default()
-                        .event("resync")
-                        .data(format!("{{\"since\":{}}}", s.last));
-                    return Some((Ok(ev), s));
+                continue;
+            }
+            if s.checked.elapsed() >= std::time::Duration::from_secs(5) {
+                // A revoked token, a disabled or demoted user: the stream ends.
+                s.checked = std::time::Instant::now();
+                if !s.st.catalog.token_valid(s.token_id).await.unwrap_or(false) {
+                    return None;
                 }
-                Err(RecvError::Closed) => {
-                    s.done = true;
+            }
+            match s.st.catalog.changes(s.last, 500).await {
+                Ok(batch) if !batch.is_empty() => {
+                    s.backlog.extend(batch);
+                    continue;
                 }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "events: reading the change feed");
+                }
+            }
+            tokio::select! {
+                r = s.rx.recv() => {
+                    if matches!(r, Err(RecvError::Closed)) {
+                        return None;
+                    }
+                }
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                _ = s.st.stopping.cancelled() => return None,
             }
         }
     });

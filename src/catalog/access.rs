@@ -69,6 +69,33 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
     })
 }
 
+/// Argon2 takes 19 MiB and tens of milliseconds per call: at most one per core at a time, off
+/// the async threads, so that a burst of logins can neither exhaust memory nor stall the API.
+static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+});
+
+pub async fn hash_password_async(password: &str) -> Result<String> {
+    let _permit = HASHING
+        .acquire()
+        .await
+        .map_err(|e| CatalogError::Hash(e.to_string()))?;
+    let p = password.to_string();
+    tokio::task::spawn_blocking(move || hash_password(&p))
+        .await
+        .map_err(|e| CatalogError::Hash(e.to_string()))?
+}
+
+pub async fn verify_password_async(password: &str, hash: String) -> bool {
+    let Ok(_permit) = HASHING.acquire().await else {
+        return false;
+    };
+    let p = password.to_string();
+    tokio::task::spawn_blocking(move || verify_password(&p, &hash))
+        .await
+        .unwrap_or(false)
+}
+
 /// A fresh opaque secret: 256 random bits, URL-safe.
 pub fn new_secret(prefix: &str) -> String {
     let mut b = [0u8; 32];
@@ -166,7 +193,7 @@ impl Catalog {
     ) -> Result<User> {
         check_name("username", username)?;
         check_password_rules(password)?;
-        let hash = hash_password(password)?;
+        let hash = hash_password_async(password).await?;
         let now = self.now_ms();
         let mut tx = self.begin().await?;
         let r = sqlx::query(
@@ -230,13 +257,18 @@ impl Catalog {
         disabled: Option<bool>,
         password: Option<&str>,
     ) -> Result<User> {
-        let before = self.user(id).await?;
         if let Some(p) = password {
             check_password_rules(p)?;
         }
-        let hash = password.map(hash_password).transpose()?;
+        let hash = match password {
+            Some(p) => Some(hash_password_async(p).await?),
+            None => None,
+        };
         let now = self.now_ms();
         let mut tx = self.begin().await?;
+        // Serialises role changes: two admins demoting each other cannot leave none.
+        self.order_lock(&mut tx).await?;
+        let before = self.user(id).await?;
         if before.role == Role::Admin
             && (role.is_some_and(|r| r != Role::Admin) || disabled == Some(true))
         {
@@ -297,10 +329,7 @@ impl Catalog {
             Some(r) => r.try_get("password_hash")?,
             None => DUMMY.to_string(),
         };
-        let pw = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
-            .await
-            .unwrap_or(false);
+        let ok = verify_password_async(password, hash).await;
         match r {
             Some(r) if ok && r.try_get::<i64, _>("disabled")? == 0 => {
                 let id: i64 = r.try_get("id")?;
@@ -319,8 +348,8 @@ impl Catalog {
         name: &str,
         ttl_ms: i64,
     ) -> Result<(String, TokenInfo)> {
-        if name.len() > 200 {
-            return Err(CatalogError::invalid("name", "longer than 200 bytes"));
+        if name.len() > 200 || name.chars().any(char::is_control) {
+            return Err(CatalogError::invalid("name", "at most 200 printable bytes"));
         }
         let secret = new_secret(if kind == "api" { "ant_" } else { "ants_" });
         let now = self.now_ms();
@@ -366,6 +395,19 @@ impl Catalog {
         )))
     }
 
+    /// Whether a token still stands: not revoked, not expired, its user not disabled.
+    pub async fn token_valid(&self, token_id: i64) -> Result<bool> {
+        Ok(sqlx::query(
+            "SELECT 1 FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.id = $1 \
+             AND t.revoked_ms IS NULL AND t.expires_ms > $2 AND u.disabled = 0",
+        )
+        .bind(token_id)
+        .bind(self.now_ms())
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some())
+    }
+
     pub async fn tokens(
         &self,
         user_id: Option<i64>,
@@ -403,6 +445,12 @@ impl Catalog {
 
     pub async fn create_group(&self, name: &str, description: &str) -> Result<Group> {
         check_name("name", name)?;
+        if description.len() > 10_000 || description.contains('\0') {
+            return Err(CatalogError::invalid(
+                "description",
+                "at most 10000 bytes, no NUL",
+            ));
+        }
         let mut tx = self.begin().await?;
         let r = sqlx::query(
             "INSERT INTO groups (name, description, created_ms) VALUES ($1, $2, $3) RETURNING id",
@@ -620,7 +668,9 @@ pub(crate) const PRINCIPAL_MATCH: &str =
      (SELECT group_id FROM group_members WHERE user_id = $2)))";
 
 /// Owner and the OR of the grants reaching principal `$2` on asset `$1`, on the asset itself or
-/// on a collection holding it (bit by bit: neither backend has one OR aggregate for both).
+/// on a collection holding it (bit by bit: neither backend has one OR aggregate for both). A
+/// collection shares its assets for reading and downloading only: writing and deleting an asset
+/// are granted on the asset.
 static GRANTED_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "SELECT a.owner_id, COALESCE((SELECT MAX(perms & 1) + MAX(perms & 2) + MAX(perms & 4) \
@@ -628,7 +678,7 @@ static GRANTED_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
              SELECT acl.perms FROM acl WHERE acl.object_kind = 'asset' AND acl.object_id = a.id \
                AND {PRINCIPAL_MATCH} \
              UNION ALL \
-             SELECT acl.perms FROM collection_assets ca JOIN acl ON acl.object_kind = 'collection' \
+             SELECT acl.perms & 5 FROM collection_assets ca JOIN acl ON acl.object_kind = 'collection' \
                AND acl.object_id = ca.collection_id WHERE ca.asset_id = a.id AND {PRINCIPAL_MATCH} \
            ) p), 0) AS granted FROM assets a WHERE a.id = $1"
     )

@@ -362,7 +362,9 @@ impl Catalog {
                 continue;
             }
             let ok = match f.kind {
-                FieldType::Text => v.as_str().is_some_and(|s| s.len() <= 10_000),
+                FieldType::Text => v
+                    .as_str()
+                    .is_some_and(|s| s.len() <= 10_000 && !s.contains('\0')),
                 FieldType::Integer => v.as_i64().is_some(),
                 FieldType::Boolean => v.is_boolean(),
                 FieldType::Date => v.as_str().is_some_and(|s| {
@@ -447,17 +449,22 @@ impl Catalog {
             return Err(CatalogError::invalid("title", "is required"));
         }
         for f in DC {
-            if i.dc(f).is_some_and(|v| v.len() > 100_000) {
-                return Err(CatalogError::invalid(f, "longer than 100000 bytes"));
+            let max = match f {
+                "title" => 1_000,
+                "description" => 100_000,
+                _ => 10_000,
+            };
+            if i.dc(f).is_some_and(|v| v.len() > max) {
+                return Err(CatalogError::invalid(f, format!("longer than {max} bytes")));
+            }
+            if i.dc(f).is_some_and(|v| v.contains('\0')) {
+                return Err(CatalogError::invalid(f, "contains a NUL character"));
             }
         }
         if let Some(c) = &i.custom {
             self.check_custom(c, creating)?;
         } else if creating {
             self.check_custom(&Map::new(), true)?;
-        }
-        if let Some(o) = i.owner_id {
-            let _ = o;
         }
         Ok(())
     }
@@ -522,6 +529,14 @@ impl Catalog {
             body.push_str(&t.try_get::<String, _>(0)?);
             body.push('\n');
         }
+        // PostgreSQL caps a tsvector at 1 MB: index the first 256 KiB of text.
+        if body.len() > 256 * 1024 {
+            let mut cut = 256 * 1024;
+            while !body.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            body.truncate(cut);
+        }
         match self.backend {
             Backend::Sqlite => {
                 sqlx::query("DELETE FROM assets_fts WHERE rowid = $1")
@@ -574,7 +589,22 @@ impl Catalog {
     ) -> Result<i64> {
         let house_id = match &i.house_id {
             Some(h) => h.clone(),
-            None => self.next_house_id(tx).await?,
+            None => {
+                // A number given by hand earlier (an imported ID) is skipped, not fatal.
+                let mut h = self.next_house_id(tx).await?;
+                for _ in 0..10_000 {
+                    let taken = sqlx::query("SELECT 1 FROM assets WHERE house_id = $1")
+                        .bind(&h)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .is_some();
+                    if !taken {
+                        break;
+                    }
+                    h = self.next_house_id(tx).await?;
+                }
+                h
+            }
         };
         let now = self.now_ms();
         let custom = serde_json::to_string(&i.custom.clone().unwrap_or_default())
@@ -677,6 +707,10 @@ impl Catalog {
 
     /// An asset as `who` may see it; not found when they may not read it.
     pub async fn asset(&self, who: &Principal, id: i64) -> Result<Asset> {
+        if who.role.base() == who.role.cap() {
+            // The same rights on every asset: no access list to read.
+            return self.asset_with(id, who.role.cap()).await;
+        }
         let perms = self
             .asset_perms(who, id)
             .await?
@@ -771,7 +805,14 @@ impl Catalog {
             sql.push(", owner_id = ").int(o);
         }
         sql.push(" WHERE id = ").int(id);
-        sql.query().execute(&mut *tx).await?;
+        if let Some(v) = i.version {
+            sql.push(" AND version = ").int(v);
+        }
+        if sql.query().execute(&mut *tx).await?.rows_affected() == 0 {
+            return Err(CatalogError::Conflict(format!(
+                "asset {id} changed meanwhile; read it again"
+            )));
+        }
         if let Some(t) = &i.tags {
             self.set_tags(&mut tx, id, t).await?;
         }
@@ -828,12 +869,22 @@ impl Catalog {
 
     /// Search and list, newest first, restricted to what `who` may read.
     pub async fn search(&self, who: &Principal, q: &SearchQuery) -> Result<Vec<Asset>> {
-        let limit = q.limit.unwrap_or(50).clamp(1, 500);
+        let limit = q.limit.unwrap_or(50).clamp(1, 200);
         let mut sql = Sql::default();
         let terms = q.q.as_deref().map(search_terms).unwrap_or_default();
         let select = self.asset_select();
         if !terms.is_empty() && self.backend == Backend::Sqlite {
-            let m: Vec<String> = terms.iter().map(|t| format!("\"{t}\"*")).collect();
+            // One letter matches as a word, not as a prefix of half the catalog.
+            let m: Vec<String> = terms
+                .iter()
+                .map(|t| {
+                    if t.chars().count() > 1 {
+                        format!("\"{t}\"*")
+                    } else {
+                        format!("\"{t}\"")
+                    }
+                })
+                .collect();
             sql.push(&select.replace(
                 " FROM assets a",
                 " FROM assets_fts f JOIN assets a ON a.id = f.rowid",
@@ -843,7 +894,16 @@ impl Catalog {
         } else {
             sql.push(&select).push(" WHERE 1 = 1");
             if !terms.is_empty() {
-                let m: Vec<String> = terms.iter().map(|t| format!("{t}:*")).collect();
+                let m: Vec<String> = terms
+                    .iter()
+                    .map(|t| {
+                        if t.chars().count() > 1 {
+                            format!("{t}:*")
+                        } else {
+                            t.clone()
+                        }
+                    })
+                    .collect();
                 sql.push(" AND a.search @@ to_tsquery('simple', ")
                     .str(m.join(" & "))
                     .push(")");
@@ -853,11 +913,13 @@ impl Catalog {
             let uid = sql.args.len() + 1;
             sql.args.push(Arg::I(who.user_id));
             let m = PRINCIPAL_MATCH.replace("$2", &format!("${uid}"));
+            // The readable set, from the owner and grant indexes, rather than a test per row.
             sql.push(&format!(
-                " AND (a.owner_id = ${uid} OR EXISTS (SELECT 1 FROM acl WHERE acl.object_kind = 'asset' \
-                 AND acl.object_id = a.id AND (acl.perms & 1) = 1 AND {m}) OR EXISTS (SELECT 1 FROM \
-                 collection_assets ca JOIN acl ON acl.object_kind = 'collection' AND acl.object_id = \
-                 ca.collection_id WHERE ca.asset_id = a.id AND (acl.perms & 1) = 1 AND {m}))"
+                " AND a.id IN (SELECT o.id FROM assets o WHERE o.owner_id = ${uid} \
+                 UNION SELECT acl.object_id FROM acl WHERE acl.object_kind = 'asset' \
+                 AND (acl.perms & 1) = 1 AND {m} \
+                 UNION SELECT ca.asset_id FROM collection_assets ca JOIN acl ON acl.object_kind = \
+                 'collection' AND acl.object_id = ca.collection_id WHERE (acl.perms & 1) = 1 AND {m})"
             ));
         }
         if let Some(s) = &q.status {
@@ -928,6 +990,14 @@ impl Catalog {
         )
     }
 
+    /// The duplicate error, naming the asset only to a caller who may read it.
+    pub async fn duplicate(&self, who: &Principal, asset_id: i64, file_id: i64) -> CatalogError {
+        let visible = matches!(self.asset_perms(who, asset_id).await, Ok(Some(_)));
+        CatalogError::Duplicate {
+            ids: visible.then_some((asset_id, file_id)),
+        }
+    }
+
     /// The file with this content, if the catalog has one.
     pub async fn find_by_hash(&self, sha256: &str) -> Result<Option<(i64, i64)>> {
         let r = sqlx::query("SELECT asset_id, id FROM files WHERE sha256 = $1 ORDER BY id LIMIT 1")
@@ -993,15 +1063,15 @@ impl Catalog {
         self.check_input(who, i, true)?;
         let mut tx = self.begin().await?;
         if !allow_duplicate {
+            // Under the ordering lock: two appliances ingesting the same content at once cannot
+            // both pass this check.
+            self.order_lock(&mut tx).await?;
             if let Some(r) = sqlx::query("SELECT asset_id, id FROM files WHERE sha256 = $1 LIMIT 1")
                 .bind(&f.sha256)
                 .fetch_optional(&mut *tx)
                 .await?
             {
-                return Err(CatalogError::Duplicate {
-                    asset_id: r.try_get(0)?,
-                    file_id: r.try_get(1)?,
-                });
+                return Err(self.duplicate(who, r.try_get(0)?, r.try_get(1)?).await);
             }
         }
         let id = self.insert_asset(&mut tx, who, i).await?;
@@ -1025,15 +1095,15 @@ impl Catalog {
         self.require(who, asset_id, Perms::WRITE).await?;
         let mut tx = self.begin().await?;
         if !allow_duplicate {
+            // Under the ordering lock: two appliances ingesting the same content at once cannot
+            // both pass this check.
+            self.order_lock(&mut tx).await?;
             if let Some(r) = sqlx::query("SELECT asset_id, id FROM files WHERE sha256 = $1 LIMIT 1")
                 .bind(&f.sha256)
                 .fetch_optional(&mut *tx)
                 .await?
             {
-                return Err(CatalogError::Duplicate {
-                    asset_id: r.try_get(0)?,
-                    file_id: r.try_get(1)?,
-                });
+                return Err(self.duplicate(who, r.try_get(0)?, r.try_get(1)?).await);
             }
         }
         let (fid, c) = self.insert_file(&mut tx, asset_id, f).await?;
@@ -1270,8 +1340,14 @@ impl Catalog {
         description: &str,
     ) -> Result<Collection> {
         self.check_creator(who)?;
-        if name.trim().is_empty() || name.len() > 200 {
-            return Err(CatalogError::invalid("name", "1-200 characters"));
+        if name.trim().is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+            return Err(CatalogError::invalid("name", "1-200 printable characters"));
+        }
+        if description.len() > 10_000 || description.contains('\0') {
+            return Err(CatalogError::invalid(
+                "description",
+                "at most 10000 bytes, no NUL",
+            ));
         }
         let mut tx = self.begin().await?;
         let r = sqlx::query(
@@ -1363,7 +1439,13 @@ impl Catalog {
     ) -> Result<()> {
         self.require_collection(who, collection, Perms::WRITE)
             .await?;
-        self.require(who, asset, Perms::READ).await?;
+        if member {
+            // Putting an asset in a collection shares it with whoever the collection is shared
+            // with: only its owner (or an admin) may.
+            self.require_owner(who, "asset", asset).await?;
+        } else {
+            self.require(who, asset, Perms::READ).await?;
+        }
         let mut tx = self.begin().await?;
         if member {
             sqlx::query(

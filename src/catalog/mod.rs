@@ -33,9 +33,9 @@ pub enum CatalogError {
     Invalid { field: String, why: String },
     #[error("{0}")]
     Conflict(String),
-    /// Content already in the catalog (same SHA-256).
-    #[error("the same content is already file {file_id} of asset {asset_id}")]
-    Duplicate { asset_id: i64, file_id: i64 },
+    /// Content already in the catalog (same SHA-256); where it is, when the caller may know.
+    #[error("the same content is already in the catalog{}", .ids.map_or_else(String::new, |(a, f)| format!(" (file {f} of asset {a})")))]
+    Duplicate { ids: Option<(i64, i64)> },
     #[error("catalog database: {0}")]
     Db(#[from] sqlx::Error),
     #[error("catalog migration: {0}")]

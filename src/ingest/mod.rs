@@ -212,14 +212,15 @@ impl Upload {
         crate::catalog::access::hex(&self.hash.clone().finalize())
     }
 
-    /// Flushes and fsyncs, then moves the file to `media_dir/YYYY/MM/<hash16>-<name>` (content
-    /// addressed, so a retried upload lands on the same name) and fsyncs the directory.
+    /// Flushes and fsyncs, then links the file to `media_dir/YYYY/MM/<hash16>-<name>` (never
+    /// over an existing file: another name when taken) and fsyncs the directory. The stored file
+    /// is removed again unless [`Stored::keep`] is called once the catalog has recorded it.
     pub async fn finish(
         mut self,
         media_dir: &Path,
         name: &str,
         now_ms: i64,
-    ) -> Result<(PathBuf, String, u64), IngestError> {
+    ) -> Result<Stored, IngestError> {
         let mut f = self
             .file
             .take()
@@ -235,28 +236,82 @@ impl Upload {
             .join(format!("{:02}", u8::from(t.month())));
         tokio::fs::create_dir_all(&dir).await.map_err(io(&dir))?;
         let mut dest = dir.join(format!("{}-{}", &hash[..16], safe_name(name)));
-        if dest.exists() {
-            // The same content again (a duplicate the caller allowed): never over another file.
-            let tag = crate::catalog::access::new_secret("");
-            dest = dir.join(format!("{}-{}-{}", &hash[..16], &tag[..8], safe_name(name)));
+        let mut tries = 0;
+        loop {
+            // A hard link fails when the name exists, where a rename would replace it.
+            match tokio::fs::hard_link(&self.tmp, &dest).await {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 8 => {
+                    tries += 1;
+                    let tag = crate::catalog::access::new_secret("");
+                    dest = dir.join(format!("{}-{}-{}", &hash[..16], &tag[..8], safe_name(name)));
+                }
+                Err(e) => return Err(io(&dest)(e)),
+            }
         }
-        tokio::fs::rename(&self.tmp, &dest)
+        let stored = Stored {
+            path: dest,
+            hash,
+            size: self.size,
+            keep: false,
+        };
+        tokio::fs::remove_file(&self.tmp)
             .await
-            .map_err(io(&dest))?;
+            .map_err(io(&self.tmp))?;
         if let Ok(d) = tokio::fs::File::open(&dir).await {
             let _ = d.sync_all().await;
         }
-        Ok((dest, hash, self.size))
+        Ok(stored)
     }
 }
 
 impl Drop for Upload {
     fn drop(&mut self) {
         // An upload that did not finish leaves nothing behind.
-        if self.file.is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
+/// An upload in its final place, removed when dropped unless kept.
+pub struct Stored {
+    pub path: PathBuf,
+    pub hash: String,
+    pub size: u64,
+    keep: bool,
+}
+
+impl Stored {
+    /// The catalog recorded it: it stays.
+    pub fn keep(mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for Stored {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+/// Removes uploads a crash or kill interrupted (`media/incoming/.upload-*.part`).
+pub fn sweep_incoming(media_dir: &Path) -> usize {
+    let Ok(rd) = std::fs::read_dir(media_dir.join("incoming")) else {
+        return 0;
+    };
+    let mut n = 0;
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(".upload-")
+            && name.ends_with(".part")
+            && std::fs::remove_file(e.path()).is_ok()
+        {
+            n += 1;
+        }
+    }
+    n
 }
 
 #[cfg(test)]
