@@ -193,6 +193,64 @@ fn watchdog_usec() -> Option<u64> {
     (usec > 0).then_some(usec)
 }
 
+/// The principal workflows act as: a `service` user named `system` that cannot log in.
+pub async fn system_principal(catalog: &Catalog) -> Result<crate::catalog::Principal, AppError> {
+    let u = match catalog.user_by_name("system").await? {
+        Some(u) => u,
+        None => {
+            let pw = crate::catalog::access::new_secret("");
+            let u = catalog
+                .create_user("system", "Workflows", Role::Service, &pw)
+                .await?;
+            catalog
+                .update_user(u.id, None, None, Some(true), None)
+                .await?
+        }
+    };
+    Ok(crate::catalog::Principal {
+        user_id: u.id,
+        username: u.username,
+        role: Role::Service,
+        groups: Arc::from(Vec::new()),
+    })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "antenne".into())
+}
+
+/// The workflows of this configuration, checked against the profiles.
+pub fn load_workflows(
+    cfg: &ApplianceConfig,
+) -> Result<Vec<crate::jobs::workflow::Workflow>, AppError> {
+    let dir = cfg
+        .transcode
+        .profiles_dir
+        .is_dir()
+        .then_some(cfg.transcode.profiles_dir.as_path());
+    let names: Vec<String> = crate::profile::load_all(crate::profile::profiles_dir(dir).as_deref())
+        .map_err(|e| AppError::Machine {
+            key: "transcode.profiles_dir",
+            why: e.to_string(),
+        })?
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    let wdir = cfg
+        .jobs
+        .workflows_dir
+        .is_dir()
+        .then_some(cfg.jobs.workflows_dir.as_path());
+    crate::jobs::workflow::load_all(wdir, &names).map_err(|e| AppError::Machine {
+        key: "jobs.workflows_dir",
+        why: e.to_string(),
+    })
+}
+
 fn notify(state: &[sd_notify::NotifyState]) {
     // Outside systemd there is no socket: not an error.
     let _ = sd_notify::notify(false, state);
@@ -223,12 +281,46 @@ pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
     }
     let catalog = open_catalog(&cfg, &dirs).await?;
     bootstrap_admin(&catalog).await?;
+    let workflows = load_workflows(&cfg)?;
+    let system = system_principal(&catalog).await?;
     let st = Arc::new(AppState::new(
         catalog.clone(),
         cfg.clone(),
         dirs.media.clone(),
         metrics_handle(),
     ));
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let settings = crate::jobs::supervisor::Settings {
+        appliance: if cfg.jobs.appliance.is_empty() {
+            hostname()
+        } else {
+            cfg.jobs.appliance.clone()
+        },
+        slots: if cfg.jobs.workers == 0 {
+            (cores / 2).max(1)
+        } else {
+            cfg.jobs.workers as usize
+        },
+        hang: Duration::from_secs(u64::from(cfg.jobs.hang_timeout_s)),
+        memory_limit: cfg.jobs.memory_limit.0,
+        lease_ms: i64::from(cfg.jobs.lease_s) * 1000,
+        data_dir: dirs.root.clone(),
+        media_dir: dirs.media.clone(),
+        profiles_dir: cfg
+            .transcode
+            .profiles_dir
+            .is_dir()
+            .then(|| cfg.transcode.profiles_dir.clone()),
+        backend: cfg.transcode.backend.clone(),
+        worker_exe: std::env::current_exe().map_err(|e| AppError::Machine {
+            key: "jobs",
+            why: format!("cannot find this program to run workers: {e}"),
+        })?,
+    };
+    let supervisor =
+        crate::jobs::supervisor::Supervisor::new(catalog.clone(), workflows, settings, system);
+    let _ = st.jobs.set(supervisor.clone());
+    tokio::spawn(supervisor.run(st.stopping.clone()));
     let app = api::router(st.clone());
     let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
         .await

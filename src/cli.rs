@@ -38,6 +38,8 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Run one media job given as JSON on stdin (the service starts these; not for people).
+    Worker,
     /// Print the OpenAPI document of the HTTP API (as served at /openapi.json).
     Openapi,
     /// Technical metadata of a media file (ffprobe names and values).
@@ -129,6 +131,7 @@ type Res = Result<(), Box<dyn std::error::Error>>;
 fn run(cmd: Cmd) -> Res {
     match cmd {
         Cmd::Serve { config } => cmd_serve(config.as_deref()),
+        Cmd::Worker => std::process::exit(crate::jobs::worker::main()),
         Cmd::Openapi => {
             use utoipa::OpenApi;
             println!("{}", crate::api::ApiDoc::openapi().to_pretty_json()?);
@@ -520,6 +523,8 @@ fn cmd_serve(config: Option<&Path>) -> Res {
 fn cmd_validate(config: Option<&Path>, profiles_dir: Option<&Path>) -> Res {
     let cfg = load_config(config)?;
     crate::app::check_machine(&cfg).map_err(|e| format!("{}: {e}", cfg.origin))?;
+    let workflows = crate::app::load_workflows(&cfg).map_err(|e| format!("{}: {e}", cfg.origin))?;
+    println!("workflows: {} valid", workflows.len());
     println!("configuration: {} valid", cfg.origin);
     let backend = cfg.transcode.backend.as_str();
     if backend != "auto" && backend != "software" {

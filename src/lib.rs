@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod ingest;
+pub mod jobs;
 pub mod profile;
 pub mod qc;
 pub mod telemetry;

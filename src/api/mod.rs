@@ -39,6 +39,8 @@ pub struct AppState {
     /// Principals of recently seen tokens, so that a burst of requests does not look the same
     /// token up each time; entries live one second and revocation here clears them at once.
     tokens: Mutex<HashMap<String, (Caller, Instant)>>,
+    /// The job supervisor, once the service runs one.
+    pub jobs: std::sync::OnceLock<Arc<crate::jobs::supervisor::Supervisor>>,
     /// Uploads running at once are bounded (each holds a connection and disk bandwidth).
     pub uploads: tokio::sync::Semaphore,
     /// Cancelled on shutdown: event streams end so that the server can drain.
@@ -62,6 +64,7 @@ impl AppState {
             tokens: Mutex::new(HashMap::new()),
             stopping: tokio_util::sync::CancellationToken::new(),
             uploads: tokio::sync::Semaphore::new(8),
+            jobs: std::sync::OnceLock::new(),
         }
     }
 
@@ -307,7 +310,9 @@ pub(crate) fn peer(req_ci: Option<ConnectInfo<SocketAddr>>) -> IpAddr {
         routes::change_password, routes::list_groups, routes::create_group, routes::get_group,
         routes::delete_group, routes::add_member, routes::remove_member, routes::list_tokens,
         routes::create_token, routes::revoke_token, routes::list_audit, routes::verify_audit,
-        routes::changes, routes::events, routes::metrics_text,
+        routes::changes, routes::events, routes::metrics_text, routes::list_jobs, routes::get_job,
+        routes::job_logs, routes::cancel_job, routes::retry_job, routes::noop_job,
+        routes::list_workflows, routes::run_workflow, routes::asset_qc,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&Security),
@@ -406,6 +411,15 @@ pub fn router(st: S) -> Router {
         .route("/v1/tokens/{id}", delete(routes::revoke_token))
         .route("/v1/audit", get(routes::list_audit))
         .route("/v1/changes", get(routes::changes))
+        .route("/v1/jobs", get(routes::list_jobs))
+        .route("/v1/jobs/noop", post(routes::noop_job))
+        .route("/v1/jobs/{id}", get(routes::get_job))
+        .route("/v1/jobs/{id}/logs", get(routes::job_logs))
+        .route("/v1/jobs/{id}/cancel", post(routes::cancel_job))
+        .route("/v1/jobs/{id}/retry", post(routes::retry_job))
+        .route("/v1/workflows", get(routes::list_workflows))
+        .route("/v1/workflows/{name}/run", post(routes::run_workflow))
+        .route("/v1/assets/{id}/qc", get(routes::asset_qc))
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,

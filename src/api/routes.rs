@@ -133,6 +133,12 @@ pub async fn metrics_text(State(st): State<S>, c: Caller) -> Res<Response> {
     require_role(&c.0, &[Role::Admin, Role::Operator, Role::Service])?;
     let n = st.catalog.asset_count().await?;
     metrics::gauge!("antenne_catalog_assets").set(n as f64);
+    for state in crate::jobs::queue::STATES {
+        metrics::gauge!("antenne_jobs", "state" => *state).set(0.0);
+    }
+    for (state, count) in st.catalog.job_counts().await? {
+        metrics::gauge!("antenne_jobs", "state" => state).set(count as f64);
+    }
     let text = st.metrics.render();
     Ok((
         [(
@@ -1233,4 +1239,283 @@ pub async fn events(
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+// ---- jobs and workflows ----
+
+fn jobs_role(who: &Principal) -> Res<()> {
+    require_role(who, &[Role::Admin, Role::Operator, Role::Service])
+}
+
+/// Jobs, newest first, filtered by state, kind, asset or workflow.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(crate::jobs::JobFilter),
+    responses((status = 200, body = Page<crate::jobs::Job>), (status = 403, body = ErrorBody)))]
+pub async fn list_jobs(
+    State(st): State<S>,
+    c: Caller,
+    Query(f): Query<crate::jobs::JobFilter>,
+) -> Res<axum::Json<Page<crate::jobs::Job>>> {
+    jobs_role(&c.0)?;
+    let limit = f.limit.unwrap_or(100).clamp(1, 500);
+    let items = st.catalog.jobs(&f).await?;
+    Ok(axum::Json(page(items, limit, |j| j.id)))
+}
+
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = i64, Path)),
+    responses((status = 200, body = crate::jobs::Job), (status = 404, body = ErrorBody)))]
+pub async fn get_job(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+) -> Res<axum::Json<crate::jobs::Job>> {
+    jobs_role(&c.0)?;
+    Ok(axum::Json(st.catalog.job(id).await?))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct JobLogLine {
+    pub id: i64,
+    pub at: String,
+    pub level: String,
+    pub message: String,
+}
+
+#[utoipa::path(get, path = "/v1/jobs/{id}/logs", tag = "jobs", params(("id" = i64, Path), Paging),
+    responses((status = 200, body = Page<JobLogLine>), (status = 404, body = ErrorBody)))]
+pub async fn job_logs(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+    Query(p): Query<Paging>,
+) -> Res<axum::Json<Page<JobLogLine>>> {
+    jobs_role(&c.0)?;
+    st.catalog.job(id).await?;
+    let items = st
+        .catalog
+        .job_logs(id, p.after(), p.limit())
+        .await?
+        .into_iter()
+        .map(|(id, at, level, message)| JobLogLine {
+            id,
+            at,
+            level,
+            message,
+        })
+        .collect();
+    Ok(axum::Json(page(items, p.limit(), |l| l.id)))
+}
+
+/// Cancels a queued or running job (a running worker is stopped).
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = i64, Path)),
+    responses((status = 200, body = crate::jobs::Job), (status = 409, body = ErrorBody)))]
+pub async fn cancel_job(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+) -> Res<axum::Json<crate::jobs::Job>> {
+    require_role(&c.0, &[Role::Admin, Role::Operator])?;
+    Ok(axum::Json(st.catalog.cancel_job(id).await?))
+}
+
+/// Queues a failed or cancelled job again.
+#[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs", params(("id" = i64, Path)),
+    responses((status = 200, body = crate::jobs::Job), (status = 409, body = ErrorBody)))]
+pub async fn retry_job(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+) -> Res<axum::Json<crate::jobs::Job>> {
+    require_role(&c.0, &[Role::Admin, Role::Operator])?;
+    let j = st.catalog.retry_job(id).await?;
+    if let Some(s) = st.jobs.get() {
+        s.wake.notify_one();
+    }
+    Ok(axum::Json(j))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoopInput {
+    /// How long the worker sleeps (0: no worker process, the scheduler's own cost).
+    #[serde(default)]
+    pub sleep_ms: u64,
+    /// Supervisor self-test: the worker aborts, hangs, or allocates this many MiB.
+    #[serde(default)]
+    pub crash: bool,
+    #[serde(default)]
+    pub hang: bool,
+    #[serde(default)]
+    pub alloc_mb: u64,
+    #[serde(default = "one")]
+    pub max_attempts: i64,
+    #[serde(default)]
+    pub priority: i64,
+}
+
+/// Queues an empty job (to measure the scheduler, or check that workers run).
+#[utoipa::path(post, path = "/v1/jobs/noop", tag = "jobs", request_body = NoopInput,
+    responses((status = 201, body = crate::jobs::Job)))]
+pub async fn noop_job(State(st): State<S>, c: Caller, Body(i): Body<NoopInput>) -> Res<Response> {
+    require_role(&c.0, &[Role::Admin, Role::Operator])?;
+    let mut params = serde_json::json!({});
+    if i.sleep_ms > 0 {
+        params["sleep_ms"] = i.sleep_ms.min(600_000).into();
+    }
+    if i.crash {
+        params["crash"] = true.into();
+    }
+    if i.hang {
+        params["hang"] = true.into();
+    }
+    if i.alloc_mb > 0 {
+        params["alloc_mb"] = i.alloc_mb.min(1 << 16).into();
+    }
+    let j = st
+        .catalog
+        .enqueue(&crate::jobs::NewJob {
+            kind: "noop".into(),
+            priority: i.priority,
+            max_attempts: i.max_attempts.clamp(1, 10),
+            params,
+            ..Default::default()
+        })
+        .await?
+        .ok_or_else(ApiError::internal)?;
+    if let Some(s) = st.jobs.get() {
+        s.wake.notify_one();
+    }
+    Ok(created(j))
+}
+
+fn one() -> i64 {
+    1
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WorkflowInfo {
+    pub name: String,
+    pub description: String,
+    pub watch: Option<String>,
+    pub steps: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/v1/workflows", tag = "jobs", responses((status = 200, body = Page<WorkflowInfo>)))]
+pub async fn list_workflows(
+    State(st): State<S>,
+    _c: Caller,
+) -> Res<axum::Json<Page<WorkflowInfo>>> {
+    let Some(s) = st.jobs.get() else {
+        return Ok(axum::Json(Page {
+            items: Vec::new(),
+            next: None,
+        }));
+    };
+    let items = s
+        .workflows
+        .iter()
+        .map(|w| WorkflowInfo {
+            name: w.name.clone(),
+            description: w.description.clone(),
+            watch: s.watch_dir(w).map(|d| d.display().to_string()),
+            steps: w
+                .steps
+                .iter()
+                .map(|st| match st.kind.as_str() {
+                    "transcode" => format!("transcode {}", st.profiles.join(", ")),
+                    k => k.to_string(),
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(axum::Json(Page { items, next: None }))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunInput {
+    /// A file under one of the ingest roots.
+    pub path: String,
+}
+
+/// Runs a workflow on a file (the API trigger): an ingest job, then the workflow's steps.
+#[utoipa::path(post, path = "/v1/workflows/{name}/run", tag = "jobs", params(("name" = String, Path)), request_body = RunInput,
+    responses((status = 201, body = crate::jobs::Job), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn run_workflow(
+    State(st): State<S>,
+    c: Caller,
+    Path(name): Path<String>,
+    Body(i): Body<RunInput>,
+) -> Res<Response> {
+    require_role(&c.0, &[Role::Admin, Role::Operator, Role::Service])?;
+    let s = st
+        .jobs
+        .get()
+        .ok_or_else(|| ApiError::not_found("no job runner"))?;
+    let w = s
+        .workflow(&name)
+        .ok_or_else(|| ApiError::not_found(format!("workflow {name:?} not found")))?;
+    let path = ingest::confine(&i.path, &st.cfg.ingest.roots)?;
+    let meta =
+        std::fs::metadata(&path).map_err(|e| ApiError::bad("path_not_allowed", e.to_string()))?;
+    let j = st
+        .catalog
+        .enqueue(&crate::jobs::NewJob {
+            kind: "ingest".into(),
+            workflow: w.name.clone(),
+            max_attempts: 3,
+            idempotency_key: Some(format!(
+                "api:{}",
+                crate::jobs::watch::version_key(
+                    path.parent().unwrap_or(&path),
+                    &path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    meta.len(),
+                    meta.modified().unwrap_or(std::time::SystemTime::UNIX_EPOCH),
+                )
+            )),
+            params: serde_json::json!({"path": path, "moved_to": path}),
+            ..Default::default()
+        })
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "duplicate",
+                "this version of the file was already submitted",
+            )
+        })?;
+    s.wake.notify_one();
+    Ok(created(j))
+}
+
+/// The latest QC report of an asset.
+#[utoipa::path(get, path = "/v1/assets/{id}/qc", tag = "assets", params(("id" = i64, Path)),
+    responses((status = 200), (status = 404, body = ErrorBody)))]
+pub async fn asset_qc(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+) -> Res<axum::Json<serde_json::Value>> {
+    st.catalog.require(&c.0, id, Perms::READ).await?;
+    let jobs = st
+        .catalog
+        .jobs(&crate::jobs::JobFilter {
+            kind: Some("qc".into()),
+            asset_id: Some(id),
+            limit: Some(1),
+            ..Default::default()
+        })
+        .await?;
+    let j = jobs
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::not_found(format!("no QC of asset {id}")))?;
+    Ok(axum::Json(serde_json::json!({
+        "job_id": j.id,
+        "state": j.state,
+        "report": j.result,
+        "error": j.error,
+    })))
 }

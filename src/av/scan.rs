@@ -29,6 +29,106 @@ pub struct VideoScan {
     pub non_monotonic: u64,
     /// Frames flagged corrupt by the decoder.
     pub corrupt_frames: u64,
+    /// Stretches of black picture and of frozen picture, `(start_s, end_s)`.
+    pub black: Vec<(f64, f64)>,
+    pub frozen: Vec<(f64, f64)>,
+    /// Whether the picture could be measured (8- and 10-bit planar YUV).
+    pub picture_measured: bool,
+    #[serde(skip)]
+    pic: PictureState,
+}
+
+/// Running state of the black/freeze measurement.
+#[derive(Debug, Clone, Default)]
+struct PictureState {
+    prev: Vec<u16>,
+    black_since: Option<f64>,
+    frozen_since: Option<f64>,
+    last_t: f64,
+}
+
+/// Luma samples of a frame on a sparse grid (every 4th pixel of every 4th line), 8-bit scale;
+/// `None` for formats this does not read.
+fn luma_grid(f: &ff::frame::Video) -> Option<Vec<u16>> {
+    use ff::format::Pixel as P;
+    let wide = match f.format() {
+        P::YUV420P
+        | P::YUV422P
+        | P::YUV444P
+        | P::YUVJ420P
+        | P::YUVJ422P
+        | P::YUVJ444P
+        | P::NV12
+        | P::GRAY8 => false,
+        P::YUV420P10LE | P::YUV422P10LE | P::YUV444P10LE => true,
+        _ => return None,
+    };
+    let (w, h) = (f.width() as usize, f.height() as usize);
+    let stride = f.stride(0);
+    let data = f.data(0);
+    let mut out = Vec::with_capacity((w / 4 + 1) * (h / 4 + 1));
+    for y in (0..h).step_by(4) {
+        let row = y * stride;
+        for x in (0..w).step_by(4) {
+            let v = if wide {
+                let i = row + 2 * x;
+                let raw = u16::from(*data.get(i)?) | (u16::from(*data.get(i + 1)?) << 8);
+                raw >> 2
+            } else {
+                u16::from(*data.get(row + x)?)
+            };
+            out.push(v);
+        }
+    }
+    Some(out)
+}
+
+impl VideoScan {
+    /// Black: 98 % of the picture darker than video level 32 (limited range black is 16).
+    /// Frozen: the mean luma difference from the previous frame under 0.5 (of 255).
+    fn measure_picture(&mut self, f: &ff::frame::Video, t: f64) {
+        let Some(g) = luma_grid(f) else { return };
+        self.picture_measured = true;
+        let n = g.len().max(1);
+        let dark = g.iter().filter(|&&v| v < 32).count();
+        let black = dark * 100 >= n * 98;
+        let frozen = self.pic.prev.len() == g.len()
+            && g.iter()
+                .zip(&self.pic.prev)
+                .map(|(a, b)| u64::from(a.abs_diff(*b)))
+                .sum::<u64>()
+                * 2
+                < n as u64;
+        let st = &mut self.pic;
+        match (black, st.black_since) {
+            (true, None) => st.black_since = Some(t),
+            (false, Some(s)) => {
+                self.black.push((s, t));
+                st.black_since = None;
+            }
+            _ => {}
+        }
+        match (frozen, st.frozen_since) {
+            // A freeze starts at the frame that was then repeated.
+            (true, None) => st.frozen_since = Some(st.last_t),
+            (false, Some(s)) => {
+                self.frozen.push((s, t));
+                st.frozen_since = None;
+            }
+            _ => {}
+        }
+        st.prev = g;
+        st.last_t = t;
+    }
+
+    fn close_picture(&mut self, end: f64) {
+        if let Some(s) = self.pic.black_since.take() {
+            self.black.push((s, end));
+        }
+        if let Some(s) = self.pic.frozen_since.take() {
+            self.frozen.push((s, end));
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -56,6 +156,8 @@ pub struct ScanReport {
     pub bits: Vec<StreamBits>,
     /// Packets the decoders refused plus read errors.
     pub decode_errors: u64,
+    /// Where they were: the packet's time in seconds (the first 100).
+    pub error_times_s: Vec<f64>,
 }
 
 impl ScanReport {
@@ -181,10 +283,18 @@ pub fn scan(path: &Path) -> Result<ScanReport, AvError> {
                 w.packets.push((secs, packet.size() as u64));
             }
         }
+        let packet_s = packet.pts().or(packet.dts()).map(|ts| {
+            // SAFETY: reading the stream's time base from the live input context.
+            let tb = unsafe { (**(*ictx.as_ptr()).streams.add(si)).time_base };
+            ts as f64 * f64::from(tb.num) / f64::from(tb.den.max(1))
+        });
         if Some(si) == vindex {
             let dec = vdec.as_mut().expect("video decoder exists with its index");
             if dec.send_packet(&packet).is_err() {
                 report.decode_errors += 1;
+                if report.error_times_s.len() < 100 {
+                    report.error_times_s.extend(packet_s);
+                }
                 continue;
             }
             let v = report.video.as_mut().expect("set with the decoder");
@@ -194,6 +304,9 @@ pub fn scan(path: &Path) -> Result<ScanReport, AvError> {
         } else if let Some((i, dec)) = adecs.iter_mut().find(|(i, _)| *i == si) {
             if dec.send_packet(&packet).is_err() {
                 report.decode_errors += 1;
+                if report.error_times_s.len() < 100 {
+                    report.error_times_s.extend(packet_s);
+                }
                 continue;
             }
             let a = report
@@ -235,6 +348,10 @@ pub fn scan(path: &Path) -> Result<ScanReport, AvError> {
         Some(v) if v.frames > 1 => duration * v.frames as f64 / (v.frames - 1) as f64,
         _ => duration,
     };
+    if let Some(v) = report.video.as_mut() {
+        let end = v.first_pts_s.unwrap_or(0.0) + duration;
+        v.close_picture(end);
+    }
     report.bits = windows.into_iter().map(|w| w.finish(duration)).collect();
     Ok(report)
 }
@@ -282,6 +399,7 @@ fn tally_video(
     }
     if let Some(ts) = f.timestamp() {
         let s = ts as f64 * tb;
+        v.measure_picture(f, s);
         if let Some(last) = v.last_pts_s {
             if s <= last {
                 v.non_monotonic += 1;

@@ -233,6 +233,17 @@ impl Catalog {
         self.user_of(&r, groups)
     }
 
+    pub async fn user_by_name(&self, username: &str) -> Result<Option<User>> {
+        let r = sqlx::query("SELECT id FROM users WHERE username = $1")
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?;
+        match r {
+            Some(r) => Ok(Some(self.user(r.try_get(0)?).await?)),
+            None => Ok(None),
+        }
+    }
+
     pub async fn users(&self, after: i64, limit: i64) -> Result<Vec<User>> {
         let rows = sqlx::query("SELECT * FROM users WHERE id > $1 ORDER BY id LIMIT $2")
             .bind(after)

@@ -138,7 +138,7 @@ pub struct FileRec {
 }
 
 /// A file to record, already on disk and hashed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewFile {
     pub role: String,
     pub path: String,
@@ -1082,6 +1082,116 @@ impl Catalog {
         tx.commit().await?;
         self.publish([c1, c2]);
         Ok((self.asset(who, id).await?, self.file_row(fid).await?))
+    }
+
+    /// What a succeeded ingest job made: the asset, its source file and the job's new state,
+    /// in one transaction (a crash leaves all of it or none, and the job is not run twice).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn ingest_for_job(
+        &self,
+        who: &Principal,
+        i: &AssetInput,
+        f: &NewFile,
+        job_id: i64,
+        worker: &str,
+        result: &Value,
+    ) -> Result<(i64, i64)> {
+        self.check_input(who, i, true)?;
+        let mut tx = self.begin().await?;
+        self.order_lock(&mut tx).await?;
+        if let Some(r) = sqlx::query("SELECT asset_id, id FROM files WHERE sha256 = $1 LIMIT 1")
+            .bind(&f.sha256)
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            return Err(CatalogError::Duplicate {
+                ids: Some((r.try_get(0)?, r.try_get(1)?)),
+            });
+        }
+        let id = self.insert_asset(&mut tx, who, i).await?;
+        let c1 = self
+            .record(&mut tx, "asset", id, "created", Some(id))
+            .await?;
+        let (fid, c2) = self.insert_file(&mut tx, id, f).await?;
+        let mut result = result.clone();
+        result["asset_id"] = Value::from(id);
+        result["file_id"] = Value::from(fid);
+        let Some(c3) = self
+            .succeed_in(&mut tx, job_id, worker, &result, Some(id))
+            .await?
+        else {
+            return Err(CatalogError::Conflict(format!(
+                "job {job_id} is no longer running here"
+            )));
+        };
+        tx.commit().await?;
+        self.publish([c1, c2, c3]);
+        Ok((id, fid))
+    }
+
+    /// What a succeeded media job made: files on an asset and/or its new status, with the job's
+    /// new state, in one transaction.
+    pub async fn complete_for_job(
+        &self,
+        asset_id: i64,
+        files: &[NewFile],
+        status: Option<&str>,
+        job_id: i64,
+        worker: &str,
+        result: &Value,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let mut changes = Vec::new();
+        for f in files {
+            changes.push(self.insert_file(&mut tx, asset_id, f).await?.1);
+        }
+        if let Some(st) = status {
+            sqlx::query(
+                "UPDATE assets SET status = $2, version = version + 1, updated_ms = $3 \
+                 WHERE id = $1 AND status <> 'purged'",
+            )
+            .bind(asset_id)
+            .bind(st)
+            .bind(self.now_ms())
+            .execute(&mut *tx)
+            .await?;
+            changes.push(
+                self.record(&mut tx, "asset", asset_id, "updated", Some(asset_id))
+                    .await?,
+            );
+        }
+        let Some(c) = self
+            .succeed_in(&mut tx, job_id, worker, result, Some(asset_id))
+            .await?
+        else {
+            return Err(CatalogError::Conflict(format!(
+                "job {job_id} is no longer running here"
+            )));
+        };
+        changes.push(c);
+        tx.commit().await?;
+        self.publish(changes);
+        Ok(())
+    }
+
+    /// Sets an asset's status (workflows).
+    pub async fn set_status(&self, asset_id: i64, status: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE assets SET status = $2, version = version + 1, updated_ms = $3 \
+             WHERE id = $1 AND status <> 'purged'",
+        )
+        .bind(asset_id)
+        .bind(status)
+        .bind(self.now_ms())
+        .execute(&mut *tx)
+        .await?;
+        let c = self
+            .record(&mut tx, "asset", asset_id, "updated", Some(asset_id))
+            .await?;
+        tx.commit().await?;
+        self.publish([c]);
+        Ok(())
     }
 
     /// Adds a file to an asset the caller may write.

@@ -235,6 +235,36 @@ impl Default for Ingest {
     }
 }
 
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Jobs {
+    /// Media jobs running at once (CPU encode slots); 0 = half the cores, at least one.
+    pub workers: u32,
+    /// A worker that reports nothing for this long is killed and its job retried.
+    pub hang_timeout_s: u32,
+    /// A worker whose resident memory passes this is killed.
+    pub memory_limit: ByteSize,
+    /// How long a claimed job stays this appliance's without a sign of life.
+    pub lease_s: u32,
+    /// This appliance's name in the shared queue; empty = the host name.
+    pub appliance: String,
+    /// Extra workflow files (added to and replacing the bundled `default`).
+    pub workflows_dir: PathBuf,
+}
+
+impl Default for Jobs {
+    fn default() -> Self {
+        Jobs {
+            workers: 0,
+            hang_timeout_s: 120,
+            memory_limit: ByteSize(8 << 30),
+            lease_s: 60,
+            appliance: String::new(),
+            workflows_dir: PathBuf::from("firmware-config/workflows"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApplianceConfig {
@@ -245,6 +275,7 @@ pub struct ApplianceConfig {
     pub transcode: Transcode,
     pub ingest: Ingest,
     pub auth: Auth,
+    pub jobs: Jobs,
     /// Where the values came from, for messages.
     #[serde(skip)]
     pub origin: String,
@@ -258,6 +289,7 @@ const SECTIONS: &[&str] = &[
     "transcode",
     "ingest",
     "auth",
+    "jobs",
 ];
 
 /// Loads defaults → `file` (when given) → `ANTENNE_<SECTION>_<KEY>` variables from `env`, then
@@ -405,6 +437,23 @@ fn validate(c: &ApplianceConfig) -> Result<(), ConfigError> {
         return Err(bad(
             "auth",
             "session_hours, token_max_days and login_attempts must be at least 1".into(),
+        ));
+    }
+    if c.jobs.hang_timeout_s == 0 || c.jobs.lease_s < 5 {
+        return Err(bad(
+            "jobs",
+            "hang_timeout_s must be at least 1 and lease_s at least 5".into(),
+        ));
+    }
+    if !c
+        .jobs
+        .appliance
+        .chars()
+        .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' || ch == '.')
+    {
+        return Err(bad(
+            "jobs.appliance",
+            "letters, digits, - _ and . only".into(),
         ));
     }
     if c.server.request_timeout_s == 0 {

@@ -1,0 +1,54 @@
+//! Durable jobs: the queue in the catalog database (states, priority, attempts with backoff,
+//! leases, progress, logs), the supervisor that runs media jobs in `antenne worker` child
+//! processes, the worker side of that protocol, watch folders and workflows.
+//!
+//! The worker never touches the database: it gets a job on stdin, prints progress and a result
+//! as JSON lines, and the service records the outcome, together with what the job produced, in
+//! one transaction, so that a crash anywhere leaves either all of it or none.
+
+pub mod queue;
+pub mod supervisor;
+pub mod watch;
+pub mod worker;
+pub mod workflow;
+
+use serde::{Deserialize, Serialize};
+
+pub use queue::{Job, JobFilter, NewJob};
+
+/// A line a worker prints on stdout.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerMsg {
+    Progress {
+        percent: f64,
+        fps: f64,
+        speed: f64,
+        eta_s: f64,
+    },
+    Log {
+        level: String,
+        message: String,
+    },
+    Done {
+        result: serde_json::Value,
+    },
+    Failed {
+        error: String,
+        /// Whether another attempt could succeed (a missing file will not reappear).
+        retry: bool,
+    },
+}
+
+/// What a worker is given on stdin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerJob {
+    pub id: i64,
+    pub kind: String,
+    pub params: serde_json::Value,
+    /// Where renditions go (`data_dir/media/renditions`).
+    pub media_dir: std::path::PathBuf,
+    pub profiles_dir: Option<std::path::PathBuf>,
+    /// `auto`, `software`, `nvenc`, …
+    pub backend: String,
+}

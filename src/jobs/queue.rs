@@ -1,0 +1,470 @@
+//! The job queue in the catalog database. A job is claimed with a lease that progress extends;
+//! on PostgreSQL several appliances claim from one queue (`FOR UPDATE SKIP LOCKED`), on SQLite
+//! the write lock serialises claims.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::catalog::{Backend, Catalog, CatalogError, Change, Result};
+
+pub const KINDS: &[&str] = &["ingest", "qc", "transcode", "deliver", "purge", "noop"];
+pub const STATES: &[&str] = &["queued", "running", "succeeded", "failed", "cancelled"];
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    /// `queued`, `running`, `succeeded`, `failed`, `cancelled`.
+    pub state: String,
+    pub priority: i64,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    /// Not before (RFC 3339): the backoff after a failed attempt.
+    pub run_after: String,
+    /// The worker process that runs or ran it (`appliance/pid`).
+    pub worker: String,
+    pub asset_id: Option<i64>,
+    pub workflow: String,
+    #[schema(value_type = Object)]
+    pub params: Value,
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+    pub error: String,
+    pub progress: f64,
+    pub fps: f64,
+    pub speed: f64,
+    pub eta_s: f64,
+    pub created: String,
+    pub updated: String,
+    pub started: Option<String>,
+    pub finished: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewJob {
+    pub kind: String,
+    pub priority: i64,
+    pub max_attempts: i64,
+    pub asset_id: Option<i64>,
+    pub workflow: String,
+    /// At most one job per key, ever (a watch-folder file version, a workflow step).
+    pub idempotency_key: Option<String>,
+    pub params: Value,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct JobFilter {
+    pub state: Option<String>,
+    pub kind: Option<String>,
+    pub asset_id: Option<i64>,
+    pub workflow: Option<String>,
+    pub limit: Option<i64>,
+    /// The `next` of the previous page (newest first).
+    pub after: Option<i64>,
+}
+
+fn job_of(r: &AnyRow) -> Result<Job> {
+    let params: String = r.try_get("params")?;
+    let result: String = r.try_get("result")?;
+    let t = |c: &str| -> Result<Option<String>> {
+        Ok(r.try_get::<Option<i64>, _>(c)?.map(crate::catalog::rfc3339))
+    };
+    Ok(Job {
+        id: r.try_get("id")?,
+        kind: r.try_get("kind")?,
+        state: r.try_get("state")?,
+        priority: r.try_get("priority")?,
+        attempts: r.try_get("attempts")?,
+        max_attempts: r.try_get("max_attempts")?,
+        run_after: crate::catalog::rfc3339(r.try_get("run_after_ms")?),
+        worker: r.try_get("worker")?,
+        asset_id: r.try_get("asset_id")?,
+        workflow: r.try_get("workflow")?,
+        params: serde_json::from_str(&params).unwrap_or(Value::Null),
+        result: serde_json::from_str(&result).ok(),
+        error: r.try_get("error")?,
+        progress: r.try_get("progress")?,
+        fps: r.try_get("fps")?,
+        speed: r.try_get("speed")?,
+        eta_s: r.try_get("eta_s")?,
+        created: crate::catalog::rfc3339(r.try_get("created_ms")?),
+        updated: crate::catalog::rfc3339(r.try_get("updated_ms")?),
+        started: t("started_ms")?,
+        finished: t("finished_ms")?,
+    })
+}
+
+/// Seconds before attempt `n + 1` after `n` failed: 5, 10, 20 … at most 10 minutes.
+pub fn backoff_ms(attempts: i64) -> i64 {
+    let exp = attempts.clamp(1, 8) - 1;
+    (5_000i64 << exp).min(600_000)
+}
+
+impl Catalog {
+    /// Queues a job; `None` when its idempotency key was used before.
+    pub async fn enqueue(&self, j: &NewJob) -> Result<Option<Job>> {
+        if !KINDS.contains(&j.kind.as_str()) {
+            return Err(CatalogError::invalid(
+                "kind",
+                format!("{:?} is not one of {}", j.kind, KINDS.join(", ")),
+            ));
+        }
+        let mut tx = self.begin().await?;
+        let now = self.now_ms();
+        let r = sqlx::query(
+            "INSERT INTO jobs (kind, state, priority, max_attempts, run_after_ms, asset_id, workflow, \
+             idempotency_key, params, created_ms, updated_ms) VALUES ($1, 'queued', $2, $3, $4, $5, $6, \
+             $7, $8, $4, $4) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+        )
+        .bind(&j.kind)
+        .bind(j.priority)
+        .bind(if j.max_attempts > 0 { j.max_attempts } else { 3 })
+        .bind(now)
+        .bind(j.asset_id)
+        .bind(&j.workflow)
+        .bind(j.idempotency_key.as_deref())
+        .bind(j.params.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(r) = r else { return Ok(None) };
+        let id: i64 = r.try_get(0)?;
+        let c = self
+            .record(&mut tx, "job", id, "created", j.asset_id)
+            .await?;
+        tx.commit().await?;
+        self.publish([c]);
+        Ok(Some(self.job(id).await?))
+    }
+
+    pub async fn job(&self, id: i64) -> Result<Job> {
+        let r = sqlx::query("SELECT * FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| CatalogError::NotFound(format!("job {id}")))?;
+        job_of(&r)
+    }
+
+    pub async fn jobs(&self, f: &JobFilter) -> Result<Vec<Job>> {
+        let limit = f.limit.unwrap_or(100).clamp(1, 500);
+        let rows = sqlx::query(
+            "SELECT * FROM jobs WHERE ($1 = '' OR state = $1) AND ($2 = '' OR kind = $2) \
+             AND ($3 = 0 OR asset_id = $3) AND ($4 = '' OR workflow = $4) AND ($5 = 0 OR id < $5) \
+             ORDER BY id DESC LIMIT $6",
+        )
+        .bind(f.state.clone().unwrap_or_default())
+        .bind(f.kind.clone().unwrap_or_default())
+        .bind(f.asset_id.unwrap_or(0))
+        .bind(f.workflow.clone().unwrap_or_default())
+        .bind(f.after.unwrap_or(0))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_of).collect()
+    }
+
+    /// Takes the most urgent ready job for `worker` with a lease of `lease_ms`.
+    pub async fn claim(&self, worker: &str, lease_ms: i64) -> Result<Option<Job>> {
+        let now = self.now_ms();
+        let pick = match self.backend {
+            Backend::Postgres => {
+                "SELECT id FROM jobs WHERE state = 'queued' AND run_after_ms <= $1 \
+                 ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED"
+            }
+            Backend::Sqlite => {
+                "SELECT id FROM jobs WHERE state = 'queued' AND run_after_ms <= $1 \
+                 ORDER BY priority DESC, id LIMIT 1"
+            }
+        };
+        let sql = format!(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = $2, \
+             lease_until_ms = $3, started_ms = $1, updated_ms = $1, progress = 0, error = '' \
+             WHERE id = ({pick}) RETURNING id, asset_id"
+        );
+        let mut tx = self.begin().await?;
+        let r = sqlx::query(AssertSqlSafe(sql))
+            .bind(now)
+            .bind(worker)
+            .bind(now + lease_ms)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(r) = r else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let id: i64 = r.try_get(0)?;
+        let c = self
+            .record(&mut tx, "job", id, "updated", r.try_get(1)?)
+            .await?;
+        tx.commit().await?;
+        self.publish([c]);
+        Ok(Some(self.job(id).await?))
+    }
+
+    /// Progress of a running job; extends its lease. `false` when the job is no longer
+    /// running here (cancelled, or its lease was taken over): the worker should stop.
+    pub async fn progress(
+        &self,
+        id: i64,
+        worker: &str,
+        (percent, fps, speed, eta_s): (f64, f64, f64, f64),
+        lease_ms: i64,
+        announce: bool,
+    ) -> Result<bool> {
+        let now = self.now_ms();
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE jobs SET progress = $3, fps = $4, speed = $5, eta_s = $6, lease_until_ms = $7, \
+             updated_ms = $8 WHERE id = $1 AND worker = $2 AND state = 'running'",
+        )
+        .bind(id)
+        .bind(worker)
+        .bind(percent.clamp(0.0, 100.0))
+        .bind(fps)
+        .bind(speed)
+        .bind(eta_s)
+        .bind(now + lease_ms)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let mut changes = Vec::new();
+        if n > 0 && announce {
+            changes.push(self.record(&mut tx, "job", id, "progress", None).await?);
+        }
+        tx.commit().await?;
+        self.publish(changes);
+        Ok(n > 0)
+    }
+
+    /// Sets one parameter of a job (e.g. where its source is being moved, before the move, so
+    /// that a rerun after a crash finds it).
+    pub async fn set_job_param(&self, id: i64, key: &str, value: Value) -> Result<()> {
+        let j = self.job(id).await?;
+        let mut params = j.params;
+        params[key] = value;
+        sqlx::query("UPDATE jobs SET params = $2 WHERE id = $1")
+            .bind(id)
+            .bind(params.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn job_log(&self, id: i64, level: &str, message: &str) -> Result<()> {
+        let message: String = message.chars().take(4000).collect();
+        sqlx::query("INSERT INTO job_logs (job_id, ts_ms, level, message) VALUES ($1, $2, $3, $4)")
+            .bind(id)
+            .bind(self.now_ms())
+            .bind(level)
+            .bind(message.replace('\0', ""))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn job_logs(
+        &self,
+        id: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT id, ts_ms, level, message FROM job_logs WHERE job_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    crate::catalog::rfc3339(r.try_get(1)?),
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Marks a running job succeeded inside the caller's transaction (with what it produced).
+    pub(crate) async fn succeed_in(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        id: i64,
+        worker: &str,
+        result: &Value,
+        asset_id: Option<i64>,
+    ) -> Result<Option<Change>> {
+        let now = self.now_ms();
+        let n = sqlx::query(
+            "UPDATE jobs SET state = 'succeeded', result = $3, progress = 100, finished_ms = $4, \
+             updated_ms = $4, lease_until_ms = NULL, asset_id = COALESCE($5, asset_id) \
+             WHERE id = $1 AND worker = $2 AND state = 'running'",
+        )
+        .bind(id)
+        .bind(worker)
+        .bind(result.to_string())
+        .bind(now)
+        .bind(asset_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Ok(None);
+        }
+        Ok(Some(self.record(tx, "job", id, "updated", asset_id).await?))
+    }
+
+    pub async fn succeed(&self, id: i64, worker: &str, result: &Value) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let c = self.succeed_in(&mut tx, id, worker, result, None).await?;
+        tx.commit().await?;
+        let ok = c.is_some();
+        self.publish(c);
+        Ok(ok)
+    }
+
+    /// A failed attempt: queued again after a backoff while attempts remain and `retry`, else
+    /// failed for good.
+    pub async fn fail(&self, id: i64, worker: &str, error: &str, retry: bool) -> Result<Job> {
+        let now = self.now_ms();
+        let mut tx = self.begin().await?;
+        let r = sqlx::query("SELECT attempts, max_attempts, asset_id FROM jobs WHERE id = $1 AND worker = $2 AND state = 'running'")
+            .bind(id)
+            .bind(worker)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(r) = r else {
+            tx.commit().await?;
+            return self.job(id).await;
+        };
+        let attempts: i64 = r.try_get(0)?;
+        let max: i64 = r.try_get(1)?;
+        let again = retry && attempts < max;
+        sqlx::query(
+            "UPDATE jobs SET state = $3, error = $4, run_after_ms = $5, updated_ms = $6, \
+             finished_ms = $7, lease_until_ms = NULL WHERE id = $1 AND worker = $2",
+        )
+        .bind(id)
+        .bind(worker)
+        .bind(if again { "queued" } else { "failed" })
+        .bind(
+            error
+                .chars()
+                .take(4000)
+                .collect::<String>()
+                .replace('\0', ""),
+        )
+        .bind(now + if again { backoff_ms(attempts) } else { 0 })
+        .bind(now)
+        .bind((!again).then_some(now))
+        .execute(&mut *tx)
+        .await?;
+        let c = self
+            .record(&mut tx, "job", id, "updated", r.try_get(2)?)
+            .await?;
+        tx.commit().await?;
+        self.publish([c]);
+        self.job(id).await
+    }
+
+    /// Cancels a queued or running job (a running one's worker is stopped by its supervisor).
+    pub async fn cancel_job(&self, id: i64) -> Result<Job> {
+        let now = self.now_ms();
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE jobs SET state = 'cancelled', updated_ms = $2, finished_ms = $2, lease_until_ms = NULL \
+             WHERE id = $1 AND state IN ('queued', 'running')",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            let j = self.job(id).await?;
+            return Err(CatalogError::Conflict(format!(
+                "job {id} is {}: only a queued or running job is cancelled",
+                j.state
+            )));
+        }
+        let c = self.record(&mut tx, "job", id, "updated", None).await?;
+        tx.commit().await?;
+        self.publish([c]);
+        self.job(id).await
+    }
+
+    /// Queues a failed or cancelled job again, with one more attempt allowed.
+    pub async fn retry_job(&self, id: i64) -> Result<Job> {
+        let now = self.now_ms();
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE jobs SET state = 'queued', run_after_ms = $2, updated_ms = $2, finished_ms = NULL, \
+             max_attempts = attempts + 1, error = '' WHERE id = $1 AND state IN ('failed', 'cancelled')",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            let j = self.job(id).await?;
+            return Err(CatalogError::Conflict(format!(
+                "job {id} is {}: only a failed or cancelled job is retried",
+                j.state
+            )));
+        }
+        let c = self.record(&mut tx, "job", id, "updated", None).await?;
+        tx.commit().await?;
+        self.publish([c]);
+        self.job(id).await
+    }
+
+    /// Running jobs whose lease ran out (their appliance died, or `worker_prefix` is this
+    /// appliance starting again): queued again, the attempt counted.
+    pub async fn recover_jobs(&self, worker_prefix: Option<&str>) -> Result<u64> {
+        let now = self.now_ms();
+        let n = sqlx::query(
+            "UPDATE jobs SET state = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END, \
+             error = 'the worker was lost (appliance stopped or crashed)', updated_ms = $1, \
+             lease_until_ms = NULL WHERE state = 'running' AND (lease_until_ms < $1 OR \
+             ($2 <> '' AND worker LIKE $3))",
+        )
+        .bind(now)
+        .bind(worker_prefix.unwrap_or(""))
+        .bind(format!("{}%", worker_prefix.unwrap_or("")))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n)
+    }
+
+    /// Jobs per state, for metrics.
+    pub async fn job_counts(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff_ms(1), 5_000);
+        assert_eq!(backoff_ms(2), 10_000);
+        assert_eq!(backoff_ms(3), 20_000);
+        assert_eq!(backoff_ms(50), 600_000);
+    }
+}

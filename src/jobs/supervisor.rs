@@ -1,0 +1,729 @@
+//! The service side of jobs: claims jobs up to the machine's slots, runs each media job in an
+//! `antenne worker` child process, watches it (progress, hang, memory, crash, cancellation),
+//! records the outcome with what the job made in one transaction, and moves workflows on.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::watch::Watcher;
+use super::workflow::{After, Workflow};
+use super::{Job, NewJob, WorkerJob, WorkerMsg};
+use crate::catalog::assets::{AssetInput, NewFile};
+use crate::catalog::{Catalog, CatalogError, Principal};
+
+/// How the supervisor runs jobs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// This appliance's name: worker names are `<appliance>/w<n>`.
+    pub appliance: String,
+    /// Jobs running at once (CPU encode slots).
+    pub slots: usize,
+    /// A worker silent for this long is killed (a hang).
+    pub hang: Duration,
+    /// A worker whose resident memory passes this is killed.
+    pub memory_limit: u64,
+    pub lease_ms: i64,
+    pub data_dir: PathBuf,
+    pub media_dir: PathBuf,
+    pub profiles_dir: Option<PathBuf>,
+    pub backend: String,
+    /// The program run as `<exe> worker`.
+    pub worker_exe: PathBuf,
+}
+
+pub struct Supervisor {
+    pub catalog: Catalog,
+    pub workflows: Vec<Arc<Workflow>>,
+    pub settings: Settings,
+    /// The principal workflows act as (a `service` user that cannot log in).
+    pub system: Principal,
+    pub wake: Notify,
+    running: AtomicUsize,
+    serial: AtomicU64,
+}
+
+enum Outcome {
+    Done(Value),
+    Failed(String, bool),
+    Lost(String),
+    Cancelled,
+}
+
+/// Resident memory of a process, from `/proc/<pid>/status`.
+fn rss_bytes(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// A free name for `name` in `dir` (`name`, then `name (2)` …).
+fn free_name(dir: &Path, name: &str) -> PathBuf {
+    let p = dir.join(name);
+    if !p.exists() {
+        return p;
+    }
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((s, e)) => (s.to_string(), format!(".{e}")),
+        None => (name.to_string(), String::new()),
+    };
+    (2..10_000)
+        .map(|i| dir.join(format!("{stem} ({i}){ext}")))
+        .find(|p| !p.exists())
+        .unwrap_or(p)
+}
+
+fn role_for(profile: &str) -> &'static str {
+    match profile {
+        p if ["xdcam", "avci", "imx", "prores", "dnxhd"]
+            .iter()
+            .any(|k| p.starts_with(k)) =>
+        {
+            "house"
+        }
+        "proxy" | "thumbnails" => "proxy",
+        _ => "platform",
+    }
+}
+
+/// Sidecar fields as catalog metadata (unknown keys are ignored, reported in the job log).
+fn asset_input(sidecar: &Value, kind: &str, fallback_title: &str) -> (AssetInput, Vec<String>) {
+    let f = &sidecar["fields"];
+    let s = |k: &str| {
+        f[k].as_str()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let tags = match &f["tags"] {
+        Value::Array(a) => Some(
+            a.iter()
+                .filter_map(|t| t.as_str().map(String::from))
+                .collect(),
+        ),
+        Value::String(t) => Some(
+            t.split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect(),
+        ),
+        _ => None,
+    };
+    let known = [
+        "title",
+        "description",
+        "subject",
+        "creator",
+        "contributor",
+        "date",
+        "language",
+        "rights",
+        "identifier",
+        "series",
+        "episode",
+        "tags",
+        "custom",
+        "house_id",
+        "kind",
+        "duration_s",
+        "width",
+        "height",
+        "frame_rate",
+        "field_order",
+        "audio_channels",
+    ];
+    let ignored = f
+        .as_object()
+        .map(|o| {
+            o.keys()
+                .filter(|k| !known.contains(&k.as_str()))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    (
+        AssetInput {
+            house_id: s("house_id"),
+            kind: s("kind").or_else(|| Some(kind.to_string())),
+            title: s("title").or_else(|| Some(fallback_title.to_string())),
+            description: s("description"),
+            subject: s("subject"),
+            creator: s("creator"),
+            contributor: s("contributor"),
+            date: s("date"),
+            language: s("language"),
+            rights: s("rights"),
+            identifier: s("identifier"),
+            series: s("series"),
+            episode: s("episode"),
+            custom: f["custom"].as_object().cloned(),
+            tags,
+            ..Default::default()
+        },
+        ignored,
+    )
+}
+
+impl Supervisor {
+    pub fn new(
+        catalog: Catalog,
+        workflows: Vec<Workflow>,
+        settings: Settings,
+        system: Principal,
+    ) -> Arc<Self> {
+        Arc::new(Supervisor {
+            catalog,
+            workflows: workflows.into_iter().map(Arc::new).collect(),
+            settings,
+            system,
+            wake: Notify::new(),
+            running: AtomicUsize::new(0),
+            serial: AtomicU64::new(0),
+        })
+    }
+
+    pub fn workflow(&self, name: &str) -> Option<Arc<Workflow>> {
+        self.workflows.iter().find(|w| w.name == name).cloned()
+    }
+
+    /// The folder a workflow watches.
+    pub fn watch_dir(&self, w: &Workflow) -> Option<PathBuf> {
+        w.trigger.watch.as_ref().map(|d| {
+            if d.is_absolute() {
+                d.clone()
+            } else {
+                self.settings.data_dir.join(d)
+            }
+        })
+    }
+
+    /// Runs until `stopping`: watch folders, the lease sweeper and the job loop.
+    pub async fn run(self: Arc<Self>, stopping: CancellationToken) {
+        let prefix = format!("{}/", self.settings.appliance);
+        match self.catalog.recover_jobs(Some(&prefix)).await {
+            Ok(n) if n > 0 => tracing::warn!(jobs = n, "jobs of a previous run queued again"),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "jobs: cannot recover"),
+        }
+        for w in &self.workflows {
+            let Some(dir) = self.watch_dir(w) else {
+                continue;
+            };
+            for d in [dir.clone(), dir.join("done"), dir.join("failed")] {
+                if let Err(e) = std::fs::create_dir_all(&d) {
+                    tracing::error!(error = %e, dir = %d.display(), "watch folder cannot be made");
+                }
+            }
+            let (me, stop, w) = (self.clone(), stopping.clone(), w.clone());
+            tokio::spawn(async move {
+                let mut watcher = Watcher::new(dir, w.clone());
+                let poll = Duration::from_secs_f64(w.trigger.poll_s);
+                loop {
+                    if watcher.scan(&me.catalog).await > 0 {
+                        me.wake.notify_one();
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(poll) => {}
+                        _ = stop.cancelled() => return,
+                    }
+                }
+            });
+        }
+        {
+            let (me, stop) = (self.clone(), stopping.clone());
+            tokio::spawn(async move {
+                let every = Duration::from_millis((me.settings.lease_ms / 2).max(1000) as u64);
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => {}
+                        _ = stop.cancelled() => return,
+                    }
+                    if let Ok(n) = me.catalog.recover_jobs(None).await {
+                        if n > 0 {
+                            tracing::warn!(jobs = n, "jobs whose worker was lost queued again");
+                            me.wake.notify_one();
+                        }
+                    }
+                }
+            });
+        }
+        loop {
+            while self.running.load(Ordering::SeqCst) < self.settings.slots {
+                let n = self.serial.fetch_add(1, Ordering::SeqCst);
+                let worker = format!("{}w{n}", prefix);
+                match self.catalog.claim(&worker, self.settings.lease_ms).await {
+                    Ok(Some(job)) => {
+                        self.running.fetch_add(1, Ordering::SeqCst);
+                        let (me, stop) = (self.clone(), stopping.clone());
+                        tokio::spawn(async move {
+                            me.run_job(job, worker, stop).await;
+                            me.running.fetch_sub(1, Ordering::SeqCst);
+                            me.wake.notify_one();
+                        });
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "jobs: cannot claim");
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = stopping.cancelled() => return,
+            }
+        }
+    }
+
+    async fn run_job(&self, job: Job, worker: String, stopping: CancellationToken) {
+        let outcome = if job.kind == "noop" && job.params.as_object().is_none_or(|o| o.is_empty()) {
+            // Nothing to isolate: the scheduler's own cost.
+            Outcome::Done(json!({"ok": true}))
+        } else {
+            self.spawn_worker(&job, &worker, &stopping).await
+        };
+        let id = job.id;
+        let res = match outcome {
+            Outcome::Done(result) => self.complete(&job, &worker, result).await,
+            Outcome::Failed(e, retry) => self.failed(&job, &worker, &e, retry).await,
+            Outcome::Lost(e) => self.failed(&job, &worker, &e, true).await,
+            Outcome::Cancelled => Ok(()),
+        };
+        if let Err(e) = res {
+            tracing::error!(job = id, error = %e, "jobs: cannot record the outcome");
+        }
+    }
+
+    async fn spawn_worker(&self, job: &Job, worker: &str, stopping: &CancellationToken) -> Outcome {
+        let spec = WorkerJob {
+            id: job.id,
+            kind: job.kind.clone(),
+            params: job.params.clone(),
+            media_dir: self.settings.media_dir.clone(),
+            profiles_dir: self.settings.profiles_dir.clone(),
+            backend: self.settings.backend.clone(),
+        };
+        let mut child = match tokio::process::Command::new(&self.settings.worker_exe)
+            .arg("worker")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => return Outcome::Failed(format!("cannot start a worker: {e}"), true),
+        };
+        let pid = child.id().unwrap_or(0);
+        let _ = self
+            .catalog
+            .job_log(
+                job.id,
+                "info",
+                &format!("worker {worker} (pid {pid}) started"),
+            )
+            .await;
+        if let Some(mut stdin) = child.stdin.take() {
+            let text = serde_json::to_vec(&spec).unwrap_or_default();
+            let _ = stdin.write_all(&text).await;
+        }
+        let stderr_tail = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        if let Some(err) = child.stderr.take() {
+            let tail = stderr_tail.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(err).lines();
+                while let Ok(Some(l)) = lines.next_line().await {
+                    if let Ok(mut t) = tail.lock() {
+                        t.push(l);
+                        if t.len() > 20 {
+                            t.remove(0);
+                        }
+                    }
+                }
+            });
+        }
+        let Some(out) = child.stdout.take() else {
+            return Outcome::Failed("worker has no stdout".into(), true);
+        };
+        let mut lines = BufReader::new(out).lines();
+        let mut outcome = None;
+        let mut last_db = Instant::now() - Duration::from_secs(10);
+        let mut mem_tick = tokio::time::interval(Duration::from_secs(1));
+        let mut logs = 0;
+        let mut last_line = Instant::now();
+        loop {
+            tokio::select! {
+                line = lines.next_line() => {
+                    last_line = Instant::now();
+                    match line {
+                        Ok(Some(l)) => match serde_json::from_str::<WorkerMsg>(&l) {
+                            Ok(WorkerMsg::Progress { percent, fps, speed, eta_s }) => {
+                                if last_db.elapsed() >= Duration::from_secs(1) {
+                                    last_db = Instant::now();
+                                    match self.catalog.progress(job.id, worker, (percent, fps, speed, eta_s), self.settings.lease_ms, true).await {
+                                        Ok(false) => { outcome = Some(Outcome::Cancelled); break; }
+                                        Ok(true) => {}
+                                        Err(e) => tracing::warn!(error = %e, "jobs: progress"),
+                                    }
+                                }
+                            }
+                            Ok(WorkerMsg::Log { level, message }) => {
+                                logs += 1;
+                                if logs <= 500 {
+                                    let _ = self.catalog.job_log(job.id, &level, &message).await;
+                                }
+                            }
+                            Ok(WorkerMsg::Done { result }) => outcome = Some(Outcome::Done(result)),
+                            Ok(WorkerMsg::Failed { error, retry }) => outcome = Some(Outcome::Failed(error, retry)),
+                            Err(_) => {}
+                        },
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                _ = mem_tick.tick() => {
+                    if last_line.elapsed() > self.settings.hang {
+                        outcome = Some(Outcome::Lost(format!(
+                            "no progress for {} s: the worker was stopped (hang)",
+                            self.settings.hang.as_secs()
+                        )));
+                        break;
+                    }
+                    if let Some(rss) = rss_bytes(pid) {
+                        if rss > self.settings.memory_limit {
+                            outcome = Some(Outcome::Failed(format!(
+                                "the worker used {} MiB, over the limit of {} MiB: stopped",
+                                rss >> 20,
+                                self.settings.memory_limit >> 20
+                            ), true));
+                            break;
+                        }
+                    }
+                    // A job cancelled over the API stops its worker.
+                    if last_db.elapsed() >= Duration::from_secs(2) {
+                        last_db = Instant::now();
+                        if let Ok(false) = self.catalog.progress(job.id, worker, (job.progress, 0.0, 0.0, 0.0), self.settings.lease_ms, false).await {
+                            outcome = Some(Outcome::Cancelled);
+                            break;
+                        }
+                    }
+                }
+                _ = stopping.cancelled() => {
+                    // The job stays running under this appliance's name: the next start (or
+                    // another appliance, when the lease runs out) queues it again.
+                    let _ = child.kill().await;
+                    return Outcome::Cancelled;
+                }
+            }
+        }
+        if !matches!(outcome, Some(Outcome::Done(_)) | Some(Outcome::Failed(..)))
+            || outcome.is_none()
+        {
+            let _ = child.kill().await;
+        }
+        let status = child.wait().await;
+        match outcome {
+            Some(o) => o,
+            None => {
+                let tail = stderr_tail
+                    .lock()
+                    .map(|t| t.join(" | "))
+                    .unwrap_or_default();
+                let how = match status {
+                    Ok(s) => {
+                        use std::os::unix::process::ExitStatusExt;
+                        match s.signal() {
+                            Some(sig) => format!("killed by signal {sig}"),
+                            None => format!("exited with {}", s.code().unwrap_or(-1)),
+                        }
+                    }
+                    Err(e) => e.to_string(),
+                };
+                Outcome::Lost(format!(
+                    "the worker crashed ({how}) without a result; {tail}"
+                ))
+            }
+        }
+    }
+
+    async fn failed(
+        &self,
+        job: &Job,
+        worker: &str,
+        error: &str,
+        retry: bool,
+    ) -> Result<(), CatalogError> {
+        let _ = self.catalog.job_log(job.id, "error", error).await;
+        let j = self.catalog.fail(job.id, worker, error, retry).await?;
+        if j.state == "failed" {
+            if job.kind == "ingest" {
+                self.move_source(job, "failed").await;
+            }
+            if let Some(a) = job.asset_id {
+                if job.kind == "qc" || job.kind == "transcode" {
+                    let _ = self.catalog.set_status(a, "qc_failed").await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves an ingested (or refused) source to `done/` or `failed/` beside it, when its
+    /// workflow says so; returns where it is now.
+    async fn move_source(&self, job: &Job, to: &str) -> Option<PathBuf> {
+        let src = PathBuf::from(job.params["path"].as_str()?);
+        let w = self.workflow(&job.workflow)?;
+        if w.trigger.after != After::Move {
+            return Some(src);
+        }
+        let planned = PathBuf::from(job.params["moved_to"].as_str()?);
+        if !src.exists() {
+            return planned.exists().then_some(planned);
+        }
+        // `moved_to` is `<watch>/done/<name>`: done/ and failed/ sit in the watch folder.
+        let dir = planned.parent()?.parent()?.join(to);
+        let _ = std::fs::create_dir_all(&dir);
+        let name = src.file_name()?.to_string_lossy().into_owned();
+        let dest = if to == "done" && !planned.exists() {
+            planned
+        } else {
+            free_name(&dir, &name)
+        };
+        if to == "done"
+            && self
+                .catalog
+                .set_job_param(job.id, "moved_to", json!(dest))
+                .await
+                .is_err()
+        {
+            return Some(src);
+        }
+        match std::fs::rename(&src, &dest) {
+            Ok(()) => {
+                if let Some(side) = crate::jobs::worker::read_sidecar(&src) {
+                    if let Some(f) = side["file"].as_str() {
+                        let _ = std::fs::rename(f, dir.join(Path::new(f).file_name()?));
+                    }
+                }
+                Some(dest)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, src = %src.display(), "cannot move the source");
+                Some(src)
+            }
+        }
+    }
+
+    async fn complete(&self, job: &Job, worker: &str, result: Value) -> Result<(), CatalogError> {
+        match job.kind.as_str() {
+            "ingest" => self.complete_ingest(job, worker, result).await,
+            "qc" => {
+                let verdict = result["verdict"].as_str().unwrap_or("fail").to_string();
+                let asset = job.asset_id.unwrap_or_default();
+                let status = (verdict == "fail").then_some("qc_failed");
+                self.catalog
+                    .complete_for_job(asset, &[], status, job.id, worker, &result)
+                    .await?;
+                let mut ctx = job.params["ctx"].clone();
+                ctx["qc"] = json!({"verdict": verdict});
+                self.next_step(job, ctx).await
+            }
+            "transcode" => {
+                let outputs = result["outputs"].as_array().cloned().unwrap_or_default();
+                let failed: Vec<String> = outputs
+                    .iter()
+                    .filter(|o| o["pass"] != true)
+                    .map(|o| o["path"].as_str().unwrap_or("?").to_string())
+                    .collect();
+                if !failed.is_empty() {
+                    let e = format!("verification failed for {}", failed.join(", "));
+                    return self.failed(job, worker, &e, false).await;
+                }
+                let mut files = Vec::new();
+                for o in &outputs {
+                    let mut f: NewFile = match serde_json::from_value(o["file"].clone()) {
+                        Ok(f) => f,
+                        Err(e) => {
+                            return self
+                                .failed(job, worker, &format!("worker result: {e}"), true)
+                                .await
+                        }
+                    };
+                    f.role = role_for(o["profile"].as_str().unwrap_or_default()).into();
+                    files.push(f);
+                }
+                let asset = job.asset_id.unwrap_or_default();
+                self.catalog
+                    .complete_for_job(asset, &files, None, job.id, worker, &result)
+                    .await?;
+                self.next_step(job, job.params["ctx"].clone()).await
+            }
+            _ => {
+                self.catalog.succeed(job.id, worker, &result).await?;
+                if job.params.get("step").is_some() {
+                    self.next_step(job, job.params["ctx"].clone()).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn complete_ingest(
+        &self,
+        job: &Job,
+        worker: &str,
+        result: Value,
+    ) -> Result<(), CatalogError> {
+        let mut file: NewFile = match serde_json::from_value(result["file"].clone()) {
+            Ok(f) => f,
+            Err(e) => {
+                return self
+                    .failed(job, worker, &format!("worker result: {e}"), true)
+                    .await
+            }
+        };
+        let workflow = self.workflow(&job.workflow);
+        let sidecar = result["sidecar"].clone();
+        let name = Path::new(&file.path)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "untitled".into());
+        let kind = workflow
+            .as_ref()
+            .map_or("clip".to_string(), |w| w.asset_kind.clone());
+        let (mut input, ignored) = asset_input(&sidecar, &kind, &name);
+        if !ignored.is_empty() {
+            let _ = self
+                .catalog
+                .job_log(
+                    job.id,
+                    "warn",
+                    &format!("sidecar fields not in the catalog: {}", ignored.join(", ")),
+                )
+                .await;
+        }
+        if let Some(e) = sidecar["error"].as_str() {
+            let _ = self
+                .catalog
+                .job_log(job.id, "warn", &format!("sidecar unreadable: {e}"))
+                .await;
+        }
+        let has_steps = workflow.as_ref().is_some_and(|w| !w.steps.is_empty());
+        input.status = Some(if has_steps { "ingesting" } else { "ready" }.into());
+        // Where the source will be: moved first, so that the catalog records its final place.
+        if let Some(now_at) = self.move_source(job, "done").await {
+            file.path = now_at.display().to_string();
+        }
+        match self
+            .catalog
+            .ingest_for_job(&self.system, &input, &file, job.id, worker, &result)
+            .await
+        {
+            Ok((asset_id, file_id)) => {
+                let mut step_job = job.clone();
+                step_job.asset_id = Some(asset_id);
+                step_job.params = json!({
+                    "path": file.path,
+                    "file_id": file_id,
+                    "declared": sidecar["fields"],
+                    "ctx": {"source": file.technical},
+                    "step": -1,
+                });
+                self.next_step(&step_job, step_job.params["ctx"].clone())
+                    .await
+            }
+            Err(
+                e @ (CatalogError::Duplicate { .. }
+                | CatalogError::Invalid { .. }
+                | CatalogError::Conflict(_)
+                | CatalogError::FieldForbidden(_)),
+            ) => {
+                // Move it back out of done/: it was not taken.
+                let mut j = job.clone();
+                j.params["path"] = json!(file.path);
+                self.failed(&j, worker, &e.to_string(), false).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Queues the next step of the job's workflow whose condition holds; marks the asset ready
+    /// after the last.
+    async fn next_step(&self, job: &Job, ctx: Value) -> Result<(), CatalogError> {
+        let Some(w) = self.workflow(&job.workflow) else {
+            return Ok(());
+        };
+        let Some(asset_id) = job.asset_id else {
+            return Ok(());
+        };
+        let from = (job.params["step"].as_i64().unwrap_or(-1) + 1).max(0) as usize;
+        let Some((i, step)) = w.next_step(from, &ctx) else {
+            if ctx["qc"]["verdict"].as_str() != Some("fail") {
+                self.catalog.set_status(asset_id, "ready").await?;
+            }
+            return Ok(());
+        };
+        let asset = self.catalog.asset(&self.system, asset_id).await?;
+        let mut params = json!({
+            "step": i,
+            "path": job.params["path"],
+            "file_id": job.params["file_id"],
+            "declared": job.params["declared"],
+            "ctx": ctx,
+        });
+        let kind = match step.kind.as_str() {
+            "qc" => {
+                params["rules"] = serde_json::to_value(&w.qc).unwrap_or_default();
+                let mut declared = job.params["declared"].clone();
+                if !declared.is_object() {
+                    declared = json!({});
+                }
+                params["declared"] = declared;
+                "qc"
+            }
+            "transcode" => {
+                params["profiles"] = json!(step.profiles);
+                params["out_dir"] = json!(self
+                    .settings
+                    .media_dir
+                    .join("renditions")
+                    .join(crate::ingest::safe_name(&asset.house_id)));
+                "transcode"
+            }
+            _ => {
+                let files = self.catalog.files(&self.system, asset_id).await?;
+                let paths: Vec<String> = files
+                    .iter()
+                    .filter(|f| {
+                        f.role != "source"
+                            && (step.profiles.is_empty() || step.profiles.contains(&f.profile))
+                    })
+                    .map(|f| f.path.clone())
+                    .collect();
+                params["files"] = json!(paths);
+                params["to"] = json!(step.to);
+                "deliver"
+            }
+        };
+        self.catalog
+            .enqueue(&NewJob {
+                kind: kind.into(),
+                priority: step.priority,
+                max_attempts: 3,
+                asset_id: Some(asset_id),
+                workflow: w.name.clone(),
+                idempotency_key: Some(format!("wf:{}:{asset_id}:{i}", w.name)),
+                params,
+            })
+            .await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+}

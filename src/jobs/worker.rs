@@ -1,0 +1,446 @@
+//! `antenne worker`: runs one media job in its own process. The job comes as JSON on stdin;
+//! progress, logs and the outcome go to stdout as JSON lines ([`WorkerMsg`]). A decoder crash,
+//! hang or runaway allocation here takes this process down, not the service.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::{WorkerJob, WorkerMsg};
+
+fn emit(m: &WorkerMsg) {
+    let mut out = std::io::stdout().lock();
+    if let Ok(s) = serde_json::to_string(m) {
+        let _ = writeln!(out, "{s}");
+        let _ = out.flush();
+    }
+}
+
+fn log(level: &str, message: impl Into<String>) {
+    emit(&WorkerMsg::Log {
+        level: level.into(),
+        message: message.into(),
+    });
+}
+
+/// A job's failure: the message, and whether another attempt could succeed.
+pub struct Failure(pub String, pub bool);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure(e.to_string(), true)
+    }
+}
+
+fn fatal(msg: impl Into<String>) -> Failure {
+    Failure(msg.into(), false)
+}
+
+/// Reads the job from stdin, runs it, prints the outcome; the exit code says whether it ran.
+pub fn main() -> i32 {
+    // Orphaned (the service was killed): stop rather than write beside the job's next run.
+    let parent = std::os::unix::process::parent_id();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(Duration::from_millis(200));
+        if std::os::unix::process::parent_id() != parent {
+            std::process::exit(3);
+        }
+    });
+    let mut input = String::new();
+    if std::io::stdin().read_to_string(&mut input).is_err() {
+        return 2;
+    }
+    let job: WorkerJob = match serde_json::from_str(&input) {
+        Ok(j) => j,
+        Err(e) => {
+            emit(&WorkerMsg::Failed {
+                error: format!("worker: the job is not valid JSON: {e}"),
+                retry: false,
+            });
+            return 2;
+        }
+    };
+    crate::av::init();
+    let outcome = match job.kind.as_str() {
+        "noop" => noop(&job.params),
+        "ingest" => ingest(&job.params),
+        "qc" => qc(&job.params),
+        "transcode" => transcode(&job),
+        "deliver" => deliver(&job.params),
+        k => Err(fatal(format!("worker: no such job kind {k:?}"))),
+    };
+    match outcome {
+        Ok(result) => {
+            emit(&WorkerMsg::Done { result });
+            0
+        }
+        Err(Failure(error, retry)) => {
+            emit(&WorkerMsg::Failed { error, retry });
+            1
+        }
+    }
+}
+
+/// A job that does nothing (scheduler overhead, tests): or sleeps, crashes, hangs or allocates
+/// as `params` ask, to exercise the supervisor.
+fn noop(p: &Value) -> Result<Value, Failure> {
+    if let Some(ms) = p["sleep_ms"].as_u64() {
+        let steps = 10;
+        for i in 0..steps {
+            std::thread::sleep(Duration::from_millis(ms / steps));
+            emit(&WorkerMsg::Progress {
+                percent: f64::from((i + 1) as u32) * 10.0,
+                fps: 0.0,
+                speed: 0.0,
+                eta_s: 0.0,
+            });
+        }
+    }
+    if p["crash"].as_bool() == Some(true) {
+        std::process::abort();
+    }
+    if p["hang"].as_bool() == Some(true) {
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+    if let Some(mb) = p["alloc_mb"].as_u64() {
+        let mut hold: Vec<Vec<u8>> = Vec::new();
+        for _ in 0..mb {
+            hold.push(vec![1u8; 1 << 20]);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_secs(30));
+        drop(hold);
+    }
+    if let Some(e) = p["fail"].as_str() {
+        return Err(Failure(e.to_string(), p["retry"].as_bool().unwrap_or(true)));
+    }
+    Ok(json!({"ok": true}))
+}
+
+/// Where a file is now: its watch path, or where an earlier attempt moved it.
+fn locate(p: &Value) -> Result<PathBuf, Failure> {
+    let path = PathBuf::from(p["path"].as_str().unwrap_or_default());
+    if path.is_file() {
+        return Ok(path);
+    }
+    if let Some(moved) = p["moved_to"].as_str().map(PathBuf::from) {
+        if moved.is_file() {
+            return Ok(moved);
+        }
+    }
+    Err(fatal(format!("{}: no such file", path.display())))
+}
+
+/// Hash and probe a file; read its sidecar metadata.
+fn ingest(p: &Value) -> Result<Value, Failure> {
+    let path = locate(p)?;
+    let size = std::fs::metadata(&path)?.len();
+    let started = Instant::now();
+    let (hash, n) = hash_with_progress(&path, size)?;
+    if n != size {
+        return Err(Failure(
+            format!(
+                "{}: changed while being read ({size} then {n} bytes)",
+                path.display()
+            ),
+            true,
+        ));
+    }
+    let file = crate::ingest::describe(&path, "source", Some((hash, n)))
+        .map_err(|e| fatal(e.to_string()))?;
+    let sidecar = read_sidecar(&path);
+    log(
+        "info",
+        format!(
+            "{}: {n} bytes hashed and probed in {:.2} s",
+            path.display(),
+            started.elapsed().as_secs_f64()
+        ),
+    );
+    Ok(json!({"path": path, "file": file, "sidecar": sidecar}))
+}
+
+fn hash_with_progress(path: &Path, size: u64) -> Result<(String, u64), Failure> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    let mut last = Instant::now();
+    loop {
+        let k = f.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+        if last.elapsed() > Duration::from_millis(500) {
+            last = Instant::now();
+            emit(&WorkerMsg::Progress {
+                percent: if size > 0 {
+                    n as f64 * 100.0 / size as f64
+                } else {
+                    0.0
+                },
+                fps: 0.0,
+                speed: 0.0,
+                eta_s: 0.0,
+            });
+        }
+    }
+    Ok((crate::catalog::access::hex(&h.finalize()), n))
+}
+
+/// `<base>.json` (catalog field names) or `<base>.xml` (flat elements of the same names) beside
+/// a media file.
+pub fn read_sidecar(media: &Path) -> Option<Value> {
+    let json_path = media.with_extension("json");
+    if let Ok(b) = std::fs::read(&json_path) {
+        return Some(match serde_json::from_slice::<Value>(&b) {
+            Ok(v @ Value::Object(_)) => json!({"file": json_path, "fields": v}),
+            Ok(_) => json!({"file": json_path, "error": "not a JSON object"}),
+            Err(e) => json!({"file": json_path, "error": e.to_string()}),
+        });
+    }
+    let xml_path = media.with_extension("xml");
+    let text = std::fs::read_to_string(&xml_path).ok()?;
+    Some(json!({"file": xml_path, "fields": flat_xml(&text)}))
+}
+
+/// The text of simple `<name>text</name>` elements (the sidecar's fields); repeated `<tag>`
+/// elements become a list of tags.
+pub fn flat_xml(text: &str) -> Value {
+    let mut fields = serde_json::Map::new();
+    let mut tags = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find('<') {
+        rest = &rest[i + 1..];
+        let Some(j) = rest.find('>') else { break };
+        let name = &rest[..j];
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            rest = &rest[j + 1..];
+            continue;
+        }
+        let body = &rest[j + 1..];
+        let close = format!("</{name}>");
+        let Some(k) = body.find(&close) else {
+            rest = body;
+            continue;
+        };
+        let inner = &body[..k];
+        if !inner.contains('<') {
+            let v = unescape(inner.trim());
+            if name == "tag" {
+                tags.push(Value::String(v));
+            } else {
+                fields.insert(name.to_string(), Value::String(v));
+            }
+            rest = &body[k + close.len()..];
+        } else {
+            rest = body;
+        }
+    }
+    if !tags.is_empty() {
+        fields.insert("tags".into(), Value::Array(tags));
+    }
+    Value::Object(fields)
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+/// Full decode health, loudness, and essence against what the metadata declares.
+fn qc(p: &Value) -> Result<Value, Failure> {
+    let path = locate(p)?;
+    // The decode gives no progress of its own: say that the process lives.
+    let done = Arc::new(AtomicBool::new(false));
+    let beat = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            while !done.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(500));
+                emit(&WorkerMsg::Progress {
+                    percent: 0.0,
+                    fps: 0.0,
+                    speed: 0.0,
+                    eta_s: 0.0,
+                });
+            }
+        })
+    };
+    let r = qc_run(&path, p);
+    done.store(true, Ordering::SeqCst);
+    let _ = beat.join();
+    r
+}
+
+fn qc_run(path: &Path, p: &Value) -> Result<Value, Failure> {
+    let rules: super::workflow::QcRules =
+        serde_json::from_value(p["rules"].clone()).unwrap_or_default();
+    let report =
+        crate::qc::check(path, &rules, &p["declared"]).map_err(|e| fatal(e.to_string()))?;
+    Ok(serde_json::to_value(report).unwrap_or(Value::Null))
+}
+
+/// Every output of each profile from the file, verified; progress from the engine.
+fn transcode(job: &WorkerJob) -> Result<Value, Failure> {
+    use crate::av::engine::Progress;
+    let p = &job.params;
+    let source = locate(p)?;
+    let out_dir = PathBuf::from(p["out_dir"].as_str().unwrap_or_default());
+    let profiles: Vec<String> = p["profiles"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    if profiles.is_empty() {
+        return Err(fatal("transcode: no profile given"));
+    }
+    let backend = match job.backend.as_str() {
+        "software" => crate::transcode::BackendChoice::Software,
+        "nvenc" => crate::transcode::BackendChoice::Nvenc,
+        "vaapi" => crate::transcode::BackendChoice::Vaapi,
+        "qsv" => crate::transcode::BackendChoice::Qsv,
+        _ => crate::transcode::BackendChoice::Auto,
+    };
+    std::fs::create_dir_all(&out_dir)?;
+    crate::transcode::prepare_outdir(&out_dir).map_err(|e| fatal(e.to_string()))?;
+    let mut outputs = Vec::new();
+    for (n, name) in profiles.iter().enumerate() {
+        let prof = crate::profile::find(
+            name,
+            crate::profile::profiles_dir(job.profiles_dir.as_deref()).as_deref(),
+        )
+        .map_err(|e| fatal(e.to_string()))?;
+        let (src, opened) =
+            crate::av::probe::probe_open(&source).map_err(|e| fatal(e.to_string()))?;
+        let plan = crate::transcode::compile(&src, &prof, &out_dir, backend)
+            .map_err(|e| fatal(e.to_string()))?;
+        let progress = Arc::new(Progress::default());
+        let done = Arc::new(AtomicBool::new(false));
+        let reporter = {
+            let (progress, done) = (progress.clone(), done.clone());
+            let duration = plan.duration_s;
+            let share = (n, profiles.len());
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                while !done.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(500));
+                    let t = start.elapsed().as_secs_f64().max(1e-3);
+                    let frames = progress.frames_decoded.load(Ordering::Relaxed) as f64;
+                    let media = progress.media_us.load(Ordering::Relaxed) as f64 / 1e6;
+                    let speed = media / t;
+                    let part = duration
+                        .filter(|d| *d > 0.0)
+                        .map_or(0.0, |d| (media / d).min(1.0));
+                    emit(&WorkerMsg::Progress {
+                        percent: (share.0 as f64 + part) * 100.0 / share.1 as f64,
+                        fps: frames / t,
+                        speed,
+                        eta_s: duration
+                            .filter(|_| speed > 0.0)
+                            .map_or(0.0, |d| ((d - media) / speed).max(0.0)),
+                    });
+                }
+            })
+        };
+        let result = crate::transcode::run(
+            &plan,
+            Some(opened),
+            progress,
+            Arc::new(AtomicBool::new(false)),
+        );
+        done.store(true, Ordering::SeqCst);
+        let _ = reporter.join();
+        result.map_err(|e| Failure(format!("{name}: {e}"), true))?;
+        for (planned, facts) in plan.outputs.iter().zip(&plan.facts) {
+            let out = &prof.outputs[planned.index];
+            let rep = crate::profile::verify::verify(
+                &planned.path,
+                &prof.name,
+                out,
+                prof.loudness.as_ref(),
+                facts,
+            )
+            .map_err(|e| Failure(format!("{name}: verification: {e}"), true))?;
+            let report_path = crate::profile::verify::write_report(&rep, &planned.path)
+                .map_err(|e| Failure(format!("{name}: verification report: {e}"), true))?;
+            log(
+                if rep.pass { "info" } else { "warn" },
+                format!(
+                    "{}: verification {}",
+                    planned.path.display(),
+                    if rep.pass { "passed" } else { "FAILED" }
+                ),
+            );
+            let file = if rep.pass {
+                crate::ingest::describe(&planned.path, "platform", None)
+                    .map_err(|e| Failure(format!("{name}: {e}"), true))?
+                    .into()
+            } else {
+                None
+            };
+            outputs.push(json!({
+                "file": file,
+                "profile": prof.name,
+                "output": out.name,
+                "path": planned.path,
+                "pass": rep.pass,
+                "report": report_path,
+            }));
+        }
+    }
+    Ok(json!({"outputs": outputs}))
+}
+
+/// Copies renditions to a delivery folder: each as `<name>.part`, fsynced, then renamed.
+fn deliver(p: &Value) -> Result<Value, Failure> {
+    let to = PathBuf::from(p["to"].as_str().unwrap_or_default());
+    if !to.is_absolute() {
+        return Err(fatal("deliver: `to` is not an absolute folder"));
+    }
+    std::fs::create_dir_all(&to)?;
+    let mut done = Vec::new();
+    for f in p["files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        let src = Path::new(f);
+        let name = src
+            .file_name()
+            .ok_or_else(|| fatal(format!("{f}: no file name")))?;
+        let dest = to.join(name);
+        let mut part = dest.clone().into_os_string();
+        part.push(".part");
+        let part = PathBuf::from(part);
+        std::fs::copy(src, &part)?;
+        std::fs::File::open(&part)?.sync_all()?;
+        std::fs::rename(&part, &dest)?;
+        log("info", format!("delivered {}", dest.display()));
+        done.push(dest);
+    }
+    if let Ok(d) = std::fs::File::open(&to) {
+        let _ = d.sync_all();
+    }
+    Ok(json!({"delivered": done}))
+}

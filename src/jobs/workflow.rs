@@ -1,0 +1,344 @@
+//! Workflows (`firmware-config/workflows/*.toml`): a trigger (a watch folder, or an API call)
+//! and steps (QC, transcode to profiles, deliver) with conditions on earlier results. Pure:
+//! parsing, validation and choosing the next step; the supervisor runs them.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {why}")]
+pub struct WorkflowError {
+    pub file: String,
+    pub why: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Workflow {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub trigger: Trigger,
+    /// Kind of the assets it makes.
+    #[serde(default = "clip")]
+    pub asset_kind: String,
+    #[serde(default)]
+    pub qc: QcRules,
+    #[serde(default)]
+    pub steps: Vec<Step>,
+}
+
+fn clip() -> String {
+    "clip".into()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Trigger {
+    /// A watch folder (relative paths are under the data directory); none = API calls only.
+    pub watch: Option<PathBuf>,
+    /// A file is taken once its size and modification time have not changed for this long.
+    pub stable_s: f64,
+    /// How often the folder is scanned (works on network shares where no events come).
+    pub poll_s: f64,
+    /// After ingest: `move` the source to `done/` (or `failed/`) beside it, or `leave` it.
+    pub after: After,
+}
+
+impl Default for Trigger {
+    fn default() -> Self {
+        Trigger {
+            watch: None,
+            stable_s: 5.0,
+            poll_s: 1.0,
+            after: After::Move,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum After {
+    Move,
+    Leave,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// `qc`, `transcode` or `deliver`.
+    pub kind: String,
+    /// Transcode: the profiles, from one decode each.
+    #[serde(default)]
+    pub profiles: Vec<String>,
+    /// Deliver: the folder renditions are copied to.
+    #[serde(default)]
+    pub to: Option<PathBuf>,
+    /// `always` (default), `qc.pass`, `qc.fail`, `source.interlaced`, `source.progressive`,
+    /// `source.hd`, `source.sd`; several joined by ` and `.
+    #[serde(default)]
+    pub when: Option<String>,
+    #[serde(default)]
+    pub priority: i64,
+}
+
+/// QC thresholds and what stops a workflow.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct QcRules {
+    /// Decode errors tolerated before QC fails.
+    pub max_decode_errors: u64,
+    /// Black, frozen or silent stretches at least this long are reported (warn).
+    pub black_min_s: f64,
+    pub freeze_min_s: f64,
+    pub silence_min_s: f64,
+    /// A stretch longer than this fails QC.
+    pub fail_over_s: f64,
+    /// Declared duration against the essence, seconds.
+    pub duration_tolerance_s: f64,
+    /// Integrated loudness outside target ± tolerance is a warning.
+    pub loudness_target: f64,
+    pub loudness_tolerance: f64,
+    pub true_peak_max: f64,
+    /// Whether a warning stops the workflow like a failure.
+    pub warnings_stop: bool,
+}
+
+impl Default for QcRules {
+    fn default() -> Self {
+        QcRules {
+            max_decode_errors: 0,
+            black_min_s: 2.0,
+            freeze_min_s: 5.0,
+            silence_min_s: 5.0,
+            fail_over_s: 30.0,
+            duration_tolerance_s: 1.0,
+            loudness_target: -23.0,
+            loudness_tolerance: 2.0,
+            true_peak_max: -1.0,
+            warnings_stop: false,
+        }
+    }
+}
+
+const CONDITIONS: &[&str] = &[
+    "always",
+    "qc.pass",
+    "qc.fail",
+    "source.interlaced",
+    "source.progressive",
+    "source.hd",
+    "source.sd",
+];
+
+/// Whether a step's condition holds: `ctx` carries `qc.verdict` and `source` (the probe).
+pub fn holds(when: Option<&str>, ctx: &Value) -> bool {
+    let Some(w) = when else { return true };
+    w.split(" and ").all(|c| {
+        let v = &ctx["source"]["video"][0];
+        match c.trim() {
+            "always" => true,
+            "qc.pass" => matches!(ctx["qc"]["verdict"].as_str(), Some("pass") | Some("warn")),
+            "qc.fail" => ctx["qc"]["verdict"].as_str() == Some("fail"),
+            "source.interlaced" => matches!(v["field_order"].as_str(), Some("tff") | Some("bff")),
+            "source.progressive" => !matches!(v["field_order"].as_str(), Some("tff") | Some("bff")),
+            "source.hd" => v["height"].as_u64().is_some_and(|h| h >= 720),
+            "source.sd" => v["height"].as_u64().is_some_and(|h| h < 720),
+            _ => false,
+        }
+    })
+}
+
+impl Workflow {
+    /// The first step at or after `from` whose condition holds.
+    pub fn next_step(&self, from: usize, ctx: &Value) -> Option<(usize, &Step)> {
+        self.steps
+            .iter()
+            .enumerate()
+            .skip(from)
+            .find(|(_, s)| holds(s.when.as_deref(), ctx))
+    }
+
+    fn validate(&self, file: &str, profiles: &[String]) -> Result<(), WorkflowError> {
+        let bad = |why: String| WorkflowError {
+            file: file.to_string(),
+            why,
+        };
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(bad(format!(
+                "name {:?}: letters, digits, - and _",
+                self.name
+            )));
+        }
+        if !crate::catalog::assets::KINDS.contains(&self.asset_kind.as_str()) {
+            return Err(bad(format!(
+                "asset_kind {:?} is not an asset kind",
+                self.asset_kind
+            )));
+        }
+        if !(self.trigger.stable_s >= 0.0 && self.trigger.poll_s > 0.0) {
+            return Err(bad("trigger: stable_s must be >= 0 and poll_s > 0".into()));
+        }
+        for (i, s) in self.steps.iter().enumerate() {
+            let at = format!("steps[{i}]");
+            match s.kind.as_str() {
+                "qc" => {}
+                "transcode" => {
+                    if s.profiles.is_empty() {
+                        return Err(bad(format!("{at}: a transcode step names its profiles")));
+                    }
+                    if let Some(p) = s.profiles.iter().find(|p| !profiles.contains(p)) {
+                        return Err(bad(format!("{at}: no profile {p:?}")));
+                    }
+                }
+                "deliver" => {
+                    if s.to.as_ref().is_none_or(|t| !t.is_absolute()) {
+                        return Err(bad(format!("{at}: deliver needs `to`, an absolute folder")));
+                    }
+                }
+                k => {
+                    return Err(bad(format!(
+                        "{at}: kind {k:?} is not qc, transcode or deliver"
+                    )))
+                }
+            }
+            if let Some(w) = &s.when {
+                for c in w.split(" and ") {
+                    if !CONDITIONS.contains(&c.trim()) {
+                        return Err(bad(format!(
+                            "{at}: when {c:?} is not one of {}",
+                            CONDITIONS.join(", ")
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+const DEFAULT: &str = include_str!("../../firmware-config/workflows/default.toml");
+
+/// The bundled workflows, then `dir/*.toml` (a file of the same name replaces a bundled one).
+pub fn load_all(dir: Option<&Path>, profiles: &[String]) -> Result<Vec<Workflow>, WorkflowError> {
+    let mut out: Vec<Workflow> = Vec::new();
+    let mut sources = vec![("default.toml (bundled)".to_string(), DEFAULT.to_string())];
+    if let Some(d) = dir {
+        if let Ok(rd) = std::fs::read_dir(d) {
+            let mut files: Vec<PathBuf> = rd
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .collect();
+            files.sort();
+            for f in files {
+                let text = std::fs::read_to_string(&f).map_err(|e| WorkflowError {
+                    file: f.display().to_string(),
+                    why: e.to_string(),
+                })?;
+                sources.push((f.display().to_string(), text));
+            }
+        }
+    }
+    for (file, text) in sources {
+        let w: Workflow = toml::from_str(&text).map_err(|e| WorkflowError {
+            file: file.clone(),
+            why: e.message().to_string(),
+        })?;
+        w.validate(&file, profiles)?;
+        out.retain(|o| o.name != w.name);
+        out.push(w);
+    }
+    let mut watched: Vec<&PathBuf> = out
+        .iter()
+        .filter_map(|w| w.trigger.watch.as_ref())
+        .collect();
+    watched.sort();
+    if watched.windows(2).any(|p| p[0] == p[1]) {
+        return Err(WorkflowError {
+            file: "workflows".into(),
+            why: "two workflows watch the same folder".into(),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn profiles() -> Vec<String> {
+        ["xdcam-hd422-1080i25", "proxy", "web-h264", "hls-ladder"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn bundled_default_loads() {
+        let all = load_all(None, &profiles()).unwrap();
+        let d = all.iter().find(|w| w.name == "default").unwrap();
+        assert_eq!(d.trigger.watch.as_deref(), Some(Path::new("watch")));
+        assert_eq!(d.steps[0].kind, "qc");
+        assert!(d
+            .steps
+            .iter()
+            .any(|s| s.profiles.contains(&"web-h264".to_string())));
+    }
+
+    #[test]
+    fn conditions_route_steps() {
+        let w: Workflow = toml::from_str(
+            r#"
+            name = "t"
+            [[steps]]
+            kind = "qc"
+            [[steps]]
+            kind = "transcode"
+            profiles = ["hls-ladder"]
+            when = "qc.pass and source.hd"
+            [[steps]]
+            kind = "transcode"
+            profiles = ["proxy"]
+            "#,
+        )
+        .unwrap();
+        w.validate("t", &profiles()).unwrap();
+        let hd_pass = json!({"qc": {"verdict": "pass"}, "source": {"video": [{"height": 1080, "field_order": "tff"}]}});
+        let sd_fail = json!({"qc": {"verdict": "fail"}, "source": {"video": [{"height": 576}]}});
+        assert_eq!(w.next_step(1, &hd_pass).unwrap().0, 1);
+        assert_eq!(w.next_step(1, &sd_fail).unwrap().0, 2);
+        assert!(w.next_step(3, &hd_pass).is_none());
+        assert!(holds(Some("source.interlaced"), &hd_pass));
+    }
+
+    #[test]
+    fn refuses_what_cannot_run() {
+        for (t, why) in [
+            (
+                "name = \"x\"\n[[steps]]\nkind = \"transcode\"\nprofiles = [\"nope\"]",
+                "no profile",
+            ),
+            ("name = \"x\"\n[[steps]]\nkind = \"dance\"", "kind"),
+            (
+                "name = \"x\"\n[[steps]]\nkind = \"qc\"\nwhen = \"qc.maybe\"",
+                "when",
+            ),
+            ("name = \"x\"\n[[steps]]\nkind = \"deliver\"", "absolute"),
+            ("name = \"x y\"", "name"),
+        ] {
+            let w: Workflow = toml::from_str(t).unwrap();
+            let e = w.validate("f", &profiles()).unwrap_err().to_string();
+            assert!(e.contains(why), "{t}: {e}");
+        }
+    }
+}

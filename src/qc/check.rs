@@ -1,0 +1,338 @@
+//! QC of a file a media manager can trust: a full decode (errors counted and located), black,
+//! frozen and silent stretches with their time ranges, loudness and true peak, and the essence
+//! against what its metadata declares (duration, format, the name the sidecar gives).
+
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::av::{probe, samples, scan};
+use crate::jobs::workflow::QcRules;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct QcCheck {
+    pub name: String,
+    /// `pass`, `warn` or `fail`.
+    pub status: &'static str,
+    pub expected: String,
+    pub measured: String,
+    /// Where: `(start_s, end_s)` stretches or points.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ranges: Vec<(f64, f64)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QcReport {
+    pub file: String,
+    /// `pass`, `warn` (a warning, nothing failed) or `fail`.
+    pub verdict: &'static str,
+    pub checks: Vec<QcCheck>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QcError {
+    #[error(transparent)]
+    Av(#[from] crate::av::AvError),
+}
+
+fn check(name: &str, status: &'static str, expected: String, measured: String) -> QcCheck {
+    QcCheck {
+        name: name.into(),
+        status,
+        expected,
+        measured,
+        ranges: Vec::new(),
+    }
+}
+
+/// Stretches at least `min_s` long: a warning, a failure when one passes `fail_s`.
+fn stretches(name: &str, all: &[(f64, f64)], min_s: f64, fail_s: f64) -> QcCheck {
+    let long: Vec<(f64, f64)> = all
+        .iter()
+        .copied()
+        .filter(|(a, b)| b - a >= min_s)
+        .collect();
+    let worst = long.iter().map(|(a, b)| b - a).fold(0.0, f64::max);
+    let status = if worst > fail_s {
+        "fail"
+    } else if long.is_empty() {
+        "pass"
+    } else {
+        "warn"
+    };
+    QcCheck {
+        name: name.into(),
+        status,
+        expected: format!("none of {min_s} s or more (fail over {fail_s} s)"),
+        measured: if long.is_empty() {
+            "none".into()
+        } else {
+            format!("{} stretch(es), longest {worst:.2} s", long.len())
+        },
+        ranges: long,
+    }
+}
+
+/// Runs of silence (every channel's peak under -60 dBFS) in 100 ms windows.
+fn silence(path: &Path, streams: &[usize]) -> Result<Vec<(f64, f64)>, QcError> {
+    let mut runs = Vec::new();
+    let mut since: Option<f64> = None;
+    let mut t = 0.0f64;
+    let mut window_peak = 0.0f32;
+    let mut window_n = 0usize;
+    let mut window_len = 4800usize;
+    let threshold = 0.001f32;
+    samples::decode_f32(path, streams, |b| {
+        window_len = (b.rate as usize / 10).max(1);
+        let n = b.planes.first().map_or(0, |p| p.len());
+        for i in 0..n {
+            for p in &b.planes {
+                window_peak = window_peak.max(p[i].abs());
+            }
+            window_n += 1;
+            if window_n == window_len {
+                let start = t;
+                t += window_len as f64 / f64::from(b.rate.max(1));
+                match (window_peak < threshold, since) {
+                    (true, None) => since = Some(start),
+                    (false, Some(s)) => {
+                        runs.push((s, start));
+                        since = None;
+                    }
+                    _ => {}
+                }
+                window_peak = 0.0;
+                window_n = 0;
+            }
+        }
+    })?;
+    if let Some(s) = since {
+        runs.push((s, t));
+    }
+    Ok(runs)
+}
+
+fn norm(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// QC of `path` under `rules`; `declared` holds what its metadata says (sidecar fields such as
+/// `house_id`, `title`, `duration_s`, `width`, `height`, `frame_rate`, `audio_channels`).
+pub fn check_file(path: &Path, rules: &QcRules, declared: &Value) -> Result<QcReport, QcError> {
+    let report = probe::probe(path)?;
+    let s = scan::scan(path)?;
+    let mut checks = Vec::new();
+
+    // Decode health.
+    let corrupt = s.video.as_ref().map_or(0, |v| v.corrupt_frames);
+    let errors = s.decode_errors + corrupt;
+    let mut c = check(
+        "decode errors",
+        if errors <= rules.max_decode_errors {
+            "pass"
+        } else {
+            "fail"
+        },
+        format!("<= {}", rules.max_decode_errors),
+        format!(
+            "{} refused packets, {corrupt} corrupt frames",
+            s.decode_errors
+        ),
+    );
+    c.ranges = s.error_times_s.iter().map(|t| (*t, *t)).collect();
+    checks.push(c);
+    if s.video.as_ref().is_some_and(|v| v.frames == 0) {
+        checks.push(check(
+            "pictures",
+            "fail",
+            "decoded frames".into(),
+            "none".into(),
+        ));
+    }
+
+    // Picture and sound content.
+    if let Some(v) = &s.video {
+        if v.picture_measured {
+            checks.push(stretches(
+                "black",
+                &v.black,
+                rules.black_min_s,
+                rules.fail_over_s,
+            ));
+            checks.push(stretches(
+                "freeze",
+                &v.frozen,
+                rules.freeze_min_s,
+                rules.fail_over_s,
+            ));
+        }
+    }
+    let streams = crate::qc::loudness::programme_streams(&report);
+    if !streams.is_empty() {
+        let quiet = silence(path, &streams)?;
+        checks.push(stretches(
+            "silence",
+            &quiet,
+            rules.silence_min_s,
+            rules.fail_over_s,
+        ));
+        match crate::qc::loudness::measure_programme(&report) {
+            Ok(l) => {
+                if let Some(i) = l.integrated_lufs {
+                    let off = (i - rules.loudness_target).abs();
+                    checks.push(check(
+                        "loudness",
+                        if off <= rules.loudness_tolerance {
+                            "pass"
+                        } else {
+                            "warn"
+                        },
+                        format!(
+                            "{} ± {} LUFS",
+                            rules.loudness_target, rules.loudness_tolerance
+                        ),
+                        format!("{i:.1} LUFS"),
+                    ));
+                }
+                if let Some(tp) = l.true_peak_dbtp {
+                    checks.push(check(
+                        "true peak",
+                        if tp <= rules.true_peak_max {
+                            "pass"
+                        } else {
+                            "warn"
+                        },
+                        format!("<= {} dBTP", rules.true_peak_max),
+                        format!("{tp:.1} dBTP"),
+                    ));
+                }
+            }
+            Err(e) => checks.push(check(
+                "loudness",
+                "fail",
+                "measurable".into(),
+                e.to_string(),
+            )),
+        }
+    }
+
+    // Essence against metadata.
+    let essence_s = s
+        .video
+        .as_ref()
+        .and_then(|v| Some(v.last_pts_s? - v.first_pts_s?))
+        .map(|d| {
+            let n = s.video.as_ref().map_or(0, |v| v.frames);
+            if n > 1 {
+                d * n as f64 / (n - 1) as f64
+            } else {
+                d
+            }
+        })
+        .or_else(|| s.audio.iter().map(|a| a.duration_s).reduce(f64::max))
+        .unwrap_or(0.0);
+    let declared_s = declared["duration_s"]
+        .as_f64()
+        .map(|d| (d, "the sidecar"))
+        .or_else(|| report.container.duration_s.map(|d| (d, "the container")));
+    if let Some((d, from)) = declared_s {
+        checks.push(check(
+            "duration",
+            if (d - essence_s).abs() <= rules.duration_tolerance_s {
+                "pass"
+            } else {
+                "fail"
+            },
+            format!(
+                "{d:.2} s (declared by {from}) ± {}",
+                rules.duration_tolerance_s
+            ),
+            format!("{essence_s:.2} s decoded"),
+        ));
+    }
+    let v = report.video.first();
+    for (key, got) in [
+        ("width", v.map(|v| v.width.to_string())),
+        ("height", v.map(|v| v.height.to_string())),
+        ("frame_rate", v.and_then(|v| v.frame_rate.clone())),
+        ("field_order", v.and_then(|v| v.field_order.clone())),
+        (
+            "audio_channels",
+            report.audio.first().map(|a| a.channels.to_string()),
+        ),
+    ] {
+        let want = match &declared[key] {
+            Value::String(x) => x.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => continue,
+        };
+        let got = got.unwrap_or_else(|| "absent".into());
+        checks.push(check(
+            &format!("declared {key}"),
+            if want == got { "pass" } else { "fail" },
+            want,
+            got,
+        ));
+    }
+    // The name: the file must carry the house ID or the title its metadata gives it.
+    let stem = norm(
+        &path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    );
+    for key in ["house_id", "identifier", "title"] {
+        if let Some(want) = declared[key].as_str().filter(|w| !norm(w).is_empty()) {
+            checks.push(check(
+                "name matches metadata",
+                match (stem.contains(&norm(want)), key) {
+                    (true, _) => "pass",
+                    // A title is often shortened in a file name; an identifier is not.
+                    (false, "title") => "warn",
+                    (false, _) => "fail",
+                },
+                format!("the file name carries the {key} {want:?}"),
+                path.file_name()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            ));
+            break;
+        }
+    }
+
+    let verdict = if checks.iter().any(|c| c.status == "fail") {
+        "fail"
+    } else if checks.iter().any(|c| c.status == "warn") {
+        if rules.warnings_stop {
+            "fail"
+        } else {
+            "warn"
+        }
+    } else {
+        "pass"
+    };
+    Ok(QcReport {
+        file: path.display().to_string(),
+        verdict,
+        checks,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stretches_warn_then_fail() {
+        let all = [(0.0, 1.0), (5.0, 8.0), (10.0, 50.0)];
+        let c = stretches("black", &all[..2], 2.0, 30.0);
+        assert_eq!((c.status, c.ranges.clone()), ("warn", vec![(5.0, 8.0)]));
+        assert_eq!(stretches("black", &all, 2.0, 30.0).status, "fail");
+        assert_eq!(stretches("black", &all[..1], 2.0, 30.0).status, "pass");
+        assert_eq!(norm("ANT-2026_000042 News!"), "ant2026000042news");
+    }
+}
