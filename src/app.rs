@@ -199,12 +199,25 @@ pub async fn system_principal(catalog: &Catalog) -> Result<crate::catalog::Princ
         Some(u) => u,
         None => {
             let pw = crate::catalog::access::new_secret("");
-            let u = catalog
+            match catalog
                 .create_user("system", "Workflows", Role::Service, &pw)
-                .await?;
-            catalog
-                .update_user(u.id, None, None, Some(true), None)
-                .await?
+                .await
+            {
+                Ok(u) => {
+                    catalog
+                        .update_user(u.id, None, None, Some(true), None)
+                        .await?
+                }
+                // Another appliance on the same catalog made it first.
+                Err(crate::catalog::CatalogError::Conflict(_)) => catalog
+                    .user_by_name("system")
+                    .await?
+                    .ok_or_else(|| AppError::Machine {
+                        key: "catalog.url",
+                        why: "the system user vanished while being made".into(),
+                    })?,
+                Err(e) => return Err(e.into()),
+            }
         }
     };
     Ok(crate::catalog::Principal {

@@ -73,6 +73,14 @@ pub fn init() {
     });
 }
 
+static LOGGED_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Errors libav has logged in this process so far (decoders conceal damage and only say so in
+/// the log). Meaningful per file in a worker process, which handles one job.
+pub fn logged_errors() -> u64 {
+    LOGGED_ERRORS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 unsafe extern "C" fn log_bridge(
     avcl: *mut c_void,
     level: c_int,
@@ -103,6 +111,7 @@ unsafe extern "C" fn log_bridge(
         return;
     }
     if level <= ffi::AV_LOG_ERROR {
+        LOGGED_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::error!(target: "libav", "{line}");
     } else if level <= ffi::AV_LOG_WARNING {
         tracing::warn!(target: "libav", "{line}");

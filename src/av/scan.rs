@@ -34,6 +34,8 @@ pub struct VideoScan {
     pub frozen: Vec<(f64, f64)>,
     /// Whether the picture could be measured (8- and 10-bit planar YUV).
     pub picture_measured: bool,
+    /// Holes in the picture timeline (frames missing), `(from_s, to_s)`.
+    pub gaps: Vec<(f64, f64)>,
     #[serde(skip)]
     pic: PictureState,
 }
@@ -45,6 +47,7 @@ struct PictureState {
     black_since: Option<f64>,
     frozen_since: Option<f64>,
     last_t: f64,
+    step: f64,
 }
 
 /// Luma samples of a frame on a sparse grid (every 4th pixel of every 4th line), 8-bit scale;
@@ -158,6 +161,8 @@ pub struct ScanReport {
     pub decode_errors: u64,
     /// Where they were: the packet's time in seconds (the first 100).
     pub error_times_s: Vec<f64>,
+    /// Errors the decoders and demuxer logged while concealing damage.
+    pub logged_errors: u64,
 }
 
 impl ScanReport {
@@ -207,6 +212,7 @@ impl BitWindow {
 
 /// Decodes the first video stream and every audio stream of `path` to the end.
 pub fn scan(path: &Path) -> Result<ScanReport, AvError> {
+    let logged_before = super::logged_errors();
     let mut ictx = input::open(path)?;
     let libav = |what: String, e: ff::Error| AvError::Libav {
         path: path.to_owned(),
@@ -353,6 +359,7 @@ pub fn scan(path: &Path) -> Result<ScanReport, AvError> {
         v.close_picture(end);
     }
     report.bits = windows.into_iter().map(|w| w.finish(duration)).collect();
+    report.logged_errors = super::logged_errors().saturating_sub(logged_before);
     Ok(report)
 }
 
@@ -400,6 +407,19 @@ fn tally_video(
     if let Some(ts) = f.timestamp() {
         let s = ts as f64 * tb;
         v.measure_picture(f, s);
+        if let Some(last) = v.last_pts_s {
+            let step = s - last;
+            // The frame duration is the smallest step seen; a step of more than twice it is a
+            // hole (damage dropped frames).
+            if step > 0.0 {
+                if v.frames > 3 && v.pic.step > 0.0 && step > 2.0 * v.pic.step {
+                    v.gaps.push((last, s));
+                }
+                if v.pic.step == 0.0 || step < v.pic.step {
+                    v.pic.step = step;
+                }
+            }
+        }
         if let Some(last) = v.last_pts_s {
             if s <= last {
                 v.non_monotonic += 1;

@@ -129,7 +129,7 @@ pub fn check_file(path: &Path, rules: &QcRules, declared: &Value) -> Result<QcRe
 
     // Decode health.
     let corrupt = s.video.as_ref().map_or(0, |v| v.corrupt_frames);
-    let errors = s.decode_errors + corrupt;
+    let errors = s.decode_errors + corrupt + s.logged_errors;
     let mut c = check(
         "decode errors",
         if errors <= rules.max_decode_errors {
@@ -139,12 +139,26 @@ pub fn check_file(path: &Path, rules: &QcRules, declared: &Value) -> Result<QcRe
         },
         format!("<= {}", rules.max_decode_errors),
         format!(
-            "{} refused packets, {corrupt} corrupt frames",
-            s.decode_errors
+            "{} refused packets, {corrupt} corrupt frames, {} errors concealed by the decoder",
+            s.decode_errors, s.logged_errors
         ),
     );
     c.ranges = s.error_times_s.iter().map(|t| (*t, *t)).collect();
     checks.push(c);
+    if let Some(v) = &s.video {
+        let mut c = check(
+            "picture continuity",
+            if v.gaps.is_empty() { "pass" } else { "fail" },
+            "no missing frames".into(),
+            if v.gaps.is_empty() {
+                "none missing".into()
+            } else {
+                format!("{} hole(s) in the timeline", v.gaps.len())
+            },
+        );
+        c.ranges = v.gaps.clone();
+        checks.push(c);
+    }
     if s.video.as_ref().is_some_and(|v| v.frames == 0) {
         checks.push(check(
             "pictures",

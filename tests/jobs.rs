@@ -1,0 +1,677 @@
+//! Jobs, workers, watch folders and workflows, with the service as a child process: a workflow
+//! end to end, SIGKILL of the service while 200 files are ingested, a corrupt corpus, a slow
+//! copy, worker crashes, hangs and memory, cancellation, and two appliances on one queue.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::server::{clip, sha256_hex, Server};
+use serde_json::{json, Value};
+
+fn workflow_dir(dir: &Path, toml: &str) -> PathBuf {
+    let d = dir.join("workflows");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("default.toml"), toml).unwrap();
+    d
+}
+
+fn start(dir: &Path, workflows: &Path, extra: &[(&str, String)]) -> Server {
+    let mut env = vec![
+        (
+            "ANTENNE_JOBS_WORKFLOWS_DIR",
+            workflows.display().to_string(),
+        ),
+        (
+            "ANTENNE_STORAGE_DATA_DIR",
+            dir.join("data").display().to_string(),
+        ),
+        ("ANTENNE_JOBS_WORKERS", "2".to_string()),
+    ];
+    env.extend(extra.iter().cloned());
+    Server::start(&env)
+}
+
+/// Polls until `done` holds for the jobs list, or panics after `secs`.
+fn wait_jobs(s: &Server, secs: u64, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let until = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let mut all = Vec::new();
+        let mut after = String::new();
+        loop {
+            let r = s.call(
+                "GET",
+                &format!("/v1/jobs?limit=500{after}"),
+                Some(&s.admin),
+                None,
+            );
+            let items = r.body["items"].as_array().cloned().unwrap_or_default();
+            all.extend(items);
+            match r.body["next"].as_str() {
+                Some(n) => after = format!("&after={n}"),
+                None => break,
+            }
+        }
+        if done(&all) {
+            return all;
+        }
+        assert!(
+            Instant::now() < until,
+            "{what}: not done within {secs} s: {all:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn settled(jobs: &[Value]) -> bool {
+    !jobs.is_empty()
+        && jobs.iter().all(|j| {
+            matches!(
+                j["state"].as_str(),
+                Some("succeeded" | "failed" | "cancelled")
+            )
+        })
+}
+
+fn assets(s: &Server) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut after = String::new();
+    loop {
+        let r = s.call(
+            "GET",
+            &format!("/v1/assets?limit=200{after}"),
+            Some(&s.admin),
+            None,
+        );
+        all.extend(r.body["items"].as_array().cloned().unwrap_or_default());
+        match r.body["next"].as_str() {
+            Some(n) => after = format!("&after={n}"),
+            None => break,
+        }
+    }
+    all
+}
+
+#[test]
+fn watch_folder_workflow_qc_then_renditions() {
+    let d = tempfile::tempdir().unwrap();
+    let wf = workflow_dir(
+        d.path(),
+        r#"
+        name = "default"
+        asset_kind = "promo"
+        [trigger]
+        watch = "watch"
+        stable_s = 1.0
+        poll_s = 0.3
+        [qc]
+        silence_min_s = 2.0
+        freeze_min_s = 2.0
+        [[steps]]
+        kind = "qc"
+        [[steps]]
+        kind = "transcode"
+        profiles = ["proxy"]
+        when = "qc.pass"
+        "#,
+    );
+    let s = start(d.path(), &wf, &[]);
+    let watch = d.path().join("data/watch");
+    // A good clip with a JSON sidecar, one with an XML sidecar whose house ID the file name
+    // does not carry, and a clip that is black and silent for its whole length.
+    let a = clip(d.path(), "PROMO-0042 autumn.mp4", 1);
+    std::fs::write(
+        d.path().join("PROMO-0042 autumn.json"),
+        json!({"title": "Autumn trail", "identifier": "PROMO-0042", "tags": ["autumn", "promo"], "custom_thing": 1}).to_string(),
+    )
+    .unwrap();
+    let b = clip(d.path(), "wrong-name.mp4", 2);
+    std::fs::write(
+        d.path().join("wrong-name.xml"),
+        "<?xml version=\"1.0\"?><asset><title>Winter &amp; snow</title><identifier>PROMO-0099</identifier><tag>winter</tag></asset>",
+    )
+    .unwrap();
+    let black = d.path().join("black.mp4");
+    common::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "color=black:size=320x180:rate=25:duration=4",
+        "-f",
+        "lavfi",
+        "-i",
+        "anullsrc=r=48000:cl=stereo",
+        "-t",
+        "4",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "aac",
+        black.to_str().unwrap(),
+    ]);
+    for f in ["PROMO-0042 autumn.json", "wrong-name.xml"] {
+        std::fs::copy(d.path().join(f), watch.join(f)).unwrap();
+    }
+    for f in [&a, &b, &black] {
+        std::fs::copy(f, watch.join(f.file_name().unwrap())).unwrap();
+    }
+    let jobs = wait_jobs(&s, 240, "workflow", |j| {
+        settled(j)
+            && j.iter().filter(|x| x["kind"] == "ingest").count() == 3
+            && j.iter().filter(|x| x["kind"] == "qc").count() == 3
+    });
+    let all = assets(&s);
+    assert_eq!(all.len(), 3, "{all:#?}");
+    let by_id = |ident: &str| all.iter().find(|x| x["identifier"] == ident).cloned();
+    let good = by_id("PROMO-0042").expect("the JSON sidecar gave the identifier");
+    assert_eq!(
+        (good["title"].as_str(), good["kind"].as_str()),
+        (Some("Autumn trail"), Some("promo"))
+    );
+    assert_eq!(good["tags"], json!(["autumn", "promo"]));
+    assert_eq!(good["status"], "ready", "{jobs:#?}");
+    let files = s
+        .call(
+            "GET",
+            &format!("/v1/assets/{}/files", good["id"]),
+            Some(&s.admin),
+            None,
+        )
+        .body;
+    let files = files["items"].as_array().unwrap();
+    assert_eq!(files.len(), 2, "{files:#?}");
+    let source = files.iter().find(|f| f["role"] == "source").unwrap();
+    assert_eq!(source["sha256"], sha256_hex(&a));
+    assert!(Path::new(source["path"].as_str().unwrap()).starts_with(watch.join("done")));
+    let proxy = files.iter().find(|f| f["role"] == "proxy").unwrap();
+    assert_eq!(
+        (
+            proxy["profile"].as_str(),
+            proxy["verification"]["pass"].as_bool()
+        ),
+        (Some("proxy"), Some(true))
+    );
+    assert_eq!(
+        sha256_hex(Path::new(proxy["path"].as_str().unwrap())),
+        proxy["sha256"].as_str().unwrap()
+    );
+    // The XML sidecar's identifier is not in the file name: QC fails, no rendition is made.
+    let wrong = by_id("PROMO-0099").expect("the XML sidecar was read");
+    assert_eq!(wrong["title"], "Winter & snow");
+    assert_eq!(wrong["status"], "qc_failed");
+    let qc = s
+        .call(
+            "GET",
+            &format!("/v1/assets/{}/qc", wrong["id"]),
+            Some(&s.admin),
+            None,
+        )
+        .body;
+    let name_check = qc["report"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "name matches metadata")
+        .unwrap()
+        .clone();
+    assert_eq!(name_check["status"], "fail", "{qc:#}");
+    // Black and silent throughout: QC reports the stretches with their times.
+    let dark = all.iter().find(|x| x["title"] == "black").unwrap();
+    let qc = s
+        .call(
+            "GET",
+            &format!("/v1/assets/{}/qc", dark["id"]),
+            Some(&s.admin),
+            None,
+        )
+        .body;
+    let checks = qc["report"]["checks"].as_array().unwrap();
+    let black_check = checks.iter().find(|c| c["name"] == "black").unwrap();
+    assert_eq!(black_check["status"], "warn", "{qc:#}");
+    let r = &black_check["ranges"][0];
+    assert!(
+        r[0].as_f64().unwrap() < 0.1 && r[1].as_f64().unwrap() > 3.9,
+        "{r}"
+    );
+    assert_eq!(
+        checks.iter().find(|c| c["name"] == "silence").unwrap()["status"],
+        "warn"
+    );
+    assert_eq!(
+        checks.iter().find(|c| c["name"] == "freeze").unwrap()["status"],
+        "warn",
+        "a still black picture is frozen too: {qc:#}"
+    );
+    // Sources and sidecars moved to done/; nothing left in the watch folder.
+    let left: Vec<_> = std::fs::read_dir(&watch)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(watch.join("done/PROMO-0042 autumn.json").is_file());
+    // Progress and outcome are on the job records and the change feed.
+    let ingest = jobs.iter().find(|j| j["kind"] == "ingest").unwrap();
+    assert_eq!(
+        (ingest["progress"].as_f64(), ingest["attempts"].as_i64()),
+        (Some(100.0), Some(1))
+    );
+    let feed = s
+        .call("GET", "/v1/changes?limit=1000", Some(&s.admin), None)
+        .body;
+    assert!(feed["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["object"] == "job"));
+    let m = ureq::get(&format!("{}/metrics", s.base))
+        .set("authorization", &format!("Bearer {}", s.admin))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(m.contains("antenne_jobs{state=\"succeeded\"}"), "{m}");
+}
+
+/// 200 distinct small WAV files: a valid header, and samples that differ per file.
+fn corpus(dir: &Path, n: usize) -> Vec<PathBuf> {
+    let base = dir.join("base.wav");
+    common::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=1000:duration=0.4:sample_rate=48000",
+        "-c:a",
+        "pcm_s16le",
+        base.to_str().unwrap(),
+    ]);
+    let bytes = std::fs::read(&base).unwrap();
+    (0..n)
+        .map(|i| {
+            let mut b = bytes.clone();
+            let at = b.len() - 64;
+            b[at..at + 8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+            let p = dir.join(format!("item-{i:03}.wav"));
+            std::fs::write(&p, b).unwrap();
+            p
+        })
+        .collect()
+}
+
+#[test]
+fn sigkill_during_200_ingests_loses_and_duplicates_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let wf = workflow_dir(
+        d.path(),
+        "name = \"default\"\n[trigger]\nwatch = \"watch\"\nstable_s = 0.5\npoll_s = 0.2\n",
+    );
+    let src = d.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let files = corpus(&src, 200);
+    let mut s = start(d.path(), &wf, &[]);
+    let watch = d.path().join("data/watch");
+    for f in &files {
+        std::fs::copy(f, watch.join(f.file_name().unwrap())).unwrap();
+    }
+    // Kill the service at varied moments, restart it on the same data directory, four times.
+    let mut rng = 0x2545F4914F6CDD1Du64;
+    for round in 0..4 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_millis(400 + rng % 2500));
+        let pid = s.child.id().to_string();
+        assert!(std::process::Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let _ = s.child.wait();
+        eprintln!("round {round}: killed");
+        s = start(d.path(), &wf, &[]);
+    }
+    wait_jobs(&s, 300, "200 ingests", |j| {
+        settled(j) && j.iter().filter(|x| x["state"] == "succeeded").count() >= 200
+    });
+    let all = assets(&s);
+    assert_eq!(all.len(), 200, "every file once");
+    let mut hashes = std::collections::HashSet::new();
+    for a in &all {
+        let f = s
+            .call(
+                "GET",
+                &format!("/v1/assets/{}/files", a["id"]),
+                Some(&s.admin),
+                None,
+            )
+            .body;
+        let f = &f["items"].as_array().unwrap()[0];
+        let path = Path::new(f["path"].as_str().unwrap());
+        assert_eq!(
+            sha256_hex(path),
+            f["sha256"].as_str().unwrap(),
+            "{}",
+            path.display()
+        );
+        assert!(hashes.insert(f["sha256"].as_str().unwrap().to_string()));
+    }
+    let jobs = wait_jobs(&s, 10, "final", settled);
+    assert!(
+        jobs.iter()
+            .filter(|j| j["kind"] == "ingest")
+            .all(|j| j["state"] == "succeeded"),
+        "{jobs:#?}"
+    );
+    assert_eq!(
+        jobs.iter().filter(|j| j["kind"] == "ingest").count(),
+        200,
+        "one job per file version"
+    );
+    let left: Vec<_> = std::fs::read_dir(&watch)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(std::fs::read_dir(watch.join("done")).unwrap().count(), 200);
+    let parts: Vec<_> = walk(&d.path().join("data"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".part"))
+        .collect();
+    assert!(parts.is_empty(), "{parts:?}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn corrupt_corpus_fails_with_reasons_and_a_slow_copy_is_taken_whole() {
+    let d = tempfile::tempdir().unwrap();
+    let wf = workflow_dir(
+        d.path(),
+        "name = \"default\"\n[trigger]\nwatch = \"watch\"\nstable_s = 2.0\npoll_s = 0.3\n[[steps]]\nkind = \"qc\"\n",
+    );
+    let s = start(
+        d.path(),
+        &wf,
+        &[("ANTENNE_JOBS_HANG_TIMEOUT_S", "60".to_string())],
+    );
+    let watch = d.path().join("data/watch");
+    let good = clip(d.path(), "good.mp4", 3);
+    let bytes = std::fs::read(&good).unwrap();
+    // A fragment-less MP4 cut in half loses its index (moov at the end without faststart).
+    let truncated = d.path().join("truncated.mp4");
+    let big = d.path().join("big.mp4");
+    common::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=25:duration=4",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        big.to_str().unwrap(),
+    ]);
+    let b = std::fs::read(&big).unwrap();
+    std::fs::write(&truncated, &b[..b.len() / 2]).unwrap();
+    // Zeroed blocks in the middle of a transport stream.
+    let ts = d.path().join("zeroed.ts");
+    common::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=25:duration=4",
+        "-c:v",
+        "mpeg2video",
+        "-q:v",
+        "4",
+        ts.to_str().unwrap(),
+    ]);
+    let mut t = std::fs::read(&ts).unwrap();
+    let (mid, span) = (t.len() / 2, 40_000.min(t.len() / 4));
+    for x in &mut t[mid..mid + span] {
+        *x = 0;
+    }
+    let zeroed = d.path().join("zeroed-mid.ts");
+    std::fs::write(&zeroed, &t).unwrap();
+    // A stream that declares an absurd picture size.
+    let absurd = d.path().join("absurd.y4m");
+    std::fs::write(
+        &absurd,
+        b"YUV4MPEG2 W99999 H99999 F25:1 Ip A1:1 C420jpeg\nFRAME\n\x10\x10\x10",
+    )
+    .unwrap();
+    let text = d.path().join("notes.mxf");
+    std::fs::write(&text, b"this is a text file, not media\n").unwrap();
+    for f in [&truncated, &zeroed, &absurd, &text] {
+        std::fs::copy(f, watch.join(f.file_name().unwrap())).unwrap();
+    }
+    // A slow copy: written over ~5 s in pieces; it must be taken once, complete.
+    let slow = watch.join("slow.mp4");
+    let mut out = std::fs::File::create(&slow).unwrap();
+    let started = Instant::now();
+    for chunk in bytes.chunks(bytes.len() / 8 + 1) {
+        out.write_all(chunk).unwrap();
+        out.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(650));
+        // The service answers throughout.
+        assert_eq!(s.call("GET", "/health", None, None).status, 200);
+    }
+    drop(out);
+    assert!(started.elapsed() > Duration::from_secs(4));
+    let jobs = wait_jobs(&s, 240, "corpus", |j| {
+        settled(j) && j.iter().filter(|x| x["kind"] == "ingest").count() == 5
+    });
+    let ingest_of = |name: &str| {
+        jobs.iter()
+            .find(|j| {
+                j["kind"] == "ingest"
+                    && j["params"]["path"]
+                        .as_str()
+                        .is_some_and(|p| p.ends_with(name))
+            })
+            .unwrap_or_else(|| panic!("no ingest job for {name}: {jobs:#?}"))
+            .clone()
+    };
+    for name in ["notes.mxf", "absurd.y4m"] {
+        let j = ingest_of(name);
+        assert_eq!(j["state"], "failed", "{j:#}");
+        assert!(!j["error"].as_str().unwrap().is_empty());
+        assert!(
+            watch.join("failed").join(name).is_file(),
+            "{name} moved to failed/"
+        );
+    }
+    // Readable but damaged: catalogued, and QC says what is wrong.
+    for name in ["truncated.mp4", "zeroed-mid.ts"] {
+        let j = ingest_of(name);
+        if j["state"] == "failed" {
+            assert!(!j["error"].as_str().unwrap().is_empty());
+            continue;
+        }
+        let qc = jobs
+            .iter()
+            .find(|q| q["kind"] == "qc" && q["asset_id"] == j["asset_id"])
+            .unwrap();
+        assert_eq!(qc["result"]["verdict"], "fail", "{name}: {qc:#}");
+        let why: Vec<String> = qc["result"]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["status"] == "fail")
+            .map(|c| format!("{}: {}", c["name"], c["measured"]))
+            .collect();
+        assert!(!why.is_empty());
+        eprintln!("{name}: {why:?}");
+    }
+    let slow_job = ingest_of("slow.mp4");
+    assert_eq!(slow_job["state"], "succeeded");
+    let asset = s
+        .call(
+            "GET",
+            &format!("/v1/assets/{}/files", slow_job["asset_id"]),
+            Some(&s.admin),
+            None,
+        )
+        .body;
+    assert_eq!(
+        asset["items"][0]["sha256"].as_str().unwrap(),
+        sha256_hex(&good),
+        "the whole file, once"
+    );
+    assert_eq!(
+        jobs.iter()
+            .filter(|j| j["kind"] == "ingest"
+                && j["params"]["path"]
+                    .as_str()
+                    .unwrap_or("")
+                    .ends_with("slow.mp4"))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn workers_that_crash_hang_or_bloat_are_stopped_and_the_service_goes_on() {
+    let d = tempfile::tempdir().unwrap();
+    let wf = workflow_dir(d.path(), "name = \"default\"\n");
+    let s = start(
+        d.path(),
+        &wf,
+        &[
+            ("ANTENNE_JOBS_HANG_TIMEOUT_S", "3".to_string()),
+            ("ANTENNE_JOBS_MEMORY_LIMIT", "150Mi".to_string()),
+        ],
+    );
+    let a = Some(s.admin.as_str());
+    let mk = |body: Value| -> i64 {
+        let r = s.call("POST", "/v1/jobs/noop", a, Some(&body));
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body["id"].as_i64().unwrap()
+    };
+    let crash = mk(json!({"crash": true, "max_attempts": 2}));
+    let hang = mk(json!({"hang": true}));
+    let bloat = mk(json!({"alloc_mb": 400}));
+    let fine = mk(json!({"sleep_ms": 200}));
+    let long = mk(json!({"sleep_ms": 60000}));
+    // Cancel the long one once it runs.
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let j = s.call("GET", &format!("/v1/jobs/{long}"), a, None).body;
+        if j["state"] == "running" {
+            break;
+        }
+        assert!(Instant::now() < until);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let r = s.call("POST", &format!("/v1/jobs/{long}/cancel"), a, None);
+    assert_eq!(
+        (r.status, r.body["state"].as_str()),
+        (200, Some("cancelled"))
+    );
+    let jobs = wait_jobs(&s, 120, "supervision", |j| {
+        settled(j) && j.iter().all(|x| x["state"] != "queued")
+    });
+    let get = |id: i64| jobs.iter().find(|j| j["id"] == id).unwrap().clone();
+    let c = get(crash);
+    assert_eq!(
+        (c["state"].as_str(), c["attempts"].as_i64()),
+        (Some("failed"), Some(2)),
+        "{c:#}"
+    );
+    assert!(c["error"].as_str().unwrap().contains("crashed"), "{c:#}");
+    let h = get(hang);
+    assert!(h["error"].as_str().unwrap().contains("hang"), "{h:#}");
+    let b = get(bloat);
+    assert!(
+        b["error"].as_str().unwrap().contains("over the limit"),
+        "{b:#}"
+    );
+    assert_eq!(get(fine)["state"], "succeeded");
+    assert_eq!(get(long)["state"], "cancelled");
+    // A failed job is retried on request.
+    let r = s.call("POST", &format!("/v1/jobs/{crash}/retry"), a, None);
+    assert_eq!((r.status, r.body["state"].as_str()), (200, Some("queued")));
+    let r = s.call("POST", &format!("/v1/jobs/{fine}/retry"), a, None);
+    assert_eq!((r.status, r.code()), (409, "conflict"));
+    let logs = s
+        .call("GET", &format!("/v1/jobs/{crash}/logs"), a, None)
+        .body;
+    assert!(logs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["message"].as_str().unwrap().contains("started")));
+    assert_eq!(s.call("GET", "/health", None, None).status, 200);
+}
+
+#[test]
+fn two_appliances_share_one_postgres_queue_without_taking_a_job_twice() {
+    let pg = common::pg::Pg::start().expect("PostgreSQL installed");
+    let d1 = tempfile::tempdir().unwrap();
+    let d2 = tempfile::tempdir().unwrap();
+    let wf = workflow_dir(d1.path(), "name = \"default\"\n");
+    let s1 = start(
+        d1.path(),
+        &wf,
+        &[
+            ("ANTENNE_CATALOG_URL", pg.url.clone()),
+            ("ANTENNE_JOBS_APPLIANCE", "one".into()),
+        ],
+    );
+    let s2 = start(
+        d2.path(),
+        &wf,
+        &[
+            ("ANTENNE_CATALOG_URL", pg.url.clone()),
+            ("ANTENNE_JOBS_APPLIANCE", "two".into()),
+        ],
+    );
+    for _ in 0..40 {
+        assert_eq!(
+            s1.call(
+                "POST",
+                "/v1/jobs/noop",
+                Some(&s1.admin),
+                Some(&json!({"sleep_ms": 100}))
+            )
+            .status,
+            201
+        );
+    }
+    let jobs = wait_jobs(&s2, 180, "shared queue", |j| {
+        j.len() == 40 && j.iter().all(|x| x["state"] == "succeeded")
+    });
+    assert!(
+        jobs.iter().all(|j| j["attempts"] == 1),
+        "a job was taken twice"
+    );
+    let by_one = jobs
+        .iter()
+        .filter(|j| j["worker"].as_str().unwrap().starts_with("one/"))
+        .count();
+    let by_two = jobs
+        .iter()
+        .filter(|j| j["worker"].as_str().unwrap().starts_with("two/"))
+        .count();
+    assert_eq!(by_one + by_two, 40);
+    assert!(
+        by_one > 0 && by_two > 0,
+        "both appliances worked: {by_one} / {by_two}"
+    );
+}
