@@ -168,16 +168,17 @@ async fn run() -> Res<()> {
         groups: Arc::from(Vec::<i64>::new()),
     };
 
-    let ids = fill(&cat, &admin, s.assets).await?;
+    let editor = editor(&cat).await?;
+    let ids = fill(&cat, &admin, &editor, s.assets).await?;
     println!("catalog size: {}", db_size(&dir));
-    let editor = editor_setup(&cat, &ids).await?;
+    grant_group(&cat, &editor, &ids).await?;
 
     let (secret, _) = cat
         .issue_token(admin_user.id, "api", "bench", 86_400_000)
         .await
         .ctx("cannot issue a token")?;
 
-    search_bench(&cat, &admin, &editor, &ids, s.queries).await?;
+    search_bench(&cat, &admin, &editor.who, &ids, s.queries).await?;
 
     let addr = serve(&cat, &dir).await?;
     let http = http_bench(addr, &secret, &ids, &s).await?;
@@ -223,13 +224,16 @@ impl Ids {
     }
 }
 
-async fn fill(cat: &Catalog, who: &Principal, n: usize) -> Res<Ids> {
+async fn fill(cat: &Catalog, who: &Principal, editor: &Editor, n: usize) -> Res<Ids> {
     let mut ids = Vec::with_capacity(n);
+    let mut batches = Lat::default();
+    let mut slowest = (Duration::ZERO, 0);
     let mut generating = Duration::ZERO;
     let mut registering = Duration::ZERO;
     let start = Instant::now();
     let mut last_note = Instant::now();
     let mut done = 0;
+    let mut owned = 0;
     while done < n {
         let k = BATCH.min(n - done);
         let t = Instant::now();
@@ -240,9 +244,25 @@ async fn fill(cat: &Catalog, who: &Principal, n: usize) -> Res<Ids> {
             .create_assets_bulk(who, &batch)
             .await
             .ctx(&format!("bulk registration of assets {done}..{}", done + k))?;
-        registering += t.elapsed();
+        let took = t.elapsed();
+        registering += took;
+        batches.push(took);
+        if took > slowest.0 {
+            slowest = (took, done);
+        }
         ids.extend(got);
         done += k;
+        // The editor's own assets, spread over the whole range of ids (not timed).
+        let due = EDITOR_OWNS * done / n;
+        if due > owned {
+            let own: Vec<AssetInput> = (owned..due)
+                .map(|i| asset(1_000_000_000 + i as u64))
+                .collect();
+            cat.create_assets_bulk(&editor.who, &own)
+                .await
+                .ctx("the editor cannot register assets")?;
+            owned = due;
+        }
         if last_note.elapsed() >= Duration::from_secs(30) && done < n {
             last_note = Instant::now();
             eprintln!(
@@ -266,6 +286,14 @@ async fn fill(cat: &Catalog, who: &Principal, n: usize) -> Res<Ids> {
         n as f64 / reg.max(1e-9),
         generating.as_secs_f64()
     );
+    println!(
+        "fill batches: p50 {} ({:.0} assets/s), max {} (assets {}..{})",
+        ms(batches.pct(0.5)),
+        BATCH.min(n) as f64 / batches.pct(0.5).as_secs_f64().max(1e-9),
+        ms(slowest.0),
+        slowest.1,
+        (slowest.1 + BATCH).min(n)
+    );
     Ok(Ids(ids))
 }
 
@@ -279,9 +307,14 @@ fn db_size(dir: &Path) -> String {
     )
 }
 
-/// An editor (no rights of their own on others' assets) who owns a few assets and reads a few
-/// more through a group grant.
-async fn editor_setup(cat: &Catalog, ids: &Ids) -> Res<Principal> {
+/// An editor (no rights of their own on others' assets) in a group; they register a few assets
+/// during the fill and the group is granted a few more after it.
+struct Editor {
+    who: Principal,
+    group: i64,
+}
+
+async fn editor(cat: &Catalog) -> Res<Editor> {
     let user = cat
         .create_user("editor", "Editor", Role::Editor, "benchpassword2")
         .await
@@ -293,22 +326,22 @@ async fn editor_setup(cat: &Catalog, ids: &Ids) -> Res<Principal> {
     cat.set_member(group.id, user.id, true)
         .await
         .ctx("cannot add the editor to the group")?;
-    let editor = Principal {
-        user_id: user.id,
-        username: "editor".into(),
-        role: Role::Editor,
-        groups: Arc::from(vec![group.id]),
-    };
-    let own: Vec<AssetInput> = (0..EDITOR_OWNS)
-        .map(|i| asset(1_000_000_000 + i as u64))
-        .collect();
-    cat.create_assets_bulk(&editor, &own)
-        .await
-        .ctx("the editor cannot register assets")?;
+    Ok(Editor {
+        who: Principal {
+            user_id: user.id,
+            username: "editor".into(),
+            role: Role::Editor,
+            groups: Arc::from(vec![group.id]),
+        },
+        group: group.id,
+    })
+}
+
+async fn grant_group(cat: &Catalog, editor: &Editor, ids: &Ids) -> Res<()> {
     let mut rng = Rng::new(0xED17);
     let grant = [Grant {
         principal: "group".into(),
-        id: group.id,
+        id: editor.group,
         perms: vec!["read".into()],
     }];
     let grants = GROUP_GRANTS.min(ids.0.len());
@@ -319,11 +352,11 @@ async fn editor_setup(cat: &Catalog, ids: &Ids) -> Res<Principal> {
             .ctx("cannot grant an asset to the group")?;
     }
     println!(
-        "editor: owns {EDITOR_OWNS} assets, reads up to {grants} more through a group grant \
-         (of {} in all)",
+        "editor: owns {EDITOR_OWNS} assets and reads up to {grants} more through a group grant, \
+         spread over all {} (ids 1..)",
         ids.0.len() + EDITOR_OWNS
     );
-    Ok(editor)
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -302,6 +302,28 @@ impl Catalog {
         )
     }
 
+    /// [`Self::asset_select`] with the rights windows as a JSON array, for one asset in one
+    /// round trip.
+    fn asset_select_full(&self) -> String {
+        let windows = match self.backend {
+            Backend::Sqlite => {
+                "(SELECT json_group_array(json_object('id', w.id, 'from', w.licensed_from_ms, \
+                 'until', w.licensed_until_ms, 'territories', w.territories, 'platforms', \
+                 w.platforms, 'note', w.note)) FROM rights_windows w WHERE w.asset_id = a.id)"
+            }
+            Backend::Postgres => {
+                "(SELECT json_agg(json_build_object('id', w.id, 'from', w.licensed_from_ms, \
+                 'until', w.licensed_until_ms, 'territories', w.territories, 'platforms', \
+                 w.platforms, 'note', w.note) ORDER BY w.id)::text FROM rights_windows w \
+                 WHERE w.asset_id = a.id)"
+            }
+        };
+        self.asset_select().replace(
+            " FROM assets a",
+            &format!(", {windows} AS windows FROM assets a"),
+        )
+    }
+
     fn asset_of(&self, r: &AnyRow, perms: Perms) -> Result<Asset> {
         let split = |v: Option<String>| -> Vec<String> {
             let mut v: Vec<String> = v
@@ -469,50 +491,14 @@ impl Catalog {
         Ok(())
     }
 
-    /// Takes the next number of the naming sequence and renders a house ID.
-    async fn next_house_id(&self, tx: &mut sqlx::AnyConnection) -> Result<String> {
-        let now = time::OffsetDateTime::from_unix_timestamp(self.now_ms() / 1000)
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        let scope = if self.naming.per_year() {
-            now.year().to_string()
-        } else {
-            "all".to_string()
-        };
-        let seq: i64 = sqlx::query(
-            "INSERT INTO naming_seq (scope, next) VALUES ($1, 2) ON CONFLICT (scope) \
-             DO UPDATE SET next = naming_seq.next + 1 RETURNING next - 1",
-        )
-        .bind(scope)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
-        Ok(self.naming.render(
-            &self.channel,
-            (
-                now.year(),
-                u32::from(u8::from(now.month())),
-                u32::from(now.day()),
-            ),
-            seq as u64,
-        ))
-    }
-
-    /// The full-text body of an asset: its descriptive text, tags and searchable custom fields.
-    async fn reindex(&self, tx: &mut sqlx::AnyConnection, id: i64) -> Result<()> {
-        let r = sqlx::query(
-            "SELECT title, description, subject, creator, contributor, series, episode, identifier, \
-             custom FROM assets WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
+    /// The text full-text search covers: the descriptive fields, searchable custom fields and
+    /// tags, capped at 256 KiB (PostgreSQL limits a tsvector to 1 MB).
+    fn fts_body(&self, dc: &[String], custom: &Map<String, Value>, tags: &[String]) -> String {
         let mut body = String::new();
-        for i in 0..8 {
-            body.push_str(&r.try_get::<String, _>(i)?);
+        for v in dc {
+            body.push_str(v);
             body.push('\n');
         }
-        let custom: Map<String, Value> =
-            serde_json::from_str(&r.try_get::<String, _>(8)?).unwrap_or_default();
         for f in self.fields.iter().filter(|f| f.searchable) {
             match custom.get(&f.name) {
                 Some(Value::String(s)) => body.push_str(s),
@@ -521,15 +507,10 @@ impl Catalog {
             }
             body.push('\n');
         }
-        for t in sqlx::query("SELECT tag FROM asset_tags WHERE asset_id = $1")
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?
-        {
-            body.push_str(&t.try_get::<String, _>(0)?);
+        for t in tags {
+            body.push_str(t);
             body.push('\n');
         }
-        // PostgreSQL caps a tsvector at 1 MB: index the first 256 KiB of text.
         if body.len() > 256 * 1024 {
             let mut cut = 256 * 1024;
             while !body.is_char_boundary(cut) {
@@ -537,12 +518,48 @@ impl Catalog {
             }
             body.truncate(cut);
         }
+        body
+    }
+
+    async fn reindex(&self, tx: &mut sqlx::AnyConnection, id: i64) -> Result<()> {
+        let r = sqlx::query(
+            "SELECT title, description, subject, creator, contributor, series, episode, identifier, \
+             custom FROM assets WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let dc: Vec<String> = (0..8)
+            .map(|i| r.try_get::<String, _>(i))
+            .collect::<std::result::Result<_, _>>()?;
+        let custom: Map<String, Value> =
+            serde_json::from_str(&r.try_get::<String, _>(8)?).unwrap_or_default();
+        let tags: Vec<String> = sqlx::query("SELECT tag FROM asset_tags WHERE asset_id = $1")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|t| t.try_get::<String, _>(0))
+            .collect::<std::result::Result<_, _>>()?;
+        let body = self.fts_body(&dc, &custom, &tags);
+        self.write_fts(tx, id, &body, true).await
+    }
+
+    async fn write_fts(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        id: i64,
+        body: &str,
+        replace: bool,
+    ) -> Result<()> {
         match self.backend {
             Backend::Sqlite => {
-                sqlx::query("DELETE FROM assets_fts WHERE rowid = $1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                if replace {
+                    sqlx::query("DELETE FROM assets_fts WHERE rowid = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 sqlx::query("INSERT INTO assets_fts (rowid, body) VALUES ($1, $2)")
                     .bind(id)
                     .bind(body)
@@ -561,12 +578,7 @@ impl Catalog {
     }
 
     async fn set_tags(&self, tx: &mut sqlx::AnyConnection, id: i64, tags: &[String]) -> Result<()> {
-        let mut clean: Vec<String> = tags.iter().map(|t| clean_tag(t)).collect::<Result<_>>()?;
-        clean.sort();
-        clean.dedup();
-        if clean.len() > 200 {
-            return Err(CatalogError::invalid("tags", "at most 200 tags"));
-        }
+        let clean = Self::clean_tags(tags)?;
         sqlx::query("DELETE FROM asset_tags WHERE asset_id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -581,34 +593,86 @@ impl Catalog {
         Ok(())
     }
 
+    /// Clean, sorted, unique tags.
+    fn clean_tags(tags: &[String]) -> Result<Vec<String>> {
+        let mut clean: Vec<String> = tags.iter().map(|t| clean_tag(t)).collect::<Result<_>>()?;
+        clean.sort();
+        clean.dedup();
+        if clean.len() > 200 {
+            return Err(CatalogError::invalid("tags", "at most 200 tags"));
+        }
+        Ok(clean)
+    }
+
+    /// House IDs for `n` new assets: one sequence update for all, numbers already taken (given
+    /// by hand, imported) skipped.
+    async fn house_ids(&self, tx: &mut sqlx::AnyConnection, n: usize) -> Result<Vec<String>> {
+        let now = time::OffsetDateTime::from_unix_timestamp(self.now_ms() / 1000)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let scope = if self.naming.per_year() {
+            now.year().to_string()
+        } else {
+            "all".to_string()
+        };
+        let date = (
+            now.year(),
+            u32::from(u8::from(now.month())),
+            u32::from(now.day()),
+        );
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let want = (n - out.len()) as i64;
+            let first: i64 = sqlx::query(
+                "INSERT INTO naming_seq (scope, next) VALUES ($1, $2 + 1) ON CONFLICT (scope) \
+                 DO UPDATE SET next = naming_seq.next + $2 RETURNING next - $2",
+            )
+            .bind(&scope)
+            .bind(want)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+            let ids: Vec<String> = (first..first + want)
+                .map(|seq| self.naming.render(&self.channel, date, seq as u64))
+                .collect();
+            let mut taken = std::collections::HashSet::new();
+            for chunk in ids.chunks(1000) {
+                let mut q = Sql::default();
+                q.push("SELECT house_id FROM assets WHERE house_id IN (");
+                for (k, h) in chunk.iter().enumerate() {
+                    if k > 0 {
+                        q.push(", ");
+                    }
+                    q.str(h.clone());
+                }
+                q.push(")");
+                for r in q.query().fetch_all(&mut *tx).await? {
+                    taken.insert(r.try_get::<String, _>(0)?);
+                }
+            }
+            out.extend(ids.into_iter().filter(|h| !taken.contains(h)));
+        }
+        Ok(out)
+    }
+
+    /// Inserts a new asset (its tags and search text written from memory: nothing to replace).
     async fn insert_asset(
         &self,
         tx: &mut sqlx::AnyConnection,
         who: &Principal,
         i: &AssetInput,
+        house: Option<String>,
     ) -> Result<i64> {
-        let house_id = match &i.house_id {
-            Some(h) => h.clone(),
-            None => {
-                // A number given by hand earlier (an imported ID) is skipped, not fatal.
-                let mut h = self.next_house_id(tx).await?;
-                for _ in 0..10_000 {
-                    let taken = sqlx::query("SELECT 1 FROM assets WHERE house_id = $1")
-                        .bind(&h)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .is_some();
-                    if !taken {
-                        break;
-                    }
-                    h = self.next_house_id(tx).await?;
-                }
-                h
-            }
+        let house_id = match (&i.house_id, house) {
+            (Some(h), _) => h.clone(),
+            (None, Some(h)) => h,
+            (None, None) => self
+                .house_ids(tx, 1)
+                .await?
+                .pop()
+                .ok_or_else(|| CatalogError::Conflict("no house ID left".into()))?,
         };
         let now = self.now_ms();
-        let custom = serde_json::to_string(&i.custom.clone().unwrap_or_default())
-            .unwrap_or_else(|_| "{}".into());
+        let custom = i.custom.clone().unwrap_or_default();
         let s = |f: &str| i.dc(f).cloned().unwrap_or_default();
         let r = sqlx::query(
             "INSERT INTO assets (house_id, kind, status, title, description, subject, creator, \
@@ -630,7 +694,7 @@ impl Catalog {
         .bind(s("identifier"))
         .bind(s("series"))
         .bind(s("episode"))
-        .bind(custom)
+        .bind(serde_json::to_string(&custom).unwrap_or_else(|_| "{}".into()))
         .bind(Some(i.owner_id.unwrap_or(who.user_id)))
         .bind(now)
         .fetch_one(&mut *tx)
@@ -643,10 +707,29 @@ impl Catalog {
             }
         })?;
         let id: i64 = r.try_get(0)?;
-        if let Some(t) = &i.tags {
-            self.set_tags(tx, id, t).await?;
+        let tags = Self::clean_tags(i.tags.as_deref().unwrap_or_default())?;
+        for t in &tags {
+            sqlx::query("INSERT INTO asset_tags (asset_id, tag) VALUES ($1, $2)")
+                .bind(id)
+                .bind(t)
+                .execute(&mut *tx)
+                .await?;
         }
-        self.reindex(tx, id).await?;
+        let dc: Vec<String> = [
+            "title",
+            "description",
+            "subject",
+            "creator",
+            "contributor",
+            "series",
+            "episode",
+            "identifier",
+        ]
+        .iter()
+        .map(|f| s(f))
+        .collect();
+        let body = self.fts_body(&dc, &custom, &tags);
+        self.write_fts(tx, id, &body, false).await?;
         Ok(id)
     }
 
@@ -670,7 +753,7 @@ impl Catalog {
                 .map_err(|_| CatalogError::invalid("owner_id", format!("no user {o}")))?;
         }
         let mut tx = self.begin().await?;
-        let id = self.insert_asset(&mut tx, who, i).await?;
+        let id = self.insert_asset(&mut tx, who, i, None).await?;
         let c = self
             .record(&mut tx, "asset", id, "created", Some(id))
             .await?;
@@ -692,8 +775,15 @@ impl Catalog {
         let mut tx = self.begin().await?;
         let mut ids = Vec::with_capacity(items.len());
         let mut changes = Vec::with_capacity(items.len());
+        let need = items.iter().filter(|i| i.house_id.is_none()).count();
+        let mut house = self.house_ids(&mut tx, need).await?.into_iter();
         for i in items {
-            let id = self.insert_asset(&mut tx, who, i).await?;
+            let h = if i.house_id.is_none() {
+                house.next()
+            } else {
+                None
+            };
+            let id = self.insert_asset(&mut tx, who, i, h).await?;
             changes.push(
                 self.record(&mut tx, "asset", id, "created", Some(id))
                     .await?,
@@ -719,14 +809,42 @@ impl Catalog {
     }
 
     async fn asset_with(&self, id: i64, perms: Perms) -> Result<Asset> {
-        let sql = format!("{} WHERE a.id = $1", self.asset_select());
+        let sql = format!("{} WHERE a.id = $1", self.asset_select_full());
         let r = sqlx::query(AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| CatalogError::NotFound(format!("asset {id}")))?;
         let mut a = self.asset_of(&r, perms)?;
-        a.rights_windows = self.rights_windows(id).await?;
+        let windows: Option<String> = r.try_get("windows")?;
+        let now = self.now_ms();
+        let list = |v: &Value| -> Vec<String> {
+            v.as_str()
+                .unwrap_or_default()
+                .split(',')
+                .filter(|x| !x.is_empty())
+                .map(String::from)
+                .collect()
+        };
+        let mut ws: Vec<RightsWindow> =
+            serde_json::from_str::<Vec<Value>>(windows.as_deref().unwrap_or("[]"))
+                .unwrap_or_default()
+                .iter()
+                .map(|w| {
+                    let (from, until) = (w["from"].as_i64(), w["until"].as_i64());
+                    RightsWindow {
+                        id: w["id"].as_i64().unwrap_or_default(),
+                        licensed_from: from.map(super::rfc3339),
+                        licensed_until: until.map(super::rfc3339),
+                        territories: list(&w["territories"]),
+                        platforms: list(&w["platforms"]),
+                        note: w["note"].as_str().unwrap_or_default().to_string(),
+                        active: from.is_none_or(|f| f <= now) && until.is_none_or(|u| now < u),
+                    }
+                })
+                .collect();
+        ws.sort_by_key(|w| w.id);
+        a.rights_windows = ws;
         Ok(a)
     }
 
@@ -873,21 +991,27 @@ impl Catalog {
         let mut sql = Sql::default();
         let terms = q.q.as_deref().map(search_terms).unwrap_or_default();
         let select = self.asset_select();
-        if !terms.is_empty() && self.backend == Backend::Sqlite {
-            // One letter matches as a word, not as a prefix of half the catalog.
+        // Every word must match; the last one also as the start of a longer word (typing
+        // "even" finds "evening"), unless it is a single letter.
+        let prefix_last = |i: usize, t: &str| i + 1 == terms.len() && t.chars().count() > 1;
+        let fts = !terms.is_empty() && self.backend == Backend::Sqlite;
+        if fts {
             let m: Vec<String> = terms
                 .iter()
-                .map(|t| {
-                    if t.chars().count() > 1 {
+                .enumerate()
+                .map(|(i, t)| {
+                    if prefix_last(i, t) {
                         format!("\"{t}\"*")
                     } else {
                         format!("\"{t}\"")
                     }
                 })
                 .collect();
+            // CROSS JOIN keeps the full-text index as the outer loop: matches come newest
+            // first and the scan stops at the page size instead of sorting every match.
             sql.push(&select.replace(
                 " FROM assets a",
-                " FROM assets_fts f JOIN assets a ON a.id = f.rowid",
+                " FROM assets_fts f CROSS JOIN assets a ON a.id = f.rowid",
             ))
             .push(" WHERE assets_fts MATCH ")
             .str(m.join(" AND "));
@@ -896,8 +1020,9 @@ impl Catalog {
             if !terms.is_empty() {
                 let m: Vec<String> = terms
                     .iter()
-                    .map(|t| {
-                        if t.chars().count() > 1 {
+                    .enumerate()
+                    .map(|(i, t)| {
+                        if prefix_last(i, t) {
                             format!("{t}:*")
                         } else {
                             t.clone()
@@ -963,10 +1088,11 @@ impl Catalog {
             }
             sql.push(")");
         }
+        let key = if fts { "f.rowid" } else { "a.id" };
         if let Some(after) = q.after {
-            sql.push(" AND a.id < ").int(after);
+            sql.push(&format!(" AND {key} < ")).int(after);
         }
-        sql.push(" ORDER BY a.id DESC LIMIT ").int(limit);
+        sql.push(&format!(" ORDER BY {key} DESC LIMIT ")).int(limit);
         let rows = sql.query().fetch_all(&self.pool).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
@@ -1074,7 +1200,7 @@ impl Catalog {
                 return Err(self.duplicate(who, r.try_get(0)?, r.try_get(1)?).await);
             }
         }
-        let id = self.insert_asset(&mut tx, who, i).await?;
+        let id = self.insert_asset(&mut tx, who, i, None).await?;
         let c1 = self
             .record(&mut tx, "asset", id, "created", Some(id))
             .await?;
@@ -1108,7 +1234,7 @@ impl Catalog {
                 ids: Some((r.try_get(0)?, r.try_get(1)?)),
             });
         }
-        let id = self.insert_asset(&mut tx, who, i).await?;
+        let id = self.insert_asset(&mut tx, who, i, None).await?;
         let c1 = self
             .record(&mut tx, "asset", id, "created", Some(id))
             .await?;
