@@ -1,5 +1,5 @@
 # The two commands of the README: `make run` and `make test`.
-.PHONY: run test setup build bench bench-catalog demo lint
+.PHONY: run test setup build bench bench-catalog bench-jobs demo lint
 
 run: setup
 	cargo build --release
@@ -24,6 +24,9 @@ bench: build
 
 bench-catalog: build
 	cargo bench --bench catalog
+
+bench-jobs: build
+	cargo bench --bench jobs
 
 lint:
 	cargo fmt --check
