@@ -113,11 +113,13 @@ fn conformance(url: Option<&str>) {
         made[3]["id"].as_i64().unwrap(),
     );
     assert_eq!(search("q=news"), vec![mo, e]);
-    assert_eq!(search("q=new"), vec![mo, e], "prefix");
+    assert_eq!(search("q=new*"), vec![mo, e], "prefix");
+    assert!(search("q=new").is_empty(), "whole words unless `*`");
     assert_eq!(search("q=evening%20news"), vec![e]);
     assert_eq!(search("q=football"), vec![m], "tags are searched");
     assert_eq!(search("q=drama"), vec![h], "custom fields are searched");
     assert_eq!(search("q=harbour&kind=clip"), vec![h]);
+    assert_eq!(search("q=even*%20news"), vec![e]);
     assert_eq!(search("q=news&tag=morning"), vec![mo]);
     assert_eq!(search("kind=programme"), vec![m]);
     assert!(

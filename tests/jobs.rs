@@ -113,7 +113,7 @@ fn watch_folder_workflow_qc_then_renditions() {
         kind = "qc"
         [[steps]]
         kind = "transcode"
-        profiles = ["proxy"]
+        profiles = ["proxy", "mobile-h264"]
         when = "qc.pass"
         "#,
     );
@@ -183,7 +183,35 @@ fn watch_folder_workflow_qc_then_renditions() {
         )
         .body;
     let files = files["items"].as_array().unwrap();
-    assert_eq!(files.len(), 2, "{files:#?}");
+    assert_eq!(files.len(), 3, "{files:#?}");
+    let mobile = files
+        .iter()
+        .find(|f| f["profile"] == "mobile-h264")
+        .unwrap();
+    assert_eq!(
+        (mobile["role"].as_str(), mobile["height"].as_i64()),
+        (Some("platform"), Some(720))
+    );
+    let transcode = jobs
+        .iter()
+        .find(|j| j["kind"] == "transcode" && j["asset_id"] == good["id"])
+        .unwrap();
+    let logs = s
+        .call(
+            "GET",
+            &format!("/v1/jobs/{}/logs", transcode["id"]),
+            Some(&s.admin),
+            None,
+        )
+        .body;
+    assert!(
+        logs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["message"] == "2 profiles from one decode"),
+        "{logs:#}"
+    );
     let source = files.iter().find(|f| f["role"] == "source").unwrap();
     assert_eq!(source["sha256"], sha256_hex(&a));
     assert!(Path::new(source["path"].as_str().unwrap()).starts_with(watch.join("done")));
@@ -674,4 +702,93 @@ fn two_appliances_share_one_postgres_queue_without_taking_a_job_twice() {
         by_one > 0 && by_two > 0,
         "both appliances worked: {by_one} / {by_two}"
     );
+}
+
+/// A webhook receiver: answers 200 to each POST and hands its body over.
+fn webhook() -> (String, std::sync::mpsc::Receiver<Value>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", l.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            let mut r = std::io::BufReader::new(conn.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if std::io::BufRead::read_line(&mut r, &mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = std::io::Read::read_exact(&mut r, &mut body);
+            let mut c = conn;
+            let _ =
+                c.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = tx.send(serde_json::from_slice(&body).unwrap_or(Value::Null));
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn workflow_delivers_renditions_and_calls_a_webhook() {
+    let d = tempfile::tempdir().unwrap();
+    let (url, hook) = webhook();
+    let out = d.path().join("playout");
+    let wf = workflow_dir(
+        d.path(),
+        &format!(
+            "name = \"default\"\n[trigger]\nwatch = \"watch\"\nstable_s = 0.5\npoll_s = 0.2\nafter = \"leave\"\n\
+             [[steps]]\nkind = \"transcode\"\nprofiles = [\"proxy\"]\n\
+             [[steps]]\nkind = \"deliver\"\nto = \"{}\"\n\
+             [[steps]]\nkind = \"notify\"\nurl = \"{url}\"\n",
+            out.display()
+        ),
+    );
+    let s = start(d.path(), &wf, &[]);
+    let f = clip(d.path(), "spot.mp4", 9);
+    std::fs::copy(&f, d.path().join("data/watch/spot.mp4")).unwrap();
+    let event = hook
+        .recv_timeout(Duration::from_secs(180))
+        .expect("the webhook is called");
+    assert_eq!(event["workflow"], "default");
+    assert!(event["house_id"].as_str().unwrap().starts_with("ANT-"));
+    let delivered = out.join("spot_proxy.mp4");
+    assert!(delivered.is_file());
+    let jobs = wait_jobs(&s, 60, "deliver", settled);
+    assert!(jobs.iter().all(|j| j["state"] == "succeeded"), "{jobs:#?}");
+    let asset = s
+        .call(
+            "GET",
+            &format!("/v1/assets/{}/files", event["asset_id"]),
+            Some(&s.admin),
+            None,
+        )
+        .body;
+    let proxy = asset["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["role"] == "proxy")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        proxy["sha256"].as_str().unwrap(),
+        sha256_hex(&delivered),
+        "the delivered copy is the rendition"
+    );
+    assert!(
+        d.path().join("data/watch/spot.mp4").is_file(),
+        "after = leave keeps the source"
+    );
+    assert!(!std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .any(|e| e.path().to_string_lossy().ends_with(".part")));
 }

@@ -275,13 +275,26 @@ fn clean_tag(t: &str) -> Result<String> {
     Ok(t)
 }
 
-/// The words of a search, each a prefix, for FTS5 or `to_tsquery`.
-fn search_terms(q: &str) -> Vec<String> {
-    q.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .take(16)
-        .map(|w| w.to_lowercase())
-        .collect()
+/// The words of a search for FTS5 or `to_tsquery`: letters and digits only (no operator gets
+/// through), each with whether it ends in `*` (match it as the start of longer words).
+fn search_terms(q: &str) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut chars = q.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_alphanumeric() {
+            word.extend(c.to_lowercase());
+            if chars.peek().is_some_and(|n| n.is_alphanumeric()) {
+                continue;
+            }
+            let prefix = chars.peek() == Some(&'*') && word.chars().count() > 1;
+            out.push((std::mem::take(&mut word), prefix));
+            if out.len() == 16 {
+                break;
+            }
+        }
+    }
+    out
 }
 
 impl Catalog {
@@ -991,16 +1004,15 @@ impl Catalog {
         let mut sql = Sql::default();
         let terms = q.q.as_deref().map(search_terms).unwrap_or_default();
         let select = self.asset_select();
-        // Every word must match; the last one also as the start of a longer word (typing
-        // "even" finds "evening"), unless it is a single letter.
-        let prefix_last = |i: usize, t: &str| i + 1 == terms.len() && t.chars().count() > 1;
+        // Every word must match, whole, or as the start of longer words when it ends in `*`
+        // (exact words read one list of the index; a prefix merges the lists of every word
+        // it starts).
         let fts = !terms.is_empty() && self.backend == Backend::Sqlite;
         if fts {
             let m: Vec<String> = terms
                 .iter()
-                .enumerate()
-                .map(|(i, t)| {
-                    if prefix_last(i, t) {
+                .map(|(t, p)| {
+                    if *p {
                         format!("\"{t}\"*")
                     } else {
                         format!("\"{t}\"")
@@ -1020,14 +1032,7 @@ impl Catalog {
             if !terms.is_empty() {
                 let m: Vec<String> = terms
                     .iter()
-                    .enumerate()
-                    .map(|(i, t)| {
-                        if prefix_last(i, t) {
-                            format!("{t}:*")
-                        } else {
-                            t.clone()
-                        }
-                    })
+                    .map(|(t, p)| if *p { format!("{t}:*") } else { t.clone() })
                     .collect();
                 sql.push(" AND a.search @@ to_tsquery('simple', ")
                     .str(m.join(" & "))
@@ -1774,10 +1779,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn search_words_are_safe_prefixes() {
+    fn search_words_are_safe() {
+        let w = |s: &str, p: bool| (s.to_string(), p);
         assert_eq!(
-            search_terms("News \"AT\" 10* OR -x"),
-            vec!["news", "at", "10", "or", "x"]
+            search_terms("News \"AT\" 10* OR -x* é*"),
+            vec![
+                w("news", false),
+                w("at", false),
+                w("10", true),
+                w("or", false),
+                w("x", false),
+                w("é", false)
+            ]
         );
         assert!(search_terms("\" * ( )").is_empty());
     }

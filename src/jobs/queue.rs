@@ -9,7 +9,15 @@ use sqlx::{AssertSqlSafe, Row};
 
 use crate::catalog::{Backend, Catalog, CatalogError, Change, Result};
 
-pub const KINDS: &[&str] = &["ingest", "qc", "transcode", "deliver", "purge", "noop"];
+pub const KINDS: &[&str] = &[
+    "ingest",
+    "qc",
+    "transcode",
+    "deliver",
+    "notify",
+    "purge",
+    "noop",
+];
 pub const STATES: &[&str] = &["queued", "running", "succeeded", "failed", "cancelled"];
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

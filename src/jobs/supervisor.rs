@@ -671,6 +671,7 @@ impl Supervisor {
             return Ok(());
         };
         let asset = self.catalog.asset(&self.system, asset_id).await?;
+        let ctx_qc = ctx["qc"]["verdict"].clone();
         let mut params = json!({
             "step": i,
             "path": job.params["path"],
@@ -696,6 +697,19 @@ impl Supervisor {
                     .join("renditions")
                     .join(crate::ingest::safe_name(&asset.house_id)));
                 "transcode"
+            }
+            "notify" => {
+                params["url"] = json!(step.url);
+                params["event"] = json!({
+                    "workflow": w.name,
+                    "step": i,
+                    "asset_id": asset_id,
+                    "house_id": asset.house_id,
+                    "title": asset.title,
+                    "status": asset.status,
+                    "qc": ctx_qc,
+                });
+                "notify"
             }
             _ => {
                 let files = self.catalog.files(&self.system, asset_id).await?;

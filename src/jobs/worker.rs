@@ -71,6 +71,7 @@ pub fn main() -> i32 {
         "qc" => qc(&job.params),
         "transcode" => transcode(&job),
         "deliver" => deliver(&job.params),
+        "notify" => notify(&job.params),
         k => Err(fatal(format!("worker: no such job kind {k:?}"))),
     };
     match outcome {
@@ -323,23 +324,37 @@ fn transcode(job: &WorkerJob) -> Result<Value, Failure> {
     };
     std::fs::create_dir_all(&out_dir)?;
     crate::transcode::prepare_outdir(&out_dir).map_err(|e| fatal(e.to_string()))?;
-    let mut outputs = Vec::new();
-    for (n, name) in profiles.iter().enumerate() {
-        let prof = crate::profile::find(
-            name,
-            crate::profile::profiles_dir(job.profiles_dir.as_deref()).as_deref(),
-        )
-        .map_err(|e| fatal(e.to_string()))?;
-        let (src, opened) =
-            crate::av::probe::probe_open(&source).map_err(|e| fatal(e.to_string()))?;
+    let dir = crate::profile::profiles_dir(job.profiles_dir.as_deref());
+    let (src, opened) = crate::av::probe::probe_open(&source).map_err(|e| fatal(e.to_string()))?;
+    let mut compiled = Vec::new();
+    for name in &profiles {
+        let prof = crate::profile::find(name, dir.as_deref()).map_err(|e| fatal(e.to_string()))?;
         let plan = crate::transcode::compile(&src, &prof, &out_dir, backend)
-            .map_err(|e| fatal(e.to_string()))?;
+            .map_err(|e| fatal(format!("{name}: {e}")))?;
+        compiled.push((prof, plan));
+    }
+    // One decode for every profile when they can share it; else one run per profile.
+    let plans: Vec<crate::transcode::Job> = compiled.iter().map(|(_, j)| j.clone()).collect();
+    let runs: Vec<(Vec<usize>, crate::transcode::Job)> = match crate::transcode::merge(&plans) {
+        Some(m) if plans.len() > 1 => {
+            log("info", format!("{} profiles from one decode", plans.len()));
+            vec![((0..plans.len()).collect(), m)]
+        }
+        _ => plans
+            .into_iter()
+            .enumerate()
+            .map(|(i, j)| (vec![i], j))
+            .collect(),
+    };
+    let mut opened = Some(opened);
+    let mut outputs = Vec::new();
+    let count = runs.len();
+    for (n, (owners, plan)) in runs.into_iter().enumerate() {
         let progress = Arc::new(Progress::default());
         let done = Arc::new(AtomicBool::new(false));
         let reporter = {
             let (progress, done) = (progress.clone(), done.clone());
             let duration = plan.duration_s;
-            let share = (n, profiles.len());
             std::thread::spawn(move || {
                 let start = Instant::now();
                 while !done.load(Ordering::SeqCst) {
@@ -352,7 +367,7 @@ fn transcode(job: &WorkerJob) -> Result<Value, Failure> {
                         .filter(|d| *d > 0.0)
                         .map_or(0.0, |d| (media / d).min(1.0));
                     emit(&WorkerMsg::Progress {
-                        percent: (share.0 as f64 + part) * 100.0 / share.1 as f64,
+                        percent: (n as f64 + part) * 100.0 / count as f64,
                         fps: frames / t,
                         speed,
                         eta_s: duration
@@ -364,14 +379,22 @@ fn transcode(job: &WorkerJob) -> Result<Value, Failure> {
         };
         let result = crate::transcode::run(
             &plan,
-            Some(opened),
+            opened.take(),
             progress,
             Arc::new(AtomicBool::new(false)),
         );
         done.store(true, Ordering::SeqCst);
         let _ = reporter.join();
-        result.map_err(|e| Failure(format!("{name}: {e}"), true))?;
-        for (planned, facts) in plan.outputs.iter().zip(&plan.facts) {
+        let names: Vec<&str> = owners.iter().map(|&i| profiles[i].as_str()).collect();
+        result.map_err(|e| Failure(format!("{}: {e}", names.join(" + ")), true))?;
+        // Which profile each planned output belongs to, in the order they were joined.
+        let owner_of: Vec<usize> = owners
+            .iter()
+            .flat_map(|&i| std::iter::repeat_n(i, compiled[i].1.outputs.len()))
+            .collect();
+        for ((planned, facts), &pi) in plan.outputs.iter().zip(&plan.facts).zip(&owner_of) {
+            let prof = &compiled[pi].0;
+            let name = &prof.name;
             let out = &prof.outputs[planned.index];
             let rep = crate::profile::verify::verify(
                 &planned.path,
@@ -443,4 +466,48 @@ fn deliver(p: &Value) -> Result<Value, Failure> {
         let _ = d.sync_all();
     }
     Ok(json!({"delivered": done}))
+}
+
+/// POSTs the workflow's event as JSON to a webhook (`http://` only); a non-2xx answer or no
+/// answer within 10 s fails the attempt (retried with backoff).
+fn notify(p: &Value) -> Result<Value, Failure> {
+    let url = p["url"].as_str().unwrap_or_default().to_string();
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e| fatal(format!("notify: {url:?} is not a URL: {e}")))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(fatal(format!(
+            "notify: {url:?}: only http:// webhooks are supported"
+        )));
+    }
+    let body = p["event"].to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let status = rt.block_on(async move {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Full<hyper::body::Bytes>>();
+        let req = hyper::Request::post(uri)
+            .header("content-type", "application/json")
+            .header("user-agent", concat!("antenne/", env!("CARGO_PKG_VERSION")))
+            .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
+            .map_err(|e| Failure(e.to_string(), false))?;
+        match tokio::time::timeout(Duration::from_secs(10), client.request(req)).await {
+            Ok(Ok(r)) => Ok(r.status().as_u16()),
+            Ok(Err(e)) => Err(Failure(format!("notify {url}: {e}"), true)),
+            Err(_) => Err(Failure(
+                format!("notify {url}: no answer within 10 s"),
+                true,
+            )),
+        }
+    })?;
+    if !(200..300).contains(&status) {
+        return Err(Failure(
+            format!("notify: the webhook answered {status}"),
+            true,
+        ));
+    }
+    log("info", format!("webhook answered {status}"));
+    Ok(json!({"status": status}))
 }

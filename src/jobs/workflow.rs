@@ -69,7 +69,7 @@ pub enum After {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
-    /// `qc`, `transcode` or `deliver`.
+    /// `qc`, `transcode`, `deliver` or `notify`.
     pub kind: String,
     /// Transcode: the profiles, from one decode each.
     #[serde(default)]
@@ -77,6 +77,9 @@ pub struct Step {
     /// Deliver: the folder renditions are copied to.
     #[serde(default)]
     pub to: Option<PathBuf>,
+    /// Notify: the webhook (`http://…`) the workflow's progress is POSTed to as JSON.
+    #[serde(default)]
+    pub url: Option<String>,
     /// `always` (default), `qc.pass`, `qc.fail`, `source.interlaced`, `source.progressive`,
     /// `source.hd`, `source.sd`; several joined by ` and `.
     #[serde(default)]
@@ -204,9 +207,14 @@ impl Workflow {
                         return Err(bad(format!("{at}: deliver needs `to`, an absolute folder")));
                     }
                 }
+                "notify" => {
+                    if s.url.as_deref().is_none_or(|u| !u.starts_with("http://")) {
+                        return Err(bad(format!("{at}: notify needs `url`, an http:// webhook")));
+                    }
+                }
                 k => {
                     return Err(bad(format!(
-                        "{at}: kind {k:?} is not qc, transcode or deliver"
+                        "{at}: kind {k:?} is not qc, transcode, deliver or notify"
                     )))
                 }
             }

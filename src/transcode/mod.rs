@@ -68,6 +68,7 @@ pub struct PackagePlan {
 }
 
 /// A compiled job: the engine spec plus what the user is told about it.
+#[derive(Debug, Clone)]
 pub struct Job {
     pub spec: PipelineSpec,
     pub outputs: Vec<PlannedOutput>,
@@ -80,6 +81,36 @@ pub struct Job {
     pub dash: bool,
     /// Write the HLS master playlist.
     pub hls_master: bool,
+}
+
+/// One job decoding once for the outputs of several compiled profiles (a workflow's house,
+/// proxy and web renditions): `None` when one is a package or they read the source
+/// differently. Each planned output keeps its index within its own profile.
+pub fn merge(jobs: &[Job]) -> Option<Job> {
+    let first = jobs.first()?;
+    let same = |j: &Job| {
+        j.package.is_none()
+            && j.spec.input == first.spec.input
+            && j.spec.video_stream == first.spec.video_stream
+            && j.spec.audio_streams == first.spec.audio_streams
+    };
+    if !jobs.iter().all(same) {
+        return None;
+    }
+    let mut spec = first.spec.clone();
+    spec.outputs = jobs.iter().flat_map(|j| j.spec.outputs.clone()).collect();
+    // Frames decoded on a GPU are downloaded once for outputs encoded on the CPU.
+    spec.hw_decode = jobs.iter().find_map(|j| j.spec.hw_decode);
+    Some(Job {
+        spec,
+        outputs: jobs.iter().flat_map(|j| j.outputs.clone()).collect(),
+        facts: jobs.iter().flat_map(|j| j.facts.clone()).collect(),
+        expected_frames: first.expected_frames,
+        duration_s: first.duration_s,
+        package: None,
+        dash: false,
+        hls_master: false,
+    })
 }
 
 const DEJAVU_MONO: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf";
