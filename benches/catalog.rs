@@ -412,6 +412,8 @@ async fn search_bench(
             Box::new(move |r: &mut Rng| {
                 let mut p = place(&mut Rng::new(r.next() % n)).to_lowercase();
                 p.pop();
+                // A trailing `*` asks for a prefix; plain words match whole.
+                p.push('*');
                 q(p)
             }),
         ),

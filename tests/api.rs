@@ -780,6 +780,17 @@ fn authorization_matrix() {
         json!([member_id])
     );
 
+    // Text search shows a restricted user only what they may read.
+    let found = |tok: &str, q: &str| {
+        ids(&s
+            .call("GET", &format!("/v1/search?q={q}"), Some(tok), None)
+            .body)
+    };
+    assert_eq!(found(&viewer, "granted"), vec![to_viewer]);
+    assert_eq!(found(&member, "granted"), vec![to_group]);
+    assert_eq!(found(&owner, "gran*"), vec![to_group, to_viewer]);
+    assert!(found(&outsider, "granted").is_empty());
+
     let purged_id = mk("to delete");
     put_acl(
         purged_id,
