@@ -790,6 +790,13 @@ fn authorization_matrix() {
     assert_eq!(found(&member, "granted"), vec![to_group]);
     assert_eq!(found(&owner, "gran*"), vec![to_group, to_viewer]);
     assert!(found(&outsider, "granted").is_empty());
+    let tags = |tok: &str| {
+        s.call("GET", "/v1/tags", Some(tok), None).body["items"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(tags(&outsider), 0, "tags of hidden assets are hidden too");
 
     let purged_id = mk("to delete");
     put_acl(

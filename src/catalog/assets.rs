@@ -225,6 +225,31 @@ const ASSET_COLUMNS: &str = "a.id, a.house_id, a.kind, a.status, a.title, a.desc
     a.subject, a.creator, a.contributor, a.date, a.language, a.rights, a.identifier, a.series, \
     a.episode, a.custom, a.owner_id, a.created_ms, a.updated_ms, a.version";
 
+/// The ids of the assets user `$<uid>` may read: owned, granted, or in a collection granted.
+fn readable_set(uid: usize) -> String {
+    let m = PRINCIPAL_MATCH.replace("$2", &format!("${uid}"));
+    format!(
+        "SELECT o.id FROM assets o WHERE o.owner_id = ${uid} \
+         UNION SELECT acl.object_id FROM acl WHERE acl.object_kind = 'asset' \
+         AND (acl.perms & 1) = 1 AND {m} \
+         UNION SELECT ca.asset_id FROM collection_assets ca JOIN acl ON acl.object_kind = \
+         'collection' AND acl.object_id = ca.collection_id WHERE (acl.perms & 1) = 1 AND {m}"
+    )
+}
+
+/// The rights a caller holds, or not found when they cannot read, or forbidden when they lack
+/// `need`.
+fn needing(perms: Option<Perms>, what: &str, id: i64, need: Perms) -> Result<Perms> {
+    let p = perms.ok_or_else(|| CatalogError::NotFound(format!("{what} {id}")))?;
+    if !p.has(need) {
+        return Err(CatalogError::Forbidden(format!(
+            "no {} right on {what} {id}",
+            need.names().join("+")
+        )));
+    }
+    Ok(p)
+}
+
 /// Builds a statement with numbered parameters for both backends.
 #[derive(Default)]
 struct Sql {
@@ -864,17 +889,7 @@ impl Catalog {
     /// Checks that `who` holds `need` on the asset: not found when they cannot read it,
     /// forbidden when they can read but not do this.
     pub async fn require(&self, who: &Principal, id: i64, need: Perms) -> Result<Perms> {
-        let p = self
-            .asset_perms(who, id)
-            .await?
-            .ok_or_else(|| CatalogError::NotFound(format!("asset {id}")))?;
-        if !p.has(need) {
-            return Err(CatalogError::Forbidden(format!(
-                "no {} right on asset {id}",
-                need.names().join("+")
-            )));
-        }
-        Ok(p)
+        needing(self.asset_perms(who, id).await?, "asset", id, need)
     }
 
     pub async fn update_asset(&self, who: &Principal, id: i64, i: &AssetInput) -> Result<Asset> {
@@ -1062,15 +1077,8 @@ impl Catalog {
         if restricted {
             let uid = sql.args.len() + 1;
             sql.args.push(Arg::I(who.user_id));
-            let m = PRINCIPAL_MATCH.replace("$2", &format!("${uid}"));
             // The readable set, from the owner and grant indexes, rather than a test per row.
-            sql.push(&format!(
-                " AND a.id IN (SELECT o.id FROM assets o WHERE o.owner_id = ${uid} \
-                 UNION SELECT acl.object_id FROM acl WHERE acl.object_kind = 'asset' \
-                 AND (acl.perms & 1) = 1 AND {m} \
-                 UNION SELECT ca.asset_id FROM collection_assets ca JOIN acl ON acl.object_kind = \
-                 'collection' AND acl.object_id = ca.collection_id WHERE (acl.perms & 1) = 1 AND {m})"
-            ));
+            sql.push(&format!(" AND a.id IN ({})", readable_set(uid)));
         }
         if let Some(s) = &q.status {
             sql.push(" AND a.status = ").str(s.clone());
@@ -1134,14 +1142,7 @@ impl Catalog {
 
     /// Whether `who` may read at most `n` assets (their own, granted, or through collections).
     async fn readable_at_most(&self, who: &Principal, n: i64) -> Result<bool> {
-        let sql = format!(
-            "SELECT COUNT(*) FROM (SELECT o.id FROM assets o WHERE o.owner_id = $2 \
-             UNION SELECT acl.object_id FROM acl WHERE acl.object_kind = 'asset' \
-             AND (acl.perms & 1) = 1 AND {PRINCIPAL_MATCH} \
-             UNION SELECT ca.asset_id FROM collection_assets ca JOIN acl ON acl.object_kind = \
-             'collection' AND acl.object_id = ca.collection_id WHERE (acl.perms & 1) = 1 \
-             AND {PRINCIPAL_MATCH} LIMIT $1) r"
-        );
+        let sql = format!("SELECT COUNT(*) FROM ({} LIMIT $1) r", readable_set(2));
         let c: i64 = sqlx::query(AssertSqlSafe(sql))
             .bind(n + 1)
             .bind(who.user_id)
@@ -1552,14 +1553,10 @@ impl Catalog {
             .fetch_all(&self.pool)
             .await?
         } else {
-            let m = PRINCIPAL_MATCH;
             let sql = format!(
-                "SELECT t.tag, COUNT(*) AS n FROM asset_tags t JOIN assets a ON a.id = t.asset_id \
-                 WHERE a.owner_id = $2 OR EXISTS (SELECT 1 FROM acl WHERE acl.object_kind = 'asset' \
-                 AND acl.object_id = a.id AND (acl.perms & 1) = 1 AND {m}) OR EXISTS (SELECT 1 FROM \
-                 collection_assets ca JOIN acl ON acl.object_kind = 'collection' AND acl.object_id = \
-                 ca.collection_id WHERE ca.asset_id = a.id AND (acl.perms & 1) = 1 AND {m}) \
-                 GROUP BY t.tag ORDER BY n DESC, t.tag LIMIT $1"
+                "SELECT t.tag, COUNT(*) AS n FROM asset_tags t WHERE t.asset_id IN ({}) \
+                 GROUP BY t.tag ORDER BY n DESC, t.tag LIMIT $1",
+                readable_set(2)
             );
             sqlx::query(AssertSqlSafe(sql))
                 .bind(limit)
@@ -1600,17 +1597,12 @@ impl Catalog {
     }
 
     async fn require_collection(&self, who: &Principal, id: i64, need: Perms) -> Result<Perms> {
-        let p = self
-            .collection_perms(who, id)
-            .await?
-            .ok_or_else(|| CatalogError::NotFound(format!("collection {id}")))?;
-        if !p.has(need) {
-            return Err(CatalogError::Forbidden(format!(
-                "no {} right on collection {id}",
-                need.names().join("+")
-            )));
-        }
-        Ok(p)
+        needing(
+            self.collection_perms(who, id).await?,
+            "collection",
+            id,
+            need,
+        )
     }
 
     pub async fn create_collection(
