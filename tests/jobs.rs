@@ -431,7 +431,7 @@ fn corrupt_corpus_fails_with_reasons_and_a_slow_copy_is_taken_whole() {
     let d = tempfile::tempdir().unwrap();
     let wf = workflow_dir(
         d.path(),
-        "name = \"default\"\n[trigger]\nwatch = \"watch\"\nstable_s = 2.0\npoll_s = 0.3\n[[steps]]\nkind = \"qc\"\n",
+        "name = \"default\"\n[trigger]\nwatch = \"watch\"\nstable_s = 3.0\npoll_s = 0.3\n[[steps]]\nkind = \"qc\"\n",
     );
     let s = start(
         d.path(),
