@@ -1161,6 +1161,24 @@ impl Catalog {
         )
     }
 
+    /// `(asset, file)` already holding this content, checked under the ordering lock so that two
+    /// appliances ingesting the same content at once cannot both pass.
+    async fn same_content(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        sha256: &str,
+    ) -> Result<Option<(i64, i64)>> {
+        self.order_lock(tx).await?;
+        let r = sqlx::query("SELECT asset_id, id FROM files WHERE sha256 = $1 LIMIT 1")
+            .bind(sha256)
+            .fetch_optional(&mut *tx)
+            .await?;
+        Ok(match r {
+            Some(r) => Some((r.try_get(0)?, r.try_get(1)?)),
+            None => None,
+        })
+    }
+
     /// The duplicate error, naming the asset only to a caller who may read it.
     pub async fn duplicate(&self, who: &Principal, asset_id: i64, file_id: i64) -> CatalogError {
         let visible = matches!(self.asset_perms(who, asset_id).await, Ok(Some(_)));
@@ -1234,15 +1252,8 @@ impl Catalog {
         self.check_input(who, i, true)?;
         let mut tx = self.begin().await?;
         if !allow_duplicate {
-            // Under the ordering lock: two appliances ingesting the same content at once cannot
-            // both pass this check.
-            self.order_lock(&mut tx).await?;
-            if let Some(r) = sqlx::query("SELECT asset_id, id FROM files WHERE sha256 = $1 LIMIT 1")
-                .bind(&f.sha256)
-                .fetch_optional(&mut *tx)
-                .await?
-            {
-                return Err(self.duplicate(who, r.try_get(0)?, r.try_get(1)?).await);
+            if let Some((a, id)) = self.same_content(&mut tx, &f.sha256).await? {
+                return Err(self.duplicate(who, a, id).await);
             }
         }
         let id = self.insert_asset(&mut tx, who, i, None).await?;
@@ -1269,15 +1280,8 @@ impl Catalog {
     ) -> Result<(i64, i64)> {
         self.check_input(who, i, true)?;
         let mut tx = self.begin().await?;
-        self.order_lock(&mut tx).await?;
-        if let Some(r) = sqlx::query("SELECT asset_id, id FROM files WHERE sha256 = $1 LIMIT 1")
-            .bind(&f.sha256)
-            .fetch_optional(&mut *tx)
-            .await?
-        {
-            return Err(CatalogError::Duplicate {
-                ids: Some((r.try_get(0)?, r.try_get(1)?)),
-            });
+        if let Some(ids) = self.same_content(&mut tx, &f.sha256).await? {
+            return Err(CatalogError::Duplicate { ids: Some(ids) });
         }
         let id = self.insert_asset(&mut tx, who, i, None).await?;
         let c1 = self
@@ -1376,15 +1380,8 @@ impl Catalog {
         self.require(who, asset_id, Perms::WRITE).await?;
         let mut tx = self.begin().await?;
         if !allow_duplicate {
-            // Under the ordering lock: two appliances ingesting the same content at once cannot
-            // both pass this check.
-            self.order_lock(&mut tx).await?;
-            if let Some(r) = sqlx::query("SELECT asset_id, id FROM files WHERE sha256 = $1 LIMIT 1")
-                .bind(&f.sha256)
-                .fetch_optional(&mut *tx)
-                .await?
-            {
-                return Err(self.duplicate(who, r.try_get(0)?, r.try_get(1)?).await);
+            if let Some((a, id)) = self.same_content(&mut tx, &f.sha256).await? {
+                return Err(self.duplicate(who, a, id).await);
             }
         }
         let (fid, c) = self.insert_file(&mut tx, asset_id, f).await?;
