@@ -228,6 +228,25 @@ pub async fn system_principal(catalog: &Catalog) -> Result<crate::catalog::Princ
     })
 }
 
+/// The GPUs jobs may be placed on: `jobs.gpus`, narrowed to the backend `transcode.backend`
+/// allows (`software`: none).
+fn scheduler_gpus(cfg: &ApplianceConfig) -> Vec<crate::jobs::devices::GpuSpec> {
+    let backend = cfg.transcode.backend.as_str();
+    if backend == "software" {
+        return Vec::new();
+    }
+    match crate::jobs::devices::configured_gpus(&cfg.jobs.gpus, cfg.jobs.gpu_sessions as usize) {
+        Ok(g) => g
+            .into_iter()
+            .filter(|g| backend == "auto" || g.backend.name() == backend)
+            .collect(),
+        Err(e) => {
+            tracing::error!(error = %e, "jobs.gpus: no GPU used");
+            Vec::new()
+        }
+    }
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
@@ -329,7 +348,14 @@ pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
             key: "jobs",
             why: format!("cannot find this program to run workers: {e}"),
         })?,
+        gpus: scheduler_gpus(&cfg),
+        gpu_max_failures: cfg.jobs.gpu_max_failures,
+        job_timeout: (cfg.jobs.job_timeout_s > 0)
+            .then(|| Duration::from_secs(u64::from(cfg.jobs.job_timeout_s))),
     };
+    for g in &settings.gpus {
+        tracing::info!(gpu = %g.id, sessions = g.sessions, codecs = ?g.codecs, "GPU in the job rotation");
+    }
     let supervisor =
         crate::jobs::supervisor::Supervisor::new(catalog.clone(), workflows, settings, system);
     let _ = st.jobs.set(supervisor.clone());

@@ -792,3 +792,123 @@ fn workflow_delivers_renditions_and_calls_a_webhook() {
         .flatten()
         .any(|e| e.path().to_string_lossy().ends_with(".part")));
 }
+
+/// The transcode jobs, oldest first.
+fn transcodes(jobs: &[Value]) -> Vec<Value> {
+    let mut t: Vec<Value> = jobs
+        .iter()
+        .filter(|j| j["kind"] == "transcode")
+        .cloned()
+        .collect();
+    t.sort_by_key(|j| j["id"].as_i64());
+    t
+}
+
+#[test]
+fn a_gpu_that_fails_is_taken_out_of_rotation_and_jobs_fall_back_to_the_cpu() {
+    if Path::new("/dev/nvidia0").exists() {
+        eprintln!("skipped: this machine has an NVIDIA GPU, so nvenc:0 would not fail");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let wf = workflow_dir(
+        d.path(),
+        "name = \"default\"\n[trigger]\nwatch = \"watch\"\nstable_s = 0.5\npoll_s = 0.2\n\
+         [[steps]]\nkind = \"transcode\"\nprofiles = [\"proxy\"]\n",
+    );
+    // A GPU declared but absent: real NVENC, no device to open.
+    let s = start(
+        d.path(),
+        &wf,
+        &[
+            ("ANTENNE_JOBS_WORKERS", "1".to_string()),
+            ("ANTENNE_JOBS_GPUS", "nvenc:0".to_string()),
+            ("ANTENNE_JOBS_GPU_MAX_FAILURES", "2".to_string()),
+            ("ANTENNE_TRANSCODE_BACKEND", "auto".to_string()),
+        ],
+    );
+    let slots = s.call("GET", "/v1/slots", Some(&s.admin), None).body;
+    assert_eq!(slots["gpus"][0]["id"], "nvenc:0", "{slots}");
+    assert_eq!(slots["gpus"][0]["in_rotation"], true);
+    assert!(slots["gpus"][0]["codecs"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("h264")));
+    for (i, name) in ["a.mp4", "b.mp4", "c.mp4"].iter().enumerate() {
+        let f = clip(d.path(), name, 2 + i as u32);
+        std::fs::copy(&f, d.path().join("data/watch").join(name)).unwrap();
+        let jobs = wait_jobs(&s, 120, "transcode", |j| {
+            transcodes(j).len() == i + 1 && settled(j)
+        });
+        let t = transcodes(&jobs);
+        let j = &t[i];
+        assert_eq!(j["state"], "succeeded", "{j:#}");
+        assert_eq!(j["placed"], "cpu", "the job ends on the CPU: {j:#}");
+        let logs = s
+            .call(
+                "GET",
+                &format!("/v1/jobs/{}/logs", j["id"]),
+                Some(&s.admin),
+                None,
+            )
+            .body;
+        let text = logs.to_string();
+        if i < 2 {
+            // Placed on the GPU first: the device does not open, the job goes to the CPU at
+            // once and succeeds there.
+            assert_eq!(j["attempts"], 2, "{j:#}");
+            assert!(text.contains("on nvenc:0"), "{text}");
+            assert!(text.contains("started on cpu"), "{text}");
+        } else {
+            // Out of rotation: straight to the CPU.
+            assert_eq!(j["attempts"], 1, "{j:#}");
+            assert!(!text.contains("nvenc:0"), "{text}");
+        }
+        if i == 1 {
+            assert!(text.contains("taken out of rotation"), "{text}");
+        }
+    }
+    let slots = s.call("GET", "/v1/slots", Some(&s.admin), None).body;
+    let g = &slots["gpus"][0];
+    assert_eq!(g["in_rotation"], false, "{slots}");
+    assert!(
+        g["out_reason"].as_str().unwrap().contains("2 jobs failed"),
+        "{slots}"
+    );
+    assert_eq!(g["failures"], 2);
+    let m = ureq::get(&format!("{}/metrics", s.base))
+        .set("authorization", &format!("Bearer {}", s.admin))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        m.contains("antenne_gpu_in_rotation{gpu=\"nvenc:0\"} 0"),
+        "{m}"
+    );
+    // Only an operator or admin puts it back.
+    let (_, viewer) = s.user("vic", "viewer");
+    let r = s.call(
+        "POST",
+        "/v1/slots/gpus/nvenc:0/restore",
+        Some(&viewer),
+        None,
+    );
+    assert_eq!(r.status, 403);
+    let r = s.call(
+        "POST",
+        "/v1/slots/gpus/nvenc:9/restore",
+        Some(&s.admin),
+        None,
+    );
+    assert_eq!(r.status, 404);
+    let r = s.call(
+        "POST",
+        "/v1/slots/gpus/nvenc:0/restore",
+        Some(&s.admin),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["gpus"][0]["in_rotation"], true);
+    assert_eq!(r.body["gpus"][0]["failures_in_a_row"], 0);
+}

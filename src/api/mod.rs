@@ -312,7 +312,8 @@ pub(crate) fn peer(req_ci: Option<ConnectInfo<SocketAddr>>) -> IpAddr {
         routes::create_token, routes::revoke_token, routes::list_audit, routes::verify_audit,
         routes::changes, routes::events, routes::metrics_text, routes::list_jobs, routes::get_job,
         routes::job_logs, routes::cancel_job, routes::retry_job, routes::noop_job,
-        routes::list_workflows, routes::run_workflow, routes::asset_qc,
+        routes::list_workflows, routes::run_workflow, routes::asset_qc, routes::list_slots,
+        routes::restore_gpu,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&Security),
@@ -417,6 +418,8 @@ pub fn router(st: S) -> Router {
         .route("/v1/jobs/{id}/logs", get(routes::job_logs))
         .route("/v1/jobs/{id}/cancel", post(routes::cancel_job))
         .route("/v1/jobs/{id}/retry", post(routes::retry_job))
+        .route("/v1/slots", get(routes::list_slots))
+        .route("/v1/slots/gpus/{id}/restore", post(routes::restore_gpu))
         .route("/v1/workflows", get(routes::list_workflows))
         .route("/v1/workflows/{name}/run", post(routes::run_workflow))
         .route("/v1/assets/{id}/qc", get(routes::asset_qc))

@@ -1317,6 +1317,43 @@ pub async fn cancel_job(
     Ok(axum::Json(st.catalog.cancel_job(id).await?))
 }
 
+/// The machine's slots as the scheduler sees them: CPU encode slots in use, and per GPU its
+/// encoder sessions, what it encodes, its failures, and whether it is in rotation (and why not).
+#[utoipa::path(get, path = "/v1/slots", tag = "jobs",
+    responses((status = 200, body = crate::jobs::devices::SlotsView), (status = 404, body = ErrorBody)))]
+pub async fn list_slots(
+    State(st): State<S>,
+    c: Caller,
+) -> Res<axum::Json<crate::jobs::devices::SlotsView>> {
+    require_role(&c.0, &[Role::Admin, Role::Operator, Role::Service])?;
+    let s = st
+        .jobs
+        .get()
+        .ok_or_else(|| ApiError::not_found("no job runner"))?;
+    Ok(axum::Json(s.slots()))
+}
+
+/// Puts a GPU taken out of rotation (after repeated failures) back, e.g. after a driver fix.
+#[utoipa::path(post, path = "/v1/slots/gpus/{id}/restore", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, body = crate::jobs::devices::SlotsView), (status = 404, body = ErrorBody)))]
+pub async fn restore_gpu(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<String>,
+) -> Res<axum::Json<crate::jobs::devices::SlotsView>> {
+    require_role(&c.0, &[Role::Admin, Role::Operator])?;
+    let s = st
+        .jobs
+        .get()
+        .ok_or_else(|| ApiError::not_found("no job runner"))?;
+    if !s.restore_gpu(&id) {
+        return Err(ApiError::not_found(format!(
+            "no GPU {id:?} on this appliance"
+        )));
+    }
+    Ok(axum::Json(s.slots()))
+}
+
 /// Queues a failed or cancelled job again.
 #[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs", params(("id" = i64, Path)),
     responses((status = 200, body = crate::jobs::Job), (status = 409, body = ErrorBody)))]

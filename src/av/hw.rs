@@ -97,16 +97,36 @@ impl Drop for HwDevice {
     }
 }
 
-/// Opens the backend's default device, or says why not.
+/// Whether the engine encodes `codec` in `pix_fmt` on a GPU backend: 8-bit 4:2:0 H.264 and
+/// HEVC, what every NVENC, VA-API and QSV generation takes.
+pub fn gpu_can(codec: &str, pix_fmt: &str) -> bool {
+    matches!(codec, "h264" | "hevc" | "h265") && matches!(pix_fmt, "yuv420p" | "nv12")
+}
+
+/// The device a process opens: `ANTENNE_HW_DEVICE` (a CUDA index such as `1`, or a render node
+/// such as `/dev/dri/renderD129`), set by the job scheduler for the GPU it placed a job on.
+fn device_string(backend: Backend) -> Option<String> {
+    std::env::var("ANTENNE_HW_DEVICE")
+        .ok()
+        .filter(|d| !d.is_empty())
+        .or_else(|| match backend {
+            Backend::Vaapi => std::env::var("ANTENNE_VAAPI_DEVICE").ok(),
+            _ => None,
+        })
+}
+
+/// Opens the backend's device (`ANTENNE_HW_DEVICE`, else its default), or says why not.
 pub fn open_device(backend: Backend) -> Result<HwDevice, String> {
+    open_device_at(backend, device_string(backend).as_deref())
+}
+
+/// Opens one device of a backend (`None`: its default), or says why not.
+pub fn open_device_at(backend: Backend, device: Option<&str>) -> Result<HwDevice, String> {
     init();
     let Some(kind) = backend.device_type() else {
         return Err("software backend has no device".into());
     };
-    let device = match backend {
-        Backend::Vaapi => std::env::var("ANTENNE_VAAPI_DEVICE").ok(),
-        _ => None,
-    };
+    let device = device.map(str::to_string);
     let cdev = device
         .as_deref()
         .map(|d| CString::new(d).unwrap_or_default());
@@ -131,8 +151,9 @@ pub fn open_device(backend: Backend) -> Result<HwDevice, String> {
             Backend::Software => "",
         };
         return Err(format!(
-            "cannot open {} device: {}{hint}",
+            "cannot open {} device{}: {}{hint}",
             backend.name(),
+            device.map(|d| format!(" {d}")).unwrap_or_default(),
             ff::Error::from(ret)
         ));
     }
@@ -193,4 +214,87 @@ pub fn status_of(b: Backend) -> BackendStatus {
         encoders,
         error,
     }
+}
+
+/// A GPU found on this machine: its scheduler id (`nvenc:0`, `vaapi:renderD128`), backend, the
+/// device string that opens it, the video encoders it has, and whether it opened.
+#[derive(Debug, Clone, Serialize)]
+pub struct GpuDevice {
+    pub id: String,
+    pub backend: Backend,
+    pub device: Option<String>,
+    pub encoders: Vec<String>,
+    pub error: Option<String>,
+}
+
+impl Backend {
+    /// Parses a backend name (`nvenc`, `vaapi`, `qsv`).
+    pub fn gpu_named(name: &str) -> Option<Backend> {
+        match name {
+            "nvenc" | "cuda" => Some(Backend::Nvenc),
+            "vaapi" => Some(Backend::Vaapi),
+            "qsv" => Some(Backend::Qsv),
+            _ => None,
+        }
+    }
+}
+
+/// A device named `backend:device` (`nvenc:0`, `vaapi:/dev/dri/renderD128`), probed by opening.
+pub fn gpu_device(spec: &str) -> Result<GpuDevice, String> {
+    let (b, dev) = spec.split_once(':').unwrap_or((spec, ""));
+    let backend = Backend::gpu_named(b.trim())
+        .ok_or_else(|| format!("{spec:?}: the backend is not nvenc, vaapi or qsv"))?;
+    let dev = dev.trim();
+    let device = (!dev.is_empty()).then(|| dev.to_string());
+    let short = device
+        .as_deref()
+        .map(|d| d.rsplit('/').next().unwrap_or(d).to_string())
+        .unwrap_or_else(|| "0".into());
+    let encoders = encoders_of(backend);
+    let error = if encoders.is_empty() {
+        Some(format!(
+            "the linked FFmpeg has no {} encoder",
+            backend.name()
+        ))
+    } else {
+        open_device_at(backend, device.as_deref()).err()
+    };
+    Ok(GpuDevice {
+        id: format!("{}:{short}", backend.name()),
+        backend,
+        device,
+        encoders,
+        error,
+    })
+}
+
+/// Every GPU this machine shows (NVIDIA by `/dev/nvidiaN`, VA-API by render node), each probed
+/// by opening it; those that do not open are left out.
+pub fn gpu_devices() -> Vec<GpuDevice> {
+    let mut specs = Vec::new();
+    let nodes = |dir: &str, prefix: &str| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                n.strip_prefix(prefix)
+                    .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    for n in nodes("/dev", "nvidia") {
+        specs.push(format!("nvenc:{}", &n["nvidia".len()..]));
+    }
+    for n in nodes("/dev/dri", "renderD") {
+        specs.push(format!("vaapi:/dev/dri/{n}"));
+    }
+    specs
+        .iter()
+        .filter_map(|s| gpu_device(s).ok())
+        .filter(|d| d.error.is_none())
+        .collect()
 }

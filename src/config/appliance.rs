@@ -250,6 +250,17 @@ pub struct Jobs {
     pub appliance: String,
     /// Extra workflow files (added to and replacing the bundled `default`).
     pub workflows_dir: PathBuf,
+    /// A job running longer than this is stopped and fails; 0 = no limit (a workflow step may
+    /// set its own `timeout_s`).
+    pub job_timeout_s: u32,
+    /// GPUs transcodes may be placed on: `auto` (every GPU that opens, of the backend
+    /// `transcode.backend` allows), `none`, or a list such as `nvenc:0, nvenc:1,
+    /// vaapi:/dev/dri/renderD128` (used as declared: one that fails is reported and left out).
+    pub gpus: String,
+    /// Encoder sessions per GPU at once (GeForce NVENC: a driver limit, 8 on current drivers).
+    pub gpu_sessions: u32,
+    /// Device failures in a row that take a GPU out of rotation.
+    pub gpu_max_failures: u32,
 }
 
 impl Default for Jobs {
@@ -261,6 +272,10 @@ impl Default for Jobs {
             lease_s: 60,
             appliance: String::new(),
             workflows_dir: PathBuf::from("firmware-config/workflows"),
+            job_timeout_s: 0,
+            gpus: "auto".into(),
+            gpu_sessions: 3,
+            gpu_max_failures: 3,
         }
     }
 }
@@ -444,6 +459,26 @@ fn validate(c: &ApplianceConfig) -> Result<(), ConfigError> {
             "jobs",
             "hang_timeout_s must be at least 1 and lease_s at least 5".into(),
         ));
+    }
+    if c.jobs.gpu_sessions == 0 || c.jobs.gpu_max_failures == 0 {
+        return Err(bad(
+            "jobs",
+            "gpu_sessions and gpu_max_failures must be at least 1".into(),
+        ));
+    }
+    let gpus = c.jobs.gpus.trim();
+    if !matches!(gpus, "auto" | "none" | "") {
+        for g in gpus.split(',') {
+            let b = g.trim().split(':').next().unwrap_or_default();
+            if crate::av::hw::Backend::gpu_named(b).is_none() {
+                return Err(bad(
+                    "jobs.gpus",
+                    format!(
+                        "{g:?}: auto, none, or a list of nvenc:N, vaapi:/dev/dri/renderDN, qsv"
+                    ),
+                ));
+            }
+        }
     }
     if !c
         .jobs

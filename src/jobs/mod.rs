@@ -6,6 +6,7 @@
 //! as JSON lines, and the service records the outcome, together with what the job produced, in
 //! one transaction, so that a crash anywhere leaves either all of it or none.
 
+pub mod devices;
 pub mod queue;
 pub mod supervisor;
 pub mod watch;
@@ -37,6 +38,9 @@ pub enum WorkerMsg {
         error: String,
         /// Whether another attempt could succeed (a missing file will not reappear).
         retry: bool,
+        /// Whether the GPU the job was placed on failed (it did not open, or its encoder did).
+        #[serde(default)]
+        device: bool,
     },
 }
 
@@ -51,4 +55,8 @@ pub struct WorkerJob {
     pub profiles_dir: Option<std::path::PathBuf>,
     /// `auto`, `software`, `nvenc`, …
     pub backend: String,
+    /// The scheduler placed it on a GPU of `backend` (`ANTENNE_HW_DEVICE` names which): that
+    /// GPU takes what it can encode, the CPU the rest.
+    #[serde(default)]
+    pub placed_on_gpu: bool,
 }

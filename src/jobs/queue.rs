@@ -48,6 +48,8 @@ pub struct Job {
     pub updated: String,
     pub started: Option<String>,
     pub finished: Option<String>,
+    /// Where its last attempt ran: `cpu`, a GPU (`nvenc:0`), or empty before any.
+    pub placed: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -60,6 +62,8 @@ pub struct NewJob {
     /// At most one job per key, ever (a watch-folder file version, a workflow step).
     pub idempotency_key: Option<String>,
     pub params: Value,
+    /// Every encode it makes can run on a GPU: it may be claimed while the CPU slots are busy.
+    pub gpu_only: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
@@ -102,6 +106,7 @@ fn job_of(r: &AnyRow) -> Result<Job> {
         updated: crate::catalog::rfc3339(r.try_get("updated_ms")?),
         started: t("started_ms")?,
         finished: t("finished_ms")?,
+        placed: r.try_get("placed")?,
     })
 }
 
@@ -124,8 +129,8 @@ impl Catalog {
         let now = self.now_ms();
         let r = sqlx::query(
             "INSERT INTO jobs (kind, state, priority, max_attempts, run_after_ms, asset_id, workflow, \
-             idempotency_key, params, created_ms, updated_ms) VALUES ($1, 'queued', $2, $3, $4, $5, $6, \
-             $7, $8, $4, $4) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+             idempotency_key, params, created_ms, updated_ms, gpu_only) VALUES ($1, 'queued', $2, $3, $4, $5, \
+             $6, $7, $8, $4, $4, $9) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
         )
         .bind(&j.kind)
         .bind(j.priority)
@@ -135,6 +140,7 @@ impl Catalog {
         .bind(&j.workflow)
         .bind(j.idempotency_key.as_deref())
         .bind(j.params.to_string())
+        .bind(i64::from(j.gpu_only))
         .fetch_optional(&mut *tx)
         .await?;
         let Some(r) = r else { return Ok(None) };
@@ -174,19 +180,19 @@ impl Catalog {
         rows.iter().map(job_of).collect()
     }
 
-    /// Takes the most urgent ready job for `worker` with a lease of `lease_ms`.
-    pub async fn claim(&self, worker: &str, lease_ms: i64) -> Result<Option<Job>> {
+    /// Takes the most urgent ready job for `worker` with a lease of `lease_ms`; with
+    /// `gpu_only`, only a job whose encodes can all run on a GPU.
+    pub async fn claim(&self, worker: &str, lease_ms: i64, gpu_only: bool) -> Result<Option<Job>> {
         let now = self.now_ms();
-        let pick = match self.backend {
-            Backend::Postgres => {
-                "SELECT id FROM jobs WHERE state = 'queued' AND run_after_ms <= $1 \
-                 ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED"
-            }
-            Backend::Sqlite => {
-                "SELECT id FROM jobs WHERE state = 'queued' AND run_after_ms <= $1 \
-                 ORDER BY priority DESC, id LIMIT 1"
-            }
+        let only = if gpu_only { "AND gpu_only = 1 " } else { "" };
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
         };
+        let pick = format!(
+            "SELECT id FROM jobs WHERE state = 'queued' AND run_after_ms <= $1 {only}\
+             ORDER BY priority DESC, id LIMIT 1{lock}"
+        );
         let sql = format!(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = $2, \
              lease_until_ms = $3, started_ms = $1, updated_ms = $1, progress = 0, error = '' \
@@ -246,6 +252,31 @@ impl Catalog {
         tx.commit().await?;
         self.publish(changes);
         Ok(n > 0)
+    }
+
+    /// Gives back a job claimed that this appliance cannot place after all: queued as before,
+    /// the attempt not counted.
+    pub async fn release(&self, id: i64, worker: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE jobs SET state = 'queued', attempts = attempts - 1, worker = '', \
+             lease_until_ms = NULL, started_ms = NULL WHERE id = $1 AND worker = $2 AND state = 'running'",
+        )
+        .bind(id)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records where a claimed job runs (`cpu` or a GPU id).
+    pub async fn set_placed(&self, id: i64, worker: &str, placed: &str) -> Result<()> {
+        sqlx::query("UPDATE jobs SET placed = $3 WHERE id = $1 AND worker = $2")
+            .bind(id)
+            .bind(worker)
+            .bind(placed)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Sets one parameter of a job (e.g. where its source is being moved, before the move, so
@@ -341,6 +372,19 @@ impl Catalog {
     /// A failed attempt: queued again after a backoff while attempts remain and `retry`, else
     /// failed for good.
     pub async fn fail(&self, id: i64, worker: &str, error: &str, retry: bool) -> Result<Job> {
+        self.fail_after(id, worker, error, retry, None).await
+    }
+
+    /// [`Catalog::fail`], queued again after `delay_ms` instead of the backoff (a job whose
+    /// device failed goes to another one at once).
+    pub async fn fail_after(
+        &self,
+        id: i64,
+        worker: &str,
+        error: &str,
+        retry: bool,
+        delay_ms: Option<i64>,
+    ) -> Result<Job> {
         let now = self.now_ms();
         let mut tx = self.begin().await?;
         let r = sqlx::query("SELECT attempts, max_attempts, asset_id FROM jobs WHERE id = $1 AND worker = $2 AND state = 'running'")
@@ -369,7 +413,13 @@ impl Catalog {
                 .collect::<String>()
                 .replace('\0', ""),
         )
-        .bind(now + if again { backoff_ms(attempts) } else { 0 })
+        .bind(
+            now + if again {
+                delay_ms.unwrap_or_else(|| backoff_ms(attempts))
+            } else {
+                0
+            },
+        )
         .bind(now)
         .bind((!again).then_some(now))
         .execute(&mut *tx)

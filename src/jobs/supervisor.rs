@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::devices::{Claimable, Encode, GpuSpec, Needs, Placement, Pool, SlotsView};
 use super::watch::Watcher;
 use super::workflow::{After, Workflow};
 use super::{Job, NewJob, WorkerJob, WorkerMsg};
@@ -37,6 +38,13 @@ pub struct Settings {
     pub backend: String,
     /// The program run as `<exe> worker`.
     pub worker_exe: PathBuf,
+    /// The GPUs jobs may be placed on.
+    pub gpus: Vec<GpuSpec>,
+    /// Device failures in a row that take a GPU out of rotation.
+    pub gpu_max_failures: u32,
+    /// A job running longer than this is stopped and fails (`None`: no limit; a workflow step
+    /// may set its own).
+    pub job_timeout: Option<Duration>,
 }
 
 pub struct Supervisor {
@@ -46,13 +54,15 @@ pub struct Supervisor {
     /// The principal workflows act as (a `service` user that cannot log in).
     pub system: Principal,
     pub wake: Notify,
-    running: AtomicUsize,
+    pool: std::sync::Mutex<Pool>,
     serial: AtomicU64,
 }
 
 enum Outcome {
     Done(Value),
-    Failed(String, bool),
+    /// The error, whether another attempt could succeed, whether the device is at fault.
+    Failed(String, bool, bool),
+    /// The worker crashed, hung or could not start.
     Lost(String),
     Cancelled,
 }
@@ -178,15 +188,79 @@ impl Supervisor {
         settings: Settings,
         system: Principal,
     ) -> Arc<Self> {
+        for g in &settings.gpus {
+            metrics::gauge!("antenne_gpu_in_rotation", "gpu" => g.id.clone()).set(1.0);
+        }
         Arc::new(Supervisor {
             catalog,
             workflows: workflows.into_iter().map(Arc::new).collect(),
-            settings,
             system,
             wake: Notify::new(),
-            running: AtomicUsize::new(0),
+            pool: std::sync::Mutex::new(Pool::new(
+                settings.slots,
+                settings.gpus.clone(),
+                settings.gpu_max_failures,
+            )),
+            settings,
             serial: AtomicU64::new(0),
         })
+    }
+
+    fn pool(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The machine's slots and GPUs, as the API reports them.
+    pub fn slots(&self) -> SlotsView {
+        self.pool().view()
+    }
+
+    /// Puts a GPU taken out of rotation back; `false` when there is no such GPU.
+    pub fn restore_gpu(&self, id: &str) -> bool {
+        let ok = self.pool().restore(id);
+        if ok {
+            tracing::warn!(gpu = id, "GPU put back in rotation");
+            metrics::gauge!("antenne_gpu_in_rotation", "gpu" => id.to_string()).set(1.0);
+            self.wake.notify_one();
+        }
+        ok
+    }
+
+    /// What a job needs of the machine: a transcode's video encodes that a GPU can make, and
+    /// whether anything is left for the CPU.
+    pub fn needs(&self, kind: &str, params: &Value) -> Needs {
+        if kind != "transcode" {
+            return Needs::cpu_only();
+        }
+        let dir = crate::profile::profiles_dir(self.settings.profiles_dir.as_deref());
+        let mut needs = Needs::default();
+        for name in params["profiles"].as_array().into_iter().flatten() {
+            let Some(prof) = name
+                .as_str()
+                .and_then(|n| crate::profile::find(n, dir.as_deref()).ok())
+            else {
+                needs.cpu = true;
+                continue;
+            };
+            for o in &prof.outputs {
+                match &o.video {
+                    Some(v)
+                        if v.encoder.is_none() && crate::av::hw::gpu_can(&v.codec, &v.pix_fmt) =>
+                    {
+                        needs.gpu.push(Encode {
+                            codec: v.codec.clone(),
+                            pix_fmt: v.pix_fmt.clone(),
+                        })
+                    }
+                    Some(_) => needs.cpu = true,
+                    None => {}
+                }
+            }
+        }
+        if needs.gpu.is_empty() {
+            needs.cpu = true;
+        }
+        needs
     }
 
     pub fn workflow(&self, name: &str) -> Option<Arc<Workflow>> {
@@ -255,16 +329,42 @@ impl Supervisor {
             });
         }
         loop {
-            while self.running.load(Ordering::SeqCst) < self.settings.slots {
+            loop {
+                let can = self.pool().claimable();
+                if can == Claimable::Nothing {
+                    break;
+                }
                 let n = self.serial.fetch_add(1, Ordering::SeqCst);
                 let worker = format!("{}w{n}", prefix);
-                match self.catalog.claim(&worker, self.settings.lease_ms).await {
+                let claimed = self
+                    .catalog
+                    .claim(&worker, self.settings.lease_ms, can == Claimable::GpuOnly)
+                    .await;
+                match claimed {
                     Ok(Some(job)) => {
-                        self.running.fetch_add(1, Ordering::SeqCst);
+                        let needs = self.needs(&job.kind, &job.params);
+                        let avoid: Vec<String> = job.params["avoid_gpus"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|v| v.as_str().map(String::from))
+                            .collect();
+                        let placed = self.pool().place(&needs, &avoid);
+                        let Some(placed) = placed else {
+                            // Only GPU sessions were free, and no GPU here can make it.
+                            if let Err(e) = self.catalog.release(job.id, &worker).await {
+                                tracing::error!(error = %e, "jobs: cannot give a job back");
+                            }
+                            break;
+                        };
+                        let _ = self
+                            .catalog
+                            .set_placed(job.id, &worker, placed.name())
+                            .await;
                         let (me, stop) = (self.clone(), stopping.clone());
                         tokio::spawn(async move {
-                            me.run_job(job, worker, stop).await;
-                            me.running.fetch_sub(1, Ordering::SeqCst);
+                            me.run_job(job, worker, &placed, stop).await;
+                            me.pool().release(&placed);
                             me.wake.notify_one();
                         });
                     }
@@ -283,17 +383,69 @@ impl Supervisor {
         }
     }
 
-    async fn run_job(&self, job: Job, worker: String, stopping: CancellationToken) {
+    async fn run_job(
+        &self,
+        job: Job,
+        worker: String,
+        placed: &Placement,
+        stopping: CancellationToken,
+    ) {
         let outcome = if job.kind == "noop" && job.params.as_object().is_none_or(|o| o.is_empty()) {
             // Nothing to isolate: the scheduler's own cost.
             Outcome::Done(json!({"ok": true}))
         } else {
-            self.spawn_worker(&job, &worker, &stopping).await
+            self.spawn_worker(&job, &worker, placed, &stopping).await
         };
         let id = job.id;
+        let on_gpu = matches!(placed, Placement::Gpu { .. });
+        let device_failed = match &outcome {
+            Outcome::Failed(_, _, device) => on_gpu && *device,
+            Outcome::Lost(_) => on_gpu,
+            _ => false,
+        };
+        if !matches!(outcome, Outcome::Cancelled) {
+            let why = match &outcome {
+                Outcome::Failed(e, ..) | Outcome::Lost(e) => e.as_str(),
+                _ => "",
+            };
+            let out = self.pool().outcome(placed, device_failed, why);
+            if let Some(reason) = out {
+                let gpu = placed.name().to_string();
+                tracing::error!(gpu = %gpu, %reason, "GPU taken out of rotation: its jobs go elsewhere");
+                metrics::gauge!("antenne_gpu_in_rotation", "gpu" => gpu.clone()).set(0.0);
+                let _ = self
+                    .catalog
+                    .job_log(
+                        id,
+                        "error",
+                        &format!("GPU {gpu} taken out of rotation: {reason}"),
+                    )
+                    .await;
+            }
+        }
+        if device_failed {
+            // The next attempt goes to another GPU or the CPU, at once.
+            let mut avoid = job.params["avoid_gpus"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            avoid.push(json!(placed.name()));
+            let _ = self
+                .catalog
+                .set_job_param(id, "avoid_gpus", json!(avoid))
+                .await;
+        }
         let res = match outcome {
             Outcome::Done(result) => self.complete(&job, &worker, result).await,
-            Outcome::Failed(e, retry) => self.failed(&job, &worker, &e, retry).await,
+            Outcome::Failed(e, _, _) | Outcome::Lost(e) if device_failed => {
+                let e = format!("on {}: {e}", placed.name());
+                let _ = self.catalog.job_log(id, "error", &e).await;
+                self.catalog
+                    .fail_after(id, &worker, &e, true, Some(0))
+                    .await
+                    .map(|_| ())
+            }
+            Outcome::Failed(e, retry, _) => self.failed(&job, &worker, &e, retry).await,
             Outcome::Lost(e) => self.failed(&job, &worker, &e, true).await,
             Outcome::Cancelled => Ok(()),
         };
@@ -302,16 +454,44 @@ impl Supervisor {
         }
     }
 
-    async fn spawn_worker(&self, job: &Job, worker: &str, stopping: &CancellationToken) -> Outcome {
+    async fn spawn_worker(
+        &self,
+        job: &Job,
+        worker: &str,
+        placed: &Placement,
+        stopping: &CancellationToken,
+    ) -> Outcome {
+        let (backend, gpu, device) = match placed {
+            Placement::Gpu {
+                backend, device, ..
+            } => (backend.name().to_string(), true, device.clone()),
+            // Without GPUs in the pool, the configured backend as it was (`auto` finds one).
+            Placement::Cpu if self.settings.gpus.is_empty() => {
+                (self.settings.backend.clone(), false, None)
+            }
+            Placement::Cpu => ("software".to_string(), false, None),
+        };
         let spec = WorkerJob {
             id: job.id,
             kind: job.kind.clone(),
             params: job.params.clone(),
             media_dir: self.settings.media_dir.clone(),
             profiles_dir: self.settings.profiles_dir.clone(),
-            backend: self.settings.backend.clone(),
+            backend,
+            placed_on_gpu: gpu,
         };
-        let mut child = match tokio::process::Command::new(&self.settings.worker_exe)
+        let mut cmd = tokio::process::Command::new(&self.settings.worker_exe);
+        match &device {
+            Some(d) => cmd.env("ANTENNE_HW_DEVICE", d),
+            None => cmd.env_remove("ANTENNE_HW_DEVICE"),
+        };
+        let timeout = job.params["timeout_s"]
+            .as_f64()
+            .filter(|t| *t > 0.0)
+            .map(Duration::from_secs_f64)
+            .or(self.settings.job_timeout);
+        let started = Instant::now();
+        let mut child = match cmd
             .arg("worker")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -320,7 +500,7 @@ impl Supervisor {
             .spawn()
         {
             Ok(c) => c,
-            Err(e) => return Outcome::Failed(format!("cannot start a worker: {e}"), true),
+            Err(e) => return Outcome::Failed(format!("cannot start a worker: {e}"), true, false),
         };
         let pid = child.id().unwrap_or(0);
         let _ = self
@@ -328,7 +508,7 @@ impl Supervisor {
             .job_log(
                 job.id,
                 "info",
-                &format!("worker {worker} (pid {pid}) started"),
+                &format!("worker {worker} (pid {pid}) started on {}", placed.name()),
             )
             .await;
         if let Some(mut stdin) = child.stdin.take() {
@@ -351,7 +531,7 @@ impl Supervisor {
             });
         }
         let Some(out) = child.stdout.take() else {
-            return Outcome::Failed("worker has no stdout".into(), true);
+            return Outcome::Failed("worker has no stdout".into(), true, false);
         };
         let mut lines = BufReader::new(out).lines();
         let mut outcome = None;
@@ -382,13 +562,20 @@ impl Supervisor {
                                 }
                             }
                             Ok(WorkerMsg::Done { result }) => outcome = Some(Outcome::Done(result)),
-                            Ok(WorkerMsg::Failed { error, retry }) => outcome = Some(Outcome::Failed(error, retry)),
+                            Ok(WorkerMsg::Failed { error, retry, device }) => outcome = Some(Outcome::Failed(error, retry, device)),
                             Err(_) => {}
                         },
                         Ok(None) | Err(_) => break,
                     }
                 }
                 _ = mem_tick.tick() => {
+                    if let Some(t) = timeout.filter(|t| started.elapsed() > *t) {
+                        outcome = Some(Outcome::Failed(format!(
+                            "ran past its time limit of {} s: stopped",
+                            t.as_secs_f64()
+                        ), false, false));
+                        break;
+                    }
                     if last_line.elapsed() > self.settings.hang {
                         outcome = Some(Outcome::Lost(format!(
                             "no progress for {} s: the worker was stopped (hang)",
@@ -402,7 +589,7 @@ impl Supervisor {
                                 "the worker used {} MiB, over the limit of {} MiB: stopped",
                                 rss >> 20,
                                 self.settings.memory_limit >> 20
-                            ), true));
+                            ), true, false));
                             break;
                         }
                     }
@@ -679,6 +866,9 @@ impl Supervisor {
             "declared": job.params["declared"],
             "ctx": ctx,
         });
+        if let Some(t) = step.timeout_s {
+            params["timeout_s"] = json!(t);
+        }
         let kind = match step.kind.as_str() {
             "qc" => {
                 params["rules"] = serde_json::to_value(&w.qc).unwrap_or_default();
@@ -734,6 +924,7 @@ impl Supervisor {
                 asset_id: Some(asset_id),
                 workflow: w.name.clone(),
                 idempotency_key: Some(format!("wf:{}:{asset_id}:{i}", w.name)),
+                gpu_only: self.needs(kind, &params).gpu_only(),
                 params,
             })
             .await?;

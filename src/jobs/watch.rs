@@ -124,6 +124,7 @@ impl Watcher {
                     "moved_to": self.dir.join("done").join(&name),
                     "size": size,
                 }),
+                gpu_only: false,
             };
             match catalog.enqueue(&job).await {
                 Ok(Some(_)) => {

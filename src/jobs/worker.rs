@@ -60,6 +60,7 @@ pub fn main() -> i32 {
             emit(&WorkerMsg::Failed {
                 error: format!("worker: the job is not valid JSON: {e}"),
                 retry: false,
+                device: false,
             });
             return 2;
         }
@@ -80,10 +81,22 @@ pub fn main() -> i32 {
             0
         }
         Err(Failure(error, retry)) => {
-            emit(&WorkerMsg::Failed { error, retry });
+            let device = job.placed_on_gpu && gpu_fault(&error, &job.backend);
+            emit(&WorkerMsg::Failed {
+                error,
+                retry,
+                device,
+            });
             1
         }
     }
+}
+
+/// Whether a failure of a job placed on a GPU is the GPU's: the device did not open, or an
+/// error names its backend or its encoder.
+fn gpu_fault(error: &str, backend: &str) -> bool {
+    let e = error.to_ascii_lowercase();
+    e.contains(backend) || e.contains("cuda") || e.contains("hw device") || e.contains("device")
 }
 
 /// A job that does nothing (scheduler overhead, tests): or sleeps, crashes, hangs or allocates
@@ -315,7 +328,14 @@ fn transcode(job: &WorkerJob) -> Result<Value, Failure> {
     if profiles.is_empty() {
         return Err(fatal("transcode: no profile given"));
     }
+    let placed = job
+        .placed_on_gpu
+        .then(|| crate::av::hw::Backend::gpu_named(&job.backend))
+        .flatten();
     let backend = match job.backend.as_str() {
+        _ if placed.is_some() => {
+            crate::transcode::BackendChoice::Placed(placed.unwrap_or(crate::av::hw::Backend::Nvenc))
+        }
         "software" => crate::transcode::BackendChoice::Software,
         "nvenc" => crate::transcode::BackendChoice::Nvenc,
         "vaapi" => crate::transcode::BackendChoice::Vaapi,

@@ -86,6 +86,10 @@ pub struct Step {
     pub when: Option<String>,
     #[serde(default)]
     pub priority: i64,
+    /// A job of this step running longer than this is stopped and fails (seconds; none = the
+    /// appliance's `jobs.job_timeout_s`).
+    #[serde(default)]
+    pub timeout_s: Option<f64>,
 }
 
 /// QC thresholds and what stops a workflow.

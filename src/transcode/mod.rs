@@ -45,6 +45,11 @@ pub enum BackendChoice {
     Nvenc,
     Vaapi,
     Qsv,
+    /// The job scheduler placed this job on a GPU of this backend: what it can encode goes to
+    /// it, the rest to the CPU. A device that does not open is an error, not a quiet fallback,
+    /// so that the scheduler can count it.
+    #[value(skip)]
+    Placed(Backend),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -149,9 +154,11 @@ fn pick_backend(
     codec: &str,
     pix_fmt: &str,
 ) -> Result<Backend, TranscodeError> {
-    let gpu_can = matches!(codec, "h264" | "hevc") && matches!(pix_fmt, "yuv420p" | "nv12");
+    let gpu_can = hw::gpu_can(codec, pix_fmt);
     let explicit = match choice {
         BackendChoice::Software => return Ok(Backend::Software),
+        BackendChoice::Placed(_) if !gpu_can => return Ok(Backend::Software),
+        BackendChoice::Placed(b) => Some(b),
         BackendChoice::Auto => None,
         BackendChoice::Nvenc => Some(Backend::Nvenc),
         BackendChoice::Vaapi => Some(Backend::Vaapi),
