@@ -912,3 +912,59 @@ fn a_gpu_that_fails_is_taken_out_of_rotation_and_jobs_fall_back_to_the_cpu() {
     assert_eq!(r.body["gpus"][0]["in_rotation"], true);
     assert_eq!(r.body["gpus"][0]["failures_in_a_row"], 0);
 }
+
+#[test]
+fn a_file_closed_after_writing_or_renamed_in_is_taken_without_waiting_for_the_window() {
+    let d = tempfile::tempdir().unwrap();
+    // A window far longer than the test: only the close (or rename) event can take a file.
+    let wf = workflow_dir(
+        d.path(),
+        "name = \"default\"\n[trigger]\nwatch = \"watch\"\nstable_s = 600\npoll_s = 0.5\n",
+    );
+    let s = start(d.path(), &wf, &[]);
+    let watch = d.path().join("data/watch");
+    let ingested = |n: usize| {
+        wait_jobs(&s, 30, "ingest by file event", |j| {
+            j.iter().filter(|x| x["state"] == "succeeded").count() == n
+        })
+    };
+    // Written and closed.
+    let a = clip(d.path(), "a.mp4", 1);
+    std::fs::write(watch.join("a.mp4"), std::fs::read(&a).unwrap()).unwrap();
+    ingested(1);
+    // Written elsewhere, renamed in.
+    let b = clip(d.path(), "b.mp4", 2);
+    std::fs::rename(&b, watch.join("b.mp4")).unwrap();
+    ingested(2);
+    // Held open half-written: not taken while open, taken whole once closed.
+    let c = clip(d.path(), "c.mp4", 3);
+    let bytes = std::fs::read(&c).unwrap();
+    let mut f = std::fs::File::create(watch.join("c.mp4")).unwrap();
+    f.write_all(&bytes[..bytes.len() / 2]).unwrap();
+    f.flush().unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let jobs = wait_jobs(&s, 5, "jobs", |_| true);
+    assert_eq!(jobs.len(), 2, "an open file is not taken: {jobs:#?}");
+    f.write_all(&bytes[bytes.len() / 2..]).unwrap();
+    drop(f);
+    ingested(3);
+    let all = assets(&s);
+    assert_eq!(all.len(), 3);
+    let files: Vec<String> = all
+        .iter()
+        .flat_map(|a| {
+            s.call(
+                "GET",
+                &format!("/v1/assets/{}/files", a["id"]),
+                Some(&s.admin),
+                None,
+            )
+            .body["items"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|f| f["sha256"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(files.contains(&sha256_hex(&c)), "c.mp4 was taken whole");
+}

@@ -73,6 +73,38 @@ pub fn init() {
     });
 }
 
+/// What this process's decode loops (scan, measurement passes) have done: passes begun,
+/// packets read, and the media time of the last packet. A one-job worker reports progress from
+/// it, so that a decoder stuck inside libav shows as silence and is stopped as a hang.
+pub mod activity {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    static PASSES: AtomicU64 = AtomicU64::new(0);
+    static PACKETS: AtomicU64 = AtomicU64::new(0);
+    static MEDIA_MS: AtomicU64 = AtomicU64::new(0);
+
+    pub fn pass_begins() {
+        PASSES.fetch_add(1, Ordering::Relaxed);
+        MEDIA_MS.store(0, Ordering::Relaxed);
+    }
+
+    pub fn packet(media_s: Option<f64>) {
+        PACKETS.fetch_add(1, Ordering::Relaxed);
+        if let Some(s) = media_s.filter(|s| s.is_finite() && *s > 0.0) {
+            MEDIA_MS.fetch_max((s * 1000.0) as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// (passes begun, packets read, media seconds reached in this pass).
+    pub fn now() -> (u64, u64, f64) {
+        (
+            PASSES.load(Ordering::Relaxed),
+            PACKETS.load(Ordering::Relaxed),
+            MEDIA_MS.load(Ordering::Relaxed) as f64 / 1000.0,
+        )
+    }
+}
+
 static LOGGED_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Errors libav has logged in this process so far (decoders conceal damage and only say so in

@@ -211,7 +211,9 @@ pub fn decode_f32_through(
         Ok(())
     };
 
+    super::activity::pass_begins();
     for (st, pkt) in ictx.packets() {
+        super::activity::packet(pkt.pts().map(|t| t as f64 * f64::from(st.time_base())));
         let Some(idx) = streams.iter().position(|&s| s == st.index()) else {
             continue;
         };

@@ -271,6 +271,7 @@ pub fn scan(path: &Path) -> Result<ScanReport, AvError> {
     let mut b_run = 0u64;
     let mut last_key: Option<u64> = None;
     let mut packet = ff::Packet::empty();
+    super::activity::pass_begins();
     loop {
         match packet.read(&mut ictx) {
             Ok(()) => {}
@@ -294,6 +295,7 @@ pub fn scan(path: &Path) -> Result<ScanReport, AvError> {
             let tb = unsafe { (**(*ictx.as_ptr()).streams.add(si)).time_base };
             ts as f64 * f64::from(tb.num) / f64::from(tb.den.max(1))
         });
+        super::activity::packet(packet_s);
         if Some(si) == vindex {
             let dec = vdec.as_mut().expect("video decoder exists with its index");
             if dec.send_packet(&packet).is_err() {

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::Notify;
@@ -297,14 +298,42 @@ impl Supervisor {
             }
             let (me, stop, w) = (self.clone(), stopping.clone(), w.clone());
             tokio::spawn(async move {
+                let mut events = match super::watch::Events::open(&dir) {
+                    Ok(e) => Some(e),
+                    Err(e) => {
+                        tracing::warn!(error = %e, dir = %dir.display(), "watch folder: no file events, polling only");
+                        None
+                    }
+                };
                 let mut watcher = Watcher::new(dir, w.clone());
                 let poll = Duration::from_secs_f64(w.trigger.poll_s);
                 loop {
                     if watcher.scan(&me.catalog).await > 0 {
                         me.wake.notify_one();
                     }
+                    let next = async {
+                        match events.as_mut() {
+                            Some(e) => e.next().await,
+                            None => std::future::pending().await,
+                        }
+                    };
                     tokio::select! {
                         _ = tokio::time::sleep(poll) => {}
+                        e = next => match e {
+                            Some(first) => {
+                                // Everything queued now, then one scan after the grace.
+                                let mut e = Some(first);
+                                while let Some(ev) = e {
+                                    match ev {
+                                        super::watch::Event::Closed(name) => watcher.closed(&name),
+                                        super::watch::Event::Overflow => watcher.overflowed(),
+                                    }
+                                    e = events.as_mut().and_then(|s| s.next().now_or_never().flatten());
+                                }
+                                tokio::time::sleep(super::watch::CLOSED_GRACE).await;
+                            }
+                            None => events = None,
+                        },
                         _ = stop.cancelled() => return,
                     }
                 }

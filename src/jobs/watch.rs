@@ -1,7 +1,8 @@
-//! Watch folders, by polling (the same on local disks and network shares, where no file events
-//! come; nothing to overflow). A file is taken once its size and modification time have held
-//! for the workflow's window, and exactly once: its ingest job carries an idempotency key made
-//! of the folder, the name, the size and the modification time.
+//! Watch folders. A file is taken once it is complete: closed after writing or renamed into the
+//! folder (inotify, on local disks), or its size and modification time held for the workflow's
+//! window (polling, which also covers network shares where no events come, and event queue
+//! overflows). It is taken exactly once: its ingest job carries an idempotency key made of the
+//! folder, the name, the size and the modification time.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -54,11 +55,22 @@ struct Seen {
     taken: bool,
 }
 
+/// A file closed after writing (or renamed in), as it was then.
+struct Closed {
+    size: u64,
+    mtime: SystemTime,
+    at: Instant,
+}
+
+/// After a close, how long the file must stay as it was (some writers close and reopen).
+pub const CLOSED_GRACE: Duration = Duration::from_millis(300);
+
 /// One watch folder bound to a workflow.
 pub struct Watcher {
     pub dir: PathBuf,
     pub workflow: Arc<Workflow>,
     seen: HashMap<String, Seen>,
+    closed: HashMap<String, Closed>,
 }
 
 impl Watcher {
@@ -67,7 +79,33 @@ impl Watcher {
             dir,
             workflow,
             seen: HashMap::new(),
+            closed: HashMap::new(),
         }
+    }
+
+    /// A file event: `name` was closed after writing or renamed into the folder.
+    pub fn closed(&mut self, name: &str) {
+        if ignored(name) {
+            return;
+        }
+        if let Ok(m) = std::fs::metadata(self.dir.join(name)) {
+            if m.is_file() {
+                self.closed.insert(
+                    name.to_string(),
+                    Closed {
+                        size: m.len(),
+                        mtime: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                        at: Instant::now(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Events were lost (the kernel queue overflowed): what was known of closes is dropped,
+    /// and files go by the stability window.
+    pub fn overflowed(&mut self) {
+        self.closed.clear();
     }
 
     /// One pass over the folder: files stable for the window are queued (once); returns how
@@ -108,7 +146,11 @@ impl Watcher {
                 };
                 continue;
             }
-            if s.taken || s.stable_since.elapsed() < stable {
+            // Closed after writing and unchanged since: complete without the window.
+            let closed = self.closed.get(&name).is_some_and(|c| {
+                c.size == size && c.mtime == mtime && c.at.elapsed() >= CLOSED_GRACE
+            });
+            if s.taken || (!closed && s.stable_since.elapsed() < stable) {
                 continue;
             }
             let path = self.dir.join(&name);
@@ -136,7 +178,51 @@ impl Watcher {
             }
         }
         self.seen.retain(|k, _| present.contains(k));
+        self.closed.retain(|k, _| present.contains(k));
         queued
+    }
+}
+
+/// Close and rename events of a folder, where the kernel gives them (not on network shares).
+pub struct Events {
+    stream: inotify::EventStream<Vec<u8>>,
+}
+
+/// What a folder's events said.
+pub enum Event {
+    Closed(String),
+    Overflow,
+}
+
+impl Events {
+    pub fn open(dir: &Path) -> std::io::Result<Events> {
+        use inotify::{Inotify, WatchMask};
+        let ino = Inotify::init()?;
+        ino.watches()
+            .add(dir, WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO)?;
+        Ok(Events {
+            stream: ino.into_event_stream(vec![0u8; 64 * 1024])?,
+        })
+    }
+
+    /// The next event; `None` when the stream ended (the folder went away).
+    pub async fn next(&mut self) -> Option<Event> {
+        use futures_util::StreamExt;
+        loop {
+            let e = match self.stream.next().await? {
+                Ok(e) => e,
+                Err(_) => return Some(Event::Overflow),
+            };
+            if e.mask.contains(inotify::EventMask::Q_OVERFLOW) {
+                return Some(Event::Overflow);
+            }
+            if e.mask.contains(inotify::EventMask::IGNORED) {
+                return None;
+            }
+            if let Some(n) = e.name {
+                return Some(Event::Closed(n.to_string_lossy().into_owned()));
+            }
+        }
     }
 }
 

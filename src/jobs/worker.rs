@@ -281,18 +281,40 @@ fn unescape(s: &str) -> String {
 /// Full decode health, loudness, and essence against what the metadata declares.
 fn qc(p: &Value) -> Result<Value, Failure> {
     let path = locate(p)?;
-    // The decode gives no progress of its own: say that the process lives.
+    // Progress from the decode loops: while they read packets it is reported; a decoder stuck
+    // inside libav reports nothing, and the supervisor stops it as a hang.
+    let duration = crate::av::probe::probe(&path)
+        .ok()
+        .and_then(|r| r.duration_s())
+        .filter(|d| *d > 0.0);
     let done = Arc::new(AtomicBool::new(false));
     let beat = {
         let done = done.clone();
         std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut seen = crate::av::activity::now().1;
+            // The decode passes of a QC: the scan, silence, loudness.
+            const PASSES: f64 = 3.0;
+            let (first, _, _) = crate::av::activity::now();
             while !done.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(500));
+                let (passes, packets, media) = crate::av::activity::now();
+                if packets == seen {
+                    continue;
+                }
+                seen = packets;
+                let pass = passes.saturating_sub(first).max(1) as f64 - 1.0;
+                let part = duration.map_or(0.0, |d| (media / d).min(1.0));
+                let percent = ((pass + part) * 100.0 / PASSES).min(99.0);
+                let t = start.elapsed().as_secs_f64().max(1e-3);
+                let speed = duration.map_or(0.0, |d| (pass * d + media) / t);
                 emit(&WorkerMsg::Progress {
-                    percent: 0.0,
+                    percent,
                     fps: 0.0,
-                    speed: 0.0,
-                    eta_s: 0.0,
+                    speed,
+                    eta_s: duration
+                        .filter(|_| speed > 0.0)
+                        .map_or(0.0, |d| ((PASSES * d - pass * d - media) / speed).max(0.0)),
                 });
             }
         })
