@@ -968,3 +968,132 @@ fn a_file_closed_after_writing_or_renamed_in_is_taken_without_waiting_for_the_wi
         .collect();
     assert!(files.contains(&sha256_hex(&c)), "c.mp4 was taken whole");
 }
+
+fn workflow_file(dir: &Path, name: &str, toml: &str) {
+    std::fs::write(dir.join(format!("{name}.toml")), toml).unwrap();
+}
+
+#[test]
+fn scheduled_workflows_check_fixity_and_purge_what_retention_selects() {
+    let d = tempfile::tempdir().unwrap();
+    let wf = workflow_dir(
+        d.path(),
+        "name = \"default\"\n[trigger]\nwatch = \"watch\"\nstable_s = 0.5\npoll_s = 0.2\n",
+    );
+    workflow_file(
+        &wf,
+        "fixity",
+        "name = \"fixity\"\n[trigger]\nschedule = \"every 3s\"\n[trigger.select]\nstatus = \"ready\"\n\
+         [[steps]]\nkind = \"verify\"\n",
+    );
+    workflow_file(
+        &wf,
+        "retention",
+        "name = \"retention\"\n[trigger]\nschedule = \"every 2s\"\n\
+         [trigger.select]\ntag = \"expired\"\nolder_than_days = 0\n[[steps]]\nkind = \"purge\"\n",
+    );
+    let s = start(d.path(), &wf, &[]);
+    let names = s.call("GET", "/v1/workflows", Some(&s.admin), None).body;
+    assert_eq!(names["items"].as_array().unwrap().len(), 3, "{names}");
+    for (i, n) in ["keep.mp4", "rot.mp4"].iter().enumerate() {
+        let f = clip(d.path(), n, 20 + i as u32);
+        std::fs::copy(&f, d.path().join("data/watch").join(n)).unwrap();
+    }
+    wait_jobs(&s, 60, "ingest", |j| {
+        j.iter()
+            .filter(|x| x["kind"] == "ingest" && x["state"] == "succeeded")
+            .count()
+            == 2
+    });
+    let all = assets(&s);
+    let id_of = |title: &str| {
+        all.iter()
+            .find(|a| a["title"] == title)
+            .unwrap_or_else(|| panic!("{title}: {all:#?}"))["id"]
+            .as_i64()
+            .unwrap()
+    };
+    let (keep, rot) = (id_of("keep"), id_of("rot"));
+    // Bit rot in the stored copy of one: same size, one byte changed.
+    let stored = d.path().join("data/watch/done/rot.mp4");
+    let mut bytes = std::fs::read(&stored).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&stored, &bytes).unwrap();
+    let verify_of = |j: &[Value], a: i64, state: &str| {
+        j.iter()
+            .any(|x| x["kind"] == "verify" && x["asset_id"] == a && x["state"] == state)
+    };
+    let jobs = wait_jobs(&s, 60, "fixity", |j| {
+        verify_of(j, keep, "succeeded") && verify_of(j, rot, "failed")
+    });
+    let bad = jobs
+        .iter()
+        .find(|x| x["kind"] == "verify" && x["asset_id"] == rot && x["state"] == "failed")
+        .unwrap();
+    let e = bad["error"].as_str().unwrap();
+    assert!(e.contains("fixity") && e.contains("rot.mp4"), "{e}");
+    assert_eq!(bad["attempts"], 1, "a fixity failure is not retried");
+
+    // The API trigger on an asset in the catalog.
+    let r = s.call(
+        "POST",
+        "/v1/workflows/fixity/run",
+        Some(&s.admin),
+        Some(&json!({"asset_id": keep})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["kind"], "verify");
+    for bad in [json!({}), json!({"asset_id": keep, "path": "/x"})] {
+        let r = s.call(
+            "POST",
+            "/v1/workflows/fixity/run",
+            Some(&s.admin),
+            Some(&bad),
+        );
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+    }
+    let r = s.call(
+        "POST",
+        "/v1/workflows/fixity/run",
+        Some(&s.admin),
+        Some(&json!({"asset_id": 999_999})),
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+
+    // Retention: tagged expired, purged by the next firing.
+    let a = s
+        .call("GET", &format!("/v1/assets/{rot}"), Some(&s.admin), None)
+        .body;
+    let r = s.call(
+        "PATCH",
+        &format!("/v1/assets/{rot}"),
+        Some(&s.admin),
+        Some(&json!({"tags": ["expired"], "version": a["version"]})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_jobs(&s, 60, "purge", |j| {
+        j.iter()
+            .any(|x| x["kind"] == "purge" && x["asset_id"] == rot && x["state"] == "succeeded")
+    });
+    let a = s
+        .call("GET", &format!("/v1/assets/{rot}"), Some(&s.admin), None)
+        .body;
+    assert_eq!(a["status"], "purged", "{a}");
+    let k = s
+        .call("GET", &format!("/v1/assets/{keep}"), Some(&s.admin), None)
+        .body;
+    assert_eq!(
+        k["status"], "ready",
+        "a fixity run leaves the status as it was: {k}"
+    );
+    // One purge per asset, whatever the number of firings since.
+    std::thread::sleep(Duration::from_secs(5));
+    let jobs = wait_jobs(&s, 5, "jobs", |_| true);
+    assert_eq!(
+        jobs.iter()
+            .filter(|x| x["kind"] == "purge" && x["asset_id"] == rot)
+            .count(),
+        1
+    );
+}

@@ -1470,11 +1470,15 @@ pub async fn list_workflows(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunInput {
-    /// A file under one of the ingest roots.
-    pub path: String,
+    /// A file under one of the ingest roots: ingested, then the steps run on the new asset.
+    pub path: Option<String>,
+    /// An asset already in the catalog: the steps run on it (e.g. new renditions, a fixity
+    /// check).
+    pub asset_id: Option<i64>,
 }
 
-/// Runs a workflow on a file (the API trigger): an ingest job, then the workflow's steps.
+/// Runs a workflow (the API trigger) on a file (an ingest job, then the workflow's steps) or
+/// on an asset in the catalog (its steps).
 #[utoipa::path(post, path = "/v1/workflows/{name}/run", tag = "jobs", params(("name" = String, Path)), request_body = RunInput,
     responses((status = 201, body = crate::jobs::Job), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn run_workflow(
@@ -1491,7 +1495,28 @@ pub async fn run_workflow(
     let w = s
         .workflow(&name)
         .ok_or_else(|| ApiError::not_found(format!("workflow {name:?} not found")))?;
-    let path = ingest::confine(&i.path, &st.cfg.ingest.roots)?;
+    let path = match (&i.path, i.asset_id) {
+        (Some(p), None) => p,
+        (None, Some(a)) => {
+            st.catalog.require(&c.0, a, Perms::WRITE).await?;
+            let run = format!(
+                "api{}",
+                crate::catalog::access::hex(&rand::random::<[u8; 6]>())
+            );
+            let id = s.start_on_asset(&w, a, &run).await?.ok_or_else(|| {
+                ApiError::bad("invalid", "no step of this workflow applies to the asset")
+            })?;
+            s.wake.notify_one();
+            return Ok(created(st.catalog.job(id).await?));
+        }
+        _ => {
+            return Err(ApiError::bad(
+                "invalid",
+                "give either `path` (a file to ingest) or `asset_id` (an asset in the catalog)",
+            ))
+        }
+    };
+    let path = ingest::confine(path, &st.cfg.ingest.roots)?;
     let meta =
         std::fs::metadata(&path).map_err(|e| ApiError::bad("path_not_allowed", e.to_string()))?;
     let j = st

@@ -979,6 +979,12 @@ impl Catalog {
     /// its files' records go; the media the appliance stored under `media_root` is removed.
     pub async fn purge_asset(&self, who: &Principal, id: i64, media_root: &Path) -> Result<()> {
         self.require(who, id, Perms::DELETE).await?;
+        self.purge_by_workflow(id, media_root).await.map(|_| ())
+    }
+
+    /// Purges an asset for a workflow (retention, configured by the administrator): its records
+    /// and the files under `media_root`; returns how many files were removed.
+    pub async fn purge_by_workflow(&self, id: i64, media_root: &Path) -> Result<usize> {
         let mut tx = self.begin().await?;
         let files = sqlx::query("SELECT path FROM files WHERE asset_id = $1")
             .bind(id)
@@ -1000,17 +1006,21 @@ impl Catalog {
             .await?;
         tx.commit().await?;
         self.publish([c]);
+        let mut removed = 0;
         for f in files {
             let p: String = f.try_get(0)?;
             let p = Path::new(&p);
             // Only what the appliance itself stored; registered files belong to their owners.
             if p.starts_with(media_root) {
-                if let Err(e) = std::fs::remove_file(p) {
-                    tracing::warn!(path = %p.display(), error = %e, "purge: cannot remove a file");
+                match std::fs::remove_file(p) {
+                    Ok(()) => removed += 1,
+                    Err(e) => {
+                        tracing::warn!(path = %p.display(), error = %e, "purge: cannot remove a file")
+                    }
                 }
             }
         }
-        Ok(())
+        Ok(removed)
     }
 
     /// Search and list, newest first, restricted to what `who` may read.

@@ -8,6 +8,7 @@
 
 pub mod devices;
 pub mod queue;
+pub mod schedule;
 pub mod supervisor;
 pub mod watch;
 pub mod worker;

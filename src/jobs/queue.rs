@@ -15,6 +15,7 @@ pub const KINDS: &[&str] = &[
     "transcode",
     "deliver",
     "notify",
+    "verify",
     "purge",
     "noop",
 ];
@@ -252,6 +253,32 @@ impl Catalog {
         tx.commit().await?;
         self.publish(changes);
         Ok(n > 0)
+    }
+
+    /// The job queued under an idempotency key, if any.
+    pub async fn job_by_key(&self, key: &str) -> Result<Option<i64>> {
+        let r = sqlx::query("SELECT id FROM jobs WHERE idempotency_key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match r {
+            Some(r) => Some(r.try_get(0)?),
+            None => None,
+        })
+    }
+
+    /// Whether a workflow has a job queued or running for an asset (a scheduled run does not
+    /// pile up behind a slow one).
+    pub async fn job_active(&self, asset_id: i64, workflow: &str) -> Result<bool> {
+        let r = sqlx::query(
+            "SELECT id FROM jobs WHERE asset_id = $1 AND workflow = $2 \
+             AND state IN ('queued', 'running') LIMIT 1",
+        )
+        .bind(asset_id)
+        .bind(workflow)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(r.is_some())
     }
 
     /// Gives back a job claimed that this appliance cannot place after all: queued as before,

@@ -339,6 +339,40 @@ impl Supervisor {
                 }
             });
         }
+        for w in &self.workflows {
+            let Some(Ok(sched)) = w
+                .trigger
+                .schedule
+                .as_deref()
+                .map(super::schedule::Schedule::parse)
+            else {
+                continue;
+            };
+            let (me, stop, w) = (self.clone(), stopping.clone(), w.clone());
+            tokio::spawn(async move {
+                loop {
+                    let now_ms = me.catalog.now_ms();
+                    let Some((at, n)) = sched.next_after(now_ms.div_euclid(1000)) else {
+                        return;
+                    };
+                    let wait = Duration::from_millis((at * 1000 - now_ms).max(0) as u64);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop.cancelled() => return,
+                    }
+                    match me.fire(&w, n).await {
+                        Ok(0) => {}
+                        Ok(k) => {
+                            tracing::info!(workflow = %w.name, assets = k, "scheduled run started");
+                            me.wake.notify_one();
+                        }
+                        Err(e) => {
+                            tracing::error!(workflow = %w.name, error = %e, "scheduled run failed")
+                        }
+                    }
+                }
+            });
+        }
         {
             let (me, stop) = (self.clone(), stopping.clone());
             tokio::spawn(async move {
@@ -422,6 +456,19 @@ impl Supervisor {
         let outcome = if job.kind == "noop" && job.params.as_object().is_none_or(|o| o.is_empty()) {
             // Nothing to isolate: the scheduler's own cost.
             Outcome::Done(json!({"ok": true}))
+        } else if job.kind == "purge" {
+            // Catalog work and unlinks, no media to decode: done here.
+            match job.asset_id {
+                Some(a) => match self
+                    .catalog
+                    .purge_by_workflow(a, &self.settings.media_dir)
+                    .await
+                {
+                    Ok(n) => Outcome::Done(json!({"purged": a, "files_removed": n})),
+                    Err(e) => Outcome::Failed(e.to_string(), true, false),
+                },
+                None => Outcome::Failed("purge: no asset".into(), false, false),
+            }
         } else {
             self.spawn_worker(&job, &worker, placed, &stopping).await
         };
@@ -870,6 +917,110 @@ impl Supervisor {
         }
     }
 
+    /// Starts a workflow's steps on an asset already in the catalog (a schedule, or the API);
+    /// `run` names the run in the steps' idempotency keys. Returns the first step's job;
+    /// `None` when this run already started on it, or no step applies.
+    pub async fn start_on_asset(
+        &self,
+        w: &Workflow,
+        asset_id: i64,
+        run: &str,
+    ) -> Result<Option<i64>, CatalogError> {
+        let files = self.catalog.files(&self.system, asset_id).await?;
+        let source = files
+            .iter()
+            .find(|f| f.role == "source")
+            .or_else(|| files.first());
+        let mut job = Job {
+            id: 0,
+            kind: "start".into(),
+            state: String::new(),
+            priority: 0,
+            attempts: 0,
+            max_attempts: 0,
+            run_after: String::new(),
+            worker: String::new(),
+            asset_id: Some(asset_id),
+            workflow: w.name.clone(),
+            params: json!({
+                "path": source.map(|f| f.path.clone()),
+                "file_id": source.map(|f| f.id),
+                "declared": {},
+                "ctx": {"source": source.map(|f| f.technical.clone())},
+                "step": -1,
+                "run": run,
+            }),
+            result: None,
+            error: String::new(),
+            progress: 0.0,
+            fps: 0.0,
+            speed: 0.0,
+            eta_s: 0.0,
+            created: String::new(),
+            updated: String::new(),
+            started: None,
+            finished: None,
+            placed: String::new(),
+        };
+        let Some((first, _)) = w.next_step(0, &job.params["ctx"]) else {
+            return Ok(None);
+        };
+        let key = format!("wf:{}:{run}:{asset_id}:{first}", w.name);
+        if self.catalog.job_by_key(&key).await?.is_some() {
+            return Ok(None);
+        }
+        job.params["step"] = json!(-1);
+        let ctx = job.params["ctx"].clone();
+        self.next_step(&job, ctx).await?;
+        self.catalog.job_by_key(&key).await
+    }
+
+    /// One firing of a scheduled workflow: its steps started on every asset its `select`
+    /// finds (at most `limit`); returns how many.
+    pub async fn fire(&self, w: &Workflow, n: i64) -> Result<usize, CatalogError> {
+        let sel = &w.trigger.select;
+        let created_to = sel
+            .older_than_days
+            .map(|d| crate::catalog::rfc3339(self.catalog.now_ms() - (d * 86_400_000.0) as i64));
+        let run = format!("sched{n}");
+        let mut started = 0;
+        let mut seen = 0;
+        let mut after = None;
+        while seen < sel.limit {
+            let page = self
+                .catalog
+                .search(
+                    &self.system,
+                    &crate::catalog::assets::SearchQuery {
+                        q: sel.q.clone(),
+                        status: sel.status.clone(),
+                        kind: sel.kind.clone(),
+                        tag: sel.tag.clone(),
+                        collection: sel.collection,
+                        created_to: created_to.clone(),
+                        limit: Some(200.min((sel.limit - seen) as i64)),
+                        after,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            if page.is_empty() {
+                break;
+            }
+            seen += page.len();
+            after = page.last().map(|a| a.id);
+            for a in &page {
+                if a.status == "purged" || self.catalog.job_active(a.id, &w.name).await? {
+                    continue;
+                }
+                if self.start_on_asset(w, a.id, &run).await?.is_some() {
+                    started += 1;
+                }
+            }
+        }
+        Ok(started)
+    }
+
     /// Queues the next step of the job's workflow whose condition holds; marks the asset ready
     /// after the last.
     async fn next_step(&self, job: &Job, ctx: Value) -> Result<(), CatalogError> {
@@ -880,13 +1031,15 @@ impl Supervisor {
             return Ok(());
         };
         let from = (job.params["step"].as_i64().unwrap_or(-1) + 1).max(0) as usize;
+        let asset = self.catalog.asset(&self.system, asset_id).await?;
         let Some((i, step)) = w.next_step(from, &ctx) else {
-            if ctx["qc"]["verdict"].as_str() != Some("fail") {
+            // The end of an ingest run: the asset is ready (a scheduled run leaves it be).
+            if ctx["qc"]["verdict"].as_str() != Some("fail") && asset.status == "ingesting" {
                 self.catalog.set_status(asset_id, "ready").await?;
             }
             return Ok(());
         };
-        let asset = self.catalog.asset(&self.system, asset_id).await?;
+        let run = job.params["run"].as_str().unwrap_or_default().to_string();
         let ctx_qc = ctx["qc"]["verdict"].clone();
         let mut params = json!({
             "step": i,
@@ -894,6 +1047,7 @@ impl Supervisor {
             "file_id": job.params["file_id"],
             "declared": job.params["declared"],
             "ctx": ctx,
+            "run": run,
         });
         if let Some(t) = step.timeout_s {
             params["timeout_s"] = json!(t);
@@ -930,6 +1084,15 @@ impl Supervisor {
                 });
                 "notify"
             }
+            "verify" => {
+                let files = self.catalog.files(&self.system, asset_id).await?;
+                params["files"] = json!(files
+                    .iter()
+                    .map(|f| json!({"path": f.path, "sha256": f.sha256, "size": f.size}))
+                    .collect::<Vec<_>>());
+                "verify"
+            }
+            "purge" => "purge",
             _ => {
                 let files = self.catalog.files(&self.system, asset_id).await?;
                 let paths: Vec<String> = files
@@ -952,7 +1115,11 @@ impl Supervisor {
                 max_attempts: 3,
                 asset_id: Some(asset_id),
                 workflow: w.name.clone(),
-                idempotency_key: Some(format!("wf:{}:{asset_id}:{i}", w.name)),
+                idempotency_key: Some(if run.is_empty() {
+                    format!("wf:{}:{asset_id}:{i}", w.name)
+                } else {
+                    format!("wf:{}:{run}:{asset_id}:{i}", w.name)
+                }),
                 gpu_only: self.needs(kind, &params).gpu_only(),
                 params,
             })

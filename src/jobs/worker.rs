@@ -72,6 +72,7 @@ pub fn main() -> i32 {
         "qc" => qc(&job.params),
         "transcode" => transcode(&job),
         "deliver" => deliver(&job.params),
+        "verify" => verify(&job.params),
         "notify" => notify(&job.params),
         k => Err(fatal(format!("worker: no such job kind {k:?}"))),
     };
@@ -474,6 +475,61 @@ fn transcode(job: &WorkerJob) -> Result<Value, Failure> {
         }
     }
     Ok(json!({"outputs": outputs}))
+}
+
+/// Fixity: every file of the asset hashed again and compared with the catalog's size and
+/// SHA-256. Any difference or missing file fails the job, naming each.
+fn verify(p: &Value) -> Result<Value, Failure> {
+    let files = p["files"].as_array().cloned().unwrap_or_default();
+    let total: u64 = files.iter().filter_map(|f| f["size"].as_u64()).sum();
+    let mut done = 0u64;
+    let mut bad = Vec::new();
+    let mut checked = Vec::new();
+    for f in &files {
+        let path = PathBuf::from(f["path"].as_str().unwrap_or_default());
+        let want = f["sha256"].as_str().unwrap_or_default();
+        let size = match std::fs::metadata(&path) {
+            Ok(m) => m.len(),
+            Err(e) => {
+                bad.push(format!("{}: {e}", path.display()));
+                continue;
+            }
+        };
+        let (hash, _) = hash_with_progress(&path, size)?;
+        done += size;
+        emit(&WorkerMsg::Progress {
+            percent: if total > 0 {
+                (done as f64 * 100.0 / total as f64).min(100.0)
+            } else {
+                100.0
+            },
+            fps: 0.0,
+            speed: 0.0,
+            eta_s: 0.0,
+        });
+        if Some(size) != f["size"].as_u64() || hash != want {
+            bad.push(format!(
+                "{}: {size} bytes, SHA-256 {hash}; the catalog has {} bytes, {want}",
+                path.display(),
+                f["size"]
+            ));
+        } else {
+            checked.push(path);
+        }
+    }
+    if !bad.is_empty() {
+        return Err(fatal(format!(
+            "fixity: {} of {} files differ from the catalog: {}",
+            bad.len(),
+            files.len(),
+            bad.join("; ")
+        )));
+    }
+    log(
+        "info",
+        format!("fixity: {} files as catalogued", checked.len()),
+    );
+    Ok(json!({"verified": checked}))
 }
 
 /// Copies renditions to a delivery folder: each as `<name>.part`, fsynced, then renamed.

@@ -1,6 +1,7 @@
-//! Workflows (`firmware-config/workflows/*.toml`): a trigger (a watch folder, or an API call)
-//! and steps (QC, transcode to profiles, deliver) with conditions on earlier results. Pure:
-//! parsing, validation and choosing the next step; the supervisor runs them.
+//! Workflows (`firmware-config/workflows/*.toml`): a trigger (a watch folder, an API call, a
+//! schedule over the assets a query selects) and steps (QC, transcode to profiles, verify,
+//! deliver, notify, purge) with conditions on earlier results. Pure: parsing, validation and
+//! choosing the next step; the supervisor runs them.
 
 use std::path::{Path, PathBuf};
 
@@ -46,6 +47,41 @@ pub struct Trigger {
     pub poll_s: f64,
     /// After ingest: `move` the source to `done/` (or `failed/`) beside it, or `leave` it.
     pub after: After,
+    /// Runs the steps on the assets `select` finds: `every 15m`, or a cron line (`0 2 * * *`:
+    /// minute hour day-of-month month day-of-week, UTC).
+    pub schedule: Option<String>,
+    /// The assets a scheduled run works on.
+    pub select: Select,
+}
+
+/// Which assets a scheduled run takes (all given conditions hold).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Select {
+    /// Search words, as `GET /v1/search?q=`.
+    pub q: Option<String>,
+    pub status: Option<String>,
+    pub kind: Option<String>,
+    pub tag: Option<String>,
+    pub collection: Option<i64>,
+    /// Created at least this many days ago (retention).
+    pub older_than_days: Option<f64>,
+    /// At most this many assets per run.
+    pub limit: usize,
+}
+
+impl Default for Select {
+    fn default() -> Self {
+        Select {
+            q: None,
+            status: None,
+            kind: None,
+            tag: None,
+            collection: None,
+            older_than_days: None,
+            limit: 1000,
+        }
+    }
 }
 
 impl Default for Trigger {
@@ -55,6 +91,8 @@ impl Default for Trigger {
             stable_s: 5.0,
             poll_s: 1.0,
             after: After::Move,
+            schedule: None,
+            select: Select::default(),
         }
     }
 }
@@ -69,7 +107,9 @@ pub enum After {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
-    /// `qc`, `transcode`, `deliver` or `notify`.
+    /// `qc`, `transcode`, `verify` (fixity: every file of the asset hashed again against the
+    /// catalog), `deliver`, `notify` or `purge` (the asset and the media the appliance stored
+    /// for it; retention).
     pub kind: String,
     /// Transcode: the profiles, from one decode each.
     #[serde(default)]
@@ -112,6 +152,10 @@ pub struct QcRules {
     pub true_peak_max: f64,
     /// Whether a warning stops the workflow like a failure.
     pub warnings_stop: bool,
+    /// What every file should be when its metadata does not say: `width`, `height`,
+    /// `frame_rate`, `field_order`, `aspect`, `audio_channels`, `audio_layout`,
+    /// `audio_tracks`, `audio_channels_total` (e.g. the house format).
+    pub expect: serde_json::Map<String, Value>,
 }
 
 impl Default for QcRules {
@@ -127,6 +171,7 @@ impl Default for QcRules {
             loudness_tolerance: 2.0,
             true_peak_max: -1.0,
             warnings_stop: false,
+            expect: serde_json::Map::new(),
         }
     }
 }
@@ -194,6 +239,53 @@ impl Workflow {
         if !(self.trigger.stable_s >= 0.0 && self.trigger.poll_s > 0.0) {
             return Err(bad("trigger: stable_s must be >= 0 and poll_s > 0".into()));
         }
+        const EXPECT: &[&str] = &[
+            "width",
+            "height",
+            "frame_rate",
+            "field_order",
+            "aspect",
+            "audio_channels",
+            "audio_layout",
+            "audio_tracks",
+            "audio_channels_total",
+        ];
+        if let Some(k) = self
+            .qc
+            .expect
+            .keys()
+            .find(|k| !EXPECT.contains(&k.as_str()))
+        {
+            return Err(bad(format!(
+                "qc.expect: {k:?} is not one of {}",
+                EXPECT.join(", ")
+            )));
+        }
+        if let Some(s) = &self.trigger.schedule {
+            let sched = super::schedule::Schedule::parse(s)
+                .map_err(|e| bad(format!("trigger.schedule: {e}")))?;
+            if sched.next_after(0).is_none() {
+                return Err(bad(format!("trigger.schedule: {s:?} never fires")));
+            }
+            if self.steps.is_empty() {
+                return Err(bad(
+                    "trigger.schedule: a scheduled workflow needs steps".into()
+                ));
+            }
+            let sel = &self.trigger.select;
+            if sel.limit == 0 || sel.older_than_days.is_some_and(|d| d.is_nan() || d < 0.0) {
+                return Err(bad(
+                    "trigger.select: limit must be at least 1 and older_than_days >= 0".into(),
+                ));
+            }
+            if let Some(st) = &sel.status {
+                if !crate::catalog::assets::STATUSES.contains(&st.as_str()) {
+                    return Err(bad(format!(
+                        "trigger.select: status {st:?} is not a status"
+                    )));
+                }
+            }
+        }
         for (i, s) in self.steps.iter().enumerate() {
             let at = format!("steps[{i}]");
             match s.kind.as_str() {
@@ -216,9 +308,15 @@ impl Workflow {
                         return Err(bad(format!("{at}: notify needs `url`, an http:// webhook")));
                     }
                 }
+                "verify" => {}
+                "purge" => {
+                    if i + 1 != self.steps.len() {
+                        return Err(bad(format!("{at}: purge is the last step")));
+                    }
+                }
                 k => {
                     return Err(bad(format!(
-                        "{at}: kind {k:?} is not qc, transcode, deliver or notify"
+                        "{at}: kind {k:?} is not qc, transcode, verify, deliver, notify or purge"
                     )))
                 }
             }

@@ -120,6 +120,25 @@ fn norm(s: &str) -> String {
         .collect()
 }
 
+/// A number or ratio (`25`, `25/1`, `29.97`, `30000/1001`, `16:9`, `1.778`) as a value.
+fn ratio(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let (a, b) = match s.split_once(['/', ':']) {
+        Some((a, b)) => (a.trim().parse::<f64>().ok()?, b.trim().parse::<f64>().ok()?),
+        None => (s.parse::<f64>().ok()?, 1.0),
+    };
+    (b != 0.0).then(|| a / b).filter(|v| v.is_finite())
+}
+
+/// Whether a declared value and a measured one agree: numbers and ratios within 0.5 %
+/// (29.97 is 30000/1001; 1.78 is 16:9), words without regard to case.
+fn same_value(want: &str, got: &str) -> bool {
+    match (ratio(want), ratio(got)) {
+        (Some(a), Some(b)) => (a - b).abs() <= 0.005 * a.abs().max(b.abs()),
+        _ => want.trim().eq_ignore_ascii_case(got.trim()),
+    }
+}
+
 /// QC of `path` under `rules`; `declared` holds what its metadata says (sidecar fields such as
 /// `house_id`, `title`, `duration_s`, `width`, `height`, `frame_rate`, `audio_channels`).
 pub fn check_file(path: &Path, rules: &QcRules, declared: &Value) -> Result<QcReport, QcError> {
@@ -269,25 +288,40 @@ pub fn check_file(path: &Path, rules: &QcRules, declared: &Value) -> Result<QcRe
         ));
     }
     let v = report.video.first();
+    let total_channels: u32 = report.audio.iter().map(|a| a.channels).sum();
     for (key, got) in [
         ("width", v.map(|v| v.width.to_string())),
         ("height", v.map(|v| v.height.to_string())),
         ("frame_rate", v.and_then(|v| v.frame_rate.clone())),
         ("field_order", v.and_then(|v| v.field_order.clone())),
+        ("aspect", v.and_then(|v| v.display_aspect_ratio.clone())),
         (
             "audio_channels",
             report.audio.first().map(|a| a.channels.to_string()),
         ),
+        (
+            "audio_layout",
+            report.audio.first().and_then(|a| a.channel_layout.clone()),
+        ),
+        ("audio_tracks", Some(report.audio.len().to_string())),
+        ("audio_channels_total", Some(total_channels.to_string())),
     ] {
-        let want = match &declared[key] {
-            Value::String(x) => x.clone(),
-            Value::Number(n) => n.to_string(),
+        // What the metadata declares, else what the workflow expects of every file.
+        let (want, by) = match (&declared[key], rules.expect.get(key)) {
+            (Value::String(x), _) => (x.clone(), "declared"),
+            (Value::Number(n), _) => (n.to_string(), "declared"),
+            (_, Some(Value::String(x))) => (x.clone(), "expected"),
+            (_, Some(Value::Number(n))) => (n.to_string(), "expected"),
             _ => continue,
         };
         let got = got.unwrap_or_else(|| "absent".into());
         checks.push(check(
-            &format!("declared {key}"),
-            if want == got { "pass" } else { "fail" },
+            &format!("{by} {key}"),
+            if same_value(&want, &got) {
+                "pass"
+            } else {
+                "fail"
+            },
             want,
             got,
         ));
@@ -339,6 +373,19 @@ pub fn check_file(path: &Path, rules: &QcRules, declared: &Value) -> Result<QcRe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn declared_values_compare_as_numbers_or_words() {
+        assert!(same_value("25", "25/1"));
+        assert!(same_value("29.97", "30000/1001"));
+        assert!(!same_value("25", "30000/1001"));
+        assert!(same_value("16:9", "16:9"));
+        assert!(same_value("1.78", "16:9"));
+        assert!(!same_value("4:3", "16:9"));
+        assert!(same_value("Stereo", "stereo"));
+        assert!(!same_value("5.1", "stereo"));
+        assert!(!same_value("1920", "absent"));
+    }
 
     #[test]
     fn stretches_warn_then_fail() {
