@@ -220,3 +220,79 @@ fn postgres_catalog() {
         assert_eq!(again.user_count().await.unwrap(), 2);
     });
 }
+
+/// A scheduled retention run selects by age on the catalog's clock (no waiting for a
+/// schedule): only assets created long enough ago are queued for purge, once per firing, and
+/// not again while their purge job waits.
+#[test]
+fn retention_selects_by_age_on_the_injected_clock() {
+    use antenne::jobs::supervisor::{Settings, Supervisor};
+    use antenne::jobs::workflow::Workflow;
+    use std::time::Duration;
+    const DAY: i64 = 86_400_000;
+    let d = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock(AtomicI64::new(1_800_000_000_000)));
+    rt().block_on(async {
+        let c = open("", d.path(), clock.clone()).await;
+        let admin = c
+            .create_user("root", "", Role::Admin, "root password 1")
+            .await
+            .unwrap();
+        let who = Principal {
+            user_id: admin.id,
+            username: "root".into(),
+            role: Role::Admin,
+            groups: Arc::from(Vec::new()),
+        };
+        let asset = |title: &str| AssetInput {
+            title: Some(title.into()),
+            status: Some("ready".into()),
+            tags: Some(vec!["expired".into()]),
+            ..Default::default()
+        };
+        let old = c.create_asset(&who, &asset("old")).await.unwrap();
+        clock.0.fetch_add(40 * DAY, Ordering::SeqCst);
+        let young = c.create_asset(&who, &asset("young")).await.unwrap();
+        clock.0.fetch_add(DAY, Ordering::SeqCst);
+        let w: Workflow = toml::from_str(
+            "name = \"retention\"\n[trigger]\nschedule = \"0 2 * * *\"\n\
+             [trigger.select]\ntag = \"expired\"\nolder_than_days = 30\n\
+             [[steps]]\nkind = \"purge\"\n",
+        )
+        .unwrap();
+        let settings = Settings {
+            appliance: "t".into(),
+            slots: 1,
+            hang: Duration::from_secs(60),
+            memory_limit: 1 << 30,
+            lease_ms: 60_000,
+            data_dir: d.path().to_path_buf(),
+            media_dir: d.path().join("media"),
+            profiles_dir: None,
+            backend: "software".into(),
+            worker_exe: "/nonexistent".into(),
+            gpus: Vec::new(),
+            gpu_max_failures: 3,
+            job_timeout: None,
+        };
+        let sup = Supervisor::new(c.clone(), vec![w.clone()], settings, who.clone());
+        assert_eq!(sup.fire(&w, 1).await.unwrap(), 1);
+        let purges = c
+            .jobs(&antenne::jobs::JobFilter {
+                kind: Some("purge".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(purges.len(), 1);
+        assert_eq!(purges[0].asset_id, Some(old.id));
+        assert_ne!(purges[0].asset_id, Some(young.id));
+        // The same firing again (a restart, a second appliance): nothing new.
+        assert_eq!(sup.fire(&w, 1).await.unwrap(), 0);
+        // The next firing while the purge still waits: left for later.
+        assert_eq!(sup.fire(&w, 2).await.unwrap(), 0);
+        // Thirty days on, the young one is old enough too.
+        clock.0.fetch_add(30 * DAY, Ordering::SeqCst);
+        assert_eq!(sup.fire(&w, 3).await.unwrap(), 1);
+    });
+}

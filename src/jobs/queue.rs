@@ -196,7 +196,8 @@ impl Catalog {
         );
         let sql = format!(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = $2, \
-             lease_until_ms = $3, started_ms = $1, updated_ms = $1, progress = 0, error = '' \
+             lease_until_ms = $3, started_ms = $1, updated_ms = $1, progress = 0, error = '', \
+             placed = 'cpu' \
              WHERE id = ({pick}) RETURNING id, asset_id"
         );
         let mut tx = self.begin().await?;
@@ -295,7 +296,7 @@ impl Catalog {
         Ok(())
     }
 
-    /// Records where a claimed job runs (`cpu` or a GPU id).
+    /// Records that a claimed job runs on a GPU (a claim records `cpu`).
     pub async fn set_placed(&self, id: i64, worker: &str, placed: &str) -> Result<()> {
         sqlx::query("UPDATE jobs SET placed = $3 WHERE id = $1 AND worker = $2")
             .bind(id)

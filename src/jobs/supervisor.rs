@@ -420,10 +420,12 @@ impl Supervisor {
                             }
                             break;
                         };
-                        let _ = self
-                            .catalog
-                            .set_placed(job.id, &worker, placed.name())
-                            .await;
+                        if placed != Placement::Cpu {
+                            let _ = self
+                                .catalog
+                                .set_placed(job.id, &worker, placed.name())
+                                .await;
+                        }
                         let (me, stop) = (self.clone(), stopping.clone());
                         tokio::spawn(async move {
                             me.run_job(job, worker, &placed, stop).await;
