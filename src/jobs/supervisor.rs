@@ -798,7 +798,8 @@ impl Supervisor {
                     .await?;
                 let mut ctx = job.params["ctx"].clone();
                 ctx["qc"] = json!({"verdict": verdict});
-                self.next_step(job, ctx).await
+                self.next_step(&job.workflow, job.asset_id, &job.params, ctx)
+                    .await
             }
             "transcode" => {
                 let outputs = result["outputs"].as_array().cloned().unwrap_or_default();
@@ -828,12 +829,24 @@ impl Supervisor {
                 self.catalog
                     .complete_for_job(asset, &files, None, job.id, worker, &result)
                     .await?;
-                self.next_step(job, job.params["ctx"].clone()).await
+                self.next_step(
+                    &job.workflow,
+                    job.asset_id,
+                    &job.params,
+                    job.params["ctx"].clone(),
+                )
+                .await
             }
             _ => {
                 self.catalog.succeed(job.id, worker, &result).await?;
                 if job.params.get("step").is_some() {
-                    self.next_step(job, job.params["ctx"].clone()).await?;
+                    self.next_step(
+                        &job.workflow,
+                        job.asset_id,
+                        &job.params,
+                        job.params["ctx"].clone(),
+                    )
+                    .await?;
                 }
                 Ok(())
             }
@@ -892,17 +905,20 @@ impl Supervisor {
             .await
         {
             Ok((asset_id, file_id)) => {
-                let mut step_job = job.clone();
-                step_job.asset_id = Some(asset_id);
-                step_job.params = json!({
+                let params = json!({
                     "path": file.path,
                     "file_id": file_id,
                     "declared": sidecar["fields"],
                     "ctx": {"source": file.technical},
                     "step": -1,
                 });
-                self.next_step(&step_job, step_job.params["ctx"].clone())
-                    .await
+                self.next_step(
+                    &job.workflow,
+                    Some(asset_id),
+                    &params,
+                    params["ctx"].clone(),
+                )
+                .await
             }
             Err(
                 e @ (CatalogError::Duplicate { .. }
@@ -933,47 +949,23 @@ impl Supervisor {
             .iter()
             .find(|f| f.role == "source")
             .or_else(|| files.first());
-        let mut job = Job {
-            id: 0,
-            kind: "start".into(),
-            state: String::new(),
-            priority: 0,
-            attempts: 0,
-            max_attempts: 0,
-            run_after: String::new(),
-            worker: String::new(),
-            asset_id: Some(asset_id),
-            workflow: w.name.clone(),
-            params: json!({
-                "path": source.map(|f| f.path.clone()),
-                "file_id": source.map(|f| f.id),
-                "declared": {},
-                "ctx": {"source": source.map(|f| f.technical.clone())},
-                "step": -1,
-                "run": run,
-            }),
-            result: None,
-            error: String::new(),
-            progress: 0.0,
-            fps: 0.0,
-            speed: 0.0,
-            eta_s: 0.0,
-            created: String::new(),
-            updated: String::new(),
-            started: None,
-            finished: None,
-            placed: String::new(),
-        };
-        let Some((first, _)) = w.next_step(0, &job.params["ctx"]) else {
+        let params = json!({
+            "path": source.map(|f| f.path.clone()),
+            "file_id": source.map(|f| f.id),
+            "declared": {},
+            "ctx": {"source": source.map(|f| f.technical.clone())},
+            "step": -1,
+            "run": run,
+        });
+        let Some((first, _)) = w.next_step(0, &params["ctx"]) else {
             return Ok(None);
         };
         let key = format!("wf:{}:{run}:{asset_id}:{first}", w.name);
         if self.catalog.job_by_key(&key).await?.is_some() {
             return Ok(None);
         }
-        job.params["step"] = json!(-1);
-        let ctx = job.params["ctx"].clone();
-        self.next_step(&job, ctx).await?;
+        self.next_step(&w.name, Some(asset_id), &params, params["ctx"].clone())
+            .await?;
         self.catalog.job_by_key(&key).await
     }
 
@@ -1025,14 +1017,20 @@ impl Supervisor {
 
     /// Queues the next step of the job's workflow whose condition holds; marks the asset ready
     /// after the last.
-    async fn next_step(&self, job: &Job, ctx: Value) -> Result<(), CatalogError> {
-        let Some(w) = self.workflow(&job.workflow) else {
+    async fn next_step(
+        &self,
+        workflow: &str,
+        asset_id: Option<i64>,
+        params: &Value,
+        ctx: Value,
+    ) -> Result<(), CatalogError> {
+        let Some(w) = self.workflow(workflow) else {
             return Ok(());
         };
-        let Some(asset_id) = job.asset_id else {
+        let Some(asset_id) = asset_id else {
             return Ok(());
         };
-        let from = (job.params["step"].as_i64().unwrap_or(-1) + 1).max(0) as usize;
+        let from = (params["step"].as_i64().unwrap_or(-1) + 1).max(0) as usize;
         let asset = self.catalog.asset(&self.system, asset_id).await?;
         let Some((i, step)) = w.next_step(from, &ctx) else {
             // The end of an ingest run: the asset is ready (a scheduled run leaves it be).
@@ -1041,13 +1039,13 @@ impl Supervisor {
             }
             return Ok(());
         };
-        let run = job.params["run"].as_str().unwrap_or_default().to_string();
+        let run = params["run"].as_str().unwrap_or_default().to_string();
         let ctx_qc = ctx["qc"]["verdict"].clone();
         let mut params = json!({
             "step": i,
-            "path": job.params["path"],
-            "file_id": job.params["file_id"],
-            "declared": job.params["declared"],
+            "path": params["path"],
+            "file_id": params["file_id"],
+            "declared": params["declared"],
             "ctx": ctx,
             "run": run,
         });
@@ -1057,7 +1055,7 @@ impl Supervisor {
         let kind = match step.kind.as_str() {
             "qc" => {
                 params["rules"] = serde_json::to_value(&w.qc).unwrap_or_default();
-                let mut declared = job.params["declared"].clone();
+                let mut declared = params["declared"].clone();
                 if !declared.is_object() {
                     declared = json!({});
                 }
