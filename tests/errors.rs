@@ -97,6 +97,28 @@ fn truncated_file() {
     assert!(e.contains("cut.mxf") && e.contains("truncated"), "{e}");
 }
 
+/// An MP4 cut before its index: libav's own reason ("moov atom not found", as `ffprobe` says),
+/// not the bare "Invalid data found", and the file named once.
+#[test]
+fn truncated_mp4_names_the_missing_index_once() {
+    let d = tempfile::tempdir().unwrap();
+    let src = make(d.path(), "whole.mp4", &Clip::default());
+    let data = std::fs::read(&src).unwrap();
+    // ffmpeg writes moov at the end: the first half has no index.
+    let cut = d.path().join("cut.mp4");
+    std::fs::write(&cut, &data[..data.len() / 2]).unwrap();
+    let peer = std::process::Command::new("ffprobe")
+        .arg(&cut)
+        .output()
+        .expect("ffprobe");
+    assert!(stderr(&peer).contains("moov atom not found"), "{}", stderr(&peer));
+    for e in [fails(&cut, "proxy", &d.path().join("out")), probe_fails(&cut)] {
+        assert!(e.contains("moov atom not found"), "{e}");
+        assert!(!e.contains("Invalid data found"), "{e}");
+        assert_eq!(e.matches("cut.mp4").count(), 1, "path once: {e}");
+    }
+}
+
 #[test]
 fn audio_only_file_for_a_video_profile() {
     let d = tempfile::tempdir().unwrap();

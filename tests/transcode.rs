@@ -83,7 +83,7 @@ fn box_offset(path: &Path, name: &[u8; 4]) -> Option<u64> {
 }
 
 #[test]
-fn interlaced_source_to_web_h264_is_deinterlaced_scaled_and_faststart() {
+fn interlaced_source_to_web_h264_is_deinterlaced_not_upscaled_and_faststart() {
     let d = tempfile::tempdir().unwrap();
     let src = make(
         d.path(),
@@ -118,9 +118,10 @@ fn interlaced_source_to_web_h264_is_deinterlaced_scaled_and_faststart() {
     let v = stream(&p, "video", 0);
     assert_eq!(v["codec_name"], "h264");
     assert_eq!(v["profile"], "High");
+    // Made at the source's size: a platform rendition does not upscale.
     assert_eq!(
         (v["width"].as_u64(), v["height"].as_u64()),
-        (Some(1920), Some(1080))
+        (Some(320), Some(180))
     );
     assert_eq!(v["nb_read_frames"], "50");
     assert_eq!(v["avg_frame_rate"], "25/1");
@@ -161,7 +162,7 @@ fn interlaced_source_to_web_h264_is_deinterlaced_scaled_and_faststart() {
     let q = psnr(
         &outs[0],
         &src,
-        "1920:1080:in_color_matrix=bt601:out_color_matrix=bt709",
+        "320:180:in_color_matrix=bt601:out_color_matrix=bt709",
     );
     assert!(q > 30.0, "PSNR {q} dB");
 }
@@ -567,4 +568,335 @@ fn demo_makes_a_clip_without_ffmpeg_cli_and_transcodes_it() {
         .iter()
         .find_map(|s| s["tags"]["timecode"].as_str());
     assert_eq!(tc, Some("10:00:00:00"));
+}
+
+/// A programme-like source: hard cuts at frames that are not on a GOP boundary, a fade to
+/// black, a one-frame white flash and a fade in (3 s at 25 fps, 75 frames).
+fn cuts_flashes_fades(dir: &Path) -> PathBuf {
+    let out = dir.join("cuts.mov");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=320x180:r=25:d=0.36",
+        "-f",
+        "lavfi",
+        "-i",
+        "mandelbrot=s=320x180:r=25,trim=duration=0.84,fade=out:15:6",
+        "-f",
+        "lavfi",
+        "-i",
+        "color=white:s=320x180:r=25:d=0.04",
+        "-f",
+        "lavfi",
+        "-i",
+        "smptebars=s=320x180:r=25:d=0.6,fade=in:0:10",
+        "-f",
+        "lavfi",
+        "-i",
+        "cellauto=s=320x180:r=25:rule=110,trim=duration=1.16",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=f=440:sample_rate=48000:d=3",
+        "-filter_complex",
+        "[0:v][1:v][2:v][3:v][4:v]concat=n=5:v=1:a=0,format=yuv420p,setpts=N/25/TB[v]",
+        "-map",
+        "[v]",
+        "-map",
+        "5:a",
+        "-ac",
+        "2",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-qp",
+        "10",
+        "-c:a",
+        "pcm_s16le",
+        out.to_str().unwrap(),
+    ]);
+    out
+}
+
+/// Picture types of the first video stream in decode order of presentation, as `ffprobe` reads
+/// them (`I`, `P`, `B`), with the key-frame flag.
+fn picture_types(path: &Path) -> Vec<(char, bool)> {
+    let o = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "frame=key_frame,pict_type",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe");
+    assert!(o.status.success(), "ffprobe {}: {}", path.display(), stderr(&o));
+    let types: Vec<(char, bool)> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let key = f.first() == Some(&"1");
+            let t = f.get(1).and_then(|t| t.chars().next()).unwrap_or('?');
+            (t, key)
+        })
+        .collect();
+    assert!(!types.is_empty(), "no frame read from {}", path.display());
+    types
+}
+
+/// Frames between key frames that a profile's output must keep: `gop`, or `gop_seconds` at the
+/// output's rate (the source's 25 fps where the profile keeps the source rate).
+fn profile_gops(profile: &Path) -> Vec<(String, String, u64)> {
+    let t: toml::Value = toml::from_str(&std::fs::read_to_string(profile).unwrap()).unwrap();
+    let mut out = vec![];
+    for o in t["outputs"].as_array().unwrap() {
+        let Some(v) = o.get("video") else { continue };
+        if v.get("thumbnails").is_some() || o["container"].as_str() == Some("image2") {
+            continue;
+        }
+        let rate = match v.get("frame_rate").and_then(|r| r.as_str()) {
+            Some(r) if r != "source" => {
+                let (n, d) = r.split_once('/').unwrap_or((r, "1"));
+                n.parse::<f64>().unwrap() / d.parse::<f64>().unwrap()
+            }
+            _ => 25.0,
+        };
+        let gop = match (v.get("gop"), v.get("gop_seconds")) {
+            (Some(g), _) => g.as_integer().unwrap() as u64,
+            (None, Some(s)) => (s.as_float().unwrap() * rate).round() as u64,
+            (None, None) => continue,
+        };
+        out.push((
+            o["name"].as_str().unwrap().to_string(),
+            o["container"].as_str().unwrap().to_string(),
+            gop,
+        ));
+    }
+    out
+}
+
+fn assert_cadence(file: &Path, what: &str, gop: u64) {
+    let types = picture_types(file);
+    let keys: Vec<usize> = types
+        .iter()
+        .enumerate()
+        .filter(|(_, (t, k))| *k || *t == 'I')
+        .map(|(i, _)| i)
+        .collect();
+    let want: Vec<usize> = (0..types.len()).step_by(gop as usize).collect();
+    let shown: String = types.iter().map(|(t, _)| *t).collect();
+    assert_eq!(
+        keys, want,
+        "{what}: I-frames must fall every {gop} frames whatever the picture does: {shown}"
+    );
+}
+
+/// Every shipped profile that makes video, and one of each encoder family the default build has
+/// (x264 in TS, x265, MPEG-2 long GOP in MOV), keeps its GOP on a source with cuts, flashes
+/// and fades: checked by `ffprobe` on the files, beside antenne's own verification (which must
+/// pass: the transcode fails otherwise).
+#[test]
+fn every_profile_and_encoder_family_keeps_its_gop_through_cuts_flashes_and_fades() {
+    let d = tempfile::tempdir().unwrap();
+    let src = cuts_flashes_fades(d.path());
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-config/profiles");
+    let extra = d.path().join("profiles");
+    std::fs::create_dir(&extra).unwrap();
+    for entry in std::fs::read_dir(&shipped).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, extra.join(p.file_name().unwrap())).unwrap();
+    }
+    let family = |name: &str, container: &str, codec: &str, extra_keys: &str| {
+        format!(
+            r#"
+name = "{name}"
+description = "GOP cadence: {codec} in {container}"
+[[outputs]]
+name = "v"
+container = "{container}"
+[outputs.video]
+codec = "{codec}"
+width = 320
+height = 180
+pix_fmt = "yuv420p"
+{extra_keys}
+"#
+        )
+    };
+    let families = [
+        family(
+            "gop-x264-ts",
+            "mpegts",
+            "h264",
+            "rate_control = \"cbr\"\nbitrate = \"1M\"\ngop = 10\nb_frames = 2\npreset = \"veryfast\"",
+        ),
+        family(
+            "gop-x265",
+            "mp4",
+            "hevc",
+            "rate_control = \"crf\"\ncrf = 28\ngop = 15\nb_frames = 3\npreset = \"ultrafast\"",
+        ),
+        family(
+            "gop-mpeg2-mov",
+            "mov",
+            "mpeg2video",
+            "rate_control = \"vbr\"\nbitrate = \"4M\"\ngop = 15\nb_frames = 2\nclosed_gop = true",
+        ),
+    ];
+    for text in &families {
+        let name = text.split('"').nth(1).unwrap();
+        std::fs::write(extra.join(format!("{name}.toml")), text).unwrap();
+    }
+    let mut checked = 0;
+    let mut profiles: Vec<PathBuf> = std::fs::read_dir(&extra)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    profiles.sort();
+    for prof in profiles {
+        let gops = profile_gops(&prof);
+        if gops.is_empty() {
+            continue;
+        }
+        let name = prof.file_stem().unwrap().to_str().unwrap().to_string();
+        let out = d.path().join(format!("out-{name}"));
+        let o = run(antenne()
+            .arg("transcode")
+            .arg(&src)
+            .args(["--profile", &name, "-o"])
+            .arg(&out)
+            .arg("--profiles-dir")
+            .arg(&extra));
+        assert!(
+            o.status.success(),
+            "{name} on a source with cuts: {}",
+            stderr(&o)
+        );
+        let made: Vec<PathBuf> = stdout(&o)
+            .lines()
+            .filter_map(|l| l.strip_prefix("output: "))
+            .map(PathBuf::from)
+            .collect();
+        for (output, container, gop) in gops {
+            let files: Vec<PathBuf> = if container == "hls" {
+                // A package: each rendition's playlist, when the rung was made (no upscale).
+                made.iter()
+                    .map(|m| m.join(&output).join("index.m3u8"))
+                    .filter(|p| p.is_file())
+                    .collect()
+            } else if made.iter().any(|m| m.is_dir()) {
+                // A DASH package: one fMP4 rendition per rung.
+                made.iter()
+                    .flat_map(|m| files_named(m, &output))
+                    .collect()
+            } else {
+                made.iter()
+                    .filter(|m| {
+                        m.file_stem()
+                            .and_then(|s| s.to_str())
+                            .is_some_and(|s| s.ends_with(&format!("_{output}")))
+                    })
+                    .cloned()
+                    .collect()
+            };
+            if container == "hls" || made.iter().any(|m| m.is_dir()) {
+                // Larger rungs are not made from a 320×180 source; the smallest is.
+                for f in &files {
+                    assert_cadence(f, &format!("{name}/{output}"), gop);
+                    checked += 1;
+                }
+                continue;
+            }
+            assert_eq!(files.len(), 1, "{name}/{output}: outputs {made:?}");
+            assert_cadence(&files[0], &format!("{name}/{output}"), gop);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 12, "only {checked} outputs checked");
+}
+
+/// Renditions of a DASH package for one ladder rung: the rung's init + media segments joined,
+/// which ffprobe reads as one fragmented MP4.
+fn files_named(dir: &Path, rung: &str) -> Vec<PathBuf> {
+    let mut init = None;
+    let mut segs = vec![];
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let n = p.file_name().unwrap().to_string_lossy().into_owned();
+        if !n.contains(rung) {
+            continue;
+        }
+        if n.contains("init") {
+            init = Some(p);
+        } else if n.ends_with(".m4s") || n.ends_with(".mp4") {
+            segs.push(p);
+        }
+    }
+    let Some(init) = init else { return vec![] };
+    segs.sort();
+    let mut joined = std::fs::read(&init).unwrap();
+    for s in &segs {
+        joined.extend(std::fs::read(s).unwrap());
+    }
+    let out = dir.with_extension(format!("{rung}.joined.mp4"));
+    std::fs::write(&out, joined).unwrap();
+    vec![out]
+}
+
+/// Single-file platform renditions are made at the source's size when it is smaller than the
+/// profile's frame (a 720p source into the 1080p web profile gives 1280×720), verified as such;
+/// `upscale = true` in a profile brings the old behaviour back.
+#[test]
+fn web_rendition_of_a_720p_source_is_not_upscaled() {
+    let d = tempfile::tempdir().unwrap();
+    let src = make(
+        d.path(),
+        "hd.mp4",
+        &Clip {
+            size: "1280x720",
+            seconds: 1.0,
+            ..Clip::default()
+        },
+    );
+    let out = d.path().join("out");
+    let outs = transcode(&src, "web-h264", &out, &[]);
+    let v = stream(&ffprobe(&outs[0], false), "video", 0).clone();
+    assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(1280), Some(720)));
+    assert_eq!(v["sample_aspect_ratio"].as_str().unwrap_or("1:1"), "1:1");
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("hd_web.mp4.verify.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["pass"], true, "{report}");
+
+    let profiles = d.path().join("profiles");
+    std::fs::create_dir(&profiles).unwrap();
+    let web = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-config/profiles/web-h264.toml"),
+    )
+    .unwrap();
+    let forced = web
+        .replace("name = \"web-h264\"", "name = \"web-up\"")
+        .replace("[outputs.video]", "[outputs.video]\nupscale = true");
+    assert_ne!(forced, web);
+    std::fs::write(profiles.join("web-up.toml"), forced).unwrap();
+    let out2 = d.path().join("out2");
+    let o = run(antenne()
+        .arg("transcode")
+        .arg(&src)
+        .args(["--profile", "web-up", "-o"])
+        .arg(&out2)
+        .arg("--profiles-dir")
+        .arg(&profiles));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = stream(&ffprobe(&out2.join("hd_web.mp4"), false), "video", 0).clone();
+    assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(1920), Some(1080)));
 }

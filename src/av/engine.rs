@@ -290,11 +290,7 @@ pub fn run_with(
                 what: format!("video stream {vi}"),
                 source: e,
             })?;
-        ctx.set_threading(ff::codec::threading::Config {
-            kind: ff::codec::threading::Type::Frame,
-            count: 0,
-            ..Default::default()
-        });
+        super::decode_threads(&mut ctx, 0);
         if let Some(b) = spec.hw_decode {
             match hw::open_device(b) {
                 Ok(d) => {
@@ -574,7 +570,7 @@ fn decode_loop(
         if stop() {
             return Ok(());
         }
-        match packet.read(ictx) {
+        match super::read_packet(ictx, &mut packet) {
             Ok(()) => {}
             Err(ff::Error::Eof) => break,
             Err(ff::Error::InvalidData) if bad_reads < 1000 => {

@@ -69,18 +69,33 @@ pub fn open_cancellable(
     let mut opts = ff::Dictionary::new();
     opts.set("protocol_whitelist", "none");
     let name = path.file_name().and_then(|s| s.to_str()).unwrap_or("input");
-    let opened = match cancel {
+    let (opened, logged) = super::capture_errors(|| match cancel {
         Some(c) => {
             ff::format::input_from_stream_with_interrupt(io, Some(name), Some(opts), move || {
                 c.load(Ordering::Relaxed)
             })
         }
         None => ff::format::input_from_stream(io, Some(name), Some(opts)),
-    };
+    });
     opened.map_err(|e| AvError::NotMedia {
         path: path.to_owned(),
+        reason: most_specific(&logged),
         source: e,
     })
+}
+
+/// The demuxer's last word on why it gave up, unless it only restated the error code.
+fn most_specific(logged: &[String]) -> Option<String> {
+    logged
+        .iter()
+        .rev()
+        .map(|l| l.trim_end_matches('.').trim())
+        .find(|l| {
+            !l.is_empty()
+                && !l.eq_ignore_ascii_case("invalid data found when processing input")
+                && !l.starts_with("Error opening input")
+        })
+        .map(str::to_string)
 }
 
 fn read_up_to(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {

@@ -37,9 +37,12 @@ pub enum AvError {
         "{path}: {what} files are refused: they make the reader open other files or the network"
     )]
     Refused { path: PathBuf, what: &'static str },
-    #[error("{path}: not a media file FFmpeg can read ({source})")]
+    /// `reason` is libav's own most specific word for it (e.g. "moov atom not found"), when it
+    /// logged one; `source` the error code it returned.
+    #[error("{path}: not a media file FFmpeg can read: {}", reason.as_deref().map_or_else(|| source.to_string(), str::to_string))]
     NotMedia {
         path: PathBuf,
+        reason: Option<String>,
         #[source]
         source: ff::Error,
     },
@@ -58,7 +61,64 @@ pub enum AvError {
     Cancelled,
 }
 
+impl AvError {
+    /// What went wrong, without the file's path (for messages that name the file themselves).
+    pub fn reason(&self) -> String {
+        let full = self.to_string();
+        match self.path() {
+            Some(p) => {
+                let prefix = format!("{}: ", p.display());
+                full.strip_prefix(&prefix).unwrap_or(&full).to_string()
+            }
+            None => full,
+        }
+    }
+
+    /// The file the error concerns, where there is one.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        match self {
+            AvError::NotFound { path }
+            | AvError::NotAFile { path }
+            | AvError::Empty { path }
+            | AvError::Io { path, .. }
+            | AvError::Refused { path, .. }
+            | AvError::NotMedia { path, .. }
+            | AvError::Invalid { path, .. }
+            | AvError::Libav { path, .. } => Some(path),
+            AvError::Setup(_) | AvError::Cancelled => None,
+        }
+    }
+}
+
 static INIT: Once = Once::new();
+
+thread_local! {
+    /// Error lines libav logs on this thread while [`capture_errors`] runs.
+    static CAPTURED: std::cell::RefCell<Option<Vec<String>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f`, collecting the error lines libav logs on this thread meanwhile (without their
+/// `[demuxer @ 0x…]` prefixes): libav returns a bare code ("Invalid data found") and says the
+/// specific reason ("moov atom not found") only in its log.
+pub fn capture_errors<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
+    let before = CAPTURED.with(|c| c.replace(Some(Vec::new())));
+    let out = f();
+    let lines = CAPTURED
+        .with(|c| c.replace(before))
+        .unwrap_or_default();
+    (out, lines)
+}
+
+/// A log line without the leading `[name @ 0x…] ` contexts.
+fn strip_log_prefix(mut line: &str) -> &str {
+    while let Some(rest) = line.strip_prefix('[') {
+        match rest.split_once("] ") {
+            Some((_, after)) => line = after,
+            None => break,
+        }
+    }
+    line.trim()
+}
 
 /// Initialises libav once per process and routes its log to `tracing` (target `libav`).
 pub fn init() {
@@ -144,6 +204,15 @@ unsafe extern "C" fn log_bridge(
     }
     if level <= ffi::AV_LOG_ERROR {
         LOGGED_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _ = CAPTURED.try_with(|c| {
+            if let Ok(mut c) = c.try_borrow_mut() {
+                if let Some(v) = c.as_mut() {
+                    if v.len() < 32 {
+                        v.push(strip_log_prefix(line).to_string());
+                    }
+                }
+            }
+        });
         tracing::error!(target: "libav", "{line}");
     } else if level <= ffi::AV_LOG_WARNING {
         tracing::warn!(target: "libav", "{line}");
@@ -168,6 +237,30 @@ pub fn share(frame: &ff::Frame) -> Option<ff::Frame> {
             return None;
         }
         Some(copy)
+    }
+}
+
+/// Reads the next packet of `ictx` into `packet`, releasing what `packet` held first:
+/// `av_read_frame` (FFmpeg 5.1) overwrites the packet without unreferencing it, so a packet
+/// reused across reads would leak every buffer it was given.
+pub fn read_packet(
+    ictx: &mut ff::format::context::Input,
+    packet: &mut ff::Packet,
+) -> Result<(), ff::Error> {
+    // SAFETY: `packet` is a live AVPacket owned by the caller; unreferencing it releases its
+    // buffer and leaves it blank, as `av_read_frame` requires.
+    unsafe { ffi::av_packet_unref(ff::packet::Mut::as_mut_ptr(packet)) };
+    packet.read(ictx)
+}
+
+/// Asks a not-yet-opened decoder for frame AND slice threading (`count` 0: as many threads as
+/// cores): codecs without frame threads (MPEG-2, DNxHD, ProRes) then still use every core.
+pub fn decode_threads(ctx: &mut ff::codec::Context, count: i32) {
+    // SAFETY: plain fields of a codec context that is not open yet, which libav reads at open.
+    unsafe {
+        let c = &mut *ctx.as_mut_ptr();
+        c.thread_count = count;
+        c.thread_type = (ffi::FF_THREAD_FRAME | ffi::FF_THREAD_SLICE) as i32;
     }
 }
 

@@ -334,11 +334,7 @@ fn measure_field_order(
 ) -> Option<&'static str> {
     let params = ictx.stream(stream)?.parameters();
     let mut ctx = ff::codec::Context::from_parameters(params).ok()?;
-    ctx.set_threading(ff::codec::threading::Config {
-        kind: ff::codec::threading::Type::Frame,
-        count: 2,
-        ..Default::default()
-    });
+    super::decode_threads(&mut ctx, 2);
     let mut dec = ctx.decoder().video().ok()?;
     let mut frame = ff::frame::Video::empty();
     let (mut seen, mut inter, mut top) = (0, 0, 0);

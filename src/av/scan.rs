@@ -230,11 +230,7 @@ pub fn scan(path: &Path) -> Result<ScanReport, AvError> {
         if medium == ff::media::Type::Video && vindex.is_none() {
             let mut ctx = ff::codec::Context::from_parameters(st.parameters())
                 .map_err(|e| libav(format!("video stream {}", st.index()), e))?;
-            ctx.set_threading(ff::codec::threading::Config {
-                kind: ff::codec::threading::Type::Frame,
-                count: 0,
-                ..Default::default()
-            });
+            super::decode_threads(&mut ctx, 0);
             vdec =
                 Some(ctx.decoder().video().map_err(|e| {
                     libav(format!("no decoder for video stream {}", st.index()), e)
@@ -273,7 +269,7 @@ pub fn scan(path: &Path) -> Result<ScanReport, AvError> {
     let mut packet = ff::Packet::empty();
     super::activity::pass_begins();
     loop {
-        match packet.read(&mut ictx) {
+        match super::read_packet(&mut ictx, &mut packet) {
             Ok(()) => {}
             Err(ff::Error::Eof) => break,
             Err(_) => {

@@ -291,6 +291,10 @@ pub struct Video {
     pub color: Option<String>,
     /// `"16:9"`, `"4:3"`; default: square pixels.
     pub display_aspect: Option<String>,
+    /// Scale a smaller source up to `width`×`height`. Default: yes for house formats (their
+    /// frame size is the format), ladders (which drop larger rungs instead) and stills; no for
+    /// single-file platform renditions, which are then made at the source's size.
+    pub upscale: Option<bool>,
     #[serde(default)]
     pub options: BTreeMap<String, String>,
 }
@@ -324,6 +328,16 @@ impl Output {
 }
 
 impl Video {
+    /// Whether a source smaller than the frame is scaled up to it (see [`Video::upscale`]).
+    pub fn upscales(&self, container: &str) -> bool {
+        self.upscale.unwrap_or_else(|| {
+            matches!(self.codec.as_str(), "mpeg2video" | "dnxhd" | "prores")
+                || matches!(container, "mxf" | "hls" | "image2" | "gxf")
+                || self.thumbnails.is_some()
+                || self.options.contains_key("avcintra-class")
+        })
+    }
+
     /// GOP length in frames at `rate`.
     pub fn gop_frames(&self, rate: Rate) -> Option<u32> {
         self.gop.or_else(|| {

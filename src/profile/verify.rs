@@ -59,6 +59,8 @@ pub struct SourceFacts {
     pub frame_rate: Option<Rate>,
     /// The source had no audio: silent tracks are expected, not a loudness failure.
     pub no_source_audio: bool,
+    /// The frame size made, when smaller than the profile's (a profile that does not upscale).
+    pub picture: Option<(u32, u32)>,
 }
 
 struct Checks(Vec<Check>);
@@ -390,18 +392,19 @@ fn check_video(
             pass,
         );
     }
+    let (w, h) = source.picture.unwrap_or((v.width, v.height));
     c.add(
         "resolution",
-        format!("{}x{}", v.width, v.height),
+        format!("{w}x{h}"),
         format!("{}x{}", pv.width, pv.height),
-        pv.width == v.width && pv.height == v.height,
+        pv.width == w && pv.height == h,
     );
     let dar = v.display_aspect().map(|(a, b)| {
         let (a, b) = reduce(a, b);
         format!("{a}:{b}")
     });
     let dar = dar.unwrap_or_else(|| {
-        let (a, b) = reduce(v.width, v.height);
+        let (a, b) = reduce(w, h);
         format!("{a}:{b}")
     });
     c.eq("display aspect", dar, pv.display_aspect_ratio.clone());

@@ -243,6 +243,155 @@ fn nvenc_preset(x264: &str) -> &'static str {
     }
 }
 
+/// The encoder families whose private options differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EncoderFamily {
+    X264,
+    X265,
+    Nvenc,
+    Vaapi,
+    Qsv,
+    /// libavcodec's own MPEG-1/2 (XDCAM, IMX).
+    Mpeg2,
+    /// Intra-only codecs: no GOP to keep (ProRes, DNxHD/HR, and anything else).
+    Other,
+}
+
+impl EncoderFamily {
+    fn of(encoder: &str) -> EncoderFamily {
+        match encoder {
+            "libx264" | "libx264rgb" => EncoderFamily::X264,
+            "libx265" => EncoderFamily::X265,
+            "mpeg2video" | "mpeg1video" => EncoderFamily::Mpeg2,
+            e if e.contains("nvenc") => EncoderFamily::Nvenc,
+            e if e.contains("vaapi") => EncoderFamily::Vaapi,
+            e if e.contains("qsv") => EncoderFamily::Qsv,
+            _ => EncoderFamily::Other,
+        }
+    }
+}
+
+/// Private encoder options for a profile's video, per encoder family. Every family keeps a
+/// fixed GOP whatever the picture does: scene-cut detection would add I-frames at cuts, flashes
+/// and fades, and break the cadence that house formats (XDCAM's 12) and aligned ladder segments
+/// rely on. The profile's own `options` are applied on top by the caller.
+fn encoder_options(
+    encoder: &str,
+    v: &profile::Video,
+    rate: Rate,
+    interlaced: bool,
+) -> Vec<(String, String)> {
+    let mut o: Vec<(String, String)> = Vec::new();
+    let mut set = |k: &str, val: String| o.push((k.to_string(), val));
+    let gop = v.gop_frames(rate);
+    match EncoderFamily::of(encoder) {
+        EncoderFamily::X264 | EncoderFamily::X265 => {
+            let x265 = encoder == "libx265";
+            if let Some(p) = &v.preset {
+                set("preset", p.clone());
+            }
+            if let Some(t) = &v.tune {
+                set("tune", t.clone());
+            }
+            // x264 takes these profile names; others ("high 4:2:2 intra" for AVC-Intra,
+            // set by avcintra-class) are only checked on the result.
+            if let Some(p) = v.profile.as_deref().filter(|p| {
+                x265 || ["baseline", "main", "high", "high10", "high422", "high444"].contains(p)
+            }) {
+                set("profile", p.to_string());
+            }
+            if let Some(l) = &v.level {
+                if !x265 {
+                    set("level", l.clone());
+                }
+            }
+            if v.rate_control == RateControl::Crf {
+                set("crf", v.crf.unwrap_or(23).to_string());
+            }
+            if v.rate_control == RateControl::Cbr && !x265 {
+                set("nal-hrd", "cbr".into());
+            }
+            // IDR at every GOP start, so segments and edits can cut anywhere on a GOP.
+            set("forced-idr", "1".into());
+            if x265 {
+                let mut params = vec!["scenecut=0".to_string(), "open-gop=0".to_string()];
+                if let Some(g) = gop {
+                    params.push(format!("keyint={g}"));
+                    params.push(format!("min-keyint={g}"));
+                }
+                if let Some(l) = &v.level {
+                    params.push(format!("level-idc={l}"));
+                }
+                set("x265-params", params.join(":"));
+            } else {
+                set("sc_threshold", "0".into());
+                // A fixed GOP: no short GOPs either (x264 caps this at gop/2 + 1).
+                if let Some(g) = gop {
+                    set("keyint_min", g.to_string());
+                }
+            }
+        }
+        EncoderFamily::Nvenc => {
+            set(
+                "preset",
+                nvenc_preset(v.preset.as_deref().unwrap_or("medium")).into(),
+            );
+            if let Some(p) = &v.profile {
+                set("profile", p.clone());
+            }
+            set(
+                "rc",
+                match v.rate_control {
+                    RateControl::Cbr => "cbr",
+                    RateControl::Vbr | RateControl::Codec => "vbr",
+                    RateControl::Crf => "constqp",
+                }
+                .into(),
+            );
+            // Look-ahead may insert I-frames at scene cuts; keep the GOP, and make each one IDR.
+            set("no-scenecut", "1".into());
+            set("forced-idr", "1".into());
+        }
+        EncoderFamily::Vaapi | EncoderFamily::Qsv => {
+            if let Some(p) = &v.profile {
+                set("profile", p.clone());
+            }
+            if encoder.contains("vaapi") {
+                set(
+                    "rc_mode",
+                    if v.rate_control == RateControl::Cbr {
+                        "CBR"
+                    } else {
+                        "VBR"
+                    }
+                    .into(),
+                );
+                // Every I-frame an IDR: VA-API encoders have no scene-cut detection of their
+                // own, so the GOP is as set.
+                set("idr_interval", "0".into());
+            } else {
+                // QSV: no adaptive I-frames at scene changes, no adaptive GOP length.
+                set("adaptive_i", "0".into());
+                set("adaptive_b", "0".into());
+            }
+        }
+        EncoderFamily::Mpeg2 => {
+            // libavcodec's MPEG encoders turn a P-picture into an I-picture at a scene change
+            // unless the threshold is at its "off" value.
+            set("sc_threshold", "1000000000".into());
+            if interlaced {
+                set("flags", "+ildct+ilme".into());
+                set("alternate_scan", "1".into());
+            }
+        }
+        EncoderFamily::Other => {}
+    }
+    if interlaced && encoder == "libx264" {
+        o.push(("flags".into(), "+ildct+ilme".into()));
+    }
+    o
+}
+
 /// Compiles a profile against a probed source.
 pub fn compile(
     src: &ProbeReport,
@@ -397,6 +546,7 @@ pub fn compile(
             mux_options.push(("movflags".into(), "+faststart".into()));
         }
         let mut backend_used = Backend::Software;
+        let mut picture = None;
         let mut encoder_name = None;
         let video = match (&o.video, &src_video) {
             (Some(v), Some(sv)) => {
@@ -433,7 +583,7 @@ pub fn compile(
                         font,
                     )
                 });
-                let dst = DstVideo {
+                let mut dst = DstVideo {
                     width: v.width,
                     height: v.height,
                     dar: v.display_aspect(),
@@ -459,6 +609,14 @@ pub fn compile(
                         },
                     }),
                 };
+                if !v.upscales(&o.container) {
+                    let (w, h) = plan::frame_without_upscale(sv, &dst);
+                    if (w, h) != (dst.width, dst.height) {
+                        dst.width = w;
+                        dst.height = h;
+                        picture = Some((w, h));
+                    }
+                }
                 let fit = plan::fit(sv, &dst);
                 let filter = plan::video_chain(sv, &dst);
                 let gpu_filter = if backend == Backend::Nvenc {
@@ -466,7 +624,6 @@ pub fn compile(
                 } else {
                     None
                 };
-                let mut options: Vec<(String, String)> = Vec::new();
                 let interlaced = match v.scan {
                     Scan::Progressive => None,
                     Scan::Tff => Some(FieldOrder::Tff),
@@ -482,76 +639,7 @@ pub fn compile(
                         bufsize = bitrate;
                     }
                 }
-                let is_x26x = encoder.starts_with("libx26");
-                if is_x26x {
-                    if let Some(p) = &v.preset {
-                        options.push(("preset".into(), p.clone()));
-                    }
-                    if let Some(t) = &v.tune {
-                        options.push(("tune".into(), t.clone()));
-                    }
-                    // x264 takes these profile names; others ("high 4:2:2 intra" for AVC-Intra,
-                    // set by avcintra-class) are only checked on the result.
-                    if let Some(p) = v.profile.as_deref().filter(|p| {
-                        ["baseline", "main", "high", "high10", "high422", "high444"].contains(p)
-                    }) {
-                        options.push(("profile".into(), p.to_string()));
-                    }
-                    if let Some(l) = &v.level {
-                        options.push(("level".into(), l.clone()));
-                    }
-                    if v.rate_control == RateControl::Crf {
-                        options.push(("crf".into(), v.crf.unwrap_or(23).to_string()));
-                    }
-                    if v.rate_control == RateControl::Cbr && encoder == "libx264" {
-                        options.push(("nal-hrd".into(), "cbr".into()));
-                    }
-                    // IDR at every GOP start, so segments and edits can cut anywhere on a GOP.
-                    options.push(("forced-idr".into(), "1".into()));
-                    options.push(("sc_threshold".into(), "0".into()));
-                    // A fixed GOP: no short GOPs either (x264 caps this at gop/2 + 1).
-                    if let Some(g) = v.gop_frames(rate) {
-                        options.push(("keyint_min".into(), g.to_string()));
-                    }
-                } else if encoder.contains("nvenc") {
-                    options.push((
-                        "preset".into(),
-                        nvenc_preset(v.preset.as_deref().unwrap_or("medium")).into(),
-                    ));
-                    if let Some(p) = &v.profile {
-                        options.push(("profile".into(), p.clone()));
-                    }
-                    options.push((
-                        "rc".into(),
-                        match v.rate_control {
-                            RateControl::Cbr => "cbr",
-                            RateControl::Vbr | RateControl::Codec => "vbr",
-                            RateControl::Crf => "constqp",
-                        }
-                        .into(),
-                    ));
-                } else if encoder.contains("vaapi") || encoder.contains("qsv") {
-                    if let Some(p) = &v.profile {
-                        options.push(("profile".into(), p.clone()));
-                    }
-                    if encoder.contains("vaapi") {
-                        options.push((
-                            "rc_mode".into(),
-                            if v.rate_control == RateControl::Cbr {
-                                "CBR"
-                            } else {
-                                "VBR"
-                            }
-                            .into(),
-                        ));
-                    }
-                }
-                if interlaced.is_some() && (encoder == "mpeg2video" || encoder == "libx264") {
-                    options.push(("flags".into(), "+ildct+ilme".into()));
-                    if encoder == "mpeg2video" {
-                        options.push(("alternate_scan".into(), "1".into()));
-                    }
-                }
+                let mut options = encoder_options(&encoder, v, rate, interlaced.is_some());
                 for (k, val) in &v.options {
                     options.retain(|(ok, _)| ok != k);
                     options.push((k.clone(), val.clone()));
@@ -647,6 +735,7 @@ pub fn compile(
                 .map(|(_, v)| v.clone()),
             frame_rate: src_video.as_ref().map(|v| v.rate),
             no_source_audio: src.audio.is_empty(),
+            picture,
         });
         planned.push(PlannedOutput {
             index,

@@ -72,6 +72,22 @@ fn round_to(v: f64, m: u32) -> u32 {
     ((v / m).round() * m).max(m) as u32
 }
 
+/// The frame for a rendition that does not upscale: the profile's `width`×`height` when the
+/// source fills it at its own resolution or more, else the same frame shape scaled down until
+/// the source picture fits it line for line (a 720p source into a 1080p web profile: 1280×720).
+pub fn frame_without_upscale(src: &SrcVideo, dst: &DstVideo) -> (u32, u32) {
+    let f = fit(src, dst);
+    if f.height == 0 || src.height >= f.height {
+        return (dst.width, dst.height);
+    }
+    let k = f64::from(src.height) / f64::from(f.height);
+    let vmul = if dst.scan == Scan::Progressive { 2 } else { 4 };
+    (
+        round_to(f64::from(dst.width) * k, 2).min(dst.width),
+        round_to(f64::from(dst.height) * k, vmul).min(dst.height),
+    )
+}
+
 /// Fits the source picture into the target frame without stretching: letterbox or pillarbox.
 pub fn fit(src: &SrcVideo, dst: &DstVideo) -> Fit {
     let (dn, dd) = dst.dar.unwrap_or((dst.width, dst.height));
