@@ -983,8 +983,8 @@ fn abuse_is_refused_with_the_envelope() {
     let s = start(None, media.path());
     let a = Some(s.admin.as_str());
 
-    // Every documented route but /health and login needs a session or token.
-    let doc = s.call("GET", "/openapi.json", a, None).body;
+    // Every documented route but /health, /ready and login needs a session or token.
+    let doc = s.call("GET", "/openapi.json", None, None).body;
     let mut checked = 0;
     for (path, ops) in doc["paths"].as_object().unwrap() {
         for method in ops.as_object().unwrap().keys() {
@@ -999,7 +999,7 @@ fn abuse_is_refused_with_the_envelope() {
                 None,
                 Some(("application/json", b"{}".to_vec())),
             );
-            if path == "/health" || path == "/v1/auth/login" {
+            if path == "/health" || path == "/ready" || path == "/v1/auth/login" {
                 assert_ne!(r.status, 401, "{method} {path}");
                 continue;
             }
@@ -1242,6 +1242,399 @@ fn abuse_is_refused_with_the_envelope() {
     assert!(entries
         .iter()
         .any(|e| e["action"] == "POST /v1/ingest" && e["result"] == "refused 400"));
+}
+
+/// Load balancers and systemd helpers probe `/ready` without a token; integrators read the API
+/// document without one; every operation documents the error answers it can give.
+#[test]
+fn probes_and_the_api_document_are_public() {
+    let media = tempfile::tempdir().unwrap();
+    let s = start(None, media.path());
+    let r = s.call("GET", "/ready", None, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, json!({"ready": true}), "it reveals nothing more");
+    let r = s.call("GET", "/health", None, None);
+    assert_eq!(r.status, 200);
+    let r = s.call("GET", "/openapi.json", None, None);
+    assert_eq!(r.status, 200);
+    let doc = r.body;
+    assert_eq!(s.call("GET", "/docs/", None, None).status, 200);
+    // Private data stays private.
+    assert_eq!(s.call("GET", "/v1/assets", None, None).status, 401);
+    assert_eq!(s.call("GET", "/metrics", None, None).status, 401);
+
+    let comps = &doc["components"]["responses"];
+    let resolve = |v: &Value| -> Value {
+        match v["$ref"].as_str() {
+            Some(r) => comps[r.trim_start_matches("#/components/responses/")].clone(),
+            None => v.clone(),
+        }
+    };
+    let mut ops = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let has = |code: &str| -> bool {
+                let r = &op["responses"][code];
+                if r.is_null() {
+                    return false;
+                }
+                let r = resolve(r);
+                let schema = &r["content"]["application/json"]["schema"]["$ref"];
+                assert_eq!(
+                    schema, "#/components/schemas/ErrorBody",
+                    "{method} {path} {code}: the error envelope"
+                );
+                true
+            };
+            let public = ["/health", "/ready", "/v1/auth/login"].contains(&path.as_str());
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            let body = !op["requestBody"].is_null();
+            let in_path = params.iter().any(|p| p["in"] == "path");
+            assert!(has("405"), "{method} {path}: 405");
+            assert_eq!(
+                has("401"),
+                !public || path == "/v1/auth/login",
+                "{method} {path}: 401"
+            );
+            assert_eq!(has("403"), !public, "{method} {path}: 403");
+            if in_path {
+                assert!(has("404"), "{method} {path}: 404");
+            }
+            if body || !params.is_empty() {
+                assert!(has("400") && has("422"), "{method} {path}: 400 and 422");
+            }
+            if body {
+                assert!(has("413"), "{method} {path}: 413");
+            }
+            if op["requestBody"]["content"]["application/json"].is_object() {
+                assert!(has("415"), "{method} {path}: 415");
+            }
+            if method != "get" && !public {
+                assert!(has("409"), "{method} {path}: 409");
+            }
+            for code in ["400", "404", "409", "413", "415", "422", "429"] {
+                has(code);
+            }
+            ops += 1;
+        }
+    }
+    assert!(ops > 50, "{ops} operations");
+    assert!(
+        !doc["paths"]["/v1/auth/login"]["post"]["responses"]["429"].is_null(),
+        "login documents its rate limit"
+    );
+    let ready = &doc["paths"]["/ready"]["get"];
+    assert_eq!(
+        ready["security"],
+        json!([{}]),
+        "/ready is documented as public"
+    );
+}
+
+/// A rejected file is named as the client knows it; where the appliance keeps it never shows.
+#[test]
+fn error_answers_name_the_clients_file_not_server_paths() {
+    let media = tempfile::tempdir().unwrap();
+    let s = start(None, media.path());
+    let a = Some(s.admin.as_str());
+    let data = s.data_dir().canonicalize().unwrap();
+    let text = b"this is not media, whatever its name says\n".to_vec();
+    let hash16 = {
+        let f = media.path().join("text.bin");
+        std::fs::write(&f, &text).unwrap();
+        sha256_hex(&f)[..16].to_string()
+    };
+    let clean = |m: &str, what: &str| {
+        for leak in [
+            data.display().to_string(),
+            s.data_dir().display().to_string(),
+            media.path().display().to_string(),
+            "/media/".to_string(),
+            hash16.clone(),
+        ] {
+            assert!(!m.contains(&leak), "{what}: {m:?} discloses {leak:?}");
+        }
+    };
+    let r = s.raw(
+        "POST",
+        "/v1/ingest/upload?filename=promo.mxf",
+        a,
+        Some(("application/octet-stream", text.clone())),
+    );
+    assert_eq!((r.status, r.code()), (422, "not_media"), "{}", r.body);
+    let m = r.body["error"]["message"].as_str().unwrap();
+    assert!(m.starts_with("promo.mxf: "), "{m}");
+    assert_eq!(m.matches("promo.mxf").count(), 1, "named once: {m}");
+    clean(m, "ingest upload");
+
+    let asset = s.call("POST", "/v1/assets", a, Some(&json!({"title": "Promo"})));
+    let id = asset.body["id"].as_i64().unwrap();
+    let r = s.raw(
+        "POST",
+        &format!("/v1/assets/{id}/upload?filename=spot%20v2.mov"),
+        a,
+        Some(("application/octet-stream", text.clone())),
+    );
+    assert_eq!((r.status, r.code()), (422, "not_media"), "{}", r.body);
+    let m = r.body["error"]["message"].as_str().unwrap();
+    assert!(m.starts_with("spot v2.mov: "), "{m}");
+    clean(m, "asset upload");
+
+    for (name, bytes) in [("junk.mxf", text.clone()), ("empty.mxf", Vec::new())] {
+        let f = media.path().join(name);
+        std::fs::write(&f, bytes).unwrap();
+        let r = s.call("POST", "/v1/ingest", a, Some(&json!({"path": f})));
+        assert_eq!(
+            (r.status, r.code()),
+            (422, "not_media"),
+            "{name}: {}",
+            r.body
+        );
+        let m = r.body["error"]["message"].as_str().unwrap();
+        assert!(m.starts_with(&format!("{name}: ")), "{m}");
+        clean(m, name);
+        let r = s.call(
+            "POST",
+            &format!("/v1/assets/{id}/files"),
+            a,
+            Some(&json!({"path": f})),
+        );
+        assert_eq!(
+            (r.status, r.code()),
+            (422, "not_media"),
+            "{name}: {}",
+            r.body
+        );
+        clean(r.body["error"]["message"].as_str().unwrap(), name);
+    }
+    // Nothing of the refused uploads is left in storage.
+    let left: Vec<_> = walk(&s.data_dir().join("media"))
+        .into_iter()
+        .filter(|p| p.is_file())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Downloads a player can seek in and an interrupted transfer can resume.
+#[test]
+fn downloads_serve_ranges_etags_and_the_file_name() {
+    let media = tempfile::tempdir().unwrap();
+    let s = start(None, media.path());
+    let a = Some(s.admin.as_str());
+    let src = clip(media.path(), "source.mp4", 11);
+    let bytes = std::fs::read(&src).unwrap();
+    let len = bytes.len();
+    let sha = sha256_hex(&src);
+    let r = s.raw(
+        "POST",
+        "/v1/ingest/upload?filename=%C3%89vening%20news.mp4",
+        a,
+        Some(("application/octet-stream", bytes.clone())),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let url = format!(
+        "/v1/files/{}/content",
+        r.body["file"]["id"].as_i64().unwrap()
+    );
+    let get = |headers: &[(&str, &str)]| s.request("GET", &url, a, headers, None);
+
+    let (r, body) = get(&[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(body, bytes);
+    assert_eq!(r.header("accept-ranges"), Some("bytes"));
+    let etag = format!("\"{sha}\"");
+    assert_eq!(r.header("etag"), Some(etag.as_str()));
+    assert_eq!(r.header("content-type"), Some("video/mp4"));
+    assert_eq!(r.header("content-length"), Some(len.to_string().as_str()));
+    let cd = r.header("content-disposition").unwrap();
+    assert!(
+        cd.starts_with("attachment; filename=\"")
+            && cd.ends_with("filename*=UTF-8''%C3%89vening_news.mp4"),
+        "the client's file name, not the stored one: {cd}"
+    );
+
+    let (r, body) = get(&[("range", "bytes=0-99")]);
+    assert_eq!(r.status, 206);
+    assert_eq!(body, bytes[..100]);
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes 0-99/{len}").as_str())
+    );
+    assert_eq!(r.header("content-length"), Some("100"));
+    let (r, body) = get(&[("range", "bytes=-10")]);
+    assert_eq!((r.status, &body[..]), (206, &bytes[len - 10..]));
+    let (r, body) = get(&[("range", "bytes=100-")]);
+    assert_eq!((r.status, &body[..]), (206, &bytes[100..]));
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes 100-{}/{len}", len - 1).as_str())
+    );
+    for bad in [
+        format!("bytes={len}-"),
+        "bytes=0-1,4-5".into(),
+        "bytes=9-3".into(),
+        "bytes=abc".into(),
+    ] {
+        let (r, _) = get(&[("range", &bad)]);
+        assert_eq!(
+            (r.status, r.code()),
+            (416, "range_not_satisfiable"),
+            "{bad}: {}",
+            r.body
+        );
+        assert_eq!(
+            r.header("content-range"),
+            Some(format!("bytes */{len}").as_str()),
+            "{bad}"
+        );
+    }
+    // A unit other than bytes is ignored: the whole file.
+    let (r, body) = get(&[("range", "lines=1-2")]);
+    assert_eq!((r.status, body.len()), (200, len));
+    // Caching and resuming against a changed file.
+    let (r, body) = get(&[("if-none-match", &etag)]);
+    assert_eq!(r.status, 304);
+    assert!(body.is_empty());
+    assert_eq!(r.header("etag"), Some(etag.as_str()));
+    let (r, _) = get(&[("if-none-match", "\"other\", W/\"x\"")]);
+    assert_eq!(r.status, 200);
+    let (r, body) = get(&[("range", "bytes=0-9"), ("if-range", "\"old-version\"")]);
+    assert_eq!(
+        (r.status, body.len()),
+        (200, len),
+        "If-Range of another version"
+    );
+    let (r, body) = get(&[("range", "bytes=0-9"), ("if-range", &etag)]);
+    assert_eq!((r.status, body.len()), (206, 10));
+    let (r, body) = s.request("HEAD", &url, a, &[], None);
+    assert_eq!((r.status, body.len()), (200, 0));
+    assert_eq!(r.header("content-length"), Some(len.to_string().as_str()));
+
+    // curl, as a real peer: a transfer cut after 1000 bytes, then resumed with `-C -`.
+    let out = media.path().join("resumed.mp4");
+    let auth = format!("authorization: Bearer {}", s.admin);
+    let full = format!("{}{url}", s.base);
+    let curl = |args: &[&str]| {
+        let o = std::process::Command::new("curl")
+            .args(["-sS", "-f", "-H", &auth])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "curl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    curl(&["-r", "0-999", "-o", out.to_str().unwrap(), &full]);
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), 1000);
+    curl(&["-C", "-", "-o", out.to_str().unwrap(), &full]);
+    assert_eq!(sha256_hex(&out), sha, "resumed download equals the file");
+    // And the name curl takes from the header.
+    let dir = media.path().join("named");
+    std::fs::create_dir(&dir).unwrap();
+    let o = std::process::Command::new("curl")
+        .current_dir(&dir)
+        .args(["-sS", "-f", "-O", "-J", "-H", &auth, &full])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 1);
+    assert!(names[0].ends_with("vening_news.mp4"), "{names:?}");
+}
+
+/// Behind the TLS proxy, each client is counted under its own address; from anyone else the
+/// forwarding headers are ignored.
+#[test]
+fn login_limits_count_the_client_behind_a_trusted_proxy() {
+    let media = tempfile::tempdir().unwrap();
+    let login = |s: &Server, user: &str, password: &str, headers: &[(&str, &str)]| -> u16 {
+        let body = json!({"username": user, "password": password}).to_string();
+        s.request(
+            "POST",
+            "/v1/auth/login",
+            None,
+            headers,
+            Some(("application/json", body.into_bytes())),
+        )
+        .0
+        .status
+    };
+    let pw = common::server::ADMIN_PASSWORD;
+    let xff = |ip: &'static str| [("x-forwarded-for", ip)];
+
+    // The proxy on loopback is trusted.
+    let s = Server::start(&[
+        (
+            "ANTENNE_INGEST_ROOTS",
+            format!("[\"{}\"]", media.path().display()),
+        ),
+        (
+            "ANTENNE_SERVER_TRUSTED_PROXIES",
+            "[\"127.0.0.0/8\", \"::1\"]".into(),
+        ),
+        ("ANTENNE_AUTH_LOGIN_ATTEMPTS", "2".into()),
+    ]);
+    for _ in 0..2 {
+        assert_eq!(login(&s, "admin", "wrong", &xff("203.0.113.7")), 401);
+    }
+    assert_eq!(
+        login(&s, "admin", pw, &xff("203.0.113.7")),
+        429,
+        "that client is locked"
+    );
+    assert_eq!(
+        login(&s, "admin", pw, &xff("9.9.9.9, 203.0.113.7")),
+        429,
+        "an address the client prepends does not free it"
+    );
+    assert_eq!(
+        login(&s, "admin", pw, &xff("203.0.113.8")),
+        200,
+        "another client is not"
+    );
+    assert_eq!(login(&s, "admin", pw, &[]), 200, "nor the proxy itself");
+    // RFC 7239 Forwarded, IPv6 with a port.
+    let fwd = [("forwarded", "for=\"[2001:db8::7]:4711\";proto=https")];
+    for _ in 0..2 {
+        assert_eq!(login(&s, "admin", "wrong", &fwd), 401);
+    }
+    assert_eq!(login(&s, "admin", pw, &fwd), 429);
+    assert_eq!(
+        login(&s, "admin", pw, &[("forwarded", "for=192.0.2.9")]),
+        200
+    );
+    // Twenty failures (ten times the per-user limit) over any user names lock one address.
+    for i in 0..20 {
+        assert_eq!(
+            login(&s, &format!("nobody{i}"), "wrong", &xff("198.51.100.20")),
+            401
+        );
+    }
+    assert_eq!(login(&s, "admin", pw, &xff("198.51.100.20")), 429);
+    assert_eq!(login(&s, "admin", pw, &xff("198.51.100.21")), 200);
+    drop(s);
+
+    // No trusted proxy (the default): the headers are the client's word and are ignored.
+    let s = Server::start(&[
+        (
+            "ANTENNE_INGEST_ROOTS",
+            format!("[\"{}\"]", media.path().display()),
+        ),
+        ("ANTENNE_AUTH_LOGIN_ATTEMPTS", "2".into()),
+    ]);
+    for ip in ["203.0.113.7", "203.0.113.8"] {
+        assert_eq!(login(&s, "admin", "wrong", &xff(ip)), 401);
+    }
+    assert_eq!(login(&s, "admin", pw, &xff("203.0.113.9")), 429);
+    assert_eq!(
+        login(&s, "admin", pw, &[("forwarded", "for=192.0.2.10")]),
+        429
+    );
 }
 
 #[test]

@@ -16,6 +16,8 @@ pub struct ApiError {
     pub message: String,
     pub field: Option<String>,
     pub retry_after_s: Option<u64>,
+    /// For a 416: the file's length, sent as `Content-Range: bytes */LEN`.
+    pub content_range_len: Option<u64>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -43,6 +45,7 @@ impl ApiError {
             message: message.into(),
             field: None,
             retry_after_s: None,
+            content_range_len: None,
         }
     }
     pub fn unauthorized() -> Self {
@@ -85,6 +88,11 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"antenne\""),
             );
+        }
+        if let Some(n) = self.content_range_len {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{n}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
         }
         if let Some(s) = self.retry_after_s {
             if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
@@ -141,6 +149,51 @@ impl From<CatalogError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// An ingest error as the client sees it: the file is named `shown` (the client's own name
+    /// for it), never by the path where the appliance keeps it; the full error goes to the log.
+    pub fn from_ingest(e: IngestError, shown: &str) -> Self {
+        match e {
+            IngestError::NotMedia {
+                ref path,
+                ref source,
+            } => {
+                tracing::info!(path = %path, error = %source, "ingest: not media");
+                let full = source.to_string();
+                let reason = full
+                    .strip_prefix(&format!("{path}: "))
+                    .unwrap_or(&full)
+                    .replace(path.as_str(), shown);
+                let reason = scrub_paths(&reason);
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "not_media",
+                    format!("{shown}: {reason}"),
+                )
+            }
+            e => ApiError::from(e),
+        }
+    }
+}
+
+/// Whatever still looks like an absolute path in a message for a client (a libav message that
+/// names a file, say) is cut to its last component.
+fn scrub_paths(m: &str) -> String {
+    m.split(' ')
+        .map(|w| {
+            let core = w.trim_start_matches(['(', '\'', '"']);
+            if core.starts_with('/') && core.len() > 1 {
+                let lead = &w[..w.len() - core.len()];
+                let last = core.rsplit('/').next().unwrap_or_default();
+                format!("{lead}{last}")
+            } else {
+                w.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 impl From<IngestError> for ApiError {
     fn from(e: IngestError) -> Self {
         match e {
@@ -153,9 +206,7 @@ impl From<IngestError> for ApiError {
                 "payload_too_large",
                 e.to_string(),
             ),
-            IngestError::NotMedia { .. } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_media", e.to_string())
-            }
+            e @ IngestError::NotMedia { .. } => ApiError::from_ingest(e, "the file"),
             IngestError::Upload(_) => ApiError::bad("invalid_body", e.to_string()),
             IngestError::Io { .. } => {
                 tracing::error!(error = %e, "ingest");

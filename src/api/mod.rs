@@ -2,6 +2,8 @@
 //! OpenAPI document, health and readiness, the change feed and server-sent events. Imports the
 //! domain services (catalog, ingest); they never import it.
 
+mod client;
+mod download;
 pub mod error;
 mod routes;
 
@@ -292,10 +294,11 @@ pub(crate) fn peer(req_ci: Option<ConnectInfo<SocketAddr>>) -> IpAddr {
     info(
         title = "antenne control API",
         description = "Catalog, users and rights, ingest and the change feed of the antenne broadcast appliance. \
-            Every route but /health and /v1/auth/login needs `Authorization: Bearer <token>` (a session \
-            from /v1/auth/login or an API token from /v1/tokens) or the session cookie. Errors come as \
-            {\"error\": {\"code\", \"message\"}} with a stable code. Lists page with `limit` and the \
-            `next` cursor."
+            Every route but /health, /ready, /openapi.json, /docs and /v1/auth/login needs \
+            `Authorization: Bearer <token>` (a session from /v1/auth/login or an API token from \
+            /v1/tokens) or the session cookie. Errors come as {\"error\": {\"code\", \"message\", \
+            \"field\"?}} with a stable code; each operation lists the 4xx answers it can give. Lists \
+            page with `limit` and the `next` cursor."
     ),
     paths(
         routes::health, routes::ready, routes::login, routes::logout,
@@ -316,7 +319,7 @@ pub(crate) fn peer(req_ci: Option<ConnectInfo<SocketAddr>>) -> IpAddr {
         routes::restore_gpu,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
-    modifiers(&Security),
+    modifiers(&Security, &ErrorResponses),
     security(("bearer" = []))
 )]
 pub struct ApiDoc;
@@ -334,12 +337,101 @@ impl utoipa::Modify for Security {
     }
 }
 
+/// Routes answered without a token.
+const PUBLIC_PATHS: &[&str] = &["/health", "/ready", "/v1/auth/login"];
+
+/// Documents on every operation the error answers it can give, each with the error envelope:
+/// 400 (a malformed query, path or body), 401 and 403 (authenticated routes), 404 (an object
+/// named in the path), 405 (another method on the path), 409 (a conflicting change), 413 and 415
+/// (request bodies), 422 (a well-formed but invalid value), 429 (login rate limit), 503 (starting,
+/// stopping, busy or past the request timeout).
+struct ErrorResponses;
+
+impl utoipa::Modify for ErrorResponses {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{Operation, ParameterIn};
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        const ANSWERS: &[(&str, &str, &str)] = &[
+            ("400", "BadRequest", "malformed request: `invalid_json`, `invalid_query`, `invalid_path`, `invalid_body`, `invalid`, `path_not_allowed`"),
+            ("401", "Unauthorized", "no valid session or API token (`unauthorized`)"),
+            ("403", "Forbidden", "the caller's role or rights do not allow it (`forbidden`, `field_forbidden`), or a cookie-authenticated change that is not JSON"),
+            ("404", "NotFound", "no such object, or one the caller may not read (`not_found`)"),
+            ("405", "MethodNotAllowed", "the path does not take this method (`method_not_allowed`)"),
+            ("409", "Conflict", "a stale `version`, a name in use, a state that does not allow it (`conflict`), or content already in the catalog (`duplicate`)"),
+            ("413", "PayloadTooLarge", "the body is over the limit (`payload_too_large`)"),
+            ("415", "UnsupportedMediaType", "the body is not sent as `application/json` (`unsupported_media_type`)"),
+            ("422", "Unprocessable", "a well-formed request with a value that is not acceptable (`invalid_body`, `invalid_field`, `not_media`)"),
+            ("429", "RateLimited", "too many failed logins; `Retry-After` says when to try again (`rate_limited`)"),
+            ("503", "Unavailable", "starting, stopping, busy, or past the request timeout (`unavailable`, `timeout`)"),
+        ];
+        let comps = api.components.get_or_insert_with(Default::default);
+        for (_, name, why) in ANSWERS {
+            comps.responses.insert(
+                (*name).to_string(),
+                RefOr::T(
+                    ResponseBuilder::new()
+                        .description(*why)
+                        .content(
+                            "application/json",
+                            ContentBuilder::new()
+                                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                .build(),
+                        )
+                        .build(),
+                ),
+            );
+        }
+        for (path, item) in api.paths.paths.iter_mut() {
+            let public = PUBLIC_PATHS.contains(&path.as_str());
+            let ops: [(bool, &mut Option<Operation>); 5] = [
+                (false, &mut item.get),
+                (true, &mut item.post),
+                (true, &mut item.put),
+                (true, &mut item.patch),
+                (true, &mut item.delete),
+            ];
+            for (mutating, op) in ops {
+                let Some(op) = op.as_mut() else { continue };
+                let params = op.parameters.as_deref().unwrap_or_default();
+                let has_params = !params.is_empty();
+                let has_path = params
+                    .iter()
+                    .any(|p| matches!(p.parameter_in, ParameterIn::Path));
+                let body = op.request_body.as_ref();
+                let json_body = body.is_some_and(|b| b.content.contains_key("application/json"));
+                let login = path == "/v1/auth/login";
+                let counts_logins = login || path == "/v1/users/me/password";
+                for (code, name, _) in ANSWERS {
+                    let applies = match *code {
+                        "400" => has_params || body.is_some(),
+                        "401" => !public || login,
+                        "403" => !public,
+                        "404" => has_path,
+                        "405" => true,
+                        "409" => mutating && !public,
+                        "413" => body.is_some(),
+                        "415" => json_body,
+                        "422" => has_params || body.is_some(),
+                        "429" => counts_logins,
+                        _ => path != "/health",
+                    };
+                    if applies {
+                        op.responses
+                            .responses
+                            .entry((*code).to_string())
+                            .or_insert_with(|| RefOr::Ref(Ref::from_response_name(*name)));
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The whole API.
 pub fn router(st: S) -> Router {
     let timeout = Duration::from_secs(u64::from(st.cfg.server.request_timeout_s));
     // Routes answered within the request timeout.
     let bounded = Router::new()
-        .route("/ready", get(routes::ready))
         .route("/metrics", get(routes::metrics_text))
         .route("/v1/auth/logout", post(routes::logout))
         .route(
@@ -423,7 +515,6 @@ pub fn router(st: S) -> Router {
         .route("/v1/workflows", get(routes::list_workflows))
         .route("/v1/workflows/{name}/run", post(routes::run_workflow))
         .route("/v1/assets/{id}/qc", get(routes::asset_qc))
-        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
@@ -453,8 +544,18 @@ pub fn router(st: S) -> Router {
             st.clone(),
             authenticate,
         ));
-    Router::new()
+    // Public: liveness, readiness (for load balancers and systemd helpers: it reveals nothing
+    // but ready or not) and the API's description.
+    let public = Router::new()
         .route("/health", get(routes::health))
+        .route("/ready", get(routes::ready))
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ));
+    Router::new()
+        .merge(public)
         .route(
             "/v1/auth/login",
             post(routes::login)

@@ -14,6 +14,7 @@ use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 
+use super::download;
 use super::error::ErrorBody;
 use super::{ApiError, Body, Caller, Path, Query, S, SESSION_COOKIE};
 use crate::catalog::access::{Grant, Group, TokenInfo, User};
@@ -74,17 +75,21 @@ fn require_role(who: &Principal, ok: &[Role]) -> Res<()> {
     }
 }
 
-/// The address of the peer.
+/// The address of the client: the peer, or behind a trusted proxy (`server.trusted_proxies`)
+/// the client it forwarded for.
 pub struct PeerIp(pub std::net::IpAddr);
 
-impl<St: Send + Sync> FromRequestParts<St> for PeerIp {
+impl FromRequestParts<S> for PeerIp {
     type Rejection = Infallible;
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        _: &St,
+        st: &S,
     ) -> Result<Self, Self::Rejection> {
-        Ok(PeerIp(super::peer(
-            parts.extensions.get::<ConnectInfo<SocketAddr>>().cloned(),
+        let peer = super::peer(parts.extensions.get::<ConnectInfo<SocketAddr>>().cloned());
+        Ok(PeerIp(super::client::client_ip(
+            peer,
+            &parts.headers,
+            &st.cfg.server.trusted_proxies,
         )))
     }
 }
@@ -106,9 +111,10 @@ pub async fn health() -> axum::Json<Health> {
     })
 }
 
-/// Readiness: the catalog answers and the service is not stopping.
-#[utoipa::path(get, path = "/ready", tag = "service", responses((status = 200), (status = 503, body = ErrorBody)))]
-pub async fn ready(State(st): State<S>, _c: Caller) -> Res<axum::Json<serde_json::Value>> {
+/// Readiness: public; 200 when the catalog answers and the service is not starting or
+/// stopping, else 503.
+#[utoipa::path(get, path = "/ready", tag = "service", security(()), responses((status = 200), (status = 503, body = ErrorBody)))]
+pub async fn ready(State(st): State<S>) -> Res<axum::Json<serde_json::Value>> {
     if !st.ready.load(Ordering::SeqCst) {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -317,15 +323,23 @@ pub struct RegisterInput {
     pub allow_duplicate: bool,
 }
 
+/// Probes and hashes a file; `shown` is the client's own name for it, the only one an error
+/// answer gives.
 async fn describe(
     path: std::path::PathBuf,
     role: String,
     known: Option<(String, u64)>,
+    shown: &str,
 ) -> Res<crate::catalog::assets::NewFile> {
     tokio::task::spawn_blocking(move || ingest::describe(&path, &role, known))
         .await
         .map_err(|_| ApiError::internal())?
-        .map_err(Into::into)
+        .map_err(|e| ApiError::from_ingest(e, shown))
+}
+
+/// The last component of a path a client gave.
+fn base_name(given: &str) -> &str {
+    given.rsplit('/').find(|s| !s.is_empty()).unwrap_or(given)
 }
 
 /// Registers a file already on disk (under a configured root) to an asset.
@@ -339,7 +353,13 @@ pub async fn register_file(
 ) -> Res<Response> {
     st.catalog.require(&c.0, id, Perms::WRITE).await?;
     let path = ingest::confine(&i.path, &st.cfg.ingest.roots)?;
-    let f = describe(path, i.role.unwrap_or_else(|| "source".into()), None).await?;
+    let f = describe(
+        path,
+        i.role.unwrap_or_else(|| "source".into()),
+        None,
+        base_name(&i.path),
+    )
+    .await?;
     Ok(created(
         st.catalog.add_file(&c.0, id, &f, i.allow_duplicate).await?,
     ))
@@ -424,6 +444,7 @@ pub async fn upload_file(
         stored.path.clone(),
         q.role.clone().unwrap_or_else(|| "source".into()),
         Some((stored.hash.clone(), stored.size)),
+        &q.filename,
     )
     .await?;
     let rec = st.catalog.add_file(&c.0, id, &f, q.allow_duplicate).await?;
@@ -441,10 +462,27 @@ pub async fn get_file(
     Ok(axum::Json(st.catalog.file(&c.0, id).await?.0))
 }
 
-/// Downloads a file (the download right on its asset).
-#[utoipa::path(get, path = "/v1/files/{id}/content", tag = "files", params(("id" = i64, Path)),
-    responses((status = 200, content_type = "application/octet-stream"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn file_content(State(st): State<S>, c: Caller, Path(id): Path<i64>) -> Res<Response> {
+/// Downloads a file (the download right on its asset). Serves one byte range (`Range:
+/// bytes=…`, answered 206 with `Content-Range`; several ranges or one past the end are 416),
+/// a strong `ETag` (the file's SHA-256) for `If-None-Match` (304) and `If-Range`, and the file
+/// name in `Content-Disposition` (`filename*` in UTF-8).
+#[utoipa::path(get, path = "/v1/files/{id}/content", tag = "files", params(("id" = i64, Path),
+        ("Range" = Option<String>, Header, description = "one range: `bytes=0-1023`, `bytes=1024-` or `bytes=-500`"),
+        ("If-None-Match" = Option<String>, Header, description = "ETags; a match answers 304"),
+        ("If-Range" = Option<String>, Header, description = "the ETag the range is meant for; another serves the whole file")),
+    responses((status = 200, content_type = "application/octet-stream"),
+        (status = 206, content_type = "application/octet-stream", description = "the requested range"),
+        (status = 304, description = "not modified (If-None-Match)"),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 410, body = ErrorBody, description = "recorded but no longer readable"),
+        (status = 416, body = ErrorBody, description = "a range past the end, several ranges, or a malformed range")))]
+pub async fn file_content(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> Res<Response> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let (f, perms) = st.catalog.file(&c.0, id).await?;
     if !perms.has(Perms::DOWNLOAD) {
         return Err(ApiError::forbidden(format!(
@@ -453,36 +491,82 @@ pub async fn file_content(State(st): State<S>, c: Caller, Path(id): Path<i64>) -
         )));
     }
     // Not through a symbolic link put in its place after it was recorded.
-    let file = tokio::fs::OpenOptions::new()
+    let mut file = tokio::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(&f.path)
         .await
         .map_err(|e| {
+            tracing::warn!(file = id, path = %f.path, error = %e, "download: cannot open");
             ApiError::new(
                 StatusCode::GONE,
                 "gone",
-                format!("file {id} is recorded but cannot be read: {e}"),
+                format!("file {id} is recorded but cannot be read: {}", e.kind()),
             )
         })?;
     let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-    let name = ingest::safe_name(
-        std::path::Path::new(&f.path)
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("file"),
-    );
-    let body = HttpBody::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
-    let mut r = body.into_response();
+    let etag = format!("\"{}\"", f.sha256);
+    let name = download::file_name(&f.path, &f.sha256, &st.media_dir);
+    let mut common = HeaderMap::new();
+    common.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        common.insert(header::ETAG, v);
+    }
+    let text = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok());
+    if let Some(inm) = text(header::IF_NONE_MATCH) {
+        if download::etag_matches(inm, &etag) {
+            let mut r = StatusCode::NOT_MODIFIED.into_response();
+            r.headers_mut().extend(common);
+            return Ok(r);
+        }
+    }
+    // A range for another version of the file (If-Range) gets the whole file.
+    let range_applies = text(header::IF_RANGE).is_none_or(|v| v.trim() == etag);
+    let range = match text(header::RANGE) {
+        Some(r) if range_applies => download::parse_range(r, len).map_err(|why| {
+            let mut e = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                why,
+            );
+            e.content_range_len = Some(len);
+            e
+        })?,
+        _ => None,
+    };
+    let (status, start, count) = match range {
+        Some((a, b)) => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
+        None => (StatusCode::OK, 0, len),
+    };
+    if start > 0 {
+        file.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(|e| {
+                tracing::warn!(file = id, error = %e, "download: seek");
+                ApiError::internal()
+            })?;
+    }
+    let body = HttpBody::from_stream(tokio_util::io::ReaderStream::with_capacity(
+        file.take(count),
+        1 << 20,
+    ));
+    let mut r = (status, body).into_response();
     let h = r.headers_mut();
+    h.extend(common);
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
+        HeaderValue::from_static(download::content_type(&name)),
     );
-    if let Ok(v) = HeaderValue::from_str(&len.to_string()) {
+    if let Ok(v) = HeaderValue::from_str(&count.to_string()) {
         h.insert(header::CONTENT_LENGTH, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+    if status == StatusCode::PARTIAL_CONTENT {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{len}", start + count - 1))
+        {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&download::content_disposition(&name)) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(r)
@@ -531,7 +615,7 @@ pub async fn ingest_path(
     }
     let path = ingest::confine(&i.path, &st.cfg.ingest.roots)?;
     default_title(&mut i.asset, &i.path);
-    let f = describe(path, "source".into(), None).await?;
+    let f = describe(path, "source".into(), None, base_name(&i.path)).await?;
     let (asset, file) = st
         .catalog
         .ingest(&c.0, &i.asset, &f, i.allow_duplicate)
@@ -563,6 +647,7 @@ pub async fn ingest_upload(
         stored.path.clone(),
         q.role.clone().unwrap_or_else(|| "source".into()),
         Some((stored.hash.clone(), stored.size)),
+        &q.filename,
     )
     .await?;
     let (asset, file) = st

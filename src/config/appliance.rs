@@ -96,6 +96,9 @@ pub struct Server {
     pub request_timeout_s: u32,
     /// On SIGTERM, how long in-flight requests get to finish.
     pub shutdown_grace_s: u32,
+    /// Reverse proxies (CIDR blocks) whose `X-Forwarded-For` / `Forwarded` headers name the
+    /// client; from any other peer those headers are ignored.
+    pub trusted_proxies: Vec<super::Cidr>,
 }
 
 impl Default for Server {
@@ -104,6 +107,7 @@ impl Default for Server {
             listen: "127.0.0.1:8080".into(),
             request_timeout_s: 30,
             shutdown_grace_s: 20,
+            trusted_proxies: Vec::new(),
         }
     }
 }

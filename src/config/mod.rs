@@ -6,4 +6,4 @@ pub mod appliance;
 mod values;
 
 pub use appliance::{ApplianceConfig, ByteSize, ConfigError};
-pub use values::{Bitrate, Rate, ValueError};
+pub use values::{Bitrate, Cidr, Rate, ValueError};

@@ -123,9 +123,24 @@ impl Server {
         token: Option<&str>,
         body: Option<(&str, Vec<u8>)>,
     ) -> Reply {
+        self.request(method, path, token, &[], body).0
+    }
+
+    /// Any call with extra request headers; also returns the body's bytes.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<(&str, Vec<u8>)>,
+    ) -> (Reply, Vec<u8>) {
         let mut req = ureq::request(method, &format!("{}{path}", self.base));
         if let Some(t) = token {
             req = req.set("authorization", &format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            req = req.set(k, v);
         }
         let res = match body {
             Some((ct, b)) => req.set("content-type", ct).send_bytes(&b),
@@ -152,11 +167,14 @@ impl Server {
             status < 500,
             "{method} {path} answered {status}: a server error is never an answer to a client: {body}"
         );
-        Reply {
-            status,
-            body,
-            headers,
-        }
+        (
+            Reply {
+                status,
+                body,
+                headers,
+            },
+            bytes,
+        )
     }
 
     /// Creates a user (as admin) and logs them in; returns (id, token).
