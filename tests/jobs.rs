@@ -1097,3 +1097,150 @@ fn scheduled_workflows_check_fixity_and_purge_what_retention_selects() {
         1
     );
 }
+
+/// Runs `antenne serve` on the data directory of `start` until it ends by itself (a fault the
+/// test hook injects), and returns how it ended; panics when it is still running after `secs`.
+fn run_until_it_dies(
+    dir: &Path,
+    workflows: &Path,
+    extra: &[(&str, String)],
+    secs: u64,
+) -> std::process::ExitStatus {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_antenne"));
+    cmd.arg("serve")
+        .env("ANTENNE_STORAGE_DATA_DIR", dir.join("data"))
+        .env("ANTENNE_JOBS_WORKFLOWS_DIR", workflows)
+        .env("ANTENNE_JOBS_WORKERS", "2")
+        .env("ANTENNE_SERVER_LISTEN", "127.0.0.1:0")
+        .env("ANTENNE_ADMIN_PASSWORD", common::server::ADMIN_PASSWORD)
+        .env("RUST_LOG", "antenne=warn")
+        .stdout(std::process::Stdio::null());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let until = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the service did not reach the fault within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const QC_WORKFLOW: &str = "name = \"default\"\n[trigger]\nwatch = \"watch\"\nstable_s = 0.5\npoll_s = 0.2\n\
+                           [qc]\nsilence_min_s = 5.0\nfreeze_min_s = 5.0\n[[steps]]\nkind = \"qc\"\n";
+
+/// The service dies inside the transaction that records a step's success, before the next
+/// step is queued in it: after a restart the step runs again and the asset goes on, once.
+fn a_crash_between_a_step_and_the_next(catalog: &[(&str, String)]) {
+    let d = tempfile::tempdir().unwrap();
+    let wf = workflow_dir(d.path(), QC_WORKFLOW);
+    std::fs::create_dir_all(d.path().join("data/watch")).unwrap();
+    let f = clip(d.path(), "news.mp4", 5);
+    std::fs::copy(&f, d.path().join("data/watch/news.mp4")).unwrap();
+    let mut fault = catalog.to_vec();
+    fault.push(("ANTENNE_TEST_FAULT", "step_success".to_string()));
+    let st = run_until_it_dies(d.path(), &wf, &fault, 120);
+    assert_eq!(st.code(), Some(137), "ended by the test hook: {st:?}");
+    let s = start(d.path(), &wf, catalog);
+    let jobs = wait_jobs(&s, 120, "after the restart", |j| {
+        settled(j) && j.iter().any(|x| x["kind"] == "qc")
+    });
+    let ingest: Vec<&Value> = jobs.iter().filter(|j| j["kind"] == "ingest").collect();
+    assert_eq!(ingest.len(), 1, "{jobs:#?}");
+    assert_eq!(
+        (ingest[0]["state"].as_str(), ingest[0]["attempts"].as_i64()),
+        (Some("succeeded"), Some(2)),
+        "the step whose success was never committed ran again: {jobs:#?}"
+    );
+    assert_eq!(
+        jobs.iter().filter(|j| j["kind"] == "qc").count(),
+        1,
+        "{jobs:#?}"
+    );
+    let all = assets(&s);
+    assert_eq!(all.len(), 1, "one asset, not two: {all:#?}");
+    assert_eq!(all[0]["status"], "ready", "not stranded: {all:#?}");
+    assert!(d.path().join("data/watch/done/news.mp4").is_file());
+}
+
+#[test]
+fn a_crash_between_a_step_and_the_next_strands_nothing_on_sqlite() {
+    a_crash_between_a_step_and_the_next(&[]);
+}
+
+#[test]
+fn a_crash_between_a_step_and_the_next_strands_nothing_on_postgres() {
+    let Some(pg) = common::pg::Pg::start() else {
+        return;
+    };
+    a_crash_between_a_step_and_the_next(&[("ANTENNE_CATALOG_URL", pg.url.clone())]);
+}
+
+#[test]
+fn a_source_whose_worker_is_lost_on_every_attempt_goes_to_failed_and_can_come_back() {
+    let d = tempfile::tempdir().unwrap();
+    let wf = workflow_dir(d.path(), QC_WORKFLOW);
+    let watch = d.path().join("data/watch");
+    std::fs::create_dir_all(&watch).unwrap();
+    let f = clip(d.path(), "lost.mp4", 6);
+    std::fs::copy(&f, watch.join("lost.mp4")).unwrap();
+    // Each of its three attempts dies with the service, at the moment its success is recorded.
+    let fault = [("ANTENNE_TEST_FAULT", "step_success".to_string())];
+    for attempt in 1..=3 {
+        let st = run_until_it_dies(d.path(), &wf, &fault, 120);
+        assert_eq!(st.code(), Some(137), "attempt {attempt}: {st:?}");
+    }
+    // The next start finds no attempt left: the job fails, the source goes to failed/.
+    let s = start(d.path(), &wf, &[]);
+    let jobs = wait_jobs(&s, 30, "recovery", |j| {
+        j.iter()
+            .any(|x| x["kind"] == "ingest" && x["state"] == "failed")
+    });
+    let failed = jobs
+        .iter()
+        .find(|x| x["kind"] == "ingest" && x["state"] == "failed")
+        .unwrap();
+    assert_eq!(failed["attempts"], 3, "{failed:#}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("no attempt left"),
+        "{failed:#}"
+    );
+    assert!(watch.join("failed/lost.mp4").is_file(), "moved to failed/");
+    assert!(!watch.join("done/lost.mp4").exists());
+    assert!(assets(&s).is_empty());
+    // Put back as it was (same name, size and time): taken again, not refused by its key.
+    std::fs::rename(watch.join("failed/lost.mp4"), watch.join("lost.mp4")).unwrap();
+    let jobs = wait_jobs(&s, 120, "taken again", |j| {
+        settled(j)
+            && j.iter()
+                .any(|x| x["kind"] == "qc" && x["state"] == "succeeded")
+    });
+    assert_eq!(
+        jobs.iter().filter(|x| x["kind"] == "ingest").count(),
+        2,
+        "{jobs:#?}"
+    );
+    let all = assets(&s);
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0]["status"], "ready", "{all:#?}");
+    assert_eq!(
+        s.call(
+            "GET",
+            &format!("/v1/assets/{}/files", all[0]["id"]),
+            Some(&s.admin),
+            None
+        )
+        .body["items"][0]["sha256"],
+        sha256_hex(&f)
+    );
+}

@@ -12,7 +12,14 @@ use super::{Backend, Catalog, CatalogError, Change, Perms, Principal, Result, Ro
 use crate::config::appliance::FieldType;
 
 pub const KINDS: &[&str] = &["programme", "clip", "promo", "live_recording", "commercial"];
-pub const STATUSES: &[&str] = &["ingesting", "qc_failed", "ready", "archived", "purged"];
+pub const STATUSES: &[&str] = &[
+    "ingesting",
+    "qc_failed",
+    "rendition_failed",
+    "ready",
+    "archived",
+    "purged",
+];
 pub const FILE_ROLES: &[&str] = &["source", "house", "proxy", "platform", "sidecar"];
 
 /// The Dublin Core / EBUCore core set, in the order the API gives it.
@@ -36,7 +43,9 @@ pub struct Asset {
     pub house_id: String,
     /// `programme`, `clip`, `promo`, `live_recording`, `commercial`.
     pub kind: String,
-    /// `ingesting`, `qc_failed`, `ready`, `archived`, `purged`.
+    /// `ingesting`, `qc_failed` (its QC failed), `rendition_failed` (QC passed, but a rendition
+    /// did not meet its profile: the transcode job says which checks), `ready`, `archived`,
+    /// `purged`.
     pub status: String,
     pub title: String,
     pub description: String,
@@ -462,7 +471,12 @@ impl Catalog {
         Ok(())
     }
 
-    fn check_input(&self, who: &Principal, i: &AssetInput, creating: bool) -> Result<()> {
+    pub(crate) fn check_input(
+        &self,
+        who: &Principal,
+        i: &AssetInput,
+        creating: bool,
+    ) -> Result<()> {
         if i.owner_id.is_some() && !who.is_admin() {
             return Err(CatalogError::FieldForbidden("owner_id"));
         }
@@ -693,7 +707,7 @@ impl Catalog {
     }
 
     /// Inserts a new asset (its tags and search text written from memory: nothing to replace).
-    async fn insert_asset(
+    pub(crate) async fn insert_asset(
         &self,
         tx: &mut sqlx::AnyConnection,
         who: &Principal,
@@ -1173,7 +1187,7 @@ impl Catalog {
 
     /// `(asset, file)` already holding this content, checked under the ordering lock so that two
     /// appliances ingesting the same content at once cannot both pass.
-    async fn same_content(
+    pub(crate) async fn same_content(
         &self,
         tx: &mut sqlx::AnyConnection,
         sha256: &str,
@@ -1209,7 +1223,7 @@ impl Catalog {
         })
     }
 
-    async fn insert_file(
+    pub(crate) async fn insert_file(
         &self,
         tx: &mut sqlx::AnyConnection,
         asset_id: i64,
@@ -1274,89 +1288,6 @@ impl Catalog {
         tx.commit().await?;
         self.publish([c1, c2]);
         Ok((self.asset(who, id).await?, self.file_row(fid).await?))
-    }
-
-    /// What a succeeded ingest job made: the asset, its source file and the job's new state,
-    /// in one transaction (a crash leaves all of it or none, and the job is not run twice).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn ingest_for_job(
-        &self,
-        who: &Principal,
-        i: &AssetInput,
-        f: &NewFile,
-        job_id: i64,
-        worker: &str,
-        result: &Value,
-    ) -> Result<(i64, i64)> {
-        self.check_input(who, i, true)?;
-        let mut tx = self.begin().await?;
-        if let Some(ids) = self.same_content(&mut tx, &f.sha256).await? {
-            return Err(CatalogError::Duplicate { ids: Some(ids) });
-        }
-        let id = self.insert_asset(&mut tx, who, i, None).await?;
-        let c1 = self
-            .record(&mut tx, "asset", id, "created", Some(id))
-            .await?;
-        let (fid, c2) = self.insert_file(&mut tx, id, f).await?;
-        let mut result = result.clone();
-        result["asset_id"] = Value::from(id);
-        result["file_id"] = Value::from(fid);
-        let Some(c3) = self
-            .succeed_in(&mut tx, job_id, worker, &result, Some(id))
-            .await?
-        else {
-            return Err(CatalogError::Conflict(format!(
-                "job {job_id} is no longer running here"
-            )));
-        };
-        tx.commit().await?;
-        self.publish([c1, c2, c3]);
-        Ok((id, fid))
-    }
-
-    /// What a succeeded media job made: files on an asset and/or its new status, with the job's
-    /// new state, in one transaction.
-    pub async fn complete_for_job(
-        &self,
-        asset_id: i64,
-        files: &[NewFile],
-        status: Option<&str>,
-        job_id: i64,
-        worker: &str,
-        result: &Value,
-    ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let mut changes = Vec::new();
-        for f in files {
-            changes.push(self.insert_file(&mut tx, asset_id, f).await?.1);
-        }
-        if let Some(st) = status {
-            sqlx::query(
-                "UPDATE assets SET status = $2, version = version + 1, updated_ms = $3 \
-                 WHERE id = $1 AND status <> 'purged'",
-            )
-            .bind(asset_id)
-            .bind(st)
-            .bind(self.now_ms())
-            .execute(&mut *tx)
-            .await?;
-            changes.push(
-                self.record(&mut tx, "asset", asset_id, "updated", Some(asset_id))
-                    .await?,
-            );
-        }
-        let Some(c) = self
-            .succeed_in(&mut tx, job_id, worker, result, Some(asset_id))
-            .await?
-        else {
-            return Err(CatalogError::Conflict(format!(
-                "job {job_id} is no longer running here"
-            )));
-        };
-        changes.push(c);
-        tx.commit().await?;
-        self.publish(changes);
-        Ok(())
     }
 
     /// Sets an asset's status (workflows).

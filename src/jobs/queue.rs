@@ -7,7 +7,8 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::catalog::{Backend, Catalog, CatalogError, Change, Result};
+use crate::catalog::assets::{AssetInput, NewFile};
+use crate::catalog::{Backend, Catalog, CatalogError, Change, Principal, Result};
 
 pub const KINDS: &[&str] = &[
     "ingest",
@@ -111,6 +112,60 @@ fn job_of(r: &AnyRow) -> Result<Job> {
     })
 }
 
+/// What follows a step's success, written in the same transaction as that success, so that a
+/// crash between the two cannot leave an asset with nothing queued to move it on.
+#[derive(Debug, Clone, Default)]
+pub enum Then {
+    /// The job is not a workflow step, or its workflow goes no further (a failed QC).
+    #[default]
+    Nothing,
+    /// The workflow's next step.
+    Enqueue(NewJob),
+    /// The workflow ended: the asset becomes `to` if its status is still one of `from`.
+    Status { to: String, from: Vec<String> },
+}
+
+/// A job's attempt that failed, as the supervisor records it (all of it in one transaction).
+#[derive(Debug, Clone, Default)]
+pub struct Failing<'a> {
+    pub error: &'a str,
+    /// Whether another attempt could succeed.
+    pub retry: bool,
+    /// Queued again after this instead of the backoff.
+    pub delay_ms: Option<i64>,
+    /// What the attempt made, kept on the job record (e.g. the reports of failed renditions).
+    pub result: Option<&'a Value>,
+    /// The job's parameters from now on (e.g. the outputs already registered, that a retry
+    /// does not make again).
+    pub params: Option<&'a Value>,
+    /// Files the attempt made that passed, registered on the job's asset whatever the outcome.
+    pub files: &'a [NewFile],
+    /// The asset's status when the job fails for good.
+    pub status_if_failed: Option<&'a str>,
+}
+
+/// What recovery did with the jobs whose worker was lost.
+#[derive(Debug, Clone, Default)]
+pub struct Recovered {
+    /// Queued again (attempts left).
+    pub requeued: u64,
+    /// Failed for good (no attempt left): their sources and assets still need settling.
+    pub failed: Vec<Job>,
+}
+
+/// Test hook: `ANTENNE_TEST_FAULT=<point>` ends the process at that point, as a crash would.
+/// Honoured only by debug builds (those `cargo test` makes); a release build ignores it.
+/// Points: `step_success` (inside the transaction that records a step's success, before the
+/// next step is queued in it).
+pub fn fault_point(point: &str) {
+    if cfg!(debug_assertions)
+        && std::env::var("ANTENNE_TEST_FAULT").is_ok_and(|v| v.split(',').any(|p| p == point))
+    {
+        eprintln!("antenne: test fault at {point}: the process ends here");
+        std::process::exit(137);
+    }
+}
+
 /// Seconds before attempt `n + 1` after `n` failed: 5, 10, 20 … at most 10 minutes.
 pub fn backoff_ms(attempts: i64) -> i64 {
     let exp = attempts.clamp(1, 8) - 1;
@@ -127,6 +182,27 @@ impl Catalog {
             ));
         }
         let mut tx = self.begin().await?;
+        let Some((id, c)) = self.enqueue_in(&mut tx, j).await? else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        tx.commit().await?;
+        self.publish([c]);
+        Ok(Some(self.job(id).await?))
+    }
+
+    /// Queues a job inside the caller's transaction; `None` when its idempotency key was used.
+    pub(crate) async fn enqueue_in(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        j: &NewJob,
+    ) -> Result<Option<(i64, Change)>> {
+        if !KINDS.contains(&j.kind.as_str()) {
+            return Err(CatalogError::invalid(
+                "kind",
+                format!("{:?} is not one of {}", j.kind, KINDS.join(", ")),
+            ));
+        }
         let now = self.now_ms();
         let r = sqlx::query(
             "INSERT INTO jobs (kind, state, priority, max_attempts, run_after_ms, asset_id, workflow, \
@@ -146,12 +222,189 @@ impl Catalog {
         .await?;
         let Some(r) = r else { return Ok(None) };
         let id: i64 = r.try_get(0)?;
-        let c = self
-            .record(&mut tx, "job", id, "created", j.asset_id)
+        let c = self.record(tx, "job", id, "created", j.asset_id).await?;
+        Ok(Some((id, c)))
+    }
+
+    /// What follows a step's success, inside the transaction that records it.
+    async fn then_in(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        asset_id: Option<i64>,
+        then: &Then,
+    ) -> Result<Vec<Change>> {
+        if !matches!(then, Then::Nothing) {
+            fault_point("step_success");
+        }
+        Ok(match then {
+            Then::Nothing => Vec::new(),
+            Then::Enqueue(j) => self
+                .enqueue_in(tx, j)
+                .await?
+                .map(|(_, c)| c)
+                .into_iter()
+                .collect(),
+            Then::Status { to, from } => match asset_id {
+                Some(a) => self.status_in(tx, a, to, from).await?.into_iter().collect(),
+                None => Vec::new(),
+            },
+        })
+    }
+
+    /// Sets an asset's status inside the caller's transaction, when it is one of `from` (any
+    /// but `purged` when `from` is empty); the change when it was set.
+    pub(crate) async fn status_in(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        asset_id: i64,
+        to: &str,
+        from: &[String],
+    ) -> Result<Option<Change>> {
+        let cur = sqlx::query("SELECT status FROM assets WHERE id = $1")
+            .bind(asset_id)
+            .fetch_optional(&mut *tx)
             .await?;
+        let Some(cur) = cur else { return Ok(None) };
+        let cur: String = cur.try_get(0)?;
+        if cur == "purged" || cur == to || !(from.is_empty() || from.contains(&cur)) {
+            return Ok(None);
+        }
+        sqlx::query(
+            "UPDATE assets SET status = $2, version = version + 1, updated_ms = $3 WHERE id = $1",
+        )
+        .bind(asset_id)
+        .bind(to)
+        .bind(self.now_ms())
+        .execute(&mut *tx)
+        .await?;
+        Ok(Some(
+            self.record(tx, "asset", asset_id, "updated", Some(asset_id))
+                .await?,
+        ))
+    }
+
+    /// Sets an asset's status when it is one of `from` (a job that failed for good).
+    pub async fn set_status_if(&self, asset_id: i64, to: &str, from: &[&str]) -> Result<()> {
+        let from: Vec<String> = from.iter().map(|s| s.to_string()).collect();
+        let mut tx = self.begin().await?;
+        let c = self.status_in(&mut tx, asset_id, to, &from).await?;
         tx.commit().await?;
-        self.publish([c]);
-        Ok(Some(self.job(id).await?))
+        self.publish(c);
+        Ok(())
+    }
+
+    /// What a succeeded ingest job made: the asset, its source file, the job's new state and
+    /// the workflow's next step (`then`, given the new asset's id, house ID and file id), in
+    /// one transaction: a crash leaves all of it or none, and the job is not run twice.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn ingest_for_job(
+        &self,
+        who: &Principal,
+        i: &AssetInput,
+        f: &NewFile,
+        job_id: i64,
+        worker: &str,
+        result: &Value,
+        then: impl FnOnce(i64, &str, i64) -> Then,
+    ) -> Result<(i64, i64)> {
+        self.check_input(who, i, true)?;
+        let mut tx = self.begin().await?;
+        if let Some(ids) = self.same_content(&mut tx, &f.sha256).await? {
+            return Err(CatalogError::Duplicate { ids: Some(ids) });
+        }
+        let id = self.insert_asset(&mut tx, who, i, None).await?;
+        let mut changes = vec![
+            self.record(&mut tx, "asset", id, "created", Some(id))
+                .await?,
+        ];
+        let (fid, c) = self.insert_file(&mut tx, id, f).await?;
+        changes.push(c);
+        let mut result = result.clone();
+        result["asset_id"] = Value::from(id);
+        result["file_id"] = Value::from(fid);
+        let Some(c) = self
+            .succeed_in(&mut tx, job_id, worker, &result, Some(id))
+            .await?
+        else {
+            return Err(CatalogError::Conflict(format!(
+                "job {job_id} is no longer running here"
+            )));
+        };
+        changes.push(c);
+        let house_id: String = sqlx::query("SELECT house_id FROM assets WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        let then = then(id, &house_id, fid);
+        changes.extend(self.then_in(&mut tx, Some(id), &then).await?);
+        tx.commit().await?;
+        self.publish(changes);
+        Ok((id, fid))
+    }
+
+    /// What a succeeded job made: files on its asset and/or the asset's new status, the job's
+    /// new state, and what follows it in its workflow, in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn complete_for_job(
+        &self,
+        asset_id: Option<i64>,
+        files: &[NewFile],
+        status: Option<&str>,
+        job_id: i64,
+        worker: &str,
+        result: &Value,
+        then: &Then,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let mut changes = Vec::new();
+        if let Some(a) = asset_id {
+            for f in files {
+                changes.push(self.insert_file(&mut tx, a, f).await?.1);
+            }
+            if let Some(st) = status {
+                changes.extend(self.status_in(&mut tx, a, st, &[]).await?);
+            }
+        }
+        let Some(c) = self
+            .succeed_in(&mut tx, job_id, worker, result, asset_id)
+            .await?
+        else {
+            return Err(CatalogError::Conflict(format!(
+                "job {job_id} is no longer running here"
+            )));
+        };
+        changes.push(c);
+        changes.extend(self.then_in(&mut tx, asset_id, then).await?);
+        tx.commit().await?;
+        self.publish(changes);
+        Ok(())
+    }
+
+    /// A workflow's step queued (or its end recorded) on its own, outside a job's success (a
+    /// schedule, or the API starting a run).
+    pub async fn start_step(&self, asset_id: Option<i64>, then: &Then) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let changes = match then {
+            Then::Nothing => Vec::new(),
+            Then::Enqueue(j) => self
+                .enqueue_in(&mut tx, j)
+                .await?
+                .map(|(_, c)| c)
+                .into_iter()
+                .collect(),
+            Then::Status { to, from } => match asset_id {
+                Some(a) => self
+                    .status_in(&mut tx, a, to, from)
+                    .await?
+                    .into_iter()
+                    .collect(),
+                None => Vec::new(),
+            },
+        };
+        tx.commit().await?;
+        self.publish(changes);
+        Ok(())
     }
 
     pub async fn job(&self, id: i64) -> Result<Job> {
@@ -388,15 +641,6 @@ impl Catalog {
         Ok(Some(self.record(tx, "job", id, "updated", asset_id).await?))
     }
 
-    pub async fn succeed(&self, id: i64, worker: &str, result: &Value) -> Result<bool> {
-        let mut tx = self.begin().await?;
-        let c = self.succeed_in(&mut tx, id, worker, result, None).await?;
-        tx.commit().await?;
-        let ok = c.is_some();
-        self.publish(c);
-        Ok(ok)
-    }
-
     /// A failed attempt: queued again after a backoff while attempts remain and `retry`, else
     /// failed for good.
     pub async fn fail(&self, id: i64, worker: &str, error: &str, retry: bool) -> Result<Job> {
@@ -413,6 +657,22 @@ impl Catalog {
         retry: bool,
         delay_ms: Option<i64>,
     ) -> Result<Job> {
+        self.fail_step(
+            id,
+            worker,
+            &Failing {
+                error,
+                retry,
+                delay_ms,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// A failed attempt with what it leaves behind (files that passed, a result, new
+    /// parameters, the asset's status when it fails for good), in one transaction.
+    pub async fn fail_step(&self, id: i64, worker: &str, f: &Failing<'_>) -> Result<Job> {
         let now = self.now_ms();
         let mut tx = self.begin().await?;
         let r = sqlx::query("SELECT attempts, max_attempts, asset_id FROM jobs WHERE id = $1 AND worker = $2 AND state = 'running'")
@@ -426,16 +686,27 @@ impl Catalog {
         };
         let attempts: i64 = r.try_get(0)?;
         let max: i64 = r.try_get(1)?;
-        let again = retry && attempts < max;
+        let asset_id: Option<i64> = r.try_get(2)?;
+        let again = f.retry && attempts < max;
+        let mut changes = Vec::new();
+        if let Some(a) = asset_id {
+            for file in f.files {
+                changes.push(self.insert_file(&mut tx, a, file).await?.1);
+            }
+            if let (false, Some(st)) = (again, f.status_if_failed) {
+                changes.extend(self.status_in(&mut tx, a, st, &[]).await?);
+            }
+        }
         sqlx::query(
             "UPDATE jobs SET state = $3, error = $4, run_after_ms = $5, updated_ms = $6, \
-             finished_ms = $7, lease_until_ms = NULL WHERE id = $1 AND worker = $2",
+             finished_ms = $7, lease_until_ms = NULL, result = COALESCE($8, result), \
+             params = COALESCE($9, params) WHERE id = $1 AND worker = $2",
         )
         .bind(id)
         .bind(worker)
         .bind(if again { "queued" } else { "failed" })
         .bind(
-            error
+            f.error
                 .chars()
                 .take(4000)
                 .collect::<String>()
@@ -443,21 +714,35 @@ impl Catalog {
         )
         .bind(
             now + if again {
-                delay_ms.unwrap_or_else(|| backoff_ms(attempts))
+                f.delay_ms.unwrap_or_else(|| backoff_ms(attempts))
             } else {
                 0
             },
         )
         .bind(now)
         .bind((!again).then_some(now))
+        .bind(f.result.map(Value::to_string))
+        .bind(f.params.map(Value::to_string))
         .execute(&mut *tx)
         .await?;
-        let c = self
-            .record(&mut tx, "job", id, "updated", r.try_get(2)?)
-            .await?;
+        changes.push(self.record(&mut tx, "job", id, "updated", asset_id).await?);
         tx.commit().await?;
-        self.publish([c]);
+        self.publish(changes);
         self.job(id).await
+    }
+
+    /// Lets the key a job was queued under be used again (a watch-folder file that failed for
+    /// good and was moved out: the same version put back is taken anew).
+    pub async fn release_key(&self, id: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE jobs SET idempotency_key = idempotency_key || '#failed-job-' || CAST(id AS TEXT) \
+             WHERE id = $1 AND idempotency_key IS NOT NULL AND state = 'failed' \
+             AND idempotency_key NOT LIKE '%#failed-job-%'",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Cancels a queued or running job (a running one's worker is stopped by its supervisor).
@@ -513,22 +798,61 @@ impl Catalog {
     }
 
     /// Running jobs whose lease ran out (their appliance died, or `worker_prefix` is this
-    /// appliance starting again): queued again, the attempt counted.
-    pub async fn recover_jobs(&self, worker_prefix: Option<&str>) -> Result<u64> {
+    /// appliance starting again): queued again, the attempt counted; those with no attempt
+    /// left fail for good and are returned, for their sources and assets to be settled.
+    pub async fn recover_jobs(&self, worker_prefix: Option<&str>) -> Result<Recovered> {
         let now = self.now_ms();
-        let n = sqlx::query(
-            "UPDATE jobs SET state = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END, \
-             error = 'the worker was lost (appliance stopped or crashed)', updated_ms = $1, \
-             lease_until_ms = NULL WHERE state = 'running' AND (lease_until_ms < $1 OR \
-             ($2 <> '' AND worker LIKE $3))",
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(
+            "SELECT id, attempts, max_attempts, asset_id FROM jobs WHERE state = 'running' \
+             AND (lease_until_ms < $1 OR ($2 <> '' AND worker LIKE $3))",
         )
         .bind(now)
         .bind(worker_prefix.unwrap_or(""))
         .bind(format!("{}%", worker_prefix.unwrap_or("")))
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(n)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut out = Recovered::default();
+        let mut failed = Vec::new();
+        let mut changes = Vec::new();
+        for r in &rows {
+            let id: i64 = r.try_get(0)?;
+            let attempts: i64 = r.try_get(1)?;
+            let max: i64 = r.try_get(2)?;
+            let again = attempts < max;
+            sqlx::query(
+                "UPDATE jobs SET state = $2, error = $3, updated_ms = $4, lease_until_ms = NULL, \
+                 finished_ms = $5 WHERE id = $1 AND state = 'running'",
+            )
+            .bind(id)
+            .bind(if again { "queued" } else { "failed" })
+            .bind(if again {
+                "the worker was lost (appliance stopped or crashed)".to_string()
+            } else {
+                format!(
+                    "the worker was lost (appliance stopped or crashed) on each of its {attempts} attempts: no attempt left"
+                )
+            })
+            .bind(now)
+            .bind((!again).then_some(now))
+            .execute(&mut *tx)
+            .await?;
+            changes.push(
+                self.record(&mut tx, "job", id, "updated", r.try_get(3)?)
+                    .await?,
+            );
+            if again {
+                out.requeued += 1;
+            } else {
+                failed.push(id);
+            }
+        }
+        tx.commit().await?;
+        self.publish(changes);
+        for id in failed {
+            out.failed.push(self.job(id).await?);
+        }
+        Ok(out)
     }
 
     /// Jobs per state, for metrics.

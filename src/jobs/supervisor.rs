@@ -15,10 +15,11 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::devices::{Claimable, Encode, GpuSpec, Needs, Placement, Pool, SlotsView};
+use super::queue::{Failing, Then};
 use super::watch::Watcher;
 use super::workflow::{After, Workflow};
 use super::{Job, NewJob, WorkerJob, WorkerMsg};
-use crate::catalog::assets::{AssetInput, NewFile};
+use crate::catalog::assets::{AssetInput, FileRec, NewFile};
 use crate::catalog::{Catalog, CatalogError, Principal};
 
 /// How the supervisor runs jobs.
@@ -282,10 +283,9 @@ impl Supervisor {
     /// Runs until `stopping`: watch folders, the lease sweeper and the job loop.
     pub async fn run(self: Arc<Self>, stopping: CancellationToken) {
         let prefix = format!("{}/", self.settings.appliance);
-        match self.catalog.recover_jobs(Some(&prefix)).await {
-            Ok(n) if n > 0 => tracing::warn!(jobs = n, "jobs of a previous run queued again"),
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "jobs: cannot recover"),
+        let n = self.recover(Some(&prefix)).await;
+        if n > 0 {
+            tracing::warn!(jobs = n, "jobs of a previous run queued again or settled");
         }
         for w in &self.workflows {
             let Some(dir) = self.watch_dir(w) else {
@@ -382,11 +382,13 @@ impl Supervisor {
                         _ = tokio::time::sleep(every) => {}
                         _ = stop.cancelled() => return,
                     }
-                    if let Ok(n) = me.catalog.recover_jobs(None).await {
-                        if n > 0 {
-                            tracing::warn!(jobs = n, "jobs whose worker was lost queued again");
-                            me.wake.notify_one();
-                        }
+                    let n = me.recover(None).await;
+                    if n > 0 {
+                        tracing::warn!(
+                            jobs = n,
+                            "jobs whose worker was lost queued again or settled"
+                        );
+                        me.wake.notify_one();
                     }
                 }
             });
@@ -725,19 +727,76 @@ impl Supervisor {
         error: &str,
         retry: bool,
     ) -> Result<(), CatalogError> {
-        let _ = self.catalog.job_log(job.id, "error", error).await;
-        let j = self.catalog.fail(job.id, worker, error, retry).await?;
+        self.failed_with(
+            job,
+            worker,
+            Failing {
+                error,
+                retry,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// Records a failed attempt with what it leaves (one transaction); a job that failed for
+    /// good settles its source and its asset.
+    async fn failed_with(
+        &self,
+        job: &Job,
+        worker: &str,
+        mut f: Failing<'_>,
+    ) -> Result<(), CatalogError> {
+        let _ = self.catalog.job_log(job.id, "error", f.error).await;
+        if f.status_if_failed.is_none() {
+            f.status_if_failed = failed_status(&job.kind);
+        }
+        let j = self.catalog.fail_step(job.id, worker, &f).await?;
         if j.state == "failed" {
-            if job.kind == "ingest" {
-                self.move_source(job, "failed").await;
-            }
-            if let Some(a) = job.asset_id {
-                if job.kind == "qc" || job.kind == "transcode" {
-                    let _ = self.catalog.set_status(a, "qc_failed").await;
+            // The record as it is now: its source where it was last moved to.
+            self.settle_failed(&j).await;
+        }
+        Ok(())
+    }
+
+    /// A job failed for good: an ingest's source goes to `failed/` (and the same file put back
+    /// is taken again); a QC or transcode leaves its asset in a state that says so.
+    async fn settle_failed(&self, job: &Job) {
+        if job.kind == "ingest" {
+            let moved = self.move_source(job, "failed").await;
+            let out_of_watch = moved
+                .as_deref()
+                .and_then(Path::parent)
+                .is_some_and(|d| d.ends_with("failed"));
+            if out_of_watch {
+                if let Err(e) = self.catalog.release_key(job.id).await {
+                    tracing::warn!(job = job.id, error = %e, "jobs: cannot release a key");
                 }
             }
         }
-        Ok(())
+        if let (Some(a), Some(st)) = (job.asset_id, failed_status(&job.kind)) {
+            if let Err(e) = self.catalog.set_status_if(a, st, &["ingesting"]).await {
+                tracing::warn!(asset = a, error = %e, "jobs: cannot set the status");
+            }
+        }
+    }
+
+    /// Jobs whose worker was lost: queued again, or settled when no attempt is left.
+    async fn recover(&self, prefix: Option<&str>) -> u64 {
+        match self.catalog.recover_jobs(prefix).await {
+            Ok(r) => {
+                for j in &r.failed {
+                    tracing::error!(job = j.id, kind = %j.kind, "job failed for good: its worker was lost on every attempt");
+                    let _ = self.catalog.job_log(j.id, "error", &j.error).await;
+                    self.settle_failed(j).await;
+                }
+                r.requeued + r.failed.len() as u64
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "jobs: cannot recover");
+                0
+            }
+        }
     }
 
     /// Moves an ingested (or refused) source to `done/` or `failed/` beside it, when its
@@ -749,9 +808,14 @@ impl Supervisor {
             return Some(src);
         }
         let planned = PathBuf::from(job.params["moved_to"].as_str()?);
-        if !src.exists() {
+        let src = if src.exists() {
+            src
+        } else if to == "failed" && planned.exists() {
+            // Moved to done/ by an attempt whose outcome was never recorded.
+            planned.clone()
+        } else {
             return planned.exists().then_some(planned);
-        }
+        };
         // `moved_to` is `<watch>/done/<name>`: done/ and failed/ sit in the watch folder.
         let dir = planned.parent()?.parent()?.join(to);
         let _ = std::fs::create_dir_all(&dir);
@@ -791,66 +855,136 @@ impl Supervisor {
             "ingest" => self.complete_ingest(job, worker, result).await,
             "qc" => {
                 let verdict = result["verdict"].as_str().unwrap_or("fail").to_string();
-                let asset = job.asset_id.unwrap_or_default();
                 let status = (verdict == "fail").then_some("qc_failed");
-                self.catalog
-                    .complete_for_job(asset, &[], status, job.id, worker, &result)
-                    .await?;
                 let mut ctx = job.params["ctx"].clone();
                 ctx["qc"] = json!({"verdict": verdict});
-                self.next_step(&job.workflow, job.asset_id, &job.params, ctx)
-                    .await
-            }
-            "transcode" => {
-                let outputs = result["outputs"].as_array().cloned().unwrap_or_default();
-                let failed: Vec<String> = outputs
-                    .iter()
-                    .filter(|o| o["pass"] != true)
-                    .map(|o| o["path"].as_str().unwrap_or("?").to_string())
-                    .collect();
-                if !failed.is_empty() {
-                    let e = format!("verification failed for {}", failed.join(", "));
-                    return self.failed(job, worker, &e, false).await;
-                }
-                let mut files = Vec::new();
-                for o in &outputs {
-                    let mut f: NewFile = match serde_json::from_value(o["file"].clone()) {
-                        Ok(f) => f,
-                        Err(e) => {
-                            return self
-                                .failed(job, worker, &format!("worker result: {e}"), true)
-                                .await
-                        }
-                    };
-                    f.role = role_for(o["profile"].as_str().unwrap_or_default()).into();
-                    files.push(f);
-                }
-                let asset = job.asset_id.unwrap_or_default();
+                let then = self.plan_next(job, &job.params, ctx, &[], status).await?;
                 self.catalog
-                    .complete_for_job(asset, &files, None, job.id, worker, &result)
+                    .complete_for_job(job.asset_id, &[], status, job.id, worker, &result, &then)
                     .await?;
-                self.next_step(
-                    &job.workflow,
-                    job.asset_id,
-                    &job.params,
-                    job.params["ctx"].clone(),
-                )
-                .await
+                self.wake.notify_one();
+                Ok(())
             }
+            "transcode" => self.complete_transcode(job, worker, result).await,
             _ => {
-                self.catalog.succeed(job.id, worker, &result).await?;
-                if job.params.get("step").is_some() {
-                    self.next_step(
-                        &job.workflow,
-                        job.asset_id,
-                        &job.params,
-                        job.params["ctx"].clone(),
-                    )
+                let then = if job.params.get("step").is_some() {
+                    self.plan_next(job, &job.params, job.params["ctx"].clone(), &[], None)
+                        .await?
+                } else {
+                    Then::Nothing
+                };
+                self.catalog
+                    .complete_for_job(job.asset_id, &[], None, job.id, worker, &result, &then)
                     .await?;
-                }
+                self.wake.notify_one();
                 Ok(())
             }
         }
+    }
+
+    /// A transcode's outputs: each that passed its verification is registered (whatever the
+    /// others did) and remembered, so that a retry makes only what is missing; any that failed
+    /// fails the job, naming each failed check with what was expected and measured, and the
+    /// asset becomes `rendition_failed`.
+    async fn complete_transcode(
+        &self,
+        job: &Job,
+        worker: &str,
+        mut result: Value,
+    ) -> Result<(), CatalogError> {
+        let outputs = result["outputs"].as_array().cloned().unwrap_or_default();
+        let key = |o: &Value| {
+            format!(
+                "{}/{}",
+                o["profile"].as_str().unwrap_or("?"),
+                o["output"].as_str().unwrap_or("?")
+            )
+        };
+        // A package is published whole: one failed rendition withholds the others.
+        let failed_packages: Vec<&str> = outputs
+            .iter()
+            .filter(|o| o["pass"] != true && o["package"] == true)
+            .filter_map(|o| o["profile"].as_str())
+            .collect();
+        let mut done: Vec<Value> = job.params["done"].as_array().cloned().unwrap_or_default();
+        let mut files = Vec::new();
+        let mut failed = Vec::new();
+        let mut withheld = Vec::new();
+        for o in &outputs {
+            let profile = o["profile"].as_str().unwrap_or_default();
+            if o["pass"] != true {
+                failed.push(o);
+                continue;
+            }
+            if failed_packages.contains(&profile) {
+                withheld.push(key(o));
+                continue;
+            }
+            let mut f: NewFile = match serde_json::from_value(o["file"].clone()) {
+                Ok(f) => f,
+                Err(e) => {
+                    return self
+                        .failed(job, worker, &format!("worker result: {e}"), true)
+                        .await
+                }
+            };
+            f.role = role_for(profile).into();
+            files.push(f);
+            done.push(json!(key(o)));
+        }
+        if failed.is_empty() {
+            // A retry that completes what was missing: the asset goes on as before it failed.
+            let back = match job.asset_id {
+                Some(a) => self.catalog.asset(&self.system, a).await.ok(),
+                None => None,
+            }
+            .filter(|a| a.status == "rendition_failed")
+            .map(|_| {
+                if job.params["run"].as_str().unwrap_or_default().is_empty() {
+                    "ingesting"
+                } else {
+                    "ready"
+                }
+            });
+            let then = self
+                .plan_next(job, &job.params, job.params["ctx"].clone(), &files, back)
+                .await?;
+            self.catalog
+                .complete_for_job(job.asset_id, &files, back, job.id, worker, &result, &then)
+                .await?;
+            self.wake.notify_one();
+            return Ok(());
+        }
+        let error = rendition_failures(&failed, outputs.len(), &withheld);
+        result["failed"] = json!(failed
+            .iter()
+            .map(|o| json!({
+                "profile": o["profile"],
+                "output": o["output"],
+                "path": o["path"],
+                "report": o["verification"],
+            }))
+            .collect::<Vec<_>>());
+        result["registered"] = json!(files.iter().map(|f| f.path.clone()).collect::<Vec<_>>());
+        result["withheld"] = json!(withheld);
+        let mut params = job.params.clone();
+        params["done"] = json!(done);
+        self.failed_with(
+            job,
+            worker,
+            Failing {
+                error: &error,
+                // The same source through the same profile fails the same way: an operator
+                // retries (only what is missing) once the profile or the source is fixed.
+                retry: false,
+                result: Some(&result),
+                params: Some(&params),
+                files: &files,
+                status_if_failed: Some("rendition_failed"),
+                ..Default::default()
+            },
+        )
+        .await
     }
 
     async fn complete_ingest(
@@ -899,26 +1033,36 @@ impl Supervisor {
         if let Some(now_at) = self.move_source(job, "done").await {
             file.path = now_at.display().to_string();
         }
+        let source = file.clone();
+        let declared = sidecar["fields"].clone();
+        let plan = |asset_id: i64, house_id: &str, file_id: i64| {
+            let Some(w) = workflow.as_ref() else {
+                return Then::Nothing;
+            };
+            let params = json!({
+                "path": source.path,
+                "file_id": file_id,
+                "declared": declared,
+                "ctx": {"source": source.technical},
+                "step": -1,
+            });
+            let facts = AssetFacts {
+                id: asset_id,
+                house_id: house_id.to_string(),
+                title: input.title.clone().unwrap_or_default(),
+                status: input.status.clone().unwrap_or_default(),
+                files: vec![FileFact::of(&source)],
+            };
+            self.plan(w, &facts, &params, params["ctx"].clone())
+        };
         match self
             .catalog
-            .ingest_for_job(&self.system, &input, &file, job.id, worker, &result)
+            .ingest_for_job(&self.system, &input, &file, job.id, worker, &result, plan)
             .await
         {
-            Ok((asset_id, file_id)) => {
-                let params = json!({
-                    "path": file.path,
-                    "file_id": file_id,
-                    "declared": sidecar["fields"],
-                    "ctx": {"source": file.technical},
-                    "step": -1,
-                });
-                self.next_step(
-                    &job.workflow,
-                    Some(asset_id),
-                    &params,
-                    params["ctx"].clone(),
-                )
-                .await
+            Ok(_) => {
+                self.wake.notify_one();
+                Ok(())
             }
             Err(
                 e @ (CatalogError::Duplicate { .. }
@@ -964,8 +1108,17 @@ impl Supervisor {
         if self.catalog.job_by_key(&key).await?.is_some() {
             return Ok(None);
         }
-        self.next_step(&w.name, Some(asset_id), &params, params["ctx"].clone())
-            .await?;
+        let asset = self.catalog.asset(&self.system, asset_id).await?;
+        let facts = AssetFacts {
+            id: asset_id,
+            house_id: asset.house_id,
+            title: asset.title,
+            status: asset.status,
+            files: files.iter().map(FileFact::from_rec).collect(),
+        };
+        let then = self.plan(w, &facts, &params, params["ctx"].clone());
+        self.catalog.start_step(Some(asset_id), &then).await?;
+        self.wake.notify_one();
         self.catalog.job_by_key(&key).await
     }
 
@@ -1015,29 +1168,56 @@ impl Supervisor {
         Ok(started)
     }
 
-    /// Queues the next step of the job's workflow whose condition holds; marks the asset ready
-    /// after the last.
-    async fn next_step(
+    /// The step that follows `job` in its workflow, planned from the asset as the job's
+    /// outcome leaves it (`new_files` registered, `status_after` set), to be recorded in the
+    /// same transaction as that outcome.
+    async fn plan_next(
         &self,
-        workflow: &str,
-        asset_id: Option<i64>,
+        job: &Job,
         params: &Value,
         ctx: Value,
-    ) -> Result<(), CatalogError> {
-        let Some(w) = self.workflow(workflow) else {
-            return Ok(());
+        new_files: &[NewFile],
+        status_after: Option<&str>,
+    ) -> Result<Then, CatalogError> {
+        let Some(w) = self.workflow(&job.workflow) else {
+            return Ok(Then::Nothing);
         };
-        let Some(asset_id) = asset_id else {
-            return Ok(());
+        let Some(asset_id) = job.asset_id else {
+            return Ok(Then::Nothing);
         };
-        let from = (params["step"].as_i64().unwrap_or(-1) + 1).max(0) as usize;
         let asset = self.catalog.asset(&self.system, asset_id).await?;
+        let mut files: Vec<FileFact> = self
+            .catalog
+            .files(&self.system, asset_id)
+            .await?
+            .iter()
+            .map(FileFact::from_rec)
+            .collect();
+        files.extend(new_files.iter().map(FileFact::of));
+        let facts = AssetFacts {
+            id: asset_id,
+            house_id: asset.house_id,
+            title: asset.title,
+            status: status_after.map_or(asset.status, String::from),
+            files,
+        };
+        Ok(self.plan(&w, &facts, params, ctx))
+    }
+
+    /// The next step of a workflow whose condition holds, as a job to queue; the end of an
+    /// ingest run marks the asset ready. Pure planning: nothing is written here.
+    fn plan(&self, w: &Workflow, asset: &AssetFacts, params: &Value, ctx: Value) -> Then {
+        let asset_id = asset.id;
+        let from = (params["step"].as_i64().unwrap_or(-1) + 1).max(0) as usize;
         let Some((i, step)) = w.next_step(from, &ctx) else {
             // The end of an ingest run: the asset is ready (a scheduled run leaves it be).
-            if ctx["qc"]["verdict"].as_str() != Some("fail") && asset.status == "ingesting" {
-                self.catalog.set_status(asset_id, "ready").await?;
+            if ctx["qc"]["verdict"].as_str() != Some("fail") {
+                return Then::Status {
+                    to: "ready".into(),
+                    from: vec!["ingesting".into()],
+                };
             }
-            return Ok(());
+            return Then::Nothing;
         };
         let run = params["run"].as_str().unwrap_or_default().to_string();
         let ctx_qc = ctx["qc"]["verdict"].clone();
@@ -1085,8 +1265,8 @@ impl Supervisor {
                 "notify"
             }
             "verify" => {
-                let files = self.catalog.files(&self.system, asset_id).await?;
-                params["files"] = json!(files
+                params["files"] = json!(asset
+                    .files
                     .iter()
                     .map(|f| json!({"path": f.path, "sha256": f.sha256, "size": f.size}))
                     .collect::<Vec<_>>());
@@ -1094,8 +1274,8 @@ impl Supervisor {
             }
             "purge" => "purge",
             _ => {
-                let files = self.catalog.files(&self.system, asset_id).await?;
-                let paths: Vec<String> = files
+                let paths: Vec<String> = asset
+                    .files
                     .iter()
                     .filter(|f| {
                         f.role != "source"
@@ -1108,23 +1288,116 @@ impl Supervisor {
                 "deliver"
             }
         };
-        self.catalog
-            .enqueue(&NewJob {
-                kind: kind.into(),
-                priority: step.priority,
-                max_attempts: 3,
-                asset_id: Some(asset_id),
-                workflow: w.name.clone(),
-                idempotency_key: Some(if run.is_empty() {
-                    format!("wf:{}:{asset_id}:{i}", w.name)
-                } else {
-                    format!("wf:{}:{run}:{asset_id}:{i}", w.name)
-                }),
-                gpu_only: self.needs(kind, &params).gpu_only(),
-                params,
-            })
-            .await?;
-        self.wake.notify_one();
-        Ok(())
+        Then::Enqueue(NewJob {
+            kind: kind.into(),
+            priority: step.priority,
+            max_attempts: 3,
+            asset_id: Some(asset_id),
+            workflow: w.name.clone(),
+            idempotency_key: Some(if run.is_empty() {
+                format!("wf:{}:{asset_id}:{i}", w.name)
+            } else {
+                format!("wf:{}:{run}:{asset_id}:{i}", w.name)
+            }),
+            gpu_only: self.needs(kind, &params).gpu_only(),
+            params,
+        })
     }
+}
+
+/// The asset a next step is planned from.
+struct AssetFacts {
+    id: i64,
+    house_id: String,
+    title: String,
+    status: String,
+    files: Vec<FileFact>,
+}
+
+/// What planning needs of a file (recorded, or being recorded with the step's outcome).
+struct FileFact {
+    path: String,
+    sha256: String,
+    size: i64,
+    role: String,
+    profile: String,
+}
+
+impl FileFact {
+    fn of(f: &NewFile) -> FileFact {
+        FileFact {
+            path: f.path.clone(),
+            sha256: f.sha256.clone(),
+            size: f.size,
+            role: f.role.clone(),
+            profile: f.profile.clone(),
+        }
+    }
+
+    fn from_rec(f: &FileRec) -> FileFact {
+        FileFact {
+            path: f.path.clone(),
+            sha256: f.sha256.clone(),
+            size: f.size,
+            role: f.role.clone(),
+            profile: f.profile.clone(),
+        }
+    }
+}
+
+/// The asset's status when a job of this kind fails for good.
+fn failed_status(kind: &str) -> Option<&'static str> {
+    match kind {
+        "qc" => Some("qc_failed"),
+        "transcode" => Some("rendition_failed"),
+        _ => None,
+    }
+}
+
+/// A transcode's failure: each output that failed its verification with each failed check,
+/// expected against measured.
+fn rendition_failures(failed: &[&Value], total: usize, withheld: &[String]) -> String {
+    let each: Vec<String> = failed
+        .iter()
+        .map(|o| {
+            let checks: Vec<String> = o["verification"]["checks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|c| c["pass"] == false)
+                .map(|c| {
+                    format!(
+                        "{}: expected {}, measured {}",
+                        c["name"].as_str().unwrap_or("?"),
+                        c["expected"].as_str().unwrap_or("?"),
+                        c["measured"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect();
+            format!(
+                "{}/{} ({}): {}",
+                o["profile"].as_str().unwrap_or("?"),
+                o["output"].as_str().unwrap_or("?"),
+                o["path"].as_str().unwrap_or("?"),
+                if checks.is_empty() {
+                    "failed (no check named)".to_string()
+                } else {
+                    checks.join("; ")
+                }
+            )
+        })
+        .collect();
+    let mut e = format!(
+        "verification failed for {} of {} outputs: {}",
+        failed.len(),
+        total,
+        each.join(" | ")
+    );
+    if !withheld.is_empty() {
+        e.push_str(&format!(
+            " (withheld with their package: {})",
+            withheld.join(", ")
+        ));
+    }
+    e
 }

@@ -369,12 +369,61 @@ fn transcode(job: &WorkerJob) -> Result<Value, Failure> {
     crate::transcode::prepare_outdir(&out_dir).map_err(|e| fatal(e.to_string()))?;
     let dir = crate::profile::profiles_dir(job.profiles_dir.as_deref());
     let (src, opened) = crate::av::probe::probe_open(&source).map_err(|e| fatal(e.to_string()))?;
+    // Outputs an earlier attempt of this job made and the catalog registered: not made again.
+    let done: Vec<String> = p["done"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(String::from))
+        .collect();
     let mut compiled = Vec::new();
+    let mut profiles_left = Vec::new();
     for name in &profiles {
         let prof = crate::profile::find(name, dir.as_deref()).map_err(|e| fatal(e.to_string()))?;
-        let plan = crate::transcode::compile(&src, &prof, &out_dir, backend)
+        let is_done = |o: &str| done.iter().any(|d| *d == format!("{}/{o}", prof.name));
+        if !prof.outputs.is_empty() && prof.outputs.iter().all(|o| is_done(&o.name)) {
+            log(
+                "info",
+                format!("{name}: made and registered by an earlier attempt"),
+            );
+            continue;
+        }
+        let mut plan = crate::transcode::compile(&src, &prof, &out_dir, backend)
             .map_err(|e| fatal(format!("{name}: {e}")))?;
+        match &plan.package {
+            // A package is registered whole or not at all: one left by an earlier attempt of
+            // this job was not registered, and is made again.
+            Some(pk) if p.get("done").is_some() && pk.dir.is_dir() => {
+                std::fs::remove_dir_all(&pk.dir)
+                    .map_err(|e| Failure(format!("{}: {e}", pk.dir.display()), true))?;
+            }
+            Some(_) => {}
+            None => {
+                let keep: Vec<bool> = plan.outputs.iter().map(|o| !is_done(&o.name)).collect();
+                if keep.iter().any(|k| !k) {
+                    let mut k = keep.iter();
+                    plan.outputs.retain(|_| *k.next().unwrap_or(&true));
+                    let mut k = keep.iter();
+                    plan.spec.outputs.retain(|_| *k.next().unwrap_or(&true));
+                    let mut k = keep.iter();
+                    plan.facts.retain(|_| *k.next().unwrap_or(&true));
+                    log(
+                        "info",
+                        format!(
+                            "{name}: only {} of {} outputs left to make",
+                            plan.outputs.len(),
+                            keep.len()
+                        ),
+                    );
+                }
+            }
+        }
+        profiles_left.push(name.clone());
         compiled.push((prof, plan));
+    }
+    let profiles = profiles_left;
+    if compiled.is_empty() {
+        return Ok(json!({"outputs": []}));
     }
     // One decode for every profile when they can share it; else one run per profile.
     let plans: Vec<crate::transcode::Job> = compiled.iter().map(|(_, j)| j.clone()).collect();
@@ -470,7 +519,9 @@ fn transcode(job: &WorkerJob) -> Result<Value, Failure> {
                 "output": out.name,
                 "path": planned.path,
                 "pass": rep.pass,
+                "package": prof.package.is_some(),
                 "report": report_path,
+                "verification": rep,
             }));
         }
     }
