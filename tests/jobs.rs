@@ -1244,3 +1244,200 @@ fn a_source_whose_worker_is_lost_on_every_attempt_goes_to_failed_and_can_come_ba
         sha256_hex(&f)
     );
 }
+
+/// A profile whose own check its output cannot meet (a CBR rate held to 0 %), or, `fixed`, one
+/// it meets.
+fn strict_profile(dir: &Path, fixed: bool) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (rc, tol) = if fixed { ("vbr", 0.05) } else { ("cbr", 0.0) };
+    std::fs::write(
+        dir.join("strict.toml"),
+        format!(
+            "name = \"strict\"\ndescription = \"test: a rendition held to an exact bit rate\"\n\
+             [[outputs]]\nname = \"strict\"\ncontainer = \"mp4\"\n\
+             [outputs.video]\ncodec = \"h264\"\nwidth = 320\nheight = 180\nframe_rate = \"source\"\n\
+             scan = \"progressive\"\npix_fmt = \"yuv420p\"\nrate_control = \"{rc}\"\nbitrate = \"5000k\"\n\
+             gop_seconds = 1.0\nb_frames = 0\npreset = \"ultrafast\"\n\
+             [outputs.audio]\ncodec = \"aac\"\nbitrate = \"96k\"\nsample_rate = 48000\ntracks = [\"stereo\"]\n\
+             [outputs.verify]\nbitrate_tolerance = {tol}\n"
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_failed_rendition_keeps_the_good_ones_says_why_and_a_retry_makes_only_what_is_missing() {
+    let d = tempfile::tempdir().unwrap();
+    let profiles = d.path().join("profiles");
+    strict_profile(&profiles, false);
+    let wf = workflow_dir(
+        d.path(),
+        &format!(
+            "{QC_WORKFLOW}[[steps]]\nkind = \"transcode\"\nprofiles = [\"proxy\", \"strict\"]\nwhen = \"qc.pass\"\n"
+        ),
+    );
+    let s = start(
+        d.path(),
+        &wf,
+        &[(
+            "ANTENNE_TRANSCODE_PROFILES_DIR",
+            profiles.display().to_string(),
+        )],
+    );
+    let f = clip(d.path(), "spot.mp4", 11);
+    std::fs::copy(&f, d.path().join("data/watch/spot.mp4")).unwrap();
+    let jobs = wait_jobs(&s, 180, "transcode", |j| {
+        settled(j) && !transcodes(j).is_empty()
+    });
+    let qc = jobs.iter().find(|j| j["kind"] == "qc").unwrap();
+    assert_ne!(qc["result"]["verdict"], "fail", "{qc:#}");
+    let t = transcodes(&jobs).remove(0);
+    assert_eq!(
+        (t["state"].as_str(), t["attempts"].as_i64()),
+        (Some("failed"), Some(1)),
+        "{t:#}"
+    );
+    // The error names the output and each failed check, expected against measured.
+    let e = t["error"].as_str().unwrap();
+    assert!(
+        e.contains("1 of 2 outputs") && e.contains("strict/strict"),
+        "{e}"
+    );
+    assert!(
+        e.contains("video bit rate (CBR): expected 5000000 b/s ±0%, measured"),
+        "{e}"
+    );
+    assert!(!e.contains("proxy/proxy"), "{e}");
+    // The result keeps the failed rendition's report and what was registered.
+    let failed = &t["result"]["failed"][0];
+    assert_eq!(failed["profile"], "strict", "{t:#}");
+    assert!(failed["report"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["pass"] == false && c["name"] == "video bit rate (CBR)"));
+    assert_eq!(t["result"]["registered"].as_array().unwrap().len(), 1);
+    // QC passed: the asset says a rendition failed, not QC.
+    let asset = &assets(&s)[0];
+    assert_eq!(asset["status"], "rendition_failed", "{asset:#}");
+    let id = asset["id"].as_i64().unwrap();
+    let files = |s: &Server| -> Vec<Value> {
+        s.call(
+            "GET",
+            &format!("/v1/assets/{id}/files"),
+            Some(&s.admin),
+            None,
+        )
+        .body["items"]
+            .as_array()
+            .cloned()
+            .unwrap()
+    };
+    let first = files(&s);
+    let proxy = first
+        .iter()
+        .find(|f| f["profile"] == "proxy")
+        .expect("the good rendition of the same run is registered")
+        .clone();
+    assert_eq!(proxy["verification"]["pass"], true);
+    assert!(Path::new(proxy["path"].as_str().unwrap()).is_file());
+    assert_eq!(
+        common::ffprobe(Path::new(proxy["path"].as_str().unwrap()), false)["streams"][0]
+            ["codec_name"],
+        "h264"
+    );
+    assert!(!first.iter().any(|f| f["profile"] == "strict"));
+    // The verification of every rendition over the API, the failed one with its checks.
+    let v = s
+        .call(
+            "GET",
+            &format!("/v1/assets/{id}/verification"),
+            Some(&s.admin),
+            None,
+        )
+        .body;
+    assert_eq!(v["pass"], false, "{v:#}");
+    let r = v["renditions"].as_array().unwrap();
+    assert_eq!(r.len(), 2, "{v:#}");
+    let bad = r.iter().find(|x| x["profile"] == "strict").unwrap();
+    assert_eq!(
+        (
+            bad["pass"].as_bool(),
+            bad["file_id"].as_i64(),
+            bad["job_id"].as_i64()
+        ),
+        (Some(false), None, t["id"].as_i64())
+    );
+    assert!(bad["report"]["checks"].as_array().unwrap().len() > 3);
+    let good = r.iter().find(|x| x["profile"] == "proxy").unwrap();
+    assert_eq!(
+        (good["pass"].as_bool(), good["file_id"].as_i64()),
+        (Some(true), proxy["id"].as_i64())
+    );
+    // Object-level access: a viewer with no grant on the asset does not see it.
+    let (_, viewer) = s.user("val", "viewer");
+    let r = s.call(
+        "GET",
+        &format!("/v1/assets/{id}/verification"),
+        Some(&viewer),
+        None,
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(
+        s.call("GET", &format!("/v1/assets/{id}/verification"), None, None)
+            .status,
+        401
+    );
+    // The profile fixed, a retry makes only the missing rendition; the asset goes on.
+    strict_profile(&profiles, true);
+    let r = s.call(
+        "POST",
+        &format!("/v1/jobs/{}/retry", t["id"]),
+        Some(&s.admin),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let jobs = wait_jobs(&s, 180, "retry", |j| {
+        settled(j) && transcodes(j)[0]["state"] == "succeeded"
+    });
+    let t2 = transcodes(&jobs).remove(0);
+    let outs = t2["result"]["outputs"].as_array().unwrap();
+    assert_eq!(outs.len(), 1, "only the missing output: {t2:#}");
+    assert_eq!(outs[0]["profile"], "strict");
+    let logs = s
+        .call(
+            "GET",
+            &format!("/v1/jobs/{}/logs", t2["id"]),
+            Some(&s.admin),
+            None,
+        )
+        .body
+        .to_string();
+    assert!(
+        logs.contains("proxy: made and registered by an earlier attempt"),
+        "{logs}"
+    );
+    let now = files(&s);
+    assert_eq!(now.len(), 3, "source, proxy once, strict: {now:#?}");
+    assert_eq!(
+        now.iter().find(|f| f["profile"] == "proxy").unwrap()["id"],
+        proxy["id"]
+    );
+    assert_eq!(
+        now.iter().find(|f| f["profile"] == "strict").unwrap()["verification"]["pass"],
+        true
+    );
+    let a = s
+        .call("GET", &format!("/v1/assets/{id}"), Some(&s.admin), None)
+        .body;
+    assert_eq!(a["status"], "ready", "{a:#}");
+    let v = s
+        .call(
+            "GET",
+            &format!("/v1/assets/{id}/verification"),
+            Some(&s.admin),
+            None,
+        )
+        .body;
+    assert_eq!(v["pass"], true, "{v:#}");
+}

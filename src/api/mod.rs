@@ -315,7 +315,8 @@ pub(crate) fn peer(req_ci: Option<ConnectInfo<SocketAddr>>) -> IpAddr {
         routes::create_token, routes::revoke_token, routes::list_audit, routes::verify_audit,
         routes::changes, routes::events, routes::metrics_text, routes::list_jobs, routes::get_job,
         routes::job_logs, routes::cancel_job, routes::retry_job, routes::noop_job,
-        routes::list_workflows, routes::run_workflow, routes::asset_qc, routes::list_slots,
+        routes::list_workflows, routes::run_workflow, routes::asset_qc, routes::asset_verification,
+        routes::list_slots,
         routes::restore_gpu,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
@@ -515,6 +516,10 @@ pub fn router(st: S) -> Router {
         .route("/v1/workflows", get(routes::list_workflows))
         .route("/v1/workflows/{name}/run", post(routes::run_workflow))
         .route("/v1/assets/{id}/qc", get(routes::asset_qc))
+        .route(
+            "/v1/assets/{id}/verification",
+            get(routes::asset_verification),
+        )
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,

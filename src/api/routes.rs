@@ -1637,6 +1637,19 @@ pub async fn run_workflow(
     Ok(created(j))
 }
 
+/// The verification of an asset's renditions against their profiles: each registered
+/// rendition's report, and each output of its transcode jobs that failed (not registered), with
+/// every check expected against measured.
+#[utoipa::path(get, path = "/v1/assets/{id}/verification", tag = "files", params(("id" = i64, Path)),
+    responses((status = 200, body = crate::jobs::queue::Verification), (status = 404, body = ErrorBody)))]
+pub async fn asset_verification(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+) -> Res<axum::Json<crate::jobs::queue::Verification>> {
+    Ok(axum::Json(st.catalog.verification(&c.0, id).await?))
+}
+
 /// The latest QC report of an asset.
 #[utoipa::path(get, path = "/v1/assets/{id}/qc", tag = "assets", params(("id" = i64, Path)),
     responses((status = 200), (status = 404, body = ErrorBody)))]

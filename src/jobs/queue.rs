@@ -125,6 +125,31 @@ pub enum Then {
     Status { to: String, from: Vec<String> },
 }
 
+/// One rendition's verification against its profile, as the API gives it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RenditionCheck {
+    /// The registered file; `None` for an output that failed and was not registered.
+    pub file_id: Option<i64>,
+    /// The transcode job that made it, for an output that failed.
+    pub job_id: Option<i64>,
+    pub profile: String,
+    pub output: String,
+    pub path: String,
+    pub pass: bool,
+    /// The report: every check with what was expected and what was measured.
+    #[schema(value_type = Object)]
+    pub report: Value,
+}
+
+/// The verification of an asset's renditions.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Verification {
+    pub asset_id: i64,
+    /// Whether every rendition met its profile.
+    pub pass: bool,
+    pub renditions: Vec<RenditionCheck>,
+}
+
 /// A job's attempt that failed, as the supervisor records it (all of it in one transaction).
 #[derive(Debug, Clone, Default)]
 pub struct Failing<'a> {
@@ -281,6 +306,61 @@ impl Catalog {
             self.record(tx, "asset", asset_id, "updated", Some(asset_id))
                 .await?,
         ))
+    }
+
+    /// The verification of an asset's renditions (for a caller who may read it): each
+    /// registered rendition's report, then each output of its transcode jobs that failed its
+    /// profile and was not registered since (newest job first).
+    pub async fn verification(&self, who: &Principal, asset_id: i64) -> Result<Verification> {
+        let files = self.files(who, asset_id).await?;
+        let mut seen: std::collections::HashSet<String> =
+            files.iter().map(|f| f.path.clone()).collect();
+        let mut renditions: Vec<RenditionCheck> = files
+            .iter()
+            .filter_map(|f| {
+                let report = f.verification.clone()?;
+                Some(RenditionCheck {
+                    file_id: Some(f.id),
+                    job_id: None,
+                    profile: f.profile.clone(),
+                    output: report["output"].as_str().unwrap_or_default().to_string(),
+                    path: f.path.clone(),
+                    pass: report["pass"] == true,
+                    report,
+                })
+            })
+            .collect();
+        let jobs = self
+            .jobs(&JobFilter {
+                kind: Some("transcode".into()),
+                asset_id: Some(asset_id),
+                limit: Some(100),
+                ..Default::default()
+            })
+            .await?;
+        for j in &jobs {
+            let failed = j.result.as_ref().and_then(|r| r["failed"].as_array());
+            for o in failed.into_iter().flatten() {
+                let path = o["path"].as_str().unwrap_or_default().to_string();
+                if !seen.insert(path.clone()) {
+                    continue;
+                }
+                renditions.push(RenditionCheck {
+                    file_id: None,
+                    job_id: Some(j.id),
+                    profile: o["profile"].as_str().unwrap_or_default().to_string(),
+                    output: o["output"].as_str().unwrap_or_default().to_string(),
+                    path,
+                    pass: false,
+                    report: o["report"].clone(),
+                });
+            }
+        }
+        Ok(Verification {
+            asset_id,
+            pass: renditions.iter().all(|r| r.pass),
+            renditions,
+        })
     }
 
     /// Sets an asset's status when it is one of `from` (a job that failed for good).
