@@ -114,8 +114,84 @@ fn conformance(url: Option<&str>) {
     );
     assert_eq!(search("q=news"), vec![mo, e]);
     assert_eq!(search("q=new*"), vec![mo, e], "prefix");
-    assert!(search("q=new").is_empty(), "whole words unless `*`");
+    assert_eq!(search("q=new"), vec![mo, e], "every word is a prefix");
+    assert_eq!(search("q=even&tag=news"), vec![e], "as the README has it");
+    assert_eq!(search("q=Even%20NEWS"), vec![e]);
     assert_eq!(search("q=evening%20news"), vec![e]);
+    // Phrases: the words in that order, the last a prefix.
+    assert_eq!(search("q=%22evening%20news%22"), vec![e]);
+    assert_eq!(search("q=%22evening%20new%22"), vec![e]);
+    assert!(search("q=%22news%20evening%22").is_empty(), "order matters");
+    assert!(search("q=%22item%20evening%22").is_empty());
+    // Exclusions, with words and alone.
+    assert_eq!(search("q=news%20-morning"), vec![e]);
+    assert_eq!(search("q=new%20-%22morning%20newsflash%22"), vec![e]);
+    assert_eq!(search("q=-drama%20-sport"), vec![mo, e]);
+    assert_eq!(
+        search("q=-mor"),
+        vec![h, m, e],
+        "an exclusion is a prefix too"
+    );
+    // Totals: exact when small.
+    let r = s.call("GET", "/v1/search?q=news&limit=1", a, None);
+    assert_eq!(ids(&r.body), vec![mo]);
+    assert_eq!(r.body["total"], json!({"value": 2, "exact": true}));
+    let r = s.call("GET", "/v1/search?q=-drama", a, None);
+    assert_eq!(r.body["total"], json!({"value": 3, "exact": true}));
+    // Sorting, and paging in that order.
+    assert_eq!(search("sort=title"), vec![e, h, m, mo]);
+    assert_eq!(search("sort=-title"), vec![mo, m, h, e]);
+    assert_eq!(search("sort=title&q=news"), vec![e, mo]);
+    assert_eq!(search("sort=created"), vec![mo, h, m, e]);
+    for sort in [
+        "title",
+        "-title",
+        "date",
+        "-date",
+        "duration",
+        "-duration",
+        "updated",
+        "-updated",
+    ] {
+        let all = search(&format!("sort={sort}"));
+        assert_eq!(all.len(), 4, "{sort}");
+        let mut paged = Vec::new();
+        let mut next = String::new();
+        loop {
+            let r = s.call(
+                "GET",
+                &format!("/v1/search?sort={sort}&limit=1{next}"),
+                a,
+                None,
+            );
+            assert_eq!(r.status, 200, "{}", r.body);
+            paged.extend(ids(&r.body));
+            match r.body["next"].as_str() {
+                Some(n) => next = format!("&after={n}"),
+                None => break,
+            }
+            assert!(paged.len() <= 4, "{sort}: {paged:?}");
+        }
+        assert_eq!(paged, all, "{sort}: pages in order");
+        assert_eq!(
+            s.call("GET", &format!("/v1/search?sort={sort}&limit=1"), a, None)
+                .body["total"],
+            json!({"value": 4, "exact": true})
+        );
+    }
+    let r = s.call("GET", "/v1/search?sort=colour", a, None);
+    assert_eq!((r.status, r.code()), (422, "invalid_field"), "{}", r.body);
+    assert_eq!(r.body["error"]["field"], "sort");
+    // The latest change first.
+    let r = s.call(
+        "PATCH",
+        &format!("/v1/assets/{m}"),
+        a,
+        Some(&json!({"episode": "2"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(search("sort=-updated")[0], m);
+    assert_eq!(search("sort=date&q=-x"), search("sort=date"));
     assert_eq!(search("q=football"), vec![m], "tags are searched");
     assert_eq!(search("q=drama"), vec![h], "custom fields are searched");
     assert_eq!(search("q=harbour&kind=clip"), vec![h]);
@@ -1329,6 +1405,65 @@ fn probes_and_the_api_document_are_public() {
         json!([{}]),
         "/ready is documented as public"
     );
+}
+
+/// Past 1000 matches the total is an estimate and says so; assets sort by their files'
+/// duration.
+#[test]
+fn search_totals_past_the_bound_and_sorting_by_duration() {
+    let media = tempfile::tempdir().unwrap();
+    let s = start(None, media.path());
+    let a = Some(s.admin.as_str());
+    for i in 0..1100 {
+        let title = format!("Clip {i} {}", if i % 2 == 0 { "alpha" } else { "beta" });
+        let r = s.call("POST", "/v1/assets", a, Some(&json!({"title": title})));
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let total = |q: &str| s.call("GET", &format!("/v1/search?{q}"), a, None).body["total"].clone();
+    assert_eq!(total("q=alpha"), json!({"value": 550, "exact": true}));
+    assert_eq!(
+        total("q=alpha&limit=5&after=900"),
+        json!({"value": 550, "exact": true})
+    );
+    for q in ["q=clip", "limit=10", "q=clip%20-zeta"] {
+        let t = total(q);
+        assert_eq!(t["exact"], false, "{q}: {t}");
+        let v = t["value"].as_i64().unwrap();
+        assert!((1001..=1300).contains(&v), "{q}: estimate {v} of 1100");
+    }
+    // Duration: the longest file of each asset.
+    let mut made = Vec::new();
+    for (name, secs) in [("three.mp4", "3"), ("one.mp4", "1"), ("two.mp4", "2")] {
+        let p = media.path().join(name);
+        common::ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size=160x90:rate=25:duration={secs}"),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            p.to_str().unwrap(),
+        ]);
+        let r = s.call(
+            "POST",
+            "/v1/ingest",
+            a,
+            Some(&json!({"path": p, "asset": {"title": format!("Timed {name}")}})),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        made.push(r.body["asset"]["id"].as_i64().unwrap());
+    }
+    let order = |q: &str| {
+        ids(&s
+            .call("GET", &format!("/v1/search?q=timed&{q}"), a, None)
+            .body)
+    };
+    assert_eq!(order("sort=duration"), vec![made[1], made[2], made[0]]);
+    assert_eq!(order("sort=-duration"), vec![made[0], made[2], made[1]]);
+    let r = s.call("GET", "/v1/search?sort=-duration&after=x", a, None);
+    assert_eq!((r.status, r.code()), (400, "invalid_query"));
 }
 
 /// A rejected file is named as the client knows it; where the appliance keeps it never shows.

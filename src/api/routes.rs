@@ -19,7 +19,7 @@ use super::error::ErrorBody;
 use super::{ApiError, Body, Caller, Path, Query, S, SESSION_COOKIE};
 use crate::catalog::access::{Grant, Group, TokenInfo, User};
 use crate::catalog::assets::{
-    Asset, AssetInput, Collection, FileRec, RightsInput, RightsWindow, SearchQuery, TagCount,
+    Asset, AssetInput, Collection, FileRec, RightsInput, RightsWindow, SearchQuery, TagCount, Total,
 };
 use crate::catalog::log::{AuditCheck, AuditEntry};
 use crate::catalog::{Change, Perms, Principal, Role};
@@ -230,27 +230,44 @@ pub async fn logout(State(st): State<S>, c: Caller) -> Res<Response> {
 
 // ---- assets ----
 
-/// Lists and searches assets the caller may read, newest first.
+/// A page of search results with the count of all of them.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SearchPage {
+    pub items: Vec<Asset>,
+    /// The `after` of the next page, absent on the last.
+    pub next: Option<String>,
+    /// All matches over every page: exact up to 1000, then an estimate (`exact: false`).
+    pub total: Total,
+}
+
+/// Lists and searches assets the caller may read (newest first unless `sort` says otherwise),
+/// with the total count.
 #[utoipa::path(get, path = "/v1/assets", tag = "assets", params(SearchQuery),
-    responses((status = 200, body = Page<Asset>), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = SearchPage), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn list_assets(
     State(st): State<S>,
     c: Caller,
     Query(q): Query<SearchQuery>,
-) -> Res<axum::Json<Page<Asset>>> {
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+) -> Res<axum::Json<SearchPage>> {
+    let limit = q.limit.unwrap_or(50).clamp(1, 200);
     let items = st.catalog.search(&c.0, &q).await?;
-    Ok(axum::Json(page(items, limit, |a| a.id)))
+    let total = if q.after.is_none() && (items.len() as i64) < limit {
+        // The first page holds them all: no second query.
+        Total {
+            value: items.len() as i64,
+            exact: true,
+        }
+    } else {
+        st.catalog.search_total(&c.0, &q).await?
+    };
+    let Page { items, next } = page(items, limit, |a| a.id);
+    Ok(axum::Json(SearchPage { items, next, total }))
 }
 
-/// Full-text search with filters (the same as `GET /v1/assets`).
+/// Full-text search with filters, sorting and the total count (the same as `GET /v1/assets`).
 #[utoipa::path(get, path = "/v1/search", tag = "assets", params(SearchQuery),
-    responses((status = 200, body = Page<Asset>), (status = 400, body = ErrorBody)))]
-pub async fn search(
-    st: State<S>,
-    c: Caller,
-    q: Query<SearchQuery>,
-) -> Res<axum::Json<Page<Asset>>> {
+    responses((status = 200, body = SearchPage), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn search(st: State<S>, c: Caller, q: Query<SearchQuery>) -> Res<axum::Json<SearchPage>> {
     list_assets(st, c, q).await
 }
 

@@ -205,13 +205,17 @@ pub struct TagCount {
     pub assets: i64,
 }
 
-/// A search: every given filter must hold. Results come newest first; `after` is the `id` of
-/// the last item of the previous page.
+/// A search: every given filter must hold. Results come newest first unless `sort` says
+/// otherwise; `after` is the `id` of the last item of the previous page (in any order).
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct SearchQuery {
-    /// Words, each matched as a prefix, all required, over title, description, subject,
-    /// creator, contributor, series, episode, identifier, tags and searchable custom fields.
+    /// Words, all required, each matched as the start of a word (`even` finds "Evening"; a
+    /// one-letter word matches whole), over title, description, subject, creator,
+    /// contributor, series, episode, identifier, tags and searchable custom fields.
+    /// `"evening news"` matches the words in that order (the last one as a prefix);
+    /// `-rerun` (or `-"phrase"`) leaves out assets that match it. Other punctuation is
+    /// ignored; at most 16 words.
     pub q: Option<String>,
     pub status: Option<String>,
     pub kind: Option<String>,
@@ -225,8 +229,76 @@ pub struct SearchQuery {
     pub codec: Option<String>,
     /// Lowest picture height of any of its files.
     pub min_height: Option<i64>,
+    /// Order: `created` (the default: newest first), `title` (A to Z), `date` (the
+    /// descriptive date, oldest first), `duration` (shortest first), `updated` (least
+    /// recently changed first); a leading `-` reverses it (`-updated`: latest change first,
+    /// `-created`: the same as `created`).
+    pub sort: Option<String>,
     pub limit: Option<i64>,
     pub after: Option<i64>,
+}
+
+/// A result count: exact up to [`COUNT_EXACT_UP_TO`], above that estimated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Total {
+    /// How many assets the search finds (all pages).
+    pub value: i64,
+    /// Whether `value` is exact; when false it is an estimate from the density of the
+    /// newest matches over the catalog's id range, and the true count is above
+    /// `COUNT_EXACT_UP_TO` (1000).
+    pub exact: bool,
+}
+
+/// Counts up to this are exact; above, estimated (counting every match of a common word in a
+/// large catalog would cost more than the search).
+pub const COUNT_EXACT_UP_TO: i64 = 1000;
+
+/// The order of a search, with the column (index) it walks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sort {
+    Created,
+    Title,
+    Date,
+    Duration,
+    Updated,
+}
+
+impl Sort {
+    /// `(order, descending)` from the `sort` parameter.
+    fn parse(s: Option<&str>) -> Result<(Sort, bool)> {
+        let Some(s) = s.map(str::trim).filter(|s| !s.is_empty()) else {
+            return Ok((Sort::Created, true));
+        };
+        let (name, reverse) = match s.strip_prefix('-') {
+            Some(n) => (n, true),
+            None => (s, false),
+        };
+        let sort = match name {
+            "created" => return Ok((Sort::Created, true)),
+            "title" => Sort::Title,
+            "date" => Sort::Date,
+            "duration" => Sort::Duration,
+            "updated" => Sort::Updated,
+            _ => {
+                return Err(CatalogError::invalid(
+                    "sort",
+                    format!("{s:?}: created, title, date, duration or updated, with - to reverse"),
+                ))
+            }
+        };
+        Ok((sort, reverse))
+    }
+
+    /// The sort key of asset `a` (matching the `assets_sort_*` indexes).
+    fn key(self, alias: &str) -> String {
+        match self {
+            Sort::Created => format!("{alias}.id"),
+            Sort::Title => format!("lower({alias}.title)"),
+            Sort::Date => format!("{alias}.date"),
+            Sort::Duration => format!("{alias}.duration_s"),
+            Sort::Updated => format!("{alias}.updated_ms"),
+        }
+    }
 }
 
 /// The columns of an asset record (not the PostgreSQL search vector, which `Any` cannot read).
@@ -309,22 +381,147 @@ fn clean_tag(t: &str) -> Result<String> {
     Ok(t)
 }
 
-/// The words of a search for FTS5 or `to_tsquery`: letters and digits only (no operator gets
-/// through), each with whether it ends in `*` (match it as the start of longer words).
-fn search_terms(q: &str) -> Vec<(String, bool)> {
-    let mut out = Vec::new();
-    let mut word = String::new();
-    let mut chars = q.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_alphanumeric() {
-            word.extend(c.to_lowercase());
-            if chars.peek().is_some_and(|n| n.is_alphanumeric()) {
-                continue;
+/// One condition of a text search: words that must follow each other (one word: anywhere),
+/// the last matched as a prefix when `prefix`. Only letters and digits get in, so no operator
+/// of FTS5 or `to_tsquery` can.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Clause {
+    words: Vec<String>,
+    prefix: bool,
+}
+
+/// A parsed text search: clauses that must match, and clauses that must not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct TextQuery {
+    must: Vec<Clause>,
+    not: Vec<Clause>,
+}
+
+impl TextQuery {
+    fn is_empty(&self) -> bool {
+        self.must.is_empty() && self.not.is_empty()
+    }
+
+    /// The FTS5 expression of `clauses`, joined by `op`.
+    fn fts5(clauses: &[Clause], op: &str) -> String {
+        clauses
+            .iter()
+            .map(|c| {
+                let star = if c.prefix { "*" } else { "" };
+                format!("\"{}\"{star}", c.words.join(" "))
+            })
+            .collect::<Vec<_>>()
+            .join(op)
+    }
+
+    /// The FTS5 MATCH expression, when there is something that must match.
+    fn fts5_match(&self) -> Option<String> {
+        if self.must.is_empty() {
+            return None;
+        }
+        let m = Self::fts5(&self.must, " AND ");
+        Some(if self.not.is_empty() {
+            m
+        } else {
+            format!("({m}) NOT ({})", Self::fts5(&self.not, " OR "))
+        })
+    }
+
+    /// The `to_tsquery('simple', …)` text.
+    fn tsquery(&self) -> String {
+        let one = |c: &Clause| -> String {
+            let n = c.words.len();
+            let ws: Vec<String> = c
+                .words
+                .iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    if c.prefix && i + 1 == n {
+                        format!("{w}:*")
+                    } else {
+                        w.clone()
+                    }
+                })
+                .collect();
+            if n > 1 {
+                format!("({})", ws.join(" <-> "))
+            } else {
+                ws.join("")
             }
-            let prefix = chars.peek() == Some(&'*') && word.chars().count() > 1;
-            out.push((std::mem::take(&mut word), prefix));
-            if out.len() == 16 {
-                break;
+        };
+        self.must
+            .iter()
+            .map(one)
+            .chain(self.not.iter().map(|c| format!("!{}", one(c))))
+            .collect::<Vec<_>>()
+            .join(" & ")
+    }
+}
+
+/// Parses what a person types into a search box: words (each a prefix, but one letter matches
+/// whole), `"a phrase"` (its words in order, the last a prefix; an unclosed quote runs to the
+/// end), and `-word` / `-"phrase"` to leave matches out. Anything but letters and digits
+/// separates words. At most 16 words in all.
+fn parse_text_query(q: &str) -> TextQuery {
+    let mut out = TextQuery::default();
+    let mut words_total = 0;
+    let chars: Vec<char> = q.chars().collect();
+    let mut i = 0;
+    let word_at = |i: &mut usize| -> String {
+        let mut w = String::new();
+        while *i < chars.len() && chars[*i].is_alphanumeric() {
+            w.extend(chars[*i].to_lowercase());
+            *i += 1;
+        }
+        w
+    };
+    while i < chars.len() && words_total < 16 {
+        let c = chars[i];
+        // `-` leaves out what follows it, when it starts a term.
+        let negate = c == '-'
+            && (i == 0 || chars[i - 1].is_whitespace())
+            && chars
+                .get(i + 1)
+                .is_some_and(|n| n.is_alphanumeric() || *n == '"');
+        if negate {
+            i += 1;
+        }
+        let c = chars[i];
+        let clause = if c == '"' {
+            i += 1;
+            let mut words = Vec::new();
+            while i < chars.len() && chars[i] != '"' {
+                if chars[i].is_alphanumeric() {
+                    if words_total + words.len() < 16 {
+                        words.push(word_at(&mut i));
+                    } else {
+                        word_at(&mut i);
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            i += 1; // the closing quote
+            (!words.is_empty()).then(|| Clause {
+                prefix: words.last().is_some_and(|w| w.chars().count() > 1),
+                words,
+            })
+        } else if c.is_alphanumeric() {
+            let w = word_at(&mut i);
+            Some(Clause {
+                prefix: w.chars().count() > 1,
+                words: vec![w],
+            })
+        } else {
+            i += 1;
+            None
+        };
+        if let Some(cl) = clause {
+            words_total += cl.words.len();
+            if negate {
+                out.not.push(cl);
+            } else {
+                out.must.push(cl);
             }
         }
     }
@@ -1037,66 +1234,142 @@ impl Catalog {
         Ok(removed)
     }
 
-    /// Search and list, newest first, restricted to what `who` may read.
+    /// Search and list (newest first unless `q.sort` says otherwise), restricted to what
+    /// `who` may read.
     pub async fn search(&self, who: &Principal, q: &SearchQuery) -> Result<Vec<Asset>> {
         let limit = q.limit.unwrap_or(50).clamp(1, 200);
+        let (sort, desc) = Sort::parse(q.sort.as_deref())?;
+        let (mut sql, key) = self.search_sql(who, q, &self.asset_select(), sort).await?;
+        let dir = if desc { "DESC" } else { "ASC" };
+        if sort == Sort::Created {
+            if let Some(after) = q.after {
+                sql.push(&format!(" AND {key} < ")).int(after);
+            }
+            sql.push(&format!(" ORDER BY {key} DESC LIMIT ")).int(limit);
+        } else {
+            // Keyset paging on (sort key, id): `after` names the last asset of the page.
+            let k = sort.key("a");
+            if let Some(after) = q.after {
+                let cmp = if desc { "<" } else { ">" };
+                sql.push(&format!(
+                    " AND ({k}, a.id) {cmp} ((SELECT {} FROM assets a2 WHERE a2.id = ",
+                    sort.key("a2")
+                ))
+                .int(after)
+                .push("), ")
+                .int(after)
+                .push(")");
+            }
+            sql.push(&format!(" ORDER BY {k} {dir}, a.id {dir} LIMIT "))
+                .int(limit);
+        }
+        let rows = sql.query().fetch_all(&self.pool).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let perms = if who.role.base() == who.role.cap() {
+                who.role.cap()
+            } else {
+                let id: i64 = r.try_get("id")?;
+                self.asset_perms(who, id).await?.unwrap_or(Perms::READ)
+            };
+            out.push(self.asset_of(r, perms)?);
+        }
+        Ok(out)
+    }
+
+    /// How many assets a search finds over all its pages: counted up to
+    /// [`COUNT_EXACT_UP_TO`]; above that, estimated from how densely the newest matches lie
+    /// in the catalog's id range.
+    pub async fn search_total(&self, who: &Principal, q: &SearchQuery) -> Result<Total> {
+        Sort::parse(q.sort.as_deref())?;
+        let (mut sql, key) = self
+            .search_sql(who, q, "SELECT a.id AS id FROM assets a", Sort::Created)
+            .await?;
+        sql.push(&format!(" ORDER BY {key} DESC LIMIT "))
+            .int(COUNT_EXACT_UP_TO + 1);
+        let inner = std::mem::take(&mut sql.text);
+        sql.text = format!("SELECT COUNT(*) AS n, MIN(id) AS lo, MAX(id) AS hi FROM ({inner}) m");
+        let r = sql.query().fetch_one(&self.pool).await?;
+        let n: i64 = r.try_get("n")?;
+        if n <= COUNT_EXACT_UP_TO {
+            return Ok(Total {
+                value: n,
+                exact: true,
+            });
+        }
+        let (lo, hi): (i64, i64) = (r.try_get("lo")?, r.try_get("hi")?);
+        let first: i64 = sqlx::query("SELECT COALESCE(MIN(id), 0) FROM assets")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        let span = (hi - lo + 1).max(1) as f64;
+        let whole = (hi - first + 1).max(1) as f64;
+        let estimate = (n as f64 * whole / span).round() as i64;
+        Ok(Total {
+            value: estimate.max(n),
+            exact: false,
+        })
+    }
+
+    /// The statement of a search up to its order and limit: `select` (which reads `FROM
+    /// assets a`) with the text match and every filter, and the column the newest-first order
+    /// walks (`f.rowid` when the full-text index drives the scan).
+    async fn search_sql(
+        &self,
+        who: &Principal,
+        q: &SearchQuery,
+        select: &str,
+        sort: Sort,
+    ) -> Result<(Sql, &'static str)> {
         let mut sql = Sql::default();
-        let terms = q.q.as_deref().map(search_terms).unwrap_or_default();
-        let select = self.asset_select();
-        // Every word must match, whole, or as the start of longer words when it ends in `*`
-        // (exact words read one list of the index; a prefix merges the lists of every word
-        // it starts).
+        let text = q.q.as_deref().map(parse_text_query).unwrap_or_default();
         let restricted = !who.role.base().has(Perms::READ);
-        let mut fts = !terms.is_empty() && self.backend == Backend::Sqlite;
+        let sqlite = self.backend == Backend::Sqlite;
+        let fts = if sqlite { text.fts5_match() } else { None };
         // A caller who reads few assets: walk what they may read and test each against the
         // index, rather than walking every match of a common word to find the few they see.
-        let few = fts && restricted && self.readable_at_most(who, 20_000).await?;
-        if few {
-            let m: Vec<String> = terms
-                .iter()
-                .map(|(t, p)| {
-                    if *p {
-                        format!("\"{t}\"*")
-                    } else {
-                        format!("\"{t}\"")
-                    }
-                })
-                .collect();
-            sql.push(&select)
-                .push(" WHERE EXISTS (SELECT 1 FROM assets_fts WHERE assets_fts MATCH ")
-                .str(m.join(" AND "))
-                .push(" AND assets_fts.rowid = a.id)");
-            fts = false;
-        } else if fts {
-            let m: Vec<String> = terms
-                .iter()
-                .map(|(t, p)| {
-                    if *p {
-                        format!("\"{t}\"*")
-                    } else {
-                        format!("\"{t}\"")
-                    }
-                })
-                .collect();
-            // CROSS JOIN keeps the full-text index as the outer loop: matches come newest
-            // first and the scan stops at the page size instead of sorting every match.
-            sql.push(&select.replace(
-                " FROM assets a",
-                " FROM assets_fts f CROSS JOIN assets a ON a.id = f.rowid",
-            ))
-            .push(" WHERE assets_fts MATCH ")
-            .str(m.join(" AND "));
-        } else {
-            sql.push(&select).push(" WHERE 1 = 1");
-            if !terms.is_empty() {
-                let m: Vec<String> = terms
-                    .iter()
-                    .map(|(t, p)| if *p { format!("{t}:*") } else { t.clone() })
-                    .collect();
-                sql.push(" AND a.search @@ to_tsquery('simple', ")
-                    .str(m.join(" & "))
+        let few = fts.is_some() && restricted && self.readable_at_most(who, 20_000).await?;
+        let mut key = "a.id";
+        match fts {
+            Some(m) if few => {
+                sql.push(select)
+                    .push(" WHERE EXISTS (SELECT 1 FROM assets_fts WHERE assets_fts MATCH ")
+                    .str(m)
+                    .push(" AND assets_fts.rowid = a.id)");
+            }
+            Some(m) if sort == Sort::Created => {
+                // CROSS JOIN keeps the full-text index as the outer loop: matches come newest
+                // first and the scan stops at the page size instead of sorting every match.
+                sql.push(&select.replace(
+                    " FROM assets a",
+                    " FROM assets_fts f CROSS JOIN assets a ON a.id = f.rowid",
+                ))
+                .push(" WHERE assets_fts MATCH ")
+                .str(m);
+                key = "f.rowid";
+            }
+            Some(m) => {
+                // Another order: the matches once (an ephemeral index), the order's own
+                // index or a sort of the matches, as the planner finds cheaper.
+                sql.push(select)
+                    .push(" WHERE a.id IN (SELECT rowid FROM assets_fts WHERE assets_fts MATCH ")
+                    .str(m)
                     .push(")");
             }
+            None => {
+                sql.push(select).push(" WHERE 1 = 1");
+            }
+        }
+        if sqlite && text.must.is_empty() && !text.not.is_empty() {
+            // Only exclusions: FTS5 cannot match "not", so test each candidate.
+            sql.push(" AND NOT EXISTS (SELECT 1 FROM assets_fts WHERE assets_fts MATCH ")
+                .str(TextQuery::fts5(&text.not, " OR "))
+                .push(" AND assets_fts.rowid = a.id)");
+        }
+        if !sqlite && !text.is_empty() {
+            sql.push(" AND a.search @@ to_tsquery('simple', ")
+                .str(text.tsquery())
+                .push(")");
         }
         if restricted {
             let uid = sql.args.len() + 1;
@@ -1145,23 +1418,7 @@ impl Catalog {
             }
             sql.push(")");
         }
-        let key = if fts { "f.rowid" } else { "a.id" };
-        if let Some(after) = q.after {
-            sql.push(&format!(" AND {key} < ")).int(after);
-        }
-        sql.push(&format!(" ORDER BY {key} DESC LIMIT ")).int(limit);
-        let rows = sql.query().fetch_all(&self.pool).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let perms = if who.role.base() == who.role.cap() {
-                who.role.cap()
-            } else {
-                let id: i64 = r.try_get("id")?;
-                self.asset_perms(who, id).await?.unwrap_or(Perms::READ)
-            };
-            out.push(self.asset_of(r, perms)?);
-        }
-        Ok(out)
+        Ok((sql, key))
     }
 
     /// Whether `who` may read at most `n` assets (their own, granted, or through collections).
@@ -1749,18 +2006,75 @@ mod tests {
 
     #[test]
     fn search_words_are_safe() {
-        let w = |s: &str, p: bool| (s.to_string(), p);
+        let c = |ws: &[&str], prefix: bool| Clause {
+            words: ws.iter().map(|w| w.to_string()).collect(),
+            prefix,
+        };
+        let t = parse_text_query("News \"AT\" 10* OR x-ray é* a");
         assert_eq!(
-            search_terms("News \"AT\" 10* OR -x* é*"),
+            t.must,
             vec![
-                w("news", false),
-                w("at", false),
-                w("10", true),
-                w("or", false),
-                w("x", false),
-                w("é", false)
+                c(&["news"], true),
+                c(&["at"], true),
+                c(&["10"], true),
+                c(&["or"], true),
+                c(&["x"], false),
+                c(&["ray"], true),
+                c(&["é"], false),
+                c(&["a"], false)
             ]
         );
-        assert!(search_terms("\" * ( )").is_empty());
+        assert!(t.not.is_empty());
+        assert!(parse_text_query("\" * ( ) - -- \"\"").is_empty());
+        assert_eq!(
+            TextQuery::fts5(&t.must[..3], " AND "),
+            "\"news\"* AND \"at\"* AND \"10\"*"
+        );
+    }
+
+    #[test]
+    fn phrases_and_exclusions() {
+        let t = parse_text_query("\"Evening News\" -rerun -\"late edition\" sport");
+        assert_eq!(
+            t.fts5_match().unwrap(),
+            "(\"evening news\"* AND \"sport\"*) NOT (\"rerun\"* OR \"late edition\"*)"
+        );
+        assert_eq!(
+            t.tsquery(),
+            "(evening <-> news:*) & sport:* & !rerun:* & !(late <-> edition:*)"
+        );
+        let t = parse_text_query("-rerun");
+        assert!(t.must.is_empty() && t.fts5_match().is_none());
+        assert_eq!(t.tsquery(), "!rerun:*");
+        // An unclosed quote runs to the end; a dash inside a word is not an exclusion.
+        let t = parse_text_query("\"evening ne");
+        assert_eq!(t.fts5_match().unwrap(), "\"evening ne\"*");
+        let t = parse_text_query("well-known");
+        assert_eq!(t.must.len(), 2);
+        assert!(t.not.is_empty());
+        // At most 16 words.
+        let long = (0..40)
+            .map(|i| format!("w{i}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert_eq!(parse_text_query(&long).must.len(), 16);
+        let long = format!("\"{long}\"");
+        assert_eq!(parse_text_query(&long).must[0].words.len(), 16);
+    }
+
+    #[test]
+    fn sorts() {
+        assert_eq!(Sort::parse(None).unwrap(), (Sort::Created, true));
+        assert_eq!(Sort::parse(Some("title")).unwrap(), (Sort::Title, false));
+        assert_eq!(
+            Sort::parse(Some("-updated")).unwrap(),
+            (Sort::Updated, true)
+        );
+        assert_eq!(
+            Sort::parse(Some("-created")).unwrap(),
+            (Sort::Created, true)
+        );
+        assert!(Sort::parse(Some("colour")).is_err());
+        assert!(Sort::parse(Some("--title")).is_err());
     }
 }
