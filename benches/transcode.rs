@@ -225,6 +225,64 @@ fn run() -> Res<()> {
         );
     }
     println!("{:-<78}", "");
+
+    // 7. What verification costs: the same transcode with and without it, alternating.
+    println!("\nverification cost (wall clock with verification vs --no-verify, best of {RUNS}):");
+    println!("{:-<78}", "");
+    println!(
+        "{:<22} {:>12} {:>12} {:>10} {:>10}",
+        "profile", "no-verify s", "verify s", "cost", "goal <=5%"
+    );
+    println!("{:-<78}", "");
+    for (profile, source) in [
+        ("xdcam-hd422-1080i25", &src_i),
+        ("web-h264", &src),
+        ("proxy", &src),
+    ] {
+        let out = work.join(format!("out_v_{profile}"));
+        let (mut plain, mut checked) = (f64::INFINITY, f64::INFINITY);
+        for _ in 0..RUNS {
+            plain = plain.min(antenne_run(&antenne, source, profile, &out, &fw_profiles, false)?.0);
+            checked =
+                checked.min(antenne_run(&antenne, source, profile, &out, &fw_profiles, true)?.0);
+        }
+        let cost = (checked - plain) / plain;
+        println!(
+            "{profile:<22} {plain:>12.2} {checked:>12.2} {:>9.1}% {:>10}",
+            cost * 100.0,
+            if cost <= 0.05 { "met" } else { "NOT met" }
+        );
+    }
+    println!("{:-<78}", "");
+
+    // 8. Peak memory: the ladder from this source and from one twice as long. A decode loop that
+    // kept each packet's buffer would grow by the source's size.
+    let src_long = work.join("src_long.mkv");
+    make_source(&src_long, secs * 2, false)?;
+    println!("\npeak memory (RSS) of the 3-rung ladder, one run each:");
+    println!("{:-<78}", "");
+    println!(
+        "{:<12} {:>10} {:>12} {:>12} {:>12} {:>9}",
+        "source", "size MiB", "ffmpeg MiB", "antenne MiB", "antenne s", "ratio"
+    );
+    println!("{:-<78}", "");
+    let mut peaks = Vec::new();
+    for (label, s) in [(format!("{secs} s"), &src), (format!("{} s", secs * 2), &src_long)] {
+        let size = std::fs::metadata(s).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0;
+        let ((_, ff_mib), (an_s, an_mib)) = ladder_memory(&antenne, s, &work, &profiles)?;
+        let ratio = an_mib / ff_mib;
+        println!(
+            "{label:<12} {size:>10.0} {ff_mib:>12.0} {an_mib:>12.0} {an_s:>12.2} {ratio:>8.2}x"
+        );
+        peaks.push(an_mib);
+    }
+    println!("{:-<78}", "");
+    if let [a, b] = peaks[..] {
+        println!(
+            "antenne peak at 2x the length / at 1x = {:.2} (goal: no growth, ~1.0; ratio to ffmpeg goal <= 1.2)",
+            b / a
+        );
+    }
     Ok(())
 }
 
@@ -275,6 +333,43 @@ fn sh(cmd: &mut Command, what: &str) -> Res<Output> {
             String::from_utf8_lossy(&out.stdout).trim_end()
         ))
     }
+}
+
+/// Runs a command to the end and returns its wall time in seconds and its peak resident memory
+/// in MiB (the kernel's `ru_maxrss` of that one child, from `wait4`); stdout and stderr go to
+/// files beside `log`, shown when it fails.
+fn measured(cmd: &mut Command, what: &str, log: &Path) -> Res<(f64, f64)> {
+    let line = format!("{cmd:?}");
+    let out_path = log.with_extension("stdout");
+    let err_path = log.with_extension("stderr");
+    let file = |p: &Path| {
+        std::fs::File::create(p).map_err(|e| format!("cannot create {}: {e}", p.display()))
+    };
+    cmd.stdout(file(&out_path)?).stderr(file(&err_path)?);
+    let t = Instant::now();
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("{what}: cannot run {line}: {e}"))?;
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills; the pid is our own child, waited once.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: as above; `status` and `usage` outlive the call.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let secs = t.elapsed().as_secs_f64();
+    if r != pid {
+        return Err(format!(
+            "{what}: wait4 failed: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        return Err(format!(
+            "{what} failed (status {status})\ncommand: {line}\n--- stderr ---\n{}",
+            std::fs::read_to_string(&err_path).unwrap_or_default().trim_end()
+        ));
+    }
+    Ok((secs, usage.ru_maxrss as f64 / 1024.0))
 }
 
 fn ffmpeg() -> Command {
@@ -377,9 +472,47 @@ fn ffmpeg_ladder(src: &Path, outdir: &Path) -> Res<f64> {
             .args(["-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-ac", "2"])
             .arg(outdir.join(format!("src_{name}.mp4")));
     }
-    let t = Instant::now();
-    sh(&mut c, "ffmpeg ladder")?;
-    Ok(t.elapsed().as_secs_f64())
+    let (secs, _) = measured(&mut c, "ffmpeg ladder", &outdir.join("ffmpeg.log"))?;
+    Ok(secs)
+}
+
+/// [`ffmpeg_ladder`] and the same ladder by antenne, each run once: (seconds, peak MiB) of
+/// ffmpeg, then of antenne.
+fn ladder_memory(
+    antenne: &Path,
+    src: &Path,
+    work: &Path,
+    profiles: &Path,
+) -> Res<((f64, f64), (f64, f64))> {
+    let ff_out = work.join("mem_ffmpeg");
+    fresh_dir(&ff_out)?;
+    let mut c = ffmpeg();
+    c.args(["-loglevel", "error", "-i"]).arg(src).arg("-filter_complex").arg(
+        "[0:v]split=3[a][b][c];[a]scale=1920:1080[v0];[b]scale=1280:720[v1];[c]scale=854:480[v2]",
+    );
+    for (i, (name, _, _, kbps)) in LADDER.iter().enumerate() {
+        c.args(["-map", &format!("[v{i}]"), "-map", "0:a"])
+            .args(["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high"])
+            .args(["-b:v", &format!("{kbps}k"), "-maxrate", &format!("{kbps}k")])
+            .args(["-bufsize", &format!("{}k", kbps * 2)])
+            .args(["-g", "50", "-keyint_min", "50", "-sc_threshold", "0", "-bf", "3"])
+            .args(["-pix_fmt", "yuv420p"])
+            .args(["-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-ac", "2"])
+            .arg(ff_out.join(format!("src_{name}.mp4")));
+    }
+    let ff = measured(&mut c, "ffmpeg ladder", &work.join("mem_ffmpeg.log"))?;
+    let an_out = work.join("mem_antenne");
+    fresh_dir(&an_out)?;
+    let mut c = Command::new(antenne);
+    c.arg("transcode")
+        .arg(src)
+        .args(["--profile", "bench-ladder", "-o"])
+        .arg(&an_out)
+        .arg("--profiles-dir")
+        .arg(profiles)
+        .args(["--backend", "software", "--no-verify"]);
+    let an = measured(&mut c, "antenne ladder", &work.join("mem_antenne.log"))?;
+    Ok((ff, an))
 }
 
 fn antenne_transcode(
@@ -389,6 +522,18 @@ fn antenne_transcode(
     outdir: &Path,
     profiles: &Path,
 ) -> Res<f64> {
+    antenne_run(bin, src, profile, outdir, profiles, false).map(|(s, _)| s)
+}
+
+/// One `antenne transcode`, with or without its verification: (seconds, peak MiB).
+fn antenne_run(
+    bin: &Path,
+    src: &Path,
+    profile: &str,
+    outdir: &Path,
+    profiles: &Path,
+    verify: bool,
+) -> Res<(f64, f64)> {
     fresh_dir(outdir)?;
     let mut c = Command::new(bin);
     c.arg("transcode")
@@ -397,10 +542,12 @@ fn antenne_transcode(
         .arg(outdir)
         .arg("--profiles-dir")
         .arg(profiles)
-        .args(["--backend", "software", "--no-verify"]);
-    let t = Instant::now();
-    sh(&mut c, &format!("antenne transcode --profile {profile}"))?;
-    Ok(t.elapsed().as_secs_f64())
+        .args(["--backend", "software"]);
+    if !verify {
+        c.arg("--no-verify");
+    }
+    let log = outdir.with_extension("log");
+    measured(&mut c, &format!("antenne transcode --profile {profile}"), &log)
 }
 
 fn fresh_dir(dir: &Path) -> Res<()> {

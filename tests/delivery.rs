@@ -378,7 +378,8 @@ fn house_and_edit_profiles_read_back_as_specified() {
             p["streams"][0]["profile"].as_str(),
             p["streams"][0]["height"].as_u64()
         ),
-        (Some("Main"), Some(720))
+        // A platform rendition is not upscaled: the 180-line source stays 180 lines.
+        (Some("Main"), Some(180))
     );
     let g = mi(
         "m_imx50.mxf",

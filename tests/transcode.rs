@@ -792,11 +792,6 @@ pix_fmt = "yuv420p"
                     .map(|m| m.join(&output).join("index.m3u8"))
                     .filter(|p| p.is_file())
                     .collect()
-            } else if made.iter().any(|m| m.is_dir()) {
-                // A DASH package: one fMP4 rendition per rung.
-                made.iter()
-                    .flat_map(|m| files_named(m, &output))
-                    .collect()
             } else {
                 made.iter()
                     .filter(|m| {
@@ -807,7 +802,7 @@ pix_fmt = "yuv420p"
                     .cloned()
                     .collect()
             };
-            if container == "hls" || made.iter().any(|m| m.is_dir()) {
+            if container == "hls" {
                 // Larger rungs are not made from a 320×180 source; the smallest is.
                 for f in &files {
                     assert_cadence(f, &format!("{name}/{output}"), gop);
@@ -821,34 +816,6 @@ pix_fmt = "yuv420p"
         }
     }
     assert!(checked >= 12, "only {checked} outputs checked");
-}
-
-/// Renditions of a DASH package for one ladder rung: the rung's init + media segments joined,
-/// which ffprobe reads as one fragmented MP4.
-fn files_named(dir: &Path, rung: &str) -> Vec<PathBuf> {
-    let mut init = None;
-    let mut segs = vec![];
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        let n = p.file_name().unwrap().to_string_lossy().into_owned();
-        if !n.contains(rung) {
-            continue;
-        }
-        if n.contains("init") {
-            init = Some(p);
-        } else if n.ends_with(".m4s") || n.ends_with(".mp4") {
-            segs.push(p);
-        }
-    }
-    let Some(init) = init else { return vec![] };
-    segs.sort();
-    let mut joined = std::fs::read(&init).unwrap();
-    for s in &segs {
-        joined.extend(std::fs::read(s).unwrap());
-    }
-    let out = dir.with_extension(format!("{rung}.joined.mp4"));
-    std::fs::write(&out, joined).unwrap();
-    vec![out]
 }
 
 /// Single-file platform renditions are made at the source's size when it is smaller than the

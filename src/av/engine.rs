@@ -12,6 +12,8 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 
 use super::graph::{self, Sink, Source};
 use super::hw::{self, Backend, HwDevice};
+use super::samples::Block;
+use super::scan::{self, ScanReport, ScanStream};
 use super::{ff, ffi, input, share, AvError};
 
 /// A compiled pipeline: what to read, and for each output the filter chains and encoders.
@@ -28,6 +30,49 @@ pub struct PipelineSpec {
     pub outputs: Vec<OutputSpec>,
 }
 
+/// Verification in flight: the output's own packets, as they go to the muxer, are decoded and
+/// measured beside it (see [`scan::Scanner`]), so that checking the finished file needs only its
+/// container. The result is left in `slot` when the output is complete.
+#[derive(Clone, Default)]
+pub struct Tap {
+    /// Output streams whose audio is merged into blocks for `sink` (the programme).
+    pub programme: Vec<usize>,
+    /// Makes what measures the programme's blocks (e.g. a loudness meter).
+    pub sink: Option<Arc<dyn Fn() -> Box<dyn BlockSink> + Send + Sync>>,
+    pub slot: Arc<std::sync::Mutex<Option<Measured>>>,
+}
+
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tap")
+            .field("programme", &self.programme)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Takes the programme's samples block by block, and says what it found at the end.
+pub trait BlockSink: Send {
+    fn block(&mut self, b: &Block<'_>);
+    fn finish(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
+}
+
+/// What a [`Tap`] measured on a finished output.
+pub struct Measured {
+    pub scan: ScanReport,
+    /// The programme streams merged for the sink.
+    pub streams: Vec<usize>,
+    /// The [`BlockSink`]'s result, when there was one.
+    pub programme: Option<Box<dyn std::any::Any + Send>>,
+}
+
+impl std::fmt::Debug for Measured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Measured")
+            .field("scan", &self.scan)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct OutputSpec {
     pub name: String,
@@ -42,6 +87,8 @@ pub struct OutputSpec {
     pub metadata: Vec<(String, String)>,
     pub video: Option<VideoOut>,
     pub audio: Option<AudioOut>,
+    /// Measure the output while it is written (single-file outputs only).
+    pub tap: Option<Tap>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1306,7 +1353,9 @@ fn mux_inner(
     let mut buffered: Vec<(usize, ff::Packet, ff::Rational)> = Vec::new();
     let mut done = vec![false; n_streams];
     let mut header = false;
+    let mut tap: Option<TapThread> = None;
     let write = |octx: &mut ff::format::context::Output,
+                 tap: &mut Option<TapThread>,
                  stream: usize,
                  mut p: ff::Packet,
                  tb: ff::Rational|
@@ -1315,6 +1364,9 @@ fn mux_inner(
         p.rescale_ts(tb, st_tb);
         p.set_stream(stream);
         p.set_position(-1);
+        if let Some(t) = tap.as_mut() {
+            t.feed(&p);
+        }
         p.write_interleaved(octx)
             .map_err(|e| format!("cannot write to {}: {e}", part.display()))
     };
@@ -1347,8 +1399,11 @@ fn mux_inner(
                     octx.write_header_with(opts)
                         .map_err(|e| format!("{} muxer refused these streams: {e}", o.muxer))?;
                     header = true;
+                    if let Some(spec) = o.tap.as_ref().filter(|_| o.atomic) {
+                        tap = TapThread::start(&octx, spec, &o.name);
+                    }
                     for (s, p, tb) in buffered.drain(..) {
-                        write(&mut octx, s, p, tb)?;
+                        write(&mut octx, &mut tap, s, p, tb)?;
                     }
                 }
             }
@@ -1358,7 +1413,7 @@ fn mux_inner(
                 time_base,
             } => {
                 if header {
-                    write(&mut octx, stream, packet, time_base)?;
+                    write(&mut octx, &mut tap, stream, packet, time_base)?;
                 } else {
                     if buffered.len() >= 20_000 {
                         return Err(
@@ -1401,7 +1456,80 @@ fn mux_inner(
     let f = std::fs::File::open(part).map_err(|e| format!("{}: {e}", part.display()))?;
     f.sync_all()
         .map_err(|e| format!("fsync {}: {e}", part.display()))?;
+    if let (Some(t), Some(spec)) = (tap, &o.tap) {
+        // Only a complete output leaves its measurement; a tap that failed leaves none, and the
+        // file is then scanned after the fact.
+        if let Some(m) = t.finish() {
+            if let Ok(mut slot) = spec.slot.lock() {
+                *slot = Some(m);
+            }
+        }
+    }
     Ok(())
+}
+
+/// The thread that measures an output from its packets (see [`Tap`]).
+struct TapThread {
+    tx: Option<Sender<ff::Packet>>,
+    handle: thread::JoinHandle<Option<Measured>>,
+}
+
+impl TapThread {
+    fn start(octx: &ff::format::context::Output, spec: &Tap, name: &str) -> Option<TapThread> {
+        let streams: Vec<ScanStream> = octx
+            .streams()
+            .map(|st| ScanStream {
+                index: st.index(),
+                params: st.parameters(),
+                time_base: st.time_base(),
+            })
+            .collect();
+        let programme = spec.programme.clone();
+        let sink = spec.sink.as_ref().map(|make| make());
+        let (tx, rx) = bounded::<ff::Packet>(64);
+        let handle = thread::Builder::new()
+            .name(format!("verify-{name}"))
+            .spawn(move || -> Option<Measured> {
+                let mut sink = sink;
+                let mut scanner = scan::Scanner::new(&streams, false, &programme, |b| {
+                    if let Some(s) = sink.as_mut() {
+                        s.block(b);
+                    }
+                })
+                .map_err(|(what, e)| tracing::warn!(%what, error = %e, "in-flight verification unavailable"))
+                .ok()?;
+                for p in rx.iter() {
+                    scanner.packet(&p);
+                }
+                let scan = scanner.finish().ok()?;
+                Some(Measured {
+                    scan,
+                    streams: programme,
+                    programme: sink.map(|s| s.finish()),
+                })
+            })
+            .ok()?;
+        Some(TapThread {
+            tx: Some(tx),
+            handle,
+        })
+    }
+
+    fn feed(&mut self, p: &ff::Packet) {
+        let Some(tx) = &self.tx else { return };
+        let sent = super::packet_ref(p).is_some_and(|r| tx.send(r).is_ok());
+        if !sent {
+            // The tap died: the file will be scanned after the fact instead.
+            self.tx = None;
+        }
+    }
+
+    fn finish(mut self) -> Option<Measured> {
+        if self.tx.take().is_none() {
+            return None;
+        }
+        self.handle.join().ok().flatten()
+    }
 }
 
 /// Renames a complete, synced `.part` to its final name and syncs the directory.
@@ -1492,6 +1620,7 @@ pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), 
     };
     let part = part_path(path);
     let out = OutputSpec {
+        tap: None,
         name: "clip".into(),
         final_path: path.to_owned(),
         atomic: true,

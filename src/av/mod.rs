@@ -264,6 +264,15 @@ pub fn decode_threads(ctx: &mut ff::codec::Context, count: i32) {
     }
 }
 
+/// A new reference to the same packet data (no copy), for a reader beside the muxer.
+pub fn packet_ref(p: &ff::Packet) -> Option<ff::Packet> {
+    let mut out = ff::Packet::empty();
+    // SAFETY: both packets are live; av_packet_ref adds a reference to `p`'s buffer (or copies
+    // unreferenced data) and its properties into the blank `out`, which owns them from then on.
+    let r = unsafe { ffi::av_packet_ref(ff::packet::Mut::as_mut_ptr(&mut out), ff::packet::Ref::as_ptr(p)) };
+    (r >= 0).then_some(out)
+}
+
 /// Versions of the linked libraries, for `doctor`.
 pub fn library_versions() -> Vec<(String, String)> {
     fn v(n: u32) -> String {

@@ -81,6 +81,149 @@ fn deliver(out: &ff::frame::Audio, each: &mut impl FnMut(&Block<'_>)) {
     });
 }
 
+/// Merges the decoded frames of several audio streams, sample-accurately, into planar f32
+/// blocks (through an optional filter chain and an optional lossy codec round trip): the one
+/// place that builds the measurement graph, for a file read here or a scan fed elsewhere.
+pub struct Merger {
+    k: usize,
+    chain: String,
+    pending: Vec<Vec<ff::frame::Audio>>,
+    g: Option<ff::filter::Graph>,
+    out: ff::frame::Audio,
+    trip: Option<CodecTrip>,
+}
+
+impl Merger {
+    /// For `k` streams, pushed as indexes `0..k` in [`Merger::push`].
+    pub fn new(
+        k: usize,
+        chain: Option<&str>,
+        codec: Option<&super::engine::AudioTrack>,
+    ) -> Result<Merger, String> {
+        let trip = match codec {
+            Some(t) => Some(CodecTrip::new(t).map_err(|e| format!("audio codec round trip: {e}"))?),
+            None => None,
+        };
+        Ok(Merger {
+            k,
+            chain: chain.map(|c| format!("{c},")).unwrap_or_default(),
+            pending: (0..k).map(|_| Vec::new()).collect(),
+            g: None,
+            out: ff::frame::Audio::empty(),
+            trip,
+        })
+    }
+
+    /// Whether any samples went through (the graph is built once every stream has a frame).
+    pub fn started(&self) -> bool {
+        self.g.is_some()
+    }
+
+    fn drain(&mut self, last: bool, each: &mut impl FnMut(&Block<'_>)) {
+        let Some(g) = self.g.as_mut() else { return };
+        let frame_size = self.trip.as_ref().map_or(0, |t| t.enc.frame_size());
+        let Some(mut sink) = g.get("out0") else { return };
+        if frame_size > 0 {
+            sink.sink().set_frame_size(frame_size);
+        }
+        while sink.sink().frame(&mut self.out).is_ok() {
+            match self.trip.as_mut() {
+                Some(t) => t.pass(Some(&mut self.out), each),
+                None => deliver(&self.out, each),
+            }
+        }
+        if let (true, Some(t)) = (last, self.trip.as_mut()) {
+            t.pass(None, each);
+        }
+    }
+
+    /// One decoded frame of stream `idx`.
+    pub fn push(
+        &mut self,
+        idx: usize,
+        mut f: ff::frame::Audio,
+        each: &mut impl FnMut(&Block<'_>),
+    ) -> Result<(), String> {
+        graph::fix_audio_layout(&mut f);
+        if idx >= self.k {
+            return Ok(());
+        }
+        if let Some(g) = self.g.as_mut() {
+            if let Some(mut src) = g.get(&format!("in{idx}")) {
+                let _ = src.source().add(&f);
+            }
+            self.drain(false, each);
+            return Ok(());
+        }
+        self.pending[idx].push(f);
+        if !self.pending.iter().all(|p| !p.is_empty()) {
+            return Ok(());
+        }
+        let k = self.k;
+        let chain = &self.chain;
+        let rate = self.pending[0][0].rate();
+        let sources: Vec<Source> = (0..k)
+            .map(|i| {
+                Source::new(
+                    format!("in{i}"),
+                    graph::audio_source_args(&self.pending[i][0]),
+                    true,
+                )
+            })
+            .collect();
+        let spec = if k == 1 {
+            format!("[in0]{chain}aformat=sample_fmts=fltp[out0]")
+        } else {
+            let mut s = String::new();
+            for (i, p) in self.pending.iter().enumerate() {
+                // amerge needs every input to declare a layout.
+                s.push_str(&format!(
+                    "[in{i}]aresample={rate},aformat=channel_layouts={}[r{i}];",
+                    graph::layout_of(&p[0])
+                ));
+            }
+            for i in 0..k {
+                s.push_str(&format!("[r{i}]"));
+            }
+            s.push_str(&format!(
+                "amerge=inputs={k},{chain}aformat=sample_fmts=fltp[out0]"
+            ));
+            s
+        };
+        let mut built = graph::build(
+            &sources,
+            &[Sink {
+                name: "out0".into(),
+                audio: true,
+            }],
+            &spec,
+        )
+        .map_err(|e| format!("audio measurement graph: {e}"))?;
+        for (i, frames) in self.pending.iter_mut().enumerate() {
+            if let Some(mut src) = built.get(&format!("in{i}")) {
+                for f in frames.drain(..) {
+                    let _ = src.source().add(&f);
+                }
+            }
+        }
+        self.g = Some(built);
+        self.drain(false, each);
+        Ok(())
+    }
+
+    /// End of every stream: what the graph and the codec still hold.
+    pub fn finish(&mut self, each: &mut impl FnMut(&Block<'_>)) {
+        if let Some(g) = self.g.as_mut() {
+            for i in 0..self.k {
+                if let Some(mut src) = g.get(&format!("in{i}")) {
+                    let _ = src.source().flush();
+                }
+            }
+        }
+        self.drain(true, each);
+    }
+}
+
 /// [`decode_f32`] with a filter chain applied to the merged channels (e.g. a mix and a level
 /// correction), so that what an encode will produce can be measured before it is made.
 pub fn decode_f32_through(
@@ -113,104 +256,8 @@ pub fn decode_f32_through(
         })?;
         decoders.push(dec);
     }
-    let k = streams.len();
-    let mut pending: Vec<Vec<ff::frame::Audio>> = (0..k).map(|_| Vec::new()).collect();
-    let chain = chain.map(|c| format!("{c},")).unwrap_or_default();
-    let mut g: Option<ff::filter::Graph> = None;
-    let mut out = ff::frame::Audio::empty();
-
-    let mut trip = match codec {
-        Some(t) => {
-            Some(CodecTrip::new(t).map_err(|e| inv(format!("audio codec round trip: {e}")))?)
-        }
-        None => None,
-    };
-    let frame_size = trip.as_ref().map_or(0, |t| t.enc.frame_size());
-    let mut drain = |g: &mut ff::filter::Graph, out: &mut ff::frame::Audio, last: bool| {
-        let mut sink = g.get("out0").expect("sink exists in a built graph");
-        if frame_size > 0 {
-            sink.sink().set_frame_size(frame_size);
-        }
-        while sink.sink().frame(out).is_ok() {
-            match trip.as_mut() {
-                Some(t) => t.pass(Some(out), &mut each),
-                None => deliver(out, &mut each),
-            }
-        }
-        if let (true, Some(t)) = (last, trip.as_mut()) {
-            t.pass(None, &mut each);
-        }
-    };
-
+    let mut merger = Merger::new(streams.len(), chain, codec).map_err(inv)?;
     let mut frame = ff::frame::Audio::empty();
-    let mut feed = |idx: usize,
-                    f: ff::frame::Audio,
-                    g: &mut Option<ff::filter::Graph>,
-                    pending: &mut Vec<Vec<ff::frame::Audio>>,
-                    out: &mut ff::frame::Audio|
-     -> Result<(), AvError> {
-        if g.is_none() {
-            pending[idx].push(f);
-            if pending.iter().all(|p| !p.is_empty()) {
-                let rate = pending[0][0].rate();
-                let sources: Vec<Source> = (0..k)
-                    .map(|i| {
-                        Source::new(
-                            format!("in{i}"),
-                            graph::audio_source_args(&pending[i][0]),
-                            true,
-                        )
-                    })
-                    .collect();
-                let spec = if k == 1 {
-                    format!("[in0]{chain}aformat=sample_fmts=fltp[out0]")
-                } else {
-                    let mut s = String::new();
-                    for (i, p) in pending.iter().enumerate() {
-                        // amerge needs every input to declare a layout.
-                        s.push_str(&format!(
-                            "[in{i}]aresample={rate},aformat=channel_layouts={}[r{i}];",
-                            graph::layout_of(&p[0])
-                        ));
-                    }
-                    for i in 0..k {
-                        s.push_str(&format!("[r{i}]"));
-                    }
-                    s.push_str(&format!(
-                        "amerge=inputs={k},{chain}aformat=sample_fmts=fltp[out0]"
-                    ));
-                    s
-                };
-                let built = graph::build(
-                    &sources,
-                    &[Sink {
-                        name: "out0".into(),
-                        audio: true,
-                    }],
-                    &spec,
-                )
-                .map_err(|e| inv(format!("audio measurement graph: {e}")))?;
-                *g = Some(built);
-                let gg = g.as_mut().expect("just set");
-                for (i, frames) in pending.iter_mut().enumerate() {
-                    for f in frames.drain(..) {
-                        let _ = gg.get(&format!("in{i}")).expect("source").source().add(&f);
-                    }
-                }
-                drain(gg, out, false);
-            }
-            return Ok(());
-        }
-        let gg = g.as_mut().expect("checked");
-        let _ = gg
-            .get(&format!("in{idx}"))
-            .expect("source")
-            .source()
-            .add(&f);
-        drain(gg, out, false);
-        Ok(())
-    };
-
     super::activity::pass_begins();
     for (st, pkt) in ictx.packets() {
         super::activity::packet(pkt.pts().map(|t| t as f64 * f64::from(st.time_base())));
@@ -221,27 +268,20 @@ pub fn decode_f32_through(
             continue;
         }
         while decoders[idx].receive_frame(&mut frame).is_ok() {
-            graph::fix_audio_layout(&mut frame);
             let f = std::mem::replace(&mut frame, ff::frame::Audio::empty());
-            feed(idx, f, &mut g, &mut pending, &mut out)?;
+            merger.push(idx, f, &mut each).map_err(inv)?;
         }
     }
     for (idx, dec) in decoders.iter_mut().enumerate() {
         let _ = dec.send_eof();
         while dec.receive_frame(&mut frame).is_ok() {
-            graph::fix_audio_layout(&mut frame);
             let f = std::mem::replace(&mut frame, ff::frame::Audio::empty());
-            feed(idx, f, &mut g, &mut pending, &mut out)?;
+            merger.push(idx, f, &mut each).map_err(inv)?;
         }
     }
-    match g.as_mut() {
-        Some(gg) => {
-            for i in 0..k {
-                let _ = gg.get(&format!("in{i}")).expect("source").source().flush();
-            }
-            drain(gg, &mut out, true);
-            Ok(())
-        }
-        None => Err(inv("no audio could be decoded".into())),
+    if !merger.started() {
+        return Err(inv("no audio could be decoded".into()));
     }
+    merger.finish(&mut each);
+    Ok(())
 }

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::samples::{Block, Merger};
 use super::{ff, ffi, input, AvError};
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -212,60 +213,263 @@ impl BitWindow {
 
 /// Decodes the first video stream and every audio stream of `path` to the end.
 pub fn scan(path: &Path) -> Result<ScanReport, AvError> {
-    let logged_before = super::logged_errors();
-    let mut ictx = input::open(path)?;
-    let libav = |what: String, e: ff::Error| AvError::Libav {
-        path: path.to_owned(),
-        what,
-        source: e,
-    };
-    let mut report = ScanReport::default();
-    let mut vdec = None;
-    let mut vindex = None;
-    let mut vtb = 0.0;
-    let mut adecs: Vec<(usize, ff::decoder::Audio)> = Vec::new();
-    let mut windows: Vec<BitWindow> = Vec::new();
-    for st in ictx.streams() {
-        let medium = st.parameters().medium();
-        if medium == ff::media::Type::Video && vindex.is_none() {
-            let mut ctx = ff::codec::Context::from_parameters(st.parameters())
-                .map_err(|e| libav(format!("video stream {}", st.index()), e))?;
-            super::decode_threads(&mut ctx, 0);
-            vdec =
-                Some(ctx.decoder().video().map_err(|e| {
-                    libav(format!("no decoder for video stream {}", st.index()), e)
-                })?);
-            vindex = Some(st.index());
-            vtb = f64::from(st.time_base());
-            report.video = Some(VideoScan {
-                index: st.index(),
-                ..Default::default()
+    scan_with(path, true, &[], |_| {})
+}
+
+/// A stream a [`Scanner`] decodes: its index in the packets it will be fed, its codec
+/// parameters and its time base.
+pub struct ScanStream {
+    pub index: usize,
+    pub params: ff::codec::Parameters,
+    pub time_base: ff::Rational,
+}
+
+/// The measurements of [`scan`], fed packet by packet: by a file read ([`scan_with`]) or by an
+/// encoder's own packets on their way to the muxer (the engine's in-flight verification).
+/// `programme` streams are also merged into planar f32 blocks handed to `each` (loudness,
+/// silence), so that no second pass decodes the audio again.
+pub struct Scanner<F: FnMut(&Block<'_>)> {
+    report: ScanReport,
+    picture: bool,
+    vdec: Option<ff::decoder::Video>,
+    vindex: Option<usize>,
+    vtb: f64,
+    adecs: Vec<(usize, ff::decoder::Audio)>,
+    time_bases: Vec<(usize, f64)>,
+    windows: Vec<BitWindow>,
+    programme: Vec<usize>,
+    merger: Option<Merger>,
+    merge_error: Option<String>,
+    each: F,
+    vframe: ff::frame::Video,
+    aframe: ff::frame::Audio,
+    b_run: u64,
+    last_key: Option<u64>,
+}
+
+impl<F: FnMut(&Block<'_>)> Scanner<F> {
+    /// Decoders for the first video stream and every audio stream of `streams`; an error names
+    /// the stream that has none.
+    pub fn new(
+        streams: &[ScanStream],
+        picture: bool,
+        programme: &[usize],
+        each: F,
+    ) -> Result<Self, (String, ff::Error)> {
+        let mut sc = Scanner {
+            report: ScanReport::default(),
+            picture,
+            vdec: None,
+            vindex: None,
+            vtb: 0.0,
+            adecs: Vec::new(),
+            time_bases: Vec::new(),
+            windows: Vec::new(),
+            programme: programme.to_vec(),
+            merger: None,
+            merge_error: None,
+            each,
+            vframe: ff::frame::Video::empty(),
+            aframe: ff::frame::Audio::empty(),
+            b_run: 0,
+            last_key: None,
+        };
+        for st in streams {
+            let medium = st.params.medium();
+            let tb = f64::from(st.time_base.numerator()) / f64::from(st.time_base.denominator().max(1));
+            if medium == ff::media::Type::Video && sc.vindex.is_none() {
+                let mut ctx = ff::codec::Context::from_parameters(st.params.clone())
+                    .map_err(|e| (format!("video stream {}", st.index), e))?;
+                super::decode_threads(&mut ctx, 0);
+                sc.vdec = Some(
+                    ctx.decoder()
+                        .video()
+                        .map_err(|e| (format!("no decoder for video stream {}", st.index), e))?,
+                );
+                sc.vindex = Some(st.index);
+                sc.vtb = tb;
+                sc.report.video = Some(VideoScan {
+                    index: st.index,
+                    ..Default::default()
+                });
+            } else if medium == ff::media::Type::Audio {
+                let ctx = ff::codec::Context::from_parameters(st.params.clone())
+                    .map_err(|e| (format!("audio stream {}", st.index), e))?;
+                let dec = ctx
+                    .decoder()
+                    .audio()
+                    .map_err(|e| (format!("no decoder for audio stream {}", st.index), e))?;
+                sc.adecs.push((st.index, dec));
+                sc.report.audio.push(AudioScan {
+                    index: st.index,
+                    ..Default::default()
+                });
+            } else {
+                continue;
+            }
+            sc.time_bases.push((st.index, tb));
+            sc.windows.push(BitWindow {
+                index: st.index,
+                packets: Vec::new(),
             });
-        } else if medium == ff::media::Type::Audio {
-            let ctx = ff::codec::Context::from_parameters(st.parameters())
-                .map_err(|e| libav(format!("audio stream {}", st.index()), e))?;
-            let dec = ctx
-                .decoder()
-                .audio()
-                .map_err(|e| libav(format!("no decoder for audio stream {}", st.index()), e))?;
-            adecs.push((st.index(), dec));
-            report.audio.push(AudioScan {
-                index: st.index(),
-                ..Default::default()
-            });
-        } else {
-            continue;
         }
-        windows.push(BitWindow {
-            index: st.index(),
-            packets: Vec::new(),
-        });
+        sc.programme
+            .retain(|p| sc.adecs.iter().any(|(i, _)| i == p));
+        if !sc.programme.is_empty() {
+            sc.merger = Some(
+                Merger::new(sc.programme.len(), None, None)
+                    .map_err(|_| ("audio measurement".to_string(), ff::Error::Bug))?,
+            );
+        }
+        Ok(sc)
     }
 
-    let mut vframe = ff::frame::Video::empty();
-    let mut aframe = ff::frame::Audio::empty();
-    let mut b_run = 0u64;
-    let mut last_key: Option<u64> = None;
+    /// Seconds of a packet's timestamp, in its stream's time base.
+    fn seconds(&self, stream: usize, ts: Option<i64>) -> Option<f64> {
+        let tb = self.time_bases.iter().find(|(i, _)| *i == stream)?.1;
+        ts.map(|t| t as f64 * tb)
+    }
+
+    /// A packet that could not be read (counted as a decode error).
+    pub fn read_error(&mut self) {
+        self.report.decode_errors += 1;
+    }
+
+    fn refused(&mut self, at: Option<f64>) {
+        self.report.decode_errors += 1;
+        if self.report.error_times_s.len() < 100 {
+            self.report.error_times_s.extend(at);
+        }
+    }
+
+    /// One packet of any stream (those not scanned are ignored).
+    pub fn packet(&mut self, packet: &ff::Packet) {
+        let si = packet.stream();
+        let dts_s = self.seconds(si, packet.dts().or(packet.pts()));
+        if let (Some(w), Some(t)) = (self.windows.iter_mut().find(|w| w.index == si), dts_s) {
+            w.packets.push((t, packet.size() as u64));
+        }
+        let packet_s = self.seconds(si, packet.pts().or(packet.dts()));
+        if Some(si) == self.vindex {
+            let Some(dec) = self.vdec.as_mut() else { return };
+            if dec.send_packet(packet).is_err() {
+                self.refused(packet_s);
+                return;
+            }
+            self.drain_video();
+        } else if let Some(k) = self.adecs.iter().position(|(i, _)| *i == si) {
+            if self.adecs[k].1.send_packet(packet).is_err() {
+                self.refused(packet_s);
+                return;
+            }
+            self.drain_audio(k);
+        }
+    }
+
+    fn drain_video(&mut self) {
+        let (Some(dec), Some(v)) = (self.vdec.as_mut(), self.report.video.as_mut()) else {
+            return;
+        };
+        while dec.receive_frame(&mut self.vframe).is_ok() {
+            tally_video(
+                v,
+                &self.vframe,
+                self.vtb,
+                &mut self.b_run,
+                &mut self.last_key,
+                self.picture,
+            );
+        }
+    }
+
+    fn drain_audio(&mut self, k: usize) {
+        let index = self.adecs[k].0;
+        let merge_as = self.programme.iter().position(|&p| p == index);
+        while self.adecs[k].1.receive_frame(&mut self.aframe).is_ok() {
+            if let Some(a) = self.report.audio.iter_mut().find(|a| a.index == index) {
+                tally_audio(a, &self.aframe);
+            }
+            if let (Some(m), Some(idx)) = (self.merger.as_mut(), merge_as) {
+                let f = std::mem::replace(&mut self.aframe, ff::frame::Audio::empty());
+                if let Err(e) = m.push(idx, f, &mut self.each) {
+                    self.merge_error.get_or_insert(e);
+                }
+            }
+        }
+    }
+
+    /// Flushes the decoders and returns the report; `Err` only when the programme's audio
+    /// could not be merged for measurement.
+    pub fn finish(mut self) -> Result<ScanReport, String> {
+        if let Some(dec) = self.vdec.as_mut() {
+            let _ = dec.send_eof();
+        }
+        self.drain_video();
+        for k in 0..self.adecs.len() {
+            let _ = self.adecs[k].1.send_eof();
+            self.drain_audio(k);
+        }
+        if let Some(m) = self.merger.as_mut() {
+            m.finish(&mut self.each);
+        }
+        if let Some(e) = self.merge_error {
+            return Err(e);
+        }
+        let mut report = self.report;
+        let duration = report
+            .video
+            .as_ref()
+            .and_then(|v| Some(v.last_pts_s? - v.first_pts_s?))
+            .or_else(|| report.audio.iter().map(|a| a.duration_s).reduce(f64::max))
+            .unwrap_or(0.0);
+        // A one-frame correction: the span of timestamps misses the last frame's duration.
+        let duration = match &report.video {
+            Some(v) if v.frames > 1 => duration * v.frames as f64 / (v.frames - 1) as f64,
+            _ => duration,
+        };
+        if let Some(v) = report.video.as_mut() {
+            let end = v.first_pts_s.unwrap_or(0.0) + duration;
+            v.close_picture(end);
+        }
+        report.bits = self
+            .windows
+            .into_iter()
+            .map(|w| w.finish(duration))
+            .collect();
+        Ok(report)
+    }
+}
+
+/// [`scan`] of a file; `picture`: also measure black and frozen picture (QC does, a delivery
+/// check of a rendition does not need it); `programme`: audio streams merged into blocks for
+/// `each` (see [`Scanner`]).
+pub fn scan_with(
+    path: &Path,
+    picture: bool,
+    programme: &[usize],
+    each: impl FnMut(&Block<'_>),
+) -> Result<ScanReport, AvError> {
+    let logged_before = super::logged_errors();
+    let mut ictx = input::open(path)?;
+    let mut streams = Vec::new();
+    let mut video = false;
+    for st in ictx.streams() {
+        let medium = st.parameters().medium();
+        if (medium == ff::media::Type::Video && !video) || medium == ff::media::Type::Audio {
+            video |= medium == ff::media::Type::Video;
+            streams.push(ScanStream {
+                index: st.index(),
+                params: st.parameters(),
+                time_base: st.time_base(),
+            });
+        }
+    }
+    let mut scanner =
+        Scanner::new(&streams, picture, programme, each).map_err(|(what, e)| AvError::Libav {
+            path: path.to_owned(),
+            what,
+            source: e,
+        })?;
     let mut packet = ff::Packet::empty();
     super::activity::pass_begins();
     loop {
@@ -273,90 +477,21 @@ pub fn scan(path: &Path) -> Result<ScanReport, AvError> {
             Ok(()) => {}
             Err(ff::Error::Eof) => break,
             Err(_) => {
-                report.decode_errors += 1;
+                scanner.read_error();
                 break;
             }
         }
         let si = packet.stream();
-        if let Some(w) = windows.iter_mut().find(|w| w.index == si) {
-            if let Some(ts) = packet.dts().or(packet.pts()) {
-                // SAFETY: reading the stream's time base from the live input context.
-                let tb = unsafe { (**(*ictx.as_ptr()).streams.add(si)).time_base };
-                let secs = ts as f64 * f64::from(tb.num) / f64::from(tb.den.max(1));
-                w.packets.push((secs, packet.size() as u64));
-            }
-        }
-        let packet_s = packet.pts().or(packet.dts()).map(|ts| {
-            // SAFETY: reading the stream's time base from the live input context.
-            let tb = unsafe { (**(*ictx.as_ptr()).streams.add(si)).time_base };
-            ts as f64 * f64::from(tb.num) / f64::from(tb.den.max(1))
-        });
-        super::activity::packet(packet_s);
-        if Some(si) == vindex {
-            let dec = vdec.as_mut().expect("video decoder exists with its index");
-            if dec.send_packet(&packet).is_err() {
-                report.decode_errors += 1;
-                if report.error_times_s.len() < 100 {
-                    report.error_times_s.extend(packet_s);
-                }
-                continue;
-            }
-            let v = report.video.as_mut().expect("set with the decoder");
-            while dec.receive_frame(&mut vframe).is_ok() {
-                tally_video(v, &vframe, vtb, &mut b_run, &mut last_key);
-            }
-        } else if let Some((i, dec)) = adecs.iter_mut().find(|(i, _)| *i == si) {
-            if dec.send_packet(&packet).is_err() {
-                report.decode_errors += 1;
-                if report.error_times_s.len() < 100 {
-                    report.error_times_s.extend(packet_s);
-                }
-                continue;
-            }
-            let a = report
-                .audio
-                .iter_mut()
-                .find(|a| a.index == *i)
-                .expect("one per decoder");
-            while dec.receive_frame(&mut aframe).is_ok() {
-                tally_audio(a, &aframe);
-            }
-        }
+        let tb = ictx
+            .stream(si)
+            .map_or(0.0, |s| f64::from(s.time_base()));
+        super::activity::packet(packet.pts().or(packet.dts()).map(|t| t as f64 * tb));
+        scanner.packet(&packet);
     }
-    if let Some(dec) = vdec.as_mut() {
-        let _ = dec.send_eof();
-        let v = report.video.as_mut().expect("set with the decoder");
-        while dec.receive_frame(&mut vframe).is_ok() {
-            tally_video(v, &vframe, vtb, &mut b_run, &mut last_key);
-        }
-    }
-    for (i, dec) in adecs.iter_mut() {
-        let _ = dec.send_eof();
-        let a = report
-            .audio
-            .iter_mut()
-            .find(|a| a.index == *i)
-            .expect("one per decoder");
-        while dec.receive_frame(&mut aframe).is_ok() {
-            tally_audio(a, &aframe);
-        }
-    }
-    let duration = report
-        .video
-        .as_ref()
-        .and_then(|v| Some(v.last_pts_s? - v.first_pts_s?))
-        .or_else(|| report.audio.iter().map(|a| a.duration_s).reduce(f64::max))
-        .unwrap_or(0.0);
-    // A one-frame correction: the span of timestamps misses the last frame's duration.
-    let duration = match &report.video {
-        Some(v) if v.frames > 1 => duration * v.frames as f64 / (v.frames - 1) as f64,
-        _ => duration,
-    };
-    if let Some(v) = report.video.as_mut() {
-        let end = v.first_pts_s.unwrap_or(0.0) + duration;
-        v.close_picture(end);
-    }
-    report.bits = windows.into_iter().map(|w| w.finish(duration)).collect();
+    let mut report = scanner.finish().map_err(|what| AvError::Invalid {
+        path: path.to_owned(),
+        what,
+    })?;
     report.logged_errors = super::logged_errors().saturating_sub(logged_before);
     Ok(report)
 }
@@ -367,6 +502,7 @@ fn tally_video(
     tb: f64,
     b_run: &mut u64,
     last_key: &mut Option<u64>,
+    picture: bool,
 ) {
     let n = v.frames;
     v.frames += 1;
@@ -404,7 +540,9 @@ fn tally_video(
     }
     if let Some(ts) = f.timestamp() {
         let s = ts as f64 * tb;
-        v.measure_picture(f, s);
+        if picture {
+            v.measure_picture(f, s);
+        }
         if let Some(last) = v.last_pts_s {
             let step = s - last;
             // The frame duration is the smallest step seen; a step of more than twice it is a

@@ -3,12 +3,14 @@
 //! report is written as `<file>.verify.json` next to the file.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
 use super::{layout_channels, LoudnessTarget, Output, RateControl, Scan};
 use crate::av::probe::{self, ProbeReport};
 use crate::av::scan::{self, ScanReport};
+use crate::av::engine::Measured;
 use crate::av::AvError;
 use crate::config::Rate;
 use crate::delivery::hls;
@@ -49,6 +51,24 @@ pub enum VerifyError {
     },
 }
 
+/// Where the engine leaves what it measured on an output while writing it (see
+/// [`crate::av::engine::Tap`]); verification then reads only the finished file's container.
+#[derive(Clone, Default)]
+pub struct InFlight(pub Arc<Mutex<Option<Measured>>>);
+
+impl std::fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let filled = self.0.lock().map(|m| m.is_some()).unwrap_or(false);
+        write!(f, "InFlight({})", if filled { "measured" } else { "empty" })
+    }
+}
+
+impl InFlight {
+    fn take(&self) -> Option<Measured> {
+        self.0.lock().ok()?.take()
+    }
+}
+
 /// What the source said, when the file was made from one: duration and timecode must carry over.
 #[derive(Debug, Clone, Default)]
 pub struct SourceFacts {
@@ -61,6 +81,8 @@ pub struct SourceFacts {
     pub no_source_audio: bool,
     /// The frame size made, when smaller than the profile's (a profile that does not upscale).
     pub picture: Option<(u32, u32)>,
+    /// Measured by the engine while the output was written, when it was.
+    pub in_flight: InFlight,
 }
 
 struct Checks(Vec<Check>);
@@ -272,7 +294,29 @@ fn verify_file(
     hls_media: Option<&hls::MediaPlaylist>,
 ) -> Result<VerifyReport, VerifyError> {
     let probe = probe::probe(file)?;
-    let scan = scan::scan(file)?;
+    // The programme's loudness is measured in the same decode as the scan.
+    let programme = match (loudness_target, &out.audio) {
+        (Some(_), Some(_)) => loudness::programme_streams(&probe),
+        _ => vec![],
+    };
+    let name = file.display().to_string();
+    let (scan, measured) = match source.in_flight.take() {
+        // What the encoder's packets decoded to, measured while they were written.
+        Some(m) if m.streams == programme => {
+            tracing::debug!(file = %name, "verified from the packets as they were written");
+            let meter = m
+                .programme
+                .and_then(|b| b.downcast::<loudness::Meter>().ok())
+                .map(|m| m.finish(&name, &programme));
+            (m.scan, meter.filter(|_| !programme.is_empty()))
+        }
+        _ => {
+            let mut meter = loudness::Meter::new();
+            let scan = scan::scan_with(file, false, &programme, |b| meter.block(b))?;
+            let measured = (!programme.is_empty()).then(|| meter.finish(&name, &programme));
+            (scan, measured)
+        }
+    };
     let mut c = Checks(Vec::new());
     let container = match (out.container.as_str(), &out.hls) {
         ("hls", Some(h)) if h.segment_type == "mpegts" => "mpegts",
@@ -333,7 +377,7 @@ fn verify_file(
         );
     }
     let rate = check_video(&mut c, out, &probe, &scan, source);
-    check_audio(&mut c, out, &probe, loudness_target, file, source)?;
+    check_audio(&mut c, out, &probe, loudness_target, measured, source)?;
     check_timing(&mut c, &probe, &scan, rate, source);
     c.add(
         "decode errors",
@@ -539,7 +583,7 @@ fn check_audio(
     out: &Output,
     probe: &ProbeReport,
     target: Option<&LoudnessTarget>,
-    file: &Path,
+    measured: Option<Result<loudness::Loudness, loudness::LoudnessError>>,
     source: &SourceFacts,
 ) -> Result<(), VerifyError> {
     let Some(a) = &out.audio else {
@@ -578,8 +622,7 @@ fn check_audio(
         }
     }
     if let Some(t) = target {
-        let prog = loudness::programme_streams(probe);
-        if prog.is_empty() {
+        let Some(measured) = measured else {
             c.add(
                 "loudness",
                 format!("{} LUFS", t.integrated_lufs),
@@ -587,11 +630,11 @@ fn check_audio(
                 false,
             );
             return Ok(());
-        }
-        let l = loudness::measure(file, &prog).map_err(|e| match e {
+        };
+        let l = measured.map_err(|e| match e {
             loudness::LoudnessError::Av(av) => VerifyError::Av(av),
             other => VerifyError::Av(AvError::Invalid {
-                path: file.to_owned(),
+                path: PathBuf::from(&probe.file),
                 what: other.to_string(),
             }),
         })?;

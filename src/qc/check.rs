@@ -74,43 +74,50 @@ fn stretches(name: &str, all: &[(f64, f64)], min_s: f64, fail_s: f64) -> QcCheck
     }
 }
 
-/// Runs of silence (every channel's peak under -60 dBFS) in 100 ms windows.
-fn silence(path: &Path, streams: &[usize]) -> Result<Vec<(f64, f64)>, QcError> {
-    let mut runs = Vec::new();
-    let mut since: Option<f64> = None;
-    let mut t = 0.0f64;
-    let mut window_peak = 0.0f32;
-    let mut window_n = 0usize;
-    let mut window_len = 4800usize;
-    let threshold = 0.001f32;
-    samples::decode_f32(path, streams, |b| {
-        window_len = (b.rate as usize / 10).max(1);
+/// Runs of silence (every channel's peak under -60 dBFS) in 100 ms windows, fed block by block.
+#[derive(Default)]
+struct Silence {
+    runs: Vec<(f64, f64)>,
+    since: Option<f64>,
+    t: f64,
+    window_peak: f32,
+    window_n: usize,
+}
+
+impl Silence {
+    const THRESHOLD: f32 = 0.001;
+
+    fn block(&mut self, b: &samples::Block<'_>) {
+        let window_len = (b.rate as usize / 10).max(1);
         let n = b.planes.first().map_or(0, |p| p.len());
         for i in 0..n {
             for p in &b.planes {
-                window_peak = window_peak.max(p[i].abs());
+                self.window_peak = self.window_peak.max(p[i].abs());
             }
-            window_n += 1;
-            if window_n == window_len {
-                let start = t;
-                t += window_len as f64 / f64::from(b.rate.max(1));
-                match (window_peak < threshold, since) {
-                    (true, None) => since = Some(start),
+            self.window_n += 1;
+            if self.window_n == window_len {
+                let start = self.t;
+                self.t += window_len as f64 / f64::from(b.rate.max(1));
+                match (self.window_peak < Self::THRESHOLD, self.since) {
+                    (true, None) => self.since = Some(start),
                     (false, Some(s)) => {
-                        runs.push((s, start));
-                        since = None;
+                        self.runs.push((s, start));
+                        self.since = None;
                     }
                     _ => {}
                 }
-                window_peak = 0.0;
-                window_n = 0;
+                self.window_peak = 0.0;
+                self.window_n = 0;
             }
         }
-    })?;
-    if let Some(s) = since {
-        runs.push((s, t));
     }
-    Ok(runs)
+
+    fn finish(mut self) -> Vec<(f64, f64)> {
+        if let Some(s) = self.since {
+            self.runs.push((s, self.t));
+        }
+        self.runs
+    }
 }
 
 fn norm(s: &str) -> String {
@@ -143,7 +150,14 @@ fn same_value(want: &str, got: &str) -> bool {
 /// `house_id`, `title`, `duration_s`, `width`, `height`, `frame_rate`, `audio_channels`).
 pub fn check_file(path: &Path, rules: &QcRules, declared: &Value) -> Result<QcReport, QcError> {
     let report = probe::probe(path)?;
-    let s = scan::scan(path)?;
+    // One decode: the picture, the errors, and the programme's silence and loudness.
+    let streams = crate::qc::loudness::programme_streams(&report);
+    let mut quiet = Silence::default();
+    let mut meter = crate::qc::loudness::Meter::new();
+    let s = scan::scan_with(path, true, &streams, |b| {
+        quiet.block(b);
+        meter.block(b);
+    })?;
     let mut checks = Vec::new();
 
     // Decode health.
@@ -204,16 +218,14 @@ pub fn check_file(path: &Path, rules: &QcRules, declared: &Value) -> Result<QcRe
             ));
         }
     }
-    let streams = crate::qc::loudness::programme_streams(&report);
     if !streams.is_empty() {
-        let quiet = silence(path, &streams)?;
         checks.push(stretches(
             "silence",
-            &quiet,
+            &quiet.finish(),
             rules.silence_min_s,
             rules.fail_over_s,
         ));
-        match crate::qc::loudness::measure_programme(&report) {
+        match meter.finish(&report.file, &streams) {
             Ok(l) => {
                 if let Some(i) = l.integrated_lufs {
                     let off = (i - rules.loudness_target).abs();

@@ -107,82 +107,116 @@ fn measure_with(
     chain: Option<&str>,
     codec: Option<&AudioTrack>,
 ) -> Result<Loudness, LoudnessError> {
-    let file = path.display().to_string();
-    let meter_err = |e: ebur128::Error| LoudnessError::Meter {
-        file: file.clone(),
-        what: format!("{e:?}"),
-    };
-    let mut meter: Option<EbuR128> = None;
-    let mut failure: Option<LoudnessError> = None;
-    let mut channels = 0usize;
+    let mut meter = Meter::new();
     let mut mixed: Vec<Vec<f32>> = Vec::new();
     samples::decode_f32_through(path, streams, chain, codec, |block| {
-        if failure.is_some() || block.planes.is_empty() {
+        let Some(mixes) = mixes else {
+            meter.block(block);
             return;
-        }
-        let planes: Vec<&[f32]> = match mixes {
-            None => block.planes.clone(),
-            Some(mixes) => {
-                let n = block.planes[0].len();
-                mixed.resize_with(mixes.len(), Vec::new);
-                for (out, mix) in mixed.iter_mut().zip(mixes) {
-                    out.clear();
-                    out.resize(n, 0.0);
-                    for &(ch, gain) in mix {
-                        if let Some(src) = block.planes.get(ch) {
-                            for (o, x) in out.iter_mut().zip(src.iter()) {
-                                *o += *x * gain as f32;
-                            }
-                        }
+        };
+        let n = block.planes.first().map_or(0, |p| p.len());
+        mixed.resize_with(mixes.len(), Vec::new);
+        for (out, mix) in mixed.iter_mut().zip(mixes) {
+            out.clear();
+            out.resize(n, 0.0);
+            for &(ch, gain) in mix {
+                if let Some(src) = block.planes.get(ch) {
+                    for (o, x) in out.iter_mut().zip(src.iter()) {
+                        *o += *x * gain as f32;
                     }
                 }
-                mixed.iter().map(|v| v.as_slice()).collect()
             }
-        };
-        if meter.is_none() {
-            channels = planes.len();
+        }
+        meter.block(&samples::Block {
+            rate: block.rate,
+            planes: mixed.iter().map(|v| v.as_slice()).collect(),
+        });
+    })?;
+    meter.finish(&path.display().to_string(), streams)
+}
+
+/// A BS.1770 meter (integrated, range, true peak) fed block by block, so that any pass that
+/// decodes the programme (a scan, a measurement) can measure it on the way.
+#[derive(Default)]
+pub struct Meter {
+    meter: Option<EbuR128>,
+    channels: usize,
+    failure: Option<ebur128::Error>,
+}
+
+impl crate::av::engine::BlockSink for Meter {
+    fn block(&mut self, b: &samples::Block<'_>) {
+        Meter::block(self, b);
+    }
+
+    fn finish(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
+}
+
+impl Meter {
+    pub fn new() -> Meter {
+        Meter::default()
+    }
+
+    pub fn block(&mut self, block: &samples::Block<'_>) {
+        if self.failure.is_some() || block.planes.is_empty() {
+            return;
+        }
+        if self.meter.is_none() {
+            self.channels = block.planes.len();
             match EbuR128::new(
-                channels as u32,
+                self.channels as u32,
                 block.rate,
                 Mode::I | Mode::LRA | Mode::TRUE_PEAK,
             ) {
                 Ok(mut m) => {
-                    for (i, role) in channel_roles(channels).into_iter().enumerate() {
+                    for (i, role) in channel_roles(self.channels).into_iter().enumerate() {
                         let _ = m.set_channel(i as u32, role);
                     }
-                    meter = Some(m);
+                    self.meter = Some(m);
                 }
                 Err(e) => {
-                    failure = Some(meter_err(e));
+                    self.failure = Some(e);
                     return;
                 }
             }
         }
-        if let Some(m) = meter.as_mut() {
-            if let Err(e) = m.add_frames_planar_f32(&planes) {
-                failure = Some(meter_err(e));
+        if let Some(m) = self.meter.as_mut() {
+            if let Err(e) = m.add_frames_planar_f32(&block.planes) {
+                self.failure = Some(e);
             }
         }
-    })?;
-    if let Some(e) = failure {
-        return Err(e);
     }
-    let m = meter.ok_or_else(|| LoudnessError::NoAudio { file: file.clone() })?;
-    let integrated = m.loudness_global().ok().and_then(finite);
-    let range = m.loudness_range().ok().and_then(finite);
-    let mut peak = 0.0f64;
-    for c in 0..channels {
-        if let Ok(p) = m.true_peak(c as u32) {
-            peak = peak.max(p);
+
+    /// The measurement of everything fed; `file` and `streams` say what it was, in errors and
+    /// in the result.
+    pub fn finish(self, file: &str, streams: &[usize]) -> Result<Loudness, LoudnessError> {
+        if let Some(e) = self.failure {
+            return Err(LoudnessError::Meter {
+                file: file.to_string(),
+                what: format!("{e:?}"),
+            });
         }
+        let m = self.meter.ok_or_else(|| LoudnessError::NoAudio {
+            file: file.to_string(),
+        })?;
+        let integrated = m.loudness_global().ok().and_then(finite);
+        let range = m.loudness_range().ok().and_then(finite);
+        let mut peak = 0.0f64;
+        for c in 0..self.channels {
+            if let Ok(p) = m.true_peak(c as u32) {
+                peak = peak.max(p);
+            }
+        }
+        Ok(Loudness {
+            integrated_lufs: integrated.map(round2),
+            range_lu: range.map(round2),
+            true_peak_dbtp: to_db(peak).map(round2),
+            channels: self.channels as u32,
+            streams: streams.to_vec(),
+        })
     }
-    Ok(Loudness {
-        integrated_lufs: integrated.map(round2),
-        range_lu: range.map(round2),
-        true_peak_dbtp: to_db(peak).map(round2),
-        channels: channels as u32,
-        streams: streams.to_vec(),
-    })
 }
 
 fn round2(v: f64) -> f64 {

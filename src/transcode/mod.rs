@@ -12,13 +12,14 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::av::engine::{
-    self, AudioOut, AudioTrack, FieldOrder, OutputSpec, PipelineSpec, Progress, VideoOut,
+    self, AudioOut, AudioTrack, BlockSink, FieldOrder, OutputSpec, PipelineSpec, Progress, Tap,
+    VideoOut,
 };
 use crate::av::hw::{self, Backend};
 use crate::av::probe::ProbeReport;
 use crate::av::AvError;
 use crate::config::Rate;
-use crate::profile::verify::SourceFacts;
+use crate::profile::verify::{InFlight, SourceFacts};
 use crate::profile::{self, Profile, RateControl, Scan};
 use crate::qc::loudness::{self, Loudness};
 use crate::timecode::Timecode;
@@ -392,6 +393,16 @@ fn encoder_options(
     o
 }
 
+/// The programme among an output's audio tracks (by channel count), chosen as
+/// [`loudness::programme_streams`] chooses it on the finished file: the first track of two
+/// channels or more, else the first two (mono pairs).
+fn programme_tracks(chans: &[u32]) -> Vec<usize> {
+    match chans.iter().position(|&c| c >= 2) {
+        Some(i) => vec![i],
+        None => (0..chans.len().min(2)).collect(),
+    }
+}
+
 /// Compiles a profile against a probed source.
 pub fn compile(
     src: &ProbeReport,
@@ -727,7 +738,35 @@ pub fn compile(
             }
             None => None,
         };
+        // Single files are measured while they are written; packages and stills are read back.
+        let tap = (package.is_none() && !matches!(o.container.as_str(), "hls" | "image2")).then(|| {
+            let first_audio = usize::from(video.is_some());
+            let chans: Vec<u32> = audio
+                .as_ref()
+                .map(|a| a.tracks.iter().map(|t| t.channels).collect())
+                .unwrap_or_default();
+            let measure = prof.loudness.is_some() && !chans.is_empty();
+            Tap {
+                programme: if measure {
+                    programme_tracks(&chans)
+                        .into_iter()
+                        .map(|t| t + first_audio)
+                        .collect()
+                } else {
+                    vec![]
+                },
+                sink: measure.then(|| -> Arc<dyn Fn() -> Box<dyn BlockSink> + Send + Sync> {
+                    Arc::new(|| Box::new(loudness::Meter::new()))
+                }),
+                slot: Default::default(),
+            }
+        });
+        let in_flight = InFlight(
+            tap.as_ref()
+                .map_or_else(Default::default, |t| t.slot.clone()),
+        );
         facts.push(SourceFacts {
+            in_flight,
             duration_s: src_video_duration,
             start_timecode: metadata
                 .iter()
@@ -754,6 +793,7 @@ pub fn compile(
             metadata,
             video,
             audio,
+            tap,
         });
     }
     let wants_audio = prof.outputs.iter().any(|o| o.audio.is_some());
