@@ -63,6 +63,11 @@ fn check_roots(cfg: &ApplianceConfig) -> Result<(), AppError> {
     Ok(())
 }
 
+/// Whether `p` lies in the data directory (and so is made at start).
+fn in_data_dir(cfg: &ApplianceConfig, p: &Path) -> bool {
+    std::path::absolute(&cfg.storage.data_dir).is_ok_and(|d| p.starts_with(d))
+}
+
 pub fn prepare_dirs(cfg: &ApplianceConfig) -> Result<DataDirs, AppError> {
     check_roots(cfg)?;
     let root = cfg.storage.data_dir.clone();
@@ -71,7 +76,14 @@ pub fn prepare_dirs(cfg: &ApplianceConfig) -> Result<DataDirs, AppError> {
         watch: root.join("watch"),
         root,
     };
-    for p in [&d.root, &d.media, &d.watch] {
+    // Ingest roots inside the data directory (the default `incoming/`) are made with it.
+    let inside: Vec<&PathBuf> = cfg
+        .ingest
+        .roots
+        .iter()
+        .filter(|r| in_data_dir(cfg, r))
+        .collect();
+    for p in [&d.root, &d.media, &d.watch].into_iter().chain(inside) {
         std::fs::create_dir_all(p).map_err(|e| AppError::Dir {
             key: "storage.data_dir",
             path: p.display().to_string(),
@@ -94,7 +106,7 @@ pub fn prepare_dirs(cfg: &ApplianceConfig) -> Result<DataDirs, AppError> {
 pub fn check_machine(cfg: &ApplianceConfig) -> Result<(), AppError> {
     check_roots(cfg)?;
     for r in &cfg.ingest.roots {
-        if !r.is_dir() {
+        if !r.is_dir() && !in_data_dir(cfg, r) {
             return Err(AppError::Machine {
                 key: "ingest.roots",
                 why: format!("{} is not a directory on this machine", r.display()),
@@ -333,6 +345,8 @@ pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
         } else {
             cfg.jobs.workers as usize
         },
+        // Hashing, copying and webhooks: two at once beside the encodes, whatever the cores.
+        light_slots: 2,
         hang: Duration::from_secs(u64::from(cfg.jobs.hang_timeout_s)),
         memory_limit: cfg.jobs.memory_limit.0,
         lease_ms: i64::from(cfg.jobs.lease_s) * 1000,

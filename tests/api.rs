@@ -1466,6 +1466,76 @@ fn search_totals_past_the_bound_and_sorting_by_duration() {
     assert_eq!((r.status, r.code()), (400, "invalid_query"));
 }
 
+/// The README's quick start, run as printed (in a fresh directory, `antenne` on the PATH, port
+/// 8080 as the README has it): every call answers without an error envelope.
+#[test]
+fn readme_quick_start_runs_as_printed() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("```sh\nexport ANTENNE_ADMIN_PASSWORD")
+        .expect("the quick start block");
+    let block = &readme[start + 6..];
+    let block = &block[..block.find("```").unwrap()];
+    if std::net::TcpListener::bind("127.0.0.1:8080").is_err() {
+        panic!("port 8080 is taken: the quick start listens there");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("quick-start.sh");
+    std::fs::write(&script, format!("set -e\n{block}wait\n")).unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_antenne")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg(&script)
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env("RUST_LOG", "antenne=warn");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ANTENNE_") {
+            cmd.env_remove(k);
+        }
+    }
+    let o = cmd.output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // What curl printed, without the service's own lines (`antenne: …`) woven in.
+    let json_only: String = out
+        .lines()
+        .map(|l| l.find("antenne: ").map_or(l, |i| &l[..i]))
+        .collect();
+    let values: Vec<Value> = serde_json::Deserializer::from_str(&json_only)
+        .into_iter::<Value>()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("{e}: {out}"));
+    // ready, the asset, the search, the ingest, the upload.
+    assert_eq!(values.len(), 5, "{out}");
+    for v in &values {
+        assert!(v.get("error").is_none(), "{v}");
+    }
+    assert_eq!(values[0], json!({"ready": true}));
+    assert_eq!(
+        values[2]["items"][0]["title"], "Evening News",
+        "{}",
+        values[2]
+    );
+    assert_eq!(values[3]["asset"]["kind"], "promo", "{}", values[3]);
+    assert_eq!(
+        values[4]["file"]["size"],
+        std::fs::metadata(dir.path().join("trailer.mxf"))
+            .unwrap()
+            .len()
+    );
+    assert!(dir.path().join("antenne-data/incoming/promo.mxf").is_file());
+}
+
 /// A rejected file is named as the client knows it; where the appliance keeps it never shows.
 #[test]
 fn error_answers_name_the_clients_file_not_server_paths() {

@@ -226,6 +226,8 @@ impl Default for Transcode {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Ingest {
+    /// Directories files may be ingested from by path; a relative one lies in
+    /// `storage.data_dir` (resolved when the configuration is loaded, and made at start).
     pub roots: Vec<PathBuf>,
     pub max_upload: ByteSize,
 }
@@ -233,7 +235,7 @@ pub struct Ingest {
 impl Default for Ingest {
     fn default() -> Self {
         Ingest {
-            roots: Vec::new(),
+            roots: vec![PathBuf::from("incoming")],
             max_upload: ByteSize(200_000_000_000),
         }
     }
@@ -368,6 +370,14 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> Result<ApplianceCo
             })?;
     cfg.origin = origin;
     validate(&cfg)?;
+    // Relative ingest roots lie in the data directory, as absolute paths from here on.
+    let data =
+        std::path::absolute(&cfg.storage.data_dir).unwrap_or_else(|_| cfg.storage.data_dir.clone());
+    for r in &mut cfg.ingest.roots {
+        if r.is_relative() {
+            *r = data.join(&*r);
+        }
+    }
     Ok(cfg)
 }
 
@@ -500,10 +510,16 @@ fn validate(c: &ApplianceConfig) -> Result<(), ConfigError> {
     }
     let mut seen = BTreeMap::new();
     for r in &c.ingest.roots {
-        if !r.is_absolute() {
+        if r.as_os_str().is_empty()
+            || r.components()
+                .any(|p| matches!(p, std::path::Component::ParentDir))
+        {
             return Err(bad(
                 "ingest.roots",
-                format!("{} is not an absolute path", r.display()),
+                format!(
+                    "{:?}: an absolute path, or one inside the data directory without ..",
+                    r.display()
+                ),
             ));
         }
         if seen.insert(r.clone(), ()).is_some() {
@@ -564,6 +580,39 @@ mod tests {
             vec![PathBuf::from("/srv/a"), PathBuf::from("/srv/b")]
         );
         assert_eq!(c.ingest.max_upload, ByteSize(5 << 30));
+        let env = vec![(
+            "ANTENNE_SERVER_TRUSTED_PROXIES".to_string(),
+            "[\"127.0.0.1\", \"10.0.0.0/8\"]".to_string(),
+        )];
+        let c = load(Some(&shipped()), &env).unwrap();
+        assert_eq!(c.server.trusted_proxies.len(), 2);
+    }
+
+    #[test]
+    fn the_default_ingest_root_is_the_data_directorys_incoming() {
+        let c = load(None, &[]).unwrap();
+        let want = std::path::absolute("antenne-data/incoming").unwrap();
+        assert_eq!(c.ingest.roots, vec![want]);
+        let env = vec![
+            (
+                "ANTENNE_STORAGE_DATA_DIR".to_string(),
+                "/srv/antenne".to_string(),
+            ),
+            (
+                "ANTENNE_INGEST_ROOTS".to_string(),
+                "[\"drop\", \"/mnt/in\"]".to_string(),
+            ),
+        ];
+        let c = load(None, &env).unwrap();
+        assert_eq!(
+            c.ingest.roots,
+            vec![PathBuf::from("/srv/antenne/drop"), PathBuf::from("/mnt/in")]
+        );
+        let env = vec![("ANTENNE_INGEST_ROOTS".to_string(), "[]".to_string())];
+        assert!(
+            load(None, &env).unwrap().ingest.roots.is_empty(),
+            "none: uploads only"
+        );
     }
 
     #[test]
@@ -584,10 +633,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("{seq}"), "{e}");
-        let e = load(None, &env("ANTENNE_INGEST_ROOTS", "[\"relative/dir\"]"))
+        let e = load(None, &env("ANTENNE_INGEST_ROOTS", "[\"../outside\"]"))
             .unwrap_err()
             .to_string();
         assert!(e.contains("ingest.roots"), "{e}");
+        let e = load(
+            None,
+            &env("ANTENNE_SERVER_TRUSTED_PROXIES", "[\"10.0.0.0/33\"]"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("ANTENNE_SERVER_TRUSTED_PROXIES") && e.contains("CIDR"),
+            "{e}"
+        );
         let e = load(None, &env("ANTENNE_SERVER_LISTNE", "x"))
             .unwrap_err()
             .to_string();
