@@ -263,6 +263,7 @@ fn retention_selects_by_age_on_the_injected_clock() {
         let settings = Settings {
             appliance: "t".into(),
             slots: 1,
+            light_slots: 0,
             hang: Duration::from_secs(60),
             memory_limit: 1 << 30,
             lease_ms: 60_000,

@@ -1441,3 +1441,88 @@ fn a_failed_rendition_keeps_the_good_ones_says_why_and_a_retry_makes_only_what_i
         .body;
     assert_eq!(v["pass"], true, "{v:#}");
 }
+
+#[test]
+fn a_file_dropped_during_a_long_transcode_is_catalogued_within_seconds() {
+    let d = tempfile::tempdir().unwrap();
+    let wf = workflow_dir(
+        d.path(),
+        "name = \"default\"\n[trigger]\nwatch = \"watch\"\nstable_s = 0.5\npoll_s = 0.2\n\
+         [[steps]]\nkind = \"transcode\"\nprofiles = [\"web-h264\", \"proxy\"]\n",
+    );
+    // One encode slot, as on a 2-core box.
+    let s = start(d.path(), &wf, &[("ANTENNE_JOBS_WORKERS", "1".to_string())]);
+    let watch = d.path().join("data/watch");
+    let long = d.path().join("long.mp4");
+    common::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=1280x720:rate=25:duration=60",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=500:duration=60:sample_rate=48000",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "aac",
+        "-shortest",
+        long.to_str().unwrap(),
+    ]);
+    std::fs::rename(&long, watch.join("long.mp4")).unwrap();
+    let jobs = wait_jobs(&s, 120, "a long transcode under way", |j| {
+        j.iter().any(|x| {
+            x["kind"] == "transcode"
+                && x["state"] == "running"
+                && x["progress"].as_f64() > Some(0.0)
+        })
+    });
+    let long_job = transcodes(&jobs)[0]["id"].as_i64().unwrap();
+    let slots = s.call("GET", "/v1/slots", Some(&s.admin), None).body;
+    assert_eq!(
+        (slots["cpu_slots"].as_u64(), slots["cpu_in_use"].as_u64()),
+        (Some(1), Some(1)),
+        "{slots}"
+    );
+    assert_eq!(slots["light_slots"], 2, "{slots}");
+    // A file dropped now is catalogued at once, in the light lane, while the encode goes on.
+    let f = clip(d.path(), "breaking.mp4", 12);
+    let dropped = Instant::now();
+    std::fs::rename(&f, watch.join("breaking.mp4")).unwrap();
+    let deadline = dropped + Duration::from_secs(15);
+    let asset = loop {
+        if let Some(a) = assets(&s).into_iter().find(|a| a["title"] == "breaking") {
+            break a;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the file dropped during a transcode was not catalogued within 15 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let took = dropped.elapsed();
+    eprintln!(
+        "catalogued {:.2} s after it was dropped",
+        took.as_secs_f64()
+    );
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    let long = s
+        .call("GET", &format!("/v1/jobs/{long_job}"), Some(&s.admin), None)
+        .body;
+    assert_eq!(
+        long["state"], "running",
+        "the transcode was still running meanwhile: {long:#}"
+    );
+    assert_eq!(asset["status"], "ingesting");
+    // Its own transcode waits for the encode slot.
+    let r = s.call(
+        "POST",
+        &format!("/v1/jobs/{long_job}/cancel"),
+        Some(&s.admin),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+}

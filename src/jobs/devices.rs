@@ -102,6 +102,8 @@ struct Gpu {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Placement {
     Cpu,
+    /// A slot of the light lane (ingest, fixity, delivery, webhooks, purge).
+    Light,
     Gpu {
         /// Index into the pool's GPUs.
         index: usize,
@@ -117,7 +119,7 @@ pub enum Placement {
 impl Placement {
     pub fn name(&self) -> &str {
         match self {
-            Placement::Cpu => "cpu",
+            Placement::Cpu | Placement::Light => "cpu",
             Placement::Gpu { id, .. } => id,
         }
     }
@@ -158,6 +160,10 @@ pub struct GpuView {
 pub struct SlotsView {
     pub cpu_slots: usize,
     pub cpu_in_use: usize,
+    /// The light lane: ingest, fixity, delivery, webhooks and purge run there, never waiting
+    /// behind a transcode (0: they share the CPU slots).
+    pub light_slots: usize,
+    pub light_in_use: usize,
     /// Consecutive failures that take a GPU out of rotation.
     pub max_failures: u32,
     pub gpus: Vec<GpuView>,
@@ -167,6 +173,8 @@ pub struct SlotsView {
 pub struct Pool {
     cpu_slots: usize,
     cpu_in_use: usize,
+    light_slots: usize,
+    light_in_use: usize,
     gpus: Vec<Gpu>,
     max_failures: u32,
 }
@@ -176,6 +184,8 @@ impl Pool {
         Pool {
             cpu_slots: cpu_slots.max(1),
             cpu_in_use: 0,
+            light_slots: 0,
+            light_in_use: 0,
             gpus: gpus
                 .into_iter()
                 .map(|spec| Gpu {
@@ -191,9 +201,32 @@ impl Pool {
         }
     }
 
+    /// A lane of `n` slots for light jobs, beside the encode slots.
+    pub fn with_light_slots(mut self, n: usize) -> Pool {
+        self.light_slots = n;
+        self
+    }
+
+    pub fn has_light_lane(&self) -> bool {
+        self.light_slots > 0
+    }
+
+    /// Whether the light lane has a free slot.
+    pub fn light_free(&self) -> bool {
+        self.light_in_use < self.light_slots
+    }
+
+    /// Holds a slot of the light lane; `None` when it is full.
+    pub fn take_light(&mut self) -> Option<Placement> {
+        self.light_free().then(|| {
+            self.light_in_use += 1;
+            Placement::Light
+        })
+    }
+
     /// Jobs running (for the claim loop and shutdown).
     pub fn busy(&self) -> bool {
-        self.cpu_in_use > 0 || self.gpus.iter().any(|g| g.in_use > 0)
+        self.cpu_in_use > 0 || self.light_in_use > 0 || self.gpus.iter().any(|g| g.in_use > 0)
     }
 
     pub fn claimable(&self) -> Claimable {
@@ -256,6 +289,7 @@ impl Pool {
     pub fn release(&mut self, p: &Placement) {
         match p {
             Placement::Cpu => self.cpu_in_use = self.cpu_in_use.saturating_sub(1),
+            Placement::Light => self.light_in_use = self.light_in_use.saturating_sub(1),
             Placement::Gpu {
                 index,
                 sessions,
@@ -318,6 +352,8 @@ impl Pool {
         SlotsView {
             cpu_slots: self.cpu_slots,
             cpu_in_use: self.cpu_in_use,
+            light_slots: self.light_slots,
+            light_in_use: self.light_in_use,
             max_failures: self.max_failures,
             gpus: self
                 .gpus
@@ -476,6 +512,27 @@ mod tests {
         assert!(p.restore("nvenc:0"));
         assert!(!p.restore("nvenc:9"));
         assert_eq!(p.place(&n, &[]).unwrap().name(), "nvenc:0");
+    }
+
+    #[test]
+    fn light_jobs_have_their_own_lane() {
+        let mut p = Pool::new(1, vec![], 3).with_light_slots(2);
+        let heavy = p.place(&Needs::cpu_only(), &[]).unwrap();
+        assert_eq!(p.claimable(), Claimable::Nothing);
+        // The encode slot is taken: light jobs still run, up to the lane's size.
+        assert!(p.light_free());
+        let a = p.take_light().unwrap();
+        let b = p.take_light().unwrap();
+        assert_eq!((a.name(), &b), ("cpu", &Placement::Light));
+        assert!(p.take_light().is_none());
+        let v = p.view();
+        assert_eq!((v.light_slots, v.light_in_use, v.cpu_in_use), (2, 2, 1));
+        p.release(&a);
+        assert!(p.light_free());
+        p.release(&b);
+        p.release(&heavy);
+        assert!(!p.busy());
+        assert!(!Pool::new(1, vec![], 3).has_light_lane());
     }
 
     #[test]

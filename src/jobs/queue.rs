@@ -20,6 +20,20 @@ pub const KINDS: &[&str] = &[
     "purge",
     "noop",
 ];
+/// Jobs that decode no picture (hashing, copying, a webhook, catalog work): they have their
+/// own lane of worker slots, so that they never wait behind a long transcode.
+pub const LIGHT_KINDS: &[&str] = &["ingest", "verify", "deliver", "notify", "purge"];
+
+/// Which jobs a claim may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Any,
+    /// Only [`LIGHT_KINDS`].
+    Light,
+    /// Anything but [`LIGHT_KINDS`].
+    Heavy,
+}
+
 pub const STATES: &[&str] = &["queued", "running", "succeeded", "failed", "cancelled"];
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -514,11 +528,27 @@ impl Catalog {
         rows.iter().map(job_of).collect()
     }
 
-    /// Takes the most urgent ready job for `worker` with a lease of `lease_ms`; with
+    /// Takes the most urgent ready job of `lane` for `worker` with a lease of `lease_ms`; with
     /// `gpu_only`, only a job whose encodes can all run on a GPU.
-    pub async fn claim(&self, worker: &str, lease_ms: i64, gpu_only: bool) -> Result<Option<Job>> {
+    pub async fn claim(
+        &self,
+        worker: &str,
+        lease_ms: i64,
+        gpu_only: bool,
+        lane: Lane,
+    ) -> Result<Option<Job>> {
         let now = self.now_ms();
-        let only = if gpu_only { "AND gpu_only = 1 " } else { "" };
+        let light = LIGHT_KINDS
+            .iter()
+            .map(|k| format!("'{k}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let only = match (gpu_only, lane) {
+            (true, _) => "AND gpu_only = 1 ".to_string(),
+            (false, Lane::Any) => String::new(),
+            (false, Lane::Light) => format!("AND kind IN ({light}) "),
+            (false, Lane::Heavy) => format!("AND kind NOT IN ({light}) "),
+        };
         let lock = match self.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",

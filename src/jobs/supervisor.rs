@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::devices::{Claimable, Encode, GpuSpec, Needs, Placement, Pool, SlotsView};
-use super::queue::{Failing, Then};
+use super::queue::{Failing, Lane, Then};
 use super::watch::Watcher;
 use super::workflow::{After, Workflow};
 use super::{Job, NewJob, WorkerJob, WorkerMsg};
@@ -29,6 +29,9 @@ pub struct Settings {
     pub appliance: String,
     /// Jobs running at once (CPU encode slots).
     pub slots: usize,
+    /// Light jobs (ingest, fixity, delivery, webhooks, purge) running at once in their own
+    /// lane, beside the encode slots; 0: they share the encode slots.
+    pub light_slots: usize,
     /// A worker silent for this long is killed (a hang).
     pub hang: Duration,
     /// A worker whose resident memory passes this is killed.
@@ -198,11 +201,14 @@ impl Supervisor {
             workflows: workflows.into_iter().map(Arc::new).collect(),
             system,
             wake: Notify::new(),
-            pool: std::sync::Mutex::new(Pool::new(
-                settings.slots,
-                settings.gpus.clone(),
-                settings.gpu_max_failures,
-            )),
+            pool: std::sync::Mutex::new(
+                Pool::new(
+                    settings.slots,
+                    settings.gpus.clone(),
+                    settings.gpu_max_failures,
+                )
+                .with_light_slots(settings.light_slots),
+            ),
             settings,
             serial: AtomicU64::new(0),
         })
@@ -394,60 +400,122 @@ impl Supervisor {
             });
         }
         loop {
-            loop {
-                let can = self.pool().claimable();
-                if can == Claimable::Nothing {
-                    break;
-                }
-                let n = self.serial.fetch_add(1, Ordering::SeqCst);
-                let worker = format!("{}w{n}", prefix);
-                let claimed = self
-                    .catalog
-                    .claim(&worker, self.settings.lease_ms, can == Claimable::GpuOnly)
-                    .await;
-                match claimed {
-                    Ok(Some(job)) => {
-                        let needs = self.needs(&job.kind, &job.params);
-                        let avoid: Vec<String> = job.params["avoid_gpus"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|v| v.as_str().map(String::from))
-                            .collect();
-                        let placed = self.pool().place(&needs, &avoid);
-                        let Some(placed) = placed else {
-                            // Only GPU sessions were free, and no GPU here can make it.
-                            if let Err(e) = self.catalog.release(job.id, &worker).await {
-                                tracing::error!(error = %e, "jobs: cannot give a job back");
-                            }
-                            break;
-                        };
-                        if placed != Placement::Cpu {
-                            let _ = self
-                                .catalog
-                                .set_placed(job.id, &worker, placed.name())
-                                .await;
-                        }
-                        let (me, stop) = (self.clone(), stopping.clone());
-                        tokio::spawn(async move {
-                            me.run_job(job, worker, &placed, stop).await;
-                            me.pool().release(&placed);
-                            me.wake.notify_one();
-                        });
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::error!(error = %e, "jobs: cannot claim");
-                        break;
-                    }
-                }
-            }
+            // Light jobs first, in their own lane: a file dropped during a long transcode is
+            // catalogued at once; then what the encode slots and GPU sessions can take.
+            while self.claim_light(&prefix, &stopping).await
+                || self.claim_heavy(&prefix, &stopping).await
+            {}
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 _ = stopping.cancelled() => return,
             }
         }
+    }
+
+    /// Claims one light job (ingest, fixity, delivery, webhook, purge) into a free slot of the
+    /// light lane; whether one was taken.
+    async fn claim_light(self: &Arc<Self>, prefix: &str, stopping: &CancellationToken) -> bool {
+        if !self.pool().light_free() {
+            return false;
+        }
+        let n = self.serial.fetch_add(1, Ordering::SeqCst);
+        let worker = format!("{prefix}w{n}");
+        let job = match self
+            .catalog
+            .claim(&worker, self.settings.lease_ms, false, Lane::Light)
+            .await
+        {
+            Ok(Some(job)) => job,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::error!(error = %e, "jobs: cannot claim");
+                return false;
+            }
+        };
+        let Some(placed) = self.pool().take_light() else {
+            // Not reached: the lane had a free slot, and only this loop takes them.
+            if let Err(e) = self.catalog.release(job.id, &worker).await {
+                tracing::error!(error = %e, "jobs: cannot give a job back");
+            }
+            return false;
+        };
+        self.spawn_job(job, worker, placed, stopping.clone());
+        true
+    }
+
+    /// Claims one job for the CPU encode slots or a GPU (with a light lane, only jobs that are
+    /// not light); whether one was taken.
+    async fn claim_heavy(self: &Arc<Self>, prefix: &str, stopping: &CancellationToken) -> bool {
+        let (can, lane) = {
+            let p = self.pool();
+            let lane = if p.has_light_lane() {
+                Lane::Heavy
+            } else {
+                Lane::Any
+            };
+            (p.claimable(), lane)
+        };
+        if can == Claimable::Nothing {
+            return false;
+        }
+        let n = self.serial.fetch_add(1, Ordering::SeqCst);
+        let worker = format!("{prefix}w{n}");
+        let claimed = self
+            .catalog
+            .claim(
+                &worker,
+                self.settings.lease_ms,
+                can == Claimable::GpuOnly,
+                lane,
+            )
+            .await;
+        let job = match claimed {
+            Ok(Some(job)) => job,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::error!(error = %e, "jobs: cannot claim");
+                return false;
+            }
+        };
+        let needs = self.needs(&job.kind, &job.params);
+        let avoid: Vec<String> = job.params["avoid_gpus"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect();
+        let placed = self.pool().place(&needs, &avoid);
+        let Some(placed) = placed else {
+            // Only GPU sessions were free, and no GPU here can make it.
+            if let Err(e) = self.catalog.release(job.id, &worker).await {
+                tracing::error!(error = %e, "jobs: cannot give a job back");
+            }
+            return false;
+        };
+        if !matches!(placed, Placement::Cpu | Placement::Light) {
+            let _ = self
+                .catalog
+                .set_placed(job.id, &worker, placed.name())
+                .await;
+        }
+        self.spawn_job(job, worker, placed, stopping.clone());
+        true
+    }
+
+    fn spawn_job(
+        self: &Arc<Self>,
+        job: Job,
+        worker: String,
+        placed: Placement,
+        stop: CancellationToken,
+    ) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            me.run_job(job, worker, &placed, stop).await;
+            me.pool().release(&placed);
+            me.wake.notify_one();
+        });
     }
 
     async fn run_job(
@@ -546,10 +614,10 @@ impl Supervisor {
                 backend, device, ..
             } => (backend.name().to_string(), true, device.clone()),
             // Without GPUs in the pool, the configured backend as it was (`auto` finds one).
-            Placement::Cpu if self.settings.gpus.is_empty() => {
+            Placement::Cpu | Placement::Light if self.settings.gpus.is_empty() => {
                 (self.settings.backend.clone(), false, None)
             }
-            Placement::Cpu => ("software".to_string(), false, None),
+            Placement::Cpu | Placement::Light => ("software".to_string(), false, None),
         };
         let spec = WorkerJob {
             id: job.id,
