@@ -1526,3 +1526,115 @@ fn a_file_dropped_during_a_long_transcode_is_catalogued_within_seconds() {
     );
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+#[test]
+fn sidecar_values_as_text_are_compared_by_qc_and_the_log_says_where_each_went() {
+    let d = tempfile::tempdir().unwrap();
+    let wf = workflow_dir(d.path(), QC_WORKFLOW);
+    let s = start(d.path(), &wf, &[]);
+    let watch = d.path().join("data/watch");
+    // XML: every value is text. The clip lasts 2 s; its sidecar says 60.
+    std::fs::write(
+        watch.join("long-claim.xml"),
+        "<?xml version=\"1.0\"?><asset><title>long claim</title><duration_s>60</duration_s>\
+         <aspect>16:9</aspect><audio_layout>mono</audio_layout><colour>red</colour></asset>",
+    )
+    .unwrap();
+    // JSON: numbers given as strings, and one value that is not of its field's type.
+    std::fs::write(
+        watch.join("honest.json"),
+        json!({"duration_s": "2", "width": "320", "frame_rate": "25", "height": "tall", "series": 7})
+            .to_string(),
+    )
+    .unwrap();
+    for (name, seed) in [("long-claim.mp4", 13), ("honest.mp4", 14)] {
+        let f = clip(d.path(), name, seed);
+        std::fs::rename(&f, watch.join(name)).unwrap();
+    }
+    let jobs = wait_jobs(&s, 120, "QC of both", |j| {
+        settled(j) && j.iter().filter(|x| x["kind"] == "qc").count() == 2
+    });
+    let all = assets(&s);
+    let by_title = |t: &str| {
+        all.iter()
+            .find(|a| a["title"] == t)
+            .unwrap_or_else(|| panic!("{t}: {all:#?}"))
+            .clone()
+    };
+    let qc_of = |a: &Value| {
+        jobs.iter()
+            .find(|j| j["kind"] == "qc" && j["asset_id"] == a["id"])
+            .unwrap()["result"]["checks"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let check = |checks: &[Value], name: &str| {
+        checks
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} check: {checks:#?}"))
+            .clone()
+    };
+    let log_of = |a: &Value| {
+        let ingest = jobs
+            .iter()
+            .find(|j| j["kind"] == "ingest" && j["asset_id"] == a["id"])
+            .unwrap();
+        s.call(
+            "GET",
+            &format!("/v1/jobs/{}/logs", ingest["id"]),
+            Some(&s.admin),
+            None,
+        )
+        .body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["message"].as_str().unwrap().to_string())
+            .find(|m| m.contains("sidecar:"))
+            .unwrap_or_else(|| panic!("no sidecar line in the ingest log"))
+    };
+    // The XML's duration, as text, is compared: 60 s declared, 2 s decoded.
+    let long = by_title("long claim");
+    let checks = qc_of(&long);
+    let dur = check(&checks, "duration");
+    assert_eq!(dur["status"], "fail", "{dur:#}");
+    assert!(
+        dur["expected"]
+            .as_str()
+            .unwrap()
+            .starts_with("60.00 s (declared by the sidecar)"),
+        "{dur:#}"
+    );
+    assert_eq!(check(&checks, "declared aspect")["status"], "pass");
+    assert_eq!(check(&checks, "declared audio_layout")["status"], "pass");
+    assert_eq!(long["status"], "qc_failed");
+    let line = log_of(&long);
+    assert!(line.contains("to the catalog: title;"), "{line}");
+    assert!(
+        line.contains("to QC: aspect, audio_layout, duration_s, title"),
+        "{line}"
+    );
+    assert!(line.contains("ignored (no such field): colour"), "{line}");
+    // The JSON's strings are numbers by their fields' types; the bad value is said so.
+    let honest = by_title("honest");
+    assert_eq!(honest["series"], "7");
+    let checks = qc_of(&honest);
+    let dur = check(&checks, "duration");
+    assert_eq!(dur["status"], "pass", "{dur:#}");
+    assert!(dur["expected"]
+        .as_str()
+        .unwrap()
+        .contains("declared by the sidecar"));
+    assert_eq!(check(&checks, "declared width")["status"], "pass");
+    assert_eq!(check(&checks, "declared frame_rate")["status"], "pass");
+    assert!(!checks.iter().any(|c| c["name"] == "declared height"));
+    assert_eq!(honest["status"], "ready", "{honest:#}");
+    let line = log_of(&honest);
+    assert!(
+        line.contains("ignored (not usable): height (\"tall\" is not a whole number"),
+        "{line}"
+    );
+    assert!(line.contains("to the catalog: series"), "{line}");
+}

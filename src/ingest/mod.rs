@@ -10,6 +10,8 @@ use tokio::io::AsyncWriteExt;
 
 use crate::catalog::assets::NewFile;
 
+pub mod sidecar;
+
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     /// The path is not acceptable (outside the roots, `..`, NUL, a symlink out, not a file).

@@ -109,81 +109,37 @@ fn role_for(profile: &str) -> &'static str {
     }
 }
 
-/// Sidecar fields as catalog metadata (unknown keys are ignored, reported in the job log).
-fn asset_input(sidecar: &Value, kind: &str, fallback_title: &str) -> (AssetInput, Vec<String>) {
-    let f = &sidecar["fields"];
-    let s = |k: &str| {
-        f[k].as_str()
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
-    let tags = match &f["tags"] {
-        Value::Array(a) => Some(
-            a.iter()
-                .filter_map(|t| t.as_str().map(String::from))
-                .collect(),
-        ),
-        Value::String(t) => Some(
-            t.split(',')
-                .map(|x| x.trim().to_string())
-                .filter(|x| !x.is_empty())
-                .collect(),
-        ),
-        _ => None,
-    };
-    let known = [
-        "title",
-        "description",
-        "subject",
-        "creator",
-        "contributor",
-        "date",
-        "language",
-        "rights",
-        "identifier",
-        "series",
-        "episode",
-        "tags",
-        "custom",
-        "house_id",
-        "kind",
-        "duration_s",
-        "width",
-        "height",
-        "frame_rate",
-        "field_order",
-        "audio_channels",
-    ];
-    let ignored = f
-        .as_object()
-        .map(|o| {
-            o.keys()
-                .filter(|k| !known.contains(&k.as_str()))
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
-    (
-        AssetInput {
-            house_id: s("house_id"),
-            kind: s("kind").or_else(|| Some(kind.to_string())),
-            title: s("title").or_else(|| Some(fallback_title.to_string())),
-            description: s("description"),
-            subject: s("subject"),
-            creator: s("creator"),
-            contributor: s("contributor"),
-            date: s("date"),
-            language: s("language"),
-            rights: s("rights"),
-            identifier: s("identifier"),
-            series: s("series"),
-            episode: s("episode"),
-            custom: f["custom"].as_object().cloned(),
-            tags,
-            ..Default::default()
-        },
-        ignored,
-    )
+/// A sidecar's catalog fields (already read by type) as the new asset's metadata.
+fn asset_input(
+    side: &crate::ingest::sidecar::Sidecar,
+    kind: &str,
+    fallback_title: &str,
+) -> AssetInput {
+    let f = &side.fields;
+    let s = |k: &str| f.get(k).and_then(Value::as_str).map(String::from);
+    let tags = f.get("tags").and_then(Value::as_array).map(|a| {
+        a.iter()
+            .filter_map(|t| t.as_str().map(String::from))
+            .collect()
+    });
+    AssetInput {
+        house_id: s("house_id"),
+        kind: s("kind").or_else(|| Some(kind.to_string())),
+        title: s("title").or_else(|| Some(fallback_title.to_string())),
+        description: s("description"),
+        subject: s("subject"),
+        creator: s("creator"),
+        contributor: s("contributor"),
+        date: s("date"),
+        language: s("language"),
+        rights: s("rights"),
+        identifier: s("identifier"),
+        series: s("series"),
+        episode: s("episode"),
+        custom: f.get("custom").and_then(Value::as_object).cloned(),
+        tags,
+        ..Default::default()
+    }
 }
 
 impl Supervisor {
@@ -1078,15 +1034,19 @@ impl Supervisor {
         let kind = workflow
             .as_ref()
             .map_or("clip".to_string(), |w| w.asset_kind.clone());
-        let (mut input, ignored) = asset_input(&sidecar, &kind, &name);
-        if !ignored.is_empty() {
+        // Each field by its type, whatever carried it; the log says where each went.
+        let side = crate::ingest::sidecar::typed(&sidecar["fields"]);
+        let mut input = asset_input(&side, &kind, &name);
+        if sidecar["fields"].is_object() {
+            let level = if side.unknown.is_empty() && side.invalid.is_empty() {
+                "info"
+            } else {
+                "warn"
+            };
+            let from = sidecar["file"].as_str().unwrap_or("sidecar");
             let _ = self
                 .catalog
-                .job_log(
-                    job.id,
-                    "warn",
-                    &format!("sidecar fields not in the catalog: {}", ignored.join(", ")),
-                )
+                .job_log(job.id, level, &format!("{from}: {}", side.summary()))
                 .await;
         }
         if let Some(e) = sidecar["error"].as_str() {
@@ -1102,7 +1062,7 @@ impl Supervisor {
             file.path = now_at.display().to_string();
         }
         let source = file.clone();
-        let declared = sidecar["fields"].clone();
+        let declared = Value::Object(side.fields.clone());
         let plan = |asset_id: i64, house_id: &str, file_id: i64| {
             let Some(w) = workflow.as_ref() else {
                 return Then::Nothing;
