@@ -543,11 +543,17 @@ impl Supervisor {
             Outcome::Done(result) => self.complete(&job, &worker, result).await,
             Outcome::Failed(e, _, _) | Outcome::Lost(e) if device_failed => {
                 let e = format!("on {}: {e}", placed.name());
-                let _ = self.catalog.job_log(id, "error", &e).await;
-                self.catalog
-                    .fail_after(id, &worker, &e, true, Some(0))
-                    .await
-                    .map(|_| ())
+                self.failed_with(
+                    &job,
+                    &worker,
+                    Failing {
+                        error: &e,
+                        retry: true,
+                        delay_ms: Some(0),
+                        ..Default::default()
+                    },
+                )
+                .await
             }
             Outcome::Failed(e, retry, _) => self.failed(&job, &worker, &e, retry).await,
             Outcome::Lost(e) => self.failed(&job, &worker, &e, true).await,
