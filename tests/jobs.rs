@@ -1375,6 +1375,16 @@ fn a_failed_rendition_keeps_the_good_ones_says_why_and_a_retry_makes_only_what_i
         (good["pass"].as_bool(), good["file_id"].as_i64()),
         (Some(true), proxy["id"].as_i64())
     );
+    // In the API document, with its schema.
+    let doc = s.call("GET", "/openapi.json", None, None).body;
+    assert!(
+        doc["paths"]["/v1/assets/{id}/verification"]["get"].is_object(),
+        "{}",
+        doc["paths"]
+    );
+    assert!(doc["components"]["schemas"]["Verification"].is_object());
+    let status_doc = doc["components"]["schemas"]["Asset"]["properties"]["status"].to_string();
+    assert!(status_doc.contains("rendition_failed"), "{status_doc}");
     // Object-level access: a viewer with no grant on the asset does not see it.
     let (_, viewer) = s.user("val", "viewer");
     let r = s.call(
