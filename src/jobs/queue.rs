@@ -913,15 +913,20 @@ impl Catalog {
     pub async fn recover_jobs(&self, worker_prefix: Option<&str>) -> Result<Recovered> {
         let now = self.now_ms();
         let mut tx = self.begin().await?;
-        let rows = sqlx::query(
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
             "SELECT id, attempts, max_attempts, asset_id FROM jobs WHERE state = 'running' \
-             AND (lease_until_ms < $1 OR ($2 <> '' AND worker LIKE $3))",
-        )
-        .bind(now)
-        .bind(worker_prefix.unwrap_or(""))
-        .bind(format!("{}%", worker_prefix.unwrap_or("")))
-        .fetch_all(&mut *tx)
-        .await?;
+             AND (lease_until_ms < $1 OR ($2 <> '' AND worker LIKE $3)){lock}"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(now)
+            .bind(worker_prefix.unwrap_or(""))
+            .bind(format!("{}%", worker_prefix.unwrap_or("")))
+            .fetch_all(&mut *tx)
+            .await?;
         let mut out = Recovered::default();
         let mut failed = Vec::new();
         let mut changes = Vec::new();
@@ -930,7 +935,7 @@ impl Catalog {
             let attempts: i64 = r.try_get(1)?;
             let max: i64 = r.try_get(2)?;
             let again = attempts < max;
-            sqlx::query(
+            let n = sqlx::query(
                 "UPDATE jobs SET state = $2, error = $3, updated_ms = $4, lease_until_ms = NULL, \
                  finished_ms = $5 WHERE id = $1 AND state = 'running'",
             )
@@ -946,7 +951,11 @@ impl Catalog {
             .bind(now)
             .bind((!again).then_some(now))
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+            if n == 0 {
+                continue;
+            }
             changes.push(
                 self.record(&mut tx, "job", id, "updated", r.try_get(3)?)
                     .await?,
