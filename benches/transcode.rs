@@ -267,7 +267,10 @@ fn run() -> Res<()> {
     );
     println!("{:-<78}", "");
     let mut peaks = Vec::new();
-    for (label, s) in [(format!("{secs} s"), &src), (format!("{} s", secs * 2), &src_long)] {
+    for (label, s) in [
+        (format!("{secs} s"), &src),
+        (format!("{} s", secs * 2), &src_long),
+    ] {
         let size = std::fs::metadata(s).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0;
         let ((_, ff_mib), (an_s, an_mib)) = ladder_memory(&antenne, s, &work, &profiles)?;
         let ratio = an_mib / ff_mib;
@@ -366,7 +369,9 @@ fn measured(cmd: &mut Command, what: &str, log: &Path) -> Res<(f64, f64)> {
     if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
         return Err(format!(
             "{what} failed (status {status})\ncommand: {line}\n--- stderr ---\n{}",
-            std::fs::read_to_string(&err_path).unwrap_or_default().trim_end()
+            std::fs::read_to_string(&err_path)
+                .unwrap_or_default()
+                .trim_end()
         ));
     }
     Ok((secs, usage.ru_maxrss as f64 / 1024.0))
@@ -492,10 +497,26 @@ fn ladder_memory(
     );
     for (i, (name, _, _, kbps)) in LADDER.iter().enumerate() {
         c.args(["-map", &format!("[v{i}]"), "-map", "0:a"])
-            .args(["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high"])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-profile:v",
+                "high",
+            ])
             .args(["-b:v", &format!("{kbps}k"), "-maxrate", &format!("{kbps}k")])
             .args(["-bufsize", &format!("{}k", kbps * 2)])
-            .args(["-g", "50", "-keyint_min", "50", "-sc_threshold", "0", "-bf", "3"])
+            .args([
+                "-g",
+                "50",
+                "-keyint_min",
+                "50",
+                "-sc_threshold",
+                "0",
+                "-bf",
+                "3",
+            ])
             .args(["-pix_fmt", "yuv420p"])
             .args(["-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-ac", "2"])
             .arg(ff_out.join(format!("src_{name}.mp4")));
@@ -547,7 +568,11 @@ fn antenne_run(
         c.arg("--no-verify");
     }
     let log = outdir.with_extension("log");
-    measured(&mut c, &format!("antenne transcode --profile {profile}"), &log)
+    measured(
+        &mut c,
+        &format!("antenne transcode --profile {profile}"),
+        &log,
+    )
 }
 
 fn fresh_dir(dir: &Path) -> Res<()> {

@@ -252,7 +252,8 @@ fn four_three_source_is_pillarboxed_not_stretched() {
         d.path(),
         "archive.mkv",
         &Clip {
-            size: "320x240",
+            // As large as the proxy's frame, so that it is not made smaller (no upscaling).
+            size: "640x480",
             ..Clip::default()
         },
     );
@@ -304,6 +305,7 @@ fn proxy_burns_in_the_source_timecode() {
         d.path(),
         "tc.mov",
         &Clip {
+            size: "640x360",
             extra: &[
                 "-c:v",
                 "libx264",
@@ -637,7 +639,12 @@ fn picture_types(path: &Path) -> Vec<(char, bool)> {
         .arg(path)
         .output()
         .expect("ffprobe");
-    assert!(o.status.success(), "ffprobe {}: {}", path.display(), stderr(&o));
+    assert!(
+        o.status.success(),
+        "ffprobe {}: {}",
+        path.display(),
+        stderr(&o)
+    );
     let types: Vec<(char, bool)> = String::from_utf8_lossy(&o.stdout)
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -736,7 +743,7 @@ pix_fmt = "yuv420p"
             "gop-x264-ts",
             "mpegts",
             "h264",
-            "rate_control = \"cbr\"\nbitrate = \"1M\"\ngop = 10\nb_frames = 2\npreset = \"veryfast\"",
+            "rate_control = \"crf\"\ncrf = 26\ngop = 10\nb_frames = 2\npreset = \"veryfast\"",
         ),
         family(
             "gop-x265",
@@ -830,18 +837,21 @@ fn web_rendition_of_a_720p_source_is_not_upscaled() {
         &Clip {
             size: "1280x720",
             seconds: 1.0,
+            extra: &["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"],
             ..Clip::default()
         },
     );
     let out = d.path().join("out");
     let outs = transcode(&src, "web-h264", &out, &[]);
     let v = stream(&ffprobe(&outs[0], false), "video", 0).clone();
-    assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(1280), Some(720)));
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(1280), Some(720))
+    );
     assert_eq!(v["sample_aspect_ratio"].as_str().unwrap_or("1:1"), "1:1");
-    let report: Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("hd_web.mp4.verify.json")).unwrap(),
-    )
-    .unwrap();
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("hd_web.mp4.verify.json")).unwrap())
+            .unwrap();
     assert_eq!(report["pass"], true, "{report}");
 
     let profiles = d.path().join("profiles");
@@ -865,5 +875,8 @@ fn web_rendition_of_a_720p_source_is_not_upscaled() {
         .arg(&profiles));
     assert!(o.status.success(), "{}", stderr(&o));
     let v = stream(&ffprobe(&out2.join("hd_web.mp4"), false), "video", 0).clone();
-    assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(1920), Some(1080)));
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(1920), Some(1080))
+    );
 }

@@ -103,9 +103,7 @@ thread_local! {
 pub fn capture_errors<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
     let before = CAPTURED.with(|c| c.replace(Some(Vec::new())));
     let out = f();
-    let lines = CAPTURED
-        .with(|c| c.replace(before))
-        .unwrap_or_default();
+    let lines = CAPTURED.with(|c| c.replace(before)).unwrap_or_default();
     (out, lines)
 }
 
@@ -269,7 +267,12 @@ pub fn packet_ref(p: &ff::Packet) -> Option<ff::Packet> {
     let mut out = ff::Packet::empty();
     // SAFETY: both packets are live; av_packet_ref adds a reference to `p`'s buffer (or copies
     // unreferenced data) and its properties into the blank `out`, which owns them from then on.
-    let r = unsafe { ffi::av_packet_ref(ff::packet::Mut::as_mut_ptr(&mut out), ff::packet::Ref::as_ptr(p)) };
+    let r = unsafe {
+        ffi::av_packet_ref(
+            ff::packet::Mut::as_mut_ptr(&mut out),
+            ff::packet::Ref::as_ptr(p),
+        )
+    };
     (r >= 0).then_some(out)
 }
 

@@ -122,7 +122,9 @@ impl Merger {
     fn drain(&mut self, last: bool, each: &mut impl FnMut(&Block<'_>)) {
         let Some(g) = self.g.as_mut() else { return };
         let frame_size = self.trip.as_ref().map_or(0, |t| t.enc.frame_size());
-        let Some(mut sink) = g.get("out0") else { return };
+        let Some(mut sink) = g.get("out0") else {
+            return;
+        };
         if frame_size > 0 {
             sink.sink().set_frame_size(frame_size);
         }

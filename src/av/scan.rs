@@ -276,7 +276,8 @@ impl<F: FnMut(&Block<'_>)> Scanner<F> {
         };
         for st in streams {
             let medium = st.params.medium();
-            let tb = f64::from(st.time_base.numerator()) / f64::from(st.time_base.denominator().max(1));
+            let tb =
+                f64::from(st.time_base.numerator()) / f64::from(st.time_base.denominator().max(1));
             if medium == ff::media::Type::Video && sc.vindex.is_none() {
                 let mut ctx = ff::codec::Context::from_parameters(st.params.clone())
                     .map_err(|e| (format!("video stream {}", st.index), e))?;
@@ -351,7 +352,9 @@ impl<F: FnMut(&Block<'_>)> Scanner<F> {
         }
         let packet_s = self.seconds(si, packet.pts().or(packet.dts()));
         if Some(si) == self.vindex {
-            let Some(dec) = self.vdec.as_mut() else { return };
+            let Some(dec) = self.vdec.as_mut() else {
+                return;
+            };
             if dec.send_packet(packet).is_err() {
                 self.refused(packet_s);
                 return;
@@ -482,9 +485,7 @@ pub fn scan_with(
             }
         }
         let si = packet.stream();
-        let tb = ictx
-            .stream(si)
-            .map_or(0.0, |s| f64::from(s.time_base()));
+        let tb = ictx.stream(si).map_or(0.0, |s| f64::from(s.time_base()));
         super::activity::packet(packet.pts().or(packet.dts()).map(|t| t as f64 * tb));
         scanner.packet(&packet);
     }

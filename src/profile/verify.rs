@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use super::{layout_channels, LoudnessTarget, Output, RateControl, Scan};
+use crate::av::engine::Measured;
 use crate::av::probe::{self, ProbeReport};
 use crate::av::scan::{self, ScanReport};
-use crate::av::engine::Measured;
 use crate::av::AvError;
 use crate::config::Rate;
 use crate::delivery::hls;

@@ -380,6 +380,11 @@ fn encoder_options(
             // libavcodec's MPEG encoders turn a P-picture into an I-picture at a scene change
             // unless the threshold is at its "off" value.
             set("sc_threshold", "1000000000".into());
+            if v.closed_gop && v.gop_frames(rate).is_some_and(|g| g > 1) {
+                // A closed GOP otherwise ends early where its last B-frames would have
+                // referred to the next I-frame (13 instead of 15); this keeps it whole.
+                set("mpv_flags", "+strict_gop".into());
+            }
             if interlaced {
                 set("flags", "+ildct+ilme".into());
                 set("alternate_scan", "1".into());
@@ -739,28 +744,29 @@ pub fn compile(
             None => None,
         };
         // Single files are measured while they are written; packages and stills are read back.
-        let tap = (package.is_none() && !matches!(o.container.as_str(), "hls" | "image2")).then(|| {
-            let first_audio = usize::from(video.is_some());
-            let chans: Vec<u32> = audio
-                .as_ref()
-                .map(|a| a.tracks.iter().map(|t| t.channels).collect())
-                .unwrap_or_default();
-            let measure = prof.loudness.is_some() && !chans.is_empty();
-            Tap {
-                programme: if measure {
-                    programme_tracks(&chans)
-                        .into_iter()
-                        .map(|t| t + first_audio)
-                        .collect()
-                } else {
-                    vec![]
-                },
-                sink: measure.then(|| -> Arc<dyn Fn() -> Box<dyn BlockSink> + Send + Sync> {
-                    Arc::new(|| Box::new(loudness::Meter::new()))
-                }),
-                slot: Default::default(),
-            }
-        });
+        let tap =
+            (package.is_none() && !matches!(o.container.as_str(), "hls" | "image2")).then(|| {
+                let first_audio = usize::from(video.is_some());
+                let chans: Vec<u32> = audio
+                    .as_ref()
+                    .map(|a| a.tracks.iter().map(|t| t.channels).collect())
+                    .unwrap_or_default();
+                let measure = prof.loudness.is_some() && !chans.is_empty();
+                Tap {
+                    programme: if measure {
+                        programme_tracks(&chans)
+                            .into_iter()
+                            .map(|t| t + first_audio)
+                            .collect()
+                    } else {
+                        vec![]
+                    },
+                    sink: measure.then(|| -> Arc<dyn Fn() -> Box<dyn BlockSink> + Send + Sync> {
+                        Arc::new(|| Box::new(loudness::Meter::new()))
+                    }),
+                    slot: Default::default(),
+                }
+            });
         let in_flight = InFlight(
             tap.as_ref()
                 .map_or_else(Default::default, |t| t.slot.clone()),
@@ -1024,6 +1030,68 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn video(codec: &str, extra: &str) -> profile::Video {
+        toml::from_str(&format!(
+            "codec = \"{codec}\"\nwidth = 1920\nheight = 1080\npix_fmt = \"yuv420p\"\nrate_control = \"vbr\"\nbitrate = \"8M\"\ngop_seconds = 2.0\nb_frames = 3\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    fn has(o: &[(String, String)], k: &str, v: &str) -> bool {
+        o.iter().any(|(a, b)| a == k && b == v)
+    }
+
+    /// Every encoder family gets what keeps its GOP fixed through scene cuts; the ones that
+    /// cannot run here (NVENC, VA-API, QSV) are checked on the options they are given.
+    #[test]
+    fn every_encoder_family_is_told_to_keep_its_gop() {
+        let r = Rate::new(25, 1);
+        let o = encoder_options("libx264", &video("h264", ""), r, false);
+        assert!(
+            has(&o, "sc_threshold", "0") && has(&o, "keyint_min", "50"),
+            "{o:?}"
+        );
+        assert!(has(&o, "forced-idr", "1"));
+        let o = encoder_options("libx265", &video("hevc", ""), r, false);
+        let params = &o.iter().find(|(k, _)| k == "x265-params").unwrap().1;
+        for p in ["scenecut=0", "open-gop=0", "keyint=50", "min-keyint=50"] {
+            assert!(params.split(':').any(|x| x == p), "{params}");
+        }
+        for nv in ["h264_nvenc", "hevc_nvenc"] {
+            let o = encoder_options(nv, &video("h264", ""), r, false);
+            assert!(
+                has(&o, "no-scenecut", "1") && has(&o, "forced-idr", "1"),
+                "{o:?}"
+            );
+        }
+        let o = encoder_options("h264_vaapi", &video("h264", ""), r, false);
+        assert!(has(&o, "idr_interval", "0"), "{o:?}");
+        let o = encoder_options("h264_qsv", &video("h264", ""), r, false);
+        assert!(has(&o, "adaptive_i", "0"), "{o:?}");
+        let o = encoder_options(
+            "mpeg2video",
+            &video("mpeg2video", "closed_gop = true"),
+            r,
+            true,
+        );
+        assert!(has(&o, "sc_threshold", "1000000000"), "{o:?}");
+        assert!(has(&o, "mpv_flags", "+strict_gop") && has(&o, "flags", "+ildct+ilme"));
+        let o = encoder_options("mpeg2video", &video("mpeg2video", ""), r, false);
+        assert!(
+            !o.iter().any(|(k, _)| k == "mpv_flags" || k == "flags"),
+            "{o:?}"
+        );
+    }
+
+    #[test]
+    fn platform_renditions_are_not_upscaled_house_formats_are() {
+        assert!(!video("h264", "").upscales("mp4"));
+        assert!(video("h264", "upscale = true").upscales("mp4"));
+        assert!(video("mpeg2video", "").upscales("mxf"));
+        assert!(video("h264", "").upscales("hls"));
+        assert!(video("dnxhd", "").upscales("mov"));
+    }
 
     #[test]
     fn timecode_conversion_keeps_the_instant() {
