@@ -159,11 +159,7 @@ impl ApiError {
                 ref source,
             } => {
                 tracing::info!(path = %path, error = %source, "ingest: not media");
-                let full = source.to_string();
-                let reason = full
-                    .strip_prefix(&format!("{path}: "))
-                    .unwrap_or(&full)
-                    .replace(path.as_str(), shown);
+                let reason = source.reason().replace(path.as_str(), shown);
                 let reason = scrub_paths(&reason);
                 ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,

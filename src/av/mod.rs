@@ -258,7 +258,7 @@ pub fn decode_threads(ctx: &mut ff::codec::Context, count: i32) {
     unsafe {
         let c = &mut *ctx.as_mut_ptr();
         c.thread_count = count;
-        c.thread_type = (ffi::FF_THREAD_FRAME | ffi::FF_THREAD_SLICE) as i32;
+        c.thread_type = ffi::FF_THREAD_FRAME | ffi::FF_THREAD_SLICE;
     }
 }
 

@@ -19,7 +19,7 @@ pub enum IngestError {
     Path { path: String, why: String },
     #[error("upload larger than the limit of {limit} bytes")]
     TooLarge { limit: u64 },
-    #[error("{path}: not media FFmpeg can read: {source}")]
+    #[error("{path}: {}", source.reason())]
     NotMedia {
         path: String,
         #[source]
