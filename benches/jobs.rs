@@ -5,7 +5,14 @@
 //! 2. Empty jobs (no worker process): jobs/s through the queue, i.e. the scheduler's own cost;
 //!    then jobs that start a worker process each.
 //!
-//! `ANTENNE_BENCH_FILES` (1000), `ANTENNE_BENCH_JOBS` (2000).
+//! 3. End to end: one 1080i25 programme (cuts-free testsrc2 with noise, stereo PCM) dropped into
+//!    the watch folder of the bundled default workflow (ingest, QC, then XDCAM HD422 + proxy +
+//!    web rendition from one decode, each verified): time until the asset is `ready`, with each
+//!    step's share; the peer makes the same three outputs with one `ffmpeg` command (one decode,
+//!    the same encoder settings) and reads each back with `ffprobe`.
+//!
+//! `ANTENNE_BENCH_FILES` (1000), `ANTENNE_BENCH_JOBS` (2000), `ANTENNE_BENCH_E2E_SECONDS` (6;
+//! 0 skips part 3), `ANTENNE_BENCH_ONLY_E2E=1` runs part 3 alone.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -136,7 +143,260 @@ fn corpus(dir: &Path, n: usize) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The programme: 1080i25 TFF H.264 (intra-heavy, like a contribution file) with stereo PCM.
+fn programme(path: &Path, secs: usize) {
+    let ok = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size=1920x1080:rate=25:duration={secs}"))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!(
+            "sine=frequency=1000:sample_rate=48000:duration={secs},volume=0.2"
+        ))
+        .args(["-vf", "noise=alls=12:allf=t+u,setfield=tff"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-qp", "10"])
+        .args(["-flags", "+ildct+ilme", "-top", "1", "-pix_fmt", "yuv420p"])
+        .args(["-c:a", "pcm_s16le", "-ac", "2"])
+        .arg(path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "ffmpeg makes the programme");
+}
+
+/// The bundled default workflow's three outputs made by one `ffmpeg` (one decode, split), with
+/// the profiles' settings: XDCAM HD422 1080i25 in MXF with 8 mono PCM tracks, the 640x360 proxy
+/// with burnt-in timecode and the 1080p web rendition (both deinterlaced); then `ffprobe` of each.
+fn peer_default_workflow(src: &Path, out: &Path) -> (f64, f64) {
+    std::fs::create_dir_all(out).unwrap();
+    let font = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf";
+    let graph = format!(
+        "[0:v]split=3[h][p][w];\
+         [h]scale=1920:1080:interl=1,format=yuv422p,setsar=1[hv];\
+         [p]bwdif=mode=send_frame:parity=tff,scale=640:360,format=yuv420p,\
+drawtext=fontfile={font}:timecode='00\\:00\\:00\\:00':rate=25:fontsize=24:fontcolor=white:box=1:boxcolor=black:x=(w-tw)/2:y=h-th-10[pv];\
+         [w]bwdif=mode=send_frame:parity=tff,scale=1920:1080,format=yuv420p[wv];\
+         [0:a]asplit=3[a0][ap][aw];[a0]channelsplit=channel_layout=stereo[l][r];\
+         anullsrc=r=48000:cl=mono,asplit=6[s1][s2][s3][s4][s5][s6]"
+    );
+    let mut c = Command::new("ffmpeg");
+    c.args(["-v", "error", "-y", "-i"])
+        .arg(src)
+        .args(["-filter_complex", &graph.replace(['\n', ' '], "")]);
+    // XDCAM HD422.
+    c.args(["-map", "[hv]"]);
+    for a in ["[l]", "[r]", "[s1]", "[s2]", "[s3]", "[s4]", "[s5]", "[s6]"] {
+        c.args(["-map", a]);
+    }
+    c.args(["-c:v", "mpeg2video", "-profile:v", "0", "-level:v", "2"])
+        .args([
+            "-b:v", "50M", "-minrate", "50M", "-maxrate", "50M", "-bufsize", "36408333",
+        ])
+        .args(["-g", "12", "-bf", "2", "-flags", "+ildct+ilme", "-top", "1"])
+        .args([
+            "-alternate_scan",
+            "1",
+            "-intra_vlc",
+            "1",
+            "-non_linear_quant",
+            "1",
+        ])
+        .args([
+            "-qmin",
+            "1",
+            "-qmax",
+            "12",
+            "-dc",
+            "10",
+            "-sc_threshold",
+            "1000000000",
+        ])
+        .args(["-c:a", "pcm_s24le", "-shortest"])
+        .arg(out.join("house.mxf"));
+    // Proxy.
+    c.args(["-map", "[pv]", "-map", "[ap]"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-profile:v",
+            "main",
+        ])
+        .args(["-b:v", "800k", "-maxrate", "1200k", "-bufsize", "1600k"])
+        .args([
+            "-g",
+            "25",
+            "-keyint_min",
+            "25",
+            "-sc_threshold",
+            "0",
+            "-bf",
+            "0",
+        ])
+        .args(["-c:a", "aac", "-b:a", "96k", "-movflags", "+faststart"])
+        .arg(out.join("proxy.mp4"));
+    // Web.
+    c.args(["-map", "[wv]", "-map", "[aw]"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "fast",
+            "-profile:v",
+            "high",
+            "-level",
+            "4.2",
+        ])
+        .args(["-b:v", "6M", "-maxrate", "8M", "-bufsize", "12M"])
+        .args([
+            "-g",
+            "50",
+            "-keyint_min",
+            "50",
+            "-sc_threshold",
+            "0",
+            "-bf",
+            "2",
+        ])
+        .args(["-c:a", "aac", "-b:a", "192k", "-movflags", "+faststart"])
+        .arg(out.join("web.mp4"));
+    let t = Instant::now();
+    let o = c.output().unwrap();
+    assert!(
+        o.status.success(),
+        "peer ffmpeg: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let encode = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    for f in ["house.mxf", "proxy.mp4", "web.mp4"] {
+        let ok = Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_format",
+                "-show_streams",
+                "-count_frames",
+                "-of",
+                "json",
+            ])
+            .arg(out.join(f))
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ffprobe {f}");
+    }
+    (encode, t.elapsed().as_secs_f64())
+}
+
+fn newest_asset(s: &Service) -> Option<Value> {
+    let r: Value = ureq::get(&format!("{}/v1/assets?limit=1", s.base))
+        .set("authorization", &format!("Bearer {}", s.token))
+        .call()
+        .ok()?
+        .into_json()
+        .ok()?;
+    r["items"].as_array()?.first().cloned()
+}
+
+fn jobs_of(s: &Service) -> Vec<Value> {
+    let r: Value = ureq::get(&format!("{}/v1/jobs?limit=50", s.base))
+        .set("authorization", &format!("Bearer {}", s.token))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    r["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// Part 3: the bundled default workflow end to end against its peer.
+fn end_to_end(secs: usize) {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("programme.mov");
+    programme(&src, secs);
+    let (peer_encode, peer_probe) = peer_default_workflow(&src, &d.path().join("peer"));
+    let peer = peer_encode + peer_probe;
+    println!(
+        "\nend to end, {secs} s of 1080i25 through the default workflow (QC, XDCAM HD422 + proxy + web, verified):"
+    );
+    println!(
+        "  peer: one ffmpeg for the three outputs {peer_encode:.2} s + ffprobe of each {peer_probe:.2} s = {peer:.2} s"
+    );
+    let wf = d.path().join("workflows");
+    std::fs::create_dir_all(&wf).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-config/workflows/default.toml"),
+        wf.join("default.toml"),
+    )
+    .unwrap();
+    let data = d.path().join("data");
+    let s = start(&data, &wf);
+    let watch = data.join("watch");
+    let staged = data.join("programme.mov");
+    std::fs::rename(&src, &staged).unwrap();
+    let t0 = Instant::now();
+    std::fs::rename(&staged, watch.join("programme.mov")).unwrap();
+    let mut seen: Vec<(String, f64)> = Vec::new();
+    let status = loop {
+        assert!(
+            t0.elapsed() < Duration::from_secs(1800),
+            "the workflow did not finish"
+        );
+        for j in jobs_of(&s) {
+            let kind = j["kind"].as_str().unwrap_or("?").to_string();
+            let done = matches!(j["state"].as_str(), Some("succeeded" | "failed"));
+            if done && !seen.iter().any(|(k, _)| *k == kind) {
+                seen.push((kind, t0.elapsed().as_secs_f64()));
+            }
+        }
+        if let Some(a) = newest_asset(&s) {
+            let st = a["status"].as_str().unwrap_or("").to_string();
+            if matches!(
+                st.as_str(),
+                "ready" | "qc_failed" | "rendition_failed" | "failed"
+            ) {
+                break st;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let total = t0.elapsed().as_secs_f64();
+    let mut last = 0.0;
+    let steps: Vec<String> = seen
+        .iter()
+        .map(|(k, t)| {
+            let s = format!("{k} {:.2} s", t - last);
+            last = *t;
+            s
+        })
+        .collect();
+    println!(
+        "  antenne: asset {status} {total:.2} s after the drop ({}); {:.2}x real time",
+        steps.join(", "),
+        secs as f64 / total
+    );
+    println!(
+        "  antenne / peer = {:.2}  (goal <= 1.2: {})",
+        total / peer,
+        if total / peer <= 1.2 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    assert_eq!(
+        status, "ready",
+        "the programme should pass QC and its renditions verify"
+    );
+}
+
 fn main() {
+    let e2e = env_n("ANTENNE_BENCH_E2E_SECONDS", 6);
+    if std::env::var("ANTENNE_BENCH_ONLY_E2E").is_ok_and(|v| v == "1") {
+        end_to_end(e2e.max(1));
+        return;
+    }
     let files = env_n("ANTENNE_BENCH_FILES", 1000);
     let jobs = env_n("ANTENNE_BENCH_JOBS", 2000);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -219,4 +479,8 @@ fn main() {
         t.elapsed().as_secs_f64(),
         n as f64 / t.elapsed().as_secs_f64()
     );
+    drop(s);
+    if e2e > 0 {
+        end_to_end(e2e);
+    }
 }

@@ -417,6 +417,7 @@ fn cmd_verify(
     let mut facts = verify::SourceFacts::default();
     if let Some(src) = source {
         let s = probe::probe(src)?;
+        facts.picture = crate::transcode::picture_for(&s, out);
         facts.duration_s = s
             .video
             .first()
@@ -428,6 +429,10 @@ fn cmd_verify(
             .and_then(|v| v.frame_rate.as_deref())
             .and_then(|r| r.parse().ok());
         facts.start_timecode = s.container.start_timecode.clone();
+    } else if let Ok(own) = probe::probe(file) {
+        // No source to say how large the picture was: a profile that does not upscale may have
+        // made the file at its own size, which is what it would make from a source that size.
+        facts.picture = crate::transcode::picture_for(&own, out);
     }
     let rep = verify::verify(file, &prof.name, out, prof.loudness.as_ref(), &facts)?;
     let path = verify::write_report(&rep, file)?;

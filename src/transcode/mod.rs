@@ -408,6 +408,69 @@ fn programme_tracks(chans: &[u32]) -> Vec<usize> {
     }
 }
 
+/// The source's picture as the plan needs it; `None` for a source without video.
+fn src_video_of(src: &ProbeReport) -> Result<Option<SrcVideo>, TranscodeError> {
+    let Some(v) = src.video.first() else {
+        return Ok(None);
+    };
+    let rate = v
+        .frame_rate
+        .as_deref()
+        .and_then(|r| r.parse::<Rate>().ok())
+        .filter(|r| r.as_f64() > 0.5 && r.as_f64() < 1000.0)
+        .ok_or_else(|| source_err(src, "video stream has no usable frame rate"))?;
+    if v.width == 0 || v.height == 0 || v.width > 16384 || v.height > 16384 {
+        return Err(source_err(
+            src,
+            format!("video size {}x{} is not usable", v.width, v.height),
+        ));
+    }
+    let sar = v
+        .sample_aspect_ratio
+        .as_deref()
+        .and_then(profile::parse_aspect)
+        .unwrap_or((1, 1));
+    let scan = match v.field_order.as_deref() {
+        Some("tff") => Scan::Tff,
+        Some("bff") => Scan::Bff,
+        _ => Scan::Progressive,
+    };
+    Ok(Some(SrcVideo {
+        width: v.width,
+        height: v.height,
+        sar,
+        rate,
+        scan,
+        matrix: v.color_matrix.clone(),
+    }))
+}
+
+/// The frame an output is made at from `src` when its profile does not upscale and the source
+/// is smaller than the profile's frame (see [`plan::frame_without_upscale`]); `None` when it is
+/// the profile's own `width`×`height`. Verification of a file against a profile asks the same.
+pub fn picture_for(src: &ProbeReport, o: &profile::Output) -> Option<(u32, u32)> {
+    let v = o.video.as_ref()?;
+    if v.upscales(&o.container) {
+        return None;
+    }
+    let sv = src_video_of(src).ok()??;
+    let dst = DstVideo {
+        width: v.width,
+        height: v.height,
+        dar: v.display_aspect(),
+        rate: sv.rate,
+        scan: v.scan,
+        pix_fmt: v.pix_fmt.clone(),
+        bt709: false,
+        burn_timecode: None,
+        hw_upload: false,
+        vbi_lines: v.vbi_lines,
+        stills: None,
+    };
+    let (w, h) = plan::frame_without_upscale(&sv, &dst);
+    ((w, h) != (v.width, v.height)).then_some((w, h))
+}
+
 /// Compiles a profile against a probed source.
 pub fn compile(
     src: &ProbeReport,
@@ -429,41 +492,7 @@ pub fn compile(
             format!("has no video stream, but profile {} makes video", prof.name),
         ));
     }
-    let src_video = match sv {
-        Some(v) => {
-            let rate = v
-                .frame_rate
-                .as_deref()
-                .and_then(|r| r.parse::<Rate>().ok())
-                .filter(|r| r.as_f64() > 0.5 && r.as_f64() < 1000.0)
-                .ok_or_else(|| source_err(src, "video stream has no usable frame rate"))?;
-            if v.width == 0 || v.height == 0 || v.width > 16384 || v.height > 16384 {
-                return Err(source_err(
-                    src,
-                    format!("video size {}x{} is not usable", v.width, v.height),
-                ));
-            }
-            let sar = v
-                .sample_aspect_ratio
-                .as_deref()
-                .and_then(profile::parse_aspect)
-                .unwrap_or((1, 1));
-            let scan = match v.field_order.as_deref() {
-                Some("tff") => Scan::Tff,
-                Some("bff") => Scan::Bff,
-                _ => Scan::Progressive,
-            };
-            Some(SrcVideo {
-                width: v.width,
-                height: v.height,
-                sar,
-                rate,
-                scan,
-                matrix: v.color_matrix.clone(),
-            })
-        }
-        None => None,
-    };
+    let src_video = src_video_of(src)?;
     let src_audio: Vec<SrcAudio> = src
         .audio
         .iter()
@@ -625,13 +654,10 @@ pub fn compile(
                         },
                     }),
                 };
-                if !v.upscales(&o.container) {
-                    let (w, h) = plan::frame_without_upscale(sv, &dst);
-                    if (w, h) != (dst.width, dst.height) {
-                        dst.width = w;
-                        dst.height = h;
-                        picture = Some((w, h));
-                    }
+                picture = picture_for(src, o);
+                if let Some((w, h)) = picture {
+                    dst.width = w;
+                    dst.height = h;
                 }
                 let fit = plan::fit(sv, &dst);
                 let filter = plan::video_chain(sv, &dst);
