@@ -579,12 +579,25 @@ fn corrupt_corpus_fails_with_reasons_and_a_slow_copy_is_taken_whole() {
 fn workers_that_crash_hang_or_bloat_are_stopped_and_the_service_goes_on() {
     let d = tempfile::tempdir().unwrap();
     let wf = workflow_dir(d.path(), "name = \"default\"\n");
+    // Off by default: an operator cannot take a worker down.
+    let d0 = tempfile::tempdir().unwrap();
+    let off = start(d0.path(), &wf, &[]);
+    for body in [
+        json!({"crash": true}),
+        json!({"hang": true}),
+        json!({"alloc_mb": 65536}),
+    ] {
+        let r = off.call("POST", "/v1/jobs/noop", Some(&off.admin), Some(&body));
+        assert_eq!(r.status, 403, "{body}: {}", r.body);
+    }
+    drop(off);
     let s = start(
         d.path(),
         &wf,
         &[
             ("ANTENNE_JOBS_HANG_TIMEOUT_S", "3".to_string()),
             ("ANTENNE_JOBS_MEMORY_LIMIT", "150Mi".to_string()),
+            ("ANTENNE_JOBS_SELF_TEST", "true".to_string()),
         ],
     );
     let a = Some(s.admin.as_str());

@@ -1478,7 +1478,8 @@ pub struct NoopInput {
     /// How long the worker sleeps (0: no worker process, the scheduler's own cost).
     #[serde(default)]
     pub sleep_ms: u64,
-    /// Supervisor self-test: the worker aborts, hangs, or allocates this many MiB.
+    /// Supervisor self-test: the worker aborts, hangs, or allocates this many MiB. Refused
+    /// unless `jobs.self_test` is on.
     #[serde(default)]
     pub crash: bool,
     #[serde(default)]
@@ -1496,6 +1497,11 @@ pub struct NoopInput {
     responses((status = 201, body = crate::jobs::Job)))]
 pub async fn noop_job(State(st): State<S>, c: Caller, Body(i): Body<NoopInput>) -> Res<Response> {
     require_role(&c.0, &[Role::Admin, Role::Operator])?;
+    if (i.crash || i.hang || i.alloc_mb > 0) && !st.cfg.jobs.self_test {
+        return Err(ApiError::forbidden(
+            "crash, hang and alloc_mb are for testing the supervisor: turn on jobs.self_test",
+        ));
+    }
     let mut params = serde_json::json!({});
     if i.sleep_ms > 0 {
         params["sleep_ms"] = i.sleep_ms.min(600_000).into();

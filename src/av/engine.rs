@@ -16,6 +16,116 @@ use super::samples::Block;
 use super::scan::{self, ScanReport, ScanStream};
 use super::{ff, ffi, input, share, AvError};
 
+/// Why one stage of a run (an output's video, audio or mux thread) stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// The run was cancelled, by its caller or because a neighbouring stage failed.
+    #[error("cancelled")]
+    Cancelled,
+    /// The muxer this stage feeds stopped first: an echo of the muxer's own failure.
+    #[error("muxer stopped")]
+    MuxerStopped,
+    /// A stream of the output ended unfinished: an echo of its encoder's failure.
+    #[error("a stream of this output never finished")]
+    NeverFinished,
+    /// A stream of the output never started: its encoder got no input.
+    #[error("a stream of this output never started (its encoder got no input)")]
+    NeverStarted,
+    /// The source gave this output nothing it could make a stream of, or changed under it.
+    #[error("{0}")]
+    Media(String),
+    #[error("encoder {0} is not in the linked FFmpeg")]
+    NoEncoder(String),
+    #[error("encoder {0} has no sample format")]
+    NoSampleFormat(String),
+    /// An encoder refused to open or to take a frame; `backend` is where it runs.
+    #[error("{what}: {source}")]
+    Encoder {
+        what: String,
+        backend: Backend,
+        #[source]
+        source: ff::Error,
+    },
+    /// A filter chain could not be built; `backend` is where its frames live.
+    #[error("{what}: {source}")]
+    Filter {
+        what: String,
+        backend: Backend,
+        #[source]
+        source: graph::GraphError,
+    },
+    /// libav refused another step (a frame into a filter, a muxer's header).
+    #[error("{what}: {source}")]
+    Libav {
+        what: String,
+        #[source]
+        source: ff::Error,
+    },
+    /// The output file could not be created, written or finished.
+    #[error("cannot {what} {}: {source}", .path.display())]
+    Write {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: ff::Error,
+    },
+    /// A file operation on the output (`what` prefixes its path: "fsync ", "rename to ").
+    #[error("{what}{}: {source}", .path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A filter's pad or a stream the stage itself added is missing: a fault of the engine.
+    #[error("{0} missing")]
+    Missing(&'static str),
+    #[error("worker thread panicked")]
+    Panicked,
+}
+
+impl StageError {
+    /// A failure that only follows another stage's: reported when nothing else is.
+    fn is_echo(&self) -> bool {
+        matches!(
+            self,
+            StageError::Cancelled | StageError::MuxerStopped | StageError::NeverFinished
+        )
+    }
+
+    /// The GPU backend whose filter or encoder failed, when the failure is a GPU's.
+    pub fn gpu(&self) -> Option<Backend> {
+        match self {
+            StageError::Encoder { backend, .. } | StageError::Filter { backend, .. }
+                if *backend != Backend::Software =>
+            {
+                Some(*backend)
+            }
+            _ => None,
+        }
+    }
+}
+
+fn muxer_stopped<T>(_: T) -> StageError {
+    StageError::MuxerStopped
+}
+
+fn encoder_err(what: impl Into<String>, backend: Backend) -> impl FnOnce(ff::Error) -> StageError {
+    let what = what.into();
+    move |source| StageError::Encoder {
+        what,
+        backend,
+        source,
+    }
+}
+
+fn libav_err(what: &'static str) -> impl FnOnce(ff::Error) -> StageError {
+    move |source| StageError::Libav {
+        what: what.into(),
+        source,
+    }
+}
+
 /// A compiled pipeline: what to read, and for each output the filter chains and encoders.
 #[derive(Debug, Clone)]
 pub struct PipelineSpec {
@@ -385,7 +495,7 @@ pub fn run_with(
     for o in &spec.outputs {
         if let Some(v) = &o.video {
             if v.backend != Backend::Software && !devices.iter().any(|(b, _)| *b == v.backend) {
-                let d = hw::open_device(v.backend).map_err(AvError::Setup)?;
+                let d = hw::open_device(v.backend).map_err(AvError::Device)?;
                 devices.push((v.backend, Arc::new(d)));
             }
         }
@@ -395,7 +505,7 @@ pub fn run_with(
     let failed = Arc::new(AtomicBool::new(false));
     let mut vtx: Vec<Sender<VMsg>> = Vec::new();
     let mut atx: Vec<Sender<AMsg>> = Vec::new();
-    let mut handles: Vec<(String, thread::JoinHandle<Result<(), String>>)> = Vec::new();
+    let mut handles: Vec<(String, thread::JoinHandle<Result<(), StageError>>)> = Vec::new();
     let mut parts = Vec::new();
     // Checked for every output before any thread starts, so that an error leaves nothing running.
     for o in &spec.outputs {
@@ -426,7 +536,7 @@ pub fn run_with(
             thread::Builder::new()
                 .name(format!("mux-{}", o.name))
                 .spawn(move || guard(&fl, mux_thread(&out, &part2, n_streams, mrx, &c)))
-                .map_err(|e| AvError::Setup(format!("cannot start a thread: {e}")))?,
+                .map_err(AvError::Thread)?,
         ));
         let mut next_stream = 0;
         if let Some(v) = &o.video {
@@ -445,7 +555,7 @@ pub fn run_with(
                 thread::Builder::new()
                     .name(format!("video-{}", o.name))
                     .spawn(move || guard(&fl, video_thread(&v, vtb, vrate, rx, m, dev, &c)))
-                    .map_err(|e| AvError::Setup(format!("cannot start a thread: {e}")))?,
+                    .map_err(AvError::Thread)?,
             ));
             next_stream = 1;
         }
@@ -464,7 +574,7 @@ pub fn run_with(
                 thread::Builder::new()
                     .name(format!("audio-{}", o.name))
                     .spawn(move || guard(&fl, audio_thread(&a, first, k, dur, rx, m, &c)))
-                    .map_err(|e| AvError::Setup(format!("cannot start a thread: {e}")))?,
+                    .map_err(AvError::Thread)?,
             ));
         }
         drop(mtx);
@@ -502,25 +612,21 @@ pub fn run_with(
     let mut first_err: Option<AvError> = decode_result.err();
     // A failing worker makes its neighbours fail too ("muxer stopped", "never finished"): report
     // the cause, not the echo.
-    let mut errors: Vec<(String, String)> = Vec::new();
+    let mut errors: Vec<(String, StageError)> = Vec::new();
     for (name, h) in handles {
-        let r = h
-            .join()
-            .unwrap_or_else(|_| Err("worker thread panicked".into()));
+        let r = h.join().unwrap_or(Err(StageError::Panicked));
         if let Err(e) = r {
             errors.push((name, e));
             cancel.store(true, Ordering::SeqCst);
         }
     }
-    let echo = |e: &str| e == "cancelled" || e == "muxer stopped" || e.contains("never finished");
-    if first_err.is_none() {
-        if let Some((name, e)) = errors.iter().find(|(_, e)| !echo(e)).or(errors.first()) {
-            first_err = Some(if e == "cancelled" {
-                AvError::Cancelled
-            } else {
-                AvError::Setup(format!("output {name}: {e}"))
-            });
-        }
+    if first_err.is_none() && !errors.is_empty() {
+        let cause = errors.iter().position(|(_, e)| !e.is_echo()).unwrap_or(0);
+        let (output, e) = errors.swap_remove(cause);
+        first_err = Some(match e {
+            StageError::Cancelled => AvError::Cancelled,
+            source => AvError::Output { output, source },
+        });
     }
     if first_err.is_none() && cancel.load(Ordering::SeqCst) {
         first_err = Some(AvError::Cancelled);
@@ -538,7 +644,10 @@ pub fn run_with(
     // Every output is complete and synced: publish them together.
     for (p, o) in parts.iter().zip(&spec.outputs) {
         if o.atomic {
-            publish(p, o).map_err(AvError::Setup)?;
+            publish(p, o).map_err(|source| AvError::Output {
+                output: o.name.clone(),
+                source,
+            })?;
         }
     }
     Ok(RunReport {
@@ -548,7 +657,7 @@ pub fn run_with(
     })
 }
 
-fn guard(failed: &AtomicBool, r: Result<(), String>) -> Result<(), String> {
+fn guard(failed: &AtomicBool, r: Result<(), StageError>) -> Result<(), StageError> {
     if r.is_err() {
         failed.store(true, Ordering::SeqCst);
     }
@@ -781,7 +890,7 @@ fn video_thread(
     mux: Sender<MuxMsg>,
     dev: Option<Arc<HwDevice>>,
     cancel: &AtomicBool,
-) -> Result<(), String> {
+) -> Result<(), StageError> {
     let mut g: Option<ff::filter::Graph> = None;
     let mut enc: Option<(ff::encoder::Video, ff::Rational)> = None;
     let mut filtered = ff::frame::Video::empty();
@@ -794,15 +903,15 @@ fn video_thread(
     let mut pull = |g: &mut ff::filter::Graph,
                     enc: &mut Option<(ff::encoder::Video, ff::Rational)>,
                     next_pts: &mut i64|
-     -> Result<(), String> {
+     -> Result<(), StageError> {
         loop {
-            let mut sink = g.get("out").ok_or("video sink missing")?;
+            let mut sink = g.get("out").ok_or(StageError::Missing("video sink"))?;
             let mut sink = sink.sink();
             if sink.frame(&mut filtered).is_err() {
                 return Ok(());
             }
             if cancel.load(Ordering::Relaxed) {
-                return Err("cancelled".into());
+                return Err(StageError::Cancelled);
             }
             let sink_tb = sink.time_base();
             if enc.is_none() {
@@ -817,19 +926,19 @@ fn video_thread(
                     time_base: *tb,
                     frame_rate: Some(rate),
                 })
-                .map_err(|_| "muxer stopped")?;
+                .map_err(muxer_stopped)?;
             }
             let (e, enc_tb) = enc.as_mut().expect("opened above");
             if (filtered.width(), filtered.height(), filtered.format())
                 != (e.width(), e.height(), e.format())
             {
-                return Err(format!(
+                return Err(StageError::Media(format!(
                     "the picture changed from {}x{} to {}x{} mid-stream and the filter chain did not bring it back",
                     e.width(),
                     e.height(),
                     filtered.width(),
                     filtered.height()
-                ));
+                )));
             }
             let pts = filtered
                 .pts()
@@ -851,7 +960,7 @@ fn video_thread(
                 (*filtered.as_mut_ptr()).pict_type = ffi::AVPictureType::AV_PICTURE_TYPE_NONE
             };
             e.send_frame(&filtered)
-                .map_err(|err| format!("encoder {}: {err}", v.encoder))?;
+                .map_err(encoder_err(format!("encoder {}", v.encoder), v.backend))?;
             drain_encoder(e, &mut pkt, 0, *enc_tb, &mux)?;
         }
     };
@@ -860,7 +969,7 @@ fn video_thread(
         match msg {
             VMsg::Frame(f) => {
                 if cancel.load(Ordering::Relaxed) {
-                    return Err("cancelled".into());
+                    return Err(StageError::Cancelled);
                 }
                 if let Some(p) = f.pts() {
                     // SAFETY: reading a plain field of a live frame.
@@ -883,7 +992,7 @@ fn video_thread(
                     if let Some(mut old) = g.take() {
                         let _ = old
                             .get("in")
-                            .ok_or("video source missing")?
+                            .ok_or(StageError::Missing("video source"))?
                             .source()
                             .flush();
                         pull(&mut old, &mut enc, &mut next_pts)?;
@@ -895,38 +1004,45 @@ fn video_thread(
                 }
                 let gg = g.as_mut().expect("built");
                 gg.get("in")
-                    .ok_or("video source missing")?
+                    .ok_or(StageError::Missing("video source"))?
                     .source()
                     .add(&f)
-                    .map_err(|e| format!("video filter input: {e}"))?;
+                    .map_err(libav_err("video filter input"))?;
                 pull(gg, &mut enc, &mut next_pts)?;
             }
             VMsg::Eof => break,
         }
     }
     let Some(mut gg) = g else {
-        return Err("no video frames reached this output".into());
+        return Err(StageError::Media(
+            "no video frames reached this output".into(),
+        ));
     };
     // End of stream one frame after the last frame, so that `fps` keeps the last frame.
     match end_pts {
         Some(p) => {
             let _ = gg
                 .get("in")
-                .ok_or("video source missing")?
+                .ok_or(StageError::Missing("video source"))?
                 .source()
                 .close(p);
         }
         None => {
-            let _ = gg.get("in").ok_or("video source missing")?.source().flush();
+            let _ = gg
+                .get("in")
+                .ok_or(StageError::Missing("video source"))?
+                .source()
+                .flush();
         }
     }
     pull(&mut gg, &mut enc, &mut next_pts)?;
-    let (mut e, tb) = enc.ok_or("the video filter produced no frame")?;
+    let (mut e, tb) =
+        enc.ok_or_else(|| StageError::Media("the video filter produced no frame".into()))?;
     e.send_eof()
-        .map_err(|err| format!("encoder flush: {err}"))?;
+        .map_err(encoder_err("encoder flush", v.backend))?;
     drain_encoder(&mut e, &mut pkt, 0, tb, &mux)?;
     mux.send(MuxMsg::Done { stream: 0 })
-        .map_err(|_| "muxer stopped")?;
+        .map_err(muxer_stopped)?;
     Ok(())
 }
 
@@ -937,7 +1053,7 @@ fn build_video_graph(
     first: &ff::frame::Video,
     in_tb: ff::Rational,
     dev: Option<&HwDevice>,
-) -> Result<ff::filter::Graph, String> {
+) -> Result<ff::filter::Graph, StageError> {
     let sinks = [Sink {
         name: "out".into(),
         audio: false,
@@ -959,12 +1075,17 @@ fn build_video_graph(
         let rest = v.filter.strip_prefix("[in]").unwrap_or(&v.filter);
         format!("[in]hwdownload,format=pix_fmts=nv12|p010le,{rest}")
     };
-    graph::build_on(std::slice::from_ref(&src), &sinks, &cpu_chain, dev)
-        .map_err(|e| format!("video filter on {}: {e}", v.backend.name()))
+    graph::build_on(std::slice::from_ref(&src), &sinks, &cpu_chain, dev).map_err(|source| {
+        StageError::Filter {
+            what: format!("video filter on {}", v.backend.name()),
+            backend: v.backend,
+            source,
+        }
+    })
 }
 
-fn sink_ctx_ptr(g: &mut ff::filter::Graph) -> Result<*mut ffi::AVFilterContext, String> {
-    let mut c = g.get("out").ok_or("video sink missing")?;
+fn sink_ctx_ptr(g: &mut ff::filter::Graph) -> Result<*mut ffi::AVFilterContext, StageError> {
+    let mut c = g.get("out").ok_or(StageError::Missing("video sink"))?;
     // SAFETY: the pointer stays valid as long as the graph, which outlives its only use.
     Ok(unsafe { c.as_mut_ptr() })
 }
@@ -974,14 +1095,14 @@ fn open_video_encoder(
     first: &ff::frame::Video,
     rate: ff::Rational,
     hw_frames: *mut ffi::AVBufferRef,
-) -> Result<(ff::encoder::Video, ff::Rational), String> {
+) -> Result<(ff::encoder::Video, ff::Rational), StageError> {
     let codec = ff::encoder::find_by_name(&v.encoder)
-        .ok_or_else(|| format!("encoder {} is not in the linked FFmpeg", v.encoder))?;
+        .ok_or_else(|| StageError::NoEncoder(v.encoder.clone()))?;
     let ctx = ff::codec::Context::new_with_codec(codec);
     let mut enc = ctx
         .encoder()
         .video()
-        .map_err(|e| format!("encoder {}: {e}", v.encoder))?;
+        .map_err(encoder_err(format!("encoder {}", v.encoder), v.backend))?;
     let tb = ff::Rational::new(rate.denominator(), rate.numerator());
     enc.set_width(first.width());
     enc.set_height(first.height());
@@ -1048,9 +1169,10 @@ fn open_video_encoder(
     for (k, val) in &v.options {
         dict.set(k, val);
     }
-    let opened = enc
-        .open_with(dict)
-        .map_err(|e| format!("cannot open encoder {} with these settings: {e}", v.encoder))?;
+    let opened = enc.open_with(dict).map_err(encoder_err(
+        format!("cannot open encoder {} with these settings", v.encoder),
+        v.backend,
+    ))?;
     let tb = opened.time_base();
     Ok((opened, tb))
 }
@@ -1081,7 +1203,7 @@ fn drain_encoder<E: PacketSource>(
     stream: usize,
     tb: ff::Rational,
     mux: &Sender<MuxMsg>,
-) -> Result<(), String> {
+) -> Result<(), StageError> {
     while e.next_packet(pkt) {
         let mut p = std::mem::replace(pkt, ff::Packet::empty());
         if p.duration() == 0 && E::VIDEO {
@@ -1093,7 +1215,7 @@ fn drain_encoder<E: PacketSource>(
             packet: p,
             time_base: tb,
         })
-        .map_err(|_| "muxer stopped")?;
+        .map_err(muxer_stopped)?;
     }
     Ok(())
 }
@@ -1107,7 +1229,7 @@ fn audio_thread(
     rx: Receiver<AMsg>,
     mux: Sender<MuxMsg>,
     cancel: &AtomicBool,
-) -> Result<(), String> {
+) -> Result<(), StageError> {
     // Encoders open first: their frame size decides how the sinks cut the samples.
     let mut encs = Vec::new();
     for (i, t) in a.tracks.iter().enumerate() {
@@ -1119,7 +1241,7 @@ fn audio_thread(
             time_base: tb,
             frame_rate: None,
         })
-        .map_err(|_| "muxer stopped")?;
+        .map_err(muxer_stopped)?;
         encs.push((e, tb, 0i64));
     }
     let sinks: Vec<Sink> = (0..a.tracks.len())
@@ -1154,7 +1276,7 @@ fn audio_thread(
             }
         })
         .collect();
-    let build = |pending: &[Vec<ff::frame::Audio>]| -> Result<ff::filter::Graph, String> {
+    let build = |pending: &[Vec<ff::frame::Audio>]| -> Result<ff::filter::Graph, StageError> {
         let sources: Vec<Source> = (0..k)
             .map(|i| {
                 Source::new(
@@ -1165,11 +1287,15 @@ fn audio_thread(
             })
             .collect();
         let mut built =
-            graph::build(&sources, &sinks, &filter).map_err(|e| format!("audio filter: {e}"))?;
+            graph::build(&sources, &sinks, &filter).map_err(|source| StageError::Filter {
+                what: "audio filter".into(),
+                backend: Backend::Software,
+                source,
+            })?;
         for (i, &fs) in frame_sizes.iter().enumerate() {
             built
                 .get(&format!("out{i}"))
-                .ok_or("audio sink missing")?
+                .ok_or(StageError::Missing("audio sink"))?
                 .sink()
                 .set_frame_size(fs);
         }
@@ -1179,18 +1305,20 @@ fn audio_thread(
     let mut pull_until = |g: &mut ff::filter::Graph,
                           encs: &mut Vec<(ff::encoder::Audio, ff::Rational, i64)>,
                           until_s: f64|
-     -> Result<(), String> {
+     -> Result<(), StageError> {
         for (i, (e, tb, written)) in encs.iter_mut().enumerate() {
-            let mut sink = g.get(&format!("out{i}")).ok_or("audio sink missing")?;
+            let mut sink = g
+                .get(&format!("out{i}"))
+                .ok_or(StageError::Missing("audio sink"))?;
             let limit = (until_s * f64::from(a.tracks[i].sample_rate)) as i64;
             while *written < limit && sink.sink().frame(&mut out).is_ok() {
                 if cancel.load(Ordering::Relaxed) {
-                    return Err("cancelled".into());
+                    return Err(StageError::Cancelled);
                 }
                 out.set_pts(Some(*written));
                 *written += out.samples() as i64;
                 e.send_frame(&out)
-                    .map_err(|err| format!("audio encoder: {err}"))?;
+                    .map_err(encoder_err("audio encoder", Backend::Software))?;
                 drain_encoder(e, &mut pkt, first_stream + i, *tb, &mux)?;
             }
         }
@@ -1204,14 +1332,14 @@ fn audio_thread(
         match msg {
             AMsg::Frame(idx, f) => {
                 if cancel.load(Ordering::Relaxed) {
-                    return Err("cancelled".into());
+                    return Err(StageError::Cancelled);
                 }
                 if let Some(gg) = g.as_mut() {
                     gg.get(&format!("in{idx}"))
-                        .ok_or("audio source missing")?
+                        .ok_or(StageError::Missing("audio source"))?
                         .source()
                         .add(&f)
-                        .map_err(|e| format!("audio filter input: {e}"))?;
+                        .map_err(libav_err("audio filter input"))?;
                     pull_until(gg, &mut encs, f64::INFINITY)?;
                 } else {
                     pending[idx].push(f);
@@ -1219,10 +1347,10 @@ fn audio_thread(
                     // minute of the others rather than hold their samples without end.
                     if pending[idx].len() > 3000 {
                         if let Some(dead) = pending.iter().position(|p| p.is_empty()) {
-                            return Err(format!(
+                            return Err(StageError::Media(format!(
                                 "audio stream {} of the source (counting from 1) carries no samples",
                                 dead + 1
-                            ));
+                            )));
                         }
                     }
                     if pending.iter().all(|p| !p.is_empty()) {
@@ -1231,10 +1359,10 @@ fn audio_thread(
                             for f in frames.drain(..) {
                                 built
                                     .get(&format!("in{i}"))
-                                    .ok_or("audio source missing")?
+                                    .ok_or(StageError::Missing("audio source"))?
                                     .source()
                                     .add(&f)
-                                    .map_err(|e| format!("audio filter input: {e}"))?;
+                                    .map_err(libav_err("audio filter input"))?;
                             }
                         }
                         pull_until(&mut built, &mut encs, f64::INFINITY)?;
@@ -1255,37 +1383,41 @@ fn audio_thread(
             for i in 0..k {
                 let _ = gg
                     .get(&format!("in{i}"))
-                    .ok_or("audio source missing")?
+                    .ok_or(StageError::Missing("audio source"))?
                     .source()
                     .flush();
             }
             pull_until(gg, &mut encs, f64::INFINITY)?;
         }
-        None if k > 0 => return Err("a source audio stream produced no samples".into()),
+        None if k > 0 => {
+            return Err(StageError::Media(
+                "a source audio stream produced no samples".into(),
+            ))
+        }
         None => {}
     }
     for (i, (e, tb, _)) in encs.iter_mut().enumerate() {
         e.send_eof()
-            .map_err(|err| format!("audio encoder flush: {err}"))?;
+            .map_err(encoder_err("audio encoder flush", Backend::Software))?;
         drain_encoder(e, &mut pkt, first_stream + i, *tb, &mux)?;
         mux.send(MuxMsg::Done {
             stream: first_stream + i,
         })
-        .map_err(|_| "muxer stopped")?;
+        .map_err(muxer_stopped)?;
     }
     Ok(())
 }
 
-pub(crate) fn open_audio_encoder(t: &AudioTrack) -> Result<ff::encoder::Audio, String> {
+pub(crate) fn open_audio_encoder(t: &AudioTrack) -> Result<ff::encoder::Audio, StageError> {
     let codec = ff::encoder::find_by_name(&t.encoder)
-        .ok_or_else(|| format!("encoder {} is not in the linked FFmpeg", t.encoder))?;
+        .ok_or_else(|| StageError::NoEncoder(t.encoder.clone()))?;
     let ctx = ff::codec::Context::new_with_codec(codec);
-    let mut enc = ctx
-        .encoder()
-        .audio()
-        .map_err(|e| format!("encoder {}: {e}", t.encoder))?;
+    let mut enc = ctx.encoder().audio().map_err(encoder_err(
+        format!("encoder {}", t.encoder),
+        Backend::Software,
+    ))?;
     let fmt = audio_encoder_sample(&t.encoder)
-        .ok_or_else(|| format!("encoder {} has no sample format", t.encoder))?;
+        .ok_or_else(|| StageError::NoSampleFormat(t.encoder.clone()))?;
     enc.set_rate(t.sample_rate as i32);
     enc.set_format(fmt);
     enc.set_time_base(ff::Rational::new(1, t.sample_rate as i32));
@@ -1310,8 +1442,10 @@ pub(crate) fn open_audio_encoder(t: &AudioTrack) -> Result<ff::encoder::Audio, S
     for (k, v) in &t.options {
         dict.set(k, v);
     }
-    enc.open_with(dict)
-        .map_err(|e| format!("cannot open audio encoder {}: {e}", t.encoder))
+    enc.open_with(dict).map_err(encoder_err(
+        format!("cannot open audio encoder {}", t.encoder),
+        Backend::Software,
+    ))
 }
 
 fn mux_thread(
@@ -1320,7 +1454,7 @@ fn mux_thread(
     n_streams: usize,
     rx: Receiver<MuxMsg>,
     cancel: &AtomicBool,
-) -> Result<(), String> {
+) -> Result<(), StageError> {
     let result = mux_inner(o, part, n_streams, rx, cancel);
     if result.is_err() {
         let _ = std::fs::remove_file(part);
@@ -1334,14 +1468,20 @@ fn mux_inner(
     n_streams: usize,
     rx: Receiver<MuxMsg>,
     cancel: &AtomicBool,
-) -> Result<(), String> {
-    let mut octx = ff::format::output_as(part, &o.muxer)
-        .map_err(|e| format!("cannot create {}: {e}", part.display()))?;
+) -> Result<(), StageError> {
+    let write_err = |what: &'static str| {
+        move |source| StageError::Write {
+            what,
+            path: part.to_owned(),
+            source,
+        }
+    };
+    let mut octx = ff::format::output_as(part, &o.muxer).map_err(write_err("create"))?;
     for _ in 0..n_streams {
         // SAFETY: the output context is live; a null codec adds an empty stream we fill below.
         let s = unsafe { ffi::avformat_new_stream(octx.as_mut_ptr(), std::ptr::null()) };
         if s.is_null() {
-            return Err("cannot add a stream to the output".into());
+            return Err(StageError::Missing("a new stream of the output"));
         }
     }
     let mut meta = ff::Dictionary::new();
@@ -1359,20 +1499,22 @@ fn mux_inner(
                  stream: usize,
                  mut p: ff::Packet,
                  tb: ff::Rational|
-     -> Result<(), String> {
-        let st_tb = octx.stream(stream).ok_or("stream missing")?.time_base();
+     -> Result<(), StageError> {
+        let st_tb = octx
+            .stream(stream)
+            .ok_or(StageError::Missing("stream"))?
+            .time_base();
         p.rescale_ts(tb, st_tb);
         p.set_stream(stream);
         p.set_position(-1);
         if let Some(t) = tap.as_mut() {
             t.feed(&p);
         }
-        p.write_interleaved(octx)
-            .map_err(|e| format!("cannot write to {}: {e}", part.display()))
+        p.write_interleaved(octx).map_err(write_err("write to"))
     };
     for msg in rx.iter() {
         if cancel.load(Ordering::Relaxed) {
-            return Err("cancelled".into());
+            return Err(StageError::Cancelled);
         }
         match msg {
             MuxMsg::Ready {
@@ -1381,7 +1523,9 @@ fn mux_inner(
                 time_base,
                 frame_rate,
             } => {
-                let mut st = octx.stream_mut(stream).ok_or("stream missing")?;
+                let mut st = octx
+                    .stream_mut(stream)
+                    .ok_or(StageError::Missing("stream"))?;
                 st.set_parameters(params);
                 st.set_time_base(time_base);
                 if let Some(r) = frame_rate {
@@ -1397,7 +1541,10 @@ fn mux_inner(
                         opts.set(k, v);
                     }
                     octx.write_header_with(opts)
-                        .map_err(|e| format!("{} muxer refused these streams: {e}", o.muxer))?;
+                        .map_err(|source| StageError::Libav {
+                            what: format!("{} muxer refused these streams", o.muxer),
+                            source,
+                        })?;
                     header = true;
                     if let Some(spec) = o.tap.as_ref().filter(|_| o.atomic) {
                         tap = TapThread::start(&octx, spec, &o.name);
@@ -1416,10 +1563,7 @@ fn mux_inner(
                     write(&mut octx, &mut tap, stream, packet, time_base)?;
                 } else {
                     if buffered.len() >= 20_000 {
-                        return Err(
-                            "a stream of this output never started (its encoder got no input)"
-                                .into(),
-                        );
+                        return Err(StageError::NeverStarted);
                     }
                     buffered.push((stream, packet, time_base));
                 }
@@ -1434,16 +1578,15 @@ fn mux_inner(
     }
     if !header || !done.iter().all(|d| *d) {
         return Err(if cancel.load(Ordering::Relaxed) {
-            "cancelled".into()
+            StageError::Cancelled
         } else {
-            "a stream of this output never finished".into()
+            StageError::NeverFinished
         });
     }
-    octx.write_trailer()
-        .map_err(|e| format!("cannot finish {}: {e}", part.display()))?;
+    octx.write_trailer().map_err(write_err("finish"))?;
     drop(octx);
     if cancel.load(Ordering::Relaxed) {
-        return Err("cancelled".into());
+        return Err(StageError::Cancelled);
     }
     if !o.atomic {
         // Muxers that write their own files (image2 patterns) leave the empty file libav opened
@@ -1453,9 +1596,15 @@ fn mux_inner(
         }
         return Ok(());
     }
-    let f = std::fs::File::open(part).map_err(|e| format!("{}: {e}", part.display()))?;
-    f.sync_all()
-        .map_err(|e| format!("fsync {}: {e}", part.display()))?;
+    let io_err = |what: &'static str| {
+        move |source| StageError::Io {
+            what,
+            path: part.to_owned(),
+            source,
+        }
+    };
+    let f = std::fs::File::open(part).map_err(io_err(""))?;
+    f.sync_all().map_err(io_err("fsync "))?;
     if let (Some(t), Some(spec)) = (tap, &o.tap) {
         // Only a complete output leaves its measurement; a tap that failed leaves none, and the
         // file is then scanned after the fact.
@@ -1532,9 +1681,12 @@ impl TapThread {
 }
 
 /// Renames a complete, synced `.part` to its final name and syncs the directory.
-fn publish(part: &Path, o: &OutputSpec) -> Result<(), String> {
-    std::fs::rename(part, &o.final_path)
-        .map_err(|e| format!("rename to {}: {e}", o.final_path.display()))?;
+fn publish(part: &Path, o: &OutputSpec) -> Result<(), StageError> {
+    std::fs::rename(part, &o.final_path).map_err(|source| StageError::Io {
+        what: "rename to ",
+        path: o.final_path.clone(),
+        source,
+    })?;
     if let Some(dir) = o.final_path.parent() {
         let dir = if dir.as_os_str().is_empty() {
             Path::new(".")
@@ -1552,9 +1704,16 @@ fn publish(part: &Path, o: &OutputSpec) -> Result<(), String> {
 /// with antenne's own encoders: the demo and the tests need no external tool to get media.
 pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), AvError> {
     super::init();
-    let err = |what: String| AvError::Invalid {
-        path: path.to_owned(),
-        what,
+    let err = |source: StageError| AvError::Output {
+        output: path.display().to_string(),
+        source,
+    };
+    let filter_err = |source| {
+        err(StageError::Filter {
+            what: "test clip".into(),
+            backend: Backend::Software,
+            source,
+        })
     };
     let rate = 25;
     let video_spec = format!(
@@ -1577,7 +1736,7 @@ pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), 
         }],
         &video_spec,
     )
-    .map_err(err)?;
+    .map_err(filter_err)?;
     let mut ag = graph::build(
         &[],
         &[Sink {
@@ -1586,7 +1745,7 @@ pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), 
         }],
         &audio_spec,
     )
-    .map_err(err)?;
+    .map_err(filter_err)?;
     let v = VideoOut {
         filter: String::new(),
         gpu_filter: None,
@@ -1633,7 +1792,7 @@ pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), 
     let cancel = AtomicBool::new(false);
     let mux = thread::scope(|s| {
         let h = s.spawn(|| mux_thread(&out, &part, 2, mrx, &cancel));
-        let r = (|| -> Result<(), String> {
+        let r = (|| -> Result<(), StageError> {
             let mut frame = ff::frame::Video::empty();
             let mut pkt = ff::Packet::empty();
             let mut enc: Option<(ff::encoder::Video, ff::Rational)> = None;
@@ -1641,7 +1800,7 @@ pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), 
             loop {
                 let got = vg
                     .get("out")
-                    .ok_or("sink")?
+                    .ok_or(StageError::Missing("test clip sink"))?
                     .sink()
                     .frame(&mut frame)
                     .is_ok();
@@ -1661,20 +1820,22 @@ pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), 
                         time_base: e.1,
                         frame_rate: Some(ff::Rational::new(rate, 1)),
                     })
-                    .map_err(|_| "muxer stopped")?;
+                    .map_err(muxer_stopped)?;
                     enc = Some(e);
                 }
                 let (e, tb) = enc.as_mut().expect("opened");
                 frame.set_pts(Some(n));
                 n += 1;
-                e.send_frame(&frame).map_err(|x| x.to_string())?;
+                e.send_frame(&frame)
+                    .map_err(encoder_err("test clip video encoder", Backend::Software))?;
                 drain_encoder(e, &mut pkt, 0, *tb, &mtx)?;
             }
-            let (mut e, tb) = enc.ok_or("no test picture")?;
-            e.send_eof().map_err(|x| x.to_string())?;
+            let (mut e, tb) = enc.ok_or(StageError::Missing("test picture"))?;
+            e.send_eof()
+                .map_err(encoder_err("test clip video encoder", Backend::Software))?;
             drain_encoder(&mut e, &mut pkt, 0, tb, &mtx)?;
             mtx.send(MuxMsg::Done { stream: 0 })
-                .map_err(|_| "muxer stopped")?;
+                .map_err(muxer_stopped)?;
 
             let mut ae = open_audio_encoder(&track)?;
             let atb = ff::Rational::new(1, 48000);
@@ -1684,29 +1845,35 @@ pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), 
                 time_base: atb,
                 frame_rate: None,
             })
-            .map_err(|_| "muxer stopped")?;
+            .map_err(muxer_stopped)?;
             ag.get("out")
-                .ok_or("sink")?
+                .ok_or(StageError::Missing("test clip sink"))?
                 .sink()
                 .set_frame_size(ae.frame_size());
             let mut af = ff::frame::Audio::empty();
             let mut written = 0i64;
-            while ag.get("out").ok_or("sink")?.sink().frame(&mut af).is_ok() {
+            while ag
+                .get("out")
+                .ok_or(StageError::Missing("test clip sink"))?
+                .sink()
+                .frame(&mut af)
+                .is_ok()
+            {
                 af.set_pts(Some(written));
                 written += af.samples() as i64;
-                ae.send_frame(&af).map_err(|x| x.to_string())?;
+                ae.send_frame(&af)
+                    .map_err(encoder_err("test clip audio encoder", Backend::Software))?;
                 drain_encoder(&mut ae, &mut pkt, 1, atb, &mtx)?;
             }
-            ae.send_eof().map_err(|x| x.to_string())?;
+            ae.send_eof()
+                .map_err(encoder_err("test clip audio encoder", Backend::Software))?;
             drain_encoder(&mut ae, &mut pkt, 1, atb, &mtx)?;
             mtx.send(MuxMsg::Done { stream: 1 })
-                .map_err(|_| "muxer stopped")?;
+                .map_err(muxer_stopped)?;
             Ok(())
         })();
         drop(mtx);
-        let m = h
-            .join()
-            .unwrap_or_else(|_| Err("mux thread panicked".into()));
+        let m = h.join().unwrap_or(Err(StageError::Panicked));
         r.and(m).and_then(|_| publish(&part, &out))
     });
     mux.map_err(|e| {

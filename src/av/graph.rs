@@ -28,8 +28,33 @@ pub struct Sink {
     pub audio: bool,
 }
 
+/// Why a filter graph could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum GraphError {
+    #[error("{0} missing from libavfilter")]
+    MissingFilter(&'static str),
+    #[error("out of memory")]
+    OutOfMemory,
+    /// libav refused a step: `what` names it.
+    #[error("{what}: {source}")]
+    Libav {
+        what: String,
+        #[source]
+        source: ff::Error,
+    },
+}
+
+fn refused(what: impl Into<String>) -> impl FnOnce(ff::Error) -> GraphError {
+    let what = what.into();
+    move |source| GraphError::Libav { what, source }
+}
+
 /// Builds and configures a graph. `spec` refers to sources and sinks by their names in brackets.
-pub fn build(sources: &[Source], sinks: &[Sink], spec: &str) -> Result<ff::filter::Graph, String> {
+pub fn build(
+    sources: &[Source],
+    sinks: &[Sink],
+    spec: &str,
+) -> Result<ff::filter::Graph, GraphError> {
     build_on(sources, sinks, spec, None)
 }
 
@@ -40,14 +65,14 @@ pub fn build_on(
     sinks: &[Sink],
     spec: &str,
     device: Option<&super::hw::HwDevice>,
-) -> Result<ff::filter::Graph, String> {
+) -> Result<ff::filter::Graph, GraphError> {
     let mut g = ff::filter::Graph::new();
     for s in sources {
         let f = ff::filter::find(if s.audio { "abuffer" } else { "buffer" })
-            .ok_or("buffer source missing from libavfilter")?;
+            .ok_or(GraphError::MissingFilter("buffer source"))?;
         let mut ctx = g
             .add(&f, &s.name, &s.args)
-            .map_err(|e| format!("buffer source {} ({}): {e}", s.name, s.args))?;
+            .map_err(refused(format!("buffer source {} ({})", s.name, s.args)))?;
         if !s.hw_frames.is_null() {
             // SAFETY: the source filter is live and not configured yet; the parameters struct is
             // ours, `av_buffersrc_parameters_set` takes its own reference to the frames context,
@@ -55,26 +80,25 @@ pub fn build_on(
             unsafe {
                 let par = ffi::av_buffersrc_parameters_alloc();
                 if par.is_null() {
-                    return Err("out of memory".into());
+                    return Err(GraphError::OutOfMemory);
                 }
                 (*par).hw_frames_ctx = s.hw_frames;
                 let r = ffi::av_buffersrc_parameters_set(ctx.as_mut_ptr(), par);
                 ffi::av_free(par as *mut _);
                 if r < 0 {
-                    return Err(format!(
-                        "buffer source {}: GPU frames refused: {}",
-                        s.name,
-                        ff::Error::from(r)
-                    ));
+                    return Err(GraphError::Libav {
+                        what: format!("buffer source {}: GPU frames refused", s.name),
+                        source: ff::Error::from(r),
+                    });
                 }
             }
         }
     }
     for s in sinks {
         let f = ff::filter::find(if s.audio { "abuffersink" } else { "buffersink" })
-            .ok_or("buffer sink missing from libavfilter")?;
+            .ok_or(GraphError::MissingFilter("buffer sink"))?;
         g.add(&f, &s.name, "")
-            .map_err(|e| format!("buffer sink {}: {e}", s.name))?;
+            .map_err(refused(format!("buffer sink {}", s.name)))?;
     }
     {
         let mut p: Option<ff::filter::graph::Parser<'_>> = None;
@@ -84,7 +108,7 @@ pub fn build_on(
                     None => g.output(&s.name, 0),
                     Some(p) => p.output(&s.name, 0),
                 }
-                .map_err(|e| format!("graph input {}: {e}", s.name))?,
+                .map_err(refused(format!("graph input {}", s.name)))?,
             );
         }
         for s in sinks {
@@ -93,16 +117,16 @@ pub fn build_on(
                     None => g.input(&s.name, 0),
                     Some(p) => p.input(&s.name, 0),
                 }
-                .map_err(|e| format!("graph output {}: {e}", s.name))?,
+                .map_err(refused(format!("graph output {}", s.name)))?,
             );
         }
         match p {
             Some(p) => p
                 .parse(spec)
-                .map_err(|e| format!("filter chain `{spec}`: {e}"))?,
+                .map_err(refused(format!("filter chain `{spec}`")))?,
             None => g
                 .parse(spec)
-                .map_err(|e| format!("filter chain `{spec}`: {e}"))?,
+                .map_err(refused(format!("filter chain `{spec}`")))?,
         }
     }
     if let Some(device) = device {
@@ -118,8 +142,9 @@ pub fn build_on(
             }
         }
     }
-    g.validate()
-        .map_err(|e| format!("filter chain `{spec}` cannot be configured: {e}"))?;
+    g.validate().map_err(refused(format!(
+        "filter chain `{spec}` cannot be configured"
+    )))?;
     Ok(g)
 }
 

@@ -115,16 +115,45 @@ fn device_string(backend: Backend) -> Option<String> {
         })
 }
 
+/// Why a hardware device did not open.
+#[derive(Debug, thiserror::Error)]
+pub enum HwError {
+    #[error("software backend has no device")]
+    NoDevice,
+    #[error(
+        "cannot open {} device{}: {source}{}",
+        .backend.name(),
+        .device.as_deref().map(|d| format!(" {d}")).unwrap_or_default(),
+        driver_hint(*.backend)
+    )]
+    Open {
+        backend: Backend,
+        device: Option<String>,
+        #[source]
+        source: ff::Error,
+    },
+}
+
+/// What a backend's device needs on the machine, said when it does not open.
+fn driver_hint(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Nvenc => " (needs the NVIDIA driver: libcuda.so.1 and /dev/nvidia*)",
+        Backend::Vaapi => " (needs a VA-API driver and a render node, e.g. /dev/dri/renderD128)",
+        Backend::Qsv => " (needs the Intel media driver and a render node)",
+        Backend::Software => "",
+    }
+}
+
 /// Opens the backend's device (`ANTENNE_HW_DEVICE`, else its default), or says why not.
-pub fn open_device(backend: Backend) -> Result<HwDevice, String> {
+pub fn open_device(backend: Backend) -> Result<HwDevice, HwError> {
     open_device_at(backend, device_string(backend).as_deref())
 }
 
 /// Opens one device of a backend (`None`: its default), or says why not.
-pub fn open_device_at(backend: Backend, device: Option<&str>) -> Result<HwDevice, String> {
+pub fn open_device_at(backend: Backend, device: Option<&str>) -> Result<HwDevice, HwError> {
     init();
     let Some(kind) = backend.device_type() else {
-        return Err("software backend has no device".into());
+        return Err(HwError::NoDevice);
     };
     let device = device.map(str::to_string);
     let cdev = device
@@ -142,20 +171,11 @@ pub fn open_device_at(backend: Backend, device: Option<&str>) -> Result<HwDevice
         )
     };
     if ret < 0 || ptr.is_null() {
-        let hint = match backend {
-            Backend::Nvenc => " (needs the NVIDIA driver: libcuda.so.1 and /dev/nvidia*)",
-            Backend::Vaapi => {
-                " (needs a VA-API driver and a render node, e.g. /dev/dri/renderD128)"
-            }
-            Backend::Qsv => " (needs the Intel media driver and a render node)",
-            Backend::Software => "",
-        };
-        return Err(format!(
-            "cannot open {} device{}: {}{hint}",
-            backend.name(),
-            device.map(|d| format!(" {d}")).unwrap_or_default(),
-            ff::Error::from(ret)
-        ));
+        return Err(HwError::Open {
+            backend,
+            device,
+            source: ff::Error::from(ret),
+        });
     }
     Ok(HwDevice { ptr })
 }
@@ -205,7 +225,7 @@ pub fn status_of(b: Backend) -> BackendStatus {
     } else {
         match open_device(b) {
             Ok(_dev) => (true, None),
-            Err(e) => (false, Some(e)),
+            Err(e) => (false, Some(e.to_string())),
         }
     };
     BackendStatus {
@@ -257,7 +277,9 @@ pub fn gpu_device(spec: &str) -> Result<GpuDevice, String> {
             backend.name()
         ))
     } else {
-        open_device_at(backend, device.as_deref()).err()
+        open_device_at(backend, device.as_deref())
+            .err()
+            .map(|e| e.to_string())
     };
     Ok(GpuDevice {
         id: format!("{}:{short}", backend.name()),

@@ -55,8 +55,18 @@ pub enum AvError {
         #[source]
         source: ff::Error,
     },
-    #[error("{0}")]
-    Setup(String),
+    /// A GPU device an output encodes on did not open.
+    #[error(transparent)]
+    Device(#[from] hw::HwError),
+    #[error("cannot start a thread: {0}")]
+    Thread(#[source] std::io::Error),
+    /// One output of a run failed; `source` says how.
+    #[error("output {output}: {source}")]
+    Output {
+        output: String,
+        #[source]
+        source: engine::StageError,
+    },
     #[error("cancelled")]
     Cancelled,
 }
@@ -85,7 +95,10 @@ impl AvError {
             | AvError::NotMedia { path, .. }
             | AvError::Invalid { path, .. }
             | AvError::Libav { path, .. } => Some(path),
-            AvError::Setup(_) | AvError::Cancelled => None,
+            AvError::Device(_)
+            | AvError::Thread(_)
+            | AvError::Output { .. }
+            | AvError::Cancelled => None,
         }
     }
 }

@@ -31,12 +31,15 @@ struct CodecTrip {
 }
 
 impl CodecTrip {
-    fn new(track: &super::engine::AudioTrack) -> Result<CodecTrip, String> {
+    fn new(track: &super::engine::AudioTrack) -> Result<CodecTrip, super::engine::StageError> {
         let enc = super::engine::open_audio_encoder(track)?;
         let params = ff::codec::Parameters::from(&*enc);
         let dec = ff::codec::Context::from_parameters(params)
             .and_then(|c| c.decoder().audio())
-            .map_err(|e| format!("decoder for {}: {e}", track.encoder))?;
+            .map_err(|source| super::engine::StageError::Libav {
+                what: format!("decoder for {}", track.encoder),
+                source,
+            })?;
         Ok(CodecTrip {
             enc,
             dec,

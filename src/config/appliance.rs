@@ -267,6 +267,9 @@ pub struct Jobs {
     pub gpu_sessions: u32,
     /// Device failures in a row that take a GPU out of rotation.
     pub gpu_max_failures: u32,
+    /// Lets `POST /v1/jobs/noop` ask its worker to crash, hang or allocate memory, to test the
+    /// supervisor. Off in production: an operator could otherwise take workers down at will.
+    pub self_test: bool,
 }
 
 impl Default for Jobs {
@@ -282,6 +285,7 @@ impl Default for Jobs {
             gpus: "auto".into(),
             gpu_sessions: 3,
             gpu_max_failures: 3,
+            self_test: false,
         }
     }
 }

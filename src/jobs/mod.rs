@@ -7,6 +7,7 @@
 //! one transaction, so that a crash anywhere leaves either all of it or none.
 
 pub mod devices;
+pub mod fault;
 pub mod queue;
 pub mod schedule;
 pub mod supervisor;
@@ -16,6 +17,7 @@ pub mod workflow;
 
 use serde::{Deserialize, Serialize};
 
+pub use fault::{Failure, Fault};
 pub use queue::{Job, JobFilter, NewJob};
 
 /// A line a worker prints on stdout.
@@ -39,9 +41,9 @@ pub enum WorkerMsg {
         error: String,
         /// Whether another attempt could succeed (a missing file will not reappear).
         retry: bool,
-        /// Whether the GPU the job was placed on failed (it did not open, or its encoder did).
+        /// Its class: only [`Fault::Device`] counts against the GPU the job was placed on.
         #[serde(default)]
-        device: bool,
+        fault: Fault,
     },
 }
 

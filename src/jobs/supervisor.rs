@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::devices::{Claimable, Encode, GpuSpec, Needs, Placement, Pool, SlotsView};
+use super::fault::Fault;
 use super::queue::{Failing, Lane, Then};
 use super::watch::Watcher;
 use super::workflow::{After, Workflow};
@@ -65,11 +66,22 @@ pub struct Supervisor {
 
 enum Outcome {
     Done(Value),
-    /// The error, whether another attempt could succeed, whether the device is at fault.
-    Failed(String, bool, bool),
+    /// The error, whether another attempt could succeed, and its class.
+    Failed(String, bool, Fault),
     /// The worker crashed, hung or could not start.
     Lost(String),
     Cancelled,
+}
+
+/// Whether an outcome counts against the GPU the job was placed on: a device fault, or a
+/// worker lost on it (a driver that crashes or hangs the process).
+fn against_gpu(outcome: &Outcome, placed: &Placement) -> bool {
+    let on_gpu = matches!(placed, Placement::Gpu { .. });
+    match outcome {
+        Outcome::Failed(_, _, fault) => on_gpu && fault.against_gpu(),
+        Outcome::Lost(_) => on_gpu,
+        _ => false,
+    }
 }
 
 /// Resident memory of a process, from `/proc/<pid>/status`.
@@ -493,20 +505,15 @@ impl Supervisor {
                     .await
                 {
                     Ok(n) => Outcome::Done(json!({"purged": a, "files_removed": n})),
-                    Err(e) => Outcome::Failed(e.to_string(), true, false),
+                    Err(e) => Outcome::Failed(e.to_string(), true, Fault::Internal),
                 },
-                None => Outcome::Failed("purge: no asset".into(), false, false),
+                None => Outcome::Failed("purge: no asset".into(), false, Fault::Internal),
             }
         } else {
             self.spawn_worker(&job, &worker, placed, &stopping).await
         };
         let id = job.id;
-        let on_gpu = matches!(placed, Placement::Gpu { .. });
-        let device_failed = match &outcome {
-            Outcome::Failed(_, _, device) => on_gpu && *device,
-            Outcome::Lost(_) => on_gpu,
-            _ => false,
-        };
+        let device_failed = against_gpu(&outcome, placed);
         if !matches!(outcome, Outcome::Cancelled) {
             let why = match &outcome {
                 Outcome::Failed(e, ..) | Outcome::Lost(e) => e.as_str(),
@@ -610,7 +617,13 @@ impl Supervisor {
             .spawn()
         {
             Ok(c) => c,
-            Err(e) => return Outcome::Failed(format!("cannot start a worker: {e}"), true, false),
+            Err(e) => {
+                return Outcome::Failed(
+                    format!("cannot start a worker: {e}"),
+                    true,
+                    Fault::Resource,
+                )
+            }
         };
         let pid = child.id().unwrap_or(0);
         let _ = self
@@ -641,7 +654,7 @@ impl Supervisor {
             });
         }
         let Some(out) = child.stdout.take() else {
-            return Outcome::Failed("worker has no stdout".into(), true, false);
+            return Outcome::Failed("worker has no stdout".into(), true, Fault::Internal);
         };
         let mut lines = BufReader::new(out).lines();
         let mut outcome = None;
@@ -672,7 +685,7 @@ impl Supervisor {
                                 }
                             }
                             Ok(WorkerMsg::Done { result }) => outcome = Some(Outcome::Done(result)),
-                            Ok(WorkerMsg::Failed { error, retry, device }) => outcome = Some(Outcome::Failed(error, retry, device)),
+                            Ok(WorkerMsg::Failed { error, retry, fault }) => outcome = Some(Outcome::Failed(error, retry, fault)),
                             Err(_) => {}
                         },
                         Ok(None) | Err(_) => break,
@@ -683,7 +696,7 @@ impl Supervisor {
                         outcome = Some(Outcome::Failed(format!(
                             "ran past its time limit of {} s: stopped",
                             t.as_secs_f64()
-                        ), false, false));
+                        ), false, Fault::Timeout));
                         break;
                     }
                     if last_line.elapsed() > self.settings.hang {
@@ -699,7 +712,7 @@ impl Supervisor {
                                 "the worker used {} MiB, over the limit of {} MiB: stopped",
                                 rss >> 20,
                                 self.settings.memory_limit >> 20
-                            ), true, false));
+                            ), true, Fault::Resource));
                             break;
                         }
                     }
@@ -1434,4 +1447,101 @@ fn rendition_failures(failed: &[&Value], total: usize, withheld: &[String]) -> S
         ));
     }
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::av::hw::Backend;
+    use crate::jobs::{Failure, WorkerMsg};
+
+    fn pool() -> Pool {
+        let gpu = GpuSpec {
+            id: "nvenc:0".into(),
+            backend: Backend::Nvenc,
+            device: None,
+            sessions: 2,
+            codecs: vec!["h264".into()],
+            bit_depths: vec![8],
+            chroma: vec!["420".into()],
+        };
+        // One device failure is enough to take it out.
+        Pool::new(1, vec![gpu], 1)
+    }
+
+    fn needs() -> Needs {
+        Needs {
+            cpu: false,
+            gpu: vec![Encode {
+                codec: "h264".into(),
+                pix_fmt: "yuv420p".into(),
+            }],
+        }
+    }
+
+    /// What the supervisor makes of the line a worker printed for `failure`.
+    fn outcome_of(failure: &Failure) -> Outcome {
+        let line = serde_json::to_string(&super::super::worker::report(failure)).unwrap();
+        match serde_json::from_str::<WorkerMsg>(&line).unwrap() {
+            WorkerMsg::Failed {
+                error,
+                retry,
+                fault,
+            } => Outcome::Failed(error, retry, fault),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The job's output hits a full disk: the kernel's own ENOSPC, from writing to /dev/full.
+    fn disk_full() -> Failure {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let e = f.write_all(&[0u8; 4096]).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOSPC));
+        Failure::from(e).context("proxy")
+    }
+
+    #[test]
+    fn a_gpu_placed_job_failing_with_enospc_leaves_the_gpu_in_rotation() {
+        let mut p = pool();
+        for _ in 0..3 {
+            let placed = p.place(&needs(), &[]).unwrap();
+            assert!(matches!(placed, Placement::Gpu { .. }), "{placed:?}");
+            let outcome = outcome_of(&disk_full());
+            let Outcome::Failed(error, _, _) = &outcome else {
+                unreachable!()
+            };
+            assert!(error.contains("No space left on device"), "{error}");
+            let device_failed = against_gpu(&outcome, &placed);
+            assert!(!device_failed, "a full disk is not the GPU's fault");
+            assert_eq!(p.outcome(&placed, device_failed, error), None);
+            p.release(&placed);
+        }
+        let g = &p.view().gpus[0];
+        assert!(g.in_rotation, "{g:?}");
+        assert_eq!(g.failures, 0);
+    }
+
+    #[test]
+    fn a_gpu_placed_job_whose_device_fails_takes_the_gpu_out() {
+        let mut p = pool();
+        let placed = p.place(&needs(), &[]).unwrap();
+        let failure = Failure::from(crate::av::AvError::Output {
+            output: "proxy".into(),
+            source: crate::av::engine::StageError::Encoder {
+                what: "cannot open encoder h264_nvenc with these settings".into(),
+                backend: Backend::Nvenc,
+                source: crate::av::ff::Error::InvalidData,
+            },
+        });
+        let outcome = outcome_of(&failure);
+        assert!(against_gpu(&outcome, &placed));
+        assert!(p.outcome(&placed, true, "encoder").is_some());
+        assert!(!p.view().gpus[0].in_rotation);
+        // The same failure on the CPU counts against nothing.
+        assert!(!against_gpu(&outcome, &Placement::Cpu));
+    }
 }

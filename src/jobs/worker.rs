@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::fault::{Failure, Fault};
 use super::{WorkerJob, WorkerMsg};
 
 fn emit(m: &WorkerMsg) {
@@ -27,17 +28,19 @@ fn log(level: &str, message: impl Into<String>) {
     });
 }
 
-/// A job's failure: the message, and whether another attempt could succeed.
-pub struct Failure(pub String, pub bool);
-
-impl<E: std::fmt::Display> From<E> for Failure {
-    fn from(e: E) -> Self {
-        Failure(e.to_string(), true)
-    }
+/// A failure another attempt would not mend, said in words: the job's input or its asking.
+fn fatal(fault: Fault, msg: impl Into<String>) -> Failure {
+    Failure::new(fault, false, msg)
 }
 
-fn fatal(msg: impl Into<String>) -> Failure {
-    Failure(msg.into(), false)
+/// What the worker prints for a failed job: the supervisor holds it against the GPU the job was
+/// placed on only when its class is [`Fault::Device`].
+pub(super) fn report(failure: &Failure) -> WorkerMsg {
+    WorkerMsg::Failed {
+        error: failure.to_string(),
+        retry: failure.retry,
+        fault: failure.fault,
+    }
 }
 
 /// Reads the job from stdin, runs it, prints the outcome; the exit code says whether it ran.
@@ -60,7 +63,7 @@ pub fn main() -> i32 {
             emit(&WorkerMsg::Failed {
                 error: format!("worker: the job is not valid JSON: {e}"),
                 retry: false,
-                device: false,
+                fault: Fault::Internal,
             });
             return 2;
         }
@@ -74,30 +77,21 @@ pub fn main() -> i32 {
         "deliver" => deliver(&job.params),
         "verify" => verify(&job.params),
         "notify" => notify(&job.params),
-        k => Err(fatal(format!("worker: no such job kind {k:?}"))),
+        k => Err(fatal(
+            Fault::Internal,
+            format!("worker: no such job kind {k:?}"),
+        )),
     };
     match outcome {
         Ok(result) => {
             emit(&WorkerMsg::Done { result });
             0
         }
-        Err(Failure(error, retry)) => {
-            let device = job.placed_on_gpu && gpu_fault(&error, &job.backend);
-            emit(&WorkerMsg::Failed {
-                error,
-                retry,
-                device,
-            });
+        Err(failure) => {
+            emit(&report(&failure));
             1
         }
     }
-}
-
-/// Whether a failure of a job placed on a GPU is the GPU's: the device did not open, or an
-/// error names its backend or its encoder.
-fn gpu_fault(error: &str, backend: &str) -> bool {
-    let e = error.to_ascii_lowercase();
-    e.contains(backend) || e.contains("cuda") || e.contains("hw device") || e.contains("device")
 }
 
 /// A job that does nothing (scheduler overhead, tests): or sleeps, crashes, hangs or allocates
@@ -133,7 +127,8 @@ fn noop(p: &Value) -> Result<Value, Failure> {
         drop(hold);
     }
     if let Some(e) = p["fail"].as_str() {
-        return Err(Failure(e.to_string(), p["retry"].as_bool().unwrap_or(true)));
+        let fault = serde_json::from_value(p["fault"].clone()).unwrap_or_default();
+        return Err(Failure::new(fault, p["retry"].as_bool().unwrap_or(true), e));
     }
     Ok(json!({"ok": true}))
 }
@@ -149,7 +144,10 @@ fn locate(p: &Value) -> Result<PathBuf, Failure> {
             return Ok(moved);
         }
     }
-    Err(fatal(format!("{}: no such file", path.display())))
+    Err(fatal(
+        Fault::Media,
+        format!("{}: no such file", path.display()),
+    ))
 }
 
 /// Hash and probe a file; read its sidecar metadata.
@@ -159,16 +157,17 @@ fn ingest(p: &Value) -> Result<Value, Failure> {
     let started = Instant::now();
     let (hash, n) = hash_with_progress(&path, size)?;
     if n != size {
-        return Err(Failure(
+        return Err(Failure::new(
+            Fault::Media,
+            true,
             format!(
                 "{}: changed while being read ({size} then {n} bytes)",
                 path.display()
             ),
-            true,
         ));
     }
     let file = crate::ingest::describe(&path, "source", Some((hash, n)))
-        .map_err(|e| fatal(e.to_string()))?;
+        .map_err(|e| Failure::from(e).retry(false))?;
     let sidecar = read_sidecar(&path);
     log(
         "info",
@@ -329,8 +328,8 @@ fn qc(p: &Value) -> Result<Value, Failure> {
 fn qc_run(path: &Path, p: &Value) -> Result<Value, Failure> {
     let rules: super::workflow::QcRules =
         serde_json::from_value(p["rules"].clone()).unwrap_or_default();
-    let report =
-        crate::qc::check(path, &rules, &p["declared"]).map_err(|e| fatal(e.to_string()))?;
+    let report = crate::qc::check(path, &rules, &p["declared"])
+        .map_err(|e| Failure::from(e).retry(false))?;
     Ok(serde_json::to_value(report).unwrap_or(Value::Null))
 }
 
@@ -349,7 +348,7 @@ fn transcode(job: &WorkerJob) -> Result<Value, Failure> {
         })
         .unwrap_or_default();
     if profiles.is_empty() {
-        return Err(fatal("transcode: no profile given"));
+        return Err(fatal(Fault::Internal, "transcode: no profile given"));
     }
     let placed = job
         .placed_on_gpu
@@ -366,9 +365,10 @@ fn transcode(job: &WorkerJob) -> Result<Value, Failure> {
         _ => crate::transcode::BackendChoice::Auto,
     };
     std::fs::create_dir_all(&out_dir)?;
-    crate::transcode::prepare_outdir(&out_dir).map_err(|e| fatal(e.to_string()))?;
+    crate::transcode::prepare_outdir(&out_dir).map_err(|e| Failure::from(e).retry(false))?;
     let dir = crate::profile::profiles_dir(job.profiles_dir.as_deref());
-    let (src, opened) = crate::av::probe::probe_open(&source).map_err(|e| fatal(e.to_string()))?;
+    let (src, opened) =
+        crate::av::probe::probe_open(&source).map_err(|e| Failure::from(e).retry(false))?;
     // Outputs an earlier attempt of this job made and the catalog registered: not made again.
     let done: Vec<String> = p["done"]
         .as_array()
@@ -379,7 +379,8 @@ fn transcode(job: &WorkerJob) -> Result<Value, Failure> {
     let mut compiled = Vec::new();
     let mut profiles_left = Vec::new();
     for name in &profiles {
-        let prof = crate::profile::find(name, dir.as_deref()).map_err(|e| fatal(e.to_string()))?;
+        let prof = crate::profile::find(name, dir.as_deref())
+            .map_err(|e| Failure::from(e).retry(false))?;
         let is_done = |o: &str| done.iter().any(|d| *d == format!("{}/{o}", prof.name));
         if !prof.outputs.is_empty() && prof.outputs.iter().all(|o| is_done(&o.name)) {
             log(
@@ -389,13 +390,13 @@ fn transcode(job: &WorkerJob) -> Result<Value, Failure> {
             continue;
         }
         let mut plan = crate::transcode::compile(&src, &prof, &out_dir, backend)
-            .map_err(|e| fatal(format!("{name}: {e}")))?;
+            .map_err(|e| Failure::from(e).retry(false).context(name))?;
         match &plan.package {
             // A package is registered whole or not at all: one left by an earlier attempt of
             // this job was not registered, and is made again.
             Some(pk) if p.get("done").is_some() && pk.dir.is_dir() => {
                 std::fs::remove_dir_all(&pk.dir)
-                    .map_err(|e| Failure(format!("{}: {e}", pk.dir.display()), true))?;
+                    .map_err(|e| Failure::from(e).context(pk.dir.display().to_string()))?;
             }
             Some(_) => {}
             None => {
@@ -478,7 +479,7 @@ fn transcode(job: &WorkerJob) -> Result<Value, Failure> {
         done.store(true, Ordering::SeqCst);
         let _ = reporter.join();
         let names: Vec<&str> = owners.iter().map(|&i| profiles[i].as_str()).collect();
-        result.map_err(|e| Failure(format!("{}: {e}", names.join(" + ")), true))?;
+        result.map_err(|e| Failure::from(e).context(names.join(" + ")))?;
         // Which profile each planned output belongs to, in the order they were joined.
         let owner_of: Vec<usize> = owners
             .iter()
@@ -495,9 +496,9 @@ fn transcode(job: &WorkerJob) -> Result<Value, Failure> {
                 prof.loudness.as_ref(),
                 facts,
             )
-            .map_err(|e| Failure(format!("{name}: verification: {e}"), true))?;
+            .map_err(|e| Failure::from(e).context(format!("{name}: verification")))?;
             let report_path = crate::profile::verify::write_report(&rep, &planned.path)
-                .map_err(|e| Failure(format!("{name}: verification report: {e}"), true))?;
+                .map_err(|e| Failure::from(e).context(format!("{name}: verification report")))?;
             log(
                 if rep.pass { "info" } else { "warn" },
                 format!(
@@ -508,7 +509,7 @@ fn transcode(job: &WorkerJob) -> Result<Value, Failure> {
             );
             let file = if rep.pass {
                 crate::ingest::describe(&planned.path, "platform", None)
-                    .map_err(|e| Failure(format!("{name}: {e}"), true))?
+                    .map_err(|e| Failure::from(e).context(name.as_str()))?
                     .into()
             } else {
                 None
@@ -569,12 +570,15 @@ fn verify(p: &Value) -> Result<Value, Failure> {
         }
     }
     if !bad.is_empty() {
-        return Err(fatal(format!(
-            "fixity: {} of {} files differ from the catalog: {}",
-            bad.len(),
-            files.len(),
-            bad.join("; ")
-        )));
+        return Err(fatal(
+            Fault::Media,
+            format!(
+                "fixity: {} of {} files differ from the catalog: {}",
+                bad.len(),
+                files.len(),
+                bad.join("; ")
+            ),
+        ));
     }
     log(
         "info",
@@ -587,7 +591,10 @@ fn verify(p: &Value) -> Result<Value, Failure> {
 fn deliver(p: &Value) -> Result<Value, Failure> {
     let to = PathBuf::from(p["to"].as_str().unwrap_or_default());
     if !to.is_absolute() {
-        return Err(fatal("deliver: `to` is not an absolute folder"));
+        return Err(fatal(
+            Fault::Internal,
+            "deliver: `to` is not an absolute folder",
+        ));
     }
     std::fs::create_dir_all(&to)?;
     let mut done = Vec::new();
@@ -600,7 +607,7 @@ fn deliver(p: &Value) -> Result<Value, Failure> {
         let src = Path::new(f);
         let name = src
             .file_name()
-            .ok_or_else(|| fatal(format!("{f}: no file name")))?;
+            .ok_or_else(|| fatal(Fault::Internal, format!("{f}: no file name")))?;
         let dest = to.join(name);
         let mut part = dest.clone().into_os_string();
         part.push(".part");
@@ -621,13 +628,14 @@ fn deliver(p: &Value) -> Result<Value, Failure> {
 /// answer within 10 s fails the attempt (retried with backoff).
 fn notify(p: &Value) -> Result<Value, Failure> {
     let url = p["url"].as_str().unwrap_or_default().to_string();
-    let uri: hyper::Uri = url
-        .parse()
-        .map_err(|e| fatal(format!("notify: {url:?} is not a URL: {e}")))?;
+    let uri: hyper::Uri = url.parse().map_err(|e| {
+        Failure::caused(Fault::Internal, false, e).context(format!("notify: {url:?} is not a URL"))
+    })?;
     if uri.scheme_str() != Some("http") {
-        return Err(fatal(format!(
-            "notify: {url:?}: only http:// webhooks are supported"
-        )));
+        return Err(fatal(
+            Fault::Internal,
+            format!("notify: {url:?}: only http:// webhooks are supported"),
+        ));
     }
     let body = p["event"].to_string();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -641,20 +649,24 @@ fn notify(p: &Value) -> Result<Value, Failure> {
             .header("content-type", "application/json")
             .header("user-agent", concat!("antenne/", env!("CARGO_PKG_VERSION")))
             .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
-            .map_err(|e| Failure(e.to_string(), false))?;
+            .map_err(|e| Failure::caused(Fault::Internal, false, e))?;
         match tokio::time::timeout(Duration::from_secs(10), client.request(req)).await {
             Ok(Ok(r)) => Ok(r.status().as_u16()),
-            Ok(Err(e)) => Err(Failure(format!("notify {url}: {e}"), true)),
-            Err(_) => Err(Failure(
-                format!("notify {url}: no answer within 10 s"),
+            Ok(Err(e)) => {
+                Err(Failure::caused(Fault::Resource, true, e).context(format!("notify {url}")))
+            }
+            Err(_) => Err(Failure::new(
+                Fault::Timeout,
                 true,
+                format!("notify {url}: no answer within 10 s"),
             )),
         }
     })?;
     if !(200..300).contains(&status) {
-        return Err(Failure(
-            format!("notify: the webhook answered {status}"),
+        return Err(Failure::new(
+            Fault::Resource,
             true,
+            format!("notify: the webhook answered {status}"),
         ));
     }
     log("info", format!("webhook answered {status}"));

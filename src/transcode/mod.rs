@@ -37,6 +37,9 @@ pub enum TranscodeError {
     OutDir { dir: PathBuf, what: String },
     #[error("backend {backend}: {what}")]
     Backend { backend: &'static str, what: String },
+    /// A GPU backend asked for (or placed on) does not answer on this machine.
+    #[error("backend {}: not available on this machine: {reason}", .backend.name())]
+    Unavailable { backend: Backend, reason: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -169,12 +172,9 @@ fn pick_backend(
         Some(b) => {
             let st = hw::status_of(b);
             if !st.available {
-                return Err(TranscodeError::Backend {
-                    backend: b.name(),
-                    what: format!(
-                        "not available on this machine: {}",
-                        st.error.unwrap_or_else(|| "unknown reason".into())
-                    ),
+                return Err(TranscodeError::Unavailable {
+                    backend: b,
+                    reason: st.error.unwrap_or_else(|| "unknown reason".into()),
                 });
             }
             if !gpu_can {
