@@ -175,8 +175,8 @@ fn peer_default_workflow(src: &Path, out: &Path) -> (f64, f64) {
          [p]bwdif=mode=send_frame:parity=tff,scale=640:360,format=yuv420p,\
 drawtext=fontfile={font}:timecode='00\\:00\\:00\\:00':rate=25:fontsize=24:fontcolor=white:box=1:boxcolor=black:x=(w-tw)/2:y=h-th-10[pv];\
          [w]bwdif=mode=send_frame:parity=tff,scale=1920:1080,format=yuv420p[wv];\
-         [0:a]asplit=3[a0][ap][aw];[a0]channelsplit=channel_layout=stereo[l][r];\
-         anullsrc=r=48000:cl=mono,asplit=6[s1][s2][s3][s4][s5][s6]"
+         [0:a]asplit=3[a0][ap][aw];\
+         [a0]pan=7.1|c0=c0|c1=c1,channelsplit=channel_layout=7.1[l][r][s1][s2][s3][s4][s5][s6]"
     );
     let mut c = Command::new("ffmpeg");
     c.args(["-v", "error", "-y", "-i"])
@@ -210,7 +210,7 @@ drawtext=fontfile={font}:timecode='00\\:00\\:00\\:00':rate=25:fontsize=24:fontco
             "-sc_threshold",
             "1000000000",
         ])
-        .args(["-c:a", "pcm_s24le", "-shortest"])
+        .args(["-c:a", "pcm_s24le"])
         .arg(out.join("house.mxf"));
     // Proxy.
     c.args(["-map", "[pv]", "-map", "[ap]"])
@@ -264,7 +264,8 @@ drawtext=fontfile={font}:timecode='00\\:00\\:00\\:00':rate=25:fontsize=24:fontco
     let o = c.output().unwrap();
     assert!(
         o.status.success(),
-        "peer ffmpeg: {}",
+        "peer ffmpeg ({}): {c:?}: {}",
+        o.status,
         String::from_utf8_lossy(&o.stderr)
     );
     let encode = t.elapsed().as_secs_f64();
