@@ -9,7 +9,7 @@ set -eu
 PKGS="pkg-config clang libclang-dev \
 libavcodec-dev libavformat-dev libavfilter-dev libavdevice-dev libavutil-dev libswscale-dev libswresample-dev \
 ffmpeg mediainfo fonts-dejavu-core make \
-postgresql postgresql-client python3"
+postgresql postgresql-client python3 curl jq"
 
 missing=""
 for p in $PKGS; do
