@@ -445,8 +445,8 @@ fn field_order(path: &Path) -> Res<String> {
 }
 
 /// The ladder by the ffmpeg CLI: one decode, split, three scales, three MP4 outputs.
-fn ffmpeg_ladder(src: &Path, outdir: &Path) -> Res<f64> {
-    fresh_dir(outdir)?;
+/// The peer's ladder: one `ffmpeg` decoding once (`split`) into the three renditions.
+fn ffmpeg_ladder_command(src: &Path, outdir: &Path) -> Command {
     let mut c = ffmpeg();
     c.args(["-loglevel", "error", "-i"]).arg(src).arg("-filter_complex").arg(
         "[0:v]split=3[a][b][c];[a]scale=1920:1080[v0];[b]scale=1280:720[v1];[c]scale=854:480[v2]",
@@ -477,6 +477,12 @@ fn ffmpeg_ladder(src: &Path, outdir: &Path) -> Res<f64> {
             .args(["-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-ac", "2"])
             .arg(outdir.join(format!("src_{name}.mp4")));
     }
+    c
+}
+
+fn ffmpeg_ladder(src: &Path, outdir: &Path) -> Res<f64> {
+    fresh_dir(outdir)?;
+    let mut c = ffmpeg_ladder_command(src, outdir);
     let (secs, _) = measured(&mut c, "ffmpeg ladder", &outdir.join("ffmpeg.log"))?;
     Ok(secs)
 }
@@ -491,36 +497,7 @@ fn ladder_memory(
 ) -> Res<((f64, f64), (f64, f64))> {
     let ff_out = work.join("mem_ffmpeg");
     fresh_dir(&ff_out)?;
-    let mut c = ffmpeg();
-    c.args(["-loglevel", "error", "-i"]).arg(src).arg("-filter_complex").arg(
-        "[0:v]split=3[a][b][c];[a]scale=1920:1080[v0];[b]scale=1280:720[v1];[c]scale=854:480[v2]",
-    );
-    for (i, (name, _, _, kbps)) in LADDER.iter().enumerate() {
-        c.args(["-map", &format!("[v{i}]"), "-map", "0:a"])
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "veryfast",
-                "-profile:v",
-                "high",
-            ])
-            .args(["-b:v", &format!("{kbps}k"), "-maxrate", &format!("{kbps}k")])
-            .args(["-bufsize", &format!("{}k", kbps * 2)])
-            .args([
-                "-g",
-                "50",
-                "-keyint_min",
-                "50",
-                "-sc_threshold",
-                "0",
-                "-bf",
-                "3",
-            ])
-            .args(["-pix_fmt", "yuv420p"])
-            .args(["-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-ac", "2"])
-            .arg(ff_out.join(format!("src_{name}.mp4")));
-    }
+    let mut c = ffmpeg_ladder_command(src, &ff_out);
     let ff = measured(&mut c, "ffmpeg ladder", &work.join("mem_ffmpeg.log"))?;
     let an_out = work.join("mem_antenne");
     fresh_dir(&an_out)?;
