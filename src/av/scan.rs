@@ -282,6 +282,16 @@ impl<F: FnMut(&Block<'_>)> Scanner<F> {
                 let mut ctx = ff::codec::Context::from_parameters(st.params.clone())
                     .map_err(|e| (format!("video stream {}", st.index), e))?;
                 super::decode_threads(&mut ctx, 0);
+                if !picture {
+                    // Nothing looks at the pixels: parse and check every picture's syntax, but
+                    // skip the inverse transforms and the deblocking that only make pixels.
+                    // SAFETY: plain fields of a decoder context not opened yet.
+                    unsafe {
+                        let c = &mut *ctx.as_mut_ptr();
+                        c.skip_idct = ffi::AVDiscard::AVDISCARD_ALL;
+                        c.skip_loop_filter = ffi::AVDiscard::AVDISCARD_ALL;
+                    }
+                }
                 sc.vdec = Some(
                     ctx.decoder()
                         .video()
