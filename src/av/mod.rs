@@ -7,6 +7,7 @@ pub mod engine;
 pub mod graph;
 pub mod hw;
 pub mod input;
+pub mod io;
 pub mod probe;
 pub mod samples;
 pub mod scan;
