@@ -1,6 +1,8 @@
 //! Transcoding: turns a profile and a probed source into a pipeline spec (filter chains, encoder
 //! settings, track mapping, output names), picks the backend per output, and runs it on the
 //! engine with progress. The chain rules themselves are pure and live in [`plan`].
+//! Imports `av`, `profile`, `qc`, `delivery`, `timecode` and `config` values; never jobs,
+//! catalog or api.
 
 mod package;
 pub mod plan;
