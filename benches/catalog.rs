@@ -39,8 +39,8 @@ use std::time::{Duration, Instant};
 
 use antenne::catalog::access::Grant;
 use antenne::catalog::assets::{AssetInput, SearchQuery};
-use antenne::catalog::naming::Template;
 use antenne::catalog::{Catalog, OpenOptions, Principal, Role, SystemClock};
+use antenne::naming::Template;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper::header::{HeaderValue, AUTHORIZATION};

@@ -1,5 +1,7 @@
 //! The composition root of `antenne serve`: configuration → data directory → catalog → first
 //! admin → HTTP API; systemd readiness and watchdog; graceful shutdown on SIGTERM/SIGINT.
+//! The only place besides `cli` that imports `api`; it wires the domain, and nothing imports it but
+//! `cli`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,9 +11,9 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::api::{self, AppState};
-use crate::catalog::naming::Template;
 use crate::catalog::{Catalog, OpenOptions, Role, SystemClock};
 use crate::config::appliance::ApplianceConfig;
+use crate::naming::Template;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {

@@ -1,5 +1,6 @@
 //! Command line: parses arguments, calls the library, prints results on stdout and one-line
 //! errors on stderr. The contract (fields, exit codes) is in `docs/cli.md`.
+//! Sits on top: may import any module; nothing imports it.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};

@@ -10,6 +10,7 @@ pub mod config;
 pub mod delivery;
 pub mod ingest;
 pub mod jobs;
+pub mod naming;
 pub mod profile;
 pub mod qc;
 pub mod telemetry;

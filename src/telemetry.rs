@@ -1,5 +1,6 @@
 //! Logging set-up: human one-liners on a terminal, JSON lines with `ANTENNE_LOG_FORMAT=json`.
 //! Level from `RUST_LOG` (default: warnings of antenne; libav's own chatter only when asked for).
+//! Imports nothing of the crate.
 
 use tracing_subscriber::EnvFilter;
 

@@ -1,4 +1,5 @@
 //! SMPTE 12M timecode: parse, print, count frames, drop-frame aware. Pure: no libav, no clock.
+//! Imports only `config`'s value types (`Rate`); nothing of the domain, no libav, tokio or SQL.
 
 use std::fmt;
 

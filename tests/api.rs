@@ -1886,8 +1886,11 @@ fn events_stream_changes_and_replay_after_a_reconnect() {
     let (_, viewer) = s.user("watcher", "viewer");
     let base = s.base.clone();
     let tok = s.admin.clone();
+    // Each reader says when its stream is open (the response's headers are in).
+    let (connected_tx, connected) = std::sync::mpsc::channel::<()>();
     let reader = |tok: String, last: Option<i64>, want: usize| {
         let base = base.clone();
+        let connected = connected_tx.clone();
         std::thread::spawn(move || {
             let mut req = ureq::get(&format!("{base}/v1/events"))
                 .set("authorization", &format!("Bearer {tok}"));
@@ -1896,6 +1899,7 @@ fn events_stream_changes_and_replay_after_a_reconnect() {
             }
             let r = req.timeout(Duration::from_secs(20)).call().unwrap();
             assert_eq!(r.header("content-type"), Some("text/event-stream"));
+            let _ = connected.send(());
             let mut ids = Vec::new();
             for l in BufReader::new(r.into_reader()).lines() {
                 let Ok(l) = l else { break };
@@ -1916,7 +1920,11 @@ fn events_stream_changes_and_replay_after_a_reconnect() {
         .as_i64();
     let admin_events = reader(tok.clone(), head, 3);
     let viewer_events = reader(viewer.clone(), head, 1);
-    std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..2 {
+        connected
+            .recv_timeout(Duration::from_secs(20))
+            .expect("both event streams connect");
+    }
     let mut made = Vec::new();
     for i in 0..3 {
         let r = s.call(
@@ -1970,15 +1978,19 @@ fn serve_tells_systemd_and_stops_cleanly_on_sigterm() {
     // An open event stream does not hold the shutdown up.
     let base = s.base.clone();
     let tok = s.admin.clone();
+    let (connected_tx, connected) = std::sync::mpsc::channel::<()>();
     let stream = std::thread::spawn(move || {
         let r = ureq::get(&format!("{base}/v1/events"))
             .set("authorization", &format!("Bearer {tok}"))
             .call()
             .unwrap();
+        let _ = connected_tx.send(());
         let mut sink = Vec::new();
         let _ = std::io::Read::read_to_end(&mut r.into_reader(), &mut sink);
     });
-    std::thread::sleep(Duration::from_millis(300));
+    connected
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the event stream connects");
     let status = s.stop();
     assert_eq!(status.code(), Some(0));
     stream.join().unwrap();

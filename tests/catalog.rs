@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use antenne::catalog::assets::AssetInput;
-use antenne::catalog::naming::Template;
 use antenne::catalog::{Catalog, Clock, OpenOptions, Principal, Role};
+use antenne::naming::Template;
 
 #[derive(Debug)]
 struct FakeClock(AtomicI64);

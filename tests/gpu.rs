@@ -1,5 +1,7 @@
 //! GPU encode paths. They run only where `antenne doctor` finds an openable device; elsewhere each
-//! test says why it skipped (the fallback and the error are tested in tests/errors.rs).
+//! test says why it skipped (the fallback and the error are tested in tests/errors.rs), unless
+//! `ANTENNE_REQUIRE_GPU` asks for that backend (`1` = nvenc, or a list `nvenc,vaapi`): then a
+//! missing device fails the test.
 
 mod common;
 
@@ -15,9 +17,26 @@ fn available(backend: &str) -> bool {
         .any(|b| b["backend"] == backend && b["available"] == true)
 }
 
+/// Whether `ANTENNE_REQUIRE_GPU` asks for this backend: a list of backends (`nvenc,vaapi`), or
+/// `1` for NVENC. Set on machines that have the GPU, so that a missing device fails.
+fn required(backend: &str) -> bool {
+    let Ok(v) = std::env::var("ANTENNE_REQUIRE_GPU") else {
+        return false;
+    };
+    v.split(',')
+        .map(str::trim)
+        .any(|b| b == backend || (backend == "nvenc" && matches!(b, "1" | "true" | "yes" | "cuda")))
+}
+
 fn gpu_round_trip(backend: &str) {
     if !available(backend) {
-        eprintln!("skipped: no {backend} device on this machine");
+        assert!(
+            !required(backend),
+            "ANTENNE_REQUIRE_GPU asks for {backend}, but `antenne doctor` finds no usable {backend} device"
+        );
+        eprintln!(
+            "skipped: no {backend} device on this machine (ANTENNE_REQUIRE_GPU=1 makes this fail)"
+        );
         return;
     }
     let d = tempfile::tempdir().unwrap();

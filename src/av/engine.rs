@@ -12,6 +12,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 
 use super::graph::{self, Sink, Source};
 use super::hw::{self, Backend, HwDevice};
+use super::io::{InputSource, OutputSink};
 use super::samples::Block;
 use super::scan::{self, ScanReport, ScanStream};
 use super::{ff, ffi, input, share, AvError};
@@ -129,7 +130,7 @@ fn libav_err(what: &'static str) -> impl FnOnce(ff::Error) -> StageError {
 /// A compiled pipeline: what to read, and for each output the filter chains and encoders.
 #[derive(Debug, Clone)]
 pub struct PipelineSpec {
-    pub input: PathBuf,
+    pub input: InputSource,
     pub video_stream: Option<usize>,
     pub audio_streams: Vec<usize>,
     /// Declared duration of the source; a decode that ends well short of it is a truncated file.
@@ -186,10 +187,7 @@ impl std::fmt::Debug for Measured {
 #[derive(Debug, Clone)]
 pub struct OutputSpec {
     pub name: String,
-    pub final_path: PathBuf,
-    /// Written as `<final>.part` and renamed when complete. `false` for outputs made of several
-    /// files (HLS), written in place inside a directory that the caller publishes as a whole.
-    pub atomic: bool,
+    pub sink: OutputSink,
     pub muxer: String,
     /// Muxer options given at write_header (e.g. `movflags=+faststart`).
     pub mux_options: Vec<(String, String)>,
@@ -396,6 +394,34 @@ fn rewind(ictx: &mut ff::format::context::Input) -> bool {
     }
 }
 
+/// The pipeline's input: the context the probe opened, rewound, or the file opened again; or the
+/// byte stream, through a custom reader that a cancel interrupts.
+fn open_input(
+    source: &InputSource,
+    opened: Option<ff::format::context::Input>,
+    cancel: &Arc<AtomicBool>,
+) -> Result<ff::format::context::Input, AvError> {
+    match source {
+        InputSource::File(path) => match opened.map(|mut i| (rewind(&mut i), i)) {
+            Some((true, i)) => Ok(i),
+            _ => Ok(input::open_cancellable(path, Some(cancel.clone()))?),
+        },
+        InputSource::Stream(s) => {
+            let c = cancel.clone();
+            InputSource::open_stream(s, move || c.load(Ordering::Relaxed)).map_err(|source| {
+                if cancel.load(Ordering::Relaxed) {
+                    return AvError::Cancelled;
+                }
+                AvError::NotMedia {
+                    path: PathBuf::from(&s.name),
+                    reason: None,
+                    source,
+                }
+            })
+        }
+    }
+}
+
 /// [`run`] on an input the caller already opened (see `probe::probe_open`).
 pub fn run_with(
     spec: &PipelineSpec,
@@ -404,11 +430,8 @@ pub fn run_with(
     cancel: Arc<AtomicBool>,
 ) -> Result<RunReport, AvError> {
     super::init();
-    let path = spec.input.clone();
-    let mut ictx = match opened.map(|mut i| (rewind(&mut i), i)) {
-        Some((true, i)) => i,
-        _ => input::open_cancellable(&path, Some(cancel.clone()))?,
-    };
+    let path = spec.input.label();
+    let mut ictx = open_input(&spec.input, opened, &cancel)?;
     let inv = |what: String| AvError::Invalid {
         path: path.clone(),
         what,
@@ -509,7 +532,7 @@ pub fn run_with(
     let mut parts = Vec::new();
     // Checked for every output before any thread starts, so that an error leaves nothing running.
     for o in &spec.outputs {
-        if let Some(parent) = o.final_path.parent() {
+        if let Some(parent) = o.sink.path().and_then(Path::parent) {
             if !parent.as_os_str().is_empty() && !parent.is_dir() {
                 return Err(AvError::Invalid {
                     path: parent.to_owned(),
@@ -519,10 +542,10 @@ pub fn run_with(
         }
     }
     for o in &spec.outputs {
-        let part = if o.atomic {
-            part_path(&o.final_path)
-        } else {
-            o.final_path.clone()
+        let part = match &o.sink {
+            OutputSink::File { path, atomic: true } => Some(part_path(path)),
+            OutputSink::File { path, .. } => Some(path.clone()),
+            OutputSink::Stream(_) => None,
         };
         parts.push(part.clone());
         let n_streams = o.video.is_some() as usize + o.audio.as_ref().map_or(0, |a| a.tracks.len());
@@ -535,7 +558,7 @@ pub fn run_with(
             o.name.clone(),
             thread::Builder::new()
                 .name(format!("mux-{}", o.name))
-                .spawn(move || guard(&fl, mux_thread(&out, &part2, n_streams, mrx, &c)))
+                .spawn(move || guard(&fl, mux_thread(&out, part2.as_deref(), n_streams, mrx, &c)))
                 .map_err(AvError::Thread)?,
         ));
         let mut next_stream = 0;
@@ -635,7 +658,7 @@ pub fn run_with(
         // Only this run's partial files go; a file already under a final name (an earlier run's
         // good output) is left alone.
         for (p, o) in parts.iter().zip(&spec.outputs) {
-            if o.atomic {
+            if let (Some(p), true) = (p, o.sink.atomic()) {
                 let _ = std::fs::remove_file(p);
             }
         }
@@ -643,8 +666,8 @@ pub fn run_with(
     }
     // Every output is complete and synced: publish them together.
     for (p, o) in parts.iter().zip(&spec.outputs) {
-        if o.atomic {
-            publish(p, o).map_err(|source| AvError::Output {
+        if let (Some(p), OutputSink::File { path, atomic: true }) = (p, &o.sink) {
+            publish(p, path).map_err(|source| AvError::Output {
                 output: o.name.clone(),
                 source,
             })?;
@@ -653,7 +676,11 @@ pub fn run_with(
     Ok(RunReport {
         frames_decoded: progress.frames_decoded.load(Ordering::Relaxed),
         decode_errors: progress.decode_errors.load(Ordering::Relaxed),
-        outputs: spec.outputs.iter().map(|o| o.final_path.clone()).collect(),
+        outputs: spec
+            .outputs
+            .iter()
+            .filter_map(|o| o.sink.path().map(Path::to_owned))
+            .collect(),
     })
 }
 
@@ -680,7 +707,7 @@ fn decode_loop(
     cancel: &AtomicBool,
     failed: &AtomicBool,
 ) -> Result<(), AvError> {
-    let path = &spec.input;
+    let path = &spec.input.label();
     let mut vframe = ff::frame::Video::empty();
     let mut aframe = ff::frame::Audio::empty();
     let mut last_video_s = 0.0f64;
@@ -1448,15 +1475,16 @@ pub(crate) fn open_audio_encoder(t: &AudioTrack) -> Result<ff::encoder::Audio, S
     ))
 }
 
+/// Muxes one output: into `part` (the file being written) or, for a stream sink, into its writer.
 fn mux_thread(
     o: &OutputSpec,
-    part: &Path,
+    part: Option<&Path>,
     n_streams: usize,
     rx: Receiver<MuxMsg>,
     cancel: &AtomicBool,
 ) -> Result<(), StageError> {
     let result = mux_inner(o, part, n_streams, rx, cancel);
-    if result.is_err() {
+    if let (Err(_), Some(part)) = (&result, part) {
         let _ = std::fs::remove_file(part);
     }
     result
@@ -1464,19 +1492,26 @@ fn mux_thread(
 
 fn mux_inner(
     o: &OutputSpec,
-    part: &Path,
+    part: Option<&Path>,
     n_streams: usize,
     rx: Receiver<MuxMsg>,
     cancel: &AtomicBool,
 ) -> Result<(), StageError> {
-    let write_err = |what: &'static str| {
-        move |source| StageError::Write {
-            what,
-            path: part.to_owned(),
-            source,
-        }
+    let target = match (&o.sink, part) {
+        (OutputSink::Stream(s), _) => PathBuf::from(&s.name),
+        (_, Some(part)) => part.to_owned(),
+        (OutputSink::File { .. }, None) => return Err(StageError::Missing("output file")),
     };
-    let mut octx = ff::format::output_as(part, &o.muxer).map_err(write_err("create"))?;
+    let write_err = |what: &'static str| {
+        let path = target.clone();
+        move |source| StageError::Write { what, path, source }
+    };
+    let mut octx = match (&o.sink, part) {
+        (OutputSink::Stream(s), _) => OutputSink::open_stream(s, &o.muxer),
+        (_, Some(part)) => ff::format::output_as(part, &o.muxer),
+        (_, None) => return Err(StageError::Missing("output file")),
+    }
+    .map_err(write_err("create"))?;
     for _ in 0..n_streams {
         // SAFETY: the output context is live; a null codec adds an empty stream we fill below.
         let s = unsafe { ffi::avformat_new_stream(octx.as_mut_ptr(), std::ptr::null()) };
@@ -1546,7 +1581,7 @@ fn mux_inner(
                             source,
                         })?;
                     header = true;
-                    if let Some(spec) = o.tap.as_ref().filter(|_| o.atomic) {
+                    if let Some(spec) = o.tap.as_ref().filter(|_| o.sink.atomic()) {
                         tap = TapThread::start(&octx, spec, &o.name);
                     }
                     for (s, p, tb) in buffered.drain(..) {
@@ -1588,14 +1623,14 @@ fn mux_inner(
     if cancel.load(Ordering::Relaxed) {
         return Err(StageError::Cancelled);
     }
-    if !o.atomic {
+    let Some(part) = part.filter(|_| o.sink.atomic()) else {
         // Muxers that write their own files (image2 patterns) leave the empty file libav opened
         // under the pattern's literal name.
-        if part.to_string_lossy().contains('%') {
+        if let Some(part) = part.filter(|p| p.to_string_lossy().contains('%')) {
             let _ = std::fs::remove_file(part);
         }
         return Ok(());
-    }
+    };
     let io_err = |what: &'static str| {
         move |source| StageError::Io {
             what,
@@ -1681,13 +1716,13 @@ impl TapThread {
 }
 
 /// Renames a complete, synced `.part` to its final name and syncs the directory.
-fn publish(part: &Path, o: &OutputSpec) -> Result<(), StageError> {
-    std::fs::rename(part, &o.final_path).map_err(|source| StageError::Io {
+fn publish(part: &Path, final_path: &Path) -> Result<(), StageError> {
+    std::fs::rename(part, final_path).map_err(|source| StageError::Io {
         what: "rename to ",
-        path: o.final_path.clone(),
+        path: final_path.to_owned(),
         source,
     })?;
-    if let Some(dir) = o.final_path.parent() {
+    if let Some(dir) = final_path.parent() {
         let dir = if dir.as_os_str().is_empty() {
             Path::new(".")
         } else {
@@ -1780,8 +1815,10 @@ pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), 
     let out = OutputSpec {
         tap: None,
         name: "clip".into(),
-        final_path: path.to_owned(),
-        atomic: true,
+        sink: OutputSink::File {
+            path: path.to_owned(),
+            atomic: true,
+        },
         muxer: "mp4".into(),
         mux_options: vec![],
         metadata: vec![("timecode".into(), timecode.into())],
@@ -1791,7 +1828,7 @@ pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), 
     let (mtx, mrx) = bounded::<MuxMsg>(1024);
     let cancel = AtomicBool::new(false);
     let mux = thread::scope(|s| {
-        let h = s.spawn(|| mux_thread(&out, &part, 2, mrx, &cancel));
+        let h = s.spawn(|| mux_thread(&out, Some(&part), 2, mrx, &cancel));
         let r = (|| -> Result<(), StageError> {
             let mut frame = ff::frame::Video::empty();
             let mut pkt = ff::Packet::empty();
@@ -1874,7 +1911,7 @@ pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), 
         })();
         drop(mtx);
         let m = h.join().unwrap_or(Err(StageError::Panicked));
-        r.and(m).and_then(|_| publish(&part, &out))
+        r.and(m).and_then(|_| publish(&part, path))
     });
     mux.map_err(|e| {
         let _ = std::fs::remove_file(&part);

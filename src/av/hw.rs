@@ -8,58 +8,15 @@ use serde::Serialize;
 
 use super::{ff, ffi, has_encoder, init};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    Software,
-    Nvenc,
-    Vaapi,
-    Qsv,
-}
+pub use crate::config::Backend;
 
-impl Backend {
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Software => "software",
-            Backend::Nvenc => "nvenc",
-            Backend::Vaapi => "vaapi",
-            Backend::Qsv => "qsv",
-        }
-    }
-
-    /// The libav hardware device type this backend opens.
-    fn device_type(self) -> Option<ffi::AVHWDeviceType> {
-        match self {
-            Backend::Software => None,
-            Backend::Nvenc => Some(ffi::AVHWDeviceType::AV_HWDEVICE_TYPE_CUDA),
-            Backend::Vaapi => Some(ffi::AVHWDeviceType::AV_HWDEVICE_TYPE_VAAPI),
-            Backend::Qsv => Some(ffi::AVHWDeviceType::AV_HWDEVICE_TYPE_QSV),
-        }
-    }
-
-    /// The encoder this backend uses for a codec, if it has one.
-    pub fn encoder_for(self, codec: &str) -> Option<String> {
-        let suffix = match self {
-            Backend::Software => {
-                return Some(
-                    match codec {
-                        "h264" => "libx264",
-                        "hevc" | "h265" => "libx265",
-                        "prores" => "prores_ks",
-                        other => other,
-                    }
-                    .to_string(),
-                )
-            }
-            Backend::Nvenc => "nvenc",
-            Backend::Vaapi => "vaapi",
-            Backend::Qsv => "qsv",
-        };
-        match codec {
-            "h264" => Some(format!("h264_{suffix}")),
-            "hevc" | "h265" => Some(format!("hevc_{suffix}")),
-            _ => None,
-        }
+/// The libav hardware device type this backend opens.
+fn device_type(backend: Backend) -> Option<ffi::AVHWDeviceType> {
+    match backend {
+        Backend::Software => None,
+        Backend::Nvenc => Some(ffi::AVHWDeviceType::AV_HWDEVICE_TYPE_CUDA),
+        Backend::Vaapi => Some(ffi::AVHWDeviceType::AV_HWDEVICE_TYPE_VAAPI),
+        Backend::Qsv => Some(ffi::AVHWDeviceType::AV_HWDEVICE_TYPE_QSV),
     }
 }
 
@@ -152,7 +109,7 @@ pub fn open_device(backend: Backend) -> Result<HwDevice, HwError> {
 /// Opens one device of a backend (`None`: its default), or says why not.
 pub fn open_device_at(backend: Backend, device: Option<&str>) -> Result<HwDevice, HwError> {
     init();
-    let Some(kind) = backend.device_type() else {
+    let Some(kind) = device_type(backend) else {
         return Err(HwError::NoDevice);
     };
     let device = device.map(str::to_string);
@@ -245,18 +202,6 @@ pub struct GpuDevice {
     pub device: Option<String>,
     pub encoders: Vec<String>,
     pub error: Option<String>,
-}
-
-impl Backend {
-    /// Parses a backend name (`nvenc`, `vaapi`, `qsv`).
-    pub fn gpu_named(name: &str) -> Option<Backend> {
-        match name {
-            "nvenc" | "cuda" => Some(Backend::Nvenc),
-            "vaapi" => Some(Backend::Vaapi),
-            "qsv" => Some(Backend::Qsv),
-            _ => None,
-        }
-    }
 }
 
 /// A device named `backend:device` (`nvenc:0`, `vaapi:/dev/dri/renderD128`), probed by opening.

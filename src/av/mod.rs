@@ -2,11 +2,14 @@
 //! Opening inputs safely, probing, decoding, filter graphs, encoders, muxers, hardware backends,
 //! and the libav log → tracing bridge. It knows nothing of profiles or the CLI: `transcode`
 //! compiles a profile into an [`engine::PipelineSpec`] and hands it here.
+//! Imports only `config`'s value types (`Rate`, `Backend`): never catalog, jobs, api, tokio or SQL;
+//! pipelines run on OS threads and talk to async code through channels (see [`io`]).
 
 pub mod engine;
 pub mod graph;
 pub mod hw;
 pub mod input;
+pub mod io;
 pub mod probe;
 pub mod samples;
 pub mod scan;

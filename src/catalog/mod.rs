@@ -5,11 +5,11 @@
 //! (several appliances); the few statements that differ (full-text search, locking, the start
 //! of a write transaction) are chosen by [`Backend`]. This module knows nothing of HTTP: the API
 //! maps [`CatalogError`] to status codes. No libav here: probing is the caller's.
+//! Imports `config` (custom fields) and the pure `naming` only: never jobs, av, ingest or api.
 
 pub mod access;
 pub mod assets;
 pub mod log;
-pub mod naming;
 mod store;
 
 use std::sync::Arc;

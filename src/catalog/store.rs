@@ -8,9 +8,9 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 use tokio::sync::broadcast;
 
-use super::naming::Template;
 use super::{Change, Result};
 use crate::config::appliance::CustomField;
+use crate::naming::Template;
 
 /// Time for tokens, sessions and records; tests inject their own.
 pub trait Clock: Send + Sync + std::fmt::Debug {

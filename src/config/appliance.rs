@@ -411,7 +411,7 @@ fn validate(c: &ApplianceConfig) -> Result<(), ConfigError> {
             format!("{url:?}: use sqlite:PATH, postgres://… or leave empty"),
         ));
     }
-    crate::catalog::naming::Template::parse(&c.naming.template)
+    crate::naming::Template::parse(&c.naming.template)
         .map_err(|e| bad("naming.template", e.why))?;
     if c.naming.channel.is_empty()
         || !c
@@ -488,7 +488,7 @@ fn validate(c: &ApplianceConfig) -> Result<(), ConfigError> {
     if !matches!(gpus, "auto" | "none" | "") {
         for g in gpus.split(',') {
             let b = g.trim().split(':').next().unwrap_or_default();
-            if crate::av::hw::Backend::gpu_named(b).is_none() {
+            if super::Backend::gpu_named(b).is_none() {
                 return Err(bad(
                     "jobs.gpus",
                     format!(

@@ -1,6 +1,7 @@
 //! Taking files in: a file already on disk (confined to the configured roots) or an HTTP upload
 //! (streamed to a temporary name, capped, hashed while it arrives, fsynced and renamed). Each
 //! becomes a [`NewFile`] with its probe for the catalog. Knows nothing of HTTP or SQL.
+//! Imports `av` (probe) and `catalog` (what a file becomes); never jobs or api.
 
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};

@@ -289,6 +289,57 @@ fn ratio(s: &str) -> Option<f64> {
         .filter(|v| v.is_finite() && *v > 0.0)
 }
 
+/// The text of simple `<name>text</name>` elements (the sidecar's fields); repeated `<tag>`
+/// elements become a list of tags.
+pub fn flat_xml(text: &str) -> Value {
+    let mut fields = serde_json::Map::new();
+    let mut tags = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find('<') {
+        rest = &rest[i + 1..];
+        let Some(j) = rest.find('>') else { break };
+        let name = &rest[..j];
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            rest = &rest[j + 1..];
+            continue;
+        }
+        let body = &rest[j + 1..];
+        let close = format!("</{name}>");
+        let Some(k) = body.find(&close) else {
+            rest = body;
+            continue;
+        };
+        let inner = &body[..k];
+        if !inner.contains('<') {
+            let v = unescape(inner.trim());
+            if name == "tag" {
+                tags.push(Value::String(v));
+            } else {
+                fields.insert(name.to_string(), Value::String(v));
+            }
+            rest = &body[k + close.len()..];
+        } else {
+            rest = body;
+        }
+    }
+    if !tags.is_empty() {
+        fields.insert("tags".into(), Value::Array(tags));
+    }
+    Value::Object(fields)
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,7 +353,7 @@ mod tests {
         let b = typed(
             &json!({"duration_s": "60", "width": "1920", "frame_rate": "25", "aspect": "16:9"}),
         );
-        let c = typed(&crate::jobs::worker::flat_xml(
+        let c = typed(&super::flat_xml(
             "<asset><duration_s> 60 </duration_s><width>1920</width><frame_rate>25</frame_rate>\
              <aspect>16:9</aspect></asset>",
         ));

@@ -224,58 +224,7 @@ pub fn read_sidecar(media: &Path) -> Option<Value> {
     }
     let xml_path = media.with_extension("xml");
     let text = std::fs::read_to_string(&xml_path).ok()?;
-    Some(json!({"file": xml_path, "fields": flat_xml(&text)}))
-}
-
-/// The text of simple `<name>text</name>` elements (the sidecar's fields); repeated `<tag>`
-/// elements become a list of tags.
-pub fn flat_xml(text: &str) -> Value {
-    let mut fields = serde_json::Map::new();
-    let mut tags = Vec::new();
-    let mut rest = text;
-    while let Some(i) = rest.find('<') {
-        rest = &rest[i + 1..];
-        let Some(j) = rest.find('>') else { break };
-        let name = &rest[..j];
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            rest = &rest[j + 1..];
-            continue;
-        }
-        let body = &rest[j + 1..];
-        let close = format!("</{name}>");
-        let Some(k) = body.find(&close) else {
-            rest = body;
-            continue;
-        };
-        let inner = &body[..k];
-        if !inner.contains('<') {
-            let v = unescape(inner.trim());
-            if name == "tag" {
-                tags.push(Value::String(v));
-            } else {
-                fields.insert(name.to_string(), Value::String(v));
-            }
-            rest = &body[k + close.len()..];
-        } else {
-            rest = body;
-        }
-    }
-    if !tags.is_empty() {
-        fields.insert("tags".into(), Value::Array(tags));
-    }
-    Value::Object(fields)
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
+    Some(json!({"file": xml_path, "fields": crate::ingest::sidecar::flat_xml(&text)}))
 }
 
 /// Full decode health, loudness, and essence against what the metadata declares.
@@ -326,8 +275,7 @@ fn qc(p: &Value) -> Result<Value, Failure> {
 }
 
 fn qc_run(path: &Path, p: &Value) -> Result<Value, Failure> {
-    let rules: super::workflow::QcRules =
-        serde_json::from_value(p["rules"].clone()).unwrap_or_default();
+    let rules: crate::qc::QcRules = serde_json::from_value(p["rules"].clone()).unwrap_or_default();
     let report = crate::qc::check(path, &rules, &p["declared"])
         .map_err(|e| Failure::from(e).retry(false))?;
     Ok(serde_json::to_value(report).unwrap_or(Value::Null))

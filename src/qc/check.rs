@@ -7,8 +7,8 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::QcRules;
 use crate::av::{probe, samples, scan};
-use crate::jobs::workflow::QcRules;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct QcCheck {

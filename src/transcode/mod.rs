@@ -1,6 +1,8 @@
 //! Transcoding: turns a profile and a probed source into a pipeline spec (filter chains, encoder
 //! settings, track mapping, output names), picks the backend per output, and runs it on the
 //! engine with progress. The chain rules themselves are pure and live in [`plan`].
+//! Imports `av`, `profile`, `qc`, `delivery`, `timecode` and `config` values; never jobs,
+//! catalog or api.
 
 mod package;
 pub mod plan;
@@ -16,6 +18,7 @@ use crate::av::engine::{
     VideoOut,
 };
 use crate::av::hw::{self, Backend};
+use crate::av::io::{InputSource, OutputSink};
 use crate::av::probe::ProbeReport;
 use crate::av::AvError;
 use crate::config::Rate;
@@ -99,7 +102,7 @@ pub fn merge(jobs: &[Job]) -> Option<Job> {
     let first = jobs.first()?;
     let same = |j: &Job| {
         j.package.is_none()
-            && j.spec.input == first.spec.input
+            && j.spec.input.same_as(&first.spec.input)
             && j.spec.video_stream == first.spec.video_stream
             && j.spec.audio_streams == first.spec.audio_streams
     };
@@ -818,8 +821,11 @@ pub fn compile(
         });
         outputs.push(OutputSpec {
             name: o.name.clone(),
-            atomic: package.is_none(),
-            final_path,
+            // A package's renditions are written in place inside a directory published whole.
+            sink: OutputSink::File {
+                path: final_path,
+                atomic: package.is_none(),
+            },
             muxer: o.container.clone(),
             mux_options,
             metadata,
@@ -831,7 +837,7 @@ pub fn compile(
     let wants_audio = prof.outputs.iter().any(|o| o.audio.is_some());
     Ok(Job {
         spec: PipelineSpec {
-            input,
+            input: InputSource::File(input),
             video_stream: if wants_video {
                 sv.map(|v| v.index)
             } else {
@@ -1038,7 +1044,7 @@ pub fn run(
     let _ = std::fs::remove_dir_all(&pk.temp_dir);
     let result = (|| {
         for o in &job.spec.outputs {
-            if let Some(parent) = o.final_path.parent() {
+            if let Some(parent) = o.sink.path().and_then(Path::parent) {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| fail(format!("cannot be created: {e}")))?;
             }

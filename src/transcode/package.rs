@@ -119,8 +119,8 @@ fn sync_tree(dir: &Path) -> Result<(), String> {
 pub(super) fn finish(job: &Job, pk: &PackagePlan) -> Result<(), String> {
     let mut renditions = Vec::new();
     for o in &job.spec.outputs {
-        if o.muxer == "hls" {
-            renditions.push(read_rendition(&o.name, &o.final_path)?);
+        if let (true, Some(path)) = (o.muxer == "hls", o.sink.path()) {
+            renditions.push(read_rendition(&o.name, path)?);
         }
     }
     if !renditions.is_empty() {

@@ -140,20 +140,34 @@ pub fn video_frames(path: &Path) -> Vec<(f64, bool, bool, bool)> {
         .arg(path)
         .output()
         .expect("ffprobe");
-    String::from_utf8_lossy(&o.stdout)
+    // A failed or empty read is the peer's failure, not a list that passes every `all(...)`.
+    assert!(
+        o.status.success(),
+        "ffprobe frames of {} failed: {}",
+        path.display(),
+        stderr(&o)
+    );
+    let frames: Vec<(f64, bool, bool, bool)> = String::from_utf8_lossy(&o.stdout)
         .lines()
         .filter(|l| !l.is_empty())
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
             // ffprobe prints the entries in its own order: key_frame, pts_time, interlaced, tff.
             (
-                f[1].parse().unwrap_or(f64::NAN),
+                // `N/A` where the container gives a frame no time.
+                f.get(1).and_then(|t| t.parse().ok()).unwrap_or(f64::NAN),
                 f[0] == "1",
                 f.get(2) == Some(&"1"),
                 f.get(3) == Some(&"1"),
             )
         })
-        .collect()
+        .collect();
+    assert!(
+        !frames.is_empty(),
+        "ffprobe found no video frame in {}",
+        path.display()
+    );
+    frames
 }
 
 /// PSNR (average, dB) of `a` against `b` after scaling `b` to `a`'s size.
@@ -176,6 +190,7 @@ pub fn psnr_graph(a: &Path, b: &Path, lavfi: &str) -> f64 {
         .output()
         .expect("ffmpeg");
     let err = stderr(&o);
+    assert!(o.status.success(), "ffmpeg psnr failed: {err}");
     let line = err
         .lines()
         .find(|l| l.contains("PSNR") && l.contains("average:"))
@@ -201,6 +216,7 @@ pub fn mediainfo(path: &Path, inform: &str) -> String {
         .arg(path)
         .output()
         .expect("mediainfo is installed (apt install mediainfo)");
+    assert!(o.status.success(), "mediainfo failed: {}", stderr(&o));
     stdout(&o)
 }
 
@@ -232,6 +248,7 @@ pub fn ebur128_reference(path: &std::path::Path, filter_prefix: &str) -> (f64, f
         .output()
         .unwrap();
     let err = stderr(&o);
+    assert!(o.status.success(), "ffmpeg ebur128 failed: {err}");
     // ffmpeg configures the graph twice and prints a summary each time: the last one counts.
     let summary = err
         .rsplit("Summary:")

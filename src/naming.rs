@@ -1,6 +1,8 @@
 //! House IDs from a naming template such as `{channel}-{yyyy}-{seq:06}`. Pure: the date and the
 //! sequence number are given by the caller (the catalog owns the counter), so IDs are tested
 //! without a clock or a database.
+//! Imports nothing of the crate: a pure core that `config` (to validate the template) and
+//! `catalog` (to make IDs) both use.
 
 use std::fmt::Write;
 
