@@ -2076,3 +2076,117 @@ fn validate_names_the_key_at_fault() {
         common::stderr(&o)
     );
 }
+
+/// The audit entries naming `action` on `object`.
+fn audit_of(s: &Server, action: &str, object: &str) -> Vec<Value> {
+    let r = s.call("GET", "/v1/audit?limit=1000", Some(&s.admin), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == action && e["object"] == object)
+        .cloned()
+        .collect()
+}
+
+/// The service dies inside the transaction of a change, its audit entry written, before the
+/// commit: after a restart the change is absent and so is its entry; a change that commits
+/// carries its entry; a refused attempt is recorded too.
+fn an_audit_entry_commits_with_its_change(url: Option<&str>) {
+    let media = tempfile::tempdir().unwrap();
+    let mut s = start(url, media.path());
+    let a = Some(s.admin.as_str());
+    let id = s
+        .call("POST", "/v1/assets", a, Some(&json!({"title": "Before"})))
+        .body["id"]
+        .as_i64()
+        .unwrap();
+    // An API token to come back with: a login is a change, and would meet the fault first.
+    let r = s.call(
+        "POST",
+        "/v1/tokens",
+        a,
+        Some(&json!({"name": "crash-test", "days": 1})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let tok = r.body["token"].as_str().unwrap().to_string();
+    assert_eq!(s.stop().code(), Some(0));
+
+    let mut env = vec![
+        (
+            "ANTENNE_STORAGE_DATA_DIR",
+            s.data_dir().display().to_string(),
+        ),
+        ("ANTENNE_CATALOG_FIELDS", FIELDS.to_string()),
+    ];
+    if let Some(u) = url {
+        env.push(("ANTENNE_CATALOG_URL", u.to_string()));
+    }
+    let mut fault = env.clone();
+    fault.push(("ANTENNE_TEST_FAULT", "audit".to_string()));
+    let mut dying = Server::spawn(&fault);
+    let r = ureq::patch(&format!("{}/v1/assets/{id}", dying.base))
+        .set("authorization", &format!("Bearer {tok}"))
+        .timeout(Duration::from_secs(30))
+        .send_json(json!({"title": "After"}));
+    assert!(r.is_err(), "the service died before answering");
+    let st = dying.child.wait().unwrap();
+    assert_eq!(st.code(), Some(137), "ended by the test hook: {st:?}");
+
+    let s = Server::start(&env);
+    let a = Some(s.admin.as_str());
+    let path = format!("/v1/assets/{id}");
+    let asset = s.call("GET", &path, a, None).body;
+    assert_eq!(asset["title"], "Before", "the change never committed");
+    assert!(
+        audit_of(&s, "PATCH /v1/assets/{id}", &path).is_empty(),
+        "nor did its entry"
+    );
+    // A change that commits carries its entry, written with it.
+    let v = asset["version"].as_i64().unwrap();
+    let r = s.call(
+        "PATCH",
+        &path,
+        a,
+        Some(&json!({"title": "After", "version": v})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let e = audit_of(&s, "PATCH /v1/assets/{id}", &path);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert_eq!(e[0]["result"], "ok");
+    assert_eq!(e[0]["actor"], "admin");
+    // A refused attempt (a stale version) is recorded as refused, once.
+    let r = s.call(
+        "PATCH",
+        &path,
+        a,
+        Some(&json!({"title": "Stale", "version": v})),
+    );
+    assert_eq!(r.status, 409, "{}", r.body);
+    let e = audit_of(&s, "PATCH /v1/assets/{id}", &path);
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert_eq!(e[1]["result"], "refused 409");
+    // Logins and tokens are changes too: one entry each, and the chain holds.
+    let r = s.call(
+        "POST",
+        "/v1/tokens",
+        a,
+        Some(&json!({"name": "second", "days": 1})),
+    );
+    assert_eq!(r.status, 201);
+    assert_eq!(audit_of(&s, "POST /v1/tokens", "/v1/tokens").len(), 2);
+    let r = s.call("GET", "/v1/audit/verify", a, None);
+    assert_eq!(r.body["intact"], true, "{}", r.body);
+}
+
+#[test]
+fn an_audit_entry_commits_with_its_change_on_sqlite() {
+    an_audit_entry_commits_with_its_change(None);
+}
+
+#[test]
+fn an_audit_entry_commits_with_its_change_on_postgres() {
+    let pg = Pg::start().expect("PostgreSQL installed");
+    an_audit_entry_commits_with_its_change(Some(&pg.url));
+}

@@ -233,7 +233,8 @@ fn mutating(m: &Method) -> bool {
     !matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// Every mutating call, its caller and its outcome, into the audit log.
+/// Every mutating call, its caller and its outcome, into the audit log: a change's entry in the
+/// change's own transaction, a refused attempt's afterwards (best-effort).
 async fn audit(State(st): State<S>, req: Request, next: Next) -> Response {
     if !mutating(req.method()) {
         return next.run(req).await;
@@ -247,7 +248,18 @@ async fn audit(State(st): State<S>, req: Request, next: Next) -> Response {
             .map_or("?", |m| m.as_str())
     );
     let object = req.uri().path().to_string();
-    let resp = next.run(req).await;
+    // The change's own transaction writes the entry (see `AuditScope`); what did not commit
+    // one (a refused request, a change outside the catalog) is written here, best-effort.
+    let scope = crate::catalog::AuditScope::new(who.clone(), action.clone(), object.clone());
+    let resp = scope.run(next.run(req)).await;
+    let written = scope.written();
+    if !written.is_empty() {
+        match st.catalog.audit_committed(&written).await {
+            Ok(true) => return resp,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, action, "audit log: cannot check the entry"),
+        }
+    }
     let status = resp.status();
     let result = if status.is_success() {
         "ok".to_string()

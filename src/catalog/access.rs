@@ -364,6 +364,7 @@ impl Catalog {
         }
         let secret = new_secret(if kind == "api" { "ant_" } else { "ants_" });
         let now = self.now_ms();
+        let mut tx = self.begin().await?;
         let r = sqlx::query(
             "INSERT INTO tokens (user_id, kind, name, hash, created_ms, expires_ms) \
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
@@ -374,9 +375,12 @@ impl Catalog {
         .bind(token_hash(&secret))
         .bind(now)
         .bind(now.saturating_add(ttl_ms))
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
-        Ok((secret, token_of(&r)?))
+        let info = token_of(&r)?;
+        self.audit_change(&mut tx).await?;
+        tx.commit().await?;
+        Ok((secret, info))
     }
 
     /// The principal behind a secret, when it is valid: known, not revoked, not expired, and
@@ -438,6 +442,7 @@ impl Catalog {
 
     /// Revokes a token; a caller who is not admin may revoke only their own.
     pub async fn revoke_token(&self, who: &Principal, id: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
         let n = sqlx::query(
             "UPDATE tokens SET revoked_ms = $3 WHERE id = $1 AND ($2 = 0 OR user_id = $2) \
              AND revoked_ms IS NULL",
@@ -445,12 +450,14 @@ impl Catalog {
         .bind(id)
         .bind(if who.is_admin() { 0 } else { who.user_id })
         .bind(self.now_ms())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
         if n == 0 {
             return Err(CatalogError::NotFound(format!("token {id}")));
         }
+        self.audit_change(&mut tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub use log::AuditScope;
 pub use store::{Backend, Catalog, Clock, OpenOptions, SystemClock};
 
 /// What went wrong, with the cause kept; the API turns each kind into one stable code.
