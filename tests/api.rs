@@ -2190,3 +2190,220 @@ fn an_audit_entry_commits_with_its_change_on_postgres() {
     let pg = Pg::start().expect("PostgreSQL installed");
     an_audit_entry_commits_with_its_change(Some(&pg.url));
 }
+
+/// An event stream read on a thread: each change as it comes; the channel closes when the
+/// stream ends.
+fn event_stream(base: &str, tok: &str, since: i64) -> std::sync::mpsc::Receiver<Value> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let url = format!("{base}/v1/events?since={since}");
+    let auth = format!("Bearer {tok}");
+    std::thread::spawn(move || {
+        let Ok(r) = ureq::get(&url)
+            .set("authorization", &auth)
+            .timeout(Duration::from_secs(90))
+            .call()
+        else {
+            return;
+        };
+        for l in BufReader::new(r.into_reader()).lines() {
+            let Ok(l) = l else { break };
+            if let Some(d) = l.strip_prefix("data: ") {
+                if tx.send(serde_json::from_str(d).unwrap()).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for the change to `asset`, passing over others.
+fn wait_asset_event(rx: &std::sync::mpsc::Receiver<Value>, asset: i64) {
+    loop {
+        let e = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the change reaches the stream");
+        if e["asset_id"] == asset {
+            return;
+        }
+    }
+}
+
+/// What the stream still wrote before it ended.
+fn rest_until_end(rx: &std::sync::mpsc::Receiver<Value>) -> Vec<Value> {
+    let mut out = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(e) => out.push(e),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return out,
+            Err(e) => panic!("the stream did not end: {e}; got {out:?}"),
+        }
+    }
+}
+
+/// The newest change-feed cursor.
+fn head(s: &Server) -> i64 {
+    let mut since = 0;
+    loop {
+        let r = s.call(
+            "GET",
+            &format!("/v1/changes?since={since}&limit=1000"),
+            Some(&s.admin),
+            None,
+        );
+        let next = r.body["next"].as_i64().unwrap();
+        if next == since {
+            return since;
+        }
+        since = next;
+    }
+}
+
+/// Disabling a user, revoking a token, demoting a role, removing a grant or a group membership
+/// bites on an open event stream at once: nothing committed after it is written. Changes are
+/// made through `w`, the streams read from `r` (the same appliance, or another one sharing the
+/// catalog).
+fn revocation_bites_on_open_streams(w: &Server, r: &Server) {
+    let a = Some(w.admin.as_str());
+    let mk = |title: &str| -> i64 {
+        let r = w.call("POST", "/v1/assets", a, Some(&json!({"title": title})));
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body["id"].as_i64().unwrap()
+    };
+    let patch = |id: i64, title: &str| {
+        let r = w.call(
+            "PATCH",
+            &format!("/v1/assets/{id}"),
+            a,
+            Some(&json!({"title": title})),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    };
+    let set_acl = |id: i64, grants: Value| {
+        let r = w.call(
+            "PUT",
+            &format!("/v1/assets/{id}/acl"),
+            a,
+            Some(&json!({ "grants": grants })),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    };
+
+    // A disabled user.
+    let (id, tok) = w.user("disabled-op", "operator");
+    let rx = event_stream(&r.base, &tok, head(w));
+    let a1 = mk("seen");
+    wait_asset_event(&rx, a1);
+    let p = w.call(
+        "PATCH",
+        &format!("/v1/users/{id}"),
+        a,
+        Some(&json!({"disabled": true})),
+    );
+    assert_eq!(p.status, 200, "{}", p.body);
+    mk("not for a disabled user");
+    assert_eq!(rest_until_end(&rx), Vec::<Value>::new());
+
+    // A revoked API token.
+    let (_, session) = w.user("revoked-op", "operator");
+    let t = w.call(
+        "POST",
+        "/v1/tokens",
+        Some(&session),
+        Some(&json!({"name": "feed", "days": 1})),
+    );
+    assert_eq!(t.status, 201, "{}", t.body);
+    let api = t.body["token"].as_str().unwrap().to_string();
+    let rx = event_stream(&r.base, &api, head(w));
+    let a2 = mk("seen");
+    wait_asset_event(&rx, a2);
+    let d = w.call(
+        "DELETE",
+        &format!("/v1/tokens/{}", t.body["info"]["id"]),
+        Some(&session),
+        None,
+    );
+    assert_eq!(d.status, 204, "{}", d.body);
+    mk("not for a revoked token");
+    assert_eq!(rest_until_end(&rx), Vec::<Value>::new());
+
+    // A demoted user.
+    let (id, tok) = w.user("demoted-op", "operator");
+    let rx = event_stream(&r.base, &tok, head(w));
+    let a3 = mk("seen");
+    wait_asset_event(&rx, a3);
+    let p = w.call(
+        "PATCH",
+        &format!("/v1/users/{id}"),
+        a,
+        Some(&json!({"role": "viewer"})),
+    );
+    assert_eq!(p.status, 200, "{}", p.body);
+    mk("not for a demoted user");
+    assert_eq!(rest_until_end(&rx), Vec::<Value>::new());
+
+    // A removed grant, and a removed group membership: the stream goes on, without them.
+    let (vid, vtok) = w.user("granted-viewer", "viewer");
+    let g = w.call("POST", "/v1/groups", a, Some(&json!({"name": "desk"})));
+    let gid = g.body["id"].as_i64().unwrap();
+    let m = w.call("PUT", &format!("/v1/groups/{gid}/members/{vid}"), a, None);
+    assert_eq!(m.status, 200, "{}", m.body);
+    let direct = mk("granted to the user");
+    set_acl(
+        direct,
+        json!([{"principal": "user", "id": vid, "perms": ["read"]}]),
+    );
+    let via_group = mk("granted to the group");
+    set_acl(
+        via_group,
+        json!([{"principal": "group", "id": gid, "perms": ["read"]}]),
+    );
+    let rx = event_stream(&r.base, &vtok, head(w));
+    patch(direct, "seen");
+    wait_asset_event(&rx, direct);
+    patch(via_group, "seen");
+    wait_asset_event(&rx, via_group);
+    set_acl(direct, json!([]));
+    let m = w.call(
+        "DELETE",
+        &format!("/v1/groups/{gid}/members/{vid}"),
+        a,
+        None,
+    );
+    assert_eq!(m.status, 200, "{}", m.body);
+    patch(direct, "no longer granted");
+    patch(via_group, "no longer a member");
+    // A sentinel the viewer may see: everything before it has been passed over.
+    let sentinel = mk("sentinel");
+    set_acl(
+        sentinel,
+        json!([{"principal": "user", "id": vid, "perms": ["read"]}]),
+    );
+    let mut after = Vec::new();
+    loop {
+        let e = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the sentinel reaches the stream");
+        if e["asset_id"] == sentinel {
+            break;
+        }
+        after.push(e);
+    }
+    assert_eq!(after, Vec::<Value>::new(), "nothing after the removals");
+}
+
+#[test]
+fn revocation_bites_on_open_streams_on_sqlite() {
+    let media = tempfile::tempdir().unwrap();
+    let s = start(None, media.path());
+    revocation_bites_on_open_streams(&s, &s);
+}
+
+#[test]
+fn revocation_bites_on_open_streams_across_two_appliances_on_postgres() {
+    let pg = Pg::start().expect("PostgreSQL installed");
+    let media = tempfile::tempdir().unwrap();
+    let s1 = start(Some(&pg.url), media.path());
+    let s2 = start(Some(&pg.url), media.path());
+    revocation_bites_on_open_streams(&s1, &s2);
+}

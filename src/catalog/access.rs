@@ -412,15 +412,29 @@ impl Catalog {
 
     /// Whether a token still stands: not revoked, not expired, its user not disabled.
     pub async fn token_valid(&self, token_id: i64) -> Result<bool> {
-        Ok(sqlx::query(
-            "SELECT 1 FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.id = $1 \
-             AND t.revoked_ms IS NULL AND t.expires_ms > $2 AND u.disabled = 0",
+        Ok(self.token_principal(token_id).await?.is_some())
+    }
+
+    /// The principal a token stands for as of now (the user's present role and groups), when
+    /// it still stands: not revoked, not expired, its user not disabled.
+    pub async fn token_principal(&self, token_id: i64) -> Result<Option<Principal>> {
+        let r = sqlx::query(
+            "SELECT u.id AS user_id, u.username, u.role FROM tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.id = $1 AND t.revoked_ms IS NULL AND t.expires_ms > $2 AND u.disabled = 0",
         )
         .bind(token_id)
         .bind(self.now_ms())
         .fetch_optional(&self.pool)
-        .await?
-        .is_some())
+        .await?;
+        let Some(r) = r else { return Ok(None) };
+        let user_id: i64 = r.try_get("user_id")?;
+        let groups = self.groups_of(user_id).await?;
+        Ok(Some(Principal {
+            user_id,
+            username: r.try_get("username")?,
+            role: Role::parse(&r.try_get::<String, _>("role")?).unwrap_or(Role::Viewer),
+            groups: groups.into(),
+        }))
     }
 
     pub async fn tokens(
