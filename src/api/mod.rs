@@ -5,6 +5,7 @@
 mod client;
 mod download;
 pub mod error;
+mod mam;
 mod routes;
 
 use std::collections::HashMap;
@@ -330,6 +331,9 @@ pub(crate) fn peer(req_ci: Option<ConnectInfo<SocketAddr>>) -> IpAddr {
         routes::list_workflows, routes::run_workflow, routes::asset_qc, routes::asset_verification,
         routes::list_slots,
         routes::restore_gpu,
+        mam::list_markers, mam::create_marker, mam::get_marker, mam::patch_marker,
+        mam::delete_marker, mam::bulk_edit, mam::list_searches, mam::create_search,
+        mam::get_search, mam::patch_search, mam::delete_search, mam::run_search,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&Security, &ErrorResponses),
@@ -452,6 +456,28 @@ pub fn router(st: S) -> Router {
             get(routes::list_assets).post(routes::create_asset),
         )
         .route("/v1/search", get(routes::search))
+        .route("/v1/assets/bulk-edit", post(mam::bulk_edit))
+        .route(
+            "/v1/assets/{id}/markers",
+            get(mam::list_markers).post(mam::create_marker),
+        )
+        .route(
+            "/v1/assets/{id}/markers/{mid}",
+            get(mam::get_marker)
+                .patch(mam::patch_marker)
+                .delete(mam::delete_marker),
+        )
+        .route(
+            "/v1/searches",
+            get(mam::list_searches).post(mam::create_search),
+        )
+        .route(
+            "/v1/searches/{id}",
+            get(mam::get_search)
+                .patch(mam::patch_search)
+                .delete(mam::delete_search),
+        )
+        .route("/v1/searches/{id}/run", get(mam::run_search))
         .route(
             "/v1/assets/{id}",
             get(routes::get_asset)

@@ -9,6 +9,7 @@
 pub mod access;
 pub mod assets;
 pub mod log;
+pub mod mam;
 pub mod naming;
 mod store;
 
