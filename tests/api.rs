@@ -2088,3 +2088,660 @@ fn validate_names_the_key_at_fault() {
         common::stderr(&o)
     );
 }
+
+/// The audit entries naming `action` on `object`.
+fn audit_of(s: &Server, action: &str, object: &str) -> Vec<Value> {
+    let r = s.call("GET", "/v1/audit?limit=1000", Some(&s.admin), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == action && e["object"] == object)
+        .cloned()
+        .collect()
+}
+
+/// The service dies inside the transaction of a change, its audit entry written, before the
+/// commit: after a restart the change is absent and so is its entry; a change that commits
+/// carries its entry; a refused attempt is recorded too.
+fn an_audit_entry_commits_with_its_change(url: Option<&str>) {
+    let media = tempfile::tempdir().unwrap();
+    let mut s = start(url, media.path());
+    let a = Some(s.admin.as_str());
+    let id = s
+        .call("POST", "/v1/assets", a, Some(&json!({"title": "Before"})))
+        .body["id"]
+        .as_i64()
+        .unwrap();
+    // An API token to come back with: a login is a change, and would meet the fault first.
+    let r = s.call(
+        "POST",
+        "/v1/tokens",
+        a,
+        Some(&json!({"name": "crash-test", "days": 1})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let tok = r.body["token"].as_str().unwrap().to_string();
+    assert_eq!(s.stop().code(), Some(0));
+
+    let mut env = vec![
+        (
+            "ANTENNE_STORAGE_DATA_DIR",
+            s.data_dir().display().to_string(),
+        ),
+        ("ANTENNE_CATALOG_FIELDS", FIELDS.to_string()),
+    ];
+    if let Some(u) = url {
+        env.push(("ANTENNE_CATALOG_URL", u.to_string()));
+    }
+    let mut fault = env.clone();
+    fault.push(("ANTENNE_TEST_FAULT", "audit".to_string()));
+    let mut dying = Server::spawn(&fault);
+    let r = ureq::patch(&format!("{}/v1/assets/{id}", dying.base))
+        .set("authorization", &format!("Bearer {tok}"))
+        .timeout(Duration::from_secs(30))
+        .send_json(json!({"title": "After"}));
+    assert!(r.is_err(), "the service died before answering");
+    let st = dying.child.wait().unwrap();
+    assert_eq!(st.code(), Some(137), "ended by the test hook: {st:?}");
+
+    let s = Server::start(&env);
+    let a = Some(s.admin.as_str());
+    let path = format!("/v1/assets/{id}");
+    let asset = s.call("GET", &path, a, None).body;
+    assert_eq!(asset["title"], "Before", "the change never committed");
+    assert!(
+        audit_of(&s, "PATCH /v1/assets/{id}", &path).is_empty(),
+        "nor did its entry"
+    );
+    // A change that commits carries its entry, written with it.
+    let v = asset["version"].as_i64().unwrap();
+    let r = s.call(
+        "PATCH",
+        &path,
+        a,
+        Some(&json!({"title": "After", "version": v})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let e = audit_of(&s, "PATCH /v1/assets/{id}", &path);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert_eq!(e[0]["result"], "ok");
+    assert_eq!(e[0]["actor"], "admin");
+    // A refused attempt (a stale version) is recorded as refused, once.
+    let r = s.call(
+        "PATCH",
+        &path,
+        a,
+        Some(&json!({"title": "Stale", "version": v})),
+    );
+    assert_eq!(r.status, 409, "{}", r.body);
+    let e = audit_of(&s, "PATCH /v1/assets/{id}", &path);
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert_eq!(e[1]["result"], "refused 409");
+    // Logins and tokens are changes too: one entry each, and the chain holds.
+    let r = s.call(
+        "POST",
+        "/v1/tokens",
+        a,
+        Some(&json!({"name": "second", "days": 1})),
+    );
+    assert_eq!(r.status, 201);
+    assert_eq!(audit_of(&s, "POST /v1/tokens", "/v1/tokens").len(), 2);
+    let r = s.call("GET", "/v1/audit/verify", a, None);
+    assert_eq!(r.body["intact"], true, "{}", r.body);
+}
+
+#[test]
+fn an_audit_entry_commits_with_its_change_on_sqlite() {
+    an_audit_entry_commits_with_its_change(None);
+}
+
+#[test]
+fn an_audit_entry_commits_with_its_change_on_postgres() {
+    let pg = Pg::start().expect("PostgreSQL installed");
+    an_audit_entry_commits_with_its_change(Some(&pg.url));
+}
+
+/// An event stream read on a thread: each change as it comes; the channel closes when the
+/// stream ends.
+fn event_stream(base: &str, tok: &str, since: i64) -> std::sync::mpsc::Receiver<Value> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let url = format!("{base}/v1/events?since={since}");
+    let auth = format!("Bearer {tok}");
+    std::thread::spawn(move || {
+        let Ok(r) = ureq::get(&url)
+            .set("authorization", &auth)
+            .timeout(Duration::from_secs(90))
+            .call()
+        else {
+            return;
+        };
+        for l in BufReader::new(r.into_reader()).lines() {
+            let Ok(l) = l else { break };
+            if let Some(d) = l.strip_prefix("data: ") {
+                if tx.send(serde_json::from_str(d).unwrap()).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for the change to `asset`, passing over others.
+fn wait_asset_event(rx: &std::sync::mpsc::Receiver<Value>, asset: i64) {
+    loop {
+        let e = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the change reaches the stream");
+        if e["asset_id"] == asset {
+            return;
+        }
+    }
+}
+
+/// What the stream still wrote before it ended.
+fn rest_until_end(rx: &std::sync::mpsc::Receiver<Value>) -> Vec<Value> {
+    let mut out = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(e) => out.push(e),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return out,
+            Err(e) => panic!("the stream did not end: {e}; got {out:?}"),
+        }
+    }
+}
+
+/// The newest change-feed cursor.
+fn head(s: &Server) -> i64 {
+    let mut since = 0;
+    loop {
+        let r = s.call(
+            "GET",
+            &format!("/v1/changes?since={since}&limit=1000"),
+            Some(&s.admin),
+            None,
+        );
+        let next = r.body["next"].as_i64().unwrap();
+        if next == since {
+            return since;
+        }
+        since = next;
+    }
+}
+
+/// Disabling a user, revoking a token, demoting a role, removing a grant or a group membership
+/// bites on an open event stream at once: nothing committed after it is written. Changes are
+/// made through `w`, the streams read from `r` (the same appliance, or another one sharing the
+/// catalog).
+fn revocation_bites_on_open_streams(w: &Server, r: &Server) {
+    let a = Some(w.admin.as_str());
+    let mk = |title: &str| -> i64 {
+        let r = w.call("POST", "/v1/assets", a, Some(&json!({"title": title})));
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body["id"].as_i64().unwrap()
+    };
+    let patch = |id: i64, title: &str| {
+        let r = w.call(
+            "PATCH",
+            &format!("/v1/assets/{id}"),
+            a,
+            Some(&json!({"title": title})),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    };
+    let set_acl = |id: i64, grants: Value| {
+        let r = w.call(
+            "PUT",
+            &format!("/v1/assets/{id}/acl"),
+            a,
+            Some(&json!({ "grants": grants })),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    };
+
+    // A disabled user.
+    let (id, tok) = w.user("disabled-op", "operator");
+    let rx = event_stream(&r.base, &tok, head(w));
+    let a1 = mk("seen");
+    wait_asset_event(&rx, a1);
+    let p = w.call(
+        "PATCH",
+        &format!("/v1/users/{id}"),
+        a,
+        Some(&json!({"disabled": true})),
+    );
+    assert_eq!(p.status, 200, "{}", p.body);
+    mk("not for a disabled user");
+    assert_eq!(rest_until_end(&rx), Vec::<Value>::new());
+
+    // A revoked API token.
+    let (_, session) = w.user("revoked-op", "operator");
+    let t = w.call(
+        "POST",
+        "/v1/tokens",
+        Some(&session),
+        Some(&json!({"name": "feed", "days": 1})),
+    );
+    assert_eq!(t.status, 201, "{}", t.body);
+    let api = t.body["token"].as_str().unwrap().to_string();
+    let rx = event_stream(&r.base, &api, head(w));
+    let a2 = mk("seen");
+    wait_asset_event(&rx, a2);
+    let d = w.call(
+        "DELETE",
+        &format!("/v1/tokens/{}", t.body["info"]["id"]),
+        Some(&session),
+        None,
+    );
+    assert_eq!(d.status, 204, "{}", d.body);
+    mk("not for a revoked token");
+    assert_eq!(rest_until_end(&rx), Vec::<Value>::new());
+
+    // A demoted user.
+    let (id, tok) = w.user("demoted-op", "operator");
+    let rx = event_stream(&r.base, &tok, head(w));
+    let a3 = mk("seen");
+    wait_asset_event(&rx, a3);
+    let p = w.call(
+        "PATCH",
+        &format!("/v1/users/{id}"),
+        a,
+        Some(&json!({"role": "viewer"})),
+    );
+    assert_eq!(p.status, 200, "{}", p.body);
+    mk("not for a demoted user");
+    assert_eq!(rest_until_end(&rx), Vec::<Value>::new());
+
+    // A removed grant, and a removed group membership: the stream goes on, without them.
+    let (vid, vtok) = w.user("granted-viewer", "viewer");
+    let g = w.call("POST", "/v1/groups", a, Some(&json!({"name": "desk"})));
+    let gid = g.body["id"].as_i64().unwrap();
+    let m = w.call("PUT", &format!("/v1/groups/{gid}/members/{vid}"), a, None);
+    assert_eq!(m.status, 200, "{}", m.body);
+    let direct = mk("granted to the user");
+    set_acl(
+        direct,
+        json!([{"principal": "user", "id": vid, "perms": ["read"]}]),
+    );
+    let via_group = mk("granted to the group");
+    set_acl(
+        via_group,
+        json!([{"principal": "group", "id": gid, "perms": ["read"]}]),
+    );
+    let rx = event_stream(&r.base, &vtok, head(w));
+    patch(direct, "seen");
+    wait_asset_event(&rx, direct);
+    patch(via_group, "seen");
+    wait_asset_event(&rx, via_group);
+    set_acl(direct, json!([]));
+    let m = w.call(
+        "DELETE",
+        &format!("/v1/groups/{gid}/members/{vid}"),
+        a,
+        None,
+    );
+    assert_eq!(m.status, 200, "{}", m.body);
+    patch(direct, "no longer granted");
+    patch(via_group, "no longer a member");
+    // A sentinel the viewer may see: everything before it has been passed over.
+    let sentinel = mk("sentinel");
+    set_acl(
+        sentinel,
+        json!([{"principal": "user", "id": vid, "perms": ["read"]}]),
+    );
+    let mut after = Vec::new();
+    loop {
+        let e = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the sentinel reaches the stream");
+        if e["asset_id"] == sentinel {
+            break;
+        }
+        after.push(e);
+    }
+    assert_eq!(after, Vec::<Value>::new(), "nothing after the removals");
+}
+
+#[test]
+fn revocation_bites_on_open_streams_on_sqlite() {
+    let media = tempfile::tempdir().unwrap();
+    let s = start(None, media.path());
+    revocation_bites_on_open_streams(&s, &s);
+}
+
+#[test]
+fn revocation_bites_on_open_streams_across_two_appliances_on_postgres() {
+    let pg = Pg::start().expect("PostgreSQL installed");
+    let media = tempfile::tempdir().unwrap();
+    let s1 = start(Some(&pg.url), media.path());
+    let s2 = start(Some(&pg.url), media.path());
+    revocation_bites_on_open_streams(&s1, &s2);
+}
+
+/// Markers and sub-clips, bulk edit over a selection and saved searches, with the access checks
+/// of the neighbouring routes and 4xx for every client mistake.
+fn markers_bulk_edit_and_saved_searches(url: Option<&str>) {
+    let media = tempfile::tempdir().unwrap();
+    let s = start(url, media.path());
+    let a = Some(s.admin.as_str());
+    let (eid, ed) = s.user("cutter", "editor");
+    let (vid, vw) = s.user("watcher", "viewer");
+    let (_, out) = s.user("outsider", "viewer");
+    let (e, v, o) = (Some(ed.as_str()), Some(vw.as_str()), Some(out.as_str()));
+    let grant = |asset: i64, grants: Value| {
+        let r = s.call(
+            "PUT",
+            &format!("/v1/assets/{asset}/acl"),
+            a,
+            Some(&json!({ "grants": grants })),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    };
+
+    // An asset with media: 2 s at 25 fps, timecode from 00:00:00:00.
+    let f = clip(media.path(), "match.mp4", 11);
+    let r = s.raw(
+        "POST",
+        "/v1/ingest/upload?filename=match.mp4&title=Match",
+        a,
+        Some(("application/octet-stream", std::fs::read(&f).unwrap())),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let asset = r.body["file"]["asset_id"].as_i64().unwrap();
+    grant(
+        asset,
+        json!([{"principal": "user", "id": eid, "perms": ["read", "write"]},
+               {"principal": "user", "id": vid, "perms": ["read"]}]),
+    );
+    let markers = format!("/v1/assets/{asset}/markers");
+    let r = s.call(
+        "POST",
+        &markers,
+        e,
+        Some(
+            &json!({"tc_in": "00:00:01:00", "tc_out": "00:00:01:12", "label": "Goal",
+                     "colour": "Green", "comment": "the winner"}),
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let sub = r.body.clone();
+    assert_eq!(
+        (&sub["colour"], &sub["rate"], &sub["tc_out"]),
+        (&json!("green"), &json!("25/1"), &json!("00:00:01:12"))
+    );
+    let r = s.call("POST", &markers, e, Some(&json!({"tc_in": "00:00:00:10"})));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let point = r.body["id"].as_i64().unwrap();
+    assert!(r.body.get("tc_out").is_none(), "{}", r.body);
+    // Readers read them, in timecode order; only writers write; others do not see them.
+    let r = s.call("GET", &markers, v, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(ids(&r.body), vec![point, sub["id"].as_i64().unwrap()]);
+    let r = s.call("POST", &markers, v, Some(&json!({"tc_in": "00:00:00:01"})));
+    assert_eq!((r.status, r.code()), (403, "forbidden"), "{}", r.body);
+    for (m, p) in [("GET", markers.clone()), ("POST", markers.clone())] {
+        let r = s.call(m, &p, o, Some(&json!({"tc_in": "00:00:00:01"})));
+        assert_eq!((r.status, r.code()), (404, "not_found"), "{m}: {}", r.body);
+    }
+    let r = s.call("DELETE", &format!("{markers}/{point}"), v, None);
+    assert_eq!(r.status, 403, "{}", r.body);
+    // Client mistakes: 4xx with the envelope, never 500.
+    for (body, field) in [
+        (json!({"tc_in": "00:00:00:25"}), "tc_in"),
+        (json!({"tc_in": "00:00:05:00"}), "tc_in"),
+        (
+            json!({"tc_in": "00:00:01:00", "tc_out": "00:00:00:05"}),
+            "tc_out",
+        ),
+        (json!({"tc_in": "00:00:01:00", "tc_out": "1:2"}), "tc_out"),
+        (
+            json!({"tc_in": "00:00:01:00", "colour": "chartreuse"}),
+            "colour",
+        ),
+        (json!({"tc_in": "00:00:01:00", "label": "a\u{0}b"}), "label"),
+        (
+            json!({"tc_in": "00:00:01:00", "label": "x".repeat(300)}),
+            "label",
+        ),
+        (json!({"label": "no time"}), "tc_in"),
+    ] {
+        let r = s.call("POST", &markers, e, Some(&body));
+        assert_eq!(
+            (r.status, r.code()),
+            (422, "invalid_field"),
+            "{body}: {}",
+            r.body
+        );
+        assert_eq!(r.body["error"]["field"], field, "{body}: {}", r.body);
+    }
+    let r = s.call(
+        "POST",
+        &markers,
+        e,
+        Some(&json!({"tc_in": "00:00:01:00", "at": 1})),
+    );
+    assert!((400..500).contains(&r.status), "{}", r.body);
+    // Change and remove.
+    let r = s.call(
+        "PATCH",
+        &format!("{markers}/{}", sub["id"]),
+        e,
+        Some(&json!({"tc_out": "", "label": "Kick-off"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.get("tc_out").is_none(), "{}", r.body);
+    assert_eq!(
+        (&r.body["tc_in"], &r.body["label"], &r.body["colour"]),
+        (&json!("00:00:01:00"), &json!("Kick-off"), &json!("green"))
+    );
+    let r = s.call("DELETE", &format!("{markers}/{point}"), e, None);
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = s.call("GET", &format!("{markers}/{point}"), e, None);
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(
+        audit_of(&s, "POST /v1/assets/{id}/markers", &markers)
+            .iter()
+            .filter(|x| x["result"] == "ok")
+            .count(),
+        2
+    );
+    // No media yet, no frame rate: a conflict, not a guess.
+    let bare = s.call("POST", "/v1/assets", a, Some(&json!({"title": "Bare"})));
+    let bare = bare.body["id"].as_i64().unwrap();
+    let r = s.call(
+        "POST",
+        &format!("/v1/assets/{bare}/markers"),
+        a,
+        Some(&json!({"tc_in": "00:00:00:00"})),
+    );
+    assert_eq!((r.status, r.code()), (409, "conflict"), "{}", r.body);
+    // The marker of one asset is not found under another.
+    let r = s.call(
+        "GET",
+        &format!("/v1/assets/{bare}/markers/{}", sub["id"]),
+        a,
+        None,
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+
+    // Bulk edit: one version check and one audit entry each, refusals reported.
+    let mk = |title: &str| -> (i64, i64) {
+        let r = s.call(
+            "POST",
+            "/v1/assets",
+            a,
+            Some(&json!({"title": title, "tags": ["news", "raw"]})),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        (
+            r.body["id"].as_i64().unwrap(),
+            r.body["version"].as_i64().unwrap(),
+        )
+    };
+    let (b1, v1) = mk("one");
+    let (b2, v2) = mk("two");
+    let (b3, v3) = mk("three");
+    let rw = json!([{"principal": "user", "id": eid, "perms": ["read", "write"]}]);
+    grant(b1, rw.clone());
+    grant(b2, rw);
+    grant(
+        b3,
+        json!([{"principal": "user", "id": eid, "perms": ["read"]}]),
+    );
+    // The grants changed nothing the version counts; someone edits b2 meanwhile.
+    let r = s.call(
+        "PATCH",
+        &format!("/v1/assets/{b2}"),
+        a,
+        Some(&json!({"title": "two!"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = s.call(
+        "POST",
+        "/v1/assets/bulk-edit",
+        e,
+        Some(&json!({
+            "assets": [{"id": b1, "version": v1}, {"id": b2, "version": v2},
+                       {"id": b3, "version": v3}, {"id": 999_999, "version": 1}],
+            "set": {"series": "Bulk series"},
+            "add_tags": ["Archive"], "remove_tags": ["news"]})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["updated"].as_array().unwrap().len(), 1, "{}", r.body);
+    assert_eq!(r.body["updated"][0]["id"], b1);
+    let refused: Vec<(i64, &str)> = r.body["refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["id"].as_i64().unwrap(), x["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        refused,
+        vec![(b2, "conflict"), (b3, "forbidden"), (999_999, "not_found")]
+    );
+    let one = s.call("GET", &format!("/v1/assets/{b1}"), e, None).body;
+    assert_eq!(one["series"], "Bulk series");
+    assert_eq!(one["tags"], json!(["archive", "raw"]));
+    let two = s.call("GET", &format!("/v1/assets/{b2}"), a, None).body;
+    assert_eq!(two["tags"], json!(["news", "raw"]), "untouched");
+    let results: Vec<String> = [b1, b2, b3]
+        .iter()
+        .flat_map(|b| audit_of(&s, "POST /v1/assets/bulk-edit", &format!("/v1/assets/{b}")))
+        .map(|x| x["result"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(results, ["ok", "refused 409", "refused 403"]);
+    for body in [
+        json!({"assets": [], "add_tags": ["x"]}),
+        json!({"assets": [{"id": b1, "version": 1}]}),
+        json!({"assets": [{"id": b1, "version": 1}], "set": {"house_id": "X-1"}}),
+        json!({"assets": [{"id": b1, "version": 1}, {"id": b1, "version": 1}], "add_tags": ["x"]}),
+        json!({"assets": [{"id": b1, "version": 1}], "add_tags": [""]}),
+    ] {
+        let r = s.call("POST", "/v1/assets/bulk-edit", e, Some(&body));
+        assert_eq!(
+            (r.status, r.code()),
+            (422, "invalid_field"),
+            "{body}: {}",
+            r.body
+        );
+    }
+
+    // Saved searches: the caller's own; run as the caller may read now.
+    let r = s.call(
+        "POST",
+        "/v1/searches",
+        e,
+        Some(&json!({"name": "Archive", "query": {"tag": "archive", "sort": "title"}})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let saved = r.body["id"].as_i64().unwrap();
+    let run = format!("/v1/searches/{saved}/run");
+    let r = s.call("GET", &run, e, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(ids(&r.body), vec![b1]);
+    assert_eq!(r.body["total"]["value"], 1);
+    let r = s.call(
+        "POST",
+        "/v1/searches",
+        e,
+        Some(&json!({"name": "Archive", "query": {"tag": "raw"}})),
+    );
+    assert_eq!((r.status, r.code()), (409, "conflict"), "{}", r.body);
+    for q in [
+        json!({"qq": "x"}),
+        json!({"tag": "x", "limit": 5}),
+        json!({"sort": "colour"}),
+    ] {
+        let r = s.call(
+            "POST",
+            "/v1/searches",
+            e,
+            Some(&json!({"name": "bad", "query": q})),
+        );
+        assert_eq!(
+            (r.status, r.code()),
+            (422, "invalid_field"),
+            "{q}: {}",
+            r.body
+        );
+    }
+    for who in [v, a] {
+        assert_eq!(s.call("GET", &run, who, None).status, 404);
+        assert_eq!(
+            s.call("GET", &format!("/v1/searches/{saved}"), who, None)
+                .status,
+            404
+        );
+        assert_eq!(
+            s.call("DELETE", &format!("/v1/searches/{saved}"), who, None)
+                .status,
+            404
+        );
+    }
+    assert_eq!(
+        ids(&s.call("GET", "/v1/searches", v, None).body),
+        Vec::<i64>::new()
+    );
+    let r = s.call(
+        "PATCH",
+        &format!("/v1/searches/{saved}"),
+        e,
+        Some(&json!({"name": "Raw", "query": {"tag": "raw"}})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = s.call("GET", &format!("{run}?limit=1"), e, None);
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1, "{}", r.body);
+    assert!(r.body["next"].is_string(), "{}", r.body);
+    assert_eq!(r.body["total"]["value"], 3, "{}", r.body);
+    assert_eq!(
+        ids(&s.call("GET", "/v1/searches", e, None).body),
+        vec![saved]
+    );
+    let r = s.call("DELETE", &format!("/v1/searches/{saved}"), e, None);
+    assert_eq!(r.status, 204);
+    assert_eq!(s.call("GET", &run, e, None).status, 404);
+    // Documented like the rest.
+    let doc = s.call("GET", "/openapi.json", None, None).body;
+    for p in [
+        "/v1/assets/{id}/markers",
+        "/v1/assets/{id}/markers/{mid}",
+        "/v1/assets/bulk-edit",
+        "/v1/searches",
+        "/v1/searches/{id}/run",
+    ] {
+        assert!(doc["paths"][p].is_object(), "{p} documented");
+    }
+}
+
+#[test]
+fn markers_bulk_edit_and_saved_searches_on_sqlite() {
+    markers_bulk_edit_and_saved_searches(None);
+}
+
+#[test]
+fn markers_bulk_edit_and_saved_searches_on_postgres() {
+    let pg = Pg::start().expect("PostgreSQL installed");
+    markers_bulk_edit_and_saved_searches(Some(&pg.url));
+}

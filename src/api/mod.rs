@@ -5,6 +5,7 @@
 mod client;
 mod download;
 pub mod error;
+mod mam;
 mod routes;
 
 use std::collections::HashMap;
@@ -233,7 +234,8 @@ fn mutating(m: &Method) -> bool {
     !matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// Every mutating call, its caller and its outcome, into the audit log.
+/// Every mutating call, its caller and its outcome, into the audit log: a change's entry in the
+/// change's own transaction, a refused attempt's afterwards (best-effort).
 async fn audit(State(st): State<S>, req: Request, next: Next) -> Response {
     if !mutating(req.method()) {
         return next.run(req).await;
@@ -247,7 +249,18 @@ async fn audit(State(st): State<S>, req: Request, next: Next) -> Response {
             .map_or("?", |m| m.as_str())
     );
     let object = req.uri().path().to_string();
-    let resp = next.run(req).await;
+    // The change's own transaction writes the entry (see `AuditScope`); what did not commit
+    // one (a refused request, a change outside the catalog) is written here, best-effort.
+    let scope = crate::catalog::AuditScope::new(who.clone(), action.clone(), object.clone());
+    let resp = scope.run(next.run(req)).await;
+    let written = scope.written();
+    if !written.is_empty() {
+        match st.catalog.audit_committed(&written).await {
+            Ok(true) => return resp,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, action, "audit log: cannot check the entry"),
+        }
+    }
     let status = resp.status();
     let result = if status.is_success() {
         "ok".to_string()
@@ -318,6 +331,9 @@ pub(crate) fn peer(req_ci: Option<ConnectInfo<SocketAddr>>) -> IpAddr {
         routes::list_workflows, routes::run_workflow, routes::asset_qc, routes::asset_verification,
         routes::list_slots,
         routes::restore_gpu,
+        mam::list_markers, mam::create_marker, mam::get_marker, mam::patch_marker,
+        mam::delete_marker, mam::bulk_edit, mam::list_searches, mam::create_search,
+        mam::get_search, mam::patch_search, mam::delete_search, mam::run_search,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&Security, &ErrorResponses),
@@ -440,6 +456,28 @@ pub fn router(st: S) -> Router {
             get(routes::list_assets).post(routes::create_asset),
         )
         .route("/v1/search", get(routes::search))
+        .route("/v1/assets/bulk-edit", post(mam::bulk_edit))
+        .route(
+            "/v1/assets/{id}/markers",
+            get(mam::list_markers).post(mam::create_marker),
+        )
+        .route(
+            "/v1/assets/{id}/markers/{mid}",
+            get(mam::get_marker)
+                .patch(mam::patch_marker)
+                .delete(mam::delete_marker),
+        )
+        .route(
+            "/v1/searches",
+            get(mam::list_searches).post(mam::create_search),
+        )
+        .route(
+            "/v1/searches/{id}",
+            get(mam::get_search)
+                .patch(mam::patch_search)
+                .delete(mam::delete_search),
+        )
+        .route("/v1/searches/{id}/run", get(mam::run_search))
         .route(
             "/v1/assets/{id}",
             get(routes::get_asset)

@@ -1313,7 +1313,7 @@ pub async fn events(
                 continue;
             }
             if s.checked.elapsed() >= std::time::Duration::from_secs(5) {
-                // A revoked token, a disabled or demoted user: the stream ends.
+                // Idle: a revoked token, a disabled or demoted user ends the stream all the same.
                 s.checked = std::time::Instant::now();
                 if !s.st.catalog.token_valid(s.token_id).await.unwrap_or(false) {
                     return None;
@@ -1321,6 +1321,20 @@ pub async fn events(
             }
             match s.st.catalog.changes(s.last, 500).await {
                 Ok(batch) if !batch.is_empty() => {
+                    // Before any of these is written, the caller is looked up again, after the
+                    // batch was read: a revoked token, a disabled user or a demotion committed
+                    // before one of them ends the stream here, and the present role and groups
+                    // decide what is visible (an access list is read per change). Each appliance
+                    // sharing the catalog reads the same rows, so this holds across them.
+                    match s.st.catalog.token_principal(s.token_id).await {
+                        Ok(Some(who)) => s.who = who,
+                        Ok(None) => return None,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "events: checking the caller");
+                            return None;
+                        }
+                    }
+                    s.checked = std::time::Instant::now();
                     s.backlog.extend(batch);
                     continue;
                 }

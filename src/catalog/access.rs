@@ -364,6 +364,7 @@ impl Catalog {
         }
         let secret = new_secret(if kind == "api" { "ant_" } else { "ants_" });
         let now = self.now_ms();
+        let mut tx = self.begin().await?;
         let r = sqlx::query(
             "INSERT INTO tokens (user_id, kind, name, hash, created_ms, expires_ms) \
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
@@ -374,9 +375,12 @@ impl Catalog {
         .bind(token_hash(&secret))
         .bind(now)
         .bind(now.saturating_add(ttl_ms))
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
-        Ok((secret, token_of(&r)?))
+        let info = token_of(&r)?;
+        self.audit_change(&mut tx).await?;
+        tx.commit().await?;
+        Ok((secret, info))
     }
 
     /// The principal behind a secret, when it is valid: known, not revoked, not expired, and
@@ -408,15 +412,29 @@ impl Catalog {
 
     /// Whether a token still stands: not revoked, not expired, its user not disabled.
     pub async fn token_valid(&self, token_id: i64) -> Result<bool> {
-        Ok(sqlx::query(
-            "SELECT 1 FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.id = $1 \
-             AND t.revoked_ms IS NULL AND t.expires_ms > $2 AND u.disabled = 0",
+        Ok(self.token_principal(token_id).await?.is_some())
+    }
+
+    /// The principal a token stands for as of now (the user's present role and groups), when
+    /// it still stands: not revoked, not expired, its user not disabled.
+    pub async fn token_principal(&self, token_id: i64) -> Result<Option<Principal>> {
+        let r = sqlx::query(
+            "SELECT u.id AS user_id, u.username, u.role FROM tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.id = $1 AND t.revoked_ms IS NULL AND t.expires_ms > $2 AND u.disabled = 0",
         )
         .bind(token_id)
         .bind(self.now_ms())
         .fetch_optional(&self.pool)
-        .await?
-        .is_some())
+        .await?;
+        let Some(r) = r else { return Ok(None) };
+        let user_id: i64 = r.try_get("user_id")?;
+        let groups = self.groups_of(user_id).await?;
+        Ok(Some(Principal {
+            user_id,
+            username: r.try_get("username")?,
+            role: Role::parse(&r.try_get::<String, _>("role")?).unwrap_or(Role::Viewer),
+            groups: groups.into(),
+        }))
     }
 
     pub async fn tokens(
@@ -438,6 +456,7 @@ impl Catalog {
 
     /// Revokes a token; a caller who is not admin may revoke only their own.
     pub async fn revoke_token(&self, who: &Principal, id: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
         let n = sqlx::query(
             "UPDATE tokens SET revoked_ms = $3 WHERE id = $1 AND ($2 = 0 OR user_id = $2) \
              AND revoked_ms IS NULL",
@@ -445,12 +464,14 @@ impl Catalog {
         .bind(id)
         .bind(if who.is_admin() { 0 } else { who.user_id })
         .bind(self.now_ms())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
         if n == 0 {
             return Err(CatalogError::NotFound(format!("token {id}")));
         }
+        self.audit_change(&mut tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 

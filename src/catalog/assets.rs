@@ -102,7 +102,7 @@ pub struct AssetInput {
 }
 
 impl AssetInput {
-    fn dc(&self, name: &str) -> Option<&String> {
+    pub(crate) fn dc(&self, name: &str) -> Option<&String> {
         match name {
             "title" => self.title.as_ref(),
             "description" => self.description.as_ref(),

@@ -5,8 +5,72 @@ use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+
 use super::access::hex;
 use super::{Catalog, Change, Principal, Result};
+
+/// The request a change is made for, as its audit entry names it.
+#[derive(Debug)]
+struct RequestAudit {
+    who: Option<Principal>,
+    action: String,
+    object: String,
+    detail: String,
+    /// The next change's transaction writes the entry.
+    armed: bool,
+    /// Entries written so far (sequence number and hash), committed or not.
+    written: Vec<(i64, String)>,
+}
+
+tokio::task_local! {
+    static REQUEST: Arc<Mutex<RequestAudit>>;
+}
+
+/// The audit entry of one request: the first catalog transaction that records a change while
+/// [`AuditScope::run`] runs writes it, in that transaction. What the scope did not see commit
+/// (a refused request, a change outside the catalog) the caller writes afterwards, best-effort.
+#[derive(Debug, Clone)]
+pub struct AuditScope(Arc<Mutex<RequestAudit>>);
+
+impl AuditScope {
+    pub fn new(who: Option<Principal>, action: String, object: String) -> AuditScope {
+        AuditScope(Arc::new(Mutex::new(RequestAudit {
+            who,
+            action,
+            object,
+            detail: String::new(),
+            armed: true,
+            written: Vec::new(),
+        })))
+    }
+
+    /// Runs `f` (a request's handler) in this scope.
+    pub async fn run<F: Future>(&self, f: F) -> F::Output {
+        REQUEST.scope(Arc::clone(&self.0), f).await
+    }
+
+    /// The entries written in the scope's transactions (committed or rolled back).
+    pub fn written(&self) -> Vec<(i64, String)> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .written
+            .clone()
+    }
+}
+
+/// Within a request's scope: the next change's transaction writes one more entry, naming
+/// `object` (a bulk edit writes one per object it changes). Outside a scope, nothing.
+pub fn audit_next(object: String, detail: String) {
+    let _ = REQUEST.try_with(|c| {
+        let mut g = c.lock().unwrap_or_else(PoisonError::into_inner);
+        g.object = object;
+        g.detail = detail;
+        g.armed = true;
+    });
+}
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
@@ -75,7 +139,8 @@ fn change_of(r: &AnyRow) -> Result<Change> {
 }
 
 impl Catalog {
-    /// Appends one entry to the audit log.
+    /// Appends one entry to the audit log in a transaction of its own (refused attempts, and
+    /// requests whose change is not a catalog transaction).
     pub async fn audit(
         &self,
         who: Option<&Principal>,
@@ -84,9 +149,25 @@ impl Catalog {
         result: &str,
         detail: &str,
     ) -> Result<()> {
-        let detail: String = detail.chars().take(2000).collect();
         let mut tx = self.begin().await?;
-        self.order_lock(&mut tx).await?;
+        self.append_audit(&mut tx, who, action, object, result, detail)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Appends one entry inside the caller's transaction; returns its sequence number and hash.
+    pub(crate) async fn append_audit(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        who: Option<&Principal>,
+        action: &str,
+        object: &str,
+        result: &str,
+        detail: &str,
+    ) -> Result<(i64, String)> {
+        let detail: String = detail.chars().take(2000).collect();
+        self.order_lock(tx).await?;
         let prev: String = sqlx::query("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *tx)
             .await?
@@ -97,9 +178,9 @@ impl Catalog {
         let actor_id = who.map(|p| p.user_id);
         let actor = who.map_or("anonymous", |p| p.username.as_str());
         let hash = entry_hash(&prev, ts, actor_id, actor, action, object, result, &detail);
-        sqlx::query(
+        let seq: i64 = sqlx::query(
             "INSERT INTO audit (ts_ms, actor_id, actor, action, object, result, detail, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq",
         )
         .bind(ts)
         .bind(actor_id)
@@ -110,10 +191,59 @@ impl Catalog {
         .bind(&detail)
         .bind(&prev)
         .bind(&hash)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        Ok((seq, hash))
+    }
+
+    /// Inside a change's transaction: when a request is being served (see [`AuditScope`]) and
+    /// its entry is not written yet, writes it here, so that the change and the record of it
+    /// commit together or not at all.
+    pub(crate) async fn audit_change(&self, tx: &mut sqlx::AnyConnection) -> Result<()> {
+        let Ok(ctx) = REQUEST.try_with(Arc::clone) else {
+            return Ok(());
+        };
+        let pending = {
+            let g = ctx.lock().unwrap_or_else(PoisonError::into_inner);
+            g.armed.then(|| {
+                (
+                    g.who.clone(),
+                    g.action.clone(),
+                    g.object.clone(),
+                    g.detail.clone(),
+                )
+            })
+        };
+        let Some((who, action, object, detail)) = pending else {
+            return Ok(());
+        };
+        let written = self
+            .append_audit(tx, who.as_ref(), &action, &object, "ok", &detail)
+            .await?;
+        {
+            let mut g = ctx.lock().unwrap_or_else(PoisonError::into_inner);
+            g.armed = false;
+            g.written.push(written);
+        }
+        super::store::fault_point("audit");
         Ok(())
+    }
+
+    /// Whether any of these entries (sequence number and hash) was committed.
+    pub async fn audit_committed(&self, entries: &[(i64, String)]) -> Result<bool> {
+        for (seq, hash) in entries {
+            let found: Option<String> = sqlx::query("SELECT hash FROM audit WHERE seq = $1")
+                .bind(seq)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?;
+            if found.as_deref() == Some(hash.as_str()) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     pub async fn audit_entries(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>> {

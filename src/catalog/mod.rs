@@ -10,12 +10,14 @@
 pub mod access;
 pub mod assets;
 pub mod log;
+pub mod mam;
 mod store;
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub use log::AuditScope;
 pub use store::{Backend, Catalog, Clock, OpenOptions, SystemClock};
 
 /// What went wrong, with the cause kept; the API turns each kind into one stable code.

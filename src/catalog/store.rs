@@ -69,6 +69,19 @@ impl std::fmt::Debug for Catalog {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// Test hook: `ANTENNE_TEST_FAULT=<point>` ends the process at that point, as a crash would
+/// (the pattern of the job queue's hook). Honoured only by debug builds; a release build
+/// ignores it. Points: `audit` (inside a change's transaction, its audit entry written, before
+/// the commit).
+pub(crate) fn fault_point(point: &str) {
+    if cfg!(debug_assertions)
+        && std::env::var("ANTENNE_TEST_FAULT").is_ok_and(|v| v.split(',').any(|p| p == point))
+    {
+        eprintln!("antenne: test fault at {point}: the process ends here");
+        std::process::exit(137);
+    }
+}
+
 /// The URL of the embedded catalog in a data directory.
 pub fn sqlite_url(path: &Path) -> String {
     format!("sqlite://{}?mode=rwc", path.display())
@@ -200,8 +213,11 @@ impl Catalog {
         .bind(asset_id)
         .fetch_one(&mut *tx)
         .await?;
+        let seq = row.try_get("seq")?;
+        // The request's audit entry, in the transaction of the change it records.
+        self.audit_change(tx).await?;
         Ok(Change {
-            seq: row.try_get("seq")?,
+            seq,
             at: super::rfc3339(now),
             object: object.to_string(),
             id,

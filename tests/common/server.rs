@@ -42,6 +42,14 @@ impl Reply {
 impl Server {
     /// Starts a server; `env` adds or overrides `ANTENNE_*` settings.
     pub fn start(env: &[(&str, String)]) -> Server {
+        let mut s = Server::spawn(env);
+        s.admin = s.login("admin", ADMIN_PASSWORD);
+        s
+    }
+
+    /// Starts a server without logging in (`admin` is empty): for a server that is to die at a
+    /// test fault on its first change, a login being one.
+    pub fn spawn(env: &[(&str, String)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_antenne"));
         cmd.arg("serve")
@@ -73,15 +81,13 @@ impl Server {
                 break a.trim().to_string();
             }
         };
-        let mut s = Server {
+        Server {
             child,
             base,
             dir,
             admin: String::new(),
             lines: rx,
-        };
-        s.admin = s.login("admin", ADMIN_PASSWORD);
-        s
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
