@@ -394,43 +394,44 @@ fn toml_message(e: &toml::de::Error) -> String {
 
 /// Checks what a TOML schema cannot: combinations, and that the linked FFmpeg has what is named.
 pub fn validate(p: &Profile) -> Result<(), String> {
+    let mut errs: Vec<String> = Vec::new();
     if p.name.trim().is_empty() || p.name.contains(['/', '\\', ' ']) {
-        return Err(format!(
+        errs.push(format!(
             "name {:?}: must be non-empty, without spaces or slashes",
             p.name
         ));
     }
     if let Some(l) = &p.loudness {
         if !(-40.0..=-5.0).contains(&l.integrated_lufs) {
-            return Err(format!(
+            errs.push(format!(
                 "loudness.integrated_lufs: {} is not between -40 and -5",
                 l.integrated_lufs
             ));
         }
         if !(-9.0..=0.0).contains(&l.true_peak_dbtp) {
-            return Err(format!(
+            errs.push(format!(
                 "loudness.true_peak_dbtp: {} is not between -9 and 0",
                 l.true_peak_dbtp
             ));
         }
         if !(0.1..=3.0).contains(&l.tolerance_lu) {
-            return Err(format!(
+            errs.push(format!(
                 "loudness.tolerance_lu: {} is not between 0.1 and 3",
                 l.tolerance_lu
             ));
         }
         if !p.outputs.iter().any(|o| o.audio.is_some()) {
-            return Err("loudness: the profile has no audio output to normalise".into());
+            errs.push("loudness: the profile has no audio output to normalise".into());
         }
     }
     if p.outputs.is_empty() {
-        return Err("outputs: a profile needs at least one [[outputs]]".into());
+        errs.push("outputs: a profile needs at least one [[outputs]]".into());
     }
     let mut names = std::collections::HashSet::new();
     for (i, o) in p.outputs.iter().enumerate() {
         let at = format!("outputs[{i}] ({})", o.name);
         if !names.insert(o.name.as_str()) {
-            return Err(format!("{at}.name: two outputs are named {:?}", o.name));
+            errs.push(format!("{at}.name: two outputs are named {:?}", o.name));
         }
         if o.name.is_empty()
             || !o
@@ -438,10 +439,10 @@ pub fn validate(p: &Profile) -> Result<(), String> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return Err(format!("{at}.name: use letters, digits, - and _ only"));
+            errs.push(format!("{at}.name: use letters, digits, - and _ only"));
         }
         if !crate::av::engine::has_muxer(&o.container) {
-            return Err(format!(
+            errs.push(format!(
                 "{at}.container: no muxer {:?} in the linked FFmpeg",
                 o.container
             ));
@@ -449,27 +450,27 @@ pub fn validate(p: &Profile) -> Result<(), String> {
         if o.container == "hls" {
             let h = o.hls.clone().unwrap_or_default();
             if !(1.0..=30.0).contains(&h.segment_seconds) {
-                return Err(format!(
+                errs.push(format!(
                     "{at}.hls.segment_seconds: {} is not between 1 and 30",
                     h.segment_seconds
                 ));
             }
             if !matches!(h.segment_type.as_str(), "fmp4" | "mpegts") {
-                return Err(format!(
+                errs.push(format!(
                     "{at}.hls.segment_type: {:?} is not \"fmp4\" or \"mpegts\"",
                     h.segment_type
                 ));
             }
             if p.package.is_none() {
-                return Err(format!("{at}.container: HLS outputs belong to a [package]"));
+                errs.push(format!("{at}.container: HLS outputs belong to a [package]"));
             }
             if let Some(v) = &o.video {
                 if v.scan != Scan::Progressive {
-                    return Err(format!("{at}.video.scan: HLS renditions are progressive"));
+                    errs.push(format!("{at}.video.scan: HLS renditions are progressive"));
                 }
                 if let Some(g) = v.gop_seconds {
                     if (h.segment_seconds / g).fract().abs() > 1e-6 {
-                        return Err(format!(
+                        errs.push(format!(
                             "{at}.hls.segment_seconds: {} is not a whole number of GOPs ({g} s): segments must start on an IDR",
                             h.segment_seconds
                         ));
@@ -477,35 +478,68 @@ pub fn validate(p: &Profile) -> Result<(), String> {
                 }
             }
             if p.package.as_ref().is_some_and(|pk| pk.dash) && h.segment_type != "fmp4" {
-                return Err(format!("{at}.hls.segment_type: DASH needs fMP4 segments"));
+                errs.push(format!("{at}.hls.segment_type: DASH needs fMP4 segments"));
             }
         } else if o.hls.is_some() {
-            return Err(format!("{at}.hls: only for container = \"hls\""));
+            errs.push(format!("{at}.hls: only for container = \"hls\""));
         }
         if o.container == "image2" && p.package.is_none() {
-            return Err(format!(
+            errs.push(format!(
                 "{at}.container: image outputs belong to a [package]"
             ));
         }
         if o.faststart && !matches!(o.container.as_str(), "mp4" | "mov") {
-            return Err(format!(
+            errs.push(format!(
                 "{at}.faststart: only mp4 and mov have a moov atom to move"
             ));
         }
         if o.video.is_none() && o.audio.is_none() {
-            return Err(format!("{at}: an output needs video, audio or both"));
+            errs.push(format!("{at}: an output needs video, audio or both"));
         }
         if let Some(v) = &o.video {
-            validate_video(v, o).map_err(|e| format!("{at}.video.{e}"))?;
+            errs.extend(
+                validate_video(v, o)
+                    .into_iter()
+                    .map(|e| format!("{at}.video.{e}")),
+            );
         }
         if let Some(a) = &o.audio {
-            validate_audio(a, o).map_err(|e| format!("{at}.audio.{e}"))?;
+            if let Err(e) = validate_audio(a, o) {
+                errs.push(format!("{at}.audio.{e}"));
+            }
         }
     }
-    Ok(())
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        // Every problem at once, so that one edit can fix them all.
+        Err(errs.join("; "))
+    }
 }
 
-fn validate_video(v: &Video, o: &Output) -> Result<(), String> {
+/// One check of a profile's video: the first problem it finds.
+type VideoCheck = fn(&Video, &Output) -> Result<(), String>;
+
+/// Every problem of a profile's video at once: each check below is independent of the others.
+fn validate_video(v: &Video, o: &Output) -> Vec<String> {
+    let checks: [VideoCheck; 8] = [
+        video_frame,
+        video_codec,
+        video_stills,
+        video_encoder,
+        video_rate,
+        video_gop,
+        video_look,
+        video_container,
+    ];
+    checks
+        .iter()
+        .filter_map(|check| check(v, o).err())
+        .collect()
+}
+
+/// The frame: size, blanking, fields, D10's fixed frame.
+fn video_frame(v: &Video, o: &Output) -> Result<(), String> {
     if !(16..=8192).contains(&v.width) || !v.width.is_multiple_of(2) {
         return Err(format!(
             "width: {} is not an even number between 16 and 8192",
@@ -535,6 +569,11 @@ fn validate_video(v: &Video, o: &Output) -> Result<(), String> {
             v.height
         ));
     }
+    Ok(())
+}
+
+/// A codec antenne encodes.
+fn video_codec(v: &Video, _o: &Output) -> Result<(), String> {
     match v.codec.as_str() {
         "h264" | "hevc" | "mpeg2video" | "prores" | "dnxhd" | "mpeg4" | "vp9" | "av1" | "mjpeg"
         | "png" => {}
@@ -544,6 +583,11 @@ fn validate_video(v: &Video, o: &Output) -> Result<(), String> {
             ))
         }
     }
+    Ok(())
+}
+
+/// Still images: only in image2 packages, with their settings.
+fn video_stills(v: &Video, o: &Output) -> Result<(), String> {
     if let Some(t) = &v.thumbnails {
         if o.container != "image2" {
             return Err(format!(
@@ -578,6 +622,11 @@ fn validate_video(v: &Video, o: &Output) -> Result<(), String> {
     } else if o.container == "image2" {
         return Err("thumbnails: an image2 output needs [outputs.video.thumbnails]".into());
     }
+    Ok(())
+}
+
+/// The encoder the linked FFmpeg has, and a pixel format it takes (NVENC's too).
+fn video_encoder(v: &Video, _o: &Output) -> Result<(), String> {
     if !crate::av::pixel_format_known(&v.pix_fmt) {
         return Err(format!("pix_fmt: {:?} is not a pixel format", v.pix_fmt));
     }
@@ -604,6 +653,20 @@ fn validate_video(v: &Video, o: &Output) -> Result<(), String> {
             formats.join(", ")
         ));
     }
+    if v.codec == "h264"
+        && !matches!(v.pix_fmt.as_str(), "yuv420p" | "nv12")
+        && v.encoder.as_deref().is_some_and(|e| e.contains("nvenc"))
+    {
+        return Err(format!(
+            "pix_fmt: {} H.264 is not something NVENC encodes",
+            v.pix_fmt
+        ));
+    }
+    Ok(())
+}
+
+/// Rate control and its numbers.
+fn video_rate(v: &Video, _o: &Output) -> Result<(), String> {
     match v.rate_control {
         RateControl::Crf => {
             if v.crf.is_none() {
@@ -622,6 +685,11 @@ fn validate_video(v: &Video, o: &Output) -> Result<(), String> {
             return Err(format!("maxrate: {m} is below bitrate {b}"));
         }
     }
+    Ok(())
+}
+
+/// The GOP.
+fn video_gop(v: &Video, _o: &Output) -> Result<(), String> {
     if v.gop.is_none() && v.gop_seconds.is_none() {
         return Err("gop: give gop (frames) or gop_seconds".into());
     }
@@ -633,6 +701,11 @@ fn validate_video(v: &Video, o: &Output) -> Result<(), String> {
     if v.gop == Some(0) {
         return Err("gop: must be at least 1".into());
     }
+    Ok(())
+}
+
+/// Colour and display aspect, and AVC-Intra's fixed sizes and formats.
+fn video_look(v: &Video, _o: &Output) -> Result<(), String> {
     if let Some(c) = &v.color {
         if c != "bt709" {
             return Err(format!("color: {c:?}: only \"bt709\" is supported"));
@@ -681,15 +754,11 @@ fn validate_video(v: &Video, o: &Output) -> Result<(), String> {
             ));
         }
     }
-    if v.codec == "h264"
-        && !matches!(v.pix_fmt.as_str(), "yuv420p" | "nv12")
-        && v.encoder.as_deref().is_some_and(|e| e.contains("nvenc"))
-    {
-        return Err(format!(
-            "pix_fmt: {} H.264 is not something NVENC encodes",
-            v.pix_fmt
-        ));
-    }
+    Ok(())
+}
+
+/// What the container can carry.
+fn video_container(v: &Video, o: &Output) -> Result<(), String> {
     if o.container == "mxf"
         && !matches!(v.codec.as_str(), "mpeg2video" | "h264" | "dnxhd" | "prores")
     {
@@ -904,6 +973,41 @@ mod tests {
             e.contains("video.pix_fmt") && e.contains("mpeg2video"),
             "{e}"
         );
+    }
+
+    /// A profile with several mistakes names every one of them in one answer.
+    #[test]
+    fn every_mistake_of_a_profile_is_reported_at_once() {
+        let text = r#"
+name = "bad"
+[[outputs]]
+name = "v"
+container = "mp4"
+[outputs.video]
+codec = "h264"
+width = 17
+height = 180
+pix_fmt = "yuv420p"
+rate_control = "vbr"
+color = "bt601"
+[[outputs]]
+name = "w"
+container = "mp4"
+[outputs.audio]
+codec = "aac"
+sample_rate = 48000
+tracks = ["stereo"]
+"#;
+        let e = parse(text, "bad.toml").unwrap_err().to_string();
+        for want in [
+            "outputs[0] (v).video.width",
+            "outputs[0] (v).video.bitrate",
+            "outputs[0] (v).video.gop",
+            "outputs[0] (v).video.color",
+            "outputs[1] (w).audio.bitrate",
+        ] {
+            assert!(e.contains(want), "{want} missing from: {e}");
+        }
     }
 
     #[test]
