@@ -23,7 +23,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "transcode",
         &["av", "config", "delivery", "profile", "qc", "timecode"],
     ),
-    ("catalog", &["config", "naming"]),
+    ("catalog", &["config", "naming", "timecode"]),
     ("ingest", &["av", "catalog"]),
     (
         "jobs",
