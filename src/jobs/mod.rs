@@ -10,8 +10,8 @@
 pub mod devices;
 pub mod fault;
 pub mod queue;
-pub mod schedule;
 pub mod supervisor;
+pub mod trigger;
 pub mod watch;
 pub mod worker;
 pub mod workflow;

@@ -318,7 +318,7 @@ impl Supervisor {
                 .trigger
                 .schedule
                 .as_deref()
-                .map(super::schedule::Schedule::parse)
+                .map(super::trigger::Schedule::parse)
             else {
                 continue;
             };
