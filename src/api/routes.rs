@@ -1649,7 +1649,7 @@ pub async fn run_workflow(
             max_attempts: 3,
             idempotency_key: Some(format!(
                 "api:{}",
-                crate::jobs::watch::version_key(
+                crate::ingest::watch::version_key(
                     path.parent().unwrap_or(&path),
                     &path
                         .file_name()

@@ -1,6 +1,7 @@
 //! Durable jobs: the queue in the catalog database (states, priority, attempts with backoff,
 //! leases, progress, logs), the supervisor that runs media jobs in `antenne worker` child
-//! processes, the worker side of that protocol, watch folders and workflows.
+//! processes, the worker side of that protocol, workflows and their triggers (watch folders
+//! through `ingest::watch`, times through [`trigger`]).
 //!
 //! The worker never touches the database: it gets a job on stdin, prints progress and a result
 //! as JSON lines, and the service records the outcome, together with what the job produced, in
@@ -12,7 +13,6 @@ pub mod fault;
 pub mod queue;
 pub mod supervisor;
 pub mod trigger;
-pub mod watch;
 pub mod worker;
 pub mod workflow;
 
