@@ -31,6 +31,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "av",
             "catalog",
             "config",
+            "delivery",
             "ingest",
             "profile",
             "qc",

@@ -535,40 +535,22 @@ fn verify(p: &Value) -> Result<Value, Failure> {
     Ok(json!({"verified": checked}))
 }
 
-/// Copies renditions to a delivery folder: each as `<name>.part`, fsynced, then renamed.
+/// Copies renditions to a delivery folder (see [`crate::delivery::folder`]).
 fn deliver(p: &Value) -> Result<Value, Failure> {
+    use crate::delivery::folder::{self, FolderError};
     let to = PathBuf::from(p["to"].as_str().unwrap_or_default());
-    if !to.is_absolute() {
-        return Err(fatal(
-            Fault::Internal,
-            "deliver: `to` is not an absolute folder",
-        ));
-    }
-    std::fs::create_dir_all(&to)?;
-    let mut done = Vec::new();
-    for f in p["files"]
+    let files = p["files"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(Value::as_str)
-    {
-        let src = Path::new(f);
-        let name = src
-            .file_name()
-            .ok_or_else(|| fatal(Fault::Internal, format!("{f}: no file name")))?;
-        let dest = to.join(name);
-        let mut part = dest.clone().into_os_string();
-        part.push(".part");
-        let part = PathBuf::from(part);
-        std::fs::copy(src, &part)?;
-        std::fs::File::open(&part)?.sync_all()?;
-        std::fs::rename(&part, &dest)?;
-        log("info", format!("delivered {}", dest.display()));
-        done.push(dest);
-    }
-    if let Ok(d) = std::fs::File::open(&to) {
-        let _ = d.sync_all();
-    }
+        .filter_map(Value::as_str);
+    let done = folder::deliver(&to, files, |dest| {
+        log("info", format!("delivered {}", dest.display()))
+    })
+    .map_err(|e| match e {
+        FolderError::Io(e) => Failure::from(e),
+        other => fatal(Fault::Internal, other.to_string()),
+    })?;
     Ok(json!({"delivered": done}))
 }
 
