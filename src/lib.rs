@@ -11,6 +11,7 @@ pub mod delivery;
 pub mod ingest;
 pub mod jobs;
 pub mod naming;
+pub mod output;
 pub mod profile;
 pub mod qc;
 pub mod telemetry;

@@ -16,12 +16,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("delivery", &[]),
     // The engine.
     ("av", &["config"]),
+    // Sinks and packages, below the pipeline.
+    ("output", &["av"]),
     // Domain.
     ("qc", &["av"]),
-    ("profile", &["av", "config", "delivery", "qc"]),
+    ("profile", &["av", "config", "output", "qc"]),
     (
         "transcode",
-        &["av", "config", "delivery", "profile", "qc", "timecode"],
+        &["av", "config", "output", "profile", "qc", "timecode"],
     ),
     ("catalog", &["config", "naming", "timecode"]),
     ("ingest", &["av", "catalog"]),
@@ -72,6 +74,7 @@ const BOTTOM: &[&str] = &["config", "naming", "timecode"];
 /// External crates a module must not use (runtime, SQL, libav), with why.
 const BANNED_CRATES: &[(&str, &[&str])] = &[
     ("av", &["tokio", "sqlx"]),
+    ("delivery", &["tokio", "sqlx", "ffmpeg_next"]),
     ("config", &["tokio", "sqlx", "ffmpeg_next"]),
     ("naming", &["tokio", "sqlx", "ffmpeg_next"]),
     ("timecode", &["tokio", "sqlx", "ffmpeg_next"]),
