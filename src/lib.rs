@@ -14,6 +14,7 @@ pub mod naming;
 pub mod output;
 pub mod profile;
 pub mod qc;
+pub mod storage;
 pub mod telemetry;
 pub mod timecode;
 pub mod transcode;

@@ -14,6 +14,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("timecode", &["config"]),
     ("telemetry", &[]),
     ("delivery", &[]),
+    ("storage", &[]),
     // The engine.
     ("av", &["config"]),
     // Sinks and packages, below the pipeline.
@@ -37,13 +38,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "ingest",
             "profile",
             "qc",
+            "storage",
             "transcode",
         ],
     ),
     // The faces and the composition root.
     (
         "api",
-        &["av", "catalog", "config", "ingest", "jobs", "profile"],
+        &[
+            "av", "catalog", "config", "ingest", "jobs", "profile", "storage",
+        ],
     ),
     (
         "app",
@@ -75,6 +79,7 @@ const BOTTOM: &[&str] = &["config", "naming", "timecode"];
 const BANNED_CRATES: &[(&str, &[&str])] = &[
     ("av", &["tokio", "sqlx"]),
     ("delivery", &["tokio", "sqlx", "ffmpeg_next"]),
+    ("storage", &["sqlx", "ffmpeg_next"]),
     ("config", &["tokio", "sqlx", "ffmpeg_next"]),
     ("naming", &["tokio", "sqlx", "ffmpeg_next"]),
     ("timecode", &["tokio", "sqlx", "ffmpeg_next"]),

@@ -314,7 +314,8 @@ pub async fn patch_asset(
 #[utoipa::path(delete, path = "/v1/assets/{id}", tag = "assets", params(("id" = i64, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn delete_asset(State(st): State<S>, c: Caller, Path(id): Path<i64>) -> Res<StatusCode> {
-    st.catalog.purge_asset(&c.0, id, &st.media_dir).await?;
+    let paths = st.catalog.purge_asset(&c.0, id).await?;
+    crate::storage::remove_stored(&st.media_dir, paths).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -499,12 +499,12 @@ impl Supervisor {
         } else if job.kind == "purge" {
             // Catalog work and unlinks, no media to decode: done here.
             match job.asset_id {
-                Some(a) => match self
-                    .catalog
-                    .purge_by_workflow(a, &self.settings.media_dir)
-                    .await
-                {
-                    Ok(n) => Outcome::Done(json!({"purged": a, "files_removed": n})),
+                Some(a) => match self.catalog.purge_by_workflow(a).await {
+                    Ok(paths) => {
+                        let n =
+                            crate::storage::remove_stored(&self.settings.media_dir, paths).await;
+                        Outcome::Done(json!({"purged": a, "files_removed": n}))
+                    }
                     Err(e) => Outcome::Failed(e.to_string(), true, Fault::Internal),
                 },
                 None => Outcome::Failed("purge: no asset".into(), false, Fault::Internal),
