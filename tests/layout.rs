@@ -23,7 +23,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("qc", &["av"]),
     ("profile", &["av", "config", "output", "qc"]),
     (
-        "transcode",
+        "pipeline",
         &["av", "config", "output", "profile", "qc", "timecode"],
     ),
     ("catalog", &["config", "naming", "timecode"]),
@@ -31,15 +31,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "jobs",
         &[
-            "av",
-            "catalog",
-            "config",
-            "delivery",
-            "ingest",
-            "profile",
-            "qc",
-            "storage",
-            "transcode",
+            "av", "catalog", "config", "delivery", "ingest", "profile", "qc", "storage", "pipeline",
         ],
     ),
     // The faces and the composition root.
@@ -66,7 +58,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "profile",
             "qc",
             "telemetry",
-            "transcode",
+            "pipeline",
         ],
     ),
 ];

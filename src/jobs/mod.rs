@@ -6,7 +6,8 @@
 //! The worker never touches the database: it gets a job on stdin, prints progress and a result
 //! as JSON lines, and the service records the outcome, together with what the job produced, in
 //! one transaction, so that a crash anywhere leaves either all of it or none.
-//! Imports the domain it runs (catalog, av, ingest, profile, qc, transcode, config); never api.
+//! Imports the domain it runs (catalog, av, ingest, profile, qc, pipeline, delivery, storage,
+//! config); never api.
 
 pub mod devices;
 pub mod fault;

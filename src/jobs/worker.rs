@@ -304,16 +304,16 @@ fn transcode(job: &WorkerJob) -> Result<Value, Failure> {
         .flatten();
     let backend = match job.backend.as_str() {
         _ if placed.is_some() => {
-            crate::transcode::BackendChoice::Placed(placed.unwrap_or(crate::av::hw::Backend::Nvenc))
+            crate::pipeline::BackendChoice::Placed(placed.unwrap_or(crate::av::hw::Backend::Nvenc))
         }
-        "software" => crate::transcode::BackendChoice::Software,
-        "nvenc" => crate::transcode::BackendChoice::Nvenc,
-        "vaapi" => crate::transcode::BackendChoice::Vaapi,
-        "qsv" => crate::transcode::BackendChoice::Qsv,
-        _ => crate::transcode::BackendChoice::Auto,
+        "software" => crate::pipeline::BackendChoice::Software,
+        "nvenc" => crate::pipeline::BackendChoice::Nvenc,
+        "vaapi" => crate::pipeline::BackendChoice::Vaapi,
+        "qsv" => crate::pipeline::BackendChoice::Qsv,
+        _ => crate::pipeline::BackendChoice::Auto,
     };
     std::fs::create_dir_all(&out_dir)?;
-    crate::transcode::prepare_outdir(&out_dir).map_err(|e| Failure::from(e).retry(false))?;
+    crate::pipeline::prepare_outdir(&out_dir).map_err(|e| Failure::from(e).retry(false))?;
     let dir = crate::profile::profiles_dir(job.profiles_dir.as_deref());
     let (src, opened) =
         crate::av::probe::probe_open(&source).map_err(|e| Failure::from(e).retry(false))?;
@@ -337,7 +337,7 @@ fn transcode(job: &WorkerJob) -> Result<Value, Failure> {
             );
             continue;
         }
-        let mut plan = crate::transcode::compile(&src, &prof, &out_dir, backend)
+        let mut plan = crate::pipeline::compile(&src, &prof, &out_dir, backend)
             .map_err(|e| Failure::from(e).retry(false).context(name))?;
         match &plan.package {
             // A package is registered whole or not at all: one left by an earlier attempt of
@@ -375,8 +375,8 @@ fn transcode(job: &WorkerJob) -> Result<Value, Failure> {
         return Ok(json!({"outputs": []}));
     }
     // One decode for every profile when they can share it; else one run per profile.
-    let plans: Vec<crate::transcode::Job> = compiled.iter().map(|(_, j)| j.clone()).collect();
-    let runs: Vec<(Vec<usize>, crate::transcode::Job)> = match crate::transcode::merge(&plans) {
+    let plans: Vec<crate::pipeline::Job> = compiled.iter().map(|(_, j)| j.clone()).collect();
+    let runs: Vec<(Vec<usize>, crate::pipeline::Job)> = match crate::pipeline::merge(&plans) {
         Some(m) if plans.len() > 1 => {
             log("info", format!("{} profiles from one decode", plans.len()));
             vec![((0..plans.len()).collect(), m)]
@@ -418,7 +418,7 @@ fn transcode(job: &WorkerJob) -> Result<Value, Failure> {
                 }
             })
         };
-        let result = crate::transcode::run(
+        let result = crate::pipeline::run(
             &plan,
             opened.take(),
             progress,

@@ -2,7 +2,7 @@
 //! actually produced (segment sizes and durations, codec configuration read back from the files),
 //! every file is synced, and the directory is published by one rename. The texts themselves are
 //! pure ([`hls`], [`dash`]). Imports `av` (probe, to read codec configuration back); never
-//! pipeline/transcode, catalog, jobs or api.
+//! pipeline, catalog, jobs or api.
 
 use std::path::Path;
 

@@ -1,6 +1,7 @@
-//! Transcoding: turns a profile and a probed source into a pipeline spec (filter chains, encoder
-//! settings, track mapping, output names), picks the backend per output, and runs it on the
-//! engine with progress. The chain rules themselves are pure and live in [`plan`].
+//! The file pipeline (today's transcoding; live pipelines later): turns a profile and a probed
+//! source into a pipeline spec (filter chains, encoder settings, track mapping, output names),
+//! picks the backend per output, and runs it on the engine with progress. The chain rules
+//! themselves are pure and live in [`plan`]; packages are completed by `output::package`.
 //! Imports `av`, `profile`, `qc`, `output`, `timecode` and `config` values; never jobs,
 //! catalog or api.
 
