@@ -13,9 +13,9 @@ use clap::{Parser, Subcommand};
 
 use crate::av::engine::Progress;
 use crate::av::{self, hw, probe};
+use crate::pipeline::{self, BackendChoice};
 use crate::profile::{self, verify};
 use crate::qc::loudness;
-use crate::transcode::{self, BackendChoice};
 
 #[derive(Parser)]
 #[command(
@@ -294,8 +294,8 @@ fn cmd_transcode(
 ) -> Res {
     let prof = profile::find(profile_name, profile::profiles_dir(profiles_dir).as_deref())?;
     let (src, opened) = probe::probe_open(input)?;
-    transcode::prepare_outdir(outdir)?;
-    let job = transcode::compile(&src, &prof, outdir, backend)?;
+    pipeline::prepare_outdir(outdir)?;
+    let job = pipeline::compile(&src, &prof, outdir, backend)?;
     let cancel = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, cancel.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, cancel.clone())?;
@@ -309,7 +309,7 @@ fn cmd_transcode(
         std::thread::spawn(move || report_progress(&progress, &done, total, duration))
     };
     let started = Instant::now();
-    let result = transcode::run(&job, Some(opened), progress.clone(), cancel);
+    let result = pipeline::run(&job, Some(opened), progress.clone(), cancel);
     done.store(true, Ordering::SeqCst);
     let _ = reporter.join();
     let report = result?;
@@ -418,7 +418,7 @@ fn cmd_verify(
     let mut facts = verify::SourceFacts::default();
     if let Some(src) = source {
         let s = probe::probe(src)?;
-        facts.picture = crate::transcode::picture_for(&s, out);
+        facts.picture = crate::pipeline::picture_for(&s, out);
         facts.duration_s = s
             .video
             .first()
@@ -433,7 +433,7 @@ fn cmd_verify(
     } else if let Ok(own) = probe::probe(file) {
         // No source to say how large the picture was: a profile that does not upscale may have
         // made the file at its own size, which is what it would make from a source that size.
-        facts.picture = crate::transcode::picture_for(&own, out);
+        facts.picture = crate::pipeline::picture_for(&own, out);
     }
     let rep = verify::verify(file, &prof.name, out, prof.loudness.as_ref(), &facts)?;
     let path = verify::write_report(&rep, file)?;

@@ -80,11 +80,11 @@ fn hls_ladder_is_a_verified_package_that_players_can_read() {
     );
 
     let master = std::fs::read_to_string(pkg.join("master.m3u8")).unwrap();
-    let variants = antenne::delivery::hls::parse_master(&master).unwrap();
+    let variants = antenne::output::package::hls::parse_master(&master).unwrap();
     assert_eq!(variants.len(), 2);
     for v in &variants {
         let dir = pkg.join(v.uri.trim_end_matches("/index.m3u8"));
-        let media = antenne::delivery::hls::parse_media(
+        let media = antenne::output::package::hls::parse_media(
             &std::fs::read_to_string(pkg.join(&v.uri)).unwrap(),
         )
         .unwrap();

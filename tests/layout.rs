@@ -14,33 +14,32 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("timecode", &["config"]),
     ("telemetry", &[]),
     ("delivery", &[]),
+    ("storage", &[]),
     // The engine.
     ("av", &["config"]),
+    // Sinks and packages, below the pipeline.
+    ("output", &["av"]),
     // Domain.
     ("qc", &["av"]),
-    ("profile", &["av", "config", "delivery", "qc"]),
+    ("profile", &["av", "config", "output", "qc"]),
     (
-        "transcode",
-        &["av", "config", "delivery", "profile", "qc", "timecode"],
+        "pipeline",
+        &["av", "config", "output", "profile", "qc", "timecode"],
     ),
     ("catalog", &["config", "naming", "timecode"]),
     ("ingest", &["av", "catalog"]),
     (
         "jobs",
         &[
-            "av",
-            "catalog",
-            "config",
-            "ingest",
-            "profile",
-            "qc",
-            "transcode",
+            "av", "catalog", "config", "delivery", "ingest", "profile", "qc", "storage", "pipeline",
         ],
     ),
     // The faces and the composition root.
     (
         "api",
-        &["av", "catalog", "config", "ingest", "jobs", "profile"],
+        &[
+            "av", "catalog", "config", "ingest", "jobs", "profile", "storage",
+        ],
     ),
     (
         "app",
@@ -59,7 +58,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "profile",
             "qc",
             "telemetry",
-            "transcode",
+            "pipeline",
         ],
     ),
 ];
@@ -71,6 +70,8 @@ const BOTTOM: &[&str] = &["config", "naming", "timecode"];
 /// External crates a module must not use (runtime, SQL, libav), with why.
 const BANNED_CRATES: &[(&str, &[&str])] = &[
     ("av", &["tokio", "sqlx"]),
+    ("delivery", &["tokio", "sqlx", "ffmpeg_next"]),
+    ("storage", &["sqlx", "ffmpeg_next"]),
     ("config", &["tokio", "sqlx", "ffmpeg_next"]),
     ("naming", &["tokio", "sqlx", "ffmpeg_next"]),
     ("timecode", &["tokio", "sqlx", "ffmpeg_next"]),

@@ -314,7 +314,8 @@ pub async fn patch_asset(
 #[utoipa::path(delete, path = "/v1/assets/{id}", tag = "assets", params(("id" = i64, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn delete_asset(State(st): State<S>, c: Caller, Path(id): Path<i64>) -> Res<StatusCode> {
-    st.catalog.purge_asset(&c.0, id, &st.media_dir).await?;
+    let paths = st.catalog.purge_asset(&c.0, id).await?;
+    crate::storage::remove_stored(&st.media_dir, paths).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1649,7 +1650,7 @@ pub async fn run_workflow(
             max_attempts: 3,
             idempotency_key: Some(format!(
                 "api:{}",
-                crate::jobs::watch::version_key(
+                crate::ingest::watch::version_key(
                     path.parent().unwrap_or(&path),
                     &path
                         .file_name()

@@ -209,7 +209,7 @@ pub enum FieldOrder {
 pub struct VideoOut {
     /// Chain from `[in]` to `[out]` on frames in system memory.
     pub filter: String,
-    /// The same on GPU frames, when the GPU filters can do it (see `transcode::plan`).
+    /// The same on GPU frames, when the GPU filters can do it (see `pipeline::plan`).
     pub gpu_filter: Option<String>,
     pub encoder: String,
     pub backend: Backend,

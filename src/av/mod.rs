@@ -1,6 +1,6 @@
 //! The media engine: the ONLY module that touches `ffmpeg_next::ffi` or holds `unsafe` libav code.
 //! Opening inputs safely, probing, decoding, filter graphs, encoders, muxers, hardware backends,
-//! and the libav log → tracing bridge. It knows nothing of profiles or the CLI: `transcode`
+//! and the libav log → tracing bridge. It knows nothing of profiles or the CLI: `pipeline`
 //! compiles a profile into an [`engine::PipelineSpec`] and hands it here.
 //! Imports only `config`'s value types (`Rate`, `Backend`): never catalog, jobs, api, tokio or SQL;
 //! pipelines run on OS threads and talk to async code through channels (see [`io`]).

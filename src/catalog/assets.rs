@@ -1,6 +1,6 @@
 //! Assets, their files and rights windows, tags, collections and search.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -1187,15 +1187,16 @@ impl Catalog {
     }
 
     /// Purges an asset: its record stays (status `purged`, for the audit and the change feed),
-    /// its files' records go; the media the appliance stored under `media_root` is removed.
-    pub async fn purge_asset(&self, who: &Principal, id: i64, media_root: &Path) -> Result<()> {
+    /// its files' records go; returns the paths those records held (`storage` removes the
+    /// media).
+    pub async fn purge_asset(&self, who: &Principal, id: i64) -> Result<Vec<PathBuf>> {
         self.require(who, id, Perms::DELETE).await?;
-        self.purge_by_workflow(id, media_root).await.map(|_| ())
+        self.purge_by_workflow(id).await
     }
 
     /// Purges an asset for a workflow (retention, configured by the administrator): its records
-    /// and the files under `media_root`; returns how many files were removed.
-    pub async fn purge_by_workflow(&self, id: i64, media_root: &Path) -> Result<usize> {
+    /// only; returns the paths its files' records held.
+    pub async fn purge_by_workflow(&self, id: i64) -> Result<Vec<PathBuf>> {
         let mut tx = self.begin().await?;
         let files = sqlx::query("SELECT path FROM files WHERE asset_id = $1")
             .bind(id)
@@ -1217,21 +1218,12 @@ impl Catalog {
             .await?;
         tx.commit().await?;
         self.publish([c]);
-        let mut removed = 0;
+        let mut paths = Vec::with_capacity(files.len());
         for f in files {
             let p: String = f.try_get(0)?;
-            let p = Path::new(&p);
-            // Only what the appliance itself stored; registered files belong to their owners.
-            if p.starts_with(media_root) {
-                match std::fs::remove_file(p) {
-                    Ok(()) => removed += 1,
-                    Err(e) => {
-                        tracing::warn!(path = %p.display(), error = %e, "purge: cannot remove a file")
-                    }
-                }
-            }
+            paths.push(PathBuf::from(p));
         }
-        Ok(removed)
+        Ok(paths)
     }
 
     /// Search and list (newest first unless `q.sort` says otherwise), restricted to what

@@ -4,8 +4,10 @@
 //! One implementation over sqlx's `Any` driver serves SQLite (embedded default) and PostgreSQL
 //! (several appliances); the few statements that differ (full-text search, locking, the start
 //! of a write transaction) are chosen by [`Backend`]. This module knows nothing of HTTP: the API
-//! maps [`CatalogError`] to status codes. No libav here: probing is the caller's.
-//! Imports `config` (custom fields) and the pure `naming` only: never jobs, av, ingest or api.
+//! maps [`CatalogError`] to status codes. No libav here: probing is the caller's. Records only:
+//! the files themselves are removed by `storage`.
+//! Imports `config` (custom fields) and the pure `naming` and `timecode` only: never jobs, av,
+//! ingest, storage or api.
 
 pub mod access;
 pub mod assets;

@@ -1,5 +1,4 @@
-//! Delivery formats and destinations; today the adaptive-streaming texts: HLS playlists and the
-//! DASH manifest that serves the same fMP4 renditions. Pure: imports nothing from `av`.
+//! Destinations: folder delivery ([`folder`]); later S3, SFTP, pull and manifests, catalog sync.
+//! Imports nothing of the crate: no `av`, catalog, jobs or api.
 
-pub mod dash;
-pub mod hls;
+pub mod folder;

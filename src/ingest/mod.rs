@@ -1,5 +1,6 @@
 //! Taking files in: a file already on disk (confined to the configured roots) or an HTTP upload
-//! (streamed to a temporary name, capped, hashed while it arrives, fsynced and renamed). Each
+//! (streamed to a temporary name, capped, hashed while it arrives, fsynced and renamed), and watch
+//! folders ([`watch`]: which files are complete; jobs queues them). Each
 //! becomes a [`NewFile`] with its probe for the catalog. Knows nothing of HTTP or SQL.
 //! Imports `av` (probe) and `catalog` (what a file becomes); never jobs or api.
 
@@ -12,6 +13,7 @@ use tokio::io::AsyncWriteExt;
 use crate::catalog::assets::NewFile;
 
 pub mod sidecar;
+pub mod watch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {

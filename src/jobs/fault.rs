@@ -183,9 +183,9 @@ impl From<AvError> for Failure {
     }
 }
 
-impl From<crate::transcode::TranscodeError> for Failure {
-    fn from(e: crate::transcode::TranscodeError) -> Self {
-        use crate::transcode::TranscodeError as T;
+impl From<crate::pipeline::TranscodeError> for Failure {
+    fn from(e: crate::pipeline::TranscodeError) -> Self {
+        use crate::pipeline::TranscodeError as T;
         let fault = match &e {
             T::Av(a) => of_av(a),
             T::Source { .. } => Fault::Media,

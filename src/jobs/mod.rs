@@ -1,18 +1,19 @@
 //! Durable jobs: the queue in the catalog database (states, priority, attempts with backoff,
 //! leases, progress, logs), the supervisor that runs media jobs in `antenne worker` child
-//! processes, the worker side of that protocol, watch folders and workflows.
+//! processes, the worker side of that protocol, workflows and their triggers (watch folders
+//! through `ingest::watch`, times through [`trigger`]).
 //!
 //! The worker never touches the database: it gets a job on stdin, prints progress and a result
 //! as JSON lines, and the service records the outcome, together with what the job produced, in
 //! one transaction, so that a crash anywhere leaves either all of it or none.
-//! Imports the domain it runs (catalog, av, ingest, profile, qc, transcode, config); never api.
+//! Imports the domain it runs (catalog, av, ingest, profile, qc, pipeline, delivery, storage,
+//! config); never api.
 
 pub mod devices;
 pub mod fault;
 pub mod queue;
-pub mod schedule;
 pub mod supervisor;
-pub mod watch;
+pub mod trigger;
 pub mod worker;
 pub mod workflow;
 

@@ -17,11 +17,11 @@ use tokio_util::sync::CancellationToken;
 use super::devices::{Claimable, Encode, GpuSpec, Needs, Placement, Pool, SlotsView};
 use super::fault::Fault;
 use super::queue::{Failing, Lane, Then};
-use super::watch::Watcher;
 use super::workflow::{After, Workflow};
 use super::{Job, NewJob, WorkerJob, WorkerMsg};
 use crate::catalog::assets::{AssetInput, FileRec, NewFile};
 use crate::catalog::{Catalog, CatalogError, Principal};
+use crate::ingest::watch::{self, Watcher};
 
 /// How the supervisor runs jobs.
 #[derive(Debug, Clone)]
@@ -272,17 +272,17 @@ impl Supervisor {
             }
             let (me, stop, w) = (self.clone(), stopping.clone(), w.clone());
             tokio::spawn(async move {
-                let mut events = match super::watch::Events::open(&dir) {
+                let mut events = match watch::Events::open(&dir) {
                     Ok(e) => Some(e),
                     Err(e) => {
                         tracing::warn!(error = %e, dir = %dir.display(), "watch folder: no file events, polling only");
                         None
                     }
                 };
-                let mut watcher = Watcher::new(dir, w.clone());
+                let mut watcher = Watcher::new(dir, Duration::from_secs_f64(w.trigger.stable_s));
                 let poll = Duration::from_secs_f64(w.trigger.poll_s);
                 loop {
-                    if watcher.scan(&me.catalog).await > 0 {
+                    if queue_arrivals(&me.catalog, &w, &mut watcher).await > 0 {
                         me.wake.notify_one();
                     }
                     let next = async {
@@ -299,12 +299,12 @@ impl Supervisor {
                                 let mut e = Some(first);
                                 while let Some(ev) = e {
                                     match ev {
-                                        super::watch::Event::Closed(name) => watcher.closed(&name),
-                                        super::watch::Event::Overflow => watcher.overflowed(),
+                                        watch::Event::Closed(name) => watcher.closed(&name),
+                                        watch::Event::Overflow => watcher.overflowed(),
                                     }
                                     e = events.as_mut().and_then(|s| s.next().now_or_never().flatten());
                                 }
-                                tokio::time::sleep(super::watch::CLOSED_GRACE).await;
+                                tokio::time::sleep(watch::CLOSED_GRACE).await;
                             }
                             None => events = None,
                         },
@@ -318,7 +318,7 @@ impl Supervisor {
                 .trigger
                 .schedule
                 .as_deref()
-                .map(super::schedule::Schedule::parse)
+                .map(super::trigger::Schedule::parse)
             else {
                 continue;
             };
@@ -499,12 +499,12 @@ impl Supervisor {
         } else if job.kind == "purge" {
             // Catalog work and unlinks, no media to decode: done here.
             match job.asset_id {
-                Some(a) => match self
-                    .catalog
-                    .purge_by_workflow(a, &self.settings.media_dir)
-                    .await
-                {
-                    Ok(n) => Outcome::Done(json!({"purged": a, "files_removed": n})),
+                Some(a) => match self.catalog.purge_by_workflow(a).await {
+                    Ok(paths) => {
+                        let n =
+                            crate::storage::remove_stored(&self.settings.media_dir, paths).await;
+                        Outcome::Done(json!({"purged": a, "files_removed": n}))
+                    }
                     Err(e) => Outcome::Failed(e.to_string(), true, Fault::Internal),
                 },
                 None => Outcome::Failed("purge: no asset".into(), false, Fault::Internal),
@@ -1390,6 +1390,37 @@ impl FileFact {
             profile: f.profile.clone(),
         }
     }
+}
+
+/// Queues an ingest job for each file the watch folder of `workflow` has complete (once: the
+/// job's idempotency key is the file's version); returns how many jobs were queued.
+async fn queue_arrivals(catalog: &Catalog, workflow: &Workflow, watcher: &mut Watcher) -> usize {
+    let mut queued = 0;
+    for a in watcher.scan() {
+        let job = NewJob {
+            kind: "ingest".into(),
+            priority: 0,
+            max_attempts: 3,
+            asset_id: None,
+            workflow: workflow.name.clone(),
+            idempotency_key: Some(a.key),
+            params: json!({
+                "path": a.path,
+                "moved_to": watcher.dir.join("done").join(&a.name),
+                "size": a.size,
+            }),
+            gpu_only: false,
+        };
+        match catalog.enqueue(&job).await {
+            Ok(Some(_)) => {
+                queued += 1;
+                watcher.taken(&a.name);
+            }
+            Ok(None) => watcher.taken(&a.name),
+            Err(e) => tracing::warn!(error = %e, file = %a.path.display(), "watch: cannot queue"),
+        }
+    }
+    queued
 }
 
 /// The asset's status when a job of this kind fails for good.

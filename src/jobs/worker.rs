@@ -304,16 +304,16 @@ fn transcode(job: &WorkerJob) -> Result<Value, Failure> {
         .flatten();
     let backend = match job.backend.as_str() {
         _ if placed.is_some() => {
-            crate::transcode::BackendChoice::Placed(placed.unwrap_or(crate::av::hw::Backend::Nvenc))
+            crate::pipeline::BackendChoice::Placed(placed.unwrap_or(crate::av::hw::Backend::Nvenc))
         }
-        "software" => crate::transcode::BackendChoice::Software,
-        "nvenc" => crate::transcode::BackendChoice::Nvenc,
-        "vaapi" => crate::transcode::BackendChoice::Vaapi,
-        "qsv" => crate::transcode::BackendChoice::Qsv,
-        _ => crate::transcode::BackendChoice::Auto,
+        "software" => crate::pipeline::BackendChoice::Software,
+        "nvenc" => crate::pipeline::BackendChoice::Nvenc,
+        "vaapi" => crate::pipeline::BackendChoice::Vaapi,
+        "qsv" => crate::pipeline::BackendChoice::Qsv,
+        _ => crate::pipeline::BackendChoice::Auto,
     };
     std::fs::create_dir_all(&out_dir)?;
-    crate::transcode::prepare_outdir(&out_dir).map_err(|e| Failure::from(e).retry(false))?;
+    crate::pipeline::prepare_outdir(&out_dir).map_err(|e| Failure::from(e).retry(false))?;
     let dir = crate::profile::profiles_dir(job.profiles_dir.as_deref());
     let (src, opened) =
         crate::av::probe::probe_open(&source).map_err(|e| Failure::from(e).retry(false))?;
@@ -337,7 +337,7 @@ fn transcode(job: &WorkerJob) -> Result<Value, Failure> {
             );
             continue;
         }
-        let mut plan = crate::transcode::compile(&src, &prof, &out_dir, backend)
+        let mut plan = crate::pipeline::compile(&src, &prof, &out_dir, backend)
             .map_err(|e| Failure::from(e).retry(false).context(name))?;
         match &plan.package {
             // A package is registered whole or not at all: one left by an earlier attempt of
@@ -375,8 +375,8 @@ fn transcode(job: &WorkerJob) -> Result<Value, Failure> {
         return Ok(json!({"outputs": []}));
     }
     // One decode for every profile when they can share it; else one run per profile.
-    let plans: Vec<crate::transcode::Job> = compiled.iter().map(|(_, j)| j.clone()).collect();
-    let runs: Vec<(Vec<usize>, crate::transcode::Job)> = match crate::transcode::merge(&plans) {
+    let plans: Vec<crate::pipeline::Job> = compiled.iter().map(|(_, j)| j.clone()).collect();
+    let runs: Vec<(Vec<usize>, crate::pipeline::Job)> = match crate::pipeline::merge(&plans) {
         Some(m) if plans.len() > 1 => {
             log("info", format!("{} profiles from one decode", plans.len()));
             vec![((0..plans.len()).collect(), m)]
@@ -418,7 +418,7 @@ fn transcode(job: &WorkerJob) -> Result<Value, Failure> {
                 }
             })
         };
-        let result = crate::transcode::run(
+        let result = crate::pipeline::run(
             &plan,
             opened.take(),
             progress,
@@ -535,40 +535,22 @@ fn verify(p: &Value) -> Result<Value, Failure> {
     Ok(json!({"verified": checked}))
 }
 
-/// Copies renditions to a delivery folder: each as `<name>.part`, fsynced, then renamed.
+/// Copies renditions to a delivery folder (see [`crate::delivery::folder`]).
 fn deliver(p: &Value) -> Result<Value, Failure> {
+    use crate::delivery::folder::{self, FolderError};
     let to = PathBuf::from(p["to"].as_str().unwrap_or_default());
-    if !to.is_absolute() {
-        return Err(fatal(
-            Fault::Internal,
-            "deliver: `to` is not an absolute folder",
-        ));
-    }
-    std::fs::create_dir_all(&to)?;
-    let mut done = Vec::new();
-    for f in p["files"]
+    let files = p["files"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(Value::as_str)
-    {
-        let src = Path::new(f);
-        let name = src
-            .file_name()
-            .ok_or_else(|| fatal(Fault::Internal, format!("{f}: no file name")))?;
-        let dest = to.join(name);
-        let mut part = dest.clone().into_os_string();
-        part.push(".part");
-        let part = PathBuf::from(part);
-        std::fs::copy(src, &part)?;
-        std::fs::File::open(&part)?.sync_all()?;
-        std::fs::rename(&part, &dest)?;
-        log("info", format!("delivered {}", dest.display()));
-        done.push(dest);
-    }
-    if let Ok(d) = std::fs::File::open(&to) {
-        let _ = d.sync_all();
-    }
+        .filter_map(Value::as_str);
+    let done = folder::deliver(&to, files, |dest| {
+        log("info", format!("delivered {}", dest.display()))
+    })
+    .map_err(|e| match e {
+        FolderError::Io(e) => Failure::from(e),
+        other => fatal(Fault::Internal, other.to_string()),
+    })?;
     Ok(json!({"delivered": done}))
 }
 

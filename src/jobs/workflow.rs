@@ -220,7 +220,7 @@ impl Workflow {
             )));
         }
         if let Some(s) = &self.trigger.schedule {
-            let sched = super::schedule::Schedule::parse(s)
+            let sched = super::trigger::Schedule::parse(s)
                 .map_err(|e| bad(format!("trigger.schedule: {e}")))?;
             if sched.next_after(0).is_none() {
                 return Err(bad(format!("trigger.schedule: {s:?} never fires")));

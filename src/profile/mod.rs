@@ -2,7 +2,7 @@
 //! outputs (container, video, audio). Owns parsing and validation, so that a wrong profile is
 //! refused when it is loaded, naming the file, the key and why, never half-way through an encode.
 //! Knows nothing of libav beyond asking the engine which encoders and muxers exist.
-//! Imports `av` (what exists), `qc` (loudness), `delivery` (HLS text) and `config` values; never
+//! Imports `av` (what exists), `qc` (loudness), `output` (HLS text) and `config` values; never
 //! jobs, catalog or api.
 
 pub mod verify;

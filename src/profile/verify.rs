@@ -13,7 +13,7 @@ use crate::av::probe::{self, ProbeReport};
 use crate::av::scan::{self, ScanReport};
 use crate::av::AvError;
 use crate::config::Rate;
-use crate::delivery::hls;
+use crate::output::package::hls;
 use crate::qc::loudness;
 
 #[derive(Debug, Clone, Serialize)]

@@ -1,6 +1,7 @@
 //! HLS (RFC 8216) text: read the media playlists libavformat's hls muxer writes and check them
 //! against the spec's duration rule, write and read master playlists, and build the RFC 6381
-//! CODECS strings they carry. Pure: text and bytes in, text out; imports nothing from `av`.
+//! CODECS strings they carry. Pure: text and bytes in, text out; imports nothing of the crate
+//! (no `av`, tokio or SQL).
 
 use std::fmt::Write as _;
 use std::str::FromStr;

@@ -1,12 +1,41 @@
 //! Completing a package: the HLS master playlist and the DASH manifest are written from what was
 //! actually produced (segment sizes and durations, codec configuration read back from the files),
-//! every file is synced, and the directory is published by one rename.
+//! every file is synced, and the directory is published by one rename. The texts themselves are
+//! pure ([`hls`], [`dash`]). Imports `av` (probe, to read codec configuration back); never
+//! pipeline, catalog, jobs or api.
 
 use std::path::Path;
 
-use super::{Job, PackagePlan};
+use crate::av::engine::VideoOut;
 use crate::av::probe;
-use crate::delivery::{dash, hls};
+
+pub mod dash;
+pub mod hls;
+
+/// One HLS rendition written into a package.
+#[derive(Debug, Clone)]
+pub struct Written<'a> {
+    pub name: &'a str,
+    /// Its media playlist.
+    pub playlist: &'a Path,
+    /// The video it was encoded to (frame rate and sample aspect go into the texts).
+    pub video: Option<&'a VideoOut>,
+}
+
+/// A package being completed: its HLS renditions as written (name, media playlist) in the
+/// temporary directory, what to write over them, and where to publish it.
+#[derive(Debug, Clone)]
+pub struct Package<'a> {
+    /// Where the package is published.
+    pub dir: &'a Path,
+    /// Where it was written.
+    pub temp_dir: &'a Path,
+    pub renditions: Vec<Written<'a>>,
+    /// Write the HLS master playlist.
+    pub hls_master: bool,
+    /// Write a DASH manifest over the fMP4 renditions.
+    pub dash: bool,
+}
 
 struct Rendition {
     name: String,
@@ -116,13 +145,17 @@ fn sync_tree(dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", dir.display()))
 }
 
-pub(super) fn finish(job: &Job, pk: &PackagePlan) -> Result<(), String> {
+pub fn finish(pk: &Package) -> Result<(), String> {
     let mut renditions = Vec::new();
-    for o in &job.spec.outputs {
-        if let (true, Some(path)) = (o.muxer == "hls", o.sink.path()) {
-            renditions.push(read_rendition(&o.name, path)?);
-        }
+    for w in &pk.renditions {
+        renditions.push(read_rendition(w.name, w.playlist)?);
     }
+    let video_of = |name: &str| {
+        pk.renditions
+            .iter()
+            .find(|w| w.name == name)
+            .and_then(|w| w.video)
+    };
     if !renditions.is_empty() {
         let audio: Vec<&Rendition> = renditions.iter().filter(|r| r.video.is_none()).collect();
         let group = audio.first();
@@ -137,15 +170,9 @@ pub(super) fn finish(job: &Job, pk: &PackagePlan) -> Result<(), String> {
                 peak += a.peak;
                 avg += a.average;
             }
-            let rate = job
-                .spec
-                .outputs
-                .iter()
-                .find(|o| o.name == r.name)
-                .and_then(|o| o.video.as_ref())
-                .map_or(0.0, |v| {
-                    f64::from(v.frame_rate.0) / f64::from(v.frame_rate.1.max(1))
-                });
+            let rate = video_of(&r.name).map_or(0.0, |v| {
+                f64::from(v.frame_rate.0) / f64::from(v.frame_rate.1.max(1))
+            });
             variants.push(hls::Variant {
                 uri: format!("{}/index.m3u8", r.name),
                 bandwidth: peak,
@@ -167,11 +194,10 @@ pub(super) fn finish(job: &Job, pk: &PackagePlan) -> Result<(), String> {
             let at = master.find("#EXT-X-STREAM-INF").unwrap_or(master.len());
             master.insert_str(at, &media);
         }
-        if job.hls_master {
+        if pk.hls_master {
             write_file(&pk.temp_dir.join("master.m3u8"), &master)?;
         }
-        let wants_dash = job.spec.outputs.iter().any(|o| o.muxer == "hls") && job.dash;
-        if wants_dash {
+        if pk.dash {
             let duration = renditions
                 .iter()
                 .map(|r| {
@@ -200,20 +226,8 @@ pub(super) fn finish(job: &Job, pk: &PackagePlan) -> Result<(), String> {
                 .iter()
                 .filter_map(|r| {
                     let (w, h, codecs) = r.video.clone()?;
-                    let rate = job
-                        .spec
-                        .outputs
-                        .iter()
-                        .find(|o| o.name == r.name)
-                        .and_then(|o| o.video.as_ref())
-                        .map(|v| v.frame_rate)?;
-                    let sar = job
-                        .spec
-                        .outputs
-                        .iter()
-                        .find(|o| o.name == r.name)
-                        .and_then(|o| o.video.as_ref())
-                        .map(|v| v.sample_aspect)?;
+                    let rate = video_of(&r.name).map(|v| v.frame_rate)?;
+                    let sar = video_of(&r.name).map(|v| v.sample_aspect)?;
                     Some(dash::Representation {
                         id: r.name.clone(),
                         bandwidth: r.peak,
@@ -245,8 +259,8 @@ pub(super) fn finish(job: &Job, pk: &PackagePlan) -> Result<(), String> {
             )?;
         }
     }
-    sync_tree(&pk.temp_dir)?;
-    std::fs::rename(&pk.temp_dir, &pk.dir)
+    sync_tree(pk.temp_dir)?;
+    std::fs::rename(pk.temp_dir, pk.dir)
         .map_err(|e| format!("cannot publish {}: {e}", pk.dir.display()))?;
     if let Some(parent) = pk.dir.parent() {
         let _ = std::fs::File::open(parent).and_then(|f| f.sync_all());

@@ -1,5 +1,6 @@
 //! MPEG-DASH (ISO/IEC 23009-1) text: a static MPD over the CMAF/fMP4 renditions written for HLS,
-//! the same files listed segment by segment. Pure: imports nothing from `av`.
+//! the same files listed segment by segment. Pure: imports nothing of the crate
+//! (no `av`, tokio or SQL).
 
 use std::fmt::Write as _;
 

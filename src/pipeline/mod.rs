@@ -1,10 +1,10 @@
-//! Transcoding: turns a profile and a probed source into a pipeline spec (filter chains, encoder
-//! settings, track mapping, output names), picks the backend per output, and runs it on the
-//! engine with progress. The chain rules themselves are pure and live in [`plan`].
-//! Imports `av`, `profile`, `qc`, `delivery`, `timecode` and `config` values; never jobs,
+//! The file pipeline (today's transcoding; live pipelines later): turns a profile and a probed
+//! source into a pipeline spec (filter chains, encoder settings, track mapping, output names),
+//! picks the backend per output, and runs it on the engine with progress. The chain rules
+//! themselves are pure and live in [`plan`]; packages are completed by `output::package`.
+//! Imports `av`, `profile`, `qc`, `output`, `timecode` and `config` values; never jobs,
 //! catalog or api.
 
-mod package;
 pub mod plan;
 
 use std::path::{Path, PathBuf};
@@ -1050,7 +1050,30 @@ pub fn run(
             }
         }
         let report = engine::run_with(&job.spec, opened, progress, cancel)?;
-        package::finish(job, pk).map_err(fail)?;
+        let outputs = &job.spec.outputs;
+        let renditions = outputs
+            .iter()
+            .filter(|o| o.muxer == "hls")
+            .filter_map(|o| {
+                Some(crate::output::package::Written {
+                    name: &o.name,
+                    playlist: o.sink.path()?,
+                    // The first output of that name, as the texts always took it.
+                    video: outputs
+                        .iter()
+                        .find(|x| x.name == o.name)
+                        .and_then(|x| x.video.as_ref()),
+                })
+            })
+            .collect();
+        crate::output::package::finish(&crate::output::package::Package {
+            dir: &pk.dir,
+            temp_dir: &pk.temp_dir,
+            renditions,
+            hls_master: job.hls_master,
+            dash: job.dash,
+        })
+        .map_err(fail)?;
         Ok(report)
     })();
     if result.is_err() {

@@ -3,17 +3,15 @@
 //! window (polling, which also covers network shares where no events come, and event queue
 //! overflows). It is taken exactly once: its ingest job carries an idempotency key made of the
 //! folder, the name, the size and the modification time.
+//!
+//! Owns the folder side only: which files are complete. It hands them back as [`Arrival`]s and
+//! `jobs` queues them, so it imports `catalog` (hex) and nothing of jobs, api or SQL.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
-
-use super::workflow::Workflow;
-use super::NewJob;
-use crate::catalog::Catalog;
 
 /// Names never taken: hidden and temporary files, sidecars, the done/failed folders.
 pub fn ignored(name: &str) -> bool {
@@ -65,21 +63,39 @@ struct Closed {
 /// After a close, how long the file must stay as it was (some writers close and reopen).
 pub const CLOSED_GRACE: Duration = Duration::from_millis(300);
 
-/// One watch folder bound to a workflow.
+/// A complete file, not yet taken: it is taken once [`Watcher::taken`] says so.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    pub name: String,
+    pub path: PathBuf,
+    pub size: u64,
+    /// Its [`version_key`].
+    pub key: String,
+}
+
+/// One watch folder, with the window a file must stay unchanged to count as complete.
 pub struct Watcher {
     pub dir: PathBuf,
-    pub workflow: Arc<Workflow>,
+    stable: Duration,
     seen: HashMap<String, Seen>,
     closed: HashMap<String, Closed>,
 }
 
 impl Watcher {
-    pub fn new(dir: PathBuf, workflow: Arc<Workflow>) -> Watcher {
+    pub fn new(dir: PathBuf, stable: Duration) -> Watcher {
         Watcher {
             dir,
-            workflow,
+            stable,
             seen: HashMap::new(),
             closed: HashMap::new(),
+        }
+    }
+
+    /// `name` (an [`Arrival`] of the last scan) was queued or was already known: it is not
+    /// handed back again while it stays as it is.
+    pub fn taken(&mut self, name: &str) {
+        if let Some(s) = self.seen.get_mut(name) {
+            s.taken = true;
         }
     }
 
@@ -108,15 +124,15 @@ impl Watcher {
         self.closed.clear();
     }
 
-    /// One pass over the folder: files stable for the window are queued (once); returns how
-    /// many jobs were queued.
-    pub async fn scan(&mut self, catalog: &Catalog) -> usize {
-        let stable = Duration::from_secs_f64(self.workflow.trigger.stable_s);
+    /// One pass over the folder: the files complete (closed and unchanged since, or stable for
+    /// the window) and not yet [`taken`](Watcher::taken).
+    pub fn scan(&mut self) -> Vec<Arrival> {
+        let stable = self.stable;
         let mut present = Vec::new();
         let Ok(rd) = std::fs::read_dir(&self.dir) else {
-            return 0;
+            return Vec::new();
         };
-        let mut queued = 0;
+        let mut arrivals = Vec::new();
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if ignored(&name) {
@@ -153,33 +169,16 @@ impl Watcher {
             if s.taken || (!closed && s.stable_since.elapsed() < stable) {
                 continue;
             }
-            let path = self.dir.join(&name);
-            let job = NewJob {
-                kind: "ingest".into(),
-                priority: 0,
-                max_attempts: 3,
-                asset_id: None,
-                workflow: self.workflow.name.clone(),
-                idempotency_key: Some(version_key(&self.dir, &name, size, mtime)),
-                params: serde_json::json!({
-                    "path": path,
-                    "moved_to": self.dir.join("done").join(&name),
-                    "size": size,
-                }),
-                gpu_only: false,
-            };
-            match catalog.enqueue(&job).await {
-                Ok(Some(_)) => {
-                    queued += 1;
-                    s.taken = true;
-                }
-                Ok(None) => s.taken = true,
-                Err(e) => tracing::warn!(error = %e, file = %path.display(), "watch: cannot queue"),
-            }
+            arrivals.push(Arrival {
+                path: self.dir.join(&name),
+                key: version_key(&self.dir, &name, size, mtime),
+                name,
+                size,
+            });
         }
         self.seen.retain(|k, _| present.contains(k));
         self.closed.retain(|k, _| present.contains(k));
-        queued
+        arrivals
     }
 }
 

@@ -1,7 +1,8 @@
-//! Schedule triggers: a cron line (`minute hour day-of-month month day-of-week`, in UTC) or an
+//! Time triggers of workflows (not playout schedules): a cron line (`minute hour day-of-month month day-of-week`, in UTC) or an
 //! interval (`every 30s`, `every 15m`, `every 6h`). Each firing has a number (the minute, or
 //! the interval since the epoch) that goes into the idempotency keys of the jobs it queues, so
 //! that a restart or a second appliance on the same catalog does not run it twice.
+//! Pure: imports nothing of the crate, no tokio, SQL or libav.
 
 use time::OffsetDateTime;
 
