@@ -625,20 +625,7 @@ fn cuts_flashes_fades(dir: &Path) -> PathBuf {
 /// Picture types of the first video stream in decode order of presentation, as `ffprobe` reads
 /// them (`I`, `P`, `B`), with the key-frame flag.
 fn picture_types(path: &Path) -> Vec<(char, bool)> {
-    let o = std::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "frame=key_frame,pict_type",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .expect("ffprobe");
+    let o = ffprobe_frames(path, "key_frame,pict_type");
     assert!(
         o.status.success(),
         "ffprobe {}: {}",

@@ -211,11 +211,6 @@ impl BitWindow {
     }
 }
 
-/// Decodes the first video stream and every audio stream of `path` to the end.
-pub fn scan(path: &Path) -> Result<ScanReport, AvError> {
-    scan_with(path, true, &[], |_| {})
-}
-
 /// A stream a [`Scanner`] decodes: its index in the packets it will be fed, its codec
 /// parameters and its time base.
 pub struct ScanStream {
@@ -224,7 +219,7 @@ pub struct ScanStream {
     pub time_base: ff::Rational,
 }
 
-/// The measurements of [`scan`], fed packet by packet: by a file read ([`scan_with`]) or by an
+/// The measurements of [`scan_with`], fed packet by packet: by a file read ([`scan_with`]) or by an
 /// encoder's own packets on their way to the muxer (the engine's in-flight verification).
 /// `programme` streams are also merged into planar f32 blocks handed to `each` (loudness,
 /// silence), so that no second pass decodes the audio again.
@@ -453,7 +448,7 @@ impl<F: FnMut(&Block<'_>)> Scanner<F> {
     }
 }
 
-/// [`scan`] of a file; `picture`: also measure black and frozen picture (QC does, a delivery
+/// Decodes the first video stream and every audio stream of `path` to the end; `picture`: also measure black and frozen picture (QC does, a delivery
 /// check of a rendition does not need it); `programme`: audio streams merged into blocks for
 /// `each` (see [`Scanner`]).
 pub fn scan_with(

@@ -124,22 +124,21 @@ pub fn ffprobe(path: &Path, count_frames: bool) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).expect("ffprobe JSON")
 }
 
-/// Per-frame data of the first video stream: (pts_time, key, interlaced, top_field_first).
-pub fn video_frames(path: &Path) -> Vec<(f64, bool, bool, bool)> {
-    let o = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "frame=pts_time,key_frame,interlaced_frame,top_field_first",
-            "-of",
-            "csv=p=0",
-        ])
+/// `ffprobe`'s CSV of the given frame entries of the first video stream (its exit status is
+/// for the caller to check).
+pub fn ffprobe_frames(path: &Path, entries: &str) -> Output {
+    Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+        .arg(format!("frame={entries}"))
+        .args(["-of", "csv=p=0"])
         .arg(path)
         .output()
-        .expect("ffprobe");
+        .expect("ffprobe is installed")
+}
+
+/// Per-frame data of the first video stream: (pts_time, key, interlaced, top_field_first).
+pub fn video_frames(path: &Path) -> Vec<(f64, bool, bool, bool)> {
+    let o = ffprobe_frames(path, "pts_time,key_frame,interlaced_frame,top_field_first");
     // A failed or empty read is the peer's failure, not a list that passes every `all(...)`.
     assert!(
         o.status.success(),
