@@ -10,6 +10,7 @@ pub mod config;
 pub mod delivery;
 pub mod ingest;
 pub mod jobs;
+pub mod link;
 pub mod naming;
 pub mod output;
 pub mod pipeline;

@@ -11,6 +11,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // Bottom: value types and pure cores.
     ("config", &["naming"]),
     ("naming", &[]),
+    ("link", &[]),
     ("timecode", &["config"]),
     ("telemetry", &[]),
     ("delivery", &[]),
@@ -18,7 +19,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // The engine.
     ("av", &["config"]),
     // Sinks and packages, below the pipeline.
-    ("output", &["av"]),
+    ("output", &["av", "link"]),
     // Domain.
     ("qc", &["av"]),
     ("profile", &["av", "config", "output", "qc"]),
@@ -27,7 +28,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["av", "config", "output", "profile", "qc", "timecode"],
     ),
     ("catalog", &["config", "naming", "timecode"]),
-    ("ingest", &["av", "catalog"]),
+    ("ingest", &["av", "catalog", "link"]),
     (
         "jobs",
         &[
@@ -66,7 +67,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
 /// Modules that nothing of the domain may import.
 const FACES: &[&str] = &["api", "app", "cli"];
 /// The value types and pure cores: they import nothing of the domain.
-const BOTTOM: &[&str] = &["config", "naming", "timecode"];
+const BOTTOM: &[&str] = &["config", "naming", "timecode", "link"];
 /// External crates a module must not use (runtime, SQL, libav), with why.
 const BANNED_CRATES: &[(&str, &[&str])] = &[
     ("av", &["tokio", "sqlx"]),
@@ -75,6 +76,7 @@ const BANNED_CRATES: &[(&str, &[&str])] = &[
     ("config", &["tokio", "sqlx", "ffmpeg_next"]),
     ("naming", &["tokio", "sqlx", "ffmpeg_next"]),
     ("timecode", &["tokio", "sqlx", "ffmpeg_next"]),
+    ("link", &["tokio", "sqlx", "ffmpeg_next"]),
 ];
 
 fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) {
