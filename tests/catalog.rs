@@ -278,7 +278,7 @@ fn retention_selects_by_age_on_the_injected_clock() {
         };
         let sup = Supervisor::new(c.clone(), vec![w.clone()], settings, who.clone());
         assert_eq!(sup.fire(&w, 1).await.unwrap(), 1);
-        let purges = c
+        let purges = antenne::jobs::JobQueue::new(c.clone())
             .jobs(&antenne::jobs::JobFilter {
                 kind: Some("purge".into()),
                 ..Default::default()

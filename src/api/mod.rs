@@ -32,6 +32,8 @@ use crate::config::appliance::ApplianceConfig;
 /// What every handler shares.
 pub struct AppState {
     pub catalog: Catalog,
+    /// The job queue, in the catalog's database.
+    pub queue: crate::jobs::JobQueue,
     pub cfg: Arc<ApplianceConfig>,
     /// Where uploads are stored (`data_dir/media`).
     pub media_dir: PathBuf,
@@ -58,6 +60,7 @@ impl AppState {
         metrics: PrometheusHandle,
     ) -> Self {
         AppState {
+            queue: crate::jobs::JobQueue::new(catalog.clone()),
             catalog,
             cfg,
             media_dir,

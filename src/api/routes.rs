@@ -142,7 +142,7 @@ pub async fn metrics_text(State(st): State<S>, c: Caller) -> Res<Response> {
     for state in crate::jobs::queue::STATES {
         metrics::gauge!("antenne_jobs", "state" => *state).set(0.0);
     }
-    for (state, count) in st.catalog.job_counts().await? {
+    for (state, count) in st.queue.job_counts().await? {
         metrics::gauge!("antenne_jobs", "state" => state).set(count as f64);
     }
     let text = st.metrics.render();
@@ -1374,7 +1374,7 @@ pub async fn list_jobs(
 ) -> Res<axum::Json<Page<crate::jobs::Job>>> {
     jobs_role(&c.0)?;
     let limit = f.limit.unwrap_or(100).clamp(1, 500);
-    let items = st.catalog.jobs(&f).await?;
+    let items = st.queue.jobs(&f).await?;
     Ok(axum::Json(page(items, limit, |j| j.id)))
 }
 
@@ -1386,7 +1386,7 @@ pub async fn get_job(
     Path(id): Path<i64>,
 ) -> Res<axum::Json<crate::jobs::Job>> {
     jobs_role(&c.0)?;
-    Ok(axum::Json(st.catalog.job(id).await?))
+    Ok(axum::Json(st.queue.job(id).await?))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -1406,9 +1406,9 @@ pub async fn job_logs(
     Query(p): Query<Paging>,
 ) -> Res<axum::Json<Page<JobLogLine>>> {
     jobs_role(&c.0)?;
-    st.catalog.job(id).await?;
+    st.queue.job(id).await?;
     let items = st
-        .catalog
+        .queue
         .job_logs(id, p.after(), p.limit())
         .await?
         .into_iter()
@@ -1431,7 +1431,7 @@ pub async fn cancel_job(
     Path(id): Path<i64>,
 ) -> Res<axum::Json<crate::jobs::Job>> {
     require_role(&c.0, &[Role::Admin, Role::Operator])?;
-    Ok(axum::Json(st.catalog.cancel_job(id).await?))
+    Ok(axum::Json(st.queue.cancel_job(id).await?))
 }
 
 /// The machine's slots as the scheduler sees them: CPU encode slots in use, and per GPU its
@@ -1480,7 +1480,7 @@ pub async fn retry_job(
     Path(id): Path<i64>,
 ) -> Res<axum::Json<crate::jobs::Job>> {
     require_role(&c.0, &[Role::Admin, Role::Operator])?;
-    let j = st.catalog.retry_job(id).await?;
+    let j = st.queue.retry_job(id).await?;
     if let Some(s) = st.jobs.get() {
         s.wake.notify_one();
     }
@@ -1531,7 +1531,7 @@ pub async fn noop_job(State(st): State<S>, c: Caller, Body(i): Body<NoopInput>) 
         params["alloc_mb"] = i.alloc_mb.min(1 << 16).into();
     }
     let j = st
-        .catalog
+        .queue
         .enqueue(&crate::jobs::NewJob {
             kind: "noop".into(),
             priority: i.priority,
@@ -1630,7 +1630,7 @@ pub async fn run_workflow(
                 ApiError::bad("invalid", "no step of this workflow applies to the asset")
             })?;
             s.wake.notify_one();
-            return Ok(created(st.catalog.job(id).await?));
+            return Ok(created(st.queue.job(id).await?));
         }
         _ => {
             return Err(ApiError::bad(
@@ -1643,7 +1643,7 @@ pub async fn run_workflow(
     let meta =
         std::fs::metadata(&path).map_err(|e| ApiError::bad("path_not_allowed", e.to_string()))?;
     let j = st
-        .catalog
+        .queue
         .enqueue(&crate::jobs::NewJob {
             kind: "ingest".into(),
             workflow: w.name.clone(),
@@ -1685,7 +1685,7 @@ pub async fn asset_verification(
     c: Caller,
     Path(id): Path<i64>,
 ) -> Res<axum::Json<crate::jobs::queue::Verification>> {
-    Ok(axum::Json(st.catalog.verification(&c.0, id).await?))
+    Ok(axum::Json(st.queue.verification(&c.0, id).await?))
 }
 
 /// The latest QC report of an asset.
@@ -1698,7 +1698,7 @@ pub async fn asset_qc(
 ) -> Res<axum::Json<serde_json::Value>> {
     st.catalog.require(&c.0, id, Perms::READ).await?;
     let jobs = st
-        .catalog
+        .queue
         .jobs(&crate::jobs::JobFilter {
             kind: Some("qc".into()),
             asset_id: Some(id),

@@ -20,7 +20,7 @@ pub mod workflow;
 use serde::{Deserialize, Serialize};
 
 pub use fault::{Failure, Fault};
-pub use queue::{Job, JobFilter, NewJob};
+pub use queue::{Job, JobFilter, JobQueue, NewJob};
 
 /// A line a worker prints on stdout.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -211,7 +211,23 @@ pub fn backoff_ms(attempts: i64) -> i64 {
     (5_000i64 << exp).min(600_000)
 }
 
-impl Catalog {
+/// The durable job queue. It lives in the catalog's database and writes to its change feed,
+/// but is its own type: the catalog knows nothing of jobs.
+#[derive(Debug, Clone)]
+pub struct JobQueue {
+    cat: Catalog,
+}
+
+impl JobQueue {
+    pub fn new(catalog: Catalog) -> Self {
+        JobQueue { cat: catalog }
+    }
+
+    /// The catalog the queue lives in.
+    pub fn catalog(&self) -> &Catalog {
+        &self.cat
+    }
+
     /// Queues a job; `None` when its idempotency key was used before.
     pub async fn enqueue(&self, j: &NewJob) -> Result<Option<Job>> {
         if !KINDS.contains(&j.kind.as_str()) {
@@ -220,13 +236,13 @@ impl Catalog {
                 format!("{:?} is not one of {}", j.kind, KINDS.join(", ")),
             ));
         }
-        let mut tx = self.begin().await?;
+        let mut tx = self.cat.begin().await?;
         let Some((id, c)) = self.enqueue_in(&mut tx, j).await? else {
             tx.commit().await?;
             return Ok(None);
         };
         tx.commit().await?;
-        self.publish([c]);
+        self.cat.publish([c]);
         Ok(Some(self.job(id).await?))
     }
 
@@ -242,7 +258,7 @@ impl Catalog {
                 format!("{:?} is not one of {}", j.kind, KINDS.join(", ")),
             ));
         }
-        let now = self.now_ms();
+        let now = self.cat.now_ms();
         let r = sqlx::query(
             "INSERT INTO jobs (kind, state, priority, max_attempts, run_after_ms, asset_id, workflow, \
              idempotency_key, params, created_ms, updated_ms, gpu_only) VALUES ($1, 'queued', $2, $3, $4, $5, \
@@ -261,7 +277,10 @@ impl Catalog {
         .await?;
         let Some(r) = r else { return Ok(None) };
         let id: i64 = r.try_get(0)?;
-        let c = self.record(tx, "job", id, "created", j.asset_id).await?;
+        let c = self
+            .cat
+            .record(tx, "job", id, "created", j.asset_id)
+            .await?;
         Ok(Some((id, c)))
     }
 
@@ -313,11 +332,12 @@ impl Catalog {
         )
         .bind(asset_id)
         .bind(to)
-        .bind(self.now_ms())
+        .bind(self.cat.now_ms())
         .execute(&mut *tx)
         .await?;
         Ok(Some(
-            self.record(tx, "asset", asset_id, "updated", Some(asset_id))
+            self.cat
+                .record(tx, "asset", asset_id, "updated", Some(asset_id))
                 .await?,
         ))
     }
@@ -326,7 +346,7 @@ impl Catalog {
     /// registered rendition's report, then each output of its transcode jobs that failed its
     /// profile and was not registered since (newest job first).
     pub async fn verification(&self, who: &Principal, asset_id: i64) -> Result<Verification> {
-        let files = self.files(who, asset_id).await?;
+        let files = self.cat.files(who, asset_id).await?;
         let mut seen: std::collections::HashSet<String> =
             files.iter().map(|f| f.path.clone()).collect();
         let mut renditions: Vec<RenditionCheck> = files
@@ -380,10 +400,10 @@ impl Catalog {
     /// Sets an asset's status when it is one of `from` (a job that failed for good).
     pub async fn set_status_if(&self, asset_id: i64, to: &str, from: &[&str]) -> Result<()> {
         let from: Vec<String> = from.iter().map(|s| s.to_string()).collect();
-        let mut tx = self.begin().await?;
+        let mut tx = self.cat.begin().await?;
         let c = self.status_in(&mut tx, asset_id, to, &from).await?;
         tx.commit().await?;
-        self.publish(c);
+        self.cat.publish(c);
         Ok(())
     }
 
@@ -401,17 +421,18 @@ impl Catalog {
         result: &Value,
         then: impl FnOnce(i64, &str, i64) -> Then,
     ) -> Result<(i64, i64)> {
-        self.check_input(who, i, true)?;
-        let mut tx = self.begin().await?;
-        if let Some(ids) = self.same_content(&mut tx, &f.sha256).await? {
+        self.cat.check_input(who, i, true)?;
+        let mut tx = self.cat.begin().await?;
+        if let Some(ids) = self.cat.same_content(&mut tx, &f.sha256).await? {
             return Err(CatalogError::Duplicate { ids: Some(ids) });
         }
-        let id = self.insert_asset(&mut tx, who, i, None).await?;
+        let id = self.cat.insert_asset(&mut tx, who, i, None).await?;
         let mut changes = vec![
-            self.record(&mut tx, "asset", id, "created", Some(id))
+            self.cat
+                .record(&mut tx, "asset", id, "created", Some(id))
                 .await?,
         ];
-        let (fid, c) = self.insert_file(&mut tx, id, f).await?;
+        let (fid, c) = self.cat.insert_file(&mut tx, id, f).await?;
         changes.push(c);
         let mut result = result.clone();
         result["asset_id"] = Value::from(id);
@@ -433,7 +454,7 @@ impl Catalog {
         let then = then(id, &house_id, fid);
         changes.extend(self.then_in(&mut tx, Some(id), &then).await?);
         tx.commit().await?;
-        self.publish(changes);
+        self.cat.publish(changes);
         Ok((id, fid))
     }
 
@@ -450,11 +471,11 @@ impl Catalog {
         result: &Value,
         then: &Then,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.cat.begin().await?;
         let mut changes = Vec::new();
         if let Some(a) = asset_id {
             for f in files {
-                changes.push(self.insert_file(&mut tx, a, f).await?.1);
+                changes.push(self.cat.insert_file(&mut tx, a, f).await?.1);
             }
             if let Some(st) = status {
                 changes.extend(self.status_in(&mut tx, a, st, &[]).await?);
@@ -471,14 +492,14 @@ impl Catalog {
         changes.push(c);
         changes.extend(self.then_in(&mut tx, asset_id, then).await?);
         tx.commit().await?;
-        self.publish(changes);
+        self.cat.publish(changes);
         Ok(())
     }
 
     /// A workflow's step queued (or its end recorded) on its own, outside a job's success (a
     /// schedule, or the API starting a run).
     pub async fn start_step(&self, asset_id: Option<i64>, then: &Then) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.cat.begin().await?;
         let changes = match then {
             Then::Nothing => Vec::new(),
             Then::Enqueue(j) => self
@@ -497,14 +518,14 @@ impl Catalog {
             },
         };
         tx.commit().await?;
-        self.publish(changes);
+        self.cat.publish(changes);
         Ok(())
     }
 
     pub async fn job(&self, id: i64) -> Result<Job> {
         let r = sqlx::query("SELECT * FROM jobs WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.cat.pool)
             .await?
             .ok_or_else(|| CatalogError::NotFound(format!("job {id}")))?;
         job_of(&r)
@@ -523,7 +544,7 @@ impl Catalog {
         .bind(f.workflow.clone().unwrap_or_default())
         .bind(f.after.unwrap_or(0))
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.cat.pool)
         .await?;
         rows.iter().map(job_of).collect()
     }
@@ -537,7 +558,7 @@ impl Catalog {
         gpu_only: bool,
         lane: Lane,
     ) -> Result<Option<Job>> {
-        let now = self.now_ms();
+        let now = self.cat.now_ms();
         let light = LIGHT_KINDS
             .iter()
             .map(|k| format!("'{k}'"))
@@ -549,7 +570,7 @@ impl Catalog {
             (false, Lane::Light) => format!("AND kind IN ({light}) "),
             (false, Lane::Heavy) => format!("AND kind NOT IN ({light}) "),
         };
-        let lock = match self.backend {
+        let lock = match self.cat.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
@@ -563,7 +584,7 @@ impl Catalog {
              placed = 'cpu' \
              WHERE id = ({pick}) RETURNING id, asset_id"
         );
-        let mut tx = self.begin().await?;
+        let mut tx = self.cat.begin().await?;
         let r = sqlx::query(AssertSqlSafe(sql))
             .bind(now)
             .bind(worker)
@@ -576,10 +597,11 @@ impl Catalog {
         };
         let id: i64 = r.try_get(0)?;
         let c = self
+            .cat
             .record(&mut tx, "job", id, "updated", r.try_get(1)?)
             .await?;
         tx.commit().await?;
-        self.publish([c]);
+        self.cat.publish([c]);
         Ok(Some(self.job(id).await?))
     }
 
@@ -593,8 +615,8 @@ impl Catalog {
         lease_ms: i64,
         announce: bool,
     ) -> Result<bool> {
-        let now = self.now_ms();
-        let mut tx = self.begin().await?;
+        let now = self.cat.now_ms();
+        let mut tx = self.cat.begin().await?;
         let n = sqlx::query(
             "UPDATE jobs SET progress = $3, fps = $4, speed = $5, eta_s = $6, lease_until_ms = $7, \
              updated_ms = $8 WHERE id = $1 AND worker = $2 AND state = 'running'",
@@ -612,10 +634,14 @@ impl Catalog {
         .rows_affected();
         let mut changes = Vec::new();
         if n > 0 && announce {
-            changes.push(self.record(&mut tx, "job", id, "progress", None).await?);
+            changes.push(
+                self.cat
+                    .record(&mut tx, "job", id, "progress", None)
+                    .await?,
+            );
         }
         tx.commit().await?;
-        self.publish(changes);
+        self.cat.publish(changes);
         Ok(n > 0)
     }
 
@@ -623,7 +649,7 @@ impl Catalog {
     pub async fn job_by_key(&self, key: &str) -> Result<Option<i64>> {
         let r = sqlx::query("SELECT id FROM jobs WHERE idempotency_key = $1")
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.cat.pool)
             .await?;
         Ok(match r {
             Some(r) => Some(r.try_get(0)?),
@@ -640,7 +666,7 @@ impl Catalog {
         )
         .bind(asset_id)
         .bind(workflow)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.cat.pool)
         .await?;
         Ok(r.is_some())
     }
@@ -654,7 +680,7 @@ impl Catalog {
         )
         .bind(id)
         .bind(worker)
-        .execute(&self.pool)
+        .execute(&self.cat.pool)
         .await?;
         Ok(())
     }
@@ -665,7 +691,7 @@ impl Catalog {
             .bind(id)
             .bind(worker)
             .bind(placed)
-            .execute(&self.pool)
+            .execute(&self.cat.pool)
             .await?;
         Ok(())
     }
@@ -679,7 +705,7 @@ impl Catalog {
         sqlx::query("UPDATE jobs SET params = $2 WHERE id = $1")
             .bind(id)
             .bind(params.to_string())
-            .execute(&self.pool)
+            .execute(&self.cat.pool)
             .await?;
         Ok(())
     }
@@ -688,10 +714,10 @@ impl Catalog {
         let message: String = message.chars().take(4000).collect();
         sqlx::query("INSERT INTO job_logs (job_id, ts_ms, level, message) VALUES ($1, $2, $3, $4)")
             .bind(id)
-            .bind(self.now_ms())
+            .bind(self.cat.now_ms())
             .bind(level)
             .bind(message.replace('\0', ""))
-            .execute(&self.pool)
+            .execute(&self.cat.pool)
             .await?;
         Ok(())
     }
@@ -708,7 +734,7 @@ impl Catalog {
         .bind(id)
         .bind(after)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.cat.pool)
         .await?;
         rows.iter()
             .map(|r| {
@@ -731,7 +757,7 @@ impl Catalog {
         result: &Value,
         asset_id: Option<i64>,
     ) -> Result<Option<Change>> {
-        let now = self.now_ms();
+        let now = self.cat.now_ms();
         let n = sqlx::query(
             "UPDATE jobs SET state = 'succeeded', result = $3, progress = 100, finished_ms = $4, \
              updated_ms = $4, lease_until_ms = NULL, asset_id = COALESCE($5, asset_id) \
@@ -748,7 +774,9 @@ impl Catalog {
         if n == 0 {
             return Ok(None);
         }
-        Ok(Some(self.record(tx, "job", id, "updated", asset_id).await?))
+        Ok(Some(
+            self.cat.record(tx, "job", id, "updated", asset_id).await?,
+        ))
     }
 
     /// A failed attempt: queued again after a backoff while attempts remain and `retry`, else
@@ -757,7 +785,7 @@ impl Catalog {
         self.fail_after(id, worker, error, retry, None).await
     }
 
-    /// [`Catalog::fail`], queued again after `delay_ms` instead of the backoff (a job whose
+    /// [`JobQueue::fail`], queued again after `delay_ms` instead of the backoff (a job whose
     /// device failed goes to another one at once).
     pub async fn fail_after(
         &self,
@@ -783,8 +811,8 @@ impl Catalog {
     /// A failed attempt with what it leaves behind (files that passed, a result, new
     /// parameters, the asset's status when it fails for good), in one transaction.
     pub async fn fail_step(&self, id: i64, worker: &str, f: &Failing<'_>) -> Result<Job> {
-        let now = self.now_ms();
-        let mut tx = self.begin().await?;
+        let now = self.cat.now_ms();
+        let mut tx = self.cat.begin().await?;
         let r = sqlx::query("SELECT attempts, max_attempts, asset_id FROM jobs WHERE id = $1 AND worker = $2 AND state = 'running'")
             .bind(id)
             .bind(worker)
@@ -801,7 +829,7 @@ impl Catalog {
         let mut changes = Vec::new();
         if let Some(a) = asset_id {
             for file in f.files {
-                changes.push(self.insert_file(&mut tx, a, file).await?.1);
+                changes.push(self.cat.insert_file(&mut tx, a, file).await?.1);
             }
             if let (false, Some(st)) = (again, f.status_if_failed) {
                 changes.extend(self.status_in(&mut tx, a, st, &[]).await?);
@@ -835,9 +863,13 @@ impl Catalog {
         .bind(f.params.map(Value::to_string))
         .execute(&mut *tx)
         .await?;
-        changes.push(self.record(&mut tx, "job", id, "updated", asset_id).await?);
+        changes.push(
+            self.cat
+                .record(&mut tx, "job", id, "updated", asset_id)
+                .await?,
+        );
         tx.commit().await?;
-        self.publish(changes);
+        self.cat.publish(changes);
         self.job(id).await
     }
 
@@ -850,15 +882,15 @@ impl Catalog {
              AND idempotency_key NOT LIKE '%#failed-job-%'",
         )
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.cat.pool)
         .await?;
         Ok(())
     }
 
     /// Cancels a queued or running job (a running one's worker is stopped by its supervisor).
     pub async fn cancel_job(&self, id: i64) -> Result<Job> {
-        let now = self.now_ms();
-        let mut tx = self.begin().await?;
+        let now = self.cat.now_ms();
+        let mut tx = self.cat.begin().await?;
         let n = sqlx::query(
             "UPDATE jobs SET state = 'cancelled', updated_ms = $2, finished_ms = $2, lease_until_ms = NULL \
              WHERE id = $1 AND state IN ('queued', 'running')",
@@ -875,16 +907,16 @@ impl Catalog {
                 j.state
             )));
         }
-        let c = self.record(&mut tx, "job", id, "updated", None).await?;
+        let c = self.cat.record(&mut tx, "job", id, "updated", None).await?;
         tx.commit().await?;
-        self.publish([c]);
+        self.cat.publish([c]);
         self.job(id).await
     }
 
     /// Queues a failed or cancelled job again, with one more attempt allowed.
     pub async fn retry_job(&self, id: i64) -> Result<Job> {
-        let now = self.now_ms();
-        let mut tx = self.begin().await?;
+        let now = self.cat.now_ms();
+        let mut tx = self.cat.begin().await?;
         let n = sqlx::query(
             "UPDATE jobs SET state = 'queued', run_after_ms = $2, updated_ms = $2, finished_ms = NULL, \
              max_attempts = attempts + 1, error = '' WHERE id = $1 AND state IN ('failed', 'cancelled')",
@@ -901,9 +933,9 @@ impl Catalog {
                 j.state
             )));
         }
-        let c = self.record(&mut tx, "job", id, "updated", None).await?;
+        let c = self.cat.record(&mut tx, "job", id, "updated", None).await?;
         tx.commit().await?;
-        self.publish([c]);
+        self.cat.publish([c]);
         self.job(id).await
     }
 
@@ -911,9 +943,9 @@ impl Catalog {
     /// appliance starting again): queued again, the attempt counted; those with no attempt
     /// left fail for good and are returned, for their sources and assets to be settled.
     pub async fn recover_jobs(&self, worker_prefix: Option<&str>) -> Result<Recovered> {
-        let now = self.now_ms();
-        let mut tx = self.begin().await?;
-        let lock = match self.backend {
+        let now = self.cat.now_ms();
+        let mut tx = self.cat.begin().await?;
+        let lock = match self.cat.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
@@ -957,7 +989,8 @@ impl Catalog {
                 continue;
             }
             changes.push(
-                self.record(&mut tx, "job", id, "updated", r.try_get(3)?)
+                self.cat
+                    .record(&mut tx, "job", id, "updated", r.try_get(3)?)
                     .await?,
             );
             if again {
@@ -967,7 +1000,7 @@ impl Catalog {
             }
         }
         tx.commit().await?;
-        self.publish(changes);
+        self.cat.publish(changes);
         for id in failed {
             out.failed.push(self.job(id).await?);
         }
@@ -977,7 +1010,7 @@ impl Catalog {
     /// Jobs per state, for metrics.
     pub async fn job_counts(&self) -> Result<Vec<(String, i64)>> {
         let rows = sqlx::query("SELECT state, COUNT(*) FROM jobs GROUP BY state")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.cat.pool)
             .await?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))

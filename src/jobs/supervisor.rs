@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::devices::{Claimable, Encode, GpuSpec, Needs, Placement, Pool, SlotsView};
 use super::fault::Fault;
-use super::queue::{Failing, Lane, Then};
+use super::queue::{Failing, JobQueue, Lane, Then};
 use super::workflow::{After, Workflow};
 use super::{Job, NewJob, WorkerJob, WorkerMsg};
 use crate::catalog::assets::{AssetInput, FileRec, NewFile};
@@ -55,6 +55,8 @@ pub struct Settings {
 
 pub struct Supervisor {
     pub catalog: Catalog,
+    /// The job queue, in the catalog's database.
+    pub queue: JobQueue,
     pub workflows: Vec<Arc<Workflow>>,
     pub settings: Settings,
     /// The principal workflows act as (a `service` user that cannot log in).
@@ -165,6 +167,7 @@ impl Supervisor {
             metrics::gauge!("antenne_gpu_in_rotation", "gpu" => g.id.clone()).set(1.0);
         }
         Arc::new(Supervisor {
+            queue: JobQueue::new(catalog.clone()),
             catalog,
             workflows: workflows.into_iter().map(Arc::new).collect(),
             system,
@@ -282,7 +285,7 @@ impl Supervisor {
                 let mut watcher = Watcher::new(dir, Duration::from_secs_f64(w.trigger.stable_s));
                 let poll = Duration::from_secs_f64(w.trigger.poll_s);
                 loop {
-                    if queue_arrivals(&me.catalog, &w, &mut watcher).await > 0 {
+                    if queue_arrivals(&me.queue, &w, &mut watcher).await > 0 {
                         me.wake.notify_one();
                     }
                     let next = async {
@@ -390,7 +393,7 @@ impl Supervisor {
         let n = self.serial.fetch_add(1, Ordering::SeqCst);
         let worker = format!("{prefix}w{n}");
         let job = match self
-            .catalog
+            .queue
             .claim(&worker, self.settings.lease_ms, false, Lane::Light)
             .await
         {
@@ -403,7 +406,7 @@ impl Supervisor {
         };
         let Some(placed) = self.pool().take_light() else {
             // Not reached: the lane had a free slot, and only this loop takes them.
-            if let Err(e) = self.catalog.release(job.id, &worker).await {
+            if let Err(e) = self.queue.release(job.id, &worker).await {
                 tracing::error!(error = %e, "jobs: cannot give a job back");
             }
             return false;
@@ -430,7 +433,7 @@ impl Supervisor {
         let n = self.serial.fetch_add(1, Ordering::SeqCst);
         let worker = format!("{prefix}w{n}");
         let claimed = self
-            .catalog
+            .queue
             .claim(
                 &worker,
                 self.settings.lease_ms,
@@ -456,16 +459,13 @@ impl Supervisor {
         let placed = self.pool().place(&needs, &avoid);
         let Some(placed) = placed else {
             // Only GPU sessions were free, and no GPU here can make it.
-            if let Err(e) = self.catalog.release(job.id, &worker).await {
+            if let Err(e) = self.queue.release(job.id, &worker).await {
                 tracing::error!(error = %e, "jobs: cannot give a job back");
             }
             return false;
         };
         if !matches!(placed, Placement::Cpu | Placement::Light) {
-            let _ = self
-                .catalog
-                .set_placed(job.id, &worker, placed.name())
-                .await;
+            let _ = self.queue.set_placed(job.id, &worker, placed.name()).await;
         }
         self.spawn_job(job, worker, placed, stopping.clone());
         true
@@ -525,7 +525,7 @@ impl Supervisor {
                 tracing::error!(gpu = %gpu, %reason, "GPU taken out of rotation: its jobs go elsewhere");
                 metrics::gauge!("antenne_gpu_in_rotation", "gpu" => gpu.clone()).set(0.0);
                 let _ = self
-                    .catalog
+                    .queue
                     .job_log(
                         id,
                         "error",
@@ -542,7 +542,7 @@ impl Supervisor {
                 .unwrap_or_default();
             avoid.push(json!(placed.name()));
             let _ = self
-                .catalog
+                .queue
                 .set_job_param(id, "avoid_gpus", json!(avoid))
                 .await;
         }
@@ -627,7 +627,7 @@ impl Supervisor {
         };
         let pid = child.id().unwrap_or(0);
         let _ = self
-            .catalog
+            .queue
             .job_log(
                 job.id,
                 "info",
@@ -671,7 +671,7 @@ impl Supervisor {
                             Ok(WorkerMsg::Progress { percent, fps, speed, eta_s }) => {
                                 if last_db.elapsed() >= Duration::from_secs(1) {
                                     last_db = Instant::now();
-                                    match self.catalog.progress(job.id, worker, (percent, fps, speed, eta_s), self.settings.lease_ms, true).await {
+                                    match self.queue.progress(job.id, worker, (percent, fps, speed, eta_s), self.settings.lease_ms, true).await {
                                         Ok(false) => { outcome = Some(Outcome::Cancelled); break; }
                                         Ok(true) => {}
                                         Err(e) => tracing::warn!(error = %e, "jobs: progress"),
@@ -681,7 +681,7 @@ impl Supervisor {
                             Ok(WorkerMsg::Log { level, message }) => {
                                 logs += 1;
                                 if logs <= 500 {
-                                    let _ = self.catalog.job_log(job.id, &level, &message).await;
+                                    let _ = self.queue.job_log(job.id, &level, &message).await;
                                 }
                             }
                             Ok(WorkerMsg::Done { result }) => outcome = Some(Outcome::Done(result)),
@@ -719,7 +719,7 @@ impl Supervisor {
                     // A job cancelled over the API stops its worker.
                     if last_db.elapsed() >= Duration::from_secs(2) {
                         last_db = Instant::now();
-                        if let Ok(false) = self.catalog.progress(job.id, worker, (job.progress, 0.0, 0.0, 0.0), self.settings.lease_ms, false).await {
+                        if let Ok(false) = self.queue.progress(job.id, worker, (job.progress, 0.0, 0.0, 0.0), self.settings.lease_ms, false).await {
                             outcome = Some(Outcome::Cancelled);
                             break;
                         }
@@ -790,11 +790,11 @@ impl Supervisor {
         worker: &str,
         mut f: Failing<'_>,
     ) -> Result<(), CatalogError> {
-        let _ = self.catalog.job_log(job.id, "error", f.error).await;
+        let _ = self.queue.job_log(job.id, "error", f.error).await;
         if f.status_if_failed.is_none() {
             f.status_if_failed = failed_status(&job.kind);
         }
-        let j = self.catalog.fail_step(job.id, worker, &f).await?;
+        let j = self.queue.fail_step(job.id, worker, &f).await?;
         if j.state == "failed" {
             // The record as it is now: its source where it was last moved to.
             self.settle_failed(&j).await;
@@ -812,13 +812,13 @@ impl Supervisor {
                 .and_then(Path::parent)
                 .is_some_and(|d| d.ends_with("failed"));
             if out_of_watch {
-                if let Err(e) = self.catalog.release_key(job.id).await {
+                if let Err(e) = self.queue.release_key(job.id).await {
                     tracing::warn!(job = job.id, error = %e, "jobs: cannot release a key");
                 }
             }
         }
         if let (Some(a), Some(st)) = (job.asset_id, failed_status(&job.kind)) {
-            if let Err(e) = self.catalog.set_status_if(a, st, &["ingesting"]).await {
+            if let Err(e) = self.queue.set_status_if(a, st, &["ingesting"]).await {
                 tracing::warn!(asset = a, error = %e, "jobs: cannot set the status");
             }
         }
@@ -826,11 +826,11 @@ impl Supervisor {
 
     /// Jobs whose worker was lost: queued again, or settled when no attempt is left.
     async fn recover(&self, prefix: Option<&str>) -> u64 {
-        match self.catalog.recover_jobs(prefix).await {
+        match self.queue.recover_jobs(prefix).await {
             Ok(r) => {
                 for j in &r.failed {
                     tracing::error!(job = j.id, kind = %j.kind, "job failed for good: its worker was lost on every attempt");
-                    let _ = self.catalog.job_log(j.id, "error", &j.error).await;
+                    let _ = self.queue.job_log(j.id, "error", &j.error).await;
                     self.settle_failed(j).await;
                 }
                 r.requeued + r.failed.len() as u64
@@ -870,7 +870,7 @@ impl Supervisor {
         };
         if to == "done"
             && self
-                .catalog
+                .queue
                 .set_job_param(job.id, "moved_to", json!(dest))
                 .await
                 .is_err()
@@ -902,7 +902,7 @@ impl Supervisor {
                 let mut ctx = job.params["ctx"].clone();
                 ctx["qc"] = json!({"verdict": verdict});
                 let then = self.plan_next(job, &job.params, ctx, &[], status).await?;
-                self.catalog
+                self.queue
                     .complete_for_job(job.asset_id, &[], status, job.id, worker, &result, &then)
                     .await?;
                 self.wake.notify_one();
@@ -916,7 +916,7 @@ impl Supervisor {
                 } else {
                     Then::Nothing
                 };
-                self.catalog
+                self.queue
                     .complete_for_job(job.asset_id, &[], None, job.id, worker, &result, &then)
                     .await?;
                 self.wake.notify_one();
@@ -992,7 +992,7 @@ impl Supervisor {
             let then = self
                 .plan_next(job, &job.params, job.params["ctx"].clone(), &files, back)
                 .await?;
-            self.catalog
+            self.queue
                 .complete_for_job(job.asset_id, &files, back, job.id, worker, &result, &then)
                 .await?;
             self.wake.notify_one();
@@ -1064,13 +1064,13 @@ impl Supervisor {
             };
             let from = sidecar["file"].as_str().unwrap_or("sidecar");
             let _ = self
-                .catalog
+                .queue
                 .job_log(job.id, level, &format!("{from}: {}", side.summary()))
                 .await;
         }
         if let Some(e) = sidecar["error"].as_str() {
             let _ = self
-                .catalog
+                .queue
                 .job_log(job.id, "warn", &format!("sidecar unreadable: {e}"))
                 .await;
         }
@@ -1103,7 +1103,7 @@ impl Supervisor {
             self.plan(w, &facts, &params, params["ctx"].clone())
         };
         match self
-            .catalog
+            .queue
             .ingest_for_job(&self.system, &input, &file, job.id, worker, &result, plan)
             .await
         {
@@ -1152,7 +1152,7 @@ impl Supervisor {
             return Ok(None);
         };
         let key = format!("wf:{}:{run}:{asset_id}:{first}", w.name);
-        if self.catalog.job_by_key(&key).await?.is_some() {
+        if self.queue.job_by_key(&key).await?.is_some() {
             return Ok(None);
         }
         let asset = self.catalog.asset(&self.system, asset_id).await?;
@@ -1164,9 +1164,9 @@ impl Supervisor {
             files: files.iter().map(FileFact::from_rec).collect(),
         };
         let then = self.plan(w, &facts, &params, params["ctx"].clone());
-        self.catalog.start_step(Some(asset_id), &then).await?;
+        self.queue.start_step(Some(asset_id), &then).await?;
         self.wake.notify_one();
-        self.catalog.job_by_key(&key).await
+        self.queue.job_by_key(&key).await
     }
 
     /// One firing of a scheduled workflow: its steps started on every asset its `select`
@@ -1204,7 +1204,7 @@ impl Supervisor {
             seen += page.len();
             after = page.last().map(|a| a.id);
             for a in &page {
-                if a.status == "purged" || self.catalog.job_active(a.id, &w.name).await? {
+                if a.status == "purged" || self.queue.job_active(a.id, &w.name).await? {
                     continue;
                 }
                 if self.start_on_asset(w, a.id, &run).await?.is_some() {
@@ -1394,7 +1394,7 @@ impl FileFact {
 
 /// Queues an ingest job for each file the watch folder of `workflow` has complete (once: the
 /// job's idempotency key is the file's version); returns how many jobs were queued.
-async fn queue_arrivals(catalog: &Catalog, workflow: &Workflow, watcher: &mut Watcher) -> usize {
+async fn queue_arrivals(queue: &JobQueue, workflow: &Workflow, watcher: &mut Watcher) -> usize {
     let mut queued = 0;
     for a in watcher.scan() {
         let job = NewJob {
@@ -1411,7 +1411,7 @@ async fn queue_arrivals(catalog: &Catalog, workflow: &Workflow, watcher: &mut Wa
             }),
             gpu_only: false,
         };
-        match catalog.enqueue(&job).await {
+        match queue.enqueue(&job).await {
             Ok(Some(_)) => {
                 queued += 1;
                 watcher.taken(&a.name);
