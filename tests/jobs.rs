@@ -34,6 +34,34 @@ fn start(dir: &Path, workflows: &Path, extra: &[(&str, String)]) -> Server {
     Server::start(&env)
 }
 
+/// The value of a counter with one `workflow` label in `/metrics` (0 before its first count).
+fn counter(s: &Server, name: &str, workflow: &str) -> f64 {
+    let m = ureq::get(&format!("{}/metrics", s.base))
+        .set("authorization", &format!("Bearer {}", s.admin))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let key = format!("{name}{{workflow=\"{workflow}\"}} ");
+    m.lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+/// Waits until the counter has gone `by` past its value now (each count a scan or firing done
+/// from start to end), or panics after `secs`.
+fn wait_counter(s: &Server, name: &str, workflow: &str, by: f64, secs: u64) {
+    let target = counter(s, name, workflow) + by;
+    let until = Instant::now() + Duration::from_secs(secs);
+    while counter(s, name, workflow) < target {
+        assert!(
+            Instant::now() < until,
+            "{name}{{workflow={workflow}}} did not reach {target} in {secs} s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Polls until `done` holds for the jobs list, or panics after `secs`.
 fn wait_jobs(s: &Server, secs: u64, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let until = Instant::now() + Duration::from_secs(secs);
@@ -956,7 +984,9 @@ fn a_file_closed_after_writing_or_renamed_in_is_taken_without_waiting_for_the_wi
     let mut f = std::fs::File::create(watch.join("c.mp4")).unwrap();
     f.write_all(&bytes[..bytes.len() / 2]).unwrap();
     f.flush().unwrap();
-    std::thread::sleep(Duration::from_secs(4));
+    // Two scans counted after the write: at least one looked at the folder from start to end
+    // with the half-written file in it.
+    wait_counter(&s, "antenne_ingest_watch_scans_total", "default", 2.0, 30);
     let jobs = wait_jobs(&s, 5, "jobs", |_| true);
     assert_eq!(jobs.len(), 2, "an open file is not taken: {jobs:#?}");
     f.write_all(&bytes[bytes.len() / 2..]).unwrap();
@@ -1101,8 +1131,14 @@ fn scheduled_workflows_check_fixity_and_purge_what_retention_selects() {
         k["status"], "ready",
         "a fixity run leaves the status as it was: {k}"
     );
-    // One purge per asset, whatever the number of firings since.
-    std::thread::sleep(Duration::from_secs(5));
+    // One purge per asset, whatever the number of firings since: two more, each done.
+    wait_counter(
+        &s,
+        "antenne_jobs_trigger_firings_total",
+        "retention",
+        2.0,
+        30,
+    );
     let jobs = wait_jobs(&s, 5, "jobs", |_| true);
     assert_eq!(
         jobs.iter()

@@ -288,6 +288,10 @@ impl Supervisor {
                     if queue_arrivals(&me.queue, &w, &mut watcher).await > 0 {
                         me.wake.notify_one();
                     }
+                    // Counted once its arrivals are queued: a test (or an operator) sees that
+                    // the folder was looked at, and what it found, without waiting blind.
+                    metrics::counter!("antenne_ingest_watch_scans_total", "workflow" => w.name.clone())
+                        .increment(1);
                     let next = async {
                         match events.as_mut() {
                             Some(e) => e.next().await,
@@ -347,6 +351,8 @@ impl Supervisor {
                             tracing::error!(workflow = %w.name, error = %e, "scheduled run failed")
                         }
                     }
+                    metrics::counter!("antenne_jobs_trigger_firings_total", "workflow" => w.name.clone())
+                        .increment(1);
                 }
             });
         }
