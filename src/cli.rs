@@ -526,37 +526,82 @@ fn cmd_serve(config: Option<&Path>) -> Res {
     Ok(())
 }
 
+/// Checks the whole configuration — the appliance's, every profile, every workflow — and the
+/// machine, and reports every mistake at once, one to a line, each naming its file and key.
 fn cmd_validate(config: Option<&Path>, profiles_dir: Option<&Path>) -> Res {
-    let cfg = load_config(config)?;
-    crate::app::check_machine(&cfg).map_err(|e| format!("{}: {e}", cfg.origin))?;
-    let workflows = crate::app::load_workflows(&cfg).map_err(|e| format!("{}: {e}", cfg.origin))?;
-    println!("workflows: {} valid", workflows.len());
-    println!("configuration: {} valid", cfg.origin);
-    let backend = cfg.transcode.backend.as_str();
-    if backend != "auto" && backend != "software" {
-        let b = match backend {
-            "nvenc" => hw::Backend::Nvenc,
-            "vaapi" => hw::Backend::Vaapi,
-            _ => hw::Backend::Qsv,
-        };
-        let st = hw::status_of(b);
-        if !st.available {
-            return Err(format!(
-                "{}: transcode.backend: {backend} is not available on this machine: {}",
-                cfg.origin,
-                st.error.unwrap_or_default()
-            )
-            .into());
+    use crate::config::appliance;
+    let mut errs: Vec<String> = Vec::new();
+    let default = Path::new("firmware-config/antenne.toml");
+    let file = config.or_else(|| default.is_file().then_some(default));
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let cfg = match appliance::read(file, &env) {
+        Ok(cfg) => {
+            errs.extend(appliance::problems(&cfg).iter().map(ToString::to_string));
+            Some(appliance::with_absolute_roots(cfg))
+        }
+        Err(e) => {
+            errs.push(e.to_string());
+            None
+        }
+    };
+    if let Some(cfg) = &cfg {
+        if let Err(e) = crate::app::check_machine(cfg) {
+            errs.push(format!("{}: {e}", cfg.origin));
+        }
+        if let Err(e) = backend_present(&cfg.transcode.backend) {
+            errs.push(format!("{}: transcode.backend: {e}", cfg.origin));
         }
     }
-    let dir = profiles_dir.map(Path::to_path_buf).or_else(|| {
-        let d = &cfg.transcode.profiles_dir;
+    // The profiles the service would load (its own directory), and those asked about.
+    let serve_dir = cfg.as_ref().and_then(|c| {
+        let d = &c.transcode.profiles_dir;
         d.is_dir().then(|| d.clone())
     });
-    let all = profile::load_all(profile::profiles_dir(dir.as_deref()).as_deref())?;
-    println!("profiles: {} valid", all.len());
-    println!("backend: {backend}");
+    let dir = profile::profiles_dir(profiles_dir.or(serve_dir.as_deref()));
+    let (profiles, profile_errs) = profile::load_each(dir.as_deref());
+    errs.extend(profile_errs.iter().map(ToString::to_string));
+    let mut names: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
+    if profiles_dir.is_some() && profiles_dir != serve_dir.as_deref() {
+        let served = profile::load_each(profile::profiles_dir(serve_dir.as_deref()).as_deref()).0;
+        names = served.into_iter().map(|p| p.name).collect();
+    }
+    let wdir = cfg
+        .as_ref()
+        .map(|c| c.jobs.workflows_dir.clone())
+        .filter(|d| d.is_dir());
+    let (workflows, workflow_errs) = crate::jobs::workflow::load_each(wdir.as_deref(), &names);
+    errs.extend(workflow_errs.iter().map(ToString::to_string));
+    if !errs.is_empty() {
+        for e in &errs {
+            eprintln!("error: {e}");
+        }
+        return Err(format!("the configuration has {} mistake(s)", errs.len()).into());
+    }
+    if let Some(cfg) = &cfg {
+        println!("configuration: {} valid", cfg.origin);
+        println!("backend: {}", cfg.transcode.backend);
+    }
+    println!("workflows: {} valid", workflows.len());
+    println!("profiles: {} valid", profiles.len());
     Ok(())
+}
+
+/// `Err` naming why when a GPU backend the configuration insists on is absent here.
+fn backend_present(backend: &str) -> Result<(), String> {
+    let b = match backend {
+        "nvenc" => hw::Backend::Nvenc,
+        "vaapi" => hw::Backend::Vaapi,
+        "qsv" => hw::Backend::Qsv,
+        _ => return Ok(()),
+    };
+    let st = hw::status_of(b);
+    if st.available {
+        return Ok(());
+    }
+    Err(format!(
+        "{backend} is not available on this machine: {}",
+        st.error.unwrap_or_default()
+    ))
 }
 
 fn cmd_profiles(json: bool, dir: Option<&Path>) -> Res {

@@ -406,3 +406,54 @@ fn damaged_media_never_crashes_the_engine() {
         );
     }
 }
+
+/// `antenne validate` reads the whole configuration before it answers: mistakes in the
+/// appliance's file, in a profile and in a workflow are all reported at once, one line each,
+/// each naming its file and key.
+#[test]
+fn validate_reports_every_mistake_of_the_configuration_at_once() {
+    let d = tempfile::tempdir().unwrap();
+    let (profiles, workflows) = (d.path().join("profiles"), d.path().join("workflows"));
+    std::fs::create_dir(&profiles).unwrap();
+    std::fs::create_dir(&workflows).unwrap();
+    let config = d.path().join("antenne.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"nowhere\"\n[auth]\nsession_hours = 0\n[storage]\ndata_dir = {:?}\n\
+             [transcode]\nprofiles_dir = {:?}\n[jobs]\nworkflows_dir = {:?}\n",
+            d.path().join("data"),
+            profiles,
+            workflows
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        profiles.join("house.toml"),
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/firmware-config/profiles/xdcam-hd422-1080i25.toml"
+        ))
+        .unwrap()
+        .replace("sample_rate = 48000", "sample_rate = 44100"),
+    )
+    .unwrap();
+    std::fs::write(
+        workflows.join("odd.toml"),
+        "name = \"odd\"\n[[steps]]\nkind = \"teleport\"\n",
+    )
+    .unwrap();
+    let o = run(antenne().arg("validate").arg("--config").arg(&config));
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(!e.contains("panicked"), "{e}");
+    let lines: Vec<&str> = e.lines().filter(|l| l.starts_with("error: ")).collect();
+    let has = |file: &str, key: &str| lines.iter().any(|l| l.contains(file) && l.contains(key));
+    assert!(has("antenne.toml", "server.listen"), "{e}");
+    assert!(has("antenne.toml", "auth"), "{e}");
+    assert!(has("house.toml", "sample_rate"), "{e}");
+    assert!(has("odd.toml", "steps[0]"), "{e}");
+    // Those four, and the count.
+    assert_eq!(lines.len(), 5, "{e}");
+    assert!(lines[4].contains("4 mistake"), "{e}");
+}

@@ -25,6 +25,16 @@ pub enum ConfigError {
         key: &'static str,
         message: String,
     },
+    /// More than one key is wrong: each, one to a line.
+    #[error("{}", lines(.0))]
+    Several(Vec<ConfigError>),
+}
+
+fn lines(errs: &[ConfigError]) -> String {
+    errs.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Bytes, written `"200G"`, `"512M"`, `"64Ki"` (decimal k/M/G/T, binary Ki/Mi/Gi/Ti) or a number.
@@ -318,8 +328,22 @@ const SECTIONS: &[&str] = &[
 ];
 
 /// Loads defaults → `file` (when given) → `ANTENNE_<SECTION>_<KEY>` variables from `env`, then
-/// validates.
+/// validates (every mistake, see [`ConfigError::Several`]).
 pub fn load(file: Option<&Path>, env: &[(String, String)]) -> Result<ApplianceConfig, ConfigError> {
+    let cfg = read(file, env)?;
+    let mut errs = problems(&cfg);
+    if errs.len() == 1 {
+        return Err(errs.remove(0));
+    }
+    if !errs.is_empty() {
+        return Err(ConfigError::Several(errs));
+    }
+    Ok(with_absolute_roots(cfg))
+}
+
+/// Defaults → `file` → `env` as [`load`] reads them, not yet validated ([`problems`] says what
+/// is wrong; [`with_absolute_roots`] completes it).
+pub fn read(file: Option<&Path>, env: &[(String, String)]) -> Result<ApplianceConfig, ConfigError> {
     let shown = file.map_or_else(|| "defaults".to_string(), |f| f.display().to_string());
     let mut table: toml::Table = match file {
         Some(f) => {
@@ -373,7 +397,11 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> Result<ApplianceCo
                 message: e.message().to_string(),
             })?;
     cfg.origin = origin;
-    validate(&cfg)?;
+    Ok(cfg)
+}
+
+/// `cfg` with its relative ingest roots made absolute inside the data directory.
+pub fn with_absolute_roots(mut cfg: ApplianceConfig) -> ApplianceConfig {
     // Relative ingest roots lie in the data directory, as absolute paths from here on.
     let data =
         std::path::absolute(&cfg.storage.data_dir).unwrap_or_else(|_| cfg.storage.data_dir.clone());
@@ -382,23 +410,27 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> Result<ApplianceCo
             *r = data.join(&*r);
         }
     }
-    Ok(cfg)
+    cfg
 }
 
-fn validate(c: &ApplianceConfig) -> Result<(), ConfigError> {
-    let bad = |key: &'static str, message: String| ConfigError::Invalid {
-        origin: c.origin.clone(),
-        key,
-        message,
+/// Every mistake in `c`, each naming its key.
+pub fn problems(c: &ApplianceConfig) -> Vec<ConfigError> {
+    let mut errs = Vec::new();
+    let mut bad = |key: &'static str, message: String| {
+        errs.push(ConfigError::Invalid {
+            origin: c.origin.clone(),
+            key,
+            message,
+        })
     };
-    c.server.listen.parse::<SocketAddr>().map_err(|_| {
+    if c.server.listen.parse::<SocketAddr>().is_err() {
         bad(
             "server.listen",
             format!("{:?} is not an address:port", c.server.listen),
-        )
-    })?;
+        );
+    }
     if c.storage.data_dir.as_os_str().is_empty() {
-        return Err(bad("storage.data_dir", "must not be empty".into()));
+        bad("storage.data_dir", "must not be empty".into());
     }
     let url = &c.catalog.url;
     if !(url.is_empty()
@@ -406,13 +438,14 @@ fn validate(c: &ApplianceConfig) -> Result<(), ConfigError> {
         || url.starts_with("postgres://")
         || url.starts_with("postgresql://"))
     {
-        return Err(bad(
+        bad(
             "catalog.url",
             format!("{url:?}: use sqlite:PATH, postgres://… or leave empty"),
-        ));
+        );
     }
-    crate::naming::Template::parse(&c.naming.template)
-        .map_err(|e| bad("naming.template", e.why))?;
+    if let Err(e) = crate::naming::Template::parse(&c.naming.template) {
+        bad("naming.template", e.why);
+    }
     if c.naming.channel.is_empty()
         || !c
             .naming
@@ -420,22 +453,22 @@ fn validate(c: &ApplianceConfig) -> Result<(), ConfigError> {
             .chars()
             .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
     {
-        return Err(bad(
+        bad(
             "naming.channel",
             format!("{:?}: letters, digits and _ only", c.naming.channel),
-        ));
+        );
     }
     if !matches!(
         c.transcode.backend.as_str(),
         "auto" | "software" | "nvenc" | "vaapi" | "qsv"
     ) {
-        return Err(bad(
+        bad(
             "transcode.backend",
             format!(
                 "{:?} is not auto, software, nvenc, vaapi or qsv",
                 c.transcode.backend
             ),
-        ));
+        );
     }
     let mut names = BTreeMap::new();
     for f in &c.catalog.fields {
@@ -445,56 +478,53 @@ fn validate(c: &ApplianceConfig) -> Result<(), ConfigError> {
                 .chars()
                 .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_');
         if !ok {
-            return Err(bad(
+            bad(
                 "catalog.fields",
                 format!("{:?}: a field name is 1-64 of a-z, 0-9 and _", f.name),
-            ));
+            );
         }
         if names.insert(f.name.clone(), ()).is_some() {
-            return Err(bad(
-                "catalog.fields",
-                format!("{:?} is declared twice", f.name),
-            ));
+            bad("catalog.fields", format!("{:?} is declared twice", f.name));
         }
         if (f.kind == FieldType::Choice) == f.choices.is_empty() {
-            return Err(bad(
+            bad(
                 "catalog.fields",
                 format!(
                     "{:?}: choices are given for, and only for, a field of type \"choice\"",
                     f.name
                 ),
-            ));
+            );
         }
     }
     if c.auth.session_hours == 0 || c.auth.token_max_days == 0 || c.auth.login_attempts == 0 {
-        return Err(bad(
+        bad(
             "auth",
             "session_hours, token_max_days and login_attempts must be at least 1".into(),
-        ));
+        );
     }
     if c.jobs.hang_timeout_s == 0 || c.jobs.lease_s < 5 {
-        return Err(bad(
+        bad(
             "jobs",
             "hang_timeout_s must be at least 1 and lease_s at least 5".into(),
-        ));
+        );
     }
     if c.jobs.gpu_sessions == 0 || c.jobs.gpu_max_failures == 0 {
-        return Err(bad(
+        bad(
             "jobs",
             "gpu_sessions and gpu_max_failures must be at least 1".into(),
-        ));
+        );
     }
     let gpus = c.jobs.gpus.trim();
     if !matches!(gpus, "auto" | "none" | "") {
         for g in gpus.split(',') {
             let b = g.trim().split(':').next().unwrap_or_default();
             if super::Backend::gpu_named(b).is_none() {
-                return Err(bad(
+                bad(
                     "jobs.gpus",
                     format!(
                         "{g:?}: auto, none, or a list of nvenc:N, vaapi:/dev/dri/renderDN, qsv"
                     ),
-                ));
+                );
             }
         }
     }
@@ -504,13 +534,10 @@ fn validate(c: &ApplianceConfig) -> Result<(), ConfigError> {
         .chars()
         .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' || ch == '.')
     {
-        return Err(bad(
-            "jobs.appliance",
-            "letters, digits, - _ and . only".into(),
-        ));
+        bad("jobs.appliance", "letters, digits, - _ and . only".into());
     }
     if c.server.request_timeout_s == 0 {
-        return Err(bad("server.request_timeout_s", "must be at least 1".into()));
+        bad("server.request_timeout_s", "must be at least 1".into());
     }
     let mut seen = BTreeMap::new();
     for r in &c.ingest.roots {
@@ -518,22 +545,19 @@ fn validate(c: &ApplianceConfig) -> Result<(), ConfigError> {
             || r.components()
                 .any(|p| matches!(p, std::path::Component::ParentDir))
         {
-            return Err(bad(
+            bad(
                 "ingest.roots",
                 format!(
                     "{:?}: an absolute path, or one inside the data directory without ..",
                     r.display()
                 ),
-            ));
+            );
         }
         if seen.insert(r.clone(), ()).is_some() {
-            return Err(bad(
-                "ingest.roots",
-                format!("{} is listed twice", r.display()),
-            ));
+            bad("ingest.roots", format!("{} is listed twice", r.display()));
         }
     }
-    Ok(())
+    errs
 }
 
 #[cfg(test)]

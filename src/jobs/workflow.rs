@@ -172,10 +172,14 @@ impl Workflow {
             .find(|(_, s)| holds(s.when.as_deref(), ctx))
     }
 
-    fn validate(&self, file: &str, profiles: &[String]) -> Result<(), WorkflowError> {
-        let bad = |why: String| WorkflowError {
-            file: file.to_string(),
-            why,
+    /// Every mistake in this workflow, read from `file`.
+    fn problems(&self, file: &str, profiles: &[String]) -> Vec<WorkflowError> {
+        let mut errs = Vec::new();
+        let mut bad = |why: String| {
+            errs.push(WorkflowError {
+                file: file.to_string(),
+                why,
+            })
         };
         if self.name.is_empty()
             || !self
@@ -183,19 +187,16 @@ impl Workflow {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return Err(bad(format!(
-                "name {:?}: letters, digits, - and _",
-                self.name
-            )));
+            bad(format!("name {:?}: letters, digits, - and _", self.name));
         }
         if !crate::catalog::assets::KINDS.contains(&self.asset_kind.as_str()) {
-            return Err(bad(format!(
+            bad(format!(
                 "asset_kind {:?} is not an asset kind",
                 self.asset_kind
-            )));
+            ));
         }
         if !(self.trigger.stable_s >= 0.0 && self.trigger.poll_s > 0.0) {
-            return Err(bad("trigger: stable_s must be >= 0 and poll_s > 0".into()));
+            bad("trigger: stable_s must be >= 0 and poll_s > 0".into());
         }
         const EXPECT: &[&str] = &[
             "width",
@@ -214,33 +215,29 @@ impl Workflow {
             .keys()
             .find(|k| !EXPECT.contains(&k.as_str()))
         {
-            return Err(bad(format!(
+            bad(format!(
                 "qc.expect: {k:?} is not one of {}",
                 EXPECT.join(", ")
-            )));
+            ));
         }
         if let Some(s) = &self.trigger.schedule {
-            let sched = super::trigger::Schedule::parse(s)
-                .map_err(|e| bad(format!("trigger.schedule: {e}")))?;
-            if sched.next_after(0).is_none() {
-                return Err(bad(format!("trigger.schedule: {s:?} never fires")));
+            match super::trigger::Schedule::parse(s) {
+                Err(e) => bad(format!("trigger.schedule: {e}")),
+                Ok(sched) if sched.next_after(0).is_none() => {
+                    bad(format!("trigger.schedule: {s:?} never fires"))
+                }
+                Ok(_) => {}
             }
             if self.steps.is_empty() {
-                return Err(bad(
-                    "trigger.schedule: a scheduled workflow needs steps".into()
-                ));
+                bad("trigger.schedule: a scheduled workflow needs steps".into());
             }
             let sel = &self.trigger.select;
             if sel.limit == 0 || sel.older_than_days.is_some_and(|d| d.is_nan() || d < 0.0) {
-                return Err(bad(
-                    "trigger.select: limit must be at least 1 and older_than_days >= 0".into(),
-                ));
+                bad("trigger.select: limit must be at least 1 and older_than_days >= 0".into());
             }
             if let Some(st) = &sel.status {
                 if !crate::catalog::assets::STATUSES.contains(&st.as_str()) {
-                    return Err(bad(format!(
-                        "trigger.select: status {st:?} is not a status"
-                    )));
+                    bad(format!("trigger.select: status {st:?} is not a status"));
                 }
             }
         }
@@ -250,54 +247,63 @@ impl Workflow {
                 "qc" => {}
                 "transcode" => {
                     if s.profiles.is_empty() {
-                        return Err(bad(format!("{at}: a transcode step names its profiles")));
+                        bad(format!("{at}: a transcode step names its profiles"));
                     }
                     if let Some(p) = s.profiles.iter().find(|p| !profiles.contains(p)) {
-                        return Err(bad(format!("{at}: no profile {p:?}")));
+                        bad(format!("{at}: no profile {p:?}"));
                     }
                 }
                 "deliver" => {
                     if s.to.as_ref().is_none_or(|t| !t.is_absolute()) {
-                        return Err(bad(format!("{at}: deliver needs `to`, an absolute folder")));
+                        bad(format!("{at}: deliver needs `to`, an absolute folder"));
                     }
                 }
                 "notify" => {
                     if s.url.as_deref().is_none_or(|u| !u.starts_with("http://")) {
-                        return Err(bad(format!("{at}: notify needs `url`, an http:// webhook")));
+                        bad(format!("{at}: notify needs `url`, an http:// webhook"));
                     }
                 }
                 "verify" => {}
                 "purge" => {
                     if i + 1 != self.steps.len() {
-                        return Err(bad(format!("{at}: purge is the last step")));
+                        bad(format!("{at}: purge is the last step"));
                     }
                 }
-                k => {
-                    return Err(bad(format!(
-                        "{at}: kind {k:?} is not qc, transcode, verify, deliver, notify or purge"
-                    )))
-                }
+                k => bad(format!(
+                    "{at}: kind {k:?} is not qc, transcode, verify, deliver, notify or purge"
+                )),
             }
             if let Some(w) = &s.when {
                 for c in w.split(" and ") {
                     if !CONDITIONS.contains(&c.trim()) {
-                        return Err(bad(format!(
+                        bad(format!(
                             "{at}: when {c:?} is not one of {}",
                             CONDITIONS.join(", ")
-                        )));
+                        ));
                     }
                 }
             }
         }
-        Ok(())
+        errs
     }
 }
 
 const DEFAULT: &str = include_str!("../../firmware-config/workflows/default.toml");
 
-/// The bundled workflows, then `dir/*.toml` (a file of the same name replaces a bundled one).
+/// The bundled workflows, then `dir/*.toml` (a file of the same name replaces a bundled one);
+/// the first mistake found is the error ([`load_each`] gives them all).
 pub fn load_all(dir: Option<&Path>, profiles: &[String]) -> Result<Vec<Workflow>, WorkflowError> {
+    let (all, errs) = load_each(dir, profiles);
+    match errs.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(all),
+    }
+}
+
+/// The workflows that load, and every mistake of those that do not, file by file.
+pub fn load_each(dir: Option<&Path>, profiles: &[String]) -> (Vec<Workflow>, Vec<WorkflowError>) {
     let mut out: Vec<Workflow> = Vec::new();
+    let mut errs = Vec::new();
     let mut sources = vec![("default.toml (bundled)".to_string(), DEFAULT.to_string())];
     if let Some(d) = dir {
         if let Ok(rd) = std::fs::read_dir(d) {
@@ -308,20 +314,32 @@ pub fn load_all(dir: Option<&Path>, profiles: &[String]) -> Result<Vec<Workflow>
                 .collect();
             files.sort();
             for f in files {
-                let text = std::fs::read_to_string(&f).map_err(|e| WorkflowError {
-                    file: f.display().to_string(),
-                    why: e.to_string(),
-                })?;
-                sources.push((f.display().to_string(), text));
+                match std::fs::read_to_string(&f) {
+                    Ok(text) => sources.push((f.display().to_string(), text)),
+                    Err(e) => errs.push(WorkflowError {
+                        file: f.display().to_string(),
+                        why: e.to_string(),
+                    }),
+                }
             }
         }
     }
     for (file, text) in sources {
-        let w: Workflow = toml::from_str(&text).map_err(|e| WorkflowError {
-            file: file.clone(),
-            why: e.message().to_string(),
-        })?;
-        w.validate(&file, profiles)?;
+        let w: Workflow = match toml::from_str(&text) {
+            Ok(w) => w,
+            Err(e) => {
+                errs.push(WorkflowError {
+                    file: file.clone(),
+                    why: e.message().to_string(),
+                });
+                continue;
+            }
+        };
+        let wrong = w.problems(&file, profiles);
+        if !wrong.is_empty() {
+            errs.extend(wrong);
+            continue;
+        }
         out.retain(|o| o.name != w.name);
         out.push(w);
     }
@@ -331,12 +349,12 @@ pub fn load_all(dir: Option<&Path>, profiles: &[String]) -> Result<Vec<Workflow>
         .collect();
     watched.sort();
     if watched.windows(2).any(|p| p[0] == p[1]) {
-        return Err(WorkflowError {
+        errs.push(WorkflowError {
             file: "workflows".into(),
             why: "two workflows watch the same folder".into(),
         });
     }
-    Ok(out)
+    (out, errs)
 }
 
 #[cfg(test)]

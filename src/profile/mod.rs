@@ -839,34 +839,60 @@ pub fn profiles_dir(explicit: Option<&Path>) -> Option<PathBuf> {
     local.is_dir().then_some(local)
 }
 
-/// All profiles: the embedded ones, overridden and extended by every `*.toml` of `dir`.
+/// All profiles: the embedded ones, overridden and extended by every `*.toml` of `dir`; the
+/// first mistake found is the error ([`load_each`] gives them all).
 pub fn load_all(dir: Option<&Path>) -> Result<Vec<Profile>, ProfileError> {
-    let mut by_name: BTreeMap<String, Profile> = BTreeMap::new();
-    for (file, text) in EMBEDDED {
-        let p = parse(text, &format!("embedded:{file}"))?;
-        by_name.insert(p.name.clone(), p);
+    let (all, errs) = load_each(dir);
+    match errs.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(all),
     }
-    if let Some(dir) = dir {
-        let rd = std::fs::read_dir(dir).map_err(|e| ProfileError::Dir {
-            dir: dir.to_owned(),
-            source: e,
-        })?;
-        let mut files: Vec<PathBuf> = rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect();
-        files.sort();
-        for f in files {
-            let shown = f.display().to_string();
-            let text = std::fs::read_to_string(&f).map_err(|e| ProfileError::Invalid {
-                file: shown.clone(),
-                message: format!("cannot read: {e}"),
-            })?;
-            let p = parse(&text, &shown)?;
-            by_name.insert(p.name.clone(), p);
+}
+
+/// The profiles that load, and what is wrong with each one that does not (or with the
+/// directory), in file order.
+pub fn load_each(dir: Option<&Path>) -> (Vec<Profile>, Vec<ProfileError>) {
+    let mut by_name: BTreeMap<String, Profile> = BTreeMap::new();
+    let mut errs = Vec::new();
+    for (file, text) in EMBEDDED {
+        match parse(text, &format!("embedded:{file}")) {
+            Ok(p) => {
+                by_name.insert(p.name.clone(), p);
+            }
+            Err(e) => errs.push(e),
         }
     }
-    Ok(by_name.into_values().collect())
+    if let Some(dir) = dir {
+        match std::fs::read_dir(dir) {
+            Err(e) => errs.push(ProfileError::Dir {
+                dir: dir.to_owned(),
+                source: e,
+            }),
+            Ok(rd) => {
+                let mut files: Vec<PathBuf> = rd
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                    .collect();
+                files.sort();
+                for f in files {
+                    let shown = f.display().to_string();
+                    let parsed = std::fs::read_to_string(&f)
+                        .map_err(|e| ProfileError::Invalid {
+                            file: shown.clone(),
+                            message: format!("cannot read: {e}"),
+                        })
+                        .and_then(|text| parse(&text, &shown));
+                    match parsed {
+                        Ok(p) => {
+                            by_name.insert(p.name.clone(), p);
+                        }
+                        Err(e) => errs.push(e),
+                    }
+                }
+            }
+        }
+    }
+    (by_name.into_values().collect(), errs)
 }
 
 /// One profile by name.
