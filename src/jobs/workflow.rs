@@ -398,7 +398,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        w.validate("t", &profiles()).unwrap();
+        assert!(w.problems("t", &profiles()).is_empty());
         let hd_pass = json!({"qc": {"verdict": "pass"}, "source": {"video": [{"height": 1080, "field_order": "tff"}]}});
         let sd_fail = json!({"qc": {"verdict": "fail"}, "source": {"video": [{"height": 576}]}});
         assert_eq!(w.next_step(1, &hd_pass).unwrap().0, 1);
@@ -423,8 +423,9 @@ mod tests {
             ("name = \"x y\"", "name"),
         ] {
             let w: Workflow = toml::from_str(t).unwrap();
-            let e = w.validate("f", &profiles()).unwrap_err().to_string();
-            assert!(e.contains(why), "{t}: {e}");
+            let e = w.problems("f", &profiles());
+            assert_eq!(e.len(), 1, "{t}: {e:?}");
+            assert!(e[0].to_string().contains(why), "{t}: {e:?}");
         }
     }
 }
