@@ -10,7 +10,7 @@ use std::thread;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use super::graph::{self, Sink, Source};
+use super::graph::{self, AudioGraph, Sink, Source};
 use super::hw::{self, Backend, HwDevice};
 use super::io::{InputSource, OutputSink};
 use super::samples::Block;
@@ -1247,7 +1247,103 @@ fn drain_encoder<E: PacketSource>(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// An output's audio encoders, one per track, each with the samples it has written.
+struct AudioEncoders {
+    encs: Vec<(ff::encoder::Audio, ff::Rational, i64)>,
+    rates: Vec<u32>,
+    first_stream: usize,
+    pkt: ff::Packet,
+    out: ff::frame::Audio,
+}
+
+impl AudioEncoders {
+    /// Opens every track's encoder and tells the muxer its stream.
+    fn open(a: &AudioOut, first_stream: usize, mux: &Sender<MuxMsg>) -> Result<Self, StageError> {
+        let mut encs = Vec::new();
+        for (i, t) in a.tracks.iter().enumerate() {
+            let e = open_audio_encoder(t)?;
+            let tb = ff::Rational::new(1, t.sample_rate as i32);
+            mux.send(MuxMsg::Ready {
+                stream: first_stream + i,
+                params: ff::codec::Parameters::from(&*e),
+                time_base: tb,
+                frame_rate: None,
+            })
+            .map_err(muxer_stopped)?;
+            encs.push((e, tb, 0i64));
+        }
+        Ok(AudioEncoders {
+            encs,
+            rates: a.tracks.iter().map(|t| t.sample_rate).collect(),
+            first_stream,
+            pkt: ff::Packet::empty(),
+            out: ff::frame::Audio::empty(),
+        })
+    }
+
+    /// The samples per frame each encoder takes, which the graph's sinks cut to (a 25th of a
+    /// second for encoders that take any).
+    fn frame_sizes(&self) -> Vec<u32> {
+        self.encs
+            .iter()
+            .zip(&self.rates)
+            .map(|((e, _, _), &rate)| match e.frame_size() {
+                0 => rate / 25,
+                fs => fs,
+            })
+            .collect()
+    }
+
+    /// Encodes what the graph gives, up to `until_s` seconds per track.
+    fn pull_until(
+        &mut self,
+        g: &mut AudioGraph,
+        until_s: f64,
+        mux: &Sender<MuxMsg>,
+        cancel: &AtomicBool,
+    ) -> Result<(), StageError> {
+        for (i, (e, tb, written)) in self.encs.iter_mut().enumerate() {
+            let mut sink = g.output(i).ok_or(StageError::Missing("audio sink"))?;
+            let limit = (until_s * f64::from(self.rates[i])) as i64;
+            while *written < limit && sink.sink().frame(&mut self.out).is_ok() {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(StageError::Cancelled);
+                }
+                self.out.set_pts(Some(*written));
+                *written += self.out.samples() as i64;
+                e.send_frame(&self.out)
+                    .map_err(encoder_err("audio encoder", Backend::Software))?;
+                drain_encoder(e, &mut self.pkt, self.first_stream + i, *tb, mux)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes every encoder and ends its stream.
+    fn finish(mut self, mux: &Sender<MuxMsg>) -> Result<(), StageError> {
+        for (i, (e, tb, _)) in self.encs.iter_mut().enumerate() {
+            e.send_eof()
+                .map_err(encoder_err("audio encoder flush", Backend::Software))?;
+            drain_encoder(e, &mut self.pkt, self.first_stream + i, *tb, mux)?;
+            mux.send(MuxMsg::Done {
+                stream: self.first_stream + i,
+            })
+            .map_err(muxer_stopped)?;
+        }
+        Ok(())
+    }
+}
+
+fn audio_graph_err(source: graph::GraphError) -> StageError {
+    StageError::Filter {
+        what: "audio filter".into(),
+        backend: Backend::Software,
+        source,
+    }
+}
+
+/// Encodes one output's audio: the `k` source streams through its graph into its tracks (with
+/// no source audio, `k` is 0 and the graph makes silence as long as the source).
 fn audio_thread(
     a: &AudioOut,
     first_stream: usize,
@@ -1258,31 +1354,8 @@ fn audio_thread(
     cancel: &AtomicBool,
 ) -> Result<(), StageError> {
     // Encoders open first: their frame size decides how the sinks cut the samples.
-    let mut encs = Vec::new();
-    for (i, t) in a.tracks.iter().enumerate() {
-        let e = open_audio_encoder(t)?;
-        let tb = ff::Rational::new(1, t.sample_rate as i32);
-        mux.send(MuxMsg::Ready {
-            stream: first_stream + i,
-            params: ff::codec::Parameters::from(&*e),
-            time_base: tb,
-            frame_rate: None,
-        })
-        .map_err(muxer_stopped)?;
-        encs.push((e, tb, 0i64));
-    }
-    let sinks: Vec<Sink> = (0..a.tracks.len())
-        .map(|i| Sink {
-            name: format!("out{i}"),
-            audio: true,
-        })
-        .collect();
-    let mut g: Option<ff::filter::Graph> = None;
-    let mut pending: Vec<Vec<ff::frame::Audio>> = (0..k).map(|_| Vec::new()).collect();
-    let mut out = ff::frame::Audio::empty();
-    let mut pkt = ff::Packet::empty();
+    let mut encs = AudioEncoders::open(a, first_stream, &mux)?;
     let filter = if k == 0 {
-        // No source audio: silence for the source's duration.
         a.filter.replace(
             "{duration}",
             &format!("{:.6}", duration_s.unwrap_or(0.0).max(0.04)),
@@ -1290,70 +1363,9 @@ fn audio_thread(
     } else {
         a.filter.clone()
     };
-
-    let frame_sizes: Vec<u32> = encs
-        .iter()
-        .enumerate()
-        .map(|(i, (e, _, _))| {
-            let fs = e.frame_size();
-            if fs > 0 {
-                fs
-            } else {
-                a.tracks[i].sample_rate / 25
-            }
-        })
-        .collect();
-    let build = |pending: &[Vec<ff::frame::Audio>]| -> Result<ff::filter::Graph, StageError> {
-        let sources: Vec<Source> = (0..k)
-            .map(|i| {
-                Source::new(
-                    format!("in{i}"),
-                    graph::audio_source_args(&pending[i][0]),
-                    true,
-                )
-            })
-            .collect();
-        let mut built =
-            graph::build(&sources, &sinks, &filter).map_err(|source| StageError::Filter {
-                what: "audio filter".into(),
-                backend: Backend::Software,
-                source,
-            })?;
-        for (i, &fs) in frame_sizes.iter().enumerate() {
-            built
-                .get(&format!("out{i}"))
-                .ok_or(StageError::Missing("audio sink"))?
-                .sink()
-                .set_frame_size(fs);
-        }
-        Ok(built)
-    };
-
-    let mut pull_until = |g: &mut ff::filter::Graph,
-                          encs: &mut Vec<(ff::encoder::Audio, ff::Rational, i64)>,
-                          until_s: f64|
-     -> Result<(), StageError> {
-        for (i, (e, tb, written)) in encs.iter_mut().enumerate() {
-            let mut sink = g
-                .get(&format!("out{i}"))
-                .ok_or(StageError::Missing("audio sink"))?;
-            let limit = (until_s * f64::from(a.tracks[i].sample_rate)) as i64;
-            while *written < limit && sink.sink().frame(&mut out).is_ok() {
-                if cancel.load(Ordering::Relaxed) {
-                    return Err(StageError::Cancelled);
-                }
-                out.set_pts(Some(*written));
-                *written += out.samples() as i64;
-                e.send_frame(&out)
-                    .map_err(encoder_err("audio encoder", Backend::Software))?;
-                drain_encoder(e, &mut pkt, first_stream + i, *tb, &mux)?;
-            }
-        }
-        Ok(())
-    };
-
+    let mut g = AudioGraph::new(k, &encs.frame_sizes(), move |_| filter.clone());
     if k == 0 {
-        g = Some(build(&pending)?);
+        g.start().map_err(audio_graph_err)?;
     }
     for msg in rx.iter() {
         match msg {
@@ -1361,78 +1373,34 @@ fn audio_thread(
                 if cancel.load(Ordering::Relaxed) {
                     return Err(StageError::Cancelled);
                 }
-                if let Some(gg) = g.as_mut() {
-                    gg.get(&format!("in{idx}"))
-                        .ok_or(StageError::Missing("audio source"))?
-                        .source()
-                        .add(&f)
-                        .map_err(libav_err("audio filter input"))?;
-                    pull_until(gg, &mut encs, f64::INFINITY)?;
-                } else {
-                    pending[idx].push(f);
-                    // A declared stream that carries nothing (a dead PID): give up after about a
-                    // minute of the others rather than hold their samples without end.
-                    if pending[idx].len() > 3000 {
-                        if let Some(dead) = pending.iter().position(|p| p.is_empty()) {
-                            return Err(StageError::Media(format!(
-                                "audio stream {} of the source (counting from 1) carries no samples",
-                                dead + 1
-                            )));
-                        }
-                    }
-                    if pending.iter().all(|p| !p.is_empty()) {
-                        let mut built = build(&pending)?;
-                        for (i, frames) in pending.iter_mut().enumerate() {
-                            for f in frames.drain(..) {
-                                built
-                                    .get(&format!("in{i}"))
-                                    .ok_or(StageError::Missing("audio source"))?
-                                    .source()
-                                    .add(&f)
-                                    .map_err(libav_err("audio filter input"))?;
-                            }
-                        }
-                        pull_until(&mut built, &mut encs, f64::INFINITY)?;
-                        g = Some(built);
-                    }
+                if g.push(idx, f).map_err(audio_graph_err)? {
+                    encs.pull_until(&mut g, f64::INFINITY, &mux, cancel)?;
+                } else if let Some(dead) = g.starved(3000) {
+                    // A declared stream that carries nothing (a dead PID): give up after about
+                    // a minute of the others rather than hold their samples without end.
+                    return Err(StageError::Media(format!(
+                        "audio stream {} of the source (counting from 1) carries no samples",
+                        dead + 1
+                    )));
                 }
             }
             AMsg::Tick(t) => {
-                if let (0, Some(gg)) = (k, g.as_mut()) {
-                    pull_until(gg, &mut encs, t)?;
+                if k == 0 && g.is_built() {
+                    encs.pull_until(&mut g, t, &mux, cancel)?;
                 }
             }
             AMsg::Eof => break,
         }
     }
-    match g.as_mut() {
-        Some(gg) => {
-            for i in 0..k {
-                let _ = gg
-                    .get(&format!("in{i}"))
-                    .ok_or(StageError::Missing("audio source"))?
-                    .source()
-                    .flush();
-            }
-            pull_until(gg, &mut encs, f64::INFINITY)?;
-        }
-        None if k > 0 => {
-            return Err(StageError::Media(
-                "a source audio stream produced no samples".into(),
-            ))
-        }
-        None => {}
+    if g.is_built() {
+        g.flush();
+        encs.pull_until(&mut g, f64::INFINITY, &mux, cancel)?;
+    } else if k > 0 {
+        return Err(StageError::Media(
+            "a source audio stream produced no samples".into(),
+        ));
     }
-    for (i, (e, tb, _)) in encs.iter_mut().enumerate() {
-        e.send_eof()
-            .map_err(encoder_err("audio encoder flush", Backend::Software))?;
-        drain_encoder(e, &mut pkt, first_stream + i, *tb, &mux)?;
-        mux.send(MuxMsg::Done {
-            stream: first_stream + i,
-        })
-        .map_err(muxer_stopped)?;
-    }
-    Ok(())
+    encs.finish(&mux)
 }
 
 pub(crate) fn open_audio_encoder(t: &AudioTrack) -> Result<ff::encoder::Audio, StageError> {

@@ -225,3 +225,135 @@ pub fn layout_of(frame: &ff::frame::Audio) -> String {
     let l = unsafe { &(*frame.as_ptr()).ch_layout };
     super::probe::layout_name(l).unwrap_or_else(|| format!("{}c", channels(frame)))
 }
+
+/// The one audio graph set-up, for the engine's encodes and for measurements alike: `k`
+/// decoded streams in (`[in0]`…), sinks out (`[out0]`…). It is built once every stream has
+/// given its first frame, since each buffer source takes its format from that frame; frames
+/// that come before wait, in order, and go in first.
+pub struct AudioGraph {
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+    frame_sizes: Vec<u32>,
+    spec: Box<dyn Fn(&[&ff::frame::Audio]) -> String>,
+    pending: Vec<Vec<ff::frame::Audio>>,
+    g: Option<ff::filter::Graph>,
+}
+
+impl AudioGraph {
+    /// `frame_sizes[i]`: the samples per frame sink `out{i}` cuts (0: as they come); `spec`
+    /// writes the chain, given each stream's first frame.
+    pub fn new(
+        k: usize,
+        frame_sizes: &[u32],
+        spec: impl Fn(&[&ff::frame::Audio]) -> String + 'static,
+    ) -> AudioGraph {
+        AudioGraph {
+            inputs: (0..k).map(|i| format!("in{i}")).collect(),
+            outputs: (0..frame_sizes.len()).map(|i| format!("out{i}")).collect(),
+            frame_sizes: frame_sizes.to_vec(),
+            spec: Box::new(spec),
+            pending: (0..k).map(|_| Vec::new()).collect(),
+            g: None,
+        }
+    }
+
+    pub fn is_built(&self) -> bool {
+        self.g.is_some()
+    }
+
+    /// Builds the graph when every stream has a frame (at once for a graph without inputs);
+    /// whether it is built.
+    pub fn start(&mut self) -> Result<bool, GraphError> {
+        if self.g.is_some() {
+            return Ok(true);
+        }
+        if self.pending.iter().any(Vec::is_empty) {
+            return Ok(false);
+        }
+        let first: Vec<&ff::frame::Audio> = self.pending.iter().map(|p| &p[0]).collect();
+        let spec = (self.spec)(&first);
+        let sources: Vec<Source> = self
+            .inputs
+            .iter()
+            .zip(&first)
+            .map(|(name, f)| Source::new(name.clone(), audio_source_args(f), true))
+            .collect();
+        let sinks: Vec<Sink> = self
+            .outputs
+            .iter()
+            .map(|name| Sink {
+                name: name.clone(),
+                audio: true,
+            })
+            .collect();
+        let mut g = build(&sources, &sinks, &spec)?;
+        for (name, &fs) in self.outputs.iter().zip(&self.frame_sizes) {
+            let mut sink = g.get(name).ok_or(GraphError::MissingFilter("audio sink"))?;
+            if fs > 0 {
+                sink.sink().set_frame_size(fs);
+            }
+        }
+        // Every waiting frame goes in, even past one refused; the first refusal is the error.
+        let mut refused = Ok(());
+        for (name, frames) in self.inputs.iter().zip(&mut self.pending) {
+            let mut src = g
+                .get(name)
+                .ok_or(GraphError::MissingFilter("audio source"))?;
+            for f in frames.drain(..) {
+                if let (Err(e), Ok(())) = (src.source().add(&f), &refused) {
+                    refused = Err(GraphError::Libav {
+                        what: format!("audio graph input {name}"),
+                        source: e,
+                    });
+                }
+            }
+        }
+        self.g = Some(g);
+        refused.map(|()| true)
+    }
+
+    /// A frame of stream `idx`: into the graph, or kept until every stream has started; whether
+    /// the graph is built (samples may be pulled).
+    pub fn push(&mut self, idx: usize, f: ff::frame::Audio) -> Result<bool, GraphError> {
+        let name = self
+            .inputs
+            .get(idx)
+            .ok_or(GraphError::MissingFilter("audio source"))?;
+        let Some(g) = self.g.as_mut() else {
+            self.pending[idx].push(f);
+            return self.start();
+        };
+        g.get(name)
+            .ok_or(GraphError::MissingFilter("audio source"))?
+            .source()
+            .add(&f)
+            .map_err(refused(format!("audio graph input {name}")))?;
+        Ok(true)
+    }
+
+    /// Before the graph is built: the first stream without a frame while another already holds
+    /// more than `limit` (a declared stream that carries nothing).
+    pub fn starved(&self, limit: usize) -> Option<usize> {
+        if self.g.is_some() || !self.pending.iter().any(|p| p.len() > limit) {
+            return None;
+        }
+        self.pending.iter().position(Vec::is_empty)
+    }
+
+    /// Sink `out{i}` of the built graph.
+    pub fn output(&mut self, i: usize) -> Option<ff::filter::Context> {
+        let name = self.outputs.get(i)?;
+        self.g.as_mut()?.get(name)
+    }
+
+    /// End of every input stream: what the graph holds can be pulled.
+    pub fn flush(&mut self) {
+        if let Some(g) = self.g.as_mut() {
+            for name in &self.inputs {
+                if let Some(mut src) = g.get(name) {
+                    let _ = src.source().flush();
+                }
+            }
+        }
+    }
+}

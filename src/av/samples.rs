@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::graph::{self, Sink, Source};
+use super::graph::{self, AudioGraph};
 use super::{ff, input, AvError};
 
 /// Planar f32 samples of every requested stream's channels, in stream order.
@@ -85,15 +85,38 @@ fn deliver(out: &ff::frame::Audio, each: &mut impl FnMut(&Block<'_>)) {
 }
 
 /// Merges the decoded frames of several audio streams, sample-accurately, into planar f32
-/// blocks (through an optional filter chain and an optional lossy codec round trip): the one
-/// place that builds the measurement graph, for a file read here or a scan fed elsewhere.
+/// blocks (through an optional filter chain and an optional lossy codec round trip): the
+/// measurement side of [`AudioGraph`], for a file read here or a scan fed elsewhere.
 pub struct Merger {
     k: usize,
-    chain: String,
-    pending: Vec<Vec<ff::frame::Audio>>,
-    g: Option<ff::filter::Graph>,
+    graph: AudioGraph,
     out: ff::frame::Audio,
     trip: Option<CodecTrip>,
+}
+
+/// The measurement chain over `first` (each stream's first frame): one stream as it is,
+/// several resampled to the first one's rate and merged, then `chain`, as planar float.
+fn merge_spec(first: &[&ff::frame::Audio], chain: &str) -> String {
+    let k = first.len();
+    if k == 1 {
+        return format!("[in0]{chain}aformat=sample_fmts=fltp[out0]");
+    }
+    let rate = first[0].rate();
+    let mut s = String::new();
+    for (i, f) in first.iter().enumerate() {
+        // amerge needs every input to declare a layout.
+        s.push_str(&format!(
+            "[in{i}]aresample={rate},aformat=channel_layouts={}[r{i}];",
+            graph::layout_of(f)
+        ));
+    }
+    for i in 0..k {
+        s.push_str(&format!("[r{i}]"));
+    }
+    s.push_str(&format!(
+        "amerge=inputs={k},{chain}aformat=sample_fmts=fltp[out0]"
+    ));
+    s
 }
 
 impl Merger {
@@ -107,11 +130,11 @@ impl Merger {
             Some(t) => Some(CodecTrip::new(t).map_err(|e| format!("audio codec round trip: {e}"))?),
             None => None,
         };
+        let chain = chain.map(|c| format!("{c},")).unwrap_or_default();
+        let frame_size = trip.as_ref().map_or(0, |t| t.enc.frame_size());
         Ok(Merger {
             k,
-            chain: chain.map(|c| format!("{c},")).unwrap_or_default(),
-            pending: (0..k).map(|_| Vec::new()).collect(),
-            g: None,
+            graph: AudioGraph::new(k, &[frame_size], move |first| merge_spec(first, &chain)),
             out: ff::frame::Audio::empty(),
             trip,
         })
@@ -119,22 +142,16 @@ impl Merger {
 
     /// Whether any samples went through (the graph is built once every stream has a frame).
     pub fn started(&self) -> bool {
-        self.g.is_some()
+        self.graph.is_built()
     }
 
     fn drain(&mut self, last: bool, each: &mut impl FnMut(&Block<'_>)) {
-        let Some(g) = self.g.as_mut() else { return };
-        let frame_size = self.trip.as_ref().map_or(0, |t| t.enc.frame_size());
-        let Some(mut sink) = g.get("out0") else {
-            return;
-        };
-        if frame_size > 0 {
-            sink.sink().set_frame_size(frame_size);
-        }
-        while sink.sink().frame(&mut self.out).is_ok() {
-            match self.trip.as_mut() {
-                Some(t) => t.pass(Some(&mut self.out), each),
-                None => deliver(&self.out, each),
+        if let Some(mut sink) = self.graph.output(0) {
+            while sink.sink().frame(&mut self.out).is_ok() {
+                match self.trip.as_mut() {
+                    Some(t) => t.pass(Some(&mut self.out), each),
+                    None => deliver(&self.out, each),
+                }
             }
         }
         if let (true, Some(t)) = (last, self.trip.as_mut()) {
@@ -153,78 +170,20 @@ impl Merger {
         if idx >= self.k {
             return Ok(());
         }
-        if let Some(g) = self.g.as_mut() {
-            if let Some(mut src) = g.get(&format!("in{idx}")) {
-                let _ = src.source().add(&f);
-            }
-            self.drain(false, each);
-            return Ok(());
+        match self.graph.push(idx, f) {
+            Ok(false) => return Ok(()),
+            Ok(true) => {}
+            // A frame the built graph refuses (a format change mid-stream) is left out.
+            Err(_) if self.graph.is_built() => {}
+            Err(e) => return Err(format!("audio measurement graph: {e}")),
         }
-        self.pending[idx].push(f);
-        if !self.pending.iter().all(|p| !p.is_empty()) {
-            return Ok(());
-        }
-        let k = self.k;
-        let chain = &self.chain;
-        let rate = self.pending[0][0].rate();
-        let sources: Vec<Source> = (0..k)
-            .map(|i| {
-                Source::new(
-                    format!("in{i}"),
-                    graph::audio_source_args(&self.pending[i][0]),
-                    true,
-                )
-            })
-            .collect();
-        let spec = if k == 1 {
-            format!("[in0]{chain}aformat=sample_fmts=fltp[out0]")
-        } else {
-            let mut s = String::new();
-            for (i, p) in self.pending.iter().enumerate() {
-                // amerge needs every input to declare a layout.
-                s.push_str(&format!(
-                    "[in{i}]aresample={rate},aformat=channel_layouts={}[r{i}];",
-                    graph::layout_of(&p[0])
-                ));
-            }
-            for i in 0..k {
-                s.push_str(&format!("[r{i}]"));
-            }
-            s.push_str(&format!(
-                "amerge=inputs={k},{chain}aformat=sample_fmts=fltp[out0]"
-            ));
-            s
-        };
-        let mut built = graph::build(
-            &sources,
-            &[Sink {
-                name: "out0".into(),
-                audio: true,
-            }],
-            &spec,
-        )
-        .map_err(|e| format!("audio measurement graph: {e}"))?;
-        for (i, frames) in self.pending.iter_mut().enumerate() {
-            if let Some(mut src) = built.get(&format!("in{i}")) {
-                for f in frames.drain(..) {
-                    let _ = src.source().add(&f);
-                }
-            }
-        }
-        self.g = Some(built);
         self.drain(false, each);
         Ok(())
     }
 
     /// End of every stream: what the graph and the codec still hold.
     pub fn finish(&mut self, each: &mut impl FnMut(&Block<'_>)) {
-        if let Some(g) = self.g.as_mut() {
-            for i in 0..self.k {
-                if let Some(mut src) = g.get(&format!("in{i}")) {
-                    let _ = src.source().flush();
-                }
-            }
-        }
+        self.graph.flush();
         self.drain(true, each);
     }
 }
