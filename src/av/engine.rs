@@ -422,7 +422,8 @@ fn open_input(
     }
 }
 
-/// [`run`] on an input the caller already opened (see `probe::probe_open`).
+/// [`run`] on an input the caller already opened (see `probe::probe_open`): open, spawn the
+/// output stages, decode once into them, join them, and publish or clean up.
 pub fn run_with(
     spec: &PipelineSpec,
     opened: Option<ff::format::context::Input>,
@@ -430,31 +431,94 @@ pub fn run_with(
     cancel: Arc<AtomicBool>,
 ) -> Result<RunReport, AvError> {
     super::init();
-    let path = spec.input.label();
     let mut ictx = open_input(&spec.input, opened, &cancel)?;
-    let inv = |what: String| AvError::Invalid {
-        path: path.clone(),
-        what,
-    };
+    let mut decoders = Decoders::open(&ictx, spec)?;
+    let devices = open_devices(spec)?;
+    check_output_dirs(spec)?;
+    let stages = Stages::spawn(spec, &decoders, &devices, &cancel)?;
+    let decoded = decode_loop(&mut ictx, spec, &mut decoders, &stages, &progress, &cancel);
+    let parts = stages.parts.clone();
+    let outcome = stages.join(decoded, &cancel);
+    settle(spec, &parts, outcome)?;
+    Ok(RunReport {
+        frames_decoded: progress.frames_decoded.load(Ordering::Relaxed),
+        decode_errors: progress.decode_errors.load(Ordering::Relaxed),
+        outputs: spec
+            .outputs
+            .iter()
+            .filter_map(|o| o.sink.path().map(Path::to_owned))
+            .collect(),
+    })
+}
 
-    // Decoders.
-    let start_us = {
-        // SAFETY: reading a plain field of the live input context.
-        let s = unsafe { (*ictx.as_ptr()).start_time };
-        if s == ffi::AV_NOPTS_VALUE {
-            0
-        } else {
-            s
+/// The source's decoders, and the timing the stages are made from.
+struct Decoders {
+    video: Option<ff::decoder::Video>,
+    vtb: ff::Rational,
+    vrate: (i32, i32),
+    audio: Vec<ff::decoder::Audio>,
+    atbs: Vec<ff::Rational>,
+    start_us: i64,
+}
+
+impl Decoders {
+    fn open(ictx: &ff::format::context::Input, spec: &PipelineSpec) -> Result<Self, AvError> {
+        let path = spec.input.label();
+        let start_us = {
+            // SAFETY: reading a plain field of the live input context.
+            let s = unsafe { (*ictx.as_ptr()).start_time };
+            if s == ffi::AV_NOPTS_VALUE {
+                0
+            } else {
+                s
+            }
+        };
+        let mut d = Decoders {
+            video: None,
+            vtb: ff::Rational::new(1, 25),
+            vrate: (25, 1),
+            audio: Vec::new(),
+            atbs: Vec::new(),
+            start_us,
+        };
+        if let Some(vi) = spec.video_stream {
+            d.open_video(ictx, spec, vi)?;
         }
-    };
-    let mut vdec = None;
-    let mut vtb = ff::Rational::new(1, 25);
-    let mut vrate = (25, 1);
-    if let Some(vi) = spec.video_stream {
-        let st = ictx
-            .stream(vi)
-            .ok_or_else(|| inv(format!("has no stream {vi}")))?;
-        vtb = st.time_base();
+        for &ai in &spec.audio_streams {
+            let st = ictx.stream(ai).ok_or_else(|| AvError::Invalid {
+                path: path.clone(),
+                what: format!("has no stream {ai}"),
+            })?;
+            d.atbs.push(st.time_base());
+            let ctx = ff::codec::Context::from_parameters(st.parameters()).map_err(|e| {
+                AvError::Libav {
+                    path: path.clone(),
+                    what: format!("audio stream {ai}"),
+                    source: e,
+                }
+            })?;
+            d.audio
+                .push(ctx.decoder().audio().map_err(|e| AvError::Libav {
+                    path: path.clone(),
+                    what: format!("no decoder for audio stream {ai}"),
+                    source: e,
+                })?);
+        }
+        Ok(d)
+    }
+
+    fn open_video(
+        &mut self,
+        ictx: &ff::format::context::Input,
+        spec: &PipelineSpec,
+        vi: usize,
+    ) -> Result<(), AvError> {
+        let path = spec.input.label();
+        let st = ictx.stream(vi).ok_or_else(|| AvError::Invalid {
+            path: path.clone(),
+            what: format!("has no stream {vi}"),
+        })?;
+        self.vtb = st.time_base();
         let r = st.avg_frame_rate();
         let r = if r.numerator() > 0 && r.denominator() > 0 {
             r
@@ -462,7 +526,7 @@ pub fn run_with(
             st.rate()
         };
         if r.numerator() > 0 && r.denominator() > 0 {
-            vrate = (r.numerator(), r.denominator());
+            self.vrate = (r.numerator(), r.denominator());
         }
         let mut ctx =
             ff::codec::Context::from_parameters(st.parameters()).map_err(|e| AvError::Libav {
@@ -487,33 +551,17 @@ pub fn run_with(
                 Err(e) => tracing::warn!(error = %e, "GPU decode unavailable, decoding on the CPU"),
             }
         }
-        vdec = Some(ctx.decoder().video().map_err(|e| AvError::Libav {
+        self.video = Some(ctx.decoder().video().map_err(|e| AvError::Libav {
             path: path.clone(),
             what: format!("no decoder for video stream {vi}"),
             source: e,
         })?);
+        Ok(())
     }
-    let mut adecs = Vec::new();
-    let mut atbs = Vec::new();
-    for &ai in &spec.audio_streams {
-        let st = ictx
-            .stream(ai)
-            .ok_or_else(|| inv(format!("has no stream {ai}")))?;
-        atbs.push(st.time_base());
-        let ctx =
-            ff::codec::Context::from_parameters(st.parameters()).map_err(|e| AvError::Libav {
-                path: path.clone(),
-                what: format!("audio stream {ai}"),
-                source: e,
-            })?;
-        adecs.push(ctx.decoder().audio().map_err(|e| AvError::Libav {
-            path: path.clone(),
-            what: format!("no decoder for audio stream {ai}"),
-            source: e,
-        })?);
-    }
+}
 
-    // Hardware devices for outputs that encode on a GPU.
+/// Hardware devices for outputs that encode on a GPU, one per backend.
+fn open_devices(spec: &PipelineSpec) -> Result<Vec<(Backend, Arc<HwDevice>)>, AvError> {
     let mut devices: Vec<(Backend, Arc<HwDevice>)> = Vec::new();
     for o in &spec.outputs {
         if let Some(v) = &o.video {
@@ -523,14 +571,11 @@ pub fn run_with(
             }
         }
     }
+    Ok(devices)
+}
 
-    // Output threads.
-    let failed = Arc::new(AtomicBool::new(false));
-    let mut vtx: Vec<Sender<VMsg>> = Vec::new();
-    let mut atx: Vec<Sender<AMsg>> = Vec::new();
-    let mut handles: Vec<(String, thread::JoinHandle<Result<(), StageError>>)> = Vec::new();
-    let mut parts = Vec::new();
-    // Checked for every output before any thread starts, so that an error leaves nothing running.
+/// Checked for every output before any thread starts, so that an error leaves nothing running.
+fn check_output_dirs(spec: &PipelineSpec) -> Result<(), AvError> {
     for o in &spec.outputs {
         if let Some(parent) = o.sink.path().and_then(Path::parent) {
             if !parent.as_os_str().is_empty() && !parent.is_dir() {
@@ -541,122 +586,163 @@ pub fn run_with(
             }
         }
     }
-    for o in &spec.outputs {
+    Ok(())
+}
+
+type StageHandle = (String, thread::JoinHandle<Result<(), StageError>>);
+
+/// The running output stages: the channels the decode feeds, and their threads.
+struct Stages {
+    vtx: Vec<Sender<VMsg>>,
+    atx: Vec<Sender<AMsg>>,
+    handles: Vec<StageHandle>,
+    /// Where each output is being written (its temporary name when published by rename).
+    parts: Vec<Option<PathBuf>>,
+    /// Set by the first stage that fails.
+    failed: Arc<AtomicBool>,
+}
+
+fn spawn_stage(
+    name: String,
+    failed: &Arc<AtomicBool>,
+    work: impl FnOnce() -> Result<(), StageError> + Send + 'static,
+) -> Result<thread::JoinHandle<Result<(), StageError>>, AvError> {
+    let fl = failed.clone();
+    thread::Builder::new()
+        .name(name)
+        .spawn(move || guard(&fl, work()))
+        .map_err(AvError::Thread)
+}
+
+impl Stages {
+    /// A muxer for every output, and its video and audio encoders.
+    fn spawn(
+        spec: &PipelineSpec,
+        dec: &Decoders,
+        devices: &[(Backend, Arc<HwDevice>)],
+        cancel: &Arc<AtomicBool>,
+    ) -> Result<Stages, AvError> {
+        let mut st = Stages {
+            vtx: Vec::new(),
+            atx: Vec::new(),
+            handles: Vec::new(),
+            parts: Vec::new(),
+            failed: Arc::new(AtomicBool::new(false)),
+        };
+        for o in &spec.outputs {
+            st.spawn_output(o, spec, dec, devices, cancel)?;
+        }
+        Ok(st)
+    }
+
+    fn spawn_output(
+        &mut self,
+        o: &OutputSpec,
+        spec: &PipelineSpec,
+        dec: &Decoders,
+        devices: &[(Backend, Arc<HwDevice>)],
+        cancel: &Arc<AtomicBool>,
+    ) -> Result<(), AvError> {
         let part = match &o.sink {
             OutputSink::File { path, atomic: true } => Some(part_path(path)),
             OutputSink::File { path, .. } => Some(path.clone()),
             OutputSink::Stream(_) => None,
         };
-        parts.push(part.clone());
+        self.parts.push(part.clone());
         let n_streams = o.video.is_some() as usize + o.audio.as_ref().map_or(0, |a| a.tracks.len());
         let (mtx, mrx) = bounded::<MuxMsg>(256);
-        let out = o.clone();
-        let c = cancel.clone();
-        let fl = failed.clone();
-        let part2 = part.clone();
-        handles.push((
-            o.name.clone(),
-            thread::Builder::new()
-                .name(format!("mux-{}", o.name))
-                .spawn(move || guard(&fl, mux_thread(&out, part2.as_deref(), n_streams, mrx, &c)))
-                .map_err(AvError::Thread)?,
-        ));
+        let (out, c) = (o.clone(), cancel.clone());
+        let h = spawn_stage(format!("mux-{}", o.name), &self.failed, move || {
+            mux_thread(&out, part.as_deref(), n_streams, mrx, &c)
+        })?;
+        self.handles.push((o.name.clone(), h));
         let mut next_stream = 0;
         if let Some(v) = &o.video {
             let (tx, rx) = bounded::<VMsg>(8);
-            vtx.push(tx);
-            let v = v.clone();
-            let m = mtx.clone();
+            self.vtx.push(tx);
+            let (v, m, c) = (v.clone(), mtx.clone(), cancel.clone());
             let dev = devices
                 .iter()
                 .find(|(b, _)| *b == v.backend)
                 .map(|(_, d)| d.clone());
-            let fl = failed.clone();
-            let c = cancel.clone();
-            handles.push((
-                o.name.clone(),
-                thread::Builder::new()
-                    .name(format!("video-{}", o.name))
-                    .spawn(move || guard(&fl, video_thread(&v, vtb, vrate, rx, m, dev, &c)))
-                    .map_err(AvError::Thread)?,
-            ));
+            let (vtb, vrate) = (dec.vtb, dec.vrate);
+            let h = spawn_stage(format!("video-{}", o.name), &self.failed, move || {
+                video_thread(&v, vtb, vrate, rx, m, dev, &c)
+            })?;
+            self.handles.push((o.name.clone(), h));
             next_stream = 1;
         }
         if let Some(a) = &o.audio {
             let (tx, rx) = bounded::<AMsg>(64);
-            atx.push(tx);
-            let a = a.clone();
-            let m = mtx.clone();
-            let fl = failed.clone();
-            let c = cancel.clone();
-            let first = next_stream;
-            let k = spec.audio_streams.len();
+            self.atx.push(tx);
+            let (a, m, c) = (a.clone(), mtx.clone(), cancel.clone());
+            let (first, k) = (next_stream, spec.audio_streams.len());
             let dur = spec.declared_duration_s;
-            handles.push((
-                o.name.clone(),
-                thread::Builder::new()
-                    .name(format!("audio-{}", o.name))
-                    .spawn(move || guard(&fl, audio_thread(&a, first, k, dur, rx, m, &c)))
-                    .map_err(AvError::Thread)?,
-            ));
+            let h = spawn_stage(format!("audio-{}", o.name), &self.failed, move || {
+                audio_thread(&a, first, k, dur, rx, m, &c)
+            })?;
+            self.handles.push((o.name.clone(), h));
         }
-        drop(mtx);
+        Ok(())
     }
 
-    // Demux and decode once, fan out to every output.
-    let decode_result = decode_loop(
-        &mut ictx,
-        spec,
-        vdec.as_mut(),
-        &mut adecs,
-        &vtx,
-        &atx,
-        start_us,
-        vtb,
-        vrate,
-        &atbs,
-        &progress,
-        &cancel,
-        &failed,
-    );
-    // A failed decode cancels before the end-of-stream goes out, so that no output is finished
-    // from a partial decode.
-    if decode_result.is_err() {
-        cancel.store(true, Ordering::SeqCst);
-    }
-    for t in &vtx {
-        let _ = t.send(VMsg::Eof);
-    }
-    for t in &atx {
-        let _ = t.send(AMsg::Eof);
-    }
-    drop(vtx);
-    drop(atx);
-    let mut first_err: Option<AvError> = decode_result.err();
-    // A failing worker makes its neighbours fail too ("muxer stopped", "never finished"): report
-    // the cause, not the echo.
-    let mut errors: Vec<(String, StageError)> = Vec::new();
-    for (name, h) in handles {
-        let r = h.join().unwrap_or(Err(StageError::Panicked));
-        if let Err(e) = r {
-            errors.push((name, e));
+    /// Ends every stage's input, waits for them all, and says how the run ended: the decode's
+    /// error, else the cause among the stages' errors, else a cancel.
+    fn join(self, decoded: Result<(), AvError>, cancel: &AtomicBool) -> Result<(), AvError> {
+        // A failed decode cancels before the end-of-stream goes out, so that no output is
+        // finished from a partial decode.
+        if decoded.is_err() {
             cancel.store(true, Ordering::SeqCst);
         }
+        for t in &self.vtx {
+            let _ = t.send(VMsg::Eof);
+        }
+        for t in &self.atx {
+            let _ = t.send(AMsg::Eof);
+        }
+        drop(self.vtx);
+        drop(self.atx);
+        let mut errors: Vec<(String, StageError)> = Vec::new();
+        for (name, h) in self.handles {
+            if let Err(e) = h.join().unwrap_or(Err(StageError::Panicked)) {
+                errors.push((name, e));
+                cancel.store(true, Ordering::SeqCst);
+            }
+        }
+        decoded?;
+        if let Some(e) = classify(errors) {
+            return Err(e);
+        }
+        if cancel.load(Ordering::SeqCst) {
+            return Err(AvError::Cancelled);
+        }
+        Ok(())
     }
-    if first_err.is_none() && !errors.is_empty() {
-        let cause = errors.iter().position(|(_, e)| !e.is_echo()).unwrap_or(0);
-        let (output, e) = errors.swap_remove(cause);
-        first_err = Some(match e {
-            StageError::Cancelled => AvError::Cancelled,
-            source => AvError::Output { output, source },
-        });
+}
+
+/// The error a run reports for its stages' errors. A failing stage makes its neighbours fail
+/// too ("muxer stopped", "never finished"): the cause is reported, not the echo.
+fn classify(mut errors: Vec<(String, StageError)>) -> Option<AvError> {
+    if errors.is_empty() {
+        return None;
     }
-    if first_err.is_none() && cancel.load(Ordering::SeqCst) {
-        first_err = Some(AvError::Cancelled);
-    }
-    if let Some(e) = first_err {
-        // Only this run's partial files go; a file already under a final name (an earlier run's
-        // good output) is left alone.
+    let cause = errors.iter().position(|(_, e)| !e.is_echo()).unwrap_or(0);
+    let (output, e) = errors.swap_remove(cause);
+    Some(match e {
+        StageError::Cancelled => AvError::Cancelled,
+        source => AvError::Output { output, source },
+    })
+}
+
+/// After the stages: on success every output, complete and synced, is published together; on
+/// failure only this run's partial files go (a file already under a final name, an earlier
+/// run's good output, is left alone).
+fn settle(
+    spec: &PipelineSpec,
+    parts: &[Option<PathBuf>],
+    outcome: Result<(), AvError>,
+) -> Result<(), AvError> {
+    if let Err(e) = outcome {
         for (p, o) in parts.iter().zip(&spec.outputs) {
             if let (Some(p), true) = (p, o.sink.atomic()) {
                 let _ = std::fs::remove_file(p);
@@ -664,7 +750,6 @@ pub fn run_with(
         }
         return Err(e);
     }
-    // Every output is complete and synced: publish them together.
     for (p, o) in parts.iter().zip(&spec.outputs) {
         if let (Some(p), OutputSink::File { path, atomic: true }) = (p, &o.sink) {
             publish(p, path).map_err(|source| AvError::Output {
@@ -673,15 +758,7 @@ pub fn run_with(
             })?;
         }
     }
-    Ok(RunReport {
-        frames_decoded: progress.frames_decoded.load(Ordering::Relaxed),
-        decode_errors: progress.decode_errors.load(Ordering::Relaxed),
-        outputs: spec
-            .outputs
-            .iter()
-            .filter_map(|o| o.sink.path().map(Path::to_owned))
-            .collect(),
-    })
+    Ok(())
 }
 
 fn guard(failed: &AtomicBool, r: Result<(), StageError>) -> Result<(), StageError> {
@@ -691,22 +768,18 @@ fn guard(failed: &AtomicBool, r: Result<(), StageError>) -> Result<(), StageErro
     r
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Demuxes and decodes once, fanning every frame out to the stages.
 fn decode_loop(
     ictx: &mut ff::format::context::Input,
     spec: &PipelineSpec,
-    mut vdec: Option<&mut ff::decoder::Video>,
-    adecs: &mut [ff::decoder::Audio],
-    vtx: &[Sender<VMsg>],
-    atx: &[Sender<AMsg>],
-    start_us: i64,
-    vtb: ff::Rational,
-    vrate: (i32, i32),
-    atbs: &[ff::Rational],
+    dec: &mut Decoders,
+    stages: &Stages,
     progress: &Progress,
     cancel: &AtomicBool,
-    failed: &AtomicBool,
 ) -> Result<(), AvError> {
+    let (vtx, atx, failed) = (&stages.vtx, &stages.atx, &*stages.failed);
+    let (start_us, vtb, vrate) = (dec.start_us, dec.vtb, dec.vrate);
+    let (mut vdec, adecs, atbs) = (dec.video.as_mut(), &mut dec.audio, &dec.atbs);
     let path = &spec.input.label();
     let mut vframe = ff::frame::Video::empty();
     let mut aframe = ff::frame::Audio::empty();
