@@ -226,6 +226,9 @@ pub fn layout_of(frame: &ff::frame::Audio) -> String {
     super::probe::layout_name(l).unwrap_or_else(|| format!("{}c", channels(frame)))
 }
 
+/// Writes an audio chain from each input stream's first frame.
+type ChainFn = dyn Fn(&[&ff::frame::Audio]) -> String;
+
 /// The one audio graph set-up, for the engine's encodes and for measurements alike: `k`
 /// decoded streams in (`[in0]`…), sinks out (`[out0]`…). It is built once every stream has
 /// given its first frame, since each buffer source takes its format from that frame; frames
@@ -234,7 +237,7 @@ pub struct AudioGraph {
     inputs: Vec<String>,
     outputs: Vec<String>,
     frame_sizes: Vec<u32>,
-    spec: Box<dyn Fn(&[&ff::frame::Audio]) -> String>,
+    spec: Box<ChainFn>,
     pending: Vec<Vec<ff::frame::Audio>>,
     g: Option<ff::filter::Graph>,
 }

@@ -285,118 +285,155 @@ fn encoder_options(
     rate: Rate,
     interlaced: bool,
 ) -> Vec<(String, String)> {
-    let mut o: Vec<(String, String)> = Vec::new();
-    let mut set = |k: &str, val: String| o.push((k.to_string(), val));
-    let gop = v.gop_frames(rate);
-    match EncoderFamily::of(encoder) {
-        EncoderFamily::X264 | EncoderFamily::X265 => {
-            let x265 = encoder == "libx265";
-            if let Some(p) = &v.preset {
-                set("preset", p.clone());
-            }
-            if let Some(t) = &v.tune {
-                set("tune", t.clone());
-            }
-            // x264 takes these profile names; others ("high 4:2:2 intra" for AVC-Intra,
-            // set by avcintra-class) are only checked on the result.
-            if let Some(p) = v.profile.as_deref().filter(|p| {
-                x265 || ["baseline", "main", "high", "high10", "high422", "high444"].contains(p)
-            }) {
-                set("profile", p.to_string());
-            }
-            if let Some(l) = &v.level {
-                if !x265 {
-                    set("level", l.clone());
-                }
-            }
-            if v.rate_control == RateControl::Crf {
-                set("crf", v.crf.unwrap_or(23).to_string());
-            }
-            if v.rate_control == RateControl::Cbr && !x265 {
-                set("nal-hrd", "cbr".into());
-            }
-            // IDR at every GOP start, so segments and edits can cut anywhere on a GOP.
-            set("forced-idr", "1".into());
-            if x265 {
-                let mut params = vec!["scenecut=0".to_string(), "open-gop=0".to_string()];
-                if let Some(g) = gop {
-                    params.push(format!("keyint={g}"));
-                    params.push(format!("min-keyint={g}"));
-                }
-                if let Some(l) = &v.level {
-                    params.push(format!("level-idc={l}"));
-                }
-                set("x265-params", params.join(":"));
-            } else {
-                set("sc_threshold", "0".into());
-                // A fixed GOP: no short GOPs either (x264 caps this at gop/2 + 1).
-                if let Some(g) = gop {
-                    set("keyint_min", g.to_string());
-                }
-            }
-        }
-        EncoderFamily::Nvenc => {
-            set(
-                "preset",
-                nvenc_preset(v.preset.as_deref().unwrap_or("medium")).into(),
-            );
-            if let Some(p) = &v.profile {
-                set("profile", p.clone());
-            }
-            set(
-                "rc",
-                match v.rate_control {
-                    RateControl::Cbr => "cbr",
-                    RateControl::Vbr | RateControl::Codec => "vbr",
-                    RateControl::Crf => "constqp",
-                }
-                .into(),
-            );
-            // Look-ahead may insert I-frames at scene cuts; keep the GOP, and make each one IDR.
-            set("no-scenecut", "1".into());
-            set("forced-idr", "1".into());
-        }
-        EncoderFamily::Vaapi | EncoderFamily::Qsv => {
-            if let Some(p) = &v.profile {
-                set("profile", p.clone());
-            }
-            if encoder.contains("vaapi") {
-                set(
-                    "rc_mode",
-                    if v.rate_control == RateControl::Cbr {
-                        "CBR"
-                    } else {
-                        "VBR"
-                    }
-                    .into(),
-                );
-                // Every I-frame an IDR: VA-API encoders have no scene-cut detection of their
-                // own, so the GOP is as set.
-                set("idr_interval", "0".into());
-            } else {
-                // QSV: no adaptive I-frames at scene changes, no adaptive GOP length.
-                set("adaptive_i", "0".into());
-                set("adaptive_b", "0".into());
-            }
-        }
-        EncoderFamily::Mpeg2 => {
-            // libavcodec's MPEG encoders turn a P-picture into an I-picture at a scene change
-            // unless the threshold is at its "off" value.
-            set("sc_threshold", "1000000000".into());
-            if v.closed_gop && v.gop_frames(rate).is_some_and(|g| g > 1) {
-                // A closed GOP otherwise ends early where its last B-frames would have
-                // referred to the next I-frame (13 instead of 15); this keeps it whole.
-                set("mpv_flags", "+strict_gop".into());
-            }
-            if interlaced {
-                set("flags", "+ildct+ilme".into());
-                set("alternate_scan", "1".into());
-            }
-        }
-        EncoderFamily::Other => {}
-    }
+    let mut o = match EncoderFamily::of(encoder) {
+        EncoderFamily::X264 => x264_options(v, rate),
+        EncoderFamily::X265 => x265_options(v, rate),
+        EncoderFamily::Nvenc => nvenc_options(v),
+        EncoderFamily::Vaapi => vaapi_options(v),
+        EncoderFamily::Qsv => qsv_options(v),
+        EncoderFamily::Mpeg2 => mpeg2_options(v, rate, interlaced),
+        EncoderFamily::Other => Vec::new(),
+    };
     if interlaced && encoder == "libx264" {
         o.push(("flags".into(), "+ildct+ilme".into()));
+    }
+    o
+}
+
+fn opt(k: &str, v: impl Into<String>) -> (String, String) {
+    (k.to_string(), v.into())
+}
+
+/// What x264 and x265 take first, alike. Both then get `forced-idr`: an IDR at every GOP
+/// start, so that segments and edits can cut anywhere on a GOP.
+fn x26x_common(v: &profile::Video) -> Vec<(String, String)> {
+    let mut o = Vec::new();
+    if let Some(p) = &v.preset {
+        o.push(opt("preset", p.clone()));
+    }
+    if let Some(t) = &v.tune {
+        o.push(opt("tune", t.clone()));
+    }
+    o
+}
+
+fn x264_options(v: &profile::Video, rate: Rate) -> Vec<(String, String)> {
+    let mut o = x26x_common(v);
+    // x264 takes these profile names; others ("high 4:2:2 intra" for AVC-Intra, set by
+    // avcintra-class) are only checked on the result.
+    if let Some(p) = v
+        .profile
+        .as_deref()
+        .filter(|p| ["baseline", "main", "high", "high10", "high422", "high444"].contains(p))
+    {
+        o.push(opt("profile", p));
+    }
+    if let Some(l) = &v.level {
+        o.push(opt("level", l.clone()));
+    }
+    if v.rate_control == RateControl::Crf {
+        o.push(opt("crf", v.crf.unwrap_or(23).to_string()));
+    }
+    if v.rate_control == RateControl::Cbr {
+        o.push(opt("nal-hrd", "cbr"));
+    }
+    o.push(opt("forced-idr", "1"));
+    o.push(opt("sc_threshold", "0"));
+    // A fixed GOP: no short GOPs either (x264 caps this at gop/2 + 1).
+    if let Some(g) = v.gop_frames(rate) {
+        o.push(opt("keyint_min", g.to_string()));
+    }
+    o
+}
+
+fn x265_options(v: &profile::Video, rate: Rate) -> Vec<(String, String)> {
+    let mut o = x26x_common(v);
+    if let Some(p) = &v.profile {
+        o.push(opt("profile", p.clone()));
+    }
+    if v.rate_control == RateControl::Crf {
+        o.push(opt("crf", v.crf.unwrap_or(23).to_string()));
+    }
+    o.push(opt("forced-idr", "1"));
+    let mut params = vec!["scenecut=0".to_string(), "open-gop=0".to_string()];
+    if let Some(g) = v.gop_frames(rate) {
+        params.push(format!("keyint={g}"));
+        params.push(format!("min-keyint={g}"));
+    }
+    if let Some(l) = &v.level {
+        params.push(format!("level-idc={l}"));
+    }
+    o.push(opt("x265-params", params.join(":")));
+    o
+}
+
+fn nvenc_options(v: &profile::Video) -> Vec<(String, String)> {
+    let mut o = vec![opt(
+        "preset",
+        nvenc_preset(v.preset.as_deref().unwrap_or("medium")),
+    )];
+    if let Some(p) = &v.profile {
+        o.push(opt("profile", p.clone()));
+    }
+    o.push(opt(
+        "rc",
+        match v.rate_control {
+            RateControl::Cbr => "cbr",
+            RateControl::Vbr | RateControl::Codec => "vbr",
+            RateControl::Crf => "constqp",
+        },
+    ));
+    // Look-ahead may insert I-frames at scene cuts; keep the GOP, and make each one IDR.
+    o.push(opt("no-scenecut", "1"));
+    o.push(opt("forced-idr", "1"));
+    o
+}
+
+fn vaapi_options(v: &profile::Video) -> Vec<(String, String)> {
+    let mut o: Vec<_> = v
+        .profile
+        .iter()
+        .map(|p| opt("profile", p.clone()))
+        .collect();
+    o.push(opt(
+        "rc_mode",
+        if v.rate_control == RateControl::Cbr {
+            "CBR"
+        } else {
+            "VBR"
+        },
+    ));
+    // Every I-frame an IDR: VA-API encoders have no scene-cut detection of their own, so the
+    // GOP is as set.
+    o.push(opt("idr_interval", "0"));
+    o
+}
+
+fn qsv_options(v: &profile::Video) -> Vec<(String, String)> {
+    let mut o: Vec<_> = v
+        .profile
+        .iter()
+        .map(|p| opt("profile", p.clone()))
+        .collect();
+    // No adaptive I-frames at scene changes, no adaptive GOP length.
+    o.push(opt("adaptive_i", "0"));
+    o.push(opt("adaptive_b", "0"));
+    o
+}
+
+/// libavcodec's own MPEG-1/2 (XDCAM, IMX).
+fn mpeg2_options(v: &profile::Video, rate: Rate, interlaced: bool) -> Vec<(String, String)> {
+    // libavcodec's MPEG encoders turn a P-picture into an I-picture at a scene change unless
+    // the threshold is at its "off" value.
+    let mut o = vec![opt("sc_threshold", "1000000000")];
+    if v.closed_gop && v.gop_frames(rate).is_some_and(|g| g > 1) {
+        // A closed GOP otherwise ends early where its last B-frames would have referred to the
+        // next I-frame (13 instead of 15); this keeps it whole.
+        o.push(opt("mpv_flags", "+strict_gop"));
+    }
+    if interlaced {
+        o.push(opt("flags", "+ildct+ilme"));
+        o.push(opt("alternate_scan", "1"));
     }
     o
 }
@@ -474,46 +511,58 @@ pub fn picture_for(src: &ProbeReport, o: &profile::Output) -> Option<(u32, u32)>
     ((w, h) != (v.width, v.height)).then_some((w, h))
 }
 
-/// Compiles a profile against a probed source.
-pub fn compile(
-    src: &ProbeReport,
-    prof: &Profile,
-    outdir: &Path,
-    choice: BackendChoice,
-) -> Result<Job, TranscodeError> {
-    let input = PathBuf::from(&src.file);
-    let stem = input
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("output")
-        .to_string();
-    let wants_video = prof.outputs.iter().any(|o| o.video.is_some());
-    let sv = src.video.first();
-    if wants_video && sv.is_none() {
-        return Err(source_err(
-            src,
-            format!("has no video stream, but profile {} makes video", prof.name),
-        ));
-    }
-    let src_video = src_video_of(src)?;
-    let src_audio: Vec<SrcAudio> = src
-        .audio
-        .iter()
-        .map(|a| SrcAudio {
-            channels: a.channels.max(1),
-        })
-        .collect();
-    let duration = src.duration_s();
-    let src_tc = src.container.start_timecode.clone();
+/// What a compile reads off the probed source, once for all outputs.
+struct Facts<'a> {
+    src: &'a ProbeReport,
+    input: PathBuf,
+    /// The source's name without extension: what output names start with.
+    stem: String,
+    video: Option<SrcVideo>,
+    audio: Vec<SrcAudio>,
+    duration: Option<f64>,
+    /// The picture's length is what outputs must keep; audio may run a little longer.
+    video_duration: Option<f64>,
+    timecode: Option<String>,
+}
 
-    let mut outputs = Vec::new();
-    let mut planned = Vec::new();
-    let mut measured: Vec<(Vec<plan::ChannelMix>, Loudness)> = Vec::new();
-    let mut facts = Vec::new();
-    // The picture's length is what outputs must keep; audio may run a little longer.
-    let src_video_duration = sv.and_then(|v| v.duration_s).or(duration);
-    let mut expected_frames = None;
-    let package = prof.package.as_ref().map(|_| {
+impl<'a> Facts<'a> {
+    fn of(src: &'a ProbeReport, prof: &Profile) -> Result<Facts<'a>, TranscodeError> {
+        let input = PathBuf::from(&src.file);
+        let stem = input
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("output")
+            .to_string();
+        let sv = src.video.first();
+        if prof.outputs.iter().any(|o| o.video.is_some()) && sv.is_none() {
+            return Err(source_err(
+                src,
+                format!("has no video stream, but profile {} makes video", prof.name),
+            ));
+        }
+        let duration = src.duration_s();
+        Ok(Facts {
+            src,
+            input,
+            stem,
+            video: src_video_of(src)?,
+            audio: src
+                .audio
+                .iter()
+                .map(|a| SrcAudio {
+                    channels: a.channels.max(1),
+                })
+                .collect(),
+            duration,
+            video_duration: sv.and_then(|v| v.duration_s).or(duration),
+            timecode: src.container.start_timecode.clone(),
+        })
+    }
+}
+
+/// Where a package is written and published, when the profile makes one.
+fn package_plan(prof: &Profile, outdir: &Path, stem: &str) -> Option<PackagePlan> {
+    prof.package.as_ref().map(|_| {
         // libav reads `%` in segment and image paths as a pattern: keep it out of the package.
         let dir = outdir.join(format!("{}_{}", stem.replace('%', "_"), prof.name));
         let mut temp = dir.as_os_str().to_owned();
@@ -522,353 +571,454 @@ pub fn compile(
             dir,
             temp_dir: PathBuf::from(temp),
         }
-    });
-    // The smallest rendition is made even from a smaller source; larger ones only up to its size.
+    })
+}
+
+/// A ladder rendition larger than the source, when the package skips upscales: the smallest
+/// rendition is made even from a smaller source; larger ones only up to its size.
+fn skipped(prof: &Profile, o: &profile::Output, src_video: Option<&SrcVideo>) -> bool {
+    let (Some(pk), Some(v), Some(s)) = (&prof.package, &o.video, src_video) else {
+        return false;
+    };
     let smallest = prof
         .outputs
         .iter()
         .filter(|o| o.container == "hls")
         .filter_map(|o| o.video.as_ref().map(|v| v.height))
         .min();
-    for (index, o) in prof.outputs.iter().enumerate() {
-        if let (Some(pk), Some(v), Some(s)) = (&prof.package, &o.video, &src_video) {
-            if pk.skip_upscale
-                && o.container == "hls"
-                && v.height > s.height
-                && Some(v.height) != smallest
-            {
-                continue;
-            }
-        }
-        let mut mux_options = Vec::new();
-        let (final_path, published) = match &package {
-            Some(pk) if o.container == "hls" => {
-                let h = o.hls.clone().unwrap_or_default();
-                let dir = pk.temp_dir.join(&o.name);
-                let ext = if h.segment_type == "fmp4" {
-                    "m4s"
-                } else {
-                    "ts"
-                };
-                mux_options.extend([
-                    ("hls_time".to_string(), format!("{}", h.segment_seconds)),
-                    ("hls_playlist_type".into(), "vod".into()),
-                    ("hls_segment_type".into(), h.segment_type.clone()),
-                    ("hls_fmp4_init_filename".into(), "init.mp4".into()),
-                    (
-                        "hls_segment_filename".into(),
-                        dir.join(format!("seg_%05d.{ext}"))
-                            .to_string_lossy()
-                            .into_owned(),
-                    ),
-                    ("hls_flags".into(), "independent_segments".into()),
-                ]);
+    pk.skip_upscale && o.container == "hls" && v.height > s.height && Some(v.height) != smallest
+}
+
+/// An output's names: where it is written, where it is once published, and the muxer options
+/// that name its other files (segments, stills).
+struct Named {
+    written: PathBuf,
+    published: PathBuf,
+    mux_options: Vec<(String, String)>,
+}
+
+fn name_output(
+    o: &profile::Output,
+    package: Option<&PackagePlan>,
+    outdir: &Path,
+    stem: &str,
+) -> Named {
+    let mut mux_options = Vec::new();
+    let (written, published) = match package {
+        Some(pk) if o.container == "hls" => {
+            let h = o.hls.clone().unwrap_or_default();
+            let dir = pk.temp_dir.join(&o.name);
+            let ext = if h.segment_type == "fmp4" {
+                "m4s"
+            } else {
+                "ts"
+            };
+            mux_options.extend([
+                ("hls_time".to_string(), format!("{}", h.segment_seconds)),
+                ("hls_playlist_type".into(), "vod".into()),
+                ("hls_segment_type".into(), h.segment_type.clone()),
+                ("hls_fmp4_init_filename".into(), "init.mp4".into()),
                 (
-                    dir.join("index.m3u8"),
-                    pk.dir.join(&o.name).join("index.m3u8"),
-                )
-            }
-            Some(pk) => {
-                let storyboard = o
-                    .video
-                    .as_ref()
-                    .and_then(|v| v.thumbnails.as_ref())
-                    .is_some_and(|t| t.mode == "storyboard");
-                let name = if storyboard {
-                    format!("{}_%03d.{}", o.name, o.extension())
-                } else {
-                    format!("{}.{}", o.name, o.extension())
-                };
-                if o.container == "image2" && !storyboard {
-                    mux_options.push(("update".into(), "1".into()));
-                }
-                (pk.temp_dir.join(&name), pk.dir.join(&name))
-            }
-            None => {
-                let p = outdir.join(format!("{stem}_{}.{}", o.name, o.extension()));
-                (p.clone(), p)
-            }
-        };
-        let mut metadata = Vec::new();
-        if o.faststart {
-            mux_options.push(("movflags".into(), "+faststart".into()));
+                    "hls_segment_filename".into(),
+                    dir.join(format!("seg_%05d.{ext}"))
+                        .to_string_lossy()
+                        .into_owned(),
+                ),
+                ("hls_flags".into(), "independent_segments".into()),
+            ]);
+            (
+                dir.join("index.m3u8"),
+                pk.dir.join(&o.name).join("index.m3u8"),
+            )
         }
-        let mut backend_used = Backend::Software;
-        let mut picture = None;
-        let mut encoder_name = None;
-        let video = match (&o.video, &src_video) {
+        Some(pk) => {
+            let storyboard = o
+                .video
+                .as_ref()
+                .and_then(|v| v.thumbnails.as_ref())
+                .is_some_and(|t| t.mode == "storyboard");
+            let name = if storyboard {
+                format!("{}_%03d.{}", o.name, o.extension())
+            } else {
+                format!("{}.{}", o.name, o.extension())
+            };
+            if o.container == "image2" && !storyboard {
+                mux_options.push(("update".into(), "1".into()));
+            }
+            (pk.temp_dir.join(&name), pk.dir.join(&name))
+        }
+        None => {
+            let p = outdir.join(format!("{stem}_{}.{}", o.name, o.extension()));
+            (p.clone(), p)
+        }
+    };
+    if o.faststart {
+        mux_options.push(("movflags".into(), "+faststart".into()));
+    }
+    Named {
+        written,
+        published,
+        mux_options,
+    }
+}
+
+/// An output's video as compiled, with what the job reports about it.
+struct MadeVideo {
+    out: VideoOut,
+    backend: Backend,
+    encoder: String,
+    /// The frame it is made at when not the profile's own (see [`picture_for`]).
+    picture: Option<(u32, u32)>,
+    /// The source's timecode restated at the output rate.
+    timecode: Option<String>,
+}
+
+fn make_video(
+    f: &Facts<'_>,
+    o: &profile::Output,
+    v: &profile::Video,
+    sv: &SrcVideo,
+    choice: BackendChoice,
+) -> Result<MadeVideo, TranscodeError> {
+    let rate = match v.frame_rate {
+        profile::FrameRate::Source => sv.rate,
+        profile::FrameRate::Fixed(r) => r,
+    };
+    let timecode = f
+        .timecode
+        .as_deref()
+        .and_then(|t| convert_tc(t, sv.rate, rate));
+    let backend = pick_backend(choice, &v.codec, &v.pix_fmt)?;
+    let encoder = match &v.encoder {
+        Some(e) => e.clone(),
+        None => backend
+            .encoder_for(&v.codec)
+            .unwrap_or_else(|| v.codec.clone()),
+    };
+    let mut dst = dst_video(v, rate, backend, timecode.as_deref(), f.duration);
+    let picture = picture_for(f.src, o);
+    if let Some((w, h)) = picture {
+        dst.width = w;
+        dst.height = h;
+    }
+    let interlaced = match v.scan {
+        Scan::Progressive => None,
+        Scan::Tff => Some(FieldOrder::Tff),
+        Scan::Bff => Some(FieldOrder::Bff),
+    };
+    let mut options = encoder_options(&encoder, v, rate, interlaced.is_some());
+    for (k, val) in &v.options {
+        options.retain(|(ok, _)| ok != k);
+        options.push((k.clone(), val.clone()));
+    }
+    let (bit_rate, min_rate, max_rate, buffer_size) = rates(v);
+    let out = VideoOut {
+        filter: plan::video_chain(sv, &dst),
+        gpu_filter: if backend == Backend::Nvenc {
+            plan::video_chain_cuda(sv, &dst)
+        } else {
+            None
+        },
+        encoder: encoder.clone(),
+        backend,
+        frame_rate: (rate.num as i32, rate.den as i32),
+        bit_rate,
+        max_rate,
+        min_rate,
+        buffer_size,
+        // MPEG-2 CBR (XDCAM, IMX) starts with a full VBV buffer, as RDD9 decoders expect.
+        initial_occupancy: if v.codec == "mpeg2video" && v.rate_control == RateControl::Cbr {
+            buffer_size
+        } else {
+            None
+        },
+        gop: v.gop_frames(rate),
+        b_frames: v.b_frames,
+        closed_gop: v.closed_gop,
+        profile_id: v
+            .profile
+            .as_deref()
+            .and_then(|p| profile_option(&v.codec, p)),
+        level_id: v
+            .level
+            .as_deref()
+            .and_then(|l| level_option(&v.codec, v.profile.as_deref(), l)),
+        interlaced,
+        bt709: v.color.as_deref() == Some("bt709"),
+        sample_aspect: {
+            let fit = plan::fit(sv, &dst);
+            (fit.sar.0 as i32, fit.sar.1 as i32)
+        },
+        options,
+        global_header: engine::muxer_global_header(&o.container),
+    };
+    Ok(MadeVideo {
+        out,
+        backend,
+        encoder,
+        picture,
+        timecode,
+    })
+}
+
+/// The picture an output is made to (before any no-upscale reduction).
+fn dst_video(
+    v: &profile::Video,
+    rate: Rate,
+    backend: Backend,
+    timecode: Option<&str>,
+    duration: Option<f64>,
+) -> DstVideo {
+    let burn = v.burn_timecode.then(|| {
+        let font = Path::new(DEJAVU_MONO)
+            .exists()
+            .then(|| DEJAVU_MONO.to_string());
+        (
+            timecode.map(str::to_string).unwrap_or_else(|| {
+                Timecode::parse("00:00:00:00", rate)
+                    .map(|t| t.to_string())
+                    .unwrap_or_default()
+            }),
+            font,
+        )
+    });
+    DstVideo {
+        width: v.width,
+        height: v.height,
+        dar: v.display_aspect(),
+        rate,
+        scan: v.scan,
+        pix_fmt: if backend == Backend::Software {
+            v.pix_fmt.clone()
+        } else {
+            "nv12".into()
+        },
+        bt709: v.color.as_deref() == Some("bt709"),
+        burn_timecode: burn,
+        hw_upload: matches!(backend, Backend::Vaapi | Backend::Qsv),
+        vbi_lines: v.vbi_lines,
+        stills: v.thumbnails.as_ref().map(|t| match t.mode.as_str() {
+            "poster" => plan::Stills::Poster {
+                at_s: duration.unwrap_or(0.0) * t.at,
+            },
+            _ => plan::Stills::Storyboard {
+                interval_s: t.interval_seconds,
+                columns: t.columns,
+                rows: t.rows,
+            },
+        }),
+    }
+}
+
+/// Bit rate, minimum and maximum rate, and VBV buffer: CBR pins all three to the bit rate.
+fn rates(v: &profile::Video) -> (Option<u64>, Option<u64>, Option<u64>, Option<u64>) {
+    let bitrate = v.bitrate.map(|b| b.bps());
+    let (mut min_rate, mut max_rate, mut bufsize) =
+        (None, v.maxrate.map(|b| b.bps()), v.bufsize.map(|b| b.bps()));
+    if v.rate_control == RateControl::Cbr {
+        min_rate = bitrate;
+        max_rate = bitrate;
+        if bufsize.is_none() {
+            bufsize = bitrate;
+        }
+    }
+    (bitrate, min_rate, max_rate, bufsize)
+}
+
+/// An output's audio: the source's tracks mapped to the profile's, with the level correction
+/// its loudness target asks for.
+fn make_audio(
+    f: &Facts<'_>,
+    prof: &Profile,
+    o: &profile::Output,
+    a: &profile::Audio,
+    measured: &mut Vec<(Vec<plan::ChannelMix>, Loudness)>,
+) -> Result<AudioOut, TranscodeError> {
+    let chans: Vec<u32> = a
+        .tracks
+        .iter()
+        .map(|t| profile::layout_channels(t).unwrap_or(2))
+        .collect();
+    let fmt = engine::audio_encoder_format(&a.codec).ok_or_else(|| TranscodeError::Source {
+        file: prof.source.clone(),
+        what: format!("audio encoder {} not found", a.codec),
+    })?;
+    let level = match &prof.loudness {
+        Some(t) => level_fix(f.src, &f.audio, &chans, t, a, measured)?,
+        None => None,
+    };
+    let options: Vec<(String, String)> = a
+        .options
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok(AudioOut {
+        filter: plan::audio_graph(&f.audio, &chans, a.sample_rate, &fmt, level),
+        tracks: chans
+            .iter()
+            .map(|&c| AudioTrack {
+                encoder: a.codec.clone(),
+                sample_rate: a.sample_rate,
+                channels: c,
+                bit_rate: a.bitrate.map(|b| b.bps()),
+                options: options.clone(),
+                global_header: engine::muxer_global_header(&o.container),
+            })
+            .collect(),
+    })
+}
+
+/// What is measured while an output is written: single files are, packages and stills are
+/// read back instead. The programme's loudness is measured when the profile sets a target.
+fn tap_for(
+    prof: &Profile,
+    o: &profile::Output,
+    packaged: bool,
+    has_video: bool,
+    audio: Option<&AudioOut>,
+) -> Option<Tap> {
+    if packaged || matches!(o.container.as_str(), "hls" | "image2") {
+        return None;
+    }
+    let first_audio = usize::from(has_video);
+    let chans: Vec<u32> = audio
+        .map(|a| a.tracks.iter().map(|t| t.channels).collect())
+        .unwrap_or_default();
+    let measure = prof.loudness.is_some() && !chans.is_empty();
+    Some(Tap {
+        programme: if measure {
+            programme_tracks(&chans)
+                .into_iter()
+                .map(|t| t + first_audio)
+                .collect()
+        } else {
+            vec![]
+        },
+        sink: measure.then(|| -> Arc<dyn Fn() -> Box<dyn BlockSink> + Send + Sync> {
+            Arc::new(|| Box::new(loudness::Meter::new()))
+        }),
+        slot: Default::default(),
+    })
+}
+
+/// Compiles a profile against a probed source.
+pub fn compile(
+    src: &ProbeReport,
+    prof: &Profile,
+    outdir: &Path,
+    choice: BackendChoice,
+) -> Result<Job, TranscodeError> {
+    let f = Facts::of(src, prof)?;
+    let package = package_plan(prof, outdir, &f.stem);
+    let mut outputs = Vec::new();
+    let mut planned = Vec::new();
+    let mut measured: Vec<(Vec<plan::ChannelMix>, Loudness)> = Vec::new();
+    let mut facts = Vec::new();
+    let mut expected_frames = None;
+    for (index, o) in prof.outputs.iter().enumerate() {
+        if skipped(prof, o, f.video.as_ref()) {
+            continue;
+        }
+        let named = name_output(o, package.as_ref(), outdir, &f.stem);
+        let video = match (&o.video, &f.video) {
             (Some(v), Some(sv)) => {
-                let rate = match v.frame_rate {
-                    profile::FrameRate::Source => sv.rate,
-                    profile::FrameRate::Fixed(r) => r,
-                };
-                if let Some(d) = duration {
+                if let Some(d) = f.duration {
                     expected_frames = Some(sv.rate.frames_in(d));
                 }
-                let out_tc = src_tc.as_deref().and_then(|t| convert_tc(t, sv.rate, rate));
-                if let Some(tc) = &out_tc {
-                    metadata.push(("timecode".to_string(), tc.clone()));
-                }
-                let backend = pick_backend(choice, &v.codec, &v.pix_fmt)?;
-                backend_used = backend;
-                let encoder = match &v.encoder {
-                    Some(e) => e.clone(),
-                    None => backend
-                        .encoder_for(&v.codec)
-                        .unwrap_or_else(|| v.codec.clone()),
-                };
-                encoder_name = Some(encoder.clone());
-                let burn = v.burn_timecode.then(|| {
-                    let font = Path::new(DEJAVU_MONO)
-                        .exists()
-                        .then(|| DEJAVU_MONO.to_string());
-                    (
-                        out_tc.clone().unwrap_or_else(|| {
-                            Timecode::parse("00:00:00:00", rate)
-                                .map(|t| t.to_string())
-                                .unwrap_or_default()
-                        }),
-                        font,
-                    )
-                });
-                let mut dst = DstVideo {
-                    width: v.width,
-                    height: v.height,
-                    dar: v.display_aspect(),
-                    rate,
-                    scan: v.scan,
-                    pix_fmt: if backend == Backend::Software {
-                        v.pix_fmt.clone()
-                    } else {
-                        "nv12".into()
-                    },
-                    bt709: v.color.as_deref() == Some("bt709"),
-                    burn_timecode: burn,
-                    hw_upload: matches!(backend, Backend::Vaapi | Backend::Qsv),
-                    vbi_lines: v.vbi_lines,
-                    stills: v.thumbnails.as_ref().map(|t| match t.mode.as_str() {
-                        "poster" => plan::Stills::Poster {
-                            at_s: duration.unwrap_or(0.0) * t.at,
-                        },
-                        _ => plan::Stills::Storyboard {
-                            interval_s: t.interval_seconds,
-                            columns: t.columns,
-                            rows: t.rows,
-                        },
-                    }),
-                };
-                picture = picture_for(src, o);
-                if let Some((w, h)) = picture {
-                    dst.width = w;
-                    dst.height = h;
-                }
-                let fit = plan::fit(sv, &dst);
-                let filter = plan::video_chain(sv, &dst);
-                let gpu_filter = if backend == Backend::Nvenc {
-                    plan::video_chain_cuda(sv, &dst)
-                } else {
-                    None
-                };
-                let interlaced = match v.scan {
-                    Scan::Progressive => None,
-                    Scan::Tff => Some(FieldOrder::Tff),
-                    Scan::Bff => Some(FieldOrder::Bff),
-                };
-                let (mut min_rate, mut max_rate, mut bufsize) =
-                    (None, v.maxrate.map(|b| b.bps()), v.bufsize.map(|b| b.bps()));
-                let bitrate = v.bitrate.map(|b| b.bps());
-                if v.rate_control == RateControl::Cbr {
-                    min_rate = bitrate;
-                    max_rate = bitrate;
-                    if bufsize.is_none() {
-                        bufsize = bitrate;
-                    }
-                }
-                let mut options = encoder_options(&encoder, v, rate, interlaced.is_some());
-                for (k, val) in &v.options {
-                    options.retain(|(ok, _)| ok != k);
-                    options.push((k.clone(), val.clone()));
-                }
-                Some(VideoOut {
-                    filter,
-                    gpu_filter,
-                    encoder,
-                    backend,
-                    frame_rate: (rate.num as i32, rate.den as i32),
-                    bit_rate: bitrate,
-                    max_rate,
-                    min_rate,
-                    buffer_size: bufsize,
-                    // MPEG-2 CBR (XDCAM, IMX) starts with a full VBV buffer, as RDD9 decoders expect.
-                    initial_occupancy: if v.codec == "mpeg2video"
-                        && v.rate_control == RateControl::Cbr
-                    {
-                        bufsize
-                    } else {
-                        None
-                    },
-                    gop: v.gop_frames(rate),
-                    b_frames: v.b_frames,
-                    closed_gop: v.closed_gop,
-                    profile_id: v
-                        .profile
-                        .as_deref()
-                        .and_then(|p| profile_option(&v.codec, p)),
-                    level_id: v
-                        .level
-                        .as_deref()
-                        .and_then(|l| level_option(&v.codec, v.profile.as_deref(), l)),
-                    interlaced,
-                    bt709: v.color.as_deref() == Some("bt709"),
-                    sample_aspect: (fit.sar.0 as i32, fit.sar.1 as i32),
-                    options,
-                    global_header: engine::muxer_global_header(&o.container),
-                })
+                Some(make_video(&f, o, v, sv, choice)?)
             }
             _ => None,
         };
-        if video.is_none() {
-            if let Some(tc) = &src_tc {
-                metadata.push(("timecode".into(), tc.clone()));
-            }
-        }
+        let timecode = match &video {
+            Some(m) => m.timecode.clone(),
+            None => f.timecode.clone(),
+        };
+        let metadata: Vec<(String, String)> = timecode
+            .iter()
+            .map(|tc| ("timecode".to_string(), tc.clone()))
+            .collect();
         let audio = match &o.audio {
-            Some(a) => {
-                let chans: Vec<u32> = a
-                    .tracks
-                    .iter()
-                    .map(|t| profile::layout_channels(t).unwrap_or(2))
-                    .collect();
-                let fmt = engine::audio_encoder_format(&a.codec).ok_or_else(|| {
-                    TranscodeError::Source {
-                        file: prof.source.clone(),
-                        what: format!("audio encoder {} not found", a.codec),
-                    }
-                })?;
-                let level = match &prof.loudness {
-                    Some(t) => level_fix(src, &src_audio, &chans, t, a, &mut measured)?,
-                    None => None,
-                };
-                let filter = plan::audio_graph(&src_audio, &chans, a.sample_rate, &fmt, level);
-                let options: Vec<(String, String)> = a
-                    .options
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                Some(AudioOut {
-                    filter,
-                    tracks: chans
-                        .iter()
-                        .map(|&c| AudioTrack {
-                            encoder: a.codec.clone(),
-                            sample_rate: a.sample_rate,
-                            channels: c,
-                            bit_rate: a.bitrate.map(|b| b.bps()),
-                            options: options.clone(),
-                            global_header: engine::muxer_global_header(&o.container),
-                        })
-                        .collect(),
-                })
-            }
+            Some(a) => Some(make_audio(&f, prof, o, a, &mut measured)?),
             None => None,
         };
-        // Single files are measured while they are written; packages and stills are read back.
-        let tap =
-            (package.is_none() && !matches!(o.container.as_str(), "hls" | "image2")).then(|| {
-                let first_audio = usize::from(video.is_some());
-                let chans: Vec<u32> = audio
-                    .as_ref()
-                    .map(|a| a.tracks.iter().map(|t| t.channels).collect())
-                    .unwrap_or_default();
-                let measure = prof.loudness.is_some() && !chans.is_empty();
-                Tap {
-                    programme: if measure {
-                        programme_tracks(&chans)
-                            .into_iter()
-                            .map(|t| t + first_audio)
-                            .collect()
-                    } else {
-                        vec![]
-                    },
-                    sink: measure.then(|| -> Arc<dyn Fn() -> Box<dyn BlockSink> + Send + Sync> {
-                        Arc::new(|| Box::new(loudness::Meter::new()))
-                    }),
-                    slot: Default::default(),
-                }
-            });
-        let in_flight = InFlight(
-            tap.as_ref()
-                .map_or_else(Default::default, |t| t.slot.clone()),
-        );
+        let tap = tap_for(prof, o, package.is_some(), video.is_some(), audio.as_ref());
         facts.push(SourceFacts {
-            in_flight,
-            duration_s: src_video_duration,
-            start_timecode: metadata
-                .iter()
-                .find(|(k, _)| k == "timecode")
-                .map(|(_, v)| v.clone()),
-            frame_rate: src_video.as_ref().map(|v| v.rate),
+            in_flight: InFlight(
+                tap.as_ref()
+                    .map_or_else(Default::default, |t| t.slot.clone()),
+            ),
+            duration_s: f.video_duration,
+            start_timecode: timecode,
+            frame_rate: f.video.as_ref().map(|v| v.rate),
             no_source_audio: src.audio.is_empty(),
-            picture,
+            picture: video.as_ref().and_then(|m| m.picture),
         });
         planned.push(PlannedOutput {
             index,
             name: o.name.clone(),
-            path: published,
+            path: named.published,
             container: o.container.clone(),
-            backend: backend_used.name(),
-            encoder: encoder_name,
+            backend: video
+                .as_ref()
+                .map_or(Backend::Software, |m| m.backend)
+                .name(),
+            encoder: video.as_ref().map(|m| m.encoder.clone()),
         });
         outputs.push(OutputSpec {
             name: o.name.clone(),
             // A package's renditions are written in place inside a directory published whole.
             sink: OutputSink::File {
-                path: final_path,
+                path: named.written,
                 atomic: package.is_none(),
             },
             muxer: o.container.clone(),
-            mux_options,
+            mux_options: named.mux_options,
             metadata,
-            video,
+            video: video.map(|m| m.out),
             audio,
             tap,
         });
     }
-    let wants_audio = prof.outputs.iter().any(|o| o.audio.is_some());
     Ok(Job {
-        spec: PipelineSpec {
-            input: InputSource::File(input),
-            video_stream: if wants_video {
-                sv.map(|v| v.index)
-            } else {
-                None
-            },
-            audio_streams: if wants_audio {
-                src.audio.iter().map(|a| a.index).collect()
-            } else {
-                vec![]
-            },
-            declared_duration_s: duration,
-            hw_decode: if outputs.iter().any(|o| {
-                o.video
-                    .as_ref()
-                    .is_some_and(|v| v.backend == Backend::Nvenc)
-            }) && sv.is_some_and(|v| nvdec_can(&v.codec, v.pix_fmt.as_deref()))
-            {
-                Some(Backend::Nvenc)
-            } else {
-                None
-            },
-            outputs,
-        },
+        spec: pipeline_spec(&f, prof, outputs),
         outputs: planned,
         facts,
         package,
         dash: prof.package.as_ref().is_some_and(|p| p.dash),
         hls_master: prof.package.as_ref().is_some_and(|p| p.hls_master),
         expected_frames,
-        duration_s: duration,
+        duration_s: f.duration,
     })
+}
+
+/// The engine's spec: the streams the profile's outputs read, and NVDEC decoding when an
+/// output encodes on NVENC and NVDEC takes the source.
+fn pipeline_spec(f: &Facts<'_>, prof: &Profile, outputs: Vec<OutputSpec>) -> PipelineSpec {
+    let sv = f.src.video.first();
+    let wants_video = prof.outputs.iter().any(|o| o.video.is_some());
+    let wants_audio = prof.outputs.iter().any(|o| o.audio.is_some());
+    let on_nvenc = outputs.iter().any(|o| {
+        o.video
+            .as_ref()
+            .is_some_and(|v| v.backend == Backend::Nvenc)
+    });
+    PipelineSpec {
+        input: InputSource::File(f.input.clone()),
+        video_stream: if wants_video {
+            sv.map(|v| v.index)
+        } else {
+            None
+        },
+        audio_streams: if wants_audio {
+            f.src.audio.iter().map(|a| a.index).collect()
+        } else {
+            vec![]
+        },
+        declared_duration_s: f.duration,
+        hw_decode: (on_nvenc && sv.is_some_and(|v| nvdec_can(&v.codec, v.pix_fmt.as_deref())))
+            .then_some(Backend::Nvenc),
+        outputs,
+    }
 }
 
 /// The gain (and limiter) that brings the programme of these tracks to the target: the mix is
@@ -923,71 +1073,84 @@ fn level_fix(
         );
     let lossy = !lossless && engine::audio_encoder_format(&audio.codec).as_deref() == Some("fltp");
     if limit_dbfs.is_some() || lossy {
-        // Limiting takes loudness away and a lossy codec changes both loudness and peaks: run
-        // the audio through the same chain and the same encoder, decode it, measure what comes
-        // out, and correct, a few times at most.
-        let streams: Vec<usize> = src.audio.iter().map(|a| a.index).collect();
-        let rate = audio.sample_rate;
-        let track = AudioTrack {
-            encoder: audio.codec.clone(),
-            sample_rate: rate,
-            channels: mix.len() as u32,
-            bit_rate: audio.bitrate.map(|b| b.bps()),
-            options: audio
-                .options
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            global_header: false,
-        };
-        // Only a fix that was run through the simulation is returned: the correction after the
-        // last round is a guess, and a guess can put the true peak over the ceiling.
-        let aim_peak = target.true_peak_dbtp - if lossy { 0.3 } else { 0.2 };
-        let mut best: Option<(f64, plan::LevelFix)> = None;
-        for round in 1..=6 {
-            let chain = format!(
-                "aresample={rate},{},{},aresample={rate}",
-                plan::pan(&mix),
-                fix.chain(rate)
-            );
-            let out = loudness::measure_chain(
-                Path::new(&src.file),
-                &streams,
-                &chain,
-                lossy.then_some(&track),
-            )
-            .map_err(|e| TranscodeError::Source {
-                file: src.file.clone(),
-                what: format!("loudness of the corrected programme: {e}"),
-            })?;
-            let Some(i) = out.integrated_lufs else { break };
-            tracing::debug!(
-                round,
-                gain_db = fix.gain_db,
-                limit_dbfs = ?fix.limit_dbfs,
-                integrated = i,
-                true_peak = ?out.true_peak_dbtp,
-                "level fix simulated"
-            );
-            let miss = target.integrated_lufs - i;
-            let over = out.true_peak_dbtp.map_or(0.0, |p| p - aim_peak);
-            if over <= 0.0 && best.as_ref().is_none_or(|(m, _)| miss.abs() < m.abs()) {
-                best = Some((miss, fix));
-            }
-            if miss.abs() <= target.tolerance_lu * 0.3 && over <= 0.0 {
-                break;
-            }
-            fix.gain_db += miss;
-            if over > 0.0 || fix.limit_dbfs.is_some() {
-                let base = fix.limit_dbfs.unwrap_or(threshold);
-                fix.limit_dbfs = Some(if over > 0.0 { base - over } else { base });
-            }
-        }
-        if let Some((_, f)) = best {
-            fix = f;
-        }
+        fix = simulate_fix(src, &mix, target, audio, lossy, fix, threshold)?;
     }
     Ok(Some(fix))
+}
+
+/// Runs the programme through the same chain and the same encoder, decodes it, measures what
+/// comes out and corrects, a few times at most: limiting takes loudness away and a lossy codec
+/// changes both loudness and peaks.
+fn simulate_fix(
+    src: &ProbeReport,
+    mix: &[plan::ChannelMix],
+    target: &profile::LoudnessTarget,
+    audio: &profile::Audio,
+    lossy: bool,
+    mut fix: plan::LevelFix,
+    threshold: f64,
+) -> Result<plan::LevelFix, TranscodeError> {
+    let streams: Vec<usize> = src.audio.iter().map(|a| a.index).collect();
+    let rate = audio.sample_rate;
+    let track = AudioTrack {
+        encoder: audio.codec.clone(),
+        sample_rate: rate,
+        channels: mix.len() as u32,
+        bit_rate: audio.bitrate.map(|b| b.bps()),
+        options: audio
+            .options
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        global_header: false,
+    };
+    // Only a fix that was run through the simulation is returned: the correction after the
+    // last round is a guess, and a guess can put the true peak over the ceiling.
+    let aim_peak = target.true_peak_dbtp - if lossy { 0.3 } else { 0.2 };
+    let mut best: Option<(f64, plan::LevelFix)> = None;
+    for round in 1..=6 {
+        let chain = format!(
+            "aresample={rate},{},{},aresample={rate}",
+            plan::pan(mix),
+            fix.chain(rate)
+        );
+        let out = loudness::measure_chain(
+            Path::new(&src.file),
+            &streams,
+            &chain,
+            lossy.then_some(&track),
+        )
+        .map_err(|e| TranscodeError::Source {
+            file: src.file.clone(),
+            what: format!("loudness of the corrected programme: {e}"),
+        })?;
+        let Some(i) = out.integrated_lufs else { break };
+        tracing::debug!(
+            round,
+            gain_db = fix.gain_db,
+            limit_dbfs = ?fix.limit_dbfs,
+            integrated = i,
+            true_peak = ?out.true_peak_dbtp,
+            "level fix simulated"
+        );
+        let miss = target.integrated_lufs - i;
+        let over = out.true_peak_dbtp.map_or(0.0, |p| p - aim_peak);
+        if over <= 0.0 && best.as_ref().is_none_or(|(m, _)| miss.abs() < m.abs()) {
+            best = Some((miss, fix));
+        }
+        if miss.abs() <= target.tolerance_lu * 0.3 && over <= 0.0 {
+            break;
+        }
+        fix.gain_db += miss;
+        if over > 0.0 || fix.limit_dbfs.is_some() {
+            let base = fix.limit_dbfs.unwrap_or(threshold);
+            fix.limit_dbfs = Some(if over > 0.0 { base - over } else { base });
+        }
+    }
+    if let Some((_, f)) = best {
+        fix = f;
+    }
+    Ok(fix)
 }
 
 /// Codecs and chroma NVDEC decodes on every NVIDIA generation that has NVENC.
