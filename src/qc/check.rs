@@ -158,9 +158,31 @@ pub fn check_file(path: &Path, rules: &QcRules, declared: &Value) -> Result<QcRe
         quiet.block(b);
         meter.block(b);
     })?;
-    let mut checks = Vec::new();
+    let mut checks = decode_health(&s, rules);
+    checks.extend(picture_content(&s, rules));
+    if !streams.is_empty() {
+        checks.push(stretches(
+            "silence",
+            &quiet.finish(),
+            rules.silence_min_s,
+            rules.fail_over_s,
+        ));
+        checks.extend(loudness(meter, &report, &streams, rules));
+    }
+    checks.extend(duration(&s, &report, rules, declared));
+    checks.extend(declared_format(&report, rules, declared));
+    checks.extend(name_matches(path, declared));
+    Ok(QcReport {
+        file: path.display().to_string(),
+        verdict: verdict(&checks, rules),
+        checks,
+    })
+}
 
-    // Decode health.
+/// The decode: refused packets, corrupt frames and concealed errors (located), holes in the
+/// picture's timeline, and whether any picture decoded at all.
+fn decode_health(s: &scan::ScanReport, rules: &QcRules) -> Vec<QcCheck> {
+    let mut checks = Vec::new();
     let corrupt = s.video.as_ref().map_or(0, |v| v.corrupt_frames);
     let errors = s.decode_errors + corrupt + s.logged_errors;
     let mut c = check(
@@ -200,72 +222,77 @@ pub fn check_file(path: &Path, rules: &QcRules, declared: &Value) -> Result<QcRe
             "none".into(),
         ));
     }
+    checks
+}
 
-    // Picture and sound content.
-    if let Some(v) = &s.video {
-        if v.picture_measured {
-            checks.push(stretches(
-                "black",
-                &v.black,
-                rules.black_min_s,
-                rules.fail_over_s,
-            ));
-            checks.push(stretches(
-                "freeze",
-                &v.frozen,
-                rules.freeze_min_s,
-                rules.fail_over_s,
-            ));
-        }
+/// Black and frozen stretches, where the picture was measured.
+fn picture_content(s: &scan::ScanReport, rules: &QcRules) -> Vec<QcCheck> {
+    match &s.video {
+        Some(v) if v.picture_measured => vec![
+            stretches("black", &v.black, rules.black_min_s, rules.fail_over_s),
+            stretches("freeze", &v.frozen, rules.freeze_min_s, rules.fail_over_s),
+        ],
+        _ => Vec::new(),
     }
-    if !streams.is_empty() {
-        checks.push(stretches(
-            "silence",
-            &quiet.finish(),
-            rules.silence_min_s,
-            rules.fail_over_s,
-        ));
-        match meter.finish(&report.file, &streams) {
-            Ok(l) => {
-                if let Some(i) = l.integrated_lufs {
-                    let off = (i - rules.loudness_target).abs();
-                    checks.push(check(
-                        "loudness",
-                        if off <= rules.loudness_tolerance {
-                            "pass"
-                        } else {
-                            "warn"
-                        },
-                        format!(
-                            "{} ± {} LUFS",
-                            rules.loudness_target, rules.loudness_tolerance
-                        ),
-                        format!("{i:.1} LUFS"),
-                    ));
-                }
-                if let Some(tp) = l.true_peak_dbtp {
-                    checks.push(check(
-                        "true peak",
-                        if tp <= rules.true_peak_max {
-                            "pass"
-                        } else {
-                            "warn"
-                        },
-                        format!("<= {} dBTP", rules.true_peak_max),
-                        format!("{tp:.1} dBTP"),
-                    ));
-                }
-            }
-            Err(e) => checks.push(check(
+}
+
+/// The programme's integrated loudness and true peak against the rules' target.
+fn loudness(
+    meter: crate::qc::loudness::Meter,
+    report: &probe::ProbeReport,
+    streams: &[usize],
+    rules: &QcRules,
+) -> Vec<QcCheck> {
+    let l = match meter.finish(&report.file, streams) {
+        Ok(l) => l,
+        Err(e) => {
+            return vec![check(
                 "loudness",
                 "fail",
                 "measurable".into(),
                 e.to_string(),
-            )),
+            )]
         }
+    };
+    let mut checks = Vec::new();
+    if let Some(i) = l.integrated_lufs {
+        let off = (i - rules.loudness_target).abs();
+        checks.push(check(
+            "loudness",
+            if off <= rules.loudness_tolerance {
+                "pass"
+            } else {
+                "warn"
+            },
+            format!(
+                "{} ± {} LUFS",
+                rules.loudness_target, rules.loudness_tolerance
+            ),
+            format!("{i:.1} LUFS"),
+        ));
     }
+    if let Some(tp) = l.true_peak_dbtp {
+        checks.push(check(
+            "true peak",
+            if tp <= rules.true_peak_max {
+                "pass"
+            } else {
+                "warn"
+            },
+            format!("<= {} dBTP", rules.true_peak_max),
+            format!("{tp:.1} dBTP"),
+        ));
+    }
+    checks
+}
 
-    // Essence against metadata.
+/// The decoded essence's length against the duration the sidecar (else the container) declares.
+fn duration(
+    s: &scan::ScanReport,
+    report: &probe::ProbeReport,
+    rules: &QcRules,
+    declared: &Value,
+) -> Option<QcCheck> {
     let essence_s = s
         .video
         .as_ref()
@@ -280,27 +307,31 @@ pub fn check_file(path: &Path, rules: &QcRules, declared: &Value) -> Result<QcRe
         })
         .or_else(|| s.audio.iter().map(|a| a.duration_s).reduce(f64::max))
         .unwrap_or(0.0);
-    let declared_s = declared["duration_s"]
+    let (d, from) = declared["duration_s"]
         .as_f64()
         .map(|d| (d, "the sidecar"))
-        .or_else(|| report.container.duration_s.map(|d| (d, "the container")));
-    if let Some((d, from)) = declared_s {
-        checks.push(check(
-            "duration",
-            if (d - essence_s).abs() <= rules.duration_tolerance_s {
-                "pass"
-            } else {
-                "fail"
-            },
-            format!(
-                "{d:.2} s (declared by {from}) ± {}",
-                rules.duration_tolerance_s
-            ),
-            format!("{essence_s:.2} s decoded"),
-        ));
-    }
+        .or_else(|| report.container.duration_s.map(|d| (d, "the container")))?;
+    Some(check(
+        "duration",
+        if (d - essence_s).abs() <= rules.duration_tolerance_s {
+            "pass"
+        } else {
+            "fail"
+        },
+        format!(
+            "{d:.2} s (declared by {from}) ± {}",
+            rules.duration_tolerance_s
+        ),
+        format!("{essence_s:.2} s decoded"),
+    ))
+}
+
+/// The format the metadata declares (else the workflow expects of every file) against the
+/// probed one: picture size, rate, field order, aspect, audio channels, layout and tracks.
+fn declared_format(report: &probe::ProbeReport, rules: &QcRules, declared: &Value) -> Vec<QcCheck> {
     let v = report.video.first();
     let total_channels: u32 = report.audio.iter().map(|a| a.channels).sum();
+    let mut checks = Vec::new();
     for (key, got) in [
         ("width", v.map(|v| v.width.to_string())),
         ("height", v.map(|v| v.height.to_string())),
@@ -318,7 +349,6 @@ pub fn check_file(path: &Path, rules: &QcRules, declared: &Value) -> Result<QcRe
         ("audio_tracks", Some(report.audio.len().to_string())),
         ("audio_channels_total", Some(total_channels.to_string())),
     ] {
-        // What the metadata declares, else what the workflow expects of every file.
         let (want, by) = match (&declared[key], rules.expect.get(key)) {
             (Value::String(x), _) => (x.clone(), "declared"),
             (Value::Number(n), _) => (n.to_string(), "declared"),
@@ -338,33 +368,44 @@ pub fn check_file(path: &Path, rules: &QcRules, declared: &Value) -> Result<QcRe
             got,
         ));
     }
-    // The name: the file must carry the house ID or the title its metadata gives it.
+    checks
+}
+
+/// The name: the file must carry the house ID or the title its metadata gives it.
+fn name_matches(path: &Path, declared: &Value) -> Option<QcCheck> {
     let stem = norm(
         &path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default(),
     );
-    for key in ["house_id", "identifier", "title"] {
-        if let Some(want) = declared[key].as_str().filter(|w| !norm(w).is_empty()) {
-            checks.push(check(
-                "name matches metadata",
-                match (stem.contains(&norm(want)), key) {
-                    (true, _) => "pass",
-                    // A title is often shortened in a file name; an identifier is not.
-                    (false, "title") => "warn",
-                    (false, _) => "fail",
-                },
-                format!("the file name carries the {key} {want:?}"),
-                path.file_name()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-            ));
-            break;
-        }
-    }
+    let (key, want) = ["house_id", "identifier", "title"]
+        .into_iter()
+        .find_map(|key| {
+            declared[key]
+                .as_str()
+                .filter(|w| !norm(w).is_empty())
+                .map(|w| (key, w))
+        })?;
+    Some(check(
+        "name matches metadata",
+        match (stem.contains(&norm(want)), key) {
+            (true, _) => "pass",
+            // A title is often shortened in a file name; an identifier is not.
+            (false, "title") => "warn",
+            (false, _) => "fail",
+        },
+        format!("the file name carries the {key} {want:?}"),
+        path.file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    ))
+}
 
-    let verdict = if checks.iter().any(|c| c.status == "fail") {
+/// `fail` when a check failed; with warnings and no failure, `warn` (or `fail` when the rules
+/// stop on warnings); else `pass`.
+fn verdict(checks: &[QcCheck], rules: &QcRules) -> &'static str {
+    if checks.iter().any(|c| c.status == "fail") {
         "fail"
     } else if checks.iter().any(|c| c.status == "warn") {
         if rules.warnings_stop {
@@ -374,12 +415,7 @@ pub fn check_file(path: &Path, rules: &QcRules, declared: &Value) -> Result<QcRe
         }
     } else {
         "pass"
-    };
-    Ok(QcReport {
-        file: path.display().to_string(),
-        verdict,
-        checks,
-    })
+    }
 }
 
 #[cfg(test)]
