@@ -283,50 +283,87 @@ fn qc_run(path: &Path, p: &Value) -> Result<Value, Failure> {
 
 /// Every output of each profile from the file, verified; progress from the engine.
 fn transcode(job: &WorkerJob) -> Result<Value, Failure> {
-    use crate::av::engine::Progress;
     let p = &job.params;
     let source = locate(p)?;
     let out_dir = PathBuf::from(p["out_dir"].as_str().unwrap_or_default());
-    let profiles: Vec<String> = p["profiles"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let profiles = strings(&p["profiles"]);
     if profiles.is_empty() {
         return Err(fatal(Fault::Internal, "transcode: no profile given"));
     }
+    std::fs::create_dir_all(&out_dir)?;
+    crate::pipeline::prepare_outdir(&out_dir).map_err(|e| Failure::from(e).retry(false))?;
+    let (src, opened) =
+        crate::av::probe::probe_open(&source).map_err(|e| Failure::from(e).retry(false))?;
+    let compiled = compile_left(job, &profiles, &src, &out_dir)?;
+    if compiled.is_empty() {
+        return Ok(json!({"outputs": []}));
+    }
+    let runs = plan_runs(&compiled);
+    let mut opened = Some(opened);
+    let mut outputs = Vec::new();
+    let count = runs.len();
+    for (n, (owners, plan)) in runs.into_iter().enumerate() {
+        let progress = Arc::new(crate::av::engine::Progress::default());
+        let done = Arc::new(AtomicBool::new(false));
+        let reporter = report_progress(progress.clone(), done.clone(), plan.duration_s, n, count);
+        let result = crate::pipeline::run(
+            &plan,
+            opened.take(),
+            progress,
+            Arc::new(AtomicBool::new(false)),
+        );
+        done.store(true, Ordering::SeqCst);
+        let _ = reporter.join();
+        let names: Vec<&str> = owners
+            .iter()
+            .map(|&i| compiled[i].0.name.as_str())
+            .collect();
+        result.map_err(|e| Failure::from(e).context(names.join(" + ")))?;
+        outputs.extend(verify_outputs(&plan, &owners, &compiled)?);
+    }
+    Ok(json!({"outputs": outputs}))
+}
+
+/// The strings of a JSON array (none for anything else).
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(String::from))
+        .collect()
+}
+
+/// The backend the job asks for, or the GPU the scheduler placed it on.
+fn backend_choice(job: &WorkerJob) -> crate::pipeline::BackendChoice {
+    use crate::pipeline::BackendChoice;
     let placed = job
         .placed_on_gpu
         .then(|| crate::av::hw::Backend::gpu_named(&job.backend))
         .flatten();
-    let backend = match job.backend.as_str() {
-        _ if placed.is_some() => {
-            crate::pipeline::BackendChoice::Placed(placed.unwrap_or(crate::av::hw::Backend::Nvenc))
-        }
-        "software" => crate::pipeline::BackendChoice::Software,
-        "nvenc" => crate::pipeline::BackendChoice::Nvenc,
-        "vaapi" => crate::pipeline::BackendChoice::Vaapi,
-        "qsv" => crate::pipeline::BackendChoice::Qsv,
-        _ => crate::pipeline::BackendChoice::Auto,
-    };
-    std::fs::create_dir_all(&out_dir)?;
-    crate::pipeline::prepare_outdir(&out_dir).map_err(|e| Failure::from(e).retry(false))?;
+    match (placed, job.backend.as_str()) {
+        (Some(b), _) => BackendChoice::Placed(b),
+        (None, "software") => BackendChoice::Software,
+        (None, "nvenc") => BackendChoice::Nvenc,
+        (None, "vaapi") => BackendChoice::Vaapi,
+        (None, "qsv") => BackendChoice::Qsv,
+        (None, _) => BackendChoice::Auto,
+    }
+}
+
+/// Each profile compiled, without the outputs an earlier attempt of this job made and the
+/// catalog registered (a profile with none left is not run at all).
+fn compile_left(
+    job: &WorkerJob,
+    profiles: &[String],
+    src: &crate::av::probe::ProbeReport,
+    out_dir: &Path,
+) -> Result<Vec<(crate::profile::Profile, crate::pipeline::Job)>, Failure> {
+    let p = &job.params;
     let dir = crate::profile::profiles_dir(job.profiles_dir.as_deref());
-    let (src, opened) =
-        crate::av::probe::probe_open(&source).map_err(|e| Failure::from(e).retry(false))?;
-    // Outputs an earlier attempt of this job made and the catalog registered: not made again.
-    let done: Vec<String> = p["done"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_str().map(String::from))
-        .collect();
+    let backend = backend_choice(job);
+    let done = strings(&p["done"]);
     let mut compiled = Vec::new();
-    let mut profiles_left = Vec::new();
-    for name in &profiles {
+    for name in profiles {
         let prof = crate::profile::find(name, dir.as_deref())
             .map_err(|e| Failure::from(e).retry(false))?;
         let is_done = |o: &str| done.iter().any(|d| *d == format!("{}/{o}", prof.name));
@@ -337,7 +374,7 @@ fn transcode(job: &WorkerJob) -> Result<Value, Failure> {
             );
             continue;
         }
-        let mut plan = crate::pipeline::compile(&src, &prof, &out_dir, backend)
+        let mut plan = crate::pipeline::compile(src, &prof, out_dir, backend)
             .map_err(|e| Failure::from(e).retry(false).context(name))?;
         match &plan.package {
             // A package is registered whole or not at all: one left by an earlier attempt of
@@ -347,36 +384,42 @@ fn transcode(job: &WorkerJob) -> Result<Value, Failure> {
                     .map_err(|e| Failure::from(e).context(pk.dir.display().to_string()))?;
             }
             Some(_) => {}
-            None => {
-                let keep: Vec<bool> = plan.outputs.iter().map(|o| !is_done(&o.name)).collect();
-                if keep.iter().any(|k| !k) {
-                    let mut k = keep.iter();
-                    plan.outputs.retain(|_| *k.next().unwrap_or(&true));
-                    let mut k = keep.iter();
-                    plan.spec.outputs.retain(|_| *k.next().unwrap_or(&true));
-                    let mut k = keep.iter();
-                    plan.facts.retain(|_| *k.next().unwrap_or(&true));
-                    log(
-                        "info",
-                        format!(
-                            "{name}: only {} of {} outputs left to make",
-                            plan.outputs.len(),
-                            keep.len()
-                        ),
-                    );
-                }
-            }
+            None => drop_done(&mut plan, name, is_done),
         }
-        profiles_left.push(name.clone());
         compiled.push((prof, plan));
     }
-    let profiles = profiles_left;
-    if compiled.is_empty() {
-        return Ok(json!({"outputs": []}));
+    Ok(compiled)
+}
+
+/// Leaves out of `plan` the outputs already made.
+fn drop_done(plan: &mut crate::pipeline::Job, name: &str, is_done: impl Fn(&str) -> bool) {
+    let keep: Vec<bool> = plan.outputs.iter().map(|o| !is_done(&o.name)).collect();
+    if keep.iter().all(|k| *k) {
+        return;
     }
-    // One decode for every profile when they can share it; else one run per profile.
+    let mut k = keep.iter();
+    plan.outputs.retain(|_| *k.next().unwrap_or(&true));
+    let mut k = keep.iter();
+    plan.spec.outputs.retain(|_| *k.next().unwrap_or(&true));
+    let mut k = keep.iter();
+    plan.facts.retain(|_| *k.next().unwrap_or(&true));
+    log(
+        "info",
+        format!(
+            "{name}: only {} of {} outputs left to make",
+            plan.outputs.len(),
+            keep.len()
+        ),
+    );
+}
+
+/// One decode for every profile when they can share it; else one run per profile. Each run
+/// with the indexes of the profiles it makes.
+fn plan_runs(
+    compiled: &[(crate::profile::Profile, crate::pipeline::Job)],
+) -> Vec<(Vec<usize>, crate::pipeline::Job)> {
     let plans: Vec<crate::pipeline::Job> = compiled.iter().map(|(_, j)| j.clone()).collect();
-    let runs: Vec<(Vec<usize>, crate::pipeline::Job)> = match crate::pipeline::merge(&plans) {
+    match crate::pipeline::merge(&plans) {
         Some(m) if plans.len() > 1 => {
             log("info", format!("{} profiles from one decode", plans.len()));
             vec![((0..plans.len()).collect(), m)]
@@ -386,95 +429,94 @@ fn transcode(job: &WorkerJob) -> Result<Value, Failure> {
             .enumerate()
             .map(|(i, j)| (vec![i], j))
             .collect(),
-    };
-    let mut opened = Some(opened);
-    let mut outputs = Vec::new();
-    let count = runs.len();
-    for (n, (owners, plan)) in runs.into_iter().enumerate() {
-        let progress = Arc::new(Progress::default());
-        let done = Arc::new(AtomicBool::new(false));
-        let reporter = {
-            let (progress, done) = (progress.clone(), done.clone());
-            let duration = plan.duration_s;
-            std::thread::spawn(move || {
-                let start = Instant::now();
-                while !done.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(500));
-                    let t = start.elapsed().as_secs_f64().max(1e-3);
-                    let frames = progress.frames_decoded.load(Ordering::Relaxed) as f64;
-                    let media = progress.media_us.load(Ordering::Relaxed) as f64 / 1e6;
-                    let speed = media / t;
-                    let part = duration
-                        .filter(|d| *d > 0.0)
-                        .map_or(0.0, |d| (media / d).min(1.0));
-                    emit(&WorkerMsg::Progress {
-                        percent: (n as f64 + part) * 100.0 / count as f64,
-                        fps: frames / t,
-                        speed,
-                        eta_s: duration
-                            .filter(|_| speed > 0.0)
-                            .map_or(0.0, |d| ((d - media) / speed).max(0.0)),
-                    });
-                }
-            })
-        };
-        let result = crate::pipeline::run(
-            &plan,
-            opened.take(),
-            progress,
-            Arc::new(AtomicBool::new(false)),
-        );
-        done.store(true, Ordering::SeqCst);
-        let _ = reporter.join();
-        let names: Vec<&str> = owners.iter().map(|&i| profiles[i].as_str()).collect();
-        result.map_err(|e| Failure::from(e).context(names.join(" + ")))?;
-        // Which profile each planned output belongs to, in the order they were joined.
-        let owner_of: Vec<usize> = owners
-            .iter()
-            .flat_map(|&i| std::iter::repeat_n(i, compiled[i].1.outputs.len()))
-            .collect();
-        for ((planned, facts), &pi) in plan.outputs.iter().zip(&plan.facts).zip(&owner_of) {
-            let prof = &compiled[pi].0;
-            let name = &prof.name;
-            let out = &prof.outputs[planned.index];
-            let rep = crate::profile::verify::verify(
-                &planned.path,
-                &prof.name,
-                out,
-                prof.loudness.as_ref(),
-                facts,
-            )
-            .map_err(|e| Failure::from(e).context(format!("{name}: verification")))?;
-            let report_path = crate::profile::verify::write_report(&rep, &planned.path)
-                .map_err(|e| Failure::from(e).context(format!("{name}: verification report")))?;
-            log(
-                if rep.pass { "info" } else { "warn" },
-                format!(
-                    "{}: verification {}",
-                    planned.path.display(),
-                    if rep.pass { "passed" } else { "FAILED" }
-                ),
-            );
-            let file = if rep.pass {
-                crate::ingest::describe(&planned.path, "platform", None)
-                    .map_err(|e| Failure::from(e).context(name.as_str()))?
-                    .into()
-            } else {
-                None
-            };
-            outputs.push(json!({
-                "file": file,
-                "profile": prof.name,
-                "output": out.name,
-                "path": planned.path,
-                "pass": rep.pass,
-                "package": prof.package.is_some(),
-                "report": report_path,
-                "verification": rep,
-            }));
-        }
     }
-    Ok(json!({"outputs": outputs}))
+}
+
+/// Reports run `n` of `count`'s progress every half second until `done`.
+fn report_progress(
+    progress: Arc<crate::av::engine::Progress>,
+    done: Arc<AtomicBool>,
+    duration: Option<f64>,
+    n: usize,
+    count: usize,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        while !done.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(500));
+            let t = start.elapsed().as_secs_f64().max(1e-3);
+            let frames = progress.frames_decoded.load(Ordering::Relaxed) as f64;
+            let media = progress.media_us.load(Ordering::Relaxed) as f64 / 1e6;
+            let speed = media / t;
+            let part = duration
+                .filter(|d| *d > 0.0)
+                .map_or(0.0, |d| (media / d).min(1.0));
+            emit(&WorkerMsg::Progress {
+                percent: (n as f64 + part) * 100.0 / count as f64,
+                fps: frames / t,
+                speed,
+                eta_s: duration
+                    .filter(|_| speed > 0.0)
+                    .map_or(0.0, |d| ((d - media) / speed).max(0.0)),
+            });
+        }
+    })
+}
+
+/// Every output of a finished run verified against its profile, with its report written and,
+/// when it passed, its file described for the catalog.
+fn verify_outputs(
+    plan: &crate::pipeline::Job,
+    owners: &[usize],
+    compiled: &[(crate::profile::Profile, crate::pipeline::Job)],
+) -> Result<Vec<Value>, Failure> {
+    // Which profile each planned output belongs to, in the order they were joined.
+    let owner_of: Vec<usize> = owners
+        .iter()
+        .flat_map(|&i| std::iter::repeat_n(i, compiled[i].1.outputs.len()))
+        .collect();
+    let mut outputs = Vec::new();
+    for ((planned, facts), &pi) in plan.outputs.iter().zip(&plan.facts).zip(&owner_of) {
+        let prof = &compiled[pi].0;
+        let name = &prof.name;
+        let out = &prof.outputs[planned.index];
+        let rep = crate::profile::verify::verify(
+            &planned.path,
+            &prof.name,
+            out,
+            prof.loudness.as_ref(),
+            facts,
+        )
+        .map_err(|e| Failure::from(e).context(format!("{name}: verification")))?;
+        let report_path = crate::profile::verify::write_report(&rep, &planned.path)
+            .map_err(|e| Failure::from(e).context(format!("{name}: verification report")))?;
+        log(
+            if rep.pass { "info" } else { "warn" },
+            format!(
+                "{}: verification {}",
+                planned.path.display(),
+                if rep.pass { "passed" } else { "FAILED" }
+            ),
+        );
+        let file = if rep.pass {
+            crate::ingest::describe(&planned.path, "platform", None)
+                .map_err(|e| Failure::from(e).context(name.as_str()))?
+                .into()
+        } else {
+            None
+        };
+        outputs.push(json!({
+            "file": file,
+            "profile": prof.name,
+            "output": out.name,
+            "path": planned.path,
+            "pass": rep.pass,
+            "package": prof.package.is_some(),
+            "report": report_path,
+            "verification": rep,
+        }));
+    }
+    Ok(outputs)
 }
 
 /// Fixity: every file of the asset hashed again and compared with the catalog's size and
