@@ -75,6 +75,47 @@ enum Outcome {
     Cancelled,
 }
 
+/// The last lines a worker wrote to its stderr.
+type StderrTail = Arc<std::sync::Mutex<Vec<String>>>;
+
+/// What the supervisor keeps while it watches a worker.
+struct Watching {
+    started: Instant,
+    timeout: Option<Duration>,
+    pid: u32,
+    /// When the queue was last told of progress (or asked whether the job was cancelled).
+    last_db: Instant,
+    last_line: Instant,
+    logs: usize,
+}
+
+/// What a worker's message or a tick of the watch means for it.
+enum Step {
+    Go,
+    /// The outcome, once the worker has ended by itself.
+    Set(Outcome),
+    /// The outcome now: the worker is stopped.
+    Stop(Outcome),
+}
+
+/// A worker that ended without a result: how it ended, and what it last wrote.
+fn lost(status: std::io::Result<std::process::ExitStatus>, tail: &StderrTail) -> Outcome {
+    let tail = tail.lock().map(|t| t.join(" | ")).unwrap_or_default();
+    let how = match status {
+        Ok(s) => {
+            use std::os::unix::process::ExitStatusExt;
+            match s.signal() {
+                Some(sig) => format!("killed by signal {sig}"),
+                None => format!("exited with {}", s.code().unwrap_or(-1)),
+            }
+        }
+        Err(e) => e.to_string(),
+    };
+    Outcome::Lost(format!(
+        "the worker crashed ({how}) without a result; {tail}"
+    ))
+}
+
 /// Whether an outcome counts against the GPU the job was placed on: a device fault, or a
 /// worker lost on it (a driver that crashes or hangs the process).
 fn against_gpu(outcome: &Outcome, placed: &Placement) -> bool {
@@ -257,7 +298,8 @@ impl Supervisor {
         })
     }
 
-    /// Runs until `stopping`: watch folders, the lease sweeper and the job loop.
+    /// Runs until `stopping`: watch folders, scheduled triggers, the lease sweeper and the job
+    /// loop.
     pub async fn run(self: Arc<Self>, stopping: CancellationToken) {
         let prefix = format!("{}/", self.settings.appliance);
         let n = self.recover(Some(&prefix)).await;
@@ -268,57 +310,13 @@ impl Supervisor {
             let Some(dir) = self.watch_dir(w) else {
                 continue;
             };
+            // Made before the service says it is ready.
             for d in [dir.clone(), dir.join("done"), dir.join("failed")] {
                 if let Err(e) = std::fs::create_dir_all(&d) {
                     tracing::error!(error = %e, dir = %d.display(), "watch folder cannot be made");
                 }
             }
-            let (me, stop, w) = (self.clone(), stopping.clone(), w.clone());
-            tokio::spawn(async move {
-                let mut events = match watch::Events::open(&dir) {
-                    Ok(e) => Some(e),
-                    Err(e) => {
-                        tracing::warn!(error = %e, dir = %dir.display(), "watch folder: no file events, polling only");
-                        None
-                    }
-                };
-                let mut watcher = Watcher::new(dir, Duration::from_secs_f64(w.trigger.stable_s));
-                let poll = Duration::from_secs_f64(w.trigger.poll_s);
-                loop {
-                    if queue_arrivals(&me.queue, &w, &mut watcher).await > 0 {
-                        me.wake.notify_one();
-                    }
-                    // Counted once its arrivals are queued: a test (or an operator) sees that
-                    // the folder was looked at, and what it found, without waiting blind.
-                    metrics::counter!("antenne_ingest_watch_scans_total", "workflow" => w.name.clone())
-                        .increment(1);
-                    let next = async {
-                        match events.as_mut() {
-                            Some(e) => e.next().await,
-                            None => std::future::pending().await,
-                        }
-                    };
-                    tokio::select! {
-                        _ = tokio::time::sleep(poll) => {}
-                        e = next => match e {
-                            Some(first) => {
-                                // Everything queued now, then one scan after the grace.
-                                let mut e = Some(first);
-                                while let Some(ev) = e {
-                                    match ev {
-                                        watch::Event::Closed(name) => watcher.closed(&name),
-                                        watch::Event::Overflow => watcher.overflowed(),
-                                    }
-                                    e = events.as_mut().and_then(|s| s.next().now_or_never().flatten());
-                                }
-                                tokio::time::sleep(watch::CLOSED_GRACE).await;
-                            }
-                            None => events = None,
-                        },
-                        _ = stop.cancelled() => return,
-                    }
-                }
-            });
+            tokio::spawn(self.clone().watch(w.clone(), dir, stopping.clone()));
         }
         for w in &self.workflows {
             let Some(Ok(sched)) = w
@@ -329,53 +327,9 @@ impl Supervisor {
             else {
                 continue;
             };
-            let (me, stop, w) = (self.clone(), stopping.clone(), w.clone());
-            tokio::spawn(async move {
-                loop {
-                    let now_ms = me.catalog.now_ms();
-                    let Some((at, n)) = sched.next_after(now_ms.div_euclid(1000)) else {
-                        return;
-                    };
-                    let wait = Duration::from_millis((at * 1000 - now_ms).max(0) as u64);
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = stop.cancelled() => return,
-                    }
-                    match me.fire(&w, n).await {
-                        Ok(0) => {}
-                        Ok(k) => {
-                            tracing::info!(workflow = %w.name, assets = k, "scheduled run started");
-                            me.wake.notify_one();
-                        }
-                        Err(e) => {
-                            tracing::error!(workflow = %w.name, error = %e, "scheduled run failed")
-                        }
-                    }
-                    metrics::counter!("antenne_jobs_trigger_firings_total", "workflow" => w.name.clone())
-                        .increment(1);
-                }
-            });
+            tokio::spawn(self.clone().schedule(w.clone(), sched, stopping.clone()));
         }
-        {
-            let (me, stop) = (self.clone(), stopping.clone());
-            tokio::spawn(async move {
-                let every = Duration::from_millis((me.settings.lease_ms / 2).max(1000) as u64);
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(every) => {}
-                        _ = stop.cancelled() => return,
-                    }
-                    let n = me.recover(None).await;
-                    if n > 0 {
-                        tracing::warn!(
-                            jobs = n,
-                            "jobs whose worker was lost queued again or settled"
-                        );
-                        me.wake.notify_one();
-                    }
-                }
-            });
-        }
+        tokio::spawn(self.clone().sweep_leases(stopping.clone()));
         loop {
             // Light jobs first, in their own lane: a file dropped during a long transcode is
             // catalogued at once; then what the encode slots and GPU sessions can take.
@@ -386,6 +340,105 @@ impl Supervisor {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 _ = stopping.cancelled() => return,
+            }
+        }
+    }
+
+    /// Watches a workflow's folder until `stop`: a scan every `poll_s`, and one soon after a
+    /// file is closed or renamed in.
+    async fn watch(self: Arc<Self>, w: Arc<Workflow>, dir: PathBuf, stop: CancellationToken) {
+        let mut events = match watch::Events::open(&dir) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                tracing::warn!(error = %e, dir = %dir.display(), "watch folder: no file events, polling only");
+                None
+            }
+        };
+        let mut watcher = Watcher::new(dir, Duration::from_secs_f64(w.trigger.stable_s));
+        let poll = Duration::from_secs_f64(w.trigger.poll_s);
+        loop {
+            if queue_arrivals(&self.queue, &w, &mut watcher).await > 0 {
+                self.wake.notify_one();
+            }
+            // Counted once its arrivals are queued: a test (or an operator) sees that the
+            // folder was looked at, and what it found, without waiting blind.
+            metrics::counter!("antenne_ingest_watch_scans_total", "workflow" => w.name.clone())
+                .increment(1);
+            let next = async {
+                match events.as_mut() {
+                    Some(e) => e.next().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(poll) => {}
+                e = next => match e {
+                    Some(first) => {
+                        // Everything queued now, then one scan after the grace.
+                        let mut e = Some(first);
+                        while let Some(ev) = e {
+                            match ev {
+                                watch::Event::Closed(name) => watcher.closed(&name),
+                                watch::Event::Overflow => watcher.overflowed(),
+                            }
+                            e = events.as_mut().and_then(|s| s.next().now_or_never().flatten());
+                        }
+                        tokio::time::sleep(watch::CLOSED_GRACE).await;
+                    }
+                    None => events = None,
+                },
+                _ = stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// Fires a workflow's schedule until `stop`.
+    async fn schedule(
+        self: Arc<Self>,
+        w: Arc<Workflow>,
+        sched: super::trigger::Schedule,
+        stop: CancellationToken,
+    ) {
+        loop {
+            let now_ms = self.catalog.now_ms();
+            let Some((at, n)) = sched.next_after(now_ms.div_euclid(1000)) else {
+                return;
+            };
+            let wait = Duration::from_millis((at * 1000 - now_ms).max(0) as u64);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.cancelled() => return,
+            }
+            match self.fire(&w, n).await {
+                Ok(0) => {}
+                Ok(k) => {
+                    tracing::info!(workflow = %w.name, assets = k, "scheduled run started");
+                    self.wake.notify_one();
+                }
+                Err(e) => {
+                    tracing::error!(workflow = %w.name, error = %e, "scheduled run failed")
+                }
+            }
+            metrics::counter!("antenne_jobs_trigger_firings_total", "workflow" => w.name.clone())
+                .increment(1);
+        }
+    }
+
+    /// Every half lease until `stop`: jobs whose worker was lost queued again or settled.
+    async fn sweep_leases(self: Arc<Self>, stop: CancellationToken) {
+        let every = Duration::from_millis((self.settings.lease_ms / 2).max(1000) as u64);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.cancelled() => return,
+            }
+            let n = self.recover(None).await;
+            if n > 0 {
+                tracing::warn!(
+                    jobs = n,
+                    "jobs whose worker was lost queued again or settled"
+                );
+                self.wake.notify_one();
             }
         }
     }
@@ -577,6 +630,8 @@ impl Supervisor {
         }
     }
 
+    /// Runs `job` in a worker process and watches it to the end: its messages, its time limit,
+    /// its silence (a hang), its memory, a cancel over the API, and the service stopping.
     async fn spawn_worker(
         &self,
         job: &Job,
@@ -584,6 +639,69 @@ impl Supervisor {
         placed: &Placement,
         stopping: &CancellationToken,
     ) -> Outcome {
+        let (mut child, pid, stderr_tail) = match self.start_worker(job, worker, placed).await {
+            Ok(started) => started,
+            Err(outcome) => return outcome,
+        };
+        let Some(out) = child.stdout.take() else {
+            return Outcome::Failed("worker has no stdout".into(), true, Fault::Internal);
+        };
+        let mut lines = BufReader::new(out).lines();
+        let mut outcome = None;
+        let mut w = Watching {
+            started: Instant::now(),
+            timeout: job.params["timeout_s"]
+                .as_f64()
+                .filter(|t| *t > 0.0)
+                .map(Duration::from_secs_f64)
+                .or(self.settings.job_timeout),
+            pid,
+            last_db: Instant::now() - Duration::from_secs(10),
+            last_line: Instant::now(),
+            logs: 0,
+        };
+        let mut mem_tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            let step = tokio::select! {
+                line = lines.next_line() => {
+                    w.last_line = Instant::now();
+                    match line {
+                        Ok(Some(l)) => self.on_message(job, worker, &mut w, &l).await,
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                _ = mem_tick.tick() => self.on_tick(job, worker, &mut w).await,
+                _ = stopping.cancelled() => {
+                    // The job stays running under this appliance's name: the next start (or
+                    // another appliance, when the lease runs out) queues it again.
+                    let _ = child.kill().await;
+                    return Outcome::Cancelled;
+                }
+            };
+            match step {
+                Step::Go => {}
+                Step::Set(o) => outcome = Some(o),
+                Step::Stop(o) => {
+                    outcome = Some(o);
+                    break;
+                }
+            }
+        }
+        if !matches!(outcome, Some(Outcome::Done(_)) | Some(Outcome::Failed(..))) {
+            let _ = child.kill().await;
+        }
+        let status = child.wait().await;
+        outcome.unwrap_or_else(|| lost(status, &stderr_tail))
+    }
+
+    /// Starts the worker process with the job on its stdin; the process, its pid, and the last
+    /// lines of its stderr as they come.
+    async fn start_worker(
+        &self,
+        job: &Job,
+        worker: &str,
+        placed: &Placement,
+    ) -> Result<(tokio::process::Child, u32, StderrTail), Outcome> {
         let (backend, gpu, device) = match placed {
             Placement::Gpu {
                 backend, device, ..
@@ -608,29 +726,16 @@ impl Supervisor {
             Some(d) => cmd.env("ANTENNE_HW_DEVICE", d),
             None => cmd.env_remove("ANTENNE_HW_DEVICE"),
         };
-        let timeout = job.params["timeout_s"]
-            .as_f64()
-            .filter(|t| *t > 0.0)
-            .map(Duration::from_secs_f64)
-            .or(self.settings.job_timeout);
-        let started = Instant::now();
-        let mut child = match cmd
+        let mut child = cmd
             .arg("worker")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-        {
-            Ok(c) => c,
-            Err(e) => {
-                return Outcome::Failed(
-                    format!("cannot start a worker: {e}"),
-                    true,
-                    Fault::Resource,
-                )
-            }
-        };
+            .map_err(|e| {
+                Outcome::Failed(format!("cannot start a worker: {e}"), true, Fault::Resource)
+            })?;
         let pid = child.id().unwrap_or(0);
         let _ = self
             .queue
@@ -644,7 +749,7 @@ impl Supervisor {
             let text = serde_json::to_vec(&spec).unwrap_or_default();
             let _ = stdin.write_all(&text).await;
         }
-        let stderr_tail = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let stderr_tail = StderrTail::default();
         if let Some(err) = child.stderr.take() {
             let tail = stderr_tail.clone();
             tokio::spawn(async move {
@@ -659,114 +764,93 @@ impl Supervisor {
                 }
             });
         }
-        let Some(out) = child.stdout.take() else {
-            return Outcome::Failed("worker has no stdout".into(), true, Fault::Internal);
-        };
-        let mut lines = BufReader::new(out).lines();
-        let mut outcome = None;
-        let mut last_db = Instant::now() - Duration::from_secs(10);
-        let mut mem_tick = tokio::time::interval(Duration::from_secs(1));
-        let mut logs = 0;
-        let mut last_line = Instant::now();
-        loop {
-            tokio::select! {
-                line = lines.next_line() => {
-                    last_line = Instant::now();
-                    match line {
-                        Ok(Some(l)) => match serde_json::from_str::<WorkerMsg>(&l) {
-                            Ok(WorkerMsg::Progress { percent, fps, speed, eta_s }) => {
-                                if last_db.elapsed() >= Duration::from_secs(1) {
-                                    last_db = Instant::now();
-                                    match self.queue.progress(job.id, worker, (percent, fps, speed, eta_s), self.settings.lease_ms, true).await {
-                                        Ok(false) => { outcome = Some(Outcome::Cancelled); break; }
-                                        Ok(true) => {}
-                                        Err(e) => tracing::warn!(error = %e, "jobs: progress"),
-                                    }
-                                }
-                            }
-                            Ok(WorkerMsg::Log { level, message }) => {
-                                logs += 1;
-                                if logs <= 500 {
-                                    let _ = self.queue.job_log(job.id, &level, &message).await;
-                                }
-                            }
-                            Ok(WorkerMsg::Done { result }) => outcome = Some(Outcome::Done(result)),
-                            Ok(WorkerMsg::Failed { error, retry, fault }) => outcome = Some(Outcome::Failed(error, retry, fault)),
-                            Err(_) => {}
-                        },
-                        Ok(None) | Err(_) => break,
+        Ok((child, pid, stderr_tail))
+    }
+
+    /// One line from the worker: progress (at most once a second to the queue, which says
+    /// when the job was cancelled), a log line (the first 500), or its result.
+    async fn on_message(&self, job: &Job, worker: &str, w: &mut Watching, line: &str) -> Step {
+        match serde_json::from_str::<WorkerMsg>(line) {
+            Ok(WorkerMsg::Progress {
+                percent,
+                fps,
+                speed,
+                eta_s,
+            }) => {
+                if w.last_db.elapsed() >= Duration::from_secs(1) {
+                    w.last_db = Instant::now();
+                    let p = (percent, fps, speed, eta_s);
+                    match self
+                        .queue
+                        .progress(job.id, worker, p, self.settings.lease_ms, true)
+                        .await
+                    {
+                        Ok(false) => return Step::Stop(Outcome::Cancelled),
+                        Ok(true) => {}
+                        Err(e) => tracing::warn!(error = %e, "jobs: progress"),
                     }
                 }
-                _ = mem_tick.tick() => {
-                    if let Some(t) = timeout.filter(|t| started.elapsed() > *t) {
-                        outcome = Some(Outcome::Failed(format!(
-                            "ran past its time limit of {} s: stopped",
-                            t.as_secs_f64()
-                        ), false, Fault::Timeout));
-                        break;
-                    }
-                    if last_line.elapsed() > self.settings.hang {
-                        outcome = Some(Outcome::Lost(format!(
-                            "no progress for {} s: the worker was stopped (hang)",
-                            self.settings.hang.as_secs()
-                        )));
-                        break;
-                    }
-                    if let Some(rss) = rss_bytes(pid) {
-                        if rss > self.settings.memory_limit {
-                            outcome = Some(Outcome::Failed(format!(
-                                "the worker used {} MiB, over the limit of {} MiB: stopped",
-                                rss >> 20,
-                                self.settings.memory_limit >> 20
-                            ), true, Fault::Resource));
-                            break;
-                        }
-                    }
-                    // A job cancelled over the API stops its worker.
-                    if last_db.elapsed() >= Duration::from_secs(2) {
-                        last_db = Instant::now();
-                        if let Ok(false) = self.queue.progress(job.id, worker, (job.progress, 0.0, 0.0, 0.0), self.settings.lease_ms, false).await {
-                            outcome = Some(Outcome::Cancelled);
-                            break;
-                        }
-                    }
+                Step::Go
+            }
+            Ok(WorkerMsg::Log { level, message }) => {
+                w.logs += 1;
+                if w.logs <= 500 {
+                    let _ = self.queue.job_log(job.id, &level, &message).await;
                 }
-                _ = stopping.cancelled() => {
-                    // The job stays running under this appliance's name: the next start (or
-                    // another appliance, when the lease runs out) queues it again.
-                    let _ = child.kill().await;
-                    return Outcome::Cancelled;
-                }
+                Step::Go
+            }
+            Ok(WorkerMsg::Done { result }) => Step::Set(Outcome::Done(result)),
+            Ok(WorkerMsg::Failed {
+                error,
+                retry,
+                fault,
+            }) => Step::Set(Outcome::Failed(error, retry, fault)),
+            Err(_) => Step::Go,
+        }
+    }
+
+    /// Every second: the time limit, a hang, the memory limit, and a cancel over the API.
+    async fn on_tick(&self, job: &Job, worker: &str, w: &mut Watching) -> Step {
+        if let Some(t) = w.timeout.filter(|t| w.started.elapsed() > *t) {
+            return Step::Stop(Outcome::Failed(
+                format!("ran past its time limit of {} s: stopped", t.as_secs_f64()),
+                false,
+                Fault::Timeout,
+            ));
+        }
+        if w.last_line.elapsed() > self.settings.hang {
+            return Step::Stop(Outcome::Lost(format!(
+                "no progress for {} s: the worker was stopped (hang)",
+                self.settings.hang.as_secs()
+            )));
+        }
+        if let Some(rss) = rss_bytes(w.pid) {
+            if rss > self.settings.memory_limit {
+                return Step::Stop(Outcome::Failed(
+                    format!(
+                        "the worker used {} MiB, over the limit of {} MiB: stopped",
+                        rss >> 20,
+                        self.settings.memory_limit >> 20
+                    ),
+                    true,
+                    Fault::Resource,
+                ));
             }
         }
-        if !matches!(outcome, Some(Outcome::Done(_)) | Some(Outcome::Failed(..)))
-            || outcome.is_none()
-        {
-            let _ = child.kill().await;
-        }
-        let status = child.wait().await;
-        match outcome {
-            Some(o) => o,
-            None => {
-                let tail = stderr_tail
-                    .lock()
-                    .map(|t| t.join(" | "))
-                    .unwrap_or_default();
-                let how = match status {
-                    Ok(s) => {
-                        use std::os::unix::process::ExitStatusExt;
-                        match s.signal() {
-                            Some(sig) => format!("killed by signal {sig}"),
-                            None => format!("exited with {}", s.code().unwrap_or(-1)),
-                        }
-                    }
-                    Err(e) => e.to_string(),
-                };
-                Outcome::Lost(format!(
-                    "the worker crashed ({how}) without a result; {tail}"
-                ))
+        // A job cancelled over the API stops its worker. The lease is renewed on a line's
+        // progress too; a quiet worker's every two seconds here.
+        if w.last_db.elapsed() >= Duration::from_secs(2) {
+            w.last_db = Instant::now();
+            let p = (job.progress, 0.0, 0.0, 0.0);
+            if let Ok(false) = self
+                .queue
+                .progress(job.id, worker, p, self.settings.lease_ms, false)
+                .await
+            {
+                return Step::Stop(Outcome::Cancelled);
             }
         }
+        Step::Go
     }
 
     async fn failed(
