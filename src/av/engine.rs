@@ -794,31 +794,8 @@ fn decode_loop(
     };
     let mut alines: Vec<Timeline> = atbs.iter().map(|&tb| Timeline::new(tb, start_us)).collect();
     let mut send_video = |f: &mut ff::frame::Video, last: &mut f64| -> bool {
-        progress.frames_decoded.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: reading a plain field of a live frame.
-        let d = unsafe { (*f.as_ptr()).pkt_duration };
-        let t = vline.map(f.timestamp(), if d > 0 { d } else { vframe_ticks });
-        f.set_pts(t);
-        if let Some(t) = t {
-            let s = vline.seconds(t);
-            *last = last.max(s);
-            progress
-                .media_us
-                .store((s.max(0.0) * 1e6) as u64, Ordering::Relaxed);
-        }
-        for t in vtx {
-            let Some(shared) = share(f) else { return false };
-            if t.send(VMsg::Frame(ff::frame::Video::from(shared))).is_err() {
-                return false;
-            }
-        }
-        if spec.audio_streams.is_empty() {
-            let s = progress.media_us.load(Ordering::Relaxed) as f64 / 1e6;
-            for t in atx {
-                let _ = t.send(AMsg::Tick(s));
-            }
-        }
-        true
+        send_video(f, vtx, &mut vline, vframe_ticks, last, progress)
+            && (!spec.audio_streams.is_empty() || tick_audio(atx, progress))
     };
     let mut packet = ff::Packet::empty();
     let mut bad_reads = 0u32;
@@ -826,22 +803,10 @@ fn decode_loop(
         if stop() {
             return Ok(());
         }
-        match super::read_packet(ictx, &mut packet) {
-            Ok(()) => {}
-            Err(ff::Error::Eof) => break,
-            Err(ff::Error::InvalidData) if bad_reads < 1000 => {
-                // Damaged data the demuxer can resynchronise after: counted, skipped.
-                bad_reads += 1;
-                progress.decode_errors.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            Err(e) => {
-                // An I/O error, or damage beyond resynchronisation: stop reading; the
-                // truncation check below decides whether what was read is enough.
-                progress.decode_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(file = %path.display(), error = %e, "read error");
-                break;
-            }
+        match read_next(ictx, &mut packet, &mut bad_reads, progress, path) {
+            Read::Packet => {}
+            Read::Skip => continue,
+            Read::End => break,
         }
         let si = packet.stream();
         if Some(si) == spec.video_stream {
@@ -885,21 +850,62 @@ fn decode_loop(
             }
         }
     }
+    let reached = if spec.video_stream.is_some() {
+        last_video_s
+    } else {
+        last_audio_s
+    };
+    check_complete(spec, progress, reached)
+}
+
+/// What a read from the demuxer gave.
+enum Read {
+    Packet,
+    /// Damaged data the demuxer can resynchronise after: counted, skipped.
+    Skip,
+    /// The end, or an I/O error or damage beyond resynchronisation: reading stops, and
+    /// [`check_complete`] decides whether what was read is enough.
+    End,
+}
+
+fn read_next(
+    ictx: &mut ff::format::context::Input,
+    packet: &mut ff::Packet,
+    bad_reads: &mut u32,
+    progress: &Progress,
+    path: &Path,
+) -> Read {
+    match super::read_packet(ictx, packet) {
+        Ok(()) => Read::Packet,
+        Err(ff::Error::Eof) => Read::End,
+        Err(ff::Error::InvalidData) if *bad_reads < 1000 => {
+            *bad_reads += 1;
+            progress.decode_errors.fetch_add(1, Ordering::Relaxed);
+            Read::Skip
+        }
+        Err(e) => {
+            progress.decode_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(file = %path.display(), error = %e, "read error");
+            Read::End
+        }
+    }
+}
+
+/// After the decode: some picture decoded when one was asked for, and the media reaching
+/// (nearly) as far as the file declares (`reached`: the last picture's time, else the last
+/// sound's).
+fn check_complete(spec: &PipelineSpec, progress: &Progress, reached: f64) -> Result<(), AvError> {
+    let path = spec.input.label();
     if spec.video_stream.is_some() && progress.frames_decoded.load(Ordering::Relaxed) == 0 {
         return Err(AvError::Invalid {
-            path: path.clone(),
+            path,
             what: "no video frame could be decoded".into(),
         });
     }
     if let Some(declared) = spec.declared_duration_s {
-        let reached = if spec.video_stream.is_some() {
-            last_video_s
-        } else {
-            last_audio_s
-        };
         if declared > 1.0 && reached < declared * 0.9 - 0.5 {
             return Err(AvError::Invalid {
-                path: path.clone(),
+                path,
                 what: format!(
                     "truncated or damaged: media ends at {reached:.2} s but the file declares {declared:.2} s"
                 ),
@@ -981,6 +987,45 @@ fn send_audio(
     true
 }
 
+/// A decoded picture, stamped on the timeline, to every video stage; `false` when one has gone.
+fn send_video(
+    f: &mut ff::frame::Video,
+    vtx: &[Sender<VMsg>],
+    line: &mut Timeline,
+    frame_ticks: i64,
+    last: &mut f64,
+    progress: &Progress,
+) -> bool {
+    progress.frames_decoded.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: reading a plain field of a live frame.
+    let d = unsafe { (*f.as_ptr()).pkt_duration };
+    let t = line.map(f.timestamp(), if d > 0 { d } else { frame_ticks });
+    f.set_pts(t);
+    if let Some(t) = t {
+        let s = line.seconds(t);
+        *last = last.max(s);
+        progress
+            .media_us
+            .store((s.max(0.0) * 1e6) as u64, Ordering::Relaxed);
+    }
+    for t in vtx {
+        let Some(shared) = share(f) else { return false };
+        if t.send(VMsg::Frame(ff::frame::Video::from(shared))).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Outputs that make their own silence (the source has no audio) keep pace with the picture.
+fn tick_audio(atx: &[Sender<AMsg>], progress: &Progress) -> bool {
+    let s = progress.media_us.load(Ordering::Relaxed) as f64 / 1e6;
+    for t in atx {
+        let _ = t.send(AMsg::Tick(s));
+    }
+    true
+}
+
 #[allow(clippy::too_many_arguments)]
 fn video_thread(
     v: &VideoOut,
@@ -992,126 +1037,36 @@ fn video_thread(
     cancel: &AtomicBool,
 ) -> Result<(), StageError> {
     let mut g: Option<ff::filter::Graph> = None;
-    let mut enc: Option<(ff::encoder::Video, ff::Rational)> = None;
-    let mut filtered = ff::frame::Video::empty();
-    let mut pkt = ff::Packet::empty();
-    let rate = ff::Rational::new(v.frame_rate.0, v.frame_rate.1);
-    let mut next_pts: i64 = 0;
+    let mut encode = VideoEncode::new(v, mux);
     let mut end_pts: Option<i64> = None;
     let mut graph_props: Option<(u32, u32, ff::format::Pixel)> = None;
-
-    let mut pull = |g: &mut ff::filter::Graph,
-                    enc: &mut Option<(ff::encoder::Video, ff::Rational)>,
-                    next_pts: &mut i64|
-     -> Result<(), StageError> {
-        loop {
-            let mut sink = g.get("out").ok_or(StageError::Missing("video sink"))?;
-            let mut sink = sink.sink();
-            if sink.frame(&mut filtered).is_err() {
-                return Ok(());
-            }
-            if cancel.load(Ordering::Relaxed) {
-                return Err(StageError::Cancelled);
-            }
-            let sink_tb = sink.time_base();
-            if enc.is_none() {
-                // SAFETY: the sink is configured; the returned ref (or null) is borrowed only to
-                // hand to the encoder, which takes its own reference.
-                let hw_frames = unsafe { ffi::av_buffersink_get_hw_frames_ctx(sink_ctx_ptr(g)?) };
-                *enc = Some(open_video_encoder(v, &filtered, rate, hw_frames)?);
-                let (e, tb) = enc.as_ref().expect("just opened");
-                mux.send(MuxMsg::Ready {
-                    stream: 0,
-                    params: ff::codec::Parameters::from(&**e),
-                    time_base: *tb,
-                    frame_rate: Some(rate),
-                })
-                .map_err(muxer_stopped)?;
-            }
-            let (e, enc_tb) = enc.as_mut().expect("opened above");
-            if (filtered.width(), filtered.height(), filtered.format())
-                != (e.width(), e.height(), e.format())
-            {
-                return Err(StageError::Media(format!(
-                    "the picture changed from {}x{} to {}x{} mid-stream and the filter chain did not bring it back",
-                    e.width(),
-                    e.height(),
-                    filtered.width(),
-                    filtered.height()
-                )));
-            }
-            let pts = filtered
-                .pts()
-                .map(|p| ff::Rescale::rescale(&p, sink_tb, *enc_tb))
-                .unwrap_or(*next_pts)
-                .max(*next_pts);
-            *next_pts = pts + 1;
-            filtered.set_pts(Some(pts));
-            if let Some(fo) = v.interlaced {
-                // SAFETY: the frame is exclusively ours; we only set its interlacing flags.
-                unsafe {
-                    let f = &mut *filtered.as_mut_ptr();
-                    f.interlaced_frame = 1;
-                    f.top_field_first = (fo == FieldOrder::Tff) as i32;
-                }
-            }
-            // SAFETY: picture type is a plain field; NONE lets the encoder decide (GOP from settings).
-            unsafe {
-                (*filtered.as_mut_ptr()).pict_type = ffi::AVPictureType::AV_PICTURE_TYPE_NONE
-            };
-            e.send_frame(&filtered)
-                .map_err(encoder_err(format!("encoder {}", v.encoder), v.backend))?;
-            drain_encoder(e, &mut pkt, 0, *enc_tb, &mux)?;
-        }
-    };
-
     for msg in rx.iter() {
-        match msg {
-            VMsg::Frame(f) => {
-                if cancel.load(Ordering::Relaxed) {
-                    return Err(StageError::Cancelled);
-                }
-                if let Some(p) = f.pts() {
-                    // SAFETY: reading a plain field of a live frame.
-                    let d = unsafe { (*f.as_ptr()).pkt_duration };
-                    let d = if d > 0 {
-                        d
-                    } else {
-                        ff::Rescale::rescale(
-                            &1,
-                            ff::Rational::new(src_rate.1, src_rate.0.max(1)),
-                            in_tb,
-                        )
-                    };
-                    end_pts = Some(end_pts.map_or(p + d, |e: i64| e.max(p + d)));
-                }
-                // A new picture size or format mid-stream: finish the graph built for the old one
-                // and build another; the chain ends in a scale to the output size.
-                let props = (f.width(), f.height(), f.format());
-                if g.is_some() && graph_props != Some(props) {
-                    if let Some(mut old) = g.take() {
-                        let _ = old
-                            .get("in")
-                            .ok_or(StageError::Missing("video source"))?
-                            .source()
-                            .flush();
-                        pull(&mut old, &mut enc, &mut next_pts)?;
-                    }
-                }
-                if g.is_none() {
-                    g = Some(build_video_graph(v, &f, in_tb, dev.as_deref())?);
-                    graph_props = Some(props);
-                }
-                let gg = g.as_mut().expect("built");
-                gg.get("in")
-                    .ok_or(StageError::Missing("video source"))?
-                    .source()
-                    .add(&f)
-                    .map_err(libav_err("video filter input"))?;
-                pull(gg, &mut enc, &mut next_pts)?;
-            }
+        let f = match msg {
+            VMsg::Frame(f) => f,
             VMsg::Eof => break,
+        };
+        if cancel.load(Ordering::Relaxed) {
+            return Err(StageError::Cancelled);
         }
+        if let Some(e) = frame_end(&f, src_rate, in_tb) {
+            end_pts = Some(end_pts.map_or(e, |x: i64| x.max(e)));
+        }
+        // A new picture size or format mid-stream: finish the graph built for the old one and
+        // build another; the chain ends in a scale to the output size.
+        let props = (f.width(), f.height(), f.format());
+        if graph_props != Some(props) {
+            if let Some(mut old) = g.take() {
+                let _ = feed(&mut old, Feed::Flush)?;
+                encode.pull(&mut old, cancel)?;
+            }
+        }
+        if g.is_none() {
+            g = Some(build_video_graph(v, &f, in_tb, dev.as_deref())?);
+            graph_props = Some(props);
+        }
+        let gg = g.as_mut().expect("built");
+        feed(gg, Feed::Frame(&f))?.map_err(libav_err("video filter input"))?;
+        encode.pull(gg, cancel)?;
     }
     let Some(mut gg) = g else {
         return Err(StageError::Media(
@@ -1119,31 +1074,160 @@ fn video_thread(
         ));
     };
     // End of stream one frame after the last frame, so that `fps` keeps the last frame.
-    match end_pts {
-        Some(p) => {
-            let _ = gg
-                .get("in")
-                .ok_or(StageError::Missing("video source"))?
-                .source()
-                .close(p);
-        }
-        None => {
-            let _ = gg
-                .get("in")
-                .ok_or(StageError::Missing("video source"))?
-                .source()
-                .flush();
+    let _ = feed(&mut gg, end_pts.map_or(Feed::Flush, Feed::CloseAt))?;
+    encode.pull(&mut gg, cancel)?;
+    encode.finish()
+}
+
+/// What a video graph's `in` source is given.
+enum Feed<'f> {
+    Frame(&'f ff::frame::Video),
+    /// The end of the stream, at this timestamp.
+    CloseAt(i64),
+    /// The end of the stream, where the last frame ends.
+    Flush,
+}
+
+/// Gives the graph's source `what`: libav's answer, or an error when the graph has no source.
+fn feed(g: &mut ff::filter::Graph, what: Feed<'_>) -> Result<Result<(), ff::Error>, StageError> {
+    let mut c = g.get("in").ok_or(StageError::Missing("video source"))?;
+    let mut src = c.source();
+    Ok(match what {
+        Feed::Frame(f) => src.add(f),
+        Feed::CloseAt(p) => src.close(p),
+        Feed::Flush => src.flush(),
+    })
+}
+
+/// Where a decoded frame ends, in the input's time base (its duration, else one frame at the
+/// source's rate).
+fn frame_end(f: &ff::frame::Video, src_rate: (i32, i32), in_tb: ff::Rational) -> Option<i64> {
+    let p = f.pts()?;
+    // SAFETY: reading a plain field of a live frame.
+    let d = unsafe { (*f.as_ptr()).pkt_duration };
+    let d = if d > 0 {
+        d
+    } else {
+        ff::Rescale::rescale(&1, ff::Rational::new(src_rate.1, src_rate.0.max(1)), in_tb)
+    };
+    Some(p + d)
+}
+
+/// An output's video encoder, opened on the first filtered frame: its size and format, and
+/// the GPU frames context the graph ends in, decide how.
+struct VideoEncode<'a> {
+    v: &'a VideoOut,
+    rate: ff::Rational,
+    enc: Option<(ff::encoder::Video, ff::Rational)>,
+    filtered: ff::frame::Video,
+    pkt: ff::Packet,
+    next_pts: i64,
+    mux: Sender<MuxMsg>,
+}
+
+impl<'a> VideoEncode<'a> {
+    fn new(v: &'a VideoOut, mux: Sender<MuxMsg>) -> Self {
+        VideoEncode {
+            v,
+            rate: ff::Rational::new(v.frame_rate.0, v.frame_rate.1),
+            enc: None,
+            filtered: ff::frame::Video::empty(),
+            pkt: ff::Packet::empty(),
+            next_pts: 0,
+            mux,
         }
     }
-    pull(&mut gg, &mut enc, &mut next_pts)?;
-    let (mut e, tb) =
-        enc.ok_or_else(|| StageError::Media("the video filter produced no frame".into()))?;
-    e.send_eof()
-        .map_err(encoder_err("encoder flush", v.backend))?;
-    drain_encoder(&mut e, &mut pkt, 0, tb, &mux)?;
-    mux.send(MuxMsg::Done { stream: 0 })
-        .map_err(muxer_stopped)?;
-    Ok(())
+
+    /// Encodes every frame the graph has ready.
+    fn pull(&mut self, g: &mut ff::filter::Graph, cancel: &AtomicBool) -> Result<(), StageError> {
+        loop {
+            let sink_tb = {
+                let mut sink = g.get("out").ok_or(StageError::Missing("video sink"))?;
+                let mut sink = sink.sink();
+                if sink.frame(&mut self.filtered).is_err() {
+                    return Ok(());
+                }
+                sink.time_base()
+            };
+            if cancel.load(Ordering::Relaxed) {
+                return Err(StageError::Cancelled);
+            }
+            if self.enc.is_none() {
+                self.open(g)?;
+            }
+            self.encode(sink_tb)?;
+        }
+    }
+
+    fn open(&mut self, g: &mut ff::filter::Graph) -> Result<(), StageError> {
+        // SAFETY: the sink is configured; the returned ref (or null) is borrowed only to hand to
+        // the encoder, which takes its own reference.
+        let hw_frames = unsafe { ffi::av_buffersink_get_hw_frames_ctx(sink_ctx_ptr(g)?) };
+        let (e, tb) = open_video_encoder(self.v, &self.filtered, self.rate, hw_frames)?;
+        self.mux
+            .send(MuxMsg::Ready {
+                stream: 0,
+                params: ff::codec::Parameters::from(&*e),
+                time_base: tb,
+                frame_rate: Some(self.rate),
+            })
+            .map_err(muxer_stopped)?;
+        self.enc = Some((e, tb));
+        Ok(())
+    }
+
+    /// The filtered frame, stamped on the encoder's clock (never backwards), into the encoder.
+    fn encode(&mut self, sink_tb: ff::Rational) -> Result<(), StageError> {
+        let (e, enc_tb) = self.enc.as_mut().ok_or(StageError::Missing("encoder"))?;
+        let filtered = &mut self.filtered;
+        if (filtered.width(), filtered.height(), filtered.format())
+            != (e.width(), e.height(), e.format())
+        {
+            return Err(StageError::Media(format!(
+                "the picture changed from {}x{} to {}x{} mid-stream and the filter chain did not bring it back",
+                e.width(),
+                e.height(),
+                filtered.width(),
+                filtered.height()
+            )));
+        }
+        let pts = filtered
+            .pts()
+            .map(|p| ff::Rescale::rescale(&p, sink_tb, *enc_tb))
+            .unwrap_or(self.next_pts)
+            .max(self.next_pts);
+        self.next_pts = pts + 1;
+        filtered.set_pts(Some(pts));
+        if let Some(fo) = self.v.interlaced {
+            // SAFETY: the frame is exclusively ours; we only set its interlacing flags.
+            unsafe {
+                let f = &mut *filtered.as_mut_ptr();
+                f.interlaced_frame = 1;
+                f.top_field_first = (fo == FieldOrder::Tff) as i32;
+            }
+        }
+        // SAFETY: picture type is a plain field; NONE lets the encoder decide (GOP from settings).
+        unsafe { (*filtered.as_mut_ptr()).pict_type = ffi::AVPictureType::AV_PICTURE_TYPE_NONE };
+        e.send_frame(filtered).map_err(encoder_err(
+            format!("encoder {}", self.v.encoder),
+            self.v.backend,
+        ))?;
+        drain_encoder(e, &mut self.pkt, 0, *enc_tb, &self.mux)
+    }
+
+    /// Flushes the encoder and ends the stream.
+    fn finish(mut self) -> Result<(), StageError> {
+        let (mut e, tb) = self
+            .enc
+            .take()
+            .ok_or_else(|| StageError::Media("the video filter produced no frame".into()))?;
+        e.send_eof()
+            .map_err(encoder_err("encoder flush", self.v.backend))?;
+        drain_encoder(&mut e, &mut self.pkt, 0, tb, &self.mux)?;
+        self.mux
+            .send(MuxMsg::Done { stream: 0 })
+            .map_err(muxer_stopped)
+    }
 }
 
 /// The video graph for the first frame's kind: on GPU frames the GPU chain when there is one
@@ -1538,56 +1622,7 @@ fn mux_inner(
     rx: Receiver<MuxMsg>,
     cancel: &AtomicBool,
 ) -> Result<(), StageError> {
-    let target = match (&o.sink, part) {
-        (OutputSink::Stream(s), _) => PathBuf::from(&s.name),
-        (_, Some(part)) => part.to_owned(),
-        (OutputSink::File { .. }, None) => return Err(StageError::Missing("output file")),
-    };
-    let write_err = |what: &'static str| {
-        let path = target.clone();
-        move |source| StageError::Write { what, path, source }
-    };
-    let mut octx = match (&o.sink, part) {
-        (OutputSink::Stream(s), _) => OutputSink::open_stream(s, &o.muxer),
-        (_, Some(part)) => ff::format::output_as(part, &o.muxer),
-        (_, None) => return Err(StageError::Missing("output file")),
-    }
-    .map_err(write_err("create"))?;
-    for _ in 0..n_streams {
-        // SAFETY: the output context is live; a null codec adds an empty stream we fill below.
-        let s = unsafe { ffi::avformat_new_stream(octx.as_mut_ptr(), std::ptr::null()) };
-        if s.is_null() {
-            return Err(StageError::Missing("a new stream of the output"));
-        }
-    }
-    let mut meta = ff::Dictionary::new();
-    for (k, v) in &o.metadata {
-        meta.set(k, v);
-    }
-    octx.set_metadata(meta);
-    let mut ready = vec![None::<ff::Rational>; n_streams];
-    let mut buffered: Vec<(usize, ff::Packet, ff::Rational)> = Vec::new();
-    let mut done = vec![false; n_streams];
-    let mut header = false;
-    let mut tap: Option<TapThread> = None;
-    let write = |octx: &mut ff::format::context::Output,
-                 tap: &mut Option<TapThread>,
-                 stream: usize,
-                 mut p: ff::Packet,
-                 tb: ff::Rational|
-     -> Result<(), StageError> {
-        let st_tb = octx
-            .stream(stream)
-            .ok_or(StageError::Missing("stream"))?
-            .time_base();
-        p.rescale_ts(tb, st_tb);
-        p.set_stream(stream);
-        p.set_position(-1);
-        if let Some(t) = tap.as_mut() {
-            t.feed(&p);
-        }
-        p.write_interleaved(octx).map_err(write_err("write to"))
-    };
+    let mut m = Muxing::open(o, part, n_streams)?;
     for msg in rx.iter() {
         if cancel.load(Ordering::Relaxed) {
             return Err(StageError::Cancelled);
@@ -1598,72 +1633,194 @@ fn mux_inner(
                 params,
                 time_base,
                 frame_rate,
-            } => {
-                let mut st = octx
-                    .stream_mut(stream)
-                    .ok_or(StageError::Missing("stream"))?;
-                st.set_parameters(params);
-                st.set_time_base(time_base);
-                if let Some(r) = frame_rate {
-                    st.set_avg_frame_rate(r);
-                    st.set_rate(r);
-                }
-                // SAFETY: clearing the codec tag lets the muxer choose its own for this codec.
-                unsafe { (*(*st.as_mut_ptr()).codecpar).codec_tag = 0 };
-                ready[stream] = Some(time_base);
-                if ready.iter().all(Option::is_some) && !header {
-                    let mut opts = ff::Dictionary::new();
-                    for (k, v) in &o.mux_options {
-                        opts.set(k, v);
-                    }
-                    octx.write_header_with(opts)
-                        .map_err(|source| StageError::Libav {
-                            what: format!("{} muxer refused these streams", o.muxer),
-                            source,
-                        })?;
-                    header = true;
-                    if let Some(spec) = o.tap.as_ref().filter(|_| o.sink.atomic()) {
-                        tap = TapThread::start(&octx, spec, &o.name);
-                    }
-                    for (s, p, tb) in buffered.drain(..) {
-                        write(&mut octx, &mut tap, s, p, tb)?;
-                    }
-                }
-            }
+            } => m.ready(o, stream, params, time_base, frame_rate)?,
             MuxMsg::Packet {
                 stream,
                 packet,
                 time_base,
-            } => {
-                if header {
-                    write(&mut octx, &mut tap, stream, packet, time_base)?;
-                } else {
-                    if buffered.len() >= 20_000 {
-                        return Err(StageError::NeverStarted);
-                    }
-                    buffered.push((stream, packet, time_base));
-                }
-            }
+            } => m.packet(stream, packet, time_base)?,
             MuxMsg::Done { stream } => {
-                done[stream] = true;
-                if done.iter().all(|d| *d) {
+                m.done[stream] = true;
+                if m.done.iter().all(|d| *d) {
                     break;
                 }
             }
         }
     }
-    if !header || !done.iter().all(|d| *d) {
+    if !m.header || !m.done.iter().all(|d| *d) {
         return Err(if cancel.load(Ordering::Relaxed) {
             StageError::Cancelled
         } else {
             StageError::NeverFinished
         });
     }
-    octx.write_trailer().map_err(write_err("finish"))?;
+    let Muxing {
+        mut octx,
+        target,
+        tap,
+        ..
+    } = m;
+    octx.write_trailer().map_err(|source| StageError::Write {
+        what: "finish",
+        path: target,
+        source,
+    })?;
     drop(octx);
     if cancel.load(Ordering::Relaxed) {
         return Err(StageError::Cancelled);
     }
+    settle_file(o, part, tap)
+}
+
+/// A muxer being fed: streams declared as their encoders open, packets held until every
+/// stream is declared and the header written.
+struct Muxing {
+    octx: ff::format::context::Output,
+    /// What errors name: the file being written, or the stream's name.
+    target: PathBuf,
+    ready: Vec<Option<ff::Rational>>,
+    buffered: Vec<(usize, ff::Packet, ff::Rational)>,
+    done: Vec<bool>,
+    header: bool,
+    tap: Option<TapThread>,
+}
+
+impl Muxing {
+    fn open(o: &OutputSpec, part: Option<&Path>, n_streams: usize) -> Result<Self, StageError> {
+        let target = match (&o.sink, part) {
+            (OutputSink::Stream(s), _) => PathBuf::from(&s.name),
+            (_, Some(part)) => part.to_owned(),
+            (OutputSink::File { .. }, None) => return Err(StageError::Missing("output file")),
+        };
+        let mut octx = match (&o.sink, part) {
+            (OutputSink::Stream(s), _) => OutputSink::open_stream(s, &o.muxer),
+            (_, Some(part)) => ff::format::output_as(part, &o.muxer),
+            (_, None) => return Err(StageError::Missing("output file")),
+        }
+        .map_err(|source| StageError::Write {
+            what: "create",
+            path: target.clone(),
+            source,
+        })?;
+        for _ in 0..n_streams {
+            // SAFETY: the output context is live; a null codec adds an empty stream we fill
+            // below.
+            let s = unsafe { ffi::avformat_new_stream(octx.as_mut_ptr(), std::ptr::null()) };
+            if s.is_null() {
+                return Err(StageError::Missing("a new stream of the output"));
+            }
+        }
+        let mut meta = ff::Dictionary::new();
+        for (k, v) in &o.metadata {
+            meta.set(k, v);
+        }
+        octx.set_metadata(meta);
+        Ok(Muxing {
+            octx,
+            target,
+            ready: vec![None; n_streams],
+            buffered: Vec::new(),
+            done: vec![false; n_streams],
+            header: false,
+            tap: None,
+        })
+    }
+
+    /// A stream's encoder is open: the stream takes its parameters; once every stream has,
+    /// the header is written and what waited goes out.
+    fn ready(
+        &mut self,
+        o: &OutputSpec,
+        stream: usize,
+        params: ff::codec::Parameters,
+        time_base: ff::Rational,
+        frame_rate: Option<ff::Rational>,
+    ) -> Result<(), StageError> {
+        let mut st = self
+            .octx
+            .stream_mut(stream)
+            .ok_or(StageError::Missing("stream"))?;
+        st.set_parameters(params);
+        st.set_time_base(time_base);
+        if let Some(r) = frame_rate {
+            st.set_avg_frame_rate(r);
+            st.set_rate(r);
+        }
+        // SAFETY: clearing the codec tag lets the muxer choose its own for this codec.
+        unsafe { (*(*st.as_mut_ptr()).codecpar).codec_tag = 0 };
+        self.ready[stream] = Some(time_base);
+        if !self.ready.iter().all(Option::is_some) || self.header {
+            return Ok(());
+        }
+        let mut opts = ff::Dictionary::new();
+        for (k, v) in &o.mux_options {
+            opts.set(k, v);
+        }
+        self.octx
+            .write_header_with(opts)
+            .map_err(|source| StageError::Libav {
+                what: format!("{} muxer refused these streams", o.muxer),
+                source,
+            })?;
+        self.header = true;
+        if let Some(spec) = o.tap.as_ref().filter(|_| o.sink.atomic()) {
+            self.tap = TapThread::start(&self.octx, spec, &o.name);
+        }
+        for (s, p, tb) in std::mem::take(&mut self.buffered) {
+            self.write(s, p, tb)?;
+        }
+        Ok(())
+    }
+
+    fn packet(
+        &mut self,
+        stream: usize,
+        packet: ff::Packet,
+        time_base: ff::Rational,
+    ) -> Result<(), StageError> {
+        if self.header {
+            return self.write(stream, packet, time_base);
+        }
+        if self.buffered.len() >= 20_000 {
+            return Err(StageError::NeverStarted);
+        }
+        self.buffered.push((stream, packet, time_base));
+        Ok(())
+    }
+
+    fn write(
+        &mut self,
+        stream: usize,
+        mut p: ff::Packet,
+        tb: ff::Rational,
+    ) -> Result<(), StageError> {
+        let st_tb = self
+            .octx
+            .stream(stream)
+            .ok_or(StageError::Missing("stream"))?
+            .time_base();
+        p.rescale_ts(tb, st_tb);
+        p.set_stream(stream);
+        p.set_position(-1);
+        if let Some(t) = self.tap.as_mut() {
+            t.feed(&p);
+        }
+        p.write_interleaved(&mut self.octx)
+            .map_err(|source| StageError::Write {
+                what: "write to",
+                path: self.target.clone(),
+                source,
+            })
+    }
+}
+
+/// A finished file: synced to disk before it may be published, with its measurement left for
+/// the verification.
+fn settle_file(
+    o: &OutputSpec,
+    part: Option<&Path>,
+    tap: Option<TapThread>,
+) -> Result<(), StageError> {
     let Some(part) = part.filter(|_| o.sink.atomic()) else {
         // Muxers that write their own files (image2 patterns) leave the empty file libav opened
         // under the pattern's literal name.
@@ -1784,74 +1941,22 @@ pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), 
         output: path.display().to_string(),
         source,
     };
-    let filter_err = |source| {
-        err(StageError::Filter {
-            what: "test clip".into(),
-            backend: Backend::Software,
-            source,
+    let (video_spec, audio_spec) = test_clip_chains(seconds, timecode);
+    let source = |spec: &str, audio: bool| {
+        let sink = Sink {
+            name: "out".into(),
+            audio,
+        };
+        graph::build(&[], &[sink], spec).map_err(|source| {
+            err(StageError::Filter {
+                what: "test clip".into(),
+                backend: Backend::Software,
+                source,
+            })
         })
     };
-    let rate = 25;
-    let video_spec = format!(
-        "testsrc2=size=1280x720:rate={rate}:duration={seconds},drawtext=fontfile=/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf:timecode='{}':rate={rate}:fontsize=48:fontcolor=white:x=40:y=40,format=yuv420p[out]",
-        timecode.replace(':', "\\:")
-    );
-    let video_spec = if Path::new("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf").exists() {
-        video_spec
-    } else {
-        format!("testsrc2=size=1280x720:rate={rate}:duration={seconds},format=yuv420p[out]")
-    };
-    let audio_spec = format!(
-        "sine=frequency=1000:sample_rate=48000:duration={seconds},volume=0.1,aformat=sample_fmts=fltp:channel_layouts=stereo[out]"
-    );
-    let mut vg = graph::build(
-        &[],
-        &[Sink {
-            name: "out".into(),
-            audio: false,
-        }],
-        &video_spec,
-    )
-    .map_err(filter_err)?;
-    let mut ag = graph::build(
-        &[],
-        &[Sink {
-            name: "out".into(),
-            audio: true,
-        }],
-        &audio_spec,
-    )
-    .map_err(filter_err)?;
-    let v = VideoOut {
-        filter: String::new(),
-        gpu_filter: None,
-        encoder: "libx264".into(),
-        backend: Backend::Software,
-        frame_rate: (rate, 1),
-        bit_rate: Some(4_000_000),
-        max_rate: None,
-        min_rate: None,
-        buffer_size: None,
-        initial_occupancy: None,
-        gop: Some(25),
-        b_frames: Some(2),
-        closed_gop: false,
-        profile_id: None,
-        level_id: None,
-        interlaced: None,
-        bt709: true,
-        sample_aspect: (1, 1),
-        options: vec![("preset".into(), "veryfast".into())],
-        global_header: true,
-    };
-    let track = AudioTrack {
-        encoder: "aac".into(),
-        sample_rate: 48000,
-        channels: 2,
-        bit_rate: Some(192_000),
-        options: vec![],
-        global_header: true,
-    };
+    let mut vg = source(&video_spec, false)?;
+    let mut ag = source(&audio_spec, true)?;
     let part = part_path(path);
     let out = OutputSpec {
         tap: None,
@@ -1870,86 +1975,7 @@ pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), 
     let cancel = AtomicBool::new(false);
     let mux = thread::scope(|s| {
         let h = s.spawn(|| mux_thread(&out, Some(&part), 2, mrx, &cancel));
-        let r = (|| -> Result<(), StageError> {
-            let mut frame = ff::frame::Video::empty();
-            let mut pkt = ff::Packet::empty();
-            let mut enc: Option<(ff::encoder::Video, ff::Rational)> = None;
-            let mut n = 0i64;
-            loop {
-                let got = vg
-                    .get("out")
-                    .ok_or(StageError::Missing("test clip sink"))?
-                    .sink()
-                    .frame(&mut frame)
-                    .is_ok();
-                if !got {
-                    break;
-                }
-                if enc.is_none() {
-                    let e = open_video_encoder(
-                        &v,
-                        &frame,
-                        ff::Rational::new(rate, 1),
-                        std::ptr::null_mut(),
-                    )?;
-                    mtx.send(MuxMsg::Ready {
-                        stream: 0,
-                        params: ff::codec::Parameters::from(&*e.0),
-                        time_base: e.1,
-                        frame_rate: Some(ff::Rational::new(rate, 1)),
-                    })
-                    .map_err(muxer_stopped)?;
-                    enc = Some(e);
-                }
-                let (e, tb) = enc.as_mut().expect("opened");
-                frame.set_pts(Some(n));
-                n += 1;
-                e.send_frame(&frame)
-                    .map_err(encoder_err("test clip video encoder", Backend::Software))?;
-                drain_encoder(e, &mut pkt, 0, *tb, &mtx)?;
-            }
-            let (mut e, tb) = enc.ok_or(StageError::Missing("test picture"))?;
-            e.send_eof()
-                .map_err(encoder_err("test clip video encoder", Backend::Software))?;
-            drain_encoder(&mut e, &mut pkt, 0, tb, &mtx)?;
-            mtx.send(MuxMsg::Done { stream: 0 })
-                .map_err(muxer_stopped)?;
-
-            let mut ae = open_audio_encoder(&track)?;
-            let atb = ff::Rational::new(1, 48000);
-            mtx.send(MuxMsg::Ready {
-                stream: 1,
-                params: ff::codec::Parameters::from(&*ae),
-                time_base: atb,
-                frame_rate: None,
-            })
-            .map_err(muxer_stopped)?;
-            ag.get("out")
-                .ok_or(StageError::Missing("test clip sink"))?
-                .sink()
-                .set_frame_size(ae.frame_size());
-            let mut af = ff::frame::Audio::empty();
-            let mut written = 0i64;
-            while ag
-                .get("out")
-                .ok_or(StageError::Missing("test clip sink"))?
-                .sink()
-                .frame(&mut af)
-                .is_ok()
-            {
-                af.set_pts(Some(written));
-                written += af.samples() as i64;
-                ae.send_frame(&af)
-                    .map_err(encoder_err("test clip audio encoder", Backend::Software))?;
-                drain_encoder(&mut ae, &mut pkt, 1, atb, &mtx)?;
-            }
-            ae.send_eof()
-                .map_err(encoder_err("test clip audio encoder", Backend::Software))?;
-            drain_encoder(&mut ae, &mut pkt, 1, atb, &mtx)?;
-            mtx.send(MuxMsg::Done { stream: 1 })
-                .map_err(muxer_stopped)?;
-            Ok(())
-        })();
+        let r = encode_test_video(&mut vg, &mtx).and_then(|()| encode_test_audio(&mut ag, &mtx));
         drop(mtx);
         let m = h.join().unwrap_or(Err(StageError::Panicked));
         r.and(m).and_then(|_| publish(&part, path))
@@ -1958,4 +1984,131 @@ pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), 
         let _ = std::fs::remove_file(&part);
         err(e)
     })
+}
+
+const TEST_CLIP_RATE: i32 = 25;
+
+/// The test clip's picture (bars, the running timecode when the font is there) and sound.
+fn test_clip_chains(seconds: u32, timecode: &str) -> (String, String) {
+    let rate = TEST_CLIP_RATE;
+    let video = if Path::new("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf").exists() {
+        format!(
+            "testsrc2=size=1280x720:rate={rate}:duration={seconds},drawtext=fontfile=/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf:timecode='{}':rate={rate}:fontsize=48:fontcolor=white:x=40:y=40,format=yuv420p[out]",
+            timecode.replace(':', "\\:")
+        )
+    } else {
+        format!("testsrc2=size=1280x720:rate={rate}:duration={seconds},format=yuv420p[out]")
+    };
+    let audio = format!(
+        "sine=frequency=1000:sample_rate=48000:duration={seconds},volume=0.1,aformat=sample_fmts=fltp:channel_layouts=stereo[out]"
+    );
+    (video, audio)
+}
+
+/// The test clip's picture, H.264, as stream 0.
+fn encode_test_video(vg: &mut ff::filter::Graph, mtx: &Sender<MuxMsg>) -> Result<(), StageError> {
+    let rate = ff::Rational::new(TEST_CLIP_RATE, 1);
+    let v = VideoOut {
+        filter: String::new(),
+        gpu_filter: None,
+        encoder: "libx264".into(),
+        backend: Backend::Software,
+        frame_rate: (TEST_CLIP_RATE, 1),
+        bit_rate: Some(4_000_000),
+        max_rate: None,
+        min_rate: None,
+        buffer_size: None,
+        initial_occupancy: None,
+        gop: Some(25),
+        b_frames: Some(2),
+        closed_gop: false,
+        profile_id: None,
+        level_id: None,
+        interlaced: None,
+        bt709: true,
+        sample_aspect: (1, 1),
+        options: vec![("preset".into(), "veryfast".into())],
+        global_header: true,
+    };
+    let mut frame = ff::frame::Video::empty();
+    let mut pkt = ff::Packet::empty();
+    let mut enc: Option<(ff::encoder::Video, ff::Rational)> = None;
+    let mut n = 0i64;
+    while vg
+        .get("out")
+        .ok_or(StageError::Missing("test clip sink"))?
+        .sink()
+        .frame(&mut frame)
+        .is_ok()
+    {
+        if enc.is_none() {
+            let e = open_video_encoder(&v, &frame, rate, std::ptr::null_mut())?;
+            mtx.send(MuxMsg::Ready {
+                stream: 0,
+                params: ff::codec::Parameters::from(&*e.0),
+                time_base: e.1,
+                frame_rate: Some(rate),
+            })
+            .map_err(muxer_stopped)?;
+            enc = Some(e);
+        }
+        let (e, tb) = enc
+            .as_mut()
+            .ok_or(StageError::Missing("test clip encoder"))?;
+        frame.set_pts(Some(n));
+        n += 1;
+        e.send_frame(&frame)
+            .map_err(encoder_err("test clip video encoder", Backend::Software))?;
+        drain_encoder(e, &mut pkt, 0, *tb, mtx)?;
+    }
+    let (mut e, tb) = enc.ok_or(StageError::Missing("test picture"))?;
+    e.send_eof()
+        .map_err(encoder_err("test clip video encoder", Backend::Software))?;
+    drain_encoder(&mut e, &mut pkt, 0, tb, mtx)?;
+    mtx.send(MuxMsg::Done { stream: 0 }).map_err(muxer_stopped)
+}
+
+/// The test clip's sound, AAC stereo, as stream 1.
+fn encode_test_audio(ag: &mut ff::filter::Graph, mtx: &Sender<MuxMsg>) -> Result<(), StageError> {
+    let track = AudioTrack {
+        encoder: "aac".into(),
+        sample_rate: 48000,
+        channels: 2,
+        bit_rate: Some(192_000),
+        options: vec![],
+        global_header: true,
+    };
+    let mut pkt = ff::Packet::empty();
+    let mut ae = open_audio_encoder(&track)?;
+    let atb = ff::Rational::new(1, 48000);
+    mtx.send(MuxMsg::Ready {
+        stream: 1,
+        params: ff::codec::Parameters::from(&*ae),
+        time_base: atb,
+        frame_rate: None,
+    })
+    .map_err(muxer_stopped)?;
+    ag.get("out")
+        .ok_or(StageError::Missing("test clip sink"))?
+        .sink()
+        .set_frame_size(ae.frame_size());
+    let mut af = ff::frame::Audio::empty();
+    let mut written = 0i64;
+    while ag
+        .get("out")
+        .ok_or(StageError::Missing("test clip sink"))?
+        .sink()
+        .frame(&mut af)
+        .is_ok()
+    {
+        af.set_pts(Some(written));
+        written += af.samples() as i64;
+        ae.send_frame(&af)
+            .map_err(encoder_err("test clip audio encoder", Backend::Software))?;
+        drain_encoder(&mut ae, &mut pkt, 1, atb, mtx)?;
+    }
+    ae.send_eof()
+        .map_err(encoder_err("test clip audio encoder", Backend::Software))?;
+    drain_encoder(&mut ae, &mut pkt, 1, atb, mtx)?;
+    mtx.send(MuxMsg::Done { stream: 1 }).map_err(muxer_stopped)
 }
