@@ -12,7 +12,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 
 use super::graph::{self, AudioGraph, Sink, Source};
 use super::hw::{self, Backend, HwDevice};
-use super::io::{InputSource, OutputSink};
+use super::io::{self, part_path, InputSource, OutputSink};
 use super::samples::Block;
 use super::scan::{self, ScanReport, ScanStream};
 use super::{ff, ffi, input, share, AvError};
@@ -353,12 +353,6 @@ enum MuxMsg {
     Done {
         stream: usize,
     },
-}
-
-fn part_path(final_path: &Path) -> PathBuf {
-    let mut s = final_path.as_os_str().to_owned();
-    s.push(".part");
-    PathBuf::from(s)
 }
 
 /// Runs the pipeline to the end. On error or cancel, no output is left under its final name and
@@ -1913,24 +1907,13 @@ impl TapThread {
     }
 }
 
-/// Renames a complete, synced `.part` to its final name and syncs the directory.
+/// [`io::publish`] as a stage's error.
 fn publish(part: &Path, final_path: &Path) -> Result<(), StageError> {
-    std::fs::rename(part, final_path).map_err(|source| StageError::Io {
+    io::publish(part, final_path).map_err(|source| StageError::Io {
         what: "rename to ",
         path: final_path.to_owned(),
         source,
-    })?;
-    if let Some(dir) = final_path.parent() {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    })
 }
 
 /// Writes a synthetic test clip (moving colour bars, a 1 kHz tone at −20 dBFS, a start timecode)

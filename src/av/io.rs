@@ -3,6 +3,10 @@
 //! custom AVIO reader; an [`OutputSink`] is a file published atomically by rename, or the muxed
 //! bytes written in order to a writer (a socket, a channel, a segmenter).
 //!
+//! The atomic file's two steps live here too ([`part_path`], [`publish`]): the engine writes
+//! each output under its temporary name and publishes all of a run's outputs together, once
+//! every stage has succeeded; `output/` (which `av` must not import) publishes packages.
+//!
 //! Owns the endpoints only; imports nothing outside `av`.
 
 use std::io::{Read, Write};
@@ -248,4 +252,27 @@ impl OutputSink {
         let io = ff::format::context::StreamIo::from_write(writer)?;
         ff::format::output_to_stream(io, None, Some(muxer))
     }
+}
+
+/// Where a file published by rename is written until then: `final_path` + `.part`.
+pub(crate) fn part_path(final_path: &Path) -> PathBuf {
+    let mut s = final_path.as_os_str().to_owned();
+    s.push(".part");
+    PathBuf::from(s)
+}
+
+/// Renames a complete, synced `part` to its final name and syncs the directory.
+pub(crate) fn publish(part: &Path, final_path: &Path) -> std::io::Result<()> {
+    std::fs::rename(part, final_path)?;
+    if let Some(dir) = final_path.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
 }

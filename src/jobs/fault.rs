@@ -183,9 +183,9 @@ impl From<AvError> for Failure {
     }
 }
 
-impl From<crate::pipeline::TranscodeError> for Failure {
-    fn from(e: crate::pipeline::TranscodeError) -> Self {
-        use crate::pipeline::TranscodeError as T;
+impl From<crate::pipeline::PipelineError> for Failure {
+    fn from(e: crate::pipeline::PipelineError) -> Self {
+        use crate::pipeline::PipelineError as T;
         let fault = match &e {
             T::Av(a) => of_av(a),
             T::Source { .. } => Fault::Media,

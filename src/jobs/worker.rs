@@ -357,7 +357,7 @@ fn compile_left(
     profiles: &[String],
     src: &crate::av::probe::ProbeReport,
     out_dir: &Path,
-) -> Result<Vec<(crate::profile::Profile, crate::pipeline::Job)>, Failure> {
+) -> Result<Vec<(crate::profile::Profile, crate::pipeline::PipelinePlan)>, Failure> {
     let p = &job.params;
     let dir = crate::profile::profiles_dir(job.profiles_dir.as_deref());
     let backend = backend_choice(job);
@@ -392,7 +392,7 @@ fn compile_left(
 }
 
 /// Leaves out of `plan` the outputs already made.
-fn drop_done(plan: &mut crate::pipeline::Job, name: &str, is_done: impl Fn(&str) -> bool) {
+fn drop_done(plan: &mut crate::pipeline::PipelinePlan, name: &str, is_done: impl Fn(&str) -> bool) {
     let keep: Vec<bool> = plan.outputs.iter().map(|o| !is_done(&o.name)).collect();
     if keep.iter().all(|k| *k) {
         return;
@@ -416,9 +416,10 @@ fn drop_done(plan: &mut crate::pipeline::Job, name: &str, is_done: impl Fn(&str)
 /// One decode for every profile when they can share it; else one run per profile. Each run
 /// with the indexes of the profiles it makes.
 fn plan_runs(
-    compiled: &[(crate::profile::Profile, crate::pipeline::Job)],
-) -> Vec<(Vec<usize>, crate::pipeline::Job)> {
-    let plans: Vec<crate::pipeline::Job> = compiled.iter().map(|(_, j)| j.clone()).collect();
+    compiled: &[(crate::profile::Profile, crate::pipeline::PipelinePlan)],
+) -> Vec<(Vec<usize>, crate::pipeline::PipelinePlan)> {
+    let plans: Vec<crate::pipeline::PipelinePlan> =
+        compiled.iter().map(|(_, j)| j.clone()).collect();
     match crate::pipeline::merge(&plans) {
         Some(m) if plans.len() > 1 => {
             log("info", format!("{} profiles from one decode", plans.len()));
@@ -466,9 +467,9 @@ fn report_progress(
 /// Every output of a finished run verified against its profile, with its report written and,
 /// when it passed, its file described for the catalog.
 fn verify_outputs(
-    plan: &crate::pipeline::Job,
+    plan: &crate::pipeline::PipelinePlan,
     owners: &[usize],
-    compiled: &[(crate::profile::Profile, crate::pipeline::Job)],
+    compiled: &[(crate::profile::Profile, crate::pipeline::PipelinePlan)],
 ) -> Result<Vec<Value>, Failure> {
     // Which profile each planned output belongs to, in the order they were joined.
     let owner_of: Vec<usize> = owners

@@ -29,7 +29,7 @@ use crate::timecode::Timecode;
 use plan::{DstVideo, SrcAudio, SrcVideo};
 
 #[derive(Debug, thiserror::Error)]
-pub enum TranscodeError {
+pub enum PipelineError {
     #[error(transparent)]
     Av(#[from] AvError),
     #[error(transparent)]
@@ -79,9 +79,9 @@ pub struct PackagePlan {
     pub temp_dir: PathBuf,
 }
 
-/// A compiled job: the engine spec plus what the user is told about it.
+/// A compiled pipeline: the engine spec plus what the user is told about it.
 #[derive(Debug, Clone)]
-pub struct Job {
+pub struct PipelinePlan {
     pub spec: PipelineSpec,
     pub outputs: Vec<PlannedOutput>,
     /// What each output must carry over from the source (for its verification).
@@ -98,9 +98,9 @@ pub struct Job {
 /// One job decoding once for the outputs of several compiled profiles (a workflow's house,
 /// proxy and web renditions): `None` when one is a package or they read the source
 /// differently. Each planned output keeps its index within its own profile.
-pub fn merge(jobs: &[Job]) -> Option<Job> {
+pub fn merge(jobs: &[PipelinePlan]) -> Option<PipelinePlan> {
     let first = jobs.first()?;
-    let same = |j: &Job| {
+    let same = |j: &PipelinePlan| {
         j.package.is_none()
             && j.spec.input.same_as(&first.spec.input)
             && j.spec.video_stream == first.spec.video_stream
@@ -113,7 +113,7 @@ pub fn merge(jobs: &[Job]) -> Option<Job> {
     spec.outputs = jobs.iter().flat_map(|j| j.spec.outputs.clone()).collect();
     // Frames decoded on a GPU are downloaded once for outputs encoded on the CPU.
     spec.hw_decode = jobs.iter().find_map(|j| j.spec.hw_decode);
-    Some(Job {
+    Some(PipelinePlan {
         spec,
         outputs: jobs.iter().flat_map(|j| j.outputs.clone()).collect(),
         facts: jobs.iter().flat_map(|j| j.facts.clone()).collect(),
@@ -127,16 +127,16 @@ pub fn merge(jobs: &[Job]) -> Option<Job> {
 
 const DEJAVU_MONO: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf";
 
-fn source_err(src: &ProbeReport, what: impl Into<String>) -> TranscodeError {
-    TranscodeError::Source {
+fn source_err(src: &ProbeReport, what: impl Into<String>) -> PipelineError {
+    PipelineError::Source {
         file: src.file.clone(),
         what: what.into(),
     }
 }
 
 /// Checks that `dir` exists (creating it if its parent exists) and can take new files.
-pub fn prepare_outdir(dir: &Path) -> Result<(), TranscodeError> {
-    let err = |what: String| TranscodeError::OutDir {
+pub fn prepare_outdir(dir: &Path) -> Result<(), PipelineError> {
+    let err = |what: String| PipelineError::OutDir {
         dir: dir.to_owned(),
         what,
     };
@@ -160,7 +160,7 @@ fn pick_backend(
     choice: BackendChoice,
     codec: &str,
     pix_fmt: &str,
-) -> Result<Backend, TranscodeError> {
+) -> Result<Backend, PipelineError> {
     let gpu_can = hw::gpu_can(codec, pix_fmt);
     let explicit = match choice {
         BackendChoice::Software => return Ok(Backend::Software),
@@ -175,13 +175,13 @@ fn pick_backend(
         Some(b) => {
             let st = hw::status_of(b);
             if !st.available {
-                return Err(TranscodeError::Unavailable {
+                return Err(PipelineError::Unavailable {
                     backend: b,
                     reason: st.error.unwrap_or_else(|| "unknown reason".into()),
                 });
             }
             if !gpu_can {
-                return Err(TranscodeError::Backend {
+                return Err(PipelineError::Backend {
                     backend: b.name(),
                     what: format!("cannot encode {codec} {pix_fmt} (GPU encoders take 8-bit 4:2:0 H.264/HEVC)"),
                 });
@@ -449,7 +449,7 @@ fn programme_tracks(chans: &[u32]) -> Vec<usize> {
 }
 
 /// The source's picture as the plan needs it; `None` for a source without video.
-fn src_video_of(src: &ProbeReport) -> Result<Option<SrcVideo>, TranscodeError> {
+fn src_video_of(src: &ProbeReport) -> Result<Option<SrcVideo>, PipelineError> {
     let Some(v) = src.video.first() else {
         return Ok(None);
     };
@@ -526,7 +526,7 @@ struct Facts<'a> {
 }
 
 impl<'a> Facts<'a> {
-    fn of(src: &'a ProbeReport, prof: &Profile) -> Result<Facts<'a>, TranscodeError> {
+    fn of(src: &'a ProbeReport, prof: &Profile) -> Result<Facts<'a>, PipelineError> {
         let input = PathBuf::from(&src.file);
         let stem = input
             .file_stem()
@@ -679,7 +679,7 @@ fn make_video(
     v: &profile::Video,
     sv: &SrcVideo,
     choice: BackendChoice,
-) -> Result<MadeVideo, TranscodeError> {
+) -> Result<MadeVideo, PipelineError> {
     let rate = match v.frame_rate {
         profile::FrameRate::Source => sv.rate,
         profile::FrameRate::Fixed(r) => r,
@@ -833,13 +833,13 @@ fn make_audio(
     o: &profile::Output,
     a: &profile::Audio,
     measured: &mut Vec<(Vec<plan::ChannelMix>, Loudness)>,
-) -> Result<AudioOut, TranscodeError> {
+) -> Result<AudioOut, PipelineError> {
     let chans: Vec<u32> = a
         .tracks
         .iter()
         .map(|t| profile::layout_channels(t).unwrap_or(2))
         .collect();
-    let fmt = engine::audio_encoder_format(&a.codec).ok_or_else(|| TranscodeError::Source {
+    let fmt = engine::audio_encoder_format(&a.codec).ok_or_else(|| PipelineError::Source {
         file: prof.source.clone(),
         what: format!("audio encoder {} not found", a.codec),
     })?;
@@ -907,7 +907,7 @@ pub fn compile(
     prof: &Profile,
     outdir: &Path,
     choice: BackendChoice,
-) -> Result<Job, TranscodeError> {
+) -> Result<PipelinePlan, PipelineError> {
     let f = Facts::of(src, prof)?;
     let package = package_plan(prof, outdir, &f.stem);
     let mut outputs = Vec::new();
@@ -979,7 +979,7 @@ pub fn compile(
             tap,
         });
     }
-    Ok(Job {
+    Ok(PipelinePlan {
         spec: pipeline_spec(&f, prof, outputs),
         outputs: planned,
         facts,
@@ -1032,7 +1032,7 @@ fn level_fix(
     target: &profile::LoudnessTarget,
     audio: &profile::Audio,
     measured: &mut Vec<(Vec<plan::ChannelMix>, Loudness)>,
-) -> Result<Option<plan::LevelFix>, TranscodeError> {
+) -> Result<Option<plan::LevelFix>, PipelineError> {
     if src_audio.is_empty() {
         return Ok(None);
     }
@@ -1043,7 +1043,7 @@ fn level_fix(
             let streams: Vec<usize> = src.audio.iter().map(|a| a.index).collect();
             let l =
                 loudness::measure_mix(Path::new(&src.file), &streams, Some(&mix)).map_err(|e| {
-                    TranscodeError::Source {
+                    PipelineError::Source {
                         file: src.file.clone(),
                         what: format!("loudness of the programme: {e}"),
                     }
@@ -1089,7 +1089,7 @@ fn simulate_fix(
     lossy: bool,
     mut fix: plan::LevelFix,
     threshold: f64,
-) -> Result<plan::LevelFix, TranscodeError> {
+) -> Result<plan::LevelFix, PipelineError> {
     let streams: Vec<usize> = src.audio.iter().map(|a| a.index).collect();
     let rate = audio.sample_rate;
     let track = AudioTrack {
@@ -1120,7 +1120,7 @@ fn simulate_fix(
             &chain,
             lossy.then_some(&track),
         )
-        .map_err(|e| TranscodeError::Source {
+        .map_err(|e| PipelineError::Source {
             file: src.file.clone(),
             what: format!("loudness of the corrected programme: {e}"),
         })?;
@@ -1187,15 +1187,15 @@ fn convert_tc(tc: &str, src: Rate, dst: Rate) -> Option<String> {
 /// Runs a compiled job to the end; a package is written in its temporary directory, completed
 /// with its playlists and manifest, and published by one rename. On any error nothing is left.
 pub fn run(
-    job: &Job,
+    job: &PipelinePlan,
     opened: Option<crate::av::ff::format::context::Input>,
     progress: Arc<Progress>,
     cancel: Arc<AtomicBool>,
-) -> Result<engine::RunReport, TranscodeError> {
+) -> Result<engine::RunReport, PipelineError> {
     let Some(pk) = &job.package else {
         return Ok(engine::run_with(&job.spec, opened, progress, cancel)?);
     };
-    let fail = |what: String| TranscodeError::OutDir {
+    let fail = |what: String| PipelineError::OutDir {
         dir: pk.dir.clone(),
         what,
     };
