@@ -423,6 +423,15 @@ pub fn problems(c: &ApplianceConfig) -> Vec<ConfigError> {
             message,
         })
     };
+    check_places(c, &mut bad);
+    check_fields(c, &mut bad);
+    check_limits(c, &mut bad);
+    check_roots(c, &mut bad);
+    errs
+}
+
+/// The address, the data directory, the catalog's database, naming and the backend.
+fn check_places(c: &ApplianceConfig, bad: &mut impl FnMut(&'static str, String)) {
     if c.server.listen.parse::<SocketAddr>().is_err() {
         bad(
             "server.listen",
@@ -470,6 +479,10 @@ pub fn problems(c: &ApplianceConfig) -> Vec<ConfigError> {
             ),
         );
     }
+}
+
+/// The catalog's custom fields.
+fn check_fields(c: &ApplianceConfig, bad: &mut impl FnMut(&'static str, String)) {
     let mut names = BTreeMap::new();
     for f in &c.catalog.fields {
         let ok = !f.name.is_empty()
@@ -496,6 +509,10 @@ pub fn problems(c: &ApplianceConfig) -> Vec<ConfigError> {
             );
         }
     }
+}
+
+/// Sessions, job leases and timeouts, GPUs, the appliance's name and the request timeout.
+fn check_limits(c: &ApplianceConfig, bad: &mut impl FnMut(&'static str, String)) {
     if c.auth.session_hours == 0 || c.auth.token_max_days == 0 || c.auth.login_attempts == 0 {
         bad(
             "auth",
@@ -539,6 +556,10 @@ pub fn problems(c: &ApplianceConfig) -> Vec<ConfigError> {
     if c.server.request_timeout_s == 0 {
         bad("server.request_timeout_s", "must be at least 1".into());
     }
+}
+
+/// The ingest roots.
+fn check_roots(c: &ApplianceConfig, bad: &mut impl FnMut(&'static str, String)) {
     let mut seen = BTreeMap::new();
     for r in &c.ingest.roots {
         if r.as_os_str().is_empty()
@@ -557,7 +578,6 @@ pub fn problems(c: &ApplianceConfig) -> Vec<ConfigError> {
             bad("ingest.roots", format!("{} is listed twice", r.display()));
         }
     }
-    errs
 }
 
 #[cfg(test)]

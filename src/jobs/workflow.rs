@@ -241,6 +241,12 @@ impl Workflow {
                 }
             }
         }
+        self.step_problems(profiles, &mut bad);
+        errs
+    }
+
+    /// Each step: a kind it can run, what that kind needs, and a condition it can read.
+    fn step_problems(&self, profiles: &[String], bad: &mut impl FnMut(String)) {
         for (i, s) in self.steps.iter().enumerate() {
             let at = format!("steps[{i}]");
             match s.kind.as_str() {
@@ -284,7 +290,6 @@ impl Workflow {
                 }
             }
         }
-        errs
     }
 }
 
