@@ -4,3 +4,4 @@
 //! catalog, jobs or api.
 
 pub mod package;
+pub mod udp;
