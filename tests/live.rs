@@ -687,3 +687,52 @@ fn api_made_sources_resume_after_a_restart_postgres() {
     let pg = Pg::start().expect("PostgreSQL installed");
     resume_after_restart(Some(&pg.url));
 }
+
+#[test]
+fn multicast_in_and_out_joined_on_an_interface() {
+    let s = Server::start(&[]);
+    let (in_port, out_port) = (free_udp_port(), free_udp_port());
+    let (in_group, out_group) = ("239.255.41.1", "239.255.41.2");
+    // The far end: a receiver of the output's group, joined on the loopback interface.
+    let rx = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+    rx.set_reuse_address(true).unwrap();
+    let bind: std::net::SocketAddr = format!("{out_group}:{out_port}").parse().unwrap();
+    rx.bind(&bind.into()).unwrap();
+    rx.join_multicast_v4(&out_group.parse().unwrap(), &"127.0.0.1".parse().unwrap())
+        .unwrap();
+    let rx: UdpSocket = rx.into();
+    rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let src = create(
+        &s,
+        "sources",
+        json!({"name": "mc-in", "kind": "udp", "address": format!("{in_group}:{in_port}"),
+               "interface": "127.0.0.1", "buffer_ms": 0}),
+    );
+    create(
+        &s,
+        "outputs",
+        json!({"name": "mc-out", "kind": "rtp", "source_id": src, "ttl": 1,
+               "address": format!("{out_group}:{out_port}"), "interface": "127.0.0.1"}),
+    );
+    let tx = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+    tx.set_multicast_if_v4(&"127.0.0.1".parse().unwrap())
+        .unwrap();
+    let tx: UdpSocket = tx.into();
+    let mut want = Vec::new();
+    for i in 0..20u8 {
+        let mut d = vec![i; 7 * 188];
+        for p in d.chunks_mut(188) {
+            p[0] = 0x47;
+        }
+        tx.send_to(&d, (in_group, in_port)).unwrap();
+        want.extend_from_slice(&d);
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    while got.len() < want.len() {
+        let n = rx.recv(&mut buf).expect("the output's multicast arrives");
+        assert_eq!(buf[1] & 0x7f, 33, "RTP MP2T");
+        got.extend_from_slice(&buf[12..n]);
+    }
+    assert!(got == want);
+}
