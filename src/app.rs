@@ -374,8 +374,12 @@ pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
     for g in &settings.gpus {
         tracing::info!(gpu = %g.id, sessions = g.sessions, codecs = ?g.codecs, "GPU in the job rotation");
     }
-    let supervisor =
-        crate::jobs::supervisor::Supervisor::new(catalog.clone(), workflows, settings, system);
+    let supervisor = crate::jobs::supervisor::Supervisor::new(
+        catalog.clone(),
+        workflows,
+        settings,
+        system.clone(),
+    );
     let _ = st.jobs.set(supervisor.clone());
     tokio::spawn(supervisor.run(st.stopping.clone()));
     // Live sources and outputs: the declared ones, and those made over the API that ran when
@@ -387,6 +391,7 @@ pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
         &cfg.live,
         crate::hub::registry::Transports::builtin(),
         crate::hub::registry::Confinement { roots },
+        &system,
     )
     .await?;
     let _ = st.live.set(live.clone());

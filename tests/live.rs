@@ -513,11 +513,27 @@ fn a_file_loops_with_continuous_timestamps() {
         Some(&json!({"name": "slate", "kind": "file_loop", "path": "/etc/passwd"})),
     );
     assert_eq!((r.status, r.code()), (422, "invalid_field"), "{}", r.body);
+    // The clip as a catalog asset, played by its asset id.
+    let r = s.call(
+        "POST",
+        "/v1/ingest",
+        Some(&s.admin),
+        Some(&json!({"path": clip})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let asset = r.body["asset"]["id"].as_i64().unwrap();
+    let r = s.call(
+        "POST",
+        "/v1/live/sources",
+        Some(&s.admin),
+        Some(&json!({"name": "slate", "kind": "file_loop", "asset_id": asset + 1})),
+    );
+    assert_eq!((r.status, r.code()), (422, "invalid_field"), "{}", r.body);
     let rx = Receiver::start();
     let src = create(
         &s,
         "sources",
-        json!({"name": "slate", "kind": "file_loop", "path": clip}),
+        json!({"name": "slate", "kind": "file_loop", "asset_id": asset}),
     );
     create(
         &s,

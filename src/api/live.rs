@@ -84,7 +84,7 @@ pub async fn create_source(
     Body(i): Body<LiveSource>,
 ) -> Res<Response> {
     operator_role(&c.0)?;
-    Ok(created(live(&st)?.create_source(i).await?))
+    Ok(created(live(&st)?.create_source(i, &c.0).await?))
 }
 
 #[utoipa::path(get, path = "/v1/live/sources/{id}", tag = "live", params(("id" = i64, Path)),
@@ -111,7 +111,7 @@ pub async fn put_source(
     Body(i): Body<LiveSource>,
 ) -> Res<axum::Json<SourceView>> {
     operator_role(&c.0)?;
-    Ok(axum::Json(live(&st)?.update_source(id, i).await?))
+    Ok(axum::Json(live(&st)?.update_source(id, i, &c.0).await?))
 }
 
 /// Stops and deletes a source; one with outputs attached is a 409.

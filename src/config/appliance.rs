@@ -340,6 +340,9 @@ pub struct LiveSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub path: Option<std::path::PathBuf>,
+    /// file_loop: a catalog asset whose source file is played in a loop (in place of `path`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asset_id: Option<i64>,
     /// hls_pull: the upstream playlist URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,

@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use super::{Hub, HubReader, ReaderStats, Recv};
 use crate::catalog::live::{LiveRow, LiveTable, LiveWrite};
-use crate::catalog::{Catalog, CatalogError};
+use crate::catalog::{Catalog, CatalogError, Principal};
 use crate::config::appliance::{Live as LiveConfig, LiveOutput, LiveSource};
 use crate::link::{ChunkSink, Link, LinkState, LinkStats};
 
@@ -295,7 +295,7 @@ pub struct KindReport {
 fn source_fields(kind: &str) -> &'static [&'static str] {
     match kind {
         "udp" | "rtp" => &["address", "interface", "buffer_ms"],
-        "file_loop" => &["path"],
+        "file_loop" => &["path", "asset_id"],
         "srt_listener" | "srt_caller" => &["address", "latency_ms", "passphrase", "stream_id"],
         "rtmp" => &["key"],
         "hls_pull" => &["url"],
@@ -669,6 +669,7 @@ impl LiveService {
         cfg: &LiveConfig,
         transports: Transports,
         confine: Confinement,
+        system: &Principal,
     ) -> Result<Arc<LiveService>, LiveError> {
         let svc = Arc::new(LiveService {
             catalog,
@@ -678,7 +679,7 @@ impl LiveService {
             confine,
             inner: Mutex::new(Inner::default()),
         });
-        svc.declare(cfg).await?;
+        svc.declare(cfg, system).await?;
         svc.resume().await?;
         Ok(svc)
     }
@@ -691,11 +692,15 @@ impl LiveService {
         &self.transports
     }
 
-    async fn declare(&self, cfg: &LiveConfig) -> Result<(), LiveError> {
+    async fn declare(&self, cfg: &LiveConfig, system: &Principal) -> Result<(), LiveError> {
         let rows = self.catalog.live_list(LiveTable::Sources).await?;
         let mut ids = BTreeMap::new();
         for s in &cfg.sources {
-            let def = match check_source(&self.transports, s.clone(), None) {
+            let checked = match self.resolve_asset(s.clone(), system).await {
+                Ok((d, _)) => check_source(&self.transports, d, None),
+                Err(e) => Err(e),
+            };
+            let def = match checked {
                 Ok(d) => d,
                 Err(e) => {
                     // A declared kind this machine cannot run is reported, not fatal.
@@ -1019,9 +1024,14 @@ impl LiveService {
         Ok(self.source_view(&r))
     }
 
-    /// Creates a source (over the API) and starts it unless `enabled` is false.
-    pub async fn create_source(&self, def: LiveSource) -> Result<SourceView, LiveError> {
-        let def = check_source(&self.transports, def, Some(&self.confine))?;
+    /// Creates a source (over the API, for `who`) and starts it unless `enabled` is false.
+    pub async fn create_source(
+        &self,
+        def: LiveSource,
+        who: &Principal,
+    ) -> Result<SourceView, LiveError> {
+        let (def, trusted) = self.resolve_asset(def, who).await?;
+        let def = check_source(&self.transports, def, (!trusted).then_some(&self.confine))?;
         let settings = serde_json::to_string(&def).unwrap_or_default();
         let running = def.enabled.unwrap_or(true);
         let r = self
@@ -1052,6 +1062,37 @@ impl LiveService {
         self.get_source(r.id).await
     }
 
+    /// A file_loop naming a catalog asset plays its source file (else its first file), as
+    /// `who` may read it; such a path needs no confinement.
+    async fn resolve_asset(
+        &self,
+        def: LiveSource,
+        who: &Principal,
+    ) -> Result<(LiveSource, bool), LiveError> {
+        let Some(asset) = def.asset_id.filter(|_| def.kind == "file_loop") else {
+            return Ok((def, false));
+        };
+        let files = match self.catalog.files(who, asset).await {
+            Ok(f) => f,
+            Err(CatalogError::NotFound(_)) => {
+                return Err(invalid("asset_id", format!("no asset {asset}")))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let f = files
+            .iter()
+            .find(|f| f.role == "source")
+            .or(files.first())
+            .ok_or_else(|| invalid("asset_id", format!("asset {asset} has no file")))?;
+        Ok((
+            LiveSource {
+                path: Some(PathBuf::from(&f.path)),
+                ..def
+            },
+            true,
+        ))
+    }
+
     fn declared(r: &LiveRow) -> Result<(), LiveError> {
         if r.origin == "config" {
             return Err(LiveError::Conflict(format!(
@@ -1063,15 +1104,17 @@ impl LiveService {
     }
 
     /// Replaces a source's definition; a running source restarts with it.
-    pub async fn update_source(&self, id: i64, def: LiveSource) -> Result<SourceView, LiveError> {
+    pub async fn update_source(
+        &self,
+        id: i64,
+        def: LiveSource,
+        who: &Principal,
+    ) -> Result<SourceView, LiveError> {
         let r = self.catalog.live_get(LiveTable::Sources, id).await?;
         Self::declared(&r)?;
         let old: LiveSource = parse_row(&r)?;
-        let def = check_source(
-            &self.transports,
-            keep_secrets(&def, &old),
-            Some(&self.confine),
-        )?;
+        let (def, trusted) = self.resolve_asset(keep_secrets(&def, &old), who).await?;
+        let def = check_source(&self.transports, def, (!trusted).then_some(&self.confine))?;
         let settings = serde_json::to_string(&def).unwrap_or_default();
         self.catalog
             .live_put(
