@@ -752,3 +752,90 @@ fn multicast_in_and_out_joined_on_an_interface() {
     }
     assert!(got == want);
 }
+
+#[test]
+fn declared_sources_run_and_are_changed_in_the_file_only() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_udp_port();
+    let rx = Receiver::start();
+    let env = vec![
+        (
+            "ANTENNE_STORAGE_DATA_DIR",
+            data.path().display().to_string(),
+        ),
+        (
+            "ANTENNE_LIVE_SOURCES",
+            format!(
+                r#"[{{name = "house", kind = "udp", address = "127.0.0.1:{port}", buffer_ms = 0}}]"#
+            ),
+        ),
+        (
+            "ANTENNE_LIVE_OUTPUTS",
+            format!(
+                r#"[{{name = "house-out", source = "house", kind = "udp", address = "127.0.0.1:{}"}}]"#,
+                rx.port
+            ),
+        ),
+    ];
+    let mut s = Server::start(&env);
+    let r = s.call("GET", "/v1/live/sources", Some(&s.admin), None);
+    let src = &r.body["items"][0];
+    assert_eq!(
+        (src["origin"].clone(), src["running"].clone()),
+        (json!("config"), json!(true)),
+        "{}",
+        r.body
+    );
+    let id = src["id"].as_i64().unwrap();
+    let r = s.call(
+        "PUT",
+        &format!("/v1/live/sources/{id}"),
+        Some(&s.admin),
+        Some(&json!({"name": "house", "kind": "udp", "address": "127.0.0.1:1"})),
+    );
+    assert_eq!((r.status, r.code()), (409, "conflict"), "{}", r.body);
+    assert!(r.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("antenne.toml"));
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut d = vec![7u8; 7 * 188];
+    for p in d.chunks_mut(188) {
+        p[0] = 0x47;
+    }
+    tx.send_to(&d, ("127.0.0.1", port)).unwrap();
+    let got = wait_for(
+        Duration::from_secs(5),
+        "the declared output carries it",
+        || {
+            let b = rx.bytes(0);
+            (b.len() >= d.len()).then_some(b)
+        },
+    );
+    assert_eq!(got, d);
+    // Operators may stop and start it.
+    let r = s.call(
+        "POST",
+        &format!("/v1/live/sources/{id}/stop"),
+        Some(&s.admin),
+        None,
+    );
+    assert_eq!((r.status, r.body["state"].clone()), (200, json!("stopped")));
+    let r = s.call(
+        "POST",
+        &format!("/v1/live/sources/{id}/start"),
+        Some(&s.admin),
+        None,
+    );
+    assert_eq!(
+        (r.status, r.body["state"].clone()),
+        (200, json!("connecting"))
+    );
+    // Taken out of the file, it goes.
+    assert!(s.stop().success());
+    let s = Server::start(&env[..1]);
+    let r = s.call("GET", "/v1/live/sources", Some(&s.admin), None);
+    assert_eq!(r.body["items"], json!([]), "{}", r.body);
+    let r = s.call("GET", "/v1/live/outputs", Some(&s.admin), None);
+    assert_eq!(r.body["items"], json!([]), "{}", r.body);
+}
