@@ -593,6 +593,26 @@ fn kinds_this_machine_or_build_lacks_are_refused_by_name() {
         Some(&json!({"name": "x", "kind": "udp", "address": "127.0.0.1:1", "passphrase": "0123456789"})),
     );
     assert_eq!((r.status, r.code()), (422, "invalid_field"), "{}", r.body);
+    // A port in use: refused, and nothing is left made.
+    let busy = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let r = s.call(
+        "POST",
+        "/v1/live/sources",
+        Some(&s.admin),
+        Some(&json!({"name": "busy", "kind": "udp",
+                     "address": busy.local_addr().unwrap().to_string()})),
+    );
+    assert_eq!((r.status, r.code()), (409, "conflict"), "{}", r.body);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("in use"),
+        "{}",
+        r.body
+    );
+    let r = s.call("GET", "/v1/live/sources", Some(&s.admin), None);
+    assert_eq!(r.body["items"], json!([]));
     let doc = s.call("GET", "/openapi.json", None, None).body;
     for p in [
         "/v1/live/sources",

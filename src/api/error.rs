@@ -214,11 +214,7 @@ impl From<LiveError> for ApiError {
             LiveError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             LiveError::Start { .. } => {
                 tracing::warn!(error = %e, "live: transport did not start");
-                let mut m = e.to_string();
-                if let Some(s) = std::error::Error::source(&e) {
-                    m = format!("{}: {s}", m.split(':').next().unwrap_or_default());
-                }
-                ApiError::new(StatusCode::CONFLICT, "conflict", m)
+                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
             LiveError::Catalog(c) => ApiError::from(c),
         }

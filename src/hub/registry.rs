@@ -1051,11 +1051,8 @@ impl LiveService {
             .await?;
         if running {
             if let Err(e) = self.run_source(r.id, def) {
-                // Made but not started: it stays, stopped, with why.
-                self.catalog
-                    .live_set_running(LiveTable::Sources, r.id, false)
-                    .await?;
-                self.lock().failed.insert((true, r.id), e.to_string());
+                // A source that cannot start (its address in use) is not made.
+                self.catalog.live_delete(LiveTable::Sources, r.id).await?;
                 return Err(e);
             }
         }
@@ -1259,10 +1256,7 @@ impl LiveService {
             .await?;
         if running {
             if let Err(e) = self.run_output(r.id, sid, def) {
-                self.catalog
-                    .live_set_running(LiveTable::Outputs, r.id, false)
-                    .await?;
-                self.lock().failed.insert((false, r.id), e.to_string());
+                self.catalog.live_delete(LiveTable::Outputs, r.id).await?;
                 return Err(e);
             }
         }

@@ -393,6 +393,34 @@ mod tests {
         assert_eq!(rtp_payload(&padded), None);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_datagram_is_taken_or_refused_without_panic(
+            d in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2000),
+            seq in proptest::prelude::any::<u16>(),
+        ) {
+            let spec = UdpInputSpec {
+                address: "127.0.0.1:0".parse().unwrap(),
+                interface: None,
+                rtp: true,
+                buffer_ms: 0,
+            };
+            let c = LinkCounters::default();
+            let mut j = Jitter::new(Duration::ZERO, true);
+            take(&d, &spec, &mut j, &c);
+            let mut rtp = d.clone();
+            if rtp.len() >= 4 {
+                rtp[0] = 0x80;
+                rtp[2..4].copy_from_slice(&seq.to_be_bytes());
+            }
+            take(&rtp, &spec, &mut j, &c);
+            j.due(Instant::now(), |_| {});
+            let ok = |x: &[u8]| rtp_payload(x).is_some_and(|(_, p)| is_ts(p));
+            let accepted = u64::from(ok(&d)) + u64::from(ok(&rtp));
+            proptest::prop_assert_eq!(c.snapshot().packets_malformed, 2 - accepted);
+        }
+    }
+
     #[test]
     fn the_fifo_holds_for_its_delay_and_keeps_order() {
         let t0 = Instant::now();
