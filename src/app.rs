@@ -34,6 +34,8 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+    #[error("live: {0}")]
+    Live(#[from] crate::hub::registry::LiveError),
     #[error("HTTP server: {0}")]
     Serve(#[source] std::io::Error),
 }
@@ -372,10 +374,28 @@ pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
     for g in &settings.gpus {
         tracing::info!(gpu = %g.id, sessions = g.sessions, codecs = ?g.codecs, "GPU in the job rotation");
     }
-    let supervisor =
-        crate::jobs::supervisor::Supervisor::new(catalog.clone(), workflows, settings, system);
+    let supervisor = crate::jobs::supervisor::Supervisor::new(
+        catalog.clone(),
+        workflows,
+        settings,
+        system.clone(),
+    );
     let _ = st.jobs.set(supervisor.clone());
     tokio::spawn(supervisor.run(st.stopping.clone()));
+    // Live sources and outputs: the declared ones, and those made over the API that ran when
+    // the service stopped. Files looped from the API come from the ingest roots or the media.
+    let mut roots = cfg.ingest.roots.clone();
+    roots.push(dirs.media.clone());
+    let live = crate::hub::registry::LiveService::open(
+        catalog.clone(),
+        &cfg.live,
+        crate::hub::registry::Transports::builtin(),
+        crate::hub::registry::Confinement { roots },
+        &system,
+    )
+    .await?;
+    let _ = st.live.set(live.clone());
+    tokio::spawn(live.clone().watch(st.stopping.clone()));
     let app = api::router(st.clone());
     let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
         .await
@@ -430,6 +450,7 @@ pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
             tracing::warn!("stopping: requests still running after the grace period; closing");
         }
     }
+    live.shutdown();
     catalog.close().await;
     println!("antenne: stopped");
     Ok(())

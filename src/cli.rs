@@ -633,6 +633,7 @@ fn cmd_profiles(json: bool, dir: Option<&Path>) -> Res {
 fn cmd_doctor(json: bool) -> Res {
     let libs = av::library_versions();
     let backends = hw::detect();
+    let live = crate::hub::registry::Transports::builtin().report();
     if json {
         let l: serde_json::Map<String, serde_json::Value> = libs
             .iter()
@@ -641,7 +642,7 @@ fn cmd_doctor(json: bool) -> Res {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &serde_json::json!({ "libraries": l, "backends": backends })
+                &serde_json::json!({ "libraries": l, "backends": backends, "live": live })
             )?
         );
         return Ok(());
@@ -660,6 +661,13 @@ fn cmd_doctor(json: bool) -> Res {
             b.backend.name(),
             b.encoders.join(", ")
         );
+    }
+    for k in &live {
+        let state = match &k.why {
+            None => "available".to_string(),
+            Some(why) => format!("unavailable: {why}"),
+        };
+        println!("live {:<6} {:<12} {state}", k.direction, k.kind);
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+pub mod hub;
 pub mod ingest;
 pub mod jobs;
 pub mod link;

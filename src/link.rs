@@ -95,6 +95,10 @@ pub struct LinkStats {
     /// Never delivered: not recovered in time, or a queue that was full.
     pub packets_dropped: u64,
     pub packets_undecrypted: u64,
+    /// Datagrams or messages that were not MPEG-TS (wrong size, no sync byte, a bad RTP
+    /// header): counted and dropped, the feed goes on.
+    #[serde(default)]
+    pub packets_malformed: u64,
     /// Handshakes or connections refused (wrong passphrase, wrong key, unknown stream ID).
     pub refused: u64,
     /// Bits per second over the last measuring window.
@@ -120,6 +124,7 @@ pub struct LinkCounters {
     pub packets_retransmitted: AtomicU64,
     pub packets_dropped: AtomicU64,
     pub packets_undecrypted: AtomicU64,
+    pub packets_malformed: AtomicU64,
     pub refused: AtomicU64,
     rtt_us: AtomicU64,
     buffer_us: AtomicU64,
@@ -151,6 +156,7 @@ impl Default for LinkCounters {
             packets_retransmitted: AtomicU64::new(0),
             packets_dropped: AtomicU64::new(0),
             packets_undecrypted: AtomicU64::new(0),
+            packets_malformed: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             rtt_us: AtomicU64::new(UNSET),
             buffer_us: AtomicU64::new(UNSET),
@@ -227,6 +233,7 @@ impl LinkCounters {
             packets_retransmitted: self.packets_retransmitted.load(Ordering::Relaxed),
             packets_dropped: self.packets_dropped.load(Ordering::Relaxed),
             packets_undecrypted: self.packets_undecrypted.load(Ordering::Relaxed),
+            packets_malformed: self.packets_malformed.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
             bitrate_bps: inner.bitrate_bps,
             rtt_ms: from_us(self.rtt_us.load(Ordering::Relaxed)),

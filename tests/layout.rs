@@ -29,6 +29,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("catalog", &["config", "naming", "timecode"]),
     ("ingest", &["av", "catalog", "link"]),
+    // The stream hub (`link` only) and the live service over it: it starts the transports by
+    // kind (`ingest`, `output`), stores sources and outputs and puts events on the change feed
+    // (`catalog`), reads the declared ones (`config`) and asks the engine whether SDI capture
+    // exists (`av`).
+    (
+        "hub",
+        &["av", "catalog", "config", "ingest", "link", "output"],
+    ),
     (
         "jobs",
         &[
@@ -39,13 +47,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "api",
         &[
-            "av", "catalog", "config", "ingest", "jobs", "profile", "storage",
+            "av", "catalog", "config", "hub", "ingest", "jobs", "profile", "storage",
         ],
     ),
     (
         "app",
         &[
-            "api", "catalog", "config", "ingest", "jobs", "naming", "profile",
+            "api", "catalog", "config", "hub", "ingest", "jobs", "naming", "profile",
         ],
     ),
     (
@@ -55,6 +63,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "app",
             "av",
             "config",
+            "hub",
             "jobs",
             "profile",
             "qc",

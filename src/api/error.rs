@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::catalog::CatalogError;
+use crate::hub::registry::LiveError;
 use crate::ingest::IngestError;
 
 /// `{"error": {"code": "...", "message": "..."}}`: `code` is stable, `message` is for people.
@@ -29,7 +30,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable: `unauthorized`, `forbidden`, `field_forbidden`, `not_found`, `invalid_json`,
     /// `invalid_body`, `invalid_query`, `invalid_path`, `invalid_field`, `unsupported_media_type`,
-    /// `conflict`, `duplicate`, `payload_too_large`, `path_not_allowed`, `not_media`,
+    /// `conflict`, `duplicate`, `payload_too_large`, `kind_unavailable`, `path_not_allowed`, `not_media`,
     /// `rate_limited`, `method_not_allowed`, `timeout`, `unavailable`, `internal`.
     pub code: String,
     pub message: String,
@@ -188,6 +189,36 @@ fn scrub_paths(m: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+impl From<LiveError> for ApiError {
+    fn from(e: LiveError) -> Self {
+        match e {
+            LiveError::Invalid { ref field, .. } => ApiError {
+                field: Some(field.clone()),
+                ..ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_field",
+                    e.to_string(),
+                )
+            },
+            LiveError::Missing { .. } | LiveError::NotBuilt { .. } => ApiError {
+                field: Some("kind".into()),
+                ..ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "kind_unavailable",
+                    e.to_string(),
+                )
+            },
+            LiveError::NotFound(m) => ApiError::not_found(format!("{m} not found")),
+            LiveError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            LiveError::Start { .. } => {
+                tracing::warn!(error = %e, "live: transport did not start");
+                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
+            LiveError::Catalog(c) => ApiError::from(c),
+        }
+    }
 }
 
 impl From<IngestError> for ApiError {

@@ -5,6 +5,7 @@
 mod client;
 mod download;
 pub mod error;
+mod live;
 mod mam;
 mod routes;
 
@@ -46,6 +47,8 @@ pub struct AppState {
     tokens: Mutex<HashMap<String, (Caller, Instant)>>,
     /// The job supervisor, once the service runs one.
     pub jobs: std::sync::OnceLock<Arc<crate::jobs::supervisor::Supervisor>>,
+    /// The live service, once the service runs one.
+    pub live: std::sync::OnceLock<Arc<crate::hub::registry::LiveService>>,
     /// Uploads running at once are bounded (each holds a connection and disk bandwidth).
     pub uploads: tokio::sync::Semaphore,
     /// Cancelled on shutdown: event streams end so that the server can drain.
@@ -71,6 +74,7 @@ impl AppState {
             stopping: tokio_util::sync::CancellationToken::new(),
             uploads: tokio::sync::Semaphore::new(8),
             jobs: std::sync::OnceLock::new(),
+            live: std::sync::OnceLock::new(),
         }
     }
 
@@ -309,7 +313,7 @@ pub(crate) fn peer(req_ci: Option<ConnectInfo<SocketAddr>>) -> IpAddr {
 #[openapi(
     info(
         title = "antenne control API",
-        description = "Catalog, users and rights, ingest and the change feed of the antenne broadcast appliance. \
+        description = "Catalog, users and rights, ingest, live sources and outputs, and the change feed of the antenne broadcast appliance. \
             Every route but /health, /ready, /openapi.json, /docs and /v1/auth/login needs \
             `Authorization: Bearer <token>` (a session from /v1/auth/login or an API token from \
             /v1/tokens) or the session cookie. Errors come as {\"error\": {\"code\", \"message\", \
@@ -337,6 +341,11 @@ pub(crate) fn peer(req_ci: Option<ConnectInfo<SocketAddr>>) -> IpAddr {
         mam::list_markers, mam::create_marker, mam::get_marker, mam::patch_marker,
         mam::delete_marker, mam::bulk_edit, mam::list_searches, mam::create_search,
         mam::get_search, mam::patch_search, mam::delete_search, mam::run_search,
+        live::list_sources, live::create_source, live::get_source, live::put_source,
+        live::delete_source, live::start_source, live::stop_source, live::source_stats,
+        live::source_ts, live::list_outputs, live::create_output, live::get_output,
+        live::put_output, live::delete_output, live::start_output, live::stop_output,
+        live::output_stats,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&Security, &ErrorResponses),
@@ -556,6 +565,32 @@ pub fn router(st: S) -> Router {
         .route("/v1/slots/gpus/{id}/restore", post(routes::restore_gpu))
         .route("/v1/workflows", get(routes::list_workflows))
         .route("/v1/workflows/{name}/run", post(routes::run_workflow))
+        .route(
+            "/v1/live/sources",
+            get(live::list_sources).post(live::create_source),
+        )
+        .route(
+            "/v1/live/sources/{id}",
+            get(live::get_source)
+                .put(live::put_source)
+                .delete(live::delete_source),
+        )
+        .route("/v1/live/sources/{id}/start", post(live::start_source))
+        .route("/v1/live/sources/{id}/stop", post(live::stop_source))
+        .route("/v1/live/sources/{id}/stats", get(live::source_stats))
+        .route(
+            "/v1/live/outputs",
+            get(live::list_outputs).post(live::create_output),
+        )
+        .route(
+            "/v1/live/outputs/{id}",
+            get(live::get_output)
+                .put(live::put_output)
+                .delete(live::delete_output),
+        )
+        .route("/v1/live/outputs/{id}/start", post(live::start_output))
+        .route("/v1/live/outputs/{id}/stop", post(live::stop_output))
+        .route("/v1/live/outputs/{id}/stats", get(live::output_stats))
         .route("/v1/assets/{id}/qc", get(routes::asset_qc))
         .route(
             "/v1/assets/{id}/verification",
@@ -582,7 +617,8 @@ pub fn router(st: S) -> Router {
             post(routes::ingest_upload).layer(axum::extract::DefaultBodyLimit::disable()),
         )
         .route("/v1/files/{id}/content", get(routes::file_content))
-        .route("/v1/events", get(routes::events));
+        .route("/v1/events", get(routes::events))
+        .route("/v1/live/sources/{id}/ts", get(live::source_ts));
     let protected = bounded
         .merge(streaming)
         .route_layer(axum::middleware::from_fn_with_state(st.clone(), audit))

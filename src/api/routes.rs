@@ -145,6 +145,9 @@ pub async fn metrics_text(State(st): State<S>, c: Caller) -> Res<Response> {
     for (state, count) in st.queue.job_counts().await? {
         metrics::gauge!("antenne_jobs", "state" => state).set(count as f64);
     }
+    if let Some(l) = st.live.get() {
+        l.export_metrics();
+    }
     let text = st.metrics.render();
     Ok((
         [(

@@ -11,6 +11,7 @@
 
 pub mod access;
 pub mod assets;
+pub mod live;
 pub mod log;
 pub mod mam;
 mod store;
@@ -212,10 +213,10 @@ pub struct Change {
     /// The cursor: strictly increasing in commit order.
     pub seq: i64,
     pub at: String,
-    /// `asset`, `file`, `collection`, `user`, `group`.
+    /// `asset`, `file`, `collection`, `user`, `group`, `live_source`, `live_output`.
     pub object: String,
     pub id: i64,
-    /// `created`, `updated`, `deleted`.
+    /// `created`, `updated`, `deleted`; for a live source also `lost` and `restored`.
     pub op: String,
     /// The asset concerned, for assets and their files.
     #[serde(skip_serializing_if = "Option::is_none")]

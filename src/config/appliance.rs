@@ -300,6 +300,133 @@ impl Default for Jobs {
     }
 }
 
+/// Live sources and outputs (see `firmware-config/antenne.toml`, section `[live]`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Live {
+    /// A source is lost after this long without a packet, unless it sets its own `loss_ms`.
+    pub loss_ms: u32,
+    /// Chunks (of up to 7 TS packets) each reader of a source may have waiting before it drops.
+    pub reader_queue: u32,
+    pub sources: Vec<LiveSource>,
+    pub outputs: Vec<LiveOutput>,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Live {
+            loss_ms: 500,
+            reader_queue: 1024,
+            sources: Vec::new(),
+            outputs: Vec::new(),
+        }
+    }
+}
+
+/// A live source: declared under `[[live.sources]]`, or the body of `POST /v1/live/sources`.
+/// Which settings apply depends on `kind`; the others must be absent.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LiveSource {
+    /// 1-100 printable characters, unique among sources.
+    pub name: String,
+    /// `udp`, `rtp`, `file_loop`, `srt_listener`, `srt_caller`, `rtmp`, `hls_pull`, `ndi`, `sdi`.
+    pub kind: String,
+    /// udp/rtp: the address and port to receive on (a multicast group joins it), e.g.
+    /// `239.1.1.1:5000` or `0.0.0.0:5000`; srt_listener: the local `address:port`; srt_caller:
+    /// the remote `host:port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// udp/rtp multicast: the local interface address the group is joined on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// udp/rtp: the jitter FIFO, in ms (default 50; 0-5000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buffer_ms: Option<u32>,
+    /// Lost after this long without a packet (default `live.loss_ms`; 50-60000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_ms: Option<u32>,
+    /// file_loop: the media file played in a loop (over the API: inside `ingest.roots`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub path: Option<std::path::PathBuf>,
+    /// file_loop: a catalog asset whose source file is played in a loop (in place of `path`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asset_id: Option<i64>,
+    /// hls_pull: the upstream playlist URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// srt: the receiver latency in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u32>,
+    /// srt: the AES passphrase (10-79 characters); never shown back in clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passphrase: Option<String>,
+    /// srt: the stream ID a caller sends or a listener routes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_id: Option<String>,
+    /// rtmp: the stream key encoders push to (`rtmp://appliance/live/<key>`); never shown back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// ndi: the NDI source name; sdi: the DeckLink device name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// Whether it runs when the service starts (default true; declared sources only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+/// A live output attached to a source: declared under `[[live.outputs]]`, or the body of
+/// `POST /v1/live/outputs`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LiveOutput {
+    /// 1-100 printable characters, unique among outputs.
+    pub name: String,
+    /// The source's name (in antenne.toml; over the API `source_id` may be given instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The source's id (API only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_id: Option<i64>,
+    /// `udp`, `rtp`, `srt_caller`, `srt_listener`, `rtmp`.
+    pub kind: String,
+    /// udp/rtp: the destination `address:port` (unicast or multicast); srt_caller: the remote
+    /// `host:port`; srt_listener: the local `address:port`; rtmp: unused (see `url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// udp/rtp multicast: the local interface address it leaves from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// udp/rtp: time to live (hops), 1-255.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u32>,
+    /// Chunks queued towards the transport before it drops (default 1024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<u32>,
+    /// A live profile to transcode through; absent: passthrough (remux, no decode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// rtmp: the server URL to push to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// srt: the sender latency in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u32>,
+    /// srt: the AES passphrase; never shown back in clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passphrase: Option<String>,
+    /// srt: the stream ID to send.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_id: Option<String>,
+    /// rtmp: the stream key; never shown back in clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Whether it runs when the service starts (default true; declared outputs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApplianceConfig {
@@ -311,6 +438,7 @@ pub struct ApplianceConfig {
     pub ingest: Ingest,
     pub auth: Auth,
     pub jobs: Jobs,
+    pub live: Live,
     /// Where the values came from, for messages.
     #[serde(skip)]
     pub origin: String,
@@ -325,6 +453,7 @@ const SECTIONS: &[&str] = &[
     "ingest",
     "auth",
     "jobs",
+    "live",
 ];
 
 /// Loads defaults → `file` (when given) → `ANTENNE_<SECTION>_<KEY>` variables from `env`, then
@@ -427,6 +556,7 @@ pub fn problems(c: &ApplianceConfig) -> Vec<ConfigError> {
     check_fields(c, &mut bad);
     check_limits(c, &mut bad);
     check_roots(c, &mut bad);
+    check_live(c, &mut bad);
     errs
 }
 
@@ -555,6 +685,48 @@ fn check_limits(c: &ApplianceConfig, bad: &mut impl FnMut(&'static str, String))
     }
     if c.server.request_timeout_s == 0 {
         bad("server.request_timeout_s", "must be at least 1".into());
+    }
+}
+
+/// The live sources and outputs declared in the file.
+fn check_live(c: &ApplianceConfig, bad: &mut impl FnMut(&'static str, String)) {
+    if !(50..=60_000).contains(&c.live.loss_ms) || c.live.reader_queue == 0 {
+        bad(
+            "live",
+            "loss_ms must be 50-60000 and reader_queue at least 1".into(),
+        );
+    }
+    let mut sources = BTreeMap::new();
+    for s in &c.live.sources {
+        if s.name.trim().is_empty() || sources.insert(s.name.clone(), ()).is_some() {
+            bad(
+                "live.sources",
+                format!("{:?}: each source needs a name of its own", s.name),
+            );
+        }
+    }
+    let mut outputs = BTreeMap::new();
+    for o in &c.live.outputs {
+        if o.name.trim().is_empty() || outputs.insert(o.name.clone(), ()).is_some() {
+            bad(
+                "live.outputs",
+                format!("{:?}: each output needs a name of its own", o.name),
+            );
+        }
+        match (&o.source, o.source_id) {
+            (Some(src), None) if sources.contains_key(src) => {}
+            (Some(src), None) => bad(
+                "live.outputs",
+                format!("{:?}: source {src:?} is not declared", o.name),
+            ),
+            _ => bad(
+                "live.outputs",
+                format!(
+                    "{:?}: name its source with `source` (a declared source's name)",
+                    o.name
+                ),
+            ),
+        }
     }
 }
 

@@ -12,7 +12,10 @@ use tokio::io::AsyncWriteExt;
 
 use crate::catalog::assets::NewFile;
 
+pub mod looped;
+pub mod ndi;
 pub mod sidecar;
+pub mod udp;
 pub mod watch;
 
 #[derive(Debug, thiserror::Error)]

@@ -5,3 +5,4 @@
 //! and `av` imports nothing of `output`. Imports `av`; never pipeline, catalog, jobs or api.
 
 pub mod package;
+pub mod udp;

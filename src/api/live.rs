@@ -1,0 +1,302 @@
+//! Live sources and outputs: CRUD, start, stop, statistics, and a source's TS over HTTP.
+//! Reading is for admin, operator and service; changing for admin and operator.
+
+use std::sync::Arc;
+
+use axum::body::Body as HttpBody;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::error::ErrorBody;
+use super::routes::Page;
+use super::{ApiError, Body, Caller, Path, S};
+use crate::catalog::{Principal, Role};
+use crate::config::appliance::{LiveOutput, LiveSource};
+use crate::hub::registry::{LiveService, OutputStats, OutputView, SourceStats, SourceView};
+use crate::hub::Recv;
+
+type Res<T> = Result<T, ApiError>;
+
+/// Chunks an HTTP reader of a source may have waiting: the HTTP stack and the socket buffer
+/// hundreds of kilobytes more behind it.
+const HTTP_READER_QUEUE: usize = 64;
+
+fn created<T: Serialize>(v: T) -> Response {
+    (StatusCode::CREATED, axum::Json(v)).into_response()
+}
+
+fn reader_role(who: &Principal) -> Res<()> {
+    if matches!(who.role, Role::Admin | Role::Operator | Role::Service) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "role {} may not see live sources",
+            who.role.as_str()
+        )))
+    }
+}
+
+fn operator_role(who: &Principal) -> Res<()> {
+    if matches!(who.role, Role::Admin | Role::Operator) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "role {} may not change live sources or outputs",
+            who.role.as_str()
+        )))
+    }
+}
+
+fn live(st: &S) -> Res<&Arc<LiveService>> {
+    st.live.get().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the live service is not running",
+        )
+    })
+}
+
+// ---- sources ----
+
+/// Every live source with its state; secrets show as `********`.
+#[utoipa::path(get, path = "/v1/live/sources", tag = "live",
+    responses((status = 200, body = Page<SourceView>), (status = 403, body = ErrorBody)))]
+pub async fn list_sources(State(st): State<S>, c: Caller) -> Res<axum::Json<Page<SourceView>>> {
+    reader_role(&c.0)?;
+    Ok(axum::Json(Page {
+        items: live(&st)?.list_sources().await?,
+        next: None,
+    }))
+}
+
+/// Creates a live source and starts it (unless `enabled` is false). A kind this machine lacks
+/// (NDI runtime, DeckLink) or this build has no transport for is a 422 saying which.
+#[utoipa::path(post, path = "/v1/live/sources", tag = "live", request_body = LiveSource,
+    responses((status = 201, body = SourceView), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "the name is taken, or the transport cannot start (an address in use)"),
+        (status = 422, body = ErrorBody, description = "an invalid setting, or a kind not available here (`kind_unavailable`)")))]
+pub async fn create_source(
+    State(st): State<S>,
+    c: Caller,
+    Body(i): Body<LiveSource>,
+) -> Res<Response> {
+    operator_role(&c.0)?;
+    Ok(created(live(&st)?.create_source(i, &c.0).await?))
+}
+
+#[utoipa::path(get, path = "/v1/live/sources/{id}", tag = "live", params(("id" = i64, Path)),
+    responses((status = 200, body = SourceView), (status = 404, body = ErrorBody)))]
+pub async fn get_source(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+) -> Res<axum::Json<SourceView>> {
+    reader_role(&c.0)?;
+    Ok(axum::Json(live(&st)?.get_source(id).await?))
+}
+
+/// Replaces a source's definition (a secret sent back as `********` is kept); a running source
+/// restarts with it. Declared sources are changed in antenne.toml (409).
+#[utoipa::path(put, path = "/v1/live/sources/{id}", tag = "live", params(("id" = i64, Path)),
+    request_body = LiveSource,
+    responses((status = 200, body = SourceView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn put_source(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+    Body(i): Body<LiveSource>,
+) -> Res<axum::Json<SourceView>> {
+    operator_role(&c.0)?;
+    Ok(axum::Json(live(&st)?.update_source(id, i, &c.0).await?))
+}
+
+/// Stops and deletes a source; one with outputs attached is a 409.
+#[utoipa::path(delete, path = "/v1/live/sources/{id}", tag = "live", params(("id" = i64, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete_source(State(st): State<S>, c: Caller, Path(id): Path<i64>) -> Res<StatusCode> {
+    operator_role(&c.0)?;
+    live(&st)?.delete_source(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Starts a source (kept running across restarts).
+#[utoipa::path(post, path = "/v1/live/sources/{id}/start", tag = "live", params(("id" = i64, Path)),
+    responses((status = 200, body = SourceView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn start_source(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+) -> Res<axum::Json<SourceView>> {
+    operator_role(&c.0)?;
+    Ok(axum::Json(live(&st)?.start_source(id).await?))
+}
+
+/// Stops a source (it stays stopped across restarts); its outputs wait for it.
+#[utoipa::path(post, path = "/v1/live/sources/{id}/stop", tag = "live", params(("id" = i64, Path)),
+    responses((status = 200, body = SourceView), (status = 404, body = ErrorBody)))]
+pub async fn stop_source(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+) -> Res<axum::Json<SourceView>> {
+    operator_role(&c.0)?;
+    Ok(axum::Json(live(&st)?.stop_source(id).await?))
+}
+
+/// A source's figures: state, bitrate, packets received / lost / dropped / malformed, each
+/// reader's drops, time since the last packet, uptime, last error.
+#[utoipa::path(get, path = "/v1/live/sources/{id}/stats", tag = "live", params(("id" = i64, Path)),
+    responses((status = 200, body = SourceStats), (status = 404, body = ErrorBody)))]
+pub async fn source_stats(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+) -> Res<axum::Json<SourceStats>> {
+    reader_role(&c.0)?;
+    Ok(axum::Json(live(&st)?.source_stats(id).await?))
+}
+
+/// The source's MPEG-TS as it arrives (a preview for ffplay or VLC, a restream over HTTP): one
+/// reader of the source, which drops (counted in the source's stats) when this client falls
+/// behind, without holding anything else back.
+#[utoipa::path(get, path = "/v1/live/sources/{id}/ts", tag = "live", params(("id" = i64, Path)),
+    responses((status = 200, content_type = "video/mp2t"), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "the source is not running")))]
+pub async fn source_ts(State(st): State<S>, c: Caller, Path(id): Path<i64>) -> Res<Response> {
+    reader_role(&c.0)?;
+    let svc = live(&st)?;
+    svc.get_source(id).await?;
+    let reader = svc.reader(id, &format!("http {}", c.0.username), HTTP_READER_QUEUE)?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
+    let stopping = st.stopping.clone();
+    std::thread::Builder::new()
+        .name(format!("live-http {id}"))
+        .spawn(move || loop {
+            if stopping.is_cancelled() {
+                return;
+            }
+            match reader.recv_timeout(std::time::Duration::from_millis(200)) {
+                // A client that stops reading holds this thread here, and its hub queue fills.
+                Ok(c) => {
+                    if tx.blocking_send(Ok(c)).is_err() {
+                        return;
+                    }
+                }
+                Err(Recv::Timeout) if tx.is_closed() => return,
+                Err(Recv::Timeout) => {}
+                Err(Recv::Closed) => return,
+            }
+        })
+        .map_err(|e| {
+            tracing::error!(error = %e, "live: no thread for an HTTP reader");
+            ApiError::internal()
+        })?;
+    let body = HttpBody::from_stream(tokio_stream_of(rx));
+    Ok(([(header::CONTENT_TYPE, "video/mp2t")], body).into_response())
+}
+
+fn tokio_stream_of<T: Send + 'static>(
+    rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
+}
+
+// ---- outputs ----
+
+#[utoipa::path(get, path = "/v1/live/outputs", tag = "live",
+    responses((status = 200, body = Page<OutputView>), (status = 403, body = ErrorBody)))]
+pub async fn list_outputs(State(st): State<S>, c: Caller) -> Res<axum::Json<Page<OutputView>>> {
+    reader_role(&c.0)?;
+    Ok(axum::Json(Page {
+        items: live(&st)?.list_outputs().await?,
+        next: None,
+    }))
+}
+
+/// Attaches an output to a source (`source_id`) and starts it (unless `enabled` is false):
+/// passthrough (remux, no decode), or through a live `profile` where this build has one.
+#[utoipa::path(post, path = "/v1/live/outputs", tag = "live", request_body = LiveOutput,
+    responses((status = 201, body = OutputView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn create_output(
+    State(st): State<S>,
+    c: Caller,
+    Body(i): Body<LiveOutput>,
+) -> Res<Response> {
+    operator_role(&c.0)?;
+    Ok(created(live(&st)?.create_output(i).await?))
+}
+
+#[utoipa::path(get, path = "/v1/live/outputs/{id}", tag = "live", params(("id" = i64, Path)),
+    responses((status = 200, body = OutputView), (status = 404, body = ErrorBody)))]
+pub async fn get_output(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+) -> Res<axum::Json<OutputView>> {
+    reader_role(&c.0)?;
+    Ok(axum::Json(live(&st)?.get_output(id).await?))
+}
+
+#[utoipa::path(put, path = "/v1/live/outputs/{id}", tag = "live", params(("id" = i64, Path)),
+    request_body = LiveOutput,
+    responses((status = 200, body = OutputView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn put_output(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+    Body(i): Body<LiveOutput>,
+) -> Res<axum::Json<OutputView>> {
+    operator_role(&c.0)?;
+    Ok(axum::Json(live(&st)?.update_output(id, i).await?))
+}
+
+#[utoipa::path(delete, path = "/v1/live/outputs/{id}", tag = "live", params(("id" = i64, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete_output(State(st): State<S>, c: Caller, Path(id): Path<i64>) -> Res<StatusCode> {
+    operator_role(&c.0)?;
+    live(&st)?.delete_output(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/v1/live/outputs/{id}/start", tag = "live", params(("id" = i64, Path)),
+    responses((status = 200, body = OutputView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn start_output(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+) -> Res<axum::Json<OutputView>> {
+    operator_role(&c.0)?;
+    Ok(axum::Json(live(&st)?.start_output(id).await?))
+}
+
+#[utoipa::path(post, path = "/v1/live/outputs/{id}/stop", tag = "live", params(("id" = i64, Path)),
+    responses((status = 200, body = OutputView), (status = 404, body = ErrorBody)))]
+pub async fn stop_output(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+) -> Res<axum::Json<OutputView>> {
+    operator_role(&c.0)?;
+    Ok(axum::Json(live(&st)?.stop_output(id).await?))
+}
+
+/// An output's figures: state (its source's), bitrate, packets sent and dropped, its reader's
+/// drops, last error.
+#[utoipa::path(get, path = "/v1/live/outputs/{id}/stats", tag = "live", params(("id" = i64, Path)),
+    responses((status = 200, body = OutputStats), (status = 404, body = ErrorBody)))]
+pub async fn output_stats(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+) -> Res<axum::Json<OutputStats>> {
+    reader_role(&c.0)?;
+    Ok(axum::Json(live(&st)?.output_stats(id).await?))
+}

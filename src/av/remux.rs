@@ -1,0 +1,177 @@
+//! Remuxing without decoding: a media file's video and audio packets rewrapped as MPEG-TS and
+//! paced at real time, looped forever (a file played as a live source). One muxer serves every
+//! pass, so continuity counters run on, and each pass's timestamps are shifted by the length of
+//! the passes before it, so that a receiver sees one continuous stream.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ffmpeg_next::ffi;
+
+use super::{ff, AvError};
+use ff::Rescale;
+
+/// The muxer's write buffer: seven TS packets, one UDP datagram's worth.
+const IO_BUFFER: usize = 7 * 188;
+const MICROS: ff::Rational = ff::Rational(1, 1_000_000);
+/// Longest single sleep while pacing, so that a stop is seen promptly.
+const NAP: Duration = Duration::from_millis(50);
+
+/// What the loop did before it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoopReport {
+    /// Passes over the file begun.
+    pub passes: u64,
+    /// The length of one pass, in microseconds.
+    pub pass_us: i64,
+}
+
+/// Plays `path` as MPEG-TS into `out` at real-time pace, from the start again at each end, until
+/// `stop` is set. `on_pass(n)` is called as pass `n` (from 1) begins.
+pub fn loop_ts(
+    path: &Path,
+    out: impl Write + Send + 'static,
+    stop: &AtomicBool,
+    mut on_pass: impl FnMut(u64),
+) -> Result<LoopReport, AvError> {
+    let libav = |what: &str| {
+        let path = path.to_owned();
+        let what = what.to_string();
+        move |source| AvError::Libav { path, what, source }
+    };
+    let mut ictx = super::input::open(path)?;
+    // Video and audio go out; data, subtitle and attachment streams are left behind.
+    let map: Vec<Option<usize>> = {
+        let mut next = 0;
+        ictx.streams()
+            .map(|s| {
+                matches!(
+                    s.parameters().medium(),
+                    ff::media::Type::Video | ff::media::Type::Audio
+                )
+                .then(|| {
+                    next += 1;
+                    next - 1
+                })
+            })
+            .collect()
+    };
+    if map.iter().all(Option::is_none) {
+        return Err(AvError::Invalid {
+            path: path.to_owned(),
+            what: "no video or audio stream to play".into(),
+        });
+    }
+    let io = ff::format::context::StreamIo::from_write_with_capacity(out, IO_BUFFER)
+        .map_err(libav("cannot set up the TS writer"))?;
+    let mut octx = ff::format::output_to_stream(io, None, Some("mpegts"))
+        .map_err(libav("cannot open the TS muxer"))?;
+    for (i, s) in ictx.streams().enumerate() {
+        if map[i].is_none() {
+            continue;
+        }
+        // SAFETY: the output context is live; a null codec adds an empty stream filled below.
+        let st = unsafe { ffi::avformat_new_stream(octx.as_mut_ptr(), std::ptr::null()) };
+        if st.is_null() {
+            return Err(AvError::Invalid {
+                path: path.to_owned(),
+                what: "cannot add a stream to the TS muxer".into(),
+            });
+        }
+        let idx = octx.nb_streams() as usize - 1;
+        let mut o = octx.stream_mut(idx).ok_or_else(|| AvError::Invalid {
+            path: path.to_owned(),
+            what: "the TS muxer lost a stream".into(),
+        })?;
+        o.set_parameters(s.parameters());
+        o.set_time_base(s.time_base());
+        // SAFETY: clearing the codec tag lets the muxer choose its own for this codec.
+        unsafe { (*(*o.as_mut_ptr()).codecpar).codec_tag = 0 };
+    }
+    octx.write_header()
+        .map_err(libav("the TS muxer refused these streams"))?;
+    let in_tb: Vec<ff::Rational> = ictx.streams().map(|s| s.time_base()).collect();
+    let out_tb: Vec<ff::Rational> = octx.streams().map(|s| s.time_base()).collect();
+
+    let started = Instant::now();
+    let mut origin_us: Option<i64> = None;
+    let mut pass_us: i64 = 0;
+    let mut passes = 0u64;
+    'passes: while !stop.load(Ordering::Relaxed) {
+        passes += 1;
+        on_pass(passes);
+        if passes > 1 {
+            ictx = super::input::open(path)?;
+        }
+        let offset_us = pass_us * (passes as i64 - 1);
+        let mut end_us = i64::MIN;
+        let mut wrote = false;
+        for (s, mut p) in ictx.packets() {
+            let i = s.index();
+            let Some(o) = map.get(i).copied().flatten() else {
+                continue;
+            };
+            let Some(dts) = p.dts().or(p.pts()) else {
+                continue;
+            };
+            let dts_us = dts.rescale(in_tb[i], MICROS);
+            let origin = *origin_us.get_or_insert(dts_us);
+            let dur_us = p.duration().max(0).rescale(in_tb[i], MICROS);
+            end_us = end_us.max(dts_us + dur_us);
+            let at_us = dts_us - origin + offset_us;
+            if !pace(started, at_us, stop) {
+                break 'passes;
+            }
+            p.rescale_ts(in_tb[i], out_tb[o]);
+            let shift = (offset_us - origin).rescale(MICROS, out_tb[o]);
+            p.set_pts(p.pts().map(|t| t + shift));
+            p.set_dts(p.dts().map(|t| t + shift));
+            p.set_stream(o);
+            p.set_position(-1);
+            p.write_interleaved(&mut octx)
+                .map_err(libav("cannot write to the TS muxer"))?;
+            wrote = true;
+        }
+        if !wrote {
+            return Err(AvError::Invalid {
+                path: path.to_owned(),
+                what: "no packet to play".into(),
+            });
+        }
+        if passes == 1 {
+            // The next pass starts where this one's last packet ends (at least one frame on).
+            pass_us = (end_us - origin_us.unwrap_or(0)).max(40_000);
+        }
+    }
+    octx.write_trailer()
+        .map_err(libav("cannot finish the TS muxer"))?;
+    Ok(LoopReport { passes, pass_us })
+}
+
+/// Waits until `at_us` after `started`; false when stopped meanwhile.
+fn pace(started: Instant, at_us: i64, stop: &AtomicBool) -> bool {
+    let due = started + Duration::from_micros(at_us.max(0) as u64);
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= due {
+            return true;
+        }
+        std::thread::sleep((due - now).min(NAP));
+    }
+}
+
+/// Whether the linked FFmpeg has an input format (or registered input device) of this name:
+/// `decklink` tells whether SDI capture is possible at all.
+pub fn has_input_format(name: &str) -> bool {
+    super::init();
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    // SAFETY: av_find_input_format reads the NUL-terminated name and returns a static or null.
+    unsafe { !ffi::av_find_input_format(c.as_ptr()).is_null() }
+}
