@@ -21,8 +21,6 @@ use crate::srt::{
     Epoll, Handshake, Pending, RejectCode, Socket, SocketStats, SrtError, SrtMode, SrtSpec,
 };
 
-pub use crate::srt::SrtSpec as SrtInputSpec;
-
 /// How often a blocked receive or accept looks up to see whether it should stop.
 const TICK: Duration = Duration::from_millis(100);
 /// How often libsrt's per-connection figures are folded into the link's counters.

@@ -10,7 +10,7 @@ mod sys;
 
 use std::collections::HashMap;
 use std::ffi::CStr;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, ToSocketAddrs};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, ToSocketAddrs};
 use std::os::raw::{c_char, c_int, c_void};
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
@@ -560,22 +560,6 @@ impl Socket {
         state_of(self.id)
     }
 
-    /// True when the connection was refused or broken by a wrong or missing passphrase.
-    pub fn bad_secret(&self) -> bool {
-        let mut v: c_int = 0;
-        let mut len = std::mem::size_of::<c_int>() as c_int;
-        // SAFETY: `v`/`len` describe a writable c_int.
-        let r = unsafe {
-            sys::srt_getsockflag(
-                self.id,
-                sys::SRTO_RCVKMSTATE,
-                &mut v as *mut c_int as *mut c_void,
-                &mut len,
-            )
-        };
-        r != sys::SRT_ERROR && v >= 3
-    }
-
     pub fn stats(&self) -> Result<SocketStats, SrtError> {
         let mut s = sys::SRT_TRACEBSTATS::default();
         // SAFETY: `s` is a writable SRT_TRACEBSTATS with the header's layout.
@@ -785,11 +769,6 @@ unsafe fn from_sockaddr(p: *const libc::sockaddr) -> Option<SocketAddr> {
             _ => None,
         }
     }
-}
-
-/// The wildcard address of the same family, for a listener given only a port.
-pub fn any_addr(port: u16) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)
 }
 
 /// Handshakes a listener let through to libsrt, until each is accepted or libsrt refuses it
