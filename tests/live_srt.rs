@@ -492,7 +492,7 @@ fn a_wrong_passphrase_is_refused_and_counted_both_ways() {
     let input = SrtInput::start(with_secret(listen_spec(port), 16), got.sink()).unwrap();
     let _bad = slt(
         "file://con",
-        &format!("srt://127.0.0.1:{port}?passphrase=not the right one"),
+        &format!("srt://127.0.0.1:{port}?passphrase=not-the-right-one"),
     );
     assert!(
         wait_until(Duration::from_secs(8), || input.stats().refused >= 1),
@@ -518,7 +518,7 @@ fn a_wrong_passphrase_is_refused_and_counted_both_ways() {
     );
     wait_bound(port2);
     let mut s = call_spec(port2);
-    s.passphrase = Some("not the right one".into());
+    s.passphrase = Some("not-the-right-one".into());
     let caller = SrtInput::start(s, Collect::default().sink()).unwrap();
     assert!(
         wait_until(Duration::from_secs(8), || caller.stats().refused >= 1),
@@ -526,6 +526,20 @@ fn a_wrong_passphrase_is_refused_and_counted_both_ways() {
         caller.stats()
     );
     assert_ne!(caller.stats().state, LinkState::Live);
+
+    // A receiver with the wrong passphrase calling our listener output.
+    let port3 = free_port();
+    let output = SrtOutput::start(with_secret(listen_spec(port3), 16)).unwrap();
+    let _bad_receiver = slt(
+        &format!("srt://127.0.0.1:{port3}?passphrase=not-the-right-one"),
+        "file://con",
+    );
+    assert!(
+        wait_until(Duration::from_secs(8), || output.stats().refused >= 1),
+        "{:?}",
+        output.stats()
+    );
+    assert_ne!(output.stats().state, LinkState::Live);
 }
 
 #[test]
