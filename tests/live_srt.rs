@@ -591,6 +591,27 @@ fn one_listener_port_routes_callers_by_stream_id() {
     assert_ne!(out_x.stats().state, LinkState::Live);
     assert!(in_a.stats().refused >= 1, "unknown stream ID counted");
     assert_eq!((in_a.connections(), in_b.connections()), (1, 1));
+
+    // Once the last source on the port stops, a new one can listen there at once (libsrt
+    // reuses its UDP socket until it closes it a few seconds later).
+    in_a.stop();
+    let mut again_b = listen_spec(port);
+    again_b.stream_id = Some("cam-b".into());
+    assert!(SrtInput::start(again_b, Collect::default().sink()).is_err());
+    in_b.stop();
+    drop((out_a, _out_b, out_x));
+    let c = Collect::default();
+    let _in_c = SrtInput::start(listen_spec(port), c.sink()).expect("listen again");
+    let out_c = SrtOutput::start(call_spec(port)).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || out_c.stats().state
+        == LinkState::Live));
+    let data_c = tagged(100, 0xc);
+    pace(&out_c, &data_c, 800);
+    assert_same(
+        "after a restart",
+        &c.wait_for(data_c.len(), Duration::from_secs(5)),
+        &data_c,
+    );
 }
 
 // ---- loss, blackout, garbage, restarts ---------------------------------------------------------

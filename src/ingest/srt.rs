@@ -350,13 +350,14 @@ impl Port {
 
     /// Removes `source`; the last one out closes the port.
     fn leave(&self, source: &Arc<Source>) {
+        // The registry's lock first: a source joining meanwhile must not pick a closing port.
+        let mut ports = lock(&PORTS);
         let empty = {
             let mut routes = lock(&self.routes);
             routes.retain(|_, s| !Arc::ptr_eq(s, source));
             routes.is_empty()
         };
         if empty {
-            let mut ports = lock(&PORTS);
             self.stop.store(true, Ordering::Relaxed);
             if let Some(t) = lock(&self.thread).take() {
                 let _ = t.join();
