@@ -22,6 +22,14 @@ use common::relay::{Impairment, Relay};
 
 const SECRET: &str = "correct horse battery";
 
+/// Held by the tests whose figures depend on timing (loss, blackout, garbage), so that they do
+/// not run beside each other.
+static TIMING: Mutex<()> = Mutex::new(());
+
+fn timing() -> std::sync::MutexGuard<'static, ()> {
+    TIMING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn free_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .unwrap()
@@ -526,6 +534,8 @@ fn a_wrong_passphrase_is_refused_and_counted_both_ways() {
         caller.stats()
     );
     assert_ne!(caller.stats().state, LinkState::Live);
+    let err = caller.stats().last_error.unwrap_or_default();
+    assert!(err.contains("wrong passphrase"), "{err}");
 
     // A receiver with the wrong passphrase calling our listener output.
     let port3 = free_port();
@@ -589,6 +599,8 @@ fn one_listener_port_routes_callers_by_stream_id() {
     );
     assert!(wait_until(Duration::from_secs(3), || out_x.stats().refused >= 1));
     assert_ne!(out_x.stats().state, LinkState::Live);
+    let err = out_x.stats().last_error.unwrap_or_default();
+    assert!(err.contains("unknown stream ID"), "{err}");
     assert!(in_a.stats().refused >= 1, "unknown stream ID counted");
     assert_eq!((in_a.connections(), in_b.connections()), (1, 1));
 
@@ -647,6 +659,7 @@ fn path_through_relay(seed: u64, imp: Impairment, latency_ms: u32) -> Path2 {
 
 #[test]
 fn loss_is_recovered_at_1_percent_3_rtt_and_5_percent_5_rtt() {
+    let _timing = timing();
     // 10 ms each way through the relay: RTT 20 ms.
     let delay = Duration::from_millis(10);
     let runs = [(0.01, 60u32, 11u64), (0.05, 100, 12)];
@@ -692,6 +705,7 @@ fn loss_is_recovered_at_1_percent_3_rtt_and_5_percent_5_rtt() {
 
 #[test]
 fn loss_beyond_the_latency_shows_as_drops_within_5_s() {
+    let _timing = timing();
     // 10 % at 2 × RTT: SRT cannot recover everything in time.
     let p = path_through_relay(
         21,
@@ -724,6 +738,7 @@ fn loss_beyond_the_latency_shows_as_drops_within_5_s() {
 
 #[test]
 fn a_one_second_blackout_does_not_lose_the_connection_for_long() {
+    let _timing = timing();
     let p = path_through_relay(31, Impairment::loss(0.0, Duration::from_millis(5)), 120);
     let out = Arc::new(p.output);
     let o = out.clone();
@@ -748,6 +763,7 @@ fn a_one_second_blackout_does_not_lose_the_connection_for_long() {
 
 #[test]
 fn garbage_at_the_listener_port_changes_nothing() {
+    let _timing = timing();
     let port = free_port();
     let got = Collect::default();
     let input = SrtInput::start(listen_spec(port), got.sink()).unwrap();

@@ -252,14 +252,8 @@ fn run_caller(source: &Arc<Source>) {
     while !source.stopped() {
         match connect(spec) {
             Ok((socket, peer)) => receive(source, socket, Some(peer)),
-            Err(e) => {
-                if matches!(&e, SrtError::Lib { message, .. } if message.contains("wrong passphrase") || message.contains("unencrypted") || message.contains("unauthorized") || message.contains("unknown stream ID"))
-                {
-                    source.refused(format!("{}: {e}", spec.address));
-                } else {
-                    source.counters.error(format!("{}: {e}", spec.address));
-                }
-            }
+            Err(e) if e.is_refusal() => source.refused(format!("{}: {e}", spec.address)),
+            Err(e) => source.counters.error(format!("{}: {e}", spec.address)),
         }
         let until = Instant::now() + RETRY;
         while !source.stopped() && Instant::now() < until {

@@ -203,15 +203,10 @@ fn run_caller(shared: &Shared, rx: &Receiver<Chunk>) {
                 peer.fold_stats(&shared.counters);
             }
             Err(e) => {
-                let text = e.to_string();
-                if text.contains("wrong passphrase")
-                    || text.contains("unencrypted")
-                    || text.contains("unauthorized")
-                    || text.contains("unknown stream ID")
-                {
+                if e.is_refusal() {
                     shared.counters.refused.fetch_add(1, Ordering::Relaxed);
                 }
-                shared.counters.error(format!("{}: {text}", spec.address));
+                shared.counters.error(format!("{}: {e}", spec.address));
             }
         }
         let until = Instant::now() + RETRY;
@@ -231,11 +226,7 @@ fn feed(shared: &Shared, rx: &Receiver<Chunk>, peer: &mut Peer) -> Result<(), Sr
             Ok(chunk) => peer.send(&chunk, &shared.counters)?,
             Err(RecvTimeoutError::Timeout) => {
                 if peer.socket.state() == crate::srt::SockState::Gone {
-                    return Err(SrtError::Lib {
-                        call: "srt_sendmsg",
-                        code: 2001,
-                        message: "connection broken".into(),
-                    });
+                    return Err(SrtError::Broken);
                 }
             }
             Err(RecvTimeoutError::Disconnected) => return Ok(()),

@@ -51,6 +51,12 @@ pub enum SrtError {
     StreamIdTaken { port: u16, stream_id: String },
     #[error("SRT port {port} already listens with {what}; every source on one port must agree")]
     PortMismatch { port: u16, what: &'static str },
+    /// The peer refused the handshake (`reason`: libsrt's SRT_REJECT_REASON, or the listener's
+    /// own code from 1000 up).
+    #[error("{call}: refused: {}", reject_text(*reason))]
+    Rejected { call: &'static str, reason: i32 },
+    #[error("SRT connection broken")]
+    Broken,
     #[error("could not start an SRT thread")]
     Thread(#[source] std::io::Error),
 }
@@ -201,6 +207,13 @@ fn last_error(call: &'static str) -> SrtError {
 }
 
 impl SrtError {
+    /// True when the peer refused us on purpose (passphrase, encryption, stream ID, access
+    /// control), as opposed to not answering.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, SrtError::Rejected { reason, .. }
+            if *reason == REJ_PEER || *reason == REJ_BADSECRET || *reason == REJ_UNSECURE || *reason >= 1000)
+    }
+
     /// libsrt's error code, when libsrt said what went wrong.
     pub fn code(&self) -> Option<i32> {
         match self {
@@ -502,17 +515,13 @@ impl Socket {
             let e = last_error("srt_connect");
             // SAFETY: plain call on an owned socket.
             let reason = unsafe { sys::srt_getrejectreason(self.id) };
-            return Err(match e {
-                SrtError::Lib {
-                    call,
-                    code,
-                    message,
-                } if reason != 0 => SrtError::Lib {
-                    call,
-                    code,
-                    message: format!("{message} (reject reason {reason}{})", reject_text(reason)),
-                },
-                e => e,
+            return Err(if reason != 0 && reason != REJ_TIMEOUT {
+                SrtError::Rejected {
+                    call: "srt_connect",
+                    reason,
+                }
+            } else {
+                e
             });
         }
         Ok(())
@@ -599,24 +608,36 @@ pub fn state_of(id: i32) -> SockState {
     }
 }
 
-fn reject_text(reason: c_int) -> &'static str {
-    // SRT_REJECT_REASON values from srt.h, for the ones operators meet.
-    match reason {
-        1 => ": system error",
-        2 => ": peer rejected",
-        3 => ": resource allocation",
-        4 => ": rogue handshake",
-        5 => ": connection timeout",
-        6 => ": wrong parameters",
-        7 => ": listener closed",
-        8 => ": peer too old",
-        9 => ": wrong passphrase",
-        10 => ": one side unencrypted",
-        13 => ": latency/config mismatch",
-        1401 => ": unauthorized",
-        1404 => ": unknown stream ID",
-        _ => "",
-    }
+// SRT_REJECT_REASON values from srt.h that decide what a refusal means.
+const REJ_PEER: i32 = 2;
+const REJ_BADSECRET: i32 = 10;
+const REJ_UNSECURE: i32 = 11;
+const REJ_TIMEOUT: i32 = 16;
+
+fn reject_text(reason: i32) -> String {
+    let text = match reason {
+        1 => "system error",
+        REJ_PEER => "rejected by the peer",
+        3 => "peer out of resources",
+        4 => "malformed handshake",
+        5 => "listener backlog full",
+        6 => "internal error",
+        7 => "socket closing",
+        8 => "peer's SRT version too old",
+        9 => "rendezvous cookie collision",
+        REJ_BADSECRET => "wrong passphrase",
+        REJ_UNSECURE => "one side encrypts and the other does not",
+        12 => "message API mismatch",
+        13 => "congestion control mismatch",
+        14 => "packet filter mismatch",
+        15 => "group mismatch",
+        REJ_TIMEOUT => "timed out",
+        1401 => "unauthorized",
+        1404 => "unknown stream ID",
+        r if r >= 1000 => return format!("refused by the listener (code {r})"),
+        r => return format!("reason {r}"),
+    };
+    text.to_string()
 }
 
 impl Drop for Socket {
