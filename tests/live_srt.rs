@@ -903,3 +903,37 @@ fn a_full_output_queue_drops_and_counts_without_blocking() {
     assert!(start.elapsed() < Duration::from_secs(1), "deliver blocked");
     assert!(output.stats().packets_dropped > 0);
 }
+
+#[test]
+fn a_caller_output_reconnects_when_its_receiver_comes_back() {
+    let port = free_port();
+    let uri = format!("srt://:{port}?mode=listener");
+    let mut first = slt(&uri, "file://con");
+    let got1 = read_stdout(&mut first.0);
+    wait_bound(port);
+    let output = Arc::new(SrtOutput::start(call_spec(port)).unwrap());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (o, s) = (output.clone(), stop.clone());
+    let feeder = std::thread::spawn(move || {
+        let group = tagged(1, 0xd);
+        while !s.load(std::sync::atomic::Ordering::Relaxed) {
+            o.deliver(Chunk::copy_from_slice(&group));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    assert!(wait_until(Duration::from_secs(5), || got1.len() > 20 * 1316));
+    // kill -9 the receiver and start it again on the same port.
+    drop(first);
+    let killed = Instant::now();
+    let mut second = slt(&uri, "file://con");
+    let got2 = read_stdout(&mut second.0);
+    let back = wait_until(Duration::from_secs(15), || got2.len() > 20 * 1316);
+    let took = killed.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    feeder.join().unwrap();
+    eprintln!("receiver fed again {took:?} after it was killed");
+    assert!(back, "the output did not come back: {:?}", output.stats());
+    let st = output.stats();
+    assert_eq!(st.state, LinkState::Live);
+    assert!(st.last_error.is_some(), "the lost connection left no error");
+}
