@@ -196,6 +196,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Reads one connection until it breaks, is replaced by a newer one, or the source stops.
 fn receive(source: &Source, socket: Socket, peer: Option<SocketAddr>) {
+    if source.stopped() {
+        return;
+    }
     let generation = source.generation.fetch_add(1, Ordering::Relaxed) + 1;
     if let Err(e) = socket.set_receive_timeout(TICK) {
         source.counters.error(e.to_string());

@@ -17,7 +17,8 @@ use crate::srt::{
     LIVE_PAYLOAD,
 };
 
-/// Chunks waiting for the output thread (a chunk is usually 7 TS packets: ~1.3 MB).
+/// Chunks waiting for the output thread: 1024 chunks of 7 TS packets are ~1.3 MB, ~1 s at
+/// 10 Mb/s.
 pub const DEFAULT_QUEUE: usize = 1024;
 const TICK: Duration = Duration::from_millis(20);
 const STATS_EVERY: Duration = Duration::from_millis(250);
@@ -137,7 +138,8 @@ struct Peer {
 }
 
 impl Peer {
-    /// Sends a chunk in live-mode messages; false when the connection broke.
+    /// Sends a chunk in live-mode messages; a full send buffer drops (counted), a broken
+    /// connection is an error.
     fn send(&mut self, chunk: &Chunk, counters: &LinkCounters) -> Result<(), SrtError> {
         for piece in chunk.chunks(LIVE_PAYLOAD) {
             if self.socket.send(piece)? {
@@ -184,6 +186,7 @@ fn run_caller(shared: &Shared, rx: &Receiver<Chunk>) {
             Ok((socket, addr))
         });
         match connected {
+            Ok(_) if shared.stop.load(Ordering::Relaxed) => break,
             Ok((socket, addr)) => {
                 // Chunks queued while nobody was connected are stale for a live receiver.
                 while rx.try_recv().is_ok() {}
