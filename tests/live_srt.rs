@@ -156,11 +156,20 @@ fn pace(sink: &dyn ChunkSink, data: &[u8], pps: u32) {
     }
 }
 
-/// Writes `data` to a child's stdin in 1316-byte pieces, paced.
-fn pace_stdin(child: &mut Child, data: &[u8], pps: u32) {
-    pace_write(child.stdin.take().unwrap(), data, pps)
+/// Sends `data` in 1316-byte datagrams to a UDP port on 127.0.0.1, `pps` per second.
+fn pace_udp(port: u16, data: &[u8], pps: u32) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let start = Instant::now();
+    for (i, piece) in data.chunks(1316).enumerate() {
+        let due = start + Duration::from_secs_f64(i as f64 / pps as f64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        sock.send_to(piece, ("127.0.0.1", port)).unwrap();
+    }
 }
 
+/// Writes `data` to a child's stdin in 1316-byte pieces, paced.
 fn pace_write(mut stdin: ChildStdin, data: &[u8], pps: u32) {
     let start = Instant::now();
     for (i, piece) in data.chunks(1316).enumerate() {
@@ -199,6 +208,23 @@ fn slt(input: &str, output: &str) -> Peer {
     )
 }
 
+/// A UDP port on 127.0.0.1 and what arrives there (read on a thread until 10 s of silence).
+fn udp_collect() -> (u16, Collect) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let collect = Collect::default();
+    let c = collect.0.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok(n) = sock.recv(&mut buf) {
+            c.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    (port, collect)
+}
+
 /// Reads a child's stdout on a thread into a shared buffer.
 fn read_stdout(child: &mut Child) -> Collect {
     let collect = Collect::default();
@@ -231,12 +257,7 @@ fn assert_same(what: &str, got: &[u8], want: &[u8]) {
     assert!(got == want, "{what}: bytes differ");
 }
 
-/// `data` and 100 null packets after it: srt-live-transmit reads stdin and writes stdout through
-/// stdio buffers, which the padding pushes through; the comparison covers `data` only.
-fn padded(data: &[u8]) -> Vec<u8> {
-    padded_with(data, 100)
-}
-
+/// `data` and `packets` null packets after it (the comparison covers `data` only).
 fn padded_with(data: &[u8], packets: usize) -> Vec<u8> {
     let mut null = [0xffu8; TS_PACKET];
     null[..4].copy_from_slice(&[0x47, 0x1f, 0xff, 0x10]);
@@ -274,13 +295,16 @@ fn libsrt_caller_to_our_listener_aes256_with_stream_id() {
     let mut s = with_secret(listen_spec(port), 32);
     s.stream_id = Some("truck-1".into());
     let input = SrtInput::start(s, got.sink()).unwrap();
-    let mut sender = slt(
-        "file://con",
+    let udp = free_port();
+    let _sender = slt(
+        &format!("udp://127.0.0.1:{udp}"),
         &format!("srt://127.0.0.1:{port}?passphrase={SECRET}&pbkeylen=32&streamid=truck-1"),
     );
-    pace_stdin(&mut sender.0, &padded(&ts), 500);
+    assert!(wait_until(Duration::from_secs(10), || input.stats().state
+        == LinkState::Live));
+    pace_udp(udp, &ts, 500);
     let bytes = got.wait_for(ts.len(), Duration::from_secs(10));
-    assert_prefix("libsrt → listener", &bytes, &ts);
+    assert_same("libsrt → listener", &bytes, &ts);
     let st = input.stats();
     assert_eq!(st.state, LinkState::Live);
     assert_eq!(st.packets_dropped, 0);
@@ -292,15 +316,19 @@ fn libsrt_caller_to_our_listener_aes256_with_stream_id() {
 fn our_caller_to_libsrt_listener_in_the_clear() {
     let ts = source_ts();
     let port = free_port();
-    let mut sender = slt("file://con", &format!("srt://:{port}?mode=listener"));
-    std::thread::sleep(Duration::from_millis(300));
+    let udp = free_port();
+    let _sender = slt(
+        &format!("udp://127.0.0.1:{udp}"),
+        &format!("srt://:{port}?mode=listener"),
+    );
+    wait_bound(port);
     let got = Collect::default();
     let input = SrtInput::start(call_spec(port), got.sink()).unwrap();
-    assert!(wait_until(Duration::from_secs(5), || input.stats().state
+    assert!(wait_until(Duration::from_secs(10), || input.stats().state
         == LinkState::Live));
-    pace_stdin(&mut sender.0, &padded(&ts), 500);
+    pace_udp(udp, &ts, 500);
     let bytes = got.wait_for(ts.len(), Duration::from_secs(10));
-    assert_prefix("libsrt listener → caller", &bytes, &ts);
+    assert_same("libsrt listener → caller", &bytes, &ts);
 }
 
 #[test]
@@ -308,16 +336,15 @@ fn our_listener_output_to_libsrt_caller_aes128() {
     let ts = source_ts();
     let port = free_port();
     let output = SrtOutput::start(with_secret(listen_spec(port), 16)).unwrap();
-    let mut receiver = slt(
+    let (udp, got) = udp_collect();
+    let _receiver = slt(
         &format!("srt://127.0.0.1:{port}?passphrase={SECRET}"),
-        "file://con",
+        &format!("udp://127.0.0.1:{udp}"),
     );
-    let got = read_stdout(&mut receiver.0);
-    assert!(wait_until(Duration::from_secs(5), || output.stats().state
-        == LinkState::Live));
-    pace(&output, &padded(&ts), 500);
+    assert!(wait_until(Duration::from_secs(10), || output.receivers() == 1));
+    pace(&output, &ts, 500);
     let bytes = got.wait_for(ts.len(), Duration::from_secs(10));
-    assert_prefix("listener output → libsrt", &bytes, &ts);
+    assert_same("listener output → libsrt", &bytes, &ts);
     let st = output.stats();
     assert_eq!(st.packets_dropped, 0);
     assert!(st.packets_sent >= (ts.len() / 1316) as u64);
@@ -327,18 +354,18 @@ fn our_listener_output_to_libsrt_caller_aes128() {
 fn our_caller_output_to_libsrt_listener_aes192() {
     let ts = source_ts();
     let port = free_port();
-    let mut receiver = slt(
+    let (udp, got) = udp_collect();
+    let _receiver = slt(
         &format!("srt://:{port}?mode=listener&passphrase={SECRET}&pbkeylen=24"),
-        "file://con",
+        &format!("udp://127.0.0.1:{udp}"),
     );
-    let got = read_stdout(&mut receiver.0);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_bound(port);
     let output = SrtOutput::start(with_secret(call_spec(port), 24)).unwrap();
-    assert!(wait_until(Duration::from_secs(5), || output.stats().state
+    assert!(wait_until(Duration::from_secs(10), || output.stats().state
         == LinkState::Live));
-    pace(&output, &padded(&ts), 500);
+    pace(&output, &ts, 500);
     let bytes = got.wait_for(ts.len(), Duration::from_secs(10));
-    assert_prefix("caller output → libsrt listener", &bytes, &ts);
+    assert_same("caller output → libsrt listener", &bytes, &ts);
 }
 
 // ---- ffmpeg ------------------------------------------------------------------------------------
@@ -385,15 +412,7 @@ fn ffmpeg_caller_to_our_listener_aes256_with_stream_id() {
         ),
     );
     wait_bound(udp);
-    let feed = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let start = Instant::now();
-    for (i, piece) in ts.chunks(1316).enumerate() {
-        let due = start + Duration::from_secs_f64(i as f64 / 500.0);
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-        feed.send_to(piece, ("127.0.0.1", udp)).unwrap();
-    }
+    pace_udp(udp, &ts, 500);
     let bytes = got.wait_for(ts.len(), Duration::from_secs(15));
     assert_same("ffmpeg → listener", &bytes, &ts);
     assert_eq!(input.stats().refused, 0);
@@ -912,12 +931,9 @@ fn a_listener_output_feeds_every_receiver_the_same_chunks() {
     let port = free_port();
     let output = SrtOutput::start(listen_spec(port)).unwrap();
     let (a, b) = (Collect::default(), Collect::default());
-    let in_a = SrtInput::start(call_spec(port), a.sink()).unwrap();
-    let in_b = SrtInput::start(call_spec(port), b.sink()).unwrap();
-    assert!(wait_until(Duration::from_secs(5), || in_a.stats().state
-        == LinkState::Live
-        && in_b.stats().state == LinkState::Live));
-    std::thread::sleep(Duration::from_millis(100));
+    let _in_a = SrtInput::start(call_spec(port), a.sink()).unwrap();
+    let _in_b = SrtInput::start(call_spec(port), b.sink()).unwrap();
+    assert!(wait_until(Duration::from_secs(10), || output.receivers() == 2));
     pace(&output, &data, 800);
     assert_same(
         "receiver a",

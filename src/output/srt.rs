@@ -4,7 +4,7 @@
 //! a receiver whose send buffer is full. Uses the libsrt binding in `crate::srt`.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -36,6 +36,8 @@ pub struct SrtOutput {
 struct Shared {
     spec: SrtSpec,
     counters: LinkCounters,
+    /// Receivers being fed now.
+    receivers: AtomicUsize,
     stop: AtomicBool,
     pending: Mutex<Pending<()>>,
 }
@@ -52,6 +54,7 @@ impl SrtOutput {
         let shared = Arc::new(Shared {
             spec: spec.clone(),
             counters: LinkCounters::default(),
+            receivers: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             pending: Mutex::new(Pending::default()),
         });
@@ -81,6 +84,11 @@ impl SrtOutput {
             thread: Mutex::new(Some(thread)),
             local,
         })
+    }
+
+    /// How many receivers are being fed now (a caller output: 0 or 1).
+    pub fn receivers(&self) -> usize {
+        self.shared.receivers.load(Ordering::Relaxed)
     }
 
     /// The address a listener output is bound to.
@@ -196,6 +204,7 @@ fn run_caller(shared: &Shared, rx: &Receiver<Chunk>) {
                     last: SocketStats::default(),
                 };
                 shared.counters.set_state(LinkState::Live);
+                shared.receivers.store(1, Ordering::Relaxed);
                 tracing::info!(address = %spec.address, "SRT output connected");
                 if let Err(e) = feed(shared, rx, &mut peer) {
                     shared
@@ -204,6 +213,7 @@ fn run_caller(shared: &Shared, rx: &Receiver<Chunk>) {
                     shared.counters.set_state(LinkState::Lost);
                 }
                 peer.fold_stats(&shared.counters);
+                shared.receivers.store(0, Ordering::Relaxed);
             }
             Err(e) => {
                 if e.is_refusal() {
@@ -331,6 +341,7 @@ fn run_listener(shared: &Shared, listener: Socket, epoll: Epoll, rx: &Receiver<C
                 }
                 alive
             });
+            shared.receivers.store(peers.len(), Ordering::Relaxed);
             shared.counters.set_state(if peers.is_empty() {
                 LinkState::Connecting
             } else {
