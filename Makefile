@@ -1,5 +1,5 @@
 # The two commands of the README: `make run` and `make test`.
-.PHONY: run test setup build bench bench-catalog bench-jobs demo lint
+.PHONY: run test setup build bench bench-catalog bench-jobs bench-srt demo lint
 
 run: setup
 	cargo build --release
@@ -27,6 +27,9 @@ bench-catalog: build
 
 bench-jobs: build
 	cargo bench --bench jobs
+
+bench-srt: build
+	cargo bench --bench live_srt
 
 lint:
 	cargo fmt --check

@@ -10,7 +10,7 @@ PKGS="pkg-config clang libclang-dev \
 libavcodec-dev libavformat-dev libavfilter-dev libavdevice-dev libavutil-dev libswscale-dev libswresample-dev \
 ffmpeg mediainfo fonts-dejavu-core make \
 postgresql postgresql-client python3 curl jq \
-srt-tools gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad python3-tuspy"
+srt-tools libsrt-gnutls-dev gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad python3-tuspy"
 
 missing=""
 for p in $PKGS; do

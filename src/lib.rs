@@ -17,6 +17,7 @@ pub mod output;
 pub mod pipeline;
 pub mod profile;
 pub mod qc;
+pub mod srt;
 pub mod storage;
 pub mod telemetry;
 pub mod timecode;

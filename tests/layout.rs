@@ -12,6 +12,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("config", &["naming"]),
     ("naming", &[]),
     ("link", &[]),
+    // The libsrt binding (FFI, RAII sockets) the SRT input and output share.
+    ("srt", &[]),
     ("timecode", &["config"]),
     ("telemetry", &[]),
     ("delivery", &[]),
@@ -19,7 +21,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // The engine.
     ("av", &["config"]),
     // Sinks and packages, below the pipeline.
-    ("output", &["av", "link"]),
+    ("output", &["av", "link", "srt"]),
     // Domain.
     ("qc", &["av"]),
     ("profile", &["av", "config", "output", "qc"]),
@@ -28,14 +30,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["av", "config", "output", "profile", "qc", "timecode"],
     ),
     ("catalog", &["config", "naming", "timecode"]),
-    ("ingest", &["av", "catalog", "link"]),
+    ("ingest", &["av", "catalog", "link", "srt"]),
     // The stream hub (`link` only) and the live service over it: it starts the transports by
     // kind (`ingest`, `output`), stores sources and outputs and puts events on the change feed
     // (`catalog`), reads the declared ones (`config`) and asks the engine whether SDI capture
     // exists (`av`).
     (
         "hub",
-        &["av", "catalog", "config", "ingest", "link", "output"],
+        &["av", "catalog", "config", "ingest", "link", "output", "srt"],
     ),
     (
         "jobs",
@@ -86,6 +88,7 @@ const BANNED_CRATES: &[(&str, &[&str])] = &[
     ("naming", &["tokio", "sqlx", "ffmpeg_next"]),
     ("timecode", &["tokio", "sqlx", "ffmpeg_next"]),
     ("link", &["tokio", "sqlx", "ffmpeg_next"]),
+    ("srt", &["tokio", "sqlx", "ffmpeg_next"]),
 ];
 
 fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -365,6 +365,9 @@ pub struct LiveSource {
     /// srt: the stream ID a caller sends or a listener routes on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_id: Option<String>,
+    /// srt: the AES key length in bytes with a passphrase: 16, 24 or 32 (default 16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pbkeylen: Option<u32>,
     /// rtmp: the stream key encoders push to (`rtmp://appliance/live/<key>`); never shown back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
@@ -419,6 +422,9 @@ pub struct LiveOutput {
     /// srt: the stream ID to send.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_id: Option<String>,
+    /// srt: the AES key length in bytes with a passphrase: 16, 24 or 32 (default 16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pbkeylen: Option<u32>,
     /// rtmp: the stream key; never shown back in clear.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,

@@ -7,8 +7,8 @@
 //! and `/metrics`.
 //!
 //! Transports plug in by kind ([`Transports::add_input`], [`Transports::add_output`]): the
-//! built-in ones are UDP, RTP and the looped file in, UDP and RTP out; a kind without a starter
-//! is refused as not available in this build.
+//! built-in ones are UDP, RTP, SRT and the looped file in, UDP, RTP and SRT out; a kind without
+//! a starter is refused as not available in this build.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -140,8 +140,32 @@ fn interface(v: &Option<String>) -> Result<Option<IpAddr>, LiveError> {
         .transpose()
 }
 
+/// An SRT source's or output's settings as the transport takes them, checked.
+fn srt_spec(
+    mode: crate::srt::SrtMode,
+    address: &Option<String>,
+    latency_ms: Option<u32>,
+    passphrase: &Option<String>,
+    pbkeylen: Option<u32>,
+    stream_id: &Option<String>,
+) -> Result<crate::srt::SrtSpec, LiveError> {
+    let address = address
+        .clone()
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| invalid("address", "required: host:port"))?;
+    let mut spec = crate::srt::SrtSpec::new(mode, address);
+    if let Some(l) = latency_ms {
+        spec.latency_ms = l;
+    }
+    spec.passphrase = passphrase.clone();
+    spec.pbkeylen = pbkeylen;
+    spec.stream_id = stream_id.clone();
+    spec.validate().map_err(|e| invalid("srt", e.to_string()))?;
+    Ok(spec)
+}
+
 impl Transports {
-    /// UDP, RTP and the looped file in; UDP and RTP out.
+    /// UDP, RTP, SRT (listener and caller) and the looped file in; UDP, RTP and SRT out.
     pub fn builtin() -> Transports {
         let mut t = Transports::default();
         for (kind, rtp) in [("udp", false), ("rtp", true)] {
@@ -170,6 +194,43 @@ impl Transports {
                         queue: o.queue.unwrap_or(1024) as usize,
                     };
                     let out = crate::output::udp::UdpOutput::start(spec)
+                        .map_err(|e| start_err(format!("output {:?}", o.name), e))?;
+                    Ok(Arc::new(out) as Arc<dyn OutputLink>)
+                }),
+            );
+        }
+        for (kind, mode) in [
+            ("srt_listener", crate::srt::SrtMode::Listener),
+            ("srt_caller", crate::srt::SrtMode::Caller),
+        ] {
+            t.add_input(
+                kind,
+                Arc::new(move |s: &LiveSource, sink: Arc<dyn ChunkSink>| {
+                    let spec = srt_spec(
+                        mode,
+                        &s.address,
+                        s.latency_ms,
+                        &s.passphrase,
+                        s.pbkeylen,
+                        &s.stream_id,
+                    )?;
+                    let input = crate::ingest::srt::SrtInput::start(spec, sink)
+                        .map_err(|e| start_err(format!("source {:?}", s.name), e))?;
+                    Ok(Box::new(input) as Box<dyn Link>)
+                }),
+            );
+            t.add_output(
+                kind,
+                Arc::new(move |o: &LiveOutput| {
+                    let spec = srt_spec(
+                        mode,
+                        &o.address,
+                        o.latency_ms,
+                        &o.passphrase,
+                        o.pbkeylen,
+                        &o.stream_id,
+                    )?;
+                    let out = crate::output::srt::SrtOutput::start(spec)
                         .map_err(|e| start_err(format!("output {:?}", o.name), e))?;
                     Ok(Arc::new(out) as Arc<dyn OutputLink>)
                 }),
@@ -296,7 +357,13 @@ fn source_fields(kind: &str) -> &'static [&'static str] {
     match kind {
         "udp" | "rtp" => &["address", "interface", "buffer_ms"],
         "file_loop" => &["path", "asset_id"],
-        "srt_listener" | "srt_caller" => &["address", "latency_ms", "passphrase", "stream_id"],
+        "srt_listener" | "srt_caller" => &[
+            "address",
+            "latency_ms",
+            "passphrase",
+            "pbkeylen",
+            "stream_id",
+        ],
         "rtmp" => &["key"],
         "hls_pull" => &["url"],
         "ndi" | "sdi" => &["device"],
@@ -307,7 +374,13 @@ fn source_fields(kind: &str) -> &'static [&'static str] {
 fn output_fields(kind: &str) -> &'static [&'static str] {
     match kind {
         "udp" | "rtp" => &["address", "interface", "ttl"],
-        "srt_listener" | "srt_caller" => &["address", "latency_ms", "passphrase", "stream_id"],
+        "srt_listener" | "srt_caller" => &[
+            "address",
+            "latency_ms",
+            "passphrase",
+            "pbkeylen",
+            "stream_id",
+        ],
         "rtmp" => &["url", "key"],
         _ => &[],
     }
@@ -418,10 +491,15 @@ pub fn check_source(
             }
         }
         "srt_listener" | "srt_caller" => {
-            if s.address.as_deref().is_none_or(str::is_empty) {
-                return Err(invalid("address", "required: host:port"));
-            }
             secret("passphrase", &s.passphrase, 10..=79)?;
+            srt_spec(
+                crate::srt::SrtMode::Caller,
+                &s.address,
+                s.latency_ms,
+                &s.passphrase,
+                s.pbkeylen,
+                &s.stream_id,
+            )?;
         }
         "rtmp" => {
             if s.key.is_none() {
@@ -475,10 +553,15 @@ pub fn check_output(t: &Transports, mut o: LiveOutput) -> Result<LiveOutput, Liv
             }
         }
         "srt_listener" | "srt_caller" => {
-            if o.address.as_deref().is_none_or(str::is_empty) {
-                return Err(invalid("address", "required: host:port"));
-            }
             secret("passphrase", &o.passphrase, 10..=79)?;
+            srt_spec(
+                crate::srt::SrtMode::Caller,
+                &o.address,
+                o.latency_ms,
+                &o.passphrase,
+                o.pbkeylen,
+                &o.stream_id,
+            )?;
         }
         "rtmp" => {
             let u = o.url.as_deref().unwrap_or_default();
@@ -1008,8 +1091,13 @@ impl LiveService {
         let Some(o) = g.outputs.get(&id) else {
             return LinkState::Stopped;
         };
+        // Live only when both the source and the output's own transport (its receiver
+        // connected) are; otherwise whichever is not.
         match g.sources.get(&o.source_id) {
-            Some(s) if o.forward.is_some() => s.state,
+            Some(s) if o.forward.is_some() => match (s.state, o.link.stats().state) {
+                (LinkState::Live, own @ (LinkState::Connecting | LinkState::Lost)) => own,
+                (source, _) => source,
+            },
             _ => LinkState::Connecting,
         }
     }
@@ -1345,11 +1433,7 @@ impl LiveService {
                 reader: None,
             });
         };
-        let mut link = o.link.stats();
-        link.state = state;
-        if state != LinkState::Live {
-            link.uptime_s = None;
-        }
+        let link = o.link.stats();
         let reader = g
             .sources
             .get(&o.source_id)
@@ -1561,8 +1645,22 @@ mod tests {
             address: Some("0.0.0.0:9000".into()),
             ..LiveSource::default()
         };
+        assert!(check_source(&t, srt.clone(), None).is_ok());
+        let short = LiveSource {
+            passphrase: Some("0123456789".into()),
+            pbkeylen: Some(20),
+            ..srt
+        };
+        let e = check_source(&t, short, None).unwrap_err();
+        assert!(e.to_string().contains("pbkeylen"), "{e}");
+        let rtmp = LiveSource {
+            name: "obs".into(),
+            kind: "rtmp".into(),
+            key: Some("k".into()),
+            ..LiveSource::default()
+        };
         assert!(matches!(
-            check_source(&t, srt, None),
+            check_source(&t, rtmp, None),
             Err(LiveError::NotBuilt { .. })
         ));
         let ndi = LiveSource {

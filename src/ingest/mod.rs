@@ -1,8 +1,10 @@
 //! Taking files in: a file already on disk (confined to the configured roots) or an HTTP upload
 //! (streamed to a temporary name, capped, hashed while it arrives, fsynced and renamed), and watch
 //! folders ([`watch`]: which files are complete; jobs queues them). Each
-//! becomes a [`NewFile`] with its probe for the catalog. Knows nothing of HTTP or SQL.
-//! Imports `av` (probe) and `catalog` (what a file becomes); never jobs or api.
+//! becomes a [`NewFile`] with its probe for the catalog. Live sources: [`srt`] (listener and
+//! caller, routed by stream ID). Knows nothing of HTTP or SQL.
+//! Imports `av` (probe), `catalog` (what a file becomes), `link` and `srt` (live transports);
+//! never jobs or api.
 
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
@@ -15,6 +17,7 @@ use crate::catalog::assets::NewFile;
 pub mod looped;
 pub mod ndi;
 pub mod sidecar;
+pub mod srt;
 pub mod udp;
 pub mod watch;
 

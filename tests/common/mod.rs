@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod pg;
+pub mod relay;
 pub mod server;
 
 use std::path::{Path, PathBuf};
