@@ -1,6 +1,9 @@
-//! Sinks and packages: where a pipeline's output goes. Today the adaptive-streaming package
-//! ([`package`]: HLS/DASH texts and the writer that completes and publishes a package); the atomic
-//! file sink is still `av::io`; later SRT, UDP, RTMP and live HLS. Imports `av`; never pipeline,
-//! catalog, jobs or api.
+//! Sinks and packages: where a pipeline's output goes. The adaptive-streaming package
+//! ([`package`]: HLS/DASH texts and the writer that completes and publishes a package), live
+//! MPEG-TS cut into whole-packet chunks for live transports ([`ts`]), and live HLS windows and
+//! master playlists ([`live_hls`]); the atomic file sink is still `av::io`. Imports `av` and
+//! `link`; never pipeline, catalog, jobs or api.
 
+pub mod live_hls;
 pub mod package;
+pub mod ts;
