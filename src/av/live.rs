@@ -24,10 +24,12 @@ use super::hw::{self, Backend, HwDevice};
 use super::io::InputSource;
 use super::{ff, ffi, AvError};
 
-/// Frames an active input keeps queued ahead of the output (absorbs decode and network jitter).
-const TARGET_DEPTH: usize = 3;
-/// Above this many queued frames the oldest is dropped (the input runs fast, or a burst came).
-const MAX_DEPTH: usize = 8;
+/// Frames an input joins with queued ahead of the output (absorbs decode and network jitter).
+const TARGET_DEPTH: usize = 5;
+/// Above this many queued frames the oldest is dropped (the input runs fast, a burst came, or
+/// it is on standby). Also the most a feed's audio may arrive after its pictures (muxers
+/// interleave audio in PES of a few hundred milliseconds).
+const MAX_DEPTH: usize = 16;
 /// Audio an input keeps buffered at most, in seconds.
 const AUDIO_MAX_S: f64 = 2.0;
 /// Audio this far from its picture is moved (dropped or padded) to meet it.
@@ -73,7 +75,8 @@ impl House {
 /// What goes to air when no input is healthy.
 #[derive(Debug, Clone)]
 pub enum Slate {
-    /// Colour bars with the ident (and a frame counter), and a 1 kHz tone at −20 dBFS.
+    /// Colour bars with the ident (and a frame counter), and a 1 kHz tone at −20 dBFS (the `sine`
+    /// source is at 1/8 of full scale: × 0.8 makes a peak of 0.1).
     Generated { ident: String },
     /// A media file, looped.
     File(PathBuf),
@@ -193,6 +196,9 @@ pub struct InputCounters {
     /// Milliseconds since the run's start (+1; 0: never) of the last packet and decoded picture.
     last_packet_ms: AtomicU64,
     last_video_ms: AtomicU64,
+    last_audio_ms: AtomicU64,
+    /// Pictures dropped while on air because the input ran ahead of the output.
+    pub frames_dropped: AtomicU64,
     ended: AtomicBool,
     pub last_error: Mutex<Option<String>>,
 }
@@ -293,8 +299,9 @@ impl AudioFifo {
         let mut gap = 0usize;
         if let Some(p) = at_s {
             let d = self.head_s - p;
-            if self.len() > 0 && d.abs() > AUDIO_RESYNC_S {
-                // Samples of another run of the feed than this picture: silence this frame.
+            if self.len() > 0 && d > AUDIO_RESYNC_S {
+                // Samples of a later run of the feed than this picture (a restart): silence
+                // until the pictures of that run come.
                 gap = n;
             } else if d < -AUDIO_TOLERANCE_S {
                 self.drop_front(((-d) * self.rate).round() as usize);
@@ -574,6 +581,7 @@ impl InputWorker {
                     continue;
                 }
                 while dec.receive_frame(&mut aframe).is_ok() {
+                    self.stamp(&counters.last_audio_ms);
                     let out = conform.audio(&mut aframe).map_err(|e| AvError::Invalid {
                         path: path.clone(),
                         what: e.to_string(),
@@ -598,6 +606,12 @@ impl InputWorker {
             if !self.looped {
                 // A live input never waits: the oldest picture goes.
                 b.video.pop_front();
+                if b.paced {
+                    self.shared
+                        .counters
+                        .frames_dropped
+                        .fetch_add(1, Ordering::Relaxed);
+                }
                 b.video.push_back(f);
                 return;
             }
@@ -776,6 +790,15 @@ fn planes_f32(f: &ff::frame::Audio, channels: usize) -> Vec<Vec<f32>> {
     }
 }
 
+/// `n` samples of silence in every plane.
+fn silence(n: usize, planes: &mut [Vec<f32>]) -> usize {
+    for p in planes.iter_mut() {
+        p.clear();
+        p.resize(n, 0.0);
+    }
+    n
+}
+
 /// A house-format audio frame holding these planes.
 fn audio_frame(house: &House, planes: &[Vec<f32>], pts: i64) -> Option<ff::frame::Audio> {
     let n = planes.first().map_or(0, Vec::len);
@@ -854,7 +877,7 @@ impl GeneratedSlate {
                 audio: true,
             }],
             &format!(
-                "sine=frequency=1000:sample_rate={},volume=0.1,aformat=sample_fmts=fltp:channel_layouts={}[out]",
+                "sine=frequency=1000:sample_rate={},volume=0.8,aformat=sample_fmts=fltp:channel_layouts={}[out]",
                 house.sample_rate,
                 house.layout()
             ),
@@ -1099,6 +1122,10 @@ pub fn run(
             });
         };
         picture.set_pts(Some(n as i64));
+        // SAFETY: a plain field of a frame we own; the output's end of stream is placed one
+        // frame after the last picture from it, so it must be one frame in the output's units
+        // (a decoded picture carries its duration in its stream's time base).
+        unsafe { (*picture.as_mut_ptr()).pkt_duration = 1 };
         let audio = audio_frame(&h, &planes, h.samples_before(n) as i64);
         for o in outputs.iter_mut().filter(|o| !o.failed) {
             let mut ok = true;
@@ -1205,6 +1232,18 @@ impl Switcher<'_> {
         None
     }
 
+    /// Whether the input's audio has been arriving (then its pictures wait for their samples).
+    fn audio_flowing(&self, i: usize) -> bool {
+        let c = &self.shared[i].counters;
+        match c.last_audio_ms.load(Ordering::Relaxed) {
+            0 => false,
+            t => {
+                let now = self.epoch.elapsed().as_millis() as u64 + 1;
+                now.saturating_sub(t) < self.spec.failover.loss_ms
+            }
+        }
+    }
+
     fn update_health(&mut self) {
         for i in 0..self.spec.inputs.len() {
             let healthy = self.sickness(i).is_none()
@@ -1271,11 +1310,20 @@ impl Switcher<'_> {
             lock(&self.shared[i].buffer).paced = false;
         }
         if let OnAir::Input(i) = to {
+            let audio = self.audio_flowing(i);
+            let fd = self.spec.house.frame_s();
             let mut b = lock(&self.shared[i].buffer);
             b.paced = true;
-            // Join the input live: only its newest pictures.
-            while b.video.len() > TARGET_DEPTH {
-                b.video.pop_front();
+            // Join the input live: its newest pictures whose sound is already here, so that
+            // the first ones do not wait for their audio.
+            let end = b.audio.end_s();
+            let covered = b
+                .video
+                .iter()
+                .rposition(|(p, _)| !audio || p + fd <= end + AUDIO_TOLERANCE_S);
+            if let Some(c) = covered {
+                let keep_from = (c + 1).saturating_sub(TARGET_DEPTH);
+                b.video.drain(..keep_from);
             }
         }
         self.on_air = Some(to);
@@ -1315,15 +1363,21 @@ impl Switcher<'_> {
                 }
             }
         };
+        let fd = self.spec.house.frame_s();
         let picture = match idx {
             Some(i) => {
+                let audio = i < slate_idx && self.audio_flowing(i);
                 let mut b = lock(&self.shared[i].buffer);
-                // Keep other inputs' (standby) queues short: they only need their newest frames.
-                if b.video.len() > MAX_DEPTH - 1 {
-                    b.video.pop_front();
-                    progress.frames_dropped.fetch_add(1, Ordering::Relaxed);
-                }
-                match b.video.pop_front() {
+                // A picture whose sound has not arrived yet waits for it (the queue then grows
+                // to the feed's audio delay once, and stays there).
+                let end = b.audio.end_s();
+                let waits = audio
+                    && b.video.len() < MAX_DEPTH
+                    && b.video
+                        .front()
+                        .is_some_and(|(p, _)| p + fd > end + AUDIO_TOLERANCE_S);
+                let next = if waits { None } else { b.video.pop_front() };
+                match next {
                     Some((pts, f)) => {
                         let gap = b.audio.take(Some(pts), n_samples, planes);
                         progress
@@ -1332,36 +1386,31 @@ impl Switcher<'_> {
                         self.last_picture = super::share(&f).map(ff::frame::Video::from);
                         Some(f)
                     }
+                    None if waits => {
+                        progress.frames_repeated.fetch_add(1, Ordering::Relaxed);
+                        progress
+                            .audio_gap_samples
+                            .fetch_add(silence(n_samples, planes) as u64, Ordering::Relaxed);
+                        None
+                    }
                     None => {
                         progress.frames_repeated.fetch_add(1, Ordering::Relaxed);
-                        b.audio.take(None, n_samples, planes);
+                        let gap = b.audio.take(None, n_samples, planes);
+                        progress
+                            .audio_gap_samples
+                            .fetch_add(gap as u64, Ordering::Relaxed);
                         None
                     }
                 }
             }
             None => None,
         };
-        // Standby inputs: drop what they hold beyond a few frames, so that joining them is live.
-        for (j, s) in self.shared.iter().enumerate() {
-            if Some(j) == idx || j == slate_idx {
-                continue;
-            }
-            let mut b = lock(&s.buffer);
-            if !b.paced {
-                while b.video.len() > TARGET_DEPTH {
-                    b.video.pop_front();
-                }
-            }
-        }
         match picture {
             Some(p) => Some(p),
             None => match &self.last_picture {
                 Some(l) => super::share(l).map(ff::frame::Video::from),
                 None => {
-                    for p in planes.iter_mut() {
-                        p.clear();
-                        p.resize(n_samples, 0.0);
-                    }
+                    silence(n_samples, planes);
                     black(&self.spec.house)
                 }
             },
@@ -1424,9 +1473,12 @@ mod tests {
         g.push(2.0, &[&ramp]);
         assert_eq!(g.take(Some(1.994), 10, &mut out), 6);
         assert_eq!(out[0], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 3.0]);
-        // Samples of another run of the feed: silence, the buffer kept.
-        assert_eq!(g.take(Some(50.0), 4, &mut out), 4);
+        // Samples of a later run of the feed: silence, the buffer kept.
+        assert_eq!(g.take(Some(-50.0), 4, &mut out), 4);
         assert_eq!(g.len(), 96);
+        // Samples long before the picture: dropped.
+        assert_eq!(g.take(Some(2.050), 4, &mut out), 0);
+        assert_eq!(out[0], vec![50.0, 51.0, 52.0, 53.0]);
         // Empty: silence.
         let mut e = AudioFifo::new(1000, 2);
         let mut out2 = vec![Vec::new(), Vec::new()];

@@ -81,9 +81,10 @@ fn profile_err(prof: &Profile, what: impl Into<String>) -> TranscodeError {
     }
 }
 
-/// Compiles `prof` into a live pipeline over `inputs` (in order of preference).
+/// Compiles live profiles into one live pipeline over `inputs` (in order of preference): every
+/// output of every profile is fed from the same decodes (a TS for SRT/UDP and an HLS ladder, say).
 pub fn compile(
-    prof: &Profile,
+    profiles: &[&Profile],
     inputs: Vec<LiveInput>,
     slate: Slate,
     failover: Failover,
@@ -91,17 +92,23 @@ pub fn compile(
     defaults: LiveDefaults,
     choice: BackendChoice,
 ) -> Result<LiveJob, TranscodeError> {
+    let Some(first) = profiles.first() else {
+        return Err(TranscodeError::Backend {
+            backend: "live",
+            what: "a live pipeline needs at least one profile".into(),
+        });
+    };
     if inputs.is_empty() {
         return Err(profile_err(
-            prof,
+            first,
             "a live pipeline needs at least one input",
         ));
     }
-    let videos: Vec<&profile::Video> = prof
-        .outputs
+    let all: Vec<(&Profile, &profile::Output)> = profiles
         .iter()
-        .filter_map(|o| o.video.as_ref())
+        .flat_map(|p| p.outputs.iter().map(move |o| (*p, o)))
         .collect();
+    let videos: Vec<&profile::Video> = all.iter().filter_map(|(_, o)| o.video.as_ref()).collect();
     let rate = videos
         .iter()
         .find_map(|v| match v.frame_rate {
@@ -112,10 +119,9 @@ pub fn compile(
     let largest = videos
         .iter()
         .max_by_key(|v| u64::from(v.width) * u64::from(v.height));
-    let sample_rate = prof
-        .outputs
+    let sample_rate = all
         .iter()
-        .find_map(|o| o.audio.as_ref().map(|a| a.sample_rate))
+        .find_map(|(_, o)| o.audio.as_ref().map(|a| a.sample_rate))
         .unwrap_or(defaults.sample_rate);
     let house = House {
         width: largest.map_or(1280, |v| v.width),
@@ -134,7 +140,7 @@ pub fn compile(
     };
     let mut outputs = Vec::new();
     let mut renditions = Vec::new();
-    for o in &prof.outputs {
+    for &(prof, o) in &all {
         let (sink, muxer, mux_options) = match o.container.as_str() {
             "mpegts" => {
                 let chunks = sinks
@@ -401,7 +407,7 @@ mod tests {
             ..Default::default()
         };
         let job = compile(
-            &prof,
+            &[&prof],
             vec![input()],
             Slate::Generated { ident: "x".into() },
             Failover::default(),
@@ -420,7 +426,7 @@ mod tests {
         assert_eq!((v.min_rate, v.max_rate), (Some(3_000_000), Some(3_000_000)));
         // Without a transport for the TS output, the compile says which.
         let e = compile(
-            &prof,
+            &[&prof],
             vec![input()],
             Slate::Generated { ident: "x".into() },
             Failover::default(),
@@ -443,7 +449,7 @@ mod tests {
             ..Default::default()
         };
         let job = compile(
-            &prof,
+            &[&prof],
             vec![input()],
             Slate::Generated { ident: "x".into() },
             Failover::default(),

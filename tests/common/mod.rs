@@ -4,6 +4,7 @@
 
 pub mod pg;
 pub mod server;
+pub mod ts;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
