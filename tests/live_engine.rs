@@ -290,7 +290,8 @@ fn failover_keeps_a_conformant_continuous_output() {
     let bad_chunks = Arc::new(Mutex::new(Vec::<usize>::new()));
     let (c, bc) = (collected.clone(), bad_chunks.clone());
     let sink: Arc<dyn ChunkSink> = Arc::new(move |chunk: Chunk| {
-        if chunk.is_empty() || !chunk.len().is_multiple_of(TS_PACKET) || chunk.len() > 7 * TS_PACKET {
+        if chunk.is_empty() || !chunk.len().is_multiple_of(TS_PACKET) || chunk.len() > 7 * TS_PACKET
+        {
             bc.lock().unwrap().push(chunk.len());
         }
         c.lock().unwrap().extend_from_slice(&chunk);
