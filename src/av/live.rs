@@ -219,6 +219,9 @@ pub struct LiveProgress {
     pub switches: AtomicU64,
     /// The source on air: the input's index, or `u64::MAX` for the slate.
     pub on_air: AtomicU64,
+    /// The last output frame taken fresh from an input, and that picture's time in the input's
+    /// own timeline (seconds): how far the output runs behind its source.
+    pub last_input_frame: Mutex<Option<(u64, f64)>>,
     pub inputs: Mutex<Vec<Arc<InputCounters>>>,
 }
 
@@ -1077,6 +1080,7 @@ pub fn run(
         healthy_since: vec![None; spec.inputs.len()],
         on_air: None,
         last_picture: None,
+        taken_pts: None,
     };
     let frame = Duration::from_secs_f64(h.frame_s());
     // Wait for an input (or the start wait to pass) before the clock starts.
@@ -1115,6 +1119,9 @@ pub fn run(
         }
         let n_samples = (h.samples_before(n + 1) - h.samples_before(n)) as usize;
         let picture = sw.next_frame(n_samples, &mut planes, generated.as_mut(), &progress);
+        if let Some(p) = sw.taken_pts.take() {
+            *lock(&progress.last_input_frame) = Some((n, p));
+        }
         let Some(mut picture) = picture else {
             return Err(AvError::Invalid {
                 path: PathBuf::from("slate"),
@@ -1200,6 +1207,8 @@ struct Switcher<'a> {
     healthy_since: Vec<Option<Instant>>,
     on_air: Option<OnAir>,
     last_picture: Option<ff::frame::Video>,
+    /// The input time of the picture `next_frame` took fresh from an input.
+    taken_pts: Option<f64>,
 }
 
 /// Why an input is not healthy now, if it is not.
@@ -1384,6 +1393,7 @@ impl Switcher<'_> {
                             .audio_gap_samples
                             .fetch_add(gap as u64, Ordering::Relaxed);
                         self.last_picture = super::share(&f).map(ff::frame::Video::from);
+                        self.taken_pts = Some(pts);
                         Some(f)
                     }
                     None if waits => {
