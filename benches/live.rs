@@ -473,9 +473,21 @@ fn run() -> Res<()> {
             err.lines().rev().take(8).collect::<Vec<_>>().join("\n")
         ));
     }
+    // ffmpeg's own speed (media time over its wall time from its first frame), which leaves out
+    // its start (probing the feed).
+    let peer_speed: f64 = last_stats
+        .split_once("speed=")
+        .and_then(|(_, r)| r.trim_start().split('x').next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    let frames = field("frame");
     let theirs = Figures {
-        frames: field("frame"),
-        wall_s: peer_wall,
+        frames,
+        wall_s: if peer_speed > 0.0 {
+            frames as f64 / FPS / peer_speed
+        } else {
+            peer_wall
+        },
         cpu_s: t[0] + t[1],
         dropped: field("drop"),
         peak_mb: t[2] / 1024.0,
