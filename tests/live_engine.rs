@@ -818,3 +818,89 @@ fn the_reader_fails_broken_streams() {
     let r = check(&s);
     assert!(r.count("1.3 PAT_error") > 0 && !r.is_clean());
 }
+
+/// With no input ever healthy, a slate file goes to air from the start, looped without a
+/// timestamp jump, its tone throughout.
+#[test]
+fn a_slate_file_is_looped_when_no_input_is_healthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("slate.mp4");
+    common::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "smptebars=size=320x180:rate=25:duration=2",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=880:sample_rate=48000:duration=2",
+        "-ac",
+        "2",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "aac",
+        clip.to_str().unwrap(),
+    ]);
+    let prof = small(
+        "live-h264-720p.toml",
+        &[
+            ("width = 1280", "width = 320"),
+            ("height = 720", "height = 180"),
+        ],
+    );
+    let collected: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let c = collected.clone();
+    let sink: Arc<dyn ChunkSink> =
+        Arc::new(move |chunk: Chunk| c.lock().unwrap().extend_from_slice(&chunk));
+    // An input that never sends a byte.
+    let (_silent_sender, src) = ByteSource::channel("silent.ts", 4);
+    let job = compile(
+        &[&prof],
+        vec![LiveInput {
+            name: "silent".into(),
+            source: InputSource::Stream(src),
+        }],
+        Slate::File(clip),
+        Failover {
+            startup_wait_s: 0.3,
+            ..Failover::default()
+        },
+        &LiveSinks {
+            ts: vec![("ts".into(), sink)],
+            ..Default::default()
+        },
+        LiveDefaults::default(),
+        BackendChoice::Software,
+    )
+    .unwrap();
+    let events: Arc<Mutex<Vec<SwitchEvent>>> = Arc::default();
+    let ev = events.clone();
+    let progress = Arc::new(LiveProgress::default());
+    let cancel = Arc::new(AtomicBool::new(false));
+    let (pr, ca) = (progress.clone(), cancel.clone());
+    let engine =
+        thread::spawn(move || live::run(&job.spec, move |e| ev.lock().unwrap().push(e), pr, ca));
+    thread::sleep(Duration::from_millis(5500));
+    cancel.store(true, Ordering::SeqCst);
+    let report = engine.join().unwrap().unwrap();
+    assert!(report.failed_outputs.is_empty());
+    let events = events.lock().unwrap().clone();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].to, OnAir::Slate);
+    assert_eq!(events[0].reason, SwitchReason::NoInputAtStart);
+    let data = collected.lock().unwrap().clone();
+    let r = ts::check(&data, Limits::default());
+    assert!(r.is_clean(), "{:?}", r.first_errors);
+    let out = dir.path().join("out.ts");
+    std::fs::write(&out, &data).unwrap();
+    let vpts = packet_pts(&out, "v:0");
+    assert!(vpts.len() > 120, "{} frames", vpts.len());
+    assert!(vpts.windows(2).all(|w| w[1] - w[0] == 3600));
+    // The 2 s clip played more than twice, its tone all along (past the start and the end).
+    let audio = audio_of(&out);
+    let (rms, share) = tone(&audio, 0.3, vpts.len() as f64 / 25.0 - 0.5, 880.0);
+    assert!(rms > 0.03 && share >= 0.8, "rms {rms}, {share} at 880 Hz");
+}
