@@ -296,13 +296,7 @@ fn run() -> Res<()> {
     let _ = receiver.join();
     let repeated = progress.frames_repeated.load(Ordering::Relaxed);
     let late = progress.late_frames.load(Ordering::Relaxed);
-    let dropped_in: u64 = progress
-        .inputs
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|c| c.frames_dropped.load(Ordering::Relaxed))
-        .sum();
+    let dropped_in = progress.frames_dropped();
     let ours = Figures {
         frames: report.frames_out,
         wall_s: wall,

@@ -492,7 +492,7 @@ fn failover_keeps_a_conformant_continuous_output() {
         "frames out {}, repeated {}, dropped {}, late {}, audio gap samples {}",
         progress.frames_out.load(Ordering::Relaxed),
         progress.frames_repeated.load(Ordering::Relaxed),
-        progress.frames_dropped.load(Ordering::Relaxed),
+        progress.frames_dropped(),
         progress.late_frames.load(Ordering::Relaxed),
         progress.audio_gap_samples.load(Ordering::Relaxed)
     );

@@ -209,8 +209,6 @@ pub struct LiveProgress {
     pub frames_out: AtomicU64,
     /// Output frames that repeated the previous picture (the active input was late).
     pub frames_repeated: AtomicU64,
-    /// Input frames dropped to stay live (the input ran ahead, or the output fell behind).
-    pub frames_dropped: AtomicU64,
     pub slate_frames: AtomicU64,
     /// Output frames made more than one frame period after their time (the encoders lag).
     pub late_frames: AtomicU64,
@@ -223,6 +221,17 @@ pub struct LiveProgress {
     /// own timeline (seconds): how far the output runs behind its source.
     pub last_input_frame: Mutex<Option<(u64, f64)>>,
     pub inputs: Mutex<Vec<Arc<InputCounters>>>,
+}
+
+impl LiveProgress {
+    /// Input pictures dropped while on air to stay live (the input ran ahead of the output, or
+    /// the encoders fell behind).
+    pub fn frames_dropped(&self) -> u64 {
+        lock(&self.inputs)
+            .iter()
+            .map(|c| c.frames_dropped.load(Ordering::Relaxed))
+            .sum()
+    }
 }
 
 /// How a live run ended (it runs until cancelled).
@@ -908,7 +917,7 @@ impl GeneratedSlate {
     }
 }
 
-/// The outputs' threads and the channels into them.
+/// One output's threads and the channels into them.
 struct OutputSet {
     name: String,
     video: Option<Sender<VMsg>>,
@@ -917,76 +926,173 @@ struct OutputSet {
     failed: bool,
 }
 
-fn start_outputs(spec: &LiveSpec, cancel: &Arc<AtomicBool>) -> Result<Vec<OutputSet>, AvError> {
-    let h = spec.house;
-    let tb = ff::Rational::new(h.rate.1 as i32, h.rate.0 as i32);
-    let rate = (h.rate.0 as i32, h.rate.1 as i32);
-    let mut devices: Vec<(Backend, Arc<HwDevice>)> = Vec::new();
-    for o in &spec.outputs {
-        if let Some(v) = &o.video {
-            if v.backend != Backend::Software && !devices.iter().any(|(b, _)| *b == v.backend) {
-                let d = hw::open_device(v.backend).map_err(AvError::Device)?;
-                devices.push((v.backend, Arc::new(d)));
+/// The encoding side of a live pipeline: each output's encoders and muxer on their own threads
+/// (the engine's file stages), fed house-format pictures and samples stamped by count. Also what
+/// a channel engine that makes its own frames (playout) feeds.
+pub struct LiveOutputs {
+    house: House,
+    sets: Vec<OutputSet>,
+    /// Output frames sent so far.
+    frames: u64,
+}
+
+impl LiveOutputs {
+    /// Starts the outputs' threads; `cancel` stops them at once (their files unfinished),
+    /// [`LiveOutputs::finish`] ends them properly.
+    pub fn start(
+        house: House,
+        outputs: &[OutputSpec],
+        cancel: &Arc<AtomicBool>,
+    ) -> Result<LiveOutputs, AvError> {
+        let tb = ff::Rational::new(house.rate.1 as i32, house.rate.0 as i32);
+        let rate = (house.rate.0 as i32, house.rate.1 as i32);
+        let mut devices: Vec<(Backend, Arc<HwDevice>)> = Vec::new();
+        for o in outputs {
+            if let Some(v) = &o.video {
+                if v.backend != Backend::Software && !devices.iter().any(|(b, _)| *b == v.backend) {
+                    let d = hw::open_device(v.backend).map_err(AvError::Device)?;
+                    devices.push((v.backend, Arc::new(d)));
+                }
             }
         }
-    }
-    let mut sets = Vec::new();
-    for o in &spec.outputs {
-        let n_streams = o.video.is_some() as usize + o.audio.as_ref().map_or(0, |a| a.tracks.len());
-        let (mtx, mrx) = bounded::<MuxMsg>(256);
-        let mut handles = Vec::new();
-        let part = o.sink.path().map(|p| p.to_path_buf());
-        let out = o.clone();
-        let c = cancel.clone();
-        handles.push(
-            thread::Builder::new()
-                .name(format!("mux-{}", o.name))
-                .spawn(move || engine::mux_thread(&out, part.as_deref(), n_streams, mrx, &c))
-                .map_err(AvError::Thread)?,
-        );
-        let mut video = None;
-        if let Some(v) = &o.video {
-            let (tx, rx) = bounded::<VMsg>(8);
-            video = Some(tx);
-            let v = v.clone();
-            let m = mtx.clone();
-            let dev = devices
-                .iter()
-                .find(|(b, _)| *b == v.backend)
-                .map(|(_, d)| d.clone());
+        let mut sets = Vec::new();
+        for o in outputs {
+            let n_streams =
+                o.video.is_some() as usize + o.audio.as_ref().map_or(0, |a| a.tracks.len());
+            let (mtx, mrx) = bounded::<MuxMsg>(256);
+            let mut handles = Vec::new();
+            let part = o.sink.path().map(|p| p.to_path_buf());
+            let out = o.clone();
             let c = cancel.clone();
             handles.push(
                 thread::Builder::new()
-                    .name(format!("video-{}", o.name))
-                    .spawn(move || engine::video_thread(&v, tb, rate, rx, m, dev, &c))
+                    .name(format!("mux-{}", o.name))
+                    .spawn(move || engine::mux_thread(&out, part.as_deref(), n_streams, mrx, &c))
                     .map_err(AvError::Thread)?,
             );
+            let mut video = None;
+            if let Some(v) = &o.video {
+                let (tx, rx) = bounded::<VMsg>(8);
+                video = Some(tx);
+                let v = v.clone();
+                let m = mtx.clone();
+                let dev = devices
+                    .iter()
+                    .find(|(b, _)| *b == v.backend)
+                    .map(|(_, d)| d.clone());
+                let c = cancel.clone();
+                handles.push(
+                    thread::Builder::new()
+                        .name(format!("video-{}", o.name))
+                        .spawn(move || engine::video_thread(&v, tb, rate, rx, m, dev, &c))
+                        .map_err(AvError::Thread)?,
+                );
+            }
+            let mut audio = None;
+            if let Some(a) = &o.audio {
+                let (tx, rx) = bounded::<AMsg>(64);
+                audio = Some(tx);
+                let a = a.clone();
+                let m = mtx.clone();
+                let c = cancel.clone();
+                let first = usize::from(o.video.is_some());
+                handles.push(
+                    thread::Builder::new()
+                        .name(format!("audio-{}", o.name))
+                        .spawn(move || engine::audio_thread(&a, first, 1, None, rx, m, &c))
+                        .map_err(AvError::Thread)?,
+                );
+            }
+            drop(mtx);
+            sets.push(OutputSet {
+                name: o.name.clone(),
+                video,
+                audio,
+                handles,
+                failed: false,
+            });
         }
-        let mut audio = None;
-        if let Some(a) = &o.audio {
-            let (tx, rx) = bounded::<AMsg>(64);
-            audio = Some(tx);
-            let a = a.clone();
-            let m = mtx.clone();
-            let c = cancel.clone();
-            let first = usize::from(o.video.is_some());
-            handles.push(
-                thread::Builder::new()
-                    .name(format!("audio-{}", o.name))
-                    .spawn(move || engine::audio_thread(&a, first, 1, None, rx, m, &c))
-                    .map_err(AvError::Thread)?,
-            );
-        }
-        drop(mtx);
-        sets.push(OutputSet {
-            name: o.name.clone(),
-            video,
-            audio,
-            handles,
-            failed: false,
-        });
+        Ok(LiveOutputs {
+            house,
+            sets,
+            frames: 0,
+        })
     }
-    Ok(sets)
+
+    /// Sends the next output frame: a house-format picture and its samples (one vector per
+    /// channel, as many as [`House::samples_before`] gives this frame). Stamps both by count.
+    /// Returns `false` when every output has stopped (each one's reason is in `finish`).
+    pub fn send(&mut self, picture: &ff::frame::Video, planes: &[Vec<f32>]) -> bool {
+        let n = self.frames;
+        let Some(mut picture) = super::share(picture).map(ff::frame::Video::from) else {
+            return self.sets.iter().any(|o| !o.failed);
+        };
+        picture.set_pts(Some(n as i64));
+        // SAFETY: a plain field of a frame we own; the output's end of stream is placed one
+        // frame after the last picture from it, so it must be one frame in the output's units
+        // (a decoded picture carries its duration in its stream's time base).
+        unsafe { (*picture.as_mut_ptr()).pkt_duration = 1 };
+        let audio = audio_frame(&self.house, planes, self.house.samples_before(n) as i64);
+        for o in self.sets.iter_mut().filter(|o| !o.failed) {
+            let mut ok = true;
+            if let Some(tx) = &o.video {
+                ok &= super::share(&picture)
+                    .is_some_and(|f| tx.send(VMsg::Frame(ff::frame::Video::from(f))).is_ok());
+            }
+            if let (Some(tx), Some(a)) = (&o.audio, &audio) {
+                ok &= super::share(a)
+                    .is_some_and(|f| tx.send(AMsg::Frame(0, ff::frame::Audio::from(f))).is_ok());
+            }
+            if !ok {
+                // The output's stage stopped: `finish` says why.
+                o.failed = true;
+            }
+        }
+        self.frames += 1;
+        self.sets.iter().any(|o| !o.failed)
+    }
+
+    /// Output frames sent so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Ends every output (encoders flushed, muxers' trailers written); returns those that
+    /// failed on the way, with why.
+    pub fn finish(self) -> Vec<(String, StageError)> {
+        let mut failed = Vec::new();
+        for o in self.sets {
+            if let Some(tx) = &o.video {
+                let _ = tx.send(VMsg::Eof);
+            }
+            if let Some(tx) = &o.audio {
+                let _ = tx.send(AMsg::Eof);
+            }
+            drop(o.video);
+            drop(o.audio);
+            let mut cause: Option<StageError> = None;
+            for hnd in o.handles {
+                if let Err(e) = hnd.join().unwrap_or(Err(StageError::Panicked)) {
+                    // Keep the cause, not its echo in the neighbouring stages.
+                    let echo = |c: &StageError| {
+                        matches!(
+                            c,
+                            StageError::MuxerStopped
+                                | StageError::NeverFinished
+                                | StageError::Cancelled
+                        )
+                    };
+                    if cause.as_ref().is_none_or(echo) {
+                        cause = Some(e);
+                    }
+                }
+            }
+            if let Some(e) = cause {
+                failed.push((o.name, e));
+            }
+        }
+        failed
+    }
 }
 
 /// Runs a live pipeline until `cancel` is set; `on_event` hears of every switch. The outputs are
@@ -1042,7 +1148,7 @@ pub fn run(
         }
         Slate::File(_) => None,
     };
-    let mut outputs = start_outputs(spec, &stage_cancel)?;
+    let mut outputs = LiveOutputs::start(h, &spec.outputs, &stage_cancel)?;
     for ((name, _, looped), opener) in sources.into_iter().zip(openers) {
         let s = Arc::new(Shared {
             buffer: Mutex::new(Buffer {
@@ -1122,69 +1228,21 @@ pub fn run(
         if let Some(p) = sw.taken_pts.take() {
             *lock(&progress.last_input_frame) = Some((n, p));
         }
-        let Some(mut picture) = picture else {
+        let Some(picture) = picture else {
             return Err(AvError::Invalid {
                 path: PathBuf::from("slate"),
                 what: "the slate made no picture".into(),
             });
         };
-        picture.set_pts(Some(n as i64));
-        // SAFETY: a plain field of a frame we own; the output's end of stream is placed one
-        // frame after the last picture from it, so it must be one frame in the output's units
-        // (a decoded picture carries its duration in its stream's time base).
-        unsafe { (*picture.as_mut_ptr()).pkt_duration = 1 };
-        let audio = audio_frame(&h, &planes, h.samples_before(n) as i64);
-        for o in outputs.iter_mut().filter(|o| !o.failed) {
-            let mut ok = true;
-            if let Some(tx) = &o.video {
-                ok &= super::share(&picture)
-                    .is_some_and(|f| tx.send(VMsg::Frame(ff::frame::Video::from(f))).is_ok());
-            }
-            if let (Some(tx), Some(a)) = (&o.audio, &audio) {
-                ok &= super::share(a)
-                    .is_some_and(|f| tx.send(AMsg::Frame(0, ff::frame::Audio::from(f))).is_ok());
-            }
-            if !ok {
-                // The output's stage stopped: its join below says why.
-                o.failed = true;
-            }
-        }
+        let alive = outputs.send(&picture, &planes);
         progress.frames_out.fetch_add(1, Ordering::Relaxed);
         n += 1;
-        if outputs.iter().all(|o| o.failed) {
+        if !alive {
             break;
         }
     }
     inputs_stop.store(true, Ordering::SeqCst);
-    let mut failed_outputs = Vec::new();
-    for o in outputs {
-        if let Some(tx) = &o.video {
-            let _ = tx.send(VMsg::Eof);
-        }
-        if let Some(tx) = &o.audio {
-            let _ = tx.send(AMsg::Eof);
-        }
-        drop(o.video);
-        drop(o.audio);
-        let mut cause = None;
-        for hnd in o.handles {
-            if let Err(e) = hnd.join().unwrap_or(Err(StageError::Panicked)) {
-                if cause.as_ref().is_none_or(|c: &StageError| {
-                    matches!(
-                        c,
-                        StageError::MuxerStopped
-                            | StageError::NeverFinished
-                            | StageError::Cancelled
-                    )
-                }) {
-                    cause = Some(e);
-                }
-            }
-        }
-        if let Some(e) = cause {
-            failed_outputs.push((o.name, e));
-        }
-    }
+    let mut failed_outputs = outputs.finish();
     for hnd in input_handles {
         let _ = hnd.join();
     }
