@@ -904,3 +904,103 @@ fn a_slate_file_is_looped_when_no_input_is_healthy() {
     let (rms, share) = tone(&audio, 0.3, vpts.len() as f64 / 25.0 - 0.5, 880.0);
     assert!(rms > 0.03 && share >= 0.8, "rms {rms}, {share} at 880 Hz");
 }
+
+/// A feed whose packets keep coming but whose picture stops (only its sound goes on) is lost
+/// for "no decodable video", and the backup takes over.
+#[test]
+fn a_feed_without_pictures_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sound-only-after-2s.ts");
+    common::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=25:duration=2",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000:duration=12",
+        "-ac",
+        "2",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "25",
+        "-c:a",
+        "aac",
+        "-f",
+        "mpegts",
+        "-muxrate",
+        &FEED_MUXRATE.to_string(),
+        path.to_str().unwrap(),
+    ]);
+    let (pp, src_p) = Pusher::start("primary", std::fs::read(&path).unwrap());
+    let (pb, src_b) = Pusher::start("backup", make_feed(dir.path(), "backup", 12, 660));
+    let prof = small(
+        "live-h264-720p.toml",
+        &[
+            ("width = 1280", "width = 320"),
+            ("height = 720", "height = 180"),
+        ],
+    );
+    let sink: Arc<dyn ChunkSink> = Arc::new(|_: Chunk| {});
+    let job = compile(
+        &[&prof],
+        vec![
+            LiveInput {
+                name: "primary".into(),
+                source: InputSource::Stream(src_p),
+            },
+            LiveInput {
+                name: "backup".into(),
+                source: InputSource::Stream(src_b),
+            },
+        ],
+        Slate::Generated { ident: "T".into() },
+        Failover {
+            loss_ms: 500,
+            return_after_s: 2.0,
+            startup_wait_s: 5.0,
+        },
+        &LiveSinks {
+            ts: vec![("ts".into(), sink)],
+            ..Default::default()
+        },
+        LiveDefaults::default(),
+        BackendChoice::Software,
+    )
+    .unwrap();
+    let events: Arc<Mutex<Vec<SwitchEvent>>> = Arc::default();
+    let ev = events.clone();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let ca = cancel.clone();
+    let engine = thread::spawn(move || {
+        live::run(
+            &job.spec,
+            move |e| ev.lock().unwrap().push(e),
+            Arc::new(LiveProgress::default()),
+            ca,
+        )
+    });
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(12) && events.lock().unwrap().len() < 2 {
+        thread::sleep(Duration::from_millis(50));
+    }
+    thread::sleep(Duration::from_millis(500));
+    cancel.store(true, Ordering::SeqCst);
+    engine.join().unwrap().unwrap();
+    drop((pp, pb));
+    let events = events.lock().unwrap().clone();
+    assert_eq!(events[0].to, OnAir::Input(0), "{events:?}");
+    let lost = events.get(1).expect("a second switch");
+    assert_eq!(lost.to, OnAir::Input(1), "{events:?}");
+    assert!(
+        matches!(lost.reason, SwitchReason::NoVideo { silent_ms } if silent_ms < 600),
+        "{:?}",
+        lost.reason
+    );
+    // Its sound kept the primary's packets coming: it is not taken back.
+    assert_eq!(events.len(), 2, "{events:?}");
+}

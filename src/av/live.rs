@@ -36,6 +36,8 @@ const AUDIO_MAX_S: f64 = 2.0;
 const AUDIO_TOLERANCE_S: f64 = 0.005;
 /// Audio further than this from its picture belongs to another run of the feed (a restart).
 const AUDIO_RESYNC_S: f64 = 1.0;
+/// At the start, how long a backup that is ready waits for the primary.
+const START_GRACE: Duration = Duration::from_millis(1000);
 /// A timestamp step larger than this is a discontinuity (a restarted feed, a looped file).
 const JUMP_S: f64 = 1.0;
 
@@ -1189,12 +1191,21 @@ pub fn run(
         taken_pts: None,
     };
     let frame = Duration::from_secs_f64(h.frame_s());
-    // Wait for an input (or the start wait to pass) before the clock starts.
+    // Wait for an input (or the start wait to pass) before the clock starts; once one is
+    // healthy, give the better ones (the primary, whose demuxer may be slower to open) a moment.
     let wait_until = epoch + Duration::from_secs_f64(spec.failover.startup_wait_s.max(0.0));
+    let mut first_healthy: Option<Instant> = None;
     while Instant::now() < wait_until && !cancel.load(Ordering::Relaxed) {
         sw.update_health();
-        if sw.healthy_since.iter().any(Option::is_some) {
-            break;
+        match sw.healthy_since.iter().position(Option::is_some) {
+            Some(0) => break,
+            Some(_) => {
+                let t = *first_healthy.get_or_insert_with(Instant::now);
+                if t.elapsed() >= START_GRACE {
+                    break;
+                }
+            }
+            None => {}
         }
         thread::sleep(Duration::from_millis(20));
     }
