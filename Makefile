@@ -1,5 +1,5 @@
 # The two commands of the README: `make run` and `make test`.
-.PHONY: run test setup build bench bench-catalog bench-jobs demo lint
+.PHONY: run test setup build bench bench-catalog bench-jobs bench-live demo lint
 
 run: setup
 	cargo build --release
@@ -27,6 +27,9 @@ bench-catalog: build
 
 bench-jobs: build
 	cargo bench --bench jobs
+
+bench-live:
+	cargo bench --bench live
 
 lint:
 	cargo fmt --check

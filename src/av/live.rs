@@ -1113,6 +1113,16 @@ pub fn run(
             what: format!("house format {h:?} is not usable"),
         });
     }
+    let f = spec.failover;
+    if f.loss_ms == 0 || !(f.return_after_s.is_finite() && f.return_after_s >= 0.0) {
+        return Err(AvError::Invalid {
+            path: PathBuf::from("live"),
+            what: format!(
+                "failover: loss_ms must be above 0 and return_after_s a number of seconds ≥ 0 (got {} ms, {} s)",
+                f.loss_ms, f.return_after_s
+            ),
+        });
+    }
     if spec.outputs.is_empty() {
         return Err(AvError::Invalid {
             path: PathBuf::from("live"),
