@@ -1203,7 +1203,12 @@ pub fn run(
     let frame = Duration::from_secs_f64(h.frame_s());
     // Wait for an input (or the start wait to pass) before the clock starts; once one is
     // healthy, give the better ones (the primary, whose demuxer may be slower to open) a moment.
-    let wait_until = epoch + Duration::from_secs_f64(spec.failover.startup_wait_s.clamp(0.0, 3600.0));
+    let wait_until = epoch
+        + Duration::from_secs_f64(if f.startup_wait_s.is_finite() {
+            f.startup_wait_s.clamp(0.0, 3600.0)
+        } else {
+            0.0
+        });
     let mut first_healthy: Option<Instant> = None;
     while Instant::now() < wait_until && !cancel.load(Ordering::Relaxed) {
         sw.update_health();
