@@ -1,5 +1,5 @@
 # The two commands of the README: `make run` and `make test`.
-.PHONY: run test setup build bench bench-catalog bench-jobs bench-srt demo lint
+.PHONY: run test setup build bench bench-catalog bench-jobs bench-srt bench-live demo lint
 
 run: setup
 	cargo build --release
@@ -30,6 +30,9 @@ bench-jobs: build
 
 bench-srt: build
 	cargo bench --bench live_srt
+
+bench-live: build
+	cargo bench --bench live
 
 lint:
 	cargo fmt --check

@@ -27,7 +27,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("profile", &["av", "config", "output", "qc"]),
     (
         "pipeline",
-        &["av", "config", "output", "profile", "qc", "timecode"],
+        // `link`: live pipelines deliver their TS to the transports' chunk sinks.
+        &[
+            "av", "config", "link", "output", "profile", "qc", "timecode",
+        ],
     ),
     ("catalog", &["config", "naming", "timecode"]),
     ("ingest", &["av", "catalog", "link", "srt"]),

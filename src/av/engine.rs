@@ -325,12 +325,12 @@ pub fn has_muxer(name: &str) -> bool {
     unsafe { !ffi::av_guess_format(c.as_ptr(), std::ptr::null(), std::ptr::null()).is_null() }
 }
 
-enum VMsg {
+pub(super) enum VMsg {
     Frame(ff::frame::Video),
     Eof,
 }
 
-enum AMsg {
+pub(super) enum AMsg {
     Frame(usize, ff::frame::Audio),
     /// The picture has reached this many seconds: outputs that make their own silence (the
     /// source has no audio) keep pace with it instead of making it all at once.
@@ -338,7 +338,7 @@ enum AMsg {
     Eof,
 }
 
-enum MuxMsg {
+pub(super) enum MuxMsg {
     Ready {
         stream: usize,
         params: ff::codec::Parameters,
@@ -1021,7 +1021,7 @@ fn tick_audio(atx: &[Sender<AMsg>], progress: &Progress) -> bool {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn video_thread(
+pub(super) fn video_thread(
     v: &VideoOut,
     in_tb: ff::Rational,
     src_rate: (i32, i32),
@@ -1495,7 +1495,7 @@ fn audio_graph_err(source: graph::GraphError) -> StageError {
 
 /// Encodes one output's audio: the `k` source streams through its graph into its tracks (with
 /// no source audio, `k` is 0 and the graph makes silence as long as the source).
-fn audio_thread(
+pub(super) fn audio_thread(
     a: &AudioOut,
     first_stream: usize,
     k: usize,
@@ -1595,7 +1595,7 @@ pub(crate) fn open_audio_encoder(t: &AudioTrack) -> Result<ff::encoder::Audio, S
 }
 
 /// Muxes one output: into `part` (the file being written) or, for a stream sink, into its writer.
-fn mux_thread(
+pub(super) fn mux_thread(
     o: &OutputSpec,
     part: Option<&Path>,
     n_streams: usize,

@@ -117,7 +117,7 @@ impl ByteSource {
     }
 
     /// The reader, once: a stream cannot be read twice.
-    fn take(&self) -> Option<Box<dyn Read + Send>> {
+    pub(super) fn take(&self) -> Option<Box<dyn Read + Send>> {
         self.reader.lock().ok()?.take()
     }
 }

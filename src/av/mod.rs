@@ -10,6 +10,7 @@ pub mod graph;
 pub mod hw;
 pub mod input;
 pub mod io;
+pub mod live;
 pub mod probe;
 pub mod remux;
 pub mod samples;

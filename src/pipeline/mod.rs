@@ -5,6 +5,7 @@
 //! Imports `av`, `profile`, `qc`, `output`, `timecode` and `config` values; never jobs,
 //! catalog or api.
 
+pub mod live;
 pub mod plan;
 
 use std::path::{Path, PathBuf};

@@ -34,6 +34,8 @@ const EMBEDDED: &[(&str, &str)] = embedded!(
     "dash-ladder.toml",
     "thumbnails.toml",
     "imx50-576i25.toml",
+    "live-h264-720p.toml",
+    "live-hls-720p-360p.toml",
 );
 
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +199,9 @@ pub struct Output {
     pub verify: VerifySettings,
     /// For `container = "hls"`.
     pub hls: Option<HlsSettings>,
+    /// For `container = "mpegts"`: a constant-rate multiplex at this rate, filled with null
+    /// packets (live TS outputs over SRT/UDP).
+    pub muxrate: Option<Bitrate>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -482,6 +487,9 @@ pub fn validate(p: &Profile) -> Result<(), String> {
             }
         } else if o.hls.is_some() {
             errs.push(format!("{at}.hls: only for container = \"hls\""));
+        }
+        if o.muxrate.is_some() && o.container != "mpegts" {
+            errs.push(format!("{at}.muxrate: only for container = \"mpegts\""));
         }
         if o.container == "image2" && p.package.is_none() {
             errs.push(format!(

@@ -5,6 +5,7 @@
 pub mod pg;
 pub mod relay;
 pub mod server;
+pub mod ts;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
