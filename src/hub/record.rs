@@ -928,7 +928,12 @@ fn finish(
             }
         }
     };
-    let steps = !workflow.is_empty() && hook.is_some_and(|h| h.has_steps(workflow));
+    if file.size == 0 && error.is_none() {
+        error = Some("nothing recorded: no decodable packet came from the source".into());
+    }
+    // An empty piece has nothing for a workflow to check.
+    let steps =
+        file.size > 0 && !workflow.is_empty() && hook.is_some_and(|h| h.has_steps(workflow));
     let status = if steps { "ingesting" } else { "ready" };
     match rt.block_on(catalog.recording_end(id, &file, status, error.as_deref())) {
         Ok(r) => tracing::info!(
