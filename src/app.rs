@@ -304,6 +304,92 @@ fn notify(state: &[sd_notify::NotifyState]) {
     let _ = sd_notify::notify(false, state);
 }
 
+/// A closed recording's piece handed to a workflow's steps, as an asset already catalogued.
+struct WorkflowHook(Arc<crate::jobs::supervisor::Supervisor>);
+
+impl crate::hub::record::RecordingHook for WorkflowHook {
+    fn has_steps(&self, workflow: &str) -> bool {
+        self.0
+            .workflow(workflow)
+            .is_some_and(|w| !w.steps.is_empty())
+    }
+
+    fn start(
+        &self,
+        workflow: &str,
+        asset_id: i64,
+        run: &str,
+    ) -> futures_util::future::BoxFuture<'static, Result<(), String>> {
+        let (sup, workflow, run) = (self.0.clone(), workflow.to_string(), run.to_string());
+        Box::pin(async move {
+            let w = sup
+                .workflow(&workflow)
+                .ok_or_else(|| format!("no workflow {workflow:?}"))?;
+            sup.start_on_asset(&w, asset_id, &run)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// Starts each `[[live.recordings]]` at its schedule's times, for its duration.
+fn schedule_recordings(
+    live: &Arc<crate::hub::registry::LiveService>,
+    recordings: &[crate::config::appliance::LiveRecording],
+    system: &crate::catalog::Principal,
+    stop: &tokio_util::sync::CancellationToken,
+) {
+    for r in recordings.iter().filter(|r| r.enabled != Some(false)) {
+        let (Some(source), Some(text)) = (r.source.clone(), r.schedule.as_deref()) else {
+            continue;
+        };
+        let sched = match crate::jobs::trigger::Schedule::parse(text) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(source = %source, error = %e, "live.recordings: schedule not understood");
+                continue;
+            }
+        };
+        let (live, def, system, stop) = (live.clone(), r.clone(), system.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                let now_ms = live.catalog().now_ms();
+                let Some((at, _)) = sched.next_after(now_ms.div_euclid(1000)) else {
+                    return;
+                };
+                let wait = Duration::from_millis((at * 1000 - now_ms).max(0) as u64);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.cancelled() => return,
+                }
+                let found = live
+                    .list_sources()
+                    .await
+                    .map(|all| all.into_iter().find(|s| s.name == source));
+                let started = match found {
+                    Ok(Some(s)) => live.start_recording(s.id, &s.name, &def, &system).await,
+                    Ok(None) => {
+                        tracing::error!(source = %source, "live.recordings: no such source");
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                };
+                match started {
+                    Ok(st) => {
+                        tracing::info!(source = %source, session = %st.session, "scheduled recording started")
+                    }
+                    Err(e) => {
+                        tracing::error!(source = %source, error = %e, "scheduled recording not started")
+                    }
+                }
+                metrics::counter!("antenne_live_recording_firings_total", "source" => source.clone())
+                    .increment(1);
+            }
+        });
+    }
+}
+
 async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -381,7 +467,7 @@ pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
         system.clone(),
     );
     let _ = st.jobs.set(supervisor.clone());
-    tokio::spawn(supervisor.run(st.stopping.clone()));
+    tokio::spawn(supervisor.clone().run(st.stopping.clone()));
     // Live sources and outputs: the declared ones, and those made over the API that ran when
     // the service stopped. Files looped from the API come from the ingest roots or the media.
     let mut roots = cfg.ingest.roots.clone();
@@ -396,6 +482,20 @@ pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
     .await?;
     let _ = st.live.set(live.clone());
     tokio::spawn(live.clone().watch(st.stopping.clone()));
+    // Recordings go to the media store; a closed piece goes through its workflow's steps.
+    live.set_record_setup(crate::hub::record::RecordSetup {
+        media: dirs.media.clone(),
+        hook: Some(Arc::new(WorkflowHook(supervisor.clone()))),
+        runtime: tokio::runtime::Handle::current(),
+    });
+    match live.close_orphan_recordings().await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(pieces = n, "recordings left growing by the last run closed"),
+        Err(e) => {
+            tracing::error!(error = %e, "recordings left growing by the last run: not closed")
+        }
+    }
+    schedule_recordings(&live, &cfg.live.recordings, &system, &st.stopping);
     let app = api::router(st.clone());
     let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
         .await
@@ -450,6 +550,7 @@ pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
             tracing::warn!("stopping: requests still running after the grace period; closing");
         }
     }
+    live.stop_recordings().await;
     live.shutdown();
     catalog.close().await;
     println!("antenne: stopped");

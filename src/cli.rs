@@ -537,6 +537,19 @@ fn cmd_validate(config: Option<&Path>, profiles_dir: Option<&Path>) -> Res {
     let cfg = match appliance::read(file, &env) {
         Ok(cfg) => {
             errs.extend(appliance::problems(&cfg).iter().map(ToString::to_string));
+            for (i, r) in cfg.live.recordings.iter().enumerate() {
+                if let Some(Err(e)) = r
+                    .schedule
+                    .as_deref()
+                    .map(crate::jobs::trigger::Schedule::parse)
+                {
+                    errs.push(format!(
+                        "{}: live.recordings.schedule: [[live.recordings]] #{}: {e}",
+                        cfg.origin,
+                        i + 1
+                    ));
+                }
+            }
             Some(appliance::with_absolute_roots(cfg))
         }
         Err(e) => {

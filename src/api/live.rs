@@ -12,8 +12,10 @@ use serde::Serialize;
 use super::error::ErrorBody;
 use super::routes::Page;
 use super::{ApiError, Body, Caller, Path, S};
+use crate::catalog::recording::Recording;
 use crate::catalog::{Principal, Role};
-use crate::config::appliance::{LiveOutput, LiveSource};
+use crate::config::appliance::{LiveOutput, LiveRecording, LiveSource};
+use crate::hub::record::RecordingStats;
 use crate::hub::registry::{LiveService, OutputStats, OutputView, SourceStats, SourceView};
 use crate::hub::Recv;
 
@@ -146,6 +148,99 @@ pub async fn stop_source(
 ) -> Res<axum::Json<SourceView>> {
     operator_role(&c.0)?;
     Ok(axum::Json(live(&st)?.stop_source(id).await?))
+}
+
+/// Starts recording a running source into the catalog: the body (optional) sets `segment_s`
+/// (default 3600), `duration_s` (default: until stopped), `title`, `collection`, `workflow`.
+/// Each piece is an asset of kind and status `live_recording` while it grows, then a normal
+/// asset (its workflow's steps run on it).
+#[utoipa::path(post, path = "/v1/live/sources/{id}/record", tag = "live", params(("id" = i64, Path)),
+    request_body(content = Option<LiveRecording>, description = "optional"),
+    responses((status = 201, body = RecordingStats), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "the source is not running, or is being recorded already"),
+        (status = 422, body = ErrorBody)))]
+pub async fn start_recording(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> Res<Response> {
+    operator_role(&c.0)?;
+    let def: LiveRecording = if body.iter().all(u8::is_ascii_whitespace) {
+        LiveRecording::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                format!("the body is not a recording: {e}"),
+            )
+        })?
+    };
+    for (k, v) in [
+        ("source", def.source.is_some()),
+        ("schedule", def.schedule.is_some()),
+        ("enabled", def.enabled.is_some()),
+    ] {
+        if v {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                format!("{k}: only for [[live.recordings]] in antenne.toml"),
+            ));
+        }
+    }
+    let l = live(&st)?;
+    let src = l.get_source(id).await?;
+    Ok(created(l.start_recording(id, &src.name, &def, &c.0).await?))
+}
+
+/// Stops a source's recording: its pieces are closed, hashed, probed and made normal assets
+/// before the answer, which lists them.
+#[utoipa::path(delete, path = "/v1/live/sources/{id}/record", tag = "live", params(("id" = i64, Path)),
+    responses((status = 200, body = Page<Recording>), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "no recording runs")))]
+pub async fn stop_recording(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+) -> Res<axum::Json<Page<Recording>>> {
+    operator_role(&c.0)?;
+    let l = live(&st)?;
+    l.get_source(id).await?;
+    Ok(axum::Json(Page {
+        items: l.stop_recording(id).await?,
+        next: None,
+    }))
+}
+
+/// The same as `DELETE /v1/live/sources/{id}/record`.
+#[utoipa::path(post, path = "/v1/live/sources/{id}/record/stop", tag = "live", params(("id" = i64, Path)),
+    responses((status = 200, body = Page<Recording>), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn stop_recording_post(
+    st: State<S>,
+    c: Caller,
+    id: Path<i64>,
+) -> Res<axum::Json<Page<Recording>>> {
+    stop_recording(st, c, id).await
+}
+
+/// A source's recorded pieces, newest first (at most 1000): growing, done or failed.
+#[utoipa::path(get, path = "/v1/live/sources/{id}/recordings", tag = "live", params(("id" = i64, Path)),
+    responses((status = 200, body = Page<Recording>), (status = 404, body = ErrorBody)))]
+pub async fn list_recordings(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+) -> Res<axum::Json<Page<Recording>>> {
+    reader_role(&c.0)?;
+    let l = live(&st)?;
+    l.get_source(id).await?;
+    Ok(axum::Json(Page {
+        items: l.catalog().recordings_of(id, 1000).await?,
+        next: None,
+    }))
 }
 
 /// A source's figures: state, bitrate, packets received / lost / dropped / malformed, each

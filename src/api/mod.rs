@@ -345,7 +345,8 @@ pub(crate) fn peer(req_ci: Option<ConnectInfo<SocketAddr>>) -> IpAddr {
         live::delete_source, live::start_source, live::stop_source, live::source_stats,
         live::source_ts, live::list_outputs, live::create_output, live::get_output,
         live::put_output, live::delete_output, live::start_output, live::stop_output,
-        live::output_stats,
+        live::output_stats, live::start_recording, live::stop_recording,
+        live::stop_recording_post, live::list_recordings,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&Security, &ErrorResponses),
@@ -578,6 +579,18 @@ pub fn router(st: S) -> Router {
         .route("/v1/live/sources/{id}/start", post(live::start_source))
         .route("/v1/live/sources/{id}/stop", post(live::stop_source))
         .route("/v1/live/sources/{id}/stats", get(live::source_stats))
+        .route(
+            "/v1/live/sources/{id}/record",
+            post(live::start_recording).delete(live::stop_recording),
+        )
+        .route(
+            "/v1/live/sources/{id}/record/stop",
+            post(live::stop_recording_post),
+        )
+        .route(
+            "/v1/live/sources/{id}/recordings",
+            get(live::list_recordings),
+        )
         .route(
             "/v1/live/outputs",
             get(live::list_outputs).post(live::create_output),

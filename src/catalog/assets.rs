@@ -13,6 +13,7 @@ use crate::config::appliance::FieldType;
 
 pub const KINDS: &[&str] = &["programme", "clip", "promo", "live_recording", "commercial"];
 pub const STATUSES: &[&str] = &[
+    "live_recording",
     "ingesting",
     "qc_failed",
     "rendition_failed",
@@ -43,7 +44,7 @@ pub struct Asset {
     pub house_id: String,
     /// `programme`, `clip`, `promo`, `live_recording`, `commercial`.
     pub kind: String,
-    /// `ingesting`, `qc_failed` (its QC failed), `rendition_failed` (QC passed, but a rendition
+    /// `live_recording` (a live recording still growing), `ingesting`, `qc_failed` (its QC failed), `rendition_failed` (QC passed, but a rendition
     /// did not meet its profile: the transcode job says which checks), `ready`, `archived`,
     /// `purged`.
     pub status: String,
@@ -71,6 +72,9 @@ pub struct Asset {
     /// What the caller may do with it.
     pub access: Vec<&'static str>,
     pub rights_windows: Vec<RightsWindow>,
+    /// A live recording's piece: its source, state, bytes and duration so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recording: Option<super::recording::Recording>,
 }
 
 /// The fields of an asset a caller sets; absent fields are left as they are.
@@ -608,6 +612,7 @@ impl Catalog {
             version: r.try_get("version")?,
             access: perms.names(),
             rights_windows: Vec::new(),
+            recording: None,
         })
     }
 
@@ -982,7 +987,7 @@ impl Catalog {
         Ok(id)
     }
 
-    fn check_creator(&self, who: &Principal) -> Result<()> {
+    pub(crate) fn check_creator(&self, who: &Principal) -> Result<()> {
         if who.role.may_create_assets() {
             Ok(())
         } else {
@@ -1094,6 +1099,9 @@ impl Catalog {
                 .collect();
         ws.sort_by_key(|w| w.id);
         a.rights_windows = ws;
+        if a.kind == "live_recording" {
+            a.recording = self.recording_of_asset(id).await?;
+        }
         Ok(a)
     }
 
@@ -1580,7 +1588,7 @@ impl Catalog {
         self.file_row(fid).await
     }
 
-    async fn file_row(&self, id: i64) -> Result<FileRec> {
+    pub(crate) async fn file_row(&self, id: i64) -> Result<FileRec> {
         let r = sqlx::query("SELECT * FROM files WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)

@@ -310,6 +310,8 @@ pub struct Live {
     pub reader_queue: u32,
     pub sources: Vec<LiveSource>,
     pub outputs: Vec<LiveOutput>,
+    /// Recordings started on a schedule.
+    pub recordings: Vec<LiveRecording>,
 }
 
 impl Default for Live {
@@ -319,6 +321,7 @@ impl Default for Live {
             reader_queue: 1024,
             sources: Vec::new(),
             outputs: Vec::new(),
+            recordings: Vec::new(),
         }
     }
 }
@@ -375,6 +378,38 @@ pub struct LiveSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
     /// Whether it runs when the service starts (default true; declared sources only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+/// How a recording of a live source is made: the body of `POST /v1/live/sources/{id}/record`,
+/// and (with `source`, `schedule`, `duration_s`) a `[[live.recordings]]` entry.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LiveRecording {
+    /// Schedule only: the declared source's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Schedule only: `every 30m` or a five-field cron line (UTC), as workflow triggers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// How long it records, in seconds (required on a schedule; absent over the API: until
+    /// stopped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<u64>,
+    /// Cut into pieces of this many seconds, each its own asset (1-86400; default 3600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_s: Option<u64>,
+    /// The pieces' title (default the source's name), followed by each piece's start time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// A collection each piece is put in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collection: Option<i64>,
+    /// A workflow whose steps (QC, proxies) each piece goes through once it is closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
+    /// Schedule only: whether it fires (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
 }
@@ -694,6 +729,52 @@ fn check_limits(c: &ApplianceConfig, bad: &mut impl FnMut(&'static str, String))
     }
 }
 
+/// The scheduled recordings: each names a declared source, a schedule and a duration.
+fn check_recordings(
+    c: &ApplianceConfig,
+    sources: &BTreeMap<String, ()>,
+    bad: &mut impl FnMut(&'static str, String),
+) {
+    for (i, r) in c.live.recordings.iter().enumerate() {
+        let at = format!("[[live.recordings]] #{}", i + 1);
+        match r.source.as_deref() {
+            Some(s) if sources.contains_key(s) => {}
+            Some(s) => bad(
+                "live.recordings.source",
+                format!("{at}: source {s:?} is not declared in [[live.sources]]"),
+            ),
+            None => bad(
+                "live.recordings.source",
+                format!("{at}: required: a declared source's name"),
+            ),
+        }
+        if r.schedule.as_deref().is_none_or(|s| s.trim().is_empty()) {
+            bad(
+                "live.recordings.schedule",
+                format!("{at}: required: `every <n>s|m|h` or a cron line"),
+            );
+        }
+        if !r.duration_s.is_some_and(|d| (1..=7 * 86_400).contains(&d)) {
+            bad(
+                "live.recordings.duration_s",
+                format!("{at}: required: 1-604800 seconds"),
+            );
+        }
+        if r.segment_s.is_some_and(|s| !(1..=86_400).contains(&s)) {
+            bad(
+                "live.recordings.segment_s",
+                format!("{at}: 1-86400 seconds"),
+            );
+        }
+        if r.title
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty() || t.chars().count() > 200)
+        {
+            bad("live.recordings.title", format!("{at}: 1-200 characters"));
+        }
+    }
+}
+
 /// The live sources and outputs declared in the file.
 fn check_live(c: &ApplianceConfig, bad: &mut impl FnMut(&'static str, String)) {
     if !(50..=60_000).contains(&c.live.loss_ms) || c.live.reader_queue == 0 {
@@ -734,6 +815,7 @@ fn check_live(c: &ApplianceConfig, bad: &mut impl FnMut(&'static str, String)) {
             ),
         }
     }
+    check_recordings(c, &sources, bad);
 }
 
 /// The ingest roots.
@@ -839,6 +921,45 @@ mod tests {
             load(None, &env).unwrap().ingest.roots.is_empty(),
             "none: uploads only"
         );
+    }
+
+    #[test]
+    fn scheduled_recordings_report_every_mistake() {
+        let mut c = ApplianceConfig::default();
+        c.live.sources.push(LiveSource {
+            name: "house".into(),
+            kind: "udp".into(),
+            ..LiveSource::default()
+        });
+        c.live.recordings = vec![
+            LiveRecording {
+                source: Some("house".into()),
+                schedule: Some("every 1h".into()),
+                duration_s: Some(600),
+                ..LiveRecording::default()
+            },
+            LiveRecording {
+                source: Some("elsewhere".into()),
+                segment_s: Some(0),
+                title: Some(" ".into()),
+                ..LiveRecording::default()
+            },
+        ];
+        let e: Vec<String> = problems(&c).iter().map(ToString::to_string).collect();
+        let all = e.join("\n");
+        for key in [
+            "live.recordings.source",
+            "live.recordings.schedule",
+            "live.recordings.duration_s",
+            "live.recordings.segment_s",
+            "live.recordings.title",
+        ] {
+            assert!(all.contains(key), "{key} in {all}");
+        }
+        assert_eq!(e.len(), 5, "the first is right: {all}");
+        assert!(all.contains("#2"), "{all}");
+        let bad = toml::from_str::<Live>("[[recordings]]\nsource = \"a\"\nevery = 3\n");
+        assert!(bad.is_err(), "unknown keys are refused");
     }
 
     #[test]

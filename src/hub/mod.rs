@@ -2,13 +2,15 @@
 //! preview, the QC probe), each behind its own bounded queue. The transport delivers into the
 //! [`Hub`] (a [`ChunkSink`]); a reader that cannot keep up loses chunks (counted per reader) and
 //! never holds back the transport or the other readers. The [`registry`] runs the live service on
-//! top: sources and outputs by kind, their persistence, health, events and statistics.
+//! top: sources and outputs by kind, their persistence, health, events and statistics; the
+//! [`record`]er writes a source to the catalog's media store.
 //!
 //! The hub itself imports only `link`. The registry composes the transports (`ingest`,
 //! `output`), the catalog (persistence, events) and `config` (declared sources); it must not
 //! import `api`, `app`, `jobs` or `pipeline` (a live profile plugs in through
 //! [`registry::ProfileHook`]).
 
+pub mod record;
 pub mod registry;
 
 use std::io::Read;

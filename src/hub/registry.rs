@@ -665,6 +665,8 @@ pub struct SourceStats {
     pub loss_ms: u64,
     /// Each reader of the source (outputs, recordings, previews) with what it dropped.
     pub readers: Vec<ReaderStats>,
+    /// Its recording (the last one, ended or not; a write error shows in `last_error`).
+    pub recording: Option<super::record::RecordingStats>,
 }
 
 /// An output's figures now.
@@ -733,6 +735,7 @@ pub struct LiveService {
     reader_queue: usize,
     confine: Confinement,
     inner: Mutex<Inner>,
+    pub(super) recordings: super::record::Recordings,
 }
 
 fn parse_row<T: serde::de::DeserializeOwned>(r: &LiveRow) -> Result<T, LiveError> {
@@ -761,6 +764,7 @@ impl LiveService {
             reader_queue: cfg.reader_queue as usize,
             confine,
             inner: Mutex::new(Inner::default()),
+            recordings: super::record::Recordings::default(),
         });
         svc.declare(cfg, system).await?;
         svc.resume().await?;
@@ -769,6 +773,10 @@ impl LiveService {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
     }
 
     pub fn transports(&self) -> &Transports {
@@ -1023,6 +1031,7 @@ impl LiveService {
 
     /// Stops every transport, leaving what should run as it is (the service is stopping).
     pub fn shutdown(&self) {
+        self.recordings.signal_stop_all();
         let (sources, outputs) = {
             let mut g = self.lock();
             (
@@ -1225,6 +1234,7 @@ impl LiveService {
         let r = self.catalog.live_get(LiveTable::Sources, id).await?;
         Self::declared(&r)?;
         self.catalog.live_delete(LiveTable::Sources, id).await?;
+        self.recordings.signal_stop(id);
         self.halt_source(id);
         self.lock().failed.remove(&(true, id));
         Ok(())
@@ -1271,6 +1281,7 @@ impl LiveService {
                 since_last_packet_ms: None,
                 loss_ms: 0,
                 readers: Vec::new(),
+                recording: self.recordings.stats(id),
             });
         };
         let mut link = s.link.stats();
@@ -1283,6 +1294,7 @@ impl LiveService {
             since_last_packet_ms: s.hub.since_last().map(|d| d.as_millis() as u64),
             loss_ms: s.loss.as_millis() as u64,
             readers: s.hub.readers(),
+            recording: self.recordings.stats(id),
         })
     }
 
