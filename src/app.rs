@@ -376,6 +376,7 @@ pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
         crate::jobs::supervisor::Supervisor::new(catalog.clone(), workflows, settings, system);
     let _ = st.jobs.set(supervisor.clone());
     tokio::spawn(supervisor.run(st.stopping.clone()));
+    tokio::spawn(api::sweep_uploads(st.clone()));
     let app = api::router(st.clone());
     let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
         .await

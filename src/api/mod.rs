@@ -7,6 +7,7 @@ mod download;
 pub mod error;
 mod mam;
 mod routes;
+mod tus;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -19,7 +20,7 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Req
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, head, options, post, put};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use utoipa::OpenApi;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub jobs: std::sync::OnceLock<Arc<crate::jobs::supervisor::Supervisor>>,
     /// Uploads running at once are bounded (each holds a connection and disk bandwidth).
     pub uploads: tokio::sync::Semaphore,
+    /// Resumable uploads' part files open in this process.
+    pub(crate) tus: tus::Live,
     /// Cancelled on shutdown: event streams end so that the server can drain.
     pub stopping: tokio_util::sync::CancellationToken,
 }
@@ -67,6 +70,7 @@ impl AppState {
             tokens: Mutex::new(HashMap::new()),
             stopping: tokio_util::sync::CancellationToken::new(),
             uploads: tokio::sync::Semaphore::new(8),
+            tus: tus::Live::default(),
             jobs: std::sync::OnceLock::new(),
         }
     }
@@ -334,6 +338,8 @@ pub(crate) fn peer(req_ci: Option<ConnectInfo<SocketAddr>>) -> IpAddr {
         mam::list_markers, mam::create_marker, mam::get_marker, mam::patch_marker,
         mam::delete_marker, mam::bulk_edit, mam::list_searches, mam::create_search,
         mam::get_search, mam::patch_search, mam::delete_search, mam::run_search,
+        tus::options, tus::create_ingest, tus::create_for_asset, tus::head, tus::patch,
+        tus::delete,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&Security, &ErrorResponses),
@@ -356,6 +362,11 @@ impl utoipa::Modify for Security {
 
 /// Routes answered without a token.
 const PUBLIC_PATHS: &[&str] = &["/health", "/ready", "/v1/auth/login"];
+
+/// Removes expired resumable uploads until the service stops.
+pub async fn sweep_uploads(st: S) {
+    tus::sweep(st).await;
+}
 
 /// Documents on every operation the error answers it can give, each with the error envelope:
 /// 400 (a malformed query, path or body), 401 and 403 (authenticated routes), 404 (an object
@@ -579,7 +590,16 @@ pub fn router(st: S) -> Router {
             post(routes::ingest_upload).layer(axum::extract::DefaultBodyLimit::disable()),
         )
         .route("/v1/files/{id}/content", get(routes::file_content))
-        .route("/v1/events", get(routes::events));
+        .route("/v1/events", get(routes::events))
+        .route("/v1/ingest/tus", post(tus::create_ingest))
+        .route("/v1/assets/{id}/upload/tus", post(tus::create_for_asset))
+        .route(
+            "/v1/ingest/tus/{upload}",
+            head(tus::head)
+                .patch(tus::patch)
+                .delete(tus::delete)
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        );
     let protected = bounded
         .merge(streaming)
         .route_layer(axum::middleware::from_fn_with_state(st.clone(), audit))
@@ -592,6 +612,9 @@ pub fn router(st: S) -> Router {
     let public = Router::new()
         .route("/health", get(routes::health))
         .route("/ready", get(routes::ready))
+        // Discovery of the tus server's capabilities.
+        .route("/v1/ingest/tus", options(tus::options))
+        .route("/v1/assets/{id}/upload/tus", options(tus::options))
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -613,6 +636,7 @@ pub fn router(st: S) -> Router {
                 "this route does not take that method",
             )
         })
+        .layer(axum::middleware::from_fn(tus::tus_headers))
         .layer(axum::middleware::from_fn(measure))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| ApiError::internal().into_response(),

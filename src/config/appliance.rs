@@ -230,6 +230,9 @@ pub struct Ingest {
     /// `storage.data_dir` (resolved when the configuration is loaded, and made at start).
     pub roots: Vec<PathBuf>,
     pub max_upload: ByteSize,
+    /// A resumable (tus) upload that receives nothing for this long is removed, its bytes with
+    /// it.
+    pub upload_expiry_s: u32,
 }
 
 impl Default for Ingest {
@@ -237,6 +240,7 @@ impl Default for Ingest {
         Ingest {
             roots: vec![PathBuf::from("incoming")],
             max_upload: ByteSize(200_000_000_000),
+            upload_expiry_s: 86_400,
         }
     }
 }
@@ -511,6 +515,9 @@ fn validate(c: &ApplianceConfig) -> Result<(), ConfigError> {
     }
     if c.server.request_timeout_s == 0 {
         return Err(bad("server.request_timeout_s", "must be at least 1".into()));
+    }
+    if c.ingest.upload_expiry_s == 0 {
+        return Err(bad("ingest.upload_expiry_s", "must be at least 1".into()));
     }
     let mut seen = BTreeMap::new();
     for r in &c.ingest.roots {
