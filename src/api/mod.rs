@@ -360,7 +360,7 @@ impl utoipa::Modify for Security {
     }
 }
 
-/// Routes answered without a token.
+/// Routes answered without a token (and `OPTIONS` of the tus routes).
 const PUBLIC_PATHS: &[&str] = &["/health", "/ready", "/v1/auth/login"];
 
 /// Removes expired resumable uploads until the service stops.
@@ -380,7 +380,7 @@ impl utoipa::Modify for ErrorResponses {
         use utoipa::openapi::path::{Operation, ParameterIn};
         use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
         const ANSWERS: &[(&str, &str, &str)] = &[
-            ("400", "BadRequest", "malformed request: `invalid_json`, `invalid_query`, `invalid_path`, `invalid_body`, `invalid`, `path_not_allowed`"),
+            ("400", "BadRequest", "malformed request: `invalid_json`, `invalid_query`, `invalid_path`, `invalid_body`, `invalid_header`, `invalid`, `path_not_allowed`"),
             ("401", "Unauthorized", "no valid session or API token (`unauthorized`)"),
             ("403", "Forbidden", "the caller's role or rights do not allow it (`forbidden`, `field_forbidden`), or a cookie-authenticated change that is not JSON"),
             ("404", "NotFound", "no such object, or one the caller may not read (`not_found`)"),
@@ -410,15 +410,18 @@ impl utoipa::Modify for ErrorResponses {
             );
         }
         for (path, item) in api.paths.paths.iter_mut() {
-            let public = PUBLIC_PATHS.contains(&path.as_str());
-            let ops: [(bool, &mut Option<Operation>); 5] = [
-                (false, &mut item.get),
-                (true, &mut item.post),
-                (true, &mut item.put),
-                (true, &mut item.patch),
-                (true, &mut item.delete),
+            let public_path = PUBLIC_PATHS.contains(&path.as_str());
+            // (mutating, public): discovery by OPTIONS is public wherever it is served.
+            let ops: [(bool, bool, &mut Option<Operation>); 7] = [
+                (false, public_path, &mut item.get),
+                (false, public_path, &mut item.head),
+                (false, true, &mut item.options),
+                (true, public_path, &mut item.post),
+                (true, public_path, &mut item.put),
+                (true, public_path, &mut item.patch),
+                (true, public_path, &mut item.delete),
             ];
-            for (mutating, op) in ops {
+            for (mutating, public, op) in ops {
                 let Some(op) = op.as_mut() else { continue };
                 let params = op.parameters.as_deref().unwrap_or_default();
                 let has_params = !params.is_empty();

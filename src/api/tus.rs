@@ -356,8 +356,8 @@ async fn create(st: &S, who: &Principal, h: &HeaderMap, asset: Option<i64>) -> R
 #[utoipa::path(head, path = "/v1/ingest/tus/{upload}", tag = "ingest",
     params(("upload" = String, Path), ("Tus-Resumable" = String, Header, description = "1.0.0")),
     responses((status = 200, description = "`Upload-Offset`, `Upload-Length`, `Upload-Expires`"),
-        (status = 401, description = "no valid token"), (status = 404, description = "no such upload, another user's, or expired"),
-        (status = 412, description = "another tus version")))]
+        (status = 404, body = ErrorBody, description = "no such upload, another user's, or expired (no body, as for any HEAD)"),
+        (status = 412, body = ErrorBody, description = "another tus version (no body, as for any HEAD)")))]
 pub async fn head(
     State(st): State<S>,
     c: Caller,
