@@ -441,6 +441,7 @@ impl Checksum {
         (status = 409, body = ErrorBody, description = "`Upload-Offset` is not the upload's offset, another request is appending (`conflict`), or the content is already in the catalog (`duplicate`)"),
         (status = 412, body = ErrorBody, description = "another tus version"),
         (status = 413, body = ErrorBody, description = "more bytes than `Upload-Length`"),
+        (status = 410, body = ErrorBody, description = "the upload's bytes are on another appliance sharing the catalog (`gone`)"),
         (status = 415, body = ErrorBody, description = "not `application/offset+octet-stream`"),
         (status = 422, body = ErrorBody, description = "the complete file is not media (`not_media`)"),
         (status = 460, body = ErrorBody, description = "the body does not match `Upload-Checksum` (`checksum_mismatch`)"),
@@ -499,6 +500,16 @@ pub async fn patch(
     })?;
     if guard.as_ref().is_none_or(|p| p.size() != rec.received) {
         // Not open here (a restart), or ahead of what was recorded: from the disk.
+        if !resumable::part_path(&st.media_dir, &id).exists() {
+            return Err(ApiError::new(
+                StatusCode::GONE,
+                "gone",
+                format!(
+                    "the bytes of upload {id} are not on this appliance: an upload resumes on \
+                     the appliance that started it"
+                ),
+            ));
+        }
         *guard = Some(Part::resume(&st.media_dir, &id, rec.received).await?);
     }
     let Some(part) = guard.as_mut() else {
