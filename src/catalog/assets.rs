@@ -388,6 +388,9 @@ fn clean_tag(t: &str) -> Result<String> {
 struct Clause {
     words: Vec<String>,
     prefix: bool,
+    /// The whole words the last (prefix) word stands for, when the dictionary knows them
+    /// (SQLite, see [`super::terms`]).
+    expanded: Option<Vec<String>>,
 }
 
 /// A parsed text search: clauses that must match, and clauses that must not.
@@ -406,9 +409,24 @@ impl TextQuery {
     fn fts5(clauses: &[Clause], op: &str) -> String {
         clauses
             .iter()
-            .map(|c| {
-                let star = if c.prefix { "*" } else { "" };
-                format!("\"{}\"{star}", c.words.join(" "))
+            .map(|c| match &c.expanded {
+                Some(alts) if c.prefix && !alts.is_empty() => {
+                    let head = &c.words[..c.words.len().saturating_sub(1)];
+                    let alts: Vec<String> = alts
+                        .iter()
+                        .filter(|w| w.chars().all(char::is_alphanumeric))
+                        .map(|w| {
+                            let mut ws = head.to_vec();
+                            ws.push(w.clone());
+                            format!("\"{}\"", ws.join(" "))
+                        })
+                        .collect();
+                    format!("({})", alts.join(" OR "))
+                }
+                _ => {
+                    let star = if c.prefix { "*" } else { "" };
+                    format!("\"{}\"{star}", c.words.join(" "))
+                }
             })
             .collect::<Vec<_>>()
             .join(op)
@@ -505,12 +523,14 @@ fn parse_text_query(q: &str) -> TextQuery {
             (!words.is_empty()).then(|| Clause {
                 prefix: words.last().is_some_and(|w| w.chars().count() > 1),
                 words,
+                expanded: None,
             })
         } else if c.is_alphanumeric() {
             let w = word_at(&mut i);
             Some(Clause {
                 prefix: w.chars().count() > 1,
                 words: vec![w],
+                expanded: None,
             })
         } else {
             i += 1;
@@ -814,6 +834,7 @@ impl Catalog {
                     .bind(body)
                     .execute(&mut *tx)
                     .await?;
+                super::terms::add(tx, &super::terms::words(body)).await?;
             }
             Backend::Postgres => {
                 sqlx::query("UPDATE assets SET search = to_tsvector('simple', $2) WHERE id = $1")
@@ -1314,9 +1335,18 @@ impl Catalog {
         sort: Sort,
     ) -> Result<(Sql, &'static str)> {
         let mut sql = Sql::default();
-        let text = q.q.as_deref().map(parse_text_query).unwrap_or_default();
+        let mut text = q.q.as_deref().map(parse_text_query).unwrap_or_default();
         let restricted = !who.role.base().has(Perms::READ);
         let sqlite = self.backend == Backend::Sqlite;
+        if sqlite {
+            for c in text.must.iter_mut().chain(text.not.iter_mut()) {
+                if c.prefix {
+                    if let Some(last) = c.words.last() {
+                        c.expanded = self.expand_prefix(last).await?;
+                    }
+                }
+            }
+        }
         let fts = if sqlite { text.fts5_match() } else { None };
         // A caller who reads few assets: walk what they may read and test each against the
         // index, rather than walking every match of a common word to find the few they see.
@@ -2001,6 +2031,7 @@ mod tests {
         let c = |ws: &[&str], prefix: bool| Clause {
             words: ws.iter().map(|w| w.to_string()).collect(),
             prefix,
+            expanded: None,
         };
         let t = parse_text_query("News \"AT\" 10* OR x-ray é* a");
         assert_eq!(

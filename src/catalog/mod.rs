@@ -14,6 +14,7 @@ pub mod assets;
 pub mod log;
 pub mod mam;
 mod store;
+mod terms;
 pub mod uploads;
 
 use std::sync::Arc;

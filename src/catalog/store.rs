@@ -132,7 +132,10 @@ impl Catalog {
         }
         let pool = opts.connect(&url).await?;
         match backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Sqlite => {
+                SQLITE_MIGRATIONS.run(&pool).await?;
+                super::terms::backfill(&pool).await?;
+            }
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
         let (events, _) = broadcast::channel(1024);
