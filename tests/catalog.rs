@@ -377,6 +377,34 @@ fn prefix_search_through_the_word_dictionary() {
         assert_eq!(titles(&c, &who, "late ed").await, vec!["Late edition news"]);
         assert!(titles(&c, &who, "eveningz").await.is_empty());
         assert_eq!(titles(&c, &editor, "even").await, vec!["Evening bulletin"]);
+        // A word most assets hold, in another order than the newest first: the order's index
+        // walked, each asset tested (past sqrt(250 × assets) matches), the same answer.
+        let many: Vec<AssetInput> = (0..400)
+            .map(|i| asset(&format!("Common item {:03}", (i * 7) % 400)))
+            .collect();
+        c.create_assets_bulk(&who, &many).await.unwrap();
+        for (sort, first) in [("title", "Common item 000"), ("-title", "Common item 399")] {
+            let q = antenne::catalog::assets::SearchQuery {
+                q: Some("comm ite".into()),
+                sort: Some(sort.into()),
+                limit: Some(50),
+                ..Default::default()
+            };
+            let got: Vec<String> = c
+                .search(&who, &q)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|a| a.title)
+                .collect();
+            let mut want = got.clone();
+            want.sort();
+            if sort.starts_with('-') {
+                want.reverse();
+            }
+            assert_eq!((got.len(), got[0].as_str()), (50, first), "{sort}");
+            assert_eq!(got, want, "{sort}");
+        }
         c.close().await;
     });
     // A catalog indexed before the dictionary: emptied behind the service's back, it is filled

@@ -1370,9 +1370,22 @@ impl Catalog {
                 .str(m);
                 key = "f.rowid";
             }
+            Some(m)
+                if self
+                    .fts_matches_more_than(&m, self.dense_matches().await?)
+                    .await? =>
+            {
+                // Another order and a common word: walk the order's own index and test each
+                // asset, since a page fills within a few hundred of them, where gathering
+                // every match first would take longer than the search.
+                sql.push(select)
+                    .push(" WHERE EXISTS (SELECT 1 FROM assets_fts WHERE assets_fts MATCH ")
+                    .str(m)
+                    .push(" AND assets_fts.rowid = a.id)");
+            }
             Some(m) => {
-                // Another order: the matches once (an ephemeral index), the order's own
-                // index or a sort of the matches, as the planner finds cheaper.
+                // Another order and a rarer word: the matches once (an ephemeral index), then
+                // the order's own index or a sort of the matches, as the planner finds cheaper.
                 sql.push(select)
                     .push(" WHERE a.id IN (SELECT rowid FROM assets_fts WHERE assets_fts MATCH ")
                     .str(m)
@@ -1441,6 +1454,32 @@ impl Catalog {
             sql.push(")");
         }
         Ok((sql, key))
+    }
+
+    /// Past this many matches, a search in another order than the newest first walks that
+    /// order's index testing each asset against the text, rather than gathering every match
+    /// first: a page of 50 needs about 50 × assets / matches tests, against one step per match,
+    /// so the two cost the same around sqrt(250 × assets) matches (16,000 in a million; the
+    /// highest id stands for the number of assets).
+    async fn dense_matches(&self) -> Result<i64> {
+        let n: i64 = sqlx::query("SELECT COALESCE(MAX(id), 0) FROM assets")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        Ok(((250.0 * n as f64).sqrt() as i64).max(100))
+    }
+
+    /// Whether the full-text index matches more than `n` assets (counted lazily, up to n + 1).
+    async fn fts_matches_more_than(&self, m: &str, n: i64) -> Result<bool> {
+        let c: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM (SELECT rowid FROM assets_fts WHERE assets_fts MATCH $1 LIMIT $2) m",
+        )
+        .bind(m)
+        .bind(n + 1)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?;
+        Ok(c > n)
     }
 
     /// Whether `who` may read at most `n` assets (their own, granted, or through collections).
