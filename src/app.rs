@@ -377,6 +377,7 @@ pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
     let _ = st.jobs.set(supervisor.clone());
     tokio::spawn(supervisor.run(st.stopping.clone()));
     tokio::spawn(api::sweep_uploads(st.clone()));
+    tokio::spawn(catalog.clone().keep_search_merged());
     let app = api::router(st.clone());
     let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
         .await

@@ -835,6 +835,8 @@ impl Catalog {
                     .execute(&mut *tx)
                     .await?;
                 super::terms::add(tx, &super::terms::words(body)).await?;
+                self.fts_writes
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             Backend::Postgres => {
                 sqlx::query("UPDATE assets SET search = to_tsvector('simple', $2) WHERE id = $1")
@@ -1351,6 +1353,8 @@ impl Catalog {
         // A caller who reads few assets: walk what they may read and test each against the
         // index, rather than walking every match of a common word to find the few they see.
         let few = fts.is_some() && restricted && self.readable_at_most(who, 20_000).await?;
+        // (A caller who reads a part of the catalog walks what they may read instead.)
+        let tag_drives = fts.is_none() && !restricted && q.tag.is_some() && sort == Sort::Created;
         let mut key = "a.id";
         match fts {
             Some(m) if few => {
@@ -1391,6 +1395,17 @@ impl Catalog {
                     .str(m)
                     .push(")");
             }
+            None if tag_drives => {
+                // A tag alone, newest first: its index walked backwards, so that the scan
+                // stops at the page (or the count's bound) however rare the tag.
+                sql.push(&select.replace(
+                    " FROM assets a",
+                    " FROM asset_tags tg CROSS JOIN assets a ON a.id = tg.asset_id",
+                ))
+                .push(" WHERE tg.tag = ")
+                .str(q.tag.as_deref().unwrap_or_default().trim().to_lowercase());
+                key = "tg.asset_id";
+            }
             None => {
                 sql.push(select).push(" WHERE 1 = 1");
             }
@@ -1420,7 +1435,7 @@ impl Catalog {
         if let Some(k) = &q.kind {
             sql.push(" AND a.kind = ").str(k.clone());
         }
-        if let Some(t) = &q.tag {
+        if let Some(t) = q.tag.as_ref().filter(|_| !tag_drives) {
             sql.push(
                 " AND EXISTS (SELECT 1 FROM asset_tags t2 WHERE t2.asset_id = a.id AND t2.tag = ",
             )

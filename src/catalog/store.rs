@@ -56,6 +56,8 @@ pub struct Catalog {
     pub(crate) fields: Arc<[CustomField]>,
     pub(crate) clock: Arc<dyn Clock>,
     events: broadcast::Sender<Change>,
+    /// Assets indexed for full-text search since start (see `Catalog::keep_search_merged`).
+    pub(crate) fts_writes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -147,6 +149,7 @@ impl Catalog {
             fields: o.fields.into(),
             clock,
             events,
+            fts_writes: Arc::default(),
         })
     }
 

@@ -58,7 +58,53 @@ pub(crate) async fn add(tx: &mut sqlx::AnyConnection, words: &BTreeSet<String>) 
     Ok(())
 }
 
+/// Indexed writes after which the service merges the full-text index again.
+const MERGE_AFTER_WRITES: u64 = 20_000;
+
 impl Catalog {
+    /// Merges the SQLite full-text index into one segment. Writes leave it in many segments
+    /// (FTS5 merges them only partly as it goes), and every lookup of a word visits each: a
+    /// test of one asset against a word costs ~0.6 ms in a freshly filled million-asset
+    /// catalog, ~10 µs once merged. Takes the write lock for a few seconds at that size.
+    pub async fn optimize_search(&self) -> Result<()> {
+        if self.backend != Backend::Sqlite {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        sqlx::query("INSERT INTO assets_fts (assets_fts) VALUES ('optimize')")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Keeps the full-text index merged: once now, then whenever
+    /// [`MERGE_AFTER_WRITES`] assets were indexed since (checked every minute). Runs until
+    /// the runtime ends.
+    pub async fn keep_search_merged(self) {
+        if self.backend != Backend::Sqlite {
+            return;
+        }
+        let mut merged_at = u64::MAX;
+        loop {
+            let writes = self.fts_writes.load(std::sync::atomic::Ordering::Relaxed);
+            if merged_at == u64::MAX || writes.saturating_sub(merged_at) >= MERGE_AFTER_WRITES {
+                let t = std::time::Instant::now();
+                match self.optimize_search().await {
+                    Ok(()) => tracing::info!(
+                        ms = t.elapsed().as_millis() as u64,
+                        "search: full-text index merged"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "search: cannot merge the full-text index")
+                    }
+                }
+                merged_at = writes;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        }
+    }
+
     /// The whole words that start with `prefix` (folded), when there are between 1 and
     /// [`MAX_EXPANSION`]; `None` leaves the prefix to the index (none known, or too many).
     pub(crate) async fn expand_prefix(&self, prefix: &str) -> Result<Option<Vec<String>>> {
