@@ -1354,7 +1354,8 @@ impl Catalog {
         // index, rather than walking every match of a common word to find the few they see.
         let few = fts.is_some() && restricted && self.readable_at_most(who, 20_000).await?;
         // (A caller who reads a part of the catalog walks what they may read instead.)
-        let tag_drives = fts.is_none() && !restricted && q.tag.is_some() && sort == Sort::Created;
+        let tag_drives =
+            sqlite && fts.is_none() && !restricted && q.tag.is_some() && sort == Sort::Created;
         let mut key = "a.id";
         match fts {
             Some(m) if few => {
