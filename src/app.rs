@@ -496,6 +496,8 @@ pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
         }
     }
     schedule_recordings(&live, &cfg.live.recordings, &system, &st.stopping);
+    tokio::spawn(api::sweep_uploads(st.clone()));
+    tokio::spawn(catalog.clone().keep_search_merged());
     let app = api::router(st.clone());
     let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
         .await

@@ -297,3 +297,152 @@ fn retention_selects_by_age_on_the_injected_clock() {
         assert_eq!(sup.fire(&w, 3).await.unwrap(), 1);
     });
 }
+
+async fn titles(c: &Catalog, who: &Principal, q: &str) -> Vec<String> {
+    let q = antenne::catalog::assets::SearchQuery {
+        q: Some(q.into()),
+        ..Default::default()
+    };
+    let mut t: Vec<String> = c
+        .search(who, &q)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.title)
+        .collect();
+    t.sort();
+    t
+}
+
+/// Every word is a prefix on SQLite through the dictionary of indexed words (a prefix becomes
+/// the whole words it starts), with diacritics folded, in phrases and exclusions, for an
+/// editor who reads few assets, and for a catalog indexed before the dictionary existed (filled
+/// when it is opened).
+#[test]
+fn prefix_search_through_the_word_dictionary() {
+    let d = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock(AtomicI64::new(1_800_000_000_000)));
+    let principal = |user_id: i64, role: Role| Principal {
+        user_id,
+        username: String::new(),
+        role,
+        groups: Arc::from(Vec::new()),
+    };
+    rt().block_on(async {
+        let c = open("", d.path(), clock.clone()).await;
+        let admin = c
+            .create_user("root", "", Role::Admin, "root password 1")
+            .await
+            .unwrap();
+        let ed = c
+            .create_user("ed", "", Role::Editor, "editor password 1")
+            .await
+            .unwrap();
+        let (who, editor) = (
+            principal(admin.id, Role::Admin),
+            principal(ed.id, Role::Editor),
+        );
+        let asset = |t: &str| AssetInput {
+            title: Some(t.into()),
+            ..Default::default()
+        };
+        for t in [
+            "Évening News",
+            "Evening News rerun",
+            "Eventide Special",
+            "Late edition news",
+        ] {
+            c.create_asset(&who, &asset(t)).await.unwrap();
+        }
+        c.create_asset(&editor, &asset("Evening bulletin"))
+            .await
+            .unwrap();
+        assert_eq!(
+            titles(&c, &who, "even").await,
+            vec![
+                "Evening News rerun",
+                "Evening bulletin",
+                "Eventide Special",
+                "Évening News"
+            ]
+        );
+        assert_eq!(
+            titles(&c, &who, "ÉVENING ne -rerun").await,
+            vec!["Évening News"]
+        );
+        assert_eq!(
+            titles(&c, &who, "\"evening ne\"").await,
+            vec!["Evening News rerun", "Évening News"]
+        );
+        assert_eq!(titles(&c, &who, "late ed").await, vec!["Late edition news"]);
+        assert!(titles(&c, &who, "eveningz").await.is_empty());
+        assert_eq!(titles(&c, &editor, "even").await, vec!["Evening bulletin"]);
+        // A word most assets hold, in another order than the newest first: the order's index
+        // walked, each asset tested (past sqrt(250 × assets) matches), the same answer.
+        let many: Vec<AssetInput> = (0..400)
+            .map(|i| asset(&format!("Common item {:03}", (i * 7) % 400)))
+            .collect();
+        c.create_assets_bulk(&who, &many).await.unwrap();
+        for (sort, first) in [("title", "Common item 000"), ("-title", "Common item 399")] {
+            let q = antenne::catalog::assets::SearchQuery {
+                q: Some("comm ite".into()),
+                sort: Some(sort.into()),
+                limit: Some(50),
+                ..Default::default()
+            };
+            let got: Vec<String> = c
+                .search(&who, &q)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|a| a.title)
+                .collect();
+            let mut want = got.clone();
+            want.sort();
+            if sort.starts_with('-') {
+                want.reverse();
+            }
+            assert_eq!((got.len(), got[0].as_str()), (50, first), "{sort}");
+            assert_eq!(got, want, "{sort}");
+        }
+        c.close().await;
+    });
+    // A catalog indexed before the dictionary: emptied behind the service's back, it is filled
+    // again when opened.
+    let o = std::process::Command::new("python3")
+        .args([
+            "-c",
+            &format!(
+                "import sqlite3; c = sqlite3.connect('{}'); c.execute('DELETE FROM search_terms'); \
+                 c.commit(); print(c.execute('SELECT COUNT(*) FROM search_terms').fetchone()[0])",
+                d.path().join("catalog.db").display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "0");
+    rt().block_on(async {
+        let c = open("", d.path(), clock.clone()).await;
+        let who = principal(1, Role::Admin);
+        assert_eq!(titles(&c, &who, "eventi").await, vec!["Eventide Special"]);
+        c.close().await;
+    });
+    let o = std::process::Command::new("python3")
+        .args([
+            "-c",
+            &format!(
+                "import sqlite3; c = sqlite3.connect('{}'); \
+                 print(c.execute(\"SELECT group_concat(term, ' ') FROM search_terms WHERE term \
+                 LIKE 'even%'\").fetchone()[0])",
+                d.path().join("catalog.db").display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "evening eventide",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -30,8 +30,10 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable: `unauthorized`, `forbidden`, `field_forbidden`, `not_found`, `invalid_json`,
     /// `invalid_body`, `invalid_query`, `invalid_path`, `invalid_field`, `unsupported_media_type`,
-    /// `conflict`, `duplicate`, `payload_too_large`, `kind_unavailable`, `path_not_allowed`, `not_media`,
-    /// `rate_limited`, `method_not_allowed`, `timeout`, `unavailable`, `internal`.
+    /// `conflict`, `duplicate`, `payload_too_large`, `kind_unavailable`, `path_not_allowed`,
+    /// `not_media`, `rate_limited`, `method_not_allowed`, `timeout`, `unavailable`, `internal`; on
+    /// the tus routes also `invalid_header`, `unsupported_version` (412) and `checksum_mismatch`
+    /// (460).
     pub code: String,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]

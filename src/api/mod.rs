@@ -8,6 +8,7 @@ pub mod error;
 mod live;
 mod mam;
 mod routes;
+mod tus;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -20,7 +21,7 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Req
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, head, options, post, put};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use utoipa::OpenApi;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub live: std::sync::OnceLock<Arc<crate::hub::registry::LiveService>>,
     /// Uploads running at once are bounded (each holds a connection and disk bandwidth).
     pub uploads: tokio::sync::Semaphore,
+    /// Resumable uploads' part files open in this process.
+    pub(crate) tus: tus::Live,
     /// Cancelled on shutdown: event streams end so that the server can drain.
     pub stopping: tokio_util::sync::CancellationToken,
 }
@@ -73,6 +76,7 @@ impl AppState {
             tokens: Mutex::new(HashMap::new()),
             stopping: tokio_util::sync::CancellationToken::new(),
             uploads: tokio::sync::Semaphore::new(8),
+            tus: tus::Live::default(),
             jobs: std::sync::OnceLock::new(),
             live: std::sync::OnceLock::new(),
         }
@@ -347,6 +351,8 @@ pub(crate) fn peer(req_ci: Option<ConnectInfo<SocketAddr>>) -> IpAddr {
         live::put_output, live::delete_output, live::start_output, live::stop_output,
         live::output_stats, live::start_recording, live::stop_recording,
         live::stop_recording_post, live::list_recordings,
+        tus::options, tus::create_ingest, tus::create_for_asset, tus::head, tus::patch,
+        tus::delete,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&Security, &ErrorResponses),
@@ -367,8 +373,13 @@ impl utoipa::Modify for Security {
     }
 }
 
-/// Routes answered without a token.
+/// Routes answered without a token (and `OPTIONS` of the tus routes).
 const PUBLIC_PATHS: &[&str] = &["/health", "/ready", "/v1/auth/login"];
+
+/// Removes expired resumable uploads until the service stops.
+pub async fn sweep_uploads(st: S) {
+    tus::sweep(st).await;
+}
 
 /// Documents on every operation the error answers it can give, each with the error envelope:
 /// 400 (a malformed query, path or body), 401 and 403 (authenticated routes), 404 (an object
@@ -382,7 +393,7 @@ impl utoipa::Modify for ErrorResponses {
         use utoipa::openapi::path::{Operation, ParameterIn};
         use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
         const ANSWERS: &[(&str, &str, &str)] = &[
-            ("400", "BadRequest", "malformed request: `invalid_json`, `invalid_query`, `invalid_path`, `invalid_body`, `invalid`, `path_not_allowed`"),
+            ("400", "BadRequest", "malformed request: `invalid_json`, `invalid_query`, `invalid_path`, `invalid_body`, `invalid_header`, `invalid`, `path_not_allowed`"),
             ("401", "Unauthorized", "no valid session or API token (`unauthorized`)"),
             ("403", "Forbidden", "the caller's role or rights do not allow it (`forbidden`, `field_forbidden`), or a cookie-authenticated change that is not JSON"),
             ("404", "NotFound", "no such object, or one the caller may not read (`not_found`)"),
@@ -412,15 +423,18 @@ impl utoipa::Modify for ErrorResponses {
             );
         }
         for (path, item) in api.paths.paths.iter_mut() {
-            let public = PUBLIC_PATHS.contains(&path.as_str());
-            let ops: [(bool, &mut Option<Operation>); 5] = [
-                (false, &mut item.get),
-                (true, &mut item.post),
-                (true, &mut item.put),
-                (true, &mut item.patch),
-                (true, &mut item.delete),
+            let public_path = PUBLIC_PATHS.contains(&path.as_str());
+            // (mutating, public): discovery by OPTIONS is public wherever it is served.
+            let ops: [(bool, bool, &mut Option<Operation>); 7] = [
+                (false, public_path, &mut item.get),
+                (false, public_path, &mut item.head),
+                (false, true, &mut item.options),
+                (true, public_path, &mut item.post),
+                (true, public_path, &mut item.put),
+                (true, public_path, &mut item.patch),
+                (true, public_path, &mut item.delete),
             ];
-            for (mutating, op) in ops {
+            for (mutating, public, op) in ops {
                 let Some(op) = op.as_mut() else { continue };
                 let params = op.parameters.as_deref().unwrap_or_default();
                 let has_params = !params.is_empty();
@@ -631,7 +645,16 @@ pub fn router(st: S) -> Router {
         )
         .route("/v1/files/{id}/content", get(routes::file_content))
         .route("/v1/events", get(routes::events))
-        .route("/v1/live/sources/{id}/ts", get(live::source_ts));
+        .route("/v1/live/sources/{id}/ts", get(live::source_ts))
+        .route("/v1/ingest/tus", post(tus::create_ingest))
+        .route("/v1/assets/{id}/upload/tus", post(tus::create_for_asset))
+        .route(
+            "/v1/ingest/tus/{upload}",
+            head(tus::head)
+                .patch(tus::patch)
+                .delete(tus::delete)
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        );
     let protected = bounded
         .merge(streaming)
         .route_layer(axum::middleware::from_fn_with_state(st.clone(), audit))
@@ -644,6 +667,9 @@ pub fn router(st: S) -> Router {
     let public = Router::new()
         .route("/health", get(routes::health))
         .route("/ready", get(routes::ready))
+        // Discovery of the tus server's capabilities.
+        .route("/v1/ingest/tus", options(tus::options))
+        .route("/v1/assets/{id}/upload/tus", options(tus::options))
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -665,6 +691,7 @@ pub fn router(st: S) -> Router {
                 "this route does not take that method",
             )
         })
+        .layer(axum::middleware::from_fn(tus::tus_headers))
         .layer(axum::middleware::from_fn(measure))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| ApiError::internal().into_response(),

@@ -346,7 +346,7 @@ pub struct RegisterInput {
 
 /// Probes and hashes a file; `shown` is the client's own name for it, the only one an error
 /// answer gives.
-async fn describe(
+pub(super) async fn describe(
     path: std::path::PathBuf,
     role: String,
     known: Option<(String, u64)>,
@@ -611,7 +611,7 @@ pub struct IngestOutput {
     pub file: FileRec,
 }
 
-fn default_title(i: &mut AssetInput, name: &str) {
+pub(super) fn default_title(i: &mut AssetInput, name: &str) {
     if i.title.as_deref().is_none_or(|t| t.trim().is_empty()) {
         let p = std::path::Path::new(name);
         i.title = Some(

@@ -392,6 +392,9 @@ fn clean_tag(t: &str) -> Result<String> {
 struct Clause {
     words: Vec<String>,
     prefix: bool,
+    /// The whole words the last (prefix) word stands for, when the dictionary knows them
+    /// (SQLite, see [`super::terms`]).
+    expanded: Option<Vec<String>>,
 }
 
 /// A parsed text search: clauses that must match, and clauses that must not.
@@ -410,9 +413,24 @@ impl TextQuery {
     fn fts5(clauses: &[Clause], op: &str) -> String {
         clauses
             .iter()
-            .map(|c| {
-                let star = if c.prefix { "*" } else { "" };
-                format!("\"{}\"{star}", c.words.join(" "))
+            .map(|c| match &c.expanded {
+                Some(alts) if c.prefix && !alts.is_empty() => {
+                    let head = &c.words[..c.words.len().saturating_sub(1)];
+                    let alts: Vec<String> = alts
+                        .iter()
+                        .filter(|w| w.chars().all(char::is_alphanumeric))
+                        .map(|w| {
+                            let mut ws = head.to_vec();
+                            ws.push(w.clone());
+                            format!("\"{}\"", ws.join(" "))
+                        })
+                        .collect();
+                    format!("({})", alts.join(" OR "))
+                }
+                _ => {
+                    let star = if c.prefix { "*" } else { "" };
+                    format!("\"{}\"{star}", c.words.join(" "))
+                }
             })
             .collect::<Vec<_>>()
             .join(op)
@@ -509,12 +527,14 @@ fn parse_text_query(q: &str) -> TextQuery {
             (!words.is_empty()).then(|| Clause {
                 prefix: words.last().is_some_and(|w| w.chars().count() > 1),
                 words,
+                expanded: None,
             })
         } else if c.is_alphanumeric() {
             let w = word_at(&mut i);
             Some(Clause {
                 prefix: w.chars().count() > 1,
                 words: vec![w],
+                expanded: None,
             })
         } else {
             i += 1;
@@ -819,6 +839,9 @@ impl Catalog {
                     .bind(body)
                     .execute(&mut *tx)
                     .await?;
+                super::terms::add(tx, &super::terms::words(body)).await?;
+                self.fts_writes
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             Backend::Postgres => {
                 sqlx::query("UPDATE assets SET search = to_tsvector('simple', $2) WHERE id = $1")
@@ -1322,13 +1345,25 @@ impl Catalog {
         sort: Sort,
     ) -> Result<(Sql, &'static str)> {
         let mut sql = Sql::default();
-        let text = q.q.as_deref().map(parse_text_query).unwrap_or_default();
+        let mut text = q.q.as_deref().map(parse_text_query).unwrap_or_default();
         let restricted = !who.role.base().has(Perms::READ);
         let sqlite = self.backend == Backend::Sqlite;
+        if sqlite {
+            for c in text.must.iter_mut().chain(text.not.iter_mut()) {
+                if c.prefix {
+                    if let Some(last) = c.words.last() {
+                        c.expanded = self.expand_prefix(last).await?;
+                    }
+                }
+            }
+        }
         let fts = if sqlite { text.fts5_match() } else { None };
         // A caller who reads few assets: walk what they may read and test each against the
         // index, rather than walking every match of a common word to find the few they see.
         let few = fts.is_some() && restricted && self.readable_at_most(who, 20_000).await?;
+        // (A caller who reads a part of the catalog walks what they may read instead.)
+        let tag_drives =
+            sqlite && fts.is_none() && !restricted && q.tag.is_some() && sort == Sort::Created;
         let mut key = "a.id";
         match fts {
             Some(m) if few => {
@@ -1348,13 +1383,37 @@ impl Catalog {
                 .str(m);
                 key = "f.rowid";
             }
+            Some(m)
+                if self
+                    .fts_matches_more_than(&m, self.dense_matches().await?)
+                    .await? =>
+            {
+                // Another order and a common word: walk the order's own index and test each
+                // asset, since a page fills within a few hundred of them, where gathering
+                // every match first would take longer than the search.
+                sql.push(select)
+                    .push(" WHERE EXISTS (SELECT 1 FROM assets_fts WHERE assets_fts MATCH ")
+                    .str(m)
+                    .push(" AND assets_fts.rowid = a.id)");
+            }
             Some(m) => {
-                // Another order: the matches once (an ephemeral index), the order's own
-                // index or a sort of the matches, as the planner finds cheaper.
+                // Another order and a rarer word: the matches once (an ephemeral index), then
+                // the order's own index or a sort of the matches, as the planner finds cheaper.
                 sql.push(select)
                     .push(" WHERE a.id IN (SELECT rowid FROM assets_fts WHERE assets_fts MATCH ")
                     .str(m)
                     .push(")");
+            }
+            None if tag_drives => {
+                // A tag alone, newest first: its index walked backwards, so that the scan
+                // stops at the page (or the count's bound) however rare the tag.
+                sql.push(&select.replace(
+                    " FROM assets a",
+                    " FROM asset_tags tg CROSS JOIN assets a ON a.id = tg.asset_id",
+                ))
+                .push(" WHERE tg.tag = ")
+                .str(q.tag.as_deref().unwrap_or_default().trim().to_lowercase());
+                key = "tg.asset_id";
             }
             None => {
                 sql.push(select).push(" WHERE 1 = 1");
@@ -1385,7 +1444,7 @@ impl Catalog {
         if let Some(k) = &q.kind {
             sql.push(" AND a.kind = ").str(k.clone());
         }
-        if let Some(t) = &q.tag {
+        if let Some(t) = q.tag.as_ref().filter(|_| !tag_drives) {
             sql.push(
                 " AND EXISTS (SELECT 1 FROM asset_tags t2 WHERE t2.asset_id = a.id AND t2.tag = ",
             )
@@ -1419,6 +1478,32 @@ impl Catalog {
             sql.push(")");
         }
         Ok((sql, key))
+    }
+
+    /// Past this many matches, a search in another order than the newest first walks that
+    /// order's index testing each asset against the text, rather than gathering every match
+    /// first: a page of 50 needs about 50 × assets / matches tests, against one step per match,
+    /// so the two cost the same around sqrt(250 × assets) matches (16,000 in a million; the
+    /// highest id stands for the number of assets).
+    async fn dense_matches(&self) -> Result<i64> {
+        let n: i64 = sqlx::query("SELECT COALESCE(MAX(id), 0) FROM assets")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        Ok(((250.0 * n as f64).sqrt() as i64).max(100))
+    }
+
+    /// Whether the full-text index matches more than `n` assets (counted lazily, up to n + 1).
+    async fn fts_matches_more_than(&self, m: &str, n: i64) -> Result<bool> {
+        let c: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM (SELECT rowid FROM assets_fts WHERE assets_fts MATCH $1 LIMIT $2) m",
+        )
+        .bind(m)
+        .bind(n + 1)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?;
+        Ok(c > n)
     }
 
     /// Whether `who` may read at most `n` assets (their own, granted, or through collections).
@@ -2009,6 +2094,7 @@ mod tests {
         let c = |ws: &[&str], prefix: bool| Clause {
             words: ws.iter().map(|w| w.to_string()).collect(),
             prefix,
+            expanded: None,
         };
         let t = parse_text_query("News \"AT\" 10* OR x-ray é* a");
         assert_eq!(

@@ -16,6 +16,8 @@ pub mod log;
 pub mod mam;
 pub mod recording;
 mod store;
+mod terms;
+pub mod uploads;
 
 use std::sync::Arc;
 

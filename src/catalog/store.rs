@@ -56,6 +56,8 @@ pub struct Catalog {
     pub(crate) fields: Arc<[CustomField]>,
     pub(crate) clock: Arc<dyn Clock>,
     events: broadcast::Sender<Change>,
+    /// Assets indexed for full-text search since start (see `Catalog::keep_search_merged`).
+    pub(crate) fts_writes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -132,7 +134,10 @@ impl Catalog {
         }
         let pool = opts.connect(&url).await?;
         match backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Sqlite => {
+                SQLITE_MIGRATIONS.run(&pool).await?;
+                super::terms::backfill(&pool).await?;
+            }
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
         let (events, _) = broadcast::channel(1024);
@@ -144,6 +149,7 @@ impl Catalog {
             fields: o.fields.into(),
             clock,
             events,
+            fts_writes: Arc::default(),
         })
     }
 

@@ -240,6 +240,9 @@ pub struct Ingest {
     /// `storage.data_dir` (resolved when the configuration is loaded, and made at start).
     pub roots: Vec<PathBuf>,
     pub max_upload: ByteSize,
+    /// A resumable (tus) upload that receives nothing for this long is removed, its bytes with
+    /// it.
+    pub upload_expiry_s: u32,
 }
 
 impl Default for Ingest {
@@ -247,6 +250,7 @@ impl Default for Ingest {
         Ingest {
             roots: vec![PathBuf::from("incoming")],
             max_upload: ByteSize(200_000_000_000),
+            upload_expiry_s: 86_400,
         }
     }
 }
@@ -726,6 +730,9 @@ fn check_limits(c: &ApplianceConfig, bad: &mut impl FnMut(&'static str, String))
     }
     if c.server.request_timeout_s == 0 {
         bad("server.request_timeout_s", "must be at least 1".into());
+    }
+    if c.ingest.upload_expiry_s == 0 {
+        bad("ingest.upload_expiry_s", "must be at least 1".into());
     }
 }
 

@@ -16,6 +16,7 @@ use crate::catalog::assets::NewFile;
 
 pub mod looped;
 pub mod ndi;
+pub mod resumable;
 pub mod sidecar;
 pub mod srt;
 pub mod udp;
@@ -240,40 +241,52 @@ impl Upload {
         f.sync_all().await.map_err(io(&self.tmp))?;
         drop(f);
         let hash = crate::catalog::access::hex(&std::mem::take(&mut self.hash).finalize());
-        let t = time::OffsetDateTime::from_unix_timestamp(now_ms / 1000)
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        let dir = media_dir
-            .join(format!("{:04}", t.year()))
-            .join(format!("{:02}", u8::from(t.month())));
-        tokio::fs::create_dir_all(&dir).await.map_err(io(&dir))?;
-        let mut dest = dir.join(format!("{}-{}", &hash[..16], safe_name(name)));
-        let mut tries = 0;
-        loop {
-            // A hard link fails when the name exists, where a rename would replace it.
-            match tokio::fs::hard_link(&self.tmp, &dest).await {
-                Ok(()) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 8 => {
-                    tries += 1;
-                    let tag = crate::catalog::access::new_secret("");
-                    dest = dir.join(format!("{}-{}-{}", &hash[..16], &tag[..8], safe_name(name)));
-                }
-                Err(e) => return Err(io(&dest)(e)),
-            }
-        }
-        let stored = Stored {
-            path: dest,
-            hash,
-            size: self.size,
-            keep: false,
-        };
-        tokio::fs::remove_file(&self.tmp)
-            .await
-            .map_err(io(&self.tmp))?;
-        if let Ok(d) = tokio::fs::File::open(&dir).await {
-            let _ = d.sync_all().await;
-        }
-        Ok(stored)
+        place(&self.tmp, media_dir, name, hash, self.size, now_ms).await
     }
+}
+
+/// Links a complete, fsynced temporary file to `media_dir/YYYY/MM/<hash16>-<name>` (never over
+/// an existing file: another name when taken), removes the temporary name and fsyncs the
+/// directory.
+async fn place(
+    tmp: &Path,
+    media_dir: &Path,
+    name: &str,
+    hash: String,
+    size: u64,
+    now_ms: i64,
+) -> Result<Stored, IngestError> {
+    let t = time::OffsetDateTime::from_unix_timestamp(now_ms / 1000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let dir = media_dir
+        .join(format!("{:04}", t.year()))
+        .join(format!("{:02}", u8::from(t.month())));
+    tokio::fs::create_dir_all(&dir).await.map_err(io(&dir))?;
+    let mut dest = dir.join(format!("{}-{}", &hash[..16], safe_name(name)));
+    let mut tries = 0;
+    loop {
+        // A hard link fails when the name exists, where a rename would replace it.
+        match tokio::fs::hard_link(tmp, &dest).await {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 8 => {
+                tries += 1;
+                let tag = crate::catalog::access::new_secret("");
+                dest = dir.join(format!("{}-{}-{}", &hash[..16], &tag[..8], safe_name(name)));
+            }
+            Err(e) => return Err(io(&dest)(e)),
+        }
+    }
+    let stored = Stored {
+        path: dest,
+        hash,
+        size,
+        keep: false,
+    };
+    tokio::fs::remove_file(tmp).await.map_err(io(tmp))?;
+    if let Ok(d) = tokio::fs::File::open(&dir).await {
+        let _ = d.sync_all().await;
+    }
+    Ok(stored)
 }
 
 impl Drop for Upload {
