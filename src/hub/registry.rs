@@ -7,7 +7,8 @@
 //! and `/metrics`.
 //!
 //! Transports plug in by kind ([`Transports::add_input`], [`Transports::add_output`]): the
-//! built-in ones are UDP, RTP and the looped file in, UDP and RTP out; a kind without a starter
+//! built-in ones are UDP, RTP, RTMP, HLS pull and the looped file in, UDP, RTP and RTMP out; a
+//! kind without a starter
 //! is refused as not available in this build.
 
 use std::collections::BTreeMap;
@@ -141,7 +142,7 @@ fn interface(v: &Option<String>) -> Result<Option<IpAddr>, LiveError> {
 }
 
 impl Transports {
-    /// UDP, RTP and the looped file in; UDP and RTP out.
+    /// UDP, RTP, RTMP, HLS pull and the looped file in; UDP, RTP and RTMP out.
     pub fn builtin() -> Transports {
         let mut t = Transports::default();
         for (kind, rtp) in [("udp", false), ("rtp", true)] {
@@ -175,6 +176,45 @@ impl Transports {
                 }),
             );
         }
+        t.add_input(
+            "rtmp",
+            Arc::new(|s: &LiveSource, sink: Arc<dyn ChunkSink>| {
+                let spec = crate::ingest::rtmp::RtmpInputSpec {
+                    address: udp_address("address", &s.address)?,
+                    key: s.key.clone().ok_or_else(|| invalid("key", "required"))?,
+                };
+                let input = crate::ingest::rtmp::RtmpInput::start(spec, sink)
+                    .map_err(|e| start_err(format!("source {:?}", s.name), e))?;
+                Ok(Box::new(input) as Box<dyn Link>)
+            }),
+        );
+        t.add_output(
+            "rtmp",
+            Arc::new(|o: &LiveOutput| {
+                let url = o.url.clone().ok_or_else(|| invalid("url", "required"))?;
+                let url = match &o.key {
+                    Some(k) => format!("{}/{k}", url.trim_end_matches('/')),
+                    None => url,
+                };
+                let out =
+                    crate::output::rtmp::RtmpOutput::start(url, o.queue.unwrap_or(1024) as usize)
+                        .map_err(|e| start_err(format!("output {:?}", o.name), e))?;
+                Ok(Arc::new(out) as Arc<dyn OutputLink>)
+            }),
+        );
+        t.add_input(
+            "hls_pull",
+            Arc::new(|s: &LiveSource, sink: Arc<dyn ChunkSink>| {
+                let spec = crate::ingest::hls::HlsPullSpec {
+                    url: s.url.clone().ok_or_else(|| invalid("url", "required"))?,
+                    variant: s.variant.clone(),
+                    max_bandwidth: s.max_bandwidth,
+                };
+                let input = crate::ingest::hls::HlsPull::start(spec, sink)
+                    .map_err(|e| start_err(format!("source {:?}", s.name), e))?;
+                Ok(Box::new(input) as Box<dyn Link>)
+            }),
+        );
         t.add_input(
             "file_loop",
             Arc::new(|s: &LiveSource, sink: Arc<dyn ChunkSink>| {
@@ -297,8 +337,8 @@ fn source_fields(kind: &str) -> &'static [&'static str] {
         "udp" | "rtp" => &["address", "interface", "buffer_ms"],
         "file_loop" => &["path", "asset_id"],
         "srt_listener" | "srt_caller" => &["address", "latency_ms", "passphrase", "stream_id"],
-        "rtmp" => &["key"],
-        "hls_pull" => &["url"],
+        "rtmp" => &["address", "key"],
+        "hls_pull" => &["url", "variant", "max_bandwidth"],
         "ndi" | "sdi" => &["device"],
         _ => &[],
     }
@@ -424,18 +464,28 @@ pub fn check_source(
             secret("passphrase", &s.passphrase, 10..=79)?;
         }
         "rtmp" => {
+            udp_address("address", &s.address)?;
             if s.key.is_none() {
                 return Err(invalid("key", "required: the stream key encoders push to"));
             }
             secret("key", &s.key, 1..=200)?;
+            if s.key.as_deref().is_some_and(|k| k.contains(['/', '?'])) {
+                return Err(invalid("key", "no '/' or '?' in a stream key"));
+            }
         }
         "hls_pull" => {
             let u = s.url.as_deref().unwrap_or_default();
-            if !(u.starts_with("http://") || u.starts_with("https://")) {
+            if u.starts_with("https://") {
                 return Err(invalid(
                     "url",
-                    "required: an http:// or https:// playlist URL",
+                    "https:// is not supported by this build: give an http:// playlist URL",
                 ));
+            }
+            if !u.starts_with("http://") || u.parse::<hyper::Uri>().is_err() {
+                return Err(invalid("url", "required: an http:// playlist URL"));
+            }
+            if s.max_bandwidth == Some(0) {
+                return Err(invalid("max_bandwidth", "a positive number of bits/s"));
             }
         }
         _ => {}
@@ -482,9 +532,10 @@ pub fn check_output(t: &Transports, mut o: LiveOutput) -> Result<LiveOutput, Liv
         }
         "rtmp" => {
             let u = o.url.as_deref().unwrap_or_default();
-            if !u.starts_with("rtmp://") {
-                return Err(invalid("url", "required: an rtmp:// URL"));
+            if !u.starts_with("rtmp://") || u.len() <= "rtmp://".len() {
+                return Err(invalid("url", "required: an rtmp://host[:port]/app URL"));
             }
+            secret("key", &o.key, 1..=200)?;
         }
         _ => {}
     }

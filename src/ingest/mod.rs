@@ -12,8 +12,10 @@ use tokio::io::AsyncWriteExt;
 
 use crate::catalog::assets::NewFile;
 
+pub mod hls;
 pub mod looped;
 pub mod ndi;
+pub mod rtmp;
 pub mod sidecar;
 pub mod udp;
 pub mod watch;

@@ -5,4 +5,5 @@
 //! and `av` imports nothing of `output`. Imports `av`; never pipeline, catalog, jobs or api.
 
 pub mod package;
+pub mod rtmp;
 pub mod udp;
