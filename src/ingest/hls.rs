@@ -415,7 +415,7 @@ async fn session(
                     counters.error(e.to_string());
                     tracing::warn!(error = %e, "hls pull: playlist reload");
                     counters.set_state(LinkState::Lost);
-                    let mut wait = FIRST_BACKOFF;
+                    let mut wait = FIRST_BACKOFF / 2;
                     loop {
                         if !nap(wait, stop).await {
                             return Ok(());

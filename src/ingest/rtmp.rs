@@ -710,10 +710,8 @@ fn setup<S: Read + Write>(sess: &mut Session<S>) -> Result<Publish, RtmpError> {
                     Amf::Number(1.0),
                 ],
             )?,
-            "releaseStream" | "FCPublish" | "_checkbw" => {
-                if txn > 0.0 {
-                    sess.command(0, &[Amf::str("_result"), Amf::Number(txn), Amf::Null])?;
-                }
+            "releaseStream" | "FCPublish" | "_checkbw" if txn > 0.0 => {
+                sess.command(0, &[Amf::str("_result"), Amf::Number(txn), Amf::Null])?;
             }
             "publish" => {
                 let raw = v.get(3).and_then(Amf::as_str).unwrap_or_default();
