@@ -291,3 +291,13 @@ pub fn remux_stream(
         .map_err(libav("cannot finish the muxer"))?;
     Ok(written)
 }
+
+/// Whether the linked FFmpeg has the network protocol of `url` (`rtmp://…` for an RTMP push).
+pub fn has_protocol(url: &str) -> bool {
+    super::init();
+    let Ok(c) = std::ffi::CString::new(url) else {
+        return false;
+    };
+    // SAFETY: avio_find_protocol_name reads the NUL-terminated URL and returns a static or null.
+    unsafe { !ffi::avio_find_protocol_name(c.as_ptr()).is_null() }
+}

@@ -279,6 +279,12 @@ impl Transports {
                 format!("{kind:?} is not one of {}", OUTPUT_KINDS.join(", ")),
             ));
         }
+        if kind == "rtmp" && !crate::av::remux::has_protocol("rtmp://localhost/") {
+            return Err(LiveError::Missing {
+                kind: kind.to_string(),
+                missing: "the linked FFmpeg has no rtmp protocol".into(),
+            });
+        }
         if self.outputs.contains_key(kind) {
             Ok(())
         } else {
