@@ -193,13 +193,14 @@ fn rtmp_publishers_routed_by_key_wrong_key_and_garbage_refused() {
         "sources",
         json!({"name": "obs-b", "kind": "rtmp", "address": addr, "key": "bravo-key-2"}),
     );
+    let mut outs = Vec::new();
     for (src, r) in [(a, &r1), (b, &r2)] {
-        create(
+        outs.push(create(
             &s,
             "outputs",
             json!({"name": format!("out-{src}"), "kind": "udp", "source_id": src,
                    "address": format!("127.0.0.1:{}", r.port)}),
-        );
+        ));
     }
     // The key is a secret: GET masks it.
     let g = s.call(
@@ -217,6 +218,40 @@ fn rtmp_publishers_routed_by_key_wrong_key_and_garbage_refused() {
         Some(&json!({"name": "dup", "kind": "rtmp", "address": addr, "key": "alpha-key-1"})),
     );
     assert!(r.status >= 400 && r.status < 500, "{} {}", r.status, r.body);
+
+    // Settings checked up front: https is not supported, a key needs its listening address.
+    for (body, field) in [
+        (
+            json!({"name": "h", "kind": "hls_pull", "url": "https://cdn/live.m3u8"}),
+            "url",
+        ),
+        (
+            json!({"name": "k", "kind": "rtmp", "key": "abc"}),
+            "address",
+        ),
+        (
+            json!({"name": "o", "kind": "rtmp", "address": addr, "key": "a/b"}),
+            "key",
+        ),
+    ] {
+        let r = s.call("POST", "/v1/live/sources", Some(&s.admin), Some(&body));
+        assert_eq!((r.status, r.code()), (422, "invalid_field"), "{}", r.body);
+        let m = r.body["error"]["message"].as_str().unwrap();
+        assert!(m.starts_with(field), "{m}");
+    }
+    let doc = s.call("GET", "/openapi.json", None, None).body;
+    let props = &doc["components"]["schemas"]["LiveSource"]["properties"];
+    for f in ["key", "url", "variant", "max_bandwidth"] {
+        assert!(props[f].is_object(), "LiveSource.{f} documented: {props}");
+    }
+    let text = common::stdout(&common::run(common::antenne().arg("doctor")));
+    for kind in ["source rtmp ", "source hls_pull ", "output rtmp "] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("live") && l.contains(kind))
+            .unwrap_or_else(|| panic!("doctor lists {kind}: {text}"));
+        assert!(line.ends_with("available"), "{line}");
+    }
 
     let pa = send(
         6,
@@ -287,14 +322,21 @@ fn rtmp_publishers_routed_by_key_wrong_key_and_garbage_refused() {
         log.contains("wrong stream key") || log.contains("publisher"),
         "{sa}"
     );
-    for (r, w, h, name) in [(&r1, 320, 180, "a.ts"), (&r2, 256, 144, "b.ts")] {
+    for (r, w, h, name, out) in [
+        (&r1, 320, 180, "a.ts", outs[0]),
+        (&r2, 256, 144, "b.ts", outs[1]),
+    ] {
         assert!(r.len() > 10_000, "{name}: {} bytes", r.len());
         let f = work.path().join(name);
         r.save(&f);
         let (frames, fw, fh) = decoded(&f);
         assert_eq!((fw, fh), (w, h), "{name}: routed to the wrong source?");
         assert!(frames >= 100, "{name}: {frames} frames of 150");
-        assert!(!continuity_errors(&f), "{name}: continuity errors");
+        assert!(
+            !continuity_errors(&f),
+            "{name}: continuity errors; output {}",
+            stats(&s, "outputs", out)
+        );
     }
 }
 

@@ -184,6 +184,9 @@ pub enum RemuxTarget<'a> {
     Url { url: &'a str, muxer: &'a str },
 }
 
+/// How much of a live feed the probe looks at before the remux starts: 0.5 s, 500 kB.
+const LIVE_ANALYZE_US: &str = "500000";
+const LIVE_PROBE_BYTES: &str = "500000";
 /// How long a URL target may block on one read or write before it is given up (µs).
 const URL_TIMEOUT_US: &str = "5000000";
 
@@ -203,8 +206,14 @@ pub fn remux_stream(
         move |source| AvError::Libav { path, what, source }
     };
     let s2 = stop.clone();
-    let mut ictx = super::io::InputSource::open_stream(src, move || s2.load(Ordering::Relaxed))
-        .map_err(libav("cannot read the stream"))?;
+    // A live feed is looked at for a moment only: what the probe holds back arrives late, and
+    // all at once.
+    let mut opts = ff::Dictionary::new();
+    opts.set("analyzeduration", LIVE_ANALYZE_US);
+    opts.set("probesize", LIVE_PROBE_BYTES);
+    let mut ictx =
+        super::io::InputSource::open_stream_with(src, opts, move || s2.load(Ordering::Relaxed))
+            .map_err(libav("cannot read the stream"))?;
     let map: Vec<Option<usize>> = {
         let mut next = 0;
         ictx.streams()
