@@ -454,6 +454,17 @@ fn http_server(dir: &Path, down: Arc<AtomicBool>) -> u16 {
 
 #[test]
 fn hls_pull_follows_a_live_playlist_through_an_outage() {
+    hls_pull(&[], true);
+}
+
+#[test]
+fn hls_pull_remuxes_fmp4_segments() {
+    hls_pull(&["-hls_segment_type", "fmp4"], false);
+}
+
+/// Pulls a live HLS made by ffmpeg (`extra`: its segment options) from before it exists to its
+/// end, through a 1.5 s outage of the origin when `outage`.
+fn hls_pull(extra: &[&str], outage: bool) {
     let s = Server::start(&[]);
     let work = tempfile::tempdir().unwrap();
     let origin = work.path().join("origin");
@@ -485,13 +496,17 @@ fn hls_pull_follows_a_live_playlist_through_an_outage() {
         "320x180",
         "hls",
         &[
-            "-hls_time",
-            "1",
-            "-hls_list_size",
-            "4",
-            "-hls_flags",
-            "delete_segments+temp_file",
-        ],
+            extra,
+            &[
+                "-hls_time",
+                "1",
+                "-hls_list_size",
+                "4",
+                "-hls_flags",
+                "delete_segments+temp_file",
+            ],
+        ]
+        .concat(),
         &origin.join("live.m3u8").to_string_lossy(),
     );
     wait_for(Duration::from_secs(15), "live from HLS", || {
@@ -499,9 +514,11 @@ fn hls_pull_follows_a_live_playlist_through_an_outage() {
     });
     std::thread::sleep(Duration::from_secs(3));
     // An outage of the origin (every request 404) for 1.5 s: the pull survives it.
-    down.store(true, Ordering::Relaxed);
-    std::thread::sleep(Duration::from_millis(1500));
-    down.store(false, Ordering::Relaxed);
+    if outage {
+        down.store(true, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(1500));
+        down.store(false, Ordering::Relaxed);
+    }
     wait_for(Duration::from_secs(30), "the origin done", || {
         origin_ff.0.try_wait().unwrap()
     });

@@ -196,7 +196,6 @@ fn accept_loop(sock: TcpListener, listener: Weak<Listener>, stop: Arc<AtomicBool
 /// A running RTMP source: its route on a (possibly shared) listener.
 pub struct RtmpInput {
     listener: Arc<Listener>,
-    key: String,
     counters: Arc<LinkCounters>,
     stop: Arc<AtomicBool>,
 }
@@ -221,7 +220,6 @@ impl RtmpInput {
         }
         Ok(RtmpInput {
             listener,
-            key: spec.key,
             counters,
             stop,
         })
@@ -242,9 +240,7 @@ impl Link for RtmpInput {
 
 impl Drop for RtmpInput {
     fn drop(&mut self) {
-        if !self.key.is_empty() {
-            self.stop();
-        }
+        self.stop();
     }
 }
 
