@@ -110,6 +110,11 @@ pub struct LinkStats {
     pub last_error: Option<String>,
     /// When that error happened (RFC 3339).
     pub last_error_at: Option<String>,
+    /// Segment transports (HLS pull): segments fetched and failed; absent on the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segments_fetched: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segments_failed: Option<u64>,
 }
 
 /// Lock-free counters a transport updates from its own thread or task; `snapshot` makes the
@@ -126,6 +131,8 @@ pub struct LinkCounters {
     pub packets_undecrypted: AtomicU64,
     pub packets_malformed: AtomicU64,
     pub refused: AtomicU64,
+    segments_fetched: AtomicU64,
+    segments_failed: AtomicU64,
     rtt_us: AtomicU64,
     buffer_us: AtomicU64,
     inner: Mutex<Inner>,
@@ -158,6 +165,8 @@ impl Default for LinkCounters {
             packets_undecrypted: AtomicU64::new(0),
             packets_malformed: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            segments_fetched: AtomicU64::new(0),
+            segments_failed: AtomicU64::new(0),
             rtt_us: AtomicU64::new(UNSET),
             buffer_us: AtomicU64::new(UNSET),
             inner: Mutex::new(Inner {
@@ -201,6 +210,14 @@ impl LinkCounters {
         self.packets_dropped.fetch_add(packets, Ordering::Relaxed);
     }
 
+    pub fn segment_fetched(&self) {
+        self.segments_fetched.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn segment_failed(&self) {
+        self.segments_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn set_rtt_ms(&self, ms: Option<f64>) {
         self.rtt_us.store(to_us(ms), Ordering::Relaxed);
     }
@@ -216,6 +233,9 @@ impl LinkCounters {
 
     pub fn snapshot(&self) -> LinkStats {
         let bytes = self.bytes.load(Ordering::Relaxed);
+        let fetched = self.segments_fetched.load(Ordering::Relaxed);
+        let failed = self.segments_failed.load(Ordering::Relaxed);
+        let segments = fetched + failed > 0;
         let mut inner = self.lock();
         let elapsed = inner.window_start.elapsed().as_secs_f64();
         if elapsed >= RATE_WINDOW_S {
@@ -241,6 +261,8 @@ impl LinkCounters {
             uptime_s: inner.live_since.map(|t| t.elapsed().as_secs_f64()),
             last_error: inner.last_error.as_ref().map(|(m, _)| m.clone()),
             last_error_at: inner.last_error.as_ref().map(|(_, at)| rfc3339(*at)),
+            segments_fetched: segments.then_some(fetched),
+            segments_failed: segments.then_some(failed),
         }
     }
 

@@ -202,10 +202,19 @@ impl InputSource {
         s: &ByteSource,
         interrupt: impl FnMut() -> bool + Send + 'static,
     ) -> Result<ff::format::context::Input, ff::Error> {
+        Self::open_stream_with(s, ff::Dictionary::new(), interrupt)
+    }
+
+    /// As [`InputSource::open_stream`], with demuxer options (e.g. a shorter `analyzeduration`
+    /// for a live feed).
+    pub(super) fn open_stream_with(
+        s: &ByteSource,
+        mut opts: ff::Dictionary,
+        interrupt: impl FnMut() -> bool + Send + 'static,
+    ) -> Result<ff::format::context::Input, ff::Error> {
         let reader = s.take().ok_or(ff::Error::Other { errno: libc::EBUSY })?;
         let io = ff::format::context::StreamIo::from_read(reader)?;
         // As for files: what arrives must not make the demuxer open files or the network.
-        let mut opts = ff::Dictionary::new();
         opts.set("protocol_whitelist", "none");
         ff::format::input_from_stream_with_interrupt(io, Some(&s.name), Some(opts), interrupt)
     }

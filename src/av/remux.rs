@@ -6,6 +6,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ffmpeg_next::ffi;
@@ -174,4 +175,138 @@ pub fn has_input_format(name: &str) -> bool {
     };
     // SAFETY: av_find_input_format reads the NUL-terminated name and returns a static or null.
     unsafe { !ffi::av_find_input_format(c.as_ptr()).is_null() }
+}
+
+/// Where a live remux writes: bytes in order to a writer (MPEG-TS for the hub), or a URL opened
+/// by libav's own protocols with `muxer` (`flv` to `rtmp://…`).
+pub enum RemuxTarget<'a> {
+    Writer(Box<dyn Write + Send>),
+    Url { url: &'a str, muxer: &'a str },
+}
+
+/// How much of a live feed the probe looks at before the remux starts: 0.5 s, 500 kB.
+const LIVE_ANALYZE_US: &str = "500000";
+const LIVE_PROBE_BYTES: &str = "500000";
+/// How long a URL target may block on one read or write before it is given up (µs).
+const URL_TIMEOUT_US: &str = "5000000";
+
+/// Rewraps a live byte stream (FLV from an RTMP publisher, fragmented MP4, MPEG-TS) without
+/// decoding, as it arrives, until it ends or `stop` is set; returns the packets written.
+/// Bitstream filters the target needs (H.264 to Annex B for TS, AAC without ADTS for FLV) are
+/// inserted by the muxers themselves.
+pub fn remux_stream(
+    src: &super::io::ByteSource,
+    target: RemuxTarget<'_>,
+    stop: Arc<AtomicBool>,
+) -> Result<u64, AvError> {
+    let label = std::path::PathBuf::from(&src.name);
+    let libav = |what: &str| {
+        let path = label.clone();
+        let what = what.to_string();
+        move |source| AvError::Libav { path, what, source }
+    };
+    let s2 = stop.clone();
+    // A live feed is looked at for a moment only: what the probe holds back arrives late, and
+    // all at once.
+    let mut opts = ff::Dictionary::new();
+    opts.set("analyzeduration", LIVE_ANALYZE_US);
+    opts.set("probesize", LIVE_PROBE_BYTES);
+    let mut ictx =
+        super::io::InputSource::open_stream_with(src, opts, move || s2.load(Ordering::Relaxed))
+            .map_err(libav("cannot read the stream"))?;
+    let map: Vec<Option<usize>> = {
+        let mut next = 0;
+        ictx.streams()
+            .map(|s| {
+                let p = s.parameters();
+                (matches!(p.medium(), ff::media::Type::Video | ff::media::Type::Audio)
+                    && p.id() != ff::codec::Id::None)
+                    .then(|| {
+                        next += 1;
+                        next - 1
+                    })
+            })
+            .collect()
+    };
+    if map.iter().all(Option::is_none) {
+        return Err(AvError::Invalid {
+            path: label,
+            what: "no video or audio stream in it".into(),
+        });
+    }
+    let mut octx = match target {
+        RemuxTarget::Writer(out) => {
+            let io = ff::format::context::StreamIo::from_write_with_capacity(out, IO_BUFFER)
+                .map_err(libav("cannot set up the TS writer"))?;
+            ff::format::output_to_stream(io, None, Some("mpegts"))
+                .map_err(libav("cannot open the TS muxer"))?
+        }
+        RemuxTarget::Url { url, muxer } => {
+            let mut opts = ff::Dictionary::new();
+            opts.set("rw_timeout", URL_TIMEOUT_US);
+            ff::format::output_as_with(url, muxer, opts).map_err(|source| AvError::Libav {
+                path: url.into(),
+                what: "cannot connect".into(),
+                source,
+            })?
+        }
+    };
+    for (i, s) in ictx.streams().enumerate() {
+        if map[i].is_none() {
+            continue;
+        }
+        // SAFETY: the output context is live; a null codec adds an empty stream filled below.
+        let st = unsafe { ffi::avformat_new_stream(octx.as_mut_ptr(), std::ptr::null()) };
+        if st.is_null() {
+            return Err(AvError::Invalid {
+                path: label,
+                what: "cannot add a stream to the muxer".into(),
+            });
+        }
+        let idx = octx.nb_streams() as usize - 1;
+        let mut o = octx.stream_mut(idx).ok_or_else(|| AvError::Invalid {
+            path: label.clone(),
+            what: "the muxer lost a stream".into(),
+        })?;
+        o.set_parameters(s.parameters());
+        o.set_time_base(s.time_base());
+        // SAFETY: clearing the codec tag lets the muxer choose its own for this codec.
+        unsafe { (*(*o.as_mut_ptr()).codecpar).codec_tag = 0 };
+    }
+    octx.write_header()
+        .map_err(libav("the muxer refused these streams"))?;
+    let in_tb: Vec<ff::Rational> = ictx.streams().map(|s| s.time_base()).collect();
+    let out_tb: Vec<ff::Rational> = octx.streams().map(|s| s.time_base()).collect();
+    let mut written = 0u64;
+    for (s, mut p) in ictx.packets() {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let i = s.index();
+        let (Some(o), Some(tb)) = (map.get(i).copied().flatten(), in_tb.get(i)) else {
+            continue;
+        };
+        if p.dts().or(p.pts()).is_none() {
+            continue;
+        }
+        p.rescale_ts(*tb, out_tb[o]);
+        p.set_stream(o);
+        p.set_position(-1);
+        p.write_interleaved(&mut octx)
+            .map_err(libav("cannot write to the muxer"))?;
+        written += 1;
+    }
+    octx.write_trailer()
+        .map_err(libav("cannot finish the muxer"))?;
+    Ok(written)
+}
+
+/// Whether the linked FFmpeg has the network protocol of `url` (`rtmp://…` for an RTMP push).
+pub fn has_protocol(url: &str) -> bool {
+    super::init();
+    let Ok(c) = std::ffi::CString::new(url) else {
+        return false;
+    };
+    // SAFETY: avio_find_protocol_name reads the NUL-terminated URL and returns a static or null.
+    unsafe { !ffi::avio_find_protocol_name(c.as_ptr()).is_null() }
 }

@@ -341,7 +341,8 @@ pub struct LiveSource {
     pub kind: String,
     /// udp/rtp: the address and port to receive on (a multicast group joins it), e.g.
     /// `239.1.1.1:5000` or `0.0.0.0:5000`; srt_listener: the local `address:port`; srt_caller:
-    /// the remote `host:port`.
+    /// the remote `host:port`; rtmp: the local `address:port` encoders connect to (e.g.
+    /// `0.0.0.0:1935`; several rtmp sources may share one, each under its own key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
     /// udp/rtp multicast: the local interface address the group is joined on.
@@ -360,9 +361,16 @@ pub struct LiveSource {
     /// file_loop: a catalog asset whose source file is played in a loop (in place of `path`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub asset_id: Option<i64>,
-    /// hls_pull: the upstream playlist URL.
+    /// hls_pull: the upstream playlist URL (a master or a media playlist; `http://`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// hls_pull, master playlist: the variant to take, by its `NAME`, `VIDEO` group or URI
+    /// (default: the highest `BANDWIDTH` not above `max_bandwidth`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// hls_pull, master playlist: the highest variant bandwidth taken, in bits/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bandwidth: Option<u64>,
     /// srt: the receiver latency in ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<u32>,

@@ -7,8 +7,8 @@
 //! and `/metrics`.
 //!
 //! Transports plug in by kind ([`Transports::add_input`], [`Transports::add_output`]): the
-//! built-in ones are UDP, RTP, SRT and the looped file in, UDP, RTP and SRT out; a kind without
-//! a starter is refused as not available in this build.
+//! built-in ones are UDP, RTP, SRT, RTMP, HLS pull and the looped file in, UDP, RTP, SRT and
+//! RTMP out; a kind without a starter is refused as not available in this build.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -165,7 +165,8 @@ fn srt_spec(
 }
 
 impl Transports {
-    /// UDP, RTP, SRT (listener and caller) and the looped file in; UDP, RTP and SRT out.
+    /// UDP, RTP, SRT (listener and caller), RTMP, HLS pull and the looped file in; UDP, RTP, SRT
+    /// and RTMP out.
     pub fn builtin() -> Transports {
         let mut t = Transports::default();
         for (kind, rtp) in [("udp", false), ("rtp", true)] {
@@ -237,6 +238,45 @@ impl Transports {
             );
         }
         t.add_input(
+            "rtmp",
+            Arc::new(|s: &LiveSource, sink: Arc<dyn ChunkSink>| {
+                let spec = crate::ingest::rtmp::RtmpInputSpec {
+                    address: udp_address("address", &s.address)?,
+                    key: s.key.clone().ok_or_else(|| invalid("key", "required"))?,
+                };
+                let input = crate::ingest::rtmp::RtmpInput::start(spec, sink)
+                    .map_err(|e| start_err(format!("source {:?}", s.name), e))?;
+                Ok(Box::new(input) as Box<dyn Link>)
+            }),
+        );
+        t.add_output(
+            "rtmp",
+            Arc::new(|o: &LiveOutput| {
+                let url = o.url.clone().ok_or_else(|| invalid("url", "required"))?;
+                let url = match &o.key {
+                    Some(k) => format!("{}/{k}", url.trim_end_matches('/')),
+                    None => url,
+                };
+                let out =
+                    crate::output::rtmp::RtmpOutput::start(url, o.queue.unwrap_or(1024) as usize)
+                        .map_err(|e| start_err(format!("output {:?}", o.name), e))?;
+                Ok(Arc::new(out) as Arc<dyn OutputLink>)
+            }),
+        );
+        t.add_input(
+            "hls_pull",
+            Arc::new(|s: &LiveSource, sink: Arc<dyn ChunkSink>| {
+                let spec = crate::ingest::hls::HlsPullSpec {
+                    url: s.url.clone().ok_or_else(|| invalid("url", "required"))?,
+                    variant: s.variant.clone(),
+                    max_bandwidth: s.max_bandwidth,
+                };
+                let input = crate::ingest::hls::HlsPull::start(spec, sink)
+                    .map_err(|e| start_err(format!("source {:?}", s.name), e))?;
+                Ok(Box::new(input) as Box<dyn Link>)
+            }),
+        );
+        t.add_input(
             "file_loop",
             Arc::new(|s: &LiveSource, sink: Arc<dyn ChunkSink>| {
                 let path = s.path.clone().ok_or_else(|| invalid("path", "required"))?;
@@ -299,6 +339,12 @@ impl Transports {
                 "kind",
                 format!("{kind:?} is not one of {}", OUTPUT_KINDS.join(", ")),
             ));
+        }
+        if kind == "rtmp" && !crate::av::remux::has_protocol("rtmp://localhost/") {
+            return Err(LiveError::Missing {
+                kind: kind.to_string(),
+                missing: "the linked FFmpeg has no rtmp protocol".into(),
+            });
         }
         if self.outputs.contains_key(kind) {
             Ok(())
@@ -364,8 +410,8 @@ fn source_fields(kind: &str) -> &'static [&'static str] {
             "pbkeylen",
             "stream_id",
         ],
-        "rtmp" => &["key"],
-        "hls_pull" => &["url"],
+        "rtmp" => &["address", "key"],
+        "hls_pull" => &["url", "variant", "max_bandwidth"],
         "ndi" | "sdi" => &["device"],
         _ => &[],
     }
@@ -502,18 +548,28 @@ pub fn check_source(
             )?;
         }
         "rtmp" => {
+            udp_address("address", &s.address)?;
             if s.key.is_none() {
                 return Err(invalid("key", "required: the stream key encoders push to"));
             }
             secret("key", &s.key, 1..=200)?;
+            if s.key.as_deref().is_some_and(|k| k.contains(['/', '?'])) {
+                return Err(invalid("key", "no '/' or '?' in a stream key"));
+            }
         }
         "hls_pull" => {
             let u = s.url.as_deref().unwrap_or_default();
-            if !(u.starts_with("http://") || u.starts_with("https://")) {
+            if u.starts_with("https://") {
                 return Err(invalid(
                     "url",
-                    "required: an http:// or https:// playlist URL",
+                    "https:// is not supported by this build: give an http:// playlist URL",
                 ));
+            }
+            if !u.starts_with("http://") || u.parse::<hyper::Uri>().is_err() {
+                return Err(invalid("url", "required: an http:// playlist URL"));
+            }
+            if s.max_bandwidth == Some(0) {
+                return Err(invalid("max_bandwidth", "a positive number of bits/s"));
             }
         }
         _ => {}
@@ -565,9 +621,10 @@ pub fn check_output(t: &Transports, mut o: LiveOutput) -> Result<LiveOutput, Liv
         }
         "rtmp" => {
             let u = o.url.as_deref().unwrap_or_default();
-            if !u.starts_with("rtmp://") {
-                return Err(invalid("url", "required: an rtmp:// URL"));
+            if !u.starts_with("rtmp://") || u.len() <= "rtmp://".len() {
+                return Err(invalid("url", "required: an rtmp://host[:port]/app URL"));
             }
+            secret("key", &o.key, 1..=200)?;
         }
         _ => {}
     }
@@ -1665,14 +1722,17 @@ mod tests {
         };
         let e = check_source(&t, short, None).unwrap_err();
         assert!(e.to_string().contains("pbkeylen"), "{e}");
+        let mut bare = Transports::builtin();
+        bare.inputs.remove("rtmp");
         let rtmp = LiveSource {
             name: "obs".into(),
             kind: "rtmp".into(),
+            address: Some("127.0.0.1:1935".into()),
             key: Some("k".into()),
             ..LiveSource::default()
         };
         assert!(matches!(
-            check_source(&t, rtmp, None),
+            check_source(&bare, rtmp, None),
             Err(LiveError::NotBuilt { .. })
         ));
         let ndi = LiveSource {

@@ -55,11 +55,7 @@ fn run(
     passes: &AtomicU64,
 ) {
     while !stop.load(Ordering::Relaxed) {
-        let out = TsWriter {
-            sink: sink.clone(),
-            counters: counters.clone(),
-            buf: Vec::with_capacity(CHUNK * 2),
-        };
+        let out = TsWriter::new(sink.clone(), counters.clone());
         let r = crate::av::remux::loop_ts(path, out, stop, |_| {
             passes.fetch_add(1, Ordering::Relaxed);
         });
@@ -76,11 +72,22 @@ fn run(
     }
 }
 
-/// The muxer's bytes, cut into whole TS packets and delivered seven at a time.
-struct TsWriter {
+/// The muxer's bytes, cut into whole TS packets and delivered seven at a time; the first makes
+/// the link live. Shared by every source that remuxes to TS (a looped file, RTMP, HLS).
+pub(crate) struct TsWriter {
     sink: Arc<dyn ChunkSink>,
     counters: Arc<LinkCounters>,
     buf: Vec<u8>,
+}
+
+impl TsWriter {
+    pub(crate) fn new(sink: Arc<dyn ChunkSink>, counters: Arc<LinkCounters>) -> TsWriter {
+        TsWriter {
+            sink,
+            counters,
+            buf: Vec::with_capacity(CHUNK * 2),
+        }
+    }
 }
 
 impl Write for TsWriter {

@@ -14,9 +14,11 @@ use tokio::io::AsyncWriteExt;
 
 use crate::catalog::assets::NewFile;
 
+pub mod hls;
 pub mod looped;
 pub mod ndi;
 pub mod resumable;
+pub mod rtmp;
 pub mod sidecar;
 pub mod srt;
 pub mod udp;
