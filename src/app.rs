@@ -397,7 +397,15 @@ pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
                 .then_some(cfg.transcode.profiles_dir.as_path()),
         ),
         &cfg.transcode.backend,
+        dirs.root.join("live"),
     )));
+    transports.add_output(
+        "hls",
+        Arc::new(|_: &crate::config::appliance::LiveOutput| {
+            Ok(Arc::new(live_engine::HlsFolder::default())
+                as Arc<dyn crate::hub::registry::OutputLink>)
+        }),
+    );
     let live = crate::hub::registry::LiveService::open(
         catalog.clone(),
         &cfg.live,

@@ -1,7 +1,8 @@
 //! Transcoding live outputs with failover against the real service: two UDP sources fed by
 //! ffmpeg (different tones), an output with a live profile, a backup and the generated slate, to
 //! UDP. The primary's sender is killed (→ backup), then the backup's (→ slate); each switch is an
-//! event with its reason, and the output TS stays conformant and continuous throughout.
+//! event with its reason, and the output TS stays conformant and continuous throughout. And an
+//! `hls` output: its ladder served over HTTP.
 
 mod common;
 
@@ -329,4 +330,170 @@ fn a_transcoding_output_fails_over_to_the_backup_then_the_slate() {
         let d = w[1] - w[0];
         assert!((d - 0.04).abs() < 0.002, "PTS step {d} at {}", w[0]);
     }
+}
+
+/// A small live HLS ladder (two renditions, 1 s segments) for the same reason.
+const SMALL_LADDER: &str = r#"
+name = "live-test-ladder"
+description = "Live test ladder 320x180 + 160x90, 1 s fMP4 segments"
+
+[package]
+hls_master = true
+skip_upscale = false
+
+[[outputs]]
+name = "180p"
+container = "hls"
+[outputs.hls]
+segment_seconds = 1.0
+segment_type = "fmp4"
+[outputs.video]
+codec = "h264"
+width = 320
+height = 180
+frame_rate = "25/1"
+pix_fmt = "yuv420p"
+profile = "high"
+level = "4.0"
+rate_control = "vbr"
+bitrate = "400k"
+maxrate = "500k"
+bufsize = "500k"
+gop_seconds = 1.0
+b_frames = 0
+preset = "ultrafast"
+[outputs.audio]
+codec = "aac"
+bitrate = "64k"
+sample_rate = 48000
+tracks = ["stereo"]
+
+[[outputs]]
+name = "90p"
+container = "hls"
+[outputs.hls]
+segment_seconds = 1.0
+segment_type = "fmp4"
+[outputs.video]
+codec = "h264"
+width = 160
+height = 90
+frame_rate = "25/1"
+pix_fmt = "yuv420p"
+profile = "main"
+level = "3.0"
+rate_control = "vbr"
+bitrate = "150k"
+maxrate = "200k"
+bufsize = "200k"
+gop_seconds = 1.0
+b_frames = 0
+preset = "ultrafast"
+[outputs.audio]
+codec = "aac"
+bitrate = "64k"
+sample_rate = 48000
+tracks = ["stereo"]
+"#;
+
+/// GET of a ladder file: status, content type, body.
+fn hls_get(s: &Server, out: i64, file: &str) -> (u16, String, Vec<u8>) {
+    let (r, b) = s.request(
+        "GET",
+        &format!("/v1/live/outputs/{out}/hls/{file}"),
+        Some(&s.admin),
+        &[],
+        None,
+    );
+    let ct = r.header("content-type").unwrap_or_default().to_string();
+    (r.status, ct, b)
+}
+
+#[test]
+fn an_hls_output_is_served_over_http() {
+    let profiles = tempfile::tempdir().unwrap();
+    std::fs::write(profiles.path().join("live-test-ladder.toml"), SMALL_LADDER).unwrap();
+    let s = Server::start(&[(
+        "ANTENNE_TRANSCODE_PROFILES_DIR",
+        profiles.path().display().to_string(),
+    )]);
+    let port = free_udp_port();
+    let src = create(
+        &s,
+        "sources",
+        json!({"name": "cam", "kind": "udp", "address": format!("127.0.0.1:{port}")}),
+    );
+    let r = s.call(
+        "POST",
+        "/v1/live/outputs",
+        Some(&s.admin),
+        Some(&json!({"name": "web", "kind": "hls", "source_id": src})),
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    let mut sender = send(port, 440);
+    let out = create(
+        &s,
+        "outputs",
+        json!({"name": "web", "kind": "hls", "source_id": src, "profile": "live-test-ladder"}),
+    );
+    assert!(s.data_dir().join("live/web").is_dir());
+    let (st, ct, master) = hls_get(&s, out, "master.m3u8");
+    assert_eq!(st, 200);
+    assert_eq!(ct, "application/vnd.apple.mpegurl");
+    let master = String::from_utf8(master).unwrap();
+    assert!(master.contains("180p/index.m3u8"), "{master}");
+
+    // A media playlist with two segments, then a segment and the init section.
+    let end = Instant::now() + Duration::from_secs(20);
+    let playlist = loop {
+        let (st, _, b) = hls_get(&s, out, "180p/index.m3u8");
+        let text = String::from_utf8_lossy(&b).to_string();
+        if st == 200 && text.lines().filter(|l| l.ends_with(".m4s")).count() >= 2 {
+            break text;
+        }
+        assert!(Instant::now() < end, "no segments: {st} {text}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let seg = playlist.lines().find(|l| l.ends_with(".m4s")).unwrap();
+    let (st, ct, b) = hls_get(&s, out, &format!("180p/{seg}"));
+    assert_eq!(st, 200);
+    assert_eq!(ct, "video/iso.segment");
+    assert!(b.len() > 1000);
+    if let Some(init) = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+        .and_then(|l| l.split('"').next())
+    {
+        let (st, ct, _) = hls_get(&s, out, &format!("180p/{init}"));
+        assert_eq!((st, ct.as_str()), (200, "video/mp4"));
+    }
+    // Missing, outside the folder, or anonymous.
+    assert_eq!(hls_get(&s, out, "180p/nothing_99999.m4s").0, 404);
+    assert_eq!(hls_get(&s, out, "..%2F..%2Fantenne.db").0, 404);
+    assert_eq!(hls_get(&s, out, "%2E%2E/x.m3u8").0, 404);
+    assert_eq!(hls_get(&s, out, "a/b/c.m3u8").0, 404);
+    let r = s.call(
+        "GET",
+        &format!("/v1/live/outputs/{out}/hls/master.m3u8"),
+        None,
+        None,
+    );
+    assert_eq!(r.status, 401);
+
+    // A player with the token as a header reads the ladder.
+    let o = Command::new("ffprobe")
+        .args(["-v", "error", "-headers"])
+        .arg(format!("Authorization: Bearer {}\r\n", s.admin))
+        .args(["-show_entries", "stream=codec_name,width", "-of", "csv=p=0"])
+        .arg(format!("{}/v1/live/outputs/{out}/hls/master.m3u8", s.base))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && text.contains("h264,320"),
+        "{text} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    sender.kill().unwrap();
+    sender.wait().unwrap();
 }

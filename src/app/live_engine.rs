@@ -1,6 +1,7 @@
 //! The live engine behind outputs with a `profile`: the output's sources (primary, backup) are
 //! hub readers decoded once each, switched with failover to the slate, and encoded per the live
-//! profile into one constant-rate TS sent through the output's transport.
+//! profile into one constant-rate TS sent through the output's transport, or into a live HLS
+//! ladder in `<data>/live/<output name>/` (an `hls` output, served by the API).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,10 +21,12 @@ use crate::profile::{self, Profile};
 pub struct LiveEngine {
     profiles_dir: Option<PathBuf>,
     backend: BackendChoice,
+    /// `<data>/live`: the `hls` outputs' folders.
+    hls_root: PathBuf,
 }
 
 impl LiveEngine {
-    pub fn new(profiles_dir: Option<PathBuf>, backend: &str) -> LiveEngine {
+    pub fn new(profiles_dir: Option<PathBuf>, backend: &str, hls_root: PathBuf) -> LiveEngine {
         let backend = match backend {
             "software" => BackendChoice::Software,
             "nvenc" => BackendChoice::Nvenc,
@@ -34,13 +37,26 @@ impl LiveEngine {
         LiveEngine {
             profiles_dir,
             backend,
+            hls_root,
         }
     }
 
-    /// The profile, if it is one a TS output can run: a single `mpegts` output with a
-    /// `muxrate` (a live TS is constant-rate).
-    fn load(&self, name: &str) -> Result<Profile, String> {
+    /// The profile, if it is one an output of `kind` can run: for `hls`, `hls` outputs (a
+    /// ladder); for the TS transports, a single `mpegts` output with a `muxrate` (a live TS is
+    /// constant-rate).
+    fn load(&self, kind: &str, name: &str) -> Result<Profile, String> {
         let p = profile::find(name, self.profiles_dir.as_deref()).map_err(|e| e.to_string())?;
+        if kind == "hls" {
+            return match p.outputs.iter().find(|o| o.container != "hls") {
+                Some(o) => Err(format!(
+                    "{name:?} is not a live HLS profile: its output {:?} is {:?}, an hls output \
+                     takes hls outputs (a ladder)",
+                    o.name, o.container
+                )),
+                None if p.outputs.is_empty() => Err(format!("{name:?} has no outputs")),
+                None => Ok(p),
+            };
+        }
         let ts: Vec<_> = p
             .outputs
             .iter()
@@ -69,15 +85,34 @@ impl LiveEngine {
 }
 
 impl ProfileHook for LiveEngine {
-    fn check(&self, profile: &str) -> Result<(), String> {
-        self.load(profile).map(|_| ())
+    fn check(&self, kind: &str, profile: &str) -> Result<(), String> {
+        self.load(kind, profile).map(|_| ())
+    }
+
+    fn hls_dir(&self, output: &str) -> PathBuf {
+        // Names are printable text; as a folder name they keep only what cannot climb out.
+        let safe: String = output
+            .chars()
+            .map(|c| match c {
+                '/' | '\\' | '\0' => '_',
+                c => c,
+            })
+            .collect();
+        let safe = if safe.starts_with('.') {
+            format!("_{safe}")
+        } else {
+            safe
+        };
+        self.hls_root.join(safe)
     }
 
     fn start(&self, t: Transcode, sink: Arc<dyn OutputLink>) -> Result<Box<dyn Link>, LiveError> {
-        let prof = self.load(&t.profile).map_err(|why| LiveError::Invalid {
-            field: "profile".into(),
-            why,
-        })?;
+        let prof = self
+            .load(&t.kind, &t.profile)
+            .map_err(|why| LiveError::Invalid {
+                field: "profile".into(),
+                why,
+            })?;
         let inputs = t
             .inputs
             .into_iter()
@@ -104,9 +139,21 @@ impl ProfileHook for LiveEngine {
             .first()
             .map(|o| o.name.clone())
             .unwrap_or_default();
-        let sinks = LiveSinks {
-            ts: vec![(ts_name, chunks)],
-            ..LiveSinks::default()
+        let sinks = if t.kind == "hls" {
+            let dir = self.hls_dir(&t.name);
+            std::fs::create_dir_all(&dir).map_err(|e| LiveError::Start {
+                what: format!("output {:?}: folder {}", t.name, dir.display()),
+                source: Box::new(e),
+            })?;
+            LiveSinks {
+                hls_dir: Some(dir),
+                ..LiveSinks::default()
+            }
+        } else {
+            LiveSinks {
+                ts: vec![(ts_name, chunks)],
+                ..LiveSinks::default()
+            }
         };
         let job = compile(
             &[&prof],
@@ -119,6 +166,10 @@ impl ProfileHook for LiveEngine {
         )
         .map_err(|e| LiveError::Start {
             what: format!("output {:?}: live profile {:?}", t.name, t.profile),
+            source: Box::new(e),
+        })?;
+        job.write_master().map_err(|e| LiveError::Start {
+            what: format!("output {:?}: master playlist", t.name),
             source: Box::new(e),
         })?;
         let cancel = Arc::new(AtomicBool::new(false));
@@ -192,5 +243,33 @@ impl Link for EngineLink {
         if let Some(t) = t {
             let _ = t.join();
         }
+    }
+}
+
+/// The "transport" of an `hls` output: the ladder is written by the engine into its folder, so
+/// nothing is delivered here; it is live while it exists.
+#[derive(Default)]
+pub struct HlsFolder {
+    stopped: AtomicBool,
+}
+
+impl ChunkSink for HlsFolder {
+    fn deliver(&self, _chunk: Chunk) {}
+}
+
+impl Link for HlsFolder {
+    fn stats(&self) -> LinkStats {
+        LinkStats {
+            state: if self.stopped.load(Ordering::Acquire) {
+                LinkState::Stopped
+            } else {
+                LinkState::Live
+            },
+            ..LinkStats::default()
+        }
+    }
+
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
     }
 }

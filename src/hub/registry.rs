@@ -39,7 +39,7 @@ pub const SOURCE_KINDS: &[&str] = &[
     "sdi",
 ];
 /// Every output kind the model knows.
-pub const OUTPUT_KINDS: &[&str] = &["udp", "rtp", "srt_caller", "srt_listener", "rtmp"];
+pub const OUTPUT_KINDS: &[&str] = &["udp", "rtp", "srt_caller", "srt_listener", "rtmp", "hls"];
 /// What GET shows in place of a secret; sent back unchanged, it keeps the stored secret.
 pub const SECRET_MASK: &str = "********";
 /// The settings that are secrets.
@@ -104,8 +104,11 @@ pub type OutputStarter =
 /// from each input, e.g. through `av::io::ByteSource::new(name, input)`) and encodes it per the
 /// profile into `sink`, switching between the inputs and the slate as they stop delivering.
 pub trait ProfileHook: Send + Sync {
-    /// Whether `profile` names a live profile this engine can run (`Err`: why not).
-    fn check(&self, profile: &str) -> Result<(), String>;
+    /// Whether `profile` names a live profile this engine can run for an output of `kind`
+    /// (`Err`: why not).
+    fn check(&self, kind: &str, profile: &str) -> Result<(), String>;
+    /// The folder an `hls` output's ladder is written to.
+    fn hls_dir(&self, output: &str) -> PathBuf;
     /// Starts the transcode; the returned link reports it, and stopping it ends it.
     fn start(&self, t: Transcode, sink: Arc<dyn OutputLink>) -> Result<Box<dyn Link>, LiveError>;
 }
@@ -115,6 +118,9 @@ pub trait ProfileHook: Send + Sync {
 pub struct Transcode {
     /// The output's name (the generated slate's ident).
     pub name: String,
+    /// The output's kind: `hls` writes a ladder into [`ProfileHook::hls_dir`], the others a TS
+    /// into the transport.
+    pub kind: String,
     pub profile: String,
     pub inputs: Vec<(String, HubReader)>,
     /// `None` or `bars`: generated bars and tone; otherwise a media file's path, looped.
@@ -615,7 +621,14 @@ pub fn check_output(t: &Transports, mut o: LiveOutput) -> Result<LiveOutput, Liv
         let hook = t.profile.as_ref().ok_or_else(|| LiveError::NotBuilt {
             kind: "transcoding output (profile)".into(),
         })?;
-        hook.check(p).map_err(|why| invalid("profile", why))?;
+        hook.check(&o.kind, p)
+            .map_err(|why| invalid("profile", why))?;
+    } else if o.kind == "hls" {
+        return Err(invalid(
+            "profile",
+            "required: an hls output is a live ladder encoded per a live HLS profile \
+             (e.g. live-hls-720p-360p)",
+        ));
     } else {
         for (k, set) in [
             ("backup", o.backup.is_some()),
@@ -1066,6 +1079,7 @@ impl LiveService {
             let (fail, queue) = (o.fail.clone(), self.switched.clone());
             let t = Transcode {
                 name: o.def.name.clone(),
+                kind: o.def.kind.clone(),
                 profile: p.clone(),
                 inputs,
                 slate: o.def.slate.clone(),
@@ -1540,6 +1554,38 @@ impl LiveService {
             .await?;
         self.halt_output(id);
         self.get_output(id).await
+    }
+
+    /// A file of an `hls` output's ladder (`master.m3u8`, `<rendition>/index.m3u8`, a
+    /// segment): its path, once the name is known to stay inside the ladder's folder.
+    pub async fn hls_file(&self, id: i64, file: &str) -> Result<PathBuf, LiveError> {
+        let r = self.catalog.live_get(LiveTable::Outputs, id).await?;
+        if r.kind != "hls" {
+            return Err(LiveError::NotFound(format!(
+                "HLS of live output {id} (kind {})",
+                r.kind
+            )));
+        }
+        let hook = self
+            .transports
+            .profile
+            .as_ref()
+            .ok_or_else(|| LiveError::NotBuilt {
+                kind: "transcoding output (profile)".into(),
+            })?;
+        let parts: Vec<&str> = file.split('/').collect();
+        let fine = |p: &&str| {
+            !p.is_empty()
+                && !p.starts_with('.')
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        };
+        if parts.len() > 2 || !parts.iter().all(fine) {
+            return Err(LiveError::NotFound(format!("HLS file {file:?}")));
+        }
+        let mut path = hook.hls_dir(&r.name);
+        path.extend(&parts);
+        Ok(path)
     }
 
     pub async fn output_stats(&self, id: i64) -> Result<OutputStats, LiveError> {
