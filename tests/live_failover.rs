@@ -244,6 +244,20 @@ fn a_transcoding_output_fails_over_to_the_backup_then_the_slate() {
         "{}",
         r.body
     );
+    // A slate file outside the ingest roots and the media, and an asset that is not there.
+    for slate in ["/etc/passwd", "987654"] {
+        let r = s.call(
+            "POST",
+            "/v1/live/outputs",
+            Some(&s.admin),
+            Some(
+                &json!({"name": "x", "kind": "udp", "source_id": p, "address": "127.0.0.1:9",
+                         "profile": "live-test-180p", "slate": slate}),
+            ),
+        );
+        assert_eq!(r.status, 422, "{}", r.body);
+        assert!(r.body.to_string().contains("slate"), "{}", r.body);
+    }
 
     let mut primary = send(pp, 440);
     let mut backup = send(bp, 880);

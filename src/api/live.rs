@@ -270,7 +270,7 @@ pub async fn create_output(
     Body(i): Body<LiveOutput>,
 ) -> Res<Response> {
     operator_role(&c.0)?;
-    Ok(created(live(&st)?.create_output(i).await?))
+    Ok(created(live(&st)?.create_output(i, &c.0).await?))
 }
 
 #[utoipa::path(get, path = "/v1/live/outputs/{id}", tag = "live", params(("id" = i64, Path)),
@@ -295,7 +295,7 @@ pub async fn put_output(
     Body(i): Body<LiveOutput>,
 ) -> Res<axum::Json<OutputView>> {
     operator_role(&c.0)?;
-    Ok(axum::Json(live(&st)?.update_output(id, i).await?))
+    Ok(axum::Json(live(&st)?.update_output(id, i, &c.0).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/live/outputs/{id}", tag = "live", params(("id" = i64, Path)),

@@ -1456,8 +1456,53 @@ impl LiveService {
         }
     }
 
-    pub async fn create_output(&self, def: LiveOutput) -> Result<OutputView, LiveError> {
+    /// An output's slate as the engine takes it: `bars`, or a file: a catalog asset's (by id,
+    /// that `who` may read) or a path inside the ingest roots or the media directory.
+    async fn resolve_slate(
+        &self,
+        def: LiveOutput,
+        who: &Principal,
+    ) -> Result<LiveOutput, LiveError> {
+        let Some(slate) = def.slate.clone().filter(|s| s != "bars") else {
+            return Ok(def);
+        };
+        let path = if let Ok(asset) = slate.parse::<i64>() {
+            let files = match self.catalog.files(who, asset).await {
+                Ok(f) => f,
+                Err(CatalogError::NotFound(_)) => {
+                    return Err(invalid("slate", format!("no asset {asset}")))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let f = files
+                .iter()
+                .find(|f| f.role == "source")
+                .or(files.first())
+                .ok_or_else(|| invalid("slate", format!("asset {asset} has no file")))?;
+            PathBuf::from(&f.path)
+        } else {
+            crate::ingest::confine(&slate, &self.confine.roots)
+                .map_err(|e| invalid("slate", e.to_string()))?
+        };
+        if !path.is_file() {
+            return Err(invalid(
+                "slate",
+                format!("{} is not a file", path.display()),
+            ));
+        }
+        Ok(LiveOutput {
+            slate: Some(path.to_string_lossy().into_owned()),
+            ..def
+        })
+    }
+
+    pub async fn create_output(
+        &self,
+        def: LiveOutput,
+        who: &Principal,
+    ) -> Result<OutputView, LiveError> {
         let def = check_output(&self.transports, def)?;
+        let def = self.resolve_slate(def, who).await?;
         let sid = self.output_source(&def).await?;
         let def = LiveOutput {
             source_id: Some(sid),
@@ -1490,11 +1535,17 @@ impl LiveService {
         self.get_output(r.id).await
     }
 
-    pub async fn update_output(&self, id: i64, def: LiveOutput) -> Result<OutputView, LiveError> {
+    pub async fn update_output(
+        &self,
+        id: i64,
+        def: LiveOutput,
+        who: &Principal,
+    ) -> Result<OutputView, LiveError> {
         let r = self.catalog.live_get(LiveTable::Outputs, id).await?;
         Self::declared(&r)?;
         let old: LiveOutput = parse_row(&r)?;
         let def = check_output(&self.transports, keep_secrets(&def, &old))?;
+        let def = self.resolve_slate(def, who).await?;
         let sid = self.output_source(&def).await?;
         let def = LiveOutput {
             source_id: Some(sid),
