@@ -3,6 +3,8 @@
 //! The only place besides `cli` that imports `api`; it wires the domain, and nothing imports it but
 //! `cli`.
 
+mod live_engine;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -472,10 +474,28 @@ pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
     // the service stopped. Files looped from the API come from the ingest roots or the media.
     let mut roots = cfg.ingest.roots.clone();
     roots.push(dirs.media.clone());
+    let mut transports = crate::hub::registry::Transports::builtin();
+    transports.set_profile_hook(Arc::new(live_engine::LiveEngine::new(
+        crate::profile::profiles_dir(
+            cfg.transcode
+                .profiles_dir
+                .is_dir()
+                .then_some(cfg.transcode.profiles_dir.as_path()),
+        ),
+        &cfg.transcode.backend,
+        dirs.root.join("live"),
+    )));
+    transports.add_output(
+        "hls",
+        Arc::new(|_: &crate::config::appliance::LiveOutput| {
+            Ok(Arc::new(live_engine::HlsFolder::default())
+                as Arc<dyn crate::hub::registry::OutputLink>)
+        }),
+    );
     let live = crate::hub::registry::LiveService::open(
         catalog.clone(),
         &cfg.live,
-        crate::hub::registry::Transports::builtin(),
+        transports,
         crate::hub::registry::Confinement { roots },
         &system,
     )

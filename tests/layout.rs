@@ -59,6 +59,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "app",
         &[
             "api", "catalog", "config", "hub", "ingest", "jobs", "naming", "profile",
+            // The live engine behind transcoding outputs (`app::live_engine`).
+            "av", "link", "pipeline",
         ],
     ),
     (

@@ -256,6 +256,47 @@ pub async fn source_stats(
     Ok(axum::Json(live(&st)?.source_stats(id).await?))
 }
 
+/// A file of an `hls` output's live ladder: `master.m3u8`, `<rendition>/index.m3u8`, or a
+/// segment. Names that would leave the ladder's folder, and files not (or no longer) there, are
+/// 404.
+#[utoipa::path(get, path = "/v1/live/outputs/{id}/hls/{file}", tag = "live",
+    params(("id" = i64, Path), ("file" = String, Path)),
+    responses((status = 200, content_type = "application/vnd.apple.mpegurl"),
+        (status = 404, body = ErrorBody)))]
+pub async fn output_hls(
+    State(st): State<S>,
+    c: Caller,
+    Path((id, file)): Path<(i64, String)>,
+) -> Res<Response> {
+    reader_role(&c.0)?;
+    let path = live(&st)?.hls_file(id, &file).await?;
+    let ct = match path.extension().and_then(|e| e.to_str()) {
+        Some("m3u8") => "application/vnd.apple.mpegurl",
+        Some("ts") => "video/mp2t",
+        Some("m4s") => "video/iso.segment",
+        Some("mp4") => "video/mp4",
+        Some("aac") => "audio/aac",
+        _ => return Err(ApiError::not_found(format!("HLS file {file:?} not found"))),
+    };
+    match tokio::fs::read(&path).await {
+        Ok(b) => Ok((
+            [
+                (header::CONTENT_TYPE, ct),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            b,
+        )
+            .into_response()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(ApiError::not_found(format!("HLS file {file:?} not found")))
+        }
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "live: HLS file not read");
+            Err(ApiError::internal())
+        }
+    }
+}
+
 /// The source's MPEG-TS as it arrives (a preview for ffplay or VLC, a restream over HTTP): one
 /// reader of the source, which drops (counted in the source's stats) when this client falls
 /// behind, without holding anything else back.
@@ -324,7 +365,7 @@ pub async fn create_output(
     Body(i): Body<LiveOutput>,
 ) -> Res<Response> {
     operator_role(&c.0)?;
-    Ok(created(live(&st)?.create_output(i).await?))
+    Ok(created(live(&st)?.create_output(i, &c.0).await?))
 }
 
 #[utoipa::path(get, path = "/v1/live/outputs/{id}", tag = "live", params(("id" = i64, Path)),
@@ -349,7 +390,7 @@ pub async fn put_output(
     Body(i): Body<LiveOutput>,
 ) -> Res<axum::Json<OutputView>> {
     operator_role(&c.0)?;
-    Ok(axum::Json(live(&st)?.update_output(id, i).await?))
+    Ok(axum::Json(live(&st)?.update_output(id, i, &c.0).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/live/outputs/{id}", tag = "live", params(("id" = i64, Path)),

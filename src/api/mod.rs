@@ -349,7 +349,7 @@ pub(crate) fn peer(req_ci: Option<ConnectInfo<SocketAddr>>) -> IpAddr {
         live::delete_source, live::start_source, live::stop_source, live::source_stats,
         live::source_ts, live::list_outputs, live::create_output, live::get_output,
         live::put_output, live::delete_output, live::start_output, live::stop_output,
-        live::output_stats, live::start_recording, live::stop_recording,
+        live::output_stats, live::output_hls, live::start_recording, live::stop_recording,
         live::stop_recording_post, live::list_recordings,
         tus::options, tus::create_ingest, tus::create_for_asset, tus::head, tus::patch,
         tus::delete,
@@ -618,6 +618,7 @@ pub fn router(st: S) -> Router {
         .route("/v1/live/outputs/{id}/start", post(live::start_output))
         .route("/v1/live/outputs/{id}/stop", post(live::stop_output))
         .route("/v1/live/outputs/{id}/stats", get(live::output_stats))
+        .route("/v1/live/outputs/{id}/hls/{*file}", get(live::output_hls))
         .route("/v1/assets/{id}/qc", get(routes::asset_qc))
         .route(
             "/v1/assets/{id}/verification",

@@ -478,6 +478,22 @@ pub struct LiveOutput {
     /// Whether it runs when the service starts (default true; declared outputs only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    /// Failover (needs a `profile`): the source taken when the primary stops delivering, by
+    /// name (antenne.toml) or id (`backup_id`, API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_id: Option<i64>,
+    /// Failover: what goes to air when no source delivers: `bars` (generated bars, tone and
+    /// ident) or a media file's path, looped. Default `bars` with a profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slate: Option<String>,
+    /// Failover: a source silent this long is left (default: the source's `loss_ms`, 500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_ms: Option<u32>,
+    /// Failover: the primary is taken back once healthy this long (default 10 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_after_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

@@ -39,7 +39,7 @@ pub const SOURCE_KINDS: &[&str] = &[
     "sdi",
 ];
 /// Every output kind the model knows.
-pub const OUTPUT_KINDS: &[&str] = &["udp", "rtp", "srt_caller", "srt_listener", "rtmp"];
+pub const OUTPUT_KINDS: &[&str] = &["udp", "rtp", "srt_caller", "srt_listener", "rtmp", "hls"];
 /// What GET shows in place of a secret; sent back unchanged, it keeps the stored secret.
 pub const SECRET_MASK: &str = "********";
 /// The settings that are secrets.
@@ -100,19 +100,56 @@ pub type InputStarter =
 pub type OutputStarter =
     Arc<dyn Fn(&LiveOutput) -> Result<Arc<dyn OutputLink>, LiveError> + Send + Sync>;
 
-/// Where the live engine plugs in: an output with a `profile` decodes the source's TS (read
-/// from `input`, e.g. through `av::io::ByteSource::new(name, input)`) and encodes it per the
-/// profile into `sink`.
+/// Where the live engine plugs in: an output with a `profile` decodes its sources' TS (read
+/// from each input, e.g. through `av::io::ByteSource::new(name, input)`) and encodes it per the
+/// profile into `sink`, switching between the inputs and the slate as they stop delivering.
 pub trait ProfileHook: Send + Sync {
-    /// Whether `profile` names a live profile this engine can run (`Err`: why not).
-    fn check(&self, profile: &str) -> Result<(), String>;
+    /// Whether `profile` names a live profile this engine can run for an output of `kind`
+    /// (`Err`: why not).
+    fn check(&self, kind: &str, profile: &str) -> Result<(), String>;
+    /// The folder an `hls` output's ladder is written to.
+    fn hls_dir(&self, output: &str) -> PathBuf;
     /// Starts the transcode; the returned link reports it, and stopping it ends it.
-    fn start(
-        &self,
-        profile: &str,
-        input: HubReader,
-        sink: Arc<dyn OutputLink>,
-    ) -> Result<Box<dyn Link>, LiveError>;
+    fn start(&self, t: Transcode, sink: Arc<dyn OutputLink>) -> Result<Box<dyn Link>, LiveError>;
+}
+
+/// What a transcoding output runs: its profile, its inputs in order of preference (the
+/// primary first, then the backup), the slate and the failover rules.
+pub struct Transcode {
+    /// The output's name (the generated slate's ident).
+    pub name: String,
+    /// The output's kind: `hls` writes a ladder into [`ProfileHook::hls_dir`], the others a TS
+    /// into the transport.
+    pub kind: String,
+    pub profile: String,
+    pub inputs: Vec<(String, HubReader)>,
+    /// `None` or `bars`: generated bars and tone; otherwise a media file's path, looped.
+    pub slate: Option<String>,
+    pub loss_ms: u64,
+    pub return_after_s: f64,
+    /// Told of every switch.
+    pub on_switch: Box<dyn FnMut(Switch) + Send>,
+}
+
+/// One switch of a transcoding output, as the change feed and the stats show it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Switch {
+    /// Source names, or `slate`; `from` is absent at the start.
+    pub from: Option<String>,
+    pub to: String,
+    pub reason: String,
+    /// Whether the primary is on air after it.
+    pub on_primary: bool,
+    pub at: String,
+}
+
+/// An output's failover record, shared with its engine.
+#[derive(Default)]
+struct Failstate {
+    switches: std::sync::atomic::AtomicU64,
+    /// Set once the engine has put something other than the primary on air.
+    off_primary: AtomicBool,
+    last: Mutex<Option<Switch>>,
 }
 
 /// The transports this build has, by kind.
@@ -597,6 +634,11 @@ pub fn check_output(t: &Transports, mut o: LiveOutput) -> Result<LiveOutput, Liv
             "queue",
             "profile",
             "enabled",
+            "backup",
+            "backup_id",
+            "slate",
+            "loss_ms",
+            "return_after_s",
         ],
         output_fields(&o.kind),
     )?;
@@ -636,7 +678,41 @@ pub fn check_output(t: &Transports, mut o: LiveOutput) -> Result<LiveOutput, Liv
         let hook = t.profile.as_ref().ok_or_else(|| LiveError::NotBuilt {
             kind: "transcoding output (profile)".into(),
         })?;
-        hook.check(p).map_err(|why| invalid("profile", why))?;
+        hook.check(&o.kind, p)
+            .map_err(|why| invalid("profile", why))?;
+    } else if o.kind == "hls" {
+        return Err(invalid(
+            "profile",
+            "required: an hls output is a live ladder encoded per a live HLS profile \
+             (e.g. live-hls-720p-360p)",
+        ));
+    } else {
+        for (k, set) in [
+            ("backup", o.backup.is_some()),
+            ("backup_id", o.backup_id.is_some()),
+            ("slate", o.slate.is_some()),
+            ("return_after_s", o.return_after_s.is_some()),
+            ("loss_ms", o.loss_ms.is_some()),
+        ] {
+            if set {
+                return Err(invalid(
+                    k,
+                    "failover needs a `profile`: switching sources keeps timestamps and \
+                     continuity counters continuous only through a transcode",
+                ));
+            }
+        }
+    }
+    if o.loss_ms.is_some_and(|l| !(1..=60_000).contains(&l)) {
+        return Err(invalid("loss_ms", "1-60000"));
+    }
+    if o.return_after_s
+        .is_some_and(|r| !(r.is_finite() && (0.0..=86_400.0).contains(&r)))
+    {
+        return Err(invalid("return_after_s", "0-86400 seconds"));
+    }
+    if o.slate.as_deref().is_some_and(str::is_empty) {
+        return Err(invalid("slate", "`bars` or a media file's path"));
     }
     Ok(o)
 }
@@ -736,6 +812,9 @@ pub struct OutputStats {
     pub link: LinkStats,
     /// Its reader of the source: chunks it dropped because it fell behind.
     pub reader: Option<ReaderStats>,
+    /// Failover switches since it started, and the last one.
+    pub switches: u64,
+    pub last_switch: Option<Switch>,
 }
 
 struct Forward {
@@ -774,6 +853,7 @@ struct Out {
     link: Arc<dyn OutputLink>,
     forward: Option<Forward>,
     reader: String,
+    fail: Arc<Failstate>,
 }
 
 #[derive(Default)]
@@ -793,6 +873,13 @@ pub struct LiveService {
     confine: Confinement,
     inner: Mutex<Inner>,
     pub(super) recordings: super::record::Recordings,
+    /// Switches heard from the engines, for the change feed.
+    switched: Arc<Mutex<Vec<i64>>>,
+}
+
+fn plock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // What these locks guard is whole between statements; a panicked holder leaves it usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn parse_row<T: serde::de::DeserializeOwned>(r: &LiveRow) -> Result<T, LiveError> {
@@ -822,6 +909,7 @@ impl LiveService {
             confine,
             inner: Mutex::new(Inner::default()),
             recordings: super::record::Recordings::default(),
+            switched: Arc::default(),
         });
         svc.declare(cfg, system).await?;
         svc.resume().await?;
@@ -980,23 +1068,24 @@ impl LiveService {
                 seen: false,
             },
         );
-        // The outputs of this source that run follow it onto its new hub.
-        let ids: Vec<i64> = g
-            .outputs
-            .iter()
-            .filter(|(_, o)| o.source_id == id)
-            .map(|(k, _)| *k)
-            .collect();
-        for oid in ids {
-            if let Some(o) = g.outputs.get_mut(&oid) {
-                if let Some(f) = o.forward.take() {
-                    f.end();
-                }
-                match self.attach(oid, o, &hub) {
-                    Ok(f) => o.forward = Some(f),
-                    Err(e) => {
-                        tracing::error!(output = oid, error = %e, "live: output not attached");
-                    }
+        // The outputs of this source (as primary or backup) that run follow it onto its new hub.
+        let name = g.sources.get(&id).map(|s| s.def.name.clone());
+        let Inner {
+            sources, outputs, ..
+        } = &mut *g;
+        for (oid, o) in outputs.iter_mut() {
+            let backup = o.def.backup_id == Some(id)
+                || (o.def.backup_id.is_none() && o.def.backup.is_some() && o.def.backup == name);
+            if o.source_id != id && !(backup && o.def.profile.is_some()) {
+                continue;
+            }
+            if let Some(f) = o.forward.take() {
+                f.end();
+            }
+            match self.attach(*oid, o, sources) {
+                Ok(f) => o.forward = f,
+                Err(e) => {
+                    tracing::error!(output = oid, error = %e, "live: output not attached");
                 }
             }
         }
@@ -1012,8 +1101,17 @@ impl LiveService {
         }
     }
 
-    fn attach(&self, id: i64, o: &Out, hub: &Arc<Hub>) -> Result<Forward, LiveError> {
-        let reader = hub.reader(o.reader.clone(), self.reader_queue);
+    /// Attaches a running output to its source's hub (and its backup's), when the source runs.
+    fn attach(
+        &self,
+        id: i64,
+        o: &Out,
+        sources: &BTreeMap<i64, Src>,
+    ) -> Result<Option<Forward>, LiveError> {
+        let Some(src) = sources.get(&o.source_id) else {
+            return Ok(None);
+        };
+        let reader = src.hub.reader(o.reader.clone(), self.reader_queue);
         let stop = Arc::new(AtomicBool::new(false));
         if let Some(p) = &o.def.profile {
             let hook = self
@@ -1023,23 +1121,62 @@ impl LiveService {
                 .ok_or_else(|| LiveError::NotBuilt {
                     kind: "transcoding output (profile)".into(),
                 })?;
-            let t = hook.start(p, reader, o.link.clone())?;
-            return Ok(Forward {
+            let mut inputs = vec![(src.def.name.clone(), reader)];
+            let backup = match (o.def.backup_id, &o.def.backup) {
+                (Some(b), _) => sources.get(&b),
+                (None, Some(n)) => sources.values().find(|s| &s.def.name == n),
+                (None, None) => None,
+            };
+            match backup {
+                Some(b) => inputs.push((
+                    b.def.name.clone(),
+                    b.hub.reader(o.reader.clone(), self.reader_queue),
+                )),
+                None if o.def.backup_id.is_some() || o.def.backup.is_some() => {
+                    tracing::warn!(
+                        output = id,
+                        "live: the backup source does not run; failover goes to the slate"
+                    );
+                }
+                None => {}
+            }
+            let loss_ms = o.def.loss_ms.map_or(src.loss.as_millis() as u64, u64::from);
+            let (fail, queue) = (o.fail.clone(), self.switched.clone());
+            let t = Transcode {
+                name: o.def.name.clone(),
+                kind: o.def.kind.clone(),
+                profile: p.clone(),
+                inputs,
+                slate: o.def.slate.clone(),
+                loss_ms,
+                return_after_s: o.def.return_after_s.unwrap_or(10.0),
+                on_switch: Box::new(move |s: Switch| {
+                    fail.off_primary.store(!s.on_primary, Ordering::Release);
+                    if s.from.is_some() {
+                        fail.switches.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(output = id, from = ?s.from, to = %s.to, reason = %s.reason, "live output switched");
+                        plock(&queue).push(id);
+                    }
+                    *plock(&fail.last) = Some(s);
+                }),
+            };
+            let t = hook.start(t, o.link.clone())?;
+            return Ok(Some(Forward {
                 stop,
                 thread: None,
                 transcode: Some(t),
-            });
+            }));
         }
         let (s, link) = (stop.clone(), o.link.clone());
         let thread = std::thread::Builder::new()
             .name(format!("live-out {id}"))
             .spawn(move || forward(&reader, &*link, &s))
             .map_err(|e| start_err("output thread", e))?;
-        Ok(Forward {
+        Ok(Some(Forward {
             stop,
             thread: Some(thread),
             transcode: None,
-        })
+        }))
     }
 
     fn run_output(&self, id: i64, source_id: i64, def: LiveOutput) -> Result<(), LiveError> {
@@ -1060,15 +1197,14 @@ impl LiveService {
             link,
             forward: None,
             reader: format!("output {id}"),
+            fail: Arc::default(),
         };
         let mut g = self.lock();
-        if let Some(hub) = g.sources.get(&source_id).map(|s| s.hub.clone()) {
-            match self.attach(id, &o, &hub) {
-                Ok(f) => o.forward = Some(f),
-                Err(e) => {
-                    o.link.stop();
-                    return Err(e);
-                }
+        match self.attach(id, &o, &g.sources) {
+            Ok(f) => o.forward = f,
+            Err(e) => {
+                o.link.stop();
+                return Err(e);
             }
         }
         g.failed.remove(&(false, id));
@@ -1159,7 +1295,10 @@ impl LiveService {
         };
         // Live only when both the source and the output's own transport (its receiver
         // connected) are; otherwise whichever is not.
+        let failover = o.forward.as_ref().is_some_and(|f| f.transcode.is_some())
+            && o.fail.off_primary.load(Ordering::Acquire);
         match g.sources.get(&o.source_id) {
+            Some(_) if failover => LinkState::Failover,
             Some(s) if o.forward.is_some() => match (s.state, o.link.stats().state) {
                 (LinkState::Live, own @ (LinkState::Connecting | LinkState::Lost)) => own,
                 (source, _) => source,
@@ -1386,8 +1525,53 @@ impl LiveService {
         }
     }
 
-    pub async fn create_output(&self, def: LiveOutput) -> Result<OutputView, LiveError> {
+    /// An output's slate as the engine takes it: `bars`, or a file: a catalog asset's (by id,
+    /// that `who` may read) or a path inside the ingest roots or the media directory.
+    async fn resolve_slate(
+        &self,
+        def: LiveOutput,
+        who: &Principal,
+    ) -> Result<LiveOutput, LiveError> {
+        let Some(slate) = def.slate.clone().filter(|s| s != "bars") else {
+            return Ok(def);
+        };
+        let path = if let Ok(asset) = slate.parse::<i64>() {
+            let files = match self.catalog.files(who, asset).await {
+                Ok(f) => f,
+                Err(CatalogError::NotFound(_)) => {
+                    return Err(invalid("slate", format!("no asset {asset}")))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let f = files
+                .iter()
+                .find(|f| f.role == "source")
+                .or(files.first())
+                .ok_or_else(|| invalid("slate", format!("asset {asset} has no file")))?;
+            PathBuf::from(&f.path)
+        } else {
+            crate::ingest::confine(&slate, &self.confine.roots)
+                .map_err(|e| invalid("slate", e.to_string()))?
+        };
+        if !path.is_file() {
+            return Err(invalid(
+                "slate",
+                format!("{} is not a file", path.display()),
+            ));
+        }
+        Ok(LiveOutput {
+            slate: Some(path.to_string_lossy().into_owned()),
+            ..def
+        })
+    }
+
+    pub async fn create_output(
+        &self,
+        def: LiveOutput,
+        who: &Principal,
+    ) -> Result<OutputView, LiveError> {
         let def = check_output(&self.transports, def)?;
+        let def = self.resolve_slate(def, who).await?;
         let sid = self.output_source(&def).await?;
         let def = LiveOutput {
             source_id: Some(sid),
@@ -1420,11 +1604,17 @@ impl LiveService {
         self.get_output(r.id).await
     }
 
-    pub async fn update_output(&self, id: i64, def: LiveOutput) -> Result<OutputView, LiveError> {
+    pub async fn update_output(
+        &self,
+        id: i64,
+        def: LiveOutput,
+        who: &Principal,
+    ) -> Result<OutputView, LiveError> {
         let r = self.catalog.live_get(LiveTable::Outputs, id).await?;
         Self::declared(&r)?;
         let old: LiveOutput = parse_row(&r)?;
         let def = check_output(&self.transports, keep_secrets(&def, &old))?;
+        let def = self.resolve_slate(def, who).await?;
         let sid = self.output_source(&def).await?;
         let def = LiveOutput {
             source_id: Some(sid),
@@ -1486,6 +1676,38 @@ impl LiveService {
         self.get_output(id).await
     }
 
+    /// A file of an `hls` output's ladder (`master.m3u8`, `<rendition>/index.m3u8`, a
+    /// segment): its path, once the name is known to stay inside the ladder's folder.
+    pub async fn hls_file(&self, id: i64, file: &str) -> Result<PathBuf, LiveError> {
+        let r = self.catalog.live_get(LiveTable::Outputs, id).await?;
+        if r.kind != "hls" {
+            return Err(LiveError::NotFound(format!(
+                "HLS of live output {id} (kind {})",
+                r.kind
+            )));
+        }
+        let hook = self
+            .transports
+            .profile
+            .as_ref()
+            .ok_or_else(|| LiveError::NotBuilt {
+                kind: "transcoding output (profile)".into(),
+            })?;
+        let parts: Vec<&str> = file.split('/').collect();
+        let fine = |p: &&str| {
+            !p.is_empty()
+                && !p.starts_with('.')
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        };
+        if parts.len() > 2 || !parts.iter().all(fine) {
+            return Err(LiveError::NotFound(format!("HLS file {file:?}")));
+        }
+        let mut path = hook.hls_dir(&r.name);
+        path.extend(&parts);
+        Ok(path)
+    }
+
     pub async fn output_stats(&self, id: i64) -> Result<OutputStats, LiveError> {
         self.catalog.live_get(LiveTable::Outputs, id).await?;
         let state = self.output_state(id);
@@ -1500,6 +1722,8 @@ impl LiveService {
                     ..LinkStats::default()
                 },
                 reader: None,
+                switches: 0,
+                last_switch: None,
             });
         };
         let link = o.link.stats();
@@ -1507,11 +1731,14 @@ impl LiveService {
             .sources
             .get(&o.source_id)
             .and_then(|s| s.hub.readers().into_iter().find(|r| r.name == o.reader));
+        let last_switch = plock(&o.fail.last).clone();
         Ok(OutputStats {
             id,
             state,
             link,
             reader,
+            switches: o.fail.switches.load(Ordering::Relaxed),
+            last_switch,
         })
     }
 
@@ -1536,6 +1763,16 @@ impl LiveService {
             tokio::select! {
                 _ = tokio::time::sleep(TICK) => {}
                 _ = stop.cancelled() => return,
+            }
+            let switched = std::mem::take(&mut *plock(&self.switched));
+            for id in switched {
+                if let Err(e) = self
+                    .catalog
+                    .live_event(LiveTable::Outputs, id, "switched")
+                    .await
+                {
+                    tracing::error!(output = id, error = %e, "live: event not recorded");
+                }
             }
             for (id, name, op) in self.tick() {
                 match op {
@@ -1619,6 +1856,7 @@ impl LiveService {
             let l = o.link.stats();
             let out = id.to_string();
             let state = match g.sources.get(&o.source_id) {
+                Some(_) if o.fail.off_primary.load(Ordering::Acquire) => LinkState::Failover,
                 Some(s) if o.forward.is_some() => s.state,
                 _ => LinkState::Connecting,
             };
@@ -1632,6 +1870,8 @@ impl LiveService {
                 .absolute(l.packets_sent);
             metrics::counter!("antenne_live_output_packets_dropped_total", "output" => out.clone())
                 .absolute(l.packets_dropped);
+            metrics::counter!("antenne_live_output_switches_total", "output" => out.clone())
+                .absolute(o.fail.switches.load(Ordering::Relaxed));
         }
     }
 }

@@ -1,0 +1,513 @@
+//! Transcoding live outputs with failover against the real service: two UDP sources fed by
+//! ffmpeg (different tones), an output with a live profile, a backup and the generated slate, to
+//! UDP. The primary's sender is killed (→ backup), then the backup's (→ slate); each switch is an
+//! event with its reason, and the output TS stays conformant and continuous throughout. And an
+//! `hls` output: its ladder served over HTTP.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::server::Server;
+use common::ts::{check, Limits};
+use serde_json::{json, Value};
+
+/// A small live TS profile (320x180) so that the test runs at real time on two shared cores.
+const SMALL_PROFILE: &str = r#"
+name = "live-test-180p"
+description = "Live test 320x180 H.264 CBR + AAC in a CBR TS"
+
+[[outputs]]
+name = "ts"
+container = "mpegts"
+muxrate = "1200k"
+
+[outputs.video]
+codec = "h264"
+width = 320
+height = 180
+frame_rate = "25/1"
+pix_fmt = "yuv420p"
+profile = "high"
+level = "4.0"
+rate_control = "cbr"
+bitrate = "600k"
+bufsize = "600k"
+gop_seconds = 1.0
+b_frames = 0
+preset = "ultrafast"
+
+[outputs.audio]
+codec = "aac"
+bitrate = "96k"
+sample_rate = 48000
+tracks = ["stereo"]
+"#;
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Keeps every datagram it gets until dropped.
+struct Receiver {
+    port: u16,
+    data: Arc<Mutex<Vec<u8>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let port = sock.local_addr().unwrap().port();
+        let data = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (d, s) = (data.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            while !s.load(Ordering::Relaxed) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    d.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            }
+        });
+        Receiver { port, data, stop }
+    }
+
+    fn len(&self) -> usize {
+        self.data.lock().unwrap().len()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn create(s: &Server, what: &str, body: Value) -> i64 {
+    let r = s.call(
+        "POST",
+        &format!("/v1/live/{what}"),
+        Some(&s.admin),
+        Some(&body),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.body["id"].as_i64().unwrap()
+}
+
+fn stats(s: &Server, id: i64) -> Value {
+    let r = s.call(
+        "GET",
+        &format!("/v1/live/outputs/{id}/stats"),
+        Some(&s.admin),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+}
+
+/// The `/v1/events` lines of live outputs, as JSON.
+fn events(s: &Server) -> mpsc::Receiver<Value> {
+    let (tx, rx) = mpsc::channel();
+    let resp = ureq::get(&format!("{}/v1/events", s.base))
+        .set("authorization", &format!("Bearer {}", s.admin))
+        .call()
+        .unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(resp.into_reader())
+            .lines()
+            .map_while(Result::ok)
+        {
+            let Some(d) = l.strip_prefix("data:") else {
+                continue;
+            };
+            let v: Value = serde_json::from_str(d.trim()).unwrap_or_default();
+            if v["object"] == "live_output" && tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_switch(rx: &mpsc::Receiver<Value>, id: i64, within: Duration) {
+    let end = Instant::now() + within;
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        let Ok(v) = rx.recv_timeout(left) else { break };
+        if v["id"] == id && v["op"] == "switched" {
+            return;
+        }
+    }
+    panic!("no switched event for live output {id} within {within:?}");
+}
+
+/// ffmpeg sending 320x180 with a tone at real-time pace to a UDP port, for up to a minute.
+fn send(port: u16, tone: u32) -> Child {
+    Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-re", "-f", "lavfi", "-i"])
+        .arg("testsrc2=size=320x180:rate=25:duration=60")
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!(
+            "sine=frequency={tone}:duration=60:sample_rate=48000"
+        ))
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+            "-b:v",
+            "500k",
+            "-c:a",
+            "aac",
+            "-f",
+            "mpegts",
+        ])
+        .arg(format!("udp://127.0.0.1:{port}?pkt_size=1316"))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("ffmpeg is installed")
+}
+
+/// Waits until the output has sent `more` bytes beyond what it had.
+fn wait_bytes(rx: &Receiver, more: usize, within: Duration) {
+    let want = rx.len() + more;
+    let end = Instant::now() + within;
+    while rx.len() < want {
+        assert!(
+            Instant::now() < end,
+            "the output stopped: {} bytes",
+            rx.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_transcoding_output_fails_over_to_the_backup_then_the_slate() {
+    let profiles = tempfile::tempdir().unwrap();
+    std::fs::write(profiles.path().join("live-test-180p.toml"), SMALL_PROFILE).unwrap();
+    let s = Server::start(&[(
+        "ANTENNE_TRANSCODE_PROFILES_DIR",
+        profiles.path().display().to_string(),
+    )]);
+    let (pp, bp) = (free_udp_port(), free_udp_port());
+    let p = create(
+        &s,
+        "sources",
+        json!({"name": "primary", "kind": "udp", "address": format!("127.0.0.1:{pp}"),
+               "loss_ms": 500}),
+    );
+    let b = create(
+        &s,
+        "sources",
+        json!({"name": "backup", "kind": "udp", "address": format!("127.0.0.1:{bp}"),
+               "loss_ms": 500}),
+    );
+
+    // Refusals: a file profile, and failover without a profile.
+    let r = s.call(
+        "POST",
+        "/v1/live/outputs",
+        Some(&s.admin),
+        Some(
+            &json!({"name": "x", "kind": "udp", "source_id": p, "address": "127.0.0.1:9",
+                     "profile": "web-h264"}),
+        ),
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.to_string().contains("not a live"), "{}", r.body);
+    let r = s.call(
+        "POST",
+        "/v1/live/outputs",
+        Some(&s.admin),
+        Some(
+            &json!({"name": "x", "kind": "udp", "source_id": p, "address": "127.0.0.1:9",
+                     "backup_id": b}),
+        ),
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(
+        r.body.to_string().contains("needs a `profile`"),
+        "{}",
+        r.body
+    );
+    // A slate file outside the ingest roots and the media, and an asset that is not there.
+    for slate in ["/etc/passwd", "987654"] {
+        let r = s.call(
+            "POST",
+            "/v1/live/outputs",
+            Some(&s.admin),
+            Some(
+                &json!({"name": "x", "kind": "udp", "source_id": p, "address": "127.0.0.1:9",
+                         "profile": "live-test-180p", "slate": slate}),
+            ),
+        );
+        assert_eq!(r.status, 422, "{}", r.body);
+        assert!(r.body.to_string().contains("slate"), "{}", r.body);
+    }
+
+    let mut primary = send(pp, 440);
+    let mut backup = send(bp, 880);
+    let rx = Receiver::start();
+    let ev = events(&s);
+    let out = create(
+        &s,
+        "outputs",
+        json!({"name": "air", "kind": "udp", "source_id": p, "address": format!("127.0.0.1:{}", rx.port),
+               "profile": "live-test-180p", "backup_id": b, "slate": "bars",
+               "loss_ms": 500, "return_after_s": 30}),
+    );
+    // On air from the primary.
+    wait_bytes(&rx, 200_000, Duration::from_secs(20));
+    let st = stats(&s, out);
+    assert_eq!(st["last_switch"]["to"], "primary", "{st}");
+    assert_eq!(st["switches"], 0, "{st}");
+
+    primary.kill().unwrap();
+    primary.wait().unwrap();
+    wait_switch(&ev, out, Duration::from_secs(5));
+    let st = stats(&s, out);
+    assert_eq!(st["last_switch"]["from"], "primary", "{st}");
+    assert_eq!(st["last_switch"]["to"], "backup", "{st}");
+    assert!(
+        st["last_switch"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no packet"),
+        "{st}"
+    );
+    assert_eq!(st["state"], "failover", "{st}");
+    wait_bytes(&rx, 150_000, Duration::from_secs(5));
+
+    backup.kill().unwrap();
+    backup.wait().unwrap();
+    wait_switch(&ev, out, Duration::from_secs(5));
+    let st = stats(&s, out);
+    assert_eq!(st["last_switch"]["to"], "slate", "{st}");
+    assert_eq!(st["switches"], 2, "{st}");
+    wait_bytes(&rx, 150_000, Duration::from_secs(5));
+    let (m, bytes) = s.request("GET", "/metrics", Some(&s.admin), &[], None);
+    assert_eq!(m.status, 200);
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.contains(&format!(
+            "antenne_live_output_switches_total{{output=\"{out}\"}} 2"
+        )),
+        "{text}"
+    );
+    let r = s.call(
+        "POST",
+        &format!("/v1/live/outputs/{out}/stop"),
+        Some(&s.admin),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // The whole capture: conformant, continuous, and readable by ffprobe without a complaint.
+    let data = rx.data.lock().unwrap().clone();
+    let start = data.iter().position(|&b| b == 0x47).unwrap_or(0);
+    let data = &data[start..start + (data.len() - start) / 188 * 188];
+    let report = check(data, Limits::default());
+    assert!(report.is_clean(), "{:?}", report.first_errors);
+    let work = tempfile::tempdir().unwrap();
+    let f = work.path().join("out.ts");
+    std::fs::write(&f, data).unwrap();
+    let o = Command::new("ffprobe")
+        .args(["-v", "debug", "-select_streams", "v:0"])
+        .args(["-show_entries", "frame=pts_time", "-of", "csv=p=0"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("Continuity check failed"),
+        "ffprobe saw continuity errors"
+    );
+    let pts: Vec<f64> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect();
+    assert!(pts.len() > 100, "{} frames", pts.len());
+    for w in pts.windows(2) {
+        let d = w[1] - w[0];
+        assert!((d - 0.04).abs() < 0.002, "PTS step {d} at {}", w[0]);
+    }
+}
+
+/// A small live HLS ladder (two renditions, 1 s segments) for the same reason.
+const SMALL_LADDER: &str = r#"
+name = "live-test-ladder"
+description = "Live test ladder 320x180 + 160x90, 1 s fMP4 segments"
+
+[package]
+hls_master = true
+skip_upscale = false
+
+[[outputs]]
+name = "180p"
+container = "hls"
+[outputs.hls]
+segment_seconds = 1.0
+segment_type = "fmp4"
+[outputs.video]
+codec = "h264"
+width = 320
+height = 180
+frame_rate = "25/1"
+pix_fmt = "yuv420p"
+profile = "high"
+level = "4.0"
+rate_control = "vbr"
+bitrate = "400k"
+maxrate = "500k"
+bufsize = "500k"
+gop_seconds = 1.0
+b_frames = 0
+preset = "ultrafast"
+[outputs.audio]
+codec = "aac"
+bitrate = "64k"
+sample_rate = 48000
+tracks = ["stereo"]
+
+[[outputs]]
+name = "90p"
+container = "hls"
+[outputs.hls]
+segment_seconds = 1.0
+segment_type = "fmp4"
+[outputs.video]
+codec = "h264"
+width = 160
+height = 90
+frame_rate = "25/1"
+pix_fmt = "yuv420p"
+profile = "main"
+level = "3.0"
+rate_control = "vbr"
+bitrate = "150k"
+maxrate = "200k"
+bufsize = "200k"
+gop_seconds = 1.0
+b_frames = 0
+preset = "ultrafast"
+[outputs.audio]
+codec = "aac"
+bitrate = "64k"
+sample_rate = 48000
+tracks = ["stereo"]
+"#;
+
+/// GET of a ladder file: status, content type, body.
+fn hls_get(s: &Server, out: i64, file: &str) -> (u16, String, Vec<u8>) {
+    let (r, b) = s.request(
+        "GET",
+        &format!("/v1/live/outputs/{out}/hls/{file}"),
+        Some(&s.admin),
+        &[],
+        None,
+    );
+    let ct = r.header("content-type").unwrap_or_default().to_string();
+    (r.status, ct, b)
+}
+
+#[test]
+fn an_hls_output_is_served_over_http() {
+    let profiles = tempfile::tempdir().unwrap();
+    std::fs::write(profiles.path().join("live-test-ladder.toml"), SMALL_LADDER).unwrap();
+    let s = Server::start(&[(
+        "ANTENNE_TRANSCODE_PROFILES_DIR",
+        profiles.path().display().to_string(),
+    )]);
+    let port = free_udp_port();
+    let src = create(
+        &s,
+        "sources",
+        json!({"name": "cam", "kind": "udp", "address": format!("127.0.0.1:{port}")}),
+    );
+    let r = s.call(
+        "POST",
+        "/v1/live/outputs",
+        Some(&s.admin),
+        Some(&json!({"name": "web", "kind": "hls", "source_id": src})),
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    let mut sender = send(port, 440);
+    let out = create(
+        &s,
+        "outputs",
+        json!({"name": "web", "kind": "hls", "source_id": src, "profile": "live-test-ladder"}),
+    );
+    assert!(s.data_dir().join("live/web").is_dir());
+    let (st, ct, master) = hls_get(&s, out, "master.m3u8");
+    assert_eq!(st, 200);
+    assert_eq!(ct, "application/vnd.apple.mpegurl");
+    let master = String::from_utf8(master).unwrap();
+    assert!(master.contains("180p/index.m3u8"), "{master}");
+
+    // A media playlist with two segments, then a segment and the init section.
+    let end = Instant::now() + Duration::from_secs(20);
+    let playlist = loop {
+        let (st, _, b) = hls_get(&s, out, "180p/index.m3u8");
+        let text = String::from_utf8_lossy(&b).to_string();
+        if st == 200 && text.lines().filter(|l| l.ends_with(".m4s")).count() >= 2 {
+            break text;
+        }
+        assert!(Instant::now() < end, "no segments: {st} {text}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let seg = playlist.lines().find(|l| l.ends_with(".m4s")).unwrap();
+    let (st, ct, b) = hls_get(&s, out, &format!("180p/{seg}"));
+    assert_eq!(st, 200);
+    assert_eq!(ct, "video/iso.segment");
+    assert!(b.len() > 1000);
+    if let Some(init) = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+        .and_then(|l| l.split('"').next())
+    {
+        let (st, ct, _) = hls_get(&s, out, &format!("180p/{init}"));
+        assert_eq!((st, ct.as_str()), (200, "video/mp4"));
+    }
+    // Missing, outside the folder, or anonymous.
+    assert_eq!(hls_get(&s, out, "180p/nothing_99999.m4s").0, 404);
+    assert_eq!(hls_get(&s, out, "..%2F..%2Fantenne.db").0, 404);
+    assert_eq!(hls_get(&s, out, "%2E%2E/x.m3u8").0, 404);
+    assert_eq!(hls_get(&s, out, "a/b/c.m3u8").0, 404);
+    let r = s.call(
+        "GET",
+        &format!("/v1/live/outputs/{out}/hls/master.m3u8"),
+        None,
+        None,
+    );
+    assert_eq!(r.status, 401);
+
+    // A player with the token as a header reads the ladder.
+    let o = Command::new("ffprobe")
+        .args(["-v", "error", "-headers"])
+        .arg(format!("Authorization: Bearer {}\r\n", s.admin))
+        .args(["-show_entries", "stream=codec_name,width", "-of", "csv=p=0"])
+        .arg(format!("{}/v1/live/outputs/{out}/hls/master.m3u8", s.base))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && text.contains("h264,320"),
+        "{text} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    sender.kill().unwrap();
+    sender.wait().unwrap();
+}
