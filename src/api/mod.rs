@@ -343,6 +343,7 @@ pub(crate) fn peer(req_ci: Option<ConnectInfo<SocketAddr>>) -> IpAddr {
         mam::get_search, mam::patch_search, mam::delete_search, mam::run_search,
         live::list_sources, live::create_source, live::get_source, live::put_source,
         live::delete_source, live::start_source, live::stop_source, live::source_stats,
+        live::source_preview,
         live::source_ts, live::list_outputs, live::create_output, live::get_output,
         live::put_output, live::delete_output, live::start_output, live::stop_output,
         live::output_stats,
@@ -578,6 +579,10 @@ pub fn router(st: S) -> Router {
         .route("/v1/live/sources/{id}/start", post(live::start_source))
         .route("/v1/live/sources/{id}/stop", post(live::stop_source))
         .route("/v1/live/sources/{id}/stats", get(live::source_stats))
+        .route(
+            "/v1/live/sources/{id}/preview.jpg",
+            get(live::source_preview),
+        )
         .route(
             "/v1/live/outputs",
             get(live::list_outputs).post(live::create_output),

@@ -9,6 +9,7 @@
 //! import `api`, `app`, `jobs` or `pipeline` (a live profile plugs in through
 //! [`registry::ProfileHook`]).
 
+pub mod monitor;
 pub mod registry;
 
 use std::io::Read;
