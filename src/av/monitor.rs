@@ -20,6 +20,10 @@ const PEAK_WINDOW: Duration = Duration::from_secs(1);
 /// Without a keyframe this long after a preview is due, every packet is decoded (streams coded
 /// with intra refresh have none).
 const KEYFRAME_WAIT: Duration = Duration::from_secs(10);
+/// The opening waits at least this long for the streams' parameters (and twice the preview
+/// interval: a keyframe, with the parameters before it, comes at least that often in a feed
+/// that can be previewed).
+const MIN_OPEN_WAIT: Duration = Duration::from_secs(4);
 
 /// The last preview picture.
 #[derive(Debug, Clone)]
@@ -122,7 +126,12 @@ pub fn run(
     };
     let mut next_preview = Instant::now();
     while !cancel.load(Ordering::Relaxed) {
-        match open(name, &shared, cancel) {
+        match open(
+            name,
+            &shared,
+            cancel,
+            (preview_every * 2).max(MIN_OPEN_WAIT),
+        ) {
             Ok(mut ictx) => {
                 let mut m = Session::new(name, &ictx, state, preview_every, next_preview);
                 if let Err(e) = m.demux(&mut ictx, cancel) {
@@ -131,7 +140,10 @@ pub fn run(
                 next_preview = m.next_preview;
             }
             Err(AvError::Cancelled) => return,
-            Err(e) => state.error(name, e),
+            Err(e) => {
+                state.decode_errors.fetch_add(1, Ordering::Relaxed);
+                state.error(name, e);
+            }
         }
         if shared.ended.load(Ordering::Relaxed) || cancel.load(Ordering::Relaxed) {
             return;
@@ -141,10 +153,13 @@ pub fn run(
     }
 }
 
+/// Opens the demuxer on what arrives; gives up after `wait` without finding the streams'
+/// parameters (a stream where nothing decodes would hold the opening for ever).
 fn open(
     name: &str,
     reader: &Shared,
     cancel: &Arc<AtomicBool>,
+    wait: Duration,
 ) -> Result<ff::format::context::Input, AvError> {
     let io = ff::format::context::StreamIo::from_read(reader.clone()).map_err(|source| {
         AvError::Libav {
@@ -157,13 +172,25 @@ fn open(
     opts.set("protocol_whitelist", "none");
     // Decoders learn what they need from the stream itself: a short look is enough.
     opts.set("analyzeduration", "1000000");
+    // Nor must a stream where nothing decodes hold the opening for long.
+    opts.set("probesize", "500000");
     let c = cancel.clone();
-    ff::format::input_from_stream_with_interrupt(io, Some(name), Some(opts), move || {
-        c.load(Ordering::Relaxed)
-    })
-    .map_err(|source| {
+    let opened = Arc::new(AtomicBool::new(false));
+    let o = opened.clone();
+    let started = Instant::now();
+    let ictx =
+        ff::format::input_from_stream_with_interrupt(io, Some(name), Some(opts), move || {
+            c.load(Ordering::Relaxed) || (!o.load(Ordering::Relaxed) && started.elapsed() > wait)
+        });
+    opened.store(true, Ordering::Relaxed);
+    ictx.map_err(|source| {
         if cancel.load(Ordering::Relaxed) {
             AvError::Cancelled
+        } else if started.elapsed() > wait {
+            AvError::Invalid {
+                path: PathBuf::from(name),
+                what: format!("no decodable stream found in {} s", wait.as_secs()),
+            }
         } else {
             AvError::NotMedia {
                 path: PathBuf::from(name),
@@ -216,7 +243,14 @@ impl<'a> Session<'a> {
         every: Duration,
         next_preview: Instant,
     ) -> Session<'a> {
-        let best = |t| ictx.streams().best(t).map(|s| s.index());
+        // A stream whose parameters the opening could not find is taken all the same: its
+        // decoder learns them from the packets.
+        let best = |t| {
+            ictx.streams()
+                .best(t)
+                .or_else(|| ictx.streams().find(|s| s.parameters().medium() == t))
+                .map(|s| s.index())
+        };
         let video = best(ff::media::Type::Video).and_then(|i| {
             let (ctx, tb) = decoder(ictx, i)?;
             Some(Video {
