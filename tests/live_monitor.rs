@@ -281,3 +281,64 @@ fn silence_is_very_low_and_garbage_counts_decode_errors() {
     // The service is well after all of it.
     assert_eq!(stats(&s, bad)["id"], bad);
 }
+
+/// CPU time of this process (user + system), from /proc/self/stat, in seconds.
+fn cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the command name (which may hold spaces) end at its closing parenthesis.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    // Clock ticks are 1/100 s on Linux.
+    ticks / 100.0
+}
+
+/// What one monitor costs on a 720p25 feed: CPU % of this process (the monitor alone; ffmpeg
+/// sends from its own process) over 10 s. `ANTENNE_MONITOR_CPU=1 cargo test --test live_monitor
+/// monitor_cpu -- --nocapture`.
+#[test]
+fn monitor_cpu_on_720p25() {
+    if std::env::var_os("ANTENNE_MONITOR_CPU").is_none() {
+        return;
+    }
+    use antenne::link::ChunkSink;
+    use std::io::Read;
+    let hub = antenne::hub::Hub::new("cpu");
+    let monitor = antenne::hub::monitor::Monitor::start(&hub, Duration::from_secs(5)).unwrap();
+    let mut ff = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-re", "-f", "lavfi", "-i"])
+        .arg("testsrc2=size=1280x720:rate=25:duration=14")
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!("aevalsrc={TONE}:s=48000:d=14"))
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-b:v",
+            "5M",
+            "-g",
+            "50",
+        ])
+        .args(["-c:a", "aac", "-f", "mpegts", "-"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = ff.stdout.take().unwrap();
+    let feeding = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1316];
+        while out.read_exact(&mut buf).is_ok() {
+            hub.deliver(bytes::Bytes::copy_from_slice(&buf));
+        }
+        hub.close();
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let (c0, t0) = (cpu_s(), Instant::now());
+    std::thread::sleep(Duration::from_secs(10));
+    let pct = (cpu_s() - c0) / t0.elapsed().as_secs_f64() * 100.0;
+    let st = monitor.stats();
+    println!("monitor on 720p25 H.264 5 Mb/s + AAC stereo: {pct:.1} % of one core; {st:?}");
+    assert!(st.previews >= 2 && st.audio_frames_decoded > 0, "{st:?}");
+    ff.wait().unwrap();
+    feeding.join().unwrap();
+}
