@@ -118,6 +118,26 @@ fn preview_levels_and_the_last_picture_kept() {
         .as_str()
         .is_some_and(|m| m.contains("preview")));
 
+    let (_, viewer) = s.user("watcher", "viewer");
+    let r = s.call(
+        "GET",
+        &format!("/v1/live/sources/{src}/preview.jpg"),
+        Some(&viewer),
+        None,
+    );
+    assert_eq!(
+        r.status, 403,
+        "read rights as the other live routes: {}",
+        r.body
+    );
+    let doc = s.call("GET", "/openapi.json", None, None).body;
+    let op = &doc["paths"]["/v1/live/sources/{id}/preview.jpg"]["get"];
+    assert!(
+        op["responses"]["200"]["content"]["image/jpeg"].is_object(),
+        "{op}"
+    );
+    assert!(op["responses"]["404"].is_object(), "{op}");
+
     let mut sender = send(7, TONE, port);
     let (r, jpeg) = wait_for(Duration::from_secs(15), "a preview", || {
         let (r, b) = preview(&s, src);
