@@ -297,6 +297,36 @@ pub async fn output_hls(
     }
 }
 
+/// The source's latest preview picture (a JPEG 320 pixels wide, made every `live.preview_s`
+/// seconds from a keyframe); the last one stays while the source is lost. `Last-Modified` says
+/// when it was taken and `Age` how many seconds ago. 404 until the first picture.
+#[utoipa::path(get, path = "/v1/live/sources/{id}/preview.jpg", tag = "live", params(("id" = i64, Path)),
+    responses((status = 200, content_type = "image/jpeg",
+            headers(("Last-Modified" = String), ("Age" = u64, description = "seconds since the picture was taken"))),
+        (status = 404, body = ErrorBody, description = "no such source, or no picture yet (not running, no video decoded)")))]
+pub async fn source_preview(State(st): State<S>, c: Caller, Path(id): Path<i64>) -> Res<Response> {
+    reader_role(&c.0)?;
+    let p = live(&st)?.preview(id).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/jpeg".to_string()),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+            (header::LAST_MODIFIED, http_date(p.taken)),
+            (header::AGE, p.at.elapsed().as_secs().to_string()),
+        ],
+        p.jpeg,
+    )
+        .into_response())
+}
+
+/// An HTTP date (RFC 9110 IMF-fixdate).
+fn http_date(t: std::time::SystemTime) -> String {
+    let f = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    time::OffsetDateTime::from(t).format(&f).unwrap_or_default()
+}
+
 /// The source's MPEG-TS as it arrives (a preview for ffplay or VLC, a restream over HTTP): one
 /// reader of the source, which drops (counted in the source's stats) when this client falls
 /// behind, without holding anything else back.

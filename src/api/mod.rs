@@ -347,6 +347,7 @@ pub(crate) fn peer(req_ci: Option<ConnectInfo<SocketAddr>>) -> IpAddr {
         mam::get_search, mam::patch_search, mam::delete_search, mam::run_search,
         live::list_sources, live::create_source, live::get_source, live::put_source,
         live::delete_source, live::start_source, live::stop_source, live::source_stats,
+        live::source_preview,
         live::source_ts, live::list_outputs, live::create_output, live::get_output,
         live::put_output, live::delete_output, live::start_output, live::stop_output,
         live::output_stats, live::output_hls, live::start_recording, live::stop_recording,
@@ -604,6 +605,10 @@ pub fn router(st: S) -> Router {
         .route(
             "/v1/live/sources/{id}/recordings",
             get(live::list_recordings),
+        )
+        .route(
+            "/v1/live/sources/{id}/preview.jpg",
+            get(live::source_preview),
         )
         .route(
             "/v1/live/outputs",

@@ -11,6 +11,7 @@ pub mod hw;
 pub mod input;
 pub mod io;
 pub mod live;
+pub mod monitor;
 pub mod probe;
 pub mod remux;
 pub mod samples;

@@ -312,6 +312,8 @@ pub struct Live {
     pub loss_ms: u32,
     /// Chunks (of up to 7 TS packets) each reader of a source may have waiting before it drops.
     pub reader_queue: u32,
+    /// Seconds between two preview pictures of a running source.
+    pub preview_s: u32,
     pub sources: Vec<LiveSource>,
     pub outputs: Vec<LiveOutput>,
     /// Recordings started on a schedule.
@@ -323,6 +325,7 @@ impl Default for Live {
         Live {
             loss_ms: 500,
             reader_queue: 1024,
+            preview_s: 5,
             sources: Vec::new(),
             outputs: Vec::new(),
             recordings: Vec::new(),
@@ -808,10 +811,13 @@ fn check_recordings(
 
 /// The live sources and outputs declared in the file.
 fn check_live(c: &ApplianceConfig, bad: &mut impl FnMut(&'static str, String)) {
-    if !(50..=60_000).contains(&c.live.loss_ms) || c.live.reader_queue == 0 {
+    if !(50..=60_000).contains(&c.live.loss_ms)
+        || c.live.reader_queue == 0
+        || !(1..=3600).contains(&c.live.preview_s)
+    {
         bad(
             "live",
-            "loss_ms must be 50-60000 and reader_queue at least 1".into(),
+            "loss_ms must be 50-60000, reader_queue at least 1 and preview_s 1-3600".into(),
         );
     }
     let mut sources = BTreeMap::new();

@@ -10,6 +10,7 @@
 //! import `api`, `app`, `jobs` or `pipeline` (a live profile plugs in through
 //! [`registry::ProfileHook`]).
 
+pub mod monitor;
 pub mod record;
 pub mod registry;
 

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::monitor::{Monitor, MonitorStats};
 use super::{Hub, HubReader, ReaderStats, Recv};
+use crate::av::monitor::Preview;
 use crate::catalog::live::{LiveRow, LiveTable, LiveWrite};
 use crate::catalog::{Catalog, CatalogError, Principal};
 use crate::config::appliance::{Live as LiveConfig, LiveOutput, LiveSource};
@@ -800,6 +802,8 @@ pub struct SourceStats {
     pub readers: Vec<ReaderStats>,
     /// Its recording (the last one, ended or not; a write error shows in `last_error`).
     pub recording: Option<super::record::RecordingStats>,
+    /// What its monitor sees: audio levels, A/V offset, frames, the preview's age.
+    pub monitor: Option<MonitorStats>,
 }
 
 /// An output's figures now.
@@ -845,6 +849,7 @@ struct Src {
     live_since: Option<Instant>,
     /// Whether it has been live since it started (lost comes after live only).
     seen: bool,
+    monitor: Option<Monitor>,
 }
 
 struct Out {
@@ -870,6 +875,7 @@ pub struct LiveService {
     transports: Transports,
     loss_ms: u32,
     reader_queue: usize,
+    preview_every: Duration,
     confine: Confinement,
     inner: Mutex<Inner>,
     pub(super) recordings: super::record::Recordings,
@@ -906,6 +912,7 @@ impl LiveService {
             transports,
             loss_ms: cfg.loss_ms,
             reader_queue: cfg.reader_queue as usize,
+            preview_every: Duration::from_secs(u64::from(cfg.preview_s)),
             confine,
             inner: Mutex::new(Inner::default()),
             recordings: super::record::Recordings::default(),
@@ -1053,6 +1060,9 @@ impl LiveService {
             .clone();
         let hub = Hub::new(def.name.clone());
         let link = start(&def, hub.clone())?;
+        let monitor = Monitor::start(&hub, self.preview_every)
+            .map_err(|e| tracing::error!(source = %def.name, error = %e, "live: no monitor"))
+            .ok();
         let loss = Duration::from_millis(u64::from(def.loss_ms.unwrap_or(self.loss_ms)));
         let mut g = self.lock();
         g.failed.remove(&(true, id));
@@ -1066,6 +1076,7 @@ impl LiveService {
                 state: LinkState::Connecting,
                 live_since: None,
                 seen: false,
+                monitor,
             },
         );
         // The outputs of this source (as primary or backup) that run follow it onto its new hub.
@@ -1478,6 +1489,7 @@ impl LiveService {
                 loss_ms: 0,
                 readers: Vec::new(),
                 recording: self.recordings.stats(id),
+                monitor: None,
             });
         };
         let mut link = s.link.stats();
@@ -1491,6 +1503,7 @@ impl LiveService {
             loss_ms: s.loss.as_millis() as u64,
             readers: s.hub.readers(),
             recording: self.recordings.stats(id),
+            monitor: s.monitor.as_ref().map(Monitor::stats),
         })
     }
 
@@ -1742,6 +1755,16 @@ impl LiveService {
         })
     }
 
+    /// The running source's last preview picture (kept while it is lost).
+    pub async fn preview(&self, id: i64) -> Result<Preview, LiveError> {
+        self.catalog.live_get(LiveTable::Sources, id).await?;
+        self.lock()
+            .sources
+            .get(&id)
+            .and_then(|s| s.monitor.as_ref()?.preview())
+            .ok_or_else(|| LiveError::NotFound(format!("a preview of live source {id}")))
+    }
+
     /// A new reader of a running source (a preview, a probe, a restream over HTTP) whose queue
     /// holds `queue` chunks (0: `live.reader_queue`).
     pub fn reader(&self, id: i64, name: &str, queue: usize) -> Result<HubReader, LiveError> {
@@ -1847,6 +1870,9 @@ impl LiveService {
                 .absolute(l.packets_dropped);
             metrics::counter!("antenne_live_source_packets_malformed_total", "source" => src.clone())
                 .absolute(l.packets_malformed);
+            if let Some(m) = &s.monitor {
+                m.export_metrics(&src);
+            }
             for r in s.hub.readers() {
                 metrics::counter!("antenne_live_reader_dropped_total", "source" => src.clone(), "reader" => r.name)
                     .absolute(r.dropped);
