@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::live::{create, free_udp_port, stats, wait_for, Receiver};
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::path::Path;
@@ -16,99 +18,6 @@ use std::time::{Duration, Instant};
 use common::pg::Pg;
 use common::server::Server;
 use serde_json::{json, Value};
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A socket that keeps every datagram it gets (payload after `strip` bytes) until dropped.
-struct Receiver {
-    port: u16,
-    datagrams: Arc<Mutex<Vec<Vec<u8>>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Receiver {
-    fn start() -> Receiver {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let port = sock.local_addr().unwrap().port();
-        let datagrams = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (d, s) = (datagrams.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 65536];
-            while !s.load(Ordering::Relaxed) {
-                if let Ok(n) = sock.recv(&mut buf) {
-                    d.lock().unwrap().push(buf[..n].to_vec());
-                }
-            }
-        });
-        Receiver {
-            port,
-            datagrams,
-            stop,
-        }
-    }
-
-    fn bytes(&self, strip: usize) -> Vec<u8> {
-        self.datagrams
-            .lock()
-            .unwrap()
-            .iter()
-            .flat_map(|d| d[strip.min(d.len())..].to_vec())
-            .collect()
-    }
-
-    fn count(&self) -> usize {
-        self.datagrams.lock().unwrap().len()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Polls `f` every 50 ms until it returns Some, or panics after `within`.
-fn wait_for<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < end, "not within {within:?}: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn stats(s: &Server, what: &str, id: i64) -> Value {
-    let r = s.call(
-        "GET",
-        &format!("/v1/live/{what}/{id}/stats"),
-        Some(&s.admin),
-        None,
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.body
-}
-
-fn create(s: &Server, what: &str, body: Value) -> i64 {
-    let r = s.call(
-        "POST",
-        &format!("/v1/live/{what}"),
-        Some(&s.admin),
-        Some(&body),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    r.body["id"].as_i64().unwrap()
-}
 
 /// The lines of `/v1/events`, as they come.
 fn events(s: &Server) -> mpsc::Receiver<String> {

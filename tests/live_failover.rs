@@ -6,11 +6,11 @@
 
 mod common;
 
+use common::live::{create, free_udp_port, Receiver};
+
 use std::io::{BufRead, BufReader};
-use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::server::Server;
@@ -48,63 +48,6 @@ bitrate = "96k"
 sample_rate = 48000
 tracks = ["stereo"]
 "#;
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Keeps every datagram it gets until dropped.
-struct Receiver {
-    port: u16,
-    data: Arc<Mutex<Vec<u8>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Receiver {
-    fn start() -> Receiver {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let port = sock.local_addr().unwrap().port();
-        let data = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (d, s) = (data.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 65536];
-            while !s.load(Ordering::Relaxed) {
-                if let Ok(n) = sock.recv(&mut buf) {
-                    d.lock().unwrap().extend_from_slice(&buf[..n]);
-                }
-            }
-        });
-        Receiver { port, data, stop }
-    }
-
-    fn len(&self) -> usize {
-        self.data.lock().unwrap().len()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-fn create(s: &Server, what: &str, body: Value) -> i64 {
-    let r = s.call(
-        "POST",
-        &format!("/v1/live/{what}"),
-        Some(&s.admin),
-        Some(&body),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    r.body["id"].as_i64().unwrap()
-}
 
 fn stats(s: &Server, id: i64) -> Value {
     let r = s.call(
@@ -317,7 +260,7 @@ fn a_transcoding_output_fails_over_to_the_backup_then_the_slate() {
     assert_eq!(r.status, 200, "{}", r.body);
 
     // The whole capture: conformant, continuous, and readable by ffprobe without a complaint.
-    let data = rx.data.lock().unwrap().clone();
+    let data = rx.bytes(0);
     let start = data.iter().position(|&b| b == 0x47).unwrap_or(0);
     let data = &data[start..start + (data.len() - start) / 188 * 188];
     let report = check(data, Limits::default());

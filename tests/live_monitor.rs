@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::live::{free_udp_port, wait_for};
+
 use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,25 +16,6 @@ use serde_json::{json, Value};
 /// Two channels of a 1 kHz sine peaking at 0.1 (-20 dBFS).
 const TONE: &str = "0.1*sin(2*PI*1000*t)|0.1*sin(2*PI*1000*t)";
 const SILENCE: &str = "0|0";
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < end, "not within {within:?}: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn stats(s: &Server, id: i64) -> Value {
     let r = s.call(

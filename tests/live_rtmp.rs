@@ -5,66 +5,18 @@
 
 mod common;
 
+use common::live::{create, free_tcp_port, stats, wait_for, Receiver};
+
 use std::io::Write;
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use common::server::Server;
-use serde_json::{json, Value};
-
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A socket that keeps every datagram it gets until dropped.
-struct Receiver {
-    port: u16,
-    data: Arc<Mutex<Vec<u8>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Receiver {
-    fn start() -> Receiver {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let port = sock.local_addr().unwrap().port();
-        let data = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (d, s) = (data.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 65536];
-            while !s.load(Ordering::Relaxed) {
-                if let Ok(n) = sock.recv(&mut buf) {
-                    d.lock().unwrap().extend_from_slice(&buf[..n]);
-                }
-            }
-        });
-        Receiver { port, data, stop }
-    }
-
-    fn len(&self) -> usize {
-        self.data.lock().unwrap().len()
-    }
-
-    fn save(&self, path: &Path) {
-        std::fs::write(path, &*self.data.lock().unwrap()).unwrap();
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
+use serde_json::json;
 
 /// Kills the process when dropped (a failing test leaves no ffmpeg behind).
 struct Proc(Child);
@@ -74,39 +26,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn wait_for<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < end, "not within {within:?}: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn create(s: &Server, what: &str, body: Value) -> i64 {
-    let r = s.call(
-        "POST",
-        &format!("/v1/live/{what}"),
-        Some(&s.admin),
-        Some(&body),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    r.body["id"].as_i64().unwrap()
-}
-
-fn stats(s: &Server, what: &str, id: i64) -> Value {
-    let r = s.call(
-        "GET",
-        &format!("/v1/live/{what}/{id}/stats"),
-        Some(&s.admin),
-        None,
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.body
 }
 
 /// ffmpeg sending a generated H.264 + AAC clip of `size` at real-time pace.

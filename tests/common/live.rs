@@ -1,0 +1,126 @@
+//! What the live tests share: free loopback ports, a UDP receiver that keeps what it gets,
+//! polling waits, and calls to `/v1/live`.
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::server::Server;
+
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A loopback socket that keeps every datagram it gets until dropped.
+pub struct Receiver {
+    pub port: u16,
+    pub datagrams: Arc<Mutex<Vec<Vec<u8>>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Receiver {
+    pub fn start() -> Receiver {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let port = sock.local_addr().unwrap().port();
+        let datagrams = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (d, s) = (datagrams.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            while !s.load(Ordering::Relaxed) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    d.lock().unwrap().push(buf[..n].to_vec());
+                }
+            }
+        });
+        Receiver {
+            port,
+            datagrams,
+            stop,
+        }
+    }
+
+    /// Everything received, each datagram's first `strip` bytes left out (an RTP header).
+    pub fn bytes(&self, strip: usize) -> Vec<u8> {
+        self.datagrams
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|d| d[strip.min(d.len())..].to_vec())
+            .collect()
+    }
+
+    /// Bytes received.
+    pub fn len(&self) -> usize {
+        self.datagrams.lock().unwrap().iter().map(Vec::len).sum()
+    }
+
+    /// Datagrams received.
+    pub fn count(&self) -> usize {
+        self.datagrams.lock().unwrap().len()
+    }
+
+    pub fn save(&self, path: &Path) {
+        std::fs::write(path, self.bytes(0)).unwrap();
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Polls `f` every 50 ms until it returns Some, or panics after `within`.
+pub fn wait_for<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "not within {within:?}: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `GET /v1/live/{what}/{id}/stats` (`what`: sources or outputs) as the admin.
+pub fn stats(s: &Server, what: &str, id: i64) -> Value {
+    let r = s.call(
+        "GET",
+        &format!("/v1/live/{what}/{id}/stats"),
+        Some(&s.admin),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+}
+
+/// `POST /v1/live/{what}` as the admin; the new id.
+pub fn create(s: &Server, what: &str, body: Value) -> i64 {
+    let r = s.call(
+        "POST",
+        &format!("/v1/live/{what}"),
+        Some(&s.admin),
+        Some(&body),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.body["id"].as_i64().unwrap()
+}
