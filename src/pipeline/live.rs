@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::av::engine::{self, AudioOut, AudioTrack, FieldOrder, OutputSpec, VideoOut};
-use crate::av::hw::Backend;
 use crate::av::io::OutputSink;
 use crate::av::live::{Failover, House, LiveInput, LiveSpec, Slate};
 use crate::config::Rate;
@@ -290,22 +289,11 @@ fn video_out(
             .encoder_for(&v.codec)
             .unwrap_or_else(|| v.codec.clone()),
     };
+    // Live outputs burn in no source timecode and make no stills.
     let dst = DstVideo {
-        width: v.width,
-        height: v.height,
-        dar: v.display_aspect(),
-        rate,
-        scan: v.scan,
-        pix_fmt: if backend == Backend::Software {
-            v.pix_fmt.clone()
-        } else {
-            "nv12".into()
-        },
-        bt709: v.color.as_deref() == Some("bt709"),
         burn_timecode: None,
-        hw_upload: matches!(backend, Backend::Vaapi | Backend::Qsv),
-        vbi_lines: v.vbi_lines,
         stills: None,
+        ..super::dst_video(v, rate, backend, None, None)
     };
     let fit = plan::fit(src, &dst);
     let bitrate = v.bitrate.map(|b| b.bps());
