@@ -683,6 +683,10 @@ impl Stages {
     /// Ends every stage's input, waits for them all, and says how the run ended: the decode's
     /// error, else the cause among the stages' errors, else a cancel.
     fn join(self, decoded: Result<(), AvError>, cancel: &AtomicBool) -> Result<(), AvError> {
+        // Stopped from outside (signal, job cancel) before any stage failed: whatever the
+        // stages say about their cut-short input ("no video frames reached this output") is
+        // an echo of the cancel.
+        let interrupted = cancel.load(Ordering::SeqCst);
         // A failed decode cancels before the end-of-stream goes out, so that no output is
         // finished from a partial decode.
         if decoded.is_err() {
@@ -704,6 +708,9 @@ impl Stages {
             }
         }
         decoded?;
+        if interrupted {
+            return Err(AvError::Cancelled);
+        }
         if let Some(e) = classify(errors) {
             return Err(e);
         }
