@@ -273,3 +273,17 @@ pub fn ebur128_reference(path: &std::path::Path, filter_prefix: &str) -> (f64, f
     };
     (grab("I:"), grab("LRA:"), grab("Peak:"))
 }
+
+/// A program from the checkout's `.venv/bin` (the PyPI peers `scripts/setup.sh` installs:
+/// `weed`, `threefive`, `aiosmtpd`, the python that has them).
+pub fn venv_bin(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".venv/bin")
+        .join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run ./scripts/setup.sh (make test does)",
+        p.display()
+    );
+    p
+}
