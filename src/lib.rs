@@ -15,6 +15,7 @@ pub mod link;
 pub mod naming;
 pub mod output;
 pub mod pipeline;
+pub mod playout;
 pub mod profile;
 pub mod qc;
 pub mod srt;

@@ -18,6 +18,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("telemetry", &[]),
     ("delivery", &[]),
     ("storage", &[]),
+    // The playout contract and pure schedule core; the channel engine will add its edges.
+    ("playout", &[]),
     // The engine.
     ("av", &["config"]),
     // Sinks and packages, below the pipeline.

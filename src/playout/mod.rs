@@ -1,0 +1,8 @@
+//! Playout: 24/7 channels from schedules. `plan` is the contract between the two halves: the
+//! schedule core (pure, clock-injected: rundowns, validation, imports, EPG, as-run records, SCTE-35
+//! sections) turns a channel's schedule into frame-counted [`plan::AirSlot`]s, and the channel
+//! engine airs them and reports each as it actually went ([`plan::Aired`]).
+//!
+//! The pure parts import no libav, tokio or SQL; the engine is the only part that runs media.
+
+pub mod plan;
