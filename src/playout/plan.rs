@@ -77,3 +77,10 @@ pub struct Aired {
     pub frames: u64,
     pub substitution: Option<Substitution>,
 }
+
+/// The engine's view of a channel's schedule, asked at every slot boundary and again while a
+/// slot is on air (so that edits, skips and cues made on air take effect): the slot on air at
+/// `frame`, filler slots for gaps included. `None`: nothing is scheduled (the engine airs filler).
+pub trait Timeline: Send + Sync {
+    fn slot_at(&self, frame: u64) -> Option<AirSlot>;
+}
