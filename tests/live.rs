@@ -46,6 +46,7 @@ fn wait_event(rx: &mpsc::Receiver<String>, id: i64, op: &str, within: Duration) 
         if let Some(d) = l.strip_prefix("data:") {
             let v: Value = serde_json::from_str(d.trim()).unwrap_or_default();
             if v["object"] == "live_source" && v["id"] == id && v["op"] == op {
+                assert!(v["detail"]["reason"].is_string(), "{v}");
                 return;
             }
         }

@@ -84,12 +84,13 @@ fn events(s: &Server) -> mpsc::Receiver<Value> {
     rx
 }
 
-fn wait_switch(rx: &mpsc::Receiver<Value>, id: i64, within: Duration) {
+/// Waits for the output's next `switched` event; returns what it says (from, to, reason).
+fn wait_switch(rx: &mpsc::Receiver<Value>, id: i64, within: Duration) -> Value {
     let end = Instant::now() + within;
     while let Some(left) = end.checked_duration_since(Instant::now()) {
         let Ok(v) = rx.recv_timeout(left) else { break };
         if v["id"] == id && v["op"] == "switched" {
-            return;
+            return v["detail"].clone();
         }
     }
     panic!("no switched event for live output {id} within {within:?}");
@@ -221,7 +222,13 @@ fn a_transcoding_output_fails_over_to_the_backup_then_the_slate() {
 
     primary.kill().unwrap();
     primary.wait().unwrap();
-    wait_switch(&ev, out, Duration::from_secs(5));
+    let sw = wait_switch(&ev, out, Duration::from_secs(5));
+    assert_eq!(sw["from"], "primary", "{sw}");
+    assert_eq!(sw["to"], "backup", "{sw}");
+    assert!(
+        sw["reason"].as_str().unwrap_or("").contains("no packet"),
+        "{sw}"
+    );
     let st = stats(&s, out);
     assert_eq!(st["last_switch"]["from"], "primary", "{st}");
     assert_eq!(st["last_switch"]["to"], "backup", "{st}");
@@ -237,7 +244,12 @@ fn a_transcoding_output_fails_over_to_the_backup_then_the_slate() {
 
     backup.kill().unwrap();
     backup.wait().unwrap();
-    wait_switch(&ev, out, Duration::from_secs(5));
+    let sw = wait_switch(&ev, out, Duration::from_secs(5));
+    assert_eq!(
+        (&sw["from"], &sw["to"]),
+        (&json!("backup"), &json!("slate")),
+        "{sw}"
+    );
     let st = stats(&s, out);
     assert_eq!(st["last_switch"]["to"], "slate", "{st}");
     assert_eq!(st["switches"], 2, "{st}");

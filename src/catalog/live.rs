@@ -244,9 +244,17 @@ impl Catalog {
     }
 
     /// A live event on the change feed (`op`: `lost`, `restored`) for a source or output.
-    pub async fn live_event(&self, t: LiveTable, id: i64, op: &str) -> Result<Change> {
+    pub async fn live_event(
+        &self,
+        t: LiveTable,
+        id: i64,
+        op: &str,
+        detail: Option<serde_json::Value>,
+    ) -> Result<Change> {
         let mut tx = self.begin().await?;
-        let c = self.record(&mut tx, t.object(), id, op, None).await?;
+        let c = self
+            .record_detail(&mut tx, t.object(), id, op, None, detail)
+            .await?;
         tx.commit().await?;
         self.publish([c.clone()]);
         Ok(c)

@@ -135,6 +135,9 @@ fn change_of(r: &AnyRow) -> Result<Change> {
         id: r.try_get("object_id")?,
         op: r.try_get("op")?,
         asset_id: r.try_get("asset_id")?,
+        detail: r
+            .try_get::<Option<String>, _>("detail")?
+            .and_then(|d| serde_json::from_str(&d).ok()),
     })
 }
 

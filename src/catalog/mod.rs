@@ -224,6 +224,10 @@ pub struct Change {
     /// The asset concerned, for assets and their files.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub asset_id: Option<i64>,
+    /// What the change says beyond its op: for a live output's `switched`, `from` (absent at the
+    /// start), `to` and `reason`; for a source's `lost`, the `reason`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
 }
 
 /// Unix milliseconds as RFC 3339 UTC.

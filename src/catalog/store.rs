@@ -206,17 +206,31 @@ impl Catalog {
         op: &str,
         asset_id: Option<i64>,
     ) -> Result<Change> {
+        self.record_detail(tx, object, id, op, asset_id, None).await
+    }
+
+    /// [`Self::record`] with what the entry says beyond its op (see [`Change::detail`]).
+    pub(crate) async fn record_detail(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        object: &str,
+        id: i64,
+        op: &str,
+        asset_id: Option<i64>,
+        detail: Option<serde_json::Value>,
+    ) -> Result<Change> {
         self.order_lock(tx).await?;
         let now = self.now_ms();
         let row: AnyRow = sqlx::query(
-            "INSERT INTO changes (ts_ms, object_kind, object_id, op, asset_id) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING seq",
+            "INSERT INTO changes (ts_ms, object_kind, object_id, op, asset_id, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
         )
         .bind(now)
         .bind(object)
         .bind(id)
         .bind(op)
         .bind(asset_id)
+        .bind(detail.as_ref().map(|d| d.to_string()))
         .fetch_one(&mut *tx)
         .await?;
         let seq = row.try_get("seq")?;
@@ -229,6 +243,7 @@ impl Catalog {
             id,
             op: op.to_string(),
             asset_id,
+            detail,
         })
     }
 

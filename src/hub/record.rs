@@ -738,6 +738,7 @@ impl Ctx {
             LiveTable::Sources,
             self.source_id,
             "recording_failed",
+            Some(serde_json::json!({ "reason": e.to_string() })),
         )) {
             tracing::warn!(error = %err, "recording: event not recorded");
         }

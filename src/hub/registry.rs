@@ -880,7 +880,7 @@ pub struct LiveService {
     inner: Mutex<Inner>,
     pub(super) recordings: super::record::Recordings,
     /// Switches heard from the engines, for the change feed.
-    switched: Arc<Mutex<Vec<i64>>>,
+    switched: Arc<Mutex<Vec<(i64, Switch)>>>,
 }
 
 fn plock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -1166,7 +1166,7 @@ impl LiveService {
                     if s.from.is_some() {
                         fail.switches.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(output = id, from = ?s.from, to = %s.to, reason = %s.reason, "live output switched");
-                        plock(&queue).push(id);
+                        plock(&queue).push((id, s.clone()));
                     }
                     *plock(&fail.last) = Some(s);
                 }),
@@ -1788,21 +1788,26 @@ impl LiveService {
                 _ = stop.cancelled() => return,
             }
             let switched = std::mem::take(&mut *plock(&self.switched));
-            for id in switched {
+            for (id, s) in switched {
+                let detail = serde_json::to_value(&s).ok();
                 if let Err(e) = self
                     .catalog
-                    .live_event(LiveTable::Outputs, id, "switched")
+                    .live_event(LiveTable::Outputs, id, "switched", detail)
                     .await
                 {
                     tracing::error!(output = id, error = %e, "live: event not recorded");
                 }
             }
-            for (id, name, op) in self.tick() {
+            for (id, name, op, detail) in self.tick() {
                 match op {
                     "lost" => tracing::warn!(source = id, name = %name, "live source lost"),
                     _ => tracing::info!(source = id, name = %name, "live source restored"),
                 }
-                if let Err(e) = self.catalog.live_event(LiveTable::Sources, id, op).await {
+                if let Err(e) = self
+                    .catalog
+                    .live_event(LiveTable::Sources, id, op, Some(detail))
+                    .await
+                {
                     tracing::error!(source = id, error = %e, "live: event not recorded");
                 }
             }
@@ -1810,7 +1815,7 @@ impl LiveService {
     }
 
     /// One look at every source; the transitions worth an event.
-    fn tick(&self) -> Vec<(i64, String, &'static str)> {
+    fn tick(&self) -> Vec<(i64, String, &'static str, serde_json::Value)> {
         let mut events = Vec::new();
         let mut g = self.lock();
         for (id, s) in g.sources.iter_mut() {
@@ -1826,10 +1831,21 @@ impl LiveService {
                 continue;
             }
             match (s.state, now) {
-                (_, LinkState::Lost) if s.seen => events.push((*id, s.def.name.clone(), "lost")),
-                (LinkState::Lost, LinkState::Live) if s.seen => {
-                    events.push((*id, s.def.name.clone(), "restored"))
-                }
+                (_, LinkState::Lost) if s.seen => events.push((
+                    *id,
+                    s.def.name.clone(),
+                    "lost",
+                    serde_json::json!({
+                        "reason": format!("no packet for {} ms", s.loss.as_millis()),
+                        "lost_for_ms": s.hub.since_last().map_or(0, |d| d.as_millis() as u64),
+                    }),
+                )),
+                (LinkState::Lost, LinkState::Live) if s.seen => events.push((
+                    *id,
+                    s.def.name.clone(),
+                    "restored",
+                    serde_json::json!({ "reason": "packets arrive again" }),
+                )),
                 _ => {}
             }
             if now == LinkState::Live {
