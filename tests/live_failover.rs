@@ -1,7 +1,7 @@
 //! Transcoding live outputs with failover against the real service: two UDP sources fed by
 //! ffmpeg (different tones), an output with a live profile, a backup and the generated slate, to
-//! UDP. The primary's sender is killed (→ backup), then the backup's (→ slate); each switch is an
-//! event with its reason, and the output TS stays conformant and continuous throughout. And an
+//! UDP. The primary's sender is killed (→ backup), then the backup's (→ slate), then the primary
+//! comes back (→ primary); each switch is an event with its reason, and the output TS stays conformant and continuous throughout. And an
 //! `hls` output: its ladder served over HTTP.
 
 mod common;
@@ -140,7 +140,7 @@ fn wait_bytes(rx: &Receiver, more: usize, within: Duration) {
 }
 
 #[test]
-fn a_transcoding_output_fails_over_to_the_backup_then_the_slate() {
+fn a_transcoding_output_fails_over_to_the_backup_then_the_slate_and_back() {
     let profiles = tempfile::tempdir().unwrap();
     std::fs::write(profiles.path().join("live-test-180p.toml"), SMALL_PROFILE).unwrap();
     let s = Server::start(&[(
@@ -203,6 +203,13 @@ fn a_transcoding_output_fails_over_to_the_backup_then_the_slate() {
         assert!(r.body.to_string().contains("slate"), "{}", r.body);
     }
 
+    // ANTENNE_LIVE_LONG=1 holds each of the four phases for 15 s: a run of over 60 s with the
+    // three switches, all of it checked below.
+    let hold = if std::env::var("ANTENNE_LIVE_LONG").as_deref() == Ok("1") {
+        Duration::from_secs(15)
+    } else {
+        Duration::ZERO
+    };
     let mut primary = send(pp, 440);
     let mut backup = send(bp, 880);
     let rx = Receiver::start();
@@ -219,6 +226,7 @@ fn a_transcoding_output_fails_over_to_the_backup_then_the_slate() {
     let st = stats(&s, out);
     assert_eq!(st["last_switch"]["to"], "primary", "{st}");
     assert_eq!(st["switches"], 0, "{st}");
+    std::thread::sleep(hold);
 
     primary.kill().unwrap();
     primary.wait().unwrap();
@@ -241,6 +249,7 @@ fn a_transcoding_output_fails_over_to_the_backup_then_the_slate() {
     );
     assert_eq!(st["state"], "failover", "{st}");
     wait_bytes(&rx, 150_000, Duration::from_secs(5));
+    std::thread::sleep(hold);
 
     backup.kill().unwrap();
     backup.wait().unwrap();
@@ -254,12 +263,31 @@ fn a_transcoding_output_fails_over_to_the_backup_then_the_slate() {
     assert_eq!(st["last_switch"]["to"], "slate", "{st}");
     assert_eq!(st["switches"], 2, "{st}");
     wait_bytes(&rx, 150_000, Duration::from_secs(5));
+    std::thread::sleep(hold);
+
+    // The primary's sender comes back: off the slate at once (the slate is the worst on air).
+    let mut primary = send(pp, 440);
+    let sw = wait_switch(&ev, out, Duration::from_secs(10));
+    assert_eq!(
+        (&sw["from"], &sw["to"]),
+        (&json!("slate"), &json!("primary")),
+        "{sw}"
+    );
+    assert!(
+        sw["reason"].as_str().unwrap_or("").contains("restored"),
+        "{sw}"
+    );
+    wait_bytes(&rx, 150_000, Duration::from_secs(5));
+    std::thread::sleep(hold);
+    let st = stats(&s, out);
+    assert_eq!(st["switches"], 3, "{st}");
+    assert_eq!(st["state"], "live", "{st}");
     let (m, bytes) = s.request("GET", "/metrics", Some(&s.admin), &[], None);
     assert_eq!(m.status, 200);
     let text = String::from_utf8_lossy(&bytes);
     assert!(
         text.contains(&format!(
-            "antenne_live_output_switches_total{{output=\"{out}\"}} 2"
+            "antenne_live_output_switches_total{{output=\"{out}\"}} 3"
         )),
         "{text}"
     );
@@ -270,6 +298,8 @@ fn a_transcoding_output_fails_over_to_the_backup_then_the_slate() {
         None,
     );
     assert_eq!(r.status, 200, "{}", r.body);
+    let _ = primary.kill();
+    let _ = primary.wait();
 
     // The whole capture: conformant, continuous, and readable by ffprobe without a complaint.
     let data = rx.bytes(0);

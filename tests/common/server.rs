@@ -52,6 +52,13 @@ impl Server {
     pub fn spawn(env: &[(&str, String)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_antenne"));
+        // The service reads every ANTENNE_* variable as configuration: the test switches
+        // (ANTENNE_LIVE_LONG, …) and a developer's own settings stay out of it.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("ANTENNE_") {
+                cmd.env_remove(k);
+            }
+        }
         cmd.arg("serve")
             .env("ANTENNE_STORAGE_DATA_DIR", dir.path().join("data"))
             .env("ANTENNE_SERVER_LISTEN", "127.0.0.1:0")
