@@ -78,20 +78,10 @@ fn run() -> Res<()> {
     };
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let antenne = antenne_binary(manifest)?;
-    let ff_version = sh(
-        Command::new("ffmpeg").arg("-version"),
-        "ffmpeg -version (is ffmpeg installed?)",
-    )?;
-    let ff_version = String::from_utf8_lossy(&ff_version.stdout)
-        .lines()
-        .next()
-        .unwrap_or("?")
-        .to_string();
-
     println!("antenne transcode benchmark");
     println!("  work dir : {}", work.display());
     println!("  antenne  : {}", antenne.display());
-    println!("  ffmpeg   : {ff_version}");
+    let peers = peers(manifest)?;
     println!(
         "  cpus     : {}",
         std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -128,35 +118,37 @@ fn run() -> Res<()> {
     let profile_file = profiles.join("bench-ladder.toml");
     std::fs::write(&profile_file, ladder_profile())
         .map_err(|e| format!("cannot write {}: {e}", profile_file.display()))?;
-    let ff_out = work.join("out_ffmpeg");
     let an_out = work.join("out_antenne");
-    let mut ff_times = Vec::new();
     let mut an_times = Vec::new();
+    let mut peer_times: Vec<Vec<f64>> = vec![Vec::new(); peers.len()];
     println!("\nladder 1080p/720p/480p H.264 veryfast + AAC, {RUNS} runs each, alternating:");
     for i in 1..=RUNS {
-        let s = ffmpeg_ladder(&src, &ff_out)?;
-        println!(
-            "  run {i} ffmpeg  : {s:7.2} s  {:7.2} fps",
-            src_frames as f64 / s
-        );
-        ff_times.push(s);
+        for ((label, bin), times) in peers.iter().zip(&mut peer_times) {
+            let s = ffmpeg_ladder(bin, &src, &work.join(format!("out_{label}")))?;
+            println!(
+                "  run {i} {label:<9}: {s:7.2} s  {:7.2} fps",
+                src_frames as f64 / s
+            );
+            times.push(s);
+        }
         let s = antenne_transcode(&antenne, &src, "bench-ladder", &an_out, &profiles)?;
         println!(
-            "  run {i} antenne : {s:7.2} s  {:7.2} fps",
+            "  run {i} antenne  : {s:7.2} s  {:7.2} fps",
             src_frames as f64 / s
         );
         an_times.push(s);
     }
-    let ff_best = ff_times.iter().copied().fold(f64::INFINITY, f64::min);
-    let an_best = an_times.iter().copied().fold(f64::INFINITY, f64::min);
-    let ff_fps = src_frames as f64 / ff_best;
-    let an_fps = src_frames as f64 / an_best;
+    let best = |t: &[f64]| t.iter().copied().fold(f64::INFINITY, f64::min);
+    let an_fps = src_frames as f64 / best(&an_times);
 
     // 4. Quality of the top rendition, and the bitrates reached.
-    let ff_top = ff_out.join("src_1080.mp4");
-    let an_top = an_out.join("src_1080.mp4");
-    let ff_psnr = quality(&ff_top, &src, Metric::Psnr)?;
-    let an_psnr = quality(&an_top, &src, Metric::Psnr)?;
+    let mut rows = Vec::new();
+    for ((label, _), times) in peers.iter().zip(&peer_times) {
+        let top = work.join(format!("out_{label}")).join("src_1080.mp4");
+        rows.push((label.as_str(), times, quality(&top, &src, Metric::Psnr)?));
+    }
+    let an_psnr = quality(&an_out.join("src_1080.mp4"), &src, Metric::Psnr)?;
+    rows.push(("antenne", &an_times, an_psnr));
 
     let mut table = String::new();
     let _ = writeln!(table, "\n{:-<78}", "");
@@ -166,10 +158,8 @@ fn run() -> Res<()> {
         "ladder", "best s", "fps", "x realtime", "1080 PSNR dB"
     );
     let _ = writeln!(table, "{:-<78}", "");
-    for (name, best, fps, p, times) in [
-        ("ffmpeg", ff_best, ff_fps, ff_psnr, &ff_times),
-        ("antenne", an_best, an_fps, an_psnr, &an_times),
-    ] {
+    for (name, times, p) in &rows {
+        let b = best(times);
         let runs = times
             .iter()
             .map(|t| format!("{t:.2}"))
@@ -177,22 +167,26 @@ fn run() -> Res<()> {
             .join("/");
         let _ = writeln!(
             table,
-            "{name:<10} {best:>9.2} {fps:>9.2} {:>10.2} {p:>14.2}  {runs}",
-            f64::from(secs) / best
+            "{name:<10} {b:>9.2} {:>9.2} {:>10.2} {p:>14.2}  {runs}",
+            src_frames as f64 / b,
+            f64::from(secs) / b
         );
     }
     let _ = writeln!(table, "{:-<78}", "");
-    let ratio = an_fps / ff_fps;
-    let _ = writeln!(
-        table,
-        "antenne_fps / ffmpeg_fps = {ratio:.3}  (goal >= 1.0: {})",
-        if ratio >= 1.0 { "met" } else { "NOT met" }
-    );
+    for ((label, _), times) in peers.iter().zip(&peer_times) {
+        let ratio = an_fps / (src_frames as f64 / best(times));
+        let _ = writeln!(
+            table,
+            "antenne_fps / {label}_fps = {ratio:.3}  (goal >= 1.0: {})",
+            if ratio >= 1.0 { "met" } else { "NOT met" }
+        );
+    }
     let _ = writeln!(
         table,
         "\n{:<10} {:>16} {:>16} {:>10}",
         "rendition", "ffmpeg kb/s", "antenne kb/s", "target"
     );
+    let ff_out = work.join(format!("out_{}", peers[0].0));
     for (name, _, _, kbps) in LADDER {
         let f = file_kbps(&ff_out.join(format!("src_{name}.mp4")), secs)?;
         let a = file_kbps(&an_out.join(format!("src_{name}.mp4")), secs)?;
@@ -202,7 +196,15 @@ fn run() -> Res<()> {
 
     // 5. The hls-ladder delivery profile against the same ladder by the ffmpeg CLI.
     let fw_profiles = manifest.join("firmware-config").join("profiles");
-    hls_ladder(&antenne, &src, src_frames, secs, &work, &fw_profiles)?;
+    hls_ladder(
+        &peers,
+        &antenne,
+        &src,
+        src_frames,
+        secs,
+        &work,
+        &fw_profiles,
+    )?;
 
     // 6. Delivery profiles, × real time.
     println!("\nantenne delivery profiles (one run each, wall clock of the whole command):");
@@ -262,8 +264,8 @@ fn run() -> Res<()> {
     println!("\npeak memory (RSS) of the 3-rung ladder, one run each:");
     println!("{:-<78}", "");
     println!(
-        "{:<12} {:>10} {:>12} {:>12} {:>12} {:>9}",
-        "source", "size MiB", "ffmpeg MiB", "antenne MiB", "antenne s", "ratio"
+        "{:<12} {:<9} {:>9} {:>10} {:>12} {:>10} {:>7}",
+        "source", "peer", "size MiB", "peer MiB", "antenne MiB", "antenne s", "ratio"
     );
     println!("{:-<78}", "");
     let mut peaks = Vec::new();
@@ -272,12 +274,16 @@ fn run() -> Res<()> {
         (format!("{} s", secs * 2), &src_long),
     ] {
         let size = std::fs::metadata(s).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0;
-        let ((_, ff_mib), (an_s, an_mib)) = ladder_memory(&antenne, s, &work, &profiles)?;
-        let ratio = an_mib / ff_mib;
-        println!(
-            "{label:<12} {size:>10.0} {ff_mib:>12.0} {an_mib:>12.0} {an_s:>12.2} {ratio:>8.2}x"
-        );
-        peaks.push(an_mib);
+        for (peer, bin) in &peers {
+            let ((_, ff_mib), (an_s, an_mib)) = ladder_memory(bin, &antenne, s, &work, &profiles)?;
+            let ratio = an_mib / ff_mib;
+            println!(
+                "{label:<12} {peer:<9} {size:>9.0} {ff_mib:>10.0} {an_mib:>12.0} {an_s:>10.2} {ratio:>6.2}x"
+            );
+            if peer == &peers[0].0 {
+                peaks.push(an_mib);
+            }
+        }
     }
     println!("{:-<78}", "");
     if let [a, b] = peaks[..] {
@@ -287,6 +293,56 @@ fn run() -> Res<()> {
         );
     }
     Ok(())
+}
+
+/// The second peer: the newest ffmpeg release (a static, fully threaded build), from
+/// `ANTENNE_FFMPEG_NEWEST`, else the one `scripts/setup.sh` puts in `.venv` (imageio-ffmpeg).
+fn newest_ffmpeg(manifest: &Path) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("ANTENNE_FFMPEG_NEWEST") {
+        return Some(PathBuf::from(p));
+    }
+    let lib = manifest.join(".venv").join("lib");
+    for py in std::fs::read_dir(lib).ok()?.flatten() {
+        let bins = py.path().join("site-packages/imageio_ffmpeg/binaries");
+        let Ok(files) = std::fs::read_dir(bins) else {
+            continue;
+        };
+        for f in files.flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            if name.starts_with("ffmpeg-linux") {
+                return Some(f.path());
+            }
+        }
+    }
+    None
+}
+
+/// The peers: Debian's `ffmpeg`, and the newest release when it is there.
+fn peers(manifest: &Path) -> Res<Vec<(String, PathBuf)>> {
+    let mut v = Vec::new();
+    for bin in std::iter::once(PathBuf::from("ffmpeg")).chain(newest_ffmpeg(manifest)) {
+        let out = sh(
+            Command::new(&bin).arg("-version"),
+            &format!("{} -version", bin.display()),
+        )?;
+        let first = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or("?")
+            .to_string();
+        let version = first.split_whitespace().nth(2).unwrap_or("?");
+        let major = version
+            .trim_start_matches('n')
+            .split('.')
+            .next()
+            .unwrap_or("?");
+        println!("  peer     : ffmpeg {major}: {first} ({})", bin.display());
+        v.push((format!("ffmpeg{major}"), bin));
+    }
+    if v.len() == 1 {
+        println!("  peer     : the newest ffmpeg is missing (./scripts/setup.sh installs it)");
+    }
+    Ok(v)
 }
 
 /// The antenne binary: `CARGO_BIN_EXE_antenne` from the environment, else the one cargo built
@@ -378,7 +434,11 @@ fn measured(cmd: &mut Command, what: &str, log: &Path) -> Res<(f64, f64)> {
 }
 
 fn ffmpeg() -> Command {
-    let mut c = Command::new("ffmpeg");
+    ffmpeg_at(Path::new("ffmpeg"))
+}
+
+fn ffmpeg_at(bin: &Path) -> Command {
+    let mut c = Command::new(bin);
     c.args(["-hide_banner", "-nostdin", "-y"]);
     c
 }
@@ -446,8 +506,8 @@ fn field_order(path: &Path) -> Res<String> {
 
 /// The ladder by the ffmpeg CLI: one decode, split, three scales, three MP4 outputs.
 /// The peer's ladder: one `ffmpeg` decoding once (`split`) into the three renditions.
-fn ffmpeg_ladder_command(src: &Path, outdir: &Path) -> Command {
-    let mut c = ffmpeg();
+fn ffmpeg_ladder_command(bin: &Path, src: &Path, outdir: &Path) -> Command {
+    let mut c = ffmpeg_at(bin);
     c.args(["-loglevel", "error", "-i"]).arg(src).arg("-filter_complex").arg(
         "[0:v]split=3[a][b][c];[a]scale=1920:1080[v0];[b]scale=1280:720[v1];[c]scale=854:480[v2]",
     );
@@ -480,9 +540,9 @@ fn ffmpeg_ladder_command(src: &Path, outdir: &Path) -> Command {
     c
 }
 
-fn ffmpeg_ladder(src: &Path, outdir: &Path) -> Res<f64> {
+fn ffmpeg_ladder(bin: &Path, src: &Path, outdir: &Path) -> Res<f64> {
     fresh_dir(outdir)?;
-    let mut c = ffmpeg_ladder_command(src, outdir);
+    let mut c = ffmpeg_ladder_command(bin, src, outdir);
     let (secs, _) = measured(&mut c, "ffmpeg ladder", &outdir.join("ffmpeg.log"))?;
     Ok(secs)
 }
@@ -490,6 +550,7 @@ fn ffmpeg_ladder(src: &Path, outdir: &Path) -> Res<f64> {
 /// [`ffmpeg_ladder`] and the same ladder by antenne, each run once: (seconds, peak MiB) of
 /// ffmpeg, then of antenne.
 fn ladder_memory(
+    ffmpeg_bin: &Path,
     antenne: &Path,
     src: &Path,
     work: &Path,
@@ -497,7 +558,7 @@ fn ladder_memory(
 ) -> Res<((f64, f64), (f64, f64))> {
     let ff_out = work.join("mem_ffmpeg");
     fresh_dir(&ff_out)?;
-    let mut c = ffmpeg_ladder_command(src, &ff_out);
+    let mut c = ffmpeg_ladder_command(ffmpeg_bin, src, &ff_out);
     let ff = measured(&mut c, "ffmpeg ladder", &work.join("mem_ffmpeg.log"))?;
     let an_out = work.join("mem_antenne");
     fresh_dir(&an_out)?;
@@ -607,6 +668,7 @@ fn quality(out: &Path, src: &Path, metric: Metric) -> Res<f64> {
 /// Times the `hls-ladder` profile against the same ladder by one `ffmpeg` invocation, alternating,
 /// and prints fps, the ratio, the top rendition's PSNR / SSIM and each rendition's segments.
 fn hls_ladder(
+    peers: &[(String, PathBuf)],
     antenne: &Path,
     src: &Path,
     src_frames: u64,
@@ -616,8 +678,8 @@ fn hls_ladder(
 ) -> Res<()> {
     let root = work.join("out_hls");
     fresh_dir(&root)?;
-    let ff_out = root.join("ff");
-    let mut ff_times = Vec::new();
+    let ff_out = root.join(&peers[0].0);
+    let mut peer_times: Vec<Vec<f64>> = vec![Vec::new(); peers.len()];
     let mut an_times = Vec::new();
     let mut an_pkg = PathBuf::new();
     println!(
@@ -625,25 +687,29 @@ fn hls_ladder(
          segments, {RUNS} runs each, alternating:"
     );
     for i in 1..=RUNS {
-        let s = ffmpeg_hls_ladder(src, &ff_out)?;
-        println!(
-            "  run {i} ffmpeg  : {s:7.2} s  {:7.2} fps",
-            src_frames as f64 / s
-        );
-        ff_times.push(s);
+        for ((label, bin), times) in peers.iter().zip(&mut peer_times) {
+            let s = ffmpeg_hls_ladder(bin, src, &root.join(label))?;
+            println!(
+                "  run {i} {label:<9}: {s:7.2} s  {:7.2} fps",
+                src_frames as f64 / s
+            );
+            times.push(s);
+        }
         // antenne refuses to write over an existing package: a fresh output directory per run.
         let out = root.join(format!("antenne_run{i}"));
         let s = antenne_transcode(antenne, src, "hls-ladder", &out, fw_profiles)?;
         println!(
-            "  run {i} antenne : {s:7.2} s  {:7.2} fps",
+            "  run {i} antenne  : {s:7.2} s  {:7.2} fps",
             src_frames as f64 / s
         );
         an_times.push(s);
         an_pkg = out.join(HLS_PACKAGE);
         check_antenne_package(&an_pkg)?;
     }
-    let ff_best = ff_times.iter().copied().fold(f64::INFINITY, f64::min);
-    let an_best = an_times.iter().copied().fold(f64::INFINITY, f64::min);
+    let best = |t: &[f64]| t.iter().copied().fold(f64::INFINITY, f64::min);
+    let ff_times = peer_times[0].clone();
+    let ff_best = best(&ff_times);
+    let an_best = best(&an_times);
     let ff_fps = src_frames as f64 / ff_best;
     let an_fps = src_frames as f64 / an_best;
 
@@ -676,7 +742,14 @@ fn hls_ladder(
     );
     let _ = writeln!(table, "{:-<78}", "");
     for (name, best, fps, p, q, times) in [
-        ("ffmpeg", ff_best, ff_fps, ff_psnr, ff_ssim, &ff_times),
+        (
+            peers[0].0.as_str(),
+            ff_best,
+            ff_fps,
+            ff_psnr,
+            ff_ssim,
+            &ff_times,
+        ),
         ("antenne", an_best, an_fps, an_psnr, an_ssim, &an_times),
     ] {
         let runs = times
@@ -691,12 +764,19 @@ fn hls_ladder(
         );
     }
     let _ = writeln!(table, "{:-<78}", "");
-    let ratio = an_fps / ff_fps;
-    let _ = writeln!(
-        table,
-        "antenne_fps / ffmpeg_fps = {ratio:.3}  (goal >= 1.0: {})",
-        if ratio >= 1.0 { "met" } else { "NOT met" }
-    );
+    for ((label, _), times) in peers.iter().zip(&peer_times) {
+        let ratio = an_fps / (src_frames as f64 / best(times));
+        let _ = writeln!(
+            table,
+            "antenne_fps / {label}_fps = {ratio:.3}  (goal >= 1.0: {}; runs {})",
+            if ratio >= 1.0 { "met" } else { "NOT met" },
+            times
+                .iter()
+                .map(|t| format!("{t:.2}"))
+                .collect::<Vec<_>>()
+                .join("/")
+        );
+    }
     let _ = writeln!(
         table,
         "1080p frames compared: ffmpeg {ff_top_frames}, antenne {an_top_frames} \
@@ -741,7 +821,7 @@ fn hls_ladder(
 
 /// The hls-ladder by the ffmpeg CLI: one decode, split into five scales, five video-only HLS
 /// outputs and one audio-only HLS output, under `outdir/<rendition>/`.
-fn ffmpeg_hls_ladder(src: &Path, outdir: &Path) -> Res<f64> {
+fn ffmpeg_hls_ladder(bin: &Path, src: &Path, outdir: &Path) -> Res<f64> {
     fresh_dir(outdir)?;
     let mut graph = format!("[0:v]split={}", HLS_LADDER.len());
     for i in 0..HLS_LADDER.len() {
@@ -755,7 +835,7 @@ fn ffmpeg_hls_ladder(src: &Path, outdir: &Path) -> Res<f64> {
              out_range=tv[v{i}]"
         );
     }
-    let mut c = ffmpeg();
+    let mut c = ffmpeg_at(bin);
     c.args(["-loglevel", "error", "-i"])
         .arg(src)
         .arg("-filter_complex")
