@@ -226,6 +226,28 @@ fn a_transcoding_output_fails_over_to_the_backup_then_the_slate_and_back() {
     let st = stats(&s, out);
     assert_eq!(st["last_switch"]["to"], "primary", "{st}");
     assert_eq!(st["switches"], 0, "{st}");
+    // The source is demuxed once: the output's input and the monitor both take the packets of
+    // its one demux, the only reader of its hub.
+    assert!(st["demux"]["packets"].as_u64().unwrap_or(0) > 0, "{st}");
+    let src = s
+        .call(
+            "GET",
+            &format!("/v1/live/sources/{p}/stats"),
+            Some(&s.admin),
+            None,
+        )
+        .body;
+    let names = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(names(&src["readers"]), ["demux"], "{src}");
+    let mut subs = names(&src["monitor"]["demux"]["subscribers"]);
+    subs.sort();
+    assert_eq!(subs, ["monitor", &format!("output {out}")], "{src}");
     std::thread::sleep(hold);
 
     primary.kill().unwrap();

@@ -182,11 +182,20 @@ fn preview_levels_and_the_last_picture_kept() {
     );
     let offset = m["av_offset_s"].as_f64().unwrap();
     assert!(offset.abs() < 1.0, "A/V offset {offset}: {m}");
+    // The monitor takes its packets from the source's one demux, the hub's one reader here.
     assert!(st["readers"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|r| r["name"] == "monitor"));
+        .any(|r| r["name"] == "demux"));
+    assert!(
+        m["demux"]["subscribers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "monitor" && r["packets"].as_u64().unwrap_or(0) > 0),
+        "{m}"
+    );
 
     let (r, text) = s.request("GET", "/metrics", Some(&s.admin), &[], None);
     assert_eq!(r.status, 200);

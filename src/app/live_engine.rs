@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::UNIX_EPOCH;
 
-use crate::av::io::{ByteSource, InputSource};
+use crate::av::io::{InputSource, PacketFeed};
 use crate::av::live::{self, Failover, LiveInput, LiveProgress, OnAir, Slate, SwitchEvent};
 use crate::hub::registry::{LiveError, OutputLink, ProfileHook, Switch, Transcode};
 use crate::link::{Chunk, ChunkSink, Link, LinkState, LinkStats};
@@ -117,7 +117,7 @@ impl ProfileHook for LiveEngine {
             .inputs
             .into_iter()
             .map(|(name, r)| LiveInput {
-                source: InputSource::Stream(ByteSource::new(name.clone(), r)),
+                source: InputSource::Packets(PacketFeed::new(name.clone(), r)),
                 name,
             })
             .collect();

@@ -400,6 +400,10 @@ fn open_input(
             Some((true, i)) => Ok(i),
             _ => Ok(input::open_cancellable(path, Some(cancel.clone()))?),
         },
+        InputSource::Packets(s) => Err(AvError::Invalid {
+            path: PathBuf::from(&s.name),
+            what: "a shared demux feeds live pipelines only".into(),
+        }),
         InputSource::Stream(s) => {
             let c = cancel.clone();
             InputSource::open_stream(s, move || c.load(Ordering::Relaxed)).map_err(|source| {

@@ -169,6 +169,37 @@ pub enum InputSource {
     File(PathBuf),
     /// A byte stream, read through a custom AVIO reader; not seekable.
     Stream(ByteSource),
+    /// Packets of a demux shared with other readers (a live source's one demux): live
+    /// pipelines only.
+    Packets(PacketFeed),
+}
+
+/// A subscription to a shared demux, handed to the pipeline that reads it, once.
+#[derive(Clone)]
+pub struct PacketFeed {
+    reader: Arc<Mutex<Option<super::packets::PacketReader>>>,
+    /// A name for messages.
+    pub name: String,
+}
+
+impl PacketFeed {
+    pub fn new(name: impl Into<String>, reader: super::packets::PacketReader) -> PacketFeed {
+        PacketFeed {
+            reader: Arc::new(Mutex::new(Some(reader))),
+            name: name.into(),
+        }
+    }
+
+    /// The reader, once.
+    pub(super) fn take(&self) -> Option<super::packets::PacketReader> {
+        self.reader.lock().ok()?.take()
+    }
+}
+
+impl std::fmt::Debug for PacketFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PacketFeed({})", self.name)
+    }
 }
 
 impl InputSource {
@@ -176,7 +207,7 @@ impl InputSource {
     pub fn path(&self) -> Option<&Path> {
         match self {
             InputSource::File(p) => Some(p),
-            InputSource::Stream(_) => None,
+            InputSource::Stream(_) | InputSource::Packets(_) => None,
         }
     }
 
@@ -185,6 +216,7 @@ impl InputSource {
         match self {
             InputSource::File(p) => p.clone(),
             InputSource::Stream(s) => PathBuf::from(&s.name),
+            InputSource::Packets(s) => PathBuf::from(&s.name),
         }
     }
 
@@ -193,6 +225,7 @@ impl InputSource {
         match (self, other) {
             (InputSource::File(a), InputSource::File(b)) => a == b,
             (InputSource::Stream(a), InputSource::Stream(b)) => Arc::ptr_eq(&a.reader, &b.reader),
+            (InputSource::Packets(a), InputSource::Packets(b)) => Arc::ptr_eq(&a.reader, &b.reader),
             _ => false,
         }
     }

@@ -8,6 +8,7 @@
 //! Runs on OS threads until cancelled. Owns the live engine only: what to encode and where to
 //! (`OutputSpec`s) is compiled by `pipeline::live`.
 
+use std::borrow::Borrow;
 use std::collections::VecDeque;
 use std::io::Read;
 use std::path::PathBuf;
@@ -16,12 +17,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{bounded, Sender};
+use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
 
 use super::engine::{self, AMsg, MuxMsg, OutputSpec, StageError, VMsg};
 use super::graph::{self, Sink, Source};
 use super::hw::{self, Backend, HwDevice};
 use super::io::InputSource;
+use super::packets::{self, Demuxed, PacketReader, StreamInfo};
 use super::{ff, ffi, AvError};
 
 /// Frames an input joins with queued ahead of the output (absorbs decode and network jitter).
@@ -362,7 +364,12 @@ impl Read for SharedReader {
 
 enum Opener {
     File(PathBuf),
-    Stream { name: String, reader: SharedReader },
+    Stream {
+        name: String,
+        reader: SharedReader,
+    },
+    /// A subscription to the source's one demux.
+    Packets(PacketReader),
 }
 
 impl Opener {
@@ -382,12 +389,20 @@ impl Opener {
                     },
                 })
             }
+            InputSource::Packets(s) => {
+                s.take()
+                    .map(Opener::Packets)
+                    .ok_or_else(|| AvError::Invalid {
+                        path: PathBuf::from(&s.name),
+                        what: "this subscription is already read by another pipeline".into(),
+                    })
+            }
         }
     }
 
     fn ended(&self) -> bool {
         match self {
-            Opener::File(_) => false,
+            Opener::File(_) | Opener::Packets(_) => false,
             Opener::Stream { reader, .. } => reader.ended.load(Ordering::Relaxed),
         }
     }
@@ -395,6 +410,10 @@ impl Opener {
     fn open(&self, cancel: &Arc<AtomicBool>) -> Result<ff::format::context::Input, AvError> {
         match self {
             Opener::File(p) => super::input::open_cancellable(p, Some(cancel.clone())),
+            Opener::Packets(r) => Err(AvError::Invalid {
+                path: PathBuf::from(r.name()),
+                what: "demuxed already".into(),
+            }),
             Opener::Stream { name, reader } => {
                 let io =
                     ff::format::context::StreamIo::from_read(reader.clone()).map_err(|source| {
@@ -462,6 +481,10 @@ impl InputWorker {
     }
 
     fn run(self) {
+        if let Opener::Packets(r) = &self.opener {
+            self.run_packets(r);
+            return;
+        }
         let mut offset_s = 0.0;
         while !self.cancel.load(Ordering::Relaxed) {
             match self.opener.open(&self.cancel) {
@@ -489,6 +512,183 @@ impl InputWorker {
         }
     }
 
+    /// Decodes what the source's one demux hands over, opening after opening, until it stops
+    /// (the source stopped: the input has ended) or the pipeline is cancelled.
+    fn run_packets(&self, reader: &PacketReader) {
+        let counters = &self.shared.counters;
+        let mut offset_s = 0.0;
+        let mut next: Option<Vec<StreamInfo>> = None;
+        let mut ended = false;
+        let mut opened = false;
+        while !ended && !self.cancel.load(Ordering::Relaxed) {
+            let streams = match next.take() {
+                Some(s) => s,
+                None => match reader.recv_timeout(Duration::from_millis(100)) {
+                    Ok(Demuxed::Opened(s)) => s,
+                    Ok(_) | Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+            };
+            if opened {
+                counters.reopened.fetch_add(1, Ordering::Relaxed);
+            }
+            opened = true;
+            let vi = packets::best(&streams, ff::media::Type::Video).map(|s| s.index);
+            let ai = packets::best(&streams, ff::media::Type::Audio).map(|s| s.index);
+            let mut dec = match self.decoders(&streams, vi, ai) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.error(e);
+                    continue;
+                }
+            };
+            let feed = std::iter::from_fn(|| loop {
+                if self.cancel.load(Ordering::Relaxed) {
+                    return None;
+                }
+                match reader.recv_timeout(Duration::from_millis(100)) {
+                    Ok(Demuxed::Packet(p)) => {
+                        counters.packets.fetch_add(1, Ordering::Relaxed);
+                        self.stamp(&counters.last_packet_ms);
+                        return Some(p);
+                    }
+                    Ok(Demuxed::Opened(s)) => {
+                        next = Some(s);
+                        return None;
+                    }
+                    Ok(Demuxed::Closed) => return None,
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => {
+                        ended = true;
+                        return None;
+                    }
+                }
+            });
+            match self.decode(&mut dec, feed, offset_s) {
+                Ok(end_s) => offset_s = end_s,
+                Err(e) => self.error(e),
+            }
+        }
+        if !self.cancel.load(Ordering::Relaxed) {
+            counters.ended.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// The decoders of one opening: the video stream `vi` and the audio stream `ai`.
+    fn decoders(
+        &self,
+        streams: &[StreamInfo],
+        vi: Option<usize>,
+        ai: Option<usize>,
+    ) -> Result<Decoders, AvError> {
+        let path = PathBuf::from(&self.name);
+        let open_dec = |i: usize| -> Result<(ff::codec::Context, ff::Rational), AvError> {
+            let st = streams
+                .iter()
+                .find(|s| s.index == i)
+                .ok_or_else(|| AvError::Invalid {
+                    path: path.clone(),
+                    what: format!("has no stream {i}"),
+                })?;
+            let ctx = ff::codec::Context::from_parameters(st.params.clone()).map_err(|source| {
+                AvError::Libav {
+                    path: path.clone(),
+                    what: format!("stream {i}"),
+                    source,
+                }
+            })?;
+            Ok((ctx, st.time_base))
+        };
+        let dec_err = |what: &str| {
+            let what = what.to_string();
+            let path = path.clone();
+            move |source| AvError::Libav { path, what, source }
+        };
+        let (vdec, vtb) = match vi {
+            Some(i) => {
+                let (mut ctx, tb) = open_dec(i)?;
+                super::decode_threads(&mut ctx, 0);
+                (
+                    Some(ctx.decoder().video().map_err(dec_err("video decoder"))?),
+                    tb,
+                )
+            }
+            None => (None, ff::Rational::new(1, 90000)),
+        };
+        let (adec, atb) = match ai {
+            Some(i) => {
+                let (ctx, tb) = open_dec(i)?;
+                (
+                    Some(ctx.decoder().audio().map_err(dec_err("audio decoder"))?),
+                    tb,
+                )
+            }
+            None => (None, ff::Rational::new(1, 90000)),
+        };
+        Ok(Decoders {
+            vi,
+            ai,
+            vdec,
+            adec,
+            vtb,
+            atb,
+        })
+    }
+
+    /// Decodes, conforms and queues `packets` until they end; returns where this pass of the
+    /// input has reached (seconds, `offset_s` included).
+    fn decode<P: Borrow<ff::Packet>>(
+        &self,
+        d: &mut Decoders,
+        packets: impl Iterator<Item = P>,
+        offset_s: f64,
+    ) -> Result<f64, AvError> {
+        let path = PathBuf::from(&self.name);
+        let counters = &self.shared.counters;
+        let mut conform = Conform::new(self.house, d.vtb, d.atb, offset_s);
+        let mut vframe = ff::frame::Video::empty();
+        let mut aframe = ff::frame::Audio::empty();
+        let invalid = |e: graph::GraphError| AvError::Invalid {
+            path: path.clone(),
+            what: e.to_string(),
+        };
+        for packet in packets {
+            if self.cancel.load(Ordering::Relaxed) {
+                break;
+            }
+            let packet = packet.borrow();
+            let si = packet.stream();
+            if Some(si) == d.vi {
+                let Some(dec) = d.vdec.as_mut() else { continue };
+                if dec.send_packet(packet).is_err() {
+                    counters.decode_errors.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                while dec.receive_frame(&mut vframe).is_ok() {
+                    counters.frames_decoded.fetch_add(1, Ordering::Relaxed);
+                    self.stamp(&counters.last_video_ms);
+                    for f in conform.video(&mut vframe).map_err(invalid)? {
+                        self.queue_video(f);
+                    }
+                }
+            } else if Some(si) == d.ai {
+                let Some(dec) = d.adec.as_mut() else { continue };
+                if dec.send_packet(packet).is_err() {
+                    counters.decode_errors.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                while dec.receive_frame(&mut aframe).is_ok() {
+                    self.stamp(&counters.last_audio_ms);
+                    for (pts, planes) in conform.audio(&mut aframe).map_err(invalid)? {
+                        let refs: Vec<&[f32]> = planes.iter().map(Vec::as_slice).collect();
+                        lock(&self.shared.buffer).audio.push(pts, &refs);
+                    }
+                }
+            }
+        }
+        Ok(conform.end_s)
+    }
+
     /// Reads one opening of the input to its end; returns where a looped file's next pass
     /// starts (seconds), so that its timeline goes on.
     fn demux(&self, ictx: &mut ff::format::context::Input, offset_s: f64) -> Result<f64, AvError> {
@@ -501,46 +701,15 @@ impl InputWorker {
             .streams()
             .best(ff::media::Type::Audio)
             .map(|s| s.index());
-        let open_dec = |i: usize| -> Result<(ff::codec::Context, ff::Rational), AvError> {
-            let st = ictx.stream(i).ok_or_else(|| AvError::Invalid {
-                path: path.clone(),
-                what: format!("has no stream {i}"),
-            })?;
-            let ctx = ff::codec::Context::from_parameters(st.parameters()).map_err(|source| {
-                AvError::Libav {
-                    path: path.clone(),
-                    what: format!("stream {i}"),
-                    source,
-                }
-            })?;
-            Ok((ctx, st.time_base()))
-        };
-        let dec_err = |what: &str| {
-            let what = what.to_string();
-            let path = path.clone();
-            move |source| AvError::Libav { path, what, source }
-        };
-        let (mut vdec, vtb) = match vi {
-            Some(i) => {
-                let (mut ctx, tb) = open_dec(i)?;
-                super::decode_threads(&mut ctx, 0);
-                (
-                    Some(ctx.decoder().video().map_err(dec_err("video decoder"))?),
-                    tb,
-                )
-            }
-            None => (None, ff::Rational::new(1, 90000)),
-        };
-        let (mut adec, atb) = match ai {
-            Some(i) => {
-                let (ctx, tb) = open_dec(i)?;
-                (
-                    Some(ctx.decoder().audio().map_err(dec_err("audio decoder"))?),
-                    tb,
-                )
-            }
-            None => (None, ff::Rational::new(1, 90000)),
-        };
+        let streams: Vec<StreamInfo> = ictx
+            .streams()
+            .map(|s| StreamInfo {
+                index: s.index(),
+                params: s.parameters(),
+                time_base: s.time_base(),
+            })
+            .collect();
+        let mut dec = self.decoders(&streams, vi, ai)?;
         let counters = &self.shared.counters;
         // Packets go to a decoding thread of their own, so that a slow decode (a loaded
         // machine) never holds up reading the feed and its arrival times stay the network's.
@@ -548,50 +717,7 @@ impl InputWorker {
         thread::scope(|sc| {
             let decoder = thread::Builder::new()
                 .name(format!("live-dec-{}", self.name))
-                .spawn_scoped(sc, || -> Result<f64, AvError> {
-                    let mut conform = Conform::new(self.house, vtb, atb, offset_s);
-                    let mut vframe = ff::frame::Video::empty();
-                    let mut aframe = ff::frame::Audio::empty();
-                    let invalid = |e: graph::GraphError| AvError::Invalid {
-                        path: path.clone(),
-                        what: e.to_string(),
-                    };
-                    for packet in prx.iter() {
-                        if self.cancel.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        let si = packet.stream();
-                        if Some(si) == vi {
-                            let Some(dec) = vdec.as_mut() else { continue };
-                            if dec.send_packet(&packet).is_err() {
-                                counters.decode_errors.fetch_add(1, Ordering::Relaxed);
-                                continue;
-                            }
-                            while dec.receive_frame(&mut vframe).is_ok() {
-                                counters.frames_decoded.fetch_add(1, Ordering::Relaxed);
-                                self.stamp(&counters.last_video_ms);
-                                for f in conform.video(&mut vframe).map_err(invalid)? {
-                                    self.queue_video(f);
-                                }
-                            }
-                        } else if Some(si) == ai {
-                            let Some(dec) = adec.as_mut() else { continue };
-                            if dec.send_packet(&packet).is_err() {
-                                counters.decode_errors.fetch_add(1, Ordering::Relaxed);
-                                continue;
-                            }
-                            while dec.receive_frame(&mut aframe).is_ok() {
-                                self.stamp(&counters.last_audio_ms);
-                                for (pts, planes) in conform.audio(&mut aframe).map_err(invalid)? {
-                                    let refs: Vec<&[f32]> =
-                                        planes.iter().map(Vec::as_slice).collect();
-                                    lock(&self.shared.buffer).audio.push(pts, &refs);
-                                }
-                            }
-                        }
-                    }
-                    Ok(conform.end_s)
-                })
+                .spawn_scoped(sc, || self.decode(&mut dec, prx.iter(), offset_s))
                 .map_err(AvError::Thread)?;
             let mut bad = 0u32;
             let read: Result<(), AvError> = loop {
@@ -679,6 +805,16 @@ impl InputWorker {
             thread::sleep(Duration::from_millis(5));
         }
     }
+}
+
+/// The decoders of one opening of an input.
+struct Decoders {
+    vi: Option<usize>,
+    ai: Option<usize>,
+    vdec: Option<ff::decoder::Video>,
+    adec: Option<ff::decoder::Audio>,
+    vtb: ff::Rational,
+    atb: ff::Rational,
 }
 
 /// Filter graphs bringing one input's pictures and samples to the house format.

@@ -12,6 +12,7 @@ pub mod input;
 pub mod io;
 pub mod live;
 pub mod monitor;
+pub mod packets;
 pub mod probe;
 pub mod remux;
 pub mod samples;

@@ -1,17 +1,17 @@
-//! A live source's monitor: demuxes its MPEG-TS as it arrives, decodes the video only around
-//! preview times (from a keyframe on) to make a small JPEG, and decodes the audio all the time
+//! A live source's monitor: one subscriber of the source's demux ([`super::packets`]), it decodes
+//! the video only around preview times (from a keyframe on) to make a small JPEG, and decodes the audio all the time
 //! to measure per-channel peak and BS.1770 loudness (momentary, short-term). Runs on the
 //! caller's OS thread; the figures land in a [`MonitorState`] that readers look at any time.
 
-use std::io::Read;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use crossbeam_channel::RecvTimeoutError;
 use ebur128::{EbuR128, Mode};
 
-use super::{ff, graph, AvError};
+use super::packets::{self, Demuxed, PacketReader, StreamInfo};
+use super::{ff, graph};
 
 /// Width of the preview picture in pixels (its height follows the display aspect).
 pub const PREVIEW_WIDTH: u32 = 320;
@@ -20,10 +20,6 @@ const PEAK_WINDOW: Duration = Duration::from_secs(1);
 /// Without a keyframe this long after a preview is due, every packet is decoded (streams coded
 /// with intra refresh have none).
 const KEYFRAME_WAIT: Duration = Duration::from_secs(10);
-/// The opening waits at least this long for the streams' parameters (and twice the preview
-/// interval: a keyframe, with the parameters before it, comes at least that often in a feed
-/// that can be previewed).
-const MIN_OPEN_WAIT: Duration = Duration::from_secs(4);
 
 /// The last preview picture.
 #[derive(Debug, Clone)]
@@ -94,111 +90,43 @@ impl MonitorState {
     }
 }
 
-/// A reader shared by the successive openings of the demuxer.
-#[derive(Clone)]
-struct Shared {
-    inner: Arc<Mutex<Box<dyn Read + Send>>>,
-    ended: Arc<AtomicBool>,
-}
-
-impl Read for Shared {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let n = lock(&self.inner).read(out)?;
-        if n == 0 && !out.is_empty() {
-            self.ended.store(true, Ordering::Relaxed);
-        }
-        Ok(n)
-    }
-}
-
-/// Monitors the TS read from `reader` until it ends or `cancel` is set, making a preview every
-/// `preview_every`.
+/// Monitors the packets of `packets` until the demux stops or `cancel` is set, making a
+/// preview every `preview_every`.
 pub fn run(
     name: &str,
-    reader: Box<dyn Read + Send>,
+    packets: PacketReader,
     preview_every: Duration,
     state: &MonitorState,
     cancel: &Arc<AtomicBool>,
 ) {
-    let shared = Shared {
-        inner: Arc::new(Mutex::new(reader)),
-        ended: Arc::new(AtomicBool::new(false)),
-    };
     let mut next_preview = Instant::now();
+    let mut session: Option<Session<'_>> = None;
+    let (mut vframe, mut aframe) = (ff::frame::Video::empty(), ff::frame::Audio::empty());
     while !cancel.load(Ordering::Relaxed) {
-        match open(
-            name,
-            &shared,
-            cancel,
-            (preview_every * 2).max(MIN_OPEN_WAIT),
-        ) {
-            Ok(mut ictx) => {
-                let mut m = Session::new(name, &ictx, state, preview_every, next_preview);
-                if let Err(e) = m.demux(&mut ictx, cancel) {
-                    state.error(name, e);
+        match packets.recv_timeout(Duration::from_millis(200)) {
+            Ok(Demuxed::Opened(streams)) => {
+                if let Some(m) = session.take() {
+                    next_preview = m.next_preview;
+                    state.reopened.fetch_add(1, Ordering::Relaxed);
                 }
-                next_preview = m.next_preview;
+                session = Some(Session::new(
+                    name,
+                    &streams,
+                    state,
+                    preview_every,
+                    next_preview,
+                ));
             }
-            Err(AvError::Cancelled) => return,
-            Err(e) => {
-                state.decode_errors.fetch_add(1, Ordering::Relaxed);
-                state.error(name, e);
+            Ok(Demuxed::Packet(p)) => {
+                if let Some(m) = session.as_mut() {
+                    m.on_packet(&p, &mut vframe, &mut aframe);
+                }
             }
+            Ok(Demuxed::Closed) => {}
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
         }
-        if shared.ended.load(Ordering::Relaxed) || cancel.load(Ordering::Relaxed) {
-            return;
-        }
-        state.reopened.fetch_add(1, Ordering::Relaxed);
-        std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// Opens the demuxer on what arrives; gives up after `wait` without finding the streams'
-/// parameters (a stream where nothing decodes would hold the opening for ever).
-fn open(
-    name: &str,
-    reader: &Shared,
-    cancel: &Arc<AtomicBool>,
-    wait: Duration,
-) -> Result<ff::format::context::Input, AvError> {
-    let io = ff::format::context::StreamIo::from_read(reader.clone()).map_err(|source| {
-        AvError::Libav {
-            path: PathBuf::from(name),
-            what: "cannot set up reading".into(),
-            source,
-        }
-    })?;
-    let mut opts = ff::Dictionary::new();
-    opts.set("protocol_whitelist", "none");
-    // Decoders learn what they need from the stream itself: a short look is enough.
-    opts.set("analyzeduration", "1000000");
-    // Nor must a stream where nothing decodes hold the opening for long.
-    opts.set("probesize", "500000");
-    let c = cancel.clone();
-    let opened = Arc::new(AtomicBool::new(false));
-    let o = opened.clone();
-    let started = Instant::now();
-    let ictx =
-        ff::format::input_from_stream_with_interrupt(io, Some(name), Some(opts), move || {
-            c.load(Ordering::Relaxed) || (!o.load(Ordering::Relaxed) && started.elapsed() > wait)
-        });
-    opened.store(true, Ordering::Relaxed);
-    ictx.map_err(|source| {
-        if cancel.load(Ordering::Relaxed) {
-            AvError::Cancelled
-        } else if started.elapsed() > wait {
-            AvError::Invalid {
-                path: PathBuf::from(name),
-                what: format!("no decodable stream found in {} s", wait.as_secs()),
-            }
-        } else {
-            AvError::NotMedia {
-                path: PathBuf::from(name),
-                reason: None,
-                source,
-            }
-        }
-    })
 }
 
 struct Audio {
@@ -228,42 +156,36 @@ struct Session<'a> {
     audio: Option<Audio>,
 }
 
-fn decoder(ictx: &ff::format::context::Input, i: usize) -> Option<(ff::codec::Context, f64)> {
-    let st = ictx.stream(i)?;
-    let mut ctx = ff::codec::Context::from_parameters(st.parameters()).ok()?;
+fn decoder(st: &StreamInfo) -> Option<(ff::codec::Context, f64)> {
+    let mut ctx = ff::codec::Context::from_parameters(st.params.clone()).ok()?;
     super::decode_threads(&mut ctx, 1);
-    Some((ctx, f64::from(st.time_base())))
+    Some((ctx, f64::from(st.time_base)))
 }
 
 impl<'a> Session<'a> {
     fn new(
         name: &'a str,
-        ictx: &ff::format::context::Input,
+        streams: &[StreamInfo],
         state: &'a MonitorState,
         every: Duration,
         next_preview: Instant,
     ) -> Session<'a> {
         // A stream whose parameters the opening could not find is taken all the same: its
         // decoder learns them from the packets.
-        let best = |t| {
-            ictx.streams()
-                .best(t)
-                .or_else(|| ictx.streams().find(|s| s.parameters().medium() == t))
-                .map(|s| s.index())
-        };
-        let video = best(ff::media::Type::Video).and_then(|i| {
-            let (ctx, tb) = decoder(ictx, i)?;
+        let best = |t| packets::best(streams, t);
+        let video = best(ff::media::Type::Video).and_then(|st| {
+            let (ctx, tb) = decoder(st)?;
             Some(Video {
-                index: i,
+                index: st.index,
                 tb,
                 dec: ctx.decoder().video().ok()?,
                 feeding: false,
             })
         });
-        let audio = best(ff::media::Type::Audio).and_then(|i| {
-            let (ctx, tb) = decoder(ictx, i)?;
+        let audio = best(ff::media::Type::Audio).and_then(|st| {
+            let (ctx, tb) = decoder(st)?;
             Some(Audio {
-                index: i,
+                index: st.index,
                 tb,
                 dec: ctx.decoder().audio().ok()?,
                 meter: None,
@@ -282,42 +204,17 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn demux(
+    fn on_packet(
         &mut self,
-        ictx: &mut ff::format::context::Input,
-        cancel: &AtomicBool,
-    ) -> Result<(), AvError> {
-        let mut packet = ff::Packet::empty();
-        let mut bad = 0u32;
-        let mut vframe = ff::frame::Video::empty();
-        let mut aframe = ff::frame::Audio::empty();
-        loop {
-            if cancel.load(Ordering::Relaxed) {
-                return Ok(());
-            }
-            match super::read_packet(ictx, &mut packet) {
-                Ok(()) => bad = 0,
-                Err(ff::Error::Eof) => return Ok(()),
-                Err(ff::Error::InvalidData) if bad < 100 => {
-                    bad += 1;
-                    self.state.decode_errors.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                Err(ff::Error::Exit) if cancel.load(Ordering::Relaxed) => return Ok(()),
-                Err(source) => {
-                    return Err(AvError::Libav {
-                        path: PathBuf::from(self.name),
-                        what: "read".into(),
-                        source,
-                    })
-                }
-            }
-            let si = packet.stream();
-            if self.video.as_ref().is_some_and(|v| v.index == si) {
-                self.on_video(&packet, &mut vframe);
-            } else if self.audio.as_ref().is_some_and(|a| a.index == si) {
-                self.on_audio(&packet, &mut aframe);
-            }
+        packet: &ff::Packet,
+        vframe: &mut ff::frame::Video,
+        aframe: &mut ff::frame::Audio,
+    ) {
+        let si = packet.stream();
+        if self.video.as_ref().is_some_and(|v| v.index == si) {
+            self.on_video(packet, vframe);
+        } else if self.audio.as_ref().is_some_and(|a| a.index == si) {
+            self.on_audio(packet, aframe);
         }
     }
 

@@ -1,7 +1,8 @@
-//! A running source's monitor: one more reader of its hub (a small queue that drops when the
-//! monitor falls behind, never holding the source), read on an OS thread of its own by
-//! [`crate::av::monitor`], which keeps the latest JPEG preview and audio levels. It stops
-//! with the source's hub.
+//! A running source's demux and monitor. The demux is one more reader of its hub (a queue that
+//! drops when it falls behind, never holding the source), demuxed once on an OS thread of its
+//! own by [`crate::av::packets`]; its packets go to every subscriber: the monitor
+//! ([`crate::av::monitor`], on a thread of its own, keeping the latest JPEG preview and audio
+//! levels) and each transcoding output's input. It stops with the source's hub.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,17 +13,33 @@ use serde::Serialize;
 
 use super::Hub;
 use crate::av::monitor::{MonitorState, Preview};
+use crate::av::packets::{PacketReader, PacketTap, SubscriberStats};
 
 /// The hub reader's name, as it shows in the source's `readers`.
-pub const READER: &str = "monitor";
-/// Chunks the monitor may have waiting (about 1.3 MB of TS): a second or more of a typical feed.
+pub const READER: &str = "demux";
+/// Chunks the demux may have waiting (about 1.3 MB of TS): a second or more of a typical feed.
 const QUEUE: usize = 1024;
+/// Packets the monitor may have waiting.
+const MONITOR_QUEUE: usize = 1024;
 
-/// The monitor of one source run.
+/// The demux and monitor of one source run.
 pub struct Monitor {
     state: Arc<MonitorState>,
+    tap: Arc<PacketTap>,
     cancel: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// The source's one demux.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct DemuxStats {
+    pub packets: u64,
+    /// Packets it could not read (garbage).
+    pub errors: u64,
+    /// Times it was opened again (garbage, a changed stream).
+    pub reopened: u64,
+    /// Who takes its packets: `monitor`, and each transcoding output's input.
+    pub subscribers: Vec<SubscriberStats>,
 }
 
 /// Per channel audio level.
@@ -60,6 +77,7 @@ pub struct MonitorStats {
     pub av_offset_s: Option<f64>,
     pub audio: Option<AudioLevels>,
     pub last_error: Option<String>,
+    pub demux: DemuxStats,
 }
 
 impl Monitor {
@@ -69,17 +87,38 @@ impl Monitor {
         let state = Arc::new(MonitorState::default());
         let cancel = Arc::new(AtomicBool::new(false));
         let name = hub.name().to_string();
-        let (st, c) = (state.clone(), cancel.clone());
-        let thread = std::thread::Builder::new()
-            .name(format!("live-mon {name}"))
-            .spawn(move || {
-                crate::av::monitor::run(&name, Box::new(reader), preview_every, &st, &c);
-            })?;
-        Ok(Monitor {
+        let tap = PacketTap::new(name.clone());
+        let mut m = Monitor {
             state,
+            tap,
             cancel,
-            thread: Some(thread),
-        })
+            threads: Vec::new(),
+        };
+        let (t, c) = (m.tap.clone(), m.cancel.clone());
+        m.threads.push(
+            std::thread::Builder::new()
+                .name(format!("live-demux {name}"))
+                .spawn(move || crate::av::packets::run(Box::new(reader), &t, &c))?,
+        );
+        let packets = m.tap.subscribe("monitor", MONITOR_QUEUE);
+        let (st, c) = (m.state.clone(), m.cancel.clone());
+        m.threads.push(
+            std::thread::Builder::new()
+                .name(format!("live-mon {name}"))
+                .spawn(move || {
+                    crate::av::monitor::run(&name, packets, preview_every, &st, &c);
+                })?,
+        );
+        Ok(m)
+    }
+
+    pub fn subscribers(&self) -> Vec<SubscriberStats> {
+        self.tap.subscribers()
+    }
+
+    /// A new taker of the source's demuxed packets, with a queue of `capacity` packets.
+    pub fn subscribe(&self, name: impl Into<String>, capacity: usize) -> PacketReader {
+        self.tap.subscribe(name, capacity)
     }
 
     pub fn preview(&self) -> Option<Preview> {
@@ -106,12 +145,18 @@ impl Monitor {
             frames_in: n(&s.video_packets),
             frames_decoded: n(&s.video_decoded),
             audio_frames_decoded: n(&s.audio_decoded),
-            decode_errors: n(&s.decode_errors),
+            decode_errors: n(&s.decode_errors) + n(&self.tap.counters.errors),
             previews: n(&s.previews),
             preview_age_s: s.preview().map(|p| round2(p.at.elapsed().as_secs_f64())),
             av_offset_s: s.av_offset_s().map(|v| (v * 1000.0).round() / 1000.0),
             audio,
-            last_error: s.last_error(),
+            last_error: s.last_error().or_else(|| self.tap.counters.last_error()),
+            demux: DemuxStats {
+                packets: n(&self.tap.counters.packets),
+                errors: n(&self.tap.counters.errors),
+                reopened: n(&self.tap.counters.reopened),
+                subscribers: self.tap.subscribers(),
+            },
         }
     }
 
@@ -147,7 +192,7 @@ impl Monitor {
 
     fn end(&mut self) {
         self.cancel.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }

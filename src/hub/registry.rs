@@ -23,6 +23,7 @@ use serde::Serialize;
 use super::monitor::{Monitor, MonitorStats};
 use super::{Hub, HubReader, ReaderStats, Recv};
 use crate::av::monitor::Preview;
+use crate::av::packets::{PacketReader, SubscriberStats};
 use crate::catalog::live::{LiveRow, LiveTable, LiveWrite};
 use crate::catalog::{Catalog, CatalogError, Principal};
 use crate::config::appliance::{Live as LiveConfig, LiveOutput, LiveSource};
@@ -48,6 +49,9 @@ pub const SECRET_MASK: &str = "********";
 const SECRETS: &[&str] = &["passphrase", "key"];
 /// How often health is looked at.
 const TICK: Duration = Duration::from_millis(100);
+/// Packets a transcoding output's input may have waiting from its source's demux (some
+/// seconds of a feed; a decoder further behind loses packets, counted).
+const DEMUX_QUEUE: usize = 1024;
 /// The jitter FIFO of a UDP/RTP source that does not set `buffer_ms`.
 const DEFAULT_BUFFER_MS: u32 = 50;
 
@@ -124,7 +128,8 @@ pub struct Transcode {
     /// into the transport.
     pub kind: String,
     pub profile: String,
-    pub inputs: Vec<(String, HubReader)>,
+    /// Each input's subscription to its source's one demux.
+    pub inputs: Vec<(String, PacketReader)>,
     /// `None` or `bars`: generated bars and tone; otherwise a media file's path, looped.
     pub slate: Option<String>,
     pub loss_ms: u64,
@@ -814,8 +819,12 @@ pub struct OutputStats {
     pub state: LinkState,
     #[schema(value_type = Object)]
     pub link: LinkStats,
-    /// Its reader of the source: chunks it dropped because it fell behind.
+    /// Its reader of the source (a passthrough output): chunks it dropped because it fell
+    /// behind.
     pub reader: Option<ReaderStats>,
+    /// Its subscription to the source's demux (a transcoding output): packets it took and
+    /// dropped.
+    pub demux: Option<SubscriberStats>,
     /// Failover switches since it started, and the last one.
     pub switches: u64,
     pub last_switch: Option<Switch>,
@@ -1122,7 +1131,6 @@ impl LiveService {
         let Some(src) = sources.get(&o.source_id) else {
             return Ok(None);
         };
-        let reader = src.hub.reader(o.reader.clone(), self.reader_queue);
         let stop = Arc::new(AtomicBool::new(false));
         if let Some(p) = &o.def.profile {
             let hook = self
@@ -1132,17 +1140,22 @@ impl LiveService {
                 .ok_or_else(|| LiveError::NotBuilt {
                     kind: "transcoding output (profile)".into(),
                 })?;
-            let mut inputs = vec![(src.def.name.clone(), reader)];
+            let subscribe = |s: &Src| {
+                s.monitor
+                    .as_ref()
+                    .map(|m| m.subscribe(o.reader.clone(), DEMUX_QUEUE))
+                    .ok_or_else(|| LiveError::NotBuilt {
+                        kind: format!("demux of source {}", s.def.name),
+                    })
+            };
+            let mut inputs = vec![(src.def.name.clone(), subscribe(src)?)];
             let backup = match (o.def.backup_id, &o.def.backup) {
                 (Some(b), _) => sources.get(&b),
                 (None, Some(n)) => sources.values().find(|s| &s.def.name == n),
                 (None, None) => None,
             };
             match backup {
-                Some(b) => inputs.push((
-                    b.def.name.clone(),
-                    b.hub.reader(o.reader.clone(), self.reader_queue),
-                )),
+                Some(b) => inputs.push((b.def.name.clone(), subscribe(b)?)),
                 None if o.def.backup_id.is_some() || o.def.backup.is_some() => {
                     tracing::warn!(
                         output = id,
@@ -1178,6 +1191,7 @@ impl LiveService {
                 transcode: Some(t),
             }));
         }
+        let reader = src.hub.reader(o.reader.clone(), self.reader_queue);
         let (s, link) = (stop.clone(), o.link.clone());
         let thread = std::thread::Builder::new()
             .name(format!("live-out {id}"))
@@ -1735,21 +1749,24 @@ impl LiveService {
                     ..LinkStats::default()
                 },
                 reader: None,
+                demux: None,
                 switches: 0,
                 last_switch: None,
             });
         };
         let link = o.link.stats();
-        let reader = g
-            .sources
-            .get(&o.source_id)
-            .and_then(|s| s.hub.readers().into_iter().find(|r| r.name == o.reader));
+        let src = g.sources.get(&o.source_id);
+        let reader = src.and_then(|s| s.hub.readers().into_iter().find(|r| r.name == o.reader));
+        let demux = src
+            .and_then(|s| s.monitor.as_ref())
+            .and_then(|m| m.subscribers().into_iter().find(|r| r.name == o.reader));
         let last_switch = plock(&o.fail.last).clone();
         Ok(OutputStats {
             id,
             state,
             link,
             reader,
+            demux,
             switches: o.fail.switches.load(Ordering::Relaxed),
             last_switch,
         })
