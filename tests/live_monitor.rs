@@ -1,6 +1,7 @@
 //! A live source's monitor against the real service, with ffmpeg as the sender: the JPEG preview
 //! (and the last one kept when the feed stops), audio peak and loudness compared with ffmpeg's
-//! own ebur128 meter on the same signal, silence, and a TS whose payloads are garbage.
+//! own ebur128 meter on the same signal, silence, a TS whose payloads are garbage, and bytes
+//! that are no TS at all (a lost source, though bytes arrive).
 
 mod common;
 
@@ -292,6 +293,80 @@ fn silence_is_very_low_and_garbage_counts_decode_errors() {
     assert!(sender.wait().unwrap().success());
     // The service is well after all of it.
     assert_eq!(stats(&s, bad)["id"], bad);
+}
+
+/// Datagrams of seven 188-byte packets that look like TS (a sync byte each) but carry random
+/// PIDs and bytes, no PAT or PMT: nothing demuxes. About 700 a second, until `stop`.
+fn spray(
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut x: u32 = 0x1234_5678;
+        let mut sent = 0u64;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let d: Vec<u8> = (0..1316)
+                .map(|i| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    match (i % 188, x as u8) {
+                        (0, _) => 0x47,
+                        // Never PID 0 (the PAT).
+                        (1, b) => b | 0x01,
+                        (_, b) => b,
+                    }
+                })
+                .collect();
+            let _ = sock.send_to(&d, ("127.0.0.1", port));
+            sent += 1;
+            std::thread::sleep(Duration::from_micros(1400));
+        }
+        sent
+    })
+}
+
+#[test]
+fn bytes_that_never_demux_are_a_lost_source() {
+    let s = Server::start(&[]);
+    let port = free_udp_port();
+    let id = udp_source(&s, "cam-noise", port);
+    // A real feed first: the source is live.
+    let mut sender = send(4, TONE, port);
+    wait_for(Duration::from_secs(15), "the source live", || {
+        (stats(&s, id)["state"] == "live").then_some(())
+    });
+    assert!(sender.wait().unwrap().success());
+    // Then TS-shaped bytes keep arriving, but nothing in them demuxes: lost, though bytes
+    // arrive.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let noise = spray(port, stop.clone());
+    let st = wait_for(
+        Duration::from_secs(20),
+        "the source lost under noise",
+        || {
+            let st = stats(&s, id);
+            (st["state"] == "lost").then_some(st)
+        },
+    );
+    let before = st["link"]["bytes"].as_u64().unwrap_or(0);
+    std::thread::sleep(Duration::from_millis(600));
+    let st = stats(&s, id);
+    assert_eq!(st["state"], "lost", "{st}");
+    assert!(
+        st["link"]["bytes"].as_u64().unwrap_or(0) > before,
+        "bytes still arrive: {st}"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(noise.join().unwrap() > 1000);
+    // A real feed again: live again.
+    let mut sender = send(4, TONE, port);
+    wait_for(Duration::from_secs(15), "the source live again", || {
+        (stats(&s, id)["state"] == "live").then_some(())
+    });
+    let _ = sender.kill();
+    let _ = sender.wait();
 }
 
 /// CPU time of this process (user + system), from /proc/self/stat, in seconds.

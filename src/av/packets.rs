@@ -102,6 +102,7 @@ impl DemuxCounters {
 /// The fan-out of one source's demuxed packets.
 pub struct PacketTap {
     name: String,
+    started: Instant,
     inner: Mutex<TapInner>,
     pub counters: DemuxCounters,
 }
@@ -110,6 +111,7 @@ pub struct PacketTap {
 struct TapInner {
     streams: Option<Vec<StreamInfo>>,
     subs: Vec<Sub>,
+    last_packet: Option<Instant>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -121,6 +123,7 @@ impl PacketTap {
     pub fn new(name: impl Into<String>) -> Arc<PacketTap> {
         Arc::new(PacketTap {
             name: name.into(),
+            started: Instant::now(),
             inner: Mutex::default(),
             counters: DemuxCounters::default(),
         })
@@ -128,6 +131,14 @@ impl PacketTap {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// How long since the demux gave its last packet, or since it started when it gave none.
+    pub fn quiet_for(&self) -> Duration {
+        lock(&self.inner)
+            .last_packet
+            .unwrap_or(self.started)
+            .elapsed()
     }
 
     /// A new subscriber with a queue of `capacity` packets; it is given the current streams
@@ -176,7 +187,8 @@ impl PacketTap {
     fn packet(&self, p: ff::Packet) {
         let p = Arc::new(p);
         let mut g = lock(&self.inner);
-        let TapInner { streams, subs } = &mut *g;
+        g.last_packet = Some(Instant::now());
+        let TapInner { streams, subs, .. } = &mut *g;
         let mut gone = false;
         for s in subs.iter_mut() {
             if s.reopen {

@@ -112,6 +112,11 @@ impl Monitor {
         Ok(m)
     }
 
+    /// How long since the demux gave its last packet (or since it started, when none).
+    pub fn demux_quiet_for(&self) -> Duration {
+        self.tap.quiet_for()
+    }
+
     pub fn subscribers(&self) -> Vec<SubscriberStats> {
         self.tap.subscribers()
     }

@@ -52,6 +52,9 @@ const TICK: Duration = Duration::from_millis(100);
 /// Packets a transcoding output's input may have waiting from its source's demux (some
 /// seconds of a feed; a decoder further behind loses packets, counted).
 const DEMUX_QUEUE: usize = 1024;
+/// Bytes arriving with nothing demuxed for this long (or `loss_ms`, the longer) is a lost
+/// source: more than the demux's opening takes to find the streams of a real feed.
+const DEMUX_GRACE: Duration = Duration::from_secs(5);
 /// The jitter FIFO of a UDP/RTP source that does not set `buffer_ms`.
 const DEFAULT_BUFFER_MS: u32 = 50;
 
@@ -1837,9 +1840,13 @@ impl LiveService {
         let mut g = self.lock();
         for (id, s) in g.sources.iter_mut() {
             let link = s.link.stats();
+            // Bytes that arrive are not a feed when nothing in them demuxes (garbage, a
+            // stream of another kind); the demux's opening may look for some seconds.
+            let quiet = s.monitor.as_ref().map(Monitor::demux_quiet_for);
+            let unreadable = quiet.filter(|q| *q > s.loss.max(DEMUX_GRACE));
             let now = match (link.state, s.hub.since_last()) {
                 (LinkState::Stopped, _) => LinkState::Stopped,
-                (_, Some(d)) if d <= s.loss => LinkState::Live,
+                (_, Some(d)) if d <= s.loss && unreadable.is_none() => LinkState::Live,
                 (_, Some(_)) => LinkState::Lost,
                 (LinkState::Lost, None) => LinkState::Lost,
                 (_, None) => LinkState::Connecting,
@@ -1852,10 +1859,19 @@ impl LiveService {
                     *id,
                     s.def.name.clone(),
                     "lost",
-                    serde_json::json!({
-                        "reason": format!("no packet for {} ms", s.loss.as_millis()),
-                        "lost_for_ms": s.hub.since_last().map_or(0, |d| d.as_millis() as u64),
-                    }),
+                    match (unreadable, s.hub.since_last()) {
+                        (Some(q), Some(d)) if d <= s.loss => serde_json::json!({
+                            "reason": format!(
+                                "bytes arrive but nothing in them demuxes for {:.1} s",
+                                q.as_secs_f64()
+                            ),
+                            "lost_for_ms": q.as_millis() as u64,
+                        }),
+                        _ => serde_json::json!({
+                            "reason": format!("no packet for {} ms", s.loss.as_millis()),
+                            "lost_for_ms": s.hub.since_last().map_or(0, |d| d.as_millis() as u64),
+                        }),
+                    },
                 )),
                 (LinkState::Lost, LinkState::Live) if s.seen => events.push((
                     *id,
