@@ -18,13 +18,21 @@ pub const UPLOAD_HEADER: &str = "antenne-panel";
 
 /// Path under `/panel/` → (content type, body).
 const ASSETS: &[(&str, &str, &str)] = &[
-    ("style.css", "text/css; charset=utf-8", include_str!("assets/style.css")),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("assets/style.css"),
+    ),
     ("js/app.js", JS, include_str!("assets/js/app.js")),
     ("js/api.js", JS, include_str!("assets/js/api.js")),
     ("js/dom.js", JS, include_str!("assets/js/dom.js")),
     ("js/events.js", JS, include_str!("assets/js/events.js")),
     ("js/login.js", JS, include_str!("assets/js/login.js")),
-    ("js/dashboard.js", JS, include_str!("assets/js/dashboard.js")),
+    (
+        "js/dashboard.js",
+        JS,
+        include_str!("assets/js/dashboard.js"),
+    ),
     ("js/catalog.js", JS, include_str!("assets/js/catalog.js")),
     ("js/asset.js", JS, include_str!("assets/js/asset.js")),
     ("js/ingest.js", JS, include_str!("assets/js/ingest.js")),
@@ -98,7 +106,9 @@ mod tests {
     fn every_module_the_page_imports_is_embedded() {
         for (_, _, body) in ASSETS.iter().chain([("index.html", "", INDEX)].iter()) {
             for line in body.lines() {
-                let Some(i) = line.find("from \"./") else { continue };
+                let Some(i) = line.find("from \"./") else {
+                    continue;
+                };
                 let name = line[i + 8..].split('"').next().unwrap_or_default();
                 assert!(
                     ASSETS.iter().any(|(p, _, _)| *p == format!("js/{name}")),
@@ -111,7 +121,13 @@ mod tests {
     #[test]
     fn no_script_writes_html() {
         for (p, _, body) in ASSETS {
-            for bad in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("] {
+            for bad in [
+                "innerHTML",
+                "outerHTML",
+                "insertAdjacentHTML",
+                "document.write",
+                "eval(",
+            ] {
                 assert!(!body.contains(bad), "{p} uses {bad}");
             }
         }

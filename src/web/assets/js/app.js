@@ -74,7 +74,9 @@ async function logout() {
 function showLogin(message) {
   if (current && current.leave) current.leave();
   current = null;
-  document.getElementById("top").hidden = true;
+  const top = document.getElementById("top");
+  top.hidden = true;
+  clear(top);
   const main = document.getElementById("main");
   login.render(main, { message, done: async (me) => { ctx.me = me; startSession(); } });
 }

@@ -63,7 +63,7 @@ async function upload(file, kind, workflow, list, jobs) {
   list.prepend(li);
   const tus = { "tus-resumable": "1.0.0", [UPLOAD_HEADER]: "1" };
   try {
-    const meta = [["filename", file.name], ["kind", kind]].map(([k, v]) => `${k} ${b64(v)}`).join(",");
+    const meta = [["filename", file.name], ["title", file.name.replace(/\.[^.]*$/, "")], ["kind", kind]].map(([k, v]) => `${k} ${b64(v)}`).join(",");
     const created = await api("POST", "/v1/ingest/tus", "", { raw: true, response: true, headers: { ...tus, "upload-length": String(file.size), "upload-metadata": meta } });
     const url = created.headers.get("location");
     let offset = 0, last = null, tries = 0;
