@@ -118,6 +118,10 @@ async function render() {
 async function boot() {
   whenExpired(expired);
   window.addEventListener("hashchange", render);
+  // A page kept in the back-forward cache would hold its event stream open, and with it one of
+  // the browser's six connections to the appliance.
+  window.addEventListener("pagehide", () => events.stop());
+  window.addEventListener("pageshow", (ev) => { if (ev.persisted && ctx.me) events.start(expired); });
   try {
     ctx.me = await get("/v1/users/me");
     startSession();

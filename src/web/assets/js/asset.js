@@ -229,6 +229,7 @@ async function conflict(id, base, mine, msg, ctx, reload) {
           clear(msg); msg.className = "ok"; msg.textContent = `Saved over their change (version ${saved.version}).`;
         } catch (e) { msg.textContent = explain(e, "save the metadata"); }
       } }, "Keep mine (overwrite)")));
+  msg.scrollIntoView({ block: "center" });
 }
 
 function fmt(v) { return Array.isArray(v) ? v.join(", ") : v == null ? "" : String(v); }

@@ -60,6 +60,8 @@ export async function render(main, ctx) {
       count.dataset.ms = String(Math.round(performance.now() - started));
       if (!after) clear(results);
       show(results, page.items, ctx);
+      // For the catalog bench: when the first results of this page load were on screen.
+      if (!performance.getEntriesByName("antenne:first-results").length) performance.mark("antenne:first-results");
     } catch (e) {
       if (my !== gen) return;
       clear(results, h("p", { class: "error" }, explain(e, "search")));
