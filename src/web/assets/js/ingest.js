@@ -106,7 +106,7 @@ function follow(first, info, jobs, assetId) {
   const asset = h("span", { class: "asset-state" });
   info.append(line, asset);
   const show = async (j) => {
-    clear(line, `Job ${j.id} (${j.kind}): `, h("span", { class: `state j-${j.state}` }, j.state), ` ${Math.round((j.progress || 0) * 100)} %`, j.error ? ` — ${j.error}` : "");
+    clear(line, `Job ${j.id} (${j.kind}): `, h("span", { class: `state j-${j.state}` }, j.state), ` ${Math.round(j.progress || 0)} %`, j.error ? ` — ${j.error}` : "");
     try { const a = await get(`/v1/assets/${assetId}`); asset.textContent = ` · asset ${a.status}`; asset.dataset.status = a.status; } catch (_) { /* not readable */ }
     if (j.state === "succeeded") {
       // The workflow's next step, if any, comes as a new job on the same asset.

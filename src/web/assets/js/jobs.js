@@ -26,7 +26,7 @@ export async function render(main, ctx) {
 
   const rows = new Map();
   const row = (j) => {
-    const bar = progress(j.progress, `job ${j.id} progress`);
+    const bar = progress((j.progress || 0) / 100, `job ${j.id} progress`);
     const tr = h("tr", { dataset: { job: j.id, state: j.state } },
       h("td", {}, `${j.id}`, j.workflow ? h("span", { class: "muted" }, ` ${j.workflow}`) : ""),
       h("td", {}, j.kind),
@@ -78,7 +78,7 @@ export async function render(main, ctx) {
 }
 
 function figures(j) {
-  const parts = [`${Math.round((j.progress || 0) * 100)} %`];
+  const parts = [`${Math.round(j.progress || 0)} %`];
   if (j.fps) parts.push(`${j.fps.toFixed(1)} fps`);
   if (j.speed) parts.push(`× ${j.speed.toFixed(2)}`);
   if (j.state === "running" && j.eta_s) parts.push(`ETA ${dur(j.eta_s)}`);
