@@ -409,6 +409,16 @@ fn the_panel_in_chromium() {
     assert_eq!(a.body["description"], "Tonight's bulletin");
     assert_eq!(a.body["title"], "Evening News (late)");
 
+    // A live source looping the upload, for the live screen.
+    let r = s.call(
+        "POST",
+        "/v1/live/sources",
+        Some(&s.admin),
+        Some(&json!({"name": "loop", "kind": "file_loop", "asset_id": asset_id})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let source = r.body["id"].as_i64().unwrap();
+
     // ---- jobs: cancel one ----
     let r = s.call(
         "POST",
@@ -463,8 +473,33 @@ fn the_panel_in_chromium() {
     b.wait("#d-jobs .figures", 10);
     b.screenshot("08-dashboard");
     b.click("header nav a[href='#/live']");
-    b.wait("#sources p", 10);
+    let card = format!("#sources [data-source='{source}']");
+    b.wait(&card, 10);
+    // The preview is fetched again every 3 s until the monitor has a picture.
+    b.wait_for(
+        "the source's preview picture",
+        &format!("const i = document.querySelector(\"{card} img.preview\"); return !!i && i.complete && i.naturalWidth > 0"),
+        20,
+    );
+    b.wait_for(
+        "the source live with its audio meters and figures",
+        &format!("const c = document.querySelector(\"{card}\"); return !!c && c.querySelector('.state').textContent === 'live' && c.querySelectorAll('meter').length > 0 && c.querySelector('p.small').textContent.includes('Mb/s')"),
+        20,
+    );
     b.screenshot("09-live");
+    b.click(&format!("{card} .actions button"));
+    b.wait_for(
+        "the source stopped from the screen",
+        &format!("const c = document.querySelector(\"{card}\"); return !!c && c.querySelector('.state').textContent === 'stopped'"),
+        15,
+    );
+    let r = s.call(
+        "GET",
+        &format!("/v1/live/sources/{source}"),
+        Some(&s.admin),
+        None,
+    );
+    assert_eq!(r.body["running"], false);
     // An admin makes a viewer in the users screen.
     b.click("header nav a[href='#/admin']");
     b.wait("#new-user", 10);

@@ -69,7 +69,7 @@ async function stats(s, graph, meters, figures, history) {
   while (hist.length > HISTORY) hist.shift();
   history.set(s.id, hist);
   draw(graph, hist);
-  figures.textContent = `${(st.link.bitrate_bps / 1e6).toFixed(2)} Mb/s · ${bytes(st.link.bytes)} · lost ${st.link.packets_lost} packets · ${st.loss_ms} ms without signal` +
+  figures.textContent = `${(st.link.bitrate_bps / 1e6).toFixed(2)} Mb/s · ${bytes(st.link.bytes)} · lost ${st.link.packets_lost} packets` + (st.since_last_packet_ms == null ? " · no packet yet" : ` · last packet ${st.since_last_packet_ms} ms ago`) +
     (st.recording ? ` · recording ${st.recording.state || ""} ${dur(st.recording.duration_s)}` : "");
   const levels = (st.monitor && st.monitor.audio && st.monitor.audio.channels) || [];
   clear(meters, levels.map((c, i) => {
