@@ -515,6 +515,17 @@ fn the_panel_in_chromium() {
         "return document.querySelector('#users').textContent.includes('vera')",
         10,
     );
+    // An API token made in the same screen: its secret is shown once, and it works.
+    b.type_into("#tokens input[aria-label='token name']", "playout-sync");
+    b.click("#tokens button[type=submit]");
+    b.wait("#tokens p.ok code", 10);
+    let secret = b.text("#tokens p.ok code");
+    let me = s.call("GET", "/v1/users/me", Some(&secret), None);
+    assert_eq!(
+        (me.status, me.body["username"].as_str()),
+        (200, Some("admin"))
+    );
+    assert!(b.text("#tokens table").contains("playout-sync"));
     b.screenshot("10-users");
     let users = s.call("GET", "/v1/users", Some(&s.admin), None);
     let vera = users.body["items"]
