@@ -22,3 +22,4 @@ pub mod srt;
 pub mod storage;
 pub mod telemetry;
 pub mod timecode;
+pub mod web;

@@ -20,6 +20,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("storage", &[]),
     // The playout contract and pure schedule core; the channel engine will add its edges.
     ("playout", &[]),
+    // The operator panel: embedded assets only; it reaches the appliance through `/v1`.
+    ("web", &[]),
     // The engine.
     ("av", &["config"]),
     // Sinks and packages, below the pipeline.
@@ -55,6 +57,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "api",
         &[
             "av", "catalog", "config", "hub", "ingest", "jobs", "profile", "storage",
+            // The operator panel is mounted at `/` (and names the header its uploads carry).
+            "web",
         ],
     ),
     (

@@ -230,7 +230,10 @@ async fn authenticate(State(st): State<S>, mut req: Request, next: Next) -> Resp
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/json"));
-        if !json && req.uri().path() != "/v1/auth/logout" {
+        // The panel's uploads carry this header instead: a cross-site page cannot set it
+        // without a CORS preflight, which this server never approves.
+        let panel = req.headers().contains_key(crate::web::UPLOAD_HEADER);
+        if !json && !panel && req.uri().path() != "/v1/auth/logout" {
             return ApiError::forbidden(
                 "a request authenticated by cookie must send application/json",
             )
@@ -676,6 +679,8 @@ pub fn router(st: S) -> Router {
         // Discovery of the tus server's capabilities.
         .route("/v1/ingest/tus", options(tus::options))
         .route("/v1/assets/{id}/upload/tus", options(tus::options))
+        // The operator panel (its page must load before anyone logs in).
+        .merge(crate::web::routes())
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,

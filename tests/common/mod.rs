@@ -2,6 +2,7 @@
 //! helpers to run antenne and independent readers (`ffprobe`, `mediainfo`).
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod live;
 pub mod pg;
 pub mod relay;
