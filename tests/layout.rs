@@ -19,7 +19,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("delivery", &[]),
     ("storage", &[]),
     // The playout contract and pure schedule core; the channel engine will add its edges.
-    ("playout", &[]),
+    ("playout", &["config", "timecode"]),
     // The engine.
     ("av", &["config"]),
     // Sinks and packages, below the pipeline.

@@ -6,3 +6,4 @@
 //! The pure parts import no libav, tokio or SQL; the engine is the only part that runs media.
 
 pub mod plan;
+pub mod schedule;
