@@ -19,7 +19,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("delivery", &[]),
     ("storage", &[]),
     // The playout contract and pure schedule core; the channel engine will add its edges.
-    ("playout", &["config", "timecode"]),
+    ("playout", &["catalog", "config", "timecode"]),
     // The engine.
     ("av", &["config"]),
     // Sinks and packages, below the pipeline.
@@ -55,6 +55,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "api",
         &[
             "av", "catalog", "config", "hub", "ingest", "jobs", "profile", "storage",
+            // Channels, rundowns, EPG and as-run (`api::playout`).
+            "playout",
         ],
     ),
     (
@@ -63,6 +65,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "api", "catalog", "config", "hub", "ingest", "jobs", "naming", "profile",
             // The live engine behind transcoding outputs (`app::live_engine`).
             "av", "link", "pipeline",
+            // The playout service (`PlayoutService::open`).
+            "playout",
         ],
     ),
     (

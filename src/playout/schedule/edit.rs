@@ -161,7 +161,7 @@ pub fn apply(
 }
 
 /// Every frame before `now` airs the same material in both plans.
-fn keeps_the_past(old: &Plan, new: &Plan, now: u64) -> Result<(), ScheduleError> {
+pub fn keeps_the_past(old: &Plan, new: &Plan, now: u64) -> Result<(), ScheduleError> {
     let past = |p: &Plan| -> Vec<(String, u64, u64)> {
         p.slots
             .iter()
