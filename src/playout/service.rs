@@ -945,3 +945,152 @@ impl PlayoutService {
         self.get(id).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use super::*;
+    use crate::catalog::{Clock, OpenOptions};
+    use crate::playout::plan::{Material, Substitution};
+
+    #[derive(Debug)]
+    struct FakeClock(AtomicI64);
+
+    impl Clock for FakeClock {
+        fn now_ms(&self) -> i64 {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    const T0: i64 = 1_796_212_800_000; // 2026-12-02T12:00:00Z
+
+    fn item(id: &str, start_s: i64) -> Item {
+        Item {
+            id: id.into(),
+            house_id: Some(format!("MISSING-{id}")),
+            start: Some(model::rfc3339(T0 + start_s * 1000)),
+            out: Some(model::Point::Seconds(60.0)),
+            ..Item::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn checks_again_before_air_on_its_clock_and_records_as_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(FakeClock(AtomicI64::new(T0)));
+        let cat = Catalog::open(
+            OpenOptions {
+                url: String::new(),
+                data_dir: dir.path().to_path_buf(),
+                max_connections: 0,
+                naming: crate::naming::Template::parse("{channel}-{seq:06}").unwrap(),
+                channel: "TST".into(),
+                fields: Vec::new(),
+            },
+            clock.clone(),
+        )
+        .await
+        .unwrap();
+        let s = PlayoutService::open(cat.clone(), &Playout::default(), Arc::new(NoEngine))
+            .await
+            .unwrap();
+        let admin = Principal {
+            user_id: 1,
+            username: "admin".into(),
+            role: Role::Admin,
+            groups: Arc::from(Vec::new()),
+        };
+        let ch: Channel = serde_json::from_str(r#"{"name": "one"}"#).unwrap();
+        let id = s.create(ch, &admin).await.unwrap().id;
+        // Items at +10 min, +40 min and +2 h.
+        let v = s
+            .put_schedule(
+                id,
+                vec![item("a", 600), item("b", 2400), item("c", 7200)],
+                false,
+                None,
+                &admin,
+            )
+            .await
+            .unwrap();
+        assert!(v
+            .warnings
+            .iter()
+            .any(|w| w.item == "c" && w.code == "asset_missing"));
+        let mut feed = cat.subscribe();
+        let soon = |v: Vec<(i64, Warning)>| {
+            let mut items: Vec<String> = v.into_iter().map(|(_, w)| w.item).collect();
+            items.dedup();
+            items
+        };
+        assert_eq!(soon(s.check_soon(T0).await), ["a"]);
+        assert_eq!(feed.recv().await.unwrap().op, "warning");
+        // Not again at the same version; b once it is 30 min away.
+        assert!(s.check_soon(T0 + 60_000).await.is_empty());
+        clock.0.store(T0 + 700_000, Ordering::SeqCst);
+        assert_eq!(soon(s.check_soon(T0 + 700_000).await), ["b"]);
+        assert_eq!(soon(s.check_soon(T0 + 5_500_000).await), ["c"]);
+        // An edit on air at the injected clock's frame: a has aired, it cannot move.
+        clock.0.store(T0 + 630_000, Ordering::SeqCst);
+        let e = s
+            .edit(
+                id,
+                Edit::Move {
+                    item: "a".into(),
+                    after: Some("c".into()),
+                },
+                &admin,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, PlayoutError::Schedule(ScheduleError::Aired { .. })),
+            "{e}"
+        );
+        // A PUT that would rewrite what aired is refused too.
+        let e = s
+            .put_schedule(id, vec![item("b", 2400)], false, None, &admin)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, PlayoutError::Schedule(ScheduleError::Aired { .. })),
+            "{e}"
+        );
+        // What the engine reports becomes as-run.
+        let slot = s.snapshot(id).unwrap().5.slots[0].clone();
+        assert_eq!(slot.item, "a");
+        assert_eq!(slot.material, Material::Filler, "its asset is missing");
+        let aired = Aired {
+            start: slot.start,
+            frames: 100,
+            substitution: Some(Substitution::Unplayable("no file".into())),
+            slot: slot.clone(),
+        };
+        s.aired_tx.send((id, aired)).unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let run = tokio::spawn(s.clone().run_asrun(stop.clone()));
+        let mut rows = Vec::new();
+        for _ in 0..100 {
+            rows = s.asrun(id, None, None, &admin).await.unwrap().2;
+            if !rows.is_empty() {
+                break;
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        stop.cancel();
+        run.await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].scheduled_start_frame, slot.start);
+        assert_eq!(rows[0].scheduled_frames, 1500);
+        assert_eq!(rows[0].actual_frames, 100);
+        assert_eq!(rows[0].substitution.as_deref(), Some("unplayable: no file"));
+        assert_eq!(rows[0].scheduled_start, "2026-12-02T12:10:00Z");
+        // Control is refused until an engine is attached.
+        assert!(matches!(
+            s.start(id, &admin).await.unwrap_err(),
+            PlayoutError::Control(ControlError::Unavailable)
+        ));
+    }
+}
