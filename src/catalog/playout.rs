@@ -61,8 +61,16 @@ pub struct ScheduledAsset {
     /// The file to air: the house file, else the source, else any but a proxy ("" if none).
     pub path: String,
     pub duration_s: f64,
-    /// (from, until, territories, platforms) of each rights window.
-    pub windows: Vec<(Option<i64>, Option<i64>, Vec<String>, Vec<String>)>,
+    pub windows: Vec<ScheduledWindow>,
+}
+
+/// A rights window of a scheduled asset (Unix ms; empty lists: everywhere).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduledWindow {
+    pub from_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub territories: Vec<String>,
+    pub platforms: Vec<String>,
 }
 
 impl Catalog {
@@ -393,12 +401,12 @@ impl Catalog {
         .await?
         .iter()
         .map(|w| {
-            Ok((
-                w.try_get("licensed_from_ms")?,
-                w.try_get("licensed_until_ms")?,
-                list(w.try_get("territories")?),
-                list(w.try_get("platforms")?),
-            ))
+            Ok(ScheduledWindow {
+                from_ms: w.try_get("licensed_from_ms")?,
+                until_ms: w.try_get("licensed_until_ms")?,
+                territories: list(w.try_get("territories")?),
+                platforms: list(w.try_get("platforms")?),
+            })
         })
         .collect::<Result<Vec<_>>>()?;
         let (_, path, duration_s) = best.unwrap_or((9, String::new(), 0.0));

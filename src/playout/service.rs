@@ -134,6 +134,9 @@ pub struct ScheduleView {
     pub warnings: Vec<Warning>,
 }
 
+/// A copy of a channel's state: settings, clock, items, version, library, plan.
+type Snapshot = (Channel, FrameClock, Vec<Item>, i64, Library, Arc<Plan>);
+
 /// One channel's loaded state.
 struct Live {
     channel: Channel,
@@ -304,13 +307,11 @@ impl PlayoutService {
                                 windows: a
                                     .windows
                                     .into_iter()
-                                    .map(|(from_ms, until_ms, territories, platforms)| {
-                                        RightsWindow {
-                                            from_ms,
-                                            until_ms,
-                                            territories,
-                                            platforms,
-                                        }
+                                    .map(|w| RightsWindow {
+                                        from_ms: w.from_ms,
+                                        until_ms: w.until_ms,
+                                        territories: w.territories,
+                                        platforms: w.platforms,
                                     })
                                     .collect(),
                             },
@@ -465,7 +466,7 @@ impl PlayoutService {
         Ok(())
     }
 
-    fn snapshot(&self, id: i64) -> Res<(Channel, FrameClock, Vec<Item>, i64, Library, Arc<Plan>)> {
+    fn snapshot(&self, id: i64) -> Res<Snapshot> {
         let l = self.live(id)?;
         let l = l.lock().map_err(|_| invalid("channel", "state poisoned"))?;
         Ok((

@@ -274,10 +274,9 @@ pub fn import_bxf(text: &str, clock: &FrameClock) -> Result<Vec<Item>, ScheduleE
                 }
             }
             Event::End(_) => {
-                if path.pop().as_deref() == Some("ScheduledEvent") {
-                    if let Some(c) = cur.take() {
-                        events.push(c);
-                    }
+                let closed = path.pop();
+                if closed.as_deref() == Some("ScheduledEvent") {
+                    events.extend(cur.take());
                 }
             }
             Event::Eof => break,
@@ -788,11 +787,6 @@ mod tests {
         assert!(b.contains("Substituted: unplayable"), "{b}");
         // The BXF as-run is well-formed XML.
         let mut rd = quick_xml::Reader::from_str(&b);
-        loop {
-            match rd.read_event().unwrap() {
-                Event::Eof => break,
-                _ => {}
-            }
-        }
+        while rd.read_event().unwrap() != Event::Eof {}
     }
 }
