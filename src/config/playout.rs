@@ -162,3 +162,36 @@ pub fn check(p: &Playout, bad: &mut impl FnMut(&'static str, String)) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declared_channels_are_checked() {
+        let p: Playout = toml::from_str(
+            r#"
+            [[channels]]
+            name = "one"
+            rate = "29.97"
+            territory = "CH"
+            outputs = ["srt://0.0.0.0:9000?mode=listener", "hls:/srv/hls/one"]
+            [[channels]]
+            name = "one"
+            rate = "5"
+            epoch = "yesterday"
+            outputs = ["ftp://x"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(p.channels[0].rate, Rate::new(30000, 1001));
+        assert!(p.channels[0].problems().is_empty());
+        let mut bad = Vec::new();
+        check(&p, &mut |k, m| bad.push((k, m)));
+        let all = format!("{bad:?}");
+        for w in ["rate", "epoch", "outputs", "two channels are named"] {
+            assert!(all.contains(w), "{w}: {all}");
+        }
+        assert!(toml::from_str::<Playout>("[[channels]]\nname = \"x\"\ncolour = 1").is_err());
+    }
+}
