@@ -13,14 +13,14 @@ use common::pg::Pg;
 use common::server::{clip, Server};
 use serde_json::{json, Value};
 
-fn start(url: Option<&str>, roots: &Path, data: Option<&Path>) -> Server {
-    let mut env = vec![
-        ("ANTENNE_INGEST_ROOTS", format!("[\"{}\"]", roots.display())),
-        (
+fn start(url: Option<&str>, roots: &Path, data: Option<&Path>, declare: bool) -> Server {
+    let mut env = vec![("ANTENNE_INGEST_ROOTS", format!("[\"{}\"]", roots.display()))];
+    if declare {
+        env.push((
             "ANTENNE_PLAYOUT_CHANNELS",
             r#"[{name = "declared", rate = "30000/1001", territory = "CH"}]"#.to_string(),
-        ),
-    ];
+        ));
+    }
     if let Some(u) = url {
         env.push(("ANTENNE_CATALOG_URL", u.to_string()));
     }
@@ -64,7 +64,7 @@ fn codes(v: &Value, id: &str) -> Vec<String> {
 
 fn channels(url: Option<&str>) {
     let media = tempfile::tempdir().unwrap();
-    let s = start(url, media.path(), None);
+    let s = start(url, media.path(), None, true);
     let a = Some(s.admin.as_str());
 
     // Two ready assets; B may air in FR only.
@@ -428,6 +428,30 @@ fn channels(url: Option<&str>) {
         404
     );
 
+    let r = put(
+        "application/json",
+        r#"{"items": [{"id": "soft", "house_id": "X"}]}"#,
+    );
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (422, Some("start")),
+        "{}",
+        r.body
+    );
+    let doc = s.call("GET", "/openapi.json", None, None).body;
+    for p in [
+        "/v1/channels",
+        "/v1/channels/{id}/schedule",
+        "/v1/channels/{id}/schedule/edits",
+        "/v1/channels/{id}/epg.xml",
+        "/v1/channels/{id}/now",
+        "/v1/channels/{id}/asrun",
+        "/v1/channels/{id}/start",
+        "/v1/channels/{id}/slate",
+    ] {
+        assert!(doc["paths"][p].is_object(), "{p} documented");
+    }
+
     // Rights: a viewer cannot change channels or schedules, nor read a rundown of assets it
     // cannot read; an editor granted read on the asset can schedule it.
     let (_, viewer) = s.user("viewer1", "viewer");
@@ -487,7 +511,7 @@ fn channels(url: Option<&str>) {
     let chans = s.call("GET", "/v1/channels", a, None).body;
     let mut s = s;
     assert!(s.stop().success());
-    let s2 = start(url, media.path(), Some(&s.data_dir()));
+    let s2 = start(url, media.path(), Some(&s.data_dir()), true);
     let a2 = Some(s2.admin.as_str());
     let chans2 = s2.call("GET", "/v1/channels", a2, None).body;
     assert_eq!(

@@ -234,6 +234,13 @@ impl PlayoutService {
             }
         }
         for r in s.catalog.channels().await? {
+            if r.origin == "config" && !cfg.channels.iter().any(|c| c.name == r.name) {
+                // No longer declared: kept with its rundown and as-run, changed over the API now.
+                tracing::warn!(channel = %r.name, "playout: no longer declared in antenne.toml: kept as a channel made over the API");
+                s.catalog
+                    .channel_put(Some(r.id), &r.name, &r.settings, "api", r.running)
+                    .await?;
+            }
             if let Err(e) = s.load(r.id).await {
                 tracing::error!(channel = r.id, error = %e, "playout: channel not loaded");
                 continue;

@@ -155,6 +155,7 @@ pub fn apply(
             }
         }
     }
+    super::model::anchored(&new)?;
     let next = resolve(&new, clock, lib, origin);
     keeps_the_past(&old, &next, now)?;
     Ok(new)

@@ -327,5 +327,16 @@ pub fn prepare(items: &mut [Item], rate: Rate) -> Result<(), ScheduleError> {
         }
         it.check(rate)?;
     }
-    Ok(())
+    anchored(items)
+}
+
+/// The first item a rundown airs has a hard start: nothing before it says when it would air.
+pub fn anchored(items: &[Item]) -> Result<(), ScheduleError> {
+    match items.iter().find(|i| !i.skip) {
+        Some(first) if first.start.is_none() && first.cued_frame.is_none() => Err(first.bad(
+            "start",
+            "the first item of a rundown needs a start (RFC 3339, and a frame)",
+        )),
+        _ => Ok(()),
+    }
 }
