@@ -30,6 +30,18 @@ fn start(url: Option<&str>, roots: &Path, data: Option<&Path>, declare: bool) ->
     Server::start(&env)
 }
 
+/// Parses the whole document with an XML reader: it must be well-formed.
+fn well_formed(xml: &str) {
+    let mut r = quick_xml::Reader::from_str(xml);
+    loop {
+        match r.read_event() {
+            Ok(quick_xml::events::Event::Eof) => break,
+            Ok(_) => {}
+            Err(e) => panic!("not well-formed XML: {e}\n{xml}"),
+        }
+    }
+}
+
 fn rfc3339(unix_s: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix_s)
         .unwrap()
@@ -214,6 +226,7 @@ fn channels(url: Option<&str>) {
     let (r, xml) = s.request("GET", &format!("{base}/epg.xml"), a, &[], None);
     assert_eq!(r.status, 200);
     let xml = String::from_utf8(xml).unwrap();
+    well_formed(&xml);
     assert!(xml.contains("<programme start=\""), "{xml}");
     assert!(xml.contains("<title>opener</title>"), "{xml}");
     let n = s.call("GET", &format!("{base}/now"), a, None).body;
@@ -355,9 +368,20 @@ fn channels(url: Option<&str>) {
         .starts_with("item,kind,title,asset_id,house_id,scheduled_start"));
     let (r, body) = s.request("GET", &format!("{base}/asrun?format=bxf"), a, &[], None);
     assert_eq!(r.status, 200);
-    assert!(String::from_utf8(body)
-        .unwrap()
-        .contains("<AsRun channel=\"ch1\">"));
+    let body = String::from_utf8(body).unwrap();
+    assert!(body.contains("<AsRun channel=\"ch1\">"));
+    well_formed(&body);
+    // A day's rundown.
+    let day = &rfc3339(t + 3600)[..10];
+    let r = s.call("GET", &format!("{base}/schedule?day={day}"), a, None);
+    assert_eq!(r.status, 200);
+    let items = r.body["items"].as_array().unwrap();
+    assert!(!items.is_empty());
+    assert!(items
+        .iter()
+        .all(|i| i["slot"]["start"].as_str().unwrap().starts_with(day)));
+    let r = s.call("GET", &format!("{base}/schedule?day=2026-13-45"), a, None);
+    assert_eq!(r.status, 422);
     assert_eq!(
         s.call("GET", &format!("{base}/asrun?format=xls"), a, None)
             .status,
@@ -505,6 +529,17 @@ fn channels(url: Option<&str>) {
         ["rights"],
         "{declared_rundown}"
     );
+    // 29.97: the slot's timecode of its day is drop-frame and keeps to the wall clock (within
+    // a few frames over a day).
+    let tc = item(&declared_rundown, "e1")["slot"]["timecode"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(tc.contains(';'), "{tc}");
+    let f: Vec<f64> = tc.split([':', ';']).map(|x| x.parse().unwrap()).collect();
+    let labelled = f[0] * 3600.0 + f[1] * 60.0 + f[2] + f[3] / 30.0;
+    let wall = ((t + 7200) % 86_400) as f64;
+    assert!((labelled - wall).abs() < 0.2, "{tc} for {wall} s");
 
     // Restart: channels and rundowns come back as they were.
     let before = s.call("GET", &format!("{base}/schedule"), a, None).body;

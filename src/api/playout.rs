@@ -158,16 +158,26 @@ pub async fn delete_channel(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The rundown: each item with its resolved slot (start, end, frames, timecode) and warnings
-/// (`asset_missing`, `asset_not_ready`, `rights`, `gap`, `overlap`, ...).
-#[utoipa::path(get, path = "/v1/channels/{id}/schedule", tag = "playout", params(("id" = i64, Path)),
-    responses((status = 200, body = ScheduleView), (status = 404, body = ErrorBody)))]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DayQuery {
+    /// `YYYY-MM-DD`: only the items that air that day (UTC).
+    pub day: Option<String>,
+}
+
+/// The rundown: each item with its resolved slot (start, end, frames, timecode of its day) and
+/// warnings (`asset_missing`, `asset_not_ready`, `rights`, `gap`, `overlap`, ...).
+#[utoipa::path(get, path = "/v1/channels/{id}/schedule", tag = "playout", params(("id" = i64, Path), DayQuery),
+    responses((status = 200, body = ScheduleView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn get_schedule(
     State(st): State<S>,
     c: Caller,
     Path(id): Path<i64>,
+    Query(q): Query<DayQuery>,
 ) -> Res<axum::Json<ScheduleView>> {
-    Ok(axum::Json(svc(&st)?.schedule(id, &c.0).await?))
+    Ok(axum::Json(
+        svc(&st)?.schedule(id, q.day.as_deref(), &c.0).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

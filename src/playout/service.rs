@@ -111,7 +111,7 @@ pub struct SlotView {
     pub end: String,
     pub start_frame: u64,
     pub frames: u64,
-    /// The start as house timecode from the channel's epoch day.
+    /// The start as house timecode of its day (UTC), drop-frame at 29.97.
     pub timecode: String,
 }
 
@@ -195,6 +195,15 @@ fn origin(clock: &FrameClock) -> u64 {
     clock
         .frame_at_or_after(day_ms.max(clock.epoch_ms))
         .unwrap_or(0)
+}
+
+/// `frame` as timecode counted from its UTC day's first frame.
+fn time_of_day(clock: &FrameClock, frame: u64) -> String {
+    let ms = clock.ms_of(frame);
+    let day = clock
+        .frame_at_or_after(ms - ms.rem_euclid(86_400_000))
+        .unwrap_or(0);
+    clock.timecode(frame.saturating_sub(day))
 }
 
 impl PlayoutService {
@@ -491,12 +500,22 @@ impl PlayoutService {
     }
 
     /// The rundown with each item's slot and warnings.
-    pub async fn schedule(&self, id: i64, who: &Principal) -> Res<ScheduleView> {
+    /// `day` (`YYYY-MM-DD`): only the items that air that UTC day.
+    pub async fn schedule(&self, id: i64, day: Option<&str>, who: &Principal) -> Res<ScheduleView> {
         let (ch, clock, items, version, lib, plan) = self.snapshot(id)?;
         self.may_use(who, &items).await?;
-        Ok(Self::schedule_view(
-            id, &ch, &clock, items, version, &lib, &plan,
-        ))
+        let mut v = Self::schedule_view(id, &ch, &clock, items, version, &lib, &plan);
+        if let Some(d) = day {
+            let ok = d.len() == 10 && model::parse_rfc3339(&format!("{d}T00:00:00Z")).is_some();
+            if !ok {
+                return Err(invalid("day", format!("{d:?} is not YYYY-MM-DD")));
+            }
+            v.items
+                .retain(|i| i.slot.as_ref().is_some_and(|s| s.start.starts_with(d)));
+            let keep: HashSet<String> = v.items.iter().map(|i| i.item.id.clone()).collect();
+            v.warnings.retain(|w| keep.contains(&w.item));
+        }
+        Ok(v)
     }
 
     fn schedule_view(
@@ -513,7 +532,6 @@ impl PlayoutService {
             platform: ch.platform.clone(),
         };
         let warnings = validate::validate(&items, plan, clock, lib, &place);
-        let day0 = origin(clock);
         let items = items
             .into_iter()
             .map(|it| {
@@ -522,7 +540,7 @@ impl PlayoutService {
                     end: model::rfc3339(clock.ms_of(s.end())),
                     start_frame: s.start,
                     frames: s.frames,
-                    timecode: clock.timecode(s.start.saturating_sub(day0)),
+                    timecode: time_of_day(clock, s.start),
                 });
                 ItemView {
                     warnings: warnings
