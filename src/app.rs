@@ -38,6 +38,8 @@ pub enum AppError {
     },
     #[error("live: {0}")]
     Live(#[from] crate::hub::registry::LiveError),
+    #[error("playout: {0}")]
+    Playout(#[from] crate::playout::service::PlayoutError),
     #[error("HTTP server: {0}")]
     Serve(#[source] std::io::Error),
 }
@@ -516,6 +518,17 @@ pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
         }
     }
     schedule_recordings(&live, &cfg.live.recordings, &system, &st.stopping);
+    // Playout channels: the declared ones and those made over the API. No channel engine is
+    // attached yet: start, stop and slate answer `channel_engine_unavailable`.
+    let playout = crate::playout::service::PlayoutService::open(
+        catalog.clone(),
+        &cfg.playout,
+        Arc::new(crate::playout::service::NoEngine),
+    )
+    .await?;
+    let _ = st.playout.set(playout.clone());
+    tokio::spawn(playout.clone().run_asrun(st.stopping.clone()));
+    tokio::spawn(playout.run_checks(st.stopping.clone()));
     tokio::spawn(api::sweep_uploads(st.clone()));
     tokio::spawn(catalog.clone().keep_search_merged());
     let app = api::router(st.clone());

@@ -19,7 +19,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("delivery", &[]),
     ("storage", &[]),
     // The playout contract and pure schedule core; the channel engine will add its edges.
-    ("playout", &[]),
+    // `naming`: the service's tests open a catalog, which takes a house-ID template.
+    ("playout", &["catalog", "config", "naming", "timecode"]),
     // The operator panel: embedded assets only; it reaches the appliance through `/v1`.
     ("web", &[]),
     // The engine.
@@ -59,6 +60,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "av", "catalog", "config", "hub", "ingest", "jobs", "profile", "storage",
             // The operator panel is mounted at `/` (and names the header its uploads carry).
             "web",
+            // Channels, rundowns, EPG and as-run (`api::playout`).
+            "playout",
         ],
     ),
     (
@@ -67,6 +70,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "api", "catalog", "config", "hub", "ingest", "jobs", "naming", "profile",
             // The live engine behind transcoding outputs (`app::live_engine`).
             "av", "link", "pipeline",
+            // The playout service (`PlayoutService::open`).
+            "playout",
         ],
     ),
     (

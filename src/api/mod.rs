@@ -7,6 +7,7 @@ mod download;
 pub mod error;
 mod live;
 mod mam;
+mod playout;
 mod routes;
 mod tus;
 
@@ -50,6 +51,8 @@ pub struct AppState {
     pub jobs: std::sync::OnceLock<Arc<crate::jobs::supervisor::Supervisor>>,
     /// The live service, once the service runs one.
     pub live: std::sync::OnceLock<Arc<crate::hub::registry::LiveService>>,
+    /// The playout service, once the service runs one.
+    pub playout: std::sync::OnceLock<Arc<crate::playout::service::PlayoutService>>,
     /// Uploads running at once are bounded (each holds a connection and disk bandwidth).
     pub uploads: tokio::sync::Semaphore,
     /// Resumable uploads' part files open in this process.
@@ -79,6 +82,7 @@ impl AppState {
             tus: tus::Live::default(),
             jobs: std::sync::OnceLock::new(),
             live: std::sync::OnceLock::new(),
+            playout: std::sync::OnceLock::new(),
         }
     }
 
@@ -357,6 +361,7 @@ pub(crate) fn peer(req_ci: Option<ConnectInfo<SocketAddr>>) -> IpAddr {
         live::stop_recording_post, live::list_recordings,
         tus::options, tus::create_ingest, tus::create_for_asset, tus::head, tus::patch,
         tus::delete,
+        playout::list_channels, playout::create_channel, playout::get_channel, playout::put_channel, playout::delete_channel, playout::get_schedule, playout::put_schedule, playout::append_schedule, playout::edit_schedule, playout::cue, playout::epg_xml, playout::now_next, playout::asrun, playout::start, playout::stop, playout::slate_on, playout::slate_off,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&Security, &ErrorResponses),
@@ -627,6 +632,7 @@ pub fn router(st: S) -> Router {
         .route("/v1/live/outputs/{id}/stop", post(live::stop_output))
         .route("/v1/live/outputs/{id}/stats", get(live::output_stats))
         .route("/v1/live/outputs/{id}/hls/{*file}", get(live::output_hls))
+        .merge(playout::routes())
         .route("/v1/assets/{id}/qc", get(routes::asset_qc))
         .route(
             "/v1/assets/{id}/verification",

@@ -14,6 +14,7 @@ pub mod assets;
 pub mod live;
 pub mod log;
 pub mod mam;
+pub mod playout;
 pub mod recording;
 mod store;
 mod terms;

@@ -511,6 +511,7 @@ pub struct ApplianceConfig {
     pub auth: Auth,
     pub jobs: Jobs,
     pub live: Live,
+    pub playout: super::playout::Playout,
     /// Where the values came from, for messages.
     #[serde(skip)]
     pub origin: String,
@@ -526,6 +527,7 @@ const SECTIONS: &[&str] = &[
     "auth",
     "jobs",
     "live",
+    "playout",
 ];
 
 /// Loads defaults → `file` (when given) → `ANTENNE_<SECTION>_<KEY>` variables from `env`, then
@@ -629,6 +631,7 @@ pub fn problems(c: &ApplianceConfig) -> Vec<ConfigError> {
     check_limits(c, &mut bad);
     check_roots(c, &mut bad);
     check_live(c, &mut bad);
+    super::playout::check(&c.playout, &mut bad);
     errs
 }
 

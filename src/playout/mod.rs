@@ -3,6 +3,10 @@
 //! sections) turns a channel's schedule into frame-counted [`plan::AirSlot`]s, and the channel
 //! engine airs them and reports each as it actually went ([`plan::Aired`]).
 //!
-//! The pure parts import no libav, tokio or SQL; the engine is the only part that runs media.
+//! The pure parts (`plan`, `schedule`) import no libav, tokio or SQL; `service` keeps channels,
+//! rundowns and the as-run log in the catalog and drives the engine through
+//! [`service::ChannelControl`]; the engine is the only part that runs media.
 
 pub mod plan;
+pub mod schedule;
+pub mod service;

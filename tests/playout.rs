@@ -1,0 +1,588 @@
+//! Playout channels over HTTP against the real service, on SQLite and PostgreSQL: channels
+//! declared and made over the API, rundowns loaded as JSON, CSV and BXF with per-item warnings
+//! (missing asset, rights window, gap), on-air edits that never change what has aired, EPG
+//! (XMLTV, now/next), as-run exports, the engine seam, rights, the change feed, bad input and
+//! a restart. Media: two clips made by ffmpeg, ingested through the API.
+
+mod common;
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use common::pg::Pg;
+use common::server::{clip, Server};
+use serde_json::{json, Value};
+
+fn start(url: Option<&str>, roots: &Path, data: Option<&Path>, declare: bool) -> Server {
+    let mut env = vec![("ANTENNE_INGEST_ROOTS", format!("[\"{}\"]", roots.display()))];
+    if declare {
+        env.push((
+            "ANTENNE_PLAYOUT_CHANNELS",
+            r#"[{name = "declared", rate = "30000/1001", territory = "CH"}]"#.to_string(),
+        ));
+    }
+    if let Some(u) = url {
+        env.push(("ANTENNE_CATALOG_URL", u.to_string()));
+    }
+    if let Some(d) = data {
+        env.push(("ANTENNE_STORAGE_DATA_DIR", d.display().to_string()));
+    }
+    Server::start(&env)
+}
+
+/// Parses the whole document with an XML reader: it must be well-formed.
+fn well_formed(xml: &str) {
+    let mut r = quick_xml::Reader::from_str(xml);
+    loop {
+        match r.read_event() {
+            Ok(quick_xml::events::Event::Eof) => break,
+            Ok(_) => {}
+            Err(e) => panic!("not well-formed XML: {e}\n{xml}"),
+        }
+    }
+}
+
+fn rfc3339(unix_s: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix_s)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+fn now_s() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn item<'a>(v: &'a Value, id: &str) -> &'a Value {
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == id)
+        .unwrap_or_else(|| panic!("no item {id} in {v}"))
+}
+
+fn codes(v: &Value, id: &str) -> Vec<String> {
+    item(v, id)["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn channels(url: Option<&str>) {
+    let media = tempfile::tempdir().unwrap();
+    let s = start(url, media.path(), None, true);
+    let a = Some(s.admin.as_str());
+
+    // Two ready assets; B may air in FR only.
+    let ingest = |name: &str, seed| {
+        let f = clip(media.path(), name, seed);
+        let r = s.call("POST", "/v1/ingest", a, Some(&json!({"path": f})));
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body["asset"].clone()
+    };
+    let asset_a = ingest("opener.mp4", 11);
+    let asset_b = ingest("film.mp4", 12);
+    let (house_a, house_b) = (
+        asset_a["house_id"].as_str().unwrap().to_string(),
+        asset_b["house_id"].as_str().unwrap().to_string(),
+    );
+    let r = s.call(
+        "POST",
+        &format!("/v1/assets/{}/rights", asset_b["id"]),
+        a,
+        Some(&json!({"territories": ["FR"]})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    // The declared channel is there, and changed in antenne.toml only.
+    let r = s.call("GET", "/v1/channels", a, None);
+    assert_eq!(r.status, 200);
+    let declared = &r.body["items"][0];
+    assert_eq!(
+        (declared["name"].as_str(), declared["origin"].as_str()),
+        (Some("declared"), Some("config"))
+    );
+    assert_eq!(declared["rate"], "30000/1001");
+    let did = declared["id"].as_i64().unwrap();
+    let r = s.call(
+        "PUT",
+        &format!("/v1/channels/{did}"),
+        a,
+        Some(&json!({"name": "declared"})),
+    );
+    assert_eq!((r.status, r.code()), (409, "conflict"));
+    assert_eq!(
+        s.call("DELETE", &format!("/v1/channels/{did}"), a, None)
+            .status,
+        409
+    );
+
+    // A channel over the API.
+    let r = s.call(
+        "POST",
+        "/v1/channels",
+        a,
+        Some(
+            &json!({"name": "ch1", "rate": "25", "territory": "CH", "platform": "linear",
+            "outputs": ["udp://127.0.0.1:5000"], "filler": [house_a]}),
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_i64().unwrap();
+    assert_eq!(r.body["running"], false);
+    let base = format!("/v1/channels/{id}");
+    for (body, field) in [
+        (json!({"name": "ch1"}), None),
+        (json!({"name": "bad name!"}), Some("name")),
+        (json!({"name": "x", "rate": "7"}), Some("rate")),
+        (
+            json!({"name": "x", "outputs": ["ftp://x"]}),
+            Some("outputs"),
+        ),
+        (json!({"name": "x", "colour": "red"}), None),
+    ] {
+        let r = s.call("POST", "/v1/channels", a, Some(&body));
+        assert!(r.status == 409 || r.status == 422, "{body}: {}", r.body);
+        if let Some(f) = field {
+            assert_eq!(r.body["error"]["field"], f, "{}", r.body);
+        }
+    }
+    assert_eq!(s.call("GET", "/v1/channels/999", a, None).status, 404);
+
+    // A rundown as JSON: a hard start at a second and a frame, soft items after it, a missing
+    // asset, one outside its rights window, a gap before a later hard start, a live event and
+    // a break.
+    let t = now_s() + 120;
+    let rundown = json!({"items": [
+        {"id": "open", "house_id": house_a, "start": rfc3339(t), "frame": 5,
+         "in": "00:00:00:10", "out": 1.52,
+         "secondary": [{"at": 0, "logo": true}]},
+        {"id": "film", "house_id": house_b,
+         "breaks": [{"at": 1, "duration": 0.5, "kind": "time_signal"}]},
+        {"id": "missing", "house_id": "NOPE-1", "out": 5},
+        {"id": "late", "asset_id": asset_a["id"], "start": rfc3339(t + 300)},
+        {"id": "studio", "type": "live", "source": "studio-1", "duration": 30},
+        {"id": "brk", "type": "break", "duration": 10, "scte35": "time_signal"},
+    ]});
+    let r = s.call("PUT", &format!("{base}/schedule"), a, Some(&rundown));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = s.call("GET", &format!("{base}/schedule"), a, None).body;
+    assert_eq!(v["version"], 1);
+    let open = item(&v, "open");
+    // 25 fps from a whole-second epoch: the second's first frame + 5.
+    assert_eq!(open["slot"]["start"], rfc3339(t).replace('Z', ".2Z"));
+    assert_eq!(open["slot"]["frames"], 28, "in at frame 10, out at 38");
+    assert!(codes(&v, "open").is_empty(), "{v}");
+    assert_eq!(codes(&v, "film"), ["rights"], "{v}");
+    assert_eq!(codes(&v, "missing"), ["asset_missing"], "{v}");
+    assert_eq!(codes(&v, "late"), ["gap"], "{v}");
+    assert_eq!(item(&v, "late")["slot"]["start"], rfc3339(t + 300));
+    assert_eq!(item(&v, "late")["house_id"], house_a.as_str());
+    let film = item(&v, "film");
+    assert_eq!(
+        film["slot"]["start_frame"].as_u64().unwrap(),
+        open["slot"]["start_frame"].as_u64().unwrap() + 28,
+        "soft: right after"
+    );
+    assert_eq!(item(&v, "studio")["slot"]["frames"], 750);
+    assert!(
+        item(&v, "missing")["warnings"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("NOPE-1"),
+        "{v}"
+    );
+
+    // The change feed carries the update and the warnings.
+    let ch = s.call("GET", "/v1/changes?limit=1000", a, None).body;
+    let feed: Vec<(String, String)> = ch["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["id"] == id)
+        .map(|c| {
+            (
+                c["object"].as_str().unwrap().to_string(),
+                c["op"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        feed.contains(&("schedule".into(), "updated".into())),
+        "{feed:?}"
+    );
+    assert!(
+        feed.contains(&("schedule".into(), "warning".into())),
+        "{feed:?}"
+    );
+
+    // EPG: XMLTV and now/next.
+    let (r, xml) = s.request("GET", &format!("{base}/epg.xml"), a, &[], None);
+    assert_eq!(r.status, 200);
+    let xml = String::from_utf8(xml).unwrap();
+    well_formed(&xml);
+    assert!(xml.contains("<programme start=\""), "{xml}");
+    assert!(xml.contains("<title>opener</title>"), "{xml}");
+    let n = s.call("GET", &format!("{base}/now"), a, None).body;
+    assert!(n["now"].is_null(), "{n}");
+    assert_eq!(n["next"]["item"], "open");
+    let left = n["next_in_s"].as_f64().unwrap();
+    assert!((100.0..=121.0).contains(&left), "{n}");
+
+    // CSV: a stale version is refused; then it replaces the rundown.
+    let csv = format!(
+        "id,type,start,frame,house_id,in,out,title\n\
+         c1,asset,{},0,{house_a},,1,\"Opener, short\"\n\
+         c2,live,,,,,,\n",
+        rfc3339(t)
+    );
+    let r = s.raw(
+        "PUT",
+        &format!("{base}/schedule?version=0"),
+        a,
+        Some(("text/csv", csv.clone().into_bytes())),
+    );
+    assert_eq!((r.status, r.code()), (409, "conflict"), "{}", r.body);
+    let r = s.raw(
+        "PUT",
+        &format!("{base}/schedule?version=1"),
+        a,
+        Some(("text/csv", csv.into_bytes())),
+    );
+    assert_eq!(r.status, 422, "a live item needs its source: {}", r.body);
+    assert_eq!(r.body["error"]["field"], "source");
+
+    // BXF: programme, two spots (one break over both) and a programme.
+    let date = &rfc3339(t)[..10];
+    let tc = &rfc3339(t)[11..19];
+    // A spot follows the previous event (no start of its own).
+    let ev = |id: &str, tc: Option<&str>, dur: &str, house: &str, spot: bool| {
+        let when = match tc {
+            Some(tc) => format!(
+                "<StartDateTime><SmpteDateTime broadcastDate=\"{date}\"><SmpteTimeCode>{tc}</SmpteTimeCode></SmpteDateTime></StartDateTime>"
+            ),
+            None => "<StartMode>Follow</StartMode>".to_string(),
+        };
+        format!(
+            "<ScheduledEvent><EventData eventType=\"Primary\"><EventId><EventId>{id}</EventId></EventId>{}{when}\
+             <LengthOption><Duration><SmpteDuration><SmpteTimeCode>{dur}</SmpteTimeCode></SmpteDuration></Duration></LengthOption></EventData>\
+             <Content><ContentId><HouseNumber>{house}</HouseNumber></ContentId><Name>{id} title</Name></Content></ScheduledEvent>",
+            if spot { "<PrimaryEvent><NonProgramEvent/></PrimaryEvent>" } else { "" }
+        )
+    };
+    let bxf = format!(
+        "<?xml version=\"1.0\"?><BxfMessage xmlns=\"http://smpte-ra.org/schemas/2021/2008/BXF\"><BxfData action=\"add\"><Schedule><ScheduleElements>{}{}{}</ScheduleElements></Schedule></BxfData></BxfMessage>",
+        ev("p1", Some(&format!("{tc}:00")), "00:00:01:00", &house_a, false),
+        ev("s1", None, "00:00:00:12", &house_a, true),
+        ev("s2", None, "00:00:00:13", &house_a, true),
+    );
+    let r = s.raw(
+        "PUT",
+        &format!("{base}/schedule?version=1"),
+        a,
+        Some(("application/xml", bxf.into_bytes())),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.body;
+    assert_eq!(v["version"], 2);
+    assert_eq!(item(&v, "p1")["slot"]["start"], rfc3339(t));
+    assert_eq!(item(&v, "p1")["title"], "p1 title");
+    let s1 = item(&v, "s1");
+    assert_eq!(
+        s1["slot"]["start_frame"].as_u64().unwrap(),
+        item(&v, "p1")["slot"]["start_frame"].as_u64().unwrap() + 25
+    );
+    assert_eq!(
+        s1["breaks"][0]["duration"], "00:00:01:00",
+        "one break over both spots"
+    );
+    assert!(item(&v, "s2")["breaks"].is_null());
+
+    // Append as JSON (POST), then edits.
+    let r = s.call(
+        "POST",
+        &format!("{base}/schedule"),
+        a,
+        Some(&json!({"items": [
+            {"id": "x1", "house_id": house_a, "out": 2},
+            {"id": "live1", "type": "live", "source": "studio-1"},
+            {"id": "x2", "house_id": house_a, "out": 2, "start": rfc3339(t + 3600)},
+        ]})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let edit = |e: Value| s.call("POST", &format!("{base}/schedule/edits"), a, Some(&e));
+    let r = edit(
+        json!({"op": "insert", "after": "s2", "item": {"id": "ins", "house_id": house_a, "out": 1}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        item(&r.body, "ins")["slot"]["start_frame"],
+        item(&r.body, "s2")["slot"]["start_frame"].as_u64().unwrap() + 13
+    );
+    let r = edit(json!({"op": "skip", "item": "x1"}));
+    assert_eq!(r.status, 200);
+    assert!(item(&r.body, "x1")["slot"].is_null());
+    let r =
+        edit(json!({"op": "replace", "item": "ins", "with": {"house_id": house_a, "out": 0.4}}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(item(&r.body, "ins")["slot"]["frames"], 10);
+    let r = edit(json!({"op": "move", "item": "ins", "after": "p1"}));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["items"][1]["id"], "ins");
+    assert_eq!(edit(json!({"op": "skip", "item": "nope"})).status, 404);
+    assert_eq!(edit(json!({"op": "dance"})).status, 422);
+    // Cue the next live event now: it goes on air at this frame.
+    let r = s.call("POST", &format!("{base}/cue"), a, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let n = s.call("GET", &format!("{base}/now"), a, None).body;
+    assert_eq!(
+        (n["now"]["item"].as_str(), n["now"]["kind"].as_str()),
+        (Some("live1"), Some("live")),
+        "{n}"
+    );
+    assert_eq!(
+        n["next"]["item"], "x2",
+        "the hard start after it stays: {n}"
+    );
+    // What has aired (the live event is on air) does not move.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let r = edit(json!({"op": "move", "item": "live1", "after": "x2"}));
+    assert_eq!((r.status, r.code()), (409, "schedule_aired"), "{}", r.body);
+
+    // As-run: nothing aired without an engine; the formats.
+    let r = s.call("GET", &format!("{base}/asrun"), a, None);
+    assert_eq!(
+        (r.status, r.body["items"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+    let (r, body) = s.request("GET", &format!("{base}/asrun?format=csv"), a, &[], None);
+    assert_eq!(r.status, 200);
+    assert!(String::from_utf8(body)
+        .unwrap()
+        .starts_with("item,kind,title,asset_id,house_id,scheduled_start"));
+    let (r, body) = s.request("GET", &format!("{base}/asrun?format=bxf"), a, &[], None);
+    assert_eq!(r.status, 200);
+    let body = String::from_utf8(body).unwrap();
+    assert!(body.contains("<AsRun channel=\"ch1\">"));
+    well_formed(&body);
+    // A day's rundown.
+    let day = &rfc3339(t + 3600)[..10];
+    let r = s.call("GET", &format!("{base}/schedule?day={day}"), a, None);
+    assert_eq!(r.status, 200);
+    let items = r.body["items"].as_array().unwrap();
+    assert!(!items.is_empty());
+    assert!(items
+        .iter()
+        .all(|i| i["slot"]["start"].as_str().unwrap().starts_with(day)));
+    let r = s.call("GET", &format!("{base}/schedule?day=2026-13-45"), a, None);
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        s.call("GET", &format!("{base}/asrun?format=xls"), a, None)
+            .status,
+        422
+    );
+    assert_eq!(
+        s.call("GET", &format!("{base}/asrun?from=yesterday"), a, None)
+            .status,
+        422
+    );
+
+    // The engine seam: until one is attached, control answers a clear 409.
+    for (m, p) in [
+        ("POST", "start"),
+        ("POST", "stop"),
+        ("POST", "slate"),
+        ("DELETE", "slate"),
+    ] {
+        let r = s.call(m, &format!("{base}/{p}"), a, None);
+        assert_eq!(
+            (r.status, r.code()),
+            (409, "channel_engine_unavailable"),
+            "{p}"
+        );
+    }
+
+    // Bad input: a clear 4xx naming what is wrong.
+    let put = |ct: &str, b: &str| {
+        s.raw(
+            "PUT",
+            &format!("{base}/schedule"),
+            a,
+            Some((ct, b.as_bytes().to_vec())),
+        )
+    };
+    let r = put("application/json", r#"{"items": [{"type": "asset"}]}"#);
+    assert_eq!((r.status, r.code()), (422, "invalid_item"), "{}", r.body);
+    let r = put(
+        "application/json",
+        r#"{"items": [{"id": "a", "house_id": "X", "in": "25:00:00:00"}]}"#,
+    );
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (422, Some("in")),
+        "{}",
+        r.body
+    );
+    let r = put(
+        "application/json",
+        r#"{"items": [{"id": "a", "house_id": "X"}, {"id": "a", "house_id": "Y"}]}"#,
+    );
+    assert_eq!(r.status, 422);
+    assert_eq!(put("application/json", "{\"itemz\": []}").status, 422);
+    assert_eq!(put("application/json", "\u{0}\u{1}").status, 422);
+    let r = put("text/csv", "id,colour\nx,red\n");
+    assert_eq!((r.status, r.code()), (422, "invalid_schedule"));
+    assert!(r.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("colour"));
+    assert_eq!(
+        put("application/xml", "<BxfMessage><unclosed></BxfMessage>").status,
+        422
+    );
+    assert_eq!(put("text/plain", "x").status, 422);
+    assert_eq!(
+        s.call("GET", "/v1/channels/999/schedule", a, None).status,
+        404
+    );
+
+    let r = put(
+        "application/json",
+        r#"{"items": [{"id": "soft", "house_id": "X"}]}"#,
+    );
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (422, Some("start")),
+        "{}",
+        r.body
+    );
+    let doc = s.call("GET", "/openapi.json", None, None).body;
+    for p in [
+        "/v1/channels",
+        "/v1/channels/{id}/schedule",
+        "/v1/channels/{id}/schedule/edits",
+        "/v1/channels/{id}/epg.xml",
+        "/v1/channels/{id}/now",
+        "/v1/channels/{id}/asrun",
+        "/v1/channels/{id}/start",
+        "/v1/channels/{id}/slate",
+    ] {
+        assert!(doc["paths"][p].is_object(), "{p} documented");
+    }
+
+    // Rights: a viewer cannot change channels or schedules, nor read a rundown of assets it
+    // cannot read; an editor granted read on the asset can schedule it.
+    let (_, viewer) = s.user("viewer1", "viewer");
+    let vw = Some(viewer.as_str());
+    assert_eq!(s.call("GET", "/v1/channels", vw, None).status, 200);
+    assert_eq!(
+        s.call("POST", "/v1/channels", vw, Some(&json!({"name": "v"})))
+            .status,
+        403
+    );
+    assert_eq!(
+        s.call("GET", &format!("{base}/schedule"), vw, None).status,
+        404
+    );
+    assert_eq!(
+        s.call(
+            "PUT",
+            &format!("{base}/schedule"),
+            vw,
+            Some(&json!({"items": []}))
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        s.call("POST", &format!("{base}/start"), vw, None).status,
+        403
+    );
+    let (eid, editor) = s.user("editor1", "editor");
+    let ed = Some(editor.as_str());
+    let one = json!({"items": [{"id": "e1", "house_id": house_b, "start": rfc3339(t + 7200)}]});
+    let r = s.call("POST", &format!("{base}/schedule"), ed, Some(&one));
+    assert_eq!(r.status, 404, "not readable to the editor: {}", r.body);
+    let r = s.call(
+        "PUT",
+        &format!("/v1/assets/{}/acl", asset_b["id"]),
+        a,
+        Some(&json!({"grants": [{"principal": "user", "id": eid, "perms": ["read"]}]})),
+    );
+    assert!(r.status < 300, "{}", r.body);
+    let r = s.call(
+        "POST",
+        &format!("/v1/channels/{did}/schedule"),
+        ed,
+        Some(&one),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let declared_rundown = r.body;
+    assert_eq!(
+        codes(&declared_rundown, "e1"),
+        ["rights"],
+        "{declared_rundown}"
+    );
+    // 29.97: the slot's timecode of its day is drop-frame and keeps to the wall clock (within
+    // a few frames over a day).
+    let tc = item(&declared_rundown, "e1")["slot"]["timecode"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(tc.contains(';'), "{tc}");
+    let f: Vec<f64> = tc.split([':', ';']).map(|x| x.parse().unwrap()).collect();
+    let labelled = f[0] * 3600.0 + f[1] * 60.0 + f[2] + f[3] / 30.0;
+    let wall = ((t + 7200) % 86_400) as f64;
+    assert!((labelled - wall).abs() < 0.2, "{tc} for {wall} s");
+
+    // Restart: channels and rundowns come back as they were.
+    let before = s.call("GET", &format!("{base}/schedule"), a, None).body;
+    let chans = s.call("GET", "/v1/channels", a, None).body;
+    let mut s = s;
+    assert!(s.stop().success());
+    let s2 = start(url, media.path(), Some(&s.data_dir()), true);
+    let a2 = Some(s2.admin.as_str());
+    let chans2 = s2.call("GET", "/v1/channels", a2, None).body;
+    assert_eq!(
+        chans2["items"].as_array().unwrap().len(),
+        chans["items"].as_array().unwrap().len()
+    );
+    let after = s2.call("GET", &format!("{base}/schedule"), a2, None).body;
+    assert_eq!(after["version"], before["version"]);
+    let ids = |v: &Value| -> Vec<(Value, Value)> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| (i["id"].clone(), i["slot"].clone()))
+            .collect()
+    };
+    assert_eq!(ids(&after), ids(&before));
+    let d = s2
+        .call("GET", &format!("/v1/channels/{did}/schedule"), a2, None)
+        .body;
+    assert_eq!(d["items"][0]["id"], "e1");
+    // Deleting a channel takes its rundown with it.
+    assert_eq!(s2.call("DELETE", &base, a2, None).status, 204);
+    assert_eq!(
+        s2.call("GET", &format!("{base}/schedule"), a2, None).status,
+        404
+    );
+}
+
+#[test]
+fn channels_schedules_epg_on_sqlite() {
+    channels(None);
+}
+
+#[test]
+fn channels_schedules_epg_on_postgres() {
+    let pg = Pg::start().expect("PostgreSQL installed (scripts/setup.sh)");
+    channels(Some(&pg.url));
+}
