@@ -18,8 +18,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("telemetry", &[]),
     ("delivery", &[]),
     ("storage", &[]),
-    // The playout contract and pure schedule core; the channel engine will add its edges.
-    ("playout", &[]),
+    // The playout contract and pure schedule core; the channel engine runs media (`av`), feeds
+    // the TS sinks (`output`, `link`) and measures items' loudness (`qc`).
+    ("playout", &["av", "link", "output", "qc"]),
     // The engine.
     ("av", &["config"]),
     // Sinks and packages, below the pipeline.

@@ -5,4 +5,7 @@
 //!
 //! The pure parts import no libav, tokio or SQL; the engine is the only part that runs media.
 
+pub mod engine;
+pub mod filler;
 pub mod plan;
+pub mod scte35;
