@@ -449,3 +449,263 @@ fn frame_accurate_25i() {
 fn frame_accurate_2997() {
     frame_accuracy((30000, 1001), "30000/1001", false);
 }
+
+fn hex(b: &[u8]) -> String {
+    let mut s = String::from("0x");
+    for x in b {
+        s.push_str(&format!("{x:02x}"));
+    }
+    s
+}
+
+/// threefive's reading of a section given as hex.
+fn threefive(section: &[u8]) -> serde_json::Value {
+    let o = Command::new(common::venv_bin("threefive"))
+        .arg(hex(section))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    // threefive writes its JSON to stderr.
+    let text = format!("{}{}", common::stdout(&o), common::stderr(&o));
+    json_objects(&text)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no JSON from threefive: {text}"))
+}
+
+/// The JSON objects in a text (threefive prints one per cue, between comment lines).
+fn json_objects(text: &str) -> Vec<serde_json::Value> {
+    let start = text.find('{').unwrap_or(text.len());
+    serde_json::Deserializer::from_str(&text[start..])
+        .into_iter::<serde_json::Value>()
+        .map_while(Result::ok)
+        .collect()
+}
+
+#[test]
+fn sections_read_back_by_threefive() {
+    let out = scte35::splice_info_section(&SpliceCommand::SpliceInsert {
+        event_id: 4242,
+        out_of_network: true,
+        pts: 90000 * 100 + 3600,
+        duration: Some(90000 * 30),
+        unique_program_id: 7,
+    });
+    let j = threefive(&out);
+    let crc = u32::from_be_bytes(out[out.len() - 4..].try_into().unwrap());
+    assert_eq!(j["info_section"]["crc"], format!("{crc:#x}"), "{j}");
+    let c = &j["command"];
+    assert_eq!(c["name"], "Splice Insert", "{j}");
+    assert_eq!(c["splice_event_id"], 4242);
+    assert_eq!(c["out_of_network_indicator"], true);
+    assert_eq!(c["break_auto_return"], true);
+    assert_eq!(c["break_duration"], 30.0);
+    assert_eq!(c["pts_time"], 100.04);
+    assert_eq!(c["unique_program_id"], 7);
+    let back_in = scte35::splice_info_section(&SpliceCommand::SpliceInsert {
+        event_id: 4242,
+        out_of_network: false,
+        pts: 90000 * 130,
+        duration: None,
+        unique_program_id: 7,
+    });
+    let j = threefive(&back_in);
+    assert_eq!(j["command"]["out_of_network_indicator"], false, "{j}");
+    assert_eq!(j["command"]["duration_flag"], false, "{j}");
+    let ts = scte35::splice_info_section(&SpliceCommand::TimeSignal {
+        pts: (1u64 << 33) - 90000,
+        segmentations: vec![Segmentation {
+            event_id: 99,
+            kind: SegmentationType::BreakStart,
+            duration: Some(90000 * 60),
+            upid: "HOUSE-0042".into(),
+        }],
+    });
+    let j = threefive(&ts);
+    assert_eq!(j["command"]["name"], "Time Signal", "{j}");
+    let pts = j["command"]["pts_time"].as_f64().unwrap();
+    assert!((pts - (((1u64 << 33) - 90000) as f64 / 90000.0)).abs() < 1e-5, "{j}");
+    let d = &j["descriptors"][0];
+    assert_eq!(d["tag"], 2, "{j}");
+    assert_eq!(d["identifier"], "CUEI");
+    assert_eq!(d["segmentation_event_id"], "0x63");
+    assert_eq!(d["segmentation_type_id"], 0x22);
+    assert_eq!(d["segmentation_duration"], 60.0);
+    assert_eq!(d["segmentation_upid"], "HOUSE-0042");
+}
+
+#[test]
+fn breaks_go_out_as_scte35_on_their_own_pid() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = make_clip(dir.path(), 2, "25", false, 3.0);
+    let b = make_clip(dir.path(), 3, "25", false, 3.0);
+    let mut sa = file_slot("A", 0, 70, &a, 0);
+    sa.breaks = vec![Break {
+        at: 40,
+        duration: 30,
+        event_id: 11,
+        time_signal: false,
+    }];
+    let mut sb = file_slot("B", 70, 70, &b, 0);
+    sb.breaks = vec![Break {
+        at: 20,
+        duration: 25,
+        event_id: 12,
+        time_signal: true,
+    }];
+    let out = dir.path().join("cues.ts");
+    let total = 140;
+    air(
+        |_| {},
+        (25, 1),
+        false,
+        vec![sa, sb],
+        total,
+        &out,
+        TsAudio::Aac { bitrate: 96_000 },
+    );
+    let data = std::fs::read(&out).unwrap();
+    // The multiplex stays clean with the new PID in it (TR 101 290 priority 1 and 2).
+    let rep = common::ts::check(&data, common::ts::Limits::default());
+    assert!(rep.is_clean(), "{:?}", rep.first_errors);
+    assert!(rep.streams.contains(&(0x1F4, 0x86)), "{:?}", rep.streams);
+    // ffprobe sees a SCTE-35 stream.
+    let v = common::ffprobe(&out, false);
+    assert!(
+        v["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["codec_name"] == "scte_35"),
+        "{v}"
+    );
+    let t0 = video_pts(&out)[0];
+    let o = Command::new(common::venv_bin("threefive"))
+        .arg(&out)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", common::stdout(&o), common::stderr(&o));
+    let cues = json_objects(&text);
+    assert_eq!(cues.len(), 4, "{text}");
+    // (frame of the splice, what it is) in the order sent.
+    let want: [(u64, &str, bool); 4] = [
+        (40, "Splice Insert", true),
+        (70, "Splice Insert", false),
+        (90, "Time Signal", true),
+        (115, "Time Signal", false),
+    ];
+    for (cue, (frame, name, out_or_start)) in cues.iter().zip(want) {
+        let c = &cue["command"];
+        assert_eq!(c["name"], name, "{cue}");
+        let pts = c["pts_time"].as_f64().unwrap();
+        let at = (pts - t0) * 25.0;
+        assert!(
+            (at - frame as f64).abs() < 0.01,
+            "cue at {at} frames, scheduled at {frame}: {cue}"
+        );
+        // Sent ahead of the splice, by about the pre-roll (10 frames).
+        let sent = cue["packet_data"]["pts"].as_f64().unwrap();
+        let lead = pts - sent;
+        assert!((0.3..=0.5).contains(&lead), "sent {lead} s before the splice: {cue}");
+        if name == "Splice Insert" {
+            assert_eq!(c["out_of_network_indicator"], out_or_start, "{cue}");
+            if out_or_start {
+                assert_eq!(c["break_duration"], 1.2, "{cue}");
+            }
+        } else {
+            let d = &cue["descriptors"][0];
+            let id = if out_or_start { 0x22 } else { 0x23 };
+            assert_eq!(d["segmentation_type_id"], id, "{cue}");
+            assert_eq!(d["segmentation_upid"], "HB", "{cue}");
+            if out_or_start {
+                assert_eq!(d["segmentation_duration"], 1.0, "{cue}");
+            }
+        }
+    }
+}
+
+#[test]
+fn faults_at_air_time_give_filler_and_the_channel_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = make_clip(dir.path(), 2, "25", false, 2.0);
+    let deleted = make_clip(dir.path(), 3, "25", false, 2.0);
+    let truncated = make_clip(dir.path(), 4, "25", false, 2.0);
+    let garbage = make_clip(dir.path(), 5, "25", false, 2.0);
+    // A TS cut in half: plays its first half, then filler.
+    let half = dir.path().join("half.ts");
+    common::ffmpeg(&[
+        "-i",
+        good.to_str().unwrap(),
+        "-c:v",
+        "copy",
+        "-c:a",
+        "mp2",
+        "-f",
+        "mpegts",
+        half.to_str().unwrap(),
+    ]);
+    let slots = vec![
+        file_slot("ok1", 0, 20, &good, 0),
+        file_slot("deleted", 20, 20, &deleted, 0),
+        file_slot("truncated", 40, 20, &truncated, 0),
+        file_slot("garbage", 60, 20, &garbage, 0),
+        file_slot("half", 80, 40, &half, 0),
+        file_slot("ok2", 120, 20, &good, 20),
+    ];
+    // What happens to the files once the channel runs is simulated before it reaches them:
+    // the engine opens each one only at its prefetch.
+    std::fs::remove_file(&deleted).unwrap();
+    let len = std::fs::metadata(&truncated).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&truncated).unwrap();
+    f.set_len(len / 3).unwrap();
+    let noise: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&garbage, noise).unwrap();
+    let hl = std::fs::metadata(&half).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&half).unwrap();
+    f.set_len((hl / 2) / 188 * 188).unwrap();
+    let out = dir.path().join("faults.ts");
+    let total = 140;
+    let aired = air(
+        |_| {},
+        (25, 1),
+        false,
+        slots.clone(),
+        total,
+        &out,
+        TsAudio::Aac { bitrate: 96_000 },
+    );
+    for (s, a) in slots.iter().zip(&aired) {
+        assert_eq!((a.slot.item.as_str(), a.start, a.frames), (s.item.as_str(), s.start, s.frames));
+    }
+    let subs: Vec<Option<&Substitution>> = aired.iter().take(6).map(|a| a.substitution.as_ref()).collect();
+    assert_eq!(subs[0], None);
+    assert_eq!(subs[5], None);
+    for (i, what) in [(1, "no such file"), (2, ""), (3, ""), (4, "ended at frame")] {
+        match subs[i] {
+            Some(Substitution::Unplayable(r)) => assert!(r.contains(what), "{}: {r}", slots[i].item),
+            other => panic!("{}: {other:?}", slots[i].item),
+        }
+    }
+    let got = codes(&out);
+    assert!(got.len() as u64 >= total);
+    for j in 0..total as usize {
+        let want = match j {
+            0..20 => Some((2, j as u32)),
+            20..80 => None,
+            120..140 => Some((2, (j - 100) as u32)),
+            _ => got[j],
+        };
+        assert_eq!(got[j], want, "output frame {j}");
+    }
+    // The half file: its first frames, then filler to the end of its slot.
+    let played = (80..120).take_while(|&j| got[j] == Some((2, (j - 80) as u32))).count();
+    assert!((10..40).contains(&played), "{played} frames of the half file");
+    assert!((80 + played..120).all(|j| got[j].is_none()));
+    // No picture missing or doubled across all this.
+    let pts = video_pts(&out);
+    for w in pts.windows(2).take(total as usize) {
+        assert!(((w[1] - w[0]) * 25.0 - 1.0).abs() < 0.01, "{} → {}", w[0], w[1]);
+    }
+}
