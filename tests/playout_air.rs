@@ -177,9 +177,8 @@ fn air(
     out: &Path,
     audio: TsAudio,
 ) -> Vec<Aired> {
-    let rec: Arc<dyn ChunkSink> = Arc::new(Recorder(Mutex::new(
-        std::fs::File::create(out).unwrap(),
-    )));
+    let rec: Arc<dyn ChunkSink> =
+        Arc::new(Recorder(Mutex::new(std::fs::File::create(out).unwrap())));
     let mut spec = ChannelSpec::new("test channel", house(rate), interlaced, epoch());
     spec.outputs.push(ChannelOutput::Ts {
         name: "rec".into(),
@@ -221,7 +220,15 @@ fn codes(ts: &Path) -> Vec<Option<(u32, u32)>> {
         .args(["-nostdin", "-v", "error", "-i"])
         .arg(ts)
         .args([
-            "-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "gray", "-",
+            "-map",
+            "0:v:0",
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            "-",
         ])
         .output()
         .unwrap();
@@ -355,7 +362,10 @@ fn frame_accuracy(rate: (u32, u32), rate_s: &str, interlaced: bool) {
     // As-run: every slot at its frame, for its length, nothing substituted.
     for (i, s) in slots.iter().enumerate() {
         let x = &aired[i];
-        assert_eq!((x.slot.item.as_str(), x.start, x.frames), (s.item.as_str(), s.start, s.frames));
+        assert_eq!(
+            (x.slot.item.as_str(), x.start, x.frames),
+            (s.item.as_str(), s.start, s.frames)
+        );
         assert_eq!(x.substitution, None, "{}", s.item);
     }
     // Pictures: each output frame carries what the schedule says.
@@ -395,7 +405,17 @@ fn frame_accuracy(rate: (u32, u32), rate_s: &str, interlaced: bool) {
     let raw = Command::new("ffmpeg")
         .args(["-nostdin", "-v", "error", "-i"])
         .arg(&out)
-        .args(["-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .args([
+            "-map",
+            "0:v:0",
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ])
         .output()
         .unwrap();
     let fsz = (W * H * 3) as usize;
@@ -420,7 +440,10 @@ fn frame_accuracy(rate: (u32, u32), rate_s: &str, interlaced: bool) {
         let at = (pts[j as usize] * 48000.0).round() as i64;
         let (d, score) = tone_change(&audio, at, tone(j - 1), tone(j));
         eprintln!("frame {j}: tone change {d} samples from the picture (fit {score:.3})");
-        assert!(score > 1.6, "no clean tone change at frame {j} (score {score})");
+        assert!(
+            score > 1.6,
+            "no clean tone change at frame {j} (score {score})"
+        );
         assert!(
             d.abs() <= 48,
             "at frame {j} the sound changes {d} samples from the picture"
@@ -432,7 +455,10 @@ fn frame_accuracy(rate: (u32, u32), rate_s: &str, interlaced: bool) {
         .iter()
         .filter(|s| s.abs() > 0.01)
         .count();
-    assert!(lead <= 48, "{lead} samples of sound before the first picture");
+    assert!(
+        lead <= 48,
+        "{lead} samples of sound before the first picture"
+    );
 }
 
 #[test]
@@ -524,7 +550,10 @@ fn sections_read_back_by_threefive() {
     let j = threefive(&ts);
     assert_eq!(j["command"]["name"], "Time Signal", "{j}");
     let pts = j["command"]["pts_time"].as_f64().unwrap();
-    assert!((pts - (((1u64 << 33) - 90000) as f64 / 90000.0)).abs() < 1e-5, "{j}");
+    assert!(
+        (pts - (((1u64 << 33) - 90000) as f64 / 90000.0)).abs() < 1e-5,
+        "{j}"
+    );
     let d = &j["descriptors"][0];
     assert_eq!(d["tag"], 2, "{j}");
     assert_eq!(d["identifier"], "CUEI");
@@ -606,7 +635,10 @@ fn breaks_go_out_as_scte35_on_their_own_pid() {
         // Sent ahead of the splice, by about the pre-roll (10 frames).
         let sent = cue["packet_data"]["pts"].as_f64().unwrap();
         let lead = pts - sent;
-        assert!((0.3..=0.5).contains(&lead), "sent {lead} s before the splice: {cue}");
+        assert!(
+            (0.3..=0.5).contains(&lead),
+            "sent {lead} s before the splice: {cue}"
+        );
         if name == "Splice Insert" {
             assert_eq!(c["out_of_network_indicator"], out_or_start, "{cue}");
             if out_or_start {
@@ -656,7 +688,10 @@ fn faults_at_air_time_give_filler_and_the_channel_goes_on() {
     // the engine opens each one only at its prefetch.
     std::fs::remove_file(&deleted).unwrap();
     let len = std::fs::metadata(&truncated).unwrap().len();
-    let f = std::fs::OpenOptions::new().write(true).open(&truncated).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&truncated)
+        .unwrap();
     f.set_len(len / 3).unwrap();
     let noise: Vec<u8> = (0..200_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
@@ -677,14 +712,23 @@ fn faults_at_air_time_give_filler_and_the_channel_goes_on() {
         TsAudio::Aac { bitrate: 96_000 },
     );
     for (s, a) in slots.iter().zip(&aired) {
-        assert_eq!((a.slot.item.as_str(), a.start, a.frames), (s.item.as_str(), s.start, s.frames));
+        assert_eq!(
+            (a.slot.item.as_str(), a.start, a.frames),
+            (s.item.as_str(), s.start, s.frames)
+        );
     }
-    let subs: Vec<Option<&Substitution>> = aired.iter().take(6).map(|a| a.substitution.as_ref()).collect();
+    let subs: Vec<Option<&Substitution>> = aired
+        .iter()
+        .take(6)
+        .map(|a| a.substitution.as_ref())
+        .collect();
     assert_eq!(subs[0], None);
     assert_eq!(subs[5], None);
     for (i, what) in [(1, "no such file"), (2, ""), (3, ""), (4, "ended at frame")] {
         match subs[i] {
-            Some(Substitution::Unplayable(r)) => assert!(r.contains(what), "{}: {r}", slots[i].item),
+            Some(Substitution::Unplayable(r)) => {
+                assert!(r.contains(what), "{}: {r}", slots[i].item)
+            }
             other => panic!("{}: {other:?}", slots[i].item),
         }
     }
@@ -700,12 +744,252 @@ fn faults_at_air_time_give_filler_and_the_channel_goes_on() {
         assert_eq!(got[j], want, "output frame {j}");
     }
     // The half file: its first frames, then filler to the end of its slot.
-    let played = (80..120).take_while(|&j| got[j] == Some((2, (j - 80) as u32))).count();
-    assert!((10..40).contains(&played), "{played} frames of the half file");
+    let played = (80..120)
+        .take_while(|&j| got[j] == Some((2, (j - 80) as u32)))
+        .count();
+    assert!(
+        (10..40).contains(&played),
+        "{played} frames of the half file"
+    );
     assert!((80 + played..120).all(|j| got[j].is_none()));
     // No picture missing or doubled across all this.
     let pts = video_pts(&out);
     for w in pts.windows(2).take(total as usize) {
-        assert!(((w[1] - w[0]) * 25.0 - 1.0).abs() < 0.01, "{} → {}", w[0], w[1]);
+        assert!(
+            ((w[1] - w[0]) * 25.0 - 1.0).abs() < 0.01,
+            "{} → {}",
+            w[0],
+            w[1]
+        );
     }
+}
+
+/// A schedule that repeats every 250 frames: an item cut short (overrun), an item from an in
+/// point with a break, filler, an item longer than its slot.
+struct Cycle {
+    clips: Vec<PathBuf>,
+}
+
+impl Timeline for Cycle {
+    fn slot_at(&self, frame: u64) -> Option<AirSlot> {
+        let cycle = frame / 250;
+        let at = frame % 250;
+        let base = cycle * 250;
+        let parts: [(u64, u64); 4] = [(0, 73), (73, 90), (163, 17), (180, 70)];
+        let k = parts.iter().rposition(|(s, _)| *s <= at)?;
+        let (s, len) = parts[k];
+        let item = format!("c{cycle}-{k}");
+        Some(match k {
+            0 => file_slot(&item, base + s, len, &self.clips[0], 0),
+            1 => {
+                let mut x = file_slot(&item, base + s, len, &self.clips[1], 10);
+                x.breaks = vec![Break {
+                    at: 30,
+                    duration: 40,
+                    event_id: cycle as u32,
+                    time_signal: cycle % 2 == 1,
+                }];
+                x
+            }
+            2 => filler_slot(&item, base + s, len),
+            _ => file_slot(&item, base + s, len, &self.clips[2], 0),
+        })
+    }
+}
+
+/// Follows a running TS: the video and audio PES times (FFmpeg's PIDs 0x100 and 0x101).
+#[derive(Default)]
+struct PtsWatch {
+    video_pes: u64,
+    first_video: Option<u64>,
+    max_video: u64,
+    last_audio: u64,
+    bytes: u64,
+}
+
+struct Watch(Mutex<PtsWatch>);
+
+impl ChunkSink for Watch {
+    fn deliver(&self, chunk: Chunk) {
+        let mut w = self.0.lock().unwrap();
+        w.bytes += chunk.len() as u64;
+        for p in chunk.chunks(188) {
+            let pid = (u16::from(p[1] & 0x1F) << 8) | u16::from(p[2]);
+            let Some(pts) = scte35::pes_pts(p) else {
+                continue;
+            };
+            match pid {
+                0x100 => {
+                    w.video_pes += 1;
+                    let base = *w.first_video.get_or_insert(pts);
+                    // Unwrapped against the first picture (a 26-hour clock).
+                    let rel = pts.wrapping_sub(base) & ((1 << 33) - 1);
+                    let cycles = w.max_video >> 33;
+                    let mut abs = (cycles << 33) + rel;
+                    if abs + (1 << 32) < w.max_video {
+                        abs += 1 << 33;
+                    }
+                    w.max_video = w.max_video.max(abs);
+                }
+                0x101 => {
+                    let base = w.first_video.unwrap_or(pts);
+                    let rel = pts.wrapping_sub(base) & ((1 << 33) - 1);
+                    let cycles = w.max_video >> 33;
+                    let mut abs = (cycles << 33) + rel;
+                    if abs + (1 << 32) < w.max_video {
+                        abs += 1 << 33;
+                    }
+                    w.last_audio = abs;
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Plays `minutes` of the cycling schedule as fast as possible and checks that pictures, sound
+/// and the schedule stay together; with a recording to decode when `record` is given.
+fn soak(minutes: u64, record: Option<&Path>) {
+    let dir = tempfile::tempdir().unwrap();
+    let clips: Vec<PathBuf> = (2..5)
+        .map(|i| make_clip(dir.path(), i, "25", false, 4.0))
+        .collect();
+    let frames = minutes * 60 * 25;
+    let watch = Arc::new(Watch(Mutex::new(PtsWatch::default())));
+    let mut spec = ChannelSpec::new("soak", house((25, 1)), false, epoch());
+    let encode = TsEncode {
+        video_bitrate: 400_000,
+        preset: "ultrafast".into(),
+        gop_frames: 25,
+        b_frames: 0,
+        audio: if record.is_some() {
+            TsAudio::S302m
+        } else {
+            TsAudio::Aac { bitrate: 64_000 }
+        },
+        muxrate: Some(2_500_000),
+    };
+    let sink: Arc<dyn ChunkSink> = match record {
+        Some(p) => Arc::new(Recorder(Mutex::new(std::fs::File::create(p).unwrap()))),
+        None => watch.clone(),
+    };
+    spec.outputs.push(ChannelOutput::Ts {
+        name: "soak".into(),
+        sink,
+        encode,
+    });
+    let aired: Arc<Mutex<Vec<Aired>>> = Arc::default();
+    let a = aired.clone();
+    let started = std::time::Instant::now();
+    let ch = Channel::start(
+        spec,
+        Arc::new(Cycle {
+            clips: clips.clone(),
+        }),
+        Arc::new(FastClock::starting_at(epoch())),
+        move |x| a.lock().unwrap().push(x),
+    )
+    .unwrap();
+    assert!(
+        ch.wait_for_frame(frames - 1, Duration::from_secs(frames)),
+        "stopped: {:?}",
+        ch.status().error
+    );
+    let st = ch.status();
+    let m = ch.stop().unwrap();
+    let took = started.elapsed().as_secs_f64();
+    eprintln!(
+        "soak: {m} frames ({:.1} min of air) in {took:.1} s ({:.1}× real time); filler {} frames, underruns {}, cues {}",
+        m as f64 / 1500.0,
+        m as f64 / 25.0 / took,
+        st.filler_frames,
+        st.underruns,
+        st.cues_sent
+    );
+    assert!(m >= frames);
+    assert_eq!(st.underruns, 0, "a fast clock waits for every reader");
+    // As-run: complete and contiguous, every slot at its frame for its length (the last one
+    // cut by the stop).
+    let aired = aired.lock().unwrap();
+    let tl = Cycle { clips };
+    let mut next = 0;
+    for (i, x) in aired.iter().enumerate() {
+        let s = tl.slot_at(x.start).unwrap();
+        assert_eq!(x.start, next, "as-run entry {i}");
+        assert_eq!(x.slot.item, s.item);
+        if i + 1 < aired.len() {
+            assert_eq!(x.frames, s.frames, "{}", s.item);
+        }
+        assert_eq!(x.substitution, None, "{}", s.item);
+        next = x.start + x.frames;
+    }
+    assert_eq!(next, m, "the as-run covers every frame aired");
+    // Cues: two sections per cycle's break, for the breaks whose end was aired.
+    assert!(
+        st.cues_sent >= 2 * (m / 250).saturating_sub(1),
+        "{} cues",
+        st.cues_sent
+    );
+    match record {
+        Some(p) => {
+            // Every picture and every sample, counted by a decoder.
+            let pts = video_pts(p);
+            assert_eq!(pts.len() as u64, m, "pictures decoded");
+            for w in pts.windows(2) {
+                assert!(
+                    ((w[1] - w[0]) * 25.0 - 1.0).abs() < 0.01,
+                    "{} → {}",
+                    w[0],
+                    w[1]
+                );
+            }
+            let o = Command::new("ffmpeg")
+                .args(["-nostdin", "-v", "error", "-i"])
+                .arg(p)
+                .args(["-map", "0:a:0", "-f", "s16le", "-ac", "1", "-"])
+                .output()
+                .unwrap();
+            assert_eq!(
+                o.stdout.len() as u64 / 2,
+                house((25, 1)).samples_before(m),
+                "samples decoded for {m} frames"
+            );
+            let rep = common::ts::check(&std::fs::read(p).unwrap(), common::ts::Limits::default());
+            assert!(rep.is_clean(), "{:?}", rep.first_errors);
+        }
+        None => {
+            let w = watch.0.lock().unwrap();
+            assert_eq!(w.video_pes, m, "pictures out");
+            assert_eq!(w.max_video, (m - 1) * 3600, "the last picture's time");
+            // The last audio PES starts within its own length (AAC frames, PES of ≤ 1024
+            // bytes: well under 0.2 s) of the last picture.
+            let d = w.max_video as i64 - w.last_audio as i64;
+            assert!(
+                d.abs() < 18000,
+                "audio and video {d} ticks apart after {m} frames"
+            );
+            eprintln!("soak: audio PES {d} ticks from the last picture after {m} frames");
+        }
+    }
+}
+
+#[test]
+fn two_minutes_of_schedule_without_drift() {
+    let dir = tempfile::tempdir().unwrap();
+    soak(2, Some(&dir.path().join("soak.ts")));
+}
+
+/// `ANTENNE_PLAYOUT_SOAK=1`: 24 hours of schedule (or `ANTENNE_PLAYOUT_SOAK_MINUTES`), as fast
+/// as the machine goes, checked on the running TS.
+#[test]
+fn soak_24h_fast() {
+    if std::env::var("ANTENNE_PLAYOUT_SOAK").as_deref() != Ok("1") {
+        eprintln!("skipped: set ANTENNE_PLAYOUT_SOAK=1");
+        return;
+    }
+    let minutes = std::env::var("ANTENNE_PLAYOUT_SOAK_MINUTES")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(24 * 60);
+    soak(minutes, None);
 }

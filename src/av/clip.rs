@@ -40,7 +40,9 @@ pub struct ClipSpec {
 }
 
 enum Msg {
-    Opened { audio: bool },
+    Opened {
+        audio: bool,
+    },
     Video(u64, ff::frame::Video),
     /// Planar samples, the first one's index counted from the in point at the house rate.
     Audio(i64, Vec<Vec<f32>>),
@@ -344,8 +346,8 @@ fn read(spec: &ClipSpec, tx: &Sender<Msg>, cancel: &Arc<AtomicBool>) -> Result<(
         move |source| AvError::Libav { path, what, source }
     };
     let mut vdec = {
-        let mut ctx = ff::codec::Context::from_parameters(vst.parameters())
-            .map_err(libav("video stream"))?;
+        let mut ctx =
+            ff::codec::Context::from_parameters(vst.parameters()).map_err(libav("video stream"))?;
         super::decode_threads(&mut ctx, 2);
         ctx.decoder().video().map_err(libav("video decoder"))?
     };
@@ -356,8 +358,8 @@ fn read(spec: &ClipSpec, tx: &Sender<Msg>, cancel: &Arc<AtomicBool>) -> Result<(
             .stream(i)
             .ok_or_else(|| invalid(format!("audio stream {i} gone")))?;
         atbs.push(st.time_base());
-        let ctx = ff::codec::Context::from_parameters(st.parameters())
-            .map_err(libav("audio stream"))?;
+        let ctx =
+            ff::codec::Context::from_parameters(st.parameters()).map_err(libav("audio stream"))?;
         adecs.push(ctx.decoder().audio().map_err(libav("audio decoder"))?);
     }
     if spec.in_frame > 0 {
@@ -408,6 +410,10 @@ fn read(spec: &ClipSpec, tx: &Sender<Msg>, cancel: &Arc<AtomicBool>) -> Result<(
     };
     let mut packet = ff::Packet::empty();
     let mut eof = false;
+    // The last picture's time and the step between pictures: the input ends one step after
+    // the last one, so that the frame-rate conversion keeps the last picture.
+    let mut last_pts: Option<i64> = None;
+    let mut step: i64 = 1;
     while !eof {
         if cancel.load(Ordering::Relaxed) {
             return Ok(());
@@ -448,6 +454,14 @@ fn read(spec: &ClipSpec, tx: &Sender<Msg>, cancel: &Arc<AtomicBool>) -> Result<(
                 }
                 let g = vgraph.as_mut().expect("built above");
                 let ts = vframe.timestamp();
+                if let (Some(t), Some(l)) = (ts, last_pts) {
+                    if t > l {
+                        step = t - l;
+                    }
+                }
+                if ts.is_some() {
+                    last_pts = ts;
+                }
                 vframe.set_pts(ts);
                 g.get("in")
                     .ok_or_else(|| invalid("video graph input missing".into()))?
@@ -477,7 +491,9 @@ fn read(spec: &ClipSpec, tx: &Sender<Msg>, cancel: &Arc<AtomicBool>) -> Result<(
                         .map(|t| (t as f64 * tb * f64::from(rate)).round() as i64);
                     aframe.set_pts(pts);
                     let f = std::mem::replace(&mut aframe, ff::frame::Audio::empty());
-                    if agraph.push(j, f).map_err(gerr)? && !drain_audio(&mut agraph, in_sample, h.channels, tx) {
+                    if agraph.push(j, f).map_err(gerr)?
+                        && !drain_audio(&mut agraph, in_sample, h.channels, tx)
+                    {
                         return Ok(());
                     }
                 }
@@ -486,7 +502,16 @@ fn read(spec: &ClipSpec, tx: &Sender<Msg>, cancel: &Arc<AtomicBool>) -> Result<(
     }
     if let Some(g) = vgraph.as_mut() {
         if let Some(mut src) = g.get("in") {
-            let _ = src.source().flush();
+            match last_pts {
+                // SAFETY: the graph's own buffer source, alive while `g` is; closing it at a
+                // time after its last frame is what av_buffersrc_close is for.
+                Some(l) => unsafe {
+                    ffi::av_buffersrc_close(src.as_mut_ptr(), l + step, 0);
+                },
+                None => {
+                    let _ = src.source().flush();
+                }
+            }
         }
         drain_video(g, &mut next_k, tx);
     }

@@ -21,9 +21,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::av::clip::{self, Clip, ClipSpec, Still, Take};
-use crate::av::engine::{
-    self, AudioOut, AudioTrack, FieldOrder, OutputSpec, StageError, VideoOut,
-};
+use crate::av::engine::{self, AudioOut, AudioTrack, FieldOrder, OutputSpec, StageError, VideoOut};
 use crate::av::hw::Backend;
 use crate::av::io::OutputSink;
 use crate::av::live::{House, LiveOutputs};
@@ -103,9 +101,7 @@ pub struct FastClock {
 
 impl FastClock {
     pub fn starting_at(t: SystemTime) -> FastClock {
-        FastClock {
-            now: Mutex::new(t),
-        }
+        FastClock { now: Mutex::new(t) }
     }
 }
 
@@ -396,7 +392,10 @@ impl Channel {
         let sh = shared.clone();
         let tname = name.clone();
         let thread = thread::Builder::new()
-            .name(format!("playout-{}", name.chars().take(7).collect::<String>()))
+            .name(format!(
+                "playout-{}",
+                name.chars().take(7).collect::<String>()
+            ))
             .spawn(move || {
                 let mut air = Air::new(spec, timeline, clock, live, inserters, logo, sh.clone());
                 let r = air.run(on_aired);
@@ -676,8 +675,7 @@ impl Air {
         shared: Arc<Shared>,
     ) -> Air {
         let filler = FillerSource::new(spec.house, spec.interlaced, &spec.filler, &spec.name);
-        let emergency =
-            FillerSource::new(spec.house, spec.interlaced, &spec.emergency, &spec.name);
+        let emergency = FillerSource::new(spec.house, spec.interlaced, &spec.emergency, &spec.name);
         let logo_on = spec.logo.as_ref().is_some_and(|l| l.on_at_start);
         Air {
             spec,
@@ -795,7 +793,8 @@ impl Air {
         }
         if self.cues_done.len() > 4096 {
             // Old breaks are long gone; keep the set small on a channel that runs for months.
-            self.cues_done.retain(|k| k.1 + k.3 + 10 * 60 * 60 * 60 > now);
+            self.cues_done
+                .retain(|k| k.1 + k.3 + 10 * 60 * 60 * 60 > now);
         }
     }
 
@@ -805,9 +804,7 @@ impl Air {
                 let key = (slot.item.clone(), slot.start);
                 let p = prepared.take();
                 match p {
-                    Some(p) if p.key == key && p.at == n => {
-                        (Src::Clip(p.clip), p.gain, None)
-                    }
+                    Some(p) if p.key == key && p.at == n => (Src::Clip(p.clip), p.gain, None),
                     other => {
                         // A prefetch for another slot is kept if it is still ahead.
                         if let Some(o) = other {
@@ -866,9 +863,12 @@ impl Air {
         let first = frame_at(epoch, rate, self.clock.now());
         let name = self.spec.name.clone();
         let m_frames = metrics::counter!("antenne_playout_frames_total", "channel" => name.clone());
-        let m_late = metrics::counter!("antenne_playout_late_frames_total", "channel" => name.clone());
-        let m_under = metrics::counter!("antenne_playout_underruns_total", "channel" => name.clone());
-        let m_filler = metrics::gauge!("antenne_playout_filler_seconds_total", "channel" => name.clone());
+        let m_late =
+            metrics::counter!("antenne_playout_late_frames_total", "channel" => name.clone());
+        let m_under =
+            metrics::counter!("antenne_playout_underruns_total", "channel" => name.clone());
+        let m_filler =
+            metrics::gauge!("antenne_playout_filler_seconds_total", "channel" => name.clone());
         let preroll = self.spec.scte35.preroll_frames.max(1);
         let mut planes: Vec<Vec<f32>> = vec![Vec::new(); h.channels as usize];
         let mut cur: Option<OnAir> = None;
@@ -895,7 +895,10 @@ impl Air {
             let want = self.timeline.slot_at(n);
             let same = match (&cur, &want) {
                 (Some(c), Some(w)) => {
-                    !c.gap && c.slot.item == w.item && c.slot.start == w.start && c.slot.material == w.material
+                    !c.gap
+                        && c.slot.item == w.item
+                        && c.slot.start == w.start
+                        && c.slot.material == w.material
                 }
                 (Some(c), None) => c.gap,
                 _ => false,
@@ -935,7 +938,8 @@ impl Air {
             }
             let c = cur.as_mut().expect("set above");
             // Prefetch the next slot's file.
-            if !c.gap && c.slot.end() <= n + self.spec.prefetch_frames.max(1) && next_slot.is_none() {
+            if !c.gap && c.slot.end() <= n + self.spec.prefetch_frames.max(1) && next_slot.is_none()
+            {
                 let nx = self.timeline.slot_at(c.slot.end());
                 if let Some(nx) = &nx {
                     if let Material::File { path, in_frame, .. } = &nx.material {
@@ -1025,8 +1029,7 @@ impl Air {
             if emergency {
                 picture = self.emergency.next(ns, &mut planes);
                 if c.substitution.is_none() {
-                    c.substitution =
-                        Some(Substitution::Operator("emergency slate on air".into()));
+                    c.substitution = Some(Substitution::Operator("emergency slate on air".into()));
                 }
             } else if picture.is_none() && matches!(c.src, Src::Filler) {
                 filler = true;
@@ -1098,7 +1101,11 @@ impl Air {
         if let Some(c) = cur.take() {
             self.report(c, &mut on_aired);
         }
-        let failed = self.live.take().map(LiveOutputs::finish).unwrap_or_default();
+        let failed = self
+            .live
+            .take()
+            .map(LiveOutputs::finish)
+            .unwrap_or_default();
         let total = failed.len();
         if let Some((output, source)) = failed.into_iter().next() {
             if total == self.spec.outputs.len() {

@@ -72,7 +72,10 @@ impl FillerSource {
             if f.is_some() {
                 return f;
             }
-            return self.last.as_ref().and_then(|l| crate::av::share(l).map(Into::into));
+            return self
+                .last
+                .as_ref()
+                .and_then(|l| crate::av::share(l).map(Into::into));
         }
         for _ in 0..=self.files.len() {
             if self.clip.is_none() {

@@ -201,7 +201,7 @@ pub fn splice_info_section(cmd: &Command) -> Vec<u8> {
     b.put(1, 0); // section_syntax_indicator
     b.put(1, 0); // private_indicator
     b.put(2, 0x3); // sap_type: not specified
-    // section_length: what follows it, CRC included.
+                   // section_length: what follows it, CRC included.
     let len = 1 + 1 + 4 + 1 + 2 + 1 + command.len() + 2 + descriptors.len() + 4;
     b.put(12, len as u64);
     b.put(8, 0); // protocol_version
@@ -288,9 +288,15 @@ pub fn pes_pts(p: &[u8]) -> Option<u64> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum CueKind {
     /// `splice_insert` out (with the break's duration) or in.
-    Insert { out: bool, duration_frames: Option<u64> },
+    Insert {
+        out: bool,
+        duration_frames: Option<u64>,
+    },
     /// `time_signal` with a Break Start (with duration) or Break End descriptor.
-    Signal { start: bool, duration_frames: Option<u64> },
+    Signal {
+        start: bool,
+        duration_frames: Option<u64>,
+    },
 }
 
 /// A cue at an output frame (counted from the multiplex's first picture).
