@@ -518,6 +518,7 @@ fn sections_read_back_by_threefive() {
         unique_program_id: 7,
     });
     let j = threefive(&out);
+    assert_eq!(j["info_section"]["section_length"], out.len() - 3, "{j}");
     let crc = u32::from_be_bytes(out[out.len() - 4..].try_into().unwrap());
     assert_eq!(j["info_section"]["crc"], format!("{crc:#x}"), "{j}");
     let c = &j["command"];
@@ -734,14 +735,14 @@ fn faults_at_air_time_give_filler_and_the_channel_goes_on() {
     }
     let got = codes(&out);
     assert!(got.len() as u64 >= total);
-    for j in 0..total as usize {
+    for (j, g) in got.iter().enumerate().take(total as usize) {
         let want = match j {
             0..20 => Some((2, j as u32)),
             20..80 => None,
             120..140 => Some((2, (j - 100) as u32)),
-            _ => got[j],
+            _ => *g,
         };
-        assert_eq!(got[j], want, "output frame {j}");
+        assert_eq!(*g, want, "output frame {j}");
     }
     // The half file: its first frames, then filler to the end of its slot.
     let played = (80..120)

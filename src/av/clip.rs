@@ -477,9 +477,7 @@ fn read(spec: &ClipSpec, tx: &Sender<Msg>, cancel: &Arc<AtomicBool>) -> Result<(
             for (j, dec) in adecs.iter_mut().enumerate() {
                 if eof {
                     let _ = dec.send_eof();
-                } else if j != idx {
-                    continue;
-                } else if dec.send_packet(&packet).is_err() {
+                } else if j != idx || dec.send_packet(&packet).is_err() {
                     continue;
                 }
                 while dec.receive_frame(&mut aframe).is_ok() {

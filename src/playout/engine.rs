@@ -174,7 +174,7 @@ pub enum ChannelOutput {
     },
     /// Any other output compiled elsewhere (a live HLS ladder from a profile, say): its filters
     /// start from house frames.
-    Spec(OutputSpec),
+    Spec(Box<OutputSpec>),
 }
 
 /// The logo (bug): a PNG blended at a corner while secondary events have it on.
@@ -359,7 +359,7 @@ impl Channel {
                     );
                     inserters.push(ins);
                 }
-                ChannelOutput::Spec(s) => outputs.push(s.clone()),
+                ChannelOutput::Spec(s) => outputs.push((**s).clone()),
             }
         }
         let logo = match &spec.logo {
@@ -621,7 +621,7 @@ pub fn frame_at(epoch: SystemTime, rate: (u32, u32), t: SystemTime) -> u64 {
 
 /// What feeds the slot on air.
 enum Src {
-    Clip(Clip),
+    Clip(Box<Clip>),
     Filler,
 }
 
@@ -804,7 +804,9 @@ impl Air {
                 let key = (slot.item.clone(), slot.start);
                 let p = prepared.take();
                 match p {
-                    Some(p) if p.key == key && p.at == n => (Src::Clip(p.clip), p.gain, None),
+                    Some(p) if p.key == key && p.at == n => {
+                        (Src::Clip(Box::new(p.clip)), p.gain, None)
+                    }
                     other => {
                         // A prefetch for another slot is kept if it is still ahead.
                         if let Some(o) = other {
@@ -813,7 +815,7 @@ impl Air {
                             }
                         }
                         let (c, g) = self.open_clip(path, in_frame + (n - slot.start));
-                        (Src::Clip(c), g, None)
+                        (Src::Clip(Box::new(c)), g, None)
                     }
                 }
             }

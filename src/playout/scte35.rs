@@ -202,7 +202,9 @@ pub fn splice_info_section(cmd: &Command) -> Vec<u8> {
     b.put(1, 0); // private_indicator
     b.put(2, 0x3); // sap_type: not specified
                    // section_length: what follows it, CRC included.
-    let len = 1 + 1 + 4 + 1 + 2 + 1 + command.len() + 2 + descriptors.len() + 4;
+                   // protocol_version, encryption + pts_adjustment (40 bits), cw_index, tier + command length
+                   // (24 bits), command type.
+    let len = 1 + 5 + 1 + 3 + 1 + command.len() + 2 + descriptors.len() + 4;
     b.put(12, len as u64);
     b.put(8, 0); // protocol_version
     b.put(1, 0); // encrypted_packet
