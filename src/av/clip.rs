@@ -19,8 +19,9 @@ use super::graph::{self, AudioGraph, Sink, Source};
 use super::live::House;
 use super::{ff, ffi, AvError};
 
-/// Messages a clip's reader runs ahead with (pictures of 1080 are 3 MB: a second of them).
-const AHEAD: usize = 48;
+/// Messages a clip's reader runs ahead with (a 1080 picture is 3 MB: kept short; the consumer
+/// holds pictures itself while it waits for their sound).
+const AHEAD: usize = 16;
 /// Pictures a consumer holds while the file's audio is late before it gives up waiting for it.
 const AUDIO_WAIT_FRAMES: usize = 50;
 /// Packets in a row that no decoder takes before the file is called unreadable.
