@@ -994,3 +994,79 @@ fn soak_24h_fast() {
         .unwrap_or(24 * 60);
     soak(minutes, None);
 }
+
+/// The wall clock: a channel whose epoch is now airs each item at its time, nothing late; the
+/// emergency slate replaces the item on air while the schedule runs on underneath.
+#[test]
+fn real_time_with_the_emergency_slate() {
+    use antenne::playout::engine::SystemClock;
+    let dir = tempfile::tempdir().unwrap();
+    let a = make_clip(dir.path(), 2, "25", false, 2.0);
+    let b = make_clip(dir.path(), 3, "25", false, 2.0);
+    // The channel's epoch a little ahead, so that it starts at frame 0.
+    let epoch = SystemTime::now() + Duration::from_millis(300);
+    let slots = vec![file_slot("A", 0, 40, &a, 0), file_slot("B", 40, 40, &b, 0)];
+    let out = dir.path().join("rt.ts");
+    let rec: Arc<dyn ChunkSink> =
+        Arc::new(Recorder(Mutex::new(std::fs::File::create(&out).unwrap())));
+    let mut spec = ChannelSpec::new("rt", house((25, 1)), false, epoch);
+    spec.outputs.push(ChannelOutput::Ts {
+        name: "rec".into(),
+        sink: rec,
+        encode: TsEncode {
+            video_bitrate: 400_000,
+            preset: "ultrafast".into(),
+            gop_frames: 25,
+            b_frames: 0,
+            audio: TsAudio::Aac { bitrate: 64_000 },
+            muxrate: Some(2_000_000),
+        },
+    });
+    spec.prefetch_frames = 25;
+    let aired: Arc<Mutex<Vec<Aired>>> = Arc::default();
+    let x = aired.clone();
+    let ch = Channel::start(
+        spec,
+        Arc::new(Fixed(slots)),
+        Arc::new(SystemClock),
+        move |a| x.lock().unwrap().push(a),
+    )
+    .unwrap();
+    assert!(ch.wait_for_frame(50, Duration::from_secs(10)));
+    ch.emergency(true);
+    assert!(ch.wait_for_frame(60, Duration::from_secs(10)));
+    ch.emergency(false);
+    assert!(ch.wait_for_frame(79, Duration::from_secs(10)));
+    let done = SystemTime::now();
+    let st = ch.status();
+    ch.stop().unwrap();
+    // Frame 79 went out at its time (3.16 s after the epoch), not earlier, not much later.
+    let at = done.duration_since(epoch).unwrap().as_secs_f64();
+    assert!(
+        (3.1..3.6).contains(&at),
+        "frame 79 out {at} s after the epoch"
+    );
+    assert_eq!(st.first_frame, 0);
+    // A frame or two may leave late on a loaded shared machine; none may be missing.
+    assert!(st.late_frames <= 2 && st.underruns == 0, "{st:?}");
+    let aired = aired.lock().unwrap();
+    assert_eq!(
+        (aired[0].start, aired[0].frames, &aired[0].substitution),
+        (0, 40, &None)
+    );
+    assert_eq!((aired[1].start, aired[1].frames), (40, 40));
+    assert!(matches!(
+        aired[1].substitution,
+        Some(Substitution::Operator(_))
+    ));
+    // B's pictures before and after the slate are at their own frames: it ran on underneath.
+    let got = codes(&out);
+    assert_eq!(got[45], Some((3, 5)));
+    assert_eq!(got[75], Some((3, 35)));
+    let slate = (50..62).filter(|&j| got[j].is_none()).count();
+    assert!(
+        slate >= 8,
+        "{slate} slate frames in 50..62: {:?}",
+        &got[45..65]
+    );
+}

@@ -675,7 +675,9 @@ impl Air {
         shared: Arc<Shared>,
     ) -> Air {
         let filler = FillerSource::new(spec.house, spec.interlaced, &spec.filler, &spec.name);
-        let emergency = FillerSource::new(spec.house, spec.interlaced, &spec.emergency, &spec.name);
+        let mut emergency =
+            FillerSource::new(spec.house, spec.interlaced, &spec.emergency, &spec.name);
+        emergency.warm();
         let logo_on = spec.logo.as_ref().is_some_and(|l| l.on_at_start);
         Air {
             spec,

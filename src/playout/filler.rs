@@ -65,6 +65,13 @@ impl FillerSource {
         self.slate.as_mut()?.next(n, planes)
     }
 
+    /// Builds the generated slate now, so that its first frame costs no more than the others.
+    pub fn warm(&mut self) {
+        if self.slate.is_none() {
+            self.slate = GeneratedSlate::new(&self.house, &self.ident).ok();
+        }
+    }
+
     /// The next filler frame (`None` only when not even the generated slate can be made).
     pub fn next(&mut self, n: usize, planes: &mut [Vec<f32>]) -> Option<ff::frame::Video> {
         if self.files.is_empty() || self.barren >= self.files.len() {
