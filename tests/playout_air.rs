@@ -1070,3 +1070,79 @@ fn real_time_with_the_emergency_slate() {
         &got[45..65]
     );
 }
+
+#[test]
+fn breaks_go_into_live_hls_as_dateranges_and_cue_tags() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = make_clip(dir.path(), 2, "25", false, 6.0);
+    let mut sa = file_slot("A", 0, 150, &a, 0);
+    sa.breaks = vec![Break {
+        at: 40,
+        duration: 30,
+        event_id: 11,
+        time_signal: false,
+    }];
+    let hls = dir.path().join("hls");
+    let mut spec = ChannelSpec::new("hls", house((25, 1)), false, epoch());
+    spec.outputs.push(ChannelOutput::Hls {
+        name: "hls".into(),
+        dir: hls.clone(),
+        segment_s: 1.0,
+        encode: TsEncode {
+            video_bitrate: 400_000,
+            preset: "ultrafast".into(),
+            gop_frames: 25,
+            b_frames: 0,
+            audio: TsAudio::Aac { bitrate: 64_000 },
+            muxrate: None,
+        },
+    });
+    let ch = Channel::start(
+        spec,
+        Arc::new(Fixed(vec![sa])),
+        Arc::new(FastClock::starting_at(epoch())),
+        |_| {},
+    )
+    .unwrap();
+    assert!(ch.wait_for_frame(149, Duration::from_secs(60)));
+    ch.stop().unwrap();
+    let text = std::fs::read_to_string(hls.join("index.m3u8")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let at = |p: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(p))
+            .unwrap_or_else(|| panic!("no {p} in\n{text}"))
+    };
+    // The window keeps 6 segments of 1 s: segment numbers from the media sequence.
+    let seq: usize = lines[at("#EXT-X-MEDIA-SEQUENCE:")]
+        .split(':')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let seg = |n: usize| at(&format!("seg_{n:06}.ts"));
+    assert!(seq <= 1, "{text}");
+    // Out at 1.6 s: before segment 1 (1–2 s); in at 2.8 s: before segment 2.
+    let out = at("#EXT-X-CUE-OUT:1.200");
+    assert!(out < seg(1) && (seq == 1 || seg(0) < out), "{text}");
+    let back = at("#EXT-X-CUE-IN");
+    assert!(seg(1) < back && back < seg(2), "{text}");
+    let dr = lines[at("#EXT-X-DATERANGE:ID=\"11\",START-DATE")];
+    // The channel's epoch (2027-01-15T08:00:00Z) + 40 frames.
+    assert!(dr.contains("START-DATE=\"2027-01-15T08:00:01.6Z\""), "{dr}");
+    assert!(dr.contains("PLANNED-DURATION=1.200"), "{dr}");
+    let hexed = dr.split("SCTE35-OUT=").nth(1).unwrap();
+    let j = threefive(
+        &(0..hexed.len() / 2 - 1)
+            .map(|i| u8::from_str_radix(&hexed[2 + 2 * i..4 + 2 * i], 16).unwrap())
+            .collect::<Vec<u8>>(),
+    );
+    assert_eq!(j["command"]["splice_event_id"], 11, "{j}");
+    assert_eq!(j["command"]["out_of_network_indicator"], true, "{j}");
+    assert!(text.contains("SCTE35-IN=0xFC"), "{text}");
+    assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME"), "{text}");
+    // The decorated playlist plays.
+    let v = common::ffprobe(&hls.join("index.m3u8"), false);
+    assert_eq!(v["streams"][0]["codec_name"], "h264", "{v}");
+}

@@ -27,11 +27,12 @@ use crate::av::io::OutputSink;
 use crate::av::live::{House, LiveOutputs};
 use crate::av::{ff, AvError};
 use crate::link::{Chunk, ChunkSink};
+use crate::output::live_hls;
 use crate::output::ts::{self, TsMux};
 
 use super::filler::{Filler, FillerSource};
 use super::plan::{AirSlot, Aired, Material, Secondary, Substitution, Timeline};
-use super::scte35::{Cue, CueInserter, CueKind};
+use super::scte35::{self as cues, Cue, CueInserter, CueKind, HlsCue};
 
 /// Why a channel cannot start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +171,15 @@ pub enum ChannelOutput {
     Ts {
         name: String,
         sink: Arc<dyn ChunkSink>,
+        encode: TsEncode,
+    },
+    /// A live HLS rendition in `dir` (MPEG-TS segments of `segment_s`, cut on the GOP; a sliding
+    /// window): `dir/index.m3u8` carries the channel's breaks as `#EXT-X-DATERANGE`
+    /// (SCTE35-OUT/IN) and `#EXT-X-CUE-OUT/IN`.
+    Hls {
+        name: String,
+        dir: PathBuf,
+        segment_s: f64,
         encode: TsEncode,
     },
     /// Any other output compiled elsewhere (a live HLS ladder from a profile, say): its filters
@@ -334,6 +344,7 @@ impl Channel {
         let cues_sent = Arc::new(AtomicU64::new(0));
         let mut inserters = Vec::new();
         let mut outputs = Vec::new();
+        let mut hls_dirs: Vec<PathBuf> = Vec::new();
         for o in &spec.outputs {
             match o {
                 ChannelOutput::Ts { name, sink, encode } => {
@@ -358,6 +369,35 @@ impl Channel {
                         })?,
                     );
                     inserters.push(ins);
+                }
+                ChannelOutput::Hls {
+                    name,
+                    dir,
+                    segment_s,
+                    encode,
+                } => {
+                    let spec_err = |what: String| EngineError::Spec {
+                        channel: spec.name.clone(),
+                        what: format!("output {name}: {what}"),
+                    };
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| spec_err(format!("{}: {e}", dir.display())))?;
+                    let dummy: Arc<dyn ChunkSink> = Arc::new(|_: Chunk| {});
+                    let mut o =
+                        ts_output(name, &h, spec.interlaced, encode, dummy).map_err(spec_err)?;
+                    o.sink = OutputSink::File {
+                        path: dir.join("stream.m3u8"),
+                        atomic: false,
+                    };
+                    o.muxer = "hls".into();
+                    o.mux_options = live_hls::mux_options(
+                        dir,
+                        *segment_s,
+                        "mpegts",
+                        &live_hls::LiveHlsWindow::default(),
+                    );
+                    outputs.push(o);
+                    hls_dirs.push(dir.clone());
                 }
                 ChannelOutput::Spec(s) => outputs.push((**s).clone()),
             }
@@ -389,6 +429,23 @@ impl Channel {
             cancel: cancel.clone(),
             cues_sent,
         });
+        let hls_cues: Arc<Mutex<Vec<HlsCue>>> = Arc::default();
+        let mut decorators = Vec::new();
+        // Set once the outputs are finished (their last playlist written).
+        let hls_stop = Arc::new(AtomicBool::new(false));
+        for d in hls_dirs {
+            let c = hls_cues.clone();
+            let stop = hls_stop.clone();
+            decorators.push(
+                thread::Builder::new()
+                    .name("playout-hls".into())
+                    .spawn(move || decorate_hls(&d, &c, &stop))
+                    .map_err(|source| EngineError::Thread {
+                        channel: name.clone(),
+                        source,
+                    })?,
+            );
+        }
         let sh = shared.clone();
         let tname = name.clone();
         let thread = thread::Builder::new()
@@ -398,7 +455,13 @@ impl Channel {
             ))
             .spawn(move || {
                 let mut air = Air::new(spec, timeline, clock, live, inserters, logo, sh.clone());
+                air.hls_cues = hls_cues;
                 let r = air.run(on_aired);
+                drop(air);
+                hls_stop.store(true, Ordering::SeqCst);
+                for d in decorators {
+                    let _ = d.join();
+                }
                 let mut st = lock(&sh.status);
                 st.running = false;
                 if let Err(e) = &r {
@@ -503,6 +566,39 @@ fn layout(channels: u32) -> &'static str {
         6 => "5.1",
         8 => "7.1",
         _ => "stereo",
+    }
+}
+
+/// Keeps `dir/index.m3u8` = the muxer's `dir/stream.m3u8` with the channel's cues, written
+/// under a temporary name and renamed, until `stop` (one last pass then).
+fn decorate_hls(dir: &Path, cues_in: &Mutex<Vec<HlsCue>>, stop: &AtomicBool) {
+    let src = dir.join("stream.m3u8");
+    let dst = dir.join("index.m3u8");
+    let tmp = dir.join(".index.m3u8.tmp");
+    let mut starts = std::collections::BTreeMap::new();
+    let mut last: Option<(SystemTime, usize)> = None;
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        let n_cues = lock(cues_in).len();
+        let modified = std::fs::metadata(&src).and_then(|m| m.modified()).ok();
+        if let Some(m) = modified {
+            if last != Some((m, n_cues)) {
+                if let Ok(text) = std::fs::read_to_string(&src) {
+                    let c = lock(cues_in).clone();
+                    let out = cues::decorate_playlist(&text, &mut starts, &c);
+                    let written =
+                        std::fs::write(&tmp, out).and_then(|()| std::fs::rename(&tmp, &dst));
+                    if let Err(e) = written {
+                        tracing::warn!(dir = %dir.display(), error = %e, "playout: HLS playlist not written");
+                    }
+                    last = Some((m, n_cues));
+                }
+            }
+        }
+        if stopping {
+            return;
+        }
+        thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -662,6 +758,7 @@ struct Air {
     loudness_cache: HashMap<PathBuf, Arc<OnceLock<f64>>>,
     cues_done: HashSet<(String, u64, u32, u64)>,
     last_picture: Option<ff::frame::Video>,
+    hls_cues: Arc<Mutex<Vec<HlsCue>>>,
 }
 
 impl Air {
@@ -693,6 +790,7 @@ impl Air {
             loudness_cache: HashMap::new(),
             cues_done: HashSet::new(),
             last_picture: None,
+            hls_cues: Arc::default(),
         }
     }
 
@@ -748,7 +846,7 @@ impl Air {
                 continue;
             }
             self.cues_done.insert(key);
-            let out_frame = at - first;
+            let out_frame = at.saturating_sub(first);
             let end = out_frame + b.duration;
             let (start_kind, end_kind) = if b.time_signal {
                 (
@@ -777,6 +875,40 @@ impl Air {
                 Material::File { house_id, .. } => house_id.clone(),
                 _ => String::new(),
             };
+            {
+                let h = self.spec.house;
+                let ticks = |f: u64| {
+                    (u128::from(f) * 90000 * u128::from(h.rate.1) / u128::from(h.rate.0)) as u64
+                };
+                let secs = |f: u64| f as f64 * h.frame_s();
+                let date = |f: u64| {
+                    time::OffsetDateTime::from(frame_time(self.spec.epoch, h.rate, f))
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default()
+                };
+                let section = |out: bool| {
+                    cues::splice_info_section(&cues::Command::SpliceInsert {
+                        event_id: b.event_id,
+                        out_of_network: out,
+                        pts: ticks(if out { out_frame } else { end }),
+                        duration: out.then(|| ticks(b.duration)),
+                        unique_program_id: 1,
+                    })
+                };
+                let mut hc = lock(&self.hls_cues);
+                hc.push(HlsCue {
+                    id: b.event_id.to_string(),
+                    start_s: secs(out_frame),
+                    duration_s: secs(b.duration),
+                    start_date: date(at),
+                    end_date: date(at + b.duration),
+                    out_section: section(true),
+                    in_section: section(false),
+                });
+                if hc.len() > 256 {
+                    hc.remove(0);
+                }
+            }
             for ins in &self.inserters {
                 let mut i = lock(ins);
                 i.add(Cue {
@@ -816,7 +948,8 @@ impl Air {
                                 *prepared = Some(o);
                             }
                         }
-                        let (c, g) = self.open_clip(path, in_frame + (n - slot.start));
+                        let (c, g) = self
+                            .open_clip(path, in_frame.saturating_add(n.saturating_sub(slot.start)));
                         (Src::Clip(Box::new(c)), g, None)
                     }
                 }
@@ -896,7 +1029,11 @@ impl Air {
                 break;
             }
             // What is on air at n.
-            let want = self.timeline.slot_at(n);
+            // A slot that does not cover `n` (a faulty timeline) counts as a gap.
+            let want = self
+                .timeline
+                .slot_at(n)
+                .filter(|w| w.start <= n && n < w.end());
             let same = match (&cur, &want) {
                 (Some(c), Some(w)) => {
                     !c.gap
@@ -983,7 +1120,7 @@ impl Air {
                 }
             }
             let c = cur.as_mut().expect("set above");
-            let k = n - c.slot.start;
+            let k = n.saturating_sub(c.slot.start);
             for s in &c.slot.secondary {
                 match s {
                     Secondary::LogoOn { at } if *at == k => self.logo_on = true,

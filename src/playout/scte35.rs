@@ -579,6 +579,114 @@ impl CueInserter {
     }
 }
 
+/// A break as live HLS signals it (RFC 8216 §4.3.2.7.1, and the legacy cue tags).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HlsCue {
+    pub id: String,
+    /// Seconds of media from the playlist's first segment.
+    pub start_s: f64,
+    pub duration_s: f64,
+    /// The out point's wall time, RFC 3339.
+    pub start_date: String,
+    pub end_date: String,
+    /// The `splice_info_section`s of the out and in points.
+    pub out_section: Vec<u8>,
+    pub in_section: Vec<u8>,
+}
+
+fn hex(b: &[u8]) -> String {
+    let mut s = String::from("0x");
+    for x in b {
+        s.push_str(&format!("{x:02X}"));
+    }
+    s
+}
+
+/// Adds the cues to a media playlist: `#EXT-X-DATERANGE` with `SCTE35-OUT` and
+/// `#EXT-X-CUE-OUT` before the segment holding a break's start, `#EXT-X-CUE-OUT-CONT` before
+/// those inside it, `#EXT-X-DATERANGE` with `SCTE35-IN` and `#EXT-X-CUE-IN` before the segment
+/// holding its end. `starts` keeps each media sequence number's start time across calls (a
+/// sliding window forgets the segments before it).
+pub fn decorate_playlist(
+    text: &str,
+    starts: &mut std::collections::BTreeMap<u64, f64>,
+    cues: &[HlsCue],
+) -> String {
+    let mut seq: u64 = 0;
+    let mut out = String::with_capacity(text.len() + 512);
+    let mut pending: Vec<&str> = Vec::new();
+    let mut dur: Option<f64> = None;
+    let mut idx: u64 = 0;
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
+            seq = v.trim().parse().unwrap_or(0);
+        }
+        if line.starts_with("#EXT-X-PROGRAM-DATE-TIME") || line.starts_with("#EXTINF:") {
+            if let Some(v) = line.strip_prefix("#EXTINF:") {
+                dur = v.split(',').next().and_then(|d| d.trim().parse().ok());
+            }
+            pending.push(line);
+            continue;
+        }
+        if !line.starts_with('#') && !line.trim().is_empty() && dur.is_some() {
+            let n = seq + idx;
+            let d = dur.take().unwrap_or(0.0);
+            let start = match starts.get(&n) {
+                Some(s) => *s,
+                None => {
+                    let s = match n
+                        .checked_sub(1)
+                        .and_then(|p| starts.get(&p).map(|s| (p, *s)))
+                    {
+                        Some((_, s)) => s + starts.get(&u64::MAX).copied().unwrap_or(0.0),
+                        None => 0.0,
+                    };
+                    starts.insert(n, s);
+                    s
+                }
+            };
+            // The last segment's length, for the next one's start.
+            starts.insert(u64::MAX, d);
+            let end = start + d;
+            for c in cues {
+                let stop = c.start_s + c.duration_s;
+                if (start..end).contains(&c.start_s) {
+                    out.push_str(&format!(
+                        "#EXT-X-DATERANGE:ID=\"{}\",START-DATE=\"{}\",PLANNED-DURATION={:.3},SCTE35-OUT={}\n#EXT-X-CUE-OUT:{:.3}\n",
+                        c.id, c.start_date, c.duration_s, hex(&c.out_section), c.duration_s
+                    ));
+                } else if (start..end).contains(&stop) {
+                    out.push_str(&format!(
+                        "#EXT-X-DATERANGE:ID=\"{}\",START-DATE=\"{}\",END-DATE=\"{}\",DURATION={:.3},SCTE35-IN={}\n#EXT-X-CUE-IN\n",
+                        c.id, c.start_date, c.end_date, c.duration_s, hex(&c.in_section)
+                    ));
+                } else if c.start_s < start && start < stop {
+                    out.push_str(&format!(
+                        "#EXT-X-CUE-OUT-CONT:{:.3}/{:.3}\n",
+                        start - c.start_s,
+                        c.duration_s
+                    ));
+                }
+            }
+            for p in pending.drain(..) {
+                out.push_str(p);
+                out.push('\n');
+            }
+            out.push_str(line);
+            out.push('\n');
+            idx += 1;
+            continue;
+        }
+        for p in pending.drain(..) {
+            out.push_str(p);
+            out.push('\n');
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -603,6 +711,36 @@ mod tests {
         assert_eq!(len + 3, s.len());
         // A section with its CRC appended has a CRC of 0.
         assert_eq!(crc32_mpeg2(&s), 0);
+    }
+
+    #[test]
+    fn a_playlist_gets_its_cues() {
+        let pl = "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:1.000000,\nseg_0.ts\n#EXTINF:1.000000,\nseg_1.ts\n#EXTINF:1.000000,\nseg_2.ts\n#EXTINF:1.000000,\nseg_3.ts\n";
+        let cue = HlsCue {
+            id: "11".into(),
+            start_s: 1.6,
+            duration_s: 1.2,
+            start_date: "2027-01-15T08:00:01.600Z".into(),
+            end_date: "2027-01-15T08:00:02.800Z".into(),
+            out_section: vec![0xFC, 0x30],
+            in_section: vec![0xFC, 0x31],
+        };
+        let mut starts = std::collections::BTreeMap::new();
+        let d = decorate_playlist(pl, &mut starts, std::slice::from_ref(&cue));
+        let lines: Vec<&str> = d.lines().collect();
+        let at = |p: &str| lines.iter().position(|l| l.starts_with(p)).unwrap();
+        assert!(
+            at("#EXT-X-CUE-OUT:1.200") < at("seg_1.ts") && at("#EXT-X-CUE-OUT:") > at("seg_0.ts")
+        );
+        assert!(lines.contains(&"#EXT-X-CUE-IN") && at("#EXT-X-CUE-IN") < at("seg_2.ts"));
+        assert!(d.contains("SCTE35-OUT=0xFC30") && d.contains("SCTE35-IN=0xFC31"));
+        // The window slides: segment 2 is now first, and keeps its time.
+        let pl2 = "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:2\n#EXTINF:1.000000,\nseg_2.ts\n#EXTINF:1.000000,\nseg_3.ts\n";
+        let d2 = decorate_playlist(pl2, &mut starts, &[cue]);
+        assert!(
+            d2.find("#EXT-X-CUE-IN").unwrap() < d2.find("seg_2.ts").unwrap(),
+            "{d2}"
+        );
     }
 
     #[test]
