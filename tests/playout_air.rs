@@ -1151,3 +1151,62 @@ fn breaks_go_into_live_hls_as_dateranges_and_cue_tags() {
     let v = common::ffprobe(&hls.join("index.m3u8"), false);
     assert_eq!(v["streams"][0]["codec_name"], "h264", "{v}");
 }
+
+/// Items at different levels come out level with each other: a gain each, from the catalog's
+/// loudness when it is known, else measured.
+#[test]
+fn items_are_brought_to_the_channel_loudness() {
+    use antenne::playout::engine::LoudnessTarget;
+    let dir = tempfile::tempdir().unwrap();
+    let a = make_clip(dir.path(), 2, "25", false, 3.0);
+    let b = make_clip(dir.path(), 3, "25", false, 3.0);
+    let quiet = dir.path().join("quiet.mov");
+    common::ffmpeg(&[
+        "-i",
+        b.to_str().unwrap(),
+        "-c:v",
+        "copy",
+        "-af",
+        "volume=-14dB",
+        "-c:a",
+        "pcm_s16le",
+        quiet.to_str().unwrap(),
+    ]);
+    let slots = vec![
+        file_slot("loud", 0, 60, &a, 0),
+        file_slot("quiet", 60, 60, &quiet, 0),
+    ];
+    let out = dir.path().join("level.ts");
+    air(
+        |s| {
+            s.prefetch_frames = 40;
+            s.loudness = Some(LoudnessTarget {
+                target_lufs: -23.0,
+                known: None,
+            })
+        },
+        (25, 1),
+        false,
+        slots,
+        120,
+        &out,
+        TsAudio::S302m,
+    );
+    let pts = video_pts(&out);
+    let audio = audio_on_clock(&out);
+    let rms_db = |from: usize, to: usize| {
+        let s = (pts[from] * 48000.0) as usize;
+        let e = (pts[to] * 48000.0) as usize;
+        let x = &audio[s..e];
+        let ms = x.iter().map(|v| f64::from(*v) * f64::from(*v)).sum::<f64>() / x.len() as f64;
+        10.0 * ms.log10()
+    };
+    // The sources differ by 14 dB; on air by less than 1.
+    let (l, q) = (rms_db(0, 59), rms_db(60, 119));
+    assert!(
+        (l - q).abs() < 1.0,
+        "loud item at {l:.1} dB, quiet one at {q:.1} dB"
+    );
+    // And both sit near the target (a 2–3 kHz tone: K-weighting adds about 3 dB to RMS).
+    assert!((-30.0..-18.0).contains(&l), "{l:.1} dB");
+}

@@ -821,6 +821,7 @@ impl Air {
                     .and_then(|r| crate::qc::loudness::measure_programme(&r).ok())
                     .and_then(|l| l.integrated_lufs);
                 // Silence or no audio: no gain.
+                tracing::info!(file = %p.display(), lufs = ?measured, "playout: item loudness measured");
                 let _ = c.set(measured.map_or(0.0, to_gain));
             });
         Some(cell)
@@ -1134,6 +1135,16 @@ impl Air {
             } else {
                 Instant::now() + Duration::from_secs(10)
             };
+            if !self.clock.realtime() {
+                // A fast clock waits for the item's loudness (real time airs at unity gain
+                // until it is known: the catalog's measure or the prefetch's should be there).
+                if let Some(g) = &c.gain {
+                    let until = Instant::now() + Duration::from_secs(120);
+                    while g.get().is_none() && Instant::now() < until {
+                        thread::sleep(Duration::from_millis(2));
+                    }
+                }
+            }
             let emergency = self.shared.emergency.load(Ordering::Relaxed);
             let mut picture: Option<ff::frame::Video> = None;
             let mut filler = false;
