@@ -18,9 +18,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("telemetry", &[]),
     ("delivery", &[]),
     ("storage", &[]),
-    // The playout contract and pure schedule core; the channel engine will add its edges.
-    // `naming`: the service's tests open a catalog, which takes a house-ID template.
-    ("playout", &["catalog", "config", "naming", "timecode"]),
+    // Playout: the contract and the pure schedule core; the service keeps channels, rundowns
+    // and as-run in the catalog (`catalog`, `config`, `timecode`; `naming`: its tests open a
+    // catalog, which takes a house-ID template); the channel engine runs media (`av`), feeds the
+    // TS sinks (`output`, `link`) and measures items' loudness (`qc`).
+    (
+        "playout",
+        &[
+            "av", "catalog", "config", "link", "naming", "output", "qc", "timecode",
+        ],
+    ),
     // The operator panel: embedded assets only; it reaches the appliance through `/v1`.
     ("web", &[]),
     // The engine.

@@ -1023,7 +1023,7 @@ fn audio_frame(house: &House, planes: &[Vec<f32>], pts: i64) -> Option<ff::frame
 }
 
 /// Colour bars with the ident and a frame counter, and a 1 kHz tone.
-struct GeneratedSlate {
+pub struct GeneratedSlate {
     video: ff::filter::Graph,
     audio: ff::filter::Graph,
     fifo: AudioFifo,
@@ -1032,7 +1032,7 @@ struct GeneratedSlate {
 const DEJAVU: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf";
 
 impl GeneratedSlate {
-    fn new(house: &House, ident: &str) -> Result<GeneratedSlate, graph::GraphError> {
+    pub fn new(house: &House, ident: &str) -> Result<GeneratedSlate, graph::GraphError> {
         // Only characters with no meaning to the filter graph or drawtext reach the text.
         let ident: String = ident
             .chars()
@@ -1082,7 +1082,8 @@ impl GeneratedSlate {
         })
     }
 
-    fn next(&mut self, n_samples: usize, planes: &mut [Vec<f32>]) -> Option<ff::frame::Video> {
+    /// The next picture, and `n_samples` of tone into `planes` (one per house channel).
+    pub fn next(&mut self, n_samples: usize, planes: &mut [Vec<f32>]) -> Option<ff::frame::Video> {
         let mut v = ff::frame::Video::empty();
         self.video.get("out")?.sink().frame(&mut v).ok()?;
         while self.fifo.len() < n_samples {

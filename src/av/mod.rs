@@ -5,6 +5,7 @@
 //! Imports only `config`'s value types (`Rate`, `Backend`): never catalog, jobs, api, tokio or SQL;
 //! pipelines run on OS threads and talk to async code through channels (see [`io`]).
 
+pub mod clip;
 pub mod engine;
 pub mod graph;
 pub mod hw;

@@ -7,6 +7,9 @@
 //! rundowns and the as-run log in the catalog and drives the engine through
 //! [`service::ChannelControl`]; the engine is the only part that runs media.
 
+pub mod engine;
+pub mod filler;
 pub mod plan;
 pub mod schedule;
+pub mod scte35;
 pub mod service;

@@ -290,7 +290,12 @@ pub fn check(data: &[u8], limits: Limits) -> Report {
                     streams.push((pid, ty));
                     k += 5 + es_info;
                 }
-                es_pids = streams.iter().map(|(p, _)| *p).collect();
+                // Streams of sections (SCTE-35 cues, 0x86) carry no PES and no PTS.
+                es_pids = streams
+                    .iter()
+                    .filter(|(_, t)| *t != 0x86)
+                    .map(|(p, _)| *p)
+                    .collect();
                 r.streams = streams;
                 if let (Some(t), Some(l)) = (t, last_pmt.get(&pk.pid)) {
                     r.max_pmt_interval_ms = r.max_pmt_interval_ms.max(t - l);
