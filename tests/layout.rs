@@ -16,7 +16,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("srt", &[]),
     ("timecode", &["config"]),
     ("telemetry", &[]),
-    ("delivery", &[]),
+    // Destinations read their declaration (`config::delivery`).
+    ("delivery", &["config"]),
     ("storage", &[]),
     // The playout contract and pure schedule core; the channel engine will add its edges.
     ("playout", &[]),
@@ -55,6 +56,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "api",
         &[
             "av", "catalog", "config", "hub", "ingest", "jobs", "profile", "storage",
+            // Pull URLs are signed and manifests rendered with the delivery's pure parts.
+            "delivery",
         ],
     ),
     (
