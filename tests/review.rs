@@ -88,6 +88,16 @@ impl Drop for Smtp {
 
 #[test]
 fn review_gates_delivery_and_notifies_by_webhook_and_email() {
+    scenario(None);
+}
+
+#[test]
+fn review_and_delivery_records_on_postgresql() {
+    let pg = common::pg::Pg::start().expect("PostgreSQL installed (scripts/setup.sh)");
+    scenario(Some(&pg.url));
+}
+
+fn scenario(catalog_url: Option<&str>) {
     let media = tempfile::tempdir().unwrap();
     let mails = media.path().join("smtp.out");
     let smtp = Smtp::start(&mails);
@@ -100,6 +110,10 @@ fn review_gates_delivery_and_notifies_by_webhook_and_email() {
                 "[{{name = \"air\", kind = \"folder\", path = {:?}, require_approval = true}}]",
                 out.to_str().unwrap()
             ),
+        ),
+        (
+            "ANTENNE_CATALOG_URL",
+            catalog_url.unwrap_or_default().to_string(),
         ),
         (
             "ANTENNE_DELIVERY_REVIEW",
@@ -232,6 +246,53 @@ fn review_gates_delivery_and_notifies_by_webhook_and_email() {
     assert_eq!(
         std::fs::read(out.join(name)).unwrap(),
         std::fs::read(&src).unwrap()
+    );
+
+    // A rendition approved on its own goes, though its asset as a whole was never reviewed.
+    let r = s.raw(
+        "POST",
+        "/v1/ingest/upload?filename=promo.mp4&role=platform",
+        Some(&editor),
+        Some((
+            "application/octet-stream",
+            std::fs::read(clip(media.path(), "promo.mp4", 4)).unwrap(),
+        )),
+    );
+    let (promo, file) = (
+        r.body["asset"]["id"].as_i64().unwrap(),
+        r.body["file"]["id"].as_i64().unwrap(),
+    );
+    let p = |tok: &str, path: &str, b: Value| {
+        s.call(
+            "POST",
+            &format!("/v1/assets/{promo}/{path}"),
+            Some(tok),
+            Some(&b),
+        )
+    };
+    assert_eq!(p(&editor, "review", json!({"file_id": file})).status, 200);
+    assert_eq!(
+        p(&s.admin, "deliveries", json!({"destination": "air"})).code(),
+        "not_approved"
+    );
+    assert_eq!(
+        p(&operator, "review/approve", json!({"file_id": file})).status,
+        200
+    );
+    assert_eq!(
+        p(&s.admin, "deliveries", json!({"destination": "air"})).status,
+        202
+    );
+    let r = s.call(
+        "GET",
+        &format!("/v1/assets/{promo}/approval"),
+        Some(&editor),
+        None,
+    );
+    assert_eq!(
+        r.body["state"], "not_approved",
+        "the asset itself was not reviewed: {}",
+        r.body
     );
 
     // Notifications: every change reached the webhook and the mailbox.

@@ -276,17 +276,22 @@ pub async fn deliver(
 ) -> Res<Response> {
     let d = destination(&st, &i.destination)?.clone();
     st.catalog.require(&c.0, id, Perms::DOWNLOAD).await?;
+    let (files, meta) = plan(&st, &c.0, id, &d).await?;
     if d.require_approval {
+        // The asset as a whole, or else each rendition that goes.
         if let crate::catalog::review::Approval::NotApproved { reason } =
             st.catalog.is_approved(id).await?
         {
-            return Err(not_approved(format!(
-                "destination {:?} takes approved material only: {reason}",
-                d.name
-            )));
+            for (fid, _, _) in &files {
+                if !st.catalog.is_approved_file(id, *fid).await?.is_approved() {
+                    return Err(not_approved(format!(
+                        "destination {:?} takes approved material only: {reason}",
+                        d.name
+                    )));
+                }
+            }
         }
     }
-    let (files, meta) = plan(&st, &c.0, id, &d).await?;
     let listed: Vec<Value> = files
         .iter()
         .map(|(fid, n, f)| {
@@ -489,7 +494,14 @@ pub async fn pull_file(
         if let crate::catalog::review::Approval::NotApproved { reason } =
             st.catalog.is_approved(f.asset_id).await?
         {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "not_approved", reason));
+            if !st
+                .catalog
+                .is_approved_file(f.asset_id, file_id)
+                .await?
+                .is_approved()
+            {
+                return Err(ApiError::new(StatusCode::FORBIDDEN, "not_approved", reason));
+            }
         }
     }
     let mut file = tokio::fs::OpenOptions::new()

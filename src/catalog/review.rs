@@ -117,16 +117,27 @@ impl Catalog {
     /// Whether the asset as a whole is approved (the check a delivery and the playout
     /// schedule make); when not, the reason in words.
     pub async fn is_approved(&self, asset_id: i64) -> Result<Approval> {
+        self.is_approved_file(asset_id, 0).await
+    }
+
+    /// Whether a rendition (`file_id`, or the asset as a whole with 0) is approved.
+    pub async fn is_approved_file(&self, asset_id: i64, file_id: i64) -> Result<Approval> {
         let r = sqlx::query(
             "SELECT state, by_user, reason, updated_ms FROM reviews WHERE asset_id = $1 \
-             AND file_id = 0",
+             AND file_id = $2",
         )
         .bind(asset_id)
+        .bind(file_id)
         .fetch_optional(&self.pool)
         .await?;
+        let asset_id = if file_id == 0 {
+            format!("asset {asset_id}")
+        } else {
+            format!("file {file_id} of asset {asset_id}")
+        };
         let Some(r) = r else {
             return Ok(Approval::NotApproved {
-                reason: format!("asset {asset_id} was never put in review, so never approved"),
+                reason: format!("{asset_id} was never put in review, so never approved"),
             });
         };
         let state: String = r.try_get(0)?;
@@ -140,12 +151,12 @@ impl Catalog {
             },
             "rejected" => Approval::NotApproved {
                 reason: format!(
-                    "asset {asset_id} was rejected by user {} at {at}: {reason}",
+                    "{asset_id} was rejected by user {} at {at}: {reason}",
                     by.unwrap_or(0)
                 ),
             },
             _ => Approval::NotApproved {
-                reason: format!("asset {asset_id} is in review since {at}, not yet approved"),
+                reason: format!("{asset_id} is in review since {at}, not yet approved"),
             },
         })
     }
