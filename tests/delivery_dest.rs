@@ -590,3 +590,118 @@ fn read_events(s: &Server, token: &str, want: &[&str]) -> String {
     }
     seen
 }
+
+/// Runs `antenne worker` on a deliver job; kills it with SIGKILL as soon as `kill_when` says
+/// so (polled), when given. The `done` result, or None when killed (or failed).
+fn worker_run(job: &Value, kill_when: Option<&dyn Fn() -> bool>) -> Option<Value> {
+    use std::io::Write;
+    let mut child = antenne()
+        .arg("worker")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(job.to_string().as_bytes())
+        .unwrap();
+    if let Some(when) = kill_when {
+        loop {
+            if when() {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find_map(|m| m.get("done").map(|d| d["result"].clone()))
+}
+
+#[test]
+fn a_delivery_killed_twenty_times_arrives_once_and_whole() {
+    let sshd = Sshd::start();
+    let d = tempfile::tempdir().unwrap();
+    let remote = d.path().join("far");
+    // 24 MB of incompressible bytes (the worker sends bytes; it does not read media).
+    let src = d.path().join("feature.mxf");
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let bytes: Vec<u8> = (0..24 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    std::fs::write(&src, &bytes).unwrap();
+    let sha = sha256_hex(&src);
+    let job = json!({
+        "id": 1, "kind": "deliver", "media_dir": d.path(), "profiles_dir": null,
+        "backend": "software",
+        "params": {
+            "destination": {
+                "name": "playout", "kind": "sftp", "host": "127.0.0.1", "port": sshd.port,
+                "user": sshd.user, "key_file": sshd.key(), "host_key_sha256": sshd.fingerprint,
+                "path": remote,
+            },
+            "items": [{"name": "feature.mxf", "path": src, "size": bytes.len(), "sha256": sha}],
+        },
+    });
+    let part = remote.join("feature.mxf.part");
+    let mut sizes = Vec::new();
+    let mut seed: u64 = 7;
+    let part_len = || std::fs::metadata(&part).map_or(0, |m| m.len());
+    let total = bytes.len() as u64;
+    for i in 0..20u64 {
+        // Killed once the part passed a point that moves on with each attempt (somewhere in
+        // the next twentieth of the file).
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let at = total * i / 20 + (seed >> 33) % (total / 20);
+        let killed = worker_run(&job, Some(&|| part_len() > at)).is_none();
+        assert!(killed, "attempt {i} finished before its kill point");
+        sizes.push(part_len());
+    }
+    assert!(sizes[19] > total / 2, "{sizes:?}");
+    // Each attempt continued the part (never started over), and it is a true prefix.
+    assert!(sizes.windows(2).all(|w| w[0] <= w[1]), "{sizes:?}");
+    let have = std::fs::read(&part).unwrap_or_default();
+    assert_eq!(
+        have[..],
+        bytes[..have.len()],
+        "the part is a prefix of the file"
+    );
+    let r = worker_run(&job, None).expect("the last attempt finishes");
+    let f = &r["files"][0];
+    assert_eq!(f["verified"], "sha256");
+    assert_eq!(
+        f["sent_bytes"].as_u64().unwrap() + f["resumed_from"].as_u64().unwrap(),
+        bytes.len() as u64,
+        "{r}"
+    );
+    assert_eq!(sha256_hex(&remote.join("feature.mxf")), sha);
+    assert!(!part.exists());
+    // Once there, never sent again.
+    let r = worker_run(&job, None).unwrap();
+    assert_eq!(
+        (
+            r["sent_bytes"].as_u64(),
+            r["files"][0]["already_there"].as_bool()
+        ),
+        (Some(0), Some(true)),
+        "{r}"
+    );
+    eprintln!("part sizes after each kill: {sizes:?}");
+}
