@@ -288,6 +288,23 @@ fn sftp_delivery_resumes_after_a_kill_verifies_and_never_sends_twice() {
         );
         assert_eq!(f["sha256"].as_str(), Some(sha256_hex(&p).as_str()));
     }
+    // An independent XML parser reads the XML sidecar: two files, each with size and hash.
+    let o = run(Command::new("python3")
+        .args([
+            "-c",
+            "import sys, xml.etree.ElementTree as E\n\
+             r = E.parse(sys.argv[1]).getroot()\n\
+             print(r.find('asset/field[@name=\"house_id\"]').text)\n\
+             for f in r.iter('file'): print(f.get('name'), f.get('size'), f.get('sha256'))",
+        ])
+        .arg(remote.join(format!("{house}.manifest.xml"))));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let parsed = stdout(&o);
+    assert!(parsed.starts_with(&format!("{house}\n")), "{parsed}");
+    assert!(
+        parsed.contains(&format!("{big_name} {big_size} {}", sha256_hex(&big))),
+        "{parsed}"
+    );
     let xml = std::fs::read_to_string(remote.join(format!("{house}.manifest.xml"))).unwrap();
     assert!(
         xml.contains(&format!("name=\"{big_name}\"")) && xml.contains(&sha256_hex(&big)),
@@ -466,6 +483,25 @@ fn pull_urls_serve_ranges_to_curl_and_ffprobe_and_refuse_tampering_and_expiry() 
             Some(&json!({"destination": "playout"})),
         )
     };
+    // An undeclared destination, a caller who may not see the asset, a stray field.
+    let post = |tok: &str, body: Value| {
+        s.call(
+            "POST",
+            &format!("/v1/assets/{asset}/deliveries"),
+            Some(tok),
+            Some(&body),
+        )
+    };
+    assert_eq!(
+        post(a, json!({"destination": "nowhere"})).code(),
+        "not_found"
+    );
+    let (_, viewer) = s.user("vi", "viewer");
+    assert_eq!(post(&viewer, json!({"destination": "playout"})).status, 404);
+    assert_eq!(
+        post(a, json!({"destination": "playout", "to": "/tmp"})).status,
+        422
+    );
     // Not approved: refused, saying why.
     let r = ask();
     assert_eq!((r.status, r.code()), (409, "not_approved"), "{}", r.body);
