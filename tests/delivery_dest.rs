@@ -149,7 +149,7 @@ fn wait_delivery(s: &Server, id: i64) -> Value {
     wait_for(Duration::from_secs(90), "the delivery to end", || {
         let r = s.call("GET", &format!("/v1/deliveries/{id}"), Some(&s.admin), None);
         assert_eq!(r.status, 200, "{}", r.body);
-        (r.body["state"] != "queued").then_some(r.body)
+        (!["queued", "running"].contains(&r.body["state"].as_str().unwrap_or(""))).then_some(r.body)
     })
 }
 

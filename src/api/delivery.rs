@@ -332,7 +332,11 @@ pub async fn deliver(
             .deliveries(&c.0, id)
             .await?
             .into_iter()
-            .find(|x| x.destination == d.name && x.state != "failed" && x.files == json!(listed));
+            .find(|x| {
+                x.destination == d.name
+                    && !matches!(x.state.as_str(), "failed" | "cancelled")
+                    && x.files == json!(listed)
+            });
         if let Some(delivery) = same {
             return Ok((
                 StatusCode::OK,

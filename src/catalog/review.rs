@@ -6,7 +6,7 @@
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row};
 
 use super::{Catalog, CatalogError, Perms, Principal, Result};
 
@@ -66,7 +66,7 @@ pub struct Delivery {
     pub destination: String,
     /// `folder`, `sftp` or `pull`.
     pub kind: String,
-    /// `queued`, `delivered`, `failed` (pull: `ready`).
+    /// `queued`, `running`, `delivered`, `failed`, `cancelled` (pull: `ready`).
     pub state: String,
     pub job_id: Option<i64>,
     pub requested_by: Option<i64>,
@@ -92,15 +92,28 @@ fn review_of(r: &AnyRow) -> Result<Review> {
     })
 }
 
+/// A delivery's columns with its job's state: a queued delivery shows `running` while its job
+/// runs, and `cancelled` when its job was cancelled.
+const DELIVERY_SQL: &str = "SELECT d.*, j.state AS job_state FROM deliveries d \
+     LEFT JOIN jobs j ON j.id = d.job_id";
+
 fn delivery_of(r: &AnyRow) -> Result<Delivery> {
     let files: String = r.try_get("files")?;
     let result: String = r.try_get("result")?;
+    let mut state: String = r.try_get("state")?;
+    if state == "queued" {
+        match r.try_get::<Option<String>, _>("job_state")?.as_deref() {
+            Some("running") => state = "running".into(),
+            Some("cancelled") => state = "cancelled".into(),
+            _ => {}
+        }
+    }
     Ok(Delivery {
         id: r.try_get("id")?,
         asset_id: r.try_get("asset_id")?,
         destination: r.try_get("destination")?,
         kind: r.try_get("kind")?,
-        state: r.try_get("state")?,
+        state,
         job_id: r.try_get("job_id")?,
         requested_by: r.try_get("requested_by")?,
         files: serde_json::from_str(&files).unwrap_or(Value::Null),
@@ -463,7 +476,7 @@ impl Catalog {
     }
 
     pub async fn delivery(&self, id: i64) -> Result<Delivery> {
-        let r = sqlx::query("SELECT * FROM deliveries WHERE id = $1")
+        let r = sqlx::query(AssertSqlSafe(format!("{DELIVERY_SQL} WHERE d.id = $1")))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
@@ -474,11 +487,12 @@ impl Catalog {
     /// The deliveries of an asset, newest first (needs read).
     pub async fn deliveries(&self, who: &Principal, asset_id: i64) -> Result<Vec<Delivery>> {
         self.require(who, asset_id, Perms::READ).await?;
-        let rows =
-            sqlx::query("SELECT * FROM deliveries WHERE asset_id = $1 ORDER BY id DESC LIMIT 1000")
-                .bind(asset_id)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "{DELIVERY_SQL} WHERE d.asset_id = $1 ORDER BY d.id DESC LIMIT 1000"
+        )))
+        .bind(asset_id)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(delivery_of).collect()
     }
 }
