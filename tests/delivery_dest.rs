@@ -741,3 +741,29 @@ fn a_delivery_killed_twenty_times_arrives_once_and_whole() {
     );
     eprintln!("part sizes after each kill: {sizes:?}");
 }
+
+#[test]
+fn validate_names_each_mistake_of_a_destination() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("antenne.toml");
+    std::fs::write(
+        &cfg,
+        "[[delivery.destinations]]\nname = \"play out\"\nkind = \"ftp\"\nnaming = \"{house}.mxf\"\n\n\
+         [[delivery.destinations]]\nname = \"mcr\"\nkind = \"sftp\"\nhost = \"10.0.0.9\"\n\
+         user = \"antenne\"\nmanifests = [\"csv\"]\n",
+    )
+    .unwrap();
+    let o = run(antenne().arg("validate").arg("--config").arg(&cfg));
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    for key in [
+        "delivery.destinations.name",
+        "delivery.destinations.kind",
+        "delivery.destinations.naming",
+        "delivery.destinations.key_file",
+        "delivery.destinations.host_key_sha256",
+        "delivery.destinations.manifests",
+    ] {
+        assert!(e.contains(key), "{key} not named in: {e}");
+    }
+}
