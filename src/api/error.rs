@@ -32,6 +32,8 @@ pub struct ErrorDetail {
     /// `invalid_body`, `invalid_query`, `invalid_path`, `invalid_field`, `unsupported_media_type`,
     /// `conflict`, `duplicate`, `payload_too_large`, `kind_unavailable`, `path_not_allowed`,
     /// `not_media`, `rate_limited`, `method_not_allowed`, `timeout`, `unavailable`, `internal`; on
+    /// deliveries and review also `not_approved` (409; 403 on a pull URL), `nothing_to_deliver`
+    /// (409), `bad_signature` and `url_expired` (403, pull URLs); on
     /// the tus routes also `invalid_header`, `unsupported_version` (412) and `checksum_mismatch`
     /// (460).
     pub code: String,

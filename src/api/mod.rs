@@ -3,11 +3,13 @@
 //! domain services (catalog, ingest); they never import it.
 
 mod client;
+mod delivery;
 mod download;
 pub mod error;
 mod live;
 mod mam;
 mod playout;
+mod review;
 mod routes;
 mod tus;
 
@@ -362,6 +364,10 @@ pub(crate) fn peer(req_ci: Option<ConnectInfo<SocketAddr>>) -> IpAddr {
         tus::options, tus::create_ingest, tus::create_for_asset, tus::head, tus::patch,
         tus::delete,
         playout::list_channels, playout::create_channel, playout::get_channel, playout::put_channel, playout::delete_channel, playout::get_schedule, playout::put_schedule, playout::append_schedule, playout::edit_schedule, playout::cue, playout::epg_xml, playout::now_next, playout::asrun, playout::start, playout::stop, playout::slate_on, playout::slate_off,
+        delivery::list_destinations, delivery::deliver, delivery::list_deliveries,
+        delivery::get_delivery, delivery::pull_file,
+        review::get_review, review::submit, review::approve, review::reject,
+        review::list_comments, review::add_comment, review::approval,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&Security, &ErrorResponses),
@@ -383,7 +389,12 @@ impl utoipa::Modify for Security {
 }
 
 /// Routes answered without a token (and `OPTIONS` of the tus routes).
-const PUBLIC_PATHS: &[&str] = &["/health", "/ready", "/v1/auth/login"];
+const PUBLIC_PATHS: &[&str] = &[
+    "/health",
+    "/ready",
+    "/v1/auth/login",
+    "/v1/pull/{dest}/{file}/{name}",
+];
 
 /// Removes expired resumable uploads until the service stops.
 pub async fn sweep_uploads(st: S) {
@@ -638,6 +649,8 @@ pub fn router(st: S) -> Router {
             "/v1/assets/{id}/verification",
             get(routes::asset_verification),
         )
+        .merge(delivery::routes())
+        .merge(review::routes())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
@@ -700,6 +713,8 @@ pub fn router(st: S) -> Router {
                 .route_layer(axum::middleware::from_fn_with_state(st.clone(), audit)),
         )
         .merge(protected)
+        // Signed pull URLs: public, and as long as a transfer takes.
+        .merge(delivery::public_routes())
         .fallback(not_found)
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -706,7 +706,7 @@ pub(crate) const PRINCIPAL_MATCH: &str =
 static GRANTED_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "SELECT a.owner_id, COALESCE((SELECT MAX(perms & 1) + MAX(perms & 2) + MAX(perms & 4) \
-           + MAX(perms & 8) FROM ( \
+           + MAX(perms & 8) + MAX(perms & 16) FROM ( \
              SELECT acl.perms FROM acl WHERE acl.object_kind = 'asset' AND acl.object_id = a.id \
                AND {PRINCIPAL_MATCH} \
              UNION ALL \
@@ -721,7 +721,8 @@ static GRANTED_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 pub fn effective(who: &Principal, owner: Option<i64>, granted: i64) -> Option<Perms> {
     let mut p = who.role.base() | Perms(granted);
     if owner == Some(who.user_id) {
-        p = p | Perms::ALL;
+        // Owning an asset is no approval of it: that right is granted or a role's.
+        p = p | Perms(Perms::ALL.0 & !Perms::APPROVE.0);
     }
     let p = p & who.role.cap();
     p.has(Perms::READ).then_some(p)

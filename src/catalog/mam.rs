@@ -116,13 +116,13 @@ fn marker_of(r: &AnyRow) -> Result<Marker> {
 /// The timing of an asset's media: its frame rate, and the first and last frame its timecode
 /// counts (when known).
 #[derive(Debug, Clone, Copy)]
-struct Timing {
+pub(super) struct Timing {
     rate: Rate,
     span: Option<(u64, u64)>,
 }
 
 /// A timecode parsed at `t`'s rate and checked against the media's span.
-fn frame_of(field: &str, v: &str, t: Timing) -> Result<(String, u64)> {
+pub(super) fn frame_of(field: &str, v: &str, t: Timing) -> Result<(String, u64)> {
     let tc = Timecode::parse(v, t.rate).map_err(|e| CatalogError::invalid(field, e.to_string()))?;
     if let Some((first, last)) = t.span {
         if tc.frames < first || tc.frames > last {
@@ -163,7 +163,7 @@ fn saved_of(r: &AnyRow) -> Result<SavedSearch> {
 impl Catalog {
     /// The frame rate and span of an asset's media: its source file's first video stream, else
     /// any file's. A conflict when it has no video yet (timecodes need a frame rate).
-    async fn timing(&self, asset_id: i64) -> Result<Timing> {
+    pub(super) async fn timing(&self, asset_id: i64) -> Result<Timing> {
         let rows = sqlx::query(
             "SELECT technical, duration_s FROM files WHERE asset_id = $1 \
              ORDER BY CASE WHEN role = 'source' THEN 0 ELSE 1 END, id",

@@ -16,6 +16,7 @@ pub mod log;
 pub mod mam;
 pub mod playout;
 pub mod recording;
+pub mod review;
 mod store;
 mod terms;
 pub mod uploads;
@@ -108,7 +109,8 @@ impl Role {
     pub fn base(self) -> Perms {
         match self {
             Role::Admin => Perms::ALL,
-            Role::Operator => Perms::READ | Perms::DOWNLOAD,
+            // Master control approves material for air and delivery.
+            Role::Operator => Perms::READ | Perms::DOWNLOAD | Perms::APPROVE,
             Role::Service => Perms::READ | Perms::WRITE | Perms::DOWNLOAD,
             Role::Editor | Role::Viewer => Perms::NONE,
         }
@@ -119,7 +121,8 @@ impl Role {
         match self {
             Role::Admin | Role::Operator | Role::Editor => Perms::ALL,
             Role::Service => Perms::READ | Perms::WRITE | Perms::DOWNLOAD,
-            Role::Viewer => Perms::READ | Perms::DOWNLOAD,
+            // A reviewer outside the station may be granted approval.
+            Role::Viewer => Perms::READ | Perms::DOWNLOAD | Perms::APPROVE,
         }
     }
 
@@ -143,7 +146,9 @@ impl Perms {
     pub const WRITE: Perms = Perms(2);
     pub const DOWNLOAD: Perms = Perms(4);
     pub const DELETE: Perms = Perms(8);
-    pub const ALL: Perms = Perms(15);
+    /// Approves or rejects an asset in review (review and approval).
+    pub const APPROVE: Perms = Perms(16);
+    pub const ALL: Perms = Perms(31);
 
     pub fn has(self, p: Perms) -> bool {
         self.0 & p.0 == p.0
@@ -155,6 +160,7 @@ impl Perms {
             (Perms::WRITE, "write"),
             (Perms::DOWNLOAD, "download"),
             (Perms::DELETE, "delete"),
+            (Perms::APPROVE, "approve"),
         ]
         .into_iter()
         .filter(|(p, _)| self.has(*p))
@@ -170,10 +176,11 @@ impl Perms {
                 "write" => 2,
                 "download" => 4,
                 "delete" => 8,
+                "approve" => 16,
                 other => {
                     return Err(CatalogError::invalid(
                         "perms",
-                        format!("{other:?} is not read, write, download or delete"),
+                        format!("{other:?} is not read, write, download, delete or approve"),
                     ))
                 }
             };

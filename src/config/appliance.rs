@@ -512,6 +512,7 @@ pub struct ApplianceConfig {
     pub jobs: Jobs,
     pub live: Live,
     pub playout: super::playout::Playout,
+    pub delivery: super::delivery::Delivery,
     /// Where the values came from, for messages.
     #[serde(skip)]
     pub origin: String,
@@ -528,6 +529,7 @@ const SECTIONS: &[&str] = &[
     "jobs",
     "live",
     "playout",
+    "delivery",
 ];
 
 /// Loads defaults → `file` (when given) → `ANTENNE_<SECTION>_<KEY>` variables from `env`, then
@@ -632,6 +634,9 @@ pub fn problems(c: &ApplianceConfig) -> Vec<ConfigError> {
     check_roots(c, &mut bad);
     check_live(c, &mut bad);
     super::playout::check(&c.playout, &mut bad);
+    for (key, m) in super::delivery::problems(&c.delivery) {
+        bad(key, m);
+    }
     errs
 }
 

@@ -6,6 +6,7 @@
 pub mod appliance;
 mod backend;
 pub mod playout;
+pub mod delivery;
 mod values;
 
 pub use appliance::{ApplianceConfig, ByteSize, ConfigError};

@@ -895,6 +895,15 @@ impl Supervisor {
     /// A job failed for good: an ingest's source goes to `failed/` (and the same file put back
     /// is taken again); a QC or transcode leaves its asset in a state that says so.
     async fn settle_failed(&self, job: &Job) {
+        if let Some(d) = job.params["delivery_id"].as_i64() {
+            tracing::warn!(delivery = d, job = job.id, error = %job.error, "delivery failed");
+            let dest = job.params["destination"]["name"].as_str().unwrap_or("?");
+            metrics::counter!("antenne_delivery_failed_total", "destination" => dest.to_string())
+                .increment(1);
+            if let Err(e) = self.catalog.finish_delivery(d, None, &job.error).await {
+                tracing::warn!(delivery = d, error = %e, "jobs: cannot record the delivery");
+            }
+        }
         if job.kind == "ingest" {
             let moved = self.move_source(job, "failed").await;
             let out_of_watch = moved
@@ -1009,6 +1018,14 @@ impl Supervisor {
                 self.queue
                     .complete_for_job(job.asset_id, &[], None, job.id, worker, &result, &then)
                     .await?;
+                if let Some(d) = job.params["delivery_id"].as_i64() {
+                    self.catalog.finish_delivery(d, Some(&result), "").await?;
+                    let dest = result["destination"].as_str().unwrap_or("?").to_string();
+                    metrics::counter!("antenne_delivery_completed_total", "destination" => dest.clone())
+                        .increment(1);
+                    metrics::counter!("antenne_delivery_sent_bytes_total", "destination" => dest)
+                        .increment(result["sent_bytes"].as_u64().unwrap_or(0));
+                }
                 self.wake.notify_one();
                 Ok(())
             }

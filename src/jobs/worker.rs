@@ -578,8 +578,12 @@ fn verify(p: &Value) -> Result<Value, Failure> {
     Ok(json!({"verified": checked}))
 }
 
-/// Copies renditions to a delivery folder (see [`crate::delivery::folder`]).
+/// Copies renditions to a delivery folder (see [`crate::delivery::folder`]), or, with a
+/// declared `destination`, sends them there (see [`crate::delivery::transfer`]).
 fn deliver(p: &Value) -> Result<Value, Failure> {
+    if p["destination"].is_object() {
+        return deliver_to(p);
+    }
     use crate::delivery::folder::{self, FolderError};
     let to = PathBuf::from(p["to"].as_str().unwrap_or_default());
     let files = p["files"]
@@ -597,9 +601,69 @@ fn deliver(p: &Value) -> Result<Value, Failure> {
     Ok(json!({"delivered": done}))
 }
 
+fn deliver_to(p: &Value) -> Result<Value, Failure> {
+    use crate::delivery::transfer;
+    let bad = |e: serde_json::Error| fatal(Fault::Internal, format!("deliver: the job: {e}"));
+    let d: crate::config::delivery::Destination =
+        serde_json::from_value(p["destination"].clone()).map_err(bad)?;
+    let items: Vec<transfer::Item> = serde_json::from_value(p["items"].clone()).map_err(bad)?;
+    let fail = |e: transfer::TransferError| {
+        let retry = e.retryable();
+        Failure::new(
+            if retry {
+                Fault::Resource
+            } else {
+                Fault::Internal
+            },
+            retry,
+            format!("deliver to {:?}: {e}", d.name),
+        )
+    };
+    let mut far = transfer::connect(&d).map_err(fail)?;
+    let sent = transfer::deliver(far.as_mut(), &items, d.verify_hash(), &mut |m| {
+        log("info", m)
+    })
+    .map_err(fail)?;
+    Ok(json!({
+        "destination": d.name,
+        "kind": d.kind,
+        "files": sent,
+        "sent_bytes": sent.iter().map(|s| s.sent_bytes).sum::<u64>(),
+    }))
+}
+
+/// Sends a notification e-mail through an SMTP relay (see [`crate::delivery::smtp`]).
+fn mail(m: &Value) -> Result<Value, Failure> {
+    let to: Vec<String> = m["to"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(String::from))
+        .collect();
+    let relay = m["relay"].as_str().unwrap_or_default();
+    crate::delivery::smtp::send(
+        relay,
+        &crate::delivery::smtp::Mail {
+            from: m["from"].as_str().unwrap_or_default(),
+            to: &to,
+            subject: m["subject"].as_str().unwrap_or_default(),
+            body: m["body"].as_str().unwrap_or_default(),
+        },
+    )
+    .map_err(|e| {
+        let retry = !matches!(e, crate::delivery::smtp::SmtpError::Address(_));
+        Failure::new(Fault::Resource, retry, format!("notify by e-mail: {e}"))
+    })?;
+    log("info", format!("mailed {} recipients", to.len()));
+    Ok(json!({"mailed": to}))
+}
+
 /// POSTs the workflow's event as JSON to a webhook (`http://` only); a non-2xx answer or no
 /// answer within 10 s fails the attempt (retried with backoff).
 fn notify(p: &Value) -> Result<Value, Failure> {
+    if p["mail"].is_object() {
+        return mail(&p["mail"]);
+    }
     let url = p["url"].as_str().unwrap_or_default().to_string();
     let uri: hyper::Uri = url.parse().map_err(|e| {
         Failure::caused(Fault::Internal, false, e).context(format!("notify: {url:?} is not a URL"))

@@ -1,0 +1,579 @@
+//! Delivery destinations over HTTP: the declared destinations (without credentials), a
+//! delivery of an asset's renditions to one (a job for folder and SFTP, signed URLs for a pull
+//! destination), the deliveries recorded on an asset, and the public pull route a playout
+//! system fetches from (signed, expiring, with byte ranges).
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::error::ErrorBody;
+use super::{ApiError, Body, Caller, Path, Query, S};
+use crate::catalog::review::Delivery;
+use crate::catalog::{Perms, Principal};
+use crate::config::delivery::Destination;
+use crate::delivery::{manifest, name, pull};
+
+type Res<T> = Result<T, ApiError>;
+
+/// Routes behind authentication.
+pub fn routes() -> Router<S> {
+    Router::new()
+        .route("/v1/destinations", get(list_destinations))
+        .route(
+            "/v1/assets/{id}/deliveries",
+            get(list_deliveries).post(deliver),
+        )
+        .route("/v1/deliveries/{id}", get(get_delivery))
+}
+
+/// The public pull route: the signature in the URL is the authority.
+pub fn public_routes() -> Router<S> {
+    Router::new().route("/v1/pull/{dest}/{file}/{name}", get(pull_file))
+}
+
+/// A destination as the API shows it: never a credential nor where one is kept.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DestinationView {
+    pub name: String,
+    pub kind: String,
+    pub naming: String,
+    pub profiles: Vec<String>,
+    pub manifests: Vec<String>,
+    pub require_approval: bool,
+    /// `sha256` or `size`.
+    pub verify: String,
+    /// sftp: `host:port` and the remote folder; folder: the folder.
+    pub target: String,
+}
+
+fn view(d: &Destination) -> DestinationView {
+    DestinationView {
+        name: d.name.clone(),
+        kind: d.kind.clone(),
+        naming: d.naming().to_string(),
+        profiles: d.profiles.clone(),
+        manifests: d.manifests.clone(),
+        require_approval: d.require_approval,
+        verify: if d.verify_hash() { "sha256" } else { "size" }.into(),
+        target: match d.kind.as_str() {
+            "sftp" => format!("{}:{}/{}", d.host, d.port.unwrap_or(22), d.path),
+            "pull" => String::new(),
+            _ => d.path.clone(),
+        },
+    }
+}
+
+/// The declared delivery destinations.
+#[utoipa::path(get, path = "/v1/destinations", tag = "delivery",
+    responses((status = 200, body = Vec<DestinationView>)))]
+pub async fn list_destinations(
+    State(st): State<S>,
+    _c: Caller,
+) -> axum::Json<Vec<DestinationView>> {
+    axum::Json(st.cfg.delivery.destinations.iter().map(view).collect())
+}
+
+fn destination<'a>(st: &'a S, name: &str) -> Res<&'a Destination> {
+    st.cfg
+        .delivery
+        .destinations
+        .iter()
+        .find(|d| d.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("no destination {name:?} is declared")))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverInput {
+    /// A declared destination's name.
+    pub destination: String,
+    /// Deliver again although the same files already went there (files still there intact
+    /// are not sent twice).
+    #[serde(default)]
+    pub again: bool,
+}
+
+/// A delivery; for a pull destination, the signed URLs to fetch each file from.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeliveryOut {
+    #[serde(flatten)]
+    pub delivery: Delivery,
+    /// pull: each file's name and its signed URL (path and query, on this server).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<PullUrl>,
+    /// pull: when the URLs expire (Unix seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<i64>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PullUrl {
+    pub name: String,
+    pub url: String,
+}
+
+/// The signing secret of pull URLs: the configured file, else `pull.secret` in the data
+/// directory, made (random, 0600) on first use.
+fn pull_secret(st: &S) -> Res<Vec<u8>> {
+    let path = match &st.cfg.delivery.pull_secret_file {
+        Some(p) => p.clone(),
+        None => st.cfg.storage.data_dir.join("pull.secret"),
+    };
+    match std::fs::read(&path) {
+        Ok(s) if s.len() >= 32 => return Ok(s),
+        Ok(_) => {
+            tracing::error!(path = %path.display(), "pull: the secret is under 32 bytes");
+            return Err(ApiError::internal());
+        }
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && st.cfg.delivery.pull_secret_file.is_none() => {}
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "pull: cannot read the secret");
+            return Err(ApiError::internal());
+        }
+    }
+    let secret = crate::catalog::access::new_secret("");
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let made = (|| -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(secret.as_bytes())?;
+        f.sync_all()?;
+        // Another request may have made one first: theirs stands.
+        std::fs::hard_link(&tmp, &path).or_else(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })?;
+        std::fs::remove_file(&tmp)
+    })();
+    if let Err(e) = made {
+        let _ = std::fs::remove_file(&tmp);
+        tracing::error!(path = %path.display(), error = %e, "pull: cannot make the secret");
+        return Err(ApiError::internal());
+    }
+    std::fs::read(&path).map_err(|_| ApiError::internal())
+}
+
+fn not_approved(reason: String) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "not_approved", reason)
+}
+
+/// What a destination takes of an asset: (file id, its name there, the stored file).
+async fn plan(
+    st: &S,
+    who: &Principal,
+    asset_id: i64,
+    d: &Destination,
+) -> Res<(Vec<(i64, String, crate::catalog::assets::FileRec)>, Value)> {
+    let asset = st.catalog.asset(who, asset_id).await?;
+    let files = st.catalog.files(who, asset_id).await?;
+    let (y, m, day) = {
+        let t = time::OffsetDateTime::from_unix_timestamp(st.catalog.now_ms() / 1000)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        (t.year(), u8::from(t.month()), t.day())
+    };
+    let mut out = Vec::new();
+    for f in files {
+        if f.role == "source" || !(d.profiles.is_empty() || d.profiles.contains(&f.profile)) {
+            continue;
+        }
+        if !std::path::Path::new(&f.path).is_file() {
+            continue;
+        }
+        // The name a client sees (uploads are stored under a content-hash prefix).
+        let shown = super::download::file_name(&f.path, &f.sha256, &st.media_dir);
+        let p = std::path::Path::new(&shown);
+        let mut fields = name::Fields::new();
+        fields.insert("house_id", asset.house_id.clone());
+        fields.insert("title", asset.title.clone());
+        fields.insert("profile", f.profile.clone());
+        fields.insert("asset_id", asset.id.to_string());
+        let fname = p.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+        fields.insert("name", fname.to_string());
+        fields.insert(
+            "stem",
+            p.file_stem()
+                .and_then(|n| n.to_str())
+                .unwrap_or("file")
+                .into(),
+        );
+        fields.insert(
+            "ext",
+            p.extension().and_then(|n| n.to_str()).unwrap_or("").into(),
+        );
+        fields.insert("yyyy", format!("{y:04}"));
+        fields.insert("mm", format!("{m:02}"));
+        fields.insert("dd", format!("{day:02}"));
+        out.push((f.id, name::render(d.naming(), &fields), f));
+    }
+    if out.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "nothing_to_deliver",
+            format!(
+                "asset {asset_id} has no rendition that destination {:?} takes (profiles: {})",
+                d.name,
+                if d.profiles.is_empty() {
+                    "any".to_string()
+                } else {
+                    d.profiles.join(", ")
+                }
+            ),
+        ));
+    }
+    let mut names = BTreeMap::new();
+    for (_, n, _) in &out {
+        if names.insert(n.clone(), ()).is_some() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!(
+                    "destination {:?}: two files would both be named {n:?}: its naming template \
+                     must tell them apart (e.g. with {{profile}})",
+                    d.name
+                ),
+            ));
+        }
+    }
+    let mut meta = serde_json::to_value(&asset).unwrap_or(Value::Null);
+    if let Some(o) = meta.as_object_mut() {
+        o.remove("access");
+        o.remove("version");
+    }
+    Ok((out, meta))
+}
+
+/// Delivers an asset's renditions that a destination takes (with its sidecar manifests). A
+/// destination that requires approval refuses an asset that is not approved (409
+/// `not_approved`, with the reason). Folder and SFTP: a job (202), retried with backoff;
+/// asked again for the same files, the same delivery is answered (200) unless `again`. Pull:
+/// signed URLs at once (201). Needs the download right on the asset.
+#[utoipa::path(post, path = "/v1/assets/{id}/deliveries", tag = "delivery",
+    params(("id" = i64, Path)), request_body = DeliverInput,
+    responses((status = 202, body = DeliveryOut), (status = 200, body = DeliveryOut),
+        (status = 201, body = DeliveryOut), (status = 409, body = ErrorBody)))]
+pub async fn deliver(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+    Body(i): Body<DeliverInput>,
+) -> Res<Response> {
+    let d = destination(&st, &i.destination)?.clone();
+    st.catalog.require(&c.0, id, Perms::DOWNLOAD).await?;
+    let (files, meta) = plan(&st, &c.0, id, &d).await?;
+    if d.require_approval {
+        // The asset as a whole, or else each rendition that goes.
+        if let crate::catalog::review::Approval::NotApproved { reason } =
+            st.catalog.is_approved(id).await?
+        {
+            for (fid, _, _) in &files {
+                if !st.catalog.is_approved_file(id, *fid).await?.is_approved() {
+                    return Err(not_approved(format!(
+                        "destination {:?} takes approved material only: {reason}",
+                        d.name
+                    )));
+                }
+            }
+        }
+    }
+    let listed: Vec<Value> = files
+        .iter()
+        .map(|(fid, n, f)| {
+            json!({"file_id": fid, "name": n, "size": f.size, "sha256": f.sha256, "profile": f.profile})
+        })
+        .collect();
+    if d.kind == "pull" {
+        let secret = pull_secret(&st)?;
+        let exp = st.catalog.now_ms() / 1000 + d.url_ttl_s() as i64;
+        let urls = files
+            .iter()
+            .map(|(fid, n, _)| PullUrl {
+                name: n.clone(),
+                url: format!(
+                    "/v1/pull/{}/{fid}/{n}?exp={exp}&sig={}",
+                    d.name,
+                    pull::sign(&secret, &d.name, *fid, n, exp)
+                ),
+            })
+            .collect();
+        let delivery = st
+            .catalog
+            .create_delivery(&c.0, id, &d.name, "pull", "ready", &json!(listed))
+            .await?;
+        return Ok((
+            StatusCode::CREATED,
+            axum::Json(DeliveryOut {
+                delivery,
+                urls,
+                expires: Some(exp),
+            }),
+        )
+            .into_response());
+    }
+    if !i.again {
+        let same = st
+            .catalog
+            .deliveries(&c.0, id)
+            .await?
+            .into_iter()
+            .find(|x| {
+                x.destination == d.name
+                    && !matches!(x.state.as_str(), "failed" | "cancelled")
+                    && x.files == json!(listed)
+            });
+        if let Some(delivery) = same {
+            return Ok((
+                StatusCode::OK,
+                axum::Json(DeliveryOut {
+                    delivery,
+                    urls: vec![],
+                    expires: None,
+                }),
+            )
+                .into_response());
+        }
+    }
+    let entries: Vec<manifest::Entry> = files
+        .iter()
+        .map(|(_, n, f)| manifest::Entry {
+            name: n.clone(),
+            profile: f.profile.clone(),
+            size: f.size.max(0) as u64,
+            sha256: f.sha256.clone(),
+        })
+        .collect();
+    let mut items: Vec<Value> = files
+        .iter()
+        .map(|(_, n, f)| {
+            json!({"name": n, "path": f.path, "size": f.size, "sha256": f.sha256, "profile": f.profile})
+        })
+        .collect();
+    let house = meta["house_id"].as_str().unwrap_or("asset").to_string();
+    for kind in &d.manifests {
+        let bytes = if kind == "xml" {
+            manifest::xml(&meta, &d.name, &entries)
+        } else {
+            manifest::json(&meta, &d.name, &entries)
+        };
+        let hash = {
+            use sha2::Digest;
+            sha2::Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        items.push(json!({
+            "name": name::render(&format!("{house}.manifest.{kind}"), &name::Fields::new()),
+            "content": String::from_utf8_lossy(&bytes),
+            "size": bytes.len(),
+            "sha256": hash,
+        }));
+    }
+    let delivery = st
+        .catalog
+        .create_delivery(&c.0, id, &d.name, &d.kind, "queued", &json!(listed))
+        .await?;
+    let job = st
+        .queue
+        .enqueue(&crate::jobs::NewJob {
+            kind: "deliver".into(),
+            priority: 0,
+            max_attempts: i64::from(d.attempts.unwrap_or(5)),
+            asset_id: Some(id),
+            workflow: String::new(),
+            idempotency_key: Some(format!("delivery:{}", delivery.id)),
+            params: json!({"delivery_id": delivery.id, "destination": d, "items": items}),
+            gpu_only: false,
+        })
+        .await?;
+    if let Some(j) = &job {
+        st.catalog.set_delivery_job(delivery.id, j.id).await?;
+        tracing::info!(asset = id, destination = %d.name, delivery = delivery.id, job = j.id, "delivery queued");
+    }
+    let delivery = st.catalog.delivery(delivery.id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(DeliveryOut {
+            delivery,
+            urls: vec![],
+            expires: None,
+        }),
+    )
+        .into_response())
+}
+
+/// The deliveries recorded on an asset, newest first: what went where, when, and how each
+/// file was verified at the far end.
+#[utoipa::path(get, path = "/v1/assets/{id}/deliveries", tag = "delivery",
+    params(("id" = i64, Path)), responses((status = 200, body = Vec<Delivery>)))]
+pub async fn list_deliveries(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+) -> Res<axum::Json<Vec<Delivery>>> {
+    Ok(axum::Json(st.catalog.deliveries(&c.0, id).await?))
+}
+
+/// One delivery.
+#[utoipa::path(get, path = "/v1/deliveries/{id}", tag = "delivery",
+    params(("id" = i64, Path)), responses((status = 200, body = Delivery)))]
+pub async fn get_delivery(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+) -> Res<axum::Json<Delivery>> {
+    let d = st.catalog.delivery(id).await?;
+    // Not found for those who may not read its asset.
+    st.catalog
+        .require(&c.0, d.asset_id, Perms::READ)
+        .await
+        .map_err(|_| ApiError::not_found(format!("delivery {id} not found")))?;
+    Ok(axum::Json(d))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct PullQuery {
+    /// Expiry, Unix seconds.
+    pub exp: i64,
+    /// HMAC-SHA256 signature, hex.
+    pub sig: String,
+}
+
+/// A file of a pull destination, by its signed URL (no token: the signature is the
+/// authority): byte ranges (`Range: bytes=…`) for players and playout servers. An altered URL
+/// is answered 403 `bad_signature`, an expired one 403 `url_expired`.
+#[utoipa::path(get, path = "/v1/pull/{dest}/{file}/{name}", tag = "delivery", security(),
+    params(("dest" = String, Path), ("file" = i64, Path), ("name" = String, Path), PullQuery),
+    responses((status = 200, content_type = "application/octet-stream"),
+        (status = 206, content_type = "application/octet-stream"),
+        (status = 403, body = ErrorBody)))]
+pub async fn pull_file(
+    State(st): State<S>,
+    Path((dest, file_id, fname)): Path<(String, i64, String)>,
+    Query(q): Query<PullQuery>,
+    headers: HeaderMap,
+) -> Res<Response> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let secret = pull_secret(&st)?;
+    let now = st.catalog.now_ms() / 1000;
+    pull::check(&secret, &dest, file_id, &fname, q.exp, &q.sig, now).map_err(|e| {
+        let code = match e {
+            pull::PullError::BadSignature => "bad_signature",
+            pull::PullError::Expired(_) => "url_expired",
+        };
+        ApiError::new(StatusCode::FORBIDDEN, code, e.to_string())
+    })?;
+    // Signed here, so declared here; a destination removed since no longer serves.
+    let d = destination(&st, &dest)
+        .ok()
+        .filter(|d| d.kind == "pull")
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "bad_signature",
+                format!("destination {dest:?} is no longer a pull destination"),
+            )
+        })?;
+    let f =
+        st.catalog.file_row(file_id).await.map_err(|_| {
+            ApiError::new(StatusCode::GONE, "gone", format!("file {file_id} is gone"))
+        })?;
+    if d.require_approval {
+        if let crate::catalog::review::Approval::NotApproved { reason } =
+            st.catalog.is_approved(f.asset_id).await?
+        {
+            if !st
+                .catalog
+                .is_approved_file(f.asset_id, file_id)
+                .await?
+                .is_approved()
+            {
+                return Err(ApiError::new(StatusCode::FORBIDDEN, "not_approved", reason));
+            }
+        }
+    }
+    let mut file = tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&f.path)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::GONE,
+                "gone",
+                format!("file {file_id} cannot be read: {}", e.kind()),
+            )
+        })?;
+    let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let etag = format!("\"{}\"", f.sha256);
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        Some(r)
+            if headers
+                .get(header::IF_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .is_none_or(|v| v.trim() == etag) =>
+        {
+            super::download::parse_range(r, len).map_err(|why| {
+                let mut e = ApiError::new(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    "range_not_satisfiable",
+                    why,
+                );
+                e.content_range_len = Some(len);
+                e
+            })?
+        }
+        _ => None,
+    };
+    let (status, start, count) = match range {
+        Some((a, b)) => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
+        None => (StatusCode::OK, 0, len),
+    };
+    if start > 0 {
+        file.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(|_| ApiError::internal())?;
+    }
+    metrics::counter!("antenne_delivery_pull_bytes_total", "destination" => dest.clone())
+        .increment(count);
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+        file.take(count),
+        1 << 20,
+    ));
+    let mut r = (status, body).into_response();
+    let h = r.headers_mut();
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(super::download::content_type(&fname)),
+    );
+    if let Ok(v) = HeaderValue::from_str(&count.to_string()) {
+        h.insert(header::CONTENT_LENGTH, v);
+    }
+    if status == StatusCode::PARTIAL_CONTENT {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{len}", start + count - 1))
+        {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+    }
+    Ok(r)
+}
