@@ -67,8 +67,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &[
             "av", "catalog", "config", "hub", "ingest", "jobs", "profile", "storage",
             // The operator panel is mounted at `/` (and names the header its uploads carry).
-            "web",
-            // Channels, rundowns, EPG and as-run (`api::playout`).
+            "web", // Channels, rundowns, EPG and as-run (`api::playout`).
             "playout",
             // Pull URLs are signed and manifests rendered with the delivery's pure parts.
             "delivery",

@@ -5,8 +5,8 @@
 
 pub mod appliance;
 mod backend;
-pub mod playout;
 pub mod delivery;
+pub mod playout;
 mod values;
 
 pub use appliance::{ApplianceConfig, ByteSize, ConfigError};
