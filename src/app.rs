@@ -4,6 +4,7 @@
 //! `cli`.
 
 mod live_engine;
+mod playout_engine;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -518,12 +519,15 @@ pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
         }
     }
     schedule_recordings(&live, &cfg.live.recordings, &system, &st.stopping);
-    // Playout channels: the declared ones and those made over the API. No channel engine is
-    // attached yet: start, stop and slate answer `channel_engine_unavailable`.
+    // Playout channels: the declared ones and those made over the API, aired by the channel
+    // engine on the wall clock.
     let playout = crate::playout::service::PlayoutService::open(
         catalog.clone(),
         &cfg.playout,
-        Arc::new(crate::playout::service::NoEngine),
+        Arc::new(playout_engine::PlayoutEngine::new(
+            catalog.clone(),
+            tokio::runtime::Handle::current(),
+        )),
     )
     .await?;
     let _ = st.playout.set(playout.clone());

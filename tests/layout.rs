@@ -79,8 +79,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "api", "catalog", "config", "hub", "ingest", "jobs", "naming", "profile",
             // The live engine behind transcoding outputs (`app::live_engine`).
             "av", "link", "pipeline",
-            // The playout service (`PlayoutService::open`).
-            "playout",
+            // The playout service (`PlayoutService::open`) and its channel engine, which starts
+            // the channels' transports (`app::playout_engine`: `output`, `srt`).
+            "playout", "output", "srt",
         ],
     ),
     (

@@ -393,20 +393,54 @@ fn channels(url: Option<&str>) {
         422
     );
 
-    // The engine seam: until one is attached, control answers a clear 409.
-    for (m, p) in [
-        ("POST", "start"),
-        ("POST", "stop"),
-        ("POST", "slate"),
-        ("DELETE", "slate"),
-    ] {
-        let r = s.call(m, &format!("{base}/{p}"), a, None);
-        assert_eq!(
-            (r.status, r.code()),
-            (409, "channel_engine_unavailable"),
-            "{p}"
-        );
+    // A channel aired by the engine: a small house format to a UDP receiver, a rundown
+    // starting two seconds from now; on air, the emergency slate on and off, stopped; the TS
+    // that arrived is clean and the as-run has the item.
+    let rx = common::live::Receiver::start();
+    let r = s.call(
+        "POST",
+        "/v1/channels",
+        a,
+        Some(&json!({"name": "air1", "rate": "25", "format": "180p25",
+            "outputs": [format!("udp://127.0.0.1:{}", rx.port)]})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let air = format!("/v1/channels/{}", r.body["id"]);
+    let t0 = now_s() + 2;
+    let r = s.call(
+        "PUT",
+        &format!("{air}/schedule"),
+        a,
+        Some(&json!({"items": [{"id": "first", "house_id": house_a, "start": rfc3339(t0)}]})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = s.call("POST", &format!("{air}/start"), a, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    common::live::wait_for(
+        std::time::Duration::from_secs(30),
+        "the item on air",
+        || {
+            let v = s.call("GET", &format!("{air}/now"), a, None).body;
+            (v["now"]["item"] == "first" && now_s() > t0).then_some(())
+        },
+    );
+    assert!(rx.len() > 10_000, "{} bytes", rx.len());
+    for m in ["POST", "DELETE"] {
+        let r = s.call(m, &format!("{air}/slate"), a, None);
+        assert_eq!(r.status, 200, "{m} slate: {}", r.body);
     }
+    let r = s.call("POST", &format!("{air}/stop"), a, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let data = rx.bytes(0);
+    let sync = data.iter().position(|&b| b == 0x47).unwrap_or(0);
+    let ts = &data[sync..sync + (data.len() - sync) / 188 * 188];
+    let report = common::ts::check(ts, common::ts::Limits::default());
+    assert!(report.is_clean(), "{:?}", report.first_errors);
+    let asrun = common::live::wait_for(std::time::Duration::from_secs(10), "as-run", || {
+        let v = s.call("GET", &format!("{air}/asrun"), a, None).body;
+        (!v["items"].as_array()?.is_empty()).then_some(v)
+    });
+    assert!(asrun.to_string().contains(&house_a), "{asrun}");
 
     // Bad input: a clear 4xx naming what is wrong.
     let put = |ct: &str, b: &str| {

@@ -82,7 +82,7 @@ pub struct Channel {
     /// Timecode and clock overlays.
     #[serde(default)]
     pub overlay_timecode: bool,
-    /// Where the channel goes: `srt://`, `udp://`, `rtmp://` URLs or `hls:<folder>`.
+    /// Where the channel goes: `srt://`, `udp://`, `rtp://` URLs or `hls:<folder>`.
     #[serde(default)]
     pub outputs: Vec<String>,
     /// Whether the channel airs (started at service start).
@@ -124,15 +124,29 @@ impl Channel {
             v.push(("loudness_lufs", "-70 to 0".into()));
         }
         for o in &self.outputs {
-            let ok = ["srt://", "udp://", "rtmp://", "rtp://", "hls:"]
+            let ok = ["srt://", "udp://", "rtp://", "hls:"]
                 .iter()
                 .any(|p| o.starts_with(p) && o.len() > p.len());
             if !ok {
                 v.push((
                     "outputs",
-                    format!("{o:?}: an srt://, udp://, rtp://, rtmp:// URL or hls:<folder>"),
+                    format!("{o:?}: an srt://, udp:// or rtp:// URL, or hls:<folder>"),
                 ));
             }
+        }
+        let f = self.format.trim();
+        let picture_ok = f.find(['i', 'p']).is_some_and(|at| {
+            ["2160", "1080", "720", "576", "480", "360", "180"].contains(&&f[..at])
+                && f[at + 1..].parse::<f64>().is_ok_and(|r| r > 0.0)
+        });
+        if !picture_ok {
+            v.push((
+                "format",
+                format!(
+                    "{f:?}: a picture height (2160, 1080, 720, 576, 480, 360, 180), i or p, and \
+                     the rate, e.g. 1080i25 or 720p50"
+                ),
+            ));
         }
         v
     }

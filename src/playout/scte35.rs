@@ -111,6 +111,8 @@ pub enum Command {
         pts: u64,
         segmentations: Vec<Segmentation>,
     },
+    /// `splice_null`: the heartbeat that keeps the SCTE-35 PID present between cues.
+    SpliceNull,
 }
 
 fn splice_time(b: &mut Bits, pts: u64) {
@@ -195,6 +197,7 @@ pub fn splice_info_section(cmd: &Command) -> Vec<u8> {
                 .collect();
             (0x06u8, b.done(), d)
         }
+        Command::SpliceNull => (0x00u8, Vec::new(), Vec::new()),
     };
     let mut b = Bits::default();
     b.put(8, 0xFC);
@@ -338,7 +341,13 @@ pub struct CueInserter {
     ready: VecDeque<(Cue, u64)>,
     waited: u32,
     emitted: Vec<Emitted>,
+    /// The video PTS when the last section (a cue or a heartbeat) went out.
+    last_sent_pts: Option<u64>,
 }
+
+/// Between cues a `splice_null` goes out this often (90 kHz ticks): the PID the PMT lists
+/// stays present (TR 101 290 1.6), and splicers see the cue path alive.
+const HEARTBEAT_TICKS: u64 = 90_000;
 
 impl CueInserter {
     /// `rate`: the house frame rate (num, den); `preroll_ticks`: 90 kHz ticks before the splice.
@@ -356,6 +365,7 @@ impl CueInserter {
             ready: VecDeque::new(),
             waited: 0,
             emitted: Vec::new(),
+            last_sent_pts: None,
         }
     }
 
@@ -414,6 +424,7 @@ impl CueInserter {
         let section = splice_info_section(&self.command(cue, pts));
         let p = section_packet(self.pid, self.cc, &section)?;
         self.cc = (self.cc + 1) & 0x0F;
+        self.last_sent_pts = self.last_pts;
         self.emitted.push(Emitted {
             cue: cue.clone(),
             pts,
@@ -454,6 +465,12 @@ impl CueInserter {
                     }
                 }
             }
+            if pid == NULL_PID && self.ready.is_empty() && self.pmt_pid.is_some() {
+                if let Some(np) = self.heartbeat() {
+                    out.extend_from_slice(&np);
+                    continue;
+                }
+            }
             out.extend_from_slice(p);
             if self.waited > 64 {
                 if let Some((cue, pts)) = self.ready.pop_front() {
@@ -465,6 +482,25 @@ impl CueInserter {
             }
         }
         out
+    }
+
+    /// A `splice_null` in place of a null packet, when none has gone out for a while.
+    fn heartbeat(&mut self) -> Option<[u8; TS]> {
+        let now = self.last_pts?;
+        if self
+            .last_sent_pts
+            .is_some_and(|t| now.wrapping_sub(t) & PTS_MASK < HEARTBEAT_TICKS)
+        {
+            return None;
+        }
+        let p = section_packet(
+            self.pid,
+            self.cc,
+            &splice_info_section(&Command::SpliceNull),
+        )?;
+        self.cc = (self.cc + 1) & 0x0F;
+        self.last_sent_pts = Some(now);
+        Some(p)
     }
 
     fn on_video_pts(&mut self, pts: u64) {
