@@ -123,6 +123,58 @@ fn assets(s: &Server) -> Vec<Value> {
 }
 
 #[test]
+fn a_workflow_registers_the_poster_and_every_storyboard_sheet() {
+    let d = tempfile::tempdir().unwrap();
+    let wf = workflow_dir(
+        d.path(),
+        r#"
+        name = "default"
+        [trigger]
+        watch = "watch"
+        stable_s = 1.0
+        poll_s = 0.3
+        [[steps]]
+        kind = "transcode"
+        profiles = ["thumbnails"]
+        "#,
+    );
+    let s = start(d.path(), &wf, &[]);
+    let f = clip(d.path(), "stills.mp4", 3);
+    std::fs::copy(&f, d.path().join("data/watch/stills.mp4")).unwrap();
+    let jobs = wait_jobs(&s, 120, "thumbnails", |j| {
+        settled(j) && j.iter().any(|x| x["kind"] == "transcode")
+    });
+    let t = jobs.iter().find(|j| j["kind"] == "transcode").unwrap();
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    let a = &assets(&s)[0];
+    let files = s
+        .call(
+            "GET",
+            &format!("/v1/assets/{}/files", a["id"]),
+            Some(&s.admin),
+            None,
+        )
+        .body;
+    let names: Vec<String> = files["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["profile"] == "thumbnails")
+        .map(|f| {
+            let p = f["path"].as_str().unwrap();
+            assert!(Path::new(p).is_file(), "{p}");
+            p.rsplit('/').next().unwrap().to_string()
+        })
+        .collect();
+    assert!(names.iter().any(|n| n.starts_with("poster")), "{names:?}");
+    assert!(
+        names.iter().any(|n| n.starts_with("storyboard_001")),
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n.contains('%')), "{names:?}");
+}
+
+#[test]
 fn watch_folder_workflow_qc_then_renditions() {
     let d = tempfile::tempdir().unwrap();
     let wf = workflow_dir(

@@ -1079,7 +1079,28 @@ impl Supervisor {
                 }
             };
             f.role = role_for(profile).into();
+            // The sheets of a storyboard have no verification report of their own to name it.
+            if f.profile.is_empty() {
+                f.profile = profile.to_string();
+            }
             files.push(f);
+            // The further sheets of a storyboard.
+            for m in o["more_files"].as_array().into_iter().flatten() {
+                match serde_json::from_value::<NewFile>(m.clone()) {
+                    Ok(mut m) => {
+                        m.role = role_for(profile).into();
+                        if m.profile.is_empty() {
+                            m.profile = profile.to_string();
+                        }
+                        files.push(m);
+                    }
+                    Err(e) => {
+                        return self
+                            .failed(job, worker, &format!("worker result: {e}"), true)
+                            .await
+                    }
+                }
+            }
             done.push(json!(key(o)));
         }
         if failed.is_empty() {

@@ -499,15 +499,23 @@ fn verify_outputs(
                 if rep.pass { "passed" } else { "FAILED" }
             ),
         );
-        let file = if rep.pass {
-            crate::ingest::describe(&planned.path, "platform", None)
-                .map_err(|e| Failure::from(e).context(name.as_str()))?
-                .into()
+        // A storyboard is a numbered series (`name_%03d.jpg`): each sheet is a file.
+        let mut images = sheets(&planned.path).into_iter();
+        let first = images.next().unwrap_or_else(|| planned.path.clone());
+        let describe = |p: &std::path::Path| -> Result<Value, Failure> {
+            let f = crate::ingest::describe(p, "platform", None)
+                .map_err(|e| Failure::from(e).context(name.as_str()))?;
+            Ok(json!(f))
+        };
+        let (file, more) = if rep.pass {
+            let more: Result<Vec<Value>, Failure> = images.map(|p| describe(&p)).collect();
+            (Some(describe(&first)?), more?)
         } else {
-            None
+            (None, Vec::new())
         };
         outputs.push(json!({
             "file": file,
+            "more_files": more,
             "profile": prof.name,
             "output": out.name,
             "path": planned.path,
@@ -518,6 +526,21 @@ fn verify_outputs(
         }));
     }
     Ok(outputs)
+}
+
+/// The files of a numbered image series (`name_%03d.jpg`) in order; empty for any other path.
+fn sheets(path: &std::path::Path) -> Vec<PathBuf> {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return Vec::new();
+    };
+    let Some((head, tail)) = name.split_once("%03d") else {
+        return Vec::new();
+    };
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    (1..=9999)
+        .map(|i| dir.join(format!("{head}{i:03}{tail}")))
+        .take_while(|p| p.is_file())
+        .collect()
 }
 
 /// Fixity: every file of the asset hashed again and compared with the catalog's size and
