@@ -17,7 +17,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("timecode", &["config"]),
     ("telemetry", &[]),
     ("delivery", &[]),
-    ("storage", &[]),
+    // Copy records and the `[storages]` section: the bytes here, the rows in the catalog.
+    ("storage", &["catalog", "config"]),
     // The playout contract and pure schedule core; the channel engine will add its edges.
     ("playout", &[]),
     // The engine.

@@ -511,6 +511,7 @@ pub struct ApplianceConfig {
     pub auth: Auth,
     pub jobs: Jobs,
     pub live: Live,
+    pub storages: super::storage::Storages,
     /// Where the values came from, for messages.
     #[serde(skip)]
     pub origin: String,
@@ -526,6 +527,7 @@ const SECTIONS: &[&str] = &[
     "auth",
     "jobs",
     "live",
+    "storages",
 ];
 
 /// Loads defaults → `file` (when given) → `ANTENNE_<SECTION>_<KEY>` variables from `env`, then
@@ -629,6 +631,9 @@ pub fn problems(c: &ApplianceConfig) -> Vec<ConfigError> {
     check_limits(c, &mut bad);
     check_roots(c, &mut bad);
     check_live(c, &mut bad);
+    for (key, m) in c.storages.problems() {
+        bad(key, m);
+    }
     errs
 }
 

@@ -5,6 +5,7 @@
 
 pub mod appliance;
 mod backend;
+pub mod storage;
 mod values;
 
 pub use appliance::{ApplianceConfig, ByteSize, ConfigError};
