@@ -423,10 +423,12 @@ impl Catalog {
     /// Writes the tombstone of an asset about to be purged: its record, its files with their
     /// hashes, who, when and why.
     pub async fn write_tombstone(&self, asset_id: i64, by: &str, why: &str) -> Result<i64> {
-        let a = sqlx::query("SELECT house_id, title, kind, status, created_ms FROM assets WHERE id = $1")
-            .bind(asset_id)
-            .fetch_one(&self.pool)
-            .await?;
+        let a = sqlx::query(
+            "SELECT house_id, title, kind, status, created_ms FROM assets WHERE id = $1",
+        )
+        .bind(asset_id)
+        .fetch_one(&self.pool)
+        .await?;
         let files = self.files_of_asset(asset_id).await?;
         let bytes: i64 = files.iter().map(|f| f.size).sum();
         let house: String = a.try_get(0)?;

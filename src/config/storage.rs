@@ -289,7 +289,10 @@ mod tests {
         )
         .unwrap();
         let p = s.problems();
-        assert!(p.iter().any(|(_, m)| m.contains("no storage \"nope\"")), "{p:?}");
+        assert!(
+            p.iter().any(|(_, m)| m.contains("no storage \"nope\"")),
+            "{p:?}"
+        );
         assert!(!format!("{s:?}").contains("TOPSECRET"));
     }
 }

@@ -280,14 +280,7 @@ impl Storages {
                         });
                     }
                     self.catalog
-                        .put_copy(
-                            file.file_id,
-                            to,
-                            &key,
-                            file.size,
-                            &file.sha256,
-                            "ok",
-                        )
+                        .put_copy(file.file_id, to, &key, file.size, &file.sha256, "ok")
                         .await?;
                     return Ok(back);
                 }
@@ -334,7 +327,8 @@ impl Storages {
                             }
                             Err(e) => {
                                 rep.failures.push(format!("file {}: {e}", f.file_id));
-                                self.event("copy_failed", to, Some(&f), &e.to_string()).await;
+                                self.event("copy_failed", to, Some(&f), &e.to_string())
+                                    .await;
                             }
                         }
                     }
@@ -354,8 +348,13 @@ impl Storages {
                             Ok(()) => {
                                 self.catalog.delete_copy(f.file_id, from).await?;
                                 rep.dropped += 1;
-                                self.event("dropped", from, Some(&f), &format!("policy {}", p.name))
-                                    .await;
+                                self.event(
+                                    "dropped",
+                                    from,
+                                    Some(&f),
+                                    &format!("policy {}", p.name),
+                                )
+                                .await;
                             }
                             Err(e) => rep.failures.push(format!("file {}: {e}", f.file_id)),
                         }
@@ -465,7 +464,14 @@ impl Storages {
                 }
             };
             self.catalog
-                .put_copy(c.file_id, &c.storage, &c.key, want.size, &want.sha256, new_state)
+                .put_copy(
+                    c.file_id,
+                    &c.storage,
+                    &c.key,
+                    want.size,
+                    &want.sha256,
+                    new_state,
+                )
                 .await?;
             if new_state != "ok" {
                 touched.push(c.file_id);
@@ -490,16 +496,14 @@ impl Storages {
             }
             for bad in copies.iter().filter(|c| c.state != "ok") {
                 // Sources keep their own keys; the target gets the bad copy's key.
-                let sources: Vec<CopyRec> = copies
-                    .iter()
-                    .filter(|c| c.state == "ok")
-                    .cloned()
-                    .collect();
+                let sources: Vec<CopyRec> =
+                    copies.iter().filter(|c| c.state == "ok").cloned().collect();
                 match self.repair(&f, bad, &sources).await {
                     Ok(()) => {
                         rep.repaired += 1;
                         metrics::counter!("antenne_storage_repairs_total", "storage" => bad.storage.clone()).increment(1);
-                        self.event("repaired", &bad.storage, Some(&f), &bad.key).await;
+                        self.event("repaired", &bad.storage, Some(&f), &bad.key)
+                            .await;
                     }
                     Err(e) => {
                         rep.repair_failed += 1;
@@ -576,14 +580,19 @@ impl Storages {
     }
 
     /// Why an asset may not be purged now, if it may not.
-    async fn protected(&self, asset_id: i64, now: i64) -> Result<Option<&'static str>, StorageError> {
+    async fn protected(
+        &self,
+        asset_id: i64,
+        now: i64,
+    ) -> Result<Option<&'static str>, StorageError> {
         if self.catalog.hold(asset_id).await?.is_some() {
             return Ok(Some("legal_hold"));
         }
         let spans = self.catalog.rights_spans(asset_id).await?;
-        if spans.iter().any(|(from, until)| {
-            from.is_none_or(|f| f <= now) && until.is_none_or(|u| u > now)
-        }) {
+        if spans
+            .iter()
+            .any(|(from, until)| from.is_none_or(|f| f <= now) && until.is_none_or(|u| u > now))
+        {
             return Ok(Some("rights_window"));
         }
         if self.schedule.is_scheduled(asset_id, now) {
@@ -627,7 +636,10 @@ impl Storages {
                     .into_iter()
                     .find(|p| p.asset_id == id);
                 let proposed = p.map_or(now, |p| p.proposed_ms);
-                let a = self.catalog.select_assets(&Selector::default(), now).await?;
+                let a = self
+                    .catalog
+                    .select_assets(&Selector::default(), now)
+                    .await?;
                 let a = a.into_iter().find(|a| a.id == id);
                 rep.bytes += bytes;
                 rep.items.push(RetentionItem {
@@ -713,7 +725,13 @@ impl Storages {
         }
         super::remove_stored(&self.media_root, paths).await;
         self.catalog
-            .storage_event("purged", "", None, Some(asset_id), &format!("{why}, by {who}"))
+            .storage_event(
+                "purged",
+                "",
+                None,
+                Some(asset_id),
+                &format!("{why}, by {who}"),
+            )
             .await?;
         metrics::counter!("antenne_storage_purged_bytes_total").increment(bytes.max(0) as u64);
         Ok(bytes)
@@ -775,16 +793,21 @@ impl Storages {
                 _ => "ok",
             };
             let label = s.id.clone();
-            metrics::gauge!("antenne_storage_used_bytes", "storage" => label.clone()).set(used as f64);
+            metrics::gauge!("antenne_storage_used_bytes", "storage" => label.clone())
+                .set(used as f64);
             if let Some((c, f)) = space {
-                metrics::gauge!("antenne_storage_capacity_bytes", "storage" => label.clone()).set(c as f64);
-                metrics::gauge!("antenne_storage_free_bytes", "storage" => label.clone()).set(f as f64);
+                metrics::gauge!("antenne_storage_capacity_bytes", "storage" => label.clone())
+                    .set(c as f64);
+                metrics::gauge!("antenne_storage_free_bytes", "storage" => label.clone())
+                    .set(f as f64);
             }
-            metrics::gauge!("antenne_storage_alert_level", "storage" => label.clone()).set(match alert {
-                "full" => 2.0,
-                "warn" => 1.0,
-                _ => 0.0,
-            });
+            metrics::gauge!("antenne_storage_alert_level", "storage" => label.clone()).set(
+                match alert {
+                    "full" => 2.0,
+                    "warn" => 1.0,
+                    _ => 0.0,
+                },
+            );
             metrics::gauge!("antenne_storage_reachable", "storage" => label.clone())
                 .set(if reach.is_ok() { 1.0 } else { 0.0 });
             let previous = self

@@ -144,7 +144,10 @@ impl Store {
     }
 
     /// A storage as configured; `env` answers `secret_access_key_env`.
-    pub fn open(c: &StoreConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Store, StoreError> {
+    pub fn open(
+        c: &StoreConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Store, StoreError> {
         let mut s = match c.kind {
             StoreKind::Local => {
                 let root = c.path.clone().ok_or_else(|| StoreError::Invalid {
@@ -180,7 +183,9 @@ impl Store {
                             storage: c.id.clone(),
                             why: "no secret access key (secret_access_key_env unset?)".into(),
                         })?;
-                    b = b.with_access_key_id(k.clone()).with_secret_access_key(secret);
+                    b = b
+                        .with_access_key_id(k.clone())
+                        .with_secret_access_key(secret);
                 }
                 let s3 = b.build().map_err(|e| StoreError::Invalid {
                     storage: c.id.clone(),
@@ -311,13 +316,18 @@ impl Store {
 
     /// Writes a local file under `key`.
     pub async fn put_file(&self, src: &Path, key: &str) -> Result<Digested, StoreError> {
-        let f = tokio::fs::File::open(src).await.map_err(|e| StoreError::Io {
-            storage: self.id.clone(),
-            path: src.display().to_string(),
-            source: e,
-        })?;
-        self.put_stream(key, file_stream(self.id.clone(), src.to_path_buf(), f).boxed())
+        let f = tokio::fs::File::open(src)
             .await
+            .map_err(|e| StoreError::Io {
+                storage: self.id.clone(),
+                path: src.display().to_string(),
+                source: e,
+            })?;
+        self.put_stream(
+            key,
+            file_stream(self.id.clone(), src.to_path_buf(), f).boxed(),
+        )
+        .await
     }
 
     /// Reads `key` as a stream of chunks.
@@ -474,7 +484,10 @@ fn unavailable(id: &str, e: object_store::Error) -> StoreError {
 fn redact(s: &str) -> String {
     s.split_whitespace()
         .map(|w| {
-            if w.len() >= 16 && w.chars().all(|c| c.is_ascii_alphanumeric() || "/+=".contains(c)) {
+            if w.len() >= 16
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "/+=".contains(c))
+            {
                 "[redacted]"
             } else {
                 w

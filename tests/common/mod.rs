@@ -5,6 +5,7 @@
 pub mod live;
 pub mod pg;
 pub mod relay;
+pub mod s3;
 pub mod server;
 pub mod ts;
 
