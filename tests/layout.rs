@@ -62,6 +62,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "app",
         &[
             "api", "catalog", "config", "hub", "ingest", "jobs", "naming", "profile",
+            // Storages: built here, their periodic audit, policies and health started here.
+            "storage",
             // The live engine behind transcoding outputs (`app::live_engine`).
             "av", "link", "pipeline",
         ],

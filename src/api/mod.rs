@@ -8,6 +8,7 @@ pub mod error;
 mod live;
 mod mam;
 mod routes;
+mod storage;
 mod tus;
 
 use std::collections::HashMap;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub jobs: std::sync::OnceLock<Arc<crate::jobs::supervisor::Supervisor>>,
     /// The live service, once the service runs one.
     pub live: std::sync::OnceLock<Arc<crate::hub::registry::LiveService>>,
+    /// Storages, copies, fixity, retention and health, once the service runs them.
+    pub storages: std::sync::OnceLock<Arc<crate::storage::Storages>>,
     /// Uploads running at once are bounded (each holds a connection and disk bandwidth).
     pub uploads: tokio::sync::Semaphore,
     /// Resumable uploads' part files open in this process.
@@ -79,6 +82,7 @@ impl AppState {
             tus: tus::Live::default(),
             jobs: std::sync::OnceLock::new(),
             live: std::sync::OnceLock::new(),
+            storages: std::sync::OnceLock::new(),
         }
     }
 
@@ -354,6 +358,10 @@ pub(crate) fn peer(req_ci: Option<ConnectInfo<SocketAddr>>) -> IpAddr {
         live::stop_recording_post, live::list_recordings,
         tus::options, tus::create_ingest, tus::create_for_asset, tus::head, tus::patch,
         tus::delete,
+        storage::list_storages, storage::get_storage, storage::storage_events, storage::file_copies,
+        storage::restore_file, storage::run_audit, storage::run_policies, storage::retention_dry_run,
+        storage::retention_purge, storage::get_hold, storage::put_hold, storage::delete_hold,
+        storage::get_tombstone,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&Security, &ErrorResponses),
@@ -660,7 +668,8 @@ pub fn router(st: S) -> Router {
                 .patch(tus::patch)
                 .delete(tus::delete)
                 .layer(axum::extract::DefaultBodyLimit::disable()),
-        );
+        )
+        .merge(storage::routes());
     let protected = bounded
         .merge(streaming)
         .route_layer(axum::middleware::from_fn_with_state(st.clone(), audit))

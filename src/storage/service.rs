@@ -737,6 +737,48 @@ impl Storages {
         Ok(bytes)
     }
 
+    /// Until `stop`: health every minute (samples for growth, alerts), the copy policies and
+    /// the audit at their configured intervals.
+    pub async fn keep(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        let (mut last_policy, mut last_audit) =
+            (std::time::Instant::now(), std::time::Instant::now());
+        let due = |last: std::time::Instant, every: u64| {
+            every > 0 && last.elapsed() >= std::time::Duration::from_secs(every)
+        };
+        loop {
+            if let Err(e) = self.health().await {
+                tracing::warn!(error = %e, "storage health");
+            }
+            if due(last_policy, self.cfg.policy_interval_s) {
+                last_policy = std::time::Instant::now();
+                match self.run_policies().await {
+                    Ok(r) if !r.failures.is_empty() => {
+                        tracing::warn!(failures = ?r.failures, "storage policies")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "storage policies"),
+                }
+            }
+            if due(last_audit, self.cfg.audit_interval_s) {
+                last_audit = std::time::Instant::now();
+                match self.audit(i64::MAX).await {
+                    Ok(r) => tracing::info!(
+                        checked = r.checked,
+                        bad = r.bad,
+                        missing = r.missing,
+                        repaired = r.repaired,
+                        "storage audit"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "storage audit"),
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+            }
+        }
+    }
+
     /// Refuses a write of `need` bytes that would take `s` past `refuse_percent`.
     pub async fn check_room(&self, s: &Store, need: u64) -> Result<(), StoreError> {
         let used = self.used(&s.id).await;
