@@ -1,5 +1,5 @@
 # The two commands of the README: `make run` and `make test`.
-.PHONY: run test setup build bench bench-catalog bench-jobs bench-srt bench-live demo lint
+.PHONY: run test setup build bench bench-catalog bench-jobs bench-srt bench-live bench-storage demo lint
 
 run: setup
 	cargo build --release
@@ -33,6 +33,9 @@ bench-srt: build
 
 bench-live: build
 	cargo bench --bench live
+
+bench-storage: build
+	cargo bench --bench storage
 
 lint:
 	cargo fmt --check

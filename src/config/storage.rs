@@ -232,7 +232,7 @@ impl Storages {
                 }
                 _ => {}
             }
-            if !(s.audit_mb_s >= 0.0) {
+            if s.audit_mb_s.is_nan() || s.audit_mb_s < 0.0 {
                 out.push((
                     "storages.store.audit_mb_s",
                     format!("storage {:?}: must be >= 0", s.id),
@@ -256,7 +256,7 @@ impl Storages {
             }
         }
         for r in &self.retention {
-            if !(r.grace_days >= 0.0) {
+            if r.grace_days.is_nan() || r.grace_days < 0.0 {
                 out.push((
                     "storages.retention.grace_days",
                     format!("rule {:?}: must be >= 0", r.name),
