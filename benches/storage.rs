@@ -30,7 +30,7 @@ use std::time::Instant;
 
 use antenne::config::storage::Role;
 use antenne::storage::Store;
-use s3::{S3, ACCESS_KEY, SECRET_KEY};
+use s3::{ACCESS_KEY, S3, SECRET_KEY};
 
 fn env_num(k: &str, d: usize) -> usize {
     std::env::var(k)
@@ -76,7 +76,10 @@ fn main() -> ExitCode {
     if std::env::args().any(|a| a == "--list") {
         return ExitCode::SUCCESS;
     }
-    let (n, mb) = (env_num("ANTENNE_BENCH_FILES", 6), env_num("ANTENNE_BENCH_MB", 64));
+    let (n, mb) = (
+        env_num("ANTENNE_BENCH_FILES", 6),
+        env_num("ANTENNE_BENCH_MB", 64),
+    );
     let Some(s3) = S3::start(&["bench"]) else {
         eprintln!("SeaweedFS missing: run scripts/setup.sh");
         return ExitCode::FAILURE;
@@ -122,7 +125,11 @@ fn main() -> ExitCode {
     let t = Instant::now();
     for (i, f) in files.iter().enumerate() {
         let o = rclone(&s3)
-            .args(["copyto", f.to_str().unwrap(), &format!("bench:bench/rclone/{i}")])
+            .args([
+                "copyto",
+                f.to_str().unwrap(),
+                &format!("bench:bench/rclone/{i}"),
+            ])
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -252,11 +252,9 @@ impl From<StoreError> for ApiError {
         match e {
             // The appliance is sound and says why it refuses: the caller retries later or
             // elsewhere, as with any conflict with the appliance's state.
-            StoreError::Full { .. } => ApiError::new(
-                StatusCode::CONFLICT,
-                "storage_full",
-                e.to_string(),
-            ),
+            StoreError::Full { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "storage_full", e.to_string())
+            }
             StoreError::ReadOnly(_) => {
                 ApiError::new(StatusCode::CONFLICT, "storage_read_only", e.to_string())
             }

@@ -477,6 +477,7 @@ impl Storages {
                 touched.push(c.file_id);
             }
         }
+        touched.sort_unstable();
         touched.dedup();
         for file_id in touched {
             let Some(f) = self.catalog.file_ref(file_id).await? else {
