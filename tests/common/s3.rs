@@ -92,7 +92,7 @@ impl S3 {
                 "-s3.config={}",
                 self.dir.path().join("s3.json").display()
             ))
-            .args(["-master.volumeSizeLimitMB=64", "-volume.max=16"])
+            .args(["-master.volumeSizeLimitMB=64", "-volume.max=64"])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
