@@ -460,7 +460,12 @@ impl Store {
     pub fn space(&self, used: u64) -> Option<(u64, u64)> {
         if let Some(root) = &self.root {
             if let Ok(st) = rustix::fs::statvfs(root) {
-                let total = st.f_blocks.saturating_mul(st.f_frsize);
+                // As `df` counts: the blocks reserved for root are neither ours nor free.
+                let total = st
+                    .f_blocks
+                    .saturating_sub(st.f_bfree)
+                    .saturating_add(st.f_bavail)
+                    .saturating_mul(st.f_frsize);
                 let free = st.f_bavail.saturating_mul(st.f_frsize);
                 return Some(match self.capacity {
                     Some(c) => (c, c.saturating_sub(used).min(free)),
