@@ -142,16 +142,16 @@ fn main() -> ExitCode {
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let cat = rclone(&s3)
+        let mut cat = rclone(&s3)
             .args(["cat", &format!("bench:bench/rclone/{i}")])
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
         let o = Command::new("sha256sum")
-            .stdin(cat.stdout.unwrap())
+            .stdin(cat.stdout.take().unwrap())
             .output()
             .unwrap();
-        assert!(o.status.success());
+        assert!(o.status.success() && cat.wait().unwrap().success());
     }
     let peer = total_mb / t.elapsed().as_secs_f64();
     println!(
