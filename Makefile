@@ -1,5 +1,5 @@
 # The two commands of the README: `make run` and `make test`.
-.PHONY: run test setup build bench bench-catalog bench-jobs bench-srt bench-live bench-playout demo lint
+.PHONY: run test setup build bench bench-catalog bench-jobs bench-srt bench-live bench-playout bench-storage demo lint
 
 run: setup
 	cargo build --release
@@ -36,6 +36,8 @@ bench-live: build
 
 bench-playout: build
 	cargo bench --bench playout
+bench-storage: build
+	cargo bench --bench storage
 
 lint:
 	cargo fmt --check

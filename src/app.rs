@@ -533,6 +533,17 @@ pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
     let _ = st.playout.set(playout.clone());
     tokio::spawn(playout.clone().run_asrun(st.stopping.clone()));
     tokio::spawn(playout.run_checks(st.stopping.clone()));
+    let storages =
+        crate::storage::Storages::new(catalog.clone(), &cfg.storages, &dirs.media, &|k| {
+            std::env::var(k).ok()
+        })
+        .map_err(|e| AppError::Machine {
+            key: "storages",
+            why: e.to_string(),
+        })?;
+    let storages = Arc::new(storages);
+    let _ = st.storages.set(storages.clone());
+    tokio::spawn(storages.keep(st.stopping.clone()));
     tokio::spawn(api::sweep_uploads(st.clone()));
     tokio::spawn(catalog.clone().keep_search_merged());
     let app = api::router(st.clone());

@@ -18,7 +18,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("telemetry", &[]),
     // Destinations read their declaration (`config::delivery`).
     ("delivery", &["config"]),
-    ("storage", &[]),
+    // Copy records and the `[storages]` section: the bytes here, the rows in the catalog.
+    ("storage", &["catalog", "config"]),
     // Playout: the contract and the pure schedule core; the service keeps channels, rundowns
     // and as-run in the catalog (`catalog`, `config`, `timecode`; `naming`: its tests open a
     // catalog, which takes a house-ID template); the channel engine runs media (`av`), feeds the
@@ -77,6 +78,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "app",
         &[
             "api", "catalog", "config", "hub", "ingest", "jobs", "naming", "profile",
+            // Storages: built here, their periodic audit, policies and health started here.
+            "storage",
             // The live engine behind transcoding outputs (`app::live_engine`).
             "av", "link", "pipeline",
             // The playout service (`PlayoutService::open`) and its channel engine, which starts

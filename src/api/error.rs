@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::catalog::CatalogError;
 use crate::hub::registry::LiveError;
 use crate::ingest::IngestError;
+use crate::storage::{StorageError, StoreError};
 
 /// `{"error": {"code": "...", "message": "..."}}`: `code` is stable, `message` is for people.
 #[derive(Debug)]
@@ -31,7 +32,8 @@ pub struct ErrorDetail {
     /// Stable: `unauthorized`, `forbidden`, `field_forbidden`, `not_found`, `invalid_json`,
     /// `invalid_body`, `invalid_query`, `invalid_path`, `invalid_field`, `unsupported_media_type`,
     /// `conflict`, `duplicate`, `payload_too_large`, `kind_unavailable`, `path_not_allowed`,
-    /// `not_media`, `rate_limited`, `method_not_allowed`, `timeout`, `unavailable`, `internal`; on
+    /// `not_media`, `rate_limited`, `method_not_allowed`, `timeout`, `unavailable`, `internal`,
+    /// `storage_full` (409), `storage_unavailable` (503), `storage_read_only`, `no_good_copy`; on
     /// deliveries and review also `not_approved` (409; 403 on a pull URL), `nothing_to_deliver`
     /// (409), `bad_signature` and `url_expired` (403, pull URLs); on
     /// the tus routes also `invalid_header`, `unsupported_version` (412) and `checksum_mismatch`
@@ -242,6 +244,48 @@ impl From<IngestError> for ApiError {
             IngestError::Io { .. } => {
                 tracing::error!(error = %e, "ingest");
                 ApiError::internal()
+            }
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            // The appliance is sound and says why it refuses: the caller retries later or
+            // elsewhere, as with any conflict with the appliance's state.
+            StoreError::Full { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "storage_full", e.to_string())
+            }
+            StoreError::ReadOnly(_) => {
+                ApiError::new(StatusCode::CONFLICT, "storage_read_only", e.to_string())
+            }
+            StoreError::Missing { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
+            }
+            // The messages name the storage and the cause, never a credential.
+            StoreError::Unavailable { .. } | StoreError::Io { .. } | StoreError::Invalid { .. } => {
+                tracing::warn!(error = %e, "storage");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    e.to_string(),
+                )
+            }
+        }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Store(s) => ApiError::from(s),
+            StorageError::Catalog(c) => ApiError::from(c),
+            StorageError::UnknownStorage(_) | StorageError::NoFile(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
+            }
+            StorageError::NoGoodCopy { .. } | StorageError::Unverified { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "no_good_copy", e.to_string())
             }
         }
     }

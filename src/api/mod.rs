@@ -11,6 +11,7 @@ mod mam;
 mod playout;
 mod review;
 mod routes;
+mod storage;
 mod tus;
 
 use std::collections::HashMap;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub live: std::sync::OnceLock<Arc<crate::hub::registry::LiveService>>,
     /// The playout service, once the service runs one.
     pub playout: std::sync::OnceLock<Arc<crate::playout::service::PlayoutService>>,
+    /// Storages, copies, fixity, retention and health, once the service runs them.
+    pub storages: std::sync::OnceLock<Arc<crate::storage::Storages>>,
     /// Uploads running at once are bounded (each holds a connection and disk bandwidth).
     pub uploads: tokio::sync::Semaphore,
     /// Resumable uploads' part files open in this process.
@@ -85,6 +88,7 @@ impl AppState {
             jobs: std::sync::OnceLock::new(),
             live: std::sync::OnceLock::new(),
             playout: std::sync::OnceLock::new(),
+            storages: std::sync::OnceLock::new(),
         }
     }
 
@@ -368,6 +372,10 @@ pub(crate) fn peer(req_ci: Option<ConnectInfo<SocketAddr>>) -> IpAddr {
         delivery::get_delivery, delivery::pull_file,
         review::get_review, review::submit, review::approve, review::reject,
         review::list_comments, review::add_comment, review::approval,
+        storage::list_storages, storage::get_storage, storage::storage_events, storage::file_copies,
+        storage::restore_file, storage::run_audit, storage::run_policies, storage::retention_dry_run,
+        storage::retention_purge, storage::get_hold, storage::put_hold, storage::delete_hold,
+        storage::get_tombstone,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&Security, &ErrorResponses),
@@ -682,7 +690,8 @@ pub fn router(st: S) -> Router {
                 .patch(tus::patch)
                 .delete(tus::delete)
                 .layer(axum::extract::DefaultBodyLimit::disable()),
-        );
+        )
+        .merge(storage::routes());
     let protected = bounded
         .merge(streaming)
         .route_layer(axum::middleware::from_fn_with_state(st.clone(), audit))

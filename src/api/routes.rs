@@ -402,16 +402,17 @@ pub struct UploadQuery {
 /// the cap, stopped (and removed) when the stream passes it.
 async fn receive(st: &S, who: &Principal, req: Request, q: &UploadQuery) -> Res<ingest::Stored> {
     let cap = st.cfg.ingest.max_upload.0;
-    if let Some(n) = req
+    let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = declared {
         if n > cap {
             return Err(ingest::IngestError::TooLarge { limit: cap }.into());
         }
     }
+    super::storage::room_for_ingest(st, declared.unwrap_or(0)).await?;
     if q.filename.is_empty() || q.filename.len() > 1000 || q.filename.contains('\0') {
         return Err(ApiError {
             field: Some("filename".into()),

@@ -282,6 +282,7 @@ async fn create(st: &S, who: &Principal, h: &HeaderMap, asset: Option<i64>) -> R
     if length > cap {
         return Err(crate::ingest::IngestError::TooLarge { limit: cap }.into());
     }
+    super::storage::room_for_ingest(st, length).await?;
     let raw = text(h, &UPLOAD_METADATA)?.unwrap_or_default();
     if raw.len() > 8192 {
         return Err(invalid_header("Upload-Metadata", "at most 8192 bytes"));

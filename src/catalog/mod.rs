@@ -11,6 +11,7 @@
 
 pub mod access;
 pub mod assets;
+pub mod copies;
 pub mod live;
 pub mod log;
 pub mod mam;

@@ -513,6 +513,7 @@ pub struct ApplianceConfig {
     pub live: Live,
     pub playout: super::playout::Playout,
     pub delivery: super::delivery::Delivery,
+    pub storages: super::storage::Storages,
     /// Where the values came from, for messages.
     #[serde(skip)]
     pub origin: String,
@@ -530,6 +531,7 @@ const SECTIONS: &[&str] = &[
     "live",
     "playout",
     "delivery",
+    "storages",
 ];
 
 /// Loads defaults → `file` (when given) → `ANTENNE_<SECTION>_<KEY>` variables from `env`, then
@@ -635,6 +637,9 @@ pub fn problems(c: &ApplianceConfig) -> Vec<ConfigError> {
     check_live(c, &mut bad);
     super::playout::check(&c.playout, &mut bad);
     for (key, m) in super::delivery::problems(&c.delivery) {
+        bad(key, m);
+    }
+    for (key, m) in c.storages.problems() {
         bad(key, m);
     }
     errs

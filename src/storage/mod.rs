@@ -1,9 +1,19 @@
-//! Storage: the media the appliance keeps on its disks. Today file deletion (purge, retention)
-//! done off the async runtime; later tiers (local, S3), copies, fixity and health. The catalog
-//! keeps the records, this module the files. Imports nothing of the crate (no catalog, jobs or
-//! api; no SQL or libav).
+//! Storage: the media the appliance keeps — storages (local folders, S3 stores) and their bytes
+//! ([`Store`]), copies kept by policy and verified by reading back, restore to online, the fixity
+//! audit with repair, retention with legal holds and tombstones, and storage health. The catalog
+//! keeps the records (`catalog::copies`), this module the bytes. Imports `catalog` (records) and
+//! `config` (the `[storages]` section) only: never jobs, api or libav, and no SQL of its own.
+
+mod service;
+mod store;
 
 use std::path::{Path, PathBuf};
+
+pub use service::{
+    AuditReport, Health, Kept, NoSchedule, PolicyReport, RetentionItem, RetentionReport,
+    ScheduleCheck, StorageError, Storages,
+};
+pub use store::{Digested, RateLimit, Store, StoreError};
 
 /// Removes the files among `paths` that the appliance itself stored (those under `media_root`;
 /// registered files belong to their owners), on a blocking thread; returns how many went. A file

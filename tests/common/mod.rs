@@ -6,6 +6,7 @@ pub mod browser;
 pub mod live;
 pub mod pg;
 pub mod relay;
+pub mod s3;
 pub mod server;
 pub mod ts;
 
