@@ -411,6 +411,15 @@ async fn shutdown_signal() {
 }
 
 /// Runs the service until SIGTERM or SIGINT.
+/// The playout channels' plans, as retention asks them.
+struct Scheduled(Arc<crate::playout::service::PlayoutService>);
+
+impl crate::storage::ScheduleCheck for Scheduled {
+    fn is_scheduled(&self, asset_id: i64, now_ms: i64) -> bool {
+        self.0.schedules_asset(asset_id, now_ms)
+    }
+}
+
 pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
     let cfg = Arc::new(cfg);
     let dirs = prepare_dirs(&cfg)?;
@@ -532,7 +541,7 @@ pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
     .await?;
     let _ = st.playout.set(playout.clone());
     tokio::spawn(playout.clone().run_asrun(st.stopping.clone()));
-    tokio::spawn(playout.run_checks(st.stopping.clone()));
+    tokio::spawn(playout.clone().run_checks(st.stopping.clone()));
     let storages =
         crate::storage::Storages::new(catalog.clone(), &cfg.storages, &dirs.media, &|k| {
             std::env::var(k).ok()
@@ -541,7 +550,8 @@ pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
             key: "storages",
             why: e.to_string(),
         })?;
-    let storages = Arc::new(storages);
+    // Retention never purges what a channel is to air.
+    let storages = Arc::new(storages.with_schedule(Arc::new(Scheduled(playout.clone()))));
     let _ = st.storages.set(storages.clone());
     tokio::spawn(storages.keep(st.stopping.clone()));
     tokio::spawn(api::sweep_uploads(st.clone()));

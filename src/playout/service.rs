@@ -160,6 +160,25 @@ pub struct PlayoutService {
     write: tokio::sync::Mutex<()>,
 }
 
+impl PlayoutService {
+    /// Whether any channel's plan airs `asset_id` at or after `now_ms` (retention must not
+    /// purge it).
+    pub fn schedules_asset(&self, asset_id: i64, now_ms: i64) -> bool {
+        let id = asset_id.to_string();
+        let channels: Vec<Arc<Mutex<Live>>> = match self.channels.lock() {
+            Ok(g) => g.values().cloned().collect(),
+            Err(e) => e.into_inner().values().cloned().collect(),
+        };
+        channels.iter().any(|l| {
+            let l = l.lock().unwrap_or_else(|e| e.into_inner());
+            l.plan.get().slots.iter().any(|s| {
+                matches!(&s.material, super::plan::Material::File { asset_id, .. } if *asset_id == id)
+                    && l.clock.ms_of(s.end()) > now_ms
+            })
+        })
+    }
+}
+
 fn clock_of(c: &Channel) -> FrameClock {
     FrameClock {
         rate: c.rate,
