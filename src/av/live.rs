@@ -347,9 +347,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A stream reader shared by the successive demuxers of one input, so that a demuxer that gives
 /// up (garbage, a changed stream) can be opened again on what follows.
 #[derive(Clone)]
-struct SharedReader {
+pub(super) struct SharedReader {
     inner: Arc<Mutex<Box<dyn Read + Send>>>,
-    ended: Arc<AtomicBool>,
+    pub(super) ended: Arc<AtomicBool>,
+}
+
+impl SharedReader {
+    pub(super) fn new(reader: Box<dyn Read + Send>) -> SharedReader {
+        SharedReader {
+            inner: Arc::new(Mutex::new(reader)),
+            ended: Arc::new(AtomicBool::new(false)),
+        }
+    }
 }
 
 impl Read for SharedReader {
@@ -383,10 +392,7 @@ impl Opener {
                 })?;
                 Ok(Opener::Stream {
                     name: s.name.clone(),
-                    reader: SharedReader {
-                        inner: Arc::new(Mutex::new(reader)),
-                        ended: Arc::new(AtomicBool::new(false)),
-                    },
+                    reader: SharedReader::new(reader),
                 })
             }
             InputSource::Packets(s) => {

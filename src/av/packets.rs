@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 
+use super::live::SharedReader;
 use super::{ff, AvError};
 
 /// One elementary stream of the demuxed feed.
@@ -256,23 +257,6 @@ impl PacketReader {
     }
 }
 
-/// A reader shared by the successive openings of the demuxer.
-#[derive(Clone)]
-struct Shared {
-    inner: Arc<Mutex<Box<dyn Read + Send>>>,
-    ended: Arc<AtomicBool>,
-}
-
-impl Read for Shared {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let n = lock(&self.inner).read(out)?;
-        if n == 0 && !out.is_empty() {
-            self.ended.store(true, Ordering::Relaxed);
-        }
-        Ok(n)
-    }
-}
-
 /// The opening gives up after this long without finding the streams (a feed where nothing
 /// decodes must not hold it for ever); it is tried again on what follows.
 const OPEN_WAIT: Duration = Duration::from_secs(4);
@@ -280,10 +264,7 @@ const OPEN_WAIT: Duration = Duration::from_secs(4);
 /// Demuxes the TS read from `reader` into `tap` until the reader ends or `cancel` is set; a
 /// demuxer that gives up (garbage, a changed stream) is opened again on what follows.
 pub fn run(reader: Box<dyn Read + Send>, tap: &PacketTap, cancel: &Arc<AtomicBool>) {
-    let shared = Shared {
-        inner: Arc::new(Mutex::new(reader)),
-        ended: Arc::new(AtomicBool::new(false)),
-    };
+    let shared = SharedReader::new(reader);
     while !cancel.load(Ordering::Relaxed) {
         match open(tap.name(), &shared, cancel) {
             Ok(mut ictx) => {
@@ -317,7 +298,7 @@ pub fn run(reader: Box<dyn Read + Send>, tap: &PacketTap, cancel: &Arc<AtomicBoo
 
 fn open(
     name: &str,
-    reader: &Shared,
+    reader: &SharedReader,
     cancel: &Arc<AtomicBool>,
 ) -> Result<ff::format::context::Input, AvError> {
     let io = ff::format::context::StreamIo::from_read(reader.clone()).map_err(|source| {
