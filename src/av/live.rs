@@ -158,6 +158,8 @@ pub enum SwitchReason {
     Ended,
     /// A better input has been healthy this long.
     Restored { healthy_s: f64 },
+    /// An operator chose the input (see [`ManualSwitch`]).
+    Operator,
 }
 
 impl std::fmt::Display for SwitchReason {
@@ -173,6 +175,7 @@ impl std::fmt::Display for SwitchReason {
             SwitchReason::Restored { healthy_s } => {
                 write!(f, "restored (healthy for {healthy_s:.1} s)")
             }
+            SwitchReason::Operator => write!(f, "operator's choice"),
         }
     }
 }
@@ -227,6 +230,38 @@ pub struct LiveProgress {
     /// own timeline (seconds): how far the output runs behind its source.
     pub last_input_frame: Mutex<Option<(u64, f64)>>,
     pub inputs: Mutex<Vec<Arc<InputCounters>>>,
+    /// The operator's choice of input, read by the switcher before each frame.
+    pub manual: Arc<ManualSwitch>,
+}
+
+/// An operator's choice of the preferred input: taken at once when healthy, then kept like the
+/// primary is otherwise (left when it fails, taken back once healthy for `return_after_s`).
+#[derive(Debug, Default)]
+pub struct ManualSwitch {
+    /// 0: none (the primary is preferred); `i + 1`: input `i`.
+    wanted: AtomicU64,
+    /// Bumped by each choice, so that choosing the same input again switches again.
+    generation: AtomicU64,
+}
+
+impl ManualSwitch {
+    /// Prefers input `i` (`None`: back to the normal order, the primary first) from now on.
+    pub fn prefer(&self, input: Option<usize>) {
+        self.wanted
+            .store(input.map_or(0, |i| i as u64 + 1), Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn preferred(&self) -> Option<usize> {
+        match self.wanted.load(Ordering::Acquire) {
+            0 => None,
+            n => Some((n - 1) as usize),
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
 }
 
 impl LiveProgress {
@@ -1385,6 +1420,8 @@ pub fn run(
         on_air: None,
         last_picture: None,
         taken_pts: None,
+        manual: &progress.manual,
+        manual_seen: progress.manual.generation(),
     };
     let frame = Duration::from_secs_f64(h.frame_s());
     // Wait for an input (or the start wait to pass) before the clock starts; once one is
@@ -1479,6 +1516,9 @@ struct Switcher<'a> {
     last_picture: Option<ff::frame::Video>,
     /// The input time of the picture `next_frame` took fresh from an input.
     taken_pts: Option<f64>,
+    manual: &'a ManualSwitch,
+    /// The operator's last choice acted on.
+    manual_seen: u64,
 }
 
 /// Why an input is not healthy now, if it is not.
@@ -1548,34 +1588,62 @@ impl Switcher<'_> {
         self.update_health();
         let healthy_for =
             |s: &Self, i: usize| s.healthy_since[i].map(|t| t.elapsed().as_secs_f64());
-        let best_healthy = (0..self.spec.inputs.len()).find(|&i| self.healthy_since[i].is_some());
-        let (to, reason) = match self.on_air {
-            None => match best_healthy {
+        let count = self.spec.inputs.len();
+        // The inputs in order of preference: the operator's choice, then the primary first.
+        let preferred = self.manual.preferred().filter(|&i| i < count);
+        let order: Vec<usize> = preferred
+            .into_iter()
+            .chain((0..count).filter(|&i| Some(i) != preferred))
+            .collect();
+        let chosen = self.manual.generation();
+        let operator = if chosen != self.manual_seen && self.on_air.is_some() {
+            self.manual_seen = chosen;
+            // The choice is taken now if that input is healthy; otherwise it only orders.
+            let target = preferred.unwrap_or(0);
+            (target < count
+                && self.healthy_since[target].is_some()
+                && self.on_air != Some(OnAir::Input(target)))
+            .then_some((OnAir::Input(target), SwitchReason::Operator))
+        } else {
+            None
+        };
+        let best_healthy = order
+            .iter()
+            .copied()
+            .find(|&i| self.healthy_since[i].is_some());
+        let (to, reason) = match (operator, self.on_air) {
+            (Some(choice), _) => choice,
+            (None, None) => match best_healthy {
                 Some(i) => (OnAir::Input(i), SwitchReason::Start),
                 None => (OnAir::Slate, SwitchReason::NoInputAtStart),
             },
-            Some(OnAir::Input(a)) => match self.sickness(a) {
+            (None, Some(OnAir::Input(a))) => match self.sickness(a) {
                 Some(sick) => {
                     let reason = match sick {
                         Sick::NoPacket(ms) => SwitchReason::NoPacket { silent_ms: ms },
                         Sick::NoVideo(ms) => SwitchReason::NoVideo { silent_ms: ms },
                         Sick::Ended => SwitchReason::Ended,
                     };
-                    let next = (0..self.spec.inputs.len())
+                    let next = order
+                        .iter()
+                        .copied()
                         .find(|&i| i != a && self.healthy_since[i].is_some());
                     (next.map_or(OnAir::Slate, OnAir::Input), reason)
                 }
                 None => {
-                    let back = (0..a).find(|&i| {
+                    let rank = order.iter().position(|&i| i == a).unwrap_or(count);
+                    let back = order[..rank].iter().copied().find(|&i| {
                         healthy_for(self, i).is_some_and(|s| s >= self.spec.failover.return_after_s)
                     })?;
                     let s = healthy_for(self, back).unwrap_or(0.0);
                     (OnAir::Input(back), SwitchReason::Restored { healthy_s: s })
                 }
             },
-            Some(OnAir::Slate) => {
+            (None, Some(OnAir::Slate)) => {
                 let settle = self.spec.failover.settle_s();
-                let back = (0..self.spec.inputs.len())
+                let back = order
+                    .iter()
+                    .copied()
                     .find(|&i| healthy_for(self, i).is_some_and(|s| s >= settle))?;
                 let s = healthy_for(self, back).unwrap_or(0.0);
                 (OnAir::Input(back), SwitchReason::Restored { healthy_s: s })
