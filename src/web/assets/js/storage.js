@@ -5,6 +5,7 @@ import { h, clear, table, bytes, when, progress } from "./dom.js";
 import { get, post, explain } from "./api.js";
 
 const ms = (t) => (t ? when(new Date(t).toISOString()) : "");
+const assets = (n) => `${n} asset${n === 1 ? "" : "s"}`;
 
 /** The copies of a file (storage, size, state, verified at), for the asset page. */
 export async function copies(box, fileId) {
@@ -131,7 +132,7 @@ export async function render(main, ctx) {
     await busy("retention-dry-run", async () => {
       try {
         const r = await post("/v1/retention/dry-run");
-        say(`Retention dry run: ${r.items.length} assets (${bytes(r.bytes)}) would be purged.`);
+        say(`Retention dry run: ${assets(r.items.length)} (${bytes(r.bytes)}) would be purged.`);
         const confirmBox = h("div", { class: "actions", id: "purge-confirm" });
         const ask = () => clear(confirmBox,
           h("p", { class: "notice" }, `Purge what is past its grace period? The files are deleted from every storage and only a tombstone is left. This cannot be undone.`),
@@ -139,7 +140,7 @@ export async function render(main, ctx) {
           h("button", { type: "button", id: "purge-no", onclick: () => { clear(confirmBox, purgeButton()); document.getElementById("purge").focus(); } }, "Cancel"));
         const purgeButton = () => h("button", { type: "button", class: "danger", id: "purge", disabled: !r.items.length, onclick: () => { ask(); document.getElementById("purge-no").focus(); } }, "Purge…");
         confirmBox.appendChild(purgeButton());
-        show(h("h2", {}, "Retention dry run"), h("p", {}, `${r.items.length} assets, ${bytes(r.bytes)} would be purged once their grace period has passed.`),
+        show(h("h2", {}, "Retention dry run"), h("p", {}, `${assets(r.items.length)}, ${bytes(r.bytes)}, would be purged once their grace period has passed.`),
           retentionTable(r.items, "retention-items"), kept(r), confirmBox);
       } catch (e) { say(explain(e, "run the retention dry run"), "error"); }
     });
@@ -148,7 +149,7 @@ export async function render(main, ctx) {
   async function purge() {
     try {
       const r = await post("/v1/retention/purge");
-      say(`Purge done: ${r.items.length} assets purged (${bytes(r.bytes)}); ${r.waiting.length} still in their grace period.`);
+      say(`Purge done: ${assets(r.items.length)} purged (${bytes(r.bytes)}); ${r.waiting.length} still in their grace period.`);
       show(h("h2", {}, "Retention purge"), h("h3", {}, "Purged"), retentionTable(r.items, "purged-items"),
         h("h3", {}, "Waiting for their grace period"), retentionTable(r.waiting, "waiting-items"), kept(r));
       load(); loadEvents();
