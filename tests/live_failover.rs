@@ -460,7 +460,12 @@ fn an_operator_switches_an_output_to_its_backup_and_back() {
     assert_eq!(stats(&s, out)["last_switch"]["to"], "primary");
     let end = Instant::now() + Duration::from_secs(10);
     loop {
-        let st = s.call("GET", &format!("/v1/live/sources/{b}"), Some(&s.admin), None);
+        let st = s.call(
+            "GET",
+            &format!("/v1/live/sources/{b}"),
+            Some(&s.admin),
+            None,
+        );
         if st.body["state"] == "live" {
             break;
         }
@@ -480,7 +485,11 @@ fn an_operator_switches_an_output_to_its_backup_and_back() {
     assert_eq!(r.status, 200, "{}", r.body);
     let sw = wait_switch(&ev, out, Duration::from_secs(5));
     assert_eq!(
-        (sw["from"].as_str(), sw["to"].as_str(), sw["reason"].as_str()),
+        (
+            sw["from"].as_str(),
+            sw["to"].as_str(),
+            sw["reason"].as_str()
+        ),
         (Some("primary"), Some("backup"), Some("operator's choice")),
         "{sw}"
     );
@@ -500,7 +509,11 @@ fn an_operator_switches_an_output_to_its_backup_and_back() {
     assert_eq!(r.status, 200, "{}", r.body);
     let sw = wait_switch(&ev, out, Duration::from_secs(5));
     assert_eq!(
-        (sw["from"].as_str(), sw["to"].as_str(), sw["reason"].as_str()),
+        (
+            sw["from"].as_str(),
+            sw["to"].as_str(),
+            sw["reason"].as_str()
+        ),
         (Some("backup"), Some("primary"), Some("operator's choice")),
         "{sw}"
     );
@@ -542,7 +555,12 @@ fn an_operator_switches_an_output_to_its_backup_and_back() {
     backup.wait().unwrap();
     let end = Instant::now() + Duration::from_secs(10);
     loop {
-        let st = s.call("GET", &format!("/v1/live/sources/{b}"), Some(&s.admin), None);
+        let st = s.call(
+            "GET",
+            &format!("/v1/live/sources/{b}"),
+            Some(&s.admin),
+            None,
+        );
         if st.body["state"] != "live" {
             break;
         }

@@ -35,6 +35,35 @@ profiles = ["proxy"]
 when = "always"
 "#;
 
+/// A small live TS profile for the output with failover.
+const LIVE_PROFILE: &str = r#"
+name = "live-test-180p"
+description = "Live test 320x180 H.264 CBR + AAC in a CBR TS"
+[[outputs]]
+name = "ts"
+container = "mpegts"
+muxrate = "1200k"
+[outputs.video]
+codec = "h264"
+width = 320
+height = 180
+frame_rate = "25/1"
+pix_fmt = "yuv420p"
+profile = "high"
+level = "4.0"
+rate_control = "cbr"
+bitrate = "600k"
+bufsize = "600k"
+gop_seconds = 1.0
+b_frames = 0
+preset = "ultrafast"
+[outputs.audio]
+codec = "aac"
+bitrate = "96k"
+sample_rate = 48000
+tracks = ["stereo"]
+"#;
+
 fn start(dir: &Path) -> Server {
     let wf = dir.join("workflows");
     std::fs::create_dir_all(&wf).unwrap();
@@ -42,7 +71,14 @@ fn start(dir: &Path) -> Server {
     // A second storage (a folder) that the copy policy fills, and a retention rule for assets
     // tagged `expire`.
     let nearline = dir.join("nearline");
+    let profiles = dir.join("profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    std::fs::write(profiles.join("live-test-180p.toml"), LIVE_PROFILE).unwrap();
     Server::start(&[
+        (
+            "ANTENNE_TRANSCODE_PROFILES_DIR",
+            profiles.display().to_string(),
+        ),
         ("ANTENNE_JOBS_WORKFLOWS_DIR", wf.display().to_string()),
         ("ANTENNE_JOBS_WORKERS", "1".to_string()),
         (
@@ -240,7 +276,10 @@ fn storage(b: &Browser, s: &Server) {
     let old = r.body["id"].as_i64().unwrap();
     b.click("header nav a[href='#/storage']");
     b.wait("#storages [data-storage=nearline]", 10);
-    assert_eq!(b.count("#storages [data-storage=media] [role=progressbar]"), 1);
+    assert_eq!(
+        b.count("#storages [data-storage=media] [role=progressbar]"),
+        1
+    );
     let used = b.text("#storages [data-storage=media] .used");
     assert!(used.contains("free"), "{used}");
     b.click("#run-policies");
@@ -253,10 +292,7 @@ fn storage(b: &Browser, s: &Server) {
     assert!(!msg.starts_with("Copy policies done: 0 copies"), "{msg}");
     b.click("#run-audit");
     b.wait("#audit-report", 30);
-    let checked: u64 = b
-        .text("#audit-report li:first-child .big")
-        .parse()
-        .unwrap();
+    let checked: u64 = b.text("#audit-report li:first-child .big").parse().unwrap();
     assert!(checked >= 4, "source and proxy on two storages: {checked}");
     b.wait("#storage-events tr td", 10);
     assert!(b.text("#storage-events").contains("copied"));
@@ -271,7 +307,10 @@ fn storage(b: &Browser, s: &Server) {
         "return document.querySelector('#storage-message').textContent.startsWith('Purge done: 0 assets purged')",
         10,
     );
-    assert_eq!(b.count(&format!("#waiting-items tr[data-asset='{old}']")), 1);
+    assert_eq!(
+        b.count(&format!("#waiting-items tr[data-asset='{old}']")),
+        1
+    );
     let a = s.call("GET", &format!("/v1/assets/{old}"), Some(&s.admin), None);
     assert_eq!(a.status, 200, "still there: {}", a.body);
 }
@@ -293,7 +332,10 @@ fn markers(b: &Browser, s: &Server, asset: i64) {
     );
     b.click("#mark-in");
     assert_eq!(
-        b.eval("return document.querySelector('#marker-add input[name=tc_in]').value", &[]),
+        b.eval(
+            "return document.querySelector('#marker-add input[name=tc_in]').value",
+            &[]
+        ),
         json!("00:00:02:00")
     );
     b.type_into("#marker-add input[name=label]", "Goal");
@@ -718,6 +760,27 @@ fn the_panel_in_chromium() {
     );
     assert_eq!(r.status, 201, "{}", r.body);
     let source = r.body["id"].as_i64().unwrap();
+    // A second loop as its backup, and an output with failover between them.
+    let r = s.call(
+        "POST",
+        "/v1/live/sources",
+        Some(&s.admin),
+        Some(&json!({"name": "loop-b", "kind": "file_loop", "asset_id": asset_id})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let backup = r.body["id"].as_i64().unwrap();
+    let rx = common::live::Receiver::start();
+    let r = s.call(
+        "POST",
+        "/v1/live/outputs",
+        Some(&s.admin),
+        Some(
+            &json!({"name": "air", "kind": "udp", "source_id": source, "backup_id": backup,
+                    "address": format!("127.0.0.1:{}", rx.port), "profile": "live-test-180p"}),
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let output = r.body["id"].as_i64().unwrap();
 
     // ---- jobs: cancel one ----
     let r = s.call(
@@ -786,7 +849,41 @@ fn the_panel_in_chromium() {
         &format!("const c = document.querySelector(\"{card}\"); return !!c && c.querySelector('.state').textContent === 'live' && c.querySelectorAll('meter').length > 0 && c.querySelector('p.small').textContent.includes('Mb/s')"),
         20,
     );
+    // The manual failover switch: the output on its primary, then on its backup by a click.
+    let fo = format!("#outputs .failover[data-output='{output}']");
+    b.wait_for(
+        "the output on air from its primary",
+        &format!("const o = document.querySelector(\"{fo} .on-air\"); return !!o && o.textContent === 'loop'"),
+        20,
+    );
+    b.wait_for(
+        "the backup live",
+        &format!("const c = document.querySelector(\"#sources [data-source='{backup}'] .state\"); return !!c && c.textContent === 'live'"),
+        20,
+    );
+    b.click(&format!("{fo} button.take-backup"));
+    b.wait_for(
+        "the output on air from its backup, shown live",
+        &format!("const o = document.querySelector(\"{fo} .on-air\"); return !!o && o.textContent === 'loop-b' && document.querySelector(\"{fo}\").textContent.includes(\"operator's choice\")"),
+        15,
+    );
+    assert!(b.text("#live-message").contains("switching to its backup"));
+    let st = s.call(
+        "GET",
+        &format!("/v1/live/outputs/{output}/stats"),
+        Some(&s.admin),
+        None,
+    );
+    assert_eq!(st.body["last_switch"]["to"], "loop-b", "{}", st.body);
     b.screenshot("09-live");
+    let r = s.call(
+        "POST",
+        &format!("/v1/live/outputs/{output}/stop"),
+        Some(&s.admin),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    drop(rx);
     b.click(&format!("{card} .actions button"));
     b.wait_for(
         "the source stopped from the screen",

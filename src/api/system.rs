@@ -124,9 +124,8 @@ async fn cpu() -> Result<(f64, usize), ApiError> {
 pub async fn system(State(_st): State<S>, _c: Caller) -> Result<axum::Json<SystemView>, ApiError> {
     let (cpu_percent, cpus) = cpu().await?;
     let mem = read("/proc/meminfo").await?;
-    let field = |k: &str| {
-        kib_field(&mem, k).ok_or_else(|| unreadable("/proc/meminfo", format!("no {k}")))
-    };
+    let field =
+        |k: &str| kib_field(&mem, k).ok_or_else(|| unreadable("/proc/meminfo", format!("no {k}")));
     let total = field("MemTotal")?;
     let available = field("MemAvailable")?;
     let swap_total = kib_field(&mem, "SwapTotal").unwrap_or(0);
@@ -175,7 +174,10 @@ mod tests {
         assert_eq!(kib_field(mem, "MemAvailable"), Some(8_000_000 * 1024));
         assert_eq!(kib_field(mem, "Mem"), None);
         assert_eq!(kib_field(mem, "SwapTotal"), None);
-        assert_eq!(load("0.52 0.41 0.30 2/345 6789\n"), Some([0.52, 0.41, 0.30]));
+        assert_eq!(
+            load("0.52 0.41 0.30 2/345 6789\n"),
+            Some([0.52, 0.41, 0.30])
+        );
         assert_eq!(load("x"), None);
     }
 }

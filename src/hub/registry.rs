@@ -1720,12 +1720,7 @@ impl LiveService {
         let input = match to {
             "primary" => None,
             "backup" => Some(1),
-            other => {
-                return Err(invalid(
-                    "to",
-                    format!("{other:?}: `primary` or `backup`"),
-                ))
-            }
+            other => return Err(invalid("to", format!("{other:?}: `primary` or `backup`"))),
         };
         if def.profile.is_none() || (def.backup_id.is_none() && def.backup.is_none()) {
             return Err(LiveError::Conflict(format!(

@@ -21,6 +21,8 @@ export async function render(main, ctx) {
   const msg = h("p", { role: "status", id: "live-message" });
   clear(main, h("h1", {}, "Live"), msg, h("h2", {}, "Sources"), srcBox, h("h2", {}, "Outputs"), outBox);
   const history = new Map();
+  // The outputs with failover on air: their state is read again with the sources' figures.
+  const watched = new Map();
   const act = async (what, path, method = "POST") => {
     try { method === "DELETE" ? await del(path) : await post(path); msg.className = "ok"; msg.textContent = `${what}: done.`; load(); }
     catch (e) { msg.className = "error"; msg.textContent = explain(e, what); }
@@ -46,6 +48,7 @@ export async function render(main, ctx) {
       return card;
     }) : h("p", { class: "muted" }, "No live sources. Declare them in antenne.toml or create them with POST /v1/live/sources."));
     const names = new Map(sources.items.map((s) => [s.id, s.name]));
+    watched.clear();
     clear(outBox, outputs.items.length ? h("ul", { class: "outputs" }, outputs.items.map((o) => {
       const set = o.settings || {};
       const backup = set.backup_id != null ? names.get(set.backup_id) || `source ${set.backup_id}` : set.backup;
@@ -56,7 +59,10 @@ export async function render(main, ctx) {
         canAct ? (o.running ? h("button", { type: "button", onclick: () => act(`stop ${o.name}`, `/v1/live/outputs/${o.id}/stop`) }, "Stop")
                             : h("button", { type: "button", onclick: () => act(`start ${o.name}`, `/v1/live/outputs/${o.id}/start`) }, "Start")) : null,
         failover);
-      if (failover && o.running) failoverState(o, failover, names.get(o.source_id) || "primary", backup);
+      if (failover && o.running) {
+        watched.set(o.id, [o, failover, names.get(o.source_id) || "primary", backup]);
+        failoverState(o, failover, names.get(o.source_id) || "primary", backup);
+      }
       else if (failover) clear(failover, h("span", { class: "muted" }, "Failover: the output is stopped."));
       return li;
     })) : h("p", { class: "muted" }, "No outputs."));
@@ -67,6 +73,10 @@ export async function render(main, ctx) {
     let st;
     try { st = await get(`/v1/live/outputs/${o.id}/stats`); } catch (e) { clear(box, h("span", { class: "error" }, explain(e, "read the output's figures"))); return; }
     const last = st.last_switch;
+    // Redrawn only when it changed, so that a focused button stays focused.
+    const key = JSON.stringify([last, st.switches]);
+    if (box.dataset.key === key) return;
+    box.dataset.key = key;
     const onAir = last ? last.to : "—";
     const sw = async (to) => {
       try {
@@ -84,6 +94,7 @@ export async function render(main, ctx) {
   unsubscribe = subscribe((c) => { if (c.object === "live_source" || c.object === "live_output" || c.object === "*") load(); });
   timer = setInterval(() => {
     for (const img of srcBox.querySelectorAll("img.preview")) img.src = img.src.replace(/\?t=\d+/, `?t=${Date.now()}`);
+    for (const [o, box, primary, backup] of watched.values()) if (box.isConnected) failoverState(o, box, primary, backup);
     for (const card of srcBox.querySelectorAll("[data-source]")) {
       const id = Number(card.dataset.source);
       stats({ id }, card.querySelector("canvas"), card.querySelector(".meters"), card.querySelector("p.small"), history);
