@@ -447,6 +447,25 @@ fn the_page_carries_its_security_headers_and_uploads_need_the_panel_header() {
     // The API still answers its own 404 envelope beside the panel.
     let r = s.call("GET", "/v1/nope", Some(&s.admin), None);
     assert_eq!((r.status, r.code()), (404, "not_found"));
+    // The machine's figures the dashboard shows: for any logged-in user, documented.
+    assert_eq!(s.call("GET", "/v1/system", None, None).status, 401);
+    let (_, viewer) = s.user("val", "viewer");
+    let sys = s.call("GET", "/v1/system", Some(&viewer), None);
+    assert_eq!(sys.status, 200, "{}", sys.body);
+    let load = sys.body["load"].as_array().unwrap();
+    assert_eq!(load.len(), 3);
+    let cpu = sys.body["cpu_percent"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&cpu), "{}", sys.body);
+    assert!(sys.body["uptime_s"].as_f64().unwrap() > 0.0);
+    assert!(sys.body["service_rss_bytes"].as_u64().unwrap() > 0);
+    let doc = s.call("GET", "/openapi.json", None, None);
+    for path in ["/v1/system", "/v1/live/outputs/{id}/switch"] {
+        assert!(
+            doc.body["paths"][path]["get"].is_object()
+                || doc.body["paths"][path]["post"].is_object(),
+            "{path} is not documented"
+        );
+    }
 
     // The login cookie: HttpOnly, SameSite=Strict.
     let r = ureq::post(&format!("{}/v1/auth/login", s.base))
