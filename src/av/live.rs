@@ -1834,6 +1834,129 @@ mod tests {
         assert_eq!(out2[1], vec![0.0; 3]);
     }
 
+    /// The switcher over two inputs whose health the test sets: `alive[i]` a packet and a
+    /// picture just now, else none for 10 s.
+    struct Rig {
+        spec: LiveSpec,
+        shared: Vec<Arc<Shared>>,
+        names: Vec<String>,
+        manual: ManualSwitch,
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            let house = House {
+                width: 16,
+                height: 16,
+                rate: (25, 1),
+                sample_rate: 48000,
+                channels: 2,
+            };
+            let input = |n: &str| LiveInput {
+                name: n.into(),
+                source: InputSource::File(PathBuf::from(n)),
+            };
+            Rig {
+                spec: LiveSpec {
+                    inputs: vec![input("primary"), input("backup")],
+                    house,
+                    slate: Slate::Generated { ident: "x".into() },
+                    failover: Failover {
+                        return_after_s: 0.0,
+                        ..Failover::default()
+                    },
+                    outputs: vec![],
+                },
+                shared: (0..2)
+                    .map(|_| {
+                        Arc::new(Shared {
+                            buffer: Mutex::new(Buffer {
+                                video: VecDeque::new(),
+                                audio: AudioFifo::new(48000, 2),
+                                paced: false,
+                            }),
+                            counters: Arc::default(),
+                        })
+                    })
+                    .collect(),
+                names: vec!["primary".into(), "backup".into(), "slate".into()],
+                manual: ManualSwitch::default(),
+            }
+        }
+
+        fn switcher(&self, epoch: Instant) -> Switcher<'_> {
+            Switcher {
+                spec: &self.spec,
+                shared: &self.shared,
+                names: &self.names,
+                epoch,
+                healthy_since: vec![None; 2],
+                on_air: None,
+                last_picture: None,
+                taken_pts: None,
+                manual: &self.manual,
+                manual_seen: self.manual.generation(),
+            }
+        }
+    }
+
+    fn health(sw: &Switcher<'_>, alive: [bool; 2]) {
+        let now = sw.epoch.elapsed().as_millis() as u64 + 1;
+        for (i, a) in alive.iter().enumerate() {
+            let c = &sw.shared[i].counters;
+            let t = if *a { now + 10_000 } else { 1 };
+            c.last_packet_ms.store(t, Ordering::Relaxed);
+            c.last_video_ms.store(t, Ordering::Relaxed);
+            let mut b = lock(&sw.shared[i].buffer);
+            b.video.clear();
+            if *a {
+                b.video.push_back((0.0, ff::frame::Video::empty()));
+            }
+        }
+    }
+
+    #[test]
+    fn an_operators_choice_is_taken_now_and_kept_like_the_primary() {
+        let rig = Rig::new();
+        // Counters count from an epoch 20 s ago, so that "none for 10 s" can be said.
+        let mut sw = rig.switcher(Instant::now() - Duration::from_secs(20));
+        let to = |e: Option<SwitchEvent>| e.map(|e| (e.to, e.reason));
+        health(&sw, [true, true]);
+        assert_eq!(
+            to(sw.decide(0)),
+            Some((OnAir::Input(0), SwitchReason::Start))
+        );
+        assert_eq!(to(sw.decide(1)), None);
+        // The operator takes the backup: at once, and kept while the primary is healthy.
+        rig.manual.prefer(Some(1));
+        assert_eq!(
+            to(sw.decide(2)),
+            Some((OnAir::Input(1), SwitchReason::Operator))
+        );
+        assert_eq!(to(sw.decide(3)), None);
+        // The chosen input fails: the primary; back to the choice once it is healthy again.
+        health(&sw, [true, false]);
+        assert!(matches!(
+            to(sw.decide(4)),
+            Some((OnAir::Input(0), SwitchReason::NoPacket { .. }))
+        ));
+        health(&sw, [true, true]);
+        assert!(matches!(
+            to(sw.decide(5)),
+            Some((OnAir::Input(1), SwitchReason::Restored { .. }))
+        ));
+        // Back to the primary by choice; a choice of an input that is not healthy waits.
+        rig.manual.prefer(None);
+        assert_eq!(
+            to(sw.decide(6)),
+            Some((OnAir::Input(0), SwitchReason::Operator))
+        );
+        health(&sw, [true, false]);
+        rig.manual.prefer(Some(1));
+        assert_eq!(to(sw.decide(7)), None);
+        assert_eq!(sw.on_air, Some(OnAir::Input(0)));
+    }
+
     #[test]
     fn a_discontinuity_restarts_the_buffer() {
         let mut f = AudioFifo::new(1000, 1);
