@@ -158,6 +158,8 @@ pub enum SwitchReason {
     Ended,
     /// A better input has been healthy this long.
     Restored { healthy_s: f64 },
+    /// An operator chose the input (see [`ManualSwitch`]).
+    Operator,
 }
 
 impl std::fmt::Display for SwitchReason {
@@ -173,6 +175,7 @@ impl std::fmt::Display for SwitchReason {
             SwitchReason::Restored { healthy_s } => {
                 write!(f, "restored (healthy for {healthy_s:.1} s)")
             }
+            SwitchReason::Operator => write!(f, "operator's choice"),
         }
     }
 }
@@ -227,6 +230,38 @@ pub struct LiveProgress {
     /// own timeline (seconds): how far the output runs behind its source.
     pub last_input_frame: Mutex<Option<(u64, f64)>>,
     pub inputs: Mutex<Vec<Arc<InputCounters>>>,
+    /// The operator's choice of input, read by the switcher before each frame.
+    pub manual: Arc<ManualSwitch>,
+}
+
+/// An operator's choice of the preferred input: taken at once when healthy, then kept like the
+/// primary is otherwise (left when it fails, taken back once healthy for `return_after_s`).
+#[derive(Debug, Default)]
+pub struct ManualSwitch {
+    /// 0: none (the primary is preferred); `i + 1`: input `i`.
+    wanted: AtomicU64,
+    /// Bumped by each choice, so that choosing the same input again switches again.
+    generation: AtomicU64,
+}
+
+impl ManualSwitch {
+    /// Prefers input `i` (`None`: back to the normal order, the primary first) from now on.
+    pub fn prefer(&self, input: Option<usize>) {
+        self.wanted
+            .store(input.map_or(0, |i| i as u64 + 1), Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn preferred(&self) -> Option<usize> {
+        match self.wanted.load(Ordering::Acquire) {
+            0 => None,
+            n => Some((n - 1) as usize),
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
 }
 
 impl LiveProgress {
@@ -1385,6 +1420,8 @@ pub fn run(
         on_air: None,
         last_picture: None,
         taken_pts: None,
+        manual: &progress.manual,
+        manual_seen: progress.manual.generation(),
     };
     let frame = Duration::from_secs_f64(h.frame_s());
     // Wait for an input (or the start wait to pass) before the clock starts; once one is
@@ -1479,6 +1516,9 @@ struct Switcher<'a> {
     last_picture: Option<ff::frame::Video>,
     /// The input time of the picture `next_frame` took fresh from an input.
     taken_pts: Option<f64>,
+    manual: &'a ManualSwitch,
+    /// The operator's last choice acted on.
+    manual_seen: u64,
 }
 
 /// Why an input is not healthy now, if it is not.
@@ -1548,34 +1588,62 @@ impl Switcher<'_> {
         self.update_health();
         let healthy_for =
             |s: &Self, i: usize| s.healthy_since[i].map(|t| t.elapsed().as_secs_f64());
-        let best_healthy = (0..self.spec.inputs.len()).find(|&i| self.healthy_since[i].is_some());
-        let (to, reason) = match self.on_air {
-            None => match best_healthy {
+        let count = self.spec.inputs.len();
+        // The inputs in order of preference: the operator's choice, then the primary first.
+        let preferred = self.manual.preferred().filter(|&i| i < count);
+        let order: Vec<usize> = preferred
+            .into_iter()
+            .chain((0..count).filter(|&i| Some(i) != preferred))
+            .collect();
+        let chosen = self.manual.generation();
+        let operator = if chosen != self.manual_seen && self.on_air.is_some() {
+            self.manual_seen = chosen;
+            // The choice is taken now if that input is healthy; otherwise it only orders.
+            let target = preferred.unwrap_or(0);
+            (target < count
+                && self.healthy_since[target].is_some()
+                && self.on_air != Some(OnAir::Input(target)))
+            .then_some((OnAir::Input(target), SwitchReason::Operator))
+        } else {
+            None
+        };
+        let best_healthy = order
+            .iter()
+            .copied()
+            .find(|&i| self.healthy_since[i].is_some());
+        let (to, reason) = match (operator, self.on_air) {
+            (Some(choice), _) => choice,
+            (None, None) => match best_healthy {
                 Some(i) => (OnAir::Input(i), SwitchReason::Start),
                 None => (OnAir::Slate, SwitchReason::NoInputAtStart),
             },
-            Some(OnAir::Input(a)) => match self.sickness(a) {
+            (None, Some(OnAir::Input(a))) => match self.sickness(a) {
                 Some(sick) => {
                     let reason = match sick {
                         Sick::NoPacket(ms) => SwitchReason::NoPacket { silent_ms: ms },
                         Sick::NoVideo(ms) => SwitchReason::NoVideo { silent_ms: ms },
                         Sick::Ended => SwitchReason::Ended,
                     };
-                    let next = (0..self.spec.inputs.len())
+                    let next = order
+                        .iter()
+                        .copied()
                         .find(|&i| i != a && self.healthy_since[i].is_some());
                     (next.map_or(OnAir::Slate, OnAir::Input), reason)
                 }
                 None => {
-                    let back = (0..a).find(|&i| {
+                    let rank = order.iter().position(|&i| i == a).unwrap_or(count);
+                    let back = order[..rank].iter().copied().find(|&i| {
                         healthy_for(self, i).is_some_and(|s| s >= self.spec.failover.return_after_s)
                     })?;
                     let s = healthy_for(self, back).unwrap_or(0.0);
                     (OnAir::Input(back), SwitchReason::Restored { healthy_s: s })
                 }
             },
-            Some(OnAir::Slate) => {
+            (None, Some(OnAir::Slate)) => {
                 let settle = self.spec.failover.settle_s();
-                let back = (0..self.spec.inputs.len())
+                let back = order
+                    .iter()
+                    .copied()
                     .find(|&i| healthy_for(self, i).is_some_and(|s| s >= settle))?;
                 let s = healthy_for(self, back).unwrap_or(0.0);
                 (OnAir::Input(back), SwitchReason::Restored { healthy_s: s })
@@ -1764,6 +1832,129 @@ mod tests {
         let mut out2 = vec![Vec::new(), Vec::new()];
         assert_eq!(e.take(None, 3, &mut out2), 3);
         assert_eq!(out2[1], vec![0.0; 3]);
+    }
+
+    /// The switcher over two inputs whose health the test sets: `alive[i]` a packet and a
+    /// picture just now, else none for 10 s.
+    struct Rig {
+        spec: LiveSpec,
+        shared: Vec<Arc<Shared>>,
+        names: Vec<String>,
+        manual: ManualSwitch,
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            let house = House {
+                width: 16,
+                height: 16,
+                rate: (25, 1),
+                sample_rate: 48000,
+                channels: 2,
+            };
+            let input = |n: &str| LiveInput {
+                name: n.into(),
+                source: InputSource::File(PathBuf::from(n)),
+            };
+            Rig {
+                spec: LiveSpec {
+                    inputs: vec![input("primary"), input("backup")],
+                    house,
+                    slate: Slate::Generated { ident: "x".into() },
+                    failover: Failover {
+                        return_after_s: 0.0,
+                        ..Failover::default()
+                    },
+                    outputs: vec![],
+                },
+                shared: (0..2)
+                    .map(|_| {
+                        Arc::new(Shared {
+                            buffer: Mutex::new(Buffer {
+                                video: VecDeque::new(),
+                                audio: AudioFifo::new(48000, 2),
+                                paced: false,
+                            }),
+                            counters: Arc::default(),
+                        })
+                    })
+                    .collect(),
+                names: vec!["primary".into(), "backup".into(), "slate".into()],
+                manual: ManualSwitch::default(),
+            }
+        }
+
+        fn switcher(&self, epoch: Instant) -> Switcher<'_> {
+            Switcher {
+                spec: &self.spec,
+                shared: &self.shared,
+                names: &self.names,
+                epoch,
+                healthy_since: vec![None; 2],
+                on_air: None,
+                last_picture: None,
+                taken_pts: None,
+                manual: &self.manual,
+                manual_seen: self.manual.generation(),
+            }
+        }
+    }
+
+    fn health(sw: &Switcher<'_>, alive: [bool; 2]) {
+        let now = sw.epoch.elapsed().as_millis() as u64 + 1;
+        for (i, a) in alive.iter().enumerate() {
+            let c = &sw.shared[i].counters;
+            let t = if *a { now + 10_000 } else { 1 };
+            c.last_packet_ms.store(t, Ordering::Relaxed);
+            c.last_video_ms.store(t, Ordering::Relaxed);
+            let mut b = lock(&sw.shared[i].buffer);
+            b.video.clear();
+            if *a {
+                b.video.push_back((0.0, ff::frame::Video::empty()));
+            }
+        }
+    }
+
+    #[test]
+    fn an_operators_choice_is_taken_now_and_kept_like_the_primary() {
+        let rig = Rig::new();
+        // Counters count from an epoch 20 s ago, so that "none for 10 s" can be said.
+        let mut sw = rig.switcher(Instant::now() - Duration::from_secs(20));
+        let to = |e: Option<SwitchEvent>| e.map(|e| (e.to, e.reason));
+        health(&sw, [true, true]);
+        assert_eq!(
+            to(sw.decide(0)),
+            Some((OnAir::Input(0), SwitchReason::Start))
+        );
+        assert_eq!(to(sw.decide(1)), None);
+        // The operator takes the backup: at once, and kept while the primary is healthy.
+        rig.manual.prefer(Some(1));
+        assert_eq!(
+            to(sw.decide(2)),
+            Some((OnAir::Input(1), SwitchReason::Operator))
+        );
+        assert_eq!(to(sw.decide(3)), None);
+        // The chosen input fails: the primary; back to the choice once it is healthy again.
+        health(&sw, [true, false]);
+        assert!(matches!(
+            to(sw.decide(4)),
+            Some((OnAir::Input(0), SwitchReason::NoPacket { .. }))
+        ));
+        health(&sw, [true, true]);
+        assert!(matches!(
+            to(sw.decide(5)),
+            Some((OnAir::Input(1), SwitchReason::Restored { .. }))
+        ));
+        // Back to the primary by choice; a choice of an input that is not healthy waits.
+        rig.manual.prefer(None);
+        assert_eq!(
+            to(sw.decide(6)),
+            Some((OnAir::Input(0), SwitchReason::Operator))
+        );
+        health(&sw, [true, false]);
+        rig.manual.prefer(Some(1));
+        assert_eq!(to(sw.decide(7)), None);
+        assert_eq!(sw.on_air, Some(OnAir::Input(0)));
     }
 
     #[test]

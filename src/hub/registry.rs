@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use super::monitor::{Monitor, MonitorStats};
 use super::{Hub, HubReader, ReaderStats, Recv};
+use crate::av::live::ManualSwitch;
 use crate::av::monitor::Preview;
 use crate::av::packets::{PacketReader, SubscriberStats};
 use crate::catalog::live::{LiveRow, LiveTable, LiveWrite};
@@ -139,6 +140,8 @@ pub struct Transcode {
     pub return_after_s: f64,
     /// Told of every switch.
     pub on_switch: Box<dyn FnMut(Switch) + Send>,
+    /// The operator's choice of input, set by [`LiveService::switch_output`].
+    pub manual: Arc<ManualSwitch>,
 }
 
 /// One switch of a transcoding output, as the change feed and the stats show it.
@@ -160,6 +163,7 @@ struct Failstate {
     /// Set once the engine has put something other than the primary on air.
     off_primary: AtomicBool,
     last: Mutex<Option<Switch>>,
+    manual: Arc<ManualSwitch>,
 }
 
 /// The transports this build has, by kind.
@@ -1186,6 +1190,7 @@ impl LiveService {
                     }
                     *plock(&fail.last) = Some(s);
                 }),
+                manual: o.fail.manual.clone(),
             };
             let t = hook.start(t, o.link.clone())?;
             return Ok(Some(Forward {
@@ -1703,6 +1708,60 @@ impl LiveService {
             .live_set_running(LiveTable::Outputs, id, false)
             .await?;
         self.halt_output(id);
+        self.get_output(id).await
+    }
+
+    /// Puts an output with failover on its `primary` or its `backup` now (when that source
+    /// delivers), and keeps preferring it: the automatic rules go on from there (a failing
+    /// choice is left, and taken back once healthy). The switch is an event like the others.
+    pub async fn switch_output(&self, id: i64, to: &str) -> Result<OutputView, LiveError> {
+        let r = self.catalog.live_get(LiveTable::Outputs, id).await?;
+        let def: LiveOutput = parse_row(&r)?;
+        let input = match to {
+            "primary" => None,
+            "backup" => Some(1),
+            other => return Err(invalid("to", format!("{other:?}: `primary` or `backup`"))),
+        };
+        if def.profile.is_none() || (def.backup_id.is_none() && def.backup.is_none()) {
+            return Err(LiveError::Conflict(format!(
+                "live output {:?} has no failover: give it a `profile` and a `backup` source",
+                def.name
+            )));
+        }
+        {
+            let g = self.lock();
+            let o = g
+                .outputs
+                .get(&id)
+                .filter(|o| o.forward.as_ref().is_some_and(|f| f.transcode.is_some()))
+                .ok_or_else(|| {
+                    LiveError::Conflict(format!("live output {:?} is not on air", def.name))
+                })?;
+            let source = match input {
+                None => Some(o.source_id),
+                Some(_) => match (o.def.backup_id, &o.def.backup) {
+                    (Some(b), _) => Some(b),
+                    (None, Some(n)) => g
+                        .sources
+                        .iter()
+                        .find(|(_, s)| &s.def.name == n)
+                        .map(|(i, _)| *i),
+                    (None, None) => None,
+                },
+            };
+            let live = source
+                .and_then(|s| g.sources.get(&s))
+                .is_some_and(|s| s.state == LinkState::Live);
+            if !live {
+                return Err(LiveError::Conflict(format!(
+                    "the {to} source of live output {:?} is not live: switching to it would put \
+                     nothing on air",
+                    def.name
+                )));
+            }
+            o.fail.manual.prefer(input);
+        }
+        tracing::info!(output = id, to, "live output: operator switch");
         self.get_output(id).await
     }
 
