@@ -364,7 +364,7 @@ pub struct LiveSource {
     /// file_loop: a catalog asset whose source file is played in a loop (in place of `path`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub asset_id: Option<i64>,
-    /// hls_pull: the upstream playlist URL (a master or a media playlist; `http://`).
+    /// hls_pull: the upstream playlist URL (a master or a media playlist; `http://` or `https://`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// hls_pull, master playlist: the variant to take, by its `NAME`, `VIDEO` group or URI
@@ -374,6 +374,10 @@ pub struct LiveSource {
     /// hls_pull, master playlist: the highest variant bandwidth taken, in bits/s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_bandwidth: Option<u64>,
+    /// hls_pull over https: a PEM file of CA certificates trusted besides the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// srt: the receiver latency in ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<u32>,

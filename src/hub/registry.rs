@@ -317,6 +317,7 @@ impl Transports {
                     url: s.url.clone().ok_or_else(|| invalid("url", "required"))?,
                     variant: s.variant.clone(),
                     max_bandwidth: s.max_bandwidth,
+                    ca_file: s.ca_file.clone(),
                 };
                 let input = crate::ingest::hls::HlsPull::start(spec, sink)
                     .map_err(|e| start_err(format!("source {:?}", s.name), e))?;
@@ -458,7 +459,7 @@ fn source_fields(kind: &str) -> &'static [&'static str] {
             "stream_id",
         ],
         "rtmp" => &["address", "key"],
-        "hls_pull" => &["url", "variant", "max_bandwidth"],
+        "hls_pull" => &["url", "variant", "max_bandwidth", "ca_file"],
         "ndi" | "sdi" => &["device"],
         _ => &[],
     }
@@ -606,14 +607,19 @@ pub fn check_source(
         }
         "hls_pull" => {
             let u = s.url.as_deref().unwrap_or_default();
-            if u.starts_with("https://") {
+            let https = u.starts_with("https://");
+            if !(https || u.starts_with("http://")) || u.parse::<hyper::Uri>().is_err() {
                 return Err(invalid(
                     "url",
-                    "https:// is not supported by this build: give an http:// playlist URL",
+                    "required: an http:// or https:// playlist URL",
                 ));
             }
-            if !u.starts_with("http://") || u.parse::<hyper::Uri>().is_err() {
-                return Err(invalid("url", "required: an http:// playlist URL"));
+            if let Some(p) = &s.ca_file {
+                if !https {
+                    return Err(invalid("ca_file", "only with an https:// url"));
+                }
+                crate::ingest::hls::read_ca_file(p)
+                    .map_err(|e| invalid("ca_file", e.to_string()))?;
             }
             if s.max_bandwidth == Some(0) {
                 return Err(invalid("max_bandwidth", "a positive number of bits/s"));
