@@ -314,6 +314,9 @@ pub struct Live {
     pub reader_queue: u32,
     /// Seconds between two preview pictures of a running source.
     pub preview_s: u32,
+    /// Seconds a source or output stays this appliance's without a renewal, when several
+    /// appliances share one catalog: another takes it over after that (2-3600).
+    pub lease_s: u32,
     pub sources: Vec<LiveSource>,
     pub outputs: Vec<LiveOutput>,
     /// Recordings started on a schedule.
@@ -326,6 +329,7 @@ impl Default for Live {
             loss_ms: 500,
             reader_queue: 1024,
             preview_s: 5,
+            lease_s: 15,
             sources: Vec::new(),
             outputs: Vec::new(),
             recordings: Vec::new(),
@@ -836,6 +840,9 @@ fn check_live(c: &ApplianceConfig, bad: &mut impl FnMut(&'static str, String)) {
             "live",
             "loss_ms must be 50-60000, reader_queue at least 1 and preview_s 1-3600".into(),
         );
+    }
+    if !(2..=3600).contains(&c.live.lease_s) {
+        bad("live.lease_s", "2-3600 seconds".into());
     }
     let mut sources = BTreeMap::new();
     for s in &c.live.sources {
