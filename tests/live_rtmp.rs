@@ -5,28 +5,18 @@
 
 mod common;
 
-use common::live::{create, free_tcp_port, stats, wait_for, Receiver};
+use common::live::{create, free_tcp_port, stats, wait_for, Proc, Receiver};
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::server::Server;
 use serde_json::json;
-
-/// Kills the process when dropped (a failing test leaves no ffmpeg behind).
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// ffmpeg sending a generated H.264 + AAC clip of `size` at real-time pace.
 fn send(seconds: u32, size: &str, muxer: &str, extra: &[&str], url: &str) -> Proc {
