@@ -856,9 +856,9 @@ fn declared_sources_run_and_are_changed_in_the_file_only() {
 
 /// Two appliances on one PostgreSQL catalog (a 2 s lease): a source and its output run on the
 /// appliance that made them and only there (the other shows who runs them and keeps off the
-/// port, lease after lease); when that appliance dies (`kill -9`, nothing given back) the other
-/// takes both over once the lease has run out and carries the feed; stopped through it, nobody
-/// runs the source.
+/// port, lease after lease; a change made through it reaches the one that runs them); when that
+/// appliance dies (`kill -9`, nothing given back) the other takes both over once the lease has
+/// run out and carries the feed; stopped through it, nobody runs the source.
 #[test]
 fn two_appliances_run_a_source_once_and_one_takes_over_when_the_other_dies() {
     let pg = Pg::start().expect("PostgreSQL installed");
@@ -910,6 +910,21 @@ fn two_appliances_run_a_source_once_and_one_takes_over_when_the_other_dies() {
             "{v}"
         );
     }
+    // Changed through beta: alpha, which runs it, restarts it with the change.
+    let r = b.call(
+        "PUT",
+        &format!("/v1/live/sources/{src}"),
+        Some(&b.admin),
+        Some(
+            &json!({"name": "shared", "kind": "udp", "address": format!("127.0.0.1:{port}"),
+                     "buffer_ms": 0, "loss_ms": 800}),
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_for(Duration::from_secs(5), "alpha runs the change", || {
+        (stats(&a, "sources", src)["loss_ms"] == 800).then_some(())
+    });
+    assert_eq!(view(&b, "sources", src)["owner"], "alpha");
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     let send = |from: u8, to: u8| {
         let mut sent = Vec::new();

@@ -549,8 +549,11 @@ fn https_server(dir: &Path, cert: &Path, key: &Path) -> (Proc, u16) {
 /// made.
 #[test]
 fn hls_pull_over_https_trusts_its_ca_file_and_refuses_bad_certificates() {
-    let s = Server::start(&[]);
     let work = tempfile::tempdir().unwrap();
+    let s = Server::start(&[(
+        "ANTENNE_INGEST_ROOTS",
+        format!("[\"{}\"]", work.path().display()),
+    )]);
     let origin = work.path().join("origin");
     std::fs::create_dir(&origin).unwrap();
     let (ca, cert, key) = make_certificates(work.path());
@@ -564,6 +567,11 @@ fn hls_pull_over_https_trusts_its_ca_file_and_refuses_bad_certificates() {
         ),
         (
             json!({"name": "x", "kind": "hls_pull", "url": url, "ca_file": key}),
+            "ca_file",
+        ),
+        // Over the API, a CA file outside the ingest roots is not read.
+        (
+            json!({"name": "x", "kind": "hls_pull", "url": url, "ca_file": "/etc/ssl/certs/ca-certificates.crt"}),
             "ca_file",
         ),
         (

@@ -614,11 +614,18 @@ pub fn check_source(
                     "required: an http:// or https:// playlist URL",
                 ));
             }
-            if let Some(p) = &s.ca_file {
+            if let Some(p) = s.ca_file.clone() {
                 if !https {
                     return Err(invalid("ca_file", "only with an https:// url"));
                 }
-                crate::ingest::hls::read_ca_file(p)
+                // Over the API, only a file inside the ingest roots is read.
+                if let Some(c) = confine {
+                    let resolved = crate::ingest::confine(&p.to_string_lossy(), &c.roots)
+                        .map_err(|e| invalid("ca_file", e.to_string()))?;
+                    s.ca_file = Some(resolved);
+                }
+                let p = s.ca_file.clone().unwrap_or(p);
+                crate::ingest::hls::read_ca_file(&p)
                     .map_err(|e| invalid("ca_file", e.to_string()))?;
             }
             if s.max_bandwidth == Some(0) {
@@ -1129,7 +1136,8 @@ impl LiveService {
 
     /// Keeps this appliance's leases until `stop` (then gives them back): renews them every
     /// third of the lease, stops what another appliance took over, takes over what should run
-    /// and runs nowhere, and stops what was stopped or deleted through another appliance.
+    /// and runs nowhere, and stops (or restarts) what was stopped or deleted (or changed)
+    /// through another appliance.
     pub async fn hold_leases(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
         let every = (self.owner.lease / 3).max(Duration::from_millis(200));
         loop {
@@ -1189,15 +1197,43 @@ impl LiveService {
                     g.outputs.keys().copied().collect()
                 }
             };
-            // Stopped or deleted through another appliance.
+            // Stopped, deleted or changed through another appliance.
             for id in &here {
-                if !rows.iter().any(|r| r.id == *id && r.running) {
+                let Some(r) = rows.iter().find(|r| r.id == *id && r.running) else {
                     if is_source {
                         self.halt_source(*id);
                     } else {
                         self.halt_output(*id);
                     }
                     self.release(t, *id).await;
+                    continue;
+                };
+                let running = {
+                    let g = self.lock();
+                    if is_source {
+                        g.sources.get(id).map(|s| serde_json::to_value(&s.def))
+                    } else {
+                        g.outputs.get(id).map(|o| serde_json::to_value(&o.def))
+                    }
+                };
+                let stored = serde_json::from_str::<serde_json::Value>(&r.settings).ok();
+                let changed = match (running, stored) {
+                    (Some(Ok(now)), Some(stored)) => now != stored,
+                    _ => false,
+                };
+                if !changed {
+                    continue;
+                }
+                tracing::info!(name = %r.name, "live: changed through another appliance, restarted");
+                let restarted = if is_source {
+                    parse_row(r).and_then(|d| self.run_source(r.id, d))
+                } else {
+                    parse_row(r).and_then(|d| self.run_output(r.id, r.source_id.unwrap_or(0), d))
+                };
+                if let Err(e) = restarted {
+                    tracing::error!(name = %r.name, error = %e, "live: not restarted");
+                    self.lock().failed.insert((is_source, r.id), e.to_string());
+                    self.release(t, r.id).await;
                 }
             }
             let mut elsewhere = BTreeMap::new();
