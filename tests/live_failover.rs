@@ -6,9 +6,8 @@
 
 mod common;
 
-use common::live::{create, free_udp_port, Receiver};
+use common::live::{create, events, free_udp_port, stats, Receiver};
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -48,41 +47,6 @@ bitrate = "96k"
 sample_rate = 48000
 tracks = ["stereo"]
 "#;
-
-fn stats(s: &Server, id: i64) -> Value {
-    let r = s.call(
-        "GET",
-        &format!("/v1/live/outputs/{id}/stats"),
-        Some(&s.admin),
-        None,
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.body
-}
-
-/// The `/v1/events` lines of live outputs, as JSON.
-fn events(s: &Server) -> mpsc::Receiver<Value> {
-    let (tx, rx) = mpsc::channel();
-    let resp = ureq::get(&format!("{}/v1/events", s.base))
-        .set("authorization", &format!("Bearer {}", s.admin))
-        .call()
-        .unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(resp.into_reader())
-            .lines()
-            .map_while(Result::ok)
-        {
-            let Some(d) = l.strip_prefix("data:") else {
-                continue;
-            };
-            let v: Value = serde_json::from_str(d.trim()).unwrap_or_default();
-            if v["object"] == "live_output" && tx.send(v).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
 
 /// Waits for the output's next `switched` event; returns what it says (from, to, reason).
 fn wait_switch(rx: &mpsc::Receiver<Value>, id: i64, within: Duration) -> Value {
@@ -213,7 +177,7 @@ fn a_transcoding_output_fails_over_to_the_backup_then_the_slate_and_back() {
     let mut primary = send(pp, 440);
     let mut backup = send(bp, 880);
     let rx = Receiver::start();
-    let ev = events(&s);
+    let ev = events(&s, "live_output");
     let out = create(
         &s,
         "outputs",
@@ -223,7 +187,7 @@ fn a_transcoding_output_fails_over_to_the_backup_then_the_slate_and_back() {
     );
     // On air from the primary.
     wait_bytes(&rx, 200_000, Duration::from_secs(20));
-    let st = stats(&s, out);
+    let st = stats(&s, "outputs", out);
     assert_eq!(st["last_switch"]["to"], "primary", "{st}");
     assert_eq!(st["switches"], 0, "{st}");
     // The source is demuxed once: the output's input and the monitor both take the packets of
@@ -259,7 +223,7 @@ fn a_transcoding_output_fails_over_to_the_backup_then_the_slate_and_back() {
         sw["reason"].as_str().unwrap_or("").contains("no packet"),
         "{sw}"
     );
-    let st = stats(&s, out);
+    let st = stats(&s, "outputs", out);
     assert_eq!(st["last_switch"]["from"], "primary", "{st}");
     assert_eq!(st["last_switch"]["to"], "backup", "{st}");
     assert!(
@@ -281,7 +245,7 @@ fn a_transcoding_output_fails_over_to_the_backup_then_the_slate_and_back() {
         (&json!("backup"), &json!("slate")),
         "{sw}"
     );
-    let st = stats(&s, out);
+    let st = stats(&s, "outputs", out);
     assert_eq!(st["last_switch"]["to"], "slate", "{st}");
     assert_eq!(st["switches"], 2, "{st}");
     wait_bytes(&rx, 150_000, Duration::from_secs(5));
@@ -301,7 +265,7 @@ fn a_transcoding_output_fails_over_to_the_backup_then_the_slate_and_back() {
     );
     wait_bytes(&rx, 150_000, Duration::from_secs(5));
     std::thread::sleep(hold);
-    let st = stats(&s, out);
+    let st = stats(&s, "outputs", out);
     assert_eq!(st["switches"], 3, "{st}");
     assert_eq!(st["state"], "live", "{st}");
     let (m, bytes) = s.request("GET", "/metrics", Some(&s.admin), &[], None);

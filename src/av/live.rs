@@ -869,6 +869,10 @@ struct Conform {
     next_video_s: Option<f64>,
     /// Where this pass of the input has reached (seconds, offset included).
     end_s: f64,
+    /// An interlaced picture came: every picture from then on is deinterlaced field by field
+    /// (one flagged progressive passes as it is), so that no scaling mixes two instants and a
+    /// field-rate house keeps each field's motion.
+    interlaced: bool,
 }
 
 impl Conform {
@@ -882,6 +886,7 @@ impl Conform {
             agraph: None,
             next_video_s: None,
             end_s: offset_s,
+            interlaced: false,
         }
     }
 
@@ -899,13 +904,20 @@ impl Conform {
         };
         f.set_pts(ts);
         let args = graph::video_source_args(f, self.vtb);
-        if jumped || self.vgraph.as_ref().is_some_and(|(_, a)| *a != args) {
+        let first_interlaced = f.is_interlaced() && !self.interlaced;
+        if first_interlaced || jumped || self.vgraph.as_ref().is_some_and(|(_, a)| *a != args) {
+            self.interlaced |= first_interlaced;
             self.vgraph = None;
         }
         if self.vgraph.is_none() {
             let h = self.house;
+            let deinterlace = if self.interlaced {
+                "bwdif=mode=send_field:parity=auto:deint=interlaced,"
+            } else {
+                ""
+            };
             let chain = format!(
-                "[in]fps={}/{},scale={}:{},setsar=1,format=yuv420p[out]",
+                "[in]{deinterlace}fps={}/{},scale={}:{},setsar=1,format=yuv420p[out]",
                 h.rate.0, h.rate.1, h.width, h.height
             );
             let src = Source::new("in", args.clone(), false);
