@@ -1220,3 +1220,107 @@ fn items_are_brought_to_the_channel_loudness() {
     // And both sit near the target (a 2–3 kHz tone: K-weighting adds about 3 dB to RMS).
     assert!((-30.0..-18.0).contains(&l), "{l:.1} dB");
 }
+
+/// The mean luma of each decoded picture's rectangle (x, y, w, h).
+fn region_luma(ts: &Path, r: (usize, usize, usize, usize)) -> Vec<f64> {
+    let o = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(ts)
+        .args(["-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "gray", "-"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let (x, y, w, h) = r;
+    o.stdout
+        .chunks_exact((W * H) as usize)
+        .map(|f| {
+            let mut sum = 0.0;
+            for row in y..y + h {
+                for col in x..x + w {
+                    sum += f64::from(f[row * W as usize + col]);
+                }
+            }
+            sum / (w * h) as f64
+        })
+        .collect()
+}
+
+/// A 5.1 house with the timecode/clock overlay: the TS carries a stereo downmix and the 5.1
+/// (two AAC tracks, 2 and 6 channels, each as long as the video); the overlay is drawn in the
+/// lower left (black in the clip) on every picture, and leaves the clip's coded frames intact.
+#[test]
+fn surround_house_and_timecode_overlay() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = make_clip(dir.path(), 1, "25", false, 3.0);
+    let out = dir.path().join("surround.ts");
+    let aired = air(
+        |s| {
+            s.house.channels = 6;
+            s.overlay_timecode = true;
+        },
+        (25, 1),
+        false,
+        vec![file_slot("A", 0, 60, &a, 0)],
+        60,
+        &out,
+        TsAudio::Aac { bitrate: 96_000 },
+    );
+    assert_eq!(aired[0].frames, 60);
+    let o = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type,codec_name,channels,duration",
+            "-of",
+            "json",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let audio: Vec<(String, u64)> = v["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["codec_type"] == "audio")
+        .map(|s| {
+            (
+                s["codec_name"].as_str().unwrap().to_string(),
+                s["channels"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        audio,
+        [("aac".to_string(), 2), ("aac".to_string(), 6)],
+        "{v}"
+    );
+    // The 5.1 carries the clip's sound (upmixed), not silence.
+    let o = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(&out)
+        .args(["-map", "0:a:1", "-af", "pan=mono|c0=FL", "-f", "f32le", "-"])
+        .output()
+        .unwrap();
+    let s: Vec<f32> = o
+        .stdout
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let peak = s.iter().fold(0f32, |m, x| m.max(x.abs()));
+    assert!(
+        s.len() > 48_000 && peak > 0.05,
+        "{} samples, peak {peak}",
+        s.len()
+    );
+    let corner = region_luma(&out, (20, 140, 60, 30));
+    assert!(corner.len() >= 59, "{} pictures", corner.len());
+    assert!(
+        corner.iter().all(|&l| l > 40.0),
+        "the overlay is on every picture: {corner:?}"
+    );
+    let got = codes(&out);
+    assert_eq!(got[0], Some((1, 0)));
+    assert_eq!(got[59], Some((1, 59)));
+}

@@ -33,6 +33,10 @@ pub struct ChannelRun {
     pub timeline: Arc<dyn Timeline>,
     /// Where to report each slot once it has left air (it becomes an as-run record).
     pub aired: mpsc::UnboundedSender<(i64, Aired)>,
+    /// The filler's files (its house ids found in the catalog); empty: the generated slate.
+    pub filler: Vec<PathBuf>,
+    /// The logo's file (a path, or a house id found in the catalog).
+    pub logo: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -274,7 +278,7 @@ impl PlayoutService {
                 continue;
             }
             if r.running {
-                if let Err(e) = s.start_engine(r.id) {
+                if let Err(e) = s.start_engine(r.id).await {
                     tracing::warn!(channel = r.id, error = %e, "playout: channel not started");
                 }
             }
@@ -289,7 +293,7 @@ impl PlayoutService {
         }
         for r in self.catalog.channels().await? {
             if r.running {
-                if let Err(e) = self.start_engine(r.id) {
+                if let Err(e) = self.start_engine(r.id).await {
                     tracing::warn!(channel = r.id, error = %e, "playout: channel not started");
                 }
             }
@@ -339,6 +343,12 @@ impl PlayoutService {
                                 status: a.status,
                                 duration_s: a.duration_s,
                                 path: PathBuf::from(a.path),
+                                not_approved: match self.catalog.is_approved(a.id).await? {
+                                    crate::catalog::review::Approval::Approved { .. } => None,
+                                    crate::catalog::review::Approval::NotApproved { reason } => {
+                                        Some(reason)
+                                    }
+                                },
                                 windows: a
                                     .windows
                                     .into_iter()
@@ -523,7 +533,7 @@ impl PlayoutService {
     pub async fn schedule(&self, id: i64, day: Option<&str>, who: &Principal) -> Res<ScheduleView> {
         let (ch, clock, items, version, lib, plan) = self.snapshot(id)?;
         self.may_use(who, &items).await?;
-        let mut v = Self::schedule_view(id, &ch, &clock, items, version, &lib, &plan);
+        let mut v = self.schedule_view(id, &ch, &clock, items, version, &lib, &plan);
         if let Some(d) = day {
             let ok = d.len() == 10 && model::parse_rfc3339(&format!("{d}T00:00:00Z")).is_some();
             if !ok {
@@ -537,7 +547,9 @@ impl PlayoutService {
         Ok(v)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn schedule_view(
+        &self,
         id: i64,
         ch: &Channel,
         clock: &FrameClock,
@@ -549,6 +561,7 @@ impl PlayoutService {
         let place = Territory {
             territory: ch.territory.clone(),
             platform: ch.platform.clone(),
+            require_approval: ch.require_approval || self.cfg.require_approval,
         };
         let warnings = validate::validate(&items, plan, clock, lib, &place);
         let items = items
@@ -680,7 +693,7 @@ impl PlayoutService {
     ) -> Res<ScheduleView> {
         let text = serde_json::to_string(&items).map_err(|e| invalid("schedule", e.to_string()))?;
         let v = self.catalog.schedule_put(id, &text, version).await?;
-        let view = Self::schedule_view(id, ch, &clock, items.clone(), v, &lib, &plan);
+        let view = self.schedule_view(id, ch, &clock, items.clone(), v, &lib, &plan);
         {
             let l = self.live(id)?;
             let mut l = l.lock().map_err(|_| invalid("channel", "state poisoned"))?;
@@ -911,7 +924,7 @@ impl PlayoutService {
             if fresh.is_empty() {
                 continue;
             }
-            let view = Self::schedule_view(id, &ch, &clock, items, version, &lib, &plan);
+            let view = self.schedule_view(id, &ch, &clock, items, version, &lib, &plan);
             let ws: Vec<Warning> = view
                 .warnings
                 .iter()
@@ -937,26 +950,56 @@ impl PlayoutService {
         }
     }
 
-    fn start_engine(&self, id: i64) -> Res<()> {
-        let l = self.live(id)?;
-        let run = {
-            let l = l.lock().map_err(|_| invalid("channel", "state poisoned"))?;
-            ChannelRun {
-                id,
-                channel: l.channel.clone(),
-                clock: l.clock,
-                timeline: Arc::new(l.plan.clone()),
-                aired: self.aired_tx.clone(),
+    /// The files of catalog assets by house id (the filler, a logo given as a house id).
+    async fn asset_paths(&self, field: &str, house_ids: &[String]) -> Res<Vec<PathBuf>> {
+        let mut v = Vec::new();
+        for h in house_ids {
+            match self.catalog.scheduled_asset(None, Some(h)).await? {
+                Some(a) if !a.path.is_empty() => v.push(PathBuf::from(a.path)),
+                _ => {
+                    return Err(invalid(
+                        field,
+                        format!("house id {h:?}: no such asset with a file in the catalog"),
+                    ))
+                }
             }
+        }
+        Ok(v)
+    }
+
+    /// Finds the channel's filler and logo in the catalog, then hands the channel to the engine.
+    async fn start_engine(&self, id: i64) -> Res<()> {
+        let l = self.live(id)?;
+        let (channel, clock, timeline) = {
+            let l = l.lock().map_err(|_| invalid("channel", "state poisoned"))?;
+            (l.channel.clone(), l.clock, l.plan.clone())
         };
-        self.control().start(run)?;
+        let filler = self.asset_paths("filler", &channel.filler).await?;
+        let logo = match channel.logo.as_deref().filter(|l| !l.is_empty()) {
+            Some(l) if std::path::Path::new(l).is_absolute() => Some(PathBuf::from(l)),
+            Some(l) => self
+                .asset_paths("logo", &[l.to_string()])
+                .await?
+                .into_iter()
+                .next(),
+            None => None,
+        };
+        self.control().start(ChannelRun {
+            id,
+            channel,
+            clock,
+            timeline: Arc::new(timeline),
+            aired: self.aired_tx.clone(),
+            filler,
+            logo,
+        })?;
         Ok(())
     }
 
     pub async fn start(&self, id: i64, who: &Principal) -> Res<ChannelView> {
         operator(who)?;
         self.catalog.channel(id).await?;
-        self.start_engine(id)?;
+        self.start_engine(id).await?;
         self.catalog.channel_set_running(id, true).await?;
         self.catalog
             .playout_event("channel", id, "started", None)
