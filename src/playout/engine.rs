@@ -35,6 +35,10 @@ use super::filler::{Filler, FillerSource};
 use super::plan::{AirSlot, Aired, Material, Secondary, Substitution, Timeline};
 use super::scte35::{self as cues, Cue, CueInserter, CueKind, HlsCue};
 
+/// A channel that starts in the middle of its schedule goes to air this much later, at a frame
+/// whose item has been opened and decoded ahead.
+const START_LEAD: Duration = Duration::from_millis(1000);
+
 /// Why a channel cannot start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -1106,7 +1110,15 @@ impl Air {
         let epoch = self.spec.epoch;
         let cancel = self.shared.cancel.clone();
         let fd = Duration::from_secs_f64(h.frame_s());
-        let first = frame_at(epoch, rate, self.clock.now());
+        let now = self.clock.now();
+        // Joining a schedule already under way (a start or restart mid-item), in real time: the
+        // item on air is opened at the frame a moment ahead, which is the channel's first.
+        let lead = self.clock.realtime() && now > epoch;
+        let first = if lead {
+            frame_at(epoch, rate, now + START_LEAD)
+        } else {
+            frame_at(epoch, rate, now)
+        };
         let name = self.spec.name.clone();
         let m_frames = metrics::counter!("antenne_playout_frames_total", "channel" => name.clone());
         let m_late =
@@ -1119,6 +1131,20 @@ impl Air {
         let mut planes: Vec<Vec<f32>> = vec![Vec::new(); h.channels as usize];
         let mut cur: Option<OnAir> = None;
         let mut prepared: Option<Prepared> = None;
+        if lead {
+            if let Some(s) = self.timeline.slot_at(first) {
+                if let Material::File { path, in_frame, .. } = &s.material {
+                    let inf = in_frame + first.saturating_sub(s.start);
+                    let (clip, gain) = self.open_clip(&path.clone(), inf);
+                    prepared = Some(Prepared {
+                        key: (s.item.clone(), s.start),
+                        at: first,
+                        prep: Prep::Clip(clip),
+                        gain,
+                    });
+                }
+            }
+        }
         let mut next_slot: Option<AirSlot> = None;
         let mut n = first;
         let mut filler_frames = 0u64;
@@ -1368,13 +1394,20 @@ impl Air {
                     .and_then(|l| crate::av::share(l).map(ff::frame::Video::from))
                 {
                     Some(p) => p,
-                    None => {
-                        result = Err(EngineError::Spec {
-                            channel: name.clone(),
-                            what: "neither the schedule nor the filler made a picture".into(),
-                        });
-                        break;
-                    }
+                    // Nothing aired yet and the item's reader is late: filler this frame.
+                    None => match self.filler.next(ns, &mut planes) {
+                        Some(p) => {
+                            filler = true;
+                            p
+                        }
+                        None => {
+                            result = Err(EngineError::Spec {
+                                channel: name.clone(),
+                                what: "neither the schedule nor the filler made a picture".into(),
+                            });
+                            break;
+                        }
+                    },
                 },
             };
             if filler {
