@@ -685,7 +685,8 @@ fn green_frames(ts: &Path) -> Vec<bool> {
 
 /// A live event between two clips, through the service: a UDP live source fed by ffmpeg, a
 /// rundown clip → live (until cued) → clip → live from a source that does not run → clip. The
-/// source's sender is killed during the event (filler until the cue), the event is cued away.
+/// source's sender is killed during the event (filler), started again (live again), and the
+/// event is cued away.
 /// The output, decoded: the live pictures are in the live slot and nowhere else, every PTS
 /// step is one frame across items and switches, TR 101 290 clean; the as-run tells the loss
 /// and the missing source.
@@ -748,6 +749,11 @@ fn a_live_event_airs_between_clips_and_a_lost_source_gives_filler() {
     let _ = sender.kill();
     let _ = sender.wait();
     std::thread::sleep(std::time::Duration::from_millis(2500));
+    // The source comes back: the event takes it again.
+    let mut sender = send_green(port);
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    let _ = sender.kill();
+    let _ = sender.wait();
     let r = s.call("POST", &format!("{ch}/cue"), a, None);
     assert_eq!(r.status, 200, "{}", r.body);
     now("c");
@@ -839,6 +845,17 @@ fn a_live_event_airs_between_clips_and_a_lost_source_gives_filler() {
     assert!(
         green[from + 5..from + 50].iter().all(|&g| g),
         "the event's start is live"
+    );
+    // Live, then filler while the source was lost, then live again once it was back.
+    let slot = &green[from..to];
+    let lost_at = 5 + slot[5..].iter().position(|&g| !g).unwrap();
+    let back = slot[lost_at..].iter().position(|&g| g);
+    assert!(
+        back.is_some_and(|b| b > 10),
+        "live again after the loss: {:?}",
+        slot.iter()
+            .map(|&g| if g { 'L' } else { '.' })
+            .collect::<String>()
     );
 }
 

@@ -1820,6 +1820,12 @@ impl LiveFeed {
         self.shared.counters.clone()
     }
 
+    /// Whether its source has stopped for good (a subscription whose source stopped): only a new
+    /// feed can deliver again.
+    pub fn ended(&self) -> bool {
+        self.shared.counters.ended.load(Ordering::Relaxed)
+    }
+
     /// Why the feed cannot go to air now (`None`: it can).
     pub fn lost(&self) -> Option<String> {
         let c = &self.shared.counters;

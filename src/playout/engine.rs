@@ -1131,7 +1131,8 @@ impl Air {
         let mut planes: Vec<Vec<f32>> = vec![Vec::new(); h.channels as usize];
         let mut cur: Option<OnAir> = None;
         let mut prepared: Option<Prepared> = None;
-        if lead {
+        // The first item is opened now: its first frame is due in a moment.
+        if self.clock.realtime() {
             if let Some(s) = self.timeline.slot_at(first) {
                 if let Material::File { path, in_frame, .. } = &s.material {
                     let inf = in_frame + first.saturating_sub(s.start);
@@ -1365,6 +1366,13 @@ impl Air {
                         }
                         filler = true;
                         picture = self.filler.next(ns, &mut planes);
+                        // A source stopped and started again is a new demux: subscribe anew,
+                        // once a second.
+                        if feed.ended() && k % u64::from((h.rate.0 / h.rate.1.max(1)).max(1)) == 0 {
+                            if let Ok(f) = self.open_live(source) {
+                                **feed = f;
+                            }
+                        }
                     }
                 }
             }
