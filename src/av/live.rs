@@ -471,9 +471,9 @@ struct InputWorker {
     epoch: Instant,
     cancel: Arc<AtomicBool>,
     looped: bool,
-    /// The house is interlaced (progressive pictures are scaled as fields; interlaced sources
-    /// into a progressive house are deinterlaced).
-    interlaced: bool,
+    /// For a playout feed, whether the house is interlaced (pictures are then scaled as fields;
+    /// interlaced sources into a progressive house are deinterlaced); `None`: scaled as they come.
+    scan: Option<bool>,
 }
 
 impl InputWorker {
@@ -655,7 +655,7 @@ impl InputWorker {
         let path = PathBuf::from(&self.name);
         let counters = &self.shared.counters;
         let mut conform = Conform::new(self.house, d.vtb, d.atb, offset_s);
-        conform.interlaced = self.interlaced;
+        conform.scan = self.scan;
         let mut vframe = ff::frame::Video::empty();
         let mut aframe = ff::frame::Audio::empty();
         let invalid = |e: graph::GraphError| AvError::Invalid {
@@ -838,7 +838,7 @@ struct Conform {
     next_video_s: Option<f64>,
     /// Where this pass of the input has reached (seconds, offset included).
     end_s: f64,
-    interlaced: bool,
+    scan: Option<bool>,
 }
 
 impl Conform {
@@ -852,7 +852,7 @@ impl Conform {
             agraph: None,
             next_video_s: None,
             end_s: offset_s,
-            interlaced: false,
+            scan: None,
         }
     }
 
@@ -875,18 +875,14 @@ impl Conform {
         }
         if self.vgraph.is_none() {
             let h = self.house;
-            let deint = if f.is_interlaced() && !self.interlaced {
-                "bwdif=mode=send_frame,"
-            } else {
-                ""
+            let (deint, interl) = match self.scan {
+                Some(false) if f.is_interlaced() => ("bwdif=mode=send_frame,", ""),
+                Some(true) => ("", ":interl=1"),
+                _ => ("", ""),
             };
             let chain = format!(
-                "[in]{deint}fps={}/{},scale={}:{}:interl={},setsar=1,format=yuv420p[out]",
-                h.rate.0,
-                h.rate.1,
-                h.width,
-                h.height,
-                i32::from(self.interlaced)
+                "[in]{deint}fps={}/{},scale={}:{}{interl},setsar=1,format=yuv420p[out]",
+                h.rate.0, h.rate.1, h.width, h.height
             );
             let src = Source::new("in", args.clone(), false);
             let g = graph::build(
@@ -1379,7 +1375,7 @@ pub fn run(
             epoch,
             cancel: inputs_stop.clone(),
             looped,
-            interlaced: false,
+            scan: None,
         };
         input_handles.push(
             thread::Builder::new()
@@ -1791,7 +1787,7 @@ impl LiveFeed {
             epoch,
             cancel: cancel.clone(),
             looped: false,
-            interlaced,
+            scan: Some(interlaced),
         };
         let thread = thread::Builder::new()
             .name(format!(
