@@ -1181,4 +1181,107 @@ mod tests {
             PlayoutError::Control(ControlError::Unavailable)
         ));
     }
+
+    /// Takes the runs it is handed.
+    #[derive(Default)]
+    struct Taker(Mutex<Vec<ChannelRun>>);
+
+    impl ChannelControl for Taker {
+        fn start(&self, run: ChannelRun) -> Result<(), ControlError> {
+            self.0.lock().unwrap().push(run);
+            Ok(())
+        }
+        fn stop(&self, _: i64) -> Result<(), ControlError> {
+            Ok(())
+        }
+        fn slate(&self, _: i64, _: bool) -> Result<(), ControlError> {
+            Ok(())
+        }
+        fn on_air(&self, _: i64) -> bool {
+            false
+        }
+    }
+
+    /// On a current-thread runtime (this test's), a start finds the filler and the logo in the
+    /// catalog before the engine is handed the channel; a filler that is not there is a 4xx
+    /// naming it, and the engine is not asked.
+    #[tokio::test]
+    async fn filler_and_logo_are_found_before_the_engine_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = Catalog::open(
+            OpenOptions {
+                url: String::new(),
+                data_dir: dir.path().to_path_buf(),
+                max_connections: 0,
+                naming: crate::naming::Template::parse("{channel}-{seq:06}").unwrap(),
+                channel: "TST".into(),
+                fields: Vec::new(),
+            },
+            Arc::new(FakeClock(AtomicI64::new(T0))),
+        )
+        .await
+        .unwrap();
+        let taker = Arc::new(Taker::default());
+        let s = PlayoutService::open(cat.clone(), &Playout::default(), taker.clone())
+            .await
+            .unwrap();
+        let pw = crate::catalog::access::new_secret("");
+        let u = cat
+            .create_user("boss", "Boss", Role::Admin, &pw)
+            .await
+            .unwrap();
+        let admin = Principal {
+            user_id: u.id,
+            username: "admin".into(),
+            role: Role::Admin,
+            groups: Arc::from(Vec::new()),
+        };
+        let file = |path: &str, sha: &str| crate::catalog::assets::NewFile {
+            role: "source".into(),
+            path: path.into(),
+            size: 1,
+            sha256: sha.into(),
+            container: "mpegts".into(),
+            video_codec: "h264".into(),
+            width: 320,
+            height: 180,
+            duration_s: 2.0,
+            technical: serde_json::json!({}),
+            profile: String::new(),
+            verification: None,
+        };
+        let input = crate::catalog::assets::AssetInput {
+            title: Some("filler".into()),
+            ..Default::default()
+        };
+        let (fill, _) = cat
+            .ingest(&admin, &input, &file("/m/fill.ts", &"a".repeat(64)), false)
+            .await
+            .unwrap();
+        let (logo, _) = cat
+            .ingest(&admin, &input, &file("/m/logo.png", &"b".repeat(64)), false)
+            .await
+            .unwrap();
+        let ch: Channel = serde_json::from_value(serde_json::json!({
+            "name": "found", "filler": [fill.house_id], "logo": logo.house_id}))
+        .unwrap();
+        let id = s.create(ch, &admin).await.unwrap().id;
+        s.start(id, &admin).await.unwrap();
+        {
+            let runs = taker.0.lock().unwrap();
+            assert_eq!(runs.len(), 1);
+            assert_eq!(runs[0].filler, [PathBuf::from("/m/fill.ts")]);
+            assert_eq!(runs[0].logo, Some(PathBuf::from("/m/logo.png")));
+        }
+        let ch: Channel =
+            serde_json::from_value(serde_json::json!({"name": "missing", "filler": ["NOPE-1"]}))
+                .unwrap();
+        let id = s.create(ch, &admin).await.unwrap().id;
+        let e = s.start(id, &admin).await.unwrap_err();
+        assert!(
+            matches!(&e, PlayoutError::Invalid { field, why } if field == "filler" && why.contains("NOPE-1")),
+            "{e}"
+        );
+        assert_eq!(taker.0.lock().unwrap().len(), 1, "the engine was not asked");
+    }
 }
