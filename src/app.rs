@@ -543,8 +543,13 @@ pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
         catalog.clone(),
         &cfg.playout,
         Arc::new(playout_engine::PlayoutEngine::new(
-            catalog.clone(),
-            tokio::runtime::Handle::current(),
+            Some(live.clone()),
+            Some(playout_engine::Records {
+                catalog: catalog.clone(),
+                media: dirs.media.clone(),
+                who: system.clone(),
+                rt: tokio::runtime::Handle::current(),
+            }),
         )),
     )
     .await?;

@@ -506,6 +506,9 @@ struct InputWorker {
     epoch: Instant,
     cancel: Arc<AtomicBool>,
     looped: bool,
+    /// For a playout feed, whether the house is interlaced (pictures are then scaled as fields;
+    /// interlaced sources into a progressive house are deinterlaced); `None`: scaled as they come.
+    scan: Option<bool>,
 }
 
 impl InputWorker {
@@ -687,6 +690,7 @@ impl InputWorker {
         let path = PathBuf::from(&self.name);
         let counters = &self.shared.counters;
         let mut conform = Conform::new(self.house, d.vtb, d.atb, offset_s);
+        conform.scan = self.scan;
         let mut vframe = ff::frame::Video::empty();
         let mut aframe = ff::frame::Audio::empty();
         let invalid = |e: graph::GraphError| AvError::Invalid {
@@ -873,6 +877,8 @@ struct Conform {
     /// (one flagged progressive passes as it is), so that no scaling mixes two instants and a
     /// field-rate house keeps each field's motion.
     interlaced: bool,
+    /// A playout channel's house scan (`Some(true)`: interlaced); `None` for the live engine.
+    scan: Option<bool>,
 }
 
 impl Conform {
@@ -887,6 +893,7 @@ impl Conform {
             next_video_s: None,
             end_s: offset_s,
             interlaced: false,
+            scan: None,
         }
     }
 
@@ -911,13 +918,16 @@ impl Conform {
         }
         if self.vgraph.is_none() {
             let h = self.house;
-            let deinterlace = if self.interlaced {
-                "bwdif=mode=send_field:parity=auto:deint=interlaced,"
-            } else {
-                ""
+            let (deint, interl) = match self.scan {
+                Some(false) if f.is_interlaced() => ("bwdif=mode=send_frame,", ""),
+                Some(true) => ("", ":interl=1"),
+                None if self.interlaced => {
+                    ("bwdif=mode=send_field:parity=auto:deint=interlaced,", "")
+                }
+                _ => ("", ""),
             };
             let chain = format!(
-                "[in]{deinterlace}fps={}/{},scale={}:{},setsar=1,format=yuv420p[out]",
+                "[in]{deint}fps={}/{},scale={}:{}{interl},setsar=1,format=yuv420p[out]",
                 h.rate.0, h.rate.1, h.width, h.height
             );
             let src = Source::new("in", args.clone(), false);
@@ -1411,6 +1421,7 @@ pub fn run(
             epoch,
             cancel: inputs_stop.clone(),
             looped,
+            scan: None,
         };
         input_handles.push(
             thread::Builder::new()
@@ -1797,6 +1808,198 @@ fn black(h: &House) -> Option<ff::frame::Video> {
         }
     }
     Some(f)
+}
+
+/// What [`LiveFeed::next`] gives for one output frame.
+pub enum FeedTake {
+    /// A fresh picture; its samples are in `planes`.
+    Frame(ff::frame::Video),
+    /// No fresh picture in time (repeat the last one); `planes` hold the audio there was,
+    /// padded with silence.
+    Late,
+    /// The feed is not healthy (why): nothing was taken, `planes` are untouched.
+    Lost(String),
+}
+
+/// One live input decoded and conformed to a house format on a thread of its own, read one
+/// output frame at a time by a caller that keeps its own clock (a playout channel airing a live
+/// event): pictures are taken live (the newest ones with their sound when it joins), and a
+/// feed with no packet or no picture for `loss_ms` is reported lost until it delivers again.
+/// Dropping it stops its thread.
+pub struct LiveFeed {
+    name: String,
+    shared: Arc<Shared>,
+    house: House,
+    epoch: Instant,
+    loss_ms: u64,
+    cancel: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+    joined: bool,
+}
+
+impl LiveFeed {
+    /// Starts decoding `source` (a subscription to a source's demux, a stream or a file).
+    pub fn start(
+        name: &str,
+        source: &InputSource,
+        house: House,
+        interlaced: bool,
+        loss_ms: u64,
+    ) -> Result<LiveFeed, AvError> {
+        super::init();
+        let opener = Opener::of(source)?;
+        let shared = Arc::new(Shared {
+            buffer: Mutex::new(Buffer {
+                video: VecDeque::new(),
+                audio: AudioFifo::new(house.sample_rate, house.channels),
+                paced: false,
+            }),
+            counters: Arc::new(InputCounters::default()),
+        });
+        let cancel = Arc::new(AtomicBool::new(false));
+        let epoch = Instant::now();
+        let w = InputWorker {
+            name: name.to_string(),
+            opener,
+            house,
+            shared: shared.clone(),
+            epoch,
+            cancel: cancel.clone(),
+            looped: false,
+            scan: Some(interlaced),
+        };
+        let thread = thread::Builder::new()
+            .name(format!(
+                "feed-{}",
+                name.chars().take(10).collect::<String>()
+            ))
+            .spawn(move || w.run())
+            .map_err(AvError::Thread)?;
+        Ok(LiveFeed {
+            name: name.to_string(),
+            shared,
+            house,
+            epoch,
+            loss_ms: loss_ms.max(1),
+            cancel,
+            thread: Some(thread),
+            joined: false,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn counters(&self) -> Arc<InputCounters> {
+        self.shared.counters.clone()
+    }
+
+    /// Whether its source has stopped for good (a subscription whose source stopped): only a new
+    /// feed can deliver again.
+    pub fn ended(&self) -> bool {
+        self.shared.counters.ended.load(Ordering::Relaxed)
+    }
+
+    /// Why the feed cannot go to air now (`None`: it can).
+    pub fn lost(&self) -> Option<String> {
+        let c = &self.shared.counters;
+        if c.ended.load(Ordering::Relaxed) {
+            return Some("the source stopped".into());
+        }
+        let now = self.epoch.elapsed().as_millis() as u64 + 1;
+        let since = |slot: &AtomicU64| match slot.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(now.saturating_sub(t)),
+        };
+        let why = |what: &str, ms: Option<u64>| match ms {
+            Some(ms) => format!("no {what} for {ms} ms"),
+            None => format!("no {what} yet"),
+        };
+        let p = since(&c.last_packet_ms);
+        if p.is_none_or(|ms| ms >= self.loss_ms) {
+            let mut w = why("packet", p);
+            if let Some(e) = lock(&c.last_error).as_ref() {
+                w.push_str(&format!(" ({e})"));
+            }
+            return Some(w);
+        }
+        let v = since(&c.last_video_ms);
+        if v.is_none_or(|ms| ms >= self.loss_ms) {
+            return Some(why("picture", v));
+        }
+        if !self.joined && lock(&self.shared.buffer).video.is_empty() {
+            return Some("no picture yet".into());
+        }
+        None
+    }
+
+    fn audio_flowing(&self) -> bool {
+        match self.shared.counters.last_audio_ms.load(Ordering::Relaxed) {
+            0 => false,
+            t => {
+                let now = self.epoch.elapsed().as_millis() as u64 + 1;
+                now.saturating_sub(t) < self.loss_ms
+            }
+        }
+    }
+
+    /// The next output frame's picture and its `n_samples` samples (into `planes`).
+    pub fn next(&mut self, n_samples: usize, planes: &mut [Vec<f32>]) -> FeedTake {
+        if let Some(why) = self.lost() {
+            if self.joined {
+                self.joined = false;
+                lock(&self.shared.buffer).paced = false;
+            }
+            return FeedTake::Lost(why);
+        }
+        let audio = self.audio_flowing();
+        let fd = self.house.frame_s();
+        let mut b = lock(&self.shared.buffer);
+        if !self.joined {
+            // Join live: the newest pictures whose sound is already here.
+            self.joined = true;
+            b.paced = true;
+            let end = b.audio.end_s();
+            let covered = b
+                .video
+                .iter()
+                .rposition(|(p, _)| !audio || p + fd <= end + AUDIO_TOLERANCE_S);
+            if let Some(c) = covered {
+                let keep_from = (c + 1).saturating_sub(TARGET_DEPTH);
+                b.video.drain(..keep_from);
+            }
+        }
+        let end = b.audio.end_s();
+        let waits = audio
+            && b.video.len() < MAX_DEPTH
+            && b.video
+                .front()
+                .is_some_and(|(p, _)| p + fd > end + AUDIO_TOLERANCE_S);
+        if waits {
+            silence(n_samples, planes);
+            return FeedTake::Late;
+        }
+        match b.video.pop_front() {
+            Some((pts, f)) => {
+                b.audio.take(Some(pts), n_samples, planes);
+                FeedTake::Frame(f)
+            }
+            None => {
+                b.audio.take(None, n_samples, planes);
+                FeedTake::Late
+            }
+        }
+    }
+}
+
+impl Drop for LiveFeed {
+    fn drop(&mut self) {
+        // The worker ends on its own once it sees this; a caller on a real-time clock must
+        // not wait for it.
+        self.cancel.store(true, Ordering::SeqCst);
+        drop(self.thread.take());
+    }
 }
 
 #[cfg(test)]

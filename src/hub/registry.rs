@@ -2101,6 +2101,23 @@ impl LiveService {
         Ok(s.hub.reader(name, q))
     }
 
+    /// A new taker of a running source's demuxed packets (a playout channel's live event), the
+    /// source named by its id or its name.
+    pub fn subscribe(&self, source: &str, name: &str) -> Result<PacketReader, LiveError> {
+        let g = self.lock();
+        let s = match source.trim().parse::<i64>() {
+            Ok(id) => g.sources.get(&id),
+            Err(_) => g.sources.values().find(|s| s.def.name == source),
+        }
+        .ok_or_else(|| LiveError::Conflict(format!("live source {source:?} is not running")))?;
+        s.monitor
+            .as_ref()
+            .map(|m| m.subscribe(name, DEMUX_QUEUE))
+            .ok_or_else(|| LiveError::NotBuilt {
+                kind: format!("demux of source {}", s.def.name),
+            })
+    }
+
     // ---- health, events, metrics ----
 
     /// Looks at each source's health every 100 ms until `stop`: moves it between connecting,
