@@ -120,13 +120,7 @@ fn read_rendition(name: &str, playlist_path: &Path) -> Result<Rendition, String>
 
 /// Writes `text` as `path` through a temporary name, synced.
 fn write_file(path: &Path, text: &str) -> Result<(), String> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    f.write_all(text.as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+    super::file::write_atomic(path, text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn sync_tree(dir: &Path) -> Result<(), String> {
@@ -260,10 +254,6 @@ pub fn finish(pk: &Package) -> Result<(), String> {
         }
     }
     sync_tree(pk.temp_dir)?;
-    std::fs::rename(pk.temp_dir, pk.dir)
-        .map_err(|e| format!("cannot publish {}: {e}", pk.dir.display()))?;
-    if let Some(parent) = pk.dir.parent() {
-        let _ = std::fs::File::open(parent).and_then(|f| f.sync_all());
-    }
-    Ok(())
+    super::file::rename_synced(pk.temp_dir, pk.dir)
+        .map_err(|e| format!("cannot publish {}: {e}", pk.dir.display()))
 }
