@@ -1344,6 +1344,9 @@ fn sources_of(spec: &LiveSpec) -> Vec<(String, InputSource, bool)> {
     sources
 }
 
+/// What each input's thread fills, and the threads.
+type InputThreads = (Vec<Arc<Shared>>, Vec<thread::JoinHandle<()>>);
+
 /// A thread for each source, reading and conforming it into what it shares with the switcher.
 fn start_inputs(
     sources: Vec<(String, InputSource, bool)>,
@@ -1351,7 +1354,7 @@ fn start_inputs(
     house: House,
     epoch: Instant,
     stop: &Arc<AtomicBool>,
-) -> Result<(Vec<Arc<Shared>>, Vec<thread::JoinHandle<()>>), AvError> {
+) -> Result<InputThreads, AvError> {
     let mut shared = Vec::new();
     let mut handles = Vec::new();
     for ((name, _, looped), opener) in sources.into_iter().zip(openers) {
