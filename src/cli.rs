@@ -690,7 +690,7 @@ fn cmd_demo(outdir: &Path, profile_name: &str) -> Res {
         .map_err(|e| format!("{}: cannot create: {e}", outdir.display()))?;
     let clip = outdir.join("demo-source.mp4");
     eprintln!("making a 5 s test clip: {}", clip.display());
-    av::engine::write_test_clip(&clip, 5, "10:00:00:00")?;
+    pipeline::write_test_clip(&clip, 5, "10:00:00:00")?;
     cmd_transcode(
         &clip,
         profile_name,
