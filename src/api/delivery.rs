@@ -49,7 +49,8 @@ pub struct DestinationView {
     pub require_approval: bool,
     /// `sha256` or `size`.
     pub verify: String,
-    /// sftp: `host:port` and the remote folder; folder: the folder.
+    /// sftp: `host:port` and the remote folder; s3: endpoint, bucket and key prefix; folder:
+    /// the folder.
     pub target: String,
 }
 
@@ -65,6 +66,12 @@ fn view(d: &Destination) -> DestinationView {
         target: match d.kind.as_str() {
             "sftp" => format!("{}:{}/{}", d.host, d.port.unwrap_or(22), d.path),
             "pull" => String::new(),
+            "s3" => format!(
+                "{}/{}/{}",
+                d.endpoint.as_deref().unwrap_or("s3:/"),
+                d.bucket,
+                d.path
+            ),
             _ => d.path.clone(),
         },
     }

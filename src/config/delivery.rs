@@ -1,7 +1,8 @@
-//! The `[delivery]` section: delivery destinations (folder, SFTP, pull), the pull endpoint's
+//! The `[delivery]` section: delivery destinations (folder, SFTP, S3, pull), the pull endpoint's
 //! signing secret, and review notifications (webhooks, e-mail over SMTP). Credentials are never
-//! written here: an SFTP destination names a key file or a password file, read only by the
-//! process that connects. Imports nothing of the domain.
+//! written here: an SFTP destination names a key file or a password file, an S3 destination a
+//! file holding its secret access key, read only by the process that connects. Imports nothing
+//! of the domain.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -25,11 +26,21 @@ pub struct Delivery {
 pub struct Destination {
     /// Its name in the API (letters, digits, `-` and `_`).
     pub name: String,
-    /// `folder`, `sftp` or `pull`.
+    /// `folder`, `sftp`, `s3` or `pull`.
     pub kind: String,
     /// folder: the absolute folder; sftp: the remote folder (absolute, or relative to the
-    /// login's home).
+    /// login's home); s3: the key prefix (empty: the bucket's top).
     pub path: String,
+    /// s3: `http(s)://host:port` of an S3-compatible store (none: AWS).
+    pub endpoint: Option<String>,
+    /// s3: the bucket.
+    pub bucket: String,
+    /// s3: the region (default `us-east-1`).
+    pub region: Option<String>,
+    /// s3: the access key id.
+    pub access_key_id: String,
+    /// s3: a file holding the secret access key.
+    pub secret_access_key_file: Option<PathBuf>,
     /// sftp: the server's host name or address.
     pub host: String,
     /// sftp: the server's port (default 22).
@@ -147,10 +158,42 @@ pub fn problems(d: &Delivery) -> Vec<(&'static str, String)> {
                     );
                 }
             }
+            "s3" => {
+                if x.bucket.is_empty() {
+                    bad(
+                        "delivery.destinations.bucket",
+                        "an s3 destination needs a bucket".into(),
+                    );
+                }
+                if x.access_key_id.is_empty() != x.secret_access_key_file.is_none() {
+                    bad(
+                        "delivery.destinations.secret_access_key_file",
+                        "an s3 destination needs both access_key_id and secret_access_key_file \
+                         (or neither, for a public bucket)"
+                            .into(),
+                    );
+                }
+                if x
+                    .endpoint
+                    .as_deref()
+                    .is_some_and(|e| !(e.starts_with("http://") || e.starts_with("https://")))
+                {
+                    bad(
+                        "delivery.destinations.endpoint",
+                        "an http:// or https:// URL".into(),
+                    );
+                }
+                if x.path.starts_with('/') || x.path.contains("//") {
+                    bad(
+                        "delivery.destinations.path",
+                        "an s3 key prefix: no leading / and no empty part".into(),
+                    );
+                }
+            }
             "pull" => {}
             k => bad(
                 "delivery.destinations.kind",
-                format!("{k:?} is not folder, sftp or pull"),
+                format!("{k:?} is not folder, sftp, s3 or pull"),
             ),
         }
         if let Err(e) = check_template(x.naming()) {

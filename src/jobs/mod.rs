@@ -12,6 +12,7 @@
 pub mod devices;
 pub mod fault;
 pub mod queue;
+mod s3_far;
 pub mod supervisor;
 pub mod trigger;
 pub mod worker;

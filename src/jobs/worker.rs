@@ -642,7 +642,11 @@ fn deliver_to(p: &Value) -> Result<Value, Failure> {
             format!("deliver to {:?}: {e}", d.name),
         )
     };
-    let mut far = transfer::connect(&d).map_err(fail)?;
+    let mut far: Box<dyn transfer::Far> = if d.kind == "s3" {
+        Box::new(super::s3_far::S3Far::connect(&d).map_err(fail)?)
+    } else {
+        transfer::connect(&d).map_err(fail)?
+    };
     let sent = transfer::deliver(far.as_mut(), &items, d.verify_hash(), &mut |m| {
         log("info", m)
     })
