@@ -298,10 +298,30 @@ pub fn load_workflows(
         .workflows_dir
         .is_dir()
         .then_some(cfg.jobs.workflows_dir.as_path());
-    crate::jobs::workflow::load_all(wdir, &names).map_err(|e| AppError::Machine {
-        key: "jobs.workflows_dir",
-        why: e.to_string(),
-    })
+    let workflows =
+        crate::jobs::workflow::load_all(wdir, &names).map_err(|e| AppError::Machine {
+            key: "jobs.workflows_dir",
+            why: e.to_string(),
+        })?;
+    let undeclared =
+        crate::jobs::workflow::undeclared_destinations(&workflows, &sendable_destinations(cfg));
+    if !undeclared.is_empty() {
+        return Err(AppError::Machine {
+            key: "jobs.workflows_dir",
+            why: undeclared.join("; "),
+        });
+    }
+    Ok(workflows)
+}
+
+/// The destinations a workflow step may deliver to (all but pull ones).
+pub fn sendable_destinations(cfg: &ApplianceConfig) -> Vec<String> {
+    cfg.delivery
+        .destinations
+        .iter()
+        .filter(|d| d.kind != "pull")
+        .map(|d| d.name.clone())
+        .collect()
 }
 
 fn notify(state: &[sd_notify::NotifyState]) {
@@ -480,6 +500,7 @@ pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
         settings,
         system.clone(),
     );
+    supervisor.set_destinations(cfg.delivery.destinations.clone());
     let _ = st.jobs.set(supervisor.clone());
     tokio::spawn(supervisor.clone().run(st.stopping.clone()));
     // Live sources and outputs: the declared ones, and those made over the API that ran when
@@ -553,6 +574,7 @@ pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
     // Retention never purges what a channel is to air.
     let storages = Arc::new(storages.with_schedule(Arc::new(Scheduled(playout.clone()))));
     let _ = st.storages.set(storages.clone());
+    supervisor.set_storages(storages.clone());
     tokio::spawn(storages.keep(st.stopping.clone()));
     tokio::spawn(api::sweep_uploads(st.clone()));
     tokio::spawn(catalog.clone().keep_search_merged());

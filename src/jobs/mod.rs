@@ -9,6 +9,7 @@
 //! Imports the domain it runs (catalog, av, ingest, profile, qc, pipeline, delivery, storage,
 //! config); never api.
 
+pub mod deliveries;
 pub mod devices;
 pub mod fault;
 pub mod queue;
