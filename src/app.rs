@@ -434,6 +434,36 @@ async fn shutdown_signal() {
 /// The playout channels' plans, as retention asks them.
 struct Scheduled(Arc<crate::playout::service::PlayoutService>);
 
+/// Storage events that need someone, to the configured webhooks: a `notify` job for each
+/// (retried with backoff), as review notifications go.
+struct StorageWebhooks {
+    queue: crate::jobs::JobQueue,
+    urls: Vec<String>,
+}
+
+impl crate::storage::Notify for StorageWebhooks {
+    fn notify(&self, event: serde_json::Value) {
+        for url in &self.urls {
+            let queue = self.queue.clone();
+            let job = crate::jobs::NewJob {
+                kind: "notify".into(),
+                priority: 0,
+                max_attempts: 5,
+                asset_id: event["asset_id"].as_i64(),
+                workflow: String::new(),
+                idempotency_key: None,
+                params: serde_json::json!({"url": url, "event": event}),
+                gpu_only: false,
+            };
+            tokio::spawn(async move {
+                if let Err(e) = queue.enqueue(&job).await {
+                    tracing::warn!(error = %e, "storage: cannot queue a webhook");
+                }
+            });
+        }
+    }
+}
+
 impl crate::storage::ScheduleCheck for Scheduled {
     fn is_scheduled(&self, asset_id: i64, now_ms: i64) -> bool {
         self.0.schedules_asset(asset_id, now_ms)
@@ -572,7 +602,14 @@ pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
             why: e.to_string(),
         })?;
     // Retention never purges what a channel is to air.
-    let storages = Arc::new(storages.with_schedule(Arc::new(Scheduled(playout.clone()))));
+    let mut storages = storages.with_schedule(Arc::new(Scheduled(playout.clone())));
+    if !cfg.storages.webhooks.is_empty() {
+        storages = storages.with_notify(Arc::new(StorageWebhooks {
+            queue: st.queue.clone(),
+            urls: cfg.storages.webhooks.clone(),
+        }));
+    }
+    let storages = Arc::new(storages);
     let _ = st.storages.set(storages.clone());
     supervisor.set_storages(storages.clone());
     tokio::spawn(storages.keep(st.stopping.clone()));
