@@ -34,12 +34,26 @@ fn storages_env(s3: &S3, nearline: &std::path::Path) -> Vec<(&'static str, Strin
 
 #[test]
 fn storages_over_http() {
+    storages_over_http_on(None);
+}
+
+/// The same through a service on a PostgreSQL catalog.
+#[test]
+fn storages_over_http_on_postgresql() {
+    let pg = common::pg::Pg::start().expect("PostgreSQL installed (scripts/setup.sh)");
+    storages_over_http_on(Some(&pg.url));
+}
+
+fn storages_over_http_on(catalog_url: Option<&str>) {
     let Some(mut s3) = S3::start(&["vault"]) else {
         return;
     };
     let work = tempfile::tempdir().unwrap();
     let nearline = work.path().join("nearline");
-    let env = storages_env(&s3, &nearline);
+    let mut env = storages_env(&s3, &nearline);
+    if let Some(u) = catalog_url {
+        env.push(("ANTENNE_CATALOG_URL", u.to_string()));
+    }
     let s = Server::start(&env);
     let a = Some(s.admin.as_str());
     let no_secret = |what: &str, body: &serde_json::Value| {

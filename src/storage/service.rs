@@ -411,20 +411,15 @@ impl Storages {
                             continue;
                         }
                         let s = self.store(from)?;
-                        match s.delete(&c.key).await {
-                            Ok(()) => {
-                                self.catalog.delete_copy(f.file_id, from).await?;
-                                rep.dropped += 1;
-                                self.event(
-                                    "dropped",
-                                    from,
-                                    Some(&f),
-                                    &format!("policy {}", p.name),
-                                )
-                                .await;
-                            }
-                            Err(e) => rep.failures.push(format!("file {}: {e}", f.file_id)),
+                        // Uncounted first, then deleted: cut short between the two, the bytes
+                        // stay behind uncounted, never a counted copy without its bytes.
+                        self.catalog.delete_copy(f.file_id, from).await?;
+                        rep.dropped += 1;
+                        if let Err(e) = s.delete(&c.key).await {
+                            rep.failures.push(format!("file {}: {e}", f.file_id));
                         }
+                        self.event("dropped", from, Some(&f), &format!("policy {}", p.name))
+                            .await;
                     }
                 }
             }
@@ -782,15 +777,17 @@ impl Storages {
             copies.extend(self.catalog.copies_of_file(f.file_id).await?);
         }
         let why = format!("retention rule {rule}");
+        // The tombstone decides the purge; the bytes go before the records, so that a purge cut
+        // short is finished by the next run (its proposal and copies still there), never
+        // leaving bytes no record knows.
         let bytes = self.catalog.write_tombstone(asset_id, who, &why).await?;
-        let paths = self.catalog.purge_by_workflow(asset_id).await?;
         for c in &copies {
+            // A storage no longer declared keeps what it has.
             if let Ok(s) = self.store(&c.storage) {
-                if let Err(e) = s.delete(&c.key).await {
-                    tracing::warn!(error = %e, storage = %c.storage, "retention: a copy stays behind");
-                }
+                s.delete(&c.key).await?;
             }
         }
+        let paths = self.catalog.purge_by_workflow(asset_id).await?;
         super::remove_stored(&self.media_root, paths).await;
         self.catalog
             .storage_event(
