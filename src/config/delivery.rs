@@ -95,10 +95,19 @@ pub struct Review {
     pub webhooks: Vec<String>,
     /// Addresses e-mailed on each review change.
     pub emails: Vec<String>,
-    /// The SMTP relay (`host:port`, plain SMTP on a trusted network); empty: no e-mail.
+    /// The SMTP relay (`host:port`); empty: no e-mail.
     pub smtp: String,
     /// The sender of those e-mails.
     pub mail_from: String,
+    /// Upgrade the connection with STARTTLS (the relay's certificate checked); without it,
+    /// plain SMTP, for a relay on a trusted network.
+    pub smtp_starttls: bool,
+    /// PEM certificates to trust for the relay instead of the system's roots.
+    pub smtp_ca_file: Option<PathBuf>,
+    /// Log in as this user (AUTH PLAIN or LOGIN, over STARTTLS only).
+    pub smtp_user: String,
+    /// The file holding that user's password (read by the process that sends).
+    pub smtp_password_file: Option<PathBuf>,
 }
 
 const FIELDS: &[&str] = &[
@@ -173,8 +182,7 @@ pub fn problems(d: &Delivery) -> Vec<(&'static str, String)> {
                             .into(),
                     );
                 }
-                if x
-                    .endpoint
+                if x.endpoint
                     .as_deref()
                     .is_some_and(|e| !(e.starts_with("http://") || e.starts_with("https://")))
                 {
@@ -243,6 +251,16 @@ pub fn problems(d: &Delivery) -> Vec<(&'static str, String)> {
             errs.push((
                 "delivery.review.smtp",
                 format!("{:?} is not host:port", d.review.smtp),
+            ));
+        }
+        if !d.review.smtp_user.is_empty()
+            && (!d.review.smtp_starttls || d.review.smtp_password_file.is_none())
+        {
+            errs.push((
+                "delivery.review.smtp_user",
+                "a login needs smtp_starttls = true (it is never sent in the clear) and \
+                 smtp_password_file"
+                    .into(),
             ));
         }
         if !d.review.mail_from.contains('@') {
