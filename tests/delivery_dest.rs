@@ -868,15 +868,19 @@ fn s3_delivery_names_manifests_verifies_and_never_sends_twice() {
     // What the store holds, read with another client, is the stored file byte for byte.
     let got = s3.get("outgoing", &format!("incoming/today/{name}"));
     assert_eq!(got, std::fs::read(&clip).unwrap());
-    let m: Value = serde_json::from_slice(&s3.get(
-        "outgoing",
-        &format!("incoming/today/{house}.manifest.json"),
-    ))
+    let m: Value = serde_json::from_slice(
+        &s3.get("outgoing", &format!("incoming/today/{house}.manifest.json")),
+    )
     .unwrap();
     assert_eq!(m["files"][0]["name"], name.as_str());
     assert_eq!(m["files"][0]["sha256"], sha256_hex(&clip).as_str());
     // Recorded on the asset; asked again, the same delivery; forced again, nothing sent.
-    let r = s.call("GET", &format!("/v1/assets/{asset}/deliveries"), Some(a), None);
+    let r = s.call(
+        "GET",
+        &format!("/v1/assets/{asset}/deliveries"),
+        Some(a),
+        None,
+    );
     assert_eq!(r.body[0]["destination"], "platform-s3", "{}", r.body);
     let r = s.call(
         "POST",
@@ -972,7 +976,10 @@ fn an_s3_delivery_cut_off_or_with_the_store_down_finishes_on_a_later_attempt() {
     // The worker ends half-way through the second object: the first is there whole, the
     // second not at all (an unfinished multipart upload is no object).
     let lines = worker_lines(&job, &[("ANTENNE_TEST_FAULT", "deliver_mid")]);
-    assert!(done(&lines).is_none() && failed(&lines).is_none(), "{lines:?}");
+    assert!(
+        done(&lines).is_none() && failed(&lines).is_none(),
+        "{lines:?}"
+    );
     let l = listed(&s3);
     assert!(l.contains("in/f0.mxf") && !l.contains("in/f1.mxf"), "{l}");
     // The store down: the attempt fails, to be retried, naming the store and not the secret.
@@ -981,7 +988,10 @@ fn an_s3_delivery_cut_off_or_with_the_store_down_finishes_on_a_later_attempt() {
     let f = failed(&lines).unwrap_or_else(|| panic!("{lines:?}"));
     assert_eq!(f["retry"], true, "{f}");
     let why = f["error"].as_str().unwrap();
-    assert!(why.contains(&s3.endpoint) && !why.contains(common::s3::SECRET_KEY), "{why}");
+    assert!(
+        why.contains(&s3.endpoint) && !why.contains(common::s3::SECRET_KEY),
+        "{why}"
+    );
     // Back: the next attempt keeps the first object, sends the rest, verifies each read back.
     // (SeaweedFS lists before its volumes take writes again: attempts are retried, as the job
     // system retries them with backoff.)
@@ -995,7 +1005,10 @@ fn an_s3_delivery_cut_off_or_with_the_store_down_finishes_on_a_later_attempt() {
         let f = failed(&lines).unwrap_or_else(|| panic!("{lines:?}"));
         assert_eq!(f["retry"], true, "{f}");
         tries.push(f["error"].to_string());
-        assert!(tries.len() < 8, "never finished once the store was back: {tries:#?}");
+        assert!(
+            tries.len() < 8,
+            "never finished once the store was back: {tries:#?}"
+        );
         std::thread::sleep(Duration::from_secs(2));
     };
     eprintln!("attempts failed after the store came back: {tries:#?}");

@@ -21,7 +21,11 @@ fn logs(s: &Server, job: i64) -> String {
 fn offline(s: &Server) -> Value {
     let r = s.call("POST", "/v1/storages/policies/run", Some(&s.admin), None);
     assert_eq!(r.status, 200, "{}", r.body);
-    assert!(r.body["failures"].as_array().unwrap().is_empty(), "{}", r.body);
+    assert!(
+        r.body["failures"].as_array().unwrap().is_empty(),
+        "{}",
+        r.body
+    );
     r.body
 }
 
@@ -41,7 +45,12 @@ fn delivered(s: &Server, asset: i64, count: usize) -> Value {
 }
 
 fn files_of(s: &Server, asset: i64) -> Vec<Value> {
-    let r = s.call("GET", &format!("/v1/assets/{asset}/files"), Some(&s.admin), None);
+    let r = s.call(
+        "GET",
+        &format!("/v1/assets/{asset}/files"),
+        Some(&s.admin),
+        None,
+    );
     r.body["items"].as_array().unwrap().clone()
 }
 
@@ -109,21 +118,37 @@ fn jobs_bring_their_files_back_from_the_archive_before_they_run() {
 
     // The source goes to the archive: no online copy is left.
     let rep = offline(&s);
-    assert_eq!((rep["copied"].as_u64(), rep["dropped"].as_u64()), (Some(1), Some(1)), "{rep}");
+    assert_eq!(
+        (rep["copied"].as_u64(), rep["dropped"].as_u64()),
+        (Some(1), Some(1)),
+        "{rep}"
+    );
     assert!(!source.exists());
     let r = s.call("GET", &format!("/v1/files/{file}/copies"), a, None);
     assert!(!r.body.to_string().contains("\"media\""), "{}", r.body);
 
     // The archive is down when the workflow starts: its transcode waits for it, saying why.
     s3.stop();
-    let r = s.call("POST", "/v1/workflows/send/run", a, Some(&json!({"asset_id": asset})));
+    let r = s.call(
+        "POST",
+        "/v1/workflows/send/run",
+        a,
+        Some(&json!({"asset_id": asset})),
+    );
     assert_eq!(r.status, 201, "{}", r.body);
     let transcode = r.body["id"].as_i64().unwrap();
-    let said = wait_for(Duration::from_secs(60), "the job to wait for the archive", || {
-        let l = logs(&s, transcode);
-        l.contains("waiting for its storage").then_some(l)
-    });
-    assert!(said.contains("vault") && !said.contains(SECRET_KEY), "{said}");
+    let said = wait_for(
+        Duration::from_secs(60),
+        "the job to wait for the archive",
+        || {
+            let l = logs(&s, transcode);
+            l.contains("waiting for its storage").then_some(l)
+        },
+    );
+    assert!(
+        said.contains("vault") && !said.contains(SECRET_KEY),
+        "{said}"
+    );
     assert!(!source.exists());
     // Back: the source is restored (verified), the transcode runs, the delivery step follows.
     s3.start_again();
@@ -131,7 +156,9 @@ fn jobs_bring_their_files_back_from_the_archive_before_they_run() {
     assert_eq!(d["state"], "delivered", "{d}");
     assert_eq!(d["destination"], "outbox");
     assert_eq!(sha256_hex(&source), original);
-    let job = s.call("GET", &format!("/v1/jobs/{transcode}"), a, None).body;
+    let job = s
+        .call("GET", &format!("/v1/jobs/{transcode}"), a, None)
+        .body;
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(job["attempts"], 1, "it waited, it did not fail: {job}");
     assert!(logs(&s, transcode).contains("restored to online"));
@@ -152,12 +179,21 @@ fn jobs_bring_their_files_back_from_the_archive_before_they_run() {
     let proxy_path = PathBuf::from(proxy["path"].as_str().unwrap());
     assert!(!proxy_path.exists() && !source.exists());
     std::fs::remove_file(&sent).unwrap();
-    let r = s.call("POST", "/v1/workflows/resend/run", a, Some(&json!({"asset_id": asset})));
+    let r = s.call(
+        "POST",
+        "/v1/workflows/resend/run",
+        a,
+        Some(&json!({"asset_id": asset})),
+    );
     assert_eq!(r.status, 201, "{}", r.body);
     let deliver = r.body["id"].as_i64().unwrap();
     let d = delivered(&s, asset, 2);
     assert_eq!(d["state"], "delivered", "{d}");
-    assert!(logs(&s, deliver).contains("restored to online"), "{}", logs(&s, deliver));
+    assert!(
+        logs(&s, deliver).contains("restored to online"),
+        "{}",
+        logs(&s, deliver)
+    );
     assert_eq!(sha256_hex(&sent), proxy["sha256"].as_str().unwrap());
     assert!(proxy_path.exists());
     // What the delivery needed only: the source stays in the archive.

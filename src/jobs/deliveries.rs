@@ -134,7 +134,11 @@ impl Plan {
         }
         if let Approval::NotApproved { reason } = catalog.is_approved(asset_id).await? {
             for (fid, _, _) in &self.files {
-                if !catalog.is_approved_file(asset_id, *fid).await?.is_approved() {
+                if !catalog
+                    .is_approved_file(asset_id, *fid)
+                    .await?
+                    .is_approved()
+                {
                     return Err(PlanError::NotApproved(format!(
                         "destination {:?} takes approved material only: {reason}",
                         d.name
@@ -175,7 +179,10 @@ impl Plan {
                 json!({"name": n, "path": f.path, "size": f.size, "sha256": f.sha256, "profile": f.profile})
             })
             .collect();
-        let house = self.meta["house_id"].as_str().unwrap_or("asset").to_string();
+        let house = self.meta["house_id"]
+            .as_str()
+            .unwrap_or("asset")
+            .to_string();
         for kind in &d.manifests {
             let bytes = if kind == "xml" {
                 manifest::xml(&self.meta, &d.name, &entries)

@@ -298,7 +298,11 @@ impl Supervisor {
                 f.file_id
             );
             let _ = self.queue.job_log(job.id, "info", &msg).await;
-            tracing::info!(job = job.id, file = f.file_id, "restoring a file before its job runs");
+            tracing::info!(
+                job = job.id,
+                file = f.file_id,
+                "restoring a file before its job runs"
+            );
             let at = self
                 .restore(job, worker, storages, f.file_id)
                 .await
@@ -430,7 +434,14 @@ impl Supervisor {
         let retry = |e: CatalogError| Outcome::Failed(e.to_string(), true, Fault::Internal);
         let delivery = self
             .catalog
-            .create_delivery(&self.system, asset, &d.name, &d.kind, "queued", &plan.listed())
+            .create_delivery(
+                &self.system,
+                asset,
+                &d.name,
+                &d.kind,
+                "queued",
+                &plan.listed(),
+            )
             .await
             .map_err(retry)?;
         self.catalog
