@@ -95,7 +95,8 @@ fn jobs_bring_their_files_back_from_the_archive_before_they_run() {
             "ANTENNE_DELIVERY_DESTINATIONS",
             format!(
                 "[{{name = \"outbox\", kind = \"folder\", path = {:?}, \
-                 naming = \"{{house_id}}_{{profile}}.{{ext}}\", manifests = [\"json\"]}}]",
+                 naming = \"{{house_id}}_{{profile}}.{{ext}}\", manifests = [\"json\"]}}, \
+                 {{name = \"playout\", kind = \"pull\", profiles = [\"proxy\"]}}]",
                 out.to_str().unwrap()
             ),
         ),
@@ -199,6 +200,29 @@ fn jobs_bring_their_files_back_from_the_archive_before_they_run() {
     // What the delivery needed only: the source stays in the archive.
     assert!(!source.exists());
     assert!(!Path::new(&format!("{}.part", sent.display())).exists());
+
+    // A playout server fetching a pull URL of a file moved to the archive gets it whole: the
+    // file is brought back for the fetch.
+    offline(&s);
+    assert!(!proxy_path.exists());
+    let r = s.call(
+        "POST",
+        &format!("/v1/assets/{asset}/deliveries"),
+        a,
+        Some(&json!({"destination": "playout"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let url = r.body["urls"][0]["url"].as_str().unwrap().to_string();
+    let resp = ureq::get(&format!("{}{url}", s.base)).call().unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut resp.into_reader(), &mut got).unwrap();
+    use sha2::Digest;
+    let hex: String = sha2::Sha256::digest(&got)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(hex, proxy["sha256"].as_str().unwrap());
 }
 
 #[test]

@@ -336,6 +336,14 @@ pub struct PullQuery {
     pub sig: String,
 }
 
+async fn open_nofollow(path: &str) -> std::io::Result<tokio::fs::File> {
+    tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .await
+}
+
 /// A file of a pull destination, by its signed URL (no token: the signature is the
 /// authority): byte ranges (`Range: bytes=…`) for players and playout servers. An altered URL
 /// is answered 403 `bad_signature`, an expired one 403 `url_expired`.
@@ -389,18 +397,24 @@ pub async fn pull_file(
             }
         }
     }
-    let mut file = tokio::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&f.path)
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::GONE,
-                "gone",
-                format!("file {file_id} cannot be read: {}", e.kind()),
-            )
-        })?;
+    let gone = |e: std::io::Error| {
+        ApiError::new(
+            StatusCode::GONE,
+            "gone",
+            format!("file {file_id} cannot be read: {}", e.kind()),
+        )
+    };
+    let mut file = match open_nofollow(&f.path).await {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Moved to nearline or archive: brought back online (verified) for the fetch.
+            let Some(s) = st.storages.get() else {
+                return Err(gone(e));
+            };
+            s.ensure_online(file_id).await?;
+            open_nofollow(&f.path).await.map_err(gone)?
+        }
+        r => r.map_err(gone)?,
+    };
     let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
     let etag = format!("\"{}\"", f.sha256);
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {

@@ -432,18 +432,29 @@ impl Supervisor {
             .await
             .map_err(|e| fatal(format!("deliver to {name:?}: {e}")))?;
         let retry = |e: CatalogError| Outcome::Failed(e.to_string(), true, Fault::Internal);
-        let delivery = self
+        // An earlier attempt cut short after recording it: the same delivery.
+        let earlier = self
             .catalog
-            .create_delivery(
-                &self.system,
-                asset,
-                &d.name,
-                &d.kind,
-                "queued",
-                &plan.listed(),
-            )
+            .deliveries(&self.system, asset)
             .await
-            .map_err(retry)?;
+            .map_err(retry)?
+            .into_iter()
+            .find(|x| x.job_id == Some(job.id));
+        let delivery = match earlier {
+            Some(d) => d,
+            None => self
+                .catalog
+                .create_delivery(
+                    &self.system,
+                    asset,
+                    &d.name,
+                    &d.kind,
+                    "queued",
+                    &plan.listed(),
+                )
+                .await
+                .map_err(retry)?,
+        };
         self.catalog
             .set_delivery_job(delivery.id, job.id)
             .await
