@@ -327,5 +327,32 @@ mod tests {
         assert!(keys.contains(&"delivery.destinations.host"));
         assert!(keys.contains(&"delivery.destinations.key_file"));
         assert!(keys.contains(&"delivery.destinations.host_key_sha256"));
+        let d = Delivery {
+            destinations: vec![Destination {
+                name: "bucket".into(),
+                kind: "s3".into(),
+                path: "/abs".into(),
+                endpoint: Some("ftp://x".into()),
+                access_key_id: "AKIA".into(),
+                ..Destination::default()
+            }],
+            review: Review {
+                smtp: "relay:587".into(),
+                mail_from: "a@example.org".into(),
+                smtp_user: "antenne".into(),
+                ..Review::default()
+            },
+            ..Delivery::default()
+        };
+        let keys: Vec<&str> = problems(&d).iter().map(|e| e.0).collect();
+        for k in [
+            "delivery.destinations.bucket",
+            "delivery.destinations.secret_access_key_file",
+            "delivery.destinations.endpoint",
+            "delivery.destinations.path",
+            "delivery.review.smtp_user",
+        ] {
+            assert!(keys.contains(&k), "{k} in {keys:?}");
+        }
     }
 }
