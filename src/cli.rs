@@ -584,6 +584,12 @@ fn cmd_validate(config: Option<&Path>, profiles_dir: Option<&Path>) -> Res {
         .filter(|d| d.is_dir());
     let (workflows, workflow_errs) = crate::jobs::workflow::load_each(wdir.as_deref(), &names);
     errs.extend(workflow_errs.iter().map(ToString::to_string));
+    if let Some(c) = &cfg {
+        errs.extend(crate::jobs::workflow::undeclared_destinations(
+            &workflows,
+            &crate::app::sendable_destinations(c),
+        ));
+    }
     if !errs.is_empty() {
         for e in &errs {
             eprintln!("error: {e}");
