@@ -464,6 +464,55 @@ impl crate::storage::Notify for StorageWebhooks {
     }
 }
 
+/// Brings back online the files of what the channels are about to air: for each asset, the file
+/// playout reads (house, else source), one restore at a time per asset.
+struct AirRestore {
+    catalog: Catalog,
+    storages: Arc<crate::storage::Storages>,
+    busy: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
+}
+
+impl crate::playout::service::Restore for AirRestore {
+    fn bring_online(&self, asset_ids: Vec<i64>) {
+        for id in asset_ids {
+            if !self.busy.lock().is_ok_and(|mut b| b.insert(id)) {
+                continue;
+            }
+            let (catalog, storages, busy) = (
+                self.catalog.clone(),
+                self.storages.clone(),
+                self.busy.clone(),
+            );
+            tokio::spawn(async move {
+                let outcome = async {
+                    let Some(a) = catalog.scheduled_asset(Some(id), None).await? else {
+                        return Ok(None);
+                    };
+                    let files = catalog.files_of_asset(id).await?;
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                        files.into_iter().find(|f| f.path == a.path),
+                    )
+                }
+                .await;
+                match outcome {
+                    Ok(Some(f)) => {
+                        if let Err(e) = storages.ensure_online(f.file_id).await {
+                            tracing::warn!(asset = id, file = f.file_id, error = %e,
+                                "playout: cannot bring a file to air back online");
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(asset = id, error = %e,
+                        "playout: cannot find the file to bring back online"),
+                }
+                if let Ok(mut b) = busy.lock() {
+                    b.remove(&id);
+                }
+            });
+        }
+    }
+}
+
 impl crate::storage::ScheduleCheck for Scheduled {
     fn is_scheduled(&self, asset_id: i64, now_ms: i64) -> bool {
         self.0.schedules_asset(asset_id, now_ms)
@@ -624,6 +673,11 @@ pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
         }));
     }
     let storages = Arc::new(storages);
+    playout.set_restore(Arc::new(AirRestore {
+        catalog: catalog.clone(),
+        storages: storages.clone(),
+        busy: Arc::default(),
+    }));
     let _ = st.storages.set(storages.clone());
     supervisor.set_storages(storages.clone());
     tokio::spawn(storages.keep(st.stopping.clone()));

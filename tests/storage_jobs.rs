@@ -246,3 +246,100 @@ fn a_workflow_naming_an_undeclared_destination_is_refused() {
     let e = common::stderr(&o);
     assert!(e.contains("no delivery destination \"nowhere\""), "{e}");
 }
+
+/// A file kept only in the archive comes back online on its own once its slot on a channel is
+/// less than two hours away (checked each second here), verified, where playout reads it.
+#[test]
+fn a_channel_brings_back_what_it_is_about_to_air() {
+    let Some(s3) = S3::start(&["vault"]) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let env = vec![
+        (
+            "ANTENNE_STORAGES_STORE",
+            format!(
+                r#"[{{ id = "vault", kind = "s3", role = "archive", endpoint = "{}", bucket = "vault", access_key_id = "{ACCESS_KEY}", secret_access_key_env = "VAULT_SECRET" }}]"#,
+                s3.endpoint
+            ),
+        ),
+        (
+            "ANTENNE_STORAGES_POLICY",
+            r#"[{ name = "offline", copy_to = ["vault"], move_from = ["media"], keep = 1 }]"#
+                .into(),
+        ),
+        ("VAULT_SECRET", SECRET_KEY.into()),
+        ("ANTENNE_STORAGES_WARN_PERCENT", "100".into()),
+        ("ANTENNE_STORAGES_REFUSE_PERCENT", "100".into()),
+        ("ANTENNE_PLAYOUT_CHECK_EVERY_S", "1".into()),
+    ];
+    let s = Server::start(&env);
+    let a = Some(s.admin.as_str());
+    let upload = |name: &str, seed: u32| {
+        let f = clip(work.path(), name, seed);
+        let r = s.raw(
+            "POST",
+            &format!("/v1/ingest/upload?filename={name}"),
+            a,
+            Some(("application/octet-stream", std::fs::read(&f).unwrap())),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        (r.body.clone(), sha256_hex(&f))
+    };
+    let (soon, soon_sha) = upload("soon.mp4", 3);
+    let (later, _) = upload("later.mp4", 4);
+    let path = |b: &Value| PathBuf::from(b["file"]["path"].as_str().unwrap());
+    offline(&s);
+    assert!(!path(&soon).exists() && !path(&later).exists());
+
+    let r = s.call(
+        "POST",
+        "/v1/channels",
+        a,
+        Some(&json!({"name": "restorer", "rate": "25", "format": "180p25"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let at = |s: i64| {
+        time::OffsetDateTime::from_unix_timestamp(s)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let r = s.call(
+        "PUT",
+        &format!("/v1/channels/{}/schedule", r.body["id"]),
+        a,
+        Some(&json!({"items": [
+            {"id": "soon", "house_id": soon["asset"]["house_id"], "start": at(now + 1800)},
+            {"id": "later", "house_id": later["asset"]["house_id"], "start": at(now + 86_400)},
+        ]})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    wait_for(
+        Duration::from_secs(60),
+        "the file to air soon back online",
+        || path(&soon).exists().then_some(()),
+    );
+    wait_for(Duration::from_secs(20), "its online copy verified", || {
+        let r = s.call(
+            "GET",
+            &format!("/v1/files/{}/copies", soon["file"]["id"]),
+            a,
+            None,
+        );
+        r.body
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["storage"] == "media" && c["state"] == "ok")
+            .then_some(())
+    });
+    assert_eq!(sha256_hex(&path(&soon)), soon_sha);
+    // What airs tomorrow stays in the archive (it would have been asked for in the same check).
+    assert!(!path(&later).exists(), "restored a day ahead of air");
+}

@@ -162,9 +162,63 @@ pub struct PlayoutService {
     aired_rx: Mutex<Option<mpsc::UnboundedReceiver<(i64, Aired)>>>,
     /// Serializes schedule writes per service (the catalog's version check does across).
     write: tokio::sync::Mutex<()>,
+    /// Brings files kept only on nearline or archive storage back online before they air.
+    restore: RwLock<Option<Arc<dyn Restore>>>,
+}
+
+/// How far ahead of its slot an asset's file is brought back online: a restore from an archive
+/// may take minutes, and it must not be wasted on what airs days from now.
+pub const RESTORE_AHEAD_MS: i64 = 2 * 3_600_000;
+
+/// Brings assets' files back to online storage (from nearline or archive), verified, in the
+/// background; asked again at every check, so it must be cheap for what is already online.
+pub trait Restore: Send + Sync {
+    fn bring_online(&self, asset_ids: Vec<i64>);
 }
 
 impl PlayoutService {
+    /// Where the files of what is about to air are brought back online from.
+    pub fn set_restore(&self, r: Arc<dyn Restore>) {
+        if let Ok(mut g) = self.restore.write() {
+            *g = Some(r);
+        }
+    }
+
+    /// The assets whose slots start before `now_ms + ahead_ms` and have not ended by `now_ms`,
+    /// on every channel.
+    pub fn assets_airing_within(&self, now_ms: i64, ahead_ms: i64) -> Vec<i64> {
+        let channels: Vec<Arc<Mutex<Live>>> = match self.channels.lock() {
+            Ok(g) => g.values().cloned().collect(),
+            Err(e) => e.into_inner().values().cloned().collect(),
+        };
+        let mut ids: Vec<i64> = Vec::new();
+        for l in &channels {
+            let l = l.lock().unwrap_or_else(|e| e.into_inner());
+            for s in &l.plan.get().slots {
+                if let super::plan::Material::File { asset_id, .. } = &s.material {
+                    let (start, end) = (l.clock.ms_of(s.start), l.clock.ms_of(s.end()));
+                    if end > now_ms && start <= now_ms + ahead_ms {
+                        ids.extend(asset_id.parse::<i64>().ok());
+                    }
+                }
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Asks for the files of what airs in the next [`RESTORE_AHEAD_MS`] to be online.
+    fn restore_ahead(&self, now_ms: i64) {
+        let r = self.restore.read().ok().and_then(|g| g.clone());
+        if let Some(r) = r {
+            let ids = self.assets_airing_within(now_ms, RESTORE_AHEAD_MS);
+            if !ids.is_empty() {
+                r.bring_online(ids);
+            }
+        }
+    }
+
     /// Whether any channel's plan airs `asset_id` at or after `now_ms` (retention must not
     /// purge it).
     pub fn schedules_asset(&self, asset_id: i64, now_ms: i64) -> bool {
@@ -247,6 +301,7 @@ impl PlayoutService {
             aired_tx: tx,
             aired_rx: Mutex::new(Some(rx)),
             write: tokio::sync::Mutex::new(()),
+            restore: RwLock::new(None),
         });
         let stored = s.catalog.channels().await?;
         for c in &cfg.channels {
@@ -944,7 +999,9 @@ impl PlayoutService {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = tokio::time::sleep(every) => {
-                    self.check_soon(self.catalog.now_ms()).await;
+                    let now = self.catalog.now_ms();
+                    self.restore_ahead(now);
+                    self.check_soon(now).await;
                 }
             }
         }
