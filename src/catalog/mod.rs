@@ -12,6 +12,7 @@
 pub mod access;
 pub mod assets;
 pub mod copies;
+mod hosted;
 pub mod live;
 pub mod log;
 pub mod mam;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub use hosted::{Hosted, Write};
 pub use log::AuditScope;
 pub use store::{Backend, Catalog, Clock, OpenOptions, SystemClock};
 
