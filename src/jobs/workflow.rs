@@ -305,6 +305,37 @@ pub fn load_all(dir: Option<&Path>, profiles: &[String]) -> Result<Vec<Workflow>
     }
 }
 
+/// A workflow file read: the workflow, or every key its types refuse (each naming its path)
+/// and, when the rest reads, the workflow without them.
+#[allow(clippy::type_complexity)]
+fn parse(file: &str, text: &str) -> Result<Workflow, (Vec<WorkflowError>, Option<Workflow>)> {
+    let bad = |why: String| WorkflowError {
+        file: file.to_string(),
+        why,
+    };
+    let table: toml::Table = match toml::from_str(text) {
+        Ok(t) => t,
+        Err(e) => return Err((vec![bad(e.message().to_string())], None)),
+    };
+    // A name of its own lets each key be tried without the others.
+    let mut fill = toml::Table::new();
+    fill.insert("name".into(), toml::Value::String("workflow".into()));
+    let refused = crate::config::refused::refused::<Workflow>(&table, &fill);
+    if refused.is_empty() {
+        return toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| (vec![bad(e.message().to_string())], None));
+    }
+    let rest = toml::Value::Table(crate::config::refused::without(&table, &refused))
+        .try_into()
+        .ok();
+    let errs = refused
+        .into_iter()
+        .map(|r| bad(format!("{}: {}", r.path, r.why)))
+        .collect();
+    Err((errs, rest))
+}
+
 /// The workflows that load, and every mistake of those that do not, file by file.
 pub fn load_each(dir: Option<&Path>, profiles: &[String]) -> (Vec<Workflow>, Vec<WorkflowError>) {
     let mut out: Vec<Workflow> = Vec::new();
@@ -330,13 +361,15 @@ pub fn load_each(dir: Option<&Path>, profiles: &[String]) -> (Vec<Workflow>, Vec
         }
     }
     for (file, text) in sources {
-        let w: Workflow = match toml::from_str(&text) {
+        let w = match parse(&file, &text) {
             Ok(w) => w,
-            Err(e) => {
-                errs.push(WorkflowError {
-                    file: file.clone(),
-                    why: e.message().to_string(),
-                });
+            Err((refused, rest)) => {
+                errs.extend(refused);
+                // What was taken is checked too: every mistake of the file at once.
+                errs.extend(
+                    rest.map(|w| w.problems(&file, profiles))
+                        .unwrap_or_default(),
+                );
                 continue;
             }
         };
