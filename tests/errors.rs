@@ -487,6 +487,22 @@ fn validate_names_every_refused_key_and_every_bad_value_at_once() {
         ),
     )
     .unwrap();
+    // A profile with a key of the wrong type and an unknown one: one line, both named.
+    std::fs::write(
+        profiles.join("odd.toml"),
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/firmware-config/profiles/web-h264.toml"
+        ))
+        .unwrap()
+        .replace("name = \"web-h264\"", "name = \"odd\"")
+        .replace("width = 1920", "width = \"wide\"")
+        .replace(
+            "tolerance_lu = 0.5",
+            "tolerance_lu = 0.5\ncolour = \"blue\"",
+        ),
+    )
+    .unwrap();
     std::fs::write(
         workflows.join("news.toml"),
         "name = \"news\"\n[trigger]\nwatch = \"news\"\npoll_s = \"often\"\n\
@@ -520,14 +536,17 @@ fn validate_names_every_refused_key_and_every_bad_value_at_once() {
         ("antenne.toml", "storages.warn_percent", ""),
         ("news.toml", "trigger.poll_s", "invalid type"),
         ("news.toml", "steps[0]", "teleport"),
+        ("odd.toml", "outputs[0].video", "invalid type"),
+        ("odd.toml", "loudness.colour", "unknown field"),
     ];
     for (file, key, why) in want {
         assert!(has(file, key, why), "{file} {key} {why:?} not named: {e}");
     }
-    // Those, one line each, and the count.
-    assert_eq!(lines.len(), want.len() + 1, "{e}");
+    // Those, one line each (the profile's two on its line), and the count.
+    let mistakes = want.len() - 1;
+    assert_eq!(lines.len(), mistakes + 1, "{e}");
     assert!(
-        lines[want.len()].contains(&format!("{} mistake", want.len())),
+        lines[mistakes].contains(&format!("{mistakes} mistake")),
         "{e}"
     );
 }

@@ -305,35 +305,35 @@ pub fn load_all(dir: Option<&Path>, profiles: &[String]) -> Result<Vec<Workflow>
     }
 }
 
-/// A workflow file read: the workflow, or every key its types refuse (each naming its path)
-/// and, when the rest reads, the workflow without them.
-#[allow(clippy::type_complexity)]
-fn parse(file: &str, text: &str) -> Result<Workflow, (Vec<WorkflowError>, Option<Workflow>)> {
+/// A workflow file read: the workflow as taken, and every key its types refuse, each naming
+/// its path (with a mistake, the workflow is what reads without those keys, if anything).
+fn parse(file: &str, text: &str) -> (Option<Workflow>, Vec<WorkflowError>) {
     let bad = |why: String| WorkflowError {
         file: file.to_string(),
         why,
     };
     let table: toml::Table = match toml::from_str(text) {
         Ok(t) => t,
-        Err(e) => return Err((vec![bad(e.message().to_string())], None)),
+        Err(e) => return (None, vec![bad(e.message().to_string())]),
     };
     // A name of its own lets each key be tried without the others.
     let mut fill = toml::Table::new();
     fill.insert("name".into(), toml::Value::String("workflow".into()));
     let refused = crate::config::refused::refused::<Workflow>(&table, &fill);
-    if refused.is_empty() {
-        return toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| (vec![bad(e.message().to_string())], None));
-    }
-    let rest = toml::Value::Table(crate::config::refused::without(&table, &refused))
-        .try_into()
-        .ok();
-    let errs = refused
+    let taken = toml::Value::Table(crate::config::refused::without(&table, &refused));
+    let mut errs: Vec<WorkflowError> = refused
         .into_iter()
         .map(|r| bad(format!("{}: {}", r.path, r.why)))
         .collect();
-    Err((errs, rest))
+    match taken.try_into::<Workflow>() {
+        Ok(w) => (Some(w), errs),
+        Err(e) => {
+            if errs.is_empty() {
+                errs.push(bad(e.message().to_string()));
+            }
+            (None, errs)
+        }
+    }
 }
 
 /// The workflows that load, and every mistake of those that do not, file by file.
@@ -361,20 +361,15 @@ pub fn load_each(dir: Option<&Path>, profiles: &[String]) -> (Vec<Workflow>, Vec
         }
     }
     for (file, text) in sources {
-        let w = match parse(&file, &text) {
-            Ok(w) => w,
-            Err((refused, rest)) => {
-                errs.extend(refused);
-                // What was taken is checked too: every mistake of the file at once.
-                errs.extend(
-                    rest.map(|w| w.problems(&file, profiles))
-                        .unwrap_or_default(),
-                );
-                continue;
-            }
+        let (w, refused) = parse(&file, &text);
+        let Some(w) = w else {
+            errs.extend(refused);
+            continue;
         };
+        // What was taken is checked too: every mistake of the file at once.
         let wrong = w.problems(&file, profiles);
-        if !wrong.is_empty() {
+        if !refused.is_empty() || !wrong.is_empty() {
+            errs.extend(refused);
             errs.extend(wrong);
             continue;
         }
