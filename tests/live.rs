@@ -5,9 +5,9 @@
 
 mod common;
 
-use common::live::{create, free_udp_port, stats, wait_for, Receiver};
+use common::live::{create, events, free_udp_port, stats, wait_for, Receiver};
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -19,36 +19,13 @@ use common::pg::Pg;
 use common::server::Server;
 use serde_json::{json, Value};
 
-/// The lines of `/v1/events`, as they come.
-fn events(s: &Server) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    let resp = ureq::get(&format!("{}/v1/events", s.base))
-        .set("authorization", &format!("Bearer {}", s.admin))
-        .call()
-        .unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(resp.into_reader())
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-fn wait_event(rx: &mpsc::Receiver<String>, id: i64, op: &str, within: Duration) {
+fn wait_event(rx: &mpsc::Receiver<Value>, id: i64, op: &str, within: Duration) {
     let end = Instant::now() + within;
     while let Some(left) = end.checked_duration_since(Instant::now()) {
-        let Ok(l) = rx.recv_timeout(left) else { break };
-        if let Some(d) = l.strip_prefix("data:") {
-            let v: Value = serde_json::from_str(d.trim()).unwrap_or_default();
-            if v["object"] == "live_source" && v["id"] == id && v["op"] == op {
-                assert!(v["detail"]["reason"].is_string(), "{v}");
-                return;
-            }
+        let Ok(v) = rx.recv_timeout(left) else { break };
+        if v["id"] == id && v["op"] == op {
+            assert!(v["detail"]["reason"].is_string(), "{v}");
+            return;
         }
     }
     panic!("no {op} event for live source {id} within {within:?}");
@@ -196,7 +173,7 @@ fn udp_passthrough_health_events_garbage_and_a_stuck_reader() {
                "address": format!("127.0.0.1:{}", rx.port), "ttl": 4}),
     );
     assert_eq!(stats(&s, "sources", src)["state"], "connecting");
-    let ev = events(&s);
+    let ev = events(&s, "live_source");
 
     // A reader that never reads: the TS over HTTP to a client that sends its request and stops.
     // Its receive window is kept small, so that the kernel does not absorb the whole feed.
@@ -875,4 +852,133 @@ fn declared_sources_run_and_are_changed_in_the_file_only() {
     assert_eq!(r.body["items"], json!([]), "{}", r.body);
     let r = s.call("GET", "/v1/live/outputs", Some(&s.admin), None);
     assert_eq!(r.body["items"], json!([]), "{}", r.body);
+}
+
+/// Two appliances on one PostgreSQL catalog (a 2 s lease): a source and its output run on the
+/// appliance that made them and only there (the other shows who runs them and keeps off the
+/// port, lease after lease; a change made through it reaches the one that runs them); when that
+/// appliance dies (`kill -9`, nothing given back) the other takes both over once the lease has
+/// run out and carries the feed; stopped through it, nobody runs the source.
+#[test]
+fn two_appliances_run_a_source_once_and_one_takes_over_when_the_other_dies() {
+    let pg = Pg::start().expect("PostgreSQL installed");
+    let env = |name: &str| {
+        vec![
+            ("ANTENNE_CATALOG_URL", pg.url.clone()),
+            ("ANTENNE_JOBS_APPLIANCE", name.to_string()),
+            ("ANTENNE_LIVE_LEASE_S", "2".to_string()),
+        ]
+    };
+    let mut a = Server::start(&env("alpha"));
+    let b = Server::start(&env("beta"));
+    let port = free_udp_port();
+    let rx = Receiver::start();
+    let src = create(
+        &a,
+        "sources",
+        json!({"name": "shared", "kind": "udp", "address": format!("127.0.0.1:{port}"), "buffer_ms": 0}),
+    );
+    let out = create(
+        &a,
+        "outputs",
+        json!({"name": "shared-out", "kind": "udp", "source_id": src,
+               "address": format!("127.0.0.1:{}", rx.port)}),
+    );
+    let view = |s: &Server, what: &str, id: i64| {
+        s.call(
+            "GET",
+            &format!("/v1/live/{what}/{id}"),
+            Some(&s.admin),
+            None,
+        )
+        .body
+    };
+    assert_eq!(view(&a, "sources", src)["owner"], "alpha");
+    assert_eq!(view(&a, "outputs", out)["owner"], "alpha");
+    wait_for(Duration::from_secs(5), "beta sees alpha run both", || {
+        (view(&b, "sources", src)["owner"] == "alpha"
+            && view(&b, "outputs", out)["owner"] == "alpha")
+            .then_some(())
+    });
+    // Longer than a lease: alpha renews, beta keeps off.
+    std::thread::sleep(Duration::from_secs(3));
+    for (what, id) in [("sources", src), ("outputs", out)] {
+        let v = view(&b, what, id);
+        assert_eq!(
+            (v["owner"].as_str(), v["state"].as_str()),
+            (Some("alpha"), Some("stopped")),
+            "{v}"
+        );
+    }
+    // Changed through beta: alpha, which runs it, restarts it with the change.
+    let r = b.call(
+        "PUT",
+        &format!("/v1/live/sources/{src}"),
+        Some(&b.admin),
+        Some(
+            &json!({"name": "shared", "kind": "udp", "address": format!("127.0.0.1:{port}"),
+                     "buffer_ms": 0, "loss_ms": 800}),
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_for(Duration::from_secs(5), "alpha runs the change", || {
+        (stats(&a, "sources", src)["loss_ms"] == 800).then_some(())
+    });
+    assert_eq!(view(&b, "sources", src)["owner"], "alpha");
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let send = |from: u8, to: u8| {
+        let mut sent = Vec::new();
+        for i in from..to {
+            let mut d = vec![i; 7 * 188];
+            for p in d.chunks_mut(188) {
+                p[0] = 0x47;
+            }
+            tx.send_to(&d, ("127.0.0.1", port)).unwrap();
+            sent.extend_from_slice(&d);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        sent
+    };
+    let mut want = send(0, 20);
+    wait_for(Duration::from_secs(5), "the feed through alpha", || {
+        (rx.len() >= want.len()).then_some(())
+    });
+    assert!(
+        rx.bytes(0) == want,
+        "each datagram once, through alpha only"
+    );
+
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let died = Instant::now();
+    wait_for(Duration::from_secs(10), "beta takes both over", || {
+        (view(&b, "sources", src)["owner"] == "beta" && view(&b, "outputs", out)["owner"] == "beta")
+            .then_some(())
+    });
+    let took = died.elapsed();
+    assert!(
+        took < Duration::from_secs(6),
+        "taken over after {took:?} (lease 2 s)"
+    );
+    want.extend(send(20, 40));
+    wait_for(Duration::from_secs(5), "the feed through beta", || {
+        (rx.len() >= want.len()).then_some(())
+    });
+    assert!(
+        rx.bytes(0) == want,
+        "after the takeover, the feed goes on, once"
+    );
+    wait_for(Duration::from_secs(3), "live on beta", || {
+        (stats(&b, "sources", src)["state"] == "live").then_some(())
+    });
+
+    let r = b.call(
+        "POST",
+        &format!("/v1/live/sources/{src}/stop"),
+        Some(&b.admin),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body["owner"].is_null(), "{}", r.body);
+    assert_eq!(r.body["state"], "stopped");
 }

@@ -1006,3 +1006,146 @@ fn a_feed_without_pictures_is_lost() {
     // Its sound kept the primary's packets coming: it is not taken back.
     assert_eq!(events.len(), 2, "{events:?}");
 }
+
+/// One `mpegts` output of a live profile: `codec`, `scan`, 320x180 (each field 90 lines) 25
+/// frames/s, AAC stereo.
+fn ts_output(name: &str, codec: &str, scan: &str) -> String {
+    let x264 = if codec == "h264" {
+        "profile = \"high\"\npreset = \"veryfast\"\nb_frames = 2\n"
+    } else {
+        "b_frames = 2\n"
+    };
+    format!(
+        "[[outputs]]\nname = \"{name}\"\ncontainer = \"mpegts\"\nmuxrate = \"2000k\"\n\
+         [outputs.video]\ncodec = \"{codec}\"\nwidth = 320\nheight = 180\nframe_rate = \"25/1\"\n\
+         pix_fmt = \"yuv420p\"\nscan = \"{scan}\"\nrate_control = \"cbr\"\nbitrate = \"1M\"\n\
+         bufsize = \"1M\"\ngop_seconds = 1.0\n{x264}\
+         [outputs.audio]\ncodec = \"aac\"\nbitrate = \"96k\"\nsample_rate = 48000\n\
+         tracks = [\"stereo\"]\n"
+    )
+}
+
+/// An interlaced feed (25i TFF H.264 made from 50p) through a live pipeline with interlaced
+/// outputs: H.264 TFF and MPEG-2 BFF, encoded interlaced, each frame flagged with its field
+/// order, and a progressive output beside them that stays progressive at 25 frames/s.
+#[test]
+fn interlaced_outputs_keep_their_field_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = dir.path().join("feed-25i.ts");
+    common::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=50:duration=8",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000:duration=8",
+        "-ac",
+        "2",
+        "-vf",
+        "interlace=scan=tff:lowpass=linear",
+        "-c:v",
+        "libx264",
+        "-flags",
+        "+ildct+ilme",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "25",
+        "-b:v",
+        "600k",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "96k",
+        "-f",
+        "mpegts",
+        "-muxrate",
+        &FEED_MUXRATE.to_string(),
+        feed.to_str().unwrap(),
+    ]);
+    let fed = common::video_frames(&feed);
+    assert!(fed.iter().all(|f| f.2 && f.3), "the feed is 25i TFF");
+    let (pusher, src) = Pusher::start("feed", std::fs::read(&feed).unwrap());
+    let text = format!(
+        "name = \"live-i\"\n{}{}{}",
+        ts_output("i264", "h264", "tff"),
+        ts_output("i2", "mpeg2video", "bff"),
+        ts_output("p264", "h264", "progressive"),
+    );
+    let prof = profile::parse(&text, "live-i.toml").unwrap();
+    let mut got = Vec::new();
+    let mut sinks = LiveSinks::default();
+    for name in ["i264", "i2", "p264"] {
+        let c: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let cc = c.clone();
+        let sink: Arc<dyn ChunkSink> =
+            Arc::new(move |chunk: Chunk| cc.lock().unwrap().extend_from_slice(&chunk));
+        sinks.ts.push((name.into(), sink));
+        got.push((name, c));
+    }
+    let job = compile(
+        &[&prof],
+        vec![LiveInput {
+            name: "feed".into(),
+            source: InputSource::Stream(src),
+        }],
+        Slate::Generated { ident: "I".into() },
+        Failover::default(),
+        &sinks,
+        LiveDefaults::default(),
+        BackendChoice::Software,
+    )
+    .unwrap();
+    assert_eq!(
+        job.spec.house.rate,
+        (50, 1),
+        "the house runs at the field rate"
+    );
+    let cancel = Arc::new(AtomicBool::new(false));
+    let ca = cancel.clone();
+    let engine =
+        thread::spawn(move || live::run(&job.spec, |_| {}, Arc::new(LiveProgress::default()), ca));
+    thread::sleep(Duration::from_secs(5));
+    cancel.store(true, Ordering::SeqCst);
+    let report = engine.join().unwrap().unwrap();
+    drop(pusher);
+    assert!(
+        report.failed_outputs.is_empty(),
+        "{:?}",
+        report.failed_outputs
+    );
+    for (name, c) in got {
+        let data = c.lock().unwrap().clone();
+        let r = ts::check(&data, Limits::default());
+        assert!(r.is_clean(), "{name}: {:?}", r.first_errors);
+        let out = dir.path().join(format!("{name}.ts"));
+        std::fs::write(&out, &data).unwrap();
+        let probe = common::ffprobe(&out, false);
+        let v = probe["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["codec_type"] == "video")
+            .unwrap()
+            .clone();
+        let frames = common::video_frames(&out);
+        assert!(frames.len() >= 75, "{name}: {} frames", frames.len());
+        let pts = packet_pts(&out, "v:0");
+        assert!(
+            pts.windows(2).all(|w| w[1] - w[0] == 3600),
+            "{name}: 25 frames/s"
+        );
+        let (field, interlaced, tff) = match name {
+            "i264" => ("tt", true, true),
+            "i2" => ("bb", true, false),
+            _ => ("progressive", false, false),
+        };
+        assert_eq!(v["field_order"], field, "{name}: {v}");
+        assert!(
+            frames.iter().all(|f| f.2 == interlaced && f.3 == tff),
+            "{name}: every frame interlaced {interlaced}, top first {tff}"
+        );
+    }
+}

@@ -6,9 +6,8 @@
 
 mod common;
 
-use common::live::{create, free_udp_port, Receiver};
+use common::live::{create, events, free_udp_port, stats, Receiver};
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -48,41 +47,6 @@ bitrate = "96k"
 sample_rate = 48000
 tracks = ["stereo"]
 "#;
-
-fn stats(s: &Server, id: i64) -> Value {
-    let r = s.call(
-        "GET",
-        &format!("/v1/live/outputs/{id}/stats"),
-        Some(&s.admin),
-        None,
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.body
-}
-
-/// The `/v1/events` lines of live outputs, as JSON.
-fn events(s: &Server) -> mpsc::Receiver<Value> {
-    let (tx, rx) = mpsc::channel();
-    let resp = ureq::get(&format!("{}/v1/events", s.base))
-        .set("authorization", &format!("Bearer {}", s.admin))
-        .call()
-        .unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(resp.into_reader())
-            .lines()
-            .map_while(Result::ok)
-        {
-            let Some(d) = l.strip_prefix("data:") else {
-                continue;
-            };
-            let v: Value = serde_json::from_str(d.trim()).unwrap_or_default();
-            if v["object"] == "live_output" && tx.send(v).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
 
 /// Waits for the output's next `switched` event; returns what it says (from, to, reason).
 fn wait_switch(rx: &mpsc::Receiver<Value>, id: i64, within: Duration) -> Value {
@@ -213,7 +177,7 @@ fn a_transcoding_output_fails_over_to_the_backup_then_the_slate_and_back() {
     let mut primary = send(pp, 440);
     let mut backup = send(bp, 880);
     let rx = Receiver::start();
-    let ev = events(&s);
+    let ev = events(&s, "live_output");
     let out = create(
         &s,
         "outputs",
@@ -223,7 +187,7 @@ fn a_transcoding_output_fails_over_to_the_backup_then_the_slate_and_back() {
     );
     // On air from the primary.
     wait_bytes(&rx, 200_000, Duration::from_secs(20));
-    let st = stats(&s, out);
+    let st = stats(&s, "outputs", out);
     assert_eq!(st["last_switch"]["to"], "primary", "{st}");
     assert_eq!(st["switches"], 0, "{st}");
     // The source is demuxed once: the output's input and the monitor both take the packets of
@@ -259,7 +223,7 @@ fn a_transcoding_output_fails_over_to_the_backup_then_the_slate_and_back() {
         sw["reason"].as_str().unwrap_or("").contains("no packet"),
         "{sw}"
     );
-    let st = stats(&s, out);
+    let st = stats(&s, "outputs", out);
     assert_eq!(st["last_switch"]["from"], "primary", "{st}");
     assert_eq!(st["last_switch"]["to"], "backup", "{st}");
     assert!(
@@ -281,7 +245,7 @@ fn a_transcoding_output_fails_over_to_the_backup_then_the_slate_and_back() {
         (&json!("backup"), &json!("slate")),
         "{sw}"
     );
-    let st = stats(&s, out);
+    let st = stats(&s, "outputs", out);
     assert_eq!(st["last_switch"]["to"], "slate", "{st}");
     assert_eq!(st["switches"], 2, "{st}");
     wait_bytes(&rx, 150_000, Duration::from_secs(5));
@@ -301,7 +265,7 @@ fn a_transcoding_output_fails_over_to_the_backup_then_the_slate_and_back() {
     );
     wait_bytes(&rx, 150_000, Duration::from_secs(5));
     std::thread::sleep(hold);
-    let st = stats(&s, out);
+    let st = stats(&s, "outputs", out);
     assert_eq!(st["switches"], 3, "{st}");
     assert_eq!(st["state"], "live", "{st}");
     let (m, bytes) = s.request("GET", "/metrics", Some(&s.admin), &[], None);
@@ -418,6 +382,180 @@ tracks = ["stereo"]
 "#;
 
 /// GET of a ladder file: status, content type, body.
+/// The manual failover switch: an operator puts the output on its backup, where it stays while
+/// the primary is healthy, then back on its primary; each switch is a `switched` event with the
+/// operator's reason, like the automatic ones, and is in the audit log. Refused to a viewer, for
+/// an unknown target and for an output without failover.
+#[test]
+fn an_operator_switches_an_output_to_its_backup_and_back() {
+    let profiles = tempfile::tempdir().unwrap();
+    std::fs::write(profiles.path().join("live-test-180p.toml"), SMALL_PROFILE).unwrap();
+    let s = Server::start(&[(
+        "ANTENNE_TRANSCODE_PROFILES_DIR",
+        profiles.path().display().to_string(),
+    )]);
+    let (pp, bp) = (free_udp_port(), free_udp_port());
+    let p = create(
+        &s,
+        "sources",
+        json!({"name": "primary", "kind": "udp", "address": format!("127.0.0.1:{pp}")}),
+    );
+    let b = create(
+        &s,
+        "sources",
+        json!({"name": "backup", "kind": "udp", "address": format!("127.0.0.1:{bp}")}),
+    );
+    let mut primary = send(pp, 440);
+    let mut backup = send(bp, 880);
+    let rx = Receiver::start();
+    let ev = events(&s);
+    let out = create(
+        &s,
+        "outputs",
+        json!({"name": "air", "kind": "udp", "source_id": p, "address": format!("127.0.0.1:{}", rx.port),
+               "profile": "live-test-180p", "backup_id": b, "loss_ms": 500, "return_after_s": 1}),
+    );
+    let plain = create(
+        &s,
+        "outputs",
+        json!({"name": "plain", "kind": "udp", "source_id": p, "address": "127.0.0.1:9"}),
+    );
+    wait_bytes(&rx, 200_000, Duration::from_secs(20));
+    assert_eq!(stats(&s, out)["last_switch"]["to"], "primary");
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = s.call(
+            "GET",
+            &format!("/v1/live/sources/{b}"),
+            Some(&s.admin),
+            None,
+        );
+        if st.body["state"] == "live" {
+            break;
+        }
+        assert!(Instant::now() < end, "the backup is not live: {}", st.body);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let switch = |who: &str, body: Value| {
+        s.call(
+            "POST",
+            &format!("/v1/live/outputs/{out}/switch"),
+            Some(who),
+            Some(&body),
+        )
+    };
+
+    let r = switch(&s.admin, json!({"to": "backup"}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sw = wait_switch(&ev, out, Duration::from_secs(5));
+    assert_eq!(
+        (
+            sw["from"].as_str(),
+            sw["to"].as_str(),
+            sw["reason"].as_str()
+        ),
+        (Some("primary"), Some("backup"), Some("operator's choice")),
+        "{sw}"
+    );
+    assert_eq!(sw["on_primary"], false);
+    // The choice holds: the primary, healthy all along, is not taken back after return_after_s.
+    std::thread::sleep(Duration::from_secs(3));
+    let st = stats(&s, out);
+    assert_eq!(
+        (st["last_switch"]["to"].as_str(), st["switches"].as_u64()),
+        (Some("backup"), Some(1)),
+        "{st}"
+    );
+    assert_eq!(st["state"], "failover", "{st}");
+    wait_bytes(&rx, 50_000, Duration::from_secs(5));
+
+    let r = switch(&s.admin, json!({"to": "primary"}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sw = wait_switch(&ev, out, Duration::from_secs(5));
+    assert_eq!(
+        (
+            sw["from"].as_str(),
+            sw["to"].as_str(),
+            sw["reason"].as_str()
+        ),
+        (Some("backup"), Some("primary"), Some("operator's choice")),
+        "{sw}"
+    );
+    assert_eq!(sw["on_primary"], true);
+
+    // Refusals, each in words.
+    let (_, viewer) = s.user("vic", "viewer");
+    let r = switch(&viewer, json!({"to": "backup"}));
+    assert_eq!((r.status, r.code()), (403, "forbidden"), "{}", r.body);
+    let r = switch(&s.admin, json!({"to": "sideways"}));
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.body["error"]["field"], "to", "{}", r.body);
+    let r = switch(&s.admin, json!({"to": "backup", "now": true}));
+    assert_eq!(r.status, 422, "{}", r.body);
+    let r = s.call(
+        "POST",
+        &format!("/v1/live/outputs/{plain}/switch"),
+        Some(&s.admin),
+        Some(&json!({"to": "backup"})),
+    );
+    assert_eq!((r.status, r.code()), (409, "conflict"), "{}", r.body);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no failover"),
+        "{}",
+        r.body
+    );
+    let r = s.call(
+        "POST",
+        "/v1/live/outputs/99999/switch",
+        Some(&s.admin),
+        Some(&json!({"to": "backup"})),
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    // The backup stops delivering: switching to it is refused rather than putting it on air.
+    backup.kill().unwrap();
+    backup.wait().unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = s.call(
+            "GET",
+            &format!("/v1/live/sources/{b}"),
+            Some(&s.admin),
+            None,
+        );
+        if st.body["state"] != "live" {
+            break;
+        }
+        assert!(Instant::now() < end, "the backup stays live: {}", st.body);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = switch(&s.admin, json!({"to": "backup"}));
+    assert_eq!((r.status, r.code()), (409, "conflict"), "{}", r.body);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not live"),
+        "{}",
+        r.body
+    );
+
+    // Audited, with who did it.
+    let audit = s.call("GET", "/v1/audit?limit=1000", Some(&s.admin), None);
+    let object = format!("/v1/live/outputs/{out}/switch");
+    let mine: Vec<_> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["object"] == object.as_str() && e["actor"] == "admin")
+        .collect();
+    assert!(mine.len() >= 2, "{}", audit.body);
+    primary.kill().unwrap();
+    primary.wait().unwrap();
+}
+
 fn hls_get(s: &Server, out: i64, file: &str) -> (u16, String, Vec<u8>) {
     let (r, b) = s.request(
         "GET",

@@ -5,43 +5,18 @@
 
 mod common;
 
-use common::live::{free_udp_port, wait_for};
+use common::live::{free_udp_port, stats, udp_source, wait_for};
 
 use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::server::Server;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Two channels of a 1 kHz sine peaking at 0.1 (-20 dBFS).
 const TONE: &str = "0.1*sin(2*PI*1000*t)|0.1*sin(2*PI*1000*t)";
 const SILENCE: &str = "0|0";
-
-fn stats(s: &Server, id: i64) -> Value {
-    let r = s.call(
-        "GET",
-        &format!("/v1/live/sources/{id}/stats"),
-        Some(&s.admin),
-        None,
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.body
-}
-
-fn udp_source(s: &Server, name: &str, port: u16) -> i64 {
-    let r = s.call(
-        "POST",
-        "/v1/live/sources",
-        Some(&s.admin),
-        Some(
-            &json!({"name": name, "kind": "udp", "address": format!("127.0.0.1:{port}"),
-                     "buffer_ms": 0}),
-        ),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    r.body["id"].as_i64().unwrap()
-}
 
 /// ffmpeg sending `seconds` of 320x180 H.264 with AAC of `audio` (an aevalsrc expression) at
 /// real-time pace.
@@ -153,7 +128,7 @@ fn preview_levels_and_the_last_picture_kept() {
     // 3 s of tone reach the meter: the short-term window is full.
     let expected = ffmpeg_short_term(TONE);
     let st = wait_for(Duration::from_secs(10), "a full short-term window", || {
-        let st = stats(&s, src);
+        let st = stats(&s, "sources", src);
         let a = &st["monitor"]["audio"];
         let lufs = a["short_term_lufs"].as_f64()?;
         ((lufs - expected).abs() <= 1.0 && st["monitor"]["audio_frames_decoded"].as_u64()? > 150)
@@ -213,9 +188,9 @@ fn preview_levels_and_the_last_picture_kept() {
     // The feed stopped: the last picture stays, older and older.
     let age = |st: &Value| st["monitor"]["preview_age_s"].as_f64().unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let a0 = age(&stats(&s, src));
+    let a0 = age(&stats(&s, "sources", src));
     std::thread::sleep(Duration::from_millis(2100));
-    let later = stats(&s, src);
+    let later = stats(&s, "sources", src);
     assert!(age(&later) >= a0 + 2.0, "the age grows: {a0} then {later}");
     let (r, again) = preview(&s, src);
     assert_eq!(r.status, 200);
@@ -269,13 +244,13 @@ fn silence_is_very_low_and_garbage_counts_decode_errors() {
     }
 
     let m = wait_for(Duration::from_secs(15), "decode errors counted", || {
-        let m = stats(&s, bad)["monitor"].clone();
+        let m = stats(&s, "sources", bad)["monitor"].clone();
         (m["decode_errors"].as_u64()? > 0).then_some(m)
     });
     assert!(m["frames_in"].as_u64().unwrap() > 0, "{m}");
 
     let m = wait_for(Duration::from_secs(10), "silence measured", || {
-        let m = stats(&s, quiet)["monitor"].clone();
+        let m = stats(&s, "sources", quiet)["monitor"].clone();
         (m["audio_frames_decoded"].as_u64()? > 100).then_some(m)
     });
     for c in m["audio"]["channels"].as_array().unwrap() {
@@ -292,7 +267,7 @@ fn silence_is_very_low_and_garbage_counts_decode_errors() {
     }
     assert!(sender.wait().unwrap().success());
     // The service is well after all of it.
-    assert_eq!(stats(&s, bad)["id"], bad);
+    assert_eq!(stats(&s, "sources", bad)["id"], bad);
 }
 
 /// Datagrams of seven 188-byte packets that look like TS (a sync byte each) but carry random
@@ -335,7 +310,7 @@ fn bytes_that_never_demux_are_a_lost_source() {
     // A real feed first: the source is live.
     let mut sender = send(4, TONE, port);
     wait_for(Duration::from_secs(15), "the source live", || {
-        (stats(&s, id)["state"] == "live").then_some(())
+        (stats(&s, "sources", id)["state"] == "live").then_some(())
     });
     assert!(sender.wait().unwrap().success());
     // Then TS-shaped bytes keep arriving, but nothing in them demuxes: lost, though bytes
@@ -346,14 +321,14 @@ fn bytes_that_never_demux_are_a_lost_source() {
         Duration::from_secs(20),
         "the source lost under noise",
         || {
-            let st = stats(&s, id);
+            let st = stats(&s, "sources", id);
             (st["state"] == "lost").then_some(st)
         },
     );
     // Still lost once more bytes have been taken in (not after a guessed time).
     let before = st["link"]["bytes"].as_u64().unwrap_or(0);
     let st = wait_for(Duration::from_secs(10), "more noise taken in", || {
-        let st = stats(&s, id);
+        let st = stats(&s, "sources", id);
         (st["link"]["bytes"].as_u64().unwrap_or(0) > before).then_some(st)
     });
     assert_eq!(st["state"], "lost", "bytes arrive but do not demux: {st}");
@@ -362,7 +337,7 @@ fn bytes_that_never_demux_are_a_lost_source() {
     // A real feed again: live again.
     let mut sender = send(4, TONE, port);
     wait_for(Duration::from_secs(15), "the source live again", || {
-        (stats(&s, id)["state"] == "live").then_some(())
+        (stats(&s, "sources", id)["state"] == "live").then_some(())
     });
     let _ = sender.kill();
     let _ = sender.wait();

@@ -6,12 +6,10 @@
 
 mod common;
 
-use common::live::{free_udp_port, wait_for};
+use common::live::{event_lines, free_udp_port, get, udp_source as source, wait_for};
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use common::pg::Pg;
@@ -44,26 +42,6 @@ fn send(seconds: u32, port: u16) -> Child {
         .stdin(Stdio::null())
         .spawn()
         .expect("ffmpeg is installed")
-}
-
-fn source(s: &Server, name: &str, port: u16) -> i64 {
-    let r = s.call(
-        "POST",
-        "/v1/live/sources",
-        Some(&s.admin),
-        Some(
-            &json!({"name": name, "kind": "udp", "address": format!("127.0.0.1:{port}"),
-                     "buffer_ms": 0}),
-        ),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    r.body["id"].as_i64().unwrap()
-}
-
-fn get(s: &Server, path: &str) -> Value {
-    let r = s.call("GET", path, Some(&s.admin), None);
-    assert_eq!(r.status, 200, "{path}: {}", r.body);
-    r.body
 }
 
 fn wait_live(s: &Server, src: i64) {
@@ -111,31 +89,12 @@ fn probe(path: &Path) -> Probed {
     }
 }
 
-fn events(s: &Server) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    let resp = ureq::get(&format!("{}/v1/events", s.base))
-        .set("authorization", &format!("Bearer {}", s.admin))
-        .call()
-        .unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(resp.into_reader())
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
 #[test]
 fn pieces_cut_at_keyframes_decode_and_add_up_to_what_was_received() {
     let s = Server::start(&[]);
     let port = free_udp_port();
     let src = source(&s, "studio 1", port);
-    let ev = events(&s);
+    let ev = event_lines(&s);
     let mut ff = send(9, port);
     wait_live(&s, src);
     let r = s.call(

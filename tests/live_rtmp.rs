@@ -5,28 +5,18 @@
 
 mod common;
 
-use common::live::{create, free_tcp_port, stats, wait_for, Receiver};
+use common::live::{create, free_tcp_port, stats, wait_for, Proc, Receiver};
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::server::Server;
 use serde_json::json;
-
-/// Kills the process when dropped (a failing test leaves no ffmpeg behind).
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// ffmpeg sending a generated H.264 + AAC clip of `size` at real-time pace.
 fn send(seconds: u32, size: &str, muxer: &str, extra: &[&str], url: &str) -> Proc {
@@ -138,10 +128,10 @@ fn rtmp_publishers_routed_by_key_wrong_key_and_garbage_refused() {
     );
     assert!(r.status >= 400 && r.status < 500, "{} {}", r.status, r.body);
 
-    // Settings checked up front: https is not supported, a key needs its listening address.
+    // Settings checked up front: a URL that is not http(s), a key needs its listening address.
     for (body, field) in [
         (
-            json!({"name": "h", "kind": "hls_pull", "url": "https://cdn/live.m3u8"}),
+            json!({"name": "h", "kind": "hls_pull", "url": "ftp://cdn/live.m3u8"}),
             "url",
         ),
         (
@@ -160,7 +150,7 @@ fn rtmp_publishers_routed_by_key_wrong_key_and_garbage_refused() {
     }
     let doc = s.call("GET", "/openapi.json", None, None).body;
     let props = &doc["components"]["schemas"]["LiveSource"]["properties"];
-    for f in ["key", "url", "variant", "max_bandwidth"] {
+    for f in ["key", "url", "variant", "max_bandwidth", "ca_file"] {
         assert!(props[f].is_object(), "LiveSource.{f} documented: {props}");
     }
     let text = common::stdout(&common::run(common::antenne().arg("doctor")));
@@ -451,4 +441,229 @@ fn hls_pull(extra: &[&str], outage: bool) {
     assert_eq!((w, h), (320, 180));
     assert!(frames >= 150, "{frames} frames of ~350 ({st})");
     assert!(!continuity_errors(&f), "continuity errors in the pulled TS");
+}
+
+/// A certificate authority and a server certificate for 127.0.0.1 signed by it, made by openssl
+/// in `dir`: (ca.pem, server.pem, server.key).
+fn make_certificates(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let openssl = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is installed");
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509", "-days", "2", "-subj", "/CN=antenne test CA"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.pem"],
+            &["-addext", "basicConstraints=critical,CA:TRUE"],
+            &["-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req", "-subj", "/CN=127.0.0.1"][..],
+            &ec,
+            &["-keyout", "server.key", "-out", "server.csr"],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.pem",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+/// Python's static file server over TLS (`cert`, `key`) for `dir`; returns it and its port.
+fn https_server(dir: &Path, cert: &Path, key: &Path) -> (Proc, u16) {
+    let mut c = Command::new("python3")
+        .args([
+            "-c",
+            "import functools, http.server, ssl, sys\n\
+             h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])\n\
+             s = http.server.ThreadingHTTPServer(('127.0.0.1', 0), h)\n\
+             c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n\
+             c.load_cert_chain(sys.argv[2], sys.argv[3])\n\
+             s.socket = c.wrap_socket(s.socket, server_side=True)\n\
+             print(s.server_address[1], flush=True)\n\
+             s.serve_forever()\n",
+        ])
+        .arg(dir)
+        .arg(cert)
+        .arg(key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 is installed");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(c.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let port = line.trim().parse().expect("the https server's port");
+    (Proc(c), port)
+}
+
+/// An HLS origin over https with a certificate from the test's own CA: pulled when the source
+/// names the CA file; refused with the reason on the source's state when it does not, or when the
+/// certificate is not for the host asked; a CA file that is no PEM is refused when the source is
+/// made.
+#[test]
+fn hls_pull_over_https_trusts_its_ca_file_and_refuses_bad_certificates() {
+    let work = tempfile::tempdir().unwrap();
+    let s = Server::start(&[(
+        "ANTENNE_INGEST_ROOTS",
+        format!("[\"{}\"]", work.path().display()),
+    )]);
+    let origin = work.path().join("origin");
+    std::fs::create_dir(&origin).unwrap();
+    let (ca, cert, key) = make_certificates(work.path());
+    let (_server, port) = https_server(&origin, &cert, &key);
+    let url = format!("https://127.0.0.1:{port}/live.m3u8");
+
+    for (body, field) in [
+        (
+            json!({"name": "x", "kind": "hls_pull", "url": url, "ca_file": work.path().join("none.pem")}),
+            "ca_file",
+        ),
+        (
+            json!({"name": "x", "kind": "hls_pull", "url": url, "ca_file": key}),
+            "ca_file",
+        ),
+        // Over the API, a CA file outside the ingest roots is not read.
+        (
+            json!({"name": "x", "kind": "hls_pull", "url": url, "ca_file": "/etc/ssl/certs/ca-certificates.crt"}),
+            "ca_file",
+        ),
+        (
+            json!({"name": "x", "kind": "hls_pull", "url": format!("http://127.0.0.1:{port}/a.m3u8"), "ca_file": ca}),
+            "ca_file",
+        ),
+    ] {
+        let r = s.call("POST", "/v1/live/sources", Some(&s.admin), Some(&body));
+        assert_eq!((r.status, r.code()), (422, "invalid_field"), "{}", r.body);
+        let m = r.body["error"]["message"].as_str().unwrap();
+        assert!(m.starts_with(field), "{m}");
+    }
+
+    let mut origin_ff = send(
+        8,
+        "320x180",
+        "hls",
+        &[
+            "-hls_time",
+            "1",
+            "-hls_list_size",
+            "4",
+            "-hls_flags",
+            "delete_segments+temp_file",
+        ],
+        &origin.join("live.m3u8").to_string_lossy(),
+    );
+    let rx = Receiver::start();
+    let trusted = create(
+        &s,
+        "sources",
+        json!({"name": "trusted", "kind": "hls_pull", "url": url, "ca_file": ca}),
+    );
+    create(
+        &s,
+        "outputs",
+        json!({"name": "out", "kind": "udp", "source_id": trusted,
+               "address": format!("127.0.0.1:{}", rx.port)}),
+    );
+    let untrusted = create(
+        &s,
+        "sources",
+        json!({"name": "untrusted", "kind": "hls_pull", "url": url}),
+    );
+    let wrong_name = create(
+        &s,
+        "sources",
+        json!({"name": "wrong name", "kind": "hls_pull", "ca_file": ca,
+               "url": format!("https://localhost:{port}/live.m3u8")}),
+    );
+    for (id, why) in [
+        (
+            untrusted,
+            "TLS: the server's certificate is not signed by a trusted CA",
+        ),
+        (
+            wrong_name,
+            "TLS: the server's certificate is not valid for this host name",
+        ),
+    ] {
+        let e = wait_for(Duration::from_secs(15), why, || {
+            stats(&s, "sources", id)["link"]["last_error"]
+                .as_str()
+                .filter(|e| !e.contains("404"))
+                .map(str::to_string)
+        });
+        assert!(e.contains(why), "{e}");
+    }
+    wait_for(Duration::from_secs(15), "live over https", || {
+        (stats(&s, "sources", trusted)["state"] == "live").then_some(())
+    });
+    wait_for(Duration::from_secs(30), "the origin done", || {
+        origin_ff.0.try_wait().unwrap()
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    for id in [untrusted, wrong_name] {
+        let st = stats(&s, "sources", id);
+        assert_ne!(st["state"], "live", "{st}");
+        assert_eq!(
+            st["link"]["segments_fetched"].as_u64().unwrap_or(0),
+            0,
+            "{st}"
+        );
+    }
+    let st = stats(&s, "sources", trusted);
+    assert!(
+        st["link"]["segments_fetched"].as_u64().unwrap_or(0) >= 4,
+        "{st}"
+    );
+    let f = work.path().join("got.ts");
+    rx.save(&f);
+    let (frames, w, h) = decoded(&f);
+    assert_eq!((w, h), (320, 180));
+    assert!(frames >= 75, "{frames} frames of ~200 over https ({st})");
 }

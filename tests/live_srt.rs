@@ -18,6 +18,7 @@ use antenne::ingest::srt::{SrtInput, SrtInputHandle};
 use antenne::link::{Chunk, ChunkSink, Link, LinkState, TS_PACKET};
 use antenne::output::srt::SrtOutput;
 use antenne::srt::{SrtMode, SrtSpec};
+use common::live::{free_udp_port, Proc};
 use common::relay::{Impairment, Relay};
 
 const SECRET: &str = "correct horse battery";
@@ -28,14 +29,6 @@ static TIMING: Mutex<()> = Mutex::new(());
 
 fn timing() -> std::sync::MutexGuard<'static, ()> {
     TIMING.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn spec(mode: SrtMode, address: String) -> SrtSpec {
@@ -187,17 +180,8 @@ fn pace_write(mut stdin: ChildStdin, data: &[u8], pps: u32) {
 }
 
 /// A peer process, killed when the test ends.
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn slt(input: &str, output: &str) -> Peer {
-    Peer(
+fn slt(input: &str, output: &str) -> Proc {
+    Proc(
         Command::new("srt-live-transmit")
             .args(["-q", "-c", "1316", input, output])
             .stdin(Stdio::piped())
@@ -290,12 +274,12 @@ fn with_secret(mut s: SrtSpec, keylen: u32) -> SrtSpec {
 #[test]
 fn libsrt_caller_to_our_listener_aes256_with_stream_id() {
     let ts = source_ts();
-    let port = free_port();
+    let port = free_udp_port();
     let got = Collect::default();
     let mut s = with_secret(listen_spec(port), 32);
     s.stream_id = Some("truck-1".into());
     let input = SrtInput::start(s, got.sink()).unwrap();
-    let udp = free_port();
+    let udp = free_udp_port();
     let _sender = slt(
         &format!("udp://127.0.0.1:{udp}"),
         &format!("srt://127.0.0.1:{port}?passphrase={SECRET}&pbkeylen=32&streamid=truck-1"),
@@ -315,8 +299,8 @@ fn libsrt_caller_to_our_listener_aes256_with_stream_id() {
 #[test]
 fn our_caller_to_libsrt_listener_in_the_clear() {
     let ts = source_ts();
-    let port = free_port();
-    let udp = free_port();
+    let port = free_udp_port();
+    let udp = free_udp_port();
     let _sender = slt(
         &format!("udp://127.0.0.1:{udp}"),
         &format!("srt://:{port}?mode=listener"),
@@ -334,7 +318,7 @@ fn our_caller_to_libsrt_listener_in_the_clear() {
 #[test]
 fn our_listener_output_to_libsrt_caller_aes128() {
     let ts = source_ts();
-    let port = free_port();
+    let port = free_udp_port();
     let output = SrtOutput::start(with_secret(listen_spec(port), 16)).unwrap();
     let (udp, got) = udp_collect();
     let _receiver = slt(
@@ -353,7 +337,7 @@ fn our_listener_output_to_libsrt_caller_aes128() {
 #[test]
 fn our_caller_output_to_libsrt_listener_aes192() {
     let ts = source_ts();
-    let port = free_port();
+    let port = free_udp_port();
     let (udp, got) = udp_collect();
     let _receiver = slt(
         &format!("srt://:{port}?mode=listener&passphrase={SECRET}&pbkeylen=24"),
@@ -371,8 +355,8 @@ fn our_caller_output_to_libsrt_listener_aes192() {
 // ---- ffmpeg ------------------------------------------------------------------------------------
 
 /// ffmpeg relaying raw bytes (`-f data`: no remux) from `input` to `output`.
-fn ffmpeg_copy(input: &str, output: &str) -> Peer {
-    Peer(
+fn ffmpeg_copy(input: &str, output: &str) -> Proc {
+    Proc(
         Command::new("ffmpeg")
             .args(["-nostdin", "-v", "error", "-f", "data", "-i", input])
             .args(["-map", "0", "-c", "copy", "-f", "data", output])
@@ -399,8 +383,8 @@ fn wait_bound(port: u16) {
 #[test]
 fn ffmpeg_caller_to_our_listener_aes256_with_stream_id() {
     let ts = source_ts();
-    let port = free_port();
-    let udp = free_port();
+    let port = free_udp_port();
+    let udp = free_udp_port();
     let got = Collect::default();
     let mut s = with_secret(listen_spec(port), 32);
     s.stream_id = Some("studio-b".into());
@@ -421,7 +405,7 @@ fn ffmpeg_caller_to_our_listener_aes256_with_stream_id() {
 #[test]
 fn our_caller_output_to_ffmpeg_listener() {
     let ts = source_ts();
-    let port = free_port();
+    let port = free_udp_port();
     let mut ffmpeg = ffmpeg_copy(&format!("srt://127.0.0.1:{port}?mode=listener"), "pipe:1");
     let got = read_stdout(&mut ffmpeg.0);
     wait_bound(port);
@@ -439,8 +423,8 @@ fn our_caller_output_to_ffmpeg_listener() {
 // ---- GStreamer ---------------------------------------------------------------------------------
 
 /// `gst-launch-1.0` with a pipeline given as its separate arguments.
-fn gst(pipeline: &[String]) -> Peer {
-    Peer(
+fn gst(pipeline: &[String]) -> Proc {
+    Proc(
         Command::new("gst-launch-1.0")
             .arg("-q")
             .args(pipeline)
@@ -460,7 +444,7 @@ fn gstreamer_listener_to_our_caller_aes128() {
     // GStreamer closes the connection at the end of the file, before its last packets leave:
     // a second of padding comes last.
     std::fs::write(&src, padded_with(&ts, 3500)).unwrap();
-    let port = free_port();
+    let port = free_udp_port();
     let _sender = gst(&[
         "filesrc".into(),
         format!("location={}", src.display()),
@@ -488,7 +472,7 @@ fn our_listener_output_to_gstreamer_caller() {
     let ts = source_ts();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.ts");
-    let port = free_port();
+    let port = free_udp_port();
     let output = SrtOutput::start(listen_spec(port)).unwrap();
     let _receiver = gst(&[
         "srtsrc".into(),
@@ -514,7 +498,7 @@ fn our_listener_output_to_gstreamer_caller() {
 
 #[test]
 fn a_wrong_passphrase_is_refused_and_counted_both_ways() {
-    let port = free_port();
+    let port = free_udp_port();
     let got = Collect::default();
     let input = SrtInput::start(with_secret(listen_spec(port), 16), got.sink()).unwrap();
     let _bad = slt(
@@ -538,7 +522,7 @@ fn a_wrong_passphrase_is_refused_and_counted_both_ways() {
     assert_eq!(input.connections(), 0);
 
     // Our caller with the wrong passphrase towards a libsrt listener.
-    let port2 = free_port();
+    let port2 = free_udp_port();
     let _listener = slt(
         &format!("srt://:{port2}?mode=listener&passphrase={SECRET}"),
         "file://con",
@@ -557,7 +541,7 @@ fn a_wrong_passphrase_is_refused_and_counted_both_ways() {
     assert!(err.contains("wrong passphrase"), "{err}");
 
     // A receiver with the wrong passphrase calling our listener output.
-    let port3 = free_port();
+    let port3 = free_udp_port();
     let output = SrtOutput::start(with_secret(listen_spec(port3), 16)).unwrap();
     let _bad_receiver = slt(
         &format!("srt://127.0.0.1:{port3}?passphrase=not-the-right-one"),
@@ -573,7 +557,7 @@ fn a_wrong_passphrase_is_refused_and_counted_both_ways() {
 
 #[test]
 fn one_listener_port_routes_callers_by_stream_id() {
-    let port = free_port();
+    let port = free_udp_port();
     let (a, b) = (Collect::default(), Collect::default());
     let mut sa = with_secret(listen_spec(port), 32);
     sa.stream_id = Some("cam-a".into());
@@ -656,7 +640,7 @@ struct Path2 {
 }
 
 fn path_through_relay(seed: u64, imp: Impairment, latency_ms: u32) -> Path2 {
-    let port = free_port();
+    let port = free_udp_port();
     let got = Collect::default();
     let mut ls = listen_spec(port);
     ls.latency_ms = latency_ms;
@@ -823,7 +807,7 @@ fn a_one_second_blackout_does_not_lose_the_connection_for_long() {
 #[test]
 fn garbage_at_the_listener_port_changes_nothing() {
     let _timing = timing();
-    let port = free_port();
+    let port = free_udp_port();
     let got = Collect::default();
     let input = SrtInput::start(listen_spec(port), got.sink()).unwrap();
     let output = SrtOutput::start(call_spec(port)).unwrap();
@@ -870,12 +854,12 @@ fn garbage_at_the_listener_port_changes_nothing() {
 fn a_killed_sender_comes_back_by_itself_in_both_modes() {
     let ts = source_ts();
     // Listener input, libsrt calling it.
-    let lport = free_port();
+    let lport = free_udp_port();
     let lgot = Collect::default();
     let linput = SrtInput::start(listen_spec(lport), lgot.sink()).unwrap();
     let caller_uri = format!("srt://127.0.0.1:{lport}");
     // Caller input, libsrt listening.
-    let cport = free_port();
+    let cport = free_udp_port();
     let listener_uri = format!("srt://:{cport}?mode=listener");
     let mut s1 = slt("file://con", &caller_uri);
     let mut s2 = slt("file://con", &listener_uri);
@@ -928,7 +912,7 @@ fn a_killed_sender_comes_back_by_itself_in_both_modes() {
 #[test]
 fn a_listener_output_feeds_every_receiver_the_same_chunks() {
     let data = numbered(400);
-    let port = free_port();
+    let port = free_udp_port();
     let output = SrtOutput::start(listen_spec(port)).unwrap();
     let (a, b) = (Collect::default(), Collect::default());
     let _in_a = SrtInput::start(call_spec(port), a.sink()).unwrap();
@@ -949,7 +933,7 @@ fn a_listener_output_feeds_every_receiver_the_same_chunks() {
 
 #[test]
 fn a_full_output_queue_drops_and_counts_without_blocking() {
-    let port = free_port();
+    let port = free_udp_port();
     // Nobody connects: the output thread discards, so fill a tiny queue faster than it drains.
     let output = SrtOutput::with_queue(call_spec(port), 1).unwrap();
     let start = Instant::now();
@@ -962,7 +946,7 @@ fn a_full_output_queue_drops_and_counts_without_blocking() {
 
 #[test]
 fn a_caller_output_reconnects_when_its_receiver_comes_back() {
-    let port = free_port();
+    let port = free_udp_port();
     let uri = format!("srt://:{port}?mode=listener");
     let mut first = slt(&uri, "file://con");
     let got1 = read_stdout(&mut first.0);

@@ -35,13 +35,70 @@ profiles = ["proxy"]
 when = "always"
 "#;
 
+/// A small live TS profile for the output with failover.
+const LIVE_PROFILE: &str = r#"
+name = "live-test-180p"
+description = "Live test 320x180 H.264 CBR + AAC in a CBR TS"
+[[outputs]]
+name = "ts"
+container = "mpegts"
+muxrate = "1200k"
+[outputs.video]
+codec = "h264"
+width = 320
+height = 180
+frame_rate = "25/1"
+pix_fmt = "yuv420p"
+profile = "high"
+level = "4.0"
+rate_control = "cbr"
+bitrate = "600k"
+bufsize = "600k"
+gop_seconds = 1.0
+b_frames = 0
+preset = "ultrafast"
+[outputs.audio]
+codec = "aac"
+bitrate = "96k"
+sample_rate = 48000
+tracks = ["stereo"]
+"#;
+
 fn start(dir: &Path) -> Server {
     let wf = dir.join("workflows");
     std::fs::create_dir_all(&wf).unwrap();
     std::fs::write(wf.join("panel.toml"), WORKFLOW).unwrap();
+    // A second storage (a folder) that the copy policy fills, and a retention rule for assets
+    // tagged `expire`.
+    let nearline = dir.join("nearline");
+    let profiles = dir.join("profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    std::fs::write(profiles.join("live-test-180p.toml"), LIVE_PROFILE).unwrap();
     Server::start(&[
+        (
+            "ANTENNE_TRANSCODE_PROFILES_DIR",
+            profiles.display().to_string(),
+        ),
         ("ANTENNE_JOBS_WORKFLOWS_DIR", wf.display().to_string()),
         ("ANTENNE_JOBS_WORKERS", "1".to_string()),
+        (
+            "ANTENNE_STORAGES_STORE",
+            format!(
+                r#"[{{ id = "nearline", kind = "local", role = "nearline", path = "{}" }}]"#,
+                nearline.display()
+            ),
+        ),
+        (
+            "ANTENNE_STORAGES_POLICY",
+            r#"[{ name = "second copy", copy_to = ["nearline"], keep = 2 }]"#.into(),
+        ),
+        (
+            "ANTENNE_STORAGES_RETENTION",
+            r#"[{ name = "expired promos", select = { tag = "expire" }, grace_days = 7 }]"#.into(),
+        ),
+        // The test machine's own disk may be nearly full.
+        ("ANTENNE_STORAGES_WARN_PERCENT", "100".into()),
+        ("ANTENNE_STORAGES_REFUSE_PERCENT", "100".into()),
     ])
 }
 
@@ -71,6 +128,291 @@ fn media(dir: &Path, name: &str) -> std::path::PathBuf {
         p.to_str().unwrap(),
     ]);
     p
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn rfc3339(unix_s: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix_s)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+/// The ids of the rundown's rows, in order, as the page shows them.
+fn rundown(b: &Browser) -> Value {
+    b.eval(
+        "return [...document.querySelectorAll('#rundown tr[data-item]')].map((r) => r.dataset.item)",
+        &[],
+    )
+}
+
+/// The playout screen: a channel whose rundown has a live event on air (from 2 s on), the upload next, an
+/// asset without media (warned) and the upload again; the countdown runs; a move and a skip
+/// made on the screen reach the schedule. Returns the channel's id.
+fn playout(b: &Browser, s: &Server, house: &str, unready: i64) -> i64 {
+    let r = s.call(
+        "POST",
+        "/v1/channels",
+        Some(&s.admin),
+        Some(&json!({"name": "panel-1", "rate": "25", "outputs": ["udp://127.0.0.1:9"]})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_i64().unwrap();
+    let t = unix_now();
+    let items = json!({"items": [
+        {"id": "studio", "type": "live", "title": "Studio live", "source": "studio-1",
+         "start": rfc3339(t + 2), "duration": 120},
+        {"id": "news", "house_id": house},
+        {"id": "promo", "asset_id": unready},
+        {"id": "close", "house_id": house, "title": "Closing"},
+    ]});
+    let r = s.call(
+        "PUT",
+        &format!("/v1/channels/{id}/schedule"),
+        Some(&s.admin),
+        Some(&items),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    b.click("header nav a[href='#/playout']");
+    b.wait("#channels tr[data-channel] a", 10);
+    b.wait_for(
+        "now and next",
+        "const n = document.querySelector('#now .nn-title'), x = document.querySelector('#next .nn-title'); \
+         return !!n && !!x && n.textContent === 'Studio live' && x.textContent.startsWith('Evening News')",
+        10,
+    );
+    assert_eq!(b.text("#channel-state"), "stopped");
+    assert_eq!(rundown(b), json!(["studio", "news", "promo", "close"]));
+    assert_eq!(b.count("#rundown tr.now[data-item=studio]"), 1);
+    assert_eq!(b.count("#rundown tr.next[data-item=news]"), 1);
+    // The asset with no media is warned on its own row, in words.
+    let warn = b.text("#rundown tr[data-item=promo] .warnings");
+    assert!(warn.contains("asset"), "{warn}");
+    assert_eq!(b.count("#rundown tr[data-item=news] .warnings"), 0);
+    // The countdown to the next event runs in the page (about 115 s left).
+    let secs = |t: String| -> f64 {
+        let p: Vec<f64> = t.split(':').map(|x| x.parse().unwrap()).collect();
+        p[0] * 3600.0 + p[1] * 60.0 + p[2]
+    };
+    let c0 = secs(b.text("#countdown"));
+    assert!((100.0..=122.0).contains(&c0), "{c0}");
+    b.wait_for(
+        "the countdown moves",
+        &format!("const t = document.querySelector('#countdown').textContent.split(':').map(Number); return t[0] * 3600 + t[1] * 60 + t[2] <= {}", c0 - 0.5),
+        5,
+    );
+    // Moved up, then skipped, on the screen: the schedule says so.
+    b.click("#rundown tr[data-item=close] button.up");
+    b.wait_for(
+        "the move shows",
+        "return [...document.querySelectorAll('#rundown tr[data-item]')].map((r) => r.dataset.item).join() === 'studio,news,close,promo'",
+        10,
+    );
+    b.click("#rundown tr[data-item=promo] button.skip-item");
+    b.wait("#rundown tr.skipped[data-item=promo]", 10);
+    let v = s.call(
+        "GET",
+        &format!("/v1/channels/{id}/schedule"),
+        Some(&s.admin),
+        None,
+    );
+    let ids: Vec<_> = v.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["id"].as_str().unwrap(), i["skip"] == true))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("studio", false),
+            ("news", false),
+            ("close", false),
+            ("promo", true)
+        ]
+    );
+    assert!(b.text("#playout-message").contains("done"));
+    // A refused edit is said in words: replacing with an asset that does not exist.
+    b.click("#rundown tr[data-item=close] button.replace");
+    b.type_into(".replace-form input", "NOPE-404");
+    b.click(".replace-form button[type=submit]");
+    // Replaced by an asset that is not in the catalog: taken, and warned on its row.
+    b.wait(
+        "#rundown tr[data-item=close] .warnings li[data-code=asset_missing]",
+        10,
+    );
+    assert!(b
+        .text("#rundown tr[data-item=close] .warnings")
+        .contains("NOPE-404"));
+    // An edit the schedule refuses is said in words: moving what is on air.
+    b.click("#rundown tr[data-item=studio] button.down");
+    b.wait_for(
+        "the refused move is explained",
+        "const m = document.querySelector('#playout-message'); return m.className === 'error' && m.textContent.includes('has aired or is on air')",
+        10,
+    );
+    assert!(!b.text("#playout-message").contains('{'));
+    b.screenshot("14-playout");
+    id
+}
+
+/// The storage screen: both storages with their bars, the copy policy and the fixity audit run
+/// from the screen, a retention dry run listing the expired promo, a purge confirmed on the
+/// screen that waits for the grace period.
+fn storage(b: &Browser, s: &Server) {
+    let r = s.call(
+        "POST",
+        "/v1/assets",
+        Some(&s.admin),
+        Some(&json!({"title": "Old promo", "kind": "promo", "tags": ["expire"]})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let old = r.body["id"].as_i64().unwrap();
+    b.click("header nav a[href='#/storage']");
+    b.wait("#storages [data-storage=nearline]", 10);
+    assert_eq!(
+        b.count("#storages [data-storage=media] [role=progressbar]"),
+        1
+    );
+    let used = b.text("#storages [data-storage=media] .used");
+    assert!(used.contains("free"), "{used}");
+    b.click("#run-policies");
+    b.wait_for(
+        "the copy policy ran",
+        "return document.querySelector('#storage-message').textContent.startsWith('Copy policies done')",
+        30,
+    );
+    let msg = b.text("#storage-message");
+    assert!(!msg.starts_with("Copy policies done: 0 copies"), "{msg}");
+    b.click("#run-audit");
+    b.wait("#audit-report", 30);
+    let checked: u64 = b.text("#audit-report li:first-child .big").parse().unwrap();
+    assert!(checked >= 4, "source and proxy on two storages: {checked}");
+    b.wait("#storage-events tr td", 10);
+    assert!(b.text("#storage-events").contains("copied"));
+    b.click("#retention-dry-run");
+    b.wait(&format!("#retention-items tr[data-asset='{old}']"), 10);
+    b.screenshot("15-storage");
+    b.click("#purge");
+    b.wait("#purge-yes", 5);
+    b.click("#purge-yes");
+    b.wait_for(
+        "the purge waits for the grace period",
+        "return document.querySelector('#storage-message').textContent.startsWith('Purge done: 0 assets purged')",
+        10,
+    );
+    assert_eq!(
+        b.count(&format!("#waiting-items tr[data-asset='{old}']")),
+        1
+    );
+    let a = s.call("GET", &format!("/v1/assets/{old}"), Some(&s.admin), None);
+    assert_eq!(a.status, 200, "still there: {}", a.body);
+}
+
+/// Markers on the asset page: one added at the playhead, drawn on the timeline, a click on it
+/// seeks there; a bad timecode is refused in words; one deleted. The file's copies are listed.
+fn markers(b: &Browser, s: &Server, asset: i64) {
+    b.goto(&format!("{}/#/asset/{asset}", s.base));
+    b.wait("#marker-add", 10);
+    b.wait_for(
+        "the proxy is loaded",
+        "return document.querySelector('#player').readyState >= 2",
+        20,
+    );
+    b.eval_async(
+        "const done = arguments[arguments.length - 1]; const v = document.querySelector('#player'); \
+         v.pause(); v.addEventListener('seeked', () => done(v.currentTime), { once: true }); v.currentTime = 2.0",
+        &[],
+    );
+    b.click("#mark-in");
+    assert_eq!(
+        b.eval(
+            "return document.querySelector('#marker-add input[name=tc_in]').value",
+            &[]
+        ),
+        json!("00:00:02:00")
+    );
+    b.type_into("#marker-add input[name=label]", "Goal");
+    b.click("#marker-add button[type=submit]");
+    b.wait("#marker-line .marker", 10);
+    assert!(b.text("#marker-list").contains("Goal"));
+    let m = s.call(
+        "GET",
+        &format!("/v1/assets/{asset}/markers"),
+        Some(&s.admin),
+        None,
+    );
+    assert_eq!(m.body["items"][0]["tc_in"], "00:00:02:00", "{}", m.body);
+    assert_eq!(m.body["items"][0]["label"], "Goal");
+    b.eval("document.querySelector('#player').currentTime = 0", &[]);
+    b.wait_for(
+        "back at the start",
+        "return document.querySelector('#player').currentTime < 0.1",
+        5,
+    );
+    b.click("#marker-line .marker");
+    b.wait_for(
+        "the click on the marker seeks to it",
+        "const t = document.querySelector('#player').currentTime; return t >= 1.99 && t < 2.1",
+        5,
+    );
+    b.wait_for(
+        "the timecode shows the marker's",
+        "return document.querySelector('#timecode').textContent === '00:00:02:00'",
+        5,
+    );
+    // A timecode past the media is refused, in words.
+    b.eval(
+        "document.querySelector('#marker-add input[name=tc_in]').value = '00:10:00:00'",
+        &[],
+    );
+    b.type_into("#marker-add input[name=label]", "too late");
+    b.click("#marker-add button[type=submit]");
+    b.wait_for(
+        "the refusal is explained",
+        "const m = document.querySelector('#marker-message'); return m.className === 'error' && m.textContent.includes('tc_in')",
+        10,
+    );
+    assert!(!b.text("#marker-message").contains('{'));
+    // A second one, then deleted from the list.
+    b.eval(
+        "document.querySelector('#marker-add input[name=tc_in]').value = '00:00:00:10'",
+        &[],
+    );
+    b.type_into("#marker-add input[name=label]", "Kick-off");
+    b.click("#marker-add button[type=submit]");
+    b.wait_for(
+        "two markers",
+        "return document.querySelectorAll('#marker-line .marker').length === 2",
+        10,
+    );
+    b.screenshot("17-markers");
+    b.eval(
+        "[...document.querySelectorAll('#marker-list li')].find((l) => l.textContent.includes('Kick-off')).querySelector('button.delete').click()",
+        &[],
+    );
+    b.wait_for(
+        "one marker left",
+        "return document.querySelectorAll('#marker-line .marker').length === 1 && document.querySelector('#marker-message').textContent === 'Marker deleted.'",
+        10,
+    );
+    // The files' copies: on the media storage and on the nearline folder the policy filled.
+    b.wait_for(
+        "the copies of each file",
+        "const c = [...document.querySelectorAll('.file-copies')]; return c.length === 2 && c.every((x) => x.querySelector('tr[data-storage=media]') && x.querySelector('tr[data-storage=nearline]'))",
+        10,
+    );
+    let copies = b.eval(
+        "return document.querySelector('.file-copies tr[data-storage=nearline]').textContent",
+        &[],
+    );
+    assert!(copies.as_str().unwrap().contains("ok"), "{copies}");
 }
 
 fn header<'a>(r: &'a ureq::Response, name: &str) -> &'a str {
@@ -105,6 +447,25 @@ fn the_page_carries_its_security_headers_and_uploads_need_the_panel_header() {
     // The API still answers its own 404 envelope beside the panel.
     let r = s.call("GET", "/v1/nope", Some(&s.admin), None);
     assert_eq!((r.status, r.code()), (404, "not_found"));
+    // The machine's figures the dashboard shows: for any logged-in user, documented.
+    assert_eq!(s.call("GET", "/v1/system", None, None).status, 401);
+    let (_, viewer) = s.user("val", "viewer");
+    let sys = s.call("GET", "/v1/system", Some(&viewer), None);
+    assert_eq!(sys.status, 200, "{}", sys.body);
+    let load = sys.body["load"].as_array().unwrap();
+    assert_eq!(load.len(), 3);
+    let cpu = sys.body["cpu_percent"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&cpu), "{}", sys.body);
+    assert!(sys.body["uptime_s"].as_f64().unwrap() > 0.0);
+    assert!(sys.body["service_rss_bytes"].as_u64().unwrap() > 0);
+    let doc = s.call("GET", "/openapi.json", None, None);
+    for path in ["/v1/system", "/v1/live/outputs/{id}/switch"] {
+        assert!(
+            doc.body["paths"][path]["get"].is_object()
+                || doc.body["paths"][path]["post"].is_object(),
+            "{path} is not documented"
+        );
+    }
 
     // The login cookie: HttpOnly, SameSite=Strict.
     let r = ureq::post(&format!("{}/v1/auth/login", s.base))
@@ -418,6 +779,27 @@ fn the_panel_in_chromium() {
     );
     assert_eq!(r.status, 201, "{}", r.body);
     let source = r.body["id"].as_i64().unwrap();
+    // A second loop as its backup, and an output with failover between them.
+    let r = s.call(
+        "POST",
+        "/v1/live/sources",
+        Some(&s.admin),
+        Some(&json!({"name": "loop-b", "kind": "file_loop", "asset_id": asset_id})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let backup = r.body["id"].as_i64().unwrap();
+    let rx = common::live::Receiver::start();
+    let r = s.call(
+        "POST",
+        "/v1/live/outputs",
+        Some(&s.admin),
+        Some(
+            &json!({"name": "air", "kind": "udp", "source_id": source, "backup_id": backup,
+                    "address": format!("127.0.0.1:{}", rx.port), "profile": "live-test-180p"}),
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let output = r.body["id"].as_i64().unwrap();
 
     // ---- jobs: cancel one ----
     let r = s.call(
@@ -486,7 +868,41 @@ fn the_panel_in_chromium() {
         &format!("const c = document.querySelector(\"{card}\"); return !!c && c.querySelector('.state').textContent === 'live' && c.querySelectorAll('meter').length > 0 && c.querySelector('p.small').textContent.includes('Mb/s')"),
         20,
     );
+    // The manual failover switch: the output on its primary, then on its backup by a click.
+    let fo = format!("#outputs .failover[data-output='{output}']");
+    b.wait_for(
+        "the output on air from its primary",
+        &format!("const o = document.querySelector(\"{fo} .on-air\"); return !!o && o.textContent === 'loop'"),
+        20,
+    );
+    b.wait_for(
+        "the backup live",
+        &format!("const c = document.querySelector(\"#sources [data-source='{backup}'] .state\"); return !!c && c.textContent === 'live'"),
+        20,
+    );
+    b.click(&format!("{fo} button.take-backup"));
+    b.wait_for(
+        "the output on air from its backup, shown live",
+        &format!("const o = document.querySelector(\"{fo} .on-air\"); return !!o && o.textContent === 'loop-b' && document.querySelector(\"{fo}\").textContent.includes(\"operator's choice\")"),
+        15,
+    );
+    assert!(b.text("#live-message").contains("switching to its backup"));
+    let st = s.call(
+        "GET",
+        &format!("/v1/live/outputs/{output}/stats"),
+        Some(&s.admin),
+        None,
+    );
+    assert_eq!(st.body["last_switch"]["to"], "loop-b", "{}", st.body);
     b.screenshot("09-live");
+    let r = s.call(
+        "POST",
+        &format!("/v1/live/outputs/{output}/stop"),
+        Some(&s.admin),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    drop(rx);
     b.click(&format!("{card} .actions button"));
     b.wait_for(
         "the source stopped from the screen",
@@ -500,6 +916,33 @@ fn the_panel_in_chromium() {
         None,
     );
     assert_eq!(r.body["running"], false);
+    let channel = playout(&b, &s, a.body["house_id"].as_str().unwrap(), xss_id);
+    storage(&b, &s);
+    b.click("header nav a[href='#/dashboard']");
+    b.wait_for(
+        "the machine's figures, storages and channels on the dashboard",
+        "const c = document.querySelector('#d-cpu'), m = document.querySelector('#d-mem'); \
+         return !!c && /^\\d+ %$/.test(c.textContent) && !!m && /^\\d+ %$/.test(m.textContent) \
+           && !!document.querySelector('#d-storage [data-storage=nearline]') \
+           && document.querySelector('#d-channels').textContent.includes('panel-1') \
+           && document.querySelector('#d-gpu').textContent.startsWith('GPU sessions')",
+        10,
+    );
+    let sys = s.call("GET", "/v1/system", Some(&s.admin), None);
+    assert_eq!(sys.status, 200, "{}", sys.body);
+    let total = sys.body["memory_total_bytes"].as_u64().unwrap();
+    let used = sys.body["memory_used_bytes"].as_u64().unwrap();
+    assert!(total > 0 && used > 0 && used <= total, "{}", sys.body);
+    assert!(sys.body["cpus"].as_u64().unwrap() >= 1);
+    let mem_pct = b.text("#d-mem");
+    let shown: f64 = mem_pct.trim_end_matches(" %").parse().unwrap();
+    assert!(
+        (shown - used as f64 * 100.0 / total as f64).abs() < 10.0,
+        "{mem_pct} vs {}",
+        sys.body
+    );
+    b.screenshot("16-dashboard");
+    markers(&b, &s, asset_id);
     // An admin makes a viewer in the users screen.
     b.click("header nav a[href='#/admin']");
     b.wait("#new-user", 10);
@@ -545,6 +988,22 @@ fn the_panel_in_chromium() {
         ),
     );
     assert_eq!(r.status, 200, "{}", r.body);
+    // A channel whose rundown holds only what the viewer may read.
+    let r = s.call(
+        "POST",
+        "/v1/channels",
+        Some(&s.admin),
+        Some(&json!({"name": "panel-2", "rate": "25"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let shared_channel = r.body["id"].as_i64().unwrap();
+    let r = s.call(
+        "PUT",
+        &format!("/v1/channels/{shared_channel}/schedule"),
+        Some(&s.admin),
+        Some(&json!({"items": [{"id": "news", "asset_id": asset_id, "start": rfc3339(unix_now() + 600)}]})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
 
     // ---- the session ends: the next step shows the login screen ----
     let r = s.call("POST", "/v1/auth/logout", Some(&session), None);
@@ -580,7 +1039,39 @@ fn the_panel_in_chromium() {
     assert_eq!(b.count("#save"), 0);
     assert_eq!(b.count("#metadata input:not([readonly])"), 0);
     assert_eq!(b.count("[aria-label=sharing]"), 0);
+    b.wait("#marker-list li[data-marker]", 10);
+    assert_eq!(b.count("#marker-add"), 0);
+    assert_eq!(b.count("#marker-list button.delete"), 0);
     b.screenshot("12-viewer-asset");
+    // The new screens: playout without its controls, no storage screen; the machine's figures.
+    assert_eq!(b.count("header nav a[href='#/storage']"), 0);
+    b.goto(&format!("{base}/#/playout/{channel}"));
+    b.wait("#channels tr[data-channel]", 10);
+    // A rundown holding an asset the viewer may not read is not shown to them, in words.
+    b.wait("#rundown td.error", 10);
+    let why = b.text("#rundown td.error");
+    assert!(why.contains("may not have access"), "{why}");
+    b.goto(&format!("{base}/#/playout/{shared_channel}"));
+    b.wait("#rundown tr[data-item=news]", 10);
+    b.wait_for(
+        "the viewer's next event",
+        "const x = document.querySelector('#next .nn-title'); return !!x && x.textContent.startsWith('Evening News')",
+        10,
+    );
+    for control in [
+        "#channel-controls",
+        "#insert",
+        "#rundown button",
+        "#cue",
+        "#channel-start",
+    ] {
+        assert_eq!(b.count(control), 0, "{control} shown to a viewer");
+    }
+    b.screenshot("18-viewer-playout");
+    b.goto(&format!("{base}/#/storage"));
+    b.wait("#d-cpu", 10);
+    assert_eq!(b.count("#run-audit"), 0);
+    assert_eq!(b.count("#d-storage:not([hidden])"), 0);
     b.goto(&format!("{base}/#/asset/{xss_id}"));
     b.wait("main p.error", 10);
     let err = b.text("main p.error");

@@ -1220,3 +1220,271 @@ fn items_are_brought_to_the_channel_loudness() {
     // And both sit near the target (a 2–3 kHz tone: K-weighting adds about 3 dB to RMS).
     assert!((-30.0..-18.0).contains(&l), "{l:.1} dB");
 }
+
+/// The mean luma of each decoded picture's rectangle (x, y, w, h).
+fn region_luma(ts: &Path, r: (usize, usize, usize, usize)) -> Vec<f64> {
+    let o = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(ts)
+        .args(["-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "gray", "-"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let (x, y, w, h) = r;
+    o.stdout
+        .chunks_exact((W * H) as usize)
+        .map(|f| {
+            let mut sum = 0.0;
+            for row in y..y + h {
+                for col in x..x + w {
+                    sum += f64::from(f[row * W as usize + col]);
+                }
+            }
+            sum / (w * h) as f64
+        })
+        .collect()
+}
+
+/// A 5.1 house with the timecode/clock overlay: the TS carries a stereo downmix and the 5.1
+/// (two AAC tracks, 2 and 6 channels, each as long as the video); the overlay is drawn in the
+/// lower left (black in the clip) on every picture, and leaves the clip's coded frames intact.
+#[test]
+fn surround_house_and_timecode_overlay() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = make_clip(dir.path(), 1, "25", false, 3.0);
+    let out = dir.path().join("surround.ts");
+    let aired = air(
+        |s| {
+            s.house.channels = 6;
+            s.overlay_timecode = true;
+        },
+        (25, 1),
+        false,
+        vec![file_slot("A", 0, 60, &a, 0)],
+        60,
+        &out,
+        TsAudio::Aac { bitrate: 96_000 },
+    );
+    assert_eq!(aired[0].frames, 60);
+    let o = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type,codec_name,channels,duration",
+            "-of",
+            "json",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let audio: Vec<(String, u64)> = v["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["codec_type"] == "audio")
+        .map(|s| {
+            (
+                s["codec_name"].as_str().unwrap().to_string(),
+                s["channels"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        audio,
+        [("aac".to_string(), 2), ("aac".to_string(), 6)],
+        "{v}"
+    );
+    // The 5.1 carries the clip's sound (upmixed), not silence.
+    let o = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(&out)
+        .args(["-map", "0:a:1", "-af", "pan=mono|c0=FL", "-f", "f32le", "-"])
+        .output()
+        .unwrap();
+    let s: Vec<f32> = o
+        .stdout
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let peak = s.iter().fold(0f32, |m, x| m.max(x.abs()));
+    assert!(
+        s.len() > 48_000 && peak > 0.05,
+        "{} samples, peak {peak}",
+        s.len()
+    );
+    let corner = region_luma(&out, (20, 140, 60, 30));
+    assert!(corner.len() >= 59, "{} pictures", corner.len());
+    assert!(
+        corner.iter().all(|&l| l > 40.0),
+        "the overlay is on every picture: {corner:?}"
+    );
+    let got = codes(&out);
+    assert_eq!(got[0], Some((1, 0)));
+    assert_eq!(got[59], Some((1, 59)));
+}
+
+/// A UDP socket read as a byte stream (each datagram's bytes in turn).
+struct UdpStream(std::net::UdpSocket);
+
+impl std::io::Read for UdpStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.recv(buf)
+    }
+}
+
+/// The live source of the test: one UDP port, handed out once.
+struct OnePort(Mutex<Option<std::net::UdpSocket>>);
+
+impl antenne::playout::engine::LiveSources for OnePort {
+    fn open(&self, source: &str) -> Result<antenne::av::io::InputSource, String> {
+        let s = self.0.lock().unwrap().take().ok_or("taken already")?;
+        Ok(antenne::av::io::InputSource::Stream(
+            antenne::av::io::ByteSource::new(source, UdpStream(s)),
+        ))
+    }
+}
+
+/// Whether each decoded picture is the flat green of the live source (its chroma).
+fn live_green(ts: &Path) -> Vec<bool> {
+    let o = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(ts)
+        .args([
+            "-map",
+            "0:v:0",
+            "-vf",
+            "scale=32:18",
+            "-pix_fmt",
+            "yuv420p",
+            "-f",
+            "rawvideo",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    o.stdout
+        .chunks_exact(864)
+        .map(|f| {
+            let mean = |p: &[u8]| p.iter().map(|&x| f64::from(x)).sum::<f64>() / p.len() as f64;
+            mean(&f[576..720]) < 100.0 && mean(&f[720..]) < 100.0
+        })
+        .collect()
+}
+
+/// A live event in a 25i channel on the wall clock: clip → live (a progressive 25p feed over
+/// UDP from `ffmpeg`) → clip. Every picture of the output is interlaced (TFF), the live slot is
+/// the feed's pictures from its first frame to its last, the clips' pictures are at their own
+/// frames on both sides, and the timestamps step one frame throughout.
+#[test]
+fn a_live_event_in_an_interlaced_house() {
+    use antenne::playout::engine::SystemClock;
+    let dir = tempfile::tempdir().unwrap();
+    let a = make_clip(dir.path(), 2, "25", true, 2.0);
+    let b = make_clip(dir.path(), 3, "25", true, 2.0);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let mut sender = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-re", "-f", "lavfi", "-i"])
+        .arg("color=c=0x20C020:size=640x360:rate=25:duration=30")
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=700:duration=30:sample_rate=48000",
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+            "-c:a",
+            "aac",
+        ])
+        .args(["-f", "mpegts"])
+        .arg(format!("udp://127.0.0.1:{port}?pkt_size=1316"))
+        .spawn()
+        .unwrap();
+    let epoch = SystemTime::now() + Duration::from_millis(500);
+    let live = AirSlot {
+        item: "L".into(),
+        start: 50,
+        frames: 75,
+        material: Material::Live {
+            source: "cam".into(),
+        },
+        breaks: vec![],
+        secondary: vec![],
+    };
+    let slots = vec![
+        file_slot("A", 0, 50, &a, 0),
+        live,
+        file_slot("B", 125, 50, &b, 0),
+    ];
+    let out = dir.path().join("live25i.ts");
+    let rec: Arc<dyn ChunkSink> =
+        Arc::new(Recorder(Mutex::new(std::fs::File::create(&out).unwrap())));
+    let mut spec = ChannelSpec::new("live25i", house((25, 1)), true, epoch);
+    spec.outputs.push(ChannelOutput::Ts {
+        name: "rec".into(),
+        sink: rec,
+        encode: TsEncode {
+            video_bitrate: 600_000,
+            preset: "ultrafast".into(),
+            gop_frames: 25,
+            b_frames: 0,
+            audio: TsAudio::Aac { bitrate: 64_000 },
+            muxrate: Some(2_000_000),
+        },
+    });
+    spec.prefetch_frames = 25;
+    spec.live = Some(Arc::new(OnePort(Mutex::new(Some(sock)))));
+    let aired: Arc<Mutex<Vec<Aired>>> = Arc::default();
+    let x = aired.clone();
+    let ch = Channel::start(
+        spec,
+        Arc::new(Fixed(slots)),
+        Arc::new(SystemClock),
+        move |a| x.lock().unwrap().push(a),
+    )
+    .unwrap();
+    assert!(
+        ch.wait_for_frame(174, Duration::from_secs(30)),
+        "{:?}",
+        ch.status()
+    );
+    ch.stop().unwrap();
+    let _ = sender.kill();
+    let _ = sender.wait();
+    let aired = aired.lock().unwrap();
+    let l = aired.iter().find(|a| a.slot.item == "L").unwrap();
+    assert_eq!((l.start, l.frames, &l.substitution), (50, 75, &None));
+    let frames = common::video_frames(&out);
+    assert!(frames.len() >= 175, "{} pictures", frames.len());
+    assert!(
+        frames.iter().take(175).all(|f| f.2 && f.3),
+        "every picture interlaced, top field first"
+    );
+    for w in frames.windows(2).take(174) {
+        assert!(((w[1].0 - w[0].0) - 0.04).abs() < 0.002, "PTS step {w:?}");
+    }
+    let green = live_green(&out);
+    let got = codes(&out);
+    assert_eq!(got[49], Some((2, 49)));
+    assert!(
+        green[50..125].iter().all(|&g| g),
+        "the live slot is the feed's: {:?}",
+        green[45..130]
+            .iter()
+            .map(|&g| if g { 'L' } else { '.' })
+            .collect::<String>()
+    );
+    assert!(!green[..50].iter().any(|&g| g) && !green[125..175].iter().any(|&g| g));
+    assert_eq!(got[125], Some((3, 0)));
+    assert_eq!(got[174], Some((3, 49)));
+}

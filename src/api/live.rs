@@ -454,6 +454,32 @@ pub async fn stop_output(
     Ok(axum::Json(live(&st)?.stop_output(id).await?))
 }
 
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchInput {
+    /// `primary` or `backup`.
+    pub to: String,
+}
+
+/// The manual failover switch: puts a transcoding output with a backup on its `primary` or its
+/// `backup` source now, and keeps preferring that one (the automatic rules go on from there:
+/// a failing choice is left, and taken back once healthy). The switch comes on the change
+/// feed as `switched` with the reason `operator's choice`, like the automatic ones.
+#[utoipa::path(post, path = "/v1/live/outputs/{id}/switch", tag = "live", params(("id" = i64, Path)),
+    request_body = SwitchInput,
+    responses((status = 200, body = OutputView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "no failover on this output, not on air, or the chosen source is not live"),
+        (status = 422, body = ErrorBody)))]
+pub async fn switch_output(
+    State(st): State<S>,
+    c: Caller,
+    Path(id): Path<i64>,
+    Body(i): Body<SwitchInput>,
+) -> Res<axum::Json<OutputView>> {
+    operator_role(&c.0)?;
+    Ok(axum::Json(live(&st)?.switch_output(id, &i.to).await?))
+}
+
 /// An output's figures: state (its source's), bitrate, packets sent and dropped, its reader's
 /// drops, last error.
 #[utoipa::path(get, path = "/v1/live/outputs/{id}/stats", tag = "live", params(("id" = i64, Path)),

@@ -12,6 +12,7 @@ mod playout;
 mod review;
 mod routes;
 mod storage;
+mod system;
 mod tus;
 
 use std::collections::HashMap;
@@ -362,7 +363,7 @@ pub(crate) fn peer(req_ci: Option<ConnectInfo<SocketAddr>>) -> IpAddr {
         live::delete_source, live::start_source, live::stop_source, live::source_stats,
         live::source_preview,
         live::source_ts, live::list_outputs, live::create_output, live::get_output,
-        live::put_output, live::delete_output, live::start_output, live::stop_output,
+        live::put_output, live::delete_output, live::start_output, live::stop_output, live::switch_output,
         live::output_stats, live::output_hls, live::start_recording, live::stop_recording,
         live::stop_recording_post, live::list_recordings,
         tus::options, tus::create_ingest, tus::create_for_asset, tus::head, tus::patch,
@@ -376,6 +377,7 @@ pub(crate) fn peer(req_ci: Option<ConnectInfo<SocketAddr>>) -> IpAddr {
         storage::restore_file, storage::run_audit, storage::run_policies, storage::retention_dry_run,
         storage::retention_purge, storage::get_hold, storage::put_hold, storage::delete_hold,
         storage::get_tombstone,
+        system::system,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&Security, &ErrorResponses),
@@ -649,6 +651,7 @@ pub fn router(st: S) -> Router {
         )
         .route("/v1/live/outputs/{id}/start", post(live::start_output))
         .route("/v1/live/outputs/{id}/stop", post(live::stop_output))
+        .route("/v1/live/outputs/{id}/switch", post(live::switch_output))
         .route("/v1/live/outputs/{id}/stats", get(live::output_stats))
         .route("/v1/live/outputs/{id}/hls/{*file}", get(live::output_hls))
         .merge(playout::routes())
@@ -659,6 +662,7 @@ pub fn router(st: S) -> Router {
         )
         .merge(delivery::routes())
         .merge(review::routes())
+        .merge(system::routes())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,

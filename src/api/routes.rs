@@ -253,16 +253,7 @@ pub async fn list_assets(
     Query(q): Query<SearchQuery>,
 ) -> Res<axum::Json<SearchPage>> {
     let limit = q.limit.unwrap_or(50).clamp(1, 200);
-    let items = st.catalog.search(&c.0, &q).await?;
-    let total = if q.after.is_none() && (items.len() as i64) < limit {
-        // The first page holds them all: no second query.
-        Total {
-            value: items.len() as i64,
-            exact: true,
-        }
-    } else {
-        st.catalog.search_total(&c.0, &q).await?
-    };
+    let (items, total) = st.catalog.search_page(&c.0, &q).await?;
     let Page { items, next } = page(items, limit, |a| a.id);
     Ok(axum::Json(SearchPage { items, next, total }))
 }

@@ -176,11 +176,15 @@ impl ProfileHook for LiveEngine {
         let error: Arc<Mutex<Option<String>>> = Arc::default();
         let (c, err) = (cancel.clone(), error.clone());
         let mut on_switch = t.on_switch;
+        let manual = t.manual;
         let name = t.name.clone();
         let thread = std::thread::Builder::new()
             .name(format!("live-tx {name}"))
             .spawn(move || {
-                let progress = Arc::new(LiveProgress::default());
+                let progress = Arc::new(LiveProgress {
+                    manual,
+                    ..LiveProgress::default()
+                });
                 let hear = move |e: SwitchEvent| {
                     let ms =
                         e.at.duration_since(UNIX_EPOCH)

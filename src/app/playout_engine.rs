@@ -2,21 +2,27 @@
 //! format, outputs, filler, logo, loudness) into the engine's [`ChannelSpec`], starts its
 //! transports (UDP, SRT, live HLS in a folder), and runs one [`engine::Channel`] per channel on
 //! the wall clock, reporting each aired slot back to the service (which records the as-run).
+//! Live events take their source from the live service: a subscription to the source's demux.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use crate::av::io::{InputSource, PacketFeed};
 use crate::av::live::House;
-use crate::catalog::Catalog;
+use crate::catalog::assets::AssetInput;
+use crate::catalog::{Catalog, Principal};
 use crate::config::playout::Channel as ChannelConfig;
-use crate::link::ChunkSink;
+use crate::hub::registry::LiveService;
+use crate::link::{Chunk, ChunkSink};
+use crate::output::rtmp::RtmpOutput;
 use crate::output::srt::SrtOutput;
 use crate::output::udp::{UdpOutput, UdpOutputSpec};
 use crate::playout::engine::{
-    self, ChannelOutput, ChannelSpec, LoudnessTarget, SystemClock, TsEncode,
+    self, ChannelOutput, ChannelSpec, LiveSources, LoudnessTarget, SystemClock, TsEncode,
 };
 use crate::playout::filler::Filler;
 use crate::playout::service::{ChannelControl, ChannelRun, ControlError};
@@ -27,10 +33,117 @@ const HLS_SEGMENT_S: f64 = 6.0;
 /// Chunks a UDP output may have queued.
 const UDP_QUEUE: usize = 1024;
 
+/// A channel on air and its recordings.
+type OnAir = (engine::Channel, Vec<Arc<Recording>>);
+
+/// Makes the sink of a `record` output.
+type RecordSink<'a> = dyn FnMut(&str) -> Result<Arc<dyn ChunkSink>, String> + 'a;
+
 pub struct PlayoutEngine {
-    catalog: Catalog,
-    rt: tokio::runtime::Handle,
-    channels: Mutex<HashMap<i64, engine::Channel>>,
+    live: Option<Arc<LiveService>>,
+    records: Option<Records>,
+    channels: Mutex<HashMap<i64, OnAir>>,
+}
+
+/// Where a channel's `record` output goes: a TS file per run in `<media>/playout/<channel>/`,
+/// ingested into the catalog as an asset (by `who`) when the run ends.
+pub struct Records {
+    pub catalog: Catalog,
+    pub media: PathBuf,
+    pub who: Principal,
+    pub rt: tokio::runtime::Handle,
+}
+
+/// One run's recording, written under a temporary name until it is finished.
+struct Recording {
+    file: Mutex<Option<std::fs::File>>,
+    part: PathBuf,
+    path: PathBuf,
+    title: String,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+impl ChunkSink for Recording {
+    fn deliver(&self, chunk: Chunk) {
+        let mut g = lock(&self.file);
+        if let Some(f) = g.as_mut() {
+            if let Err(e) = f.write_all(&chunk) {
+                if !self.failed.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::error!(file = %self.part.display(), error = %e, "playout: recording not written");
+                }
+            }
+        }
+    }
+}
+
+impl Recording {
+    fn start(dir: &Path, channel: &str) -> std::io::Result<Recording> {
+        std::fs::create_dir_all(dir)?;
+        let now = time::OffsetDateTime::now_utc();
+        let stamp = format!(
+            "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+            now.year(),
+            u8::from(now.month()),
+            now.day(),
+            now.hour(),
+            now.minute(),
+            now.second()
+        );
+        let name = crate::ingest::safe_name(&format!("{channel}-{stamp}"));
+        let path = dir.join(format!("{name}.ts"));
+        let part = dir.join(format!(".{name}.ts.part"));
+        let file = std::fs::File::create(&part)?;
+        Ok(Recording {
+            file: Mutex::new(Some(file)),
+            part,
+            path,
+            title: format!("{channel} as aired {stamp}"),
+            failed: Default::default(),
+        })
+    }
+
+    /// Closes the file (synced, renamed to its name) and ingests it as an asset.
+    fn finish(&self, records: &Records) {
+        let Some(f) = lock(&self.file).take() else {
+            return;
+        };
+        let done = f
+            .sync_all()
+            .and_then(|()| std::fs::rename(&self.part, &self.path));
+        if let Err(e) = done {
+            tracing::error!(file = %self.part.display(), error = %e, "playout: recording not finished");
+            return;
+        }
+        let (cat, who, path, title) = (
+            records.catalog.clone(),
+            records.who.clone(),
+            self.path.clone(),
+            self.title.clone(),
+        );
+        records.rt.spawn(async move {
+            let p = path.clone();
+            let file = tokio::task::spawn_blocking(move || crate::ingest::describe(&p, "source", None)).await;
+            let file = match file {
+                Ok(Ok(f)) => f,
+                Ok(Err(e)) => {
+                    tracing::error!(file = %path.display(), error = %e, "playout: recording not ingested");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(file = %path.display(), error = %e, "playout: recording not ingested");
+                    return;
+                }
+            };
+            let input = AssetInput {
+                title: Some(title),
+                ..AssetInput::default()
+            };
+            match cat.ingest(&who, &input, &file, true).await {
+                Ok((a, _)) => tracing::info!(asset = a.id, file = %path.display(), "playout: recording ingested"),
+                Err(e) => tracing::error!(file = %path.display(), error = %e, "playout: recording not ingested"),
+            }
+        });
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -41,44 +154,34 @@ fn failed(e: impl std::fmt::Display) -> ControlError {
     ControlError::Failed(e.to_string())
 }
 
+/// A channel's live events: subscriptions to the live service's running sources.
+struct HubSources {
+    live: Arc<LiveService>,
+    channel: String,
+}
+
+impl LiveSources for HubSources {
+    fn open(&self, source: &str) -> Result<InputSource, String> {
+        let reader = self
+            .live
+            .subscribe(source, &format!("playout {}", self.channel))
+            .map_err(|e| e.to_string())?;
+        Ok(InputSource::Packets(PacketFeed::new(source, reader)))
+    }
+}
+
 impl PlayoutEngine {
-    pub fn new(catalog: Catalog, rt: tokio::runtime::Handle) -> PlayoutEngine {
+    /// `live`: the live service whose sources live events air (none: they air filler);
+    /// `records`: where `record` outputs go (none: they are refused).
+    pub fn new(live: Option<Arc<LiveService>>, records: Option<Records>) -> PlayoutEngine {
         PlayoutEngine {
-            catalog,
-            rt,
+            live,
+            records,
             channels: Mutex::default(),
         }
     }
 
-    /// The file paths of catalog assets by house id (the filler, a logo given as a house id).
-    fn paths(&self, house_ids: &[String]) -> Result<Vec<PathBuf>, ControlError> {
-        let (cat, rt) = (self.catalog.clone(), self.rt.clone());
-        let ids = house_ids.to_vec();
-        // The control is called from the runtime: the lookups run on a thread of their own.
-        std::thread::scope(|s| {
-            s.spawn(move || {
-                rt.block_on(async {
-                    let mut v = Vec::new();
-                    for h in &ids {
-                        match cat.scheduled_asset(None, Some(h)).await {
-                            Ok(Some(a)) if !a.path.is_empty() => v.push(PathBuf::from(a.path)),
-                            Ok(_) => {
-                                return Err(failed(format!(
-                                    "house id {h:?}: no such asset with a file in the catalog"
-                                )))
-                            }
-                            Err(e) => return Err(failed(e)),
-                        }
-                    }
-                    Ok(v)
-                })
-            })
-            .join()
-            .unwrap_or_else(|_| Err(failed("the catalog lookup failed")))
-        })
-    }
-
-    fn spec(&self, run: &ChannelRun) -> Result<ChannelSpec, ControlError> {
+    fn spec(&self, run: &ChannelRun) -> Result<(ChannelSpec, Vec<Arc<Recording>>), ControlError> {
         let c = &run.channel;
         let (width, height, interlaced) = picture(&c.format)?;
         let house = House {
@@ -86,23 +189,31 @@ impl PlayoutEngine {
             height,
             rate: (run.clock.rate.num, run.clock.rate.den),
             sample_rate: 48_000,
-            channels: 2,
+            // Stereo, or 5.1 (the TS outputs then carry a stereo downmix and the 5.1).
+            channels: if c.surround { 6 } else { 2 },
         };
         let epoch = SystemTime::UNIX_EPOCH
             + Duration::from_millis(u64::try_from(run.clock.epoch_ms).unwrap_or(0));
         let mut spec = ChannelSpec::new(&c.name, house, interlaced, epoch);
-        spec.outputs = outputs(c, height)?;
-        if !c.filler.is_empty() {
-            spec.filler = Filler::Files(self.paths(&c.filler)?);
+        let mut recordings = Vec::new();
+        spec.outputs = outputs(c, height, &mut |o| {
+            let r = self
+                .records
+                .as_ref()
+                .ok_or_else(|| "recordings are not set up on this appliance".to_string())?;
+            let rec = Arc::new(
+                Recording::start(&r.media.join("playout").join(&c.name), &c.name)
+                    .map_err(|e| format!("output {o:?}: {e}"))?,
+            );
+            recordings.push(rec.clone());
+            Ok(rec as Arc<dyn ChunkSink>)
+        })?;
+        if !run.filler.is_empty() {
+            spec.filler = Filler::Files(run.filler.clone());
         }
-        if let Some(l) = c.logo.as_deref().filter(|l| !l.is_empty()) {
-            let path = if Path::new(l).is_absolute() {
-                PathBuf::from(l)
-            } else {
-                self.paths(&[l.to_string()])?.remove(0)
-            };
+        if let Some(path) = &run.logo {
             spec.logo = Some(engine::Logo {
-                path,
+                path: PathBuf::from(path),
                 x: width - width / 8 - width / 20,
                 y: height / 20,
                 max_width: width / 8,
@@ -110,11 +221,26 @@ impl PlayoutEngine {
                 on_at_start: true,
             });
         }
+        spec.overlay_timecode = c.overlay_timecode;
         spec.loudness = Some(LoudnessTarget {
             target_lufs: c.loudness_lufs,
             known: None,
         });
-        Ok(spec)
+        spec.live = self.live.clone().map(|live| {
+            Arc::new(HubSources {
+                live,
+                channel: c.name.clone(),
+            }) as Arc<dyn LiveSources>
+        });
+        Ok((spec, recordings))
+    }
+
+    fn finish(&self, recordings: Vec<Arc<Recording>>) {
+        if let Some(r) = &self.records {
+            for rec in recordings {
+                rec.finish(r);
+            }
+        }
     }
 }
 
@@ -160,8 +286,14 @@ fn encode(height: u32) -> TsEncode {
 }
 
 /// A channel's `outputs`: `udp://host:port`, `rtp://host:port`,
-/// `srt://host:port[?mode=listener|caller]`, `hls:<folder>`.
-fn outputs(c: &ChannelConfig, height: u32) -> Result<Vec<ChannelOutput>, ControlError> {
+/// `srt://host:port[?mode=listener|caller]`, `rtmp://host[:port]/app/key` (the TS rewrapped as
+/// FLV, pushed again after a failure), `hls:<folder>`, `record` (a TS file in the media store,
+/// made an asset when the run ends: `record` gives the sink).
+fn outputs(
+    c: &ChannelConfig,
+    height: u32,
+    record: &mut RecordSink<'_>,
+) -> Result<Vec<ChannelOutput>, ControlError> {
     let mut v = Vec::new();
     for (i, o) in c.outputs.iter().enumerate() {
         let name = format!("{}-{}", c.name, i + 1);
@@ -195,6 +327,10 @@ fn outputs(c: &ChannelConfig, height: u32) -> Result<Vec<ChannelOutput>, Control
                 })
                 .map_err(|e| bad(e.to_string()))?,
             )
+        } else if o == "record" {
+            record(o).map_err(failed)?
+        } else if o.starts_with("rtmp://") || o.starts_with("rtmps://") {
+            Arc::new(RtmpOutput::start(o.clone(), UDP_QUEUE).map_err(|e| bad(e.to_string()))?)
         } else if let Some(rest) = o.strip_prefix("srt://") {
             let (addr, query) = rest.split_once('?').unwrap_or((rest, ""));
             let mode = if query.split('&').any(|kv| kv == "mode=listener") {
@@ -208,7 +344,7 @@ fn outputs(c: &ChannelConfig, height: u32) -> Result<Vec<ChannelOutput>, Control
             )
         } else {
             return Err(bad(
-                "only udp://, rtp://, srt:// and hls:<folder> outputs are aired by this engine"
+                "only udp://, rtp://, srt://, rtmp:// and hls:<folder> outputs are aired by this engine"
                     .into(),
             ));
         };
@@ -223,17 +359,27 @@ fn outputs(c: &ChannelConfig, height: u32) -> Result<Vec<ChannelOutput>, Control
 
 impl ChannelControl for PlayoutEngine {
     fn start(&self, run: ChannelRun) -> Result<(), ControlError> {
-        let spec = self.spec(&run)?;
+        let (spec, recordings) = self.spec(&run)?;
         let (id, aired) = (run.id, run.aired.clone());
         let ch = engine::Channel::start(spec, run.timeline.clone(), Arc::new(SystemClock), {
             move |a| {
                 let _ = aired.send((id, a));
             }
-        })
-        .map_err(failed)?;
-        let old = lock(&self.channels).insert(id, ch);
-        if let Some(old) = old {
+        });
+        let ch = match ch {
+            Ok(ch) => ch,
+            Err(e) => {
+                for r in &recordings {
+                    lock(&r.file).take();
+                    let _ = std::fs::remove_file(&r.part);
+                }
+                return Err(failed(e));
+            }
+        };
+        let old = lock(&self.channels).insert(id, (ch, recordings));
+        if let Some((old, recs)) = old {
             let _ = old.stop();
+            self.finish(recs);
         }
         Ok(())
     }
@@ -241,14 +387,18 @@ impl ChannelControl for PlayoutEngine {
     fn stop(&self, id: i64) -> Result<(), ControlError> {
         let ch = lock(&self.channels).remove(&id);
         match ch {
-            Some(ch) => ch.stop().map(|_| ()).map_err(failed),
+            Some((ch, recs)) => {
+                let r = ch.stop().map(|_| ()).map_err(failed);
+                self.finish(recs);
+                r
+            }
             None => Ok(()),
         }
     }
 
     fn slate(&self, id: i64, on: bool) -> Result<(), ControlError> {
         match lock(&self.channels).get(&id) {
-            Some(ch) => {
+            Some((ch, _)) => {
                 ch.emergency(on);
                 Ok(())
             }
@@ -259,7 +409,7 @@ impl ChannelControl for PlayoutEngine {
     fn on_air(&self, id: i64) -> bool {
         lock(&self.channels)
             .get(&id)
-            .is_some_and(engine::Channel::is_running)
+            .is_some_and(|(ch, _)| ch.is_running())
     }
 }
 

@@ -754,3 +754,87 @@ pub fn blend(picture: &mut ff::frame::Video, still: &Still, x: u32, y: u32) {
         }
     }
 }
+
+const OVERLAY_FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf";
+
+/// The house timecode and the UTC clock burnt into a channel's pictures (drawtext): the
+/// timecode starts at `timecode` and counts the pictures that pass (drop-frame when written
+/// with `;`), the clock is the wall time of each picture (`clock_s`: the first one's, Unix
+/// seconds).
+pub struct Burn {
+    rate: (u32, u32),
+    chain: String,
+    graph: Option<ff::filter::Graph>,
+    next_pts: i64,
+    failed: bool,
+}
+
+impl Burn {
+    pub fn new(house: &House, timecode: &str, clock_s: f64) -> Burn {
+        let size = (house.height / 14).max(10);
+        let font = if Path::new(OVERLAY_FONT).exists() {
+            format!("fontfile={OVERLAY_FONT}:")
+        } else {
+            String::new()
+        };
+        // Only digits and separators reach the filter description.
+        let tc: String = timecode
+            .chars()
+            .filter(|c| c.is_ascii_digit() || matches!(c, ':' | ';'))
+            .map(|c| match c {
+                ':' => "\\:".to_string(),
+                c => c.to_string(),
+            })
+            .collect();
+        let (num, den) = house.rate;
+        let style =
+            format!("fontsize={size}:fontcolor=white:box=1:boxcolor=black@0.6:boxborderw=4");
+        let chain = format!(
+            "[in]drawtext={font}timecode='{tc}':timecode_rate={num}/{den}:{style}:x=w/20:y=h-2*{size}-h/20,\
+             drawtext={font}text='%{{pts\\:gmtime\\:{clock_s:.3}\\:%H\\\\\\:%M\\\\\\:%S}}':{style}:x=w/20:y=h-{size}-h/30,\
+             format=yuv420p[out]"
+        );
+        Burn {
+            rate: house.rate,
+            chain,
+            graph: None,
+            next_pts: 0,
+            failed: false,
+        }
+    }
+
+    /// The picture with the timecode and clock drawn on; `None` when the overlay cannot be
+    /// drawn (the picture then goes out as it is).
+    pub fn apply(&mut self, picture: &ff::frame::Video) -> Option<ff::frame::Video> {
+        if self.failed {
+            return None;
+        }
+        let tb = ff::Rational::new(self.rate.1 as i32, self.rate.0 as i32);
+        let mut f = ff::frame::Video::from(super::share(picture)?);
+        f.set_pts(Some(self.next_pts));
+        self.next_pts += 1;
+        if self.graph.is_none() {
+            let src = Source::new("in", graph::video_source_args(&f, tb), false);
+            match graph::build(
+                std::slice::from_ref(&src),
+                &[Sink {
+                    name: "out".into(),
+                    audio: false,
+                }],
+                &self.chain,
+            ) {
+                Ok(g) => self.graph = Some(g),
+                Err(e) => {
+                    tracing::error!(error = %e, "playout: the timecode overlay cannot be drawn");
+                    self.failed = true;
+                    return None;
+                }
+            }
+        }
+        let g = self.graph.as_mut()?;
+        g.get("in")?.source().add(&f).ok()?;
+        let mut o = ff::frame::Video::empty();
+        g.get("out")?.sink().frame(&mut o).ok()?;
+        Some(o)
+    }
+}

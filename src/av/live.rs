@@ -158,6 +158,8 @@ pub enum SwitchReason {
     Ended,
     /// A better input has been healthy this long.
     Restored { healthy_s: f64 },
+    /// An operator chose the input (see [`ManualSwitch`]).
+    Operator,
 }
 
 impl std::fmt::Display for SwitchReason {
@@ -173,6 +175,7 @@ impl std::fmt::Display for SwitchReason {
             SwitchReason::Restored { healthy_s } => {
                 write!(f, "restored (healthy for {healthy_s:.1} s)")
             }
+            SwitchReason::Operator => write!(f, "operator's choice"),
         }
     }
 }
@@ -227,6 +230,38 @@ pub struct LiveProgress {
     /// own timeline (seconds): how far the output runs behind its source.
     pub last_input_frame: Mutex<Option<(u64, f64)>>,
     pub inputs: Mutex<Vec<Arc<InputCounters>>>,
+    /// The operator's choice of input, read by the switcher before each frame.
+    pub manual: Arc<ManualSwitch>,
+}
+
+/// An operator's choice of the preferred input: taken at once when healthy, then kept like the
+/// primary is otherwise (left when it fails, taken back once healthy for `return_after_s`).
+#[derive(Debug, Default)]
+pub struct ManualSwitch {
+    /// 0: none (the primary is preferred); `i + 1`: input `i`.
+    wanted: AtomicU64,
+    /// Bumped by each choice, so that choosing the same input again switches again.
+    generation: AtomicU64,
+}
+
+impl ManualSwitch {
+    /// Prefers input `i` (`None`: back to the normal order, the primary first) from now on.
+    pub fn prefer(&self, input: Option<usize>) {
+        self.wanted
+            .store(input.map_or(0, |i| i as u64 + 1), Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn preferred(&self) -> Option<usize> {
+        match self.wanted.load(Ordering::Acquire) {
+            0 => None,
+            n => Some((n - 1) as usize),
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
 }
 
 impl LiveProgress {
@@ -471,6 +506,9 @@ struct InputWorker {
     epoch: Instant,
     cancel: Arc<AtomicBool>,
     looped: bool,
+    /// For a playout feed, whether the house is interlaced (pictures are then scaled as fields;
+    /// interlaced sources into a progressive house are deinterlaced); `None`: scaled as they come.
+    scan: Option<bool>,
 }
 
 impl InputWorker {
@@ -652,6 +690,7 @@ impl InputWorker {
         let path = PathBuf::from(&self.name);
         let counters = &self.shared.counters;
         let mut conform = Conform::new(self.house, d.vtb, d.atb, offset_s);
+        conform.scan = self.scan;
         let mut vframe = ff::frame::Video::empty();
         let mut aframe = ff::frame::Audio::empty();
         let invalid = |e: graph::GraphError| AvError::Invalid {
@@ -834,6 +873,12 @@ struct Conform {
     next_video_s: Option<f64>,
     /// Where this pass of the input has reached (seconds, offset included).
     end_s: f64,
+    /// An interlaced picture came: every picture from then on is deinterlaced field by field
+    /// (one flagged progressive passes as it is), so that no scaling mixes two instants and a
+    /// field-rate house keeps each field's motion.
+    interlaced: bool,
+    /// A playout channel's house scan (`Some(true)`: interlaced); `None` for the live engine.
+    scan: Option<bool>,
 }
 
 impl Conform {
@@ -847,6 +892,8 @@ impl Conform {
             agraph: None,
             next_video_s: None,
             end_s: offset_s,
+            interlaced: false,
+            scan: None,
         }
     }
 
@@ -864,13 +911,23 @@ impl Conform {
         };
         f.set_pts(ts);
         let args = graph::video_source_args(f, self.vtb);
-        if jumped || self.vgraph.as_ref().is_some_and(|(_, a)| *a != args) {
+        let first_interlaced = f.is_interlaced() && !self.interlaced;
+        if first_interlaced || jumped || self.vgraph.as_ref().is_some_and(|(_, a)| *a != args) {
+            self.interlaced |= first_interlaced;
             self.vgraph = None;
         }
         if self.vgraph.is_none() {
             let h = self.house;
+            let (deint, interl) = match self.scan {
+                Some(false) if f.is_interlaced() => ("bwdif=mode=send_frame,", ""),
+                Some(true) => ("", ":interl=1"),
+                None if self.interlaced => {
+                    ("bwdif=mode=send_field:parity=auto:deint=interlaced,", "")
+                }
+                _ => ("", ""),
+            };
             let chain = format!(
-                "[in]fps={}/{},scale={}:{},setsar=1,format=yuv420p[out]",
+                "[in]{deint}fps={}/{},scale={}:{}{interl},setsar=1,format=yuv420p[out]",
                 h.rate.0, h.rate.1, h.width, h.height
             );
             let src = Source::new("in", args.clone(), false);
@@ -1364,6 +1421,7 @@ pub fn run(
             epoch,
             cancel: inputs_stop.clone(),
             looped,
+            scan: None,
         };
         input_handles.push(
             thread::Builder::new()
@@ -1385,6 +1443,8 @@ pub fn run(
         on_air: None,
         last_picture: None,
         taken_pts: None,
+        manual: &progress.manual,
+        manual_seen: progress.manual.generation(),
     };
     let frame = Duration::from_secs_f64(h.frame_s());
     // Wait for an input (or the start wait to pass) before the clock starts; once one is
@@ -1479,6 +1539,9 @@ struct Switcher<'a> {
     last_picture: Option<ff::frame::Video>,
     /// The input time of the picture `next_frame` took fresh from an input.
     taken_pts: Option<f64>,
+    manual: &'a ManualSwitch,
+    /// The operator's last choice acted on.
+    manual_seen: u64,
 }
 
 /// Why an input is not healthy now, if it is not.
@@ -1548,34 +1611,62 @@ impl Switcher<'_> {
         self.update_health();
         let healthy_for =
             |s: &Self, i: usize| s.healthy_since[i].map(|t| t.elapsed().as_secs_f64());
-        let best_healthy = (0..self.spec.inputs.len()).find(|&i| self.healthy_since[i].is_some());
-        let (to, reason) = match self.on_air {
-            None => match best_healthy {
+        let count = self.spec.inputs.len();
+        // The inputs in order of preference: the operator's choice, then the primary first.
+        let preferred = self.manual.preferred().filter(|&i| i < count);
+        let order: Vec<usize> = preferred
+            .into_iter()
+            .chain((0..count).filter(|&i| Some(i) != preferred))
+            .collect();
+        let chosen = self.manual.generation();
+        let operator = if chosen != self.manual_seen && self.on_air.is_some() {
+            self.manual_seen = chosen;
+            // The choice is taken now if that input is healthy; otherwise it only orders.
+            let target = preferred.unwrap_or(0);
+            (target < count
+                && self.healthy_since[target].is_some()
+                && self.on_air != Some(OnAir::Input(target)))
+            .then_some((OnAir::Input(target), SwitchReason::Operator))
+        } else {
+            None
+        };
+        let best_healthy = order
+            .iter()
+            .copied()
+            .find(|&i| self.healthy_since[i].is_some());
+        let (to, reason) = match (operator, self.on_air) {
+            (Some(choice), _) => choice,
+            (None, None) => match best_healthy {
                 Some(i) => (OnAir::Input(i), SwitchReason::Start),
                 None => (OnAir::Slate, SwitchReason::NoInputAtStart),
             },
-            Some(OnAir::Input(a)) => match self.sickness(a) {
+            (None, Some(OnAir::Input(a))) => match self.sickness(a) {
                 Some(sick) => {
                     let reason = match sick {
                         Sick::NoPacket(ms) => SwitchReason::NoPacket { silent_ms: ms },
                         Sick::NoVideo(ms) => SwitchReason::NoVideo { silent_ms: ms },
                         Sick::Ended => SwitchReason::Ended,
                     };
-                    let next = (0..self.spec.inputs.len())
+                    let next = order
+                        .iter()
+                        .copied()
                         .find(|&i| i != a && self.healthy_since[i].is_some());
                     (next.map_or(OnAir::Slate, OnAir::Input), reason)
                 }
                 None => {
-                    let back = (0..a).find(|&i| {
+                    let rank = order.iter().position(|&i| i == a).unwrap_or(count);
+                    let back = order[..rank].iter().copied().find(|&i| {
                         healthy_for(self, i).is_some_and(|s| s >= self.spec.failover.return_after_s)
                     })?;
                     let s = healthy_for(self, back).unwrap_or(0.0);
                     (OnAir::Input(back), SwitchReason::Restored { healthy_s: s })
                 }
             },
-            Some(OnAir::Slate) => {
+            (None, Some(OnAir::Slate)) => {
                 let settle = self.spec.failover.settle_s();
-                let back = (0..self.spec.inputs.len())
+                let back = order
+                    .iter()
+                    .copied()
                     .find(|&i| healthy_for(self, i).is_some_and(|s| s >= settle))?;
                 let s = healthy_for(self, back).unwrap_or(0.0);
                 (OnAir::Input(back), SwitchReason::Restored { healthy_s: s })
@@ -1719,6 +1810,198 @@ fn black(h: &House) -> Option<ff::frame::Video> {
     Some(f)
 }
 
+/// What [`LiveFeed::next`] gives for one output frame.
+pub enum FeedTake {
+    /// A fresh picture; its samples are in `planes`.
+    Frame(ff::frame::Video),
+    /// No fresh picture in time (repeat the last one); `planes` hold the audio there was,
+    /// padded with silence.
+    Late,
+    /// The feed is not healthy (why): nothing was taken, `planes` are untouched.
+    Lost(String),
+}
+
+/// One live input decoded and conformed to a house format on a thread of its own, read one
+/// output frame at a time by a caller that keeps its own clock (a playout channel airing a live
+/// event): pictures are taken live (the newest ones with their sound when it joins), and a
+/// feed with no packet or no picture for `loss_ms` is reported lost until it delivers again.
+/// Dropping it stops its thread.
+pub struct LiveFeed {
+    name: String,
+    shared: Arc<Shared>,
+    house: House,
+    epoch: Instant,
+    loss_ms: u64,
+    cancel: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+    joined: bool,
+}
+
+impl LiveFeed {
+    /// Starts decoding `source` (a subscription to a source's demux, a stream or a file).
+    pub fn start(
+        name: &str,
+        source: &InputSource,
+        house: House,
+        interlaced: bool,
+        loss_ms: u64,
+    ) -> Result<LiveFeed, AvError> {
+        super::init();
+        let opener = Opener::of(source)?;
+        let shared = Arc::new(Shared {
+            buffer: Mutex::new(Buffer {
+                video: VecDeque::new(),
+                audio: AudioFifo::new(house.sample_rate, house.channels),
+                paced: false,
+            }),
+            counters: Arc::new(InputCounters::default()),
+        });
+        let cancel = Arc::new(AtomicBool::new(false));
+        let epoch = Instant::now();
+        let w = InputWorker {
+            name: name.to_string(),
+            opener,
+            house,
+            shared: shared.clone(),
+            epoch,
+            cancel: cancel.clone(),
+            looped: false,
+            scan: Some(interlaced),
+        };
+        let thread = thread::Builder::new()
+            .name(format!(
+                "feed-{}",
+                name.chars().take(10).collect::<String>()
+            ))
+            .spawn(move || w.run())
+            .map_err(AvError::Thread)?;
+        Ok(LiveFeed {
+            name: name.to_string(),
+            shared,
+            house,
+            epoch,
+            loss_ms: loss_ms.max(1),
+            cancel,
+            thread: Some(thread),
+            joined: false,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn counters(&self) -> Arc<InputCounters> {
+        self.shared.counters.clone()
+    }
+
+    /// Whether its source has stopped for good (a subscription whose source stopped): only a new
+    /// feed can deliver again.
+    pub fn ended(&self) -> bool {
+        self.shared.counters.ended.load(Ordering::Relaxed)
+    }
+
+    /// Why the feed cannot go to air now (`None`: it can).
+    pub fn lost(&self) -> Option<String> {
+        let c = &self.shared.counters;
+        if c.ended.load(Ordering::Relaxed) {
+            return Some("the source stopped".into());
+        }
+        let now = self.epoch.elapsed().as_millis() as u64 + 1;
+        let since = |slot: &AtomicU64| match slot.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(now.saturating_sub(t)),
+        };
+        let why = |what: &str, ms: Option<u64>| match ms {
+            Some(ms) => format!("no {what} for {ms} ms"),
+            None => format!("no {what} yet"),
+        };
+        let p = since(&c.last_packet_ms);
+        if p.is_none_or(|ms| ms >= self.loss_ms) {
+            let mut w = why("packet", p);
+            if let Some(e) = lock(&c.last_error).as_ref() {
+                w.push_str(&format!(" ({e})"));
+            }
+            return Some(w);
+        }
+        let v = since(&c.last_video_ms);
+        if v.is_none_or(|ms| ms >= self.loss_ms) {
+            return Some(why("picture", v));
+        }
+        if !self.joined && lock(&self.shared.buffer).video.is_empty() {
+            return Some("no picture yet".into());
+        }
+        None
+    }
+
+    fn audio_flowing(&self) -> bool {
+        match self.shared.counters.last_audio_ms.load(Ordering::Relaxed) {
+            0 => false,
+            t => {
+                let now = self.epoch.elapsed().as_millis() as u64 + 1;
+                now.saturating_sub(t) < self.loss_ms
+            }
+        }
+    }
+
+    /// The next output frame's picture and its `n_samples` samples (into `planes`).
+    pub fn next(&mut self, n_samples: usize, planes: &mut [Vec<f32>]) -> FeedTake {
+        if let Some(why) = self.lost() {
+            if self.joined {
+                self.joined = false;
+                lock(&self.shared.buffer).paced = false;
+            }
+            return FeedTake::Lost(why);
+        }
+        let audio = self.audio_flowing();
+        let fd = self.house.frame_s();
+        let mut b = lock(&self.shared.buffer);
+        if !self.joined {
+            // Join live: the newest pictures whose sound is already here.
+            self.joined = true;
+            b.paced = true;
+            let end = b.audio.end_s();
+            let covered = b
+                .video
+                .iter()
+                .rposition(|(p, _)| !audio || p + fd <= end + AUDIO_TOLERANCE_S);
+            if let Some(c) = covered {
+                let keep_from = (c + 1).saturating_sub(TARGET_DEPTH);
+                b.video.drain(..keep_from);
+            }
+        }
+        let end = b.audio.end_s();
+        let waits = audio
+            && b.video.len() < MAX_DEPTH
+            && b.video
+                .front()
+                .is_some_and(|(p, _)| p + fd > end + AUDIO_TOLERANCE_S);
+        if waits {
+            silence(n_samples, planes);
+            return FeedTake::Late;
+        }
+        match b.video.pop_front() {
+            Some((pts, f)) => {
+                b.audio.take(Some(pts), n_samples, planes);
+                FeedTake::Frame(f)
+            }
+            None => {
+                b.audio.take(None, n_samples, planes);
+                FeedTake::Late
+            }
+        }
+    }
+}
+
+impl Drop for LiveFeed {
+    fn drop(&mut self) {
+        // The worker ends on its own once it sees this; a caller on a real-time clock must
+        // not wait for it.
+        self.cancel.store(true, Ordering::SeqCst);
+        drop(self.thread.take());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1764,6 +2047,129 @@ mod tests {
         let mut out2 = vec![Vec::new(), Vec::new()];
         assert_eq!(e.take(None, 3, &mut out2), 3);
         assert_eq!(out2[1], vec![0.0; 3]);
+    }
+
+    /// The switcher over two inputs whose health the test sets: `alive[i]` a packet and a
+    /// picture just now, else none for 10 s.
+    struct Rig {
+        spec: LiveSpec,
+        shared: Vec<Arc<Shared>>,
+        names: Vec<String>,
+        manual: ManualSwitch,
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            let house = House {
+                width: 16,
+                height: 16,
+                rate: (25, 1),
+                sample_rate: 48000,
+                channels: 2,
+            };
+            let input = |n: &str| LiveInput {
+                name: n.into(),
+                source: InputSource::File(PathBuf::from(n)),
+            };
+            Rig {
+                spec: LiveSpec {
+                    inputs: vec![input("primary"), input("backup")],
+                    house,
+                    slate: Slate::Generated { ident: "x".into() },
+                    failover: Failover {
+                        return_after_s: 0.0,
+                        ..Failover::default()
+                    },
+                    outputs: vec![],
+                },
+                shared: (0..2)
+                    .map(|_| {
+                        Arc::new(Shared {
+                            buffer: Mutex::new(Buffer {
+                                video: VecDeque::new(),
+                                audio: AudioFifo::new(48000, 2),
+                                paced: false,
+                            }),
+                            counters: Arc::default(),
+                        })
+                    })
+                    .collect(),
+                names: vec!["primary".into(), "backup".into(), "slate".into()],
+                manual: ManualSwitch::default(),
+            }
+        }
+
+        fn switcher(&self, epoch: Instant) -> Switcher<'_> {
+            Switcher {
+                spec: &self.spec,
+                shared: &self.shared,
+                names: &self.names,
+                epoch,
+                healthy_since: vec![None; 2],
+                on_air: None,
+                last_picture: None,
+                taken_pts: None,
+                manual: &self.manual,
+                manual_seen: self.manual.generation(),
+            }
+        }
+    }
+
+    fn health(sw: &Switcher<'_>, alive: [bool; 2]) {
+        let now = sw.epoch.elapsed().as_millis() as u64 + 1;
+        for (i, a) in alive.iter().enumerate() {
+            let c = &sw.shared[i].counters;
+            let t = if *a { now + 10_000 } else { 1 };
+            c.last_packet_ms.store(t, Ordering::Relaxed);
+            c.last_video_ms.store(t, Ordering::Relaxed);
+            let mut b = lock(&sw.shared[i].buffer);
+            b.video.clear();
+            if *a {
+                b.video.push_back((0.0, ff::frame::Video::empty()));
+            }
+        }
+    }
+
+    #[test]
+    fn an_operators_choice_is_taken_now_and_kept_like_the_primary() {
+        let rig = Rig::new();
+        // Counters count from an epoch 20 s ago, so that "none for 10 s" can be said.
+        let mut sw = rig.switcher(Instant::now() - Duration::from_secs(20));
+        let to = |e: Option<SwitchEvent>| e.map(|e| (e.to, e.reason));
+        health(&sw, [true, true]);
+        assert_eq!(
+            to(sw.decide(0)),
+            Some((OnAir::Input(0), SwitchReason::Start))
+        );
+        assert_eq!(to(sw.decide(1)), None);
+        // The operator takes the backup: at once, and kept while the primary is healthy.
+        rig.manual.prefer(Some(1));
+        assert_eq!(
+            to(sw.decide(2)),
+            Some((OnAir::Input(1), SwitchReason::Operator))
+        );
+        assert_eq!(to(sw.decide(3)), None);
+        // The chosen input fails: the primary; back to the choice once it is healthy again.
+        health(&sw, [true, false]);
+        assert!(matches!(
+            to(sw.decide(4)),
+            Some((OnAir::Input(0), SwitchReason::NoPacket { .. }))
+        ));
+        health(&sw, [true, true]);
+        assert!(matches!(
+            to(sw.decide(5)),
+            Some((OnAir::Input(1), SwitchReason::Restored { .. }))
+        ));
+        // Back to the primary by choice; a choice of an input that is not healthy waits.
+        rig.manual.prefer(None);
+        assert_eq!(
+            to(sw.decide(6)),
+            Some((OnAir::Input(0), SwitchReason::Operator))
+        );
+        health(&sw, [true, false]);
+        rig.manual.prefer(Some(1));
+        assert_eq!(to(sw.decide(7)), None);
+        assert_eq!(sw.on_air, Some(OnAir::Input(0)));
     }
 
     #[test]

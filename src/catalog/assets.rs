@@ -1300,6 +1300,31 @@ impl Catalog {
         Ok(out)
     }
 
+    /// A page of a search and the total over every page, as `GET /v1/assets` gives them. The
+    /// count runs beside the page on a connection of its own (readers do not block each other),
+    /// so the caller waits for the slower of the two, not their sum; a first page that is not
+    /// full is the whole result and its length the exact total.
+    pub async fn search_page(
+        &self,
+        who: &Principal,
+        q: &SearchQuery,
+    ) -> Result<(Vec<Asset>, Total)> {
+        let limit = q.limit.unwrap_or(50).clamp(1, 200);
+        let (items, total) = tokio::join!(self.search(who, q), self.search_total(who, q));
+        let items = items?;
+        if q.after.is_none() && (items.len() as i64) < limit {
+            let n = items.len() as i64;
+            return Ok((
+                items,
+                Total {
+                    value: n,
+                    exact: true,
+                },
+            ));
+        }
+        Ok((items, total?))
+    }
+
     /// How many assets a search finds over all its pages: counted up to
     /// [`COUNT_EXACT_UP_TO`]; above that, estimated from how densely the newest matches lie
     /// in the catalog's id range.
@@ -1516,6 +1541,16 @@ impl Catalog {
             .await?
             .try_get(0)?;
         Ok(c <= n)
+    }
+
+    /// The ids of the assets a user owns, in order (the catalog bench measures a catalog it
+    /// filled in an earlier run through them).
+    pub async fn asset_ids_owned_by(&self, user_id: i64) -> Result<Vec<i64>> {
+        let rows = sqlx::query("SELECT id FROM assets WHERE owner_id = $1 ORDER BY id")
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
     pub async fn asset_count(&self) -> Result<i64> {

@@ -260,3 +260,111 @@ impl Catalog {
         Ok(c)
     }
 }
+
+/// Who holds a live source's or output's lease, and until when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveLease {
+    pub owner: String,
+    pub expires_ms: i64,
+}
+
+impl Catalog {
+    /// Takes or renews the lease of a source or output for `owner`: true when it is now
+    /// `owner`'s (it was free, expired, or `owner`'s already), false when another holds it.
+    pub async fn live_lease_take(
+        &self,
+        t: LiveTable,
+        id: i64,
+        owner: &str,
+        ttl_ms: i64,
+    ) -> Result<bool> {
+        let now = self.now_ms();
+        let n = sqlx::query(
+            "INSERT INTO live_leases (object, object_id, owner, expires_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (object, object_id) DO UPDATE SET owner = excluded.owner, \
+             expires_ms = excluded.expires_ms \
+             WHERE live_leases.owner = excluded.owner OR live_leases.expires_ms < $5",
+        )
+        .bind(t.object())
+        .bind(id)
+        .bind(owner)
+        .bind(now + ttl_ms)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
+    /// Renews every lease `owner` holds; what it holds now (by table and id).
+    pub async fn live_lease_renew(
+        &self,
+        owner: &str,
+        ttl_ms: i64,
+    ) -> Result<Vec<(LiveTable, i64)>> {
+        let now = self.now_ms();
+        sqlx::query("UPDATE live_leases SET expires_ms = $1 WHERE owner = $2")
+            .bind(now + ttl_ms)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        let rows = sqlx::query("SELECT object, object_id FROM live_leases WHERE owner = $1")
+            .bind(owner)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut held = Vec::new();
+        for r in rows {
+            let object: String = r.try_get(0)?;
+            let t = match object.as_str() {
+                "live_source" => LiveTable::Sources,
+                "live_output" => LiveTable::Outputs,
+                _ => continue,
+            };
+            held.push((t, r.try_get(1)?));
+        }
+        Ok(held)
+    }
+
+    /// Gives a lease back (when `owner` holds it).
+    pub async fn live_lease_release(&self, t: LiveTable, id: i64, owner: &str) -> Result<()> {
+        sqlx::query("DELETE FROM live_leases WHERE object = $1 AND object_id = $2 AND owner = $3")
+            .bind(t.object())
+            .bind(id)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Gives back every lease `owner` holds (it is stopping).
+    pub async fn live_lease_release_all(&self, owner: &str) -> Result<()> {
+        sqlx::query("DELETE FROM live_leases WHERE owner = $1")
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Every lease not yet expired, by table and id.
+    pub async fn live_leases(&self, t: LiveTable) -> Result<Vec<(i64, LiveLease)>> {
+        let rows = sqlx::query(
+            "SELECT object_id, owner, expires_ms FROM live_leases \
+             WHERE object = $1 AND expires_ms >= $2",
+        )
+        .bind(t.object())
+        .bind(self.now_ms())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    LiveLease {
+                        owner: r.try_get(1)?,
+                        expires_ms: r.try_get(2)?,
+                    },
+                ))
+            })
+            .collect()
+    }
+}

@@ -123,9 +123,14 @@ impl Catalog {
             opts = opts.after_connect(|conn, _| {
                 Box::pin(async move {
                     // WAL lets readers run beside the writer; FULL makes each commit durable.
+                    // A 32 MiB page cache per connection (SQLite's default is 2 MiB) holds the
+                    // hot part of a million-asset catalog: a search that walks a thousand
+                    // matches for its total then reads its pages from memory, not by a system
+                    // call each.
                     conn.execute(
                         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 15000;",
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 15000; \
+                         PRAGMA cache_size = -32768;",
                     )
                     .await?;
                     Ok(())

@@ -322,6 +322,9 @@ pub struct Live {
     pub reader_queue: u32,
     /// Seconds between two preview pictures of a running source.
     pub preview_s: u32,
+    /// Seconds a source or output stays this appliance's without a renewal, when several
+    /// appliances share one catalog: another takes it over after that (2-3600).
+    pub lease_s: u32,
     pub sources: Vec<LiveSource>,
     pub outputs: Vec<LiveOutput>,
     /// Recordings started on a schedule.
@@ -334,6 +337,7 @@ impl Default for Live {
             loss_ms: 500,
             reader_queue: 1024,
             preview_s: 5,
+            lease_s: 15,
             sources: Vec::new(),
             outputs: Vec::new(),
             recordings: Vec::new(),
@@ -372,7 +376,7 @@ pub struct LiveSource {
     /// file_loop: a catalog asset whose source file is played in a loop (in place of `path`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub asset_id: Option<i64>,
-    /// hls_pull: the upstream playlist URL (a master or a media playlist; `http://`).
+    /// hls_pull: the upstream playlist URL (a master or a media playlist; `http://` or `https://`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// hls_pull, master playlist: the variant to take, by its `NAME`, `VIDEO` group or URI
@@ -382,6 +386,10 @@ pub struct LiveSource {
     /// hls_pull, master playlist: the highest variant bandwidth taken, in bits/s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_bandwidth: Option<u64>,
+    /// hls_pull over https: a PEM file of CA certificates trusted besides the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// srt: the receiver latency in ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<u32>,
@@ -860,6 +868,9 @@ fn check_live(c: &ApplianceConfig, bad: &mut impl FnMut(&'static str, String)) {
             "live",
             "loss_ms must be 50-60000, reader_queue at least 1 and preview_s 1-3600".into(),
         );
+    }
+    if !(2..=3600).contains(&c.live.lease_s) {
+        bad("live.lease_s", "2-3600 seconds".into());
     }
     let mut sources = BTreeMap::new();
     for s in &c.live.sources {

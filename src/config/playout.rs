@@ -12,6 +12,9 @@ pub struct Playout {
     pub check_every_s: u32,
     /// An item is validated again this many seconds before it starts (60-86400).
     pub check_before_s: u32,
+    /// Every channel's assets must be approved (review) to air: one that is not is reported by
+    /// validation (`not_approved`, with the reason).
+    pub require_approval: bool,
     pub channels: Vec<Channel>,
 }
 
@@ -20,6 +23,7 @@ impl Default for Playout {
         Playout {
             check_every_s: 60,
             check_before_s: 1800,
+            require_approval: false,
             channels: Vec::new(),
         }
     }
@@ -82,7 +86,12 @@ pub struct Channel {
     /// Timecode and clock overlays.
     #[serde(default)]
     pub overlay_timecode: bool,
-    /// Where the channel goes: `srt://`, `udp://`, `rtp://` URLs or `hls:<folder>`.
+    /// This channel's assets must be approved (review) to air (also `[playout]
+    /// require_approval` for every channel).
+    #[serde(default)]
+    pub require_approval: bool,
+    /// Where the channel goes: `srt://`, `udp://`, `rtp://`, `rtmp://` URLs, `hls:<folder>`, or
+    /// `record` (a recording of the channel into the catalog: an asset per run).
     #[serde(default)]
     pub outputs: Vec<String>,
     /// Whether the channel airs (started at service start).
@@ -124,13 +133,16 @@ impl Channel {
             v.push(("loudness_lufs", "-70 to 0".into()));
         }
         for o in &self.outputs {
-            let ok = ["srt://", "udp://", "rtp://", "hls:"]
+            let ok = ["srt://", "udp://", "rtp://", "rtmp://", "rtmps://", "hls:"]
                 .iter()
-                .any(|p| o.starts_with(p) && o.len() > p.len());
+                .any(|p| o.starts_with(p) && o.len() > p.len())
+                || o == "record";
             if !ok {
                 v.push((
                     "outputs",
-                    format!("{o:?}: an srt://, udp:// or rtp:// URL, or hls:<folder>"),
+                    format!(
+                        "{o:?}: an srt://, udp://, rtp:// or rtmp:// URL, hls:<folder> or record"
+                    ),
                 ));
             }
         }

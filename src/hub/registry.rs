@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use super::monitor::{Monitor, MonitorStats};
 use super::{Hub, HubReader, ReaderStats, Recv};
+use crate::av::live::ManualSwitch;
 use crate::av::monitor::Preview;
 use crate::av::packets::{PacketReader, SubscriberStats};
 use crate::catalog::live::{LiveRow, LiveTable, LiveWrite};
@@ -139,6 +140,8 @@ pub struct Transcode {
     pub return_after_s: f64,
     /// Told of every switch.
     pub on_switch: Box<dyn FnMut(Switch) + Send>,
+    /// The operator's choice of input, set by [`LiveService::switch_output`].
+    pub manual: Arc<ManualSwitch>,
 }
 
 /// One switch of a transcoding output, as the change feed and the stats show it.
@@ -160,6 +163,7 @@ struct Failstate {
     /// Set once the engine has put something other than the primary on air.
     off_primary: AtomicBool,
     last: Mutex<Option<Switch>>,
+    manual: Arc<ManualSwitch>,
 }
 
 /// The transports this build has, by kind.
@@ -317,6 +321,7 @@ impl Transports {
                     url: s.url.clone().ok_or_else(|| invalid("url", "required"))?,
                     variant: s.variant.clone(),
                     max_bandwidth: s.max_bandwidth,
+                    ca_file: s.ca_file.clone(),
                 };
                 let input = crate::ingest::hls::HlsPull::start(spec, sink)
                     .map_err(|e| start_err(format!("source {:?}", s.name), e))?;
@@ -458,7 +463,7 @@ fn source_fields(kind: &str) -> &'static [&'static str] {
             "stream_id",
         ],
         "rtmp" => &["address", "key"],
-        "hls_pull" => &["url", "variant", "max_bandwidth"],
+        "hls_pull" => &["url", "variant", "max_bandwidth", "ca_file"],
         "ndi" | "sdi" => &["device"],
         _ => &[],
     }
@@ -606,14 +611,26 @@ pub fn check_source(
         }
         "hls_pull" => {
             let u = s.url.as_deref().unwrap_or_default();
-            if u.starts_with("https://") {
+            let https = u.starts_with("https://");
+            if !(https || u.starts_with("http://")) || u.parse::<hyper::Uri>().is_err() {
                 return Err(invalid(
                     "url",
-                    "https:// is not supported by this build: give an http:// playlist URL",
+                    "required: an http:// or https:// playlist URL",
                 ));
             }
-            if !u.starts_with("http://") || u.parse::<hyper::Uri>().is_err() {
-                return Err(invalid("url", "required: an http:// playlist URL"));
+            if let Some(p) = s.ca_file.clone() {
+                if !https {
+                    return Err(invalid("ca_file", "only with an https:// url"));
+                }
+                // Over the API, only a file inside the ingest roots is read.
+                if let Some(c) = confine {
+                    let resolved = crate::ingest::confine(&p.to_string_lossy(), &c.roots)
+                        .map_err(|e| invalid("ca_file", e.to_string()))?;
+                    s.ca_file = Some(resolved);
+                }
+                let p = s.ca_file.clone().unwrap_or(p);
+                crate::ingest::hls::read_ca_file(&p)
+                    .map_err(|e| invalid("ca_file", e.to_string()))?;
             }
             if s.max_bandwidth == Some(0) {
                 return Err(invalid("max_bandwidth", "a positive number of bits/s"));
@@ -773,6 +790,9 @@ pub struct SourceView {
     pub state: LinkState,
     /// The definition; secrets show as `********`.
     pub settings: LiveSource,
+    /// The appliance that runs it (its lease holder, when several share the catalog); absent
+    /// when none does.
+    pub owner: Option<String>,
     pub created: String,
     pub updated: String,
 }
@@ -789,6 +809,8 @@ pub struct OutputView {
     #[schema(value_type = String)]
     pub state: LinkState,
     pub settings: LiveOutput,
+    /// The appliance that runs it; absent when none does.
+    pub owner: Option<String>,
     pub created: String,
     pub updated: String,
 }
@@ -879,6 +901,18 @@ struct Inner {
     outputs: BTreeMap<i64, Out>,
     /// Why a source or output that should run does not.
     failed: BTreeMap<(bool, i64), String>,
+    /// Who runs the sources (true) and outputs (false) that run on another appliance.
+    elsewhere: BTreeMap<(bool, i64), String>,
+}
+
+/// This appliance among those that share one catalog: its name, and how long what it runs stays
+/// its own without a renewal. A source or output runs on the appliance that holds its lease;
+/// another appliance takes it over once that lease has run out (the holder stopped or hung).
+/// An output runs where its source does.
+#[derive(Debug, Clone)]
+pub struct Ownership {
+    pub appliance: String,
+    pub lease: Duration,
 }
 
 /// The live service of one appliance.
@@ -890,6 +924,7 @@ pub struct LiveService {
     preview_every: Duration,
     confine: Confinement,
     inner: Mutex<Inner>,
+    owner: Ownership,
     pub(super) recordings: super::record::Recordings,
     /// Switches heard from the engines, for the change feed.
     switched: Arc<Mutex<Vec<(i64, Switch)>>>,
@@ -917,6 +952,7 @@ impl LiveService {
         cfg: &LiveConfig,
         transports: Transports,
         confine: Confinement,
+        owner: Ownership,
         system: &Principal,
     ) -> Result<Arc<LiveService>, LiveError> {
         let svc = Arc::new(LiveService {
@@ -927,6 +963,7 @@ impl LiveService {
             preview_every: Duration::from_secs(u64::from(cfg.preview_s)),
             confine,
             inner: Mutex::new(Inner::default()),
+            owner,
             recordings: super::record::Recordings::default(),
             switched: Arc::default(),
         });
@@ -1039,24 +1076,218 @@ impl LiveService {
 
     async fn resume(&self) -> Result<(), LiveError> {
         for r in self.catalog.live_list(LiveTable::Sources).await? {
-            if r.running {
+            if r.running && self.claim(LiveTable::Sources, r.id).await? {
                 if let Err(e) = parse_row(&r).and_then(|d| self.run_source(r.id, d)) {
                     tracing::error!(source = %r.name, error = %e, "live: source not resumed");
                     self.lock().failed.insert((true, r.id), e.to_string());
+                    self.release(LiveTable::Sources, r.id).await;
                 }
             }
         }
         for r in self.catalog.live_list(LiveTable::Outputs).await? {
-            if r.running {
-                let started =
-                    parse_row(&r).and_then(|d| self.run_output(r.id, r.source_id.unwrap_or(0), d));
+            let sid = r.source_id.unwrap_or(0);
+            if r.running
+                && self.output_here(sid).await?
+                && self.claim(LiveTable::Outputs, r.id).await?
+            {
+                let started = parse_row(&r).and_then(|d| self.run_output(r.id, sid, d));
                 if let Err(e) = started {
                     tracing::error!(output = %r.name, error = %e, "live: output not resumed");
                     self.lock().failed.insert((false, r.id), e.to_string());
+                    self.release(LiveTable::Outputs, r.id).await;
                 }
             }
         }
         Ok(())
+    }
+
+    fn lease_ms(&self) -> i64 {
+        self.owner.lease.as_millis() as i64
+    }
+
+    /// Takes (or keeps) the lease of a source or output: false when another appliance runs it.
+    async fn claim(&self, t: LiveTable, id: i64) -> Result<bool, LiveError> {
+        let mine = self
+            .catalog
+            .live_lease_take(t, id, &self.owner.appliance, self.lease_ms())
+            .await?;
+        if mine {
+            self.lock().elsewhere.remove(&(t == LiveTable::Sources, id));
+        }
+        Ok(mine)
+    }
+
+    async fn release(&self, t: LiveTable, id: i64) {
+        if let Err(e) = self
+            .catalog
+            .live_lease_release(t, id, &self.owner.appliance)
+            .await
+        {
+            tracing::warn!(id, error = %e, "live: lease not given back (it runs out)");
+        }
+    }
+
+    /// Whether an output of `source_id` should run here: its source runs here, or nowhere.
+    async fn output_here(&self, source_id: i64) -> Result<bool, LiveError> {
+        if self.lock().sources.contains_key(&source_id) {
+            return Ok(true);
+        }
+        let leases = self.catalog.live_leases(LiveTable::Sources).await?;
+        Ok(!leases
+            .iter()
+            .any(|(id, l)| *id == source_id && l.owner != self.owner.appliance))
+    }
+
+    /// Keeps this appliance's leases until `stop` (then gives them back): renews them every
+    /// third of the lease, stops what another appliance took over, takes over what should run
+    /// and runs nowhere, and stops (or restarts) what was stopped or deleted (or changed)
+    /// through another appliance.
+    pub async fn hold_leases(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        let every = (self.owner.lease / 3).max(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.cancelled() => break,
+            }
+            if let Err(e) = self.lease_tick().await {
+                tracing::warn!(error = %e, "live: leases not renewed");
+            }
+        }
+        if let Err(e) = self
+            .catalog
+            .live_lease_release_all(&self.owner.appliance)
+            .await
+        {
+            tracing::warn!(error = %e, "live: leases not given back (they run out)");
+        }
+    }
+
+    async fn lease_tick(&self) -> Result<(), LiveError> {
+        let me = self.owner.appliance.clone();
+        let held = self.catalog.live_lease_renew(&me, self.lease_ms()).await?;
+        let (srcs, outs): (Vec<i64>, Vec<i64>) = {
+            let g = self.lock();
+            (
+                g.sources.keys().copied().collect(),
+                g.outputs.keys().copied().collect(),
+            )
+        };
+        for id in outs {
+            if !held.contains(&(LiveTable::Outputs, id)) {
+                tracing::warn!(
+                    output = id,
+                    "live: lease lost to another appliance; output stopped"
+                );
+                self.halt_output(id);
+            }
+        }
+        for id in srcs {
+            if !held.contains(&(LiveTable::Sources, id)) {
+                tracing::warn!(
+                    source = id,
+                    "live: lease lost to another appliance; source stopped"
+                );
+                self.halt_source(id);
+            }
+        }
+        for (t, is_source) in [(LiveTable::Sources, true), (LiveTable::Outputs, false)] {
+            let rows = self.catalog.live_list(t).await?;
+            let leases = self.catalog.live_leases(t).await?;
+            let here: Vec<i64> = {
+                let g = self.lock();
+                if is_source {
+                    g.sources.keys().copied().collect()
+                } else {
+                    g.outputs.keys().copied().collect()
+                }
+            };
+            // Stopped, deleted or changed through another appliance.
+            for id in &here {
+                let Some(r) = rows.iter().find(|r| r.id == *id && r.running) else {
+                    if is_source {
+                        self.halt_source(*id);
+                    } else {
+                        self.halt_output(*id);
+                    }
+                    self.release(t, *id).await;
+                    continue;
+                };
+                let running = {
+                    let g = self.lock();
+                    if is_source {
+                        g.sources.get(id).map(|s| serde_json::to_value(&s.def))
+                    } else {
+                        g.outputs.get(id).map(|o| serde_json::to_value(&o.def))
+                    }
+                };
+                let stored = serde_json::from_str::<serde_json::Value>(&r.settings).ok();
+                let changed = match (running, stored) {
+                    (Some(Ok(now)), Some(stored)) => now != stored,
+                    _ => false,
+                };
+                if !changed {
+                    continue;
+                }
+                tracing::info!(name = %r.name, "live: changed through another appliance, restarted");
+                let restarted = if is_source {
+                    parse_row(r).and_then(|d| self.run_source(r.id, d))
+                } else {
+                    parse_row(r).and_then(|d| self.run_output(r.id, r.source_id.unwrap_or(0), d))
+                };
+                if let Err(e) = restarted {
+                    tracing::error!(name = %r.name, error = %e, "live: not restarted");
+                    self.lock().failed.insert((is_source, r.id), e.to_string());
+                    self.release(t, r.id).await;
+                }
+            }
+            let mut elsewhere = BTreeMap::new();
+            for r in rows.iter().filter(|r| r.running && !here.contains(&r.id)) {
+                if let Some((_, l)) = leases.iter().find(|(id, l)| *id == r.id && l.owner != me) {
+                    elsewhere.insert((is_source, r.id), l.owner.clone());
+                    continue;
+                }
+                if self.lock().failed.contains_key(&(is_source, r.id)) {
+                    continue;
+                }
+                let sid = r.source_id.unwrap_or(0);
+                if !is_source && !self.lock().sources.contains_key(&sid) {
+                    continue;
+                }
+                if !self.claim(t, r.id).await? {
+                    continue;
+                }
+                let started = if is_source {
+                    parse_row(r).and_then(|d| self.run_source(r.id, d))
+                } else {
+                    parse_row(r).and_then(|d| self.run_output(r.id, sid, d))
+                };
+                match started {
+                    Ok(()) => tracing::warn!(name = %r.name, kind = t.object(), "live: taken over"),
+                    Err(e) => {
+                        tracing::error!(name = %r.name, error = %e, "live: not taken over");
+                        self.lock().failed.insert((is_source, r.id), e.to_string());
+                        self.release(t, r.id).await;
+                    }
+                }
+            }
+            let mut g = self.lock();
+            g.elsewhere.retain(|(s, _), _| *s != is_source);
+            g.elsewhere.extend(elsewhere);
+        }
+        Ok(())
+    }
+
+    fn owner_of(&self, is_source: bool, id: i64) -> Option<String> {
+        let g = self.lock();
+        let here = if is_source {
+            g.sources.contains_key(&id)
+        } else {
+            g.outputs.contains_key(&id)
+        };
+        if here {
+            return Some(self.owner.appliance.clone());
+        }
+        g.elsewhere.get(&(is_source, id)).cloned()
     }
 
     fn run_source(&self, id: i64, def: LiveSource) -> Result<(), LiveError> {
@@ -1186,6 +1417,7 @@ impl LiveService {
                     }
                     *plock(&fail.last) = Some(s);
                 }),
+                manual: o.fail.manual.clone(),
             };
             let t = hook.start(t, o.link.clone())?;
             return Ok(Some(Forward {
@@ -1284,6 +1516,7 @@ impl LiveService {
             running: r.running,
             state: self.source_state(r.id),
             settings: masked(&def),
+            owner: self.owner_of(true, r.id),
             created: crate::catalog::rfc3339(r.created_ms),
             updated: crate::catalog::rfc3339(r.updated_ms),
         }
@@ -1304,6 +1537,7 @@ impl LiveService {
                 source_id: Some(source_id),
                 ..masked(&def)
             },
+            owner: self.owner_of(false, r.id),
             created: crate::catalog::rfc3339(r.created_ms),
             updated: crate::catalog::rfc3339(r.updated_ms),
         }
@@ -1370,9 +1604,10 @@ impl LiveService {
                 },
             )
             .await?;
-        if running {
+        if running && self.claim(LiveTable::Sources, r.id).await? {
             if let Err(e) = self.run_source(r.id, def) {
                 // A source that cannot start (its address in use) is not made.
+                self.release(LiveTable::Sources, r.id).await;
                 self.catalog.live_delete(LiveTable::Sources, r.id).await?;
                 return Err(e);
             }
@@ -1448,7 +1683,7 @@ impl LiveService {
                 },
             )
             .await?;
-        if r.running {
+        if r.running && self.claim(LiveTable::Sources, id).await? {
             self.run_source(id, def)?;
         }
         self.get_source(id).await
@@ -1460,6 +1695,7 @@ impl LiveService {
         self.catalog.live_delete(LiveTable::Sources, id).await?;
         self.recordings.signal_stop(id);
         self.halt_source(id);
+        self.release(LiveTable::Sources, id).await;
         self.lock().failed.remove(&(true, id));
         Ok(())
     }
@@ -1467,16 +1703,21 @@ impl LiveService {
     pub async fn start_source(&self, id: i64) -> Result<SourceView, LiveError> {
         let r = self.catalog.live_get(LiveTable::Sources, id).await?;
         let def: LiveSource = parse_row(&r)?;
-        let running = self.lock().sources.contains_key(&id);
-        if !running {
-            if let Err(e) = self.run_source(id, def) {
-                self.lock().failed.insert((true, id), e.to_string());
-                return Err(e);
-            }
-        }
+        // Marked first: another appliance's look at the leases must not take it for stopped.
         self.catalog
             .live_set_running(LiveTable::Sources, id, true)
             .await?;
+        let running = self.lock().sources.contains_key(&id);
+        if !running && self.claim(LiveTable::Sources, id).await? {
+            if let Err(e) = self.run_source(id, def) {
+                self.lock().failed.insert((true, id), e.to_string());
+                self.release(LiveTable::Sources, id).await;
+                self.catalog
+                    .live_set_running(LiveTable::Sources, id, r.running)
+                    .await?;
+                return Err(e);
+            }
+        }
         self.get_source(id).await
     }
 
@@ -1486,6 +1727,7 @@ impl LiveService {
             .live_set_running(LiveTable::Sources, id, false)
             .await?;
         self.halt_source(id);
+        self.release(LiveTable::Sources, id).await;
         self.get_source(id).await
     }
 
@@ -1625,8 +1867,9 @@ impl LiveService {
                 },
             )
             .await?;
-        if running {
+        if running && self.output_here(sid).await? && self.claim(LiveTable::Outputs, r.id).await? {
             if let Err(e) = self.run_output(r.id, sid, def) {
+                self.release(LiveTable::Outputs, r.id).await;
                 self.catalog.live_delete(LiveTable::Outputs, r.id).await?;
                 return Err(e);
             }
@@ -1666,7 +1909,7 @@ impl LiveService {
                 },
             )
             .await?;
-        if r.running {
+        if r.running && self.output_here(sid).await? && self.claim(LiveTable::Outputs, id).await? {
             self.run_output(id, sid, def)?;
         }
         self.get_output(id).await
@@ -1677,6 +1920,7 @@ impl LiveService {
         Self::declared(&r)?;
         self.catalog.live_delete(LiveTable::Outputs, id).await?;
         self.halt_output(id);
+        self.release(LiveTable::Outputs, id).await;
         self.lock().failed.remove(&(false, id));
         Ok(())
     }
@@ -1684,16 +1928,21 @@ impl LiveService {
     pub async fn start_output(&self, id: i64) -> Result<OutputView, LiveError> {
         let r = self.catalog.live_get(LiveTable::Outputs, id).await?;
         let def: LiveOutput = parse_row(&r)?;
-        let running = self.lock().outputs.contains_key(&id);
-        if !running {
-            if let Err(e) = self.run_output(id, r.source_id.unwrap_or(0), def) {
-                self.lock().failed.insert((false, id), e.to_string());
-                return Err(e);
-            }
-        }
+        let sid = r.source_id.unwrap_or(0);
         self.catalog
             .live_set_running(LiveTable::Outputs, id, true)
             .await?;
+        let running = self.lock().outputs.contains_key(&id);
+        if !running && self.output_here(sid).await? && self.claim(LiveTable::Outputs, id).await? {
+            if let Err(e) = self.run_output(id, sid, def) {
+                self.lock().failed.insert((false, id), e.to_string());
+                self.release(LiveTable::Outputs, id).await;
+                self.catalog
+                    .live_set_running(LiveTable::Outputs, id, r.running)
+                    .await?;
+                return Err(e);
+            }
+        }
         self.get_output(id).await
     }
 
@@ -1703,6 +1952,61 @@ impl LiveService {
             .live_set_running(LiveTable::Outputs, id, false)
             .await?;
         self.halt_output(id);
+        self.release(LiveTable::Outputs, id).await;
+        self.get_output(id).await
+    }
+
+    /// Puts an output with failover on its `primary` or its `backup` now (when that source
+    /// delivers), and keeps preferring it: the automatic rules go on from there (a failing
+    /// choice is left, and taken back once healthy). The switch is an event like the others.
+    pub async fn switch_output(&self, id: i64, to: &str) -> Result<OutputView, LiveError> {
+        let r = self.catalog.live_get(LiveTable::Outputs, id).await?;
+        let def: LiveOutput = parse_row(&r)?;
+        let input = match to {
+            "primary" => None,
+            "backup" => Some(1),
+            other => return Err(invalid("to", format!("{other:?}: `primary` or `backup`"))),
+        };
+        if def.profile.is_none() || (def.backup_id.is_none() && def.backup.is_none()) {
+            return Err(LiveError::Conflict(format!(
+                "live output {:?} has no failover: give it a `profile` and a `backup` source",
+                def.name
+            )));
+        }
+        {
+            let g = self.lock();
+            let o = g
+                .outputs
+                .get(&id)
+                .filter(|o| o.forward.as_ref().is_some_and(|f| f.transcode.is_some()))
+                .ok_or_else(|| {
+                    LiveError::Conflict(format!("live output {:?} is not on air", def.name))
+                })?;
+            let source = match input {
+                None => Some(o.source_id),
+                Some(_) => match (o.def.backup_id, &o.def.backup) {
+                    (Some(b), _) => Some(b),
+                    (None, Some(n)) => g
+                        .sources
+                        .iter()
+                        .find(|(_, s)| &s.def.name == n)
+                        .map(|(i, _)| *i),
+                    (None, None) => None,
+                },
+            };
+            let live = source
+                .and_then(|s| g.sources.get(&s))
+                .is_some_and(|s| s.state == LinkState::Live);
+            if !live {
+                return Err(LiveError::Conflict(format!(
+                    "the {to} source of live output {:?} is not live: switching to it would put \
+                     nothing on air",
+                    def.name
+                )));
+            }
+            o.fail.manual.prefer(input);
+        }
+        tracing::info!(output = id, to, "live output: operator switch");
         self.get_output(id).await
     }
 
@@ -1795,6 +2099,23 @@ impl LiveService {
             .ok_or_else(|| LiveError::Conflict(format!("live source {id} is not running")))?;
         let q = if queue == 0 { self.reader_queue } else { queue };
         Ok(s.hub.reader(name, q))
+    }
+
+    /// A new taker of a running source's demuxed packets (a playout channel's live event), the
+    /// source named by its id or its name.
+    pub fn subscribe(&self, source: &str, name: &str) -> Result<PacketReader, LiveError> {
+        let g = self.lock();
+        let s = match source.trim().parse::<i64>() {
+            Ok(id) => g.sources.get(&id),
+            Err(_) => g.sources.values().find(|s| s.def.name == source),
+        }
+        .ok_or_else(|| LiveError::Conflict(format!("live source {source:?} is not running")))?;
+        s.monitor
+            .as_ref()
+            .map(|m| m.subscribe(name, DEMUX_QUEUE))
+            .ok_or_else(|| LiveError::NotBuilt {
+                kind: format!("demux of source {}", s.def.name),
+            })
     }
 
     // ---- health, events, metrics ----

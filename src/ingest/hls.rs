@@ -4,8 +4,9 @@
 //! when nothing was new); segments are fetched in order, MPEG-TS ones delivered as they are and
 //! fMP4/CMAF ones (with an `EXT-X-MAP`) remuxed to TS by the engine, each spread over its own
 //! duration so that readers see a steady feed. Playlist errors back off (1 s doubling to 10 s);
-//! a segment that fails is counted and skipped. HTTP only (`https://` is refused when the source
-//! is made): the client is hyper's, over plain TCP.
+//! a segment that fails is counted and skipped. `http://` and `https://` (rustls: the system's
+//! roots plus an optional CA file of the source's); a certificate refused is a clear reason on the
+//! source's state, retried like any other error.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,7 +37,7 @@ const PACE: f64 = 0.9;
 pub enum HlsError {
     #[error("{url}: {why}")]
     Http { url: String, why: String },
-    #[error("{url}: {source}")]
+    #[error("{url}: {}", describe(.source))]
     Client {
         url: String,
         #[source]
@@ -46,6 +47,8 @@ pub enum HlsError {
     Playlist { url: String, why: String },
     #[error("cannot start: {0}")]
     Start(#[source] std::io::Error),
+    #[error("CA file {path}: {why}")]
+    CaFile { path: String, why: String },
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +56,8 @@ pub struct HlsPullSpec {
     pub url: String,
     pub variant: Option<String>,
     pub max_bandwidth: Option<u64>,
+    /// PEM certificates trusted besides the system's roots (https).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// One variant of a master playlist.
@@ -209,6 +214,7 @@ pub struct HlsPull {
 
 impl HlsPull {
     pub fn start(spec: HlsPullSpec, sink: Arc<dyn ChunkSink>) -> Result<HlsPull, HlsError> {
+        let client = client(spec.ca_file.as_deref())?;
         let counters = Arc::new(LinkCounters::default());
         let stop = Arc::new(AtomicBool::new(false));
         let (c, s) = (counters.clone(), stop.clone());
@@ -218,7 +224,7 @@ impl HlsPull {
             .map_err(HlsError::Start)?;
         let thread = std::thread::Builder::new()
             .name("hls-pull".into())
-            .spawn(move || rt.block_on(pull(spec, sink, c, s)))
+            .spawn(move || rt.block_on(pull(spec, client, sink, c, s)))
             .map_err(HlsError::Start)?;
         Ok(HlsPull {
             counters,
@@ -229,9 +235,116 @@ impl HlsPull {
 }
 
 type Client = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
     http_body_util::Empty<hyper::body::Bytes>,
 >;
+
+/// The system's trusted roots, read once.
+fn system_roots() -> &'static [rustls_pki_types::CertificateDer<'static>] {
+    static ROOTS: std::sync::OnceLock<Vec<rustls_pki_types::CertificateDer<'static>>> =
+        std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let r = rustls_native_certs::load_native_certs();
+        for e in &r.errors {
+            tracing::warn!(error = %e, "system certificate roots");
+        }
+        r.certs
+    })
+}
+
+/// The certificates of a PEM file (at least one).
+pub fn read_ca_file(
+    path: &std::path::Path,
+) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, HlsError> {
+    use rustls_pki_types::pem::PemObject;
+    let bad = |why: String| HlsError::CaFile {
+        path: path.display().to_string(),
+        why,
+    };
+    let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+        .map_err(|e| bad(format!("cannot read: {e}")))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(format!("not PEM certificates: {e}")))?;
+    if certs.is_empty() {
+        return Err(bad("no CERTIFICATE in it".into()));
+    }
+    Ok(certs)
+}
+
+/// An http/https client trusting the system's roots and those of `ca_file`.
+fn client(ca_file: Option<&std::path::Path>) -> Result<Client, HlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(system_roots().iter().cloned());
+    if let Some(p) = ca_file {
+        for c in read_ca_file(p)? {
+            roots.add(c).map_err(|e| HlsError::CaFile {
+                path: p.display().to_string(),
+                why: format!("not a usable CA certificate: {e}"),
+            })?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| HlsError::Start(std::io::Error::other(e)))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(https),
+    )
+}
+
+/// A client error as a reader needs it: a TLS refusal named as such, else the chain of causes.
+fn describe(e: &hyper_util::client::legacy::Error) -> String {
+    let mut causes = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(t) = find_tls(c) {
+            return tls_reason(t);
+        }
+        causes.push(c.to_string());
+        cur = c.source();
+    }
+    causes.dedup();
+    causes.join(": ")
+}
+
+/// The TLS error in `e`, through the `io::Error`s that wrap it.
+fn find_tls<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(t) = e.downcast_ref::<rustls::Error>() {
+        return Some(t);
+    }
+    let inner = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+    find_tls(inner)
+}
+
+fn tls_reason(e: &rustls::Error) -> String {
+    use rustls::{CertificateError as C, Error as E};
+    let why = match e {
+        E::InvalidCertificate(C::UnknownIssuer) => {
+            "the server's certificate is not signed by a trusted CA (give its CA in ca_file)"
+                .to_string()
+        }
+        E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+            "the server's certificate is not valid for this host name".to_string()
+        }
+        E::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            "the server's certificate has expired".to_string()
+        }
+        E::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => {
+            "the server's certificate is not valid yet".to_string()
+        }
+        E::InvalidCertificate(c) => format!("the server's certificate is refused: {c:?}"),
+        other => other.to_string(),
+    };
+    format!("TLS: {why}")
+}
 
 async fn get(client: &Client, url: &str) -> Result<Vec<u8>, HlsError> {
     let http = |why: String| HlsError::Http {
@@ -239,8 +352,8 @@ async fn get(client: &Client, url: &str) -> Result<Vec<u8>, HlsError> {
         why,
     };
     let uri: hyper::Uri = url.parse().map_err(|_| http("not a URL".into()))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(http("only http:// is supported".into()));
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(http("only http:// and https:// are supported".into()));
     }
     let req = hyper::Request::get(uri)
         .header("user-agent", concat!("antenne/", env!("CARGO_PKG_VERSION")))
@@ -294,13 +407,11 @@ enum Feed {
 
 async fn pull(
     spec: HlsPullSpec,
+    client: Client,
     sink: Arc<dyn ChunkSink>,
     counters: Arc<LinkCounters>,
     stop: Arc<AtomicBool>,
 ) {
-    let client: Client =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http();
     let mut backoff = FIRST_BACKOFF;
     'session: while !stop.load(Ordering::Relaxed) {
         let r = session(&spec, &client, &sink, &counters, &stop, &mut backoff).await;

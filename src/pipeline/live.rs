@@ -2,7 +2,10 @@
 //! house format (the picture every input is conformed to) is the profile's largest picture at its
 //! frame rate; each output encodes from it (one decode per input, N encodes), to a constant-rate
 //! MPEG-TS delivered in whole-packet chunks to a [`ChunkSink`] (an SRT or UDP output) or to a
-//! rendition of a live HLS ladder in a folder, with its master playlist.
+//! rendition of a live HLS ladder in a folder, with its master playlist. With an interlaced
+//! output (`scan = "tff"` or `"bff"`) the house runs at the field rate (50p for 25i): each
+//! interlaced output weaves two house pictures into one frame of its field order, encoded
+//! interlaced; progressive outputs take every other picture.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -118,6 +121,11 @@ pub fn compile(
     let largest = videos
         .iter()
         .max_by_key(|v| u64::from(v.width) * u64::from(v.height));
+    let house_rate = if videos.iter().any(|v| v.scan != Scan::Progressive) {
+        rate.double()
+    } else {
+        rate
+    };
     let sample_rate = all
         .iter()
         .find_map(|(_, o)| o.audio.as_ref().map(|a| a.sample_rate))
@@ -125,7 +133,7 @@ pub fn compile(
     let house = House {
         width: largest.map_or(1280, |v| v.width),
         height: largest.map_or(720, |v| v.height),
-        rate: (rate.num, rate.den),
+        rate: (house_rate.num, house_rate.den),
         sample_rate,
         channels: defaults.channels,
     };
@@ -133,7 +141,7 @@ pub fn compile(
         width: house.width,
         height: house.height,
         sar: (1, 1),
-        rate,
+        rate: house_rate,
         scan: Scan::Progressive,
         matrix: None,
     };
@@ -275,13 +283,6 @@ fn video_out(
     container: &str,
     choice: BackendChoice,
 ) -> Result<VideoOut, PipelineError> {
-    if v.scan != Scan::Progressive {
-        // Interlaced live outputs would need field-aware conform of every input; not yet.
-        return Err(PipelineError::Backend {
-            backend: "live",
-            what: "live outputs are progressive (scan = \"progressive\")".into(),
-        });
-    }
     let backend = pick_backend(choice, &v.codec, &v.pix_fmt)?;
     let encoder = match &v.encoder {
         Some(e) => e.clone(),
@@ -306,7 +307,12 @@ fn video_out(
             bufsize = bitrate;
         }
     }
-    let mut options = encoder_options(&encoder, v, rate, false);
+    let interlaced = match v.scan {
+        Scan::Progressive => None,
+        Scan::Tff => Some(FieldOrder::Tff),
+        Scan::Bff => Some(FieldOrder::Bff),
+    };
+    let mut options = encoder_options(&encoder, v, rate, interlaced.is_some());
     for (k, val) in &v.options {
         options.retain(|(ok, _)| ok != k);
         options.push((k.clone(), val.clone()));
@@ -327,7 +333,7 @@ fn video_out(
         closed_gop: v.closed_gop,
         profile_id: None,
         level_id: None,
-        interlaced: None::<FieldOrder>,
+        interlaced,
         bt709: dst.bt709,
         sample_aspect: (fit.sar.0 as i32, fit.sar.1 as i32),
         options,

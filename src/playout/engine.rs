@@ -20,11 +20,12 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::av::clip::{self, Clip, ClipSpec, Still, Take};
+use crate::av::clip::{self, Burn, Clip, ClipSpec, Still, Take};
 use crate::av::engine::{self, AudioOut, AudioTrack, FieldOrder, OutputSpec, StageError, VideoOut};
 use crate::av::hw::Backend;
+use crate::av::io::InputSource;
 use crate::av::io::OutputSink;
-use crate::av::live::{House, LiveOutputs};
+use crate::av::live::{FeedTake, House, LiveFeed, LiveOutputs};
 use crate::av::{ff, AvError};
 use crate::link::{Chunk, ChunkSink};
 use crate::output::live_hls;
@@ -33,6 +34,10 @@ use crate::output::ts::{self, TsMux};
 use super::filler::{Filler, FillerSource};
 use super::plan::{AirSlot, Aired, Material, Secondary, Substitution, Timeline};
 use super::scte35::{self as cues, Cue, CueInserter, CueKind, HlsCue};
+
+/// A channel that starts in the middle of its schedule goes to air this much later, at a frame
+/// whose item has been opened and decoded ahead.
+const START_LEAD: Duration = Duration::from_millis(1000);
 
 /// Why a channel cannot start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -229,6 +234,12 @@ impl Default for Scte35Settings {
     }
 }
 
+/// Where a channel's live events come from: a live source by its id or name, as an input the
+/// engine decodes (a subscription to the source's one demux, in the service).
+pub trait LiveSources: Send + Sync {
+    fn open(&self, source: &str) -> Result<InputSource, String>;
+}
+
 /// A channel: its house format, epoch, outputs, filler and secondaries.
 #[derive(Clone)]
 pub struct ChannelSpec {
@@ -247,6 +258,15 @@ pub struct ChannelSpec {
     /// The next file is opened this many frames before its start.
     pub prefetch_frames: u64,
     pub scte35: Scte35Settings,
+    /// The live sources of live events (none: live events air filler, reported).
+    pub live: Option<Arc<dyn LiveSources>>,
+    /// A live source with no packet or picture for this long is lost (filler until it is back).
+    pub live_loss_ms: u64,
+    /// A live event's source is joined this long before the event (its decoder needs a key
+    /// frame and its sound).
+    pub live_prefetch_s: f64,
+    /// The house timecode (of the UTC day) and the UTC clock burnt into the pictures.
+    pub overlay_timecode: bool,
 }
 
 impl ChannelSpec {
@@ -268,6 +288,10 @@ impl ChannelSpec {
             loudness: None,
             prefetch_frames: 50,
             scte35: Scte35Settings::default(),
+            live: None,
+            live_loss_ms: 1000,
+            live_prefetch_s: 5.0,
+            overlay_timecode: false,
         }
     }
 }
@@ -661,20 +685,36 @@ fn ts_output(
     };
     let fmt = engine::audio_encoder_format(encoder)
         .ok_or_else(|| format!("audio encoder {encoder} is not in the linked FFmpeg"))?;
-    let audio = AudioOut {
-        filter: format!(
-            "[in0]aformat=sample_fmts={fmt}:sample_rates={}:channel_layouts={}[out0]",
+    let track = |channels: u32, bit_rate: Option<u64>| AudioTrack {
+        encoder: encoder.into(),
+        sample_rate: h.sample_rate,
+        channels,
+        bit_rate,
+        options: aopts.clone(),
+        global_header: false,
+    };
+    let aformat = |channels: u32| {
+        format!(
+            "aformat=sample_fmts={fmt}:sample_rates={}:channel_layouts={}",
             h.sample_rate,
             layout(channels)
-        ),
-        tracks: vec![AudioTrack {
-            encoder: encoder.into(),
-            sample_rate: h.sample_rate,
-            channels,
-            bit_rate,
-            options: aopts,
-            global_header: false,
-        }],
+        )
+    };
+    let audio = if h.channels == 6 && matches!(e.audio, TsAudio::Aac { .. }) {
+        // A 5.1 house: a stereo downmix first (what most receivers play), then the 5.1.
+        AudioOut {
+            filter: format!(
+                "[in0]asplit=2[st][sur];[st]{}[out0];[sur]{}[out1]",
+                aformat(2),
+                aformat(6)
+            ),
+            tracks: vec![track(2, bit_rate), track(6, bit_rate.map(|b| b * 3))],
+        }
+    } else {
+        AudioOut {
+            filter: format!("[in0]{}[out0]", aformat(channels)),
+            tracks: vec![track(channels, bit_rate)],
+        }
     };
     let mux_options = match e.muxrate {
         Some(m) => TsMux::new(m).mux_options(),
@@ -694,6 +734,26 @@ fn ts_output(
         audio: Some(audio),
         tap: None,
     })
+}
+
+/// The house timecode of frame `n`, counted from its UTC day's first frame (drop-frame at 29.97
+/// and 59.94).
+pub fn day_timecode(epoch: SystemTime, rate: (u32, u32), n: u64) -> String {
+    let epoch_ms = epoch
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let clock = super::schedule::FrameClock {
+        rate: crate::config::Rate {
+            num: rate.0.max(1),
+            den: rate.1.max(1),
+        },
+        epoch_ms,
+    };
+    let ms = clock.ms_of(n);
+    let day = clock
+        .frame_at_or_after(ms - ms.rem_euclid(86_400_000))
+        .unwrap_or(0);
+    clock.timecode(n.saturating_sub(day))
 }
 
 /// Wall time of channel frame `n`.
@@ -718,7 +778,16 @@ pub fn frame_at(epoch: SystemTime, rate: (u32, u32), t: SystemTime) -> u64 {
 /// What feeds the slot on air.
 enum Src {
     Clip(Box<Clip>),
+    /// A live event's source (its name for messages), and whether it is lost now.
+    Live(Box<LiveFeed>, String, bool),
     Filler,
+}
+
+/// What a slot is prepared with ahead of air.
+enum Prep {
+    Clip(Clip),
+    /// The live source, or why it cannot be had.
+    Live(Result<LiveFeed, String>),
 }
 
 struct OnAir {
@@ -739,7 +808,7 @@ struct Prepared {
     key: (String, u64),
     /// The channel frame it was opened for.
     at: u64,
-    clip: Clip,
+    prep: Prep,
     gain: Option<Arc<OnceLock<f64>>>,
 }
 
@@ -759,6 +828,7 @@ struct Air {
     cues_done: HashSet<(String, u64, u32, u64)>,
     last_picture: Option<ff::frame::Video>,
     hls_cues: Arc<Mutex<Vec<HlsCue>>>,
+    burn: Option<Burn>,
 }
 
 impl Air {
@@ -791,6 +861,7 @@ impl Air {
             cues_done: HashSet::new(),
             last_picture: None,
             hls_cues: Arc::default(),
+            burn: None,
         }
     }
 
@@ -933,35 +1004,76 @@ impl Air {
         }
     }
 
+    /// A live event's source as a decoded feed, or why it cannot be had.
+    fn open_live(&self, source: &str) -> Result<LiveFeed, String> {
+        let live = self
+            .spec
+            .live
+            .as_ref()
+            .ok_or_else(|| "this channel has no live sources".to_string())?;
+        let input = live.open(source)?;
+        LiveFeed::start(
+            source,
+            &input,
+            self.spec.house,
+            self.spec.interlaced,
+            self.spec.live_loss_ms,
+        )
+        .map_err(|e| e.to_string())
+    }
+
     fn take_up(&mut self, slot: AirSlot, n: u64, prepared: &mut Option<Prepared>) -> OnAir {
-        let (src, gain, substitution) = match &slot.material {
-            Material::File { path, in_frame, .. } => {
-                let key = (slot.item.clone(), slot.start);
-                let p = prepared.take();
-                match p {
-                    Some(p) if p.key == key && p.at == n => {
-                        (Src::Clip(Box::new(p.clip)), p.gain, None)
+        let key = (slot.item.clone(), slot.start);
+        let mine = match prepared.take() {
+            Some(p) if p.key == key && p.at == n => Some(p),
+            other => {
+                // A prefetch for another slot is kept if it is still ahead.
+                if let Some(o) = other {
+                    if o.at > n {
+                        *prepared = Some(o);
                     }
-                    other => {
-                        // A prefetch for another slot is kept if it is still ahead.
-                        if let Some(o) = other {
-                            if o.at > n {
-                                *prepared = Some(o);
-                            }
-                        }
-                        let (c, g) = self
-                            .open_clip(path, in_frame.saturating_add(n.saturating_sub(slot.start)));
-                        (Src::Clip(Box::new(c)), g, None)
+                }
+                None
+            }
+        };
+        let (src, gain, substitution) = match &slot.material {
+            Material::File { path, in_frame, .. } => match mine {
+                Some(Prepared {
+                    prep: Prep::Clip(c),
+                    gain,
+                    ..
+                }) => (Src::Clip(Box::new(c)), gain, None),
+                _ => {
+                    let (c, g) =
+                        self.open_clip(path, in_frame.saturating_add(n.saturating_sub(slot.start)));
+                    (Src::Clip(Box::new(c)), g, None)
+                }
+            },
+            Material::Live { source } => {
+                let feed = match mine {
+                    Some(Prepared {
+                        prep: Prep::Live(f),
+                        ..
+                    }) => f,
+                    _ => self.open_live(source),
+                };
+                match feed {
+                    Ok(f) => {
+                        tracing::info!(channel = %self.spec.name, item = %slot.item, source = %source, "playout: live event on air");
+                        (Src::Live(Box::new(f), source.clone(), false), None, None)
+                    }
+                    Err(why) => {
+                        tracing::warn!(channel = %self.spec.name, item = %slot.item, source = %source, reason = %why, "playout: filler for a live event");
+                        (
+                            Src::Filler,
+                            None,
+                            Some(Substitution::LiveLost(format!(
+                                "live source {source}: {why}"
+                            ))),
+                        )
                     }
                 }
             }
-            Material::Live { source } => (
-                Src::Filler,
-                None,
-                Some(Substitution::LiveLost(format!(
-                    "live source {source}: live events are not aired by this engine yet"
-                ))),
-            ),
             Material::Filler => (Src::Filler, None, None),
         };
         OnAir {
@@ -998,7 +1110,15 @@ impl Air {
         let epoch = self.spec.epoch;
         let cancel = self.shared.cancel.clone();
         let fd = Duration::from_secs_f64(h.frame_s());
-        let first = frame_at(epoch, rate, self.clock.now());
+        let now = self.clock.now();
+        // Joining a schedule already under way (a start or restart mid-item), in real time: the
+        // item on air is opened at the frame a moment ahead, which is the channel's first.
+        let lead = self.clock.realtime() && now > epoch;
+        let first = if lead {
+            frame_at(epoch, rate, now + START_LEAD)
+        } else {
+            frame_at(epoch, rate, now)
+        };
         let name = self.spec.name.clone();
         let m_frames = metrics::counter!("antenne_playout_frames_total", "channel" => name.clone());
         let m_late =
@@ -1011,6 +1131,21 @@ impl Air {
         let mut planes: Vec<Vec<f32>> = vec![Vec::new(); h.channels as usize];
         let mut cur: Option<OnAir> = None;
         let mut prepared: Option<Prepared> = None;
+        // The first item is opened now: its first frame is due in a moment.
+        if self.clock.realtime() {
+            if let Some(s) = self.timeline.slot_at(first) {
+                if let Material::File { path, in_frame, .. } = &s.material {
+                    let inf = in_frame + first.saturating_sub(s.start);
+                    let (clip, gain) = self.open_clip(&path.clone(), inf);
+                    prepared = Some(Prepared {
+                        key: (s.item.clone(), s.start),
+                        at: first,
+                        prep: Prep::Clip(clip),
+                        gain,
+                    });
+                }
+            }
+        }
         let mut next_slot: Option<AirSlot> = None;
         let mut n = first;
         let mut filler_frames = 0u64;
@@ -1021,6 +1156,12 @@ impl Air {
             let mut st = lock(&self.shared.status);
             st.first_frame = first;
             st.frame = first;
+        }
+        if self.spec.overlay_timecode {
+            let clock_s = frame_time(epoch, rate, first)
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            self.burn = Some(Burn::new(&h, &day_timecode(epoch, rate, first), clock_s));
         }
         while !cancel.load(Ordering::Relaxed) {
             let j = n - first;
@@ -1079,37 +1220,53 @@ impl Air {
                 }
             }
             let c = cur.as_mut().expect("set above");
-            // Prefetch the next slot's file.
-            if !c.gap && c.slot.end() <= n + self.spec.prefetch_frames.max(1) && next_slot.is_none()
-            {
+            // Prefetch the next slot's file, or join its live source.
+            let horizon = self.spec.prefetch_frames.max(1);
+            let live_horizon = horizon.max((self.spec.live_prefetch_s / h.frame_s()) as u64);
+            if !c.gap && next_slot.is_none() && c.slot.end() <= n + live_horizon {
                 let nx = self.timeline.slot_at(c.slot.end());
-                if let Some(nx) = &nx {
-                    if let Material::File { path, in_frame, .. } = &nx.material {
+                let is_live = nx
+                    .as_ref()
+                    .is_some_and(|x| matches!(x.material, Material::Live { .. }));
+                if is_live || c.slot.end() <= n + horizon {
+                    let at = c.slot.end();
+                    if let Some(nx) = &nx {
                         let key = (nx.item.clone(), nx.start);
-                        let at = c.slot.end();
-                        if prepared.as_ref().is_none_or(|p| p.key != key || p.at != at) {
-                            let skip = at.saturating_sub(nx.start);
-                            let (path, inf) = (path.clone(), in_frame + skip);
-                            let (clip, gain) = self.open_clip(&path, inf);
-                            prepared = Some(Prepared {
-                                key,
-                                at,
-                                clip,
-                                gain,
-                            });
+                        let fresh = prepared.as_ref().is_none_or(|p| p.key != key || p.at != at);
+                        match &nx.material {
+                            Material::File { path, in_frame, .. } if fresh => {
+                                let skip = at.saturating_sub(nx.start);
+                                let (path, inf) = (path.clone(), in_frame + skip);
+                                let (clip, gain) = self.open_clip(&path, inf);
+                                prepared = Some(Prepared {
+                                    key,
+                                    at,
+                                    prep: Prep::Clip(clip),
+                                    gain,
+                                });
+                            }
+                            Material::Live { source } if fresh => {
+                                prepared = Some(Prepared {
+                                    key,
+                                    at,
+                                    prep: Prep::Live(self.open_live(source)),
+                                    gain: None,
+                                });
+                            }
+                            _ => {}
                         }
                     }
+                    let mut st = lock(&self.shared.status);
+                    st.next = nx.clone();
+                    next_slot = nx.or(Some(AirSlot {
+                        item: String::new(),
+                        start: c.slot.end(),
+                        frames: 0,
+                        material: Material::Filler,
+                        breaks: vec![],
+                        secondary: vec![],
+                    }));
                 }
-                let mut st = lock(&self.shared.status);
-                st.next = nx.clone();
-                next_slot = nx.or(Some(AirSlot {
-                    item: String::new(),
-                    start: c.slot.end(),
-                    frames: 0,
-                    material: Material::Filler,
-                    breaks: vec![],
-                    secondary: vec![],
-                }));
             }
             let c = cur.as_mut().expect("set above");
             // SCTE-35: cues of breaks within the pre-roll.
@@ -1178,6 +1335,47 @@ impl Air {
                     }
                 }
             }
+            if let Src::Live(feed, source, lost) = &mut c.src {
+                match feed.next(ns, &mut planes) {
+                    FeedTake::Frame(f) => {
+                        if *lost {
+                            *lost = false;
+                            tracing::info!(channel = %name, item = %c.slot.item, source = %source, "playout: live source back on air");
+                        }
+                        picture = Some(f);
+                    }
+                    FeedTake::Late => {
+                        picture = self
+                            .last_picture
+                            .as_ref()
+                            .and_then(|l| crate::av::share(l).map(Into::into));
+                        if picture.is_none() {
+                            filler = true;
+                            picture = self.filler.next(ns, &mut planes);
+                        }
+                    }
+                    FeedTake::Lost(why) => {
+                        if !*lost {
+                            *lost = true;
+                            tracing::warn!(channel = %name, item = %c.slot.item, source = %source, reason = %why, "playout: live source lost: filler");
+                        }
+                        if c.substitution.is_none() {
+                            c.substitution = Some(Substitution::LiveLost(format!(
+                                "live source {source} lost at frame {k} of the event: {why}"
+                            )));
+                        }
+                        filler = true;
+                        picture = self.filler.next(ns, &mut planes);
+                        // A source stopped and started again is a new demux: subscribe anew,
+                        // once a second.
+                        if feed.ended() && k % u64::from((h.rate.0 / h.rate.1.max(1)).max(1)) == 0 {
+                            if let Ok(f) = self.open_live(source) {
+                                **feed = f;
+                            }
+                        }
+                    }
+                }
+            }
             if emergency {
                 picture = self.emergency.next(ns, &mut planes);
                 if c.substitution.is_none() {
@@ -1204,13 +1402,20 @@ impl Air {
                     .and_then(|l| crate::av::share(l).map(ff::frame::Video::from))
                 {
                     Some(p) => p,
-                    None => {
-                        result = Err(EngineError::Spec {
-                            channel: name.clone(),
-                            what: "neither the schedule nor the filler made a picture".into(),
-                        });
-                        break;
-                    }
+                    // Nothing aired yet and the item's reader is late: filler this frame.
+                    None => match self.filler.next(ns, &mut planes) {
+                        Some(p) => {
+                            filler = true;
+                            p
+                        }
+                        None => {
+                            result = Err(EngineError::Spec {
+                                channel: name.clone(),
+                                what: "neither the schedule nor the filler made a picture".into(),
+                            });
+                            break;
+                        }
+                    },
                 },
             };
             if filler {
@@ -1220,7 +1425,13 @@ impl Air {
             if let (Some(logo), true, Some(l)) = (&self.logo, self.logo_on, &self.spec.logo) {
                 clip::blend(&mut picture, logo, l.x, l.y);
             }
+            // The last picture is kept without the overlay: a repeat is drawn on again.
             self.last_picture = crate::av::share(&picture).map(Into::into);
+            if let Some(b) = self.burn.as_mut() {
+                if let Some(p) = b.apply(&picture) {
+                    picture = p;
+                }
+            }
             let Some(live) = self.live.as_mut() else {
                 break;
             };

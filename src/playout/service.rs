@@ -33,6 +33,10 @@ pub struct ChannelRun {
     pub timeline: Arc<dyn Timeline>,
     /// Where to report each slot once it has left air (it becomes an as-run record).
     pub aired: mpsc::UnboundedSender<(i64, Aired)>,
+    /// The filler's files (its house ids found in the catalog); empty: the generated slate.
+    pub filler: Vec<PathBuf>,
+    /// The logo's file (a path, or a house id found in the catalog).
+    pub logo: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -274,7 +278,7 @@ impl PlayoutService {
                 continue;
             }
             if r.running {
-                if let Err(e) = s.start_engine(r.id) {
+                if let Err(e) = s.start_engine(r.id).await {
                     tracing::warn!(channel = r.id, error = %e, "playout: channel not started");
                 }
             }
@@ -289,7 +293,7 @@ impl PlayoutService {
         }
         for r in self.catalog.channels().await? {
             if r.running {
-                if let Err(e) = self.start_engine(r.id) {
+                if let Err(e) = self.start_engine(r.id).await {
                     tracing::warn!(channel = r.id, error = %e, "playout: channel not started");
                 }
             }
@@ -339,6 +343,12 @@ impl PlayoutService {
                                 status: a.status,
                                 duration_s: a.duration_s,
                                 path: PathBuf::from(a.path),
+                                not_approved: match self.catalog.is_approved(a.id).await? {
+                                    crate::catalog::review::Approval::Approved { .. } => None,
+                                    crate::catalog::review::Approval::NotApproved { reason } => {
+                                        Some(reason)
+                                    }
+                                },
                                 windows: a
                                     .windows
                                     .into_iter()
@@ -523,7 +533,7 @@ impl PlayoutService {
     pub async fn schedule(&self, id: i64, day: Option<&str>, who: &Principal) -> Res<ScheduleView> {
         let (ch, clock, items, version, lib, plan) = self.snapshot(id)?;
         self.may_use(who, &items).await?;
-        let mut v = Self::schedule_view(id, &ch, &clock, items, version, &lib, &plan);
+        let mut v = self.schedule_view(id, &ch, &clock, items, version, &lib, &plan);
         if let Some(d) = day {
             let ok = d.len() == 10 && model::parse_rfc3339(&format!("{d}T00:00:00Z")).is_some();
             if !ok {
@@ -537,7 +547,9 @@ impl PlayoutService {
         Ok(v)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn schedule_view(
+        &self,
         id: i64,
         ch: &Channel,
         clock: &FrameClock,
@@ -549,6 +561,7 @@ impl PlayoutService {
         let place = Territory {
             territory: ch.territory.clone(),
             platform: ch.platform.clone(),
+            require_approval: ch.require_approval || self.cfg.require_approval,
         };
         let warnings = validate::validate(&items, plan, clock, lib, &place);
         let items = items
@@ -680,7 +693,7 @@ impl PlayoutService {
     ) -> Res<ScheduleView> {
         let text = serde_json::to_string(&items).map_err(|e| invalid("schedule", e.to_string()))?;
         let v = self.catalog.schedule_put(id, &text, version).await?;
-        let view = Self::schedule_view(id, ch, &clock, items.clone(), v, &lib, &plan);
+        let view = self.schedule_view(id, ch, &clock, items.clone(), v, &lib, &plan);
         {
             let l = self.live(id)?;
             let mut l = l.lock().map_err(|_| invalid("channel", "state poisoned"))?;
@@ -911,7 +924,7 @@ impl PlayoutService {
             if fresh.is_empty() {
                 continue;
             }
-            let view = Self::schedule_view(id, &ch, &clock, items, version, &lib, &plan);
+            let view = self.schedule_view(id, &ch, &clock, items, version, &lib, &plan);
             let ws: Vec<Warning> = view
                 .warnings
                 .iter()
@@ -937,26 +950,56 @@ impl PlayoutService {
         }
     }
 
-    fn start_engine(&self, id: i64) -> Res<()> {
-        let l = self.live(id)?;
-        let run = {
-            let l = l.lock().map_err(|_| invalid("channel", "state poisoned"))?;
-            ChannelRun {
-                id,
-                channel: l.channel.clone(),
-                clock: l.clock,
-                timeline: Arc::new(l.plan.clone()),
-                aired: self.aired_tx.clone(),
+    /// The files of catalog assets by house id (the filler, a logo given as a house id).
+    async fn asset_paths(&self, field: &str, house_ids: &[String]) -> Res<Vec<PathBuf>> {
+        let mut v = Vec::new();
+        for h in house_ids {
+            match self.catalog.scheduled_asset(None, Some(h)).await? {
+                Some(a) if !a.path.is_empty() => v.push(PathBuf::from(a.path)),
+                _ => {
+                    return Err(invalid(
+                        field,
+                        format!("house id {h:?}: no such asset with a file in the catalog"),
+                    ))
+                }
             }
+        }
+        Ok(v)
+    }
+
+    /// Finds the channel's filler and logo in the catalog, then hands the channel to the engine.
+    async fn start_engine(&self, id: i64) -> Res<()> {
+        let l = self.live(id)?;
+        let (channel, clock, timeline) = {
+            let l = l.lock().map_err(|_| invalid("channel", "state poisoned"))?;
+            (l.channel.clone(), l.clock, l.plan.clone())
         };
-        self.control().start(run)?;
+        let filler = self.asset_paths("filler", &channel.filler).await?;
+        let logo = match channel.logo.as_deref().filter(|l| !l.is_empty()) {
+            Some(l) if std::path::Path::new(l).is_absolute() => Some(PathBuf::from(l)),
+            Some(l) => self
+                .asset_paths("logo", &[l.to_string()])
+                .await?
+                .into_iter()
+                .next(),
+            None => None,
+        };
+        self.control().start(ChannelRun {
+            id,
+            channel,
+            clock,
+            timeline: Arc::new(timeline),
+            aired: self.aired_tx.clone(),
+            filler,
+            logo,
+        })?;
         Ok(())
     }
 
     pub async fn start(&self, id: i64, who: &Principal) -> Res<ChannelView> {
         operator(who)?;
         self.catalog.channel(id).await?;
-        self.start_engine(id)?;
+        self.start_engine(id).await?;
         self.catalog.channel_set_running(id, true).await?;
         self.catalog
             .playout_event("channel", id, "started", None)
@@ -1137,5 +1180,108 @@ mod tests {
             s.start(id, &admin).await.unwrap_err(),
             PlayoutError::Control(ControlError::Unavailable)
         ));
+    }
+
+    /// Takes the runs it is handed.
+    #[derive(Default)]
+    struct Taker(Mutex<Vec<ChannelRun>>);
+
+    impl ChannelControl for Taker {
+        fn start(&self, run: ChannelRun) -> Result<(), ControlError> {
+            self.0.lock().unwrap().push(run);
+            Ok(())
+        }
+        fn stop(&self, _: i64) -> Result<(), ControlError> {
+            Ok(())
+        }
+        fn slate(&self, _: i64, _: bool) -> Result<(), ControlError> {
+            Ok(())
+        }
+        fn on_air(&self, _: i64) -> bool {
+            false
+        }
+    }
+
+    /// On a current-thread runtime (this test's), a start finds the filler and the logo in the
+    /// catalog before the engine is handed the channel; a filler that is not there is a 4xx
+    /// naming it, and the engine is not asked.
+    #[tokio::test]
+    async fn filler_and_logo_are_found_before_the_engine_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = Catalog::open(
+            OpenOptions {
+                url: String::new(),
+                data_dir: dir.path().to_path_buf(),
+                max_connections: 0,
+                naming: crate::naming::Template::parse("{channel}-{seq:06}").unwrap(),
+                channel: "TST".into(),
+                fields: Vec::new(),
+            },
+            Arc::new(FakeClock(AtomicI64::new(T0))),
+        )
+        .await
+        .unwrap();
+        let taker = Arc::new(Taker::default());
+        let s = PlayoutService::open(cat.clone(), &Playout::default(), taker.clone())
+            .await
+            .unwrap();
+        let pw = crate::catalog::access::new_secret("");
+        let u = cat
+            .create_user("boss", "Boss", Role::Admin, &pw)
+            .await
+            .unwrap();
+        let admin = Principal {
+            user_id: u.id,
+            username: "admin".into(),
+            role: Role::Admin,
+            groups: Arc::from(Vec::new()),
+        };
+        let file = |path: &str, sha: &str| crate::catalog::assets::NewFile {
+            role: "source".into(),
+            path: path.into(),
+            size: 1,
+            sha256: sha.into(),
+            container: "mpegts".into(),
+            video_codec: "h264".into(),
+            width: 320,
+            height: 180,
+            duration_s: 2.0,
+            technical: serde_json::json!({}),
+            profile: String::new(),
+            verification: None,
+        };
+        let input = crate::catalog::assets::AssetInput {
+            title: Some("filler".into()),
+            ..Default::default()
+        };
+        let (fill, _) = cat
+            .ingest(&admin, &input, &file("/m/fill.ts", &"a".repeat(64)), false)
+            .await
+            .unwrap();
+        let (logo, _) = cat
+            .ingest(&admin, &input, &file("/m/logo.png", &"b".repeat(64)), false)
+            .await
+            .unwrap();
+        let ch: Channel = serde_json::from_value(serde_json::json!({
+            "name": "found", "filler": [fill.house_id], "logo": logo.house_id}))
+        .unwrap();
+        let id = s.create(ch, &admin).await.unwrap().id;
+        s.start(id, &admin).await.unwrap();
+        {
+            let runs = taker.0.lock().unwrap();
+            assert_eq!(runs.len(), 1);
+            assert_eq!(runs[0].filler, [PathBuf::from("/m/fill.ts")]);
+            assert_eq!(runs[0].logo, Some(PathBuf::from("/m/logo.png")));
+        }
+        let ch: Channel =
+            serde_json::from_value(serde_json::json!({"name": "missing", "filler": ["NOPE-1"]}))
+                .unwrap();
+        let id = s.create(ch, &admin).await.unwrap().id;
+        let e = s.start(id, &admin).await.unwrap_err();
+        assert!(
+            matches!(&e, PlayoutError::Invalid { field, why } if field == "filler" && why.contains("NOPE-1")),
+            "{e}"
+        );
+        assert_eq!(taker.0.lock().unwrap().len(), 1, "the engine was not asked");
     }
 }

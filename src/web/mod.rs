@@ -39,6 +39,8 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("js/uploads.js", JS, include_str!("assets/js/uploads.js")),
     ("js/jobs.js", JS, include_str!("assets/js/jobs.js")),
     ("js/live.js", JS, include_str!("assets/js/live.js")),
+    ("js/playout.js", JS, include_str!("assets/js/playout.js")),
+    ("js/storage.js", JS, include_str!("assets/js/storage.js")),
     ("js/admin.js", JS, include_str!("assets/js/admin.js")),
 ];
 

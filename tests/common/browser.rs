@@ -205,10 +205,20 @@ impl Browser {
         }
     }
 
+    /// Clicks the element; found again when the page redrew it between finding and clicking
+    /// (live pages replace their rows as the change feed tells them).
     pub fn click(&self, css: &str) {
-        let e = self.wait(css, 10);
-        self.cmd("POST", &format!("/element/{e}/click"), Some(json!({})))
-            .unwrap_or_else(|err| panic!("click {css}: {err:?}"));
+        for _ in 0..5 {
+            let e = self.wait(css, 10);
+            match self.cmd("POST", &format!("/element/{e}/click"), Some(json!({}))) {
+                Ok(_) => return,
+                Err(WdError(code, _)) if code == "stale element reference" => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(err) => panic!("click {css}: {err:?}"),
+            }
+        }
+        panic!("click {css}: the element kept being replaced");
     }
 
     /// Types into an element (after clearing it).

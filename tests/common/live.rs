@@ -1,9 +1,12 @@
 //! What the live tests share: free loopback ports, a UDP receiver that keeps what it gets,
-//! polling waits, and calls to `/v1/live`.
+//! polling waits, peers killed when dropped, calls to `/v1/live` and the `/v1/events` feed.
 
+use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, UdpSocket};
 use std::path::Path;
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -123,4 +126,71 @@ pub fn create(s: &Server, what: &str, body: Value) -> i64 {
     );
     assert_eq!(r.status, 201, "{}", r.body);
     r.body["id"].as_i64().unwrap()
+}
+
+/// `GET path` as the admin, expecting 200; the body.
+pub fn get(s: &Server, path: &str) -> Value {
+    let r = s.call("GET", path, Some(&s.admin), None);
+    assert_eq!(r.status, 200, "{path}: {}", r.body);
+    r.body
+}
+
+/// A UDP source on `127.0.0.1:port` with no jitter buffer; its id.
+pub fn udp_source(s: &Server, name: &str, port: u16) -> i64 {
+    create(
+        s,
+        "sources",
+        serde_json::json!({"name": name, "kind": "udp",
+                           "address": format!("127.0.0.1:{port}"), "buffer_ms": 0}),
+    )
+}
+
+/// The lines of the admin's `/v1/events`, as they come.
+pub fn event_lines(s: &Server) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let resp = ureq::get(&format!("{}/v1/events", s.base))
+        .set("authorization", &format!("Bearer {}", s.admin))
+        .call()
+        .unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(resp.into_reader())
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The changes on `/v1/events` about one kind of object (`live_source`, `live_output`,
+/// `live_recording`), as JSON.
+pub fn events(s: &Server, object: &'static str) -> mpsc::Receiver<Value> {
+    let lines = event_lines(s);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in lines {
+            let Some(d) = l.strip_prefix("data:") else {
+                continue;
+            };
+            let v: Value = serde_json::from_str(d.trim()).unwrap_or_default();
+            if v["object"] == object && tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// A peer process (a sender, a receiver, an origin) killed when dropped: a failing test leaves
+/// none behind.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -203,6 +203,12 @@ impl Server {
         (id, self.login(name, &format!("{name}-password")))
     }
 
+    /// SIGKILL (no shutdown at all: a crash, a power cut), waited for; the data stays.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM and the exit status.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")

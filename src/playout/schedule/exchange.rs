@@ -753,6 +753,7 @@ mod tests {
                 duration_s: 100.0,
                 path: "/m/n1.mxf".into(),
                 windows: vec![],
+                not_approved: None,
             },
         );
         let plan = super::super::resolve(&items, &clock, &lib, 0);

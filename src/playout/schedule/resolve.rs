@@ -22,6 +22,8 @@ pub struct AssetInfo {
     /// The file to air (empty when the asset has none).
     pub path: PathBuf,
     pub windows: Vec<RightsWindow>,
+    /// Why the asset is not approved (review), `None` when it is.
+    pub not_approved: Option<String>,
 }
 
 /// A rights window: from/until (Unix ms, open when absent), territories and platforms (empty:

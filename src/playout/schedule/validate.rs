@@ -6,18 +6,20 @@ use serde::Serialize;
 use super::model::{FrameClock, Item, ItemType};
 use super::resolve::{Library, NoteKind, Plan};
 
-/// Where the channel airs, for rights windows.
+/// Where the channel airs, for rights windows, and whether what it airs must be approved.
 #[derive(Debug, Clone, Default)]
 pub struct Territory {
     pub territory: String,
     pub platform: String,
+    /// Every asset must be approved (review) to air.
+    pub require_approval: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Warning {
     pub item: String,
-    /// `asset_missing`, `asset_not_ready`, `asset_no_file`, `rights`, `out_of_range`, `gap`,
-    /// `overlap`, `dropped`, `no_length`, `invalid`.
+    /// `asset_missing`, `asset_not_ready`, `asset_no_file`, `not_approved`, `rights`,
+    /// `out_of_range`, `gap`, `overlap`, `dropped`, `no_length`, `invalid`.
     pub code: &'static str,
     pub reason: String,
 }
@@ -86,6 +88,13 @@ pub fn validate(
                 &it.id,
                 "asset_not_ready",
                 format!("asset {name:?} is {:?}, not ready", a.status),
+            ));
+        }
+        if let Some(why) = a.not_approved.as_ref().filter(|_| place.require_approval) {
+            out.push(w(
+                &it.id,
+                "not_approved",
+                format!("asset {name:?} is not approved to air: {why}"),
             ));
         }
         if a.path.as_os_str().is_empty() {
@@ -164,6 +173,7 @@ mod tests {
             duration_s: 20.0,
             path: "/m/x.mxf".into(),
             windows,
+            not_approved: (h == "ING").then(|| "never put in review".to_string()),
         };
         lib.by_id.insert(1, info(1, "OK", "ready", vec![]));
         lib.by_id.insert(2, info(2, "ING", "ingesting", vec![]));
@@ -196,11 +206,20 @@ mod tests {
         long.out = Some(Point::Seconds(30.0));
         items.push(long);
         let p = resolve(&items, &c, &lib, 0);
-        let place = Territory {
+        let mut place = Territory {
             territory: "CH".into(),
             platform: "linear".into(),
+            ..Territory::default()
         };
         let v = validate(&items, &p, &c, &lib, &place);
+        assert!(!v.iter().any(|x| x.code == "not_approved"), "{v:?}");
+        place.require_approval = true;
+        let strict = validate(&items, &p, &c, &lib, &place);
+        let na: Vec<&Warning> = strict.iter().filter(|x| x.code == "not_approved").collect();
+        assert_eq!(na.len(), 1, "{strict:?}");
+        assert_eq!(na[0].item, "2");
+        assert!(na[0].reason.contains("never put in review"), "{na:?}");
+        place.require_approval = false;
         let has = |item: &str, code: &str| v.iter().any(|x| x.item == item && x.code == code);
         assert!(has("2", "asset_not_ready"), "{v:?}");
         assert!(has("3", "rights"), "{v:?}");
@@ -211,6 +230,7 @@ mod tests {
         let fr = Territory {
             territory: "fr".into(),
             platform: "linear".into(),
+            ..Territory::default()
         };
         assert!(!validate(&items, &p, &c, &lib, &fr)
             .iter()

@@ -72,6 +72,11 @@ export function explain(e, doing) {
     case "unavailable":
     case "timeout": return `${what}the appliance is busy, starting or stopping (${m}). Try again in a moment.`;
     case "range_not_satisfiable": return `${what}the file could not be read from that point. Reload the page.`;
+    case "schedule_aired": return `${what}${m}. What has aired (and the item on air, except by skip or cue) cannot change; edit a later item.`;
+    case "nothing_to_cue": return `${what}there is no live event to cue in the rundown (${m}). Insert a live event first.`;
+    case "channel_engine_unavailable":
+    case "channel_engine_failed": return `${what}the channel engine refused (${m}). Check the channel's outputs and the service log.`;
+    case "storage_full": return `${what}a storage is full (${m}). Free space or add a storage, then try again.`;
     case "gone": return `${what}the file is recorded but can no longer be read from storage (${m}). Tell an administrator.`;
     default:
       if (e.status === 400 || e.status === 422) return `${what}${e.field ? `the value of “${e.field}” is not accepted` : "the request was not accepted"} (${m}). Correct it and try again.`;

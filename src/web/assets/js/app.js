@@ -9,12 +9,12 @@ import * as asset from "./asset.js";
 import * as ingest from "./ingest.js";
 import * as jobs from "./jobs.js";
 import * as live from "./live.js";
+import * as playout from "./playout.js";
+import * as storage from "./storage.js";
 import * as admin from "./admin.js";
 
 // The screens, in the order of the navigation. `roles`: who sees the entry (all when absent).
-// Playout (channels, rundowns, as-run) and Storage (tiers, copies, fixity) go here as
-// `{ id: "playout", label: "Playout", page: playout }` once their /v1 API exists: a module
-// exporting `render(main, ctx)` (and optionally `leave()`) is all a screen needs.
+// A module exporting `render(main, ctx)` (and optionally `leave()`) is all a screen needs.
 const SCREENS = [
   { id: "dashboard", label: "Dashboard", page: dashboard },
   { id: "catalog", label: "Catalog", page: catalog },
@@ -22,6 +22,8 @@ const SCREENS = [
   { id: "ingest", label: "Ingest", page: ingest, roles: ["admin", "operator", "editor", "service"] },
   { id: "jobs", label: "Jobs", page: jobs, roles: ["admin", "operator", "service"] },
   { id: "live", label: "Live", page: live, roles: ["admin", "operator", "service"] },
+  { id: "playout", label: "Playout", page: playout },
+  { id: "storage", label: "Storage", page: storage, roles: ["admin", "operator", "service"] },
   { id: "admin", label: "Users", page: admin, roles: ["admin"] },
   { id: "account", page: admin.account },
 ];

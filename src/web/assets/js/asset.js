@@ -4,6 +4,7 @@
 import { h, clear, field, select, table, bytes, dur, when } from "./dom.js";
 import { get, post, patch, put, del, explain, ApiError } from "./api.js";
 import { subscribe } from "./events.js";
+import { copies } from "./storage.js";
 
 const FIELDS = ["title", "description", "subject", "creator", "contributor", "date", "language", "rights", "identifier", "series", "episode"];
 let unsubscribe = null;
@@ -40,7 +41,7 @@ export async function render(main, ctx) {
     h("div", { class: "asset-head" }, title, h("span", { class: "muted" }, `${a.house_id} · ${a.kind} · version `, h("span", { id: "asset-version" }, a.version)), status),
     h("div", { class: "two" }, left, right));
 
-  player(left, a, files);
+  player(left, a, files, canWrite);
   right.appendChild(metadata(a, canWrite, ctx, (fresh) => { a = fresh; title.textContent = fresh.title || "(untitled)"; document.getElementById("asset-version").textContent = fresh.version; status.textContent = fresh.status; status.className = `status s-${fresh.status}`; }));
   left.appendChild(filesSection(files));
   right.appendChild(rightsSection(a, canWrite));
@@ -81,13 +82,14 @@ export function timecode(start, s, fps) {
   const fr = Math.round(fps);
   const [hh, mm, ss, ff] = start.split(/[:;.]/).map(Number);
   const base = (((hh || 0) * 60 + (mm || 0)) * 60 + (ss || 0)) * fr + (ff || 0);
-  const total = base + Math.round(s * fps);
+  // The frame on screen at `s` is the last one that started by then.
+  const total = base + Math.floor(s * fps + 1e-3);
   const p = (x) => String(x).padStart(2, "0");
   const f = total % fr, sec = Math.floor(total / fr);
   return `${p(Math.floor(sec / 3600) % 24)}:${p(Math.floor(sec / 60) % 60)}:${p(sec % 60)}:${p(f)}`;
 }
 
-function player(box, a, files) {
+function player(box, a, files, canWrite) {
   const proxy = files.find((f) => f.role === "proxy" && /mp4|mov/.test(f.container))
     || files.find((f) => f.role === "proxy")
     || files.find((f) => f.role === "platform" && /mp4/.test(f.container));
@@ -115,9 +117,11 @@ function player(box, a, files) {
       if (ev.key === ",") step(-1);
       else if (ev.key === ".") step(1);
       else if (ev.key === "k") video.paused ? video.play() : video.pause();
+      else if (ev.key === "i" || ev.key === "o") { const b = document.getElementById(ev.key === "i" ? "mark-in" : "mark-out"); if (b) b.click(); }
     };
     document.addEventListener("keydown", keyHandler);
     qcTimeline(sec, a, video, proxy.duration_s);
+    markers(sec, a, video, { start, fps, duration: proxy.duration_s, canWrite, now: () => timecode(start, video.currentTime, fps) });
   }
   const boards = files.filter((f) => f.profile === "thumbnails" && /storyboard/.test(f.path));
   if (boards.length) {
@@ -153,6 +157,74 @@ async function qcTimeline(sec, a, video, duration) {
   box.appendChild(bad.length
     ? table(["Check", "Status", "Expected", "Measured"], bad.map((c) => h("tr", {}, h("td", {}, c.name), h("td", { class: `v-${c.status}` }, c.status), h("td", {}, c.expected), h("td", {}, c.measured))))
     : h("p", { class: "muted" }, `${(rep.checks || []).length} checks passed.`));
+}
+
+/** Seconds from the proxy's start of a source timecode (non-drop count, as `timecode`). */
+export function seconds(start, tc, fps) {
+  const fr = Math.round(fps);
+  const f = (t) => { const [hh, mm, ss, ff] = t.split(/[:;.]/).map(Number); return (((hh || 0) * 60 + (mm || 0)) * 60 + (ss || 0)) * fr + (ff || 0); };
+  return (f(tc) - f(start)) / fps;
+}
+
+const COLOURS = ["", "red", "orange", "yellow", "green", "cyan", "blue", "purple", "magenta", "white"];
+
+/** Markers and sub-clips: listed, drawn on a timeline under the player (a click seeks), added
+ * at the playhead and deleted by those who may write the asset. */
+function markers(sec, a, video, t) {
+  const box = h("div", { class: "markers", id: "markers" }, h("h3", {}, "Markers"));
+  const line = h("div", { class: "timeline", id: "marker-line", role: "group", "aria-label": "markers on the timeline" });
+  const list = h("ul", { class: "marker-list", id: "marker-list" });
+  const msg = h("p", { role: "status", id: "marker-message" });
+  box.append(line, list);
+  sec.appendChild(box);
+  const len = () => t.duration || video.duration || 1;
+  const seek = (m) => { video.pause(); video.currentTime = Math.max(0, seconds(t.start, m.tc_in, t.fps)) + 0.5 / t.fps; };
+  async function load() {
+    let ms;
+    try { ms = (await get(`/v1/assets/${a.id}/markers`)).items; }
+    catch (e) { clear(list, h("li", { class: "muted" }, explain(e, "read the markers"))); return; }
+    clear(line, ms.map((m) => {
+      const s = seconds(t.start, m.tc_in, t.fps), e = m.tc_out ? seconds(t.start, m.tc_out, t.fps) : s;
+      const b = h("button", { type: "button", class: `mark marker${m.tc_out ? " subclip" : ""}`, dataset: { marker: m.id }, title: `${m.label || "marker"} at ${m.tc_in}${m.tc_out ? `–${m.tc_out}` : ""}`, "aria-label": `seek to ${m.label || "marker"} at ${m.tc_in}`, onclick: () => seek(m) });
+      b.style.left = `${Math.min(100, (s / len()) * 100)}%`;
+      b.style.width = m.tc_out ? `${Math.max(0.5, ((e - s) / len()) * 100)}%` : "3px";
+      if (/^#[0-9a-f]{6}$|^[a-z]+$/i.test(m.colour)) b.style.background = m.colour;
+      return b;
+    }));
+    clear(list, ms.length ? ms.map((m) => h("li", { dataset: { marker: m.id } },
+      h("button", { type: "button", class: "link seek", onclick: () => seek(m) }, m.tc_out ? `${m.tc_in}–${m.tc_out}` : m.tc_in),
+      " ", h("span", { class: "marker-label" }, m.label || "(no label)"), m.comment ? h("span", { class: "muted small" }, ` — ${m.comment}`) : null,
+      t.canWrite ? h("button", { type: "button", class: "link delete", "aria-label": `delete marker ${m.label || m.tc_in}`, onclick: async () => {
+        try { await del(`/v1/assets/${a.id}/markers/${m.id}`); msg.className = "ok"; msg.textContent = "Marker deleted."; load(); }
+        catch (e) { msg.className = "error"; msg.textContent = explain(e, "delete the marker"); }
+      } }, "delete") : null))
+      : h("li", { class: "muted" }, "No markers."));
+  }
+  if (t.canWrite) {
+    const tcIn = h("input", { name: "tc_in", placeholder: "HH:MM:SS:FF", "aria-label": "marker in", class: "tcin", required: true });
+    const tcOut = h("input", { name: "tc_out", placeholder: "out (optional)", "aria-label": "marker out", class: "tcin" });
+    const label = h("input", { name: "label", placeholder: "label", "aria-label": "marker label", maxlength: 200 });
+    const colour = select(COLOURS.map((c) => [c, c || "no colour"]), "", { "aria-label": "marker colour" });
+    box.appendChild(h("form", { class: "inline", id: "marker-add", onsubmit: async (ev) => {
+      ev.preventDefault();
+      const body = { tc_in: tcIn.value.trim(), label: label.value };
+      if (tcOut.value.trim()) body.tc_out = tcOut.value.trim();
+      if (colour.value) body.colour = colour.value;
+      try {
+        await post(`/v1/assets/${a.id}/markers`, body);
+        msg.className = "ok"; msg.textContent = `Marker added at ${body.tc_in}.`;
+        label.value = ""; tcOut.value = "";
+        load();
+      } catch (e) { msg.className = "error"; msg.textContent = explain(e, "add the marker"); }
+    } },
+      h("button", { type: "button", id: "mark-in", title: "in at the playhead (i)", onclick: () => { tcIn.value = t.now(); } }, "In here"),
+      tcIn,
+      h("button", { type: "button", id: "mark-out", title: "out at the playhead (o)", onclick: () => { tcOut.value = t.now(); } }, "Out here"),
+      tcOut, label, colour, h("button", { type: "submit", class: "primary" }, "Add marker")));
+    tcIn.value = t.now();
+  }
+  box.appendChild(msg);
+  load();
 }
 
 // ---- metadata ----
@@ -254,10 +326,13 @@ function filesSection(files) {
   if (!files.length) sec.appendChild(h("p", { class: "muted" }, "No files yet."));
   for (const f of files) {
     const name = f.path.split("/").pop();
+    const held = h("div", { class: "file-copies", dataset: { file: f.id } }, h("p", { class: "muted" }, "…"));
+    copies(held, f.id);
     sec.appendChild(h("details", { class: "file" },
       h("summary", {}, h("strong", {}, f.role), ` ${name} · ${f.container} ${f.video_codec} ${f.width ? `${f.width}×${f.height}` : ""} · ${dur(f.duration_s)} · ${bytes(f.size)}`,
         f.profile ? ` · ${f.profile}` : "", f.verification ? h("span", { class: `v-${f.verification.pass === false ? "fail" : "pass"}` }, f.verification.pass === false ? " · verification failed" : " · verified") : ""),
       h("p", {}, h("a", { href: `/v1/files/${f.id}/content`, download: name }, "Download"), ` · SHA-256 ${f.sha256.slice(0, 16)}…`),
+      h("h4", {}, "Copies"), held,
       h("h4", {}, "Probe"), h("pre", {}, JSON.stringify(f.technical, null, 2)),
       f.verification ? [h("h4", {}, "Verification"), h("pre", {}, JSON.stringify(f.verification, null, 2))] : null));
   }

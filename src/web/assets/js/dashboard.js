@@ -1,22 +1,30 @@
-// The appliance at a glance: catalog, jobs queued/running/failed, slots and GPU sessions, live
-// sources and their state, the last errors; refreshed from the change feed.
-import { h, clear, debounce, when, table } from "./dom.js";
+// The appliance at a glance: CPU and memory, catalog, jobs queued/running/failed, slots and GPU
+// sessions, storage used/free, live sources and channels with their state, the last errors;
+// refreshed from the change feed (the machine's figures every few seconds).
+import { h, clear, debounce, when, table, bytes, dur, progress } from "./dom.js";
 import { get, qs, explain } from "./api.js";
 import { subscribe } from "./events.js";
 import { loadSlots } from "./jobs.js";
 
 let unsubscribe = null;
-export function leave() { if (unsubscribe) unsubscribe(); unsubscribe = null; }
+let timer = null;
+export function leave() {
+  if (unsubscribe) unsubscribe();
+  unsubscribe = null;
+  clearInterval(timer);
+  timer = null;
+}
 
 export async function render(main, ctx) {
   const ops = ["admin", "operator", "service"].includes(ctx.me.role);
   const cards = {
+    system: h("section", { class: "card", id: "d-system" }),
     catalog: h("section", { class: "card", id: "d-catalog" }),
     jobs: h("section", { class: "card", id: "d-jobs" }),
     slots: h("section", { class: "card", id: "d-slots" }),
+    storage: h("section", { class: "card", id: "d-storage" }),
     live: h("section", { class: "card", id: "d-live" }),
-    storage: h("section", { class: "card", id: "d-storage" }, h("h2", {}, "Storage"),
-      h("p", { class: "muted" }, "Storage tiers (used and free per storage) appear here once the appliance's storage API is available.")),
+    channels: h("section", { class: "card", id: "d-channels" }),
     errors: h("section", { class: "card wide", id: "d-errors" }),
   };
   clear(main, h("h1", {}, "Dashboard"), h("div", { class: "dash" }, Object.values(cards)));
@@ -24,12 +32,60 @@ export async function render(main, ctx) {
     await Promise.all([
       catalogCard(cards.catalog),
       ops ? jobsCard(cards.jobs, cards.errors) : (cards.jobs.hidden = true, cards.errors.hidden = true),
-      ops ? loadSlots(cards.slots, false) : (cards.slots.hidden = true),
+      ops ? slotsCard(cards.slots) : (cards.slots.hidden = true),
+      ops ? storageCard(cards.storage) : (cards.storage.hidden = true),
       ops ? liveCard(cards.live) : (cards.live.hidden = true),
+      channelsCard(cards.channels),
     ]);
   };
   unsubscribe = subscribe(debounce(refresh, 500));
-  await refresh();
+  timer = setInterval(() => systemCard(cards.system), 5000);
+  await Promise.all([refresh(), systemCard(cards.system)]);
+}
+
+async function systemCard(box) {
+  try {
+    const s = await get("/v1/system");
+    const mem = s.memory_total_bytes ? s.memory_used_bytes / s.memory_total_bytes : 0;
+    clear(box, h("h2", {}, "This machine"),
+      h("div", { class: "meter-line" }, h("span", {}, "CPU"), progress(s.cpu_percent / 100, "CPU in use"),
+        h("span", { class: "fig", id: "d-cpu" }, `${s.cpu_percent.toFixed(0)} %`)),
+      h("div", { class: "meter-line" }, h("span", {}, "Memory"), progress(mem, "memory in use"),
+        h("span", { class: "fig", id: "d-mem" }, `${(mem * 100).toFixed(0)} %`)),
+      h("p", { class: "small" }, `${s.cpus} CPUs · load ${s.load.map((x) => x.toFixed(2)).join(" ")} · memory ${bytes(s.memory_used_bytes)} of ${bytes(s.memory_total_bytes)}`,
+        s.swap_used_bytes ? ` · swap ${bytes(s.swap_used_bytes)}` : ""),
+      h("p", { class: "small muted" }, `Up ${dur(s.uptime_s)} · service up ${dur(s.service_uptime_s)}, ${bytes(s.service_rss_bytes)} resident`));
+  } catch (e) { clear(box, h("h2", {}, "This machine"), h("p", { class: "error" }, explain(e, "read the machine's figures"))); }
+}
+
+async function slotsCard(box) {
+  const s = await loadSlots(box, false);
+  if (!s) return;
+  const gpus = s.gpus || [];
+  const used = gpus.reduce((n, g) => n + g.sessions_in_use, 0), total = gpus.reduce((n, g) => n + g.sessions, 0);
+  box.insertBefore(h("p", { id: "d-gpu" }, gpus.length ? `GPU sessions: ${used} of ${total} in use on ${gpus.length} GPU${gpus.length > 1 ? "s" : ""}` : "GPU sessions: none (no GPU)"), box.children[1] || null);
+}
+
+async function storageCard(box) {
+  try {
+    const hs = await get("/v1/storages");
+    clear(box, h("h2", {}, h("a", { href: "#/storage" }, "Storage")), hs.map((s) => h("div", { class: "storage-line", dataset: { storage: s.id } },
+      h("div", { class: "meter-line" }, h("span", {}, s.id), progress((s.used_percent || 0) / 100, `${s.id} used`),
+        h("span", { class: `fig${s.alert !== "ok" ? " bad" : ""}` }, s.used_percent == null ? "?" : `${s.used_percent.toFixed(0)} %`)),
+      h("p", { class: "small muted" }, `${s.role} · ${s.free_bytes == null ? "free space unknown" : `${bytes(s.free_bytes)} free`}`,
+        s.days_to_full != null && s.days_to_full < 365 ? ` · full in ${s.days_to_full.toFixed(0)} days` : "",
+        s.reachable ? "" : h("span", { class: "error" }, " · not reachable")))));
+  } catch (e) { clear(box, h("h2", {}, "Storage"), h("p", { class: "muted" }, explain(e, "read the storages"))); }
+}
+
+async function channelsCard(box) {
+  try {
+    const cs = (await get("/v1/channels")).items;
+    clear(box, h("h2", {}, h("a", { href: "#/playout" }, "Channels")), cs.length
+      ? h("ul", {}, cs.map((c) => h("li", {}, h("span", { class: `state ${c.on_air ? "l-live" : c.running ? "l-connecting" : "l-stopped"}` }, c.on_air ? "on air" : c.running ? "starting" : "stopped"),
+        " ", h("a", { href: `#/playout/${c.id}` }, c.name), h("span", { class: "muted small" }, ` ${c.format}`))))
+      : h("p", { class: "muted" }, "No playout channels."));
+  } catch (e) { clear(box, h("h2", {}, "Channels"), h("p", { class: "muted" }, explain(e, "list the channels"))); }
 }
 
 async function catalogCard(box) {

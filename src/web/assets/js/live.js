@@ -1,5 +1,6 @@
 // Live: sources with a preview refreshed every few seconds, bitrate and loss graphs, audio
-// meters, start/stop and recording; outputs with their state and figures.
+// meters, start/stop and recording; outputs with their state, and for those with failover
+// what is on air and the manual switch.
 import { h, clear, bytes, dur } from "./dom.js";
 import { get, post, del, explain } from "./api.js";
 import { subscribe } from "./events.js";
@@ -20,6 +21,8 @@ export async function render(main, ctx) {
   const msg = h("p", { role: "status", id: "live-message" });
   clear(main, h("h1", {}, "Live"), msg, h("h2", {}, "Sources"), srcBox, h("h2", {}, "Outputs"), outBox);
   const history = new Map();
+  // The outputs with failover on air: their state is read again with the sources' figures.
+  const watched = new Map();
   const act = async (what, path, method = "POST") => {
     try { method === "DELETE" ? await del(path) : await post(path); msg.className = "ok"; msg.textContent = `${what}: done.`; load(); }
     catch (e) { msg.className = "error"; msg.textContent = explain(e, what); }
@@ -44,15 +47,54 @@ export async function render(main, ctx) {
       stats(s, graph, meters, figures, history);
       return card;
     }) : h("p", { class: "muted" }, "No live sources. Declare them in antenne.toml or create them with POST /v1/live/sources."));
-    clear(outBox, outputs.items.length ? h("ul", {}, outputs.items.map((o) => h("li", {},
-      h("span", { class: `state l-${o.state}` }, o.state), ` ${o.name} (${o.kind}) from source ${o.source_id} `,
-      canAct ? (o.running ? h("button", { type: "button", onclick: () => act(`stop ${o.name}`, `/v1/live/outputs/${o.id}/stop`) }, "Stop")
-                          : h("button", { type: "button", onclick: () => act(`start ${o.name}`, `/v1/live/outputs/${o.id}/start`) }, "Start")) : null)))
-      : h("p", { class: "muted" }, "No outputs."));
+    const names = new Map(sources.items.map((s) => [s.id, s.name]));
+    watched.clear();
+    clear(outBox, outputs.items.length ? h("ul", { class: "outputs" }, outputs.items.map((o) => {
+      const set = o.settings || {};
+      const backup = set.backup_id != null ? names.get(set.backup_id) || `source ${set.backup_id}` : set.backup;
+      const failover = set.profile && backup ? h("div", { class: "failover", dataset: { output: o.id } }, h("span", { class: "muted" }, "…")) : null;
+      const li = h("li", { dataset: { output: o.id } },
+        h("span", { class: `state l-${o.state}` }, o.state), ` ${o.name} (${o.kind}) from ${names.get(o.source_id) || `source ${o.source_id}`}`,
+        backup ? h("span", { class: "muted" }, `, backup ${backup}`) : null, " ",
+        canAct ? (o.running ? h("button", { type: "button", onclick: () => act(`stop ${o.name}`, `/v1/live/outputs/${o.id}/stop`) }, "Stop")
+                            : h("button", { type: "button", onclick: () => act(`start ${o.name}`, `/v1/live/outputs/${o.id}/start`) }, "Start")) : null,
+        failover);
+      if (failover && o.running) {
+        watched.set(o.id, [o, failover, names.get(o.source_id) || "primary", backup]);
+        failoverState(o, failover, names.get(o.source_id) || "primary", backup);
+      }
+      else if (failover) clear(failover, h("span", { class: "muted" }, "Failover: the output is stopped."));
+      return li;
+    })) : h("p", { class: "muted" }, "No outputs."));
   }
-  unsubscribe = subscribe((c) => { if (c.object === "live_source" || c.object === "live_output") load(); });
+
+  /** What an output with failover has on air, and the manual switch. */
+  async function failoverState(o, box, primary, backup) {
+    let st;
+    try { st = await get(`/v1/live/outputs/${o.id}/stats`); } catch (e) { clear(box, h("span", { class: "error" }, explain(e, "read the output's figures"))); return; }
+    const last = st.last_switch;
+    // Redrawn only when it changed, so that a focused button stays focused.
+    const key = JSON.stringify([last, st.switches]);
+    if (box.dataset.key === key) return;
+    box.dataset.key = key;
+    const onAir = last ? last.to : "—";
+    const sw = async (to) => {
+      try {
+        await post(`/v1/live/outputs/${o.id}/switch`, { to });
+        msg.className = "ok"; msg.textContent = `${o.name}: switching to its ${to} (${to === "primary" ? primary : backup}).`;
+      } catch (e) { msg.className = "error"; msg.textContent = explain(e, `switch ${o.name} to its ${to}`); }
+    };
+    clear(box,
+      h("span", {}, "On air: ", h("strong", { class: `on-air ${last && !last.on_primary ? "v-warn" : "ok"}` }, onAir)),
+      last ? h("span", { class: "muted small" }, ` since ${new Date(last.at).toLocaleTimeString()} (${last.reason}) · ${st.switches} switches`) : null,
+      canAct ? h("span", { class: "switch", role: "group", "aria-label": `${o.name} failover switch` },
+        h("button", { type: "button", class: "take-primary", disabled: last && last.to === primary, onclick: () => sw("primary") }, `Take primary (${primary})`),
+        h("button", { type: "button", class: "take-backup danger", disabled: last && last.to === backup, onclick: () => sw("backup") }, `Take backup (${backup})`)) : null);
+  }
+  unsubscribe = subscribe((c) => { if (c.object === "live_source" || c.object === "live_output" || c.object === "*") load(); });
   timer = setInterval(() => {
     for (const img of srcBox.querySelectorAll("img.preview")) img.src = img.src.replace(/\?t=\d+/, `?t=${Date.now()}`);
+    for (const [o, box, primary, backup] of watched.values()) if (box.isConnected) failoverState(o, box, primary, backup);
     for (const card of srcBox.querySelectorAll("[data-source]")) {
       const id = Number(card.dataset.source);
       stats({ id }, card.querySelector("canvas"), card.querySelector(".meters"), card.querySelector("p.small"), history);
