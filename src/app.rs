@@ -298,10 +298,30 @@ pub fn load_workflows(
         .workflows_dir
         .is_dir()
         .then_some(cfg.jobs.workflows_dir.as_path());
-    crate::jobs::workflow::load_all(wdir, &names).map_err(|e| AppError::Machine {
-        key: "jobs.workflows_dir",
-        why: e.to_string(),
-    })
+    let workflows =
+        crate::jobs::workflow::load_all(wdir, &names).map_err(|e| AppError::Machine {
+            key: "jobs.workflows_dir",
+            why: e.to_string(),
+        })?;
+    let undeclared =
+        crate::jobs::workflow::undeclared_destinations(&workflows, &sendable_destinations(cfg));
+    if !undeclared.is_empty() {
+        return Err(AppError::Machine {
+            key: "jobs.workflows_dir",
+            why: undeclared.join("; "),
+        });
+    }
+    Ok(workflows)
+}
+
+/// The destinations a workflow step may deliver to (all but pull ones).
+pub fn sendable_destinations(cfg: &ApplianceConfig) -> Vec<String> {
+    cfg.delivery
+        .destinations
+        .iter()
+        .filter(|d| d.kind != "pull")
+        .map(|d| d.name.clone())
+        .collect()
 }
 
 fn notify(state: &[sd_notify::NotifyState]) {
@@ -414,6 +434,36 @@ async fn shutdown_signal() {
 /// The playout channels' plans, as retention asks them.
 struct Scheduled(Arc<crate::playout::service::PlayoutService>);
 
+/// Storage events that need someone, to the configured webhooks: a `notify` job for each
+/// (retried with backoff), as review notifications go.
+struct StorageWebhooks {
+    queue: crate::jobs::JobQueue,
+    urls: Vec<String>,
+}
+
+impl crate::storage::Notify for StorageWebhooks {
+    fn notify(&self, event: serde_json::Value) {
+        for url in &self.urls {
+            let queue = self.queue.clone();
+            let job = crate::jobs::NewJob {
+                kind: "notify".into(),
+                priority: 0,
+                max_attempts: 5,
+                asset_id: event["asset_id"].as_i64(),
+                workflow: String::new(),
+                idempotency_key: None,
+                params: serde_json::json!({"url": url, "event": event}),
+                gpu_only: false,
+            };
+            tokio::spawn(async move {
+                if let Err(e) = queue.enqueue(&job).await {
+                    tracing::warn!(error = %e, "storage: cannot queue a webhook");
+                }
+            });
+        }
+    }
+}
+
 impl crate::storage::ScheduleCheck for Scheduled {
     fn is_scheduled(&self, asset_id: i64, now_ms: i64) -> bool {
         self.0.schedules_asset(asset_id, now_ms)
@@ -480,6 +530,7 @@ pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
         settings,
         system.clone(),
     );
+    supervisor.set_destinations(cfg.delivery.destinations.clone());
     let _ = st.jobs.set(supervisor.clone());
     tokio::spawn(supervisor.clone().run(st.stopping.clone()));
     // Live sources and outputs: the declared ones, and those made over the API that ran when
@@ -565,8 +616,16 @@ pub async fn serve(cfg: ApplianceConfig) -> Result<(), AppError> {
             why: e.to_string(),
         })?;
     // Retention never purges what a channel is to air.
-    let storages = Arc::new(storages.with_schedule(Arc::new(Scheduled(playout.clone()))));
+    let mut storages = storages.with_schedule(Arc::new(Scheduled(playout.clone())));
+    if !cfg.storages.webhooks.is_empty() {
+        storages = storages.with_notify(Arc::new(StorageWebhooks {
+            queue: st.queue.clone(),
+            urls: cfg.storages.webhooks.clone(),
+        }));
+    }
+    let storages = Arc::new(storages);
     let _ = st.storages.set(storages.clone());
+    supervisor.set_storages(storages.clone());
     tokio::spawn(storages.keep(st.stopping.clone()));
     tokio::spawn(api::sweep_uploads(st.clone()));
     tokio::spawn(catalog.clone().keep_search_merged());

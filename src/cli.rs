@@ -550,6 +550,12 @@ fn cmd_validate(config: Option<&Path>, profiles_dir: Option<&Path>) -> Res {
         .filter(|d| d.is_dir());
     let (workflows, workflow_errs) = crate::jobs::workflow::load_each(wdir.as_deref(), &names);
     errs.extend(workflow_errs.iter().map(ToString::to_string));
+    if let Some(c) = &cfg {
+        errs.extend(crate::jobs::workflow::undeclared_destinations(
+            &workflows,
+            &crate::app::sendable_destinations(c),
+        ));
+    }
     if !errs.is_empty() {
         for e in &errs {
             eprintln!("error: {e}");
@@ -706,7 +712,7 @@ fn cmd_demo(outdir: &Path, profile_name: &str) -> Res {
         .map_err(|e| format!("{}: cannot create: {e}", outdir.display()))?;
     let clip = outdir.join("demo-source.mp4");
     eprintln!("making a 5 s test clip: {}", clip.display());
-    av::engine::write_test_clip(&clip, 5, "10:00:00:00")?;
+    pipeline::write_test_clip(&clip, 5, "10:00:00:00")?;
     cmd_transcode(
         &clip,
         profile_name,

@@ -767,3 +767,264 @@ fn validate_names_each_mistake_of_a_destination() {
         assert!(e.contains(key), "{key} not named in: {e}");
     }
 }
+
+/// Runs `antenne worker` on `job` with `env` added; every JSON line it printed.
+fn worker_lines(job: &Value, env: &[(&str, &str)]) -> Vec<Value> {
+    use std::io::Write;
+    let mut cmd = antenne();
+    cmd.arg("worker")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(job.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect()
+}
+
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn s3_delivery_names_manifests_verifies_and_never_sends_twice() {
+    let Some(s3) = common::s3::S3::start(&["outgoing"]) else {
+        return;
+    };
+    let media = tempfile::tempdir().unwrap();
+    let key_file = media.path().join("s3.secret");
+    std::fs::write(&key_file, format!("{}\n", common::s3::SECRET_KEY)).unwrap();
+    let wrong_file = media.path().join("wrong.secret");
+    std::fs::write(&wrong_file, "not-the-secret-key-at-all-0000").unwrap();
+    let dests = format!(
+        "[{{name = \"platform-s3\", kind = \"s3\", endpoint = {ep:?}, bucket = \"outgoing\", \
+         path = \"incoming/today\", access_key_id = {id:?}, secret_access_key_file = {key}, \
+         naming = \"{{house_id}}_{{stem}}.{{ext}}\", manifests = [\"json\"]}}, \
+         {{name = \"s3-wrong-key\", kind = \"s3\", endpoint = {ep:?}, bucket = \"outgoing\", \
+         access_key_id = {id:?}, secret_access_key_file = {wrong}, attempts = 1}}]",
+        ep = s3.endpoint,
+        id = common::s3::ACCESS_KEY,
+        key = toml_str(&key_file),
+        wrong = toml_str(&wrong_file),
+    );
+    let log = media.path().join("service.log");
+    let s = spawn_logged(
+        &[
+            ("ANTENNE_DELIVERY_DESTINATIONS", dests),
+            ("RUST_LOG", "antenne=debug".into()),
+        ],
+        &log,
+    );
+    let a = &s.admin;
+    let r = s.call("GET", "/v1/destinations", Some(a), None);
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body.to_string().contains("/outgoing/incoming/today"),
+        "{}",
+        r.body
+    );
+    let clip = clip_mb(media.path(), "promo.mp4", 2, 800);
+    let f = upload(&s, a, &clip, None);
+    let asset = f["asset_id"].as_i64().unwrap();
+    let house = s
+        .call("GET", &format!("/v1/assets/{asset}"), Some(a), None)
+        .body["house_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = s.call(
+        "POST",
+        &format!("/v1/assets/{asset}/deliveries"),
+        Some(a),
+        Some(&json!({"destination": "platform-s3"})),
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.body["id"].as_i64().unwrap();
+    let d = wait_delivery(&s, id);
+    assert_eq!(d["state"], "delivered", "{d}");
+    let name = format!("{house}_promo.mp4");
+    let files = d["result"]["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2, "the clip and its manifest: {d}");
+    assert!(files.iter().all(|f| f["verified"] == "sha256"), "{d}");
+    // What the store holds, read with another client, is the stored file byte for byte.
+    let got = s3.get("outgoing", &format!("incoming/today/{name}"));
+    assert_eq!(got, std::fs::read(&clip).unwrap());
+    let m: Value = serde_json::from_slice(
+        &s3.get("outgoing", &format!("incoming/today/{house}.manifest.json")),
+    )
+    .unwrap();
+    assert_eq!(m["files"][0]["name"], name.as_str());
+    assert_eq!(m["files"][0]["sha256"], sha256_hex(&clip).as_str());
+    // Recorded on the asset; asked again, the same delivery; forced again, nothing sent.
+    let r = s.call(
+        "GET",
+        &format!("/v1/assets/{asset}/deliveries"),
+        Some(a),
+        None,
+    );
+    assert_eq!(r.body[0]["destination"], "platform-s3", "{}", r.body);
+    let r = s.call(
+        "POST",
+        &format!("/v1/assets/{asset}/deliveries"),
+        Some(a),
+        Some(&json!({"destination": "platform-s3"})),
+    );
+    assert_eq!((r.status, r.body["id"].as_i64()), (200, Some(id)));
+    let r = s.call(
+        "POST",
+        &format!("/v1/assets/{asset}/deliveries"),
+        Some(a),
+        Some(&json!({"destination": "platform-s3", "again": true})),
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let d2 = wait_delivery(&s, r.body["id"].as_i64().unwrap());
+    assert_eq!(d2["state"], "delivered", "{d2}");
+    assert_eq!(d2["result"]["sent_bytes"], 0, "{d2}");
+    // A wrong secret: refused by the store (403), failed for good with the reason.
+    let r = s.call(
+        "POST",
+        &format!("/v1/assets/{asset}/deliveries"),
+        Some(a),
+        Some(&json!({"destination": "s3-wrong-key"})),
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let d = wait_delivery(&s, r.body["id"].as_i64().unwrap());
+    assert_eq!(d["state"], "failed", "{d}");
+    let why = d["error"].as_str().unwrap();
+    assert!(why.contains("refused the credentials"), "{why}");
+    let job = s
+        .call("GET", &format!("/v1/jobs/{}", d["job_id"]), Some(a), None)
+        .body;
+    assert_eq!(job["attempts"], 1, "not retried: {job}");
+    // No secret, nor where it is kept, in answers, job logs or the service's log.
+    let mut seen = String::new();
+    for path in [
+        "/v1/destinations".to_string(),
+        format!("/v1/assets/{asset}/deliveries"),
+        "/v1/jobs?limit=100".to_string(),
+        "/v1/audit?limit=1000".to_string(),
+    ] {
+        seen.push_str(&s.call("GET", &path, Some(a), None).body.to_string());
+    }
+    let jobs = s
+        .call("GET", "/v1/jobs?kind=deliver&limit=100", Some(a), None)
+        .body;
+    for j in jobs["items"].as_array().unwrap() {
+        let r = s.call("GET", &format!("/v1/jobs/{}/logs", j["id"]), Some(a), None);
+        seen.push_str(&r.body.to_string());
+    }
+    assert!(seen.contains("refused the credentials"), "{seen}");
+    let mut s = s;
+    s.stop();
+    seen.push_str(&std::fs::read_to_string(&log).unwrap());
+    for secret in [common::s3::SECRET_KEY, "not-the-secret-key-at-all"] {
+        assert!(!seen.contains(secret), "an S3 secret leaked");
+    }
+}
+
+#[test]
+fn an_s3_delivery_cut_off_or_with_the_store_down_finishes_on_a_later_attempt() {
+    let Some(mut s3) = common::s3::S3::start(&["far"]) else {
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let key_file = d.path().join("s3.secret");
+    std::fs::write(&key_file, common::s3::SECRET_KEY).unwrap();
+    let mut items = Vec::new();
+    let mut sources = Vec::new();
+    for (i, mb) in [3usize, 12, 6].into_iter().enumerate() {
+        let p = d.path().join(format!("part{i}.mxf"));
+        std::fs::write(&p, noise(mb << 20, i as u64 + 11)).unwrap();
+        items.push(json!({"name": format!("f{i}.mxf"), "path": p,
+            "size": mb << 20, "sha256": sha256_hex(&p)}));
+        sources.push(p);
+    }
+    let job = json!({
+        "id": 1, "kind": "deliver", "media_dir": d.path(), "profiles_dir": null,
+        "backend": "software",
+        "params": {
+            "destination": {
+                "name": "mam", "kind": "s3", "endpoint": s3.endpoint, "bucket": "far",
+                "path": "in", "access_key_id": common::s3::ACCESS_KEY,
+                "secret_access_key_file": key_file,
+            },
+            "items": items,
+        },
+    });
+    let done = |lines: &[Value]| lines.iter().find_map(|m| m.get("done").cloned());
+    let failed = |lines: &[Value]| lines.iter().find_map(|m| m.get("failed").cloned());
+    let listed = |s3: &common::s3::S3| s3.s3cmd(&["ls", "s3://far/in/"]);
+    // The worker ends half-way through the second object: the first is there whole, the
+    // second not at all (an unfinished multipart upload is no object).
+    let lines = worker_lines(&job, &[("ANTENNE_TEST_FAULT", "deliver_mid")]);
+    assert!(
+        done(&lines).is_none() && failed(&lines).is_none(),
+        "{lines:?}"
+    );
+    let l = listed(&s3);
+    assert!(l.contains("in/f0.mxf") && !l.contains("in/f1.mxf"), "{l}");
+    // The store down: the attempt fails, to be retried, naming the store and not the secret.
+    s3.stop();
+    let lines = worker_lines(&job, &[]);
+    let f = failed(&lines).unwrap_or_else(|| panic!("{lines:?}"));
+    assert_eq!(f["retry"], true, "{f}");
+    let why = f["error"].as_str().unwrap();
+    assert!(
+        why.contains(&s3.endpoint) && !why.contains(common::s3::SECRET_KEY),
+        "{why}"
+    );
+    // Back: the next attempt keeps the first object, sends the rest, verifies each read back.
+    // (SeaweedFS lists before its volumes take writes again: attempts are retried, as the job
+    // system retries them with backoff.)
+    s3.start_again();
+    let mut tries = Vec::new();
+    let r = loop {
+        let lines = worker_lines(&job, &[]);
+        if let Some(r) = done(&lines) {
+            break r;
+        }
+        let f = failed(&lines).unwrap_or_else(|| panic!("{lines:?}"));
+        assert_eq!(f["retry"], true, "{f}");
+        tries.push(f["error"].to_string());
+        assert!(
+            tries.len() < 8,
+            "never finished once the store was back: {tries:#?}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    eprintln!("attempts failed after the store came back: {tries:#?}");
+    let r = &r["result"];
+    let files = r["files"].as_array().unwrap();
+    assert_eq!(files[0]["already_there"], true, "{r}");
+    assert_eq!(files[0]["sent_bytes"], 0, "{r}");
+    assert!(files.iter().all(|f| f["verified"] == "sha256"), "{r}");
+    assert_eq!(r["sent_bytes"], (12 + 6) << 20, "{r}");
+    for (i, p) in sources.iter().enumerate() {
+        assert_eq!(
+            s3.get("far", &format!("in/f{i}.mxf")),
+            std::fs::read(p).unwrap()
+        );
+    }
+    // Again: nothing sent.
+    let r = done(&worker_lines(&job, &[])).unwrap();
+    assert_eq!(r["result"]["sent_bytes"], 0, "{r}");
+}

@@ -408,7 +408,7 @@ fn an_operator_switches_an_output_to_its_backup_and_back() {
     let mut primary = send(pp, 440);
     let mut backup = send(bp, 880);
     let rx = Receiver::start();
-    let ev = events(&s);
+    let ev = events(&s, "live_output");
     let out = create(
         &s,
         "outputs",
@@ -421,7 +421,7 @@ fn an_operator_switches_an_output_to_its_backup_and_back() {
         json!({"name": "plain", "kind": "udp", "source_id": p, "address": "127.0.0.1:9"}),
     );
     wait_bytes(&rx, 200_000, Duration::from_secs(20));
-    assert_eq!(stats(&s, out)["last_switch"]["to"], "primary");
+    assert_eq!(stats(&s, "outputs", out)["last_switch"]["to"], "primary");
     let end = Instant::now() + Duration::from_secs(10);
     loop {
         let st = s.call(
@@ -460,7 +460,7 @@ fn an_operator_switches_an_output_to_its_backup_and_back() {
     assert_eq!(sw["on_primary"], false);
     // The choice holds: the primary, healthy all along, is not taken back after return_after_s.
     std::thread::sleep(Duration::from_secs(3));
-    let st = stats(&s, out);
+    let st = stats(&s, "outputs", out);
     assert_eq!(
         (st["last_switch"]["to"].as_str(), st["switches"].as_u64()),
         (Some("backup"), Some(1)),

@@ -321,3 +321,156 @@ fn scenario(catalog_url: Option<&str>) {
     });
     assert!(text.contains("mcr@example.org"), "{text}");
 }
+
+/// aiosmtpd that requires STARTTLS (a certificate made here for 127.0.0.1) and a login before
+/// mail; each message it takes is written to `out` after a line saying whether TLS was on and
+/// who logged in.
+struct TlsSmtp {
+    child: Child,
+    port: u16,
+}
+
+impl TlsSmtp {
+    fn start(dir: &Path, out: &Path, password: &str) -> TlsSmtp {
+        let (cert, key) = (dir.join("relay.pem"), dir.join("relay.key"));
+        let o = run(Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args([
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            // The relay's own certificate, trusted as itself (not a CA: webpki refuses those).
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert));
+        assert!(o.status.success(), "openssl: {}", stderr(&o));
+        let port = free_tcp_port();
+        let script = r#"
+import ssl, sys, time
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+cert, key, port, out, password = sys.argv[1:6]
+class Sink:
+    async def handle_DATA(self, server, session, envelope):
+        with open(out, "a") as f:
+            f.write("TLS %s LOGIN %s\n" % (session.ssl is not None, who["login"] if session.authenticated else None))
+            f.write(envelope.content.decode() + "\n")
+        return "250 OK"
+who = {"login": None}
+def check(server, session, envelope, mechanism, data):
+    ok = isinstance(data, LoginPassword) and data.login == b"antenne" and data.password == password.encode()
+    if ok:
+        who["login"] = data.login.decode()
+    return AuthResult(success=ok, handled=False)
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(cert, key)
+c = Controller(Sink(), hostname="127.0.0.1", port=int(port), tls_context=ctx,
+               require_starttls=True, authenticator=check, auth_required=True,
+               auth_require_tls=True)
+c.start()
+while True:
+    time.sleep(3600)
+"#;
+        let child = Command::new(venv_bin("python"))
+            .arg("-c")
+            .arg(script)
+            .arg(&cert)
+            .arg(&key)
+            .arg(port.to_string())
+            .arg(out)
+            .arg(password)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("smtp.err")).unwrap())
+            .spawn()
+            .unwrap();
+        wait_for(Duration::from_secs(20), "aiosmtpd listening", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        TlsSmtp { child, port }
+    }
+}
+
+impl Drop for TlsSmtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Review e-mail over STARTTLS with a login, to a relay that refuses anything less; a wrong
+/// password fails the notification for good with the relay's answer, never with the password.
+#[test]
+fn review_mail_goes_over_starttls_with_a_login() {
+    let d = tempfile::tempdir().unwrap();
+    let password = "smtp-pw-7c1d-never-printed";
+    let mails = d.path().join("mails.out");
+    let smtp = TlsSmtp::start(d.path(), &mails, password);
+    let (good, wrong) = (d.path().join("smtp.pw"), d.path().join("wrong.pw"));
+    std::fs::write(&good, format!("{password}\n")).unwrap();
+    std::fs::write(&wrong, "not-the-password-3e9a").unwrap();
+    let review = |pw: &Path| {
+        format!(
+            "{{emails = [\"mcr@example.org\"], smtp = \"127.0.0.1:{}\", \
+             mail_from = \"antenne@example.org\", smtp_starttls = true, smtp_user = \"antenne\", \
+             smtp_password_file = {:?}, smtp_ca_file = {:?}}}",
+            smtp.port,
+            pw.to_str().unwrap(),
+            d.path().join("relay.pem").to_str().unwrap()
+        )
+    };
+    for (pw, ok) in [(&good, true), (&wrong, false)] {
+        let s = Server::start(&[("ANTENNE_DELIVERY_REVIEW", review(pw))]);
+        let a = s.admin.clone();
+        let f = clip(d.path(), "r.mp4", 1);
+        let r = s.raw(
+            "POST",
+            "/v1/ingest/upload?filename=r.mp4",
+            Some(&a),
+            Some(("application/octet-stream", std::fs::read(&f).unwrap())),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        let asset = r.body["asset"]["id"].as_i64().unwrap();
+        let r = s.call(
+            "POST",
+            &format!("/v1/assets/{asset}/review"),
+            Some(&a),
+            Some(&json!({})),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let job = wait_for(Duration::from_secs(60), "the mail job to end", || {
+            let r = s.call("GET", "/v1/jobs?kind=notify&limit=10", Some(&a), None);
+            r.body["items"]
+                .as_array()
+                .and_then(|v| v.first().cloned())
+                .filter(|j| j["state"] == "succeeded" || j["state"] == "failed")
+        });
+        let mut seen = job.to_string();
+        let logs = s.call(
+            "GET",
+            &format!("/v1/jobs/{}/logs", job["id"]),
+            Some(&a),
+            None,
+        );
+        seen.push_str(&logs.body.to_string());
+        if ok {
+            assert_eq!(job["state"], "succeeded", "{job}");
+            let got = std::fs::read_to_string(&mails).unwrap();
+            assert!(got.starts_with("TLS True LOGIN antenne\n"), "{got}");
+            assert!(got.contains("Subject: [antenne]"), "{got}");
+        } else {
+            assert_eq!(job["state"], "failed", "{job}");
+            assert_eq!(job["attempts"], 1, "a refused login is not retried: {job}");
+            assert!(job["error"].as_str().unwrap().contains("535"), "{job}");
+        }
+        assert!(
+            !seen.contains(password) && !seen.contains("not-the-password"),
+            "{seen}"
+        );
+    }
+}

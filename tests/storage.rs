@@ -40,11 +40,16 @@ struct Env {
 }
 
 async fn env() -> Env {
+    env_on("").await
+}
+
+/// The catalog on `url` (PostgreSQL), or SQLite in the data folder when empty.
+async fn env_on(url: &str) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(TestClock(AtomicI64::new(T0)));
     let catalog = Catalog::open(
         OpenOptions {
-            url: String::new(),
+            url: url.to_string(),
             data_dir: dir.path().to_path_buf(),
             max_connections: 0,
             naming: Template::parse("{channel}-{yyyy}-{seq:06}").unwrap(),
@@ -197,11 +202,22 @@ fn no_secret(what: &str, text: &str) {
 /// leaves the third untouched, reported. The storage then disappears and comes back.
 #[test]
 fn copies_bit_rot_repair_and_a_storage_that_disappears() {
+    copies_bit_rot_repair_and_a_storage_that_disappears_on("");
+}
+
+/// The same on a PostgreSQL catalog: the copies, events and repairs' SQL there.
+#[test]
+fn copies_bit_rot_repair_and_a_storage_that_disappears_on_postgresql() {
+    let pg = common::pg::Pg::start().expect("PostgreSQL installed (scripts/setup.sh)");
+    copies_bit_rot_repair_and_a_storage_that_disappears_on(&pg.url);
+}
+
+fn copies_bit_rot_repair_and_a_storage_that_disappears_on(url: &str) {
     let Some(mut s3) = S3::start(&["vault"]) else {
         return;
     };
     rt().block_on(async {
-        let e = env().await;
+        let e = env_on(url).await;
         let cfg = config(
             &e,
             Some(&s3),
@@ -416,8 +432,19 @@ impl ScheduleCheck for Scheduled {
 /// a tombstone with hashes kept) while held, licensed and scheduled ones stay.
 #[test]
 fn retention_dry_run_grace_holds_rights_and_schedule() {
+    retention_dry_run_grace_holds_rights_and_schedule_on("");
+}
+
+/// The same on a PostgreSQL catalog: proposals, holds, rights, purge and tombstones there.
+#[test]
+fn retention_dry_run_grace_holds_rights_and_schedule_on_postgresql() {
+    let pg = common::pg::Pg::start().expect("PostgreSQL installed (scripts/setup.sh)");
+    retention_dry_run_grace_holds_rights_and_schedule_on(&pg.url);
+}
+
+fn retention_dry_run_grace_holds_rights_and_schedule_on(url: &str) {
     rt().block_on(async {
-        let e = env().await;
+        let e = env_on(url).await;
         let cfg = config(
             &e,
             None,

@@ -34,12 +34,26 @@ fn storages_env(s3: &S3, nearline: &std::path::Path) -> Vec<(&'static str, Strin
 
 #[test]
 fn storages_over_http() {
+    storages_over_http_on(None);
+}
+
+/// The same through a service on a PostgreSQL catalog.
+#[test]
+fn storages_over_http_on_postgresql() {
+    let pg = common::pg::Pg::start().expect("PostgreSQL installed (scripts/setup.sh)");
+    storages_over_http_on(Some(&pg.url));
+}
+
+fn storages_over_http_on(catalog_url: Option<&str>) {
     let Some(mut s3) = S3::start(&["vault"]) else {
         return;
     };
     let work = tempfile::tempdir().unwrap();
     let nearline = work.path().join("nearline");
-    let env = storages_env(&s3, &nearline);
+    let mut env = storages_env(&s3, &nearline);
+    if let Some(u) = catalog_url {
+        env.push(("ANTENNE_CATALOG_URL", u.to_string()));
+    }
     let s = Server::start(&env);
     let a = Some(s.admin.as_str());
     let no_secret = |what: &str, body: &serde_json::Value| {
@@ -204,9 +218,12 @@ fn storages_over_http() {
 #[test]
 fn ingest_refused_before_the_disk_fills() {
     let work = tempfile::tempdir().unwrap();
+    let (url, rx) = webhook();
+    let mut seen = Vec::new();
     let s = Server::start(&[
         ("ANTENNE_STORAGES_WARN_PERCENT", "0.001".into()),
         ("ANTENNE_STORAGES_REFUSE_PERCENT", "0.002".into()),
+        ("ANTENNE_STORAGES_WEBHOOKS", format!("[{url:?}]")),
     ]);
     let a = Some(s.admin.as_str());
     let f = clip(work.path(), "one.mp4", 3);
@@ -238,4 +255,141 @@ fn ingest_refused_before_the_disk_fills() {
         m.contains("antenne_storage_alert_level{storage=\"media\"} 2"),
         "{m}"
     );
+    // Ingest paused and the threshold crossed, each on the webhook.
+    let e = hooked(&rx, &mut seen, "ingest_paused", None);
+    assert_eq!(e["storage"], "media", "{e}");
+    assert!(e["detail"].as_str().unwrap().contains("too full"), "{e}");
+    let e = hooked(&rx, &mut seen, "alert", None);
+    assert!(e["detail"].as_str().unwrap().starts_with("full"), "{e}");
+}
+
+/// A webhook receiver: answers 200 to each POST and hands its body over.
+fn webhook() -> (String, std::sync::mpsc::Receiver<serde_json::Value>) {
+    use std::io::{BufRead, Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", l.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            let mut r = std::io::BufReader::new(conn.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = r.read_exact(&mut body);
+            let mut c = conn;
+            let _ =
+                c.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = tx.send(serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null));
+        }
+    });
+    (url, rx)
+}
+
+/// The first storage event of kind `kind` (about `file`, when given) on the webhook: among those
+/// `seen` before, else from those to come (kept in `seen`).
+fn hooked(
+    rx: &std::sync::mpsc::Receiver<serde_json::Value>,
+    seen: &mut Vec<serde_json::Value>,
+    kind: &str,
+    file: Option<i64>,
+) -> serde_json::Value {
+    let is = |e: &serde_json::Value| e["kind"] == kind && file.is_none_or(|f| e["file_id"] == f);
+    if let Some(i) = seen.iter().position(is) {
+        return seen.remove(i);
+    }
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        let Ok(e) = rx.recv_timeout(left) else {
+            panic!("no {kind} storage event on the webhook; got {seen:#?}");
+        };
+        assert_eq!(e["event"], "storage", "{e}");
+        if is(&e) {
+            return e;
+        }
+        seen.push(e);
+    }
+}
+
+#[test]
+fn storage_events_reach_the_webhooks() {
+    let (url, rx) = webhook();
+    let mut seen = Vec::new();
+    let work = tempfile::tempdir().unwrap();
+    let nearline = work.path().join("nearline");
+    let s = Server::start(&[
+        (
+            "ANTENNE_STORAGES_STORE",
+            format!(
+                r#"[{{ id = "nearline", kind = "local", role = "nearline", path = "{}" }}]"#,
+                nearline.display()
+            ),
+        ),
+        (
+            "ANTENNE_STORAGES_POLICY",
+            r#"[{ name = "two", copy_to = ["nearline"], keep = 2 }]"#.into(),
+        ),
+        ("ANTENNE_STORAGES_WEBHOOKS", format!("[{url:?}]")),
+        ("ANTENNE_STORAGES_WARN_PERCENT", "100".into()),
+        ("ANTENNE_STORAGES_REFUSE_PERCENT", "100".into()),
+    ]);
+    let a = Some(s.admin.as_str());
+    let f = clip(work.path(), "one.mp4", 2);
+    let r = s.raw(
+        "POST",
+        "/v1/ingest/upload?filename=one.mp4",
+        a,
+        Some(("application/octet-stream", std::fs::read(&f).unwrap())),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let file = r.body["file"]["id"].as_i64().unwrap();
+    let path = std::path::PathBuf::from(r.body["file"]["path"].as_str().unwrap());
+    let r = s.call("POST", "/v1/storages/policies/run", a, None);
+    assert_eq!(r.body["copied"], 1, "{}", r.body);
+    // A flipped byte online: bad, then repaired, each on the webhook.
+    let mut b = std::fs::read(&path).unwrap();
+    b[1000] ^= 0x10;
+    std::fs::write(&path, &b).unwrap();
+    let r = s.call("POST", "/v1/storages/audit", a, None);
+    assert_eq!(r.body["repaired"], 1, "{}", r.body);
+    let e = hooked(&rx, &mut seen, "bad", Some(file));
+    assert_eq!(e["storage"], "media", "{e}");
+    assert!(e["asset_id"].is_i64(), "{e}");
+    hooked(&rx, &mut seen, "repaired", Some(file));
+    // The nearline copy gone: missing, then repaired.
+    let copy = walk(&nearline)
+        .into_iter()
+        .next()
+        .expect("the nearline copy");
+    std::fs::remove_file(&copy).unwrap();
+    let r = s.call("POST", "/v1/storages/audit", a, None);
+    assert_eq!(r.body["missing"], 1, "{}", r.body);
+    let e = hooked(&rx, &mut seen, "missing", Some(file));
+    assert_eq!(e["storage"], "nearline", "{e}");
+    hooked(&rx, &mut seen, "repaired", Some(file));
+    assert!(copy.is_file());
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

@@ -3,22 +3,20 @@
 //! destination), the deliveries recorded on an asset, and the public pull route a playout
 //! system fetches from (signed, expiring, with byte ranges).
 
-use std::collections::BTreeMap;
-
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::error::ErrorBody;
 use super::{ApiError, Body, Caller, Path, Query, S};
 use crate::catalog::review::Delivery;
-use crate::catalog::{Perms, Principal};
+use crate::catalog::Perms;
 use crate::config::delivery::Destination;
-use crate::delivery::{manifest, name, pull};
+use crate::delivery::pull;
 
 type Res<T> = Result<T, ApiError>;
 
@@ -49,7 +47,8 @@ pub struct DestinationView {
     pub require_approval: bool,
     /// `sha256` or `size`.
     pub verify: String,
-    /// sftp: `host:port` and the remote folder; folder: the folder.
+    /// sftp: `host:port` and the remote folder; s3: endpoint, bucket and key prefix; folder:
+    /// the folder.
     pub target: String,
 }
 
@@ -65,6 +64,12 @@ fn view(d: &Destination) -> DestinationView {
         target: match d.kind.as_str() {
             "sftp" => format!("{}:{}/{}", d.host, d.port.unwrap_or(22), d.path),
             "pull" => String::new(),
+            "s3" => format!(
+                "{}/{}/{}",
+                d.endpoint.as_deref().unwrap_or("s3:/"),
+                d.bucket,
+                d.path
+            ),
             _ => d.path.clone(),
         },
     }
@@ -174,89 +179,14 @@ fn not_approved(reason: String) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, "not_approved", reason)
 }
 
-/// What a destination takes of an asset: (file id, its name there, the stored file).
-async fn plan(
-    st: &S,
-    who: &Principal,
-    asset_id: i64,
-    d: &Destination,
-) -> Res<(Vec<(i64, String, crate::catalog::assets::FileRec)>, Value)> {
-    let asset = st.catalog.asset(who, asset_id).await?;
-    let files = st.catalog.files(who, asset_id).await?;
-    let (y, m, day) = {
-        let t = time::OffsetDateTime::from_unix_timestamp(st.catalog.now_ms() / 1000)
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        (t.year(), u8::from(t.month()), t.day())
-    };
-    let mut out = Vec::new();
-    for f in files {
-        if f.role == "source" || !(d.profiles.is_empty() || d.profiles.contains(&f.profile)) {
-            continue;
-        }
-        if !std::path::Path::new(&f.path).is_file() {
-            continue;
-        }
-        // The name a client sees (uploads are stored under a content-hash prefix).
-        let shown = super::download::file_name(&f.path, &f.sha256, &st.media_dir);
-        let p = std::path::Path::new(&shown);
-        let mut fields = name::Fields::new();
-        fields.insert("house_id", asset.house_id.clone());
-        fields.insert("title", asset.title.clone());
-        fields.insert("profile", f.profile.clone());
-        fields.insert("asset_id", asset.id.to_string());
-        let fname = p.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-        fields.insert("name", fname.to_string());
-        fields.insert(
-            "stem",
-            p.file_stem()
-                .and_then(|n| n.to_str())
-                .unwrap_or("file")
-                .into(),
-        );
-        fields.insert(
-            "ext",
-            p.extension().and_then(|n| n.to_str()).unwrap_or("").into(),
-        );
-        fields.insert("yyyy", format!("{y:04}"));
-        fields.insert("mm", format!("{m:02}"));
-        fields.insert("dd", format!("{day:02}"));
-        out.push((f.id, name::render(d.naming(), &fields), f));
+fn plan_error(e: crate::jobs::deliveries::PlanError) -> ApiError {
+    use crate::jobs::deliveries::PlanError;
+    match e {
+        PlanError::Catalog(e) => e.into(),
+        PlanError::Nothing(m) => ApiError::new(StatusCode::CONFLICT, "nothing_to_deliver", m),
+        PlanError::Clash(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+        PlanError::NotApproved(m) => not_approved(m),
     }
-    if out.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "nothing_to_deliver",
-            format!(
-                "asset {asset_id} has no rendition that destination {:?} takes (profiles: {})",
-                d.name,
-                if d.profiles.is_empty() {
-                    "any".to_string()
-                } else {
-                    d.profiles.join(", ")
-                }
-            ),
-        ));
-    }
-    let mut names = BTreeMap::new();
-    for (_, n, _) in &out {
-        if names.insert(n.clone(), ()).is_some() {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                format!(
-                    "destination {:?}: two files would both be named {n:?}: its naming template \
-                     must tell them apart (e.g. with {{profile}})",
-                    d.name
-                ),
-            ));
-        }
-    }
-    let mut meta = serde_json::to_value(&asset).unwrap_or(Value::Null);
-    if let Some(o) = meta.as_object_mut() {
-        o.remove("access");
-        o.remove("version");
-    }
-    Ok((out, meta))
 }
 
 /// Delivers an asset's renditions that a destination takes (with its sidecar manifests). A
@@ -276,28 +206,14 @@ pub async fn deliver(
 ) -> Res<Response> {
     let d = destination(&st, &i.destination)?.clone();
     st.catalog.require(&c.0, id, Perms::DOWNLOAD).await?;
-    let (files, meta) = plan(&st, &c.0, id, &d).await?;
-    if d.require_approval {
-        // The asset as a whole, or else each rendition that goes.
-        if let crate::catalog::review::Approval::NotApproved { reason } =
-            st.catalog.is_approved(id).await?
-        {
-            for (fid, _, _) in &files {
-                if !st.catalog.is_approved_file(id, *fid).await?.is_approved() {
-                    return Err(not_approved(format!(
-                        "destination {:?} takes approved material only: {reason}",
-                        d.name
-                    )));
-                }
-            }
-        }
-    }
-    let listed: Vec<Value> = files
-        .iter()
-        .map(|(fid, n, f)| {
-            json!({"file_id": fid, "name": n, "size": f.size, "sha256": f.sha256, "profile": f.profile})
-        })
-        .collect();
+    let plan = crate::jobs::deliveries::plan(&st.catalog, &st.media_dir, &c.0, id, &d)
+        .await
+        .map_err(plan_error)?;
+    plan.check_approval(&st.catalog, id, &d)
+        .await
+        .map_err(plan_error)?;
+    let files = &plan.files;
+    let listed = plan.listed();
     if d.kind == "pull" {
         let secret = pull_secret(&st)?;
         let exp = st.catalog.now_ms() / 1000 + d.url_ttl_s() as i64;
@@ -314,7 +230,7 @@ pub async fn deliver(
             .collect();
         let delivery = st
             .catalog
-            .create_delivery(&c.0, id, &d.name, "pull", "ready", &json!(listed))
+            .create_delivery(&c.0, id, &d.name, "pull", "ready", &listed)
             .await?;
         return Ok((
             StatusCode::CREATED,
@@ -335,7 +251,7 @@ pub async fn deliver(
             .find(|x| {
                 x.destination == d.name
                     && !matches!(x.state.as_str(), "failed" | "cancelled")
-                    && x.files == json!(listed)
+                    && x.files == listed
             });
         if let Some(delivery) = same {
             return Ok((
@@ -349,45 +265,10 @@ pub async fn deliver(
                 .into_response());
         }
     }
-    let entries: Vec<manifest::Entry> = files
-        .iter()
-        .map(|(_, n, f)| manifest::Entry {
-            name: n.clone(),
-            profile: f.profile.clone(),
-            size: f.size.max(0) as u64,
-            sha256: f.sha256.clone(),
-        })
-        .collect();
-    let mut items: Vec<Value> = files
-        .iter()
-        .map(|(_, n, f)| {
-            json!({"name": n, "path": f.path, "size": f.size, "sha256": f.sha256, "profile": f.profile})
-        })
-        .collect();
-    let house = meta["house_id"].as_str().unwrap_or("asset").to_string();
-    for kind in &d.manifests {
-        let bytes = if kind == "xml" {
-            manifest::xml(&meta, &d.name, &entries)
-        } else {
-            manifest::json(&meta, &d.name, &entries)
-        };
-        let hash = {
-            use sha2::Digest;
-            sha2::Sha256::digest(&bytes)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        };
-        items.push(json!({
-            "name": name::render(&format!("{house}.manifest.{kind}"), &name::Fields::new()),
-            "content": String::from_utf8_lossy(&bytes),
-            "size": bytes.len(),
-            "sha256": hash,
-        }));
-    }
+    let items = plan.items(&d);
     let delivery = st
         .catalog
-        .create_delivery(&c.0, id, &d.name, &d.kind, "queued", &json!(listed))
+        .create_delivery(&c.0, id, &d.name, &d.kind, "queued", &listed)
         .await?;
     let job = st
         .queue
@@ -455,6 +336,14 @@ pub struct PullQuery {
     pub sig: String,
 }
 
+async fn open_nofollow(path: &str) -> std::io::Result<tokio::fs::File> {
+    tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .await
+}
+
 /// A file of a pull destination, by its signed URL (no token: the signature is the
 /// authority): byte ranges (`Range: bytes=…`) for players and playout servers. An altered URL
 /// is answered 403 `bad_signature`, an expired one 403 `url_expired`.
@@ -508,18 +397,24 @@ pub async fn pull_file(
             }
         }
     }
-    let mut file = tokio::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&f.path)
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::GONE,
-                "gone",
-                format!("file {file_id} cannot be read: {}", e.kind()),
-            )
-        })?;
+    let gone = |e: std::io::Error| {
+        ApiError::new(
+            StatusCode::GONE,
+            "gone",
+            format!("file {file_id} cannot be read: {}", e.kind()),
+        )
+    };
+    let mut file = match open_nofollow(&f.path).await {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Moved to nearline or archive: brought back online (verified) for the fetch.
+            let Some(s) = st.storages.get() else {
+                return Err(gone(e));
+            };
+            s.ensure_online(file_id).await?;
+            open_nofollow(&f.path).await.map_err(gone)?
+        }
+        r => r.map_err(gone)?,
+    };
     let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
     let etag = format!("\"{}\"", f.sha256);
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {

@@ -71,35 +71,7 @@ pub fn etag_matches(if_none_match: &str, etag: &str) -> bool {
 /// (`<sha256[..16]>-` and, when that name was taken, an 8-digit tag) that uploads are stored
 /// under in the media directory.
 pub fn file_name(stored: &str, sha256: &str, media_dir: &Path) -> String {
-    let p = Path::new(stored);
-    let name = p
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "file".into());
-    let Some(h16) = sha256.get(..16) else {
-        return name;
-    };
-    if !p.starts_with(media_dir) {
-        return name;
-    }
-    let Some(rest) = name.strip_prefix(&format!("{h16}-")) else {
-        return name;
-    };
-    // `<hash>-<tag>-<name>` is only made when `<hash>-<name>` existed.
-    if let Some((tag, after)) = rest.split_once('-') {
-        if tag.len() == 8
-            && tag.bytes().all(|c| c.is_ascii_hexdigit())
-            && !after.is_empty()
-            && p.with_file_name(format!("{h16}-{after}")).exists()
-        {
-            return after.to_string();
-        }
-    }
-    if rest.is_empty() {
-        name
-    } else {
-        rest.to_string()
-    }
+    crate::delivery::name::shown(stored, sha256, media_dir)
 }
 
 /// `attachment` with an ASCII fallback `filename` (quotes, backslashes, controls and non-ASCII

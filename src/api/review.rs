@@ -206,6 +206,10 @@ async fn notify(st: &S, who: &Principal, asset_id: i64, event: &serde_json::Valu
         };
         jobs.push(json!({"mail": {
             "relay": r.smtp,
+            "starttls": r.smtp_starttls,
+            "ca_file": r.smtp_ca_file,
+            "user": r.smtp_user,
+            "password_file": r.smtp_password_file,
             "from": r.mail_from,
             "to": r.emails,
             "subject": format!("[antenne] {title}: {}", what.lines().next().unwrap_or("")),

@@ -239,7 +239,7 @@ pub struct SearchPage {
     pub items: Vec<Asset>,
     /// The `after` of the next page, absent on the last.
     pub next: Option<String>,
-    /// All matches over every page: exact up to 1000, then an estimate (`exact: false`).
+    /// All matches over every page: exact up to 500, then an estimate (`exact: false`).
     pub total: Total,
 }
 

@@ -52,8 +52,7 @@ fn storages(st: &S) -> Res<&Arc<Storages>> {
 /// threshold, before anything is written (`storage_full`, 409).
 pub(crate) async fn room_for_ingest(st: &S, need: u64) -> Res<()> {
     if let Some(s) = st.storages.get() {
-        let media = s.store(crate::config::storage::MEDIA)?;
-        s.check_room(media, need).await?;
+        s.room_for_ingest(need).await?;
     }
     Ok(())
 }

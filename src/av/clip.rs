@@ -273,21 +273,128 @@ fn layout(channels: u32) -> String {
 
 /// The reader: open, seek, decode, conform, number.
 fn read(spec: &ClipSpec, tx: &Sender<Msg>, cancel: &Arc<AtomicBool>) -> Result<(), AvError> {
-    let path = spec.path.clone();
-    let h = spec.house;
     let mut ictx = super::input::open_cancellable(&spec.path, Some(cancel.clone()))?;
-    let invalid = |what: String| AvError::Invalid {
-        path: path.clone(),
-        what,
+    let mut dec = ClipDecoders::open(&ictx, spec)?;
+    if spec.in_frame > 0 {
+        let target = (dec.t_in * f64::from(ffi::AV_TIME_BASE)) as i64;
+        ictx.seek(target, ..target)
+            .map_err(libav_err(&spec.path, "seek to the in point"))?;
+    }
+    let opened = Msg::Opened {
+        audio: !dec.mapped.is_empty(),
     };
-    let vi = ictx
-        .streams()
-        .best(ff::media::Type::Video)
-        .map(|s| s.index())
-        .ok_or_else(|| invalid("has no video stream".into()))?;
-    // Audio mapping: the best audio stream when it carries the house's channels (or is the only
-    // one); otherwise the first mono tracks, merged (XDCAM and other house files carry one
-    // channel per track).
+    if tx.send(opened).is_err() {
+        return Ok(());
+    }
+    let mut conform = Conform::new(spec, &dec, tx);
+    let mut packet = ff::Packet::empty();
+    let mut bad = 0u32;
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let eof = match super::read_packet(&mut ictx, &mut packet) {
+            Ok(()) => false,
+            Err(ff::Error::Eof) => true,
+            Err(ff::Error::Exit) if cancel.load(Ordering::Relaxed) => return Ok(()),
+            Err(e) => {
+                bad += 1;
+                if bad > BAD_PACKETS {
+                    return Err(AvError::Libav {
+                        path: spec.path.clone(),
+                        what: "read".into(),
+                        source: e,
+                    });
+                }
+                continue;
+            }
+        };
+        let p = (!eof).then_some(&packet);
+        if !conform.video(&mut dec, p, &mut bad)? || !conform.audio(&mut dec, p)? {
+            return Ok(());
+        }
+        if eof {
+            return conform.finish();
+        }
+    }
+}
+
+fn invalid(path: &Path, what: impl Into<String>) -> AvError {
+    AvError::Invalid {
+        path: path.to_owned(),
+        what: what.into(),
+    }
+}
+
+fn libav_err(path: &Path, what: &str) -> impl FnOnce(ff::Error) -> AvError {
+    let (path, what) = (path.to_owned(), what.to_string());
+    move |source| AvError::Libav { path, what, source }
+}
+
+/// A clip's decoders: its video, and the audio streams mapped to the house's channels.
+struct ClipDecoders {
+    vi: usize,
+    vtb: ff::Rational,
+    video: ff::decoder::Video,
+    mapped: Vec<usize>,
+    audio: Vec<ff::decoder::Audio>,
+    atbs: Vec<ff::Rational>,
+    /// The in point, in seconds of the file's timeline.
+    t_in: f64,
+}
+
+impl ClipDecoders {
+    fn open(ictx: &ff::format::context::Input, spec: &ClipSpec) -> Result<Self, AvError> {
+        let path = &spec.path;
+        let vi = ictx
+            .streams()
+            .best(ff::media::Type::Video)
+            .map(|s| s.index())
+            .ok_or_else(|| invalid(path, "has no video stream"))?;
+        let mapped = audio_mapping(ictx, spec.house.channels);
+        let vst = ictx
+            .stream(vi)
+            .ok_or_else(|| invalid(path, "video stream gone"))?;
+        let vtb = vst.time_base();
+        let t_in = start_seconds(ictx, &vst) + spec.in_frame as f64 * spec.house.frame_s();
+        let mut ctx = ff::codec::Context::from_parameters(vst.parameters())
+            .map_err(libav_err(path, "video stream"))?;
+        super::decode_threads(&mut ctx, 2);
+        let video = ctx
+            .decoder()
+            .video()
+            .map_err(libav_err(path, "video decoder"))?;
+        let mut audio = Vec::new();
+        let mut atbs = Vec::new();
+        for &i in &mapped {
+            let st = ictx
+                .stream(i)
+                .ok_or_else(|| invalid(path, format!("audio stream {i} gone")))?;
+            atbs.push(st.time_base());
+            let ctx = ff::codec::Context::from_parameters(st.parameters())
+                .map_err(libav_err(path, "audio stream"))?;
+            audio.push(
+                ctx.decoder()
+                    .audio()
+                    .map_err(libav_err(path, "audio decoder"))?,
+            );
+        }
+        Ok(ClipDecoders {
+            vi,
+            vtb,
+            video,
+            mapped,
+            audio,
+            atbs,
+            t_in,
+        })
+    }
+}
+
+/// Audio mapping: the best audio stream when it carries the house's channels (or is the only
+/// one); otherwise the first mono tracks, merged (XDCAM and other house files carry one channel
+/// per track).
+fn audio_mapping(ictx: &ff::format::context::Input, channels: u32) -> Vec<usize> {
     let audio_streams: Vec<(usize, u32)> = ictx
         .streams()
         .filter(|s| s.parameters().medium() == ff::media::Type::Audio)
@@ -297,232 +404,238 @@ fn read(spec: &ClipSpec, tx: &Sender<Msg>, cancel: &Arc<AtomicBool>) -> Result<(
             (s.index(), ch)
         })
         .collect();
-    let best_audio = ictx
+    let Some(b) = ictx
         .streams()
         .best(ff::media::Type::Audio)
-        .map(|s| s.index());
-    let mapped: Vec<usize> = match best_audio {
-        None => vec![],
-        Some(b) => {
-            let bch = audio_streams
-                .iter()
-                .find(|(i, _)| *i == b)
-                .map_or(0, |(_, c)| *c);
-            let monos: Vec<usize> = audio_streams
-                .iter()
-                .filter(|(_, c)| *c == 1)
-                .map(|(i, _)| *i)
-                .take(h.channels as usize)
-                .collect();
-            if bch >= h.channels || audio_streams.len() == 1 || monos.len() < 2 {
-                vec![b]
-            } else {
-                monos
-            }
-        }
+        .map(|s| s.index())
+    else {
+        return vec![];
     };
-    let vst = ictx
-        .stream(vi)
-        .ok_or_else(|| invalid("video stream gone".into()))?;
-    let vtb = vst.time_base();
-    let start_s = {
-        let st = vst.start_time();
-        if st == ffi::AV_NOPTS_VALUE {
-            // SAFETY: reading a plain field of the open demuxer's context.
-            let f = unsafe { (*ictx.as_ptr()).start_time };
-            if f == ffi::AV_NOPTS_VALUE {
-                0.0
-            } else {
-                f as f64 / f64::from(ffi::AV_TIME_BASE)
-            }
-        } else {
-            st as f64 * f64::from(vtb)
-        }
-    };
-    let fd = h.frame_s();
-    let t_in = start_s + spec.in_frame as f64 * fd;
-    let libav = |what: &str| {
-        let what = what.to_string();
-        let path = path.clone();
-        move |source| AvError::Libav { path, what, source }
-    };
-    let mut vdec = {
-        let mut ctx =
-            ff::codec::Context::from_parameters(vst.parameters()).map_err(libav("video stream"))?;
-        super::decode_threads(&mut ctx, 2);
-        ctx.decoder().video().map_err(libav("video decoder"))?
-    };
-    let mut adecs = Vec::new();
-    let mut atbs = Vec::new();
-    for &i in &mapped {
-        let st = ictx
-            .stream(i)
-            .ok_or_else(|| invalid(format!("audio stream {i} gone")))?;
-        atbs.push(st.time_base());
-        let ctx =
-            ff::codec::Context::from_parameters(st.parameters()).map_err(libav("audio stream"))?;
-        adecs.push(ctx.decoder().audio().map_err(libav("audio decoder"))?);
+    let bch = audio_streams
+        .iter()
+        .find(|(i, _)| *i == b)
+        .map_or(0, |(_, c)| *c);
+    let monos: Vec<usize> = audio_streams
+        .iter()
+        .filter(|(_, c)| *c == 1)
+        .map(|(i, _)| *i)
+        .take(channels as usize)
+        .collect();
+    if bch >= channels || audio_streams.len() == 1 || monos.len() < 2 {
+        vec![b]
+    } else {
+        monos
     }
-    if spec.in_frame > 0 {
-        let target = (t_in * f64::from(ffi::AV_TIME_BASE)) as i64;
-        ictx.seek(target, ..target)
-            .map_err(libav("seek to the in point"))?;
+}
+
+/// Where the file's video starts, in seconds (its stream's start, else the file's, else 0).
+fn start_seconds(ictx: &ff::format::context::Input, vst: &ff::format::stream::Stream) -> f64 {
+    let st = vst.start_time();
+    if st != ffi::AV_NOPTS_VALUE {
+        return st as f64 * f64::from(vst.time_base());
     }
-    if tx
-        .send(Msg::Opened {
-            audio: !mapped.is_empty(),
-        })
-        .is_err()
-    {
-        return Ok(());
+    // SAFETY: reading a plain field of the open demuxer's context.
+    let f = unsafe { (*ictx.as_ptr()).start_time };
+    if f == ffi::AV_NOPTS_VALUE {
+        0.0
+    } else {
+        f as f64 / f64::from(ffi::AV_TIME_BASE)
     }
-    let in_sample = (t_in * f64::from(h.sample_rate)).round() as i64;
-    let gain = spec.gain_db;
-    let k_streams = mapped.len();
-    let achain = move |_: &[&ff::frame::Audio]| {
-        let tail = format!(
-            "aresample={sr},aformat=sample_fmts=fltp:sample_rates={sr}:channel_layouts={l},volume={gain:.3}dB[out0]",
-            sr = h.sample_rate,
-            l = layout(h.channels)
-        );
-        if k_streams <= 1 {
-            format!("[in0]{tail}")
-        } else {
-            let mut s = String::new();
-            for i in 0..k_streams {
-                s.push_str(&format!("[in{i}]aformat=channel_layouts=mono[m{i}];"));
-            }
-            for i in 0..k_streams {
-                s.push_str(&format!("[m{i}]"));
-            }
-            s.push_str(&format!("amerge=inputs={k_streams},{tail}"));
-            s
+}
+
+/// The audio conform: the mapped streams (monos merged) at the house's rate and layout, with
+/// the clip's gain.
+fn clip_audio_chain(k_streams: usize, h: House, gain: f64) -> String {
+    let tail = format!(
+        "aresample={sr},aformat=sample_fmts=fltp:sample_rates={sr}:channel_layouts={l},volume={gain:.3}dB[out0]",
+        sr = h.sample_rate,
+        l = layout(h.channels)
+    );
+    if k_streams <= 1 {
+        return format!("[in0]{tail}");
+    }
+    let mut s = String::new();
+    for i in 0..k_streams {
+        s.push_str(&format!("[in{i}]aformat=channel_layouts=mono[m{i}];"));
+    }
+    for i in 0..k_streams {
+        s.push_str(&format!("[m{i}]"));
+    }
+    s.push_str(&format!("amerge=inputs={k_streams},{tail}"));
+    s
+}
+
+/// The decoded pictures and sound conformed to the house, numbered from the in point and sent
+/// to the consumer. Its methods return `false` once the consumer left.
+struct Conform<'a> {
+    spec: &'a ClipSpec,
+    tx: &'a Sender<Msg>,
+    vtb: ff::Rational,
+    t_in: f64,
+    in_sample: i64,
+    vgraph: Option<ff::filter::Graph>,
+    agraph: AudioGraph,
+    next_k: u64,
+    vframe: ff::frame::Video,
+    aframe: ff::frame::Audio,
+    /// The last picture's time and the step between pictures: the input ends one step after
+    /// the last one, so that the frame-rate conversion keeps the last picture.
+    last_pts: Option<i64>,
+    step: i64,
+}
+
+impl<'a> Conform<'a> {
+    fn new(spec: &'a ClipSpec, dec: &ClipDecoders, tx: &'a Sender<Msg>) -> Self {
+        let (h, gain, k) = (spec.house, spec.gain_db, dec.mapped.len());
+        Conform {
+            spec,
+            tx,
+            vtb: dec.vtb,
+            t_in: dec.t_in,
+            in_sample: (dec.t_in * f64::from(h.sample_rate)).round() as i64,
+            vgraph: None,
+            agraph: AudioGraph::new(k, &[0], move |_| clip_audio_chain(k, h, gain)),
+            next_k: 0,
+            vframe: ff::frame::Video::empty(),
+            aframe: ff::frame::Audio::empty(),
+            last_pts: None,
+            step: 1,
         }
-    };
-    let mut agraph = AudioGraph::new(k_streams, &[0], achain);
-    let mut vgraph: Option<ff::filter::Graph> = None;
-    let mut next_k: u64 = 0;
-    let mut vframe = ff::frame::Video::empty();
-    let mut aframe = ff::frame::Audio::empty();
-    let mut bad = 0u32;
-    let gerr = |e: graph::GraphError| AvError::Invalid {
-        path: path.clone(),
-        what: e.to_string(),
-    };
-    let mut packet = ff::Packet::empty();
-    let mut eof = false;
-    // The last picture's time and the step between pictures: the input ends one step after
-    // the last one, so that the frame-rate conversion keeps the last picture.
-    let mut last_pts: Option<i64> = None;
-    let mut step: i64 = 1;
-    while !eof {
-        if cancel.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        match super::read_packet(&mut ictx, &mut packet) {
-            Ok(()) => {}
-            Err(ff::Error::Eof) => eof = true,
-            Err(ff::Error::Exit) if cancel.load(Ordering::Relaxed) => return Ok(()),
-            Err(e) => {
-                bad += 1;
-                if bad > BAD_PACKETS {
-                    return Err(AvError::Libav {
-                        path: path.clone(),
-                        what: "read".into(),
-                        source: e,
-                    });
-                }
-                continue;
+    }
+
+    fn graph_err(&self) -> impl Fn(graph::GraphError) -> AvError + '_ {
+        |e| invalid(&self.spec.path, e.to_string())
+    }
+
+    /// A video packet (`None`: the end of the file) through the decoder and the conform graph.
+    fn video(
+        &mut self,
+        dec: &mut ClipDecoders,
+        packet: Option<&ff::Packet>,
+        bad: &mut u32,
+    ) -> Result<bool, AvError> {
+        match packet {
+            None => {
+                let _ = dec.video.send_eof();
             }
-        }
-        let si = if eof { usize::MAX } else { packet.stream() };
-        if si == vi || eof {
-            let sent = if eof {
-                vdec.send_eof().is_ok()
-            } else {
-                vdec.send_packet(&packet).is_ok()
-            };
-            if !sent && !eof {
-                bad += 1;
-                if bad > BAD_PACKETS {
-                    return Err(invalid("the video cannot be decoded".into()));
-                }
-            }
-            while vdec.receive_frame(&mut vframe).is_ok() {
-                bad = 0;
-                if vgraph.is_none() {
-                    vgraph = Some(video_graph(&vframe, vtb, spec, t_in).map_err(gerr)?);
-                }
-                let g = vgraph.as_mut().expect("built above");
-                let ts = vframe.timestamp();
-                if let (Some(t), Some(l)) = (ts, last_pts) {
-                    if t > l {
-                        step = t - l;
-                    }
-                }
-                if ts.is_some() {
-                    last_pts = ts;
-                }
-                vframe.set_pts(ts);
-                g.get("in")
-                    .ok_or_else(|| invalid("video graph input missing".into()))?
-                    .source()
-                    .add(&vframe)
-                    .map_err(libav("video conform"))?;
-                if !drain_video(g, &mut next_k, tx) {
-                    return Ok(());
-                }
-            }
-        }
-        if let Some(idx) = mapped.iter().position(|&m| m == si).or(eof.then_some(0)) {
-            for (j, dec) in adecs.iter_mut().enumerate() {
-                if eof {
-                    let _ = dec.send_eof();
-                } else if j != idx || dec.send_packet(&packet).is_err() {
-                    continue;
-                }
-                while dec.receive_frame(&mut aframe).is_ok() {
-                    graph::fix_audio_layout(&mut aframe);
-                    let rate = aframe.rate().max(1);
-                    let tb = f64::from(atbs[j]);
-                    let pts = aframe
-                        .timestamp()
-                        .map(|t| (t as f64 * tb * f64::from(rate)).round() as i64);
-                    aframe.set_pts(pts);
-                    let f = std::mem::replace(&mut aframe, ff::frame::Audio::empty());
-                    if agraph.push(j, f).map_err(gerr)?
-                        && !drain_audio(&mut agraph, in_sample, h.channels, tx)
-                    {
-                        return Ok(());
+            Some(p) if p.stream() != dec.vi => return Ok(true),
+            Some(p) => {
+                if dec.video.send_packet(p).is_err() {
+                    *bad += 1;
+                    if *bad > BAD_PACKETS {
+                        return Err(invalid(&self.spec.path, "the video cannot be decoded"));
                     }
                 }
             }
         }
+        while dec.video.receive_frame(&mut self.vframe).is_ok() {
+            *bad = 0;
+            if !self.picture()? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
-    if let Some(g) = vgraph.as_mut() {
-        if let Some(mut src) = g.get("in") {
-            match last_pts {
-                // SAFETY: the graph's own buffer source, alive while `g` is; closing it at a
-                // time after its last frame is what av_buffersrc_close is for.
-                Some(l) => unsafe {
-                    ffi::av_buffersrc_close(src.as_mut_ptr(), l + step, 0);
-                },
+
+    /// The picture just decoded, into the conform graph.
+    fn picture(&mut self) -> Result<bool, AvError> {
+        if self.vgraph.is_none() {
+            let g = video_graph(&self.vframe, self.vtb, self.spec, self.t_in)
+                .map_err(self.graph_err())?;
+            self.vgraph = Some(g);
+        }
+        let ts = self.vframe.timestamp();
+        if let (Some(t), Some(l)) = (ts, self.last_pts) {
+            if t > l {
+                self.step = t - l;
+            }
+        }
+        if ts.is_some() {
+            self.last_pts = ts;
+        }
+        self.vframe.set_pts(ts);
+        let path = &self.spec.path;
+        let g = self.vgraph.as_mut().expect("built above");
+        g.get("in")
+            .ok_or_else(|| invalid(path, "video graph input missing"))?
+            .source()
+            .add(&self.vframe)
+            .map_err(libav_err(path, "video conform"))?;
+        Ok(drain_video(g, &mut self.next_k, self.tx))
+    }
+
+    /// An audio packet (`None`: the end of the file) through its decoder and the audio graph.
+    fn audio(
+        &mut self,
+        dec: &mut ClipDecoders,
+        packet: Option<&ff::Packet>,
+    ) -> Result<bool, AvError> {
+        let idx = match packet {
+            None => 0,
+            Some(p) => match dec.mapped.iter().position(|&m| m == p.stream()) {
+                Some(i) => i,
+                None => return Ok(true),
+            },
+        };
+        for (j, d) in dec.audio.iter_mut().enumerate() {
+            match packet {
                 None => {
-                    let _ = src.source().flush();
+                    let _ = d.send_eof();
+                }
+                Some(p) if j != idx || d.send_packet(p).is_err() => continue,
+                Some(_) => {}
+            }
+            while d.receive_frame(&mut self.aframe).is_ok() {
+                graph::fix_audio_layout(&mut self.aframe);
+                let rate = self.aframe.rate().max(1);
+                let tb = f64::from(dec.atbs[j]);
+                let pts = self
+                    .aframe
+                    .timestamp()
+                    .map(|t| (t as f64 * tb * f64::from(rate)).round() as i64);
+                self.aframe.set_pts(pts);
+                let f = std::mem::replace(&mut self.aframe, ff::frame::Audio::empty());
+                let built = self.agraph.push(j, f).map_err(self.graph_err())?;
+                let channels = self.spec.house.channels;
+                if built && !drain_audio(&mut self.agraph, self.in_sample, channels, self.tx) {
+                    return Ok(false);
                 }
             }
         }
-        drain_video(g, &mut next_k, tx);
+        Ok(true)
     }
-    agraph.flush();
-    drain_audio(&mut agraph, in_sample, h.channels, tx);
-    if next_k == 0 {
-        return Err(invalid(format!(
-            "no picture at or after frame {} of the file",
-            spec.in_frame
-        )));
+
+    /// The end of the file: what the graphs still hold.
+    fn finish(mut self) -> Result<(), AvError> {
+        if let Some(g) = self.vgraph.as_mut() {
+            if let Some(mut src) = g.get("in") {
+                match self.last_pts {
+                    // SAFETY: the graph's own buffer source, alive while `g` is; closing it at a
+                    // time after its last frame is what av_buffersrc_close is for.
+                    Some(l) => unsafe {
+                        ffi::av_buffersrc_close(src.as_mut_ptr(), l + self.step, 0);
+                    },
+                    None => {
+                        let _ = src.source().flush();
+                    }
+                }
+            }
+            drain_video(g, &mut self.next_k, self.tx);
+        }
+        self.agraph.flush();
+        let channels = self.spec.house.channels;
+        drain_audio(&mut self.agraph, self.in_sample, channels, self.tx);
+        if self.next_k == 0 {
+            return Err(invalid(
+                &self.spec.path,
+                format!(
+                    "no picture at or after frame {} of the file",
+                    self.spec.in_frame
+                ),
+            ));
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 fn video_graph(

@@ -12,7 +12,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 
 use super::graph::{self, AudioGraph, Sink, Source};
 use super::hw::{self, Backend, HwDevice};
-use super::io::{self, part_path, InputSource, OutputSink};
+use super::io::{FileSink, InputSource, OutputSink};
 use super::samples::Block;
 use super::scan::{self, ScanReport, ScanStream};
 use super::{ff, ffi, input, share, AvError};
@@ -431,7 +431,7 @@ pub fn run_with(
     super::init();
     let mut ictx = open_input(&spec.input, opened, &cancel)?;
     let mut decoders = Decoders::open(&ictx, spec)?;
-    let devices = open_devices(spec)?;
+    let devices = open_devices(&spec.outputs)?;
     check_output_dirs(spec)?;
     let stages = Stages::spawn(spec, &decoders, &devices, &cancel)?;
     let decoded = decode_loop(&mut ictx, spec, &mut decoders, &stages, &progress, &cancel);
@@ -559,9 +559,11 @@ impl Decoders {
 }
 
 /// Hardware devices for outputs that encode on a GPU, one per backend.
-fn open_devices(spec: &PipelineSpec) -> Result<Vec<(Backend, Arc<HwDevice>)>, AvError> {
+pub(super) fn open_devices(
+    outputs: &[OutputSpec],
+) -> Result<Vec<(Backend, Arc<HwDevice>)>, AvError> {
     let mut devices: Vec<(Backend, Arc<HwDevice>)> = Vec::new();
-    for o in &spec.outputs {
+    for o in outputs {
         if let Some(v) = &o.video {
             if v.backend != Backend::Software && !devices.iter().any(|(b, _)| *b == v.backend) {
                 let d = hw::open_device(v.backend).map_err(AvError::Device)?;
@@ -642,45 +644,21 @@ impl Stages {
         cancel: &Arc<AtomicBool>,
     ) -> Result<(), AvError> {
         let part = match &o.sink {
-            OutputSink::File { path, atomic: true } => Some(part_path(path)),
-            OutputSink::File { path, .. } => Some(path.clone()),
+            OutputSink::File(f) => Some(f.writing()),
             OutputSink::Stream(_) => None,
         };
         self.parts.push(part.clone());
-        let n_streams = o.video.is_some() as usize + o.audio.as_ref().map_or(0, |a| a.tracks.len());
-        let (mtx, mrx) = bounded::<MuxMsg>(256);
-        let (out, c) = (o.clone(), cancel.clone());
-        let h = spawn_stage(format!("mux-{}", o.name), &self.failed, move || {
-            mux_thread(&out, part.as_deref(), n_streams, mrx, &c)
-        })?;
-        self.handles.push((o.name.clone(), h));
-        let mut next_stream = 0;
-        if let Some(v) = &o.video {
-            let (tx, rx) = bounded::<VMsg>(8);
-            self.vtx.push(tx);
-            let (v, m, c) = (v.clone(), mtx.clone(), cancel.clone());
-            let dev = devices
-                .iter()
-                .find(|(b, _)| *b == v.backend)
-                .map(|(_, d)| d.clone());
-            let (vtb, vrate) = (dec.vtb, dec.vrate);
-            let h = spawn_stage(format!("video-{}", o.name), &self.failed, move || {
-                video_thread(&v, vtb, vrate, rx, m, dev, &c)
-            })?;
-            self.handles.push((o.name.clone(), h));
-            next_stream = 1;
-        }
-        if let Some(a) = &o.audio {
-            let (tx, rx) = bounded::<AMsg>(64);
-            self.atx.push(tx);
-            let (a, m, c) = (a.clone(), mtx.clone(), cancel.clone());
-            let (first, k) = (next_stream, spec.audio_streams.len());
-            let dur = spec.declared_duration_s;
-            let h = spawn_stage(format!("audio-{}", o.name), &self.failed, move || {
-                audio_thread(&a, first, k, dur, rx, m, &c)
-            })?;
-            self.handles.push((o.name.clone(), h));
-        }
+        let input = StageInput {
+            vtb: dec.vtb,
+            vrate: dec.vrate,
+            audio_streams: spec.audio_streams.len(),
+            duration_s: spec.declared_duration_s,
+        };
+        let st = OutputStages::spawn(o, part, &input, devices, cancel, &self.failed)?;
+        self.vtx.extend(st.video);
+        self.atx.extend(st.audio);
+        self.handles
+            .extend(st.handles.into_iter().map(|h| (o.name.clone(), h)));
         Ok(())
     }
 
@@ -725,6 +703,76 @@ impl Stages {
     }
 }
 
+/// What an output's stages are fed: pictures in time base `vtb` at `vrate`, and
+/// `audio_streams` source streams of sound (none: silence as long as `duration_s`).
+pub(super) struct StageInput {
+    pub vtb: ff::Rational,
+    pub vrate: (i32, i32),
+    pub audio_streams: usize,
+    pub duration_s: Option<f64>,
+}
+
+/// One output's stages: its muxer, and its video and audio encoders, each on a thread of its
+/// own, with the channels that feed the encoders. Files and live outputs alike.
+pub(super) struct OutputStages {
+    pub video: Option<Sender<VMsg>>,
+    pub audio: Option<Sender<AMsg>>,
+    /// Muxer first, then video, then audio.
+    pub handles: Vec<thread::JoinHandle<Result<(), StageError>>>,
+}
+
+impl OutputStages {
+    /// Starts the stages of `o`, its muxer writing at `part` when it is a file; a stage that
+    /// fails sets `failed`.
+    pub(super) fn spawn(
+        o: &OutputSpec,
+        part: Option<PathBuf>,
+        input: &StageInput,
+        devices: &[(Backend, Arc<HwDevice>)],
+        cancel: &Arc<AtomicBool>,
+        failed: &Arc<AtomicBool>,
+    ) -> Result<OutputStages, AvError> {
+        let n_streams = o.video.is_some() as usize + o.audio.as_ref().map_or(0, |a| a.tracks.len());
+        let (mtx, mrx) = bounded::<MuxMsg>(256);
+        let (out, c) = (o.clone(), cancel.clone());
+        let mut st = OutputStages {
+            video: None,
+            audio: None,
+            handles: vec![spawn_stage(format!("mux-{}", o.name), failed, move || {
+                mux_thread(&out, part.as_deref(), n_streams, mrx, &c)
+            })?],
+        };
+        if let Some(v) = &o.video {
+            let (tx, rx) = bounded::<VMsg>(8);
+            st.video = Some(tx);
+            let (v, m, c) = (v.clone(), mtx.clone(), cancel.clone());
+            let dev = devices
+                .iter()
+                .find(|(b, _)| *b == v.backend)
+                .map(|(_, d)| d.clone());
+            let (vtb, vrate) = (input.vtb, input.vrate);
+            st.handles.push(spawn_stage(
+                format!("video-{}", o.name),
+                failed,
+                move || video_thread(&v, vtb, vrate, rx, m, dev, &c),
+            )?);
+        }
+        if let Some(a) = &o.audio {
+            let (tx, rx) = bounded::<AMsg>(64);
+            st.audio = Some(tx);
+            let (a, m, c) = (a.clone(), mtx.clone(), cancel.clone());
+            let (first, k) = (usize::from(o.video.is_some()), input.audio_streams);
+            let dur = input.duration_s;
+            st.handles.push(spawn_stage(
+                format!("audio-{}", o.name),
+                failed,
+                move || audio_thread(&a, first, k, dur, rx, m, &c),
+            )?);
+        }
+        Ok(st)
+    }
+}
+
 /// The error a run reports for its stages' errors. A failing stage makes its neighbours fail
 /// too ("muxer stopped", "never finished"): the cause is reported, not the echo.
 fn classify(mut errors: Vec<(String, StageError)>) -> Option<AvError> {
@@ -747,21 +795,29 @@ fn settle(
     parts: &[Option<PathBuf>],
     outcome: Result<(), AvError>,
 ) -> Result<(), AvError> {
+    let published = parts.iter().zip(&spec.outputs).filter_map(|(p, o)| {
+        let (OutputSink::File(f), Some(p)) = (&o.sink, p) else {
+            return None;
+        };
+        Some((p, f, f.publisher()?, o))
+    });
     if let Err(e) = outcome {
-        for (p, o) in parts.iter().zip(&spec.outputs) {
-            if let (Some(p), true) = (p, o.sink.atomic()) {
-                let _ = std::fs::remove_file(p);
-            }
+        for (p, _, publisher, _) in published {
+            publisher.discard(p);
         }
         return Err(e);
     }
-    for (p, o) in parts.iter().zip(&spec.outputs) {
-        if let (Some(p), OutputSink::File { path, atomic: true }) = (p, &o.sink) {
-            publish(p, path).map_err(|source| AvError::Output {
+    for (p, f, publisher, o) in published {
+        publisher
+            .publish(p, &f.path)
+            .map_err(|source| AvError::Output {
                 output: o.name.clone(),
-                source,
+                source: StageError::Io {
+                    what: "rename to ",
+                    path: f.path.clone(),
+                    source,
+                },
             })?;
-        }
     }
     Ok(())
 }
@@ -1695,7 +1751,7 @@ impl Muxing {
         let target = match (&o.sink, part) {
             (OutputSink::Stream(s), _) => PathBuf::from(&s.name),
             (_, Some(part)) => part.to_owned(),
-            (OutputSink::File { .. }, None) => return Err(StageError::Missing("output file")),
+            (OutputSink::File(_), None) => return Err(StageError::Missing("output file")),
         };
         let mut octx = match (&o.sink, part) {
             (OutputSink::Stream(s), _) => OutputSink::open_stream(s, &o.muxer),
@@ -1768,7 +1824,7 @@ impl Muxing {
                 source,
             })?;
         self.header = true;
-        if let Some(spec) = o.tap.as_ref().filter(|_| o.sink.atomic()) {
+        if let Some(spec) = o.tap.as_ref().filter(|_| o.sink.publisher().is_some()) {
             self.tap = TapThread::start(&self.octx, spec, &o.name);
         }
         for (s, p, tb) in std::mem::take(&mut self.buffered) {
@@ -1826,7 +1882,7 @@ fn settle_file(
     part: Option<&Path>,
     tap: Option<TapThread>,
 ) -> Result<(), StageError> {
-    let Some(part) = part.filter(|_| o.sink.atomic()) else {
+    let (Some(part), Some(publisher)) = (part, o.sink.publisher()) else {
         // Muxers that write their own files (image2 patterns) leave the empty file libav opened
         // under the pattern's literal name.
         if let Some(part) = part.filter(|p| p.to_string_lossy().contains('%')) {
@@ -1834,15 +1890,11 @@ fn settle_file(
         }
         return Ok(());
     };
-    let io_err = |what: &'static str| {
-        move |source| StageError::Io {
-            what,
-            path: part.to_owned(),
-            source,
-        }
-    };
-    let f = std::fs::File::open(part).map_err(io_err(""))?;
-    f.sync_all().map_err(io_err("fsync "))?;
+    publisher.seal(part).map_err(|source| StageError::Io {
+        what: "fsync ",
+        path: part.to_owned(),
+        source,
+    })?;
     if let (Some(t), Some(spec)) = (tap, &o.tap) {
         // Only a complete output leaves its measurement; a tap that failed leaves none, and the
         // file is then scanned after the fact.
@@ -1918,19 +1970,12 @@ impl TapThread {
     }
 }
 
-/// [`io::publish`] as a stage's error.
-fn publish(part: &Path, final_path: &Path) -> Result<(), StageError> {
-    io::publish(part, final_path).map_err(|source| StageError::Io {
-        what: "rename to ",
-        path: final_path.to_owned(),
-        source,
-    })
-}
-
 /// Writes a synthetic test clip (moving colour bars, a 1 kHz tone at −20 dBFS, a start timecode)
 /// with antenne's own encoders: the demo and the tests need no external tool to get media.
-pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), AvError> {
+/// `file` says where it goes and how it is published.
+pub fn write_test_clip(file: FileSink, seconds: u32, timecode: &str) -> Result<(), AvError> {
     super::init();
+    let path = file.path.clone();
     let err = |source: StageError| AvError::Output {
         output: path.display().to_string(),
         source,
@@ -1951,14 +1996,11 @@ pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), 
     };
     let mut vg = source(&video_spec, false)?;
     let mut ag = source(&audio_spec, true)?;
-    let part = part_path(path);
+    let part = file.writing();
     let out = OutputSpec {
         tap: None,
         name: "clip".into(),
-        sink: OutputSink::File {
-            path: path.to_owned(),
-            atomic: true,
-        },
+        sink: OutputSink::File(file.clone()),
         muxer: "mp4".into(),
         mux_options: vec![],
         metadata: vec![("timecode".into(), timecode.into())],
@@ -1972,10 +2014,20 @@ pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), 
         let r = encode_test_video(&mut vg, &mtx).and_then(|()| encode_test_audio(&mut ag, &mtx));
         drop(mtx);
         let m = h.join().unwrap_or(Err(StageError::Panicked));
-        r.and(m).and_then(|_| publish(&part, path))
+        r.and(m)
     });
-    mux.map_err(|e| {
-        let _ = std::fs::remove_file(&part);
+    let published = mux.and_then(|()| match file.publisher() {
+        Some(p) => p.publish(&part, &path).map_err(|source| StageError::Io {
+            what: "rename to ",
+            path: path.clone(),
+            source,
+        }),
+        None => Ok(()),
+    });
+    published.map_err(|e| {
+        if let Some(p) = file.publisher() {
+            p.discard(&part);
+        }
         err(e)
     })
 }

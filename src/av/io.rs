@@ -1,11 +1,12 @@
 //! Where a pipeline reads from and writes to. The engine does not know whether its input is a
 //! file or a socket: an [`InputSource`] is a file path or bytes arriving in order through a
-//! custom AVIO reader; an [`OutputSink`] is a file published atomically by rename, or the muxed
-//! bytes written in order to a writer (a socket, a channel, a segmenter).
+//! custom AVIO reader; an [`OutputSink`] is a file (a [`FileSink`]), or the muxed bytes written
+//! in order to a writer (a socket, a channel, a segmenter).
 //!
-//! The atomic file's two steps live here too ([`part_path`], [`publish`]): the engine writes
-//! each output under its temporary name and publishes all of a run's outputs together, once
-//! every stage has succeeded; `output/` (which `av` must not import) publishes packages.
+//! A file sink is written in place, or made final by the [`Publish`] its caller hands in (the
+//! atomic file of `output::file`: temporary name, fsync, rename). The engine only calls it at
+//! the right moments: it seals each output when its muxer closes it, and publishes all of a
+//! run's outputs together once every stage has succeeded, or discards them.
 //!
 //! Owns the endpoints only; imports nothing outside `av`.
 
@@ -262,27 +263,94 @@ impl From<PathBuf> for InputSource {
 /// Where one output of a pipeline goes.
 #[derive(Debug, Clone)]
 pub enum OutputSink {
-    /// A file. `atomic`: written as `<path>.part`, fsynced, and renamed when every output of the
-    /// run is complete; else written in place (outputs made of several files, such as HLS,
-    /// inside a directory the caller publishes whole).
-    File { path: PathBuf, atomic: bool },
+    /// A file the muxer writes by path.
+    File(FileSink),
     /// The muxed bytes, in order, through a custom AVIO writer. The muxer must not need to
     /// seek (MPEG-TS, fragmented MP4, Matroska live).
     Stream(ByteSink),
+}
+
+/// How a written file becomes final. The engine writes the output at [`Publish::writing`],
+/// calls [`Publish::seal`] in its muxing thread once the muxer closed it complete, and, after
+/// the run, [`Publish::publish`] on every output when every stage succeeded, else
+/// [`Publish::discard`].
+pub trait Publish: Send + Sync {
+    /// Where the file is written until it is published.
+    fn writing(&self, path: &Path) -> PathBuf;
+    /// The file `written` is complete: make it durable.
+    fn seal(&self, written: &Path) -> std::io::Result<()>;
+    /// Every output of the run is complete: `written` becomes `path`.
+    fn publish(&self, written: &Path, path: &Path) -> std::io::Result<()>;
+    /// The run failed: remove what it wrote (never a file already under its final name).
+    fn discard(&self, written: &Path);
+}
+
+/// A file output: its final path, and what publishes it.
+#[derive(Clone)]
+pub struct FileSink {
+    pub path: PathBuf,
+    publish: Option<Arc<dyn Publish>>,
+}
+
+impl FileSink {
+    /// Written under its final name and left as it is whatever the run's outcome: the files of
+    /// a package, or of a live window, inside a folder the caller publishes or serves whole.
+    pub fn in_place(path: impl Into<PathBuf>) -> FileSink {
+        FileSink {
+            path: path.into(),
+            publish: None,
+        }
+    }
+
+    /// Written, then made final, by `publish`.
+    pub fn published(path: impl Into<PathBuf>, publish: Arc<dyn Publish>) -> FileSink {
+        FileSink {
+            path: path.into(),
+            publish: Some(publish),
+        }
+    }
+
+    /// Where the muxer writes it.
+    pub fn writing(&self) -> PathBuf {
+        match &self.publish {
+            Some(p) => p.writing(&self.path),
+            None => self.path.clone(),
+        }
+    }
+
+    /// What publishes it, unless it is written in place.
+    pub fn publisher(&self) -> Option<&dyn Publish> {
+        self.publish.as_deref()
+    }
+}
+
+impl std::fmt::Debug for FileSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = if self.publish.is_some() {
+            "published"
+        } else {
+            "in place"
+        };
+        write!(f, "FileSink({}, {how})", self.path.display())
+    }
 }
 
 impl OutputSink {
     /// The final file, when the output is one.
     pub fn path(&self) -> Option<&Path> {
         match self {
-            OutputSink::File { path, .. } => Some(path),
+            OutputSink::File(f) => Some(&f.path),
             OutputSink::Stream(_) => None,
         }
     }
 
-    /// Whether the file is published by rename when the run completes.
-    pub fn atomic(&self) -> bool {
-        matches!(self, OutputSink::File { atomic: true, .. })
+    /// What publishes the file when the run completes, when the output is a file so published
+    /// (such an output is a whole file, which may be measured as it is written).
+    pub fn publisher(&self) -> Option<&dyn Publish> {
+        match self {
+            OutputSink::File(f) => f.publisher(),
+            OutputSink::Stream(_) => None,
+        }
     }
 
     /// Opens a stream output for muxing with `muxer`.
@@ -294,27 +362,4 @@ impl OutputSink {
         let io = ff::format::context::StreamIo::from_write(writer)?;
         ff::format::output_to_stream(io, None, Some(muxer))
     }
-}
-
-/// Where a file published by rename is written until then: `final_path` + `.part`.
-pub(crate) fn part_path(final_path: &Path) -> PathBuf {
-    let mut s = final_path.as_os_str().to_owned();
-    s.push(".part");
-    PathBuf::from(s)
-}
-
-/// Renames a complete, synced `part` to its final name and syncs the directory.
-pub(crate) fn publish(part: &Path, final_path: &Path) -> std::io::Result<()> {
-    std::fs::rename(part, final_path)?;
-    if let Some(dir) = final_path.parent() {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
 }

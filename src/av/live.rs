@@ -19,9 +19,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
 
-use super::engine::{self, AMsg, MuxMsg, OutputSpec, StageError, VMsg};
+use super::engine::{self, AMsg, OutputSpec, StageError, VMsg};
 use super::graph::{self, Sink, Source};
-use super::hw::{self, Backend, HwDevice};
 use super::io::InputSource;
 use super::packets::{self, Demuxed, PacketReader, StreamInfo};
 use super::{ff, ffi, AvError};
@@ -1189,71 +1188,25 @@ impl LiveOutputs {
         outputs: &[OutputSpec],
         cancel: &Arc<AtomicBool>,
     ) -> Result<LiveOutputs, AvError> {
-        let tb = ff::Rational::new(house.rate.1 as i32, house.rate.0 as i32);
-        let rate = (house.rate.0 as i32, house.rate.1 as i32);
-        let mut devices: Vec<(Backend, Arc<HwDevice>)> = Vec::new();
-        for o in outputs {
-            if let Some(v) = &o.video {
-                if v.backend != Backend::Software && !devices.iter().any(|(b, _)| *b == v.backend) {
-                    let d = hw::open_device(v.backend).map_err(AvError::Device)?;
-                    devices.push((v.backend, Arc::new(d)));
-                }
-            }
-        }
+        let input = engine::StageInput {
+            vtb: ff::Rational::new(house.rate.1 as i32, house.rate.0 as i32),
+            vrate: (house.rate.0 as i32, house.rate.1 as i32),
+            audio_streams: 1,
+            duration_s: None,
+        };
+        let devices = engine::open_devices(outputs)?;
         let mut sets = Vec::new();
         for o in outputs {
-            let n_streams =
-                o.video.is_some() as usize + o.audio.as_ref().map_or(0, |a| a.tracks.len());
-            let (mtx, mrx) = bounded::<MuxMsg>(256);
-            let mut handles = Vec::new();
+            // Live files (HLS windows) are written in place.
             let part = o.sink.path().map(|p| p.to_path_buf());
-            let out = o.clone();
-            let c = cancel.clone();
-            handles.push(
-                thread::Builder::new()
-                    .name(format!("mux-{}", o.name))
-                    .spawn(move || engine::mux_thread(&out, part.as_deref(), n_streams, mrx, &c))
-                    .map_err(AvError::Thread)?,
-            );
-            let mut video = None;
-            if let Some(v) = &o.video {
-                let (tx, rx) = bounded::<VMsg>(8);
-                video = Some(tx);
-                let v = v.clone();
-                let m = mtx.clone();
-                let dev = devices
-                    .iter()
-                    .find(|(b, _)| *b == v.backend)
-                    .map(|(_, d)| d.clone());
-                let c = cancel.clone();
-                handles.push(
-                    thread::Builder::new()
-                        .name(format!("video-{}", o.name))
-                        .spawn(move || engine::video_thread(&v, tb, rate, rx, m, dev, &c))
-                        .map_err(AvError::Thread)?,
-                );
-            }
-            let mut audio = None;
-            if let Some(a) = &o.audio {
-                let (tx, rx) = bounded::<AMsg>(64);
-                audio = Some(tx);
-                let a = a.clone();
-                let m = mtx.clone();
-                let c = cancel.clone();
-                let first = usize::from(o.video.is_some());
-                handles.push(
-                    thread::Builder::new()
-                        .name(format!("audio-{}", o.name))
-                        .spawn(move || engine::audio_thread(&a, first, 1, None, rx, m, &c))
-                        .map_err(AvError::Thread)?,
-                );
-            }
-            drop(mtx);
+            // Each output fails alone: `send` sees its channels close.
+            let failed = Arc::new(AtomicBool::new(false));
+            let st = engine::OutputStages::spawn(o, part, &input, &devices, cancel, &failed)?;
             sets.push(OutputSet {
                 name: o.name.clone(),
-                video,
-                audio,
-                handles,
+                video: st.video,
+                audio: st.audio,
+                handles: st.handles,
                 failed: false,
             });
         }
@@ -1349,45 +1302,14 @@ pub fn run(
     cancel: Arc<AtomicBool>,
 ) -> Result<LiveReport, AvError> {
     super::init();
+    check_spec(spec)?;
     let h = spec.house;
-    if h.width == 0 || h.height == 0 || h.rate.0 == 0 || h.rate.1 == 0 || h.sample_rate == 0 {
-        return Err(AvError::Invalid {
-            path: PathBuf::from("live"),
-            what: format!("house format {h:?} is not usable"),
-        });
-    }
-    let f = spec.failover;
-    if f.loss_ms == 0 || !(f.return_after_s.is_finite() && f.return_after_s >= 0.0) {
-        return Err(AvError::Invalid {
-            path: PathBuf::from("live"),
-            what: format!(
-                "failover: loss_ms must be above 0 and return_after_s a number of seconds ≥ 0 (got {} ms, {} s)",
-                f.loss_ms, f.return_after_s
-            ),
-        });
-    }
-    if spec.outputs.is_empty() {
-        return Err(AvError::Invalid {
-            path: PathBuf::from("live"),
-            what: "a live pipeline needs at least one output".into(),
-        });
-    }
     let epoch = Instant::now();
     // Inputs' threads stop with this; the outputs' own stop only on a failure (`stage_cancel`),
     // and are otherwise finished by an end of stream.
     let inputs_stop = Arc::new(AtomicBool::new(false));
     let stage_cancel = Arc::new(AtomicBool::new(false));
-    let mut shared = Vec::new();
-    let mut input_handles = Vec::new();
-    let mut names: Vec<String> = spec.inputs.iter().map(|i| i.name.clone()).collect();
-    let mut sources: Vec<(String, InputSource, bool)> = spec
-        .inputs
-        .iter()
-        .map(|i| (i.name.clone(), i.source.clone(), false))
-        .collect();
-    if let Slate::File(p) = &spec.slate {
-        sources.push(("slate".into(), InputSource::File(p.clone()), true));
-    }
+    let sources = sources_of(spec);
     let mut openers = Vec::new();
     for (_, s, _) in &sources {
         openers.push(Opener::of(s)?);
@@ -1404,36 +1326,10 @@ pub fn run(
         Slate::File(_) => None,
     };
     let mut outputs = LiveOutputs::start(h, &spec.outputs, &stage_cancel)?;
-    for ((name, _, looped), opener) in sources.into_iter().zip(openers) {
-        let s = Arc::new(Shared {
-            buffer: Mutex::new(Buffer {
-                video: VecDeque::new(),
-                audio: AudioFifo::new(h.sample_rate, h.channels),
-                paced: false,
-            }),
-            counters: Arc::new(InputCounters::default()),
-        });
-        let w = InputWorker {
-            name: name.clone(),
-            opener,
-            house: h,
-            shared: s.clone(),
-            epoch,
-            cancel: inputs_stop.clone(),
-            looped,
-            scan: None,
-        };
-        input_handles.push(
-            thread::Builder::new()
-                .name(format!("live-in-{name}"))
-                .spawn(move || w.run())
-                .map_err(AvError::Thread)?,
-        );
-        shared.push(s);
-    }
+    let (shared, input_handles) = start_inputs(sources, openers, h, epoch, &inputs_stop)?;
     *lock(&progress.inputs) = shared.iter().map(|s| s.counters.clone()).collect();
+    let mut names: Vec<String> = spec.inputs.iter().map(|i| i.name.clone()).collect();
     names.push("slate".into());
-
     let mut sw = Switcher {
         spec,
         shared: &shared,
@@ -1446,86 +1342,203 @@ pub fn run(
         manual: &progress.manual,
         manual_seen: progress.manual.generation(),
     };
-    let frame = Duration::from_secs_f64(h.frame_s());
-    // Wait for an input (or the start wait to pass) before the clock starts; once one is
-    // healthy, give the better ones (the primary, whose demuxer may be slower to open) a moment.
-    let wait_until = epoch
-        + Duration::from_secs_f64(if f.startup_wait_s.is_finite() {
-            f.startup_wait_s.clamp(0.0, 3600.0)
-        } else {
-            0.0
-        });
-    let mut first_healthy: Option<Instant> = None;
-    while Instant::now() < wait_until && !cancel.load(Ordering::Relaxed) {
-        sw.update_health();
-        match sw.healthy_since.iter().position(Option::is_some) {
-            Some(0) => break,
-            Some(_) => {
-                let t = *first_healthy.get_or_insert_with(Instant::now);
-                if t.elapsed() >= START_GRACE {
-                    break;
-                }
-            }
-            None => {}
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    let start = Instant::now();
-    let mut n: u64 = 0;
-    let mut planes: Vec<Vec<f32>> = vec![Vec::new(); h.channels as usize];
-    while !cancel.load(Ordering::Relaxed) {
-        let due = start + frame.mul_f64(n as f64);
-        let now = Instant::now();
-        if due > now {
-            thread::sleep((due - now).min(Duration::from_millis(50)));
-            continue;
-        }
-        if now - due > frame {
-            progress.late_frames.fetch_add(1, Ordering::Relaxed);
-        }
-        if let Some(ev) = sw.decide(n) {
-            progress.switches.fetch_add(1, Ordering::Relaxed);
-            progress.on_air.store(
-                match ev.to {
-                    OnAir::Input(i) => i as u64,
-                    OnAir::Slate => u64::MAX,
-                },
-                Ordering::Relaxed,
-            );
-            tracing::info!(from = ?ev.from_name, to = %ev.to_name, reason = %ev.reason, frame = ev.frame, "live switch");
-            on_event(ev);
-        }
-        let n_samples = (h.samples_before(n + 1) - h.samples_before(n)) as usize;
-        let picture = sw.next_frame(n_samples, &mut planes, generated.as_mut(), &progress);
-        if let Some(p) = sw.taken_pts.take() {
-            *lock(&progress.last_input_frame) = Some((n, p));
-        }
-        let Some(picture) = picture else {
-            return Err(AvError::Invalid {
-                path: PathBuf::from("slate"),
-                what: "the slate made no picture".into(),
-            });
-        };
-        let alive = outputs.send(&picture, &planes);
-        progress.frames_out.fetch_add(1, Ordering::Relaxed);
-        n += 1;
-        if !alive {
-            break;
-        }
-    }
+    sw.wait_for_inputs(&cancel);
+    let clocked = sw.clock(
+        &mut outputs,
+        generated.as_mut(),
+        &mut on_event,
+        &progress,
+        &cancel,
+    );
     inputs_stop.store(true, Ordering::SeqCst);
     let mut failed_outputs = outputs.finish();
     for hnd in input_handles {
         let _ = hnd.join();
     }
+    let frames_out = clocked?;
     if failed_outputs.len() == spec.outputs.len() && !failed_outputs.is_empty() {
         let (output, source) = failed_outputs.swap_remove(0);
         return Err(AvError::Output { output, source });
     }
     Ok(LiveReport {
-        frames_out: n,
+        frames_out,
         failed_outputs,
     })
+}
+
+/// Refuses what cannot run: an unusable house format or failover, no output.
+fn check_spec(spec: &LiveSpec) -> Result<(), AvError> {
+    let invalid = |what: String| AvError::Invalid {
+        path: PathBuf::from("live"),
+        what,
+    };
+    let h = spec.house;
+    if h.width == 0 || h.height == 0 || h.rate.0 == 0 || h.rate.1 == 0 || h.sample_rate == 0 {
+        return Err(invalid(format!("house format {h:?} is not usable")));
+    }
+    let f = spec.failover;
+    if f.loss_ms == 0 || !(f.return_after_s.is_finite() && f.return_after_s >= 0.0) {
+        return Err(invalid(format!(
+            "failover: loss_ms must be above 0 and return_after_s a number of seconds ≥ 0 (got {} ms, {} s)",
+            f.loss_ms, f.return_after_s
+        )));
+    }
+    if spec.outputs.is_empty() {
+        return Err(invalid("a live pipeline needs at least one output".into()));
+    }
+    Ok(())
+}
+
+/// What the live pipeline reads, by name: its inputs in order of preference, then the slate
+/// when it is a file (`true`: read in a loop).
+fn sources_of(spec: &LiveSpec) -> Vec<(String, InputSource, bool)> {
+    let mut sources: Vec<(String, InputSource, bool)> = spec
+        .inputs
+        .iter()
+        .map(|i| (i.name.clone(), i.source.clone(), false))
+        .collect();
+    if let Slate::File(p) = &spec.slate {
+        sources.push(("slate".into(), InputSource::File(p.clone()), true));
+    }
+    sources
+}
+
+/// What each input's thread fills, and the threads.
+type InputThreads = (Vec<Arc<Shared>>, Vec<thread::JoinHandle<()>>);
+
+/// A thread for each source, reading and conforming it into what it shares with the switcher.
+fn start_inputs(
+    sources: Vec<(String, InputSource, bool)>,
+    openers: Vec<Opener>,
+    house: House,
+    epoch: Instant,
+    stop: &Arc<AtomicBool>,
+) -> Result<InputThreads, AvError> {
+    let mut shared = Vec::new();
+    let mut handles = Vec::new();
+    for ((name, _, looped), opener) in sources.into_iter().zip(openers) {
+        let s = Arc::new(Shared {
+            buffer: Mutex::new(Buffer {
+                video: VecDeque::new(),
+                audio: AudioFifo::new(house.sample_rate, house.channels),
+                paced: false,
+            }),
+            counters: Arc::new(InputCounters::default()),
+        });
+        let w = InputWorker {
+            name: name.clone(),
+            opener,
+            house,
+            shared: s.clone(),
+            epoch,
+            cancel: stop.clone(),
+            looped,
+            scan: None,
+        };
+        handles.push(
+            thread::Builder::new()
+                .name(format!("live-in-{name}"))
+                .spawn(move || w.run())
+                .map_err(AvError::Thread)?,
+        );
+        shared.push(s);
+    }
+    Ok((shared, handles))
+}
+
+impl Switcher<'_> {
+    /// Waits for an input (or the start wait to pass) before the clock starts; once one is
+    /// healthy, gives the better ones (the primary, whose demuxer may be slower to open) a
+    /// moment.
+    fn wait_for_inputs(&mut self, cancel: &AtomicBool) {
+        let f = self.spec.failover;
+        let wait_until = self.epoch
+            + Duration::from_secs_f64(if f.startup_wait_s.is_finite() {
+                f.startup_wait_s.clamp(0.0, 3600.0)
+            } else {
+                0.0
+            });
+        let mut first_healthy: Option<Instant> = None;
+        while Instant::now() < wait_until && !cancel.load(Ordering::Relaxed) {
+            self.update_health();
+            match self.healthy_since.iter().position(Option::is_some) {
+                Some(0) => break,
+                Some(_) => {
+                    let t = *first_healthy.get_or_insert_with(Instant::now);
+                    if t.elapsed() >= START_GRACE {
+                        break;
+                    }
+                }
+                None => {}
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The output clock: from now, a frame every frame period to the outputs, from the source
+    /// the switcher decides on, until `cancel` or until every output has stopped. Returns the
+    /// frames sent.
+    fn clock(
+        &mut self,
+        outputs: &mut LiveOutputs,
+        mut generated: Option<&mut GeneratedSlate>,
+        on_event: &mut impl FnMut(SwitchEvent),
+        progress: &LiveProgress,
+        cancel: &AtomicBool,
+    ) -> Result<u64, AvError> {
+        let h = self.spec.house;
+        let frame = Duration::from_secs_f64(h.frame_s());
+        let start = Instant::now();
+        let mut n: u64 = 0;
+        let mut planes: Vec<Vec<f32>> = vec![Vec::new(); h.channels as usize];
+        while !cancel.load(Ordering::Relaxed) {
+            let due = start + frame.mul_f64(n as f64);
+            let now = Instant::now();
+            if due > now {
+                thread::sleep((due - now).min(Duration::from_millis(50)));
+                continue;
+            }
+            if now - due > frame {
+                progress.late_frames.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some(ev) = self.decide(n) {
+                announce(&ev, progress);
+                on_event(ev);
+            }
+            let n_samples = (h.samples_before(n + 1) - h.samples_before(n)) as usize;
+            let picture =
+                self.next_frame(n_samples, &mut planes, generated.as_deref_mut(), progress);
+            if let Some(p) = self.taken_pts.take() {
+                *lock(&progress.last_input_frame) = Some((n, p));
+            }
+            let Some(picture) = picture else {
+                return Err(AvError::Invalid {
+                    path: PathBuf::from("slate"),
+                    what: "the slate made no picture".into(),
+                });
+            };
+            let alive = outputs.send(&picture, &planes);
+            progress.frames_out.fetch_add(1, Ordering::Relaxed);
+            n += 1;
+            if !alive {
+                break;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// A switch, counted and logged.
+fn announce(ev: &SwitchEvent, progress: &LiveProgress) {
+    progress.switches.fetch_add(1, Ordering::Relaxed);
+    progress.on_air.store(
+        match ev.to {
+            OnAir::Input(i) => i as u64,
+            OnAir::Slate => u64::MAX,
+        },
+        Ordering::Relaxed,
+    );
+    tracing::info!(from = ?ev.from_name, to = %ev.to_name, reason = %ev.reason, frame = ev.frame, "live switch");
 }
 
 /// Chooses the source of each output frame.

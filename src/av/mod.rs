@@ -1,9 +1,14 @@
 //! The media engine: the ONLY module that touches `ffmpeg_next::ffi` or holds `unsafe` libav code.
-//! Opening inputs safely, probing, decoding, filter graphs, encoders, muxers, hardware backends,
-//! and the libav log → tracing bridge. It knows nothing of profiles or the CLI: `pipeline`
-//! compiles a profile into an [`engine::PipelineSpec`] and hands it here.
-//! Imports only `config`'s value types (`Rate`, `Backend`): never catalog, jobs, api, tokio or SQL;
-//! pipelines run on OS threads and talk to async code through channels (see [`io`]).
+//! Opening inputs safely, probing, decoding, filter graphs (one audio graph builder,
+//! [`graph::AudioGraph`], for encodes and measurements alike), encoders, muxers, hardware
+//! backends, the live engine and the libav log → tracing bridge. It knows nothing of profiles or
+//! the CLI: `pipeline` compiles a profile into an [`engine::PipelineSpec`] and hands it here.
+//! Its endpoints are abstract ([`io`]): what a file output's publishing is (the atomic file) is
+//! handed in by the caller from `output`.
+//!
+//! Imports only `config`'s value types (`Rate`, `Backend`): never output, pipeline, profile, qc,
+//! catalog, jobs, api, tokio or SQL; pipelines run on OS threads and talk to async code through
+//! channels (see [`io`]).
 
 pub mod clip;
 pub mod engine;

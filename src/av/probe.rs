@@ -153,12 +153,45 @@ pub fn probe_open(path: &Path) -> Result<(ProbeReport, ff::format::context::Inpu
 }
 
 fn describe(ictx: &ff::format::context::Input, path: &Path, size_bytes: u64) -> ProbeReport {
+    let mut report = ProbeReport {
+        file: path.display().to_string(),
+        size_bytes,
+        container: container_of(ictx),
+        video: vec![],
+        audio: vec![],
+        subtitle: vec![],
+        data: vec![],
+        loudness: None,
+    };
+    for st in ictx.streams() {
+        let s = StreamFacts::of(&st);
+        match s.par.codec_type {
+            ffi::AVMediaType::AVMEDIA_TYPE_VIDEO => report.video.push(video_stream(ictx, &st, s)),
+            ffi::AVMediaType::AVMEDIA_TYPE_AUDIO => report.audio.push(audio_stream(s)),
+            ffi::AVMediaType::AVMEDIA_TYPE_SUBTITLE => report.subtitle.push(s.other("subtitle")),
+            ffi::AVMediaType::AVMEDIA_TYPE_ATTACHMENT => report.data.push(s.other("attachment")),
+            _ => report.data.push(s.other("data")),
+        }
+    }
+    if report.container.start_timecode.is_none() {
+        report.container.start_timecode = report
+            .video
+            .iter()
+            .filter_map(|v| v.timecode.clone())
+            .chain(report.data.iter().filter_map(|d| d.timecode.clone()))
+            .next();
+    }
+    report
+}
+
+/// The container's own facts and tags.
+fn container_of(ictx: &ff::format::context::Input) -> Container {
     let fmt = ictx.format();
-    // SAFETY: the pointer is only read below while `ictx` is borrowed.
-    let ctx = unsafe { ictx.as_ptr() };
-    // SAFETY: `ctx` is the live format context owned by `ictx`, borrowed for this function.
-    let (duration, start, bit_rate) =
-        unsafe { ((*ctx).duration, (*ctx).start_time, (*ctx).bit_rate) };
+    // SAFETY: `ictx` is a live format context; three plain fields are read.
+    let (duration, start, bit_rate) = unsafe {
+        let ctx = ictx.as_ptr();
+        ((*ctx).duration, (*ctx).start_time, (*ctx).bit_rate)
+    };
     let av_tb = ffi::AVRational {
         num: 1,
         den: ffi::AV_TIME_BASE,
@@ -168,28 +201,38 @@ fn describe(ictx: &ff::format::context::Input, path: &Path, size_bytes: u64) -> 
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let mut report = ProbeReport {
-        file: path.display().to_string(),
-        size_bytes,
-        container: Container {
-            format: fmt.name().to_string(),
-            format_long: Some(fmt.description().to_string()),
-            duration_s: ts_seconds(duration, av_tb),
-            start_s: ts_seconds(start, av_tb),
-            bit_rate: (bit_rate > 0).then_some(bit_rate),
-            start_timecode: tags.get("timecode").cloned(),
-            tags,
-        },
-        video: vec![],
-        audio: vec![],
-        subtitle: vec![],
-        data: vec![],
-        loudness: None,
-    };
-    for st in ictx.streams() {
-        // SAFETY: the stream and its codecpar belong to `ictx`, alive for this loop.
-        // Colour and field-order values come from container metadata unchecked (Matroska copies
-        // them as they are): they are read as plain integers, never as Rust enums.
+    Container {
+        format: fmt.name().to_string(),
+        format_long: Some(fmt.description().to_string()),
+        duration_s: ts_seconds(duration, av_tb),
+        start_s: ts_seconds(start, av_tb),
+        bit_rate: (bit_rate > 0).then_some(bit_rate),
+        start_timecode: tags.get("timecode").cloned(),
+        tags,
+    }
+}
+
+/// What every kind of stream reports, read once.
+struct StreamFacts<'a> {
+    index: usize,
+    par: &'a ffi::AVCodecParameters,
+    /// Colour primaries, transfer, matrix, range and field order, as plain integers.
+    raw_enums: [i32; 5],
+    codec: String,
+    codec_long: Option<String>,
+    profile: Option<String>,
+    language: Option<String>,
+    timecode: Option<String>,
+    duration_s: Option<f64>,
+    bit_rate: Option<i64>,
+}
+
+impl<'a> StreamFacts<'a> {
+    fn of(st: &ff::format::stream::Stream<'a>) -> StreamFacts<'a> {
+        // SAFETY: the stream and its codecpar belong to the input, alive as long as `st`'s
+        // borrow of it. Colour and field-order values come from container metadata unchecked
+        // (Matroska copies them as they are): they are read as plain integers, never as Rust
+        // enums.
         let (par, tb, raw_enums) = unsafe {
             let s = st.as_ptr();
             let p = (*s).codecpar;
@@ -205,115 +248,110 @@ fn describe(ictx: &ff::format::context::Input, path: &Path, size_bytes: u64) -> 
         };
         let (codec, codec_long) = codec_name(par.codec_id);
         let meta = st.metadata();
-        let language = tag(&meta, "language").filter(|l| l != "und");
-        let timecode = tag(&meta, "timecode");
-        let dur = ts_seconds(st.duration(), tb);
-        let br = (par.bit_rate > 0).then_some(par.bit_rate);
-        // SAFETY: avcodec_profile_name accepts any id/profile pair and returns a static string or null.
-        let profile = unsafe { cstr_opt(ffi::avcodec_profile_name(par.codec_id, par.profile)) };
-        match par.codec_type {
-            ffi::AVMediaType::AVMEDIA_TYPE_VIDEO => {
-                // SAFETY: the guess only reads the format context and stream.
-                let sar = unsafe {
-                    ffi::av_guess_sample_aspect_ratio(
-                        ctx as *mut _,
-                        st.as_ptr() as *mut _,
-                        std::ptr::null_mut(),
-                    )
-                };
-                let sar = rational(sar);
-                let dar = sar.map(|(n, d)| {
-                    let (a, b) = reduce(par.width as i64 * n as i64, par.height as i64 * d as i64);
-                    format!("{a}:{b}")
-                });
-                let avg = rational(st.avg_frame_rate().into());
-                let fr = avg.or_else(|| rational(st.rate().into()));
-                let (pix_fmt, bit_depth, chroma) = pixel_info(par.format);
-                let frames = st.frames();
-                report.video.push(VideoStream {
-                    index: st.index(),
-                    codec,
-                    codec_long,
-                    profile,
-                    level: (par.level >= 0).then_some(par.level),
-                    width: par.width as u32,
-                    height: par.height as u32,
-                    sample_aspect_ratio: ratio_string(sar, ':'),
-                    display_aspect_ratio: dar,
-                    frame_rate: ratio_string(fr, '/'),
-                    field_order: field_order_name(raw_enums[4]).map(String::from),
-                    pix_fmt,
-                    bit_depth,
-                    chroma_subsampling: chroma,
-                    color_primaries: enum_name(raw_enums[0], Names::Primaries),
-                    color_transfer: enum_name(raw_enums[1], Names::Transfer),
-                    color_matrix: enum_name(raw_enums[2], Names::Space),
-                    color_range: enum_name(raw_enums[3], Names::Range),
-                    bit_rate: br,
-                    duration_s: dur,
-                    frames: (frames > 0).then_some(frames),
-                    timecode: timecode.clone(),
-                });
-            }
-            ffi::AVMediaType::AVMEDIA_TYPE_AUDIO => {
-                let channels = par.ch_layout.nb_channels.max(0) as u32;
-                let layout = layout_name(&par.ch_layout);
-                // SAFETY: av_get_sample_fmt_name accepts any value and returns static or null.
-                let sample_fmt = unsafe { cstr_opt(raw::av_get_sample_fmt_name(par.format)) };
-                let depth = if par.bits_per_raw_sample > 0 {
-                    Some(par.bits_per_raw_sample as u32)
-                } else if par.bits_per_coded_sample > 0 {
-                    Some(par.bits_per_coded_sample as u32)
-                } else {
-                    None
-                };
-                report.audio.push(AudioStream {
-                    index: st.index(),
-                    codec,
-                    codec_long,
-                    profile,
-                    sample_rate: par.sample_rate.max(0) as u32,
-                    channels,
-                    channel_layout: layout,
-                    sample_fmt,
-                    bit_depth: depth,
-                    bit_rate: br,
-                    duration_s: dur,
-                    language,
-                    loudness: None,
-                });
-            }
-            ffi::AVMediaType::AVMEDIA_TYPE_SUBTITLE => report.subtitle.push(OtherStream {
-                index: st.index(),
-                codec: Some(codec),
-                codec_type: "subtitle".into(),
-                language,
-                timecode,
-            }),
-            other => {
-                let kind = match other {
-                    ffi::AVMediaType::AVMEDIA_TYPE_ATTACHMENT => "attachment",
-                    _ => "data",
-                };
-                report.data.push(OtherStream {
-                    index: st.index(),
-                    codec: Some(codec),
-                    codec_type: kind.into(),
-                    language,
-                    timecode,
-                })
-            }
+        StreamFacts {
+            index: st.index(),
+            par,
+            raw_enums,
+            codec,
+            codec_long,
+            // SAFETY: avcodec_profile_name accepts any id/profile pair and returns a static
+            // string or null.
+            profile: unsafe { cstr_opt(ffi::avcodec_profile_name(par.codec_id, par.profile)) },
+            language: tag(&meta, "language").filter(|l| l != "und"),
+            timecode: tag(&meta, "timecode"),
+            duration_s: ts_seconds(st.duration(), tb),
+            bit_rate: (par.bit_rate > 0).then_some(par.bit_rate),
         }
     }
-    if report.container.start_timecode.is_none() {
-        report.container.start_timecode = report
-            .video
-            .iter()
-            .filter_map(|v| v.timecode.clone())
-            .chain(report.data.iter().filter_map(|d| d.timecode.clone()))
-            .next();
+
+    /// A subtitle, data or attachment stream.
+    fn other(self, kind: &str) -> OtherStream {
+        OtherStream {
+            index: self.index,
+            codec: Some(self.codec),
+            codec_type: kind.into(),
+            language: self.language,
+            timecode: self.timecode,
+        }
     }
-    report
+}
+
+fn video_stream(
+    ictx: &ff::format::context::Input,
+    st: &ff::format::stream::Stream<'_>,
+    s: StreamFacts<'_>,
+) -> VideoStream {
+    let par = s.par;
+    // SAFETY: the guess only reads the live format context and its stream.
+    let sar = unsafe {
+        ffi::av_guess_sample_aspect_ratio(
+            ictx.as_ptr() as *mut _,
+            st.as_ptr() as *mut _,
+            std::ptr::null_mut(),
+        )
+    };
+    let sar = rational(sar);
+    let dar = sar.map(|(n, d)| {
+        let (a, b) = reduce(par.width as i64 * n as i64, par.height as i64 * d as i64);
+        format!("{a}:{b}")
+    });
+    let avg = rational(st.avg_frame_rate().into());
+    let fr = avg.or_else(|| rational(st.rate().into()));
+    let (pix_fmt, bit_depth, chroma) = pixel_info(par.format);
+    let frames = st.frames();
+    let raw = s.raw_enums;
+    VideoStream {
+        index: s.index,
+        codec: s.codec,
+        codec_long: s.codec_long,
+        profile: s.profile,
+        level: (par.level >= 0).then_some(par.level),
+        width: par.width as u32,
+        height: par.height as u32,
+        sample_aspect_ratio: ratio_string(sar, ':'),
+        display_aspect_ratio: dar,
+        frame_rate: ratio_string(fr, '/'),
+        field_order: field_order_name(raw[4]).map(String::from),
+        pix_fmt,
+        bit_depth,
+        chroma_subsampling: chroma,
+        color_primaries: enum_name(raw[0], Names::Primaries),
+        color_transfer: enum_name(raw[1], Names::Transfer),
+        color_matrix: enum_name(raw[2], Names::Space),
+        color_range: enum_name(raw[3], Names::Range),
+        bit_rate: s.bit_rate,
+        duration_s: s.duration_s,
+        frames: (frames > 0).then_some(frames),
+        timecode: s.timecode,
+    }
+}
+
+fn audio_stream(s: StreamFacts<'_>) -> AudioStream {
+    let par = s.par;
+    // SAFETY: av_get_sample_fmt_name accepts any value and returns static or null.
+    let sample_fmt = unsafe { cstr_opt(raw::av_get_sample_fmt_name(par.format)) };
+    let depth = if par.bits_per_raw_sample > 0 {
+        Some(par.bits_per_raw_sample as u32)
+    } else if par.bits_per_coded_sample > 0 {
+        Some(par.bits_per_coded_sample as u32)
+    } else {
+        None
+    };
+    AudioStream {
+        index: s.index,
+        codec: s.codec,
+        codec_long: s.codec_long,
+        profile: s.profile,
+        sample_rate: par.sample_rate.max(0) as u32,
+        channels: par.ch_layout.nb_channels.max(0) as u32,
+        channel_layout: layout_name(&par.ch_layout),
+        sample_fmt,
+        bit_depth: depth,
+        bit_rate: s.bit_rate,
+        duration_s: s.duration_s,
+        language: s.language,
+        loudness: None,
+    }
 }
 
 /// ffprobe's names for `AVFieldOrder`, collapsed to what a media manager asks: which field first.

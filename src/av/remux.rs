@@ -37,28 +37,8 @@ pub fn loop_ts(
     stop: &AtomicBool,
     mut on_pass: impl FnMut(u64),
 ) -> Result<LoopReport, AvError> {
-    let libav = |what: &str| {
-        let path = path.to_owned();
-        let what = what.to_string();
-        move |source| AvError::Libav { path, what, source }
-    };
     let mut ictx = super::input::open(path)?;
-    // Video and audio go out; data, subtitle and attachment streams are left behind.
-    let map: Vec<Option<usize>> = {
-        let mut next = 0;
-        ictx.streams()
-            .map(|s| {
-                matches!(
-                    s.parameters().medium(),
-                    ff::media::Type::Video | ff::media::Type::Audio
-                )
-                .then(|| {
-                    next += 1;
-                    next - 1
-                })
-            })
-            .collect()
-    };
+    let map = stream_map(&ictx, false);
     if map.iter().all(Option::is_none) {
         return Err(AvError::Invalid {
             path: path.to_owned(),
@@ -66,9 +46,75 @@ pub fn loop_ts(
         });
     }
     let io = ff::format::context::StreamIo::from_write_with_capacity(out, IO_BUFFER)
-        .map_err(libav("cannot set up the TS writer"))?;
+        .map_err(libav_err(path, "cannot set up the TS writer"))?;
     let mut octx = ff::format::output_to_stream(io, None, Some("mpegts"))
-        .map_err(libav("cannot open the TS muxer"))?;
+        .map_err(libav_err(path, "cannot open the TS muxer"))?;
+    declare_streams(&ictx, &mut octx, &map, path, "TS muxer")?;
+    octx.write_header()
+        .map_err(libav_err(path, "the TS muxer refused these streams"))?;
+    let mut pacing = Pacing {
+        in_tb: ictx.streams().map(|s| s.time_base()).collect(),
+        out_tb: octx.streams().map(|s| s.time_base()).collect(),
+        map,
+        started: Instant::now(),
+        origin_us: None,
+    };
+    let mut pass_us: i64 = 0;
+    let mut passes = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        passes += 1;
+        on_pass(passes);
+        if passes > 1 {
+            ictx = super::input::open(path)?;
+        }
+        let offset_us = pass_us * (passes as i64 - 1);
+        let Some(end_us) = pacing.pass(&mut ictx, &mut octx, offset_us, stop, path)? else {
+            break;
+        };
+        if passes == 1 {
+            // The next pass starts where this one's last packet ends (at least one frame on).
+            pass_us = (end_us - pacing.origin_us.unwrap_or(0)).max(40_000);
+        }
+    }
+    octx.write_trailer()
+        .map_err(libav_err(path, "cannot finish the TS muxer"))?;
+    Ok(LoopReport { passes, pass_us })
+}
+
+fn libav_err(path: &Path, what: &str) -> impl FnOnce(ff::Error) -> AvError {
+    let (path, what) = (path.to_owned(), what.to_string());
+    move |source| AvError::Libav { path, what, source }
+}
+
+/// Each input stream's index among the output's: video and audio go out (with a codec libav
+/// knows, when `known_codec`); data, subtitle and attachment streams are left behind.
+fn stream_map(ictx: &ff::format::context::Input, known_codec: bool) -> Vec<Option<usize>> {
+    let mut next = 0;
+    ictx.streams()
+        .map(|s| {
+            let p = s.parameters();
+            (matches!(p.medium(), ff::media::Type::Video | ff::media::Type::Audio)
+                && (!known_codec || p.id() != ff::codec::Id::None))
+                .then(|| {
+                    next += 1;
+                    next - 1
+                })
+        })
+        .collect()
+}
+
+/// Declares the kept streams on the output, each with its input's parameters and time base.
+fn declare_streams(
+    ictx: &ff::format::context::Input,
+    octx: &mut ff::format::context::Output,
+    map: &[Option<usize>],
+    label: &Path,
+    muxer: &str,
+) -> Result<(), AvError> {
+    let invalid = |what: String| AvError::Invalid {
+        path: label.to_owned(),
+        what,
+    };
     for (i, s) in ictx.streams().enumerate() {
         if map[i].is_none() {
             continue;
@@ -76,63 +122,67 @@ pub fn loop_ts(
         // SAFETY: the output context is live; a null codec adds an empty stream filled below.
         let st = unsafe { ffi::avformat_new_stream(octx.as_mut_ptr(), std::ptr::null()) };
         if st.is_null() {
-            return Err(AvError::Invalid {
-                path: path.to_owned(),
-                what: "cannot add a stream to the TS muxer".into(),
-            });
+            return Err(invalid(format!("cannot add a stream to the {muxer}")));
         }
         let idx = octx.nb_streams() as usize - 1;
-        let mut o = octx.stream_mut(idx).ok_or_else(|| AvError::Invalid {
-            path: path.to_owned(),
-            what: "the TS muxer lost a stream".into(),
-        })?;
+        let mut o = octx
+            .stream_mut(idx)
+            .ok_or_else(|| invalid(format!("the {muxer} lost a stream")))?;
         o.set_parameters(s.parameters());
         o.set_time_base(s.time_base());
         // SAFETY: clearing the codec tag lets the muxer choose its own for this codec.
         unsafe { (*(*o.as_mut_ptr()).codecpar).codec_tag = 0 };
     }
-    octx.write_header()
-        .map_err(libav("the TS muxer refused these streams"))?;
-    let in_tb: Vec<ff::Rational> = ictx.streams().map(|s| s.time_base()).collect();
-    let out_tb: Vec<ff::Rational> = octx.streams().map(|s| s.time_base()).collect();
+    Ok(())
+}
 
-    let started = Instant::now();
-    let mut origin_us: Option<i64> = None;
-    let mut pass_us: i64 = 0;
-    let mut passes = 0u64;
-    'passes: while !stop.load(Ordering::Relaxed) {
-        passes += 1;
-        on_pass(passes);
-        if passes > 1 {
-            ictx = super::input::open(path)?;
-        }
-        let offset_us = pass_us * (passes as i64 - 1);
+/// The looped file's clock: every pass's packets shifted to follow the passes before it, and
+/// written when their time comes.
+struct Pacing {
+    map: Vec<Option<usize>>,
+    in_tb: Vec<ff::Rational>,
+    out_tb: Vec<ff::Rational>,
+    started: Instant,
+    /// The first packet's time in the file, in microseconds.
+    origin_us: Option<i64>,
+}
+
+impl Pacing {
+    /// One pass over the file, `offset_us` after the first; the end of its last packet in the
+    /// file's time, or `None` when stopped meanwhile.
+    fn pass(
+        &mut self,
+        ictx: &mut ff::format::context::Input,
+        octx: &mut ff::format::context::Output,
+        offset_us: i64,
+        stop: &AtomicBool,
+        path: &Path,
+    ) -> Result<Option<i64>, AvError> {
         let mut end_us = i64::MIN;
         let mut wrote = false;
         for (s, mut p) in ictx.packets() {
             let i = s.index();
-            let Some(o) = map.get(i).copied().flatten() else {
+            let Some(o) = self.map.get(i).copied().flatten() else {
                 continue;
             };
             let Some(dts) = p.dts().or(p.pts()) else {
                 continue;
             };
-            let dts_us = dts.rescale(in_tb[i], MICROS);
-            let origin = *origin_us.get_or_insert(dts_us);
-            let dur_us = p.duration().max(0).rescale(in_tb[i], MICROS);
+            let dts_us = dts.rescale(self.in_tb[i], MICROS);
+            let origin = *self.origin_us.get_or_insert(dts_us);
+            let dur_us = p.duration().max(0).rescale(self.in_tb[i], MICROS);
             end_us = end_us.max(dts_us + dur_us);
-            let at_us = dts_us - origin + offset_us;
-            if !pace(started, at_us, stop) {
-                break 'passes;
+            if !pace(self.started, dts_us - origin + offset_us, stop) {
+                return Ok(None);
             }
-            p.rescale_ts(in_tb[i], out_tb[o]);
-            let shift = (offset_us - origin).rescale(MICROS, out_tb[o]);
+            p.rescale_ts(self.in_tb[i], self.out_tb[o]);
+            let shift = (offset_us - origin).rescale(MICROS, self.out_tb[o]);
             p.set_pts(p.pts().map(|t| t + shift));
             p.set_dts(p.dts().map(|t| t + shift));
             p.set_stream(o);
             p.set_position(-1);
-            p.write_interleaved(&mut octx)
-                .map_err(libav("cannot write to the TS muxer"))?;
+            p.write_interleaved(octx)
+                .map_err(libav_err(path, "cannot write to the TS muxer"))?;
             wrote = true;
         }
         if !wrote {
@@ -141,14 +191,8 @@ pub fn loop_ts(
                 what: "no packet to play".into(),
             });
         }
-        if passes == 1 {
-            // The next pass starts where this one's last packet ends (at least one frame on).
-            pass_us = (end_us - origin_us.unwrap_or(0)).max(40_000);
-        }
+        Ok(Some(end_us))
     }
-    octx.write_trailer()
-        .map_err(libav("cannot finish the TS muxer"))?;
-    Ok(LoopReport { passes, pass_us })
 }
 
 /// Waits until `at_us` after `started`; false when stopped meanwhile.
@@ -200,11 +244,7 @@ pub fn remux_stream(
     stop: Arc<AtomicBool>,
 ) -> Result<u64, AvError> {
     let label = std::path::PathBuf::from(&src.name);
-    let libav = |what: &str| {
-        let path = label.clone();
-        let what = what.to_string();
-        move |source| AvError::Libav { path, what, source }
-    };
+    let libav = |what: &str| libav_err(&label, what);
     let s2 = stop.clone();
     // A live feed is looked at for a moment only: what the probe holds back arrives late, and
     // all at once.
@@ -214,20 +254,7 @@ pub fn remux_stream(
     let mut ictx =
         super::io::InputSource::open_stream_with(src, opts, move || s2.load(Ordering::Relaxed))
             .map_err(libav("cannot read the stream"))?;
-    let map: Vec<Option<usize>> = {
-        let mut next = 0;
-        ictx.streams()
-            .map(|s| {
-                let p = s.parameters();
-                (matches!(p.medium(), ff::media::Type::Video | ff::media::Type::Audio)
-                    && p.id() != ff::codec::Id::None)
-                    .then(|| {
-                        next += 1;
-                        next - 1
-                    })
-            })
-            .collect()
-    };
+    let map = stream_map(&ictx, true);
     if map.iter().all(Option::is_none) {
         return Err(AvError::Invalid {
             path: label,
@@ -251,28 +278,7 @@ pub fn remux_stream(
             })?
         }
     };
-    for (i, s) in ictx.streams().enumerate() {
-        if map[i].is_none() {
-            continue;
-        }
-        // SAFETY: the output context is live; a null codec adds an empty stream filled below.
-        let st = unsafe { ffi::avformat_new_stream(octx.as_mut_ptr(), std::ptr::null()) };
-        if st.is_null() {
-            return Err(AvError::Invalid {
-                path: label,
-                what: "cannot add a stream to the muxer".into(),
-            });
-        }
-        let idx = octx.nb_streams() as usize - 1;
-        let mut o = octx.stream_mut(idx).ok_or_else(|| AvError::Invalid {
-            path: label.clone(),
-            what: "the muxer lost a stream".into(),
-        })?;
-        o.set_parameters(s.parameters());
-        o.set_time_base(s.time_base());
-        // SAFETY: clearing the codec tag lets the muxer choose its own for this codec.
-        unsafe { (*(*o.as_mut_ptr()).codecpar).codec_tag = 0 };
-    }
+    declare_streams(&ictx, &mut octx, &map, &label, "muxer")?;
     octx.write_header()
         .map_err(libav("the muxer refused these streams"))?;
     let in_tb: Vec<ff::Rational> = ictx.streams().map(|s| s.time_base()).collect();

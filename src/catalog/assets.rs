@@ -249,13 +249,13 @@ pub struct Total {
     pub value: i64,
     /// Whether `value` is exact; when false it is an estimate from the density of the
     /// newest matches over the catalog's id range, and the true count is above
-    /// `COUNT_EXACT_UP_TO` (1000).
+    /// `COUNT_EXACT_UP_TO` (500).
     pub exact: bool,
 }
 
 /// Counts up to this are exact; above, estimated (counting every match of a common word in a
 /// large catalog would cost more than the search).
-pub const COUNT_EXACT_UP_TO: i64 = 1000;
+pub const COUNT_EXACT_UP_TO: i64 = 500;
 
 /// The order of a search, with the column (index) it walks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,8 @@
-//! The `[delivery]` section: delivery destinations (folder, SFTP, pull), the pull endpoint's
+//! The `[delivery]` section: delivery destinations (folder, SFTP, S3, pull), the pull endpoint's
 //! signing secret, and review notifications (webhooks, e-mail over SMTP). Credentials are never
-//! written here: an SFTP destination names a key file or a password file, read only by the
-//! process that connects. Imports nothing of the domain.
+//! written here: an SFTP destination names a key file or a password file, an S3 destination a
+//! file holding its secret access key, read only by the process that connects. Imports nothing
+//! of the domain.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -25,11 +26,21 @@ pub struct Delivery {
 pub struct Destination {
     /// Its name in the API (letters, digits, `-` and `_`).
     pub name: String,
-    /// `folder`, `sftp` or `pull`.
+    /// `folder`, `sftp`, `s3` or `pull`.
     pub kind: String,
     /// folder: the absolute folder; sftp: the remote folder (absolute, or relative to the
-    /// login's home).
+    /// login's home); s3: the key prefix (empty: the bucket's top).
     pub path: String,
+    /// s3: `http(s)://host:port` of an S3-compatible store (none: AWS).
+    pub endpoint: Option<String>,
+    /// s3: the bucket.
+    pub bucket: String,
+    /// s3: the region (default `us-east-1`).
+    pub region: Option<String>,
+    /// s3: the access key id.
+    pub access_key_id: String,
+    /// s3: a file holding the secret access key.
+    pub secret_access_key_file: Option<PathBuf>,
     /// sftp: the server's host name or address.
     pub host: String,
     /// sftp: the server's port (default 22).
@@ -84,10 +95,19 @@ pub struct Review {
     pub webhooks: Vec<String>,
     /// Addresses e-mailed on each review change.
     pub emails: Vec<String>,
-    /// The SMTP relay (`host:port`, plain SMTP on a trusted network); empty: no e-mail.
+    /// The SMTP relay (`host:port`); empty: no e-mail.
     pub smtp: String,
     /// The sender of those e-mails.
     pub mail_from: String,
+    /// Upgrade the connection with STARTTLS (the relay's certificate checked); without it,
+    /// plain SMTP, for a relay on a trusted network.
+    pub smtp_starttls: bool,
+    /// PEM certificates to trust for the relay instead of the system's roots.
+    pub smtp_ca_file: Option<PathBuf>,
+    /// Log in as this user (AUTH PLAIN or LOGIN, over STARTTLS only).
+    pub smtp_user: String,
+    /// The file holding that user's password (read by the process that sends).
+    pub smtp_password_file: Option<PathBuf>,
 }
 
 const FIELDS: &[&str] = &[
@@ -147,10 +167,41 @@ pub fn problems(d: &Delivery) -> Vec<(&'static str, String)> {
                     );
                 }
             }
+            "s3" => {
+                if x.bucket.is_empty() {
+                    bad(
+                        "delivery.destinations.bucket",
+                        "an s3 destination needs a bucket".into(),
+                    );
+                }
+                if x.access_key_id.is_empty() != x.secret_access_key_file.is_none() {
+                    bad(
+                        "delivery.destinations.secret_access_key_file",
+                        "an s3 destination needs both access_key_id and secret_access_key_file \
+                         (or neither, for a public bucket)"
+                            .into(),
+                    );
+                }
+                if x.endpoint
+                    .as_deref()
+                    .is_some_and(|e| !(e.starts_with("http://") || e.starts_with("https://")))
+                {
+                    bad(
+                        "delivery.destinations.endpoint",
+                        "an http:// or https:// URL".into(),
+                    );
+                }
+                if x.path.starts_with('/') || x.path.contains("//") {
+                    bad(
+                        "delivery.destinations.path",
+                        "an s3 key prefix: no leading / and no empty part".into(),
+                    );
+                }
+            }
             "pull" => {}
             k => bad(
                 "delivery.destinations.kind",
-                format!("{k:?} is not folder, sftp or pull"),
+                format!("{k:?} is not folder, sftp, s3 or pull"),
             ),
         }
         if let Err(e) = check_template(x.naming()) {
@@ -200,6 +251,16 @@ pub fn problems(d: &Delivery) -> Vec<(&'static str, String)> {
             errs.push((
                 "delivery.review.smtp",
                 format!("{:?} is not host:port", d.review.smtp),
+            ));
+        }
+        if !d.review.smtp_user.is_empty()
+            && (!d.review.smtp_starttls || d.review.smtp_password_file.is_none())
+        {
+            errs.push((
+                "delivery.review.smtp_user",
+                "a login needs smtp_starttls = true (it is never sent in the clear) and \
+                 smtp_password_file"
+                    .into(),
             ));
         }
         if !d.review.mail_from.contains('@') {
@@ -266,5 +327,32 @@ mod tests {
         assert!(keys.contains(&"delivery.destinations.host"));
         assert!(keys.contains(&"delivery.destinations.key_file"));
         assert!(keys.contains(&"delivery.destinations.host_key_sha256"));
+        let d = Delivery {
+            destinations: vec![Destination {
+                name: "bucket".into(),
+                kind: "s3".into(),
+                path: "/abs".into(),
+                endpoint: Some("ftp://x".into()),
+                access_key_id: "AKIA".into(),
+                ..Destination::default()
+            }],
+            review: Review {
+                smtp: "relay:587".into(),
+                mail_from: "a@example.org".into(),
+                smtp_user: "antenne".into(),
+                ..Review::default()
+            },
+            ..Delivery::default()
+        };
+        let keys: Vec<&str> = problems(&d).iter().map(|e| e.0).collect();
+        for k in [
+            "delivery.destinations.bucket",
+            "delivery.destinations.secret_access_key_file",
+            "delivery.destinations.endpoint",
+            "delivery.destinations.path",
+            "delivery.review.smtp_user",
+        ] {
+            assert!(keys.contains(&k), "{k} in {keys:?}");
+        }
     }
 }

@@ -26,6 +26,10 @@ pub struct Storages {
     pub store: Vec<StoreConfig>,
     pub policy: Vec<Policy>,
     pub retention: Vec<RetentionRule>,
+    /// `http://` URLs POSTed a JSON event on each storage event that needs someone: a copy
+    /// found bad or missing, repaired or not, a file with no good copy left, a copy that could
+    /// not be made, a threshold crossed, ingest paused (and resumed) before a disk fills.
+    pub webhooks: Vec<String>,
 }
 
 impl Default for Storages {
@@ -39,6 +43,7 @@ impl Default for Storages {
             store: Vec::new(),
             policy: Vec::new(),
             retention: Vec::new(),
+            webhooks: Vec::new(),
         }
     }
 }
@@ -191,6 +196,11 @@ impl Storages {
                 "storages.warn_percent",
                 "warn_percent and refuse_percent are 0-100, warn at most refuse".into(),
             ));
+        }
+        for w in &self.webhooks {
+            if !w.starts_with("http://") {
+                out.push(("storages.webhooks", format!("{w:?}: only http:// webhooks")));
+            }
         }
         for s in &self.store {
             let ok_id = !s.id.is_empty()

@@ -2,6 +2,7 @@
 //! from the asset and the file, each made safe as one file name. Pure.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// The values a template may name (see `config::delivery::Destination::naming`).
 pub type Fields = BTreeMap<&'static str, String>;
@@ -38,6 +39,41 @@ pub fn render(template: &str, fields: &Fields) -> String {
         "unnamed".into()
     } else {
         safe
+    }
+}
+
+/// The name a client sees for a stored file: its own name, without the content-hash prefix
+/// (`<sha256[..16]>-` and, when that name was taken, an 8-digit tag) that uploads are stored
+/// under in the media directory.
+pub fn shown(stored: &str, sha256: &str, media_dir: &Path) -> String {
+    let p = Path::new(stored);
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    let Some(h16) = sha256.get(..16) else {
+        return name;
+    };
+    if !p.starts_with(media_dir) {
+        return name;
+    }
+    let Some(rest) = name.strip_prefix(&format!("{h16}-")) else {
+        return name;
+    };
+    // `<hash>-<tag>-<name>` is only made when `<hash>-<name>` existed.
+    if let Some((tag, after)) = rest.split_once('-') {
+        if tag.len() == 8
+            && tag.bytes().all(|c| c.is_ascii_hexdigit())
+            && !after.is_empty()
+            && p.with_file_name(format!("{h16}-{after}")).exists()
+        {
+            return after.to_string();
+        }
+    }
+    if rest.is_empty() {
+        name
+    } else {
+        rest.to_string()
     }
 }
 

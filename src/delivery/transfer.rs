@@ -42,6 +42,9 @@ pub enum TransferError {
     },
     #[error("{0}")]
     Refused(String),
+    /// The far end failed in a way another attempt may mend (an object store that is down).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl TransferError {
@@ -78,6 +81,12 @@ pub trait Far {
     /// Renames `from` to `to`, replacing `to`.
     fn rename(&mut self, from: &str, to: &str) -> Result<(), TransferError>;
     fn remove(&mut self, name: &str) -> Result<(), TransferError>;
+    /// Whether a write appears under its name only once complete (an S3 multipart upload): then
+    /// each file is written under its own name, not through a `.part` renamed after, and an
+    /// interrupted file starts over (the files already there are not sent again).
+    fn atomic_writes(&self) -> bool {
+        false
+    }
 }
 
 /// A file to send: a stored file, or a sidecar's bytes.
@@ -158,8 +167,17 @@ pub fn deliver(
             });
             continue;
         }
-        let part = part_name(&it.name);
-        let mut offset = far.size(&part)?.unwrap_or(0);
+        let atomic = far.atomic_writes();
+        let part = if atomic {
+            it.name.clone()
+        } else {
+            part_name(&it.name)
+        };
+        let mut offset = if atomic {
+            0
+        } else {
+            far.size(&part)?.unwrap_or(0)
+        };
         if offset > it.size {
             far.remove(&part)?;
             offset = 0;
@@ -214,7 +232,9 @@ pub fn deliver(
                 });
             }
         }
-        far.rename(&part, &it.name)?;
+        if !atomic {
+            far.rename(&part, &it.name)?;
+        }
         if far.size(&it.name)? != Some(it.size) {
             return Err(TransferError::Verify {
                 name: it.name.clone(),
@@ -242,13 +262,14 @@ pub fn deliver(
     Ok(out)
 }
 
-/// Connects to a destination: a folder, or an SFTP server.
+/// Connects to a destination: a folder, or an SFTP server (an S3 destination goes through a
+/// storage, see `jobs`).
 pub fn connect(d: &Destination) -> Result<Box<dyn Far>, TransferError> {
     match d.kind.as_str() {
         "folder" => Ok(Box::new(FolderFar::new(Path::new(&d.path))?)),
         "sftp" => Ok(Box::new(super::sftp::SftpFar::connect(d)?)),
         k => Err(TransferError::Refused(format!(
-            "destination {:?}: kind {k:?} is not sent to (folder or sftp)",
+            "destination {:?}: kind {k:?} is not sent to here (folder or sftp)",
             d.name
         ))),
     }

@@ -9,9 +9,11 @@
 //! Imports the domain it runs (catalog, av, ingest, profile, qc, pipeline, delivery, storage,
 //! config); never api.
 
+pub mod deliveries;
 pub mod devices;
 pub mod fault;
 pub mod queue;
+mod s3_far;
 pub mod supervisor;
 pub mod trigger;
 pub mod worker;

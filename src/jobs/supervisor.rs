@@ -64,6 +64,8 @@ pub struct Supervisor {
     pub wake: Notify,
     pool: std::sync::Mutex<Pool>,
     serial: AtomicU64,
+    storages: std::sync::OnceLock<Arc<crate::storage::Storages>>,
+    destinations: std::sync::OnceLock<Vec<crate::config::delivery::Destination>>,
 }
 
 enum Outcome {
@@ -74,6 +76,10 @@ enum Outcome {
     Lost(String),
     Cancelled,
 }
+
+/// How long a job waits for a storage that does not answer before its attempt fails (it is
+/// retried with backoff).
+const RESTORE_WAIT: Duration = Duration::from_secs(90);
 
 /// The last lines a worker wrote to its stderr.
 type StderrTail = Arc<std::sync::Mutex<Vec<String>>>;
@@ -223,7 +229,251 @@ impl Supervisor {
             ),
             settings,
             serial: AtomicU64::new(0),
+            storages: std::sync::OnceLock::new(),
+            destinations: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Lets jobs bring files back from nearline or archive before they run (set once the
+    /// storages are built).
+    pub fn set_storages(&self, s: Arc<crate::storage::Storages>) {
+        let _ = self.storages.set(s);
+    }
+
+    /// The declared delivery destinations a workflow's `deliver` step may name.
+    pub fn set_destinations(&self, d: Vec<crate::config::delivery::Destination>) {
+        let _ = self.destinations.set(d);
+    }
+
+    /// What a job needs before its worker starts: a workflow delivery to a declared destination
+    /// is planned (its files, names, manifests) and recorded on the asset, once (kept in the
+    /// job's parameters for its retries); every stored file it reads that has no online copy is
+    /// brought back from nearline or archive (verified), the job waiting for it.
+    async fn prepare(&self, job: &mut Job, worker: &str) -> Result<(), Outcome> {
+        if job.kind == "deliver" {
+            if let Some(name) = job.params["destination"].as_str().map(String::from) {
+                self.plan_delivery(job, &name).await?;
+            }
+        }
+        if !matches!(job.kind.as_str(), "transcode" | "qc" | "verify" | "deliver") {
+            return Ok(());
+        }
+        let mut paths: Vec<String> = Vec::new();
+        let p = &job.params;
+        if matches!(job.kind.as_str(), "transcode" | "qc") {
+            paths.extend(p["path"].as_str().map(String::from));
+        }
+        for f in p["files"].as_array().into_iter().flatten() {
+            paths.extend(f.as_str().or(f["path"].as_str()).map(String::from));
+        }
+        for f in p["items"].as_array().into_iter().flatten() {
+            paths.extend(f["path"].as_str().map(String::from));
+        }
+        let media = &self.settings.media_dir;
+        let missing: Vec<String> = paths
+            .into_iter()
+            .filter(|p| Path::new(p).starts_with(media) && !Path::new(p).exists())
+            .collect();
+        let (Some(asset), false) = (job.asset_id, missing.is_empty()) else {
+            return Ok(());
+        };
+        let fail = |why: String| Outcome::Failed(why, true, Fault::Resource);
+        let Some(storages) = self.storages.get() else {
+            return Err(fail(format!(
+                "{} has no online copy and the storages are not started yet",
+                missing[0]
+            )));
+        };
+        let files = self
+            .catalog
+            .files_of_asset(asset)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        for p in missing {
+            let Some(f) = files.iter().find(|f| f.path == p) else {
+                continue;
+            };
+            let msg = format!(
+                "file {}: no online copy; waiting for it to be restored from another storage",
+                f.file_id
+            );
+            let _ = self.queue.job_log(job.id, "info", &msg).await;
+            tracing::info!(
+                job = job.id,
+                file = f.file_id,
+                "restoring a file before its job runs"
+            );
+            let at = self
+                .restore(job, worker, storages, f.file_id)
+                .await
+                .map_err(|o| match o {
+                    Outcome::Failed(e, retry, fault) => Outcome::Failed(
+                        format!(
+                            "file {}: no online copy, and it cannot be restored now: {e}",
+                            f.file_id
+                        ),
+                        retry,
+                        fault,
+                    ),
+                    o => o,
+                })?;
+            if at != Path::new(&p) {
+                return Err(fail(format!(
+                    "file {}: restored to {}, not where the job reads it ({p})",
+                    f.file_id,
+                    at.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings `file_id` back online for `job`, keeping the job's lease meanwhile. A storage that
+    /// does not answer is waited for (up to [`RESTORE_WAIT`], asking again every few seconds);
+    /// a file with no good copy anywhere fails the job for good.
+    async fn restore(
+        &self,
+        job: &Job,
+        worker: &str,
+        storages: &crate::storage::Storages,
+        file_id: i64,
+    ) -> Result<PathBuf, Outcome> {
+        let t0 = Instant::now();
+        let mut said = false;
+        loop {
+            let restoring = storages.ensure_online(file_id);
+            tokio::pin!(restoring);
+            let got = loop {
+                tokio::select! {
+                    r = &mut restoring => break r,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {
+                        let p = (0.0, 0.0, 0.0, 0.0);
+                        if let Ok(false) = self
+                            .queue
+                            .progress(job.id, worker, p, self.settings.lease_ms, false)
+                            .await
+                        {
+                            return Err(Outcome::Cancelled);
+                        }
+                    }
+                }
+            };
+            let e = match got {
+                Ok(at) => {
+                    let msg = format!(
+                        "file {file_id}: restored to online (verified) in {:.1} s",
+                        t0.elapsed().as_secs_f64()
+                    );
+                    let _ = self.queue.job_log(job.id, "info", &msg).await;
+                    return Ok(at);
+                }
+                Err(e) => e,
+            };
+            let known_good = self
+                .catalog
+                .copies_of_file(file_id)
+                .await
+                .is_ok_and(|c| c.iter().any(|c| c.state == "ok"));
+            if !known_good {
+                return Err(Outcome::Failed(e.to_string(), false, Fault::Internal));
+            }
+            if t0.elapsed() >= RESTORE_WAIT {
+                return Err(Outcome::Failed(e.to_string(), true, Fault::Resource));
+            }
+            if !said {
+                let msg = format!("file {file_id}: waiting for its storage: {e}");
+                let _ = self.queue.job_log(job.id, "warn", &msg).await;
+                tracing::warn!(job = job.id, file = file_id, error = %e, "restore waits for a storage");
+                said = true;
+            }
+            for _ in 0..2 {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let p = (0.0, 0.0, 0.0, 0.0);
+                if let Ok(false) = self
+                    .queue
+                    .progress(job.id, worker, p, self.settings.lease_ms, false)
+                    .await
+                {
+                    return Err(Outcome::Cancelled);
+                }
+            }
+        }
+    }
+
+    /// A workflow step's delivery to a declared destination: planned as the API plans one,
+    /// recorded on the asset, and its parameters kept on the job.
+    async fn plan_delivery(&self, job: &mut Job, name: &str) -> Result<(), Outcome> {
+        let fatal = |why: String| Outcome::Failed(why, false, Fault::Internal);
+        let d = self
+            .destinations
+            .get()
+            .and_then(|ds| ds.iter().find(|d| d.name == name))
+            .cloned()
+            .ok_or_else(|| fatal(format!("deliver: no destination {name:?} is declared")))?;
+        if d.kind == "pull" {
+            return Err(fatal(format!(
+                "deliver: destination {name:?} is a pull destination: its URLs are asked for \
+                 over the API"
+            )));
+        }
+        let asset = job
+            .asset_id
+            .ok_or_else(|| fatal("deliver: no asset".into()))?;
+        let media = self.settings.media_dir.clone();
+        let plan = super::deliveries::plan(&self.catalog, &media, &self.system, asset, &d)
+            .await
+            .map_err(|e| match e {
+                super::deliveries::PlanError::Catalog(e) => {
+                    Outcome::Failed(e.to_string(), true, Fault::Internal)
+                }
+                e => fatal(format!("deliver to {name:?}: {e}")),
+            })?;
+        plan.check_approval(&self.catalog, asset, &d)
+            .await
+            .map_err(|e| fatal(format!("deliver to {name:?}: {e}")))?;
+        let retry = |e: CatalogError| Outcome::Failed(e.to_string(), true, Fault::Internal);
+        // An earlier attempt cut short after recording it: the same delivery.
+        let earlier = self
+            .catalog
+            .deliveries(&self.system, asset)
+            .await
+            .map_err(retry)?
+            .into_iter()
+            .find(|x| x.job_id == Some(job.id));
+        let delivery = match earlier {
+            Some(d) => d,
+            None => self
+                .catalog
+                .create_delivery(
+                    &self.system,
+                    asset,
+                    &d.name,
+                    &d.kind,
+                    "queued",
+                    &plan.listed(),
+                )
+                .await
+                .map_err(retry)?,
+        };
+        self.catalog
+            .set_delivery_job(delivery.id, job.id)
+            .await
+            .map_err(retry)?;
+        let items = json!(plan.items(&d));
+        let dest = serde_json::to_value(&d).unwrap_or_default();
+        for (k, v) in [
+            ("delivery_id", json!(delivery.id)),
+            ("items", items),
+            ("destination", dest),
+        ] {
+            self.queue
+                .set_job_param(job.id, k, v.clone())
+                .await
+                .map_err(retry)?;
+            job.params[k] = v;
+        }
+        tracing::info!(asset, destination = %d.name, delivery = delivery.id, job = job.id, "workflow delivery planned");
+        Ok(())
     }
 
     fn pool(&self) -> std::sync::MutexGuard<'_, Pool> {
@@ -547,12 +797,15 @@ impl Supervisor {
 
     async fn run_job(
         &self,
-        job: Job,
+        mut job: Job,
         worker: String,
         placed: &Placement,
         stopping: CancellationToken,
     ) {
-        let outcome = self.execute(&job, &worker, placed, &stopping).await;
+        let outcome = match self.prepare(&mut job, &worker).await {
+            Err(outcome) => outcome,
+            Ok(()) => self.execute(&job, &worker, placed, &stopping).await,
+        };
         let device_failed = against_gpu(&outcome, placed);
         if !matches!(outcome, Outcome::Cancelled) {
             self.tell_pool(job.id, placed, &outcome, device_failed)
@@ -1427,10 +1680,17 @@ impl Supervisor {
             params["timeout_s"] = json!(t);
         }
         let kind = self.step_params(w, i, step, asset, &mut params, ctx_qc);
+        // A declared destination says how often its deliveries are tried.
+        let max_attempts = step
+            .destination
+            .as_ref()
+            .and_then(|n| self.destinations.get()?.iter().find(|d| &d.name == n))
+            .and_then(|d| d.attempts)
+            .map_or(3, i64::from);
         Then::Enqueue(NewJob {
             kind: kind.into(),
             priority: step.priority,
-            max_attempts: 3,
+            max_attempts,
             asset_id: Some(asset_id),
             workflow: w.name.clone(),
             idempotency_key: Some(if run.is_empty() {
@@ -1495,6 +1755,11 @@ impl Supervisor {
                 "verify"
             }
             "purge" => "purge",
+            _ if step.destination.is_some() => {
+                // Planned when the job starts (see `prepare`): names, manifests, the record.
+                params["destination"] = json!(step.destination);
+                "deliver"
+            }
             _ => {
                 let paths: Vec<String> = asset
                     .files

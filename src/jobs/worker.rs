@@ -642,7 +642,11 @@ fn deliver_to(p: &Value) -> Result<Value, Failure> {
             format!("deliver to {:?}: {e}", d.name),
         )
     };
-    let mut far = transfer::connect(&d).map_err(fail)?;
+    let mut far: Box<dyn transfer::Far> = if d.kind == "s3" {
+        Box::new(super::s3_far::S3Far::connect(&d).map_err(fail)?)
+    } else {
+        transfer::connect(&d).map_err(fail)?
+    };
     let sent = transfer::deliver(far.as_mut(), &items, d.verify_hash(), &mut |m| {
         log("info", m)
     })
@@ -664,8 +668,16 @@ fn mail(m: &Value) -> Result<Value, Failure> {
         .filter_map(|v| v.as_str().map(String::from))
         .collect();
     let relay = m["relay"].as_str().unwrap_or_default();
-    crate::delivery::smtp::send(
+    let path = |k: &str| m[k].as_str().filter(|p| !p.is_empty()).map(PathBuf::from);
+    let security = crate::delivery::smtp::Security {
+        starttls: m["starttls"].as_bool().unwrap_or(false),
+        ca_file: path("ca_file"),
+        user: m["user"].as_str().unwrap_or_default().to_string(),
+        password_file: path("password_file"),
+    };
+    crate::delivery::smtp::send_with(
         relay,
+        &security,
         &crate::delivery::smtp::Mail {
             from: m["from"].as_str().unwrap_or_default(),
             to: &to,
@@ -674,8 +686,11 @@ fn mail(m: &Value) -> Result<Value, Failure> {
         },
     )
     .map_err(|e| {
-        let retry = !matches!(e, crate::delivery::smtp::SmtpError::Address(_));
-        Failure::new(Fault::Resource, retry, format!("notify by e-mail: {e}"))
+        Failure::new(
+            Fault::Resource,
+            e.retryable(),
+            format!("notify by e-mail: {e}"),
+        )
     })?;
     log("info", format!("mailed {} recipients", to.len()));
     Ok(json!({"mailed": to}))

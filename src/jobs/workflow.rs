@@ -119,6 +119,11 @@ pub struct Step {
     /// Deliver: the folder renditions are copied to.
     #[serde(default)]
     pub to: Option<PathBuf>,
+    /// Deliver: a declared destination (`[[delivery.destinations]]`, not a pull one) the
+    /// renditions go to, named, verified, with its manifests and recorded on the asset, as
+    /// through the API. Instead of `to`.
+    #[serde(default)]
+    pub destination: Option<String>,
     /// Notify: the webhook (`http://…`) the workflow's progress is POSTed to as JSON.
     #[serde(default)]
     pub url: Option<String>,
@@ -160,6 +165,25 @@ pub fn holds(when: Option<&str>, ctx: &Value) -> bool {
             _ => false,
         }
     })
+}
+
+/// Each `deliver` step naming a destination that `declared` (the names of the delivery
+/// destinations, pull ones excluded) does not hold, said in words.
+pub fn undeclared_destinations(workflows: &[Workflow], declared: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for w in workflows {
+        for (i, s) in w.steps.iter().enumerate() {
+            if let Some(d) = s.destination.as_ref().filter(|d| !declared.contains(d)) {
+                out.push(format!(
+                    "workflow {:?}: step {}: no delivery destination {d:?} is declared (a \
+                     folder, sftp or s3 one in [[delivery.destinations]])",
+                    w.name,
+                    i + 1
+                ));
+            }
+        }
+    }
+    out
 }
 
 impl Workflow {
@@ -259,11 +283,24 @@ impl Workflow {
                         bad(format!("{at}: no profile {p:?}"));
                     }
                 }
-                "deliver" => {
-                    if s.to.as_ref().is_none_or(|t| !t.is_absolute()) {
-                        bad(format!("{at}: deliver needs `to`, an absolute folder"));
+                "deliver" => match (&s.to, &s.destination) {
+                    (Some(_), Some(_)) => bad(format!(
+                        "{at}: deliver takes `to` (a folder) or `destination` (a declared \
+                         destination), not both"
+                    )),
+                    (None, Some(d)) if d.is_empty() => {
+                        bad(format!("{at}: deliver: `destination` is empty"))
                     }
-                }
+                    (None, Some(_)) => {}
+                    (to, None) => {
+                        if to.as_ref().is_none_or(|t| !t.is_absolute()) {
+                            bad(format!(
+                                "{at}: deliver needs `to`, an absolute folder, or \
+                                 `destination`, a declared destination"
+                            ));
+                        }
+                    }
+                },
                 "notify" => {
                     if s.url.as_deref().is_none_or(|u| !u.starts_with("http://")) {
                         bad(format!("{at}: notify needs `url`, an http:// webhook"));

@@ -10,17 +10,18 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::av::engine::{self, AudioOut, AudioTrack, FieldOrder, OutputSpec, VideoOut};
+use crate::av::engine::{self, AudioOut, FieldOrder, OutputSpec, VideoOut};
 use crate::av::io::OutputSink;
 use crate::av::live::{Failover, House, LiveInput, LiveSpec, Slate};
 use crate::config::Rate;
 use crate::link::ChunkSink;
+use crate::output::file;
 use crate::output::live_hls::{self, LiveHlsWindow, Rendition};
 use crate::output::ts::{self, TsMux};
-use crate::profile::{self, Profile, RateControl, Scan};
+use crate::profile::{self, Profile, Scan};
 
-use super::plan::{self, DstVideo, SrcAudio, SrcVideo};
-use super::{encoder_options, pick_backend, BackendChoice, PipelineError};
+use super::plan::{DstVideo, SrcAudio, SrcVideo};
+use super::{BackendChoice, PipelineError};
 
 /// Where a live profile's outputs go.
 #[derive(Clone, Default)]
@@ -110,6 +111,31 @@ pub fn compile(
         .iter()
         .flat_map(|p| p.outputs.iter().map(move |o| (*p, o)))
         .collect();
+    let (house, rate) = house_of(&all, defaults);
+    let mut outputs = Vec::new();
+    let mut renditions = Vec::new();
+    for &(prof, o) in &all {
+        outputs.push(live_output(prof, o, &house, rate, sinks, choice)?);
+        if o.container == "hls" {
+            renditions.push(rendition(o, rate));
+        }
+    }
+    Ok(LiveJob {
+        spec: LiveSpec {
+            inputs,
+            house,
+            slate,
+            failover,
+            outputs,
+        },
+        hls_dir: sinks.hls_dir.clone(),
+        renditions,
+    })
+}
+
+/// The house format every input is conformed to: the largest picture of the outputs, at the
+/// first fixed frame rate among them (else the default), and its rate.
+fn house_of(all: &[(&Profile, &profile::Output)], defaults: LiveDefaults) -> (House, Rate) {
     let videos: Vec<&profile::Video> = all.iter().filter_map(|(_, o)| o.video.as_ref()).collect();
     let rate = videos
         .iter()
@@ -137,220 +163,179 @@ pub fn compile(
         sample_rate,
         channels: defaults.channels,
     };
-    let src = SrcVideo {
-        width: house.width,
-        height: house.height,
-        sar: (1, 1),
-        rate: house_rate,
-        scan: Scan::Progressive,
-        matrix: None,
-    };
-    let mut outputs = Vec::new();
-    let mut renditions = Vec::new();
-    for &(prof, o) in &all {
-        let (sink, muxer, mux_options) = match o.container.as_str() {
-            "mpegts" => {
-                let chunks = sinks
-                    .ts
-                    .iter()
-                    .find(|(n, _)| *n == o.name)
-                    .map(|(_, s)| s.clone())
-                    .ok_or_else(|| {
-                        profile_err(
-                            prof,
-                            format!("output {}: no live transport to send this TS to", o.name),
-                        )
-                    })?;
-                let muxrate = match o.muxrate {
-                    Some(m) => m.bps(),
-                    // No rate given: the streams' peaks with a fifth for PES/TS overhead.
-                    None => {
-                        let v = o.video.as_ref().and_then(|v| v.maxrate.or(v.bitrate));
-                        let a = o.audio.as_ref().and_then(|a| a.bitrate);
-                        (v.map_or(0, |b| b.bps()) + a.map_or(0, |b| b.bps())) * 6 / 5 + 100_000
-                    }
-                };
-                (
-                    OutputSink::Stream(ts::chunk_sink(o.name.clone(), chunks)),
-                    "mpegts".to_string(),
-                    TsMux::new(muxrate).mux_options(),
-                )
-            }
-            "hls" => {
-                let dir = sinks.hls_dir.as_ref().ok_or_else(|| {
-                    profile_err(
-                        prof,
-                        format!("output {}: no folder for the live HLS ladder", o.name),
-                    )
-                })?;
-                let rdir = dir.join(&o.name);
-                std::fs::create_dir_all(&rdir).map_err(|e| PipelineError::OutDir {
-                    dir: rdir.clone(),
-                    what: format!("cannot be created: {e}"),
-                })?;
-                let h = o.hls.clone().unwrap_or_default();
-                (
-                    OutputSink::File {
-                        path: rdir.join("index.m3u8"),
-                        atomic: false,
-                    },
-                    "hls".to_string(),
-                    live_hls::mux_options(
-                        &rdir,
-                        h.segment_seconds,
-                        &h.segment_type,
-                        &sinks.hls_window,
-                    ),
-                )
-            }
-            other => {
-                return Err(profile_err(
-                    prof,
-                    format!(
-                        "output {}: container {other:?} is not a live output (mpegts or hls)",
-                        o.name
-                    ),
-                ))
-            }
-        };
-        let video = match &o.video {
-            Some(v) => Some(video_out(v, &src, rate, &o.container, choice)?),
-            None => None,
-        };
-        let audio = o
-            .audio
-            .as_ref()
-            .map(|a| audio_out(a, &house, &o.container))
-            .transpose()?;
-        if o.container == "hls" {
-            let v = o.video.as_ref();
-            let vb = v
-                .and_then(|v| v.maxrate.or(v.bitrate))
-                .map_or(0, |b| b.bps());
-            let ab = o
-                .audio
-                .as_ref()
-                .and_then(|a| a.bitrate)
-                .map_or(0, |b| b.bps());
-            let mut codecs = Vec::new();
-            if let Some(v) = v {
-                codecs.push(live_hls::avc_codec(
-                    v.profile.as_deref(),
-                    v.level.as_deref(),
-                ));
-            }
-            if o.audio.is_some() {
-                codecs.push("mp4a.40.2".to_string());
-            }
-            renditions.push(Rendition {
-                name: o.name.clone(),
-                width: v.map_or(0, |v| v.width),
-                height: v.map_or(0, |v| v.height),
-                frame_rate: if v.is_some() { rate.as_f64() } else { 0.0 },
-                // Segment overhead (fMP4 boxes) on top of the streams' peaks.
-                bandwidth: (vb + ab) * 21 / 20,
-                codecs: codecs.join(","),
-            });
+    (house, rate)
+}
+
+/// One output of a live profile: where it goes, and its encodes from the house format.
+fn live_output(
+    prof: &Profile,
+    o: &profile::Output,
+    house: &House,
+    rate: Rate,
+    sinks: &LiveSinks,
+    choice: BackendChoice,
+) -> Result<OutputSpec, PipelineError> {
+    let (sink, mux_options) = match o.container.as_str() {
+        "mpegts" => ts_sink(prof, o, sinks)?,
+        "hls" => hls_sink(prof, o, sinks)?,
+        other => {
+            return Err(profile_err(
+                prof,
+                format!(
+                    "output {}: container {other:?} is not a live output (mpegts or hls)",
+                    o.name
+                ),
+            ))
         }
-        outputs.push(OutputSpec {
-            name: o.name.clone(),
-            sink,
-            muxer,
-            mux_options,
-            metadata: vec![],
-            video,
-            audio,
-            tap: None,
-        });
-    }
-    Ok(LiveJob {
-        spec: LiveSpec {
-            inputs,
-            house,
-            slate,
-            failover,
-            outputs,
-        },
-        hls_dir: sinks.hls_dir.clone(),
-        renditions,
+    };
+    let video = match &o.video {
+        Some(v) => Some(video_out(v, house, rate, &o.container, choice)?),
+        None => None,
+    };
+    let audio = o
+        .audio
+        .as_ref()
+        .map(|a| audio_out(a, house, &o.container))
+        .transpose()?;
+    Ok(OutputSpec {
+        name: o.name.clone(),
+        sink,
+        muxer: o.container.clone(),
+        mux_options,
+        metadata: vec![],
+        video,
+        audio,
+        tap: None,
     })
 }
 
+/// A constant-rate TS, in whole-packet chunks to the transport named after the output.
+fn ts_sink(
+    prof: &Profile,
+    o: &profile::Output,
+    sinks: &LiveSinks,
+) -> Result<(OutputSink, Vec<(String, String)>), PipelineError> {
+    let chunks = sinks
+        .ts
+        .iter()
+        .find(|(n, _)| *n == o.name)
+        .map(|(_, s)| s.clone())
+        .ok_or_else(|| {
+            profile_err(
+                prof,
+                format!("output {}: no live transport to send this TS to", o.name),
+            )
+        })?;
+    let muxrate = match o.muxrate {
+        Some(m) => m.bps(),
+        // No rate given: the streams' peaks with a fifth for PES/TS overhead.
+        None => {
+            let v = o.video.as_ref().and_then(|v| v.maxrate.or(v.bitrate));
+            let a = o.audio.as_ref().and_then(|a| a.bitrate);
+            (v.map_or(0, |b| b.bps()) + a.map_or(0, |b| b.bps())) * 6 / 5 + 100_000
+        }
+    };
+    Ok((
+        OutputSink::Stream(ts::chunk_sink(o.name.clone(), chunks)),
+        TsMux::new(muxrate).mux_options(),
+    ))
+}
+
+/// A rendition of the live HLS ladder, written in place in its own folder of the ladder's.
+fn hls_sink(
+    prof: &Profile,
+    o: &profile::Output,
+    sinks: &LiveSinks,
+) -> Result<(OutputSink, Vec<(String, String)>), PipelineError> {
+    let dir = sinks.hls_dir.as_ref().ok_or_else(|| {
+        profile_err(
+            prof,
+            format!("output {}: no folder for the live HLS ladder", o.name),
+        )
+    })?;
+    let rdir = dir.join(&o.name);
+    std::fs::create_dir_all(&rdir).map_err(|e| PipelineError::OutDir {
+        dir: rdir.clone(),
+        what: format!("cannot be created: {e}"),
+    })?;
+    let h = o.hls.clone().unwrap_or_default();
+    Ok((
+        file::in_place_sink(rdir.join("index.m3u8")),
+        live_hls::mux_options(&rdir, h.segment_seconds, &h.segment_type, &sinks.hls_window),
+    ))
+}
+
+/// An HLS output's line in the master playlist.
+fn rendition(o: &profile::Output, rate: Rate) -> Rendition {
+    let v = o.video.as_ref();
+    let vb = v
+        .and_then(|v| v.maxrate.or(v.bitrate))
+        .map_or(0, |b| b.bps());
+    let ab = o
+        .audio
+        .as_ref()
+        .and_then(|a| a.bitrate)
+        .map_or(0, |b| b.bps());
+    let mut codecs = Vec::new();
+    if let Some(v) = v {
+        codecs.push(live_hls::avc_codec(
+            v.profile.as_deref(),
+            v.level.as_deref(),
+        ));
+    }
+    if o.audio.is_some() {
+        codecs.push("mp4a.40.2".to_string());
+    }
+    Rendition {
+        name: o.name.clone(),
+        width: v.map_or(0, |v| v.width),
+        height: v.map_or(0, |v| v.height),
+        frame_rate: if v.is_some() { rate.as_f64() } else { 0.0 },
+        // Segment overhead (fMP4 boxes) on top of the streams' peaks.
+        bandwidth: (vb + ab) * 21 / 20,
+        codecs: codecs.join(","),
+    }
+}
+
+/// A live output's video from the house picture (at the field rate for an interlaced output),
+/// made as a file's encode is (with no burnt-in timecode and no stills).
 fn video_out(
     v: &profile::Video,
-    src: &SrcVideo,
+    house: &House,
     rate: Rate,
     container: &str,
     choice: BackendChoice,
 ) -> Result<VideoOut, PipelineError> {
-    let backend = pick_backend(choice, &v.codec, &v.pix_fmt)?;
-    let encoder = match &v.encoder {
-        Some(e) => e.clone(),
-        None => backend
-            .encoder_for(&v.codec)
-            .unwrap_or_else(|| v.codec.clone()),
+    let src = SrcVideo {
+        width: house.width,
+        height: house.height,
+        sar: (1, 1),
+        rate: Rate::new(house.rate.0, house.rate.1),
+        scan: Scan::Progressive,
+        matrix: None,
     };
-    // Live outputs burn in no source timecode and make no stills.
+    let (backend, encoder) = super::backend_and_encoder(choice, v)?;
     let dst = DstVideo {
         burn_timecode: None,
         stills: None,
         ..super::dst_video(v, rate, backend, None, None)
     };
-    let fit = plan::fit(src, &dst);
-    let bitrate = v.bitrate.map(|b| b.bps());
-    let (mut min_rate, mut max_rate, mut bufsize) =
-        (None, v.maxrate.map(|b| b.bps()), v.bufsize.map(|b| b.bps()));
-    if v.rate_control == RateControl::Cbr {
-        min_rate = bitrate;
-        max_rate = bitrate;
-        if bufsize.is_none() {
-            bufsize = bitrate;
-        }
-    }
     let interlaced = match v.scan {
         Scan::Progressive => None,
         Scan::Tff => Some(FieldOrder::Tff),
         Scan::Bff => Some(FieldOrder::Bff),
     };
-    let mut options = encoder_options(&encoder, v, rate, interlaced.is_some());
-    for (k, val) in &v.options {
-        options.retain(|(ok, _)| ok != k);
-        options.push((k.clone(), val.clone()));
-    }
-    Ok(VideoOut {
-        filter: plan::video_chain(src, &dst),
-        gpu_filter: None,
-        encoder,
-        backend,
-        frame_rate: (rate.num as i32, rate.den as i32),
-        bit_rate: bitrate,
-        max_rate,
-        min_rate,
-        buffer_size: bufsize,
-        initial_occupancy: None,
-        gop: v.gop_frames(rate),
-        b_frames: v.b_frames,
-        closed_gop: v.closed_gop,
-        profile_id: None,
-        level_id: None,
-        interlaced,
-        bt709: dst.bt709,
-        sample_aspect: (fit.sar.0 as i32, fit.sar.1 as i32),
-        options,
-        global_header: engine::muxer_global_header(container),
-    })
+    Ok(super::video_encode(
+        v, &src, &dst, backend, &encoder, interlaced, container,
+    ))
 }
 
+/// A live output's audio: the house's channels mapped to the profile's tracks.
 fn audio_out(
     a: &profile::Audio,
     house: &House,
     container: &str,
 ) -> Result<AudioOut, PipelineError> {
-    let chans: Vec<u32> = a
-        .tracks
-        .iter()
-        .map(|t| profile::layout_channels(t).unwrap_or(2))
-        .collect();
     let fmt = engine::audio_encoder_format(&a.codec).ok_or_else(|| PipelineError::Backend {
         backend: "live",
         what: format!("audio encoder {} not found", a.codec),
@@ -358,25 +343,7 @@ fn audio_out(
     let src = [SrcAudio {
         channels: house.channels,
     }];
-    let options: Vec<(String, String)> = a
-        .options
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    Ok(AudioOut {
-        filter: plan::audio_graph(&src, &chans, a.sample_rate, &fmt, None),
-        tracks: chans
-            .iter()
-            .map(|&c| AudioTrack {
-                encoder: a.codec.clone(),
-                sample_rate: a.sample_rate,
-                channels: c,
-                bit_rate: a.bitrate.map(|b| b.bps()),
-                options: options.clone(),
-                global_header: engine::muxer_global_header(container),
-            })
-            .collect(),
-    })
+    Ok(super::audio_encode(a, &src, &fmt, None, container))
 }
 
 #[cfg(test)]

@@ -1,10 +1,15 @@
-//! The file pipeline (today's transcoding; live pipelines later): turns a profile and a probed
-//! source into a pipeline spec (filter chains, encoder settings, track mapping, output names),
-//! picks the backend per output, and runs it on the engine with progress. The chain rules
-//! themselves are pure and live in [`plan`]; packages are completed by `output::package`.
-//! Imports `av`, `profile`, `qc`, `output`, `timecode` and `config` values; never jobs,
-//! catalog or api.
+//! Pipelines: turns a profile and a probed source into the engine's spec, and runs it with
+//! progress. Compiling a file pipeline goes: source facts (`Facts`), output naming
+//! (`name_output`), per output its video (backend, encoder, the option table of its encoder
+//! family in `encoders`) and its audio (track mapping, loudness level fix), the in-flight
+//! measurement, then the engine spec. Live profiles compile in [`live`] from the same video and
+//! audio pieces. The chain rules themselves are pure and live in [`plan`]; file outputs are
+//! published by `output::file` (atomic) and packages completed by `output::package`.
+//!
+//! Imports `av`, `output`, `link`, `profile`, `qc`, `timecode` and `config` values; never jobs,
+//! catalog, hub or api (they call it).
 
+mod encoders;
 pub mod live;
 pub mod plan;
 
@@ -19,10 +24,11 @@ use crate::av::engine::{
     VideoOut,
 };
 use crate::av::hw::{self, Backend};
-use crate::av::io::{InputSource, OutputSink};
+use crate::av::io::InputSource;
 use crate::av::probe::ProbeReport;
 use crate::av::AvError;
 use crate::config::Rate;
+use crate::output::file;
 use crate::profile::verify::{InFlight, SourceFacts};
 use crate::profile::{self, Profile, RateControl, Scan};
 use crate::qc::loudness::{self, Loudness};
@@ -200,243 +206,6 @@ fn pick_backend(
             Ok(Backend::Software)
         }
     }
-}
-
-fn level_option(codec: &str, profile: Option<&str>, level: &str) -> Option<i32> {
-    if codec == "mpeg2video" && profile == Some("422") {
-        // 4:2:2 profile levels use the escape coding: High = 2, Main = 5.
-        return match level {
-            "high" => Some(2),
-            "main" => Some(5),
-            _ => None,
-        };
-    }
-    if codec == "mpeg2video" {
-        return match level {
-            "high" => Some(4),
-            "high1440" => Some(6),
-            "main" => Some(8),
-            "low" => Some(10),
-            _ => None,
-        };
-    }
-    None
-}
-
-fn profile_option(codec: &str, profile: &str) -> Option<i32> {
-    if codec == "mpeg2video" {
-        return match profile {
-            "422" => Some(0),
-            "high" => Some(1),
-            "main" => Some(4),
-            "simple" => Some(5),
-            _ => None,
-        };
-    }
-    None
-}
-
-fn nvenc_preset(x264: &str) -> &'static str {
-    match x264 {
-        "ultrafast" | "superfast" => "p1",
-        "veryfast" => "p2",
-        "faster" => "p3",
-        "fast" => "p4",
-        "medium" => "p5",
-        "slow" => "p6",
-        _ => "p7",
-    }
-}
-
-/// The encoder families whose private options differ.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum EncoderFamily {
-    X264,
-    X265,
-    Nvenc,
-    Vaapi,
-    Qsv,
-    /// libavcodec's own MPEG-1/2 (XDCAM, IMX).
-    Mpeg2,
-    /// Intra-only codecs: no GOP to keep (ProRes, DNxHD/HR, and anything else).
-    Other,
-}
-
-impl EncoderFamily {
-    fn of(encoder: &str) -> EncoderFamily {
-        match encoder {
-            "libx264" | "libx264rgb" => EncoderFamily::X264,
-            "libx265" => EncoderFamily::X265,
-            "mpeg2video" | "mpeg1video" => EncoderFamily::Mpeg2,
-            e if e.contains("nvenc") => EncoderFamily::Nvenc,
-            e if e.contains("vaapi") => EncoderFamily::Vaapi,
-            e if e.contains("qsv") => EncoderFamily::Qsv,
-            _ => EncoderFamily::Other,
-        }
-    }
-}
-
-/// Private encoder options for a profile's video, per encoder family. Every family keeps a
-/// fixed GOP whatever the picture does: scene-cut detection would add I-frames at cuts, flashes
-/// and fades, and break the cadence that house formats (XDCAM's 12) and aligned ladder segments
-/// rely on. The profile's own `options` are applied on top by the caller.
-fn encoder_options(
-    encoder: &str,
-    v: &profile::Video,
-    rate: Rate,
-    interlaced: bool,
-) -> Vec<(String, String)> {
-    let mut o = match EncoderFamily::of(encoder) {
-        EncoderFamily::X264 => x264_options(v, rate),
-        EncoderFamily::X265 => x265_options(v, rate),
-        EncoderFamily::Nvenc => nvenc_options(v),
-        EncoderFamily::Vaapi => vaapi_options(v),
-        EncoderFamily::Qsv => qsv_options(v),
-        EncoderFamily::Mpeg2 => mpeg2_options(v, rate, interlaced),
-        EncoderFamily::Other => Vec::new(),
-    };
-    if interlaced && encoder == "libx264" {
-        o.push(("flags".into(), "+ildct+ilme".into()));
-    }
-    o
-}
-
-fn opt(k: &str, v: impl Into<String>) -> (String, String) {
-    (k.to_string(), v.into())
-}
-
-/// What x264 and x265 take first, alike. Both then get `forced-idr`: an IDR at every GOP
-/// start, so that segments and edits can cut anywhere on a GOP.
-fn x26x_common(v: &profile::Video) -> Vec<(String, String)> {
-    let mut o = Vec::new();
-    if let Some(p) = &v.preset {
-        o.push(opt("preset", p.clone()));
-    }
-    if let Some(t) = &v.tune {
-        o.push(opt("tune", t.clone()));
-    }
-    o
-}
-
-fn x264_options(v: &profile::Video, rate: Rate) -> Vec<(String, String)> {
-    let mut o = x26x_common(v);
-    // x264 takes these profile names; others ("high 4:2:2 intra" for AVC-Intra, set by
-    // avcintra-class) are only checked on the result.
-    if let Some(p) = v
-        .profile
-        .as_deref()
-        .filter(|p| ["baseline", "main", "high", "high10", "high422", "high444"].contains(p))
-    {
-        o.push(opt("profile", p));
-    }
-    if let Some(l) = &v.level {
-        o.push(opt("level", l.clone()));
-    }
-    if v.rate_control == RateControl::Crf {
-        o.push(opt("crf", v.crf.unwrap_or(23).to_string()));
-    }
-    if v.rate_control == RateControl::Cbr {
-        o.push(opt("nal-hrd", "cbr"));
-    }
-    o.push(opt("forced-idr", "1"));
-    o.push(opt("sc_threshold", "0"));
-    // A fixed GOP: no short GOPs either (x264 caps this at gop/2 + 1).
-    if let Some(g) = v.gop_frames(rate) {
-        o.push(opt("keyint_min", g.to_string()));
-    }
-    o
-}
-
-fn x265_options(v: &profile::Video, rate: Rate) -> Vec<(String, String)> {
-    let mut o = x26x_common(v);
-    if let Some(p) = &v.profile {
-        o.push(opt("profile", p.clone()));
-    }
-    if v.rate_control == RateControl::Crf {
-        o.push(opt("crf", v.crf.unwrap_or(23).to_string()));
-    }
-    o.push(opt("forced-idr", "1"));
-    let mut params = vec!["scenecut=0".to_string(), "open-gop=0".to_string()];
-    if let Some(g) = v.gop_frames(rate) {
-        params.push(format!("keyint={g}"));
-        params.push(format!("min-keyint={g}"));
-    }
-    if let Some(l) = &v.level {
-        params.push(format!("level-idc={l}"));
-    }
-    o.push(opt("x265-params", params.join(":")));
-    o
-}
-
-fn nvenc_options(v: &profile::Video) -> Vec<(String, String)> {
-    let mut o = vec![opt(
-        "preset",
-        nvenc_preset(v.preset.as_deref().unwrap_or("medium")),
-    )];
-    if let Some(p) = &v.profile {
-        o.push(opt("profile", p.clone()));
-    }
-    o.push(opt(
-        "rc",
-        match v.rate_control {
-            RateControl::Cbr => "cbr",
-            RateControl::Vbr | RateControl::Codec => "vbr",
-            RateControl::Crf => "constqp",
-        },
-    ));
-    // Look-ahead may insert I-frames at scene cuts; keep the GOP, and make each one IDR.
-    o.push(opt("no-scenecut", "1"));
-    o.push(opt("forced-idr", "1"));
-    o
-}
-
-fn vaapi_options(v: &profile::Video) -> Vec<(String, String)> {
-    let mut o: Vec<_> = v
-        .profile
-        .iter()
-        .map(|p| opt("profile", p.clone()))
-        .collect();
-    o.push(opt(
-        "rc_mode",
-        if v.rate_control == RateControl::Cbr {
-            "CBR"
-        } else {
-            "VBR"
-        },
-    ));
-    // Every I-frame an IDR: VA-API encoders have no scene-cut detection of their own, so the
-    // GOP is as set.
-    o.push(opt("idr_interval", "0"));
-    o
-}
-
-fn qsv_options(v: &profile::Video) -> Vec<(String, String)> {
-    let mut o: Vec<_> = v
-        .profile
-        .iter()
-        .map(|p| opt("profile", p.clone()))
-        .collect();
-    // No adaptive I-frames at scene changes, no adaptive GOP length.
-    o.push(opt("adaptive_i", "0"));
-    o.push(opt("adaptive_b", "0"));
-    o
-}
-
-/// libavcodec's own MPEG-1/2 (XDCAM, IMX).
-fn mpeg2_options(v: &profile::Video, rate: Rate, interlaced: bool) -> Vec<(String, String)> {
-    // libavcodec's MPEG encoders turn a P-picture into an I-picture at a scene change unless
-    // the threshold is at its "off" value.
-    let mut o = vec![opt("sc_threshold", "1000000000")];
-    if v.closed_gop && v.gop_frames(rate).is_some_and(|g| g > 1) {
-        // A closed GOP otherwise ends early where its last B-frames would have referred to the
-        // next I-frame (13 instead of 15); this keeps it whole.
-        o.push(opt("mpv_flags", "+strict_gop"));
-    }
-    if interlaced {
-        o.push(opt("flags", "+ildct+ilme"));
-        o.push(opt("alternate_scan", "1"));
-    }
-    o
 }
 
 /// The programme among an output's audio tracks (by channel count), chosen as
@@ -689,13 +458,7 @@ fn make_video(
         .timecode
         .as_deref()
         .and_then(|t| convert_tc(t, sv.rate, rate));
-    let backend = pick_backend(choice, &v.codec, &v.pix_fmt)?;
-    let encoder = match &v.encoder {
-        Some(e) => e.clone(),
-        None => backend
-            .encoder_for(&v.codec)
-            .unwrap_or_else(|| v.codec.clone()),
-    };
+    let (backend, encoder) = backend_and_encoder(choice, v)?;
     let mut dst = dst_video(v, rate, backend, timecode.as_deref(), f.duration);
     let picture = picture_for(f.src, o);
     if let Some((w, h)) = picture {
@@ -707,51 +470,28 @@ fn make_video(
         Scan::Tff => Some(FieldOrder::Tff),
         Scan::Bff => Some(FieldOrder::Bff),
     };
-    let mut options = encoder_options(&encoder, v, rate, interlaced.is_some());
-    for (k, val) in &v.options {
-        options.retain(|(ok, _)| ok != k);
-        options.push((k.clone(), val.clone()));
-    }
-    let (bit_rate, min_rate, max_rate, buffer_size) = rates(v);
+    let base = video_encode(v, sv, &dst, backend, &encoder, interlaced, &o.container);
     let out = VideoOut {
-        filter: plan::video_chain(sv, &dst),
         gpu_filter: if backend == Backend::Nvenc {
             plan::video_chain_cuda(sv, &dst)
         } else {
             None
         },
-        encoder: encoder.clone(),
-        backend,
-        frame_rate: (rate.num as i32, rate.den as i32),
-        bit_rate,
-        max_rate,
-        min_rate,
-        buffer_size,
         // MPEG-2 CBR (XDCAM, IMX) starts with a full VBV buffer, as RDD9 decoders expect.
         initial_occupancy: if v.codec == "mpeg2video" && v.rate_control == RateControl::Cbr {
-            buffer_size
+            base.buffer_size
         } else {
             None
         },
-        gop: v.gop_frames(rate),
-        b_frames: v.b_frames,
-        closed_gop: v.closed_gop,
         profile_id: v
             .profile
             .as_deref()
-            .and_then(|p| profile_option(&v.codec, p)),
+            .and_then(|p| encoders::profile_option(&v.codec, p)),
         level_id: v
             .level
             .as_deref()
-            .and_then(|l| level_option(&v.codec, v.profile.as_deref(), l)),
-        interlaced,
-        bt709: v.color.as_deref() == Some("bt709"),
-        sample_aspect: {
-            let fit = plan::fit(sv, &dst);
-            (fit.sar.0 as i32, fit.sar.1 as i32)
-        },
-        options,
-        global_header: engine::muxer_global_header(&o.container),
+            .and_then(|l| encoders::level_option(&v.codec, v.profile.as_deref(), l)),
+        ..base
     };
     Ok(MadeVideo {
         out,
@@ -760,6 +500,61 @@ fn make_video(
         picture,
         timecode,
     })
+}
+
+/// The backend a video output encodes on, and its encoder: the profile's own, else the
+/// backend's for the codec.
+fn backend_and_encoder(
+    choice: BackendChoice,
+    v: &profile::Video,
+) -> Result<(Backend, String), PipelineError> {
+    let backend = pick_backend(choice, &v.codec, &v.pix_fmt)?;
+    let encoder = match &v.encoder {
+        Some(e) => e.clone(),
+        None => backend
+            .encoder_for(&v.codec)
+            .unwrap_or_else(|| v.codec.clone()),
+    };
+    Ok((backend, encoder))
+}
+
+/// The encode of a video output, as file and live outputs alike make it: the source picture
+/// `sv` conformed to `dst` in software, encoded with its family's options and the profile's
+/// rates. A file output adds what only files have (GPU filters, MPEG-2 profile and level).
+fn video_encode(
+    v: &profile::Video,
+    sv: &SrcVideo,
+    dst: &DstVideo,
+    backend: Backend,
+    encoder: &str,
+    interlaced: Option<FieldOrder>,
+    container: &str,
+) -> VideoOut {
+    let rate = dst.rate;
+    let (bit_rate, min_rate, max_rate, buffer_size) = rates(v);
+    let fit = plan::fit(sv, dst);
+    VideoOut {
+        filter: plan::video_chain(sv, dst),
+        gpu_filter: None,
+        encoder: encoder.to_string(),
+        backend,
+        frame_rate: (rate.num as i32, rate.den as i32),
+        bit_rate,
+        max_rate,
+        min_rate,
+        buffer_size,
+        initial_occupancy: None,
+        gop: v.gop_frames(rate),
+        b_frames: v.b_frames,
+        closed_gop: v.closed_gop,
+        profile_id: None,
+        level_id: None,
+        interlaced,
+        bt709: dst.bt709,
+        sample_aspect: (fit.sar.0 as i32, fit.sar.1 as i32),
+        options: encoders::video_options(encoder, v, rate, interlaced.is_some()),
+        global_header: engine::muxer_global_header(container),
+    }
 }
 
 /// The picture an output is made to (before any no-upscale reduction).
@@ -835,26 +630,39 @@ fn make_audio(
     a: &profile::Audio,
     measured: &mut Vec<(Vec<plan::ChannelMix>, Loudness)>,
 ) -> Result<AudioOut, PipelineError> {
-    let chans: Vec<u32> = a
-        .tracks
-        .iter()
-        .map(|t| profile::layout_channels(t).unwrap_or(2))
-        .collect();
     let fmt = engine::audio_encoder_format(&a.codec).ok_or_else(|| PipelineError::Source {
         file: prof.source.clone(),
         what: format!("audio encoder {} not found", a.codec),
     })?;
     let level = match &prof.loudness {
-        Some(t) => level_fix(f.src, &f.audio, &chans, t, a, measured)?,
+        Some(t) => level_fix(f.src, &f.audio, &track_channels(a), t, a, measured)?,
         None => None,
     };
-    let options: Vec<(String, String)> = a
-        .options
+    Ok(audio_encode(a, &f.audio, &fmt, level, &o.container))
+}
+
+/// The channels of each of an audio output's tracks.
+fn track_channels(a: &profile::Audio) -> Vec<u32> {
+    a.tracks
         .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    Ok(AudioOut {
-        filter: plan::audio_graph(&f.audio, &chans, a.sample_rate, &fmt, level),
+        .map(|t| profile::layout_channels(t).unwrap_or(2))
+        .collect()
+}
+
+/// The audio of an output, as file and live outputs alike make it: the source streams `src`
+/// mapped to the profile's tracks through one graph (sample format `fmt`, `level` dB of
+/// correction), and each track's encoder.
+fn audio_encode(
+    a: &profile::Audio,
+    src: &[SrcAudio],
+    fmt: &str,
+    level: Option<plan::LevelFix>,
+    container: &str,
+) -> AudioOut {
+    let chans = track_channels(a);
+    let options = encoders::audio_options(a);
+    AudioOut {
+        filter: plan::audio_graph(src, &chans, a.sample_rate, fmt, level),
         tracks: chans
             .iter()
             .map(|&c| AudioTrack {
@@ -863,10 +671,10 @@ fn make_audio(
                 channels: c,
                 bit_rate: a.bitrate.map(|b| b.bps()),
                 options: options.clone(),
-                global_header: engine::muxer_global_header(&o.container),
+                global_header: engine::muxer_global_header(container),
             })
             .collect(),
-    })
+    }
 }
 
 /// What is measured while an output is written: single files are, packages and stills are
@@ -954,23 +762,14 @@ pub fn compile(
             no_source_audio: src.audio.is_empty(),
             picture: video.as_ref().and_then(|m| m.picture),
         });
-        planned.push(PlannedOutput {
-            index,
-            name: o.name.clone(),
-            path: named.published,
-            container: o.container.clone(),
-            backend: video
-                .as_ref()
-                .map_or(Backend::Software, |m| m.backend)
-                .name(),
-            encoder: video.as_ref().map(|m| m.encoder.clone()),
-        });
+        planned.push(planned_output(index, o, named.published, video.as_ref()));
         outputs.push(OutputSpec {
             name: o.name.clone(),
             // A package's renditions are written in place inside a directory published whole.
-            sink: OutputSink::File {
-                path: named.written,
-                atomic: package.is_none(),
+            sink: if package.is_none() {
+                file::atomic_sink(named.written)
+            } else {
+                file::in_place_sink(named.written)
             },
             muxer: o.container.clone(),
             mux_options: named.mux_options,
@@ -990,6 +789,23 @@ pub fn compile(
         expected_frames,
         duration_s: f.duration,
     })
+}
+
+/// What the job reports of an output it makes.
+fn planned_output(
+    index: usize,
+    o: &profile::Output,
+    path: PathBuf,
+    video: Option<&MadeVideo>,
+) -> PlannedOutput {
+    PlannedOutput {
+        index,
+        name: o.name.clone(),
+        path,
+        container: o.container.clone(),
+        backend: video.map_or(Backend::Software, |m| m.backend).name(),
+        encoder: video.map(|m| m.encoder.clone()),
+    }
 }
 
 /// The engine's spec: the streams the profile's outputs read, and NVDEC decoding when an
@@ -1185,6 +1001,16 @@ fn convert_tc(tc: &str, src: Rate, dst: Rate) -> Option<String> {
     )
 }
 
+/// Writes the engine's synthetic test clip (bars, tone, a start timecode) as `path`, published
+/// atomically: the demo's source.
+pub fn write_test_clip(path: &Path, seconds: u32, timecode: &str) -> Result<(), PipelineError> {
+    Ok(engine::write_test_clip(
+        file::atomic(path),
+        seconds,
+        timecode,
+    )?)
+}
+
 /// Runs a compiled job to the end; a package is written in its temporary directory, completed
 /// with its playlists and manifest, and published by one rename. On any error nothing is left.
 pub fn run(
@@ -1255,52 +1081,6 @@ mod tests {
             "codec = \"{codec}\"\nwidth = 1920\nheight = 1080\npix_fmt = \"yuv420p\"\nrate_control = \"vbr\"\nbitrate = \"8M\"\ngop_seconds = 2.0\nb_frames = 3\n{extra}"
         ))
         .unwrap()
-    }
-
-    fn has(o: &[(String, String)], k: &str, v: &str) -> bool {
-        o.iter().any(|(a, b)| a == k && b == v)
-    }
-
-    /// Every encoder family gets what keeps its GOP fixed through scene cuts; the ones that
-    /// cannot run here (NVENC, VA-API, QSV) are checked on the options they are given.
-    #[test]
-    fn every_encoder_family_is_told_to_keep_its_gop() {
-        let r = Rate::new(25, 1);
-        let o = encoder_options("libx264", &video("h264", ""), r, false);
-        assert!(
-            has(&o, "sc_threshold", "0") && has(&o, "keyint_min", "50"),
-            "{o:?}"
-        );
-        assert!(has(&o, "forced-idr", "1"));
-        let o = encoder_options("libx265", &video("hevc", ""), r, false);
-        let params = &o.iter().find(|(k, _)| k == "x265-params").unwrap().1;
-        for p in ["scenecut=0", "open-gop=0", "keyint=50", "min-keyint=50"] {
-            assert!(params.split(':').any(|x| x == p), "{params}");
-        }
-        for nv in ["h264_nvenc", "hevc_nvenc"] {
-            let o = encoder_options(nv, &video("h264", ""), r, false);
-            assert!(
-                has(&o, "no-scenecut", "1") && has(&o, "forced-idr", "1"),
-                "{o:?}"
-            );
-        }
-        let o = encoder_options("h264_vaapi", &video("h264", ""), r, false);
-        assert!(has(&o, "idr_interval", "0"), "{o:?}");
-        let o = encoder_options("h264_qsv", &video("h264", ""), r, false);
-        assert!(has(&o, "adaptive_i", "0"), "{o:?}");
-        let o = encoder_options(
-            "mpeg2video",
-            &video("mpeg2video", "closed_gop = true"),
-            r,
-            true,
-        );
-        assert!(has(&o, "sc_threshold", "1000000000"), "{o:?}");
-        assert!(has(&o, "mpv_flags", "+strict_gop") && has(&o, "flags", "+ildct+ilme"));
-        let o = encoder_options("mpeg2video", &video("mpeg2video", ""), r, false);
-        assert!(
-            !o.iter().any(|(k, _)| k == "mpv_flags" || k == "flags"),
-            "{o:?}"
-        );
     }
 
     #[test]

@@ -315,59 +315,20 @@ pub type ChannelMix = Vec<(usize, f64)>;
 
 /// For every output track, one mix per output channel.
 pub fn map_tracks(src: &[SrcAudio], tracks: &[u32]) -> Vec<Vec<ChannelMix>> {
+    if src.is_empty() {
+        return tracks.iter().map(|&n| silent(n)).collect();
+    }
     let mut offsets = Vec::new();
     let mut o = 0usize;
     for s in src {
         offsets.push(o);
         o += s.channels as usize;
     }
-    let all_mono = !src.is_empty() && src.iter().all(|s| s.channels == 1);
-    let silent = |n: u32| -> Vec<ChannelMix> { (0..n).map(|_| Vec::new()).collect() };
-    if src.is_empty() {
-        return tracks.iter().map(|&n| silent(n)).collect();
+    if let Some(m) = mono_to_mono(src, &offsets, tracks) {
+        return m;
     }
-    // Mono sources into one discrete multichannel track: channel for track.
-    if all_mono && tracks.len() == 1 && !matches!(tracks[0], 1 | 2 | 6) {
-        return vec![(0..tracks[0] as usize)
-            .map(|c| {
-                if c < src.len() {
-                    vec![(offsets[c], 1.0)]
-                } else {
-                    Vec::new()
-                }
-            })
-            .collect()];
-    }
-    // Mono tracks from mono tracks: track for track, as a house expects of its own files.
-    if all_mono && tracks.iter().all(|&n| n == 1) {
-        return tracks
-            .iter()
-            .enumerate()
-            .map(|(j, _)| {
-                if j < src.len() {
-                    vec![vec![(offsets[j], 1.0)]]
-                } else {
-                    silent(1)
-                }
-            })
-            .collect();
-    }
-    // The programme: the first stream with 2+ channels, else the first two mono streams.
     let prog = src.iter().position(|s| s.channels >= 2);
-    let (l, r, surround): (ChannelMix, ChannelMix, Option<[usize; 6]>) = match prog {
-        Some(p) if src[p].channels == 6 => {
-            let b = offsets[p];
-            let k = std::f64::consts::FRAC_1_SQRT_2;
-            (
-                vec![(b, 1.0), (b + 2, k), (b + 4, k)],
-                vec![(b + 1, 1.0), (b + 2, k), (b + 5, k)],
-                Some([b, b + 1, b + 2, b + 3, b + 4, b + 5]),
-            )
-        }
-        Some(p) => (vec![(offsets[p], 1.0)], vec![(offsets[p] + 1, 1.0)], None),
-        None if src.len() >= 2 => (vec![(offsets[0], 1.0)], vec![(offsets[1], 1.0)], None),
-        None => (vec![(offsets[0], 1.0)], vec![(offsets[0], 1.0)], None),
-    };
+    let p = Programme::of(src, &offsets, prog);
     // Further stereo streams (e.g. an M&E pair) for further stereo tracks.
     let mut extra_stereo = src
         .iter()
@@ -380,46 +341,109 @@ pub fn map_tracks(src: &[SrcAudio], tracks: &[u32]) -> Vec<Vec<ChannelMix>> {
         .iter()
         .map(|&n| match n {
             1 => {
-                let slot = mono_slot;
                 mono_slot += 1;
-                match slot {
-                    0 => vec![l.clone()],
-                    1 => vec![r.clone()],
-                    2..=7 => match surround {
-                        Some(ch) => vec![vec![(ch[slot - 2], 1.0)]],
-                        None => silent(1),
-                    },
-                    _ => silent(1),
-                }
+                p.mono(mono_slot - 1)
             }
-            2 => {
-                if !stereo_used {
-                    stereo_used = true;
-                    vec![l.clone(), r.clone()]
-                } else if let Some(b) = extra_stereo.next() {
-                    vec![vec![(b, 1.0)], vec![(b + 1, 1.0)]]
-                } else {
-                    silent(2)
-                }
+            2 if !stereo_used => {
+                stereo_used = true;
+                vec![p.l.clone(), p.r.clone()]
             }
-            6 => match surround {
+            2 => match extra_stereo.next() {
+                Some(b) => vec![vec![(b, 1.0)], vec![(b + 1, 1.0)]],
+                None => silent(2),
+            },
+            6 => match p.surround {
                 Some(ch) => ch.iter().map(|&c| vec![(c, 1.0)]).collect(),
-                None => {
-                    let mut m = silent(6);
-                    m[0] = l.clone();
-                    m[1] = r.clone();
-                    m
-                }
+                None => p.pair_then_silence(6),
             },
             // Discrete multichannel tracks (D10): the programme pair first, then silence.
-            other => {
-                let mut m = silent(other);
-                m[0] = l.clone();
-                m[1] = r.clone();
-                m
-            }
+            other => p.pair_then_silence(other),
         })
         .collect()
+}
+
+fn silent(n: u32) -> Vec<ChannelMix> {
+    (0..n).map(|_| Vec::new()).collect()
+}
+
+/// Mono sources kept apart: into one discrete multichannel track channel for track, or into
+/// mono tracks track for track (as a house expects of its own files). `None` for any other
+/// mapping.
+fn mono_to_mono(
+    src: &[SrcAudio],
+    offsets: &[usize],
+    tracks: &[u32],
+) -> Option<Vec<Vec<ChannelMix>>> {
+    if !src.iter().all(|s| s.channels == 1) {
+        return None;
+    }
+    let from = |i: usize| -> ChannelMix {
+        if i < src.len() {
+            vec![(offsets[i], 1.0)]
+        } else {
+            Vec::new()
+        }
+    };
+    if tracks.len() == 1 && !matches!(tracks[0], 1 | 2 | 6) {
+        return Some(vec![(0..tracks[0] as usize).map(from).collect()]);
+    }
+    if tracks.iter().all(|&n| n == 1) {
+        return Some((0..tracks.len()).map(|j| vec![from(j)]).collect());
+    }
+    None
+}
+
+/// The programme: the first stream with 2+ channels, else the first two mono streams; a 5.1
+/// programme is also folded down to its stereo pair.
+struct Programme {
+    l: ChannelMix,
+    r: ChannelMix,
+    surround: Option<[usize; 6]>,
+}
+
+impl Programme {
+    fn of(src: &[SrcAudio], offsets: &[usize], prog: Option<usize>) -> Programme {
+        let pair = |l: usize, r: usize| Programme {
+            l: vec![(l, 1.0)],
+            r: vec![(r, 1.0)],
+            surround: None,
+        };
+        match prog {
+            Some(p) if src[p].channels == 6 => {
+                let b = offsets[p];
+                let k = std::f64::consts::FRAC_1_SQRT_2;
+                Programme {
+                    l: vec![(b, 1.0), (b + 2, k), (b + 4, k)],
+                    r: vec![(b + 1, 1.0), (b + 2, k), (b + 5, k)],
+                    surround: Some([b, b + 1, b + 2, b + 3, b + 4, b + 5]),
+                }
+            }
+            Some(p) => pair(offsets[p], offsets[p] + 1),
+            None if src.len() >= 2 => pair(offsets[0], offsets[1]),
+            None => pair(offsets[0], offsets[0]),
+        }
+    }
+
+    /// The `slot`-th mono track: left, right, then the surround channels one by one.
+    fn mono(&self, slot: usize) -> Vec<ChannelMix> {
+        match slot {
+            0 => vec![self.l.clone()],
+            1 => vec![self.r.clone()],
+            2..=7 => match self.surround {
+                Some(ch) => vec![vec![(ch[slot - 2], 1.0)]],
+                None => silent(1),
+            },
+            _ => silent(1),
+        }
+    }
+
+    /// A track of `n` channels: the programme pair, then silence.
+    fn pair_then_silence(&self, n: u32) -> Vec<ChannelMix> {
+        let mut m = silent(n);
+        m[0] = self.l.clone();
+        m[1] = self.r.clone();
+        m
+    }
 }
 
 /// FFmpeg's default layout name for a channel count.

@@ -28,6 +28,7 @@ use crate::av::io::OutputSink;
 use crate::av::live::{FeedTake, House, LiveFeed, LiveOutputs};
 use crate::av::{ff, AvError};
 use crate::link::{Chunk, ChunkSink};
+use crate::output::file;
 use crate::output::live_hls;
 use crate::output::ts::{self, TsMux};
 
@@ -409,10 +410,7 @@ impl Channel {
                     let dummy: Arc<dyn ChunkSink> = Arc::new(|_: Chunk| {});
                     let mut o =
                         ts_output(name, &h, spec.interlaced, encode, dummy).map_err(spec_err)?;
-                    o.sink = OutputSink::File {
-                        path: dir.join("stream.m3u8"),
-                        atomic: false,
-                    };
+                    o.sink = file::in_place_sink(dir.join("stream.m3u8"));
                     o.muxer = "hls".into();
                     o.mux_options = live_hls::mux_options(
                         dir,

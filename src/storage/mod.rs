@@ -10,8 +10,8 @@ mod store;
 use std::path::{Path, PathBuf};
 
 pub use service::{
-    AuditReport, Health, Kept, NoSchedule, PolicyReport, RetentionItem, RetentionReport,
-    ScheduleCheck, StorageError, Storages,
+    AuditReport, Health, Kept, NoSchedule, Notify, PolicyReport, RetentionItem, RetentionReport,
+    ScheduleCheck, StorageError, Storages, NOTIFIED,
 };
 pub use store::{Digested, RateLimit, Store, StoreError};
 

@@ -40,6 +40,26 @@ pub trait ScheduleCheck: Send + Sync {
     fn is_scheduled(&self, asset_id: i64, now_ms: i64) -> bool;
 }
 
+/// Hears the storage events that need someone (see [`NOTIFIED`]), each as a JSON event: the
+/// service sends them to the configured webhooks.
+pub trait Notify: Send + Sync {
+    fn notify(&self, event: serde_json::Value);
+}
+
+/// The event kinds sent on: copies bad or missing, repairs and their failures, files with no
+/// good copy, copies that could not be made, threshold alerts, ingest paused and resumed.
+pub const NOTIFIED: &[&str] = &[
+    "bad",
+    "missing",
+    "repaired",
+    "repair_failed",
+    "unrepairable",
+    "copy_failed",
+    "alert",
+    "ingest_paused",
+    "ingest_resumed",
+];
+
 /// Nothing scheduled (no playout channel yet).
 pub struct NoSchedule;
 
@@ -137,6 +157,9 @@ pub struct Storages {
     /// Used bytes sampled per storage (ms, bytes), for the growth rate.
     samples: Mutex<HashMap<String, Vec<(i64, u64)>>>,
     alerts: Mutex<HashMap<String, String>>,
+    notify: Option<Arc<dyn Notify>>,
+    /// Whether ingest is refused now for want of room (events on each change).
+    ingest_paused: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Storages {
@@ -170,12 +193,20 @@ impl Storages {
             schedule: Arc::new(NoSchedule),
             samples: Mutex::default(),
             alerts: Mutex::default(),
+            notify: None,
+            ingest_paused: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     /// Lets the playout side say which assets are scheduled.
     pub fn with_schedule(mut self, s: Arc<dyn ScheduleCheck>) -> Self {
         self.schedule = s;
+        self
+    }
+
+    /// Lets the service send the events that need someone (to webhooks).
+    pub fn with_notify(mut self, n: Arc<dyn Notify>) -> Self {
+        self.notify = Some(n);
         self
     }
 
@@ -205,6 +236,42 @@ impl Storages {
             tracing::error!(error = %e, kind, storage, "storage: cannot record an event");
         }
         tracing::info!(kind, storage, file_id = ?fid, detail, "storage event");
+        if let Some(n) = self.notify.as_ref().filter(|_| NOTIFIED.contains(&kind)) {
+            n.notify(serde_json::json!({
+                "event": "storage",
+                "kind": kind,
+                "storage": storage,
+                "file_id": fid,
+                "asset_id": aid,
+                "detail": detail,
+                "at_ms": self.now(),
+            }));
+        }
+    }
+
+    /// Refuses an ingest of `need` bytes that would take the online storage past its refuse
+    /// threshold, before anything is written; the first refusal pauses ingest (an event), the
+    /// first ingest let in again resumes it (another).
+    pub async fn room_for_ingest(&self, need: u64) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        let Some(media) = self.stores.get(MEDIA) else {
+            return Ok(());
+        };
+        let r = self.check_room(media, need).await;
+        let paused = r.is_err();
+        if self.ingest_paused.swap(paused, Ordering::SeqCst) != paused {
+            let detail = match &r {
+                Err(e) => e.to_string(),
+                Ok(()) => "room again: ingest goes on".into(),
+            };
+            let kind = if paused {
+                "ingest_paused"
+            } else {
+                "ingest_resumed"
+            };
+            self.event(kind, MEDIA, None, &detail).await;
+        }
+        r
     }
 
     /// Records the media copy of files that have none yet (files stored before storages, or
@@ -344,20 +411,15 @@ impl Storages {
                             continue;
                         }
                         let s = self.store(from)?;
-                        match s.delete(&c.key).await {
-                            Ok(()) => {
-                                self.catalog.delete_copy(f.file_id, from).await?;
-                                rep.dropped += 1;
-                                self.event(
-                                    "dropped",
-                                    from,
-                                    Some(&f),
-                                    &format!("policy {}", p.name),
-                                )
-                                .await;
-                            }
-                            Err(e) => rep.failures.push(format!("file {}: {e}", f.file_id)),
+                        // Uncounted first, then deleted: cut short between the two, the bytes
+                        // stay behind uncounted, never a counted copy without its bytes.
+                        self.catalog.delete_copy(f.file_id, from).await?;
+                        rep.dropped += 1;
+                        if let Err(e) = s.delete(&c.key).await {
+                            rep.failures.push(format!("file {}: {e}", f.file_id));
                         }
+                        self.event("dropped", from, Some(&f), &format!("policy {}", p.name))
+                            .await;
                     }
                 }
             }
@@ -715,15 +777,17 @@ impl Storages {
             copies.extend(self.catalog.copies_of_file(f.file_id).await?);
         }
         let why = format!("retention rule {rule}");
+        // The tombstone decides the purge; the bytes go before the records, so that a purge cut
+        // short is finished by the next run (its proposal and copies still there), never
+        // leaving bytes no record knows.
         let bytes = self.catalog.write_tombstone(asset_id, who, &why).await?;
-        let paths = self.catalog.purge_by_workflow(asset_id).await?;
         for c in &copies {
+            // A storage no longer declared keeps what it has.
             if let Ok(s) = self.store(&c.storage) {
-                if let Err(e) = s.delete(&c.key).await {
-                    tracing::warn!(error = %e, storage = %c.storage, "retention: a copy stays behind");
-                }
+                s.delete(&c.key).await?;
             }
         }
+        let paths = self.catalog.purge_by_workflow(asset_id).await?;
         super::remove_stored(&self.media_root, paths).await;
         self.catalog
             .storage_event(

@@ -120,13 +120,7 @@ fn read_rendition(name: &str, playlist_path: &Path) -> Result<Rendition, String>
 
 /// Writes `text` as `path` through a temporary name, synced.
 fn write_file(path: &Path, text: &str) -> Result<(), String> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    f.write_all(text.as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+    super::file::write_atomic(path, text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn sync_tree(dir: &Path) -> Result<(), String> {
@@ -145,125 +139,140 @@ fn sync_tree(dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", dir.display()))
 }
 
+/// Completes a package in its temporary directory (the master playlist and the DASH manifest,
+/// as asked, from what was written), syncs every file of it, and publishes it by one rename.
 pub fn finish(pk: &Package) -> Result<(), String> {
     let mut renditions = Vec::new();
     for w in &pk.renditions {
         renditions.push(read_rendition(w.name, w.playlist)?);
     }
-    let video_of = |name: &str| {
-        pk.renditions
-            .iter()
-            .find(|w| w.name == name)
-            .and_then(|w| w.video)
-    };
     if !renditions.is_empty() {
-        let audio: Vec<&Rendition> = renditions.iter().filter(|r| r.video.is_none()).collect();
-        let group = audio.first();
-        let mut variants = Vec::new();
-        for r in renditions.iter().filter(|r| r.video.is_some()) {
-            let (w, h, vcodec) = r.video.clone().expect("filtered on video");
-            let mut codecs = vec![vcodec];
-            codecs.extend(r.audio_codec.clone());
-            let (mut peak, mut avg) = (r.peak, r.average);
-            if let Some(a) = group {
-                codecs.extend(a.audio_codec.clone());
-                peak += a.peak;
-                avg += a.average;
-            }
-            let rate = video_of(&r.name).map_or(0.0, |v| {
-                f64::from(v.frame_rate.0) / f64::from(v.frame_rate.1.max(1))
-            });
-            variants.push(hls::Variant {
-                uri: format!("{}/index.m3u8", r.name),
-                bandwidth: peak,
-                average_bandwidth: avg,
-                width: w,
-                height: h,
-                codecs: codecs.join(","),
-                frame_rate: rate,
-                audio_group: group.map(|_| "audio".to_string()),
-            });
-        }
-        variants.sort_by_key(|v| std::cmp::Reverse(v.bandwidth));
-        let mut master = hls::write_master(&variants, true);
-        if let Some(a) = group {
-            let media = format!(
-                "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"{}\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"{}\",URI=\"{}/index.m3u8\"\n",
-                a.name, a.channels, a.name
-            );
-            let at = master.find("#EXT-X-STREAM-INF").unwrap_or(master.len());
-            master.insert_str(at, &media);
-        }
         if pk.hls_master {
-            write_file(&pk.temp_dir.join("master.m3u8"), &master)?;
+            write_file(
+                &pk.temp_dir.join("master.m3u8"),
+                &master_playlist(pk, &renditions),
+            )?;
         }
         if pk.dash {
-            let duration = renditions
-                .iter()
-                .map(|r| {
-                    r.playlist
-                        .segments
-                        .iter()
-                        .map(|s| s.duration_s)
-                        .sum::<f64>()
-                })
-                .fold(0.0, f64::max);
-            let segs = |r: &Rendition| -> Vec<(String, f64)> {
-                r.playlist
-                    .segments
-                    .iter()
-                    .map(|s| (format!("{}/{}", r.name, s.uri), s.duration_s))
-                    .collect()
-            };
-            let init = |r: &Rendition| {
-                format!(
-                    "{}/{}",
-                    r.name,
-                    r.playlist.map_uri.clone().unwrap_or_default()
-                )
-            };
-            let video: Vec<dash::Representation> = renditions
-                .iter()
-                .filter_map(|r| {
-                    let (w, h, codecs) = r.video.clone()?;
-                    let rate = video_of(&r.name).map(|v| v.frame_rate)?;
-                    let sar = video_of(&r.name).map(|v| v.sample_aspect)?;
-                    Some(dash::Representation {
-                        id: r.name.clone(),
-                        bandwidth: r.peak,
-                        width: w,
-                        height: h,
-                        frame_rate: (rate.0 as u32, rate.1 as u32),
-                        codecs,
-                        init_uri: init(r),
-                        segments: segs(r),
-                        sar: (sar.0 as u32, sar.1 as u32),
-                    })
-                })
-                .collect();
-            let audio: Vec<dash::AudioRepresentation> = audio
-                .iter()
-                .map(|r| dash::AudioRepresentation {
-                    id: r.name.clone(),
-                    bandwidth: r.peak,
-                    codecs: r.audio_codec.clone().unwrap_or_default(),
-                    sample_rate: r.sample_rate,
-                    channels: r.channels,
-                    init_uri: init(r),
-                    segments: segs(r),
-                })
-                .collect();
             write_file(
                 &pk.temp_dir.join("manifest.mpd"),
-                &dash::write_mpd(duration, &video, &audio),
+                &dash_manifest(pk, &renditions),
             )?;
         }
     }
     sync_tree(pk.temp_dir)?;
-    std::fs::rename(pk.temp_dir, pk.dir)
-        .map_err(|e| format!("cannot publish {}: {e}", pk.dir.display()))?;
-    if let Some(parent) = pk.dir.parent() {
-        let _ = std::fs::File::open(parent).and_then(|f| f.sync_all());
+    super::file::rename_synced(pk.temp_dir, pk.dir)
+        .map_err(|e| format!("cannot publish {}: {e}", pk.dir.display()))
+}
+
+/// The video a rendition was encoded to.
+fn video_of<'a>(pk: &Package<'a>, name: &str) -> Option<&'a VideoOut> {
+    pk.renditions
+        .iter()
+        .find(|w| w.name == name)
+        .and_then(|w| w.video)
+}
+
+/// The HLS master playlist: a variant per video rendition (highest bandwidth first), each with
+/// the audio-only rendition, when there is one, as its audio group.
+fn master_playlist(pk: &Package, renditions: &[Rendition]) -> String {
+    let group = renditions.iter().find(|r| r.video.is_none());
+    let mut variants = Vec::new();
+    for r in renditions.iter().filter(|r| r.video.is_some()) {
+        let (w, h, vcodec) = r.video.clone().expect("filtered on video");
+        let mut codecs = vec![vcodec];
+        codecs.extend(r.audio_codec.clone());
+        let (mut peak, mut avg) = (r.peak, r.average);
+        if let Some(a) = group {
+            codecs.extend(a.audio_codec.clone());
+            peak += a.peak;
+            avg += a.average;
+        }
+        let rate = video_of(pk, &r.name).map_or(0.0, |v| {
+            f64::from(v.frame_rate.0) / f64::from(v.frame_rate.1.max(1))
+        });
+        variants.push(hls::Variant {
+            uri: format!("{}/index.m3u8", r.name),
+            bandwidth: peak,
+            average_bandwidth: avg,
+            width: w,
+            height: h,
+            codecs: codecs.join(","),
+            frame_rate: rate,
+            audio_group: group.map(|_| "audio".to_string()),
+        });
     }
-    Ok(())
+    variants.sort_by_key(|v| std::cmp::Reverse(v.bandwidth));
+    let mut master = hls::write_master(&variants, true);
+    if let Some(a) = group {
+        let media = format!(
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"{}\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"{}\",URI=\"{}/index.m3u8\"\n",
+            a.name, a.channels, a.name
+        );
+        let at = master.find("#EXT-X-STREAM-INF").unwrap_or(master.len());
+        master.insert_str(at, &media);
+    }
+    master
+}
+
+/// The DASH manifest over the same fMP4 segments: a representation per video rendition and
+/// per audio-only one, as long as the longest of them.
+fn dash_manifest(pk: &Package, renditions: &[Rendition]) -> String {
+    let duration = renditions
+        .iter()
+        .map(|r| {
+            r.playlist
+                .segments
+                .iter()
+                .map(|s| s.duration_s)
+                .sum::<f64>()
+        })
+        .fold(0.0, f64::max);
+    let segs = |r: &Rendition| -> Vec<(String, f64)> {
+        r.playlist
+            .segments
+            .iter()
+            .map(|s| (format!("{}/{}", r.name, s.uri), s.duration_s))
+            .collect()
+    };
+    let init = |r: &Rendition| {
+        format!(
+            "{}/{}",
+            r.name,
+            r.playlist.map_uri.clone().unwrap_or_default()
+        )
+    };
+    let video: Vec<dash::Representation> = renditions
+        .iter()
+        .filter_map(|r| {
+            let (w, h, codecs) = r.video.clone()?;
+            let v = video_of(pk, &r.name)?;
+            let (rate, sar) = (v.frame_rate, v.sample_aspect);
+            Some(dash::Representation {
+                id: r.name.clone(),
+                bandwidth: r.peak,
+                width: w,
+                height: h,
+                frame_rate: (rate.0 as u32, rate.1 as u32),
+                codecs,
+                init_uri: init(r),
+                segments: segs(r),
+                sar: (sar.0 as u32, sar.1 as u32),
+            })
+        })
+        .collect();
+    let audio: Vec<dash::AudioRepresentation> = renditions
+        .iter()
+        .filter(|r| r.video.is_none())
+        .map(|r| dash::AudioRepresentation {
+            id: r.name.clone(),
+            bandwidth: r.peak,
+            codecs: r.audio_codec.clone().unwrap_or_default(),
+            sample_rate: r.sample_rate,
+            channels: r.channels,
+            init_uri: init(r),
+            segments: segs(r),
+        })
+        .collect();
+    dash::write_mpd(duration, &video, &audio)
 }
