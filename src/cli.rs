@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 use crate::av::engine::Progress;
 use crate::av::{self, hw, probe};
+use crate::config::ApplianceConfig;
 use crate::pipeline::{self, BackendChoice};
 use crate::profile::{self, verify};
 use crate::qc::loudness;
@@ -529,42 +530,7 @@ fn cmd_serve(config: Option<&Path>) -> Res {
 /// Checks the whole configuration — the appliance's, every profile, every workflow — and the
 /// machine, and reports every mistake at once, one to a line, each naming its file and key.
 fn cmd_validate(config: Option<&Path>, profiles_dir: Option<&Path>) -> Res {
-    use crate::config::appliance;
-    let mut errs: Vec<String> = Vec::new();
-    let default = Path::new("firmware-config/antenne.toml");
-    let file = config.or_else(|| default.is_file().then_some(default));
-    let env: Vec<(String, String)> = std::env::vars().collect();
-    let cfg = match appliance::read(file, &env) {
-        Ok(cfg) => {
-            errs.extend(appliance::problems(&cfg).iter().map(ToString::to_string));
-            for (i, r) in cfg.live.recordings.iter().enumerate() {
-                if let Some(Err(e)) = r
-                    .schedule
-                    .as_deref()
-                    .map(crate::jobs::trigger::Schedule::parse)
-                {
-                    errs.push(format!(
-                        "{}: live.recordings.schedule: [[live.recordings]] #{}: {e}",
-                        cfg.origin,
-                        i + 1
-                    ));
-                }
-            }
-            Some(appliance::with_absolute_roots(cfg))
-        }
-        Err(e) => {
-            errs.push(e.to_string());
-            None
-        }
-    };
-    if let Some(cfg) = &cfg {
-        if let Err(e) = crate::app::check_machine(cfg) {
-            errs.push(format!("{}: {e}", cfg.origin));
-        }
-        if let Err(e) = backend_present(&cfg.transcode.backend) {
-            errs.push(format!("{}: transcode.backend: {e}", cfg.origin));
-        }
-    }
+    let (cfg, mut errs) = appliance_mistakes(config);
     // The profiles the service would load (its own directory), and those asked about.
     let serve_dir = cfg.as_ref().and_then(|c| {
         let d = &c.transcode.profiles_dir;
@@ -603,6 +569,56 @@ fn cmd_validate(config: Option<&Path>, profiles_dir: Option<&Path>) -> Res {
     println!("workflows: {} valid", workflows.len());
     println!("profiles: {} valid", profiles.len());
     Ok(())
+}
+
+/// The appliance's configuration as `validate` reads it (`None` when its file cannot be read
+/// or is not TOML), and every mistake of it: keys refused, values out of bounds, schedules that
+/// do not parse, a machine or backend that cannot run it.
+fn appliance_mistakes(config: Option<&Path>) -> (Option<ApplianceConfig>, Vec<String>) {
+    use crate::config::appliance;
+    let mut errs: Vec<String> = Vec::new();
+    let default = Path::new("firmware-config/antenne.toml");
+    let file = config.or_else(|| default.is_file().then_some(default));
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let cfg = match appliance::read_all(file, &env) {
+        Ok((cfg, refused)) => cfg_with(cfg, refused, &mut errs),
+        Err(e) => {
+            errs.push(e.to_string());
+            return (None, errs);
+        }
+    };
+    if let Err(e) = crate::app::check_machine(&cfg) {
+        errs.push(format!("{}: {e}", cfg.origin));
+    }
+    if let Err(e) = backend_present(&cfg.transcode.backend) {
+        errs.push(format!("{}: transcode.backend: {e}", cfg.origin));
+    }
+    (Some(cfg), errs)
+}
+
+/// `cfg` completed, its refused keys and its problems added to `errs`.
+fn cfg_with(
+    cfg: ApplianceConfig,
+    refused: Vec<crate::config::ConfigError>,
+    errs: &mut Vec<String>,
+) -> ApplianceConfig {
+    use crate::config::appliance;
+    errs.extend(refused.iter().map(ToString::to_string));
+    errs.extend(appliance::problems(&cfg).iter().map(ToString::to_string));
+    for (i, r) in cfg.live.recordings.iter().enumerate() {
+        if let Some(Err(e)) = r
+            .schedule
+            .as_deref()
+            .map(crate::jobs::trigger::Schedule::parse)
+        {
+            errs.push(format!(
+                "{}: live.recordings.schedule: [[live.recordings]] #{}: {e}",
+                cfg.origin,
+                i + 1
+            ));
+        }
+    }
+    appliance::with_absolute_roots(cfg)
 }
 
 /// `Err` naming why when a GPU backend the configuration insists on is absent here.

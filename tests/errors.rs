@@ -457,3 +457,96 @@ fn validate_reports_every_mistake_of_the_configuration_at_once() {
     assert_eq!(lines.len(), 5, "{e}");
     assert!(lines[4].contains("4 mistake"), "{e}");
 }
+
+/// `antenne validate` names every mistake of the whole configuration, not the first: keys the
+/// types refuse (an unknown key, a value of the wrong type, in any section or array element)
+/// beside the values out of bounds of every section (channels, destinations, storages) and of
+/// every workflow, each with its file and key; the exit status says it failed.
+#[test]
+fn validate_names_every_refused_key_and_every_bad_value_at_once() {
+    let d = tempfile::tempdir().unwrap();
+    let (profiles, workflows) = (d.path().join("profiles"), d.path().join("workflows"));
+    std::fs::create_dir(&profiles).unwrap();
+    std::fs::create_dir(&workflows).unwrap();
+    let config = d.path().join("antenne.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nlisen = \"typo\"\n\
+             [auth]\nsession_hours = \"twelve\"\n\
+             [storage]\ndata_dir = {:?}\n[transcode]\nprofiles_dir = {:?}\n\
+             [jobs]\nworkflows_dir = {:?}\n\
+             [[playout.channels]]\nname = \"one\"\nformat = \"1080i25\"\noutputs = [\"ftp://nowhere\"]\n\
+             [[delivery.destinations]]\nname = \"pigeon\"\nkind = \"carrier-pigeon\"\n\
+             [[delivery.destinations]]\nname = \"box\"\nkind = \"folder\"\npath = \"/srv/out\"\n\
+             colour = \"blue\"\n\
+             [storages]\nwarn_percent = 150.0\n",
+            d.path().join("data"),
+            profiles,
+            workflows
+        ),
+    )
+    .unwrap();
+    // A profile with a key of the wrong type and an unknown one: one line, both named.
+    std::fs::write(
+        profiles.join("odd.toml"),
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/firmware-config/profiles/web-h264.toml"
+        ))
+        .unwrap()
+        .replace("name = \"web-h264\"", "name = \"odd\"")
+        .replace("width = 1920", "width = \"wide\"")
+        .replace(
+            "tolerance_lu = 0.5",
+            "tolerance_lu = 0.5\ncolour = \"blue\"",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        workflows.join("news.toml"),
+        "name = \"news\"\n[trigger]\nwatch = \"news\"\npoll_s = \"often\"\n\
+         [[steps]]\nkind = \"teleport\"\n",
+    )
+    .unwrap();
+    let o = run(antenne().arg("validate").arg("--config").arg(&config));
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(!e.contains("panicked"), "{e}");
+    let lines: Vec<&str> = e.lines().filter(|l| l.starts_with("error: ")).collect();
+    let has = |file: &str, key: &str, why: &str| {
+        lines
+            .iter()
+            .any(|l| l.contains(file) && l.contains(key) && l.contains(why))
+    };
+    let want = [
+        ("antenne.toml", "server.lisen", "unknown field"),
+        ("antenne.toml", "auth.session_hours", "invalid type"),
+        ("antenne.toml", "playout.channels", "outputs"),
+        (
+            "antenne.toml",
+            "delivery.destinations.kind",
+            "carrier-pigeon",
+        ),
+        (
+            "antenne.toml",
+            "delivery.destinations[1].colour",
+            "unknown field",
+        ),
+        ("antenne.toml", "storages.warn_percent", ""),
+        ("news.toml", "trigger.poll_s", "invalid type"),
+        ("news.toml", "steps[0]", "teleport"),
+        ("odd.toml", "outputs[0].video", "invalid type"),
+        ("odd.toml", "loudness.colour", "unknown field"),
+    ];
+    for (file, key, why) in want {
+        assert!(has(file, key, why), "{file} {key} {why:?} not named: {e}");
+    }
+    // Those, one line each (the profile's two on its line), and the count.
+    let mistakes = want.len() - 1;
+    assert_eq!(lines.len(), mistakes + 1, "{e}");
+    assert!(
+        lines[mistakes].contains(&format!("{mistakes} mistake")),
+        "{e}"
+    );
+}

@@ -693,7 +693,7 @@ impl Catalog {
         Ok(())
     }
 
-    pub(crate) fn check_input(
+    pub(super) fn check_input(
         &self,
         who: &Principal,
         i: &AssetInput,
@@ -932,7 +932,7 @@ impl Catalog {
     }
 
     /// Inserts a new asset (its tags and search text written from memory: nothing to replace).
-    pub(crate) async fn insert_asset(
+    pub(super) async fn insert_asset(
         &self,
         tx: &mut sqlx::AnyConnection,
         who: &Principal,
@@ -1564,7 +1564,7 @@ impl Catalog {
 
     /// `(asset, file)` already holding this content, checked under the ordering lock so that two
     /// appliances ingesting the same content at once cannot both pass.
-    pub(crate) async fn same_content(
+    pub(super) async fn same_content(
         &self,
         tx: &mut sqlx::AnyConnection,
         sha256: &str,
@@ -1600,7 +1600,7 @@ impl Catalog {
         })
     }
 
-    pub(crate) async fn insert_file(
+    pub(super) async fn insert_file(
         &self,
         tx: &mut sqlx::AnyConnection,
         asset_id: i64,

@@ -5,13 +5,15 @@
 //! (several appliances); the few statements that differ (full-text search, locking, the start
 //! of a write transaction) are chosen by [`Backend`]. This module knows nothing of HTTP: the API
 //! maps [`CatalogError`] to status codes. No libav here: probing is the caller's. Records only:
-//! the files themselves are removed by `storage`.
+//! the files themselves are removed by `storage`. Its pool and transactions are its own: a
+//! component with tables in its database (the job queue) reaches them through [`Hosted`].
 //! Imports `config` (custom fields) and the pure `naming` and `timecode` only: never jobs, av,
 //! ingest, storage or api.
 
 pub mod access;
 pub mod assets;
 pub mod copies;
+mod hosted;
 pub mod live;
 pub mod log;
 pub mod mam;
@@ -26,6 +28,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub use hosted::{Hosted, Write};
 pub use log::AuditScope;
 pub use store::{Backend, Catalog, Clock, OpenOptions, SystemClock};
 

@@ -49,8 +49,8 @@ pub struct OpenOptions {
 /// The catalog: cheap to clone, shared by every request.
 #[derive(Clone)]
 pub struct Catalog {
-    pub(crate) pool: AnyPool,
-    pub(crate) backend: Backend,
+    pub(super) pool: AnyPool,
+    pub(super) backend: Backend,
     pub(crate) naming: Arc<Template>,
     pub(crate) channel: Arc<str>,
     pub(crate) fields: Arc<[CustomField]>,
@@ -183,7 +183,7 @@ impl Catalog {
 
     /// A write transaction. On SQLite it takes the write lock at once (no deadlock on upgrade);
     /// on PostgreSQL, [`Catalog::record`] serialises the change feed.
-    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+    pub(super) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
         Ok(match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
@@ -203,7 +203,7 @@ impl Catalog {
     }
 
     /// Appends to the change feed inside the caller's transaction; publish after commit.
-    pub(crate) async fn record(
+    pub(super) async fn record(
         &self,
         tx: &mut sqlx::AnyConnection,
         object: &str,
@@ -252,7 +252,7 @@ impl Catalog {
         })
     }
 
-    pub(crate) fn publish(&self, changes: impl IntoIterator<Item = Change>) {
+    pub(super) fn publish(&self, changes: impl IntoIterator<Item = Change>) {
         for c in changes {
             // No subscriber is not an error.
             let _ = self.events.send(c);

@@ -25,6 +25,14 @@ pub enum ConfigError {
         key: &'static str,
         message: String,
     },
+    /// A key the configuration's types refuse (an unknown key, a value of the wrong type),
+    /// named by its path.
+    #[error("{origin}: {key}: {message}")]
+    Refused {
+        origin: String,
+        key: String,
+        message: String,
+    },
     /// More than one key is wrong: each, one to a line.
     #[error("{}", lines(.0))]
     Several(Vec<ConfigError>),
@@ -557,8 +565,23 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> Result<ApplianceCo
 }
 
 /// Defaults → `file` → `env` as [`load`] reads them, not yet validated ([`problems`] says what
-/// is wrong; [`with_absolute_roots`] completes it).
+/// is wrong; [`with_absolute_roots`] completes it). Every key the types refuse is an error.
 pub fn read(file: Option<&Path>, env: &[(String, String)]) -> Result<ApplianceConfig, ConfigError> {
+    let (cfg, mut refused) = read_all(file, env)?;
+    match refused.len() {
+        0 => Ok(cfg),
+        1 => Err(refused.remove(0)),
+        _ => Err(ConfigError::Several(refused)),
+    }
+}
+
+/// [`read`], with every key the types refuse returned beside the configuration (each left at
+/// its default) instead of an error: `antenne validate` goes on to check the rest. `Err` only
+/// when the file cannot be read or is not TOML.
+pub fn read_all(
+    file: Option<&Path>,
+    env: &[(String, String)],
+) -> Result<(ApplianceConfig, Vec<ConfigError>), ConfigError> {
     let shown = file.map_or_else(|| "defaults".to_string(), |f| f.display().to_string());
     let mut table: toml::Table = match file {
         Some(f) => {
@@ -604,15 +627,20 @@ pub fn read(file: Option<&Path>, env: &[(String, String)]) -> Result<ApplianceCo
     } else {
         format!("{shown} + {}", from_env.join(", "))
     };
-    let mut cfg: ApplianceConfig =
-        toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse {
-                file: origin.clone(),
-                message: e.message().to_string(),
-            })?;
+    let refused = super::refused::refused::<ApplianceConfig>(&table, &toml::Table::new());
+    let taken = super::refused::without(&table, &refused);
+    // Keys refused only together leave nothing to take apart: the defaults are checked.
+    let mut cfg: ApplianceConfig = toml::Value::Table(taken).try_into().unwrap_or_default();
+    let refused = refused
+        .into_iter()
+        .map(|r| ConfigError::Refused {
+            origin: origin.clone(),
+            key: r.path,
+            message: r.why,
+        })
+        .collect();
     cfg.origin = origin;
-    Ok(cfg)
+    Ok((cfg, refused))
 }
 
 /// `cfg` with its relative ingest roots made absolute inside the data directory.

@@ -7,6 +7,7 @@ pub mod appliance;
 mod backend;
 pub mod delivery;
 pub mod playout;
+pub mod refused;
 pub mod storage;
 mod values;
 

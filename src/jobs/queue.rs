@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::catalog::assets::{AssetInput, NewFile};
-use crate::catalog::{Backend, Catalog, CatalogError, Change, Principal, Result};
+use crate::catalog::{Catalog, CatalogError, Hosted, Principal, Result, Write};
 
 pub const KINDS: &[&str] = &[
     "ingest",
@@ -211,16 +211,22 @@ pub fn backoff_ms(attempts: i64) -> i64 {
     (5_000i64 << exp).min(600_000)
 }
 
-/// The durable job queue. It lives in the catalog's database and writes to its change feed,
-/// but is its own type: the catalog knows nothing of jobs.
+/// The durable job queue. Its tables live in the catalog's database, reached through the
+/// handle the catalog gives for them ([`Hosted`]): its own statements on `jobs` and
+/// `job_logs`, the catalog's methods for what a job leaves on an asset and for the change
+/// feed. The catalog knows nothing of jobs.
 #[derive(Debug, Clone)]
 pub struct JobQueue {
     cat: Catalog,
+    db: Hosted,
 }
 
 impl JobQueue {
     pub fn new(catalog: Catalog) -> Self {
-        JobQueue { cat: catalog }
+        JobQueue {
+            db: catalog.hosted(),
+            cat: catalog,
+        }
     }
 
     /// The catalog the queue lives in.
@@ -236,29 +242,24 @@ impl JobQueue {
                 format!("{:?} is not one of {}", j.kind, KINDS.join(", ")),
             ));
         }
-        let mut tx = self.cat.begin().await?;
-        let Some((id, c)) = self.enqueue_in(&mut tx, j).await? else {
-            tx.commit().await?;
-            return Ok(None);
-        };
-        tx.commit().await?;
-        self.cat.publish([c]);
-        Ok(Some(self.job(id).await?))
+        let mut w = self.db.write().await?;
+        let id = self.enqueue_in(&mut w, j).await?;
+        w.commit().await?;
+        match id {
+            Some(id) => Ok(Some(self.job(id).await?)),
+            None => Ok(None),
+        }
     }
 
     /// Queues a job inside the caller's transaction; `None` when its idempotency key was used.
-    pub(crate) async fn enqueue_in(
-        &self,
-        tx: &mut sqlx::AnyConnection,
-        j: &NewJob,
-    ) -> Result<Option<(i64, Change)>> {
+    async fn enqueue_in(&self, w: &mut Write, j: &NewJob) -> Result<Option<i64>> {
         if !KINDS.contains(&j.kind.as_str()) {
             return Err(CatalogError::invalid(
                 "kind",
                 format!("{:?} is not one of {}", j.kind, KINDS.join(", ")),
             ));
         }
-        let now = self.cat.now_ms();
+        let now = self.db.now_ms();
         let r = sqlx::query(
             "INSERT INTO jobs (kind, state, priority, max_attempts, run_after_ms, asset_id, workflow, \
              idempotency_key, params, created_ms, updated_ms, gpu_only) VALUES ($1, 'queued', $2, $3, $4, $5, \
@@ -273,73 +274,34 @@ impl JobQueue {
         .bind(j.idempotency_key.as_deref())
         .bind(j.params.to_string())
         .bind(i64::from(j.gpu_only))
-        .fetch_optional(&mut *tx)
+        .fetch_optional(w.conn())
         .await?;
         let Some(r) = r else { return Ok(None) };
         let id: i64 = r.try_get(0)?;
-        let c = self
-            .cat
-            .record(tx, "job", id, "created", j.asset_id)
-            .await?;
-        Ok(Some((id, c)))
+        w.record("job", id, "created", j.asset_id).await?;
+        Ok(Some(id))
     }
 
     /// What follows a step's success, inside the transaction that records it.
-    async fn then_in(
-        &self,
-        tx: &mut sqlx::AnyConnection,
-        asset_id: Option<i64>,
-        then: &Then,
-    ) -> Result<Vec<Change>> {
+    async fn then_in(&self, w: &mut Write, asset_id: Option<i64>, then: &Then) -> Result<()> {
         if !matches!(then, Then::Nothing) {
             fault_point("step_success");
         }
-        Ok(match then {
-            Then::Nothing => Vec::new(),
-            Then::Enqueue(j) => self
-                .enqueue_in(tx, j)
-                .await?
-                .map(|(_, c)| c)
-                .into_iter()
-                .collect(),
-            Then::Status { to, from } => match asset_id {
-                Some(a) => self.status_in(tx, a, to, from).await?.into_iter().collect(),
-                None => Vec::new(),
-            },
-        })
+        self.start_in(w, asset_id, then).await
     }
 
-    /// Sets an asset's status inside the caller's transaction, when it is one of `from` (any
-    /// but `purged` when `from` is empty); the change when it was set.
-    pub(crate) async fn status_in(
-        &self,
-        tx: &mut sqlx::AnyConnection,
-        asset_id: i64,
-        to: &str,
-        from: &[String],
-    ) -> Result<Option<Change>> {
-        let cur = sqlx::query("SELECT status FROM assets WHERE id = $1")
-            .bind(asset_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(cur) = cur else { return Ok(None) };
-        let cur: String = cur.try_get(0)?;
-        if cur == "purged" || cur == to || !(from.is_empty() || from.contains(&cur)) {
-            return Ok(None);
+    /// A workflow's next step queued, or its end recorded on the asset.
+    async fn start_in(&self, w: &mut Write, asset_id: Option<i64>, then: &Then) -> Result<()> {
+        match (then, asset_id) {
+            (Then::Enqueue(j), _) => {
+                self.enqueue_in(w, j).await?;
+            }
+            (Then::Status { to, from }, Some(a)) => {
+                w.set_status(a, to, from).await?;
+            }
+            (Then::Nothing, _) | (Then::Status { .. }, None) => {}
         }
-        sqlx::query(
-            "UPDATE assets SET status = $2, version = version + 1, updated_ms = $3 WHERE id = $1",
-        )
-        .bind(asset_id)
-        .bind(to)
-        .bind(self.cat.now_ms())
-        .execute(&mut *tx)
-        .await?;
-        Ok(Some(
-            self.cat
-                .record(tx, "asset", asset_id, "updated", Some(asset_id))
-                .await?,
-        ))
+        Ok(())
     }
 
     /// The verification of an asset's renditions (for a caller who may read it): each
@@ -400,11 +362,9 @@ impl JobQueue {
     /// Sets an asset's status when it is one of `from` (a job that failed for good).
     pub async fn set_status_if(&self, asset_id: i64, to: &str, from: &[&str]) -> Result<()> {
         let from: Vec<String> = from.iter().map(|s| s.to_string()).collect();
-        let mut tx = self.cat.begin().await?;
-        let c = self.status_in(&mut tx, asset_id, to, &from).await?;
-        tx.commit().await?;
-        self.cat.publish(c);
-        Ok(())
+        let mut w = self.db.write().await?;
+        w.set_status(asset_id, to, &from).await?;
+        w.commit().await
     }
 
     /// What a succeeded ingest job made: the asset, its source file, the job's new state and
@@ -421,40 +381,16 @@ impl JobQueue {
         result: &Value,
         then: impl FnOnce(i64, &str, i64) -> Then,
     ) -> Result<(i64, i64)> {
-        self.cat.check_input(who, i, true)?;
-        let mut tx = self.cat.begin().await?;
-        if let Some(ids) = self.cat.same_content(&mut tx, &f.sha256).await? {
-            return Err(CatalogError::Duplicate { ids: Some(ids) });
-        }
-        let id = self.cat.insert_asset(&mut tx, who, i, None).await?;
-        let mut changes = vec![
-            self.cat
-                .record(&mut tx, "asset", id, "created", Some(id))
-                .await?,
-        ];
-        let (fid, c) = self.cat.insert_file(&mut tx, id, f).await?;
-        changes.push(c);
+        let mut w = self.db.write().await?;
+        let (id, house_id, fid) = w.new_asset(who, i, f).await?;
         let mut result = result.clone();
         result["asset_id"] = Value::from(id);
         result["file_id"] = Value::from(fid);
-        let Some(c) = self
-            .succeed_in(&mut tx, job_id, worker, &result, Some(id))
-            .await?
-        else {
-            return Err(CatalogError::Conflict(format!(
-                "job {job_id} is no longer running here"
-            )));
-        };
-        changes.push(c);
-        let house_id: String = sqlx::query("SELECT house_id FROM assets WHERE id = $1")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
+        self.succeed_in(&mut w, job_id, worker, &result, Some(id))
+            .await?;
         let then = then(id, &house_id, fid);
-        changes.extend(self.then_in(&mut tx, Some(id), &then).await?);
-        tx.commit().await?;
-        self.cat.publish(changes);
+        self.then_in(&mut w, Some(id), &then).await?;
+        w.commit().await?;
         Ok((id, fid))
     }
 
@@ -471,61 +407,33 @@ impl JobQueue {
         result: &Value,
         then: &Then,
     ) -> Result<()> {
-        let mut tx = self.cat.begin().await?;
-        let mut changes = Vec::new();
+        let mut w = self.db.write().await?;
         if let Some(a) = asset_id {
             for f in files {
-                changes.push(self.cat.insert_file(&mut tx, a, f).await?.1);
+                w.add_file(a, f).await?;
             }
             if let Some(st) = status {
-                changes.extend(self.status_in(&mut tx, a, st, &[]).await?);
+                w.set_status(a, st, &[]).await?;
             }
         }
-        let Some(c) = self
-            .succeed_in(&mut tx, job_id, worker, result, asset_id)
-            .await?
-        else {
-            return Err(CatalogError::Conflict(format!(
-                "job {job_id} is no longer running here"
-            )));
-        };
-        changes.push(c);
-        changes.extend(self.then_in(&mut tx, asset_id, then).await?);
-        tx.commit().await?;
-        self.cat.publish(changes);
-        Ok(())
+        self.succeed_in(&mut w, job_id, worker, result, asset_id)
+            .await?;
+        self.then_in(&mut w, asset_id, then).await?;
+        w.commit().await
     }
 
     /// A workflow's step queued (or its end recorded) on its own, outside a job's success (a
     /// schedule, or the API starting a run).
     pub async fn start_step(&self, asset_id: Option<i64>, then: &Then) -> Result<()> {
-        let mut tx = self.cat.begin().await?;
-        let changes = match then {
-            Then::Nothing => Vec::new(),
-            Then::Enqueue(j) => self
-                .enqueue_in(&mut tx, j)
-                .await?
-                .map(|(_, c)| c)
-                .into_iter()
-                .collect(),
-            Then::Status { to, from } => match asset_id {
-                Some(a) => self
-                    .status_in(&mut tx, a, to, from)
-                    .await?
-                    .into_iter()
-                    .collect(),
-                None => Vec::new(),
-            },
-        };
-        tx.commit().await?;
-        self.cat.publish(changes);
-        Ok(())
+        let mut w = self.db.write().await?;
+        self.start_in(&mut w, asset_id, then).await?;
+        w.commit().await
     }
 
     pub async fn job(&self, id: i64) -> Result<Job> {
         let r = sqlx::query("SELECT * FROM jobs WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.cat.pool)
+            .fetch_optional(self.db.pool())
             .await?
             .ok_or_else(|| CatalogError::NotFound(format!("job {id}")))?;
         job_of(&r)
@@ -544,7 +452,7 @@ impl JobQueue {
         .bind(f.workflow.clone().unwrap_or_default())
         .bind(f.after.unwrap_or(0))
         .bind(limit)
-        .fetch_all(&self.cat.pool)
+        .fetch_all(self.db.pool())
         .await?;
         rows.iter().map(job_of).collect()
     }
@@ -558,7 +466,7 @@ impl JobQueue {
         gpu_only: bool,
         lane: Lane,
     ) -> Result<Option<Job>> {
-        let now = self.cat.now_ms();
+        let now = self.db.now_ms();
         let light = LIGHT_KINDS
             .iter()
             .map(|k| format!("'{k}'"))
@@ -570,10 +478,7 @@ impl JobQueue {
             (false, Lane::Light) => format!("AND kind IN ({light}) "),
             (false, Lane::Heavy) => format!("AND kind NOT IN ({light}) "),
         };
-        let lock = match self.cat.backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
+        let lock = self.db.skip_locked();
         let pick = format!(
             "SELECT id FROM jobs WHERE state = 'queued' AND run_after_ms <= $1 {only}\
              ORDER BY priority DESC, id LIMIT 1{lock}"
@@ -584,24 +489,20 @@ impl JobQueue {
              placed = 'cpu' \
              WHERE id = ({pick}) RETURNING id, asset_id"
         );
-        let mut tx = self.cat.begin().await?;
+        let mut w = self.db.write().await?;
         let r = sqlx::query(AssertSqlSafe(sql))
             .bind(now)
             .bind(worker)
             .bind(now + lease_ms)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(w.conn())
             .await?;
         let Some(r) = r else {
-            tx.commit().await?;
+            w.commit().await?;
             return Ok(None);
         };
         let id: i64 = r.try_get(0)?;
-        let c = self
-            .cat
-            .record(&mut tx, "job", id, "updated", r.try_get(1)?)
-            .await?;
-        tx.commit().await?;
-        self.cat.publish([c]);
+        w.record("job", id, "updated", r.try_get(1)?).await?;
+        w.commit().await?;
         Ok(Some(self.job(id).await?))
     }
 
@@ -615,8 +516,8 @@ impl JobQueue {
         lease_ms: i64,
         announce: bool,
     ) -> Result<bool> {
-        let now = self.cat.now_ms();
-        let mut tx = self.cat.begin().await?;
+        let now = self.db.now_ms();
+        let mut w = self.db.write().await?;
         let n = sqlx::query(
             "UPDATE jobs SET progress = $3, fps = $4, speed = $5, eta_s = $6, lease_until_ms = $7, \
              updated_ms = $8 WHERE id = $1 AND worker = $2 AND state = 'running'",
@@ -629,19 +530,13 @@ impl JobQueue {
         .bind(eta_s)
         .bind(now + lease_ms)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(w.conn())
         .await?
         .rows_affected();
-        let mut changes = Vec::new();
         if n > 0 && announce {
-            changes.push(
-                self.cat
-                    .record(&mut tx, "job", id, "progress", None)
-                    .await?,
-            );
+            w.record("job", id, "progress", None).await?;
         }
-        tx.commit().await?;
-        self.cat.publish(changes);
+        w.commit().await?;
         Ok(n > 0)
     }
 
@@ -649,7 +544,7 @@ impl JobQueue {
     pub async fn job_by_key(&self, key: &str) -> Result<Option<i64>> {
         let r = sqlx::query("SELECT id FROM jobs WHERE idempotency_key = $1")
             .bind(key)
-            .fetch_optional(&self.cat.pool)
+            .fetch_optional(self.db.pool())
             .await?;
         Ok(match r {
             Some(r) => Some(r.try_get(0)?),
@@ -666,7 +561,7 @@ impl JobQueue {
         )
         .bind(asset_id)
         .bind(workflow)
-        .fetch_optional(&self.cat.pool)
+        .fetch_optional(self.db.pool())
         .await?;
         Ok(r.is_some())
     }
@@ -680,7 +575,7 @@ impl JobQueue {
         )
         .bind(id)
         .bind(worker)
-        .execute(&self.cat.pool)
+        .execute(self.db.pool())
         .await?;
         Ok(())
     }
@@ -691,7 +586,7 @@ impl JobQueue {
             .bind(id)
             .bind(worker)
             .bind(placed)
-            .execute(&self.cat.pool)
+            .execute(self.db.pool())
             .await?;
         Ok(())
     }
@@ -705,7 +600,7 @@ impl JobQueue {
         sqlx::query("UPDATE jobs SET params = $2 WHERE id = $1")
             .bind(id)
             .bind(params.to_string())
-            .execute(&self.cat.pool)
+            .execute(self.db.pool())
             .await?;
         Ok(())
     }
@@ -714,10 +609,10 @@ impl JobQueue {
         let message: String = message.chars().take(4000).collect();
         sqlx::query("INSERT INTO job_logs (job_id, ts_ms, level, message) VALUES ($1, $2, $3, $4)")
             .bind(id)
-            .bind(self.cat.now_ms())
+            .bind(self.db.now_ms())
             .bind(level)
             .bind(message.replace('\0', ""))
-            .execute(&self.cat.pool)
+            .execute(self.db.pool())
             .await?;
         Ok(())
     }
@@ -734,7 +629,7 @@ impl JobQueue {
         .bind(id)
         .bind(after)
         .bind(limit)
-        .fetch_all(&self.cat.pool)
+        .fetch_all(self.db.pool())
         .await?;
         rows.iter()
             .map(|r| {
@@ -749,15 +644,16 @@ impl JobQueue {
     }
 
     /// Marks a running job succeeded inside the caller's transaction (with what it produced).
-    pub(crate) async fn succeed_in(
+    /// The job no longer running here is a conflict: its outcome is not this worker's to say.
+    async fn succeed_in(
         &self,
-        tx: &mut sqlx::AnyConnection,
+        w: &mut Write,
         id: i64,
         worker: &str,
         result: &Value,
         asset_id: Option<i64>,
-    ) -> Result<Option<Change>> {
-        let now = self.cat.now_ms();
+    ) -> Result<()> {
+        let now = self.db.now_ms();
         let n = sqlx::query(
             "UPDATE jobs SET state = 'succeeded', result = $3, progress = 100, finished_ms = $4, \
              updated_ms = $4, lease_until_ms = NULL, asset_id = COALESCE($5, asset_id) \
@@ -768,15 +664,15 @@ impl JobQueue {
         .bind(result.to_string())
         .bind(now)
         .bind(asset_id)
-        .execute(&mut *tx)
+        .execute(w.conn())
         .await?
         .rows_affected();
         if n == 0 {
-            return Ok(None);
+            return Err(CatalogError::Conflict(format!(
+                "job {id} is no longer running here"
+            )));
         }
-        Ok(Some(
-            self.cat.record(tx, "job", id, "updated", asset_id).await?,
-        ))
+        w.record("job", id, "updated", asset_id).await
     }
 
     /// A failed attempt: queued again after a backoff while attempts remain and `retry`, else
@@ -811,28 +707,27 @@ impl JobQueue {
     /// A failed attempt with what it leaves behind (files that passed, a result, new
     /// parameters, the asset's status when it fails for good), in one transaction.
     pub async fn fail_step(&self, id: i64, worker: &str, f: &Failing<'_>) -> Result<Job> {
-        let now = self.cat.now_ms();
-        let mut tx = self.cat.begin().await?;
+        let now = self.db.now_ms();
+        let mut w = self.db.write().await?;
         let r = sqlx::query("SELECT attempts, max_attempts, asset_id FROM jobs WHERE id = $1 AND worker = $2 AND state = 'running'")
             .bind(id)
             .bind(worker)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(w.conn())
             .await?;
         let Some(r) = r else {
-            tx.commit().await?;
+            w.commit().await?;
             return self.job(id).await;
         };
         let attempts: i64 = r.try_get(0)?;
         let max: i64 = r.try_get(1)?;
         let asset_id: Option<i64> = r.try_get(2)?;
         let again = f.retry && attempts < max;
-        let mut changes = Vec::new();
         if let Some(a) = asset_id {
             for file in f.files {
-                changes.push(self.cat.insert_file(&mut tx, a, file).await?.1);
+                w.add_file(a, file).await?;
             }
             if let (false, Some(st)) = (again, f.status_if_failed) {
-                changes.extend(self.status_in(&mut tx, a, st, &[]).await?);
+                w.set_status(a, st, &[]).await?;
             }
         }
         sqlx::query(
@@ -861,15 +756,10 @@ impl JobQueue {
         .bind((!again).then_some(now))
         .bind(f.result.map(Value::to_string))
         .bind(f.params.map(Value::to_string))
-        .execute(&mut *tx)
+        .execute(w.conn())
         .await?;
-        changes.push(
-            self.cat
-                .record(&mut tx, "job", id, "updated", asset_id)
-                .await?,
-        );
-        tx.commit().await?;
-        self.cat.publish(changes);
+        w.record("job", id, "updated", asset_id).await?;
+        w.commit().await?;
         self.job(id).await
     }
 
@@ -882,22 +772,22 @@ impl JobQueue {
              AND idempotency_key NOT LIKE '%#failed-job-%'",
         )
         .bind(id)
-        .execute(&self.cat.pool)
+        .execute(self.db.pool())
         .await?;
         Ok(())
     }
 
     /// Cancels a queued or running job (a running one's worker is stopped by its supervisor).
     pub async fn cancel_job(&self, id: i64) -> Result<Job> {
-        let now = self.cat.now_ms();
-        let mut tx = self.cat.begin().await?;
+        let now = self.db.now_ms();
+        let mut w = self.db.write().await?;
         let n = sqlx::query(
             "UPDATE jobs SET state = 'cancelled', updated_ms = $2, finished_ms = $2, lease_until_ms = NULL \
              WHERE id = $1 AND state IN ('queued', 'running')",
         )
         .bind(id)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(w.conn())
         .await?
         .rows_affected();
         if n == 0 {
@@ -907,23 +797,22 @@ impl JobQueue {
                 j.state
             )));
         }
-        let c = self.cat.record(&mut tx, "job", id, "updated", None).await?;
-        tx.commit().await?;
-        self.cat.publish([c]);
+        w.record("job", id, "updated", None).await?;
+        w.commit().await?;
         self.job(id).await
     }
 
     /// Queues a failed or cancelled job again, with one more attempt allowed.
     pub async fn retry_job(&self, id: i64) -> Result<Job> {
-        let now = self.cat.now_ms();
-        let mut tx = self.cat.begin().await?;
+        let now = self.db.now_ms();
+        let mut w = self.db.write().await?;
         let n = sqlx::query(
             "UPDATE jobs SET state = 'queued', run_after_ms = $2, updated_ms = $2, finished_ms = NULL, \
              max_attempts = attempts + 1, error = '' WHERE id = $1 AND state IN ('failed', 'cancelled')",
         )
         .bind(id)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(w.conn())
         .await?
         .rows_affected();
         if n == 0 {
@@ -933,9 +822,8 @@ impl JobQueue {
                 j.state
             )));
         }
-        let c = self.cat.record(&mut tx, "job", id, "updated", None).await?;
-        tx.commit().await?;
-        self.cat.publish([c]);
+        w.record("job", id, "updated", None).await?;
+        w.commit().await?;
         self.job(id).await
     }
 
@@ -943,12 +831,9 @@ impl JobQueue {
     /// appliance starting again): queued again, the attempt counted; those with no attempt
     /// left fail for good and are returned, for their sources and assets to be settled.
     pub async fn recover_jobs(&self, worker_prefix: Option<&str>) -> Result<Recovered> {
-        let now = self.cat.now_ms();
-        let mut tx = self.cat.begin().await?;
-        let lock = match self.cat.backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
+        let now = self.db.now_ms();
+        let mut w = self.db.write().await?;
+        let lock = self.db.skip_locked();
         let sql = format!(
             "SELECT id, attempts, max_attempts, asset_id FROM jobs WHERE state = 'running' \
              AND (lease_until_ms < $1 OR ($2 <> '' AND worker LIKE $3)){lock}"
@@ -957,11 +842,10 @@ impl JobQueue {
             .bind(now)
             .bind(worker_prefix.unwrap_or(""))
             .bind(format!("{}%", worker_prefix.unwrap_or("")))
-            .fetch_all(&mut *tx)
+            .fetch_all(w.conn())
             .await?;
         let mut out = Recovered::default();
         let mut failed = Vec::new();
-        let mut changes = Vec::new();
         for r in &rows {
             let id: i64 = r.try_get(0)?;
             let attempts: i64 = r.try_get(1)?;
@@ -982,25 +866,20 @@ impl JobQueue {
             })
             .bind(now)
             .bind((!again).then_some(now))
-            .execute(&mut *tx)
+            .execute(w.conn())
             .await?
             .rows_affected();
             if n == 0 {
                 continue;
             }
-            changes.push(
-                self.cat
-                    .record(&mut tx, "job", id, "updated", r.try_get(3)?)
-                    .await?,
-            );
+            w.record("job", id, "updated", r.try_get(3)?).await?;
             if again {
                 out.requeued += 1;
             } else {
                 failed.push(id);
             }
         }
-        tx.commit().await?;
-        self.cat.publish(changes);
+        w.commit().await?;
         for id in failed {
             out.failed.push(self.job(id).await?);
         }
@@ -1010,7 +889,7 @@ impl JobQueue {
     /// Jobs per state, for metrics.
     pub async fn job_counts(&self) -> Result<Vec<(String, i64)>> {
         let rows = sqlx::query("SELECT state, COUNT(*) FROM jobs GROUP BY state")
-            .fetch_all(&self.cat.pool)
+            .fetch_all(self.db.pool())
             .await?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))

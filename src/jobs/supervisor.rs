@@ -802,84 +802,114 @@ impl Supervisor {
         placed: &Placement,
         stopping: CancellationToken,
     ) {
-        let prepared = self.prepare(&mut job, &worker).await;
-        let outcome = if let Err(outcome) = prepared {
-            outcome
-        } else if job.kind == "noop" && job.params.as_object().is_none_or(|o| o.is_empty()) {
-            // Nothing to isolate: the scheduler's own cost.
-            Outcome::Done(json!({"ok": true}))
-        } else if job.kind == "purge" {
-            // Catalog work and unlinks, no media to decode: done here.
-            match job.asset_id {
-                Some(a) => match self.catalog.purge_by_workflow(a).await {
-                    Ok(paths) => {
-                        let n =
-                            crate::storage::remove_stored(&self.settings.media_dir, paths).await;
-                        Outcome::Done(json!({"purged": a, "files_removed": n}))
-                    }
-                    Err(e) => Outcome::Failed(e.to_string(), true, Fault::Internal),
-                },
-                None => Outcome::Failed("purge: no asset".into(), false, Fault::Internal),
-            }
-        } else {
-            self.spawn_worker(&job, &worker, placed, &stopping).await
+        let outcome = match self.prepare(&mut job, &worker).await {
+            Err(outcome) => outcome,
+            Ok(()) => self.execute(&job, &worker, placed, &stopping).await,
         };
-        let id = job.id;
         let device_failed = against_gpu(&outcome, placed);
         if !matches!(outcome, Outcome::Cancelled) {
-            let why = match &outcome {
-                Outcome::Failed(e, ..) | Outcome::Lost(e) => e.as_str(),
-                _ => "",
-            };
-            let out = self.pool().outcome(placed, device_failed, why);
-            if let Some(reason) = out {
-                let gpu = placed.name().to_string();
-                tracing::error!(gpu = %gpu, %reason, "GPU taken out of rotation: its jobs go elsewhere");
-                metrics::gauge!("antenne_gpu_in_rotation", "gpu" => gpu.clone()).set(0.0);
-                let _ = self
-                    .queue
-                    .job_log(
-                        id,
-                        "error",
-                        &format!("GPU {gpu} taken out of rotation: {reason}"),
-                    )
-                    .await;
-            }
-        }
-        if device_failed {
-            // The next attempt goes to another GPU or the CPU, at once.
-            let mut avoid = job.params["avoid_gpus"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            avoid.push(json!(placed.name()));
-            let _ = self
-                .queue
-                .set_job_param(id, "avoid_gpus", json!(avoid))
+            self.tell_pool(job.id, placed, &outcome, device_failed)
                 .await;
         }
-        let res = match outcome {
-            Outcome::Done(result) => self.complete(&job, &worker, result).await,
+        if device_failed {
+            self.avoid_gpu(&job, placed).await;
+        }
+        if let Err(e) = self
+            .record_outcome(&job, &worker, placed, outcome, device_failed)
+            .await
+        {
+            tracing::error!(job = job.id, error = %e, "jobs: cannot record the outcome");
+        }
+    }
+
+    /// Runs `job`: in a worker process, or here for what has no media to decode.
+    async fn execute(
+        &self,
+        job: &Job,
+        worker: &str,
+        placed: &Placement,
+        stopping: &CancellationToken,
+    ) -> Outcome {
+        if job.kind == "noop" && job.params.as_object().is_none_or(|o| o.is_empty()) {
+            // Nothing to isolate: the scheduler's own cost.
+            return Outcome::Done(json!({"ok": true}));
+        }
+        if job.kind != "purge" {
+            return self.spawn_worker(job, worker, placed, stopping).await;
+        }
+        // Catalog work and unlinks, no media to decode: done here.
+        let Some(a) = job.asset_id else {
+            return Outcome::Failed("purge: no asset".into(), false, Fault::Internal);
+        };
+        match self.catalog.purge_by_workflow(a).await {
+            Ok(paths) => {
+                let n = crate::storage::remove_stored(&self.settings.media_dir, paths).await;
+                Outcome::Done(json!({"purged": a, "files_removed": n}))
+            }
+            Err(e) => Outcome::Failed(e.to_string(), true, Fault::Internal),
+        }
+    }
+
+    /// Tells the pool how the job ended where it was placed; a GPU that fails too often is
+    /// taken out of rotation, and the job's log says so.
+    async fn tell_pool(&self, id: i64, placed: &Placement, outcome: &Outcome, device_failed: bool) {
+        let why = match outcome {
+            Outcome::Failed(e, ..) | Outcome::Lost(e) => e.as_str(),
+            _ => "",
+        };
+        let out = self.pool().outcome(placed, device_failed, why);
+        if let Some(reason) = out {
+            let gpu = placed.name().to_string();
+            tracing::error!(gpu = %gpu, %reason, "GPU taken out of rotation: its jobs go elsewhere");
+            metrics::gauge!("antenne_gpu_in_rotation", "gpu" => gpu.clone()).set(0.0);
+            let _ = self
+                .queue
+                .job_log(
+                    id,
+                    "error",
+                    &format!("GPU {gpu} taken out of rotation: {reason}"),
+                )
+                .await;
+        }
+    }
+
+    /// The job's next attempt goes to another GPU or the CPU.
+    async fn avoid_gpu(&self, job: &Job, placed: &Placement) {
+        let mut avoid = job.params["avoid_gpus"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        avoid.push(json!(placed.name()));
+        let _ = self
+            .queue
+            .set_job_param(job.id, "avoid_gpus", json!(avoid))
+            .await;
+    }
+
+    /// Records how the job ended; a device's failure is retried at once, elsewhere.
+    async fn record_outcome(
+        &self,
+        job: &Job,
+        worker: &str,
+        placed: &Placement,
+        outcome: Outcome,
+        device_failed: bool,
+    ) -> Result<(), CatalogError> {
+        match outcome {
+            Outcome::Done(result) => self.complete(job, worker, result).await,
             Outcome::Failed(e, _, _) | Outcome::Lost(e) if device_failed => {
                 let e = format!("on {}: {e}", placed.name());
-                self.failed_with(
-                    &job,
-                    &worker,
-                    Failing {
-                        error: &e,
-                        retry: true,
-                        delay_ms: Some(0),
-                        ..Default::default()
-                    },
-                )
-                .await
+                let f = Failing {
+                    error: &e,
+                    retry: true,
+                    delay_ms: Some(0),
+                    ..Default::default()
+                };
+                self.failed_with(job, worker, f).await
             }
-            Outcome::Failed(e, retry, _) => self.failed(&job, &worker, &e, retry).await,
-            Outcome::Lost(e) => self.failed(&job, &worker, &e, true).await,
+            Outcome::Failed(e, retry, _) => self.failed(job, worker, &e, retry).await,
+            Outcome::Lost(e) => self.failed(job, worker, &e, true).await,
             Outcome::Cancelled => Ok(()),
-        };
-        if let Err(e) = res {
-            tracing::error!(job = id, error = %e, "jobs: cannot record the outcome");
         }
     }
 
@@ -1293,94 +1323,71 @@ impl Supervisor {
         &self,
         job: &Job,
         worker: &str,
-        mut result: Value,
+        result: Value,
     ) -> Result<(), CatalogError> {
         let outputs = result["outputs"].as_array().cloned().unwrap_or_default();
-        let key = |o: &Value| {
-            format!(
-                "{}/{}",
-                o["profile"].as_str().unwrap_or("?"),
-                o["output"].as_str().unwrap_or("?")
-            )
+        let done = job.params["done"].as_array().cloned().unwrap_or_default();
+        let r = match Renditions::sort(&outputs, done) {
+            Ok(r) => r,
+            Err(e) => {
+                return self
+                    .failed(job, worker, &format!("worker result: {e}"), true)
+                    .await
+            }
         };
-        // A package is published whole: one failed rendition withholds the others.
-        let failed_packages: Vec<&str> = outputs
-            .iter()
-            .filter(|o| o["pass"] != true && o["package"] == true)
-            .filter_map(|o| o["profile"].as_str())
-            .collect();
-        let mut done: Vec<Value> = job.params["done"].as_array().cloned().unwrap_or_default();
-        let mut files = Vec::new();
-        let mut failed = Vec::new();
-        let mut withheld = Vec::new();
-        for o in &outputs {
-            let profile = o["profile"].as_str().unwrap_or_default();
-            if o["pass"] != true {
-                failed.push(o);
-                continue;
-            }
-            if failed_packages.contains(&profile) {
-                withheld.push(key(o));
-                continue;
-            }
-            let mut f: NewFile = match serde_json::from_value(o["file"].clone()) {
-                Ok(f) => f,
-                Err(e) => {
-                    return self
-                        .failed(job, worker, &format!("worker result: {e}"), true)
-                        .await
-                }
-            };
-            f.role = role_for(profile).into();
-            // The sheets of a storyboard have no verification report of their own to name it.
-            if f.profile.is_empty() {
-                f.profile = profile.to_string();
-            }
-            files.push(f);
-            // The further sheets of a storyboard.
-            for m in o["more_files"].as_array().into_iter().flatten() {
-                match serde_json::from_value::<NewFile>(m.clone()) {
-                    Ok(mut m) => {
-                        m.role = role_for(profile).into();
-                        if m.profile.is_empty() {
-                            m.profile = profile.to_string();
-                        }
-                        files.push(m);
-                    }
-                    Err(e) => {
-                        return self
-                            .failed(job, worker, &format!("worker result: {e}"), true)
-                            .await
-                    }
-                }
-            }
-            done.push(json!(key(o)));
+        if r.failed.is_empty() {
+            self.transcode_succeeded(job, worker, &r.files, &result)
+                .await
+        } else {
+            self.transcode_failed(job, worker, r, outputs.len(), result)
+                .await
         }
-        if failed.is_empty() {
-            // A retry that completes what was missing: the asset goes on as before it failed.
-            let back = match job.asset_id {
-                Some(a) => self.catalog.asset(&self.system, a).await.ok(),
-                None => None,
-            }
-            .filter(|a| a.status == "rendition_failed")
-            .map(|_| {
-                if job.params["run"].as_str().unwrap_or_default().is_empty() {
-                    "ingesting"
-                } else {
-                    "ready"
-                }
-            });
-            let then = self
-                .plan_next(job, &job.params, job.params["ctx"].clone(), &files, back)
-                .await?;
-            self.queue
-                .complete_for_job(job.asset_id, &files, back, job.id, worker, &result, &then)
-                .await?;
-            self.wake.notify_one();
-            return Ok(());
+    }
+
+    /// Every output registered: the asset goes on (a retry that completes what was missing
+    /// puts it back where it was before it failed).
+    async fn transcode_succeeded(
+        &self,
+        job: &Job,
+        worker: &str,
+        files: &[NewFile],
+        result: &Value,
+    ) -> Result<(), CatalogError> {
+        let back = match job.asset_id {
+            Some(a) => self.catalog.asset(&self.system, a).await.ok(),
+            None => None,
         }
-        let error = rendition_failures(&failed, outputs.len(), &withheld);
-        result["failed"] = json!(failed
+        .filter(|a| a.status == "rendition_failed")
+        .map(|_| {
+            if job.params["run"].as_str().unwrap_or_default().is_empty() {
+                "ingesting"
+            } else {
+                "ready"
+            }
+        });
+        let then = self
+            .plan_next(job, &job.params, job.params["ctx"].clone(), files, back)
+            .await?;
+        self.queue
+            .complete_for_job(job.asset_id, files, back, job.id, worker, result, &then)
+            .await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Some output failed its profile: the job fails for good with what passed registered
+    /// and remembered, the failed reports kept on its record.
+    async fn transcode_failed(
+        &self,
+        job: &Job,
+        worker: &str,
+        r: Renditions<'_>,
+        total: usize,
+        mut result: Value,
+    ) -> Result<(), CatalogError> {
+        let error = rendition_failures(&r.failed, total, &r.withheld);
+        result["failed"] = json!(r
+            .failed
             .iter()
             .map(|o| json!({
                 "profile": o["profile"],
@@ -1389,10 +1396,10 @@ impl Supervisor {
                 "report": o["verification"],
             }))
             .collect::<Vec<_>>());
-        result["registered"] = json!(files.iter().map(|f| f.path.clone()).collect::<Vec<_>>());
-        result["withheld"] = json!(withheld);
+        result["registered"] = json!(r.files.iter().map(|f| f.path.clone()).collect::<Vec<_>>());
+        result["withheld"] = json!(r.withheld);
         let mut params = job.params.clone();
-        params["done"] = json!(done);
+        params["done"] = json!(r.done);
         self.failed_with(
             job,
             worker,
@@ -1403,7 +1410,7 @@ impl Supervisor {
                 retry: false,
                 result: Some(&result),
                 params: Some(&params),
-                files: &files,
+                files: &r.files,
                 status_if_failed: Some("rendition_failed"),
                 ..Default::default()
             },
@@ -1434,27 +1441,7 @@ impl Supervisor {
         let kind = workflow
             .as_ref()
             .map_or("clip".to_string(), |w| w.asset_kind.clone());
-        // Each field by its type, whatever carried it; the log says where each went.
-        let side = crate::ingest::sidecar::typed(&sidecar["fields"]);
-        let mut input = asset_input(&side, &kind, &name);
-        if sidecar["fields"].is_object() {
-            let level = if side.unknown.is_empty() && side.invalid.is_empty() {
-                "info"
-            } else {
-                "warn"
-            };
-            let from = sidecar["file"].as_str().unwrap_or("sidecar");
-            let _ = self
-                .queue
-                .job_log(job.id, level, &format!("{from}: {}", side.summary()))
-                .await;
-        }
-        if let Some(e) = sidecar["error"].as_str() {
-            let _ = self
-                .queue
-                .job_log(job.id, "warn", &format!("sidecar unreadable: {e}"))
-                .await;
-        }
+        let (mut input, declared) = self.sidecar_input(job, &sidecar, &kind, &name).await;
         let has_steps = workflow.as_ref().is_some_and(|w| !w.steps.is_empty());
         input.status = Some(if has_steps { "ingesting" } else { "ready" }.into());
         // Where the source will be: moved first, so that the catalog records its final place.
@@ -1462,7 +1449,6 @@ impl Supervisor {
             file.path = now_at.display().to_string();
         }
         let source = file.clone();
-        let declared = Value::Object(side.fields.clone());
         let plan = |asset_id: i64, house_id: &str, file_id: i64| {
             let Some(w) = workflow.as_ref() else {
                 return Then::Nothing;
@@ -1505,6 +1491,39 @@ impl Supervisor {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// The new asset's metadata from an ingest's sidecar, each field by its type whatever
+    /// carried it, and the fields as declared (for QC); the job's log says where each went,
+    /// or why the sidecar could not be read.
+    async fn sidecar_input(
+        &self,
+        job: &Job,
+        sidecar: &Value,
+        kind: &str,
+        name: &str,
+    ) -> (AssetInput, Value) {
+        let side = crate::ingest::sidecar::typed(&sidecar["fields"]);
+        let input = asset_input(&side, kind, name);
+        if sidecar["fields"].is_object() {
+            let level = if side.unknown.is_empty() && side.invalid.is_empty() {
+                "info"
+            } else {
+                "warn"
+            };
+            let from = sidecar["file"].as_str().unwrap_or("sidecar");
+            let _ = self
+                .queue
+                .job_log(job.id, level, &format!("{from}: {}", side.summary()))
+                .await;
+        }
+        if let Some(e) = sidecar["error"].as_str() {
+            let _ = self
+                .queue
+                .job_log(job.id, "warn", &format!("sidecar unreadable: {e}"))
+                .await;
+        }
+        (input, Value::Object(side.fields))
     }
 
     /// Starts a workflow's steps on an asset already in the catalog (a schedule, or the API);
@@ -1660,7 +1679,42 @@ impl Supervisor {
         if let Some(t) = step.timeout_s {
             params["timeout_s"] = json!(t);
         }
-        let kind = match step.kind.as_str() {
+        let kind = self.step_params(w, i, step, asset, &mut params, ctx_qc);
+        // A declared destination says how often its deliveries are tried.
+        let max_attempts = step
+            .destination
+            .as_ref()
+            .and_then(|n| self.destinations.get()?.iter().find(|d| &d.name == n))
+            .and_then(|d| d.attempts)
+            .map_or(3, i64::from);
+        Then::Enqueue(NewJob {
+            kind: kind.into(),
+            priority: step.priority,
+            max_attempts,
+            asset_id: Some(asset_id),
+            workflow: w.name.clone(),
+            idempotency_key: Some(if run.is_empty() {
+                format!("wf:{}:{asset_id}:{i}", w.name)
+            } else {
+                format!("wf:{}:{run}:{asset_id}:{i}", w.name)
+            }),
+            gpu_only: self.needs(kind, &params).gpu_only(),
+            params,
+        })
+    }
+
+    /// What step `i` of `w` needs in its parameters beside the run's own; its job's kind.
+    fn step_params(
+        &self,
+        w: &Workflow,
+        i: usize,
+        step: &super::workflow::Step,
+        asset: &AssetFacts,
+        params: &mut Value,
+        ctx_qc: Value,
+    ) -> &'static str {
+        let asset_id = asset.id;
+        match step.kind.as_str() {
             "qc" => {
                 params["rules"] = serde_json::to_value(&w.qc).unwrap_or_default();
                 let mut declared = params["declared"].clone();
@@ -1720,29 +1774,74 @@ impl Supervisor {
                 params["to"] = json!(step.to);
                 "deliver"
             }
-        };
-        // A declared destination says how often its deliveries are tried.
-        let max_attempts = step
-            .destination
-            .as_ref()
-            .and_then(|n| self.destinations.get()?.iter().find(|d| &d.name == n))
-            .and_then(|d| d.attempts)
-            .map_or(3, i64::from);
-        Then::Enqueue(NewJob {
-            kind: kind.into(),
-            priority: step.priority,
-            max_attempts,
-            asset_id: Some(asset_id),
-            workflow: w.name.clone(),
-            idempotency_key: Some(if run.is_empty() {
-                format!("wf:{}:{asset_id}:{i}", w.name)
-            } else {
-                format!("wf:{}:{run}:{asset_id}:{i}", w.name)
-            }),
-            gpu_only: self.needs(kind, &params).gpu_only(),
-            params,
-        })
+        }
     }
+}
+
+/// A transcode's outputs sorted for the record.
+struct Renditions<'a> {
+    /// The files of the outputs that passed (a storyboard's every sheet).
+    files: Vec<NewFile>,
+    /// The outputs that failed their verification.
+    failed: Vec<&'a Value>,
+    /// `profile/output` of those that passed but are withheld with their failed package.
+    withheld: Vec<String>,
+    /// `profile/output` of every output registered so far, by this attempt or earlier ones.
+    done: Vec<Value>,
+}
+
+impl<'a> Renditions<'a> {
+    /// `outputs` as the worker reported them; `done` what earlier attempts registered.
+    fn sort(outputs: &'a [Value], done: Vec<Value>) -> Result<Self, serde_json::Error> {
+        let key = |o: &Value| {
+            format!(
+                "{}/{}",
+                o["profile"].as_str().unwrap_or("?"),
+                o["output"].as_str().unwrap_or("?")
+            )
+        };
+        // A package is published whole: one failed rendition withholds the others.
+        let failed_packages: Vec<&str> = outputs
+            .iter()
+            .filter(|o| o["pass"] != true && o["package"] == true)
+            .filter_map(|o| o["profile"].as_str())
+            .collect();
+        let mut r = Renditions {
+            files: Vec::new(),
+            failed: Vec::new(),
+            withheld: Vec::new(),
+            done,
+        };
+        for o in outputs {
+            let profile = o["profile"].as_str().unwrap_or_default();
+            if o["pass"] != true {
+                r.failed.push(o);
+            } else if failed_packages.contains(&profile) {
+                r.withheld.push(key(o));
+            } else {
+                r.files.extend(output_files(o, profile)?);
+                r.done.push(json!(key(o)));
+            }
+        }
+        Ok(r)
+    }
+}
+
+/// The files of one output that passed: its file and, for a storyboard, its further sheets,
+/// each with the role of its profile.
+fn output_files(o: &Value, profile: &str) -> Result<Vec<NewFile>, serde_json::Error> {
+    let mut files = vec![serde_json::from_value::<NewFile>(o["file"].clone())?];
+    for m in o["more_files"].as_array().into_iter().flatten() {
+        files.push(serde_json::from_value(m.clone())?);
+    }
+    for f in &mut files {
+        f.role = role_for(profile).into();
+        // The sheets of a storyboard have no verification report of their own to name it.
+        if f.profile.is_empty() {
+            f.profile = profile.to_string();
+        }
+    }
+    Ok(files)
 }
 
 /// The asset a next step is planned from.

@@ -342,6 +342,37 @@ pub fn load_all(dir: Option<&Path>, profiles: &[String]) -> Result<Vec<Workflow>
     }
 }
 
+/// A workflow file read: the workflow as taken, and every key its types refuse, each naming
+/// its path (with a mistake, the workflow is what reads without those keys, if anything).
+fn parse(file: &str, text: &str) -> (Option<Workflow>, Vec<WorkflowError>) {
+    let bad = |why: String| WorkflowError {
+        file: file.to_string(),
+        why,
+    };
+    let table: toml::Table = match toml::from_str(text) {
+        Ok(t) => t,
+        Err(e) => return (None, vec![bad(e.message().to_string())]),
+    };
+    // A name of its own lets each key be tried without the others.
+    let mut fill = toml::Table::new();
+    fill.insert("name".into(), toml::Value::String("workflow".into()));
+    let refused = crate::config::refused::refused::<Workflow>(&table, &fill);
+    let taken = toml::Value::Table(crate::config::refused::without(&table, &refused));
+    let mut errs: Vec<WorkflowError> = refused
+        .into_iter()
+        .map(|r| bad(format!("{}: {}", r.path, r.why)))
+        .collect();
+    match taken.try_into::<Workflow>() {
+        Ok(w) => (Some(w), errs),
+        Err(e) => {
+            if errs.is_empty() {
+                errs.push(bad(e.message().to_string()));
+            }
+            (None, errs)
+        }
+    }
+}
+
 /// The workflows that load, and every mistake of those that do not, file by file.
 pub fn load_each(dir: Option<&Path>, profiles: &[String]) -> (Vec<Workflow>, Vec<WorkflowError>) {
     let mut out: Vec<Workflow> = Vec::new();
@@ -367,18 +398,15 @@ pub fn load_each(dir: Option<&Path>, profiles: &[String]) -> (Vec<Workflow>, Vec
         }
     }
     for (file, text) in sources {
-        let w: Workflow = match toml::from_str(&text) {
-            Ok(w) => w,
-            Err(e) => {
-                errs.push(WorkflowError {
-                    file: file.clone(),
-                    why: e.message().to_string(),
-                });
-                continue;
-            }
+        let (w, refused) = parse(&file, &text);
+        let Some(w) = w else {
+            errs.extend(refused);
+            continue;
         };
+        // What was taken is checked too: every mistake of the file at once.
         let wrong = w.problems(&file, profiles);
-        if !wrong.is_empty() {
+        if !refused.is_empty() || !wrong.is_empty() {
+            errs.extend(refused);
             errs.extend(wrong);
             continue;
         }

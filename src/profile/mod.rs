@@ -383,10 +383,31 @@ pub fn parse(text: &str, file: &str) -> Result<Profile, ProfileError> {
         file: file.to_string(),
         message,
     };
-    let mut p: Profile = toml::from_str(text).map_err(|e| invalid(toml_message(&e)))?;
+    let mut p: Profile = toml::from_str(text).map_err(|e| invalid(refused_keys(text, &e)))?;
     p.source = file.to_string();
     validate(&p).map_err(invalid)?;
     Ok(p)
+}
+
+/// Every key of a profile's text that its types refuse, each with its path, where the text is
+/// TOML (else the parser's own message).
+fn refused_keys(text: &str, e: &toml::de::Error) -> String {
+    let Ok(table) = toml::from_str::<toml::Table>(text) else {
+        return toml_message(e);
+    };
+    // What every profile must have, so that each key can be tried without the others.
+    let mut fill = toml::Table::new();
+    fill.insert("name".into(), "profile".into());
+    fill.insert("outputs".into(), toml::Value::Array(Vec::new()));
+    let refused = crate::config::refused::refused::<Profile>(&table, &fill);
+    if refused.is_empty() {
+        return toml_message(e);
+    }
+    refused
+        .iter()
+        .map(|r| format!("{}: {}", r.path, r.why))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn toml_message(e: &toml::de::Error) -> String {
