@@ -16,38 +16,6 @@ use common::server::Server;
 use common::ts::{check, Limits};
 use serde_json::{json, Value};
 
-/// A small live TS profile (320x180) so that the test runs at real time on two shared cores.
-const SMALL_PROFILE: &str = r#"
-name = "live-test-180p"
-description = "Live test 320x180 H.264 CBR + AAC in a CBR TS"
-
-[[outputs]]
-name = "ts"
-container = "mpegts"
-muxrate = "1200k"
-
-[outputs.video]
-codec = "h264"
-width = 320
-height = 180
-frame_rate = "25/1"
-pix_fmt = "yuv420p"
-profile = "high"
-level = "4.0"
-rate_control = "cbr"
-bitrate = "600k"
-bufsize = "600k"
-gop_seconds = 1.0
-b_frames = 0
-preset = "ultrafast"
-
-[outputs.audio]
-codec = "aac"
-bitrate = "96k"
-sample_rate = 48000
-tracks = ["stereo"]
-"#;
-
 /// Waits for the output's next `switched` event; returns what it says (from, to, reason).
 fn wait_switch(rx: &mpsc::Receiver<Value>, id: i64, within: Duration) -> Value {
     let end = Instant::now() + within;
@@ -106,7 +74,11 @@ fn wait_bytes(rx: &Receiver, more: usize, within: Duration) {
 #[test]
 fn a_transcoding_output_fails_over_to_the_backup_then_the_slate_and_back() {
     let profiles = tempfile::tempdir().unwrap();
-    std::fs::write(profiles.path().join("live-test-180p.toml"), SMALL_PROFILE).unwrap();
+    std::fs::write(
+        profiles.path().join("live-test-180p.toml"),
+        common::live::LIVE_PROFILE_180P,
+    )
+    .unwrap();
     let s = Server::start(&[(
         "ANTENNE_TRANSCODE_PROFILES_DIR",
         profiles.path().display().to_string(),
@@ -389,7 +361,11 @@ tracks = ["stereo"]
 #[test]
 fn an_operator_switches_an_output_to_its_backup_and_back() {
     let profiles = tempfile::tempdir().unwrap();
-    std::fs::write(profiles.path().join("live-test-180p.toml"), SMALL_PROFILE).unwrap();
+    std::fs::write(
+        profiles.path().join("live-test-180p.toml"),
+        common::live::LIVE_PROFILE_180P,
+    )
+    .unwrap();
     let s = Server::start(&[(
         "ANTENNE_TRANSCODE_PROFILES_DIR",
         profiles.path().display().to_string(),

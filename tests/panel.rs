@@ -35,35 +35,6 @@ profiles = ["proxy"]
 when = "always"
 "#;
 
-/// A small live TS profile for the output with failover.
-const LIVE_PROFILE: &str = r#"
-name = "live-test-180p"
-description = "Live test 320x180 H.264 CBR + AAC in a CBR TS"
-[[outputs]]
-name = "ts"
-container = "mpegts"
-muxrate = "1200k"
-[outputs.video]
-codec = "h264"
-width = 320
-height = 180
-frame_rate = "25/1"
-pix_fmt = "yuv420p"
-profile = "high"
-level = "4.0"
-rate_control = "cbr"
-bitrate = "600k"
-bufsize = "600k"
-gop_seconds = 1.0
-b_frames = 0
-preset = "ultrafast"
-[outputs.audio]
-codec = "aac"
-bitrate = "96k"
-sample_rate = 48000
-tracks = ["stereo"]
-"#;
-
 fn start(dir: &Path) -> Server {
     let wf = dir.join("workflows");
     std::fs::create_dir_all(&wf).unwrap();
@@ -73,7 +44,11 @@ fn start(dir: &Path) -> Server {
     let nearline = dir.join("nearline");
     let profiles = dir.join("profiles");
     std::fs::create_dir_all(&profiles).unwrap();
-    std::fs::write(profiles.join("live-test-180p.toml"), LIVE_PROFILE).unwrap();
+    std::fs::write(
+        profiles.join("live-test-180p.toml"),
+        common::live::LIVE_PROFILE_180P,
+    )
+    .unwrap();
     Server::start(&[
         (
             "ANTENNE_TRANSCODE_PROFILES_DIR",

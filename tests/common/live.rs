@@ -194,3 +194,36 @@ impl Drop for Proc {
         let _ = self.0.wait();
     }
 }
+
+/// A small live profile (320x180 H.264 CBR + AAC in a CBR TS) the live tests run their outputs
+/// with, written as `live-test-180p.toml` in a profiles folder.
+pub const LIVE_PROFILE_180P: &str = r#"
+name = "live-test-180p"
+description = "Live test 320x180 H.264 CBR + AAC in a CBR TS"
+
+[[outputs]]
+name = "ts"
+container = "mpegts"
+muxrate = "1200k"
+
+[outputs.video]
+codec = "h264"
+width = 320
+height = 180
+frame_rate = "25/1"
+pix_fmt = "yuv420p"
+profile = "high"
+level = "4.0"
+rate_control = "cbr"
+bitrate = "600k"
+bufsize = "600k"
+gop_seconds = 1.0
+b_frames = 0
+preset = "ultrafast"
+
+[outputs.audio]
+codec = "aac"
+bitrate = "96k"
+sample_rate = 48000
+tracks = ["stereo"]
+"#;
